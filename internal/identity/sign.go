@@ -1,0 +1,109 @@
+package identity
+
+import (
+	"crypto/mldsa"
+	"crypto/sha256"
+	"fmt"
+)
+
+// Sizes of ML-DSA-65 encodings.
+const (
+	SigningSeedSize      = mldsa.PrivateKeySize
+	SigningPublicKeySize = mldsa.MLDSA65PublicKeySize
+	SignatureSize        = mldsa.MLDSA65SignatureSize
+)
+
+// SigningKey is an ML-DSA-65 private key.
+type SigningKey struct {
+	sk *mldsa.PrivateKey
+}
+
+// GenerateSigningKey returns a new random ML-DSA-65 key.
+func GenerateSigningKey() (*SigningKey, error) {
+	sk, err := mldsa.GenerateKey(mldsa.MLDSA65())
+	if err != nil {
+		return nil, fmt.Errorf("generate ML-DSA-65 key: %w", err)
+	}
+	return &SigningKey{sk: sk}, nil
+}
+
+// NewSigningKey expands a SigningSeedSize-byte seed into an ML-DSA-65 key.
+func NewSigningKey(seed []byte) (*SigningKey, error) {
+	if len(seed) != SigningSeedSize {
+		return nil, fmt.Errorf("ML-DSA seed is %d bytes, want %d", len(seed), SigningSeedSize)
+	}
+	sk, err := mldsa.NewPrivateKey(mldsa.MLDSA65(), seed)
+	if err != nil {
+		return nil, fmt.Errorf("invalid ML-DSA seed: %w", err)
+	}
+	return &SigningKey{sk: sk}, nil
+}
+
+// Sign signs msg under a context string that names what is being signed ("x0tta6bl4 certificate v1",
+// ...). Distinct contexts keep a signature made for one purpose from being valid for another.
+func (k *SigningKey) Sign(context string, msg []byte) ([]byte, error) {
+	sig, err := k.sk.Sign(nil, msg, &mldsa.Options{Context: context})
+	if err != nil {
+		return nil, fmt.Errorf("ML-DSA sign: %w", err)
+	}
+	return sig, nil
+}
+
+// Seed returns the private seed.
+func (k *SigningKey) Seed() []byte { return k.sk.Bytes() }
+
+// MLDSA returns the underlying key, for crypto/x509 and crypto/tls, which take it as a crypto.Signer.
+func (k *SigningKey) MLDSA() *mldsa.PrivateKey { return k.sk }
+
+// PublicKey returns the verification key.
+func (k *SigningKey) PublicKey() *VerifyKey { return &VerifyKey{pk: k.sk.PublicKey()} }
+
+// VerifyKey is an ML-DSA-65 public key.
+type VerifyKey struct {
+	pk *mldsa.PublicKey
+}
+
+// ParseVerifyKey decodes an ML-DSA-65 public key of exactly SigningPublicKeySize bytes.
+func ParseVerifyKey(b []byte) (*VerifyKey, error) {
+	if len(b) != SigningPublicKeySize {
+		return nil, fmt.Errorf("ML-DSA-65 public key is %d bytes, want %d", len(b), SigningPublicKeySize)
+	}
+	pk, err := mldsa.NewPublicKey(mldsa.MLDSA65(), b)
+	if err != nil {
+		return nil, fmt.Errorf("invalid ML-DSA-65 public key: %w", err)
+	}
+	return &VerifyKey{pk: pk}, nil
+}
+
+// Bytes returns the public key encoding.
+func (k *VerifyKey) Bytes() []byte { return k.pk.Bytes() }
+
+// MLDSA returns the underlying key.
+func (k *VerifyKey) MLDSA() *mldsa.PublicKey { return k.pk }
+
+// Verify checks sig over msg under the given context.
+func (k *VerifyKey) Verify(context string, msg, sig []byte) error {
+	if len(sig) != SignatureSize {
+		return fmt.Errorf("ML-DSA-65 signature is %d bytes, want %d", len(sig), SignatureSize)
+	}
+	if err := mldsa.Verify(k.pk, msg, sig, &mldsa.Options{Context: context}); err != nil {
+		return fmt.Errorf("ML-DSA-65 signature does not verify: %w", err)
+	}
+	return nil
+}
+
+// KeyID is the SHA-256 fingerprint of a signing public key, domain-separated.
+type KeyID [32]byte
+
+// ID returns the key's fingerprint.
+func (k *VerifyKey) ID() KeyID {
+	h := sha256.New()
+	h.Write([]byte("x0tta6bl4 key id v1\x00"))
+	h.Write(k.pk.Bytes())
+	var id KeyID
+	h.Sum(id[:0])
+	return id
+}
+
+// String returns the fingerprint in hex.
+func (id KeyID) String() string { return fmt.Sprintf("%x", id[:]) }
