@@ -1,0 +1,311 @@
+package session
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ErrIndexInUse: Install was given a local index that a live keypair of the session already uses.
+var ErrIndexInUse = errors.New("session: local index already in use")
+
+// Actions is the set of things Tick asks the owner to do.
+type Actions uint8
+
+const (
+	// ActionKeepalive: seal and send an empty packet (Seal(dst, nil, now)).
+	ActionKeepalive Actions = 1 << iota
+	// ActionRekey: run a handshake with the peer and Install its keys.
+	ActionRekey
+)
+
+// String returns a readable form such as "keepalive|rekey".
+func (a Actions) String() string {
+	switch a {
+	case 0:
+		return "none"
+	case ActionKeepalive:
+		return "keepalive"
+	case ActionRekey:
+		return "rekey"
+	case ActionKeepalive | ActionRekey:
+		return "keepalive|rekey"
+	}
+	return fmt.Sprintf("Actions(%#x)", uint8(a))
+}
+
+// Config configures a Session.
+type Config struct {
+	// Release, if non-nil, is called with the local index of every keypair the session discards
+	// (replaced, expired or closed), so the owner can free it in its IndexTable. It is called
+	// without any Session lock held, from the goroutine that called Install, Open, Tick or Close.
+	Release func(localIndex uint32)
+}
+
+// Session is the transport state shared with one peer: up to three keypairs (previous, current,
+// next) and the keepalive timer. Seal, Open and Tick are safe for concurrent use.
+type Session struct {
+	// Keypair slots. Writers hold mu and store in the order previous, current, next; readers
+	// (lookup) load in the order next, current, previous. Together this guarantees that a
+	// keypair moving between slots is always found by a concurrent reader.
+	previous, current, next atomic.Pointer[keypair]
+
+	mu     sync.Mutex // serialises Install, promote, Tick, Close
+	closed atomic.Bool
+
+	epoch time.Time
+	// recvPending is 1 + nanoseconds since epoch at which data was first received after our
+	// last send; 0 if nothing is pending.
+	recvPending atomic.Int64
+
+	nonces  sync.Pool // *[12]byte scratch nonces: interface calls make stack nonces escape
+	release func(uint32)
+}
+
+// New returns a session with no keypairs; Install the first handshake's keys before sealing.
+// now anchors the session's timers.
+func New(cfg Config, now time.Time) *Session {
+	s := &Session{epoch: now, release: cfg.Release}
+	s.nonces.New = func() any { return new([12]byte) }
+	return s
+}
+
+// Install adds the keys of a completed handshake (see docs/transport.md for the slot rules) and
+// wipes *k. After installing as initiator, call Tick: it reports ActionKeepalive until a packet
+// has been sealed under the new keys, so the responder can switch to them.
+func (s *Session) Install(k *Keys, now time.Time) error {
+	defer k.Wipe()
+	kp, err := newKeypair(k, now)
+	if err != nil {
+		return fmt.Errorf("session: install: %w", err)
+	}
+	var drop [3]*keypair
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		kp.wipe()
+		return ErrClosed
+	}
+	prev, cur, next := s.previous.Load(), s.current.Load(), s.next.Load()
+	for _, old := range [...]*keypair{prev, cur, next} {
+		if old != nil && old.localIndex == kp.localIndex {
+			s.mu.Unlock()
+			kp.wipe()
+			return fmt.Errorf("session: install index %#08x: %w", kp.localIndex, ErrIndexInUse)
+		}
+	}
+	if kp.initiator {
+		if next != nil {
+			// We had an unconfirmed responder keypair and completed our own handshake: the peer
+			// is using next, so keep it for receiving (WireGuard's rule).
+			s.previous.Store(next)
+			s.current.Store(kp)
+			s.next.Store(nil)
+			drop = [3]*keypair{prev, cur}
+		} else {
+			s.previous.Store(cur)
+			s.current.Store(kp)
+			drop = [3]*keypair{prev}
+		}
+	} else {
+		s.previous.Store(nil)
+		s.next.Store(kp)
+		drop = [3]*keypair{prev, next}
+	}
+	s.mu.Unlock()
+	s.discard(drop[:])
+	return nil
+}
+
+// discard wipes keypairs and reports their indices to the owner. Call without s.mu held.
+func (s *Session) discard(kps []*keypair) {
+	for _, kp := range kps {
+		if kp == nil {
+			continue
+		}
+		kp.wipe()
+		if s.release != nil {
+			s.release(kp.localIndex)
+		}
+	}
+}
+
+// Close wipes all keypairs; afterwards Seal, Open and Install fail.
+func (s *Session) Close() {
+	s.mu.Lock()
+	s.closed.Store(true)
+	drop := [...]*keypair{s.previous.Load(), s.current.Load(), s.next.Load()}
+	s.previous.Store(nil)
+	s.current.Store(nil)
+	s.next.Store(nil)
+	s.mu.Unlock()
+	s.discard(drop[:])
+}
+
+func (s *Session) lookup(index uint32) *keypair {
+	if kp := s.next.Load(); kp != nil && kp.localIndex == index {
+		return kp
+	}
+	if kp := s.current.Load(); kp != nil && kp.localIndex == index {
+		return kp
+	}
+	if kp := s.previous.Load(); kp != nil && kp.localIndex == index {
+		return kp
+	}
+	return nil
+}
+
+func (s *Session) nonce(counter uint64) *[12]byte {
+	n := s.nonces.Get().(*[12]byte)
+	n[0], n[1], n[2], n[3] = 0, 0, 0, 0
+	binary.LittleEndian.PutUint64(n[4:], counter)
+	return n
+}
+
+// Seal encrypts plaintext under the current keypair and appends the whole data packet
+// (header ‖ ciphertext ‖ tag) to dst, returning the extended slice. It does not allocate when
+// dst has room for len(plaintext)+MinPacketSize more bytes. plaintext may alias
+// dst[len(dst)+HeaderSize:] exactly (in-place sealing) but must not overlap dst otherwise.
+// An empty plaintext makes a keepalive. On error dst is returned unchanged.
+func (s *Session) Seal(dst, plaintext []byte, now time.Time) ([]byte, error) {
+	kp := s.current.Load()
+	if kp == nil {
+		if s.closed.Load() {
+			return dst, ErrClosed
+		}
+		return dst, ErrNoKey
+	}
+	if len(plaintext) > MaxPlaintextSize {
+		return dst, ErrTooLarge
+	}
+	c := kp.ciphers.Load()
+	if c == nil || kp.expired(now) {
+		return dst, ErrKeyExpired
+	}
+	// Load first so that a flood of Seal calls on an exhausted keypair cannot wrap the counter.
+	if kp.sendCounter.Load() >= RejectAfterMessages {
+		return dst, ErrCounterExhausted
+	}
+	ctr := kp.sendCounter.Add(1) - 1
+	if ctr >= RejectAfterMessages {
+		return dst, ErrCounterExhausted
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, MinPacketSize+len(plaintext))[:n+HeaderSize]
+	hdr := dst[n : n+HeaderSize]
+	DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.put(hdr)
+	nonce := s.nonce(ctr)
+	out := c.send.Seal(dst, nonce[:], plaintext, hdr)
+	s.nonces.Put(nonce)
+	if s.recvPending.Load() != 0 {
+		s.recvPending.Store(0)
+	}
+	return out, nil
+}
+
+// Open authenticates and decrypts a data packet in place and returns the plaintext, which
+// aliases packet[HeaderSize:]; an empty plaintext is a keepalive. After an error the contents of
+// packet are unspecified. Only packets that authenticate change the session's state.
+func (s *Session) Open(packet []byte, now time.Time) ([]byte, error) {
+	h, err := ParseDataHeader(packet)
+	if err != nil {
+		return nil, err
+	}
+	kp := s.lookup(h.Receiver)
+	if kp == nil {
+		return nil, ErrUnknownIndex
+	}
+	c := kp.ciphers.Load()
+	if c == nil || kp.expired(now) {
+		return nil, ErrKeyExpired
+	}
+	kp.replayMu.Lock()
+	fresh := kp.replay.check(h.Counter)
+	kp.replayMu.Unlock()
+	if !fresh {
+		return nil, ErrReplay
+	}
+	nonce := s.nonce(h.Counter)
+	body := packet[HeaderSize:]
+	pt, err := c.recv.Open(body[:0], nonce[:], body, packet[:HeaderSize])
+	s.nonces.Put(nonce)
+	if err != nil {
+		return nil, ErrAuth
+	}
+	kp.replayMu.Lock()
+	fresh = kp.replay.update(h.Counter)
+	kp.replayMu.Unlock()
+	if !fresh {
+		return nil, ErrReplay // a concurrent Open accepted the same packet first
+	}
+	if s.next.Load() == kp {
+		s.promote(kp)
+	}
+	if len(pt) > 0 && s.recvPending.Load() == 0 {
+		s.recvPending.CompareAndSwap(0, s.stamp(now))
+	}
+	return pt, nil
+}
+
+// promote makes next current once the peer has proven it uses it.
+func (s *Session) promote(kp *keypair) {
+	s.mu.Lock()
+	if s.next.Load() != kp {
+		s.mu.Unlock()
+		return
+	}
+	old := s.previous.Load()
+	s.previous.Store(s.current.Load())
+	s.current.Store(kp)
+	s.next.Store(nil)
+	s.mu.Unlock()
+	s.discard([]*keypair{old})
+}
+
+func (s *Session) stamp(now time.Time) int64 {
+	d := int64(now.Sub(s.epoch))
+	if d < 0 {
+		d = 0
+	}
+	return d + 1
+}
+
+// Tick runs the session's timers at now: it wipes keypairs older than RejectAfterTime and reports
+// what the owner should do. Call it about once a second and right after Install.
+func (s *Session) Tick(now time.Time) Actions {
+	var drop [3]*keypair
+	var a Actions
+	s.mu.Lock()
+	for i, slot := range [...]*atomic.Pointer[keypair]{&s.previous, &s.current, &s.next} {
+		if kp := slot.Load(); kp != nil && kp.expired(now) {
+			slot.Store(nil)
+			drop[i] = kp
+		}
+	}
+	cur := s.current.Load()
+	switch {
+	case s.closed.Load():
+	case cur == nil:
+		if s.next.Load() == nil {
+			a |= ActionRekey // nothing to send with and nothing on the way
+		}
+	default:
+		sent := cur.sendCounter.Load()
+		if sent >= RekeyAfterMessages || (cur.initiator && now.Sub(cur.created) >= RekeyAfterTime) {
+			a |= ActionRekey
+		}
+		if cur.initiator && sent == 0 {
+			a |= ActionKeepalive // confirm fresh keys to the responder
+		}
+		if p := s.recvPending.Load(); p != 0 && s.stamp(now)-p >= int64(KeepaliveTimeout) {
+			a |= ActionKeepalive
+		}
+	}
+	s.mu.Unlock()
+	s.discard(drop[:])
+	return a
+}
