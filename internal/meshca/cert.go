@@ -225,6 +225,12 @@ func (c *Certificate) sign(key *identity.SigningKey) error {
 	return nil
 }
 
+// fieldsMatchEncoding reports whether the exported fields still encode to the signed bytes.
+func (c *Certificate) fieldsMatchEncoding() bool {
+	tbsLen := len(c.raw) - 2 - len(c.Signature)
+	return tbsLen > 0 && bytes.Equal(c.tbs(), c.raw[:tbsLen])
+}
+
 // CheckSignature verifies the certificate's signature with the given CA key.
 func (c *Certificate) CheckSignature(ca *identity.VerifyKey) error {
 	tbsLen := len(c.raw) - 2 - len(c.Signature)

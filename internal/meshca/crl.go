@@ -165,16 +165,17 @@ func parseRevocationList(data []byte) (*RevocationList, error) {
 	l.Number = r.u64()
 	l.IssuedAt = time.Unix(int64(r.u64()), 0).UTC()
 	// Counts are checked against the bytes actually present before anything is allocated.
-	n := int(r.u32())
-	if n > MaxRevoked || n*serialSize > len(data)-r.off {
+	// Compared as uint32 before conversion: int(uint32) can be negative on 32-bit platforms.
+	n := r.u32()
+	if n > MaxRevoked || int(n)*serialSize > len(data)-r.off {
 		return nil, fmt.Errorf("serial count %d exceeds the data", n)
 	}
 	l.Serials = make([]Serial, n)
 	for i := range l.Serials {
 		copy(l.Serials[i][:], r.bytes(serialSize))
 	}
-	n = int(r.u32())
-	if n > MaxRevoked || n*32 > len(data)-r.off {
+	n = r.u32()
+	if n > MaxRevoked || int(n)*32 > len(data)-r.off {
 		return nil, fmt.Errorf("key count %d exceeds the data", n)
 	}
 	l.Keys = make([]identity.KeyID, n)

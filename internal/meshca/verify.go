@@ -106,6 +106,11 @@ func (v *Verifier) Verify(c *Certificate, now time.Time) error {
 	if c.Kind != KindNode {
 		return ErrNotNode
 	}
+	// The signature covers the encoding; make sure the fields checked below are the encoded ones, so a
+	// caller that edited a parsed certificate cannot get the edit accepted.
+	if !c.fieldsMatchEncoding() {
+		return fmt.Errorf("%w: fields differ from the signed encoding", ErrBadSignature)
+	}
 	v.mu.RLock()
 	root, ok := v.roots[c.Issuer]
 	crl := v.crls[c.Issuer]
