@@ -1,0 +1,121 @@
+package routing
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"x0tta6bl4/internal/meshca"
+)
+
+// ErrBadSignature: a record's ML-DSA-65 signature does not verify with its originator's key.
+var ErrBadSignature = errors.New("routing: record signature does not verify")
+
+// DefaultCacheSize bounds a Cache made by New.
+const DefaultCacheSize = 8192
+
+// Cache remembers which record encodings carry a valid signature (by SHA-256 of the encoding) and the
+// parsed records and certificates, so that the same bytes are parsed and verified only once. A router
+// makes its own by default; a simulator passes one Cache to all its routers so that each record is
+// verified once in the whole simulation rather than once per node. A cache answers only "these bytes
+// are a well-formed record validly signed by the key whose ID is its origin": every other decision
+// (freshness, the certificate's validity and revocation) stays with each router.
+//
+// It is safe for concurrent use. When full it is emptied.
+type Cache struct {
+	mu      sync.Mutex
+	max     int
+	records map[[32]byte]*Record // nil value: known bad signature
+	certs   map[meshca.Fingerprint]certEntry
+
+	verifications atomic.Uint64
+}
+
+// NewCache returns a cache of at most maxEntries records and as many certificates.
+func NewCache(maxEntries int) *Cache {
+	if maxEntries <= 0 {
+		maxEntries = DefaultCacheSize
+	}
+	return &Cache{
+		max:     maxEntries,
+		records: make(map[[32]byte]*Record),
+		certs:   make(map[meshca.Fingerprint]certEntry),
+	}
+}
+
+// Verifications returns how many ML-DSA signature checks the cache has performed.
+func (c *Cache) Verifications() uint64 { return c.verifications.Load() }
+
+type certEntry struct {
+	cert *meshca.Certificate
+	id   NodeID // key ID of its signing key, computed once
+}
+
+// certificate returns the parsed certificate with fingerprint fp whose encoding is raw, and the key
+// ID of its signing key.
+func (c *Cache) certificate(fp meshca.Fingerprint, raw []byte) (*meshca.Certificate, NodeID, error) {
+	c.mu.Lock()
+	e, ok := c.certs[fp]
+	c.mu.Unlock()
+	if ok { // the fingerprint names the certificate; raw is not needed
+		return e.cert, e.id, nil
+	}
+	if sha256.Sum256(raw) != fp {
+		return nil, NodeID{}, errors.New("attached certificate does not match the record's fingerprint")
+	}
+	cert, err := meshca.ParseCertificate(bytes.Clone(raw)) // raw is the caller's buffer
+	if err != nil {
+		return nil, NodeID{}, err
+	}
+	if cert.Kind != meshca.KindNode || cert.SignPublicKey == nil {
+		return nil, NodeID{}, errors.New("not a node certificate")
+	}
+	e = certEntry{cert: cert, id: cert.SignPublicKey.ID()}
+	c.mu.Lock()
+	if len(c.certs) >= c.max {
+		clear(c.certs)
+	}
+	c.certs[fp] = e
+	c.mu.Unlock()
+	return e.cert, e.id, nil
+}
+
+// verify returns the parsed record encoded by raw if its signature verifies with cert's key. The
+// caller has checked that cert's key ID is the record's origin and its fingerprint the record's.
+func (c *Cache) verify(raw []byte, cert *meshca.Certificate) (*Record, error) {
+	h := sha256.Sum256(raw)
+	c.mu.Lock()
+	rec, known := c.records[h]
+	c.mu.Unlock()
+	if known {
+		if rec == nil {
+			return nil, ErrBadSignature
+		}
+		return rec, nil
+	}
+	rec, err := ParseRecord(bytes.Clone(raw)) // raw is the caller's buffer; the record is kept
+	if err != nil {
+		return nil, err
+	}
+	c.verifications.Add(1)
+	if err := cert.SignPublicKey.Verify(SignatureContext, rec.tbs(), rec.Signature); err != nil {
+		c.store(h, nil)
+		return nil, fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	rec.hash = h
+	rec.cert = cert
+	c.store(h, rec)
+	return rec, nil
+}
+
+func (c *Cache) store(h [32]byte, rec *Record) {
+	c.mu.Lock()
+	if len(c.records) >= c.max {
+		clear(c.records)
+	}
+	c.records[h] = rec
+	c.mu.Unlock()
+}

@@ -1,0 +1,933 @@
+package routing
+
+import (
+	"bytes"
+	"cmp"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+)
+
+// Errors returned by HandleMessage (besides ErrMalformed and ErrBadSignature); test with errors.Is.
+var (
+	ErrNotNeighbour   = errors.New("routing: message from a node that is not a neighbour")
+	ErrBadCertificate = errors.New("routing: originator certificate refused")
+	ErrFuture         = errors.New("routing: record expires too far in the future")
+	ErrTableFull      = errors.New("routing: link-state database full")
+)
+
+// Signer signs with the node's ML-DSA-65 key; *identity.SigningKey is one.
+type Signer interface {
+	Sign(context string, msg []byte) ([]byte, error)
+}
+
+// CertVerifier checks a node certificate at a time; *meshca.Verifier is one.
+type CertVerifier interface {
+	Verify(c *meshca.Certificate, now time.Time) error
+}
+
+// Config configures a Router. Key, Certificate and Verifier are required; zero durations and limits
+// take the defaults shown.
+type Config struct {
+	Key         Signer              // the node's signing key
+	Certificate *meshca.Certificate // the node's mesh certificate (its key must be Key's)
+	Verifier    CertVerifier        // checks originators' certificates
+	Cache       *Cache              // verified records; shared by all routers of a simulation
+
+	RefreshInterval        time.Duration // 60 s: re-originate unchanged records this often
+	Lifetime               time.Duration // 180 s: a record expires this long after origination
+	MaxClockSkew           time.Duration // 60 s: refuse records expiring later than now+Lifetime+this
+	MinOriginationInterval time.Duration // 100 ms: initial hold between topology-triggered records
+	MaxOriginationHold     time.Duration // 5 s: the hold doubles up to this while changes keep coming
+	MetricInterval         time.Duration // 2 s: at most one metric-triggered record per interval
+	MinArrival             time.Duration // 50 ms: accept one new record per originator per interval
+	RevalidateInterval     time.Duration // 30 s: re-check held certificates (expiry, revocation)
+	CostHysteresis         float64       // 0.25: re-advertise a cost only when it moved this much
+	MaxNodes               int           // 4096: most originators held
+}
+
+func (c *Config) setDefaults() error {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.RefreshInterval, 60*time.Second)
+	def(&c.Lifetime, 180*time.Second)
+	def(&c.MaxClockSkew, 60*time.Second)
+	def(&c.MinOriginationInterval, 100*time.Millisecond)
+	def(&c.MaxOriginationHold, 5*time.Second)
+	def(&c.MetricInterval, 2*time.Second)
+	def(&c.MinArrival, 50*time.Millisecond)
+	def(&c.RevalidateInterval, 30*time.Second)
+	if c.CostHysteresis <= 0 {
+		c.CostHysteresis = 0.25
+	}
+	if c.MaxNodes <= 0 {
+		c.MaxNodes = 4096
+	}
+	if c.Lifetime <= c.RefreshInterval {
+		return fmt.Errorf("routing: lifetime %s must exceed the refresh interval %s", c.Lifetime, c.RefreshInterval)
+	}
+	if c.MaxOriginationHold < c.MinOriginationInterval {
+		c.MaxOriginationHold = c.MinOriginationInterval
+	}
+	return nil
+}
+
+// Outgoing is a message to send to a direct neighbour. Msg may be shared with other Outgoing values
+// and with the router: it must not be modified.
+type Outgoing struct {
+	To  NodeID
+	Msg []byte
+}
+
+// Stats counts what a router did. Refused and dropped messages are counted here rather than logged.
+type Stats struct {
+	Originated      uint64 // own records signed
+	Accepted        uint64 // new records installed
+	Duplicates      uint64 // same record again
+	Stale           uint64 // older than the one held
+	Expired         uint64 // arrived already expired
+	Conflicts       uint64 // same sequence, different bytes
+	TooFrequent     uint64 // newer, but inside MinArrival: dropped unacknowledged
+	NeedCertificate uint64 // sent without a certificate the router lacks: dropped unacknowledged
+	TableFull       uint64 // new originator refused because the LSDB is full
+	Malformed       uint64
+	BadSignature    uint64
+	BadCertificate  uint64
+	Future          uint64 // expiring too far in the future
+	NotNeighbour    uint64 // message from a node that is not an up neighbour
+	Retransmitted   uint64 // records sent again for lack of an acknowledgement
+	AgedOut         uint64 // records removed at expiry
+	Revoked         uint64 // records removed because their certificate stopped verifying
+	SignErrors      uint64
+	AcksDropped     uint64 // acknowledgements not queued because the per-neighbour queue was full
+}
+
+// Route is the way to one destination.
+type Route struct {
+	NextHop NodeID
+	Cost    uint64 // sum of link costs
+	Hops    int
+}
+
+const (
+	maxPendingAcks     = 4096
+	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
+	maxRetransmitBurst = 64
+	throttleReset      = 10 * time.Second
+)
+
+type neighbour struct {
+	id      NodeID
+	metrics Metrics
+	advCost uint32        // the cost this router advertises for the link
+	rto     time.Duration // retransmission timeout
+	adj     uint32        // current adjacency number (echoed by SummaryAcks)
+
+	sumParts map[uint16][]byte // summary parts not yet acknowledged
+	sumTotal uint16            // parts in this adjacency's summary
+	sumDue   time.Time
+
+	rxmtDue time.Time // no record sent to it is due for retransmission before this (zero: none)
+
+	acks  []entry   // acknowledgements to send
+	ackBy time.Time // when the oldest of them must go
+}
+
+// Router is one node's link-state routing core. It is not safe for concurrent use.
+type Router struct {
+	cfg    Config
+	self   NodeID
+	cert   *meshca.Certificate
+	certFP meshca.Fingerprint
+	cache  *Cache
+	now    time.Time // the latest time the owner passed in
+
+	lsdb    map[NodeID]*lsa
+	entries []*lsa // the same entries, sorted by origin
+	byAddr  map[netip.Addr]NodeID
+	nbrs    map[NodeID]*neighbour
+	order   []NodeID              // neighbour IDs, sorted
+	byAdj   map[uint32]*neighbour // neighbours by current adjacency number
+
+	seq           uint64
+	originated    bool
+	lastOrig      time.Time
+	lastTopoOrig  time.Time
+	topoHold      time.Duration
+	pendingTopo   bool
+	pendingMetric bool
+	originateNow  bool
+	nextAdj       uint32
+	nextExpiry    time.Time
+	nextRevalid   time.Time
+
+	gen      uint64 // changes whenever the graph may have changed
+	spfGen   uint64
+	spfValid bool
+	routes   map[NodeID]Route
+	reach    map[NodeID]bool
+
+	out   []Outgoing
+	stats Stats
+}
+
+// New returns a router for the node whose key and certificate are in cfg. It originates its first
+// record at the first Tick after the first LinkUp.
+func New(cfg Config) (*Router, error) {
+	if cfg.Key == nil || cfg.Certificate == nil || cfg.Verifier == nil {
+		return nil, errors.New("routing: Key, Certificate and Verifier are required")
+	}
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if cfg.Certificate.Kind != meshca.KindNode || cfg.Certificate.SignPublicKey == nil {
+		return nil, errors.New("routing: own certificate is not a node certificate")
+	}
+	self := cfg.Certificate.SignPublicKey.ID()
+	if k, ok := cfg.Key.(interface{ PublicKey() *identity.VerifyKey }); ok && k.PublicKey().ID() != self {
+		return nil, errors.New("routing: signing key does not match the certificate")
+	}
+	if cfg.Cache == nil {
+		cfg.Cache = NewCache(0)
+	}
+	return &Router{
+		cfg:    cfg,
+		self:   self,
+		cert:   cfg.Certificate,
+		certFP: cfg.Certificate.Fingerprint(),
+		cache:  cfg.Cache,
+		lsdb:   make(map[NodeID]*lsa),
+		byAddr: make(map[netip.Addr]NodeID),
+		nbrs:   make(map[NodeID]*neighbour),
+		byAdj:  make(map[uint32]*neighbour),
+		gen:    1,
+	}, nil
+}
+
+// ID returns the router's own node ID.
+func (r *Router) ID() NodeID { return r.self }
+
+// Stats returns the counters.
+func (r *Router) Stats() Stats { return r.stats }
+
+// Generation changes whenever routes or the graph may have changed.
+func (r *Router) Generation() uint64 { return r.gen }
+
+// Seq returns the sequence number of the router's latest record (0 before the first).
+func (r *Router) Seq() uint64 { return r.seq }
+
+func (r *Router) setNow(now time.Time) {
+	r.now = now
+}
+
+// ---- link events ----
+
+// LinkUp tells the router that a session with direct neighbour id is established (again): it starts
+// a new adjacency and synchronises databases. Call it again after any new handshake with the same
+// neighbour, since the neighbour may have restarted.
+func (r *Router) LinkUp(now time.Time, id NodeID, m Metrics) {
+	r.setNow(now)
+	if id == r.self {
+		return
+	}
+	nb := r.nbrs[id]
+	cost := LinkCost(m)
+	if nb == nil {
+		nb = &neighbour{id: id, advCost: cost}
+		r.nbrs[id] = nb
+		i, _ := slices.BinarySearchFunc(r.order, id, cmpID)
+		r.order = slices.Insert(r.order, i, id)
+		r.pendingTopo = true
+	} else if beyondHysteresis(nb.advCost, cost, r.cfg.CostHysteresis) {
+		nb.advCost = cost
+		r.pendingTopo = true
+	}
+	nb.metrics = m
+	nb.rto = rto(m.RTT)
+	nb.rxmtDue = time.Time{}
+	nb.acks = nil
+	delete(r.byAdj, nb.adj)
+	r.nextAdj++
+	nb.adj = r.nextAdj
+	r.byAdj[nb.adj] = nb
+	nb.sumParts = r.buildSummary(nb.adj)
+	nb.sumTotal = uint16(len(nb.sumParts))
+	for p := range nb.sumTotal {
+		r.out = append(r.out, Outgoing{To: id, Msg: nb.sumParts[p]})
+	}
+	nb.sumDue = now.Add(nb.rto)
+	r.gen++
+}
+
+// LinkDown tells the router that the session with neighbour id is gone (keepalive timeout, closed).
+func (r *Router) LinkDown(now time.Time, id NodeID) {
+	r.setNow(now)
+	nb := r.nbrs[id]
+	if nb == nil {
+		return
+	}
+	delete(r.nbrs, id)
+	delete(r.byAdj, nb.adj)
+	if i, found := slices.BinarySearchFunc(r.order, id, cmpID); found {
+		r.order = slices.Delete(r.order, i, i+1)
+	}
+	r.pendingTopo = true
+	r.gen++
+}
+
+// UpdateMetrics gives the router new smoothed measurements of the link to neighbour id. A cost change
+// beyond the hysteresis triggers a (rate-limited) new record.
+func (r *Router) UpdateMetrics(now time.Time, id NodeID, m Metrics) {
+	r.setNow(now)
+	nb := r.nbrs[id]
+	if nb == nil {
+		return
+	}
+	nb.metrics = m
+	nb.rto = rto(m.RTT)
+	if c := LinkCost(m); beyondHysteresis(nb.advCost, c, r.cfg.CostHysteresis) {
+		nb.advCost = c
+		r.pendingMetric = true
+	}
+}
+
+// Neighbours returns the IDs of the neighbours that are up, sorted.
+func (r *Router) Neighbours() []NodeID { return slices.Clone(r.order) }
+
+// SetCertificate replaces the node's own certificate (after renewal) and re-originates at once.
+func (r *Router) SetCertificate(now time.Time, cert *meshca.Certificate) error {
+	r.setNow(now)
+	if cert == nil || cert.Kind != meshca.KindNode || cert.SignPublicKey == nil || cert.SignPublicKey.ID() != r.self {
+		return errors.New("routing: new certificate is not for this node's key")
+	}
+	if err := r.cfg.Verifier.Verify(cert, now); err != nil {
+		return fmt.Errorf("routing: new certificate: %w", err)
+	}
+	r.cert, r.certFP = cert, cert.Fingerprint()
+	r.originateNow = true
+	return nil
+}
+
+// ---- messages ----
+
+// HandleMessage processes a routing message from direct neighbour from. The router keeps no
+// reference to msg (what it keeps, it copies), so the caller may reuse the buffer. Errors report why
+// a message was refused; they need no action beyond, perhaps, accounting against the neighbour.
+func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
+	r.setNow(now)
+	nb := r.nbrs[from]
+	if nb == nil {
+		r.stats.NotNeighbour++
+		return ErrNotNeighbour
+	}
+	m, err := parseMessage(msg)
+	if err != nil {
+		r.stats.Malformed++
+		return err
+	}
+	switch m.typ {
+	case MsgRecord:
+		return r.handleRecord(now, nb, m.cert, m.record)
+	case MsgAck:
+		for _, e := range m.entries {
+			if l := r.lsdb[e.origin]; l != nil && l.rec.Seq <= e.seq {
+				l.clearPending(nb.adj)
+			}
+		}
+	case MsgSummary:
+		r.handleSummary(now, nb, m)
+	case MsgSummaryAck:
+		if m.adj == nb.adj {
+			delete(nb.sumParts, m.part)
+		}
+	}
+	return nil
+}
+
+func (r *Router) ack(nb *neighbour, origin NodeID, seq uint64) {
+	if len(nb.acks) >= maxPendingAcks {
+		r.stats.AcksDropped++
+		return
+	}
+	if len(nb.acks) == 0 {
+		nb.ackBy = r.now.Add(ackDelay)
+	}
+	nb.acks = append(nb.acks, entry{origin, seq})
+}
+
+// ackedBy treats a copy of l's record received from nb (so nb holds it and its certificate) as nb's
+// acknowledgement.
+func (r *Router) ackedBy(nb *neighbour, l *lsa) {
+	l.clearPending(nb.adj)
+	r.addHolder(l, nb.adj)
+}
+
+func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte) error {
+	h, ok := peekRecord(raw)
+	if !ok {
+		r.stats.Malformed++
+		return fmt.Errorf("%w: record header", ErrMalformed)
+	}
+	if h.origin == r.self {
+		return r.handleOwnRecord(now, nb, h, certRaw, raw)
+	}
+	expires := time.UnixMilli(h.expires)
+	if !expires.After(now) {
+		r.stats.Expired++
+		r.ack(nb, h.origin, h.seq)
+		return nil
+	}
+	if expires.After(now.Add(r.cfg.Lifetime + r.cfg.MaxClockSkew)) {
+		r.stats.Future++
+		r.ack(nb, h.origin, h.seq)
+		return fmt.Errorf("%w: %s", ErrFuture, expires.UTC().Format(time.RFC3339))
+	}
+	cur := r.lsdb[h.origin]
+	if cur != nil {
+		switch {
+		case h.seq < cur.rec.Seq:
+			r.stats.Stale++
+			r.ack(nb, h.origin, h.seq)
+			if cur.rec.Expires.After(now) {
+				r.sendRecord(nb, cur, now, false) // nb is behind: give it ours
+			}
+			return nil
+		case h.seq == cur.rec.Seq:
+			if sameBytes(raw, cur.rec.raw) {
+				r.stats.Duplicates++
+				r.ackedBy(nb, cur)
+				r.ack(nb, h.origin, h.seq)
+				return nil
+			}
+			// Only an originator that signed twice with one sequence number gets here. Every router
+			// keeps the encoding with the larger hash, so all databases agree.
+			r.stats.Conflicts++
+			if hash := sha256.Sum256(raw); bytes.Compare(hash[:], cur.rec.hash[:]) <= 0 {
+				r.ack(nb, h.origin, h.seq)
+				r.sendRecord(nb, cur, now, false)
+				return nil
+			}
+		}
+		if now.Sub(cur.arrival) < r.cfg.MinArrival {
+			r.stats.TooFrequent++
+			return nil // unacknowledged: nb sends it again after its retransmission timeout
+		}
+	} else if len(r.lsdb) >= r.cfg.MaxNodes {
+		r.stats.TableFull++
+		r.ack(nb, h.origin, h.seq)
+		return ErrTableFull
+	}
+
+	cert, held, err := r.resolveCert(nb, h, cur, certRaw)
+	if err != nil {
+		return err
+	}
+	if cert == nil {
+		r.stats.NeedCertificate++
+		return nil // unacknowledged: the retransmission carries the certificate
+	}
+	// The certificate of the held record was checked when that record was installed and is
+	// re-checked by Revalidate; any other is checked now.
+	if !held {
+		if err := r.checkCert(cert, now); err != nil {
+			r.stats.BadCertificate++
+			r.ack(nb, h.origin, h.seq)
+			return err
+		}
+	}
+	rec, err := r.cache.verify(raw, cert)
+	if err != nil {
+		if errors.Is(err, ErrBadSignature) {
+			r.stats.BadSignature++
+			r.ack(nb, h.origin, h.seq)
+		} else {
+			r.stats.Malformed++
+		}
+		return err
+	}
+	r.ack(nb, h.origin, h.seq)
+	r.install(now, rec, nb)
+	return nil
+}
+
+// resolveCert finds the originator's certificate: the one attached, or the one already held with the
+// record's fingerprint (held is then true). It returns a nil certificate and no error when the
+// certificate is unknown and not attached. A returned certificate is for the record's originator.
+func (r *Router) resolveCert(nb *neighbour, h recordHead, cur *lsa, certRaw []byte) (cert *meshca.Certificate, held bool, err error) {
+	// A certificate is named by its SHA-256 fingerprint, which the record signs: holding one with
+	// that fingerprint makes an attached copy redundant (and a corrupt one harmless).
+	if cur != nil && cur.rec.CertFingerprint == h.certFP {
+		return cur.rec.cert, true, nil
+	}
+	if certRaw == nil {
+		return nil, false, nil
+	}
+	cert, id, err := r.cache.certificate(h.certFP, certRaw)
+	if err == nil && id != h.origin {
+		err = errors.New("certificate is not for the record's originator")
+	}
+	if err != nil {
+		r.stats.BadCertificate++
+		r.ack(nb, h.origin, h.seq)
+		return nil, false, fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	return cert, false, nil
+}
+
+func (r *Router) checkCert(cert *meshca.Certificate, now time.Time) error {
+	if err := r.cfg.Verifier.Verify(cert, now); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	return nil
+}
+
+// handleOwnRecord deals with a copy of one of our own records: an echo of the current one, an older
+// one, or one from a previous incarnation with a sequence number at or above ours.
+func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, certRaw, raw []byte) error {
+	cur := r.lsdb[r.self]
+	if cur != nil && h.seq == cur.rec.Seq && sameBytes(raw, cur.rec.raw) {
+		r.stats.Duplicates++
+		r.ackedBy(nb, cur)
+		r.ack(nb, h.origin, h.seq)
+		return nil
+	}
+	if cur != nil && h.seq < cur.rec.Seq {
+		r.stats.Stale++
+		r.ack(nb, h.origin, h.seq)
+		r.sendRecord(nb, cur, now, false)
+		return nil
+	}
+	// As new as ours or newer: check it is really ours (not a forgery) before jumping over it. The
+	// cache remembers forgeries, so replaying one costs no second verification; it is used only when
+	// the record names our current certificate, the one its parsed form is then tied to.
+	var err error
+	if h.certFP == r.certFP {
+		_, err = r.cache.verify(raw, r.cert)
+	} else {
+		var rec *Record
+		if rec, err = ParseRecord(raw); err == nil {
+			if err = r.cert.SignPublicKey.Verify(SignatureContext, rec.tbs(), rec.Signature); err != nil {
+				err = fmt.Errorf("%w: %w", ErrBadSignature, err)
+			}
+		}
+	}
+	if err != nil {
+		if errors.Is(err, ErrBadSignature) {
+			r.stats.BadSignature++
+			r.ack(nb, h.origin, h.seq)
+		} else {
+			r.stats.Malformed++
+		}
+		return err
+	}
+	r.ack(nb, h.origin, h.seq)
+	r.seq = max(r.seq, h.seq)
+	r.originateNow = true
+	return nil
+}
+
+// install puts a verified record into the LSDB and floods it to every neighbour except from and the
+// originator.
+func (r *Router) install(now time.Time, rec *Record, from *neighbour) {
+	l := &lsa{rec: rec, arrival: now}
+	if old := r.lsdb[rec.Origin]; old != nil && old.rec.CertFingerprint == rec.CertFingerprint {
+		l.holders = old.holders
+	}
+	r.put(l)
+	if r.nextExpiry.IsZero() || rec.Expires.Before(r.nextExpiry) {
+		r.nextExpiry = rec.Expires
+	}
+	r.stats.Accepted++
+	for _, id := range r.order {
+		nb := r.nbrs[id]
+		switch {
+		case nb == from:
+			r.addHolder(l, nb.adj)
+		case id == rec.Origin:
+			// The originator has it (or something newer).
+		default:
+			r.sendRecord(nb, l, now, false)
+		}
+	}
+}
+
+// sendRecord queues l for nb and keeps it pending until nb acknowledges it. The certificate goes
+// along when nb is not known to hold it, and always on retransmission.
+func (r *Router) sendRecord(nb *neighbour, l *lsa, now time.Time, retransmission bool) {
+	withCert := retransmission || !l.holds(nb.adj)
+	r.out = append(r.out, Outgoing{To: nb.id, Msg: l.rec.message(withCert)})
+	r.addHolder(l, nb.adj)
+	due := now.Add(nb.rto)
+	r.setPending(l, nb.adj, due)
+	if nb.rxmtDue.IsZero() || due.Before(nb.rxmtDue) {
+		nb.rxmtDue = due
+	}
+	if retransmission {
+		r.stats.Retransmitted++
+	}
+}
+
+// ---- database synchronisation ----
+
+// buildSummary splits the LSDB's (origin, sequence) pairs into parts of at most MaxEntries, each
+// covering a contiguous range of origins; together they cover every possible ID.
+func (r *Router) buildSummary(adj uint32) map[uint16][]byte {
+	ids := r.sortedIDs()
+	parts := make(map[uint16][]byte)
+	var lo NodeID
+	for p := 0; ; p++ {
+		n := min(len(ids), MaxEntries)
+		es := make([]entry, n)
+		for i, id := range ids[:n] {
+			es[i] = entry{id, r.lsdb[id].rec.Seq}
+		}
+		ids = ids[n:]
+		hi := NodeID{}
+		for i := range hi {
+			hi[i] = 0xff
+		}
+		if len(ids) > 0 {
+			hi = es[n-1].origin
+		}
+		parts[uint16(p)] = encodeSummary(adj, uint16(p), lo, hi, es)
+		if len(ids) == 0 {
+			return parts
+		}
+		lo = incID(hi)
+	}
+}
+
+func incID(id NodeID) NodeID {
+	for i := len(id) - 1; i >= 0; i-- {
+		id[i]++
+		if id[i] != 0 {
+			break
+		}
+	}
+	return id
+}
+
+// sortedIDs returns the originators of unexpired LSDB entries, sorted.
+func (r *Router) sortedIDs() []NodeID {
+	ids := make([]NodeID, 0, len(r.entries))
+	for _, l := range r.entries {
+		if l.rec.Expires.After(r.now) {
+			ids = append(ids, l.rec.Origin)
+		}
+	}
+	return ids
+}
+
+// handleSummary sends nb every record in the summary's range that nb lacks or holds an older
+// version of, and acknowledges the part.
+func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
+	r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeSummaryAck(m.adj, m.part)})
+	i, _ := r.entryIndex(m.lo)
+	for _, l := range r.entries[i:] {
+		id := l.rec.Origin
+		if cmpID(id, m.hi) > 0 {
+			break
+		}
+		if !l.rec.Expires.After(now) {
+			continue
+		}
+		j, found := slices.BinarySearchFunc(m.entries, id, func(e entry, id NodeID) int { return cmpID(e.origin, id) })
+		switch {
+		case !found || m.entries[j].seq < l.rec.Seq:
+			r.sendRecord(nb, l, now, false)
+		case m.entries[j].seq == l.rec.Seq:
+			r.addHolder(l, nb.adj)
+		}
+	}
+}
+
+// ---- timers ----
+
+// originationDue returns when the next own record is due; ok is false when none is (a router that
+// has never had a neighbour has nobody to tell anything).
+func (r *Router) originationDue() (due time.Time, ok bool) {
+	if r.originateNow {
+		return r.now, true
+	}
+	if !r.originated {
+		return r.now, len(r.order) > 0
+	}
+	due = r.lastOrig.Add(r.cfg.RefreshInterval)
+	if r.pendingTopo {
+		t := r.lastOrig.Add(r.cfg.MinOriginationInterval)
+		if !r.lastTopoOrig.IsZero() {
+			if u := r.lastTopoOrig.Add(r.topoHold); u.After(t) {
+				t = u
+			}
+		}
+		due = minTime(due, t)
+	}
+	if r.pendingMetric {
+		due = minTime(due, r.lastOrig.Add(r.cfg.MetricInterval))
+	}
+	return due, true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// NextDeadline returns the time by which Tick must next be called. Calling Tick earlier or more often
+// is harmless.
+func (r *Router) NextDeadline() time.Time {
+	d, ok := r.originationDue()
+	if !ok {
+		d = r.now.Add(r.cfg.RefreshInterval) // nothing due: check back now and then
+	}
+	if !r.nextExpiry.IsZero() {
+		d = minTime(d, r.nextExpiry)
+	}
+	if !r.nextRevalid.IsZero() {
+		d = minTime(d, r.nextRevalid)
+	}
+	for _, id := range r.order {
+		nb := r.nbrs[id]
+		if len(nb.sumParts) > 0 {
+			d = minTime(d, nb.sumDue)
+		}
+		if !nb.rxmtDue.IsZero() {
+			d = minTime(d, nb.rxmtDue)
+		}
+		if len(nb.acks) > 0 {
+			d = minTime(d, nb.ackBy)
+		}
+	}
+	return d
+}
+
+// Tick runs the timers: origination (triggered, rate-limited and periodic), retransmissions, expiry
+// and certificate revalidation.
+func (r *Router) Tick(now time.Time) {
+	r.setNow(now)
+	if !r.nextExpiry.IsZero() && !now.Before(r.nextExpiry) {
+		r.expire(now)
+	}
+	if r.nextRevalid.IsZero() {
+		r.nextRevalid = now.Add(r.cfg.RevalidateInterval)
+	} else if !now.Before(r.nextRevalid) {
+		r.Revalidate(now)
+	}
+	if due, ok := r.originationDue(); ok && !now.Before(due) {
+		r.originate(now)
+	}
+	for _, id := range r.order {
+		nb := r.nbrs[id]
+		if len(nb.sumParts) > 0 && !now.Before(nb.sumDue) {
+			for p := range nb.sumTotal {
+				if msg, ok := nb.sumParts[p]; ok {
+					r.out = append(r.out, Outgoing{To: id, Msg: msg})
+				}
+			}
+			nb.sumDue = now.Add(nb.rto)
+		}
+		if !nb.rxmtDue.IsZero() && !now.Before(nb.rxmtDue) {
+			r.retransmit(now, nb)
+		}
+	}
+}
+
+func (r *Router) retransmit(now time.Time, nb *neighbour) {
+	next, sent := time.Time{}, 0
+	for _, l := range r.entries {
+		for k := 0; k < len(l.pending); k++ {
+			p := &l.pending[k]
+			if p.adj != nb.adj {
+				continue
+			}
+			if !l.rec.Expires.After(now) {
+				l.pending = slices.Delete(l.pending, k, k+1)
+				break
+			}
+			if !now.Before(p.due) {
+				if sent < maxRetransmitBurst {
+					r.sendRecord(nb, l, now, true) // updates p.due
+					sent++
+				} else {
+					p.due = now.Add(nb.rto / 4)
+				}
+			}
+			if next.IsZero() || p.due.Before(next) {
+				next = p.due
+			}
+			break
+		}
+	}
+	nb.rxmtDue = next
+}
+
+// expire removes records that have expired.
+func (r *Router) expire(now time.Time) {
+	r.nextExpiry = time.Time{}
+	for _, l := range slices.Clone(r.entries) {
+		if l.rec.Origin == r.self {
+			continue
+		}
+		if !l.rec.Expires.After(now) {
+			r.remove(l.rec.Origin)
+			r.stats.AgedOut++
+			continue
+		}
+		if r.nextExpiry.IsZero() || l.rec.Expires.Before(r.nextExpiry) {
+			r.nextExpiry = l.rec.Expires
+		}
+	}
+}
+
+// Revalidate re-checks every held originator certificate (validity window, revocation) and drops the
+// records of those that no longer verify. Tick calls it periodically; call it after installing a new
+// revocation list.
+func (r *Router) Revalidate(now time.Time) {
+	r.setNow(now)
+	r.nextRevalid = now.Add(r.cfg.RevalidateInterval)
+	for _, l := range slices.Clone(r.entries) {
+		if l.rec.Origin == r.self {
+			continue
+		}
+		if err := r.cfg.Verifier.Verify(l.rec.cert, now); err != nil {
+			r.remove(l.rec.Origin)
+			r.stats.Revoked++
+		}
+	}
+}
+
+// localLinks returns the links the router advertises: every up neighbour, the cheapest MaxLinks if
+// there are more, sorted by neighbour.
+func (r *Router) localLinks() []LinkInfo {
+	links := make([]LinkInfo, 0, len(r.order))
+	for _, id := range r.order {
+		nb := r.nbrs[id]
+		links = append(links, LinkInfo{Neighbour: id, Cost: nb.advCost, RTT: nb.metrics.RTT, Loss: nb.metrics.Loss})
+	}
+	if len(links) > MaxLinks {
+		slices.SortStableFunc(links, func(a, b LinkInfo) int { return cmp.Compare(a.Cost, b.Cost) })
+		links = links[:MaxLinks]
+		slices.SortFunc(links, func(a, b LinkInfo) int { return cmpID(a.Neighbour, b.Neighbour) })
+	}
+	return links
+}
+
+// originate signs and floods a new own record.
+func (r *Router) originate(now time.Time) {
+	topo := r.pendingTopo || !r.originated
+	seq := r.seq + 1
+	if ns := now.UnixNano(); ns > 0 && uint64(ns) > seq {
+		seq = uint64(ns)
+	}
+	rec := &Record{
+		Origin:          r.self,
+		Seq:             seq,
+		Expires:         time.UnixMilli(now.Add(r.cfg.Lifetime).UnixMilli()),
+		CertFingerprint: r.certFP,
+		Links:           r.localLinks(),
+		cert:            r.cert,
+	}
+	tbs := rec.appendTBS(nil)
+	sig, err := r.cfg.Key.Sign(SignatureContext, tbs)
+	r.lastOrig = now
+	r.originated = true
+	if err != nil {
+		r.stats.SignErrors++ // retried after MinOriginationInterval
+		r.originateNow, r.pendingTopo = false, true
+		return
+	}
+	rec.Signature = sig
+	rec.raw = rec.encode()
+	rec.hash = sha256.Sum256(rec.raw)
+	r.seq = seq
+	r.originateNow, r.pendingMetric = false, false
+	if topo {
+		if r.lastTopoOrig.IsZero() || now.Sub(r.lastTopoOrig) > throttleReset {
+			r.topoHold = r.cfg.MinOriginationInterval
+		} else {
+			r.topoHold = min(2*r.topoHold, r.cfg.MaxOriginationHold)
+		}
+		r.lastTopoOrig = now
+		r.pendingTopo = false
+	}
+	r.stats.Originated++
+	l := &lsa{rec: rec, arrival: now}
+	if old := r.lsdb[r.self]; old != nil && old.rec.CertFingerprint == rec.CertFingerprint {
+		l.holders = old.holders
+	}
+	r.put(l)
+	for _, id := range r.order {
+		r.sendRecord(r.nbrs[id], l, now, false)
+	}
+}
+
+// ---- output ----
+
+// Drain returns the messages to send and forgets them. Call it after every other call.
+// Acknowledgements are held for 10 ms to be batched; NextDeadline accounts for them.
+func (r *Router) Drain() []Outgoing {
+	for _, id := range r.order {
+		nb := r.nbrs[id]
+		if len(nb.acks) == 0 || r.now.Before(nb.ackBy) {
+			continue
+		}
+		for i := 0; i < len(nb.acks); i += MaxEntries {
+			r.out = append(r.out, Outgoing{To: id, Msg: encodeAck(nb.acks[i:min(i+MaxEntries, len(nb.acks))])})
+		}
+		nb.acks = nb.acks[:0]
+	}
+	out := r.out
+	r.out = nil
+	return out
+}
+
+// ---- lookups ----
+
+// NodeByAddr returns the node whose certificate holds overlay address a.
+func (r *Router) NodeByAddr(a netip.Addr) (NodeID, bool) {
+	id, ok := r.byAddr[a]
+	return id, ok
+}
+
+// Certificate returns the mesh certificate of a node in the LSDB (including this node), or nil. The
+// daemon uses it to open end-to-end sessions with far nodes.
+func (r *Router) Certificate(id NodeID) *meshca.Certificate {
+	if id == r.self {
+		return r.cert
+	}
+	if l := r.lsdb[id]; l != nil {
+		return l.rec.cert
+	}
+	return nil
+}
+
+// Record returns the record held for a node, or nil. It must not be modified.
+func (r *Router) Record(id NodeID) *Record {
+	if l := r.lsdb[id]; l != nil {
+		return l.rec
+	}
+	return nil
+}
+
+// sameBytes is bytes.Equal with a shortcut for two slices of the same memory (a simulator delivers
+// one buffer to many routers).
+func sameBytes(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return bytes.Equal(a, b)
+}

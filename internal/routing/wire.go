@@ -1,0 +1,457 @@
+package routing
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+)
+
+// NodeID names a node in routing: the key ID of its ML-DSA-65 signing key.
+type NodeID = identity.KeyID
+
+// SignatureContext is the ML-DSA context string of link-state record signatures.
+const SignatureContext = "x0tta6bl4 link-state v1"
+
+// Wire limits.
+const (
+	// MaxLinks bounds the links of one record.
+	MaxLinks = 256
+	// MaxLinkCost bounds an advertised link cost.
+	MaxLinkCost = 1 << 30
+	// MaxEntries bounds the entries of one Ack or Summary message.
+	MaxEntries = 1024
+	// MaxRecordSize is the size of a record with MaxLinks links.
+	MaxRecordSize = recordHeaderSize + MaxLinks*linkSize + 2 + identity.SignatureSize
+
+	recordMagic      = "X6LS"
+	recordVersion    = 1
+	recordHeaderSize = 4 + 1 + 32 + 8 + 8 + 32 + 2 // through the link count
+	linkSize         = 32 + 4 + 4 + 2
+	entrySize        = 32 + 8
+	maxLossBP        = 10000
+	minRecordSize    = recordHeaderSize + 2 + identity.SignatureSize
+)
+
+// Message types: the first byte of every routing message. Their high nibble is zero, so a routing
+// message can never be taken for an IPv4 or IPv6 packet sharing the same session.
+const (
+	MsgRecord     = 1
+	MsgAck        = 2
+	MsgSummary    = 3
+	MsgSummaryAck = 4
+)
+
+const (
+	flagCertificate = 1 << 0
+	summaryHeader   = 1 + 4 + 2 + 32 + 32 + 2
+	summaryAckSize  = 1 + 4 + 2
+)
+
+// ErrMalformed wraps every decoding error.
+var ErrMalformed = errors.New("routing: malformed message")
+
+// Metrics are a link's measurements, as smoothed by the link layer.
+type Metrics struct {
+	RTT  time.Duration // round-trip time
+	Loss float64       // one-way loss fraction, 0 to 1
+}
+
+// LinkInfo is one link as its originator reports it.
+type LinkInfo struct {
+	Neighbour NodeID
+	Cost      uint32        // 1 to MaxLinkCost
+	RTT       time.Duration // microsecond precision on the wire
+	Loss      float64       // basis-point precision on the wire
+}
+
+// Record is a link-state record. Records held by a router or a Cache are shared and must not be
+// modified.
+type Record struct {
+	Origin          NodeID
+	Seq             uint64
+	Expires         time.Time // millisecond precision
+	CertFingerprint meshca.Fingerprint
+	Links           []LinkInfo // sorted by neighbour, unique, never the origin
+	Signature       []byte
+
+	raw  []byte   // full encoding
+	hash [32]byte // SHA-256 of raw, set once verified or signed
+	cert *meshca.Certificate
+
+	msgOnce [2]sync.Once
+	msg     [2][]byte // Record messages without / with the certificate
+}
+
+// Bytes returns the record's encoding (nil for a record that was never signed or parsed).
+func (r *Record) Bytes() []byte { return r.raw }
+
+// linkTo returns the originator's report of its link to n.
+func (r *Record) linkTo(n NodeID) (LinkInfo, bool) {
+	lo, hi := 0, len(r.Links)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if cmpID(r.Links[m].Neighbour, n) < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(r.Links) && r.Links[lo].Neighbour == n {
+		return r.Links[lo], true
+	}
+	return LinkInfo{}, false
+}
+
+// message returns the Record message carrying r, with or without its certificate. The bytes are built
+// once and shared.
+func (r *Record) message(withCert bool) []byte {
+	i := 0
+	if withCert && r.cert != nil {
+		i = 1
+	}
+	r.msgOnce[i].Do(func() {
+		var cert []byte
+		if i == 1 {
+			cert = r.cert.Bytes()
+		}
+		r.msg[i] = appendRecordMessage(nil, cert, r.raw)
+	})
+	return r.msg[i]
+}
+
+func cmpID(a, b NodeID) int { return bytes.Compare(a[:], b[:]) }
+
+func rttMicros(d time.Duration) uint32 {
+	us := d / time.Microsecond
+	switch {
+	case us < 0:
+		return 0
+	case us > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(us)
+}
+
+func lossBP(l float64) uint16 {
+	switch {
+	case !(l > 0): // also NaN
+		return 0
+	case l >= 1:
+		return maxLossBP
+	}
+	return uint16(math.Round(l * maxLossBP))
+}
+
+// appendTBS appends the signed part of the record.
+func (r *Record) appendTBS(b []byte) []byte {
+	b = append(b, recordMagic...)
+	b = append(b, recordVersion)
+	b = append(b, r.Origin[:]...)
+	b = binary.BigEndian.AppendUint64(b, r.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Expires.UnixMilli()))
+	b = append(b, r.CertFingerprint[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Links)))
+	for _, l := range r.Links {
+		b = append(b, l.Neighbour[:]...)
+		b = binary.BigEndian.AppendUint32(b, l.Cost)
+		b = binary.BigEndian.AppendUint32(b, rttMicros(l.RTT))
+		b = binary.BigEndian.AppendUint16(b, lossBP(l.Loss))
+	}
+	return b
+}
+
+// encode returns the full encoding of a record whose Signature is set.
+func (r *Record) encode() []byte {
+	b := r.appendTBS(make([]byte, 0, recordHeaderSize+len(r.Links)*linkSize+2+len(r.Signature)))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Signature)))
+	return append(b, r.Signature...)
+}
+
+// SignRecord signs rec with key (its Expires is truncated to the millisecond) and returns its
+// encoding; rec's Signature is set. Routers sign their own records; this is for tools and tests.
+func SignRecord(key Signer, rec *Record) ([]byte, error) {
+	if err := rec.checkFields(); err != nil {
+		return nil, fmt.Errorf("routing: sign record: %w", err)
+	}
+	rec.Expires = time.UnixMilli(rec.Expires.UnixMilli())
+	sig, err := key.Sign(SignatureContext, rec.appendTBS(nil))
+	if err != nil {
+		return nil, fmt.Errorf("routing: sign record: %w", err)
+	}
+	rec.Signature = sig
+	rec.raw = rec.encode()
+	return rec.raw, nil
+}
+
+// checkFields enforces the rules every record obeys.
+func (r *Record) checkFields() error {
+	if len(r.Links) > MaxLinks {
+		return fmt.Errorf("%d links, at most %d", len(r.Links), MaxLinks)
+	}
+	for i, l := range r.Links {
+		if l.Neighbour == r.Origin {
+			return errors.New("record lists a link to its own origin")
+		}
+		if i > 0 && cmpID(r.Links[i-1].Neighbour, l.Neighbour) >= 0 {
+			return errors.New("links not sorted by neighbour or not unique")
+		}
+		if l.Cost == 0 || l.Cost > MaxLinkCost {
+			return fmt.Errorf("link cost %d outside 1..%d", l.Cost, MaxLinkCost)
+		}
+	}
+	return nil
+}
+
+// ParseRecord decodes a record. It accepts only the canonical encoding (every length exact, every
+// field in range, links sorted and unique, no trailing bytes) and does not check the signature. The
+// returned record keeps a reference to b.
+func ParseRecord(b []byte) (*Record, error) {
+	r, err := parseRecord(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record: %w", ErrMalformed, err)
+	}
+	return r, nil
+}
+
+func parseRecord(b []byte) (*Record, error) {
+	if len(b) < minRecordSize || len(b) > MaxRecordSize {
+		return nil, fmt.Errorf("%d bytes, want %d to %d", len(b), minRecordSize, MaxRecordSize)
+	}
+	if string(b[:4]) != recordMagic {
+		return nil, errors.New("bad magic")
+	}
+	if b[4] != recordVersion {
+		return nil, fmt.Errorf("version %d, this build reads %d", b[4], recordVersion)
+	}
+	r := &Record{raw: b}
+	p := 5
+	copy(r.Origin[:], b[p:])
+	p += 32
+	r.Seq = binary.BigEndian.Uint64(b[p:])
+	p += 8
+	r.Expires = time.UnixMilli(int64(binary.BigEndian.Uint64(b[p:])))
+	p += 8
+	copy(r.CertFingerprint[:], b[p:])
+	p += 32
+	n := int(binary.BigEndian.Uint16(b[p:]))
+	p += 2
+	if n > MaxLinks {
+		return nil, fmt.Errorf("%d links, at most %d", n, MaxLinks)
+	}
+	if want := recordHeaderSize + n*linkSize + 2 + identity.SignatureSize; len(b) != want {
+		return nil, fmt.Errorf("%d bytes for %d links, want %d", len(b), n, want)
+	}
+	if n > 0 {
+		r.Links = make([]LinkInfo, n)
+	}
+	for i := range r.Links {
+		l := &r.Links[i]
+		copy(l.Neighbour[:], b[p:])
+		l.Cost = binary.BigEndian.Uint32(b[p+32:])
+		l.RTT = time.Duration(binary.BigEndian.Uint32(b[p+36:])) * time.Microsecond
+		bp := binary.BigEndian.Uint16(b[p+40:])
+		if bp > maxLossBP {
+			return nil, fmt.Errorf("loss %d basis points, at most %d", bp, maxLossBP)
+		}
+		l.Loss = float64(bp) / maxLossBP
+		p += linkSize
+	}
+	if err := r.checkFields(); err != nil {
+		return nil, err
+	}
+	if sl := int(binary.BigEndian.Uint16(b[p:])); sl != identity.SignatureSize {
+		return nil, fmt.Errorf("signature length %d, want %d", sl, identity.SignatureSize)
+	}
+	p += 2
+	r.Signature = b[p:]
+	return r, nil
+}
+
+// tbs returns the signed part of a parsed or signed record.
+func (r *Record) tbs() []byte { return r.raw[:len(r.raw)-2-len(r.Signature)] }
+
+// recordHead is what flooding decisions need, read from fixed offsets without a full parse.
+type recordHead struct {
+	origin  NodeID
+	seq     uint64
+	expires int64 // Unix milliseconds
+	certFP  meshca.Fingerprint
+}
+
+func peekRecord(b []byte) (recordHead, bool) {
+	var h recordHead
+	if len(b) < minRecordSize || len(b) > MaxRecordSize || string(b[:4]) != recordMagic || b[4] != recordVersion {
+		return h, false
+	}
+	copy(h.origin[:], b[5:])
+	h.seq = binary.BigEndian.Uint64(b[37:])
+	h.expires = int64(binary.BigEndian.Uint64(b[45:]))
+	copy(h.certFP[:], b[53:])
+	return h, true
+}
+
+// entry is an (origin, sequence) pair of an Ack or a Summary.
+type entry struct {
+	origin NodeID
+	seq    uint64
+}
+
+// message is a decoded routing message.
+type message struct {
+	typ     byte
+	cert    []byte // MsgRecord: the attached certificate, or nil
+	record  []byte // MsgRecord: the record, not yet parsed
+	entries []entry
+	adj     uint32 // MsgSummary, MsgSummaryAck
+	part    uint16
+	lo, hi  NodeID // MsgSummary
+}
+
+// parseMessage decodes a routing message strictly. A Record message's record is only located, not
+// parsed (ParseRecord does that); its certificate is not parsed either.
+func parseMessage(b []byte) (message, error) {
+	m, err := parseMessageInner(b)
+	if err != nil {
+		return message{}, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return m, nil
+}
+
+func parseMessageInner(b []byte) (message, error) {
+	if len(b) == 0 {
+		return message{}, errors.New("empty message")
+	}
+	m := message{typ: b[0]}
+	switch m.typ {
+	case MsgRecord:
+		if len(b) < 2 {
+			return m, errors.New("truncated record message")
+		}
+		flags, p := b[1], 2
+		if flags&^flagCertificate != 0 {
+			return m, fmt.Errorf("unknown flags %#x", flags)
+		}
+		if flags&flagCertificate != 0 {
+			if len(b) < p+2 {
+				return m, errors.New("truncated certificate length")
+			}
+			n := int(binary.BigEndian.Uint16(b[p:]))
+			p += 2
+			if n == 0 || n > meshca.MaxCertificateSize || len(b) < p+n {
+				return m, fmt.Errorf("certificate of %d bytes", n)
+			}
+			m.cert = b[p : p+n]
+			p += n
+		}
+		if len(b)-p < minRecordSize || len(b)-p > MaxRecordSize {
+			return m, fmt.Errorf("record of %d bytes", len(b)-p)
+		}
+		m.record = b[p:]
+	case MsgAck:
+		if len(b) < 3 {
+			return m, errors.New("truncated ack")
+		}
+		n := int(binary.BigEndian.Uint16(b[1:]))
+		if n == 0 || n > MaxEntries || len(b) != 3+n*entrySize {
+			return m, fmt.Errorf("ack of %d bytes with %d entries", len(b), n)
+		}
+		m.entries = parseEntries(b[3:], n)
+	case MsgSummary:
+		if len(b) < summaryHeader {
+			return m, errors.New("truncated summary")
+		}
+		m.adj = binary.BigEndian.Uint32(b[1:])
+		m.part = binary.BigEndian.Uint16(b[5:])
+		copy(m.lo[:], b[7:])
+		copy(m.hi[:], b[39:])
+		n := int(binary.BigEndian.Uint16(b[71:]))
+		if n > MaxEntries || len(b) != summaryHeader+n*entrySize {
+			return m, fmt.Errorf("summary of %d bytes with %d entries", len(b), n)
+		}
+		if cmpID(m.lo, m.hi) > 0 {
+			return m, errors.New("summary range is empty")
+		}
+		m.entries = parseEntries(b[summaryHeader:], n)
+		for i, e := range m.entries {
+			if cmpID(e.origin, m.lo) < 0 || cmpID(e.origin, m.hi) > 0 {
+				return m, errors.New("summary entry outside its range")
+			}
+			if i > 0 && cmpID(m.entries[i-1].origin, e.origin) >= 0 {
+				return m, errors.New("summary entries not strictly increasing")
+			}
+		}
+	case MsgSummaryAck:
+		if len(b) != summaryAckSize {
+			return m, fmt.Errorf("summary ack of %d bytes", len(b))
+		}
+		m.adj = binary.BigEndian.Uint32(b[1:])
+		m.part = binary.BigEndian.Uint16(b[5:])
+	default:
+		return m, fmt.Errorf("unknown message type %d", m.typ)
+	}
+	return m, nil
+}
+
+func parseEntries(b []byte, n int) []entry {
+	if n == 0 {
+		return nil
+	}
+	es := make([]entry, n)
+	for i := range es {
+		copy(es[i].origin[:], b[i*entrySize:])
+		es[i].seq = binary.BigEndian.Uint64(b[i*entrySize+32:])
+	}
+	return es
+}
+
+func appendRecordMessage(b, cert, record []byte) []byte {
+	if cert == nil {
+		b = append(b, MsgRecord, 0)
+	} else {
+		b = append(b, MsgRecord, flagCertificate)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(cert)))
+		b = append(b, cert...)
+	}
+	return append(b, record...)
+}
+
+func appendEntries(b []byte, es []entry) []byte {
+	for _, e := range es {
+		b = append(b, e.origin[:]...)
+		b = binary.BigEndian.AppendUint64(b, e.seq)
+	}
+	return b
+}
+
+// encodeAck encodes 1 to MaxEntries acknowledgements.
+func encodeAck(es []entry) []byte {
+	b := make([]byte, 0, 3+len(es)*entrySize)
+	b = append(b, MsgAck)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(es)))
+	return appendEntries(b, es)
+}
+
+func encodeSummary(adj uint32, part uint16, lo, hi NodeID, es []entry) []byte {
+	b := make([]byte, 0, summaryHeader+len(es)*entrySize)
+	b = append(b, MsgSummary)
+	b = binary.BigEndian.AppendUint32(b, adj)
+	b = binary.BigEndian.AppendUint16(b, part)
+	b = append(b, lo[:]...)
+	b = append(b, hi[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(es)))
+	return appendEntries(b, es)
+}
+
+func encodeSummaryAck(adj uint32, part uint16) []byte {
+	b := make([]byte, 0, summaryAckSize)
+	b = append(b, MsgSummaryAck)
+	b = binary.BigEndian.AppendUint32(b, adj)
+	return binary.BigEndian.AppendUint16(b, part)
+}
