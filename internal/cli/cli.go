@@ -33,6 +33,11 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"demo", "run the demonstration: a CA, certified nodes, revocation and post-quantum TLS", runDemo},
+		{"node", "run a mesh node (--config node.yaml)", runNode},
+		{"status", "show the running node's status", runStatus},
+		{"peers", "show the running node's neighbours and link quality", runPeers},
+		{"routes", "show the running node's routes", runRoutes},
+		{"ping", "ping a node through the mesh", runPing},
 		{"keys generate", "generate a node's key pair (hybrid KEM + ML-DSA-65)", runKeysGenerate},
 		{"ca init", "create a mesh certificate authority", runCAInit},
 		{"ca issue", "issue a node certificate (and an X.509-SVID)", runCAIssue},

@@ -1,4 +1,4 @@
-package cli
+package demo
 
 import (
 	"bufio"
@@ -7,35 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
 
-// runDemo walks through what exists today, for real and on this machine only: a CA, certified nodes
+// pki walks through the identity layer, for real and on this machine only: a CA, certified nodes
 // with post-quantum keys, tamper and revocation checks, and a mutual TLS 1.3 connection on 127.0.0.1
 // authenticated with ML-DSA-65 X.509-SVIDs over the X25519MLKEM768 key exchange.
-func runDemo(e *env, args []string) error {
-	fs := newFlags(e, "demo", "[--dir DIR] [--keep]")
-	dir := fs.String("dir", "", "work directory (default: a new temporary directory)")
-	keep := fs.Bool("keep", false, "keep the work directory afterwards")
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	work := *dir
-	if work == "" {
-		tmp, err := os.MkdirTemp("", "x0tta6bl4-demo-")
-		if err != nil {
-			return err
-		}
-		work = tmp
-		if !*keep {
-			defer os.RemoveAll(work)
-		}
-	}
+func pki(e *env, work string) error {
 	w := e.stdout
 	step := func(format string, a ...any) { fmt.Fprintf(w, "\n== "+format+"\n", a...) }
 
@@ -49,7 +32,7 @@ func runDemo(e *env, args []string) error {
 	}
 	caCert := store.CA().Certificate()
 	fmt.Fprintf(w, "   %s may grant groups %s; key id %s…  (%.1f ms)\n",
-		caCert.SPIFFEID(), groupList(caCert.Groups), caCert.SignPublicKey.ID().String()[:16], ms(time.Since(start)))
+		caCert.SPIFFEID(), strings.Join(caCert.Groups, ", "), caCert.SignPublicKey.ID().String()[:16], ms(time.Since(start)))
 
 	step("2. nodes generate hybrid ML-KEM-768+X25519 and ML-DSA-65 keys; the CA certifies them")
 	type node struct {
@@ -135,10 +118,6 @@ func runDemo(e *env, args []string) error {
 	}
 	fmt.Fprintf(w, "   alpha and gamma still verify: %v, %v\n", verifier.Verify(nodes[0].cert, e.now()), verifier.Verify(nodes[2].cert, e.now()))
 
-	if *keep || *dir != "" {
-		fmt.Fprintf(w, "\nfiles kept in %s (try: x0tta6bl4 cert inspect %s)\n", work, filepath.Join(work, "ca", "ca.crt"))
-	}
-	fmt.Fprintln(w, "\ndemo finished: every check above ran for real on this machine.")
 	return nil
 }
 

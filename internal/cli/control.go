@@ -1,0 +1,559 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"x0tta6bl4/internal/control"
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+)
+
+// runControl runs the control plane, or with "init" first prepares its data directory.
+func runControl(e *env, args []string) error {
+	if len(args) > 0 && args[0] == "init" {
+		return runControlInit(e, args[1:])
+	}
+	fs := newFlags(e, "control", "--config control.yaml [--insecure-dev]   |   control init --config control.yaml --trust-domain D --admin NAME")
+	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
+	insecure := fs.Bool("insecure-dev", false, "serve plain HTTP on a loopback address, for local development only")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	cfg, err := control.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *insecure {
+		cfg.InsecureDev = true
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
+	var h slog.Handler = slog.NewTextHandler(e.stderr, nil)
+	switch *logFormat {
+	case "text":
+	case "json":
+		h = slog.NewJSONHandler(e.stderr, nil)
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", *logFormat)
+	}
+	log := slog.New(h)
+	srv, err := control.New(e.ctx, cfg, control.Options{Logger: log, Version: Version, Now: e.now})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	return srv.ListenAndServe(e.ctx)
+}
+
+func runControlInit(e *env, args []string) error {
+	fs := newFlags(e, "control init", "--config control.yaml --trust-domain mesh.example.org [--admin NAME [--password-file FILE|-]]")
+	cfgPath := fs.String("config", "control.yaml", "configuration file (its data_dir is created)")
+	td := fs.String("trust-domain", "", "trust domain of a new CA (not needed if ca_dir already holds a CA)")
+	caName := fs.String("ca-name", "mesh-ca", "name of a new CA")
+	caGroups := fs.String("ca-groups", "", "comma-separated groups a new CA may grant (empty: any)")
+	caDuration := fs.Duration("ca-duration", 10*365*24*time.Hour, "lifetime of a new CA")
+	admin := fs.String("admin", "", "create this admin account and print an admin API key once")
+	pwFile := fs.String("password-file", "", "file holding the admin's password on its first line ('-': standard input); without it the admin logs in with API keys only")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	cfg, err := control.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	password := ""
+	if *pwFile != "" {
+		if *admin == "" {
+			return errors.New("--password-file needs --admin")
+		}
+		if password, err = readPassword(*pwFile); err != nil {
+			return err
+		}
+	}
+	res, err := control.Init(e.ctx, cfg, control.InitOptions{TrustDomain: *td, CAName: *caName, CAGroups: splitList(*caGroups),
+		CADuration: *caDuration, Admin: *admin, AdminPassword: password}, e.now())
+	if err != nil {
+		return err
+	}
+	if res.CreatedCA {
+		fmt.Fprintf(e.stdout, "created CA for trust domain %s in %s\n", res.TrustDomain, cfg.CADir)
+	}
+	fmt.Fprintf(e.stdout, "data directory: %s\ndatabase:       %s\nCA pin:         %s\n", cfg.DataDir, cfg.Database.Driver, res.CAPin)
+	if res.AdminAPIKey != "" {
+		fmt.Fprintf(e.stdout, "admin %q API key (shown once; store it now):\n%s\n", *admin, res.AdminAPIKey)
+	}
+	return nil
+}
+
+// readPassword reads the first line of a file or of standard input.
+func readPassword(path string) (string, error) {
+	var r io.Reader
+	if path == "-" {
+		r = os.Stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	sc := bufio.NewScanner(io.LimitReader(r, 4096))
+	if !sc.Scan() {
+		if err := sc.Err(); err != nil {
+			return "", fmt.Errorf("password file: %w", err)
+		}
+		return "", errors.New("password file is empty")
+	}
+	return strings.TrimRight(sc.Text(), "\r"), nil
+}
+
+// ctlConn holds the flags every ctl verb shares.
+type ctlConn struct {
+	url, keyFile, pin, caFile *string
+	insecure                  *bool
+	asJSON                    *bool
+}
+
+func ctlFlags(e *env, name, usage string) (*flag.FlagSet, *ctlConn) {
+	fs := newFlags(e, "ctl "+name, usage)
+	c := &ctlConn{
+		url:      fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL (env X0TTA6BL4_CONTROL_URL)"),
+		keyFile:  fs.String("api-key-file", "", "file holding the API key (default: env X0TTA6BL4_API_KEY)"),
+		pin:      fs.String("ca-pin", os.Getenv("X0TTA6BL4_CA_PIN"), "CA pin printed by 'control init' (env X0TTA6BL4_CA_PIN)"),
+		caFile:   fs.String("ca", "", "the CA's X.509 certificate (ca-x509.pem), instead of --ca-pin"),
+		insecure: fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)"),
+		asJSON:   fs.Bool("json", false, "print the API's JSON answer"),
+	}
+	return fs, c
+}
+
+func (c *ctlConn) trust() (client.Trust, error) {
+	t := client.Trust{CAPin: *c.pin, AllowHTTP: *c.insecure}
+	if *c.caFile != "" {
+		ca, err := meshca.LoadX509File(*c.caFile)
+		if err != nil {
+			return t, err
+		}
+		t.CA = ca
+	}
+	return t, nil
+}
+
+func (c *ctlConn) api() (*client.API, error) {
+	if *c.url == "" {
+		return nil, errors.New("no control plane URL: use --url or X0TTA6BL4_CONTROL_URL")
+	}
+	key := os.Getenv("X0TTA6BL4_API_KEY")
+	if *c.keyFile != "" {
+		k, err := readPassword(*c.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("API key file: %w", err)
+		}
+		key = k
+	}
+	if key == "" {
+		return nil, errors.New("no API key: use --api-key-file or X0TTA6BL4_API_KEY")
+	}
+	t, err := c.trust()
+	if err != nil {
+		return nil, err
+	}
+	return client.NewAPI(*c.url, strings.TrimSpace(key), t)
+}
+
+func (c *ctlConn) print(e *env, v any, human func(w io.Writer)) error {
+	if *c.asJSON {
+		b, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s\n", b)
+		return nil
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	human(tw)
+	return tw.Flush()
+}
+
+// runCtl operates a control plane through its API with an API key.
+func runCtl(e *env, args []string) error {
+	verbs := []struct {
+		name, summary string
+		run           func(e *env, args []string) error
+	}{
+		{"revoke", "revoke a node: ctl revoke NODE", ctlRevoke},
+		{"token create", "create a one-time join token", ctlTokenCreate},
+		{"token list", "list join tokens", ctlTokenList},
+		{"nodes", "list enrolled nodes", ctlNodes},
+		{"status", "show the mesh as nodes report it", ctlStatus},
+		{"user add", "create an account (password from --password-file)", ctlUserAdd},
+		{"users", "list accounts", ctlUsers},
+		{"key create", "create an API key for yourself (shown once)", ctlKeyCreate},
+		{"keys", "list your API keys", ctlKeys},
+		{"audit", "show the audit log", ctlAudit},
+		{"join", "enrol this machine as a node with a join token (writes its certificate bundle)", ctlJoin},
+	}
+	usage := func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: x0tta6bl4 ctl <verb> [flags]   (x0tta6bl4 ctl <verb> -h for its flags)\n\nVerbs:")
+		for _, v := range verbs {
+			fmt.Fprintf(w, "  %-13s %s\n", v.name, v.summary)
+		}
+		fmt.Fprintln(w, "\nConnection: --url (or X0TTA6BL4_CONTROL_URL), the API key in X0TTA6BL4_API_KEY or --api-key-file,\nand --ca-pin (or X0TTA6BL4_CA_PIN) or --ca ca-x509.pem to recognise the control plane.")
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(e.stdout)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	for _, v := range verbs {
+		words := strings.Fields(v.name)
+		if len(args) >= len(words) && strings.Join(args[:len(words)], " ") == v.name {
+			return v.run(e, args[len(words):])
+		}
+	}
+	fmt.Fprintf(e.stderr, "ctl: unknown verb %q\n\n", strings.Join(args[:min(2, len(args))], " "))
+	usage(e.stderr)
+	return errUsage
+}
+
+func withTimeout(e *env) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(e.ctx, 2*time.Minute)
+}
+
+func ctlRevoke(e *env, args []string) error {
+	fs, c := ctlFlags(e, "revoke", "NODE")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.Revoke(ctx, fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		fmt.Fprintf(w, "revoked node %s: revocation list %d (%d certificates and key %s)\n", res.Node, res.CRLNumber, len(res.RevokedSerials), res.RevokedKeyID)
+	})
+}
+
+func ctlTokenCreate(e *env, args []string) error {
+	fs, c := ctlFlags(e, "token create", "[--node-name N] [--groups a,b] [--ttl 1h] [--cert-ttl 24h] [--description TEXT]")
+	nodeName := fs.String("node-name", "", "the only node name the token may enrol (default: any)")
+	groups := fs.String("groups", "", "comma-separated groups for the node's certificate")
+	ttl := fs.Duration("ttl", 0, "how long the token is valid (default: the server's enrollment.token_ttl)")
+	certTTL := fs.Duration("cert-ttl", 0, "certificate lifetime (default: the server's enrollment.cert_duration)")
+	desc := fs.String("description", "", "a note stored with the token")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
+		TTLSeconds: int64(*ttl / time.Second), CertTTLSeconds: int64(*certTTL / time.Second), Description: *desc})
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		fmt.Fprintf(w, "join token (shown once; valid until %s, one use):\n%s\n", res.ExpiresAt.Format(time.RFC3339), res.Token)
+	})
+}
+
+func ctlTokenList(e *env, args []string) error {
+	fs, c := ctlFlags(e, "token list", "")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.JoinTokens(ctx)
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		fmt.Fprintln(w, "PREFIX\tNODE\tGROUPS\tEXPIRES\tUSED BY\tDESCRIPTION")
+		for _, t := range res.Tokens {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%q\n", t.Prefix, dash(t.NodeName), dash(strings.Join(t.Groups, ",")), t.ExpiresAt.Format(time.RFC3339), dash(t.UsedBy), t.Description)
+		}
+	})
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ctlNodes(e *env, args []string) error {
+	fs, c := ctlFlags(e, "nodes", "")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		fmt.Fprintln(w, "NAME\tSTATUS\tOVERLAY\tGROUPS\tCERT EXPIRES")
+		for _, n := range res.Nodes {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, n.Overlay, dash(strings.Join(n.Groups, ",")), n.NotAfter.Format(time.RFC3339))
+		}
+	})
+}
+
+func ctlStatus(e *env, args []string) error {
+	fs, c := ctlFlags(e, "status", "")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.MeshStatus(ctx)
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		k := res.Counts
+		fmt.Fprintf(w, "trust domain %s, revocation list %d: %d enrolled (%d online, %d stale, %d silent), %d revoked; %d links (%d confirmed by both ends)\n\n",
+			res.TrustDomain, res.CRLNumber, k.Enrolled, k.Online, k.Stale, k.Silent, k.Revoked, k.Links, k.LinksConfirmed)
+		fmt.Fprintln(w, "NODE\tSTATUS\tOVERLAY\tPEERS UP\tROUTES\tLAST REPORT\tVERSION")
+		for _, n := range res.Nodes {
+			last := "-"
+			if n.LastReport != nil {
+				last = n.LastReport.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", n.Name, n.Status, n.Overlay, n.PeersUp, n.Peers, n.Routes, last, dash(n.Version))
+		}
+	})
+}
+
+func ctlUserAdd(e *env, args []string) error {
+	fs, c := ctlFlags(e, "user add", "--username NAME [--role viewer|operator|admin] [--password-file FILE|-]")
+	name := fs.String("username", "", "account name")
+	role := fs.String("role", "viewer", "viewer, operator or admin")
+	pwFile := fs.String("password-file", "", "file holding the password on its first line ('-': standard input); without it the account uses API keys only")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "username", *name); err != nil {
+		return err
+	}
+	pw := ""
+	if *pwFile != "" {
+		var err error
+		if pw, err = readPassword(*pwFile); err != nil {
+			return err
+		}
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	u, err := a.CreateUser(ctx, api.RegisterRequest{Username: *name, Password: pw, Role: *role})
+	if err != nil {
+		return err
+	}
+	return c.print(e, u, func(w io.Writer) { fmt.Fprintf(w, "created account %q (id %d, role %s)\n", u.Username, u.ID, u.Role) })
+}
+
+func ctlUsers(e *env, args []string) error {
+	fs, c := ctlFlags(e, "users", "")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.Users(ctx)
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		fmt.Fprintln(w, "ID\tUSERNAME\tROLE\tDISABLED\tPASSWORD")
+		for _, u := range res.Users {
+			fmt.Fprintf(w, "%d\t%q\t%s\t%v\t%v\n", u.ID, u.Username, u.Role, u.Disabled, u.HasPassword)
+		}
+	})
+}
+
+func ctlKeyCreate(e *env, args []string) error {
+	fs, c := ctlFlags(e, "key create", "--name NAME [--role R] [--expires-in 720h]")
+	name := fs.String("name", "", "what the key is for")
+	role := fs.String("role", "", "role of the key, at most yours (default: yours)")
+	exp := fs.Duration("expires-in", 0, "lifetime (default: never expires)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "name", *name); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	k, err := a.CreateAPIKey(ctx, api.CreateAPIKeyRequest{Name: *name, Role: *role, ExpiresInSeconds: int64(*exp / time.Second)})
+	if err != nil {
+		return err
+	}
+	return c.print(e, k, func(w io.Writer) {
+		fmt.Fprintf(w, "API key %q (role %s, id %d; shown once):\n%s\n", k.Name, k.Role, k.ID, k.Key)
+	})
+}
+
+func ctlKeys(e *env, args []string) error {
+	fs, c := ctlFlags(e, "keys", "[--all]")
+	all := fs.Bool("all", false, "every account's keys (admin)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.APIKeys(ctx, *all)
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		fmt.Fprintln(w, "ID\tPREFIX\tOWNER\tROLE\tNAME\tSTATE")
+		for _, k := range res.Keys {
+			state := "live"
+			if k.RevokedAt != nil {
+				state = "revoked"
+			} else if k.ExpiresAt != nil && k.ExpiresAt.Before(e.now()) {
+				state = "expired"
+			}
+			fmt.Fprintf(w, "%d\t%s\t%q\t%s\t%q\t%s\n", k.ID, k.Prefix, k.Owner, k.Role, k.Name, state)
+		}
+	})
+}
+
+func ctlAudit(e *env, args []string) error {
+	fs, c := ctlFlags(e, "audit", "[--limit N]")
+	limit := fs.Int("limit", 50, "entries to show (at most 1000)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	a, err := c.api()
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	res, err := a.Audit(ctx, *limit)
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		fmt.Fprintln(w, "AT\tACTOR\tACTION\tTARGET\tDETAIL")
+		for _, en := range res.Entries {
+			fmt.Fprintf(w, "%s\t%q\t%s\t%q\t%q\n", en.At.Format(time.RFC3339), en.Actor, en.Action, en.Target, en.Detail)
+		}
+	})
+}
+
+// ctlJoin enrols with a join token using keys made on this machine (keys generate), and writes the
+// bundle: node.crt, node-svid.pem, ca.crt, ca-x509.pem, crl.pem and bundle.json.
+func ctlJoin(e *env, args []string) error {
+	fs := newFlags(e, "ctl join", "--url URL --token TOKEN --key node.key --name NAME --out DIR")
+	url := fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL")
+	tokenFile := fs.String("token-file", "", "file holding the join token (default: env X0TTA6BL4_JOIN_TOKEN)")
+	keyPath := fs.String("key", "", "the node's private key file (x0tta6bl4 keys generate); only its public key is sent")
+	name := fs.String("name", "", "node name")
+	out := fs.String("out", "", "directory for the certificate bundle")
+	insecure := fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	for _, f := range []struct{ n, v string }{{"url", *url}, {"key", *keyPath}, {"name", *name}, {"out", *out}} {
+		if err := required(fs, f.n, f.v); err != nil {
+			return err
+		}
+	}
+	token := os.Getenv("X0TTA6BL4_JOIN_TOKEN")
+	if *tokenFile != "" {
+		t, err := readPassword(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("token file: %w", err)
+		}
+		token = t
+	}
+	if token == "" {
+		return errors.New("no join token: use --token-file or X0TTA6BL4_JOIN_TOKEN")
+	}
+	key, err := identity.LoadNodeKeyFile(*keyPath)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	b, err := client.EnrollWith(ctx, *url, token, key, *name, client.EnrollOptions{Trust: client.Trust{AllowHTTP: *insecure}})
+	if err != nil {
+		return err
+	}
+	if err := b.Save(*out); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "enrolled %s (%s, overlay %s); certificate valid until %s, renew after %s\nbundle written to %s\n",
+		b.Raw.Name, b.Raw.SPIFFEID, b.Raw.Overlay, b.Raw.NotAfter.Format(time.RFC3339), b.Raw.RenewAfter.Format(time.RFC3339), *out)
+	return nil
+}

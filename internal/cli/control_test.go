@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/meshca"
+)
+
+// call runs one of the control-plane commands directly and returns stdout.
+func call(t *testing.T, ctx context.Context, fn func(*env, []string) error, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := fn(&env{ctx: ctx, stdout: &out, stderr: &errOut, now: time.Now}, args)
+	if err != nil && errOut.Len() > 0 {
+		err = fmt.Errorf("%w\nstderr: %s", err, errOut.String())
+	}
+	return out.String(), err
+}
+
+func mustCall(t *testing.T, fn func(*env, []string) error, args ...string) string {
+	t.Helper()
+	out, err := call(t, context.Background(), fn, args...)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return out
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestControlCommands drives the control plane through the CLI: init, serve over TLS, create a join
+// token, enrol a node with `ctl join`, list, revoke, and manage users and keys.
+func TestControlCommands(t *testing.T) {
+	dir := t.TempDir()
+	addr := freePort(t)
+	cfg := filepath.Join(dir, "control.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %q
+data_dir: data
+auth: {argon2: {time: 1, memory_kib: 64, threads: 1}}
+`, addr)), 0o600)
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("a long enough password\n"), 0o600)
+
+	out := mustCall(t, runControl, "init", "--config", cfg, "--trust-domain", "mesh.example.org", "--admin", "root", "--password-file", filepath.Join(dir, "pw"))
+	var pin, key string
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i, l := range lines {
+		if p, ok := strings.CutPrefix(l, "CA pin:"); ok {
+			pin = strings.TrimSpace(p)
+		}
+		if strings.HasPrefix(l, "admin ") && i+1 < len(lines) {
+			key = lines[i+1]
+		}
+	}
+	if len(pin) != 64 || !strings.HasPrefix(key, "x6k_") {
+		t.Fatalf("init output:\n%s", out)
+	}
+	if _, err := call(t, context.Background(), runControl, "init", "--config", cfg, "--admin", "root"); err == nil {
+		t.Fatal("second init with the same admin succeeded")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() {
+		_, err := call(t, ctx, runControl, "--config", cfg)
+		served <- err
+	}()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("control: %v", err)
+		}
+	}()
+	url := "https://" + addr
+	t.Setenv("X0TTA6BL4_CONTROL_URL", url)
+	t.Setenv("X0TTA6BL4_CA_PIN", pin)
+	t.Setenv("X0TTA6BL4_API_KEY", key)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := call(t, context.Background(), runCtl, "nodes"); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("control plane did not come up: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	out = mustCall(t, runCtl, "token", "create", "--groups", "web", "--description", "cli test")
+	tok := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	if !strings.HasPrefix(tok, "x6j_") || !strings.HasSuffix(tok, pin) {
+		t.Fatalf("token create output:\n%s", out)
+	}
+	mustRun(t, dir, "keys", "generate", "--out", "n1.key")
+	os.WriteFile(filepath.Join(dir, "tok"), []byte(tok+"\n"), 0o600)
+	out = mustCall(t, runCtl, "join", "--key", filepath.Join(dir, "n1.key"), "--name", "n1", "--token-file", filepath.Join(dir, "tok"), "--out", filepath.Join(dir, "n1"))
+	if !strings.Contains(out, "spiffe://mesh.example.org/node/n1") {
+		t.Fatalf("join output:\n%s", out)
+	}
+	// The saved bundle is usable by the existing cert commands.
+	if out := mustRun(t, dir, "cert", "verify", "--ca", "n1/ca.crt", "--crl", "n1/crl.pem", "n1/node.crt"); !strings.Contains(out, "n1/node.crt: OK (spiffe://mesh.example.org/node/n1") {
+		t.Fatalf("cert verify:\n%s", out)
+	}
+	if _, err := call(t, context.Background(), runCtl, "join", "--key", filepath.Join(dir, "n1.key"), "--name", "n1", "--token-file", filepath.Join(dir, "tok"), "--out", filepath.Join(dir, "n1b")); err == nil {
+		t.Fatal("join token used twice")
+	}
+	if out := mustCall(t, runCtl, "nodes"); !strings.Contains(out, "n1") || !strings.Contains(out, "active") {
+		t.Fatalf("nodes:\n%s", out)
+	}
+	if out := mustCall(t, runCtl, "status"); !strings.Contains(out, "1 enrolled") || !strings.Contains(out, "silent") {
+		t.Fatalf("status:\n%s", out)
+	}
+	out = mustCall(t, runCtl, "revoke", "n1")
+	if !strings.Contains(out, "revocation list 2") {
+		t.Fatalf("revoke:\n%s", out)
+	}
+	if out := mustCall(t, runCtl, "nodes", "--json"); !strings.Contains(out, `"status": "revoked"`) {
+		t.Fatalf("nodes --json:\n%s", out)
+	}
+	// The CA's own revocation list (in the data directory) now refuses the node.
+	crl, err := meshca.LoadRevocationListFile(filepath.Join(dir, "data", "ca", "crl.pem"))
+	if err != nil || crl.Number != 2 {
+		t.Fatalf("CA revocation list: %v", err)
+	}
+	mustCall(t, runCtl, "user", "add", "--username", "vic", "--role", "viewer", "--password-file", filepath.Join(dir, "pw"))
+	if out := mustCall(t, runCtl, "users"); !strings.Contains(out, `"vic"`) {
+		t.Fatalf("users:\n%s", out)
+	}
+	if out := mustCall(t, runCtl, "key", "create", "--name", "ci", "--role", "operator"); !strings.Contains(out, "x6k_") {
+		t.Fatalf("key create:\n%s", out)
+	}
+	if out := mustCall(t, runCtl, "keys"); !strings.Contains(out, `"ci"`) {
+		t.Fatalf("keys:\n%s", out)
+	}
+	if out := mustCall(t, runCtl, "token", "list"); !strings.Contains(out, `"cli test"`) {
+		t.Fatalf("token list:\n%s", out)
+	}
+	if out := mustCall(t, runCtl, "audit"); !strings.Contains(out, "node.revoke") || !strings.Contains(out, "node.enroll") {
+		t.Fatalf("audit:\n%s", out)
+	}
+	// Wrong pin: refused before any credential is sent.
+	t.Setenv("X0TTA6BL4_CA_PIN", strings.Repeat("0", 64))
+	if _, err := call(t, context.Background(), runCtl, "nodes"); err == nil || !strings.Contains(err.Error(), "pinned") {
+		t.Fatalf("wrong pin: %v", err)
+	}
+	if _, err := call(t, context.Background(), runCtl, "frobnicate"); err == nil {
+		t.Fatal("unknown verb accepted")
+	}
+}

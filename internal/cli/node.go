@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"x0tta6bl4/internal/node"
+)
+
+// defaultSocket is where a node listens for admin commands unless its config says otherwise.
+const defaultSocket = "/run/x0tta6bl4/node.sock"
+
+func socketFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv("X0TTA6BL4_SOCKET")
+	if def == "" {
+		def = defaultSocket
+	}
+	return fs.String("socket", def, "node admin socket (env X0TTA6BL4_SOCKET)")
+}
+
+func runNode(e *env, args []string) error {
+	fs := newFlags(e, "node", "--config node.yaml")
+	config := fs.String("config", "", "node configuration file (docs/node.md)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "config", *config); err != nil {
+		return err
+	}
+	opts, err := node.LoadConfig(*config)
+	if err != nil {
+		return err
+	}
+	if opts.AdminSocket == "" {
+		opts.AdminSocket = defaultSocket
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.AdminSocket), 0o700); err != nil {
+		return err
+	}
+	n, err := node.New(opts)
+	if err != nil {
+		return err
+	}
+	return n.Run(e.ctx)
+}
+
+// adminQuery asks the node's admin socket for op and decodes the answer into out. It reports printed
+// when --json was given and the answer has already been written.
+func adminQuery(e *env, name string, args []string, out any) (printed bool, err error) {
+	fs := newFlags(e, name, "[--socket PATH] [--json]")
+	socket := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args, 0); err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	if err := node.AdminCall(ctx, *socket, node.AdminRequest{Op: name}, out); err != nil {
+		return false, err
+	}
+	if *asJSON {
+		return true, writeJSON(e, out)
+	}
+	return false, nil
+}
+
+func runStatus(e *env, args []string) error {
+	var s node.Status
+	printed, err := adminQuery(e, "status", args, &s)
+	if err != nil || printed {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s  %s\n  overlay:   %s\n  udp:       %s\n  device:    %s\n  uptime:    %s\n",
+		s.Name, s.SPIFFEID, s.Overlay, s.UDP, s.Device, s.Uptime.Round(time.Second))
+	fmt.Fprintf(e.stdout, "  links up:  %d\n  nodes:     %d known, %d reachable\n  e2e:       %d sessions\n", s.Links, s.Nodes, s.Reachable, s.E2E)
+	st := s.Stats
+	fmt.Fprintf(e.stdout, "  packets:   %d sent, %d delivered, %d forwarded\n  drops:     no-route %d, hop-limit %d, firewall %d, spoofed %d, auth %d, malformed %d\n",
+		st.Sent, st.Delivered, st.Forwarded, st.DropNoRoute, st.DropHopLimit, st.DropFirewall, st.DropSpoofed, st.DropAuth, st.DropMalformed)
+	return nil
+}
+
+func runPeers(e *env, args []string) error {
+	var peers []node.PeerStatus
+	printed, err := adminQuery(e, "peers", args, &peers)
+	if err != nil || printed {
+		return err
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tSTATE\tOVERLAY\tREMOTE\tRTT\tJITTER\tLOSS")
+	for _, p := range peers {
+		state := "down"
+		if p.Up {
+			state = "up"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f%%\n", p.Name, state, p.Overlay, p.Remote,
+			p.RTT.Round(time.Microsecond), p.Jitter.Round(time.Microsecond), 100*p.Loss)
+	}
+	return w.Flush()
+}
+
+func runRoutes(e *env, args []string) error {
+	var routes []node.RouteStatus
+	printed, err := adminQuery(e, "routes", args, &routes)
+	if err != nil || printed {
+		return err
+	}
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tOVERLAY\tNEXT HOP\tHOPS\tCOST")
+	for _, r := range routes {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\n", r.Name, r.Overlay, r.NextHop, r.Hops, r.Cost)
+	}
+	return w.Flush()
+}
+
+func runPing(e *env, args []string) error {
+	fs := newFlags(e, "ping", "[--socket PATH] [-c COUNT] NAME|ADDRESS")
+	socket := socketFlag(fs)
+	count := fs.Int("c", 4, "echo requests to send (1-100)")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(*count+2)*3*time.Second)
+	defer cancel()
+	var res []node.PingResult
+	if err := node.AdminCall(ctx, *socket, node.AdminRequest{Op: "ping", Target: fs.Arg(0), Count: *count}, &res); err != nil {
+		return err
+	}
+	lost := 0
+	for _, r := range res {
+		if r.Error != "" {
+			lost++
+			fmt.Fprintf(e.stdout, "seq=%d %s\n", r.Seq, r.Error)
+		} else {
+			fmt.Fprintf(e.stdout, "seq=%d time=%s\n", r.Seq, r.RTT.Round(time.Microsecond))
+		}
+	}
+	fmt.Fprintf(e.stdout, "%d sent, %d received\n", len(res), len(res)-lost)
+	if lost == len(res) {
+		return fmt.Errorf("no reply from %s", fs.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"x0tta6bl4/internal/firewall"
+	"x0tta6bl4/internal/handshake"
+	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/netdev"
+	"x0tta6bl4/internal/routing"
+)
+
+// Node is a running mesh node.
+type Node struct {
+	opts     Options
+	log      *slog.Logger
+	self     *meshca.Certificate
+	selfID   routing.NodeID
+	addr     netip.Addr
+	verifier *meshca.Verifier
+	udp      *net.UDPConn
+	dev      *netdev.Device
+	fw       *firewall.Firewall
+	idx      *indexSpace
+	start    time.Time
+
+	mu             sync.Mutex // guards everything below, and tunnel fields marked so
+	linkHS         *handshake.Machine
+	e2eHS          *handshake.Machine
+	router         *routing.Router
+	links          map[routing.NodeID]*tunnel
+	e2e            map[netip.Addr]*tunnel
+	gen            uint64 // router generation the forwarding table was built from
+	dirty          bool   // links changed: rebuild the forwarding table
+	lastRevalidate time.Time
+	pings          map[uint16]chan time.Time
+	pingID         uint16
+	closed         bool
+
+	fib      atomic.Pointer[fib] // read on the packet path
+	e2eByDst sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
+	stats    counters
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// fib is the forwarding table: for every reachable node, the neighbour to hand its packets to.
+type fib struct {
+	byAddr map[netip.Addr]fibEntry
+}
+
+type fibEntry struct {
+	id      routing.NodeID
+	cert    *meshca.Certificate
+	nextHop *tunnel // the link tunnel of the next hop
+	direct  bool    // the destination is the neighbour itself
+	hops    int
+	cost    uint64
+}
+
+// New sets a node up: it binds the UDP socket and opens the device, but moves no packet until Run.
+func New(opts Options) (*Node, error) {
+	if err := opts.check(); err != nil {
+		return nil, err
+	}
+	verifier, err := meshca.NewVerifier(opts.CA...)
+	if err != nil {
+		return nil, err
+	}
+	if opts.CRL != nil {
+		if _, err := verifier.UpdateCRL(opts.CRL); err != nil {
+			return nil, fmt.Errorf("node: revocation list: %w", err)
+		}
+	}
+	now := time.Now()
+	if err := verifier.Verify(opts.Cert, now); err != nil {
+		return nil, fmt.Errorf("node: own certificate: %w", err)
+	}
+	fw, err := firewall.New(opts.Firewall, now)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		opts: opts, log: opts.Logger.With("node", opts.Cert.Name), self: opts.Cert,
+		selfID: opts.Cert.SignPublicKey.ID(), addr: opts.Cert.Overlay, verifier: verifier, fw: fw,
+		idx: newIndexSpace(maxIndices), start: now,
+		links: make(map[routing.NodeID]*tunnel), e2e: make(map[netip.Addr]*tunnel),
+		pings: make(map[uint16]chan time.Time), done: make(chan struct{}),
+	}
+	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
+	hsConfig := func(prologue string, packet int) handshake.Config {
+		return handshake.Config{Key: opts.Key, Cert: opts.Cert, Verifier: verifier, Prologue: prologue,
+			Indices: n.idx, MaxPacketSize: packet}
+	}
+	if n.linkHS, err = handshake.New(hsConfig(handshake.PrologueLink, 0)); err != nil {
+		return nil, err
+	}
+	// End-to-end handshake packets ride inside routed frames inside link packets; keep them small
+	// enough that the link packet stays under a 1500-byte underlay MTU.
+	if n.e2eHS, err = handshake.New(hsConfig(handshake.PrologueE2E, e2eHandshakePacket)); err != nil {
+		return nil, err
+	}
+	// The origination hold is capped low so that a failure soon after other changes (start-up, a flap
+	// elsewhere) still reaches the mesh within the 1 s reroute budget (docs/node.md).
+	if n.router, err = routing.New(routing.Config{Key: opts.Key.Sign, Certificate: opts.Cert, Verifier: verifier,
+		MaxOriginationHold: maxOriginationHold}); err != nil {
+		return nil, err
+	}
+	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(opts.Listen))
+	if err != nil {
+		return nil, fmt.Errorf("node: listen %s: %w", opts.Listen, err)
+	}
+	n.udp = udp
+	switch opts.Device {
+	case DeviceNetstack:
+		n.dev, err = netdev.OpenNetstack(n.addr, opts.MTU)
+	case DeviceTUN:
+		n.dev, err = netdev.OpenTUN(opts.DeviceName, n.addr, opts.MTU)
+	}
+	if err != nil {
+		udp.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// e2eHandshakePacket: 1500 − 20 (IPv4) − 8 (UDP) − 32 (link transport) − 1 (frame) − 36 (routed header),
+// rounded down.
+const e2eHandshakePacket = 1400
+
+// Addr is the node's overlay address.
+func (n *Node) Addr() netip.Addr { return n.addr }
+
+// ID is the node's routing identity (its signing key ID).
+func (n *Node) ID() routing.NodeID { return n.selfID }
+
+// Certificate is the node's certificate.
+func (n *Node) Certificate() *meshca.Certificate { return n.self }
+
+// UDPAddr is the bound UDP address.
+func (n *Node) UDPAddr() netip.AddrPort { return n.udp.LocalAddr().(*net.UDPAddr).AddrPort() }
+
+// Device is the packet device, nil with DeviceNone.
+func (n *Node) Device() *netdev.Device { return n.dev }
+
+// Run moves packets until ctx is cancelled or Close is called.
+func (n *Node) Run(ctx context.Context) error {
+	n.log.Info("node starting", "overlay", n.addr, "udp", n.UDPAddr(), "device", n.opts.Device, "spiffe_id", n.self.SPIFFEID())
+	var admin *adminServer
+	if n.opts.AdminSocket != "" {
+		var err error
+		if admin, err = n.serveAdmin(n.opts.AdminSocket); err != nil {
+			return err
+		}
+	}
+	n.mu.Lock()
+	for i := range n.opts.Peers {
+		n.dialLocked(time.Now(), &n.opts.Peers[i])
+	}
+	n.mu.Unlock()
+	n.wg.Add(2)
+	go n.receiveLoop()
+	go n.timerLoop()
+	if n.dev != nil {
+		n.wg.Add(1)
+		go n.deviceLoop()
+	}
+	select {
+	case <-ctx.Done():
+	case <-n.done:
+	}
+	if admin != nil {
+		admin.close()
+	}
+	n.Close()
+	n.log.Info("node stopped")
+	return nil
+}
+
+// Close stops the node: it closes the socket and the device and wipes its sessions.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	close(n.done)
+	for _, t := range n.links {
+		t.sess.Close()
+	}
+	for _, t := range n.e2e {
+		t.sess.Close()
+	}
+	n.mu.Unlock()
+	err := n.udp.Close()
+	if n.dev != nil {
+		err = errors.Join(err, n.dev.Close())
+	}
+	n.wg.Wait()
+	return err
+}
+
+func (n *Node) isClosed() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
+}

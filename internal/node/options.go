@@ -1,0 +1,117 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"x0tta6bl4/internal/firewall"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+)
+
+// DeviceMode selects how packets reach the host.
+type DeviceMode string
+
+// Device modes.
+const (
+	DeviceNone     DeviceMode = "none"     // no device: the node only relays (and answers ping)
+	DeviceNetstack DeviceMode = "netstack" // userspace TCP/IP stack, no root
+	DeviceTUN      DeviceMode = "tun"      // kernel TUN device, root
+)
+
+// Peer is a neighbour to connect to at start-up. The initiator of the post-quantum handshake must
+// know the responder's certificate (docs/protocol.md), so a static peer names it.
+type Peer struct {
+	Addr netip.AddrPort
+	Cert *meshca.Certificate
+}
+
+// Options is everything a Node needs, already loaded. LoadConfig builds it from a YAML file; tests and
+// the demo build it directly.
+type Options struct {
+	Key    *identity.NodeKey
+	Cert   *meshca.Certificate
+	CA     []*meshca.Certificate
+	CRL    *meshca.RevocationList // optional
+	Listen netip.AddrPort         // UDP address; port 0 picks one
+
+	Device     DeviceMode
+	DeviceName string // TUN name (DeviceTUN)
+	MTU        int    // overlay MTU, default 1280
+
+	Peers    []Peer
+	Firewall firewall.Config
+
+	AdminSocket string // unix socket path for status/peers/routes/ping; empty: none
+
+	ProbeInterval time.Duration // link probes, default 150 ms
+	DeadAfter     time.Duration // link down after this much silence, default 600 ms
+	TickInterval  time.Duration // timer resolution, default 50 ms
+
+	Logger *slog.Logger
+}
+
+// Limits on what strangers and the mesh can make a node hold.
+const (
+	maxLinks         = 256   // neighbour sessions
+	maxE2E           = 4096  // end-to-end sessions
+	maxIndices       = 16384 // session indices (three keypairs per session at most, plus handshakes)
+	maxQueuedPerPeer = 32    // packets waiting for an end-to-end handshake
+	e2eIdleTimeout   = 3 * time.Minute
+	defaultMTU       = 1280
+	maxUDPPayload    = 65535
+	metricsInterval  = time.Second
+	// maxOriginationHold caps routing's back-off between topology-triggered records.
+	maxOriginationHold = 400 * time.Millisecond
+)
+
+func (o *Options) check() error {
+	switch {
+	case o.Key == nil || o.Cert == nil:
+		return errors.New("node: key and certificate are required")
+	case len(o.CA) == 0:
+		return errors.New("node: at least one CA certificate is required")
+	case o.Cert.Kind != meshca.KindNode:
+		return errors.New("node: certificate is not a node certificate")
+	case o.Cert.SignPublicKey.ID() != o.Key.Sign.PublicKey().ID() ||
+		string(o.Cert.KEMPublicKey.Bytes()) != string(o.Key.KEM.PublicKey().Bytes()):
+		return errors.New("node: certificate does not belong to this key")
+	}
+	switch o.Device {
+	case "":
+		o.Device = DeviceNone
+	case DeviceNone, DeviceNetstack, DeviceTUN:
+	default:
+		return fmt.Errorf("node: device mode %q: use none, netstack or tun", o.Device)
+	}
+	if o.Device == DeviceTUN && o.DeviceName == "" {
+		o.DeviceName = "x6l0"
+	}
+	if o.MTU == 0 {
+		o.MTU = defaultMTU
+	}
+	if o.ProbeInterval <= 0 {
+		o.ProbeInterval = 150 * time.Millisecond
+	}
+	if o.DeadAfter <= 0 {
+		o.DeadAfter = 600 * time.Millisecond
+	}
+	if o.DeadAfter < 2*o.ProbeInterval {
+		return fmt.Errorf("node: dead-after %s must be at least twice the probe interval %s", o.DeadAfter, o.ProbeInterval)
+	}
+	if o.TickInterval <= 0 {
+		o.TickInterval = 50 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	for i, p := range o.Peers {
+		if !p.Addr.IsValid() || p.Cert == nil {
+			return fmt.Errorf("node: peer %d needs an address and a certificate", i)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,41 @@
+package node
+
+import "sync/atomic"
+
+// counters are the node's packet counters, read by status and (later) metrics.
+type counters struct {
+	rxPackets, txPackets         atomic.Uint64 // UDP datagrams
+	rxBytes, txBytes             atomic.Uint64
+	delivered, sent              atomic.Uint64 // IPv6 packets to / from the device
+	forwarded                    atomic.Uint64 // routed frames relayed for others
+	dropNoRoute, dropHopLimit    atomic.Uint64
+	dropFirewall, dropSpoofed    atomic.Uint64
+	dropAuth, dropMalformed      atomic.Uint64
+	dropQueueFull, dropNoSession atomic.Uint64
+	dropNotOverlay               atomic.Uint64 // from the device but not from our overlay address
+	handshakeErrors              atomic.Uint64
+}
+
+// Stats is a snapshot of the counters.
+type Stats struct {
+	RxPackets, TxPackets, RxBytes, TxBytes uint64
+	Delivered, Sent, Forwarded             uint64
+	DropNoRoute, DropHopLimit              uint64
+	DropFirewall, DropSpoofed              uint64
+	DropAuth, DropMalformed                uint64
+	DropQueueFull, DropNoSession           uint64
+	DropNotOverlay                         uint64
+	HandshakeErrors                        uint64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		RxPackets: c.rxPackets.Load(), TxPackets: c.txPackets.Load(), RxBytes: c.rxBytes.Load(), TxBytes: c.txBytes.Load(),
+		Delivered: c.delivered.Load(), Sent: c.sent.Load(), Forwarded: c.forwarded.Load(),
+		DropNoRoute: c.dropNoRoute.Load(), DropHopLimit: c.dropHopLimit.Load(),
+		DropFirewall: c.dropFirewall.Load(), DropSpoofed: c.dropSpoofed.Load(),
+		DropAuth: c.dropAuth.Load(), DropMalformed: c.dropMalformed.Load(),
+		DropQueueFull: c.dropQueueFull.Load(), DropNoSession: c.dropNoSession.Load(),
+		DropNotOverlay: c.dropNotOverlay.Load(), HandshakeErrors: c.handshakeErrors.Load(),
+	}
+}

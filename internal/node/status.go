@@ -1,0 +1,129 @@
+package node
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"x0tta6bl4/internal/routing"
+)
+
+// Status describes the node.
+type Status struct {
+	Name      string        `json:"name"`
+	SPIFFEID  string        `json:"spiffe_id"`
+	Overlay   netip.Addr    `json:"overlay_address"`
+	UDP       string        `json:"udp"`
+	Device    string        `json:"device"`
+	Uptime    time.Duration `json:"uptime_ns"`
+	Links     int           `json:"links_up"`
+	Nodes     int           `json:"nodes_known"`
+	Reachable int           `json:"nodes_reachable"`
+	E2E       int           `json:"e2e_sessions"`
+	Stats     Stats         `json:"stats"`
+}
+
+// PeerStatus describes one neighbour link.
+type PeerStatus struct {
+	Name     string        `json:"name"`
+	SPIFFEID string        `json:"spiffe_id"`
+	Overlay  netip.Addr    `json:"overlay_address"`
+	Remote   string        `json:"remote"`
+	Up       bool          `json:"up"`
+	RTT      time.Duration `json:"rtt_ns"`
+	Jitter   time.Duration `json:"jitter_ns"`
+	Loss     float64       `json:"loss"`
+	Silence  time.Duration `json:"silence_ns"`
+	Static   bool          `json:"static"`
+}
+
+// RouteStatus is one entry of the forwarding table.
+type RouteStatus struct {
+	Name    string     `json:"name"`
+	Overlay netip.Addr `json:"overlay_address"`
+	NextHop string     `json:"next_hop"`
+	Hops    int        `json:"hops"`
+	Cost    uint64     `json:"cost"`
+	Direct  bool       `json:"direct"`
+}
+
+// Status returns the node's status.
+func (n *Node) Status() Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := Status{Name: n.self.Name, SPIFFEID: n.self.SPIFFEID().String(), Overlay: n.addr, UDP: n.UDPAddr().String(),
+		Device: string(n.opts.Device), Uptime: time.Since(n.start), E2E: len(n.e2e), Stats: n.stats.snapshot()}
+	if n.dev != nil {
+		s.Device += " " + n.dev.Name
+	}
+	for _, t := range n.links {
+		if t.up {
+			s.Links++
+		}
+	}
+	g := n.router.Graph()
+	s.Nodes = len(g.Nodes)
+	for _, gn := range g.Nodes {
+		if gn.Reachable {
+			s.Reachable++
+		}
+	}
+	return s
+}
+
+// Peers returns the neighbour links, sorted by name.
+func (n *Node) Peers() []PeerStatus {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]PeerStatus, 0, len(n.links))
+	for _, t := range n.links {
+		c := t.peer()
+		m := t.mon.Metrics(now)
+		out = append(out, PeerStatus{Name: c.Name, SPIFFEID: c.SPIFFEID().String(), Overlay: c.Overlay,
+			Remote: t.remoteAddr().String(), Up: t.up, RTT: m.RTT, Jitter: m.Jitter, Loss: m.Loss,
+			Silence: now.Sub(time.Unix(0, t.lastHeard.Load())), Static: t.static != nil})
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Routes returns the forwarding table, sorted by name.
+func (n *Node) Routes() []RouteStatus {
+	f := n.fib.Load()
+	out := make([]RouteStatus, 0, len(f.byAddr))
+	for addr, e := range f.byAddr {
+		out = append(out, RouteStatus{Name: e.cert.Name, Overlay: addr, NextHop: e.nextHop.peer().Name,
+			Hops: e.hops, Cost: e.cost, Direct: e.direct})
+	}
+	slices.SortFunc(out, func(a, b RouteStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Graph returns the whole mesh as this node's routing knows it.
+func (n *Node) Graph() routing.Graph {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.router.Graph()
+}
+
+// Resolve turns a node name or overlay address into an overlay address.
+func (n *Node) Resolve(target string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(target); err == nil {
+		return a, true
+	}
+	for addr, e := range n.fib.Load().byAddr {
+		if e.cert.Name == target {
+			return addr, true
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, gn := range n.router.Graph().Nodes {
+		if gn.Name == target {
+			return gn.Overlay, true
+		}
+	}
+	return netip.Addr{}, false
+}

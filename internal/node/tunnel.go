@@ -1,0 +1,55 @@
+package node
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"x0tta6bl4/internal/linkmon"
+	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/routing"
+	"x0tta6bl4/internal/session"
+)
+
+type tunnelKind uint8
+
+const (
+	kindLink tunnelKind = iota + 1 // a session with a neighbour, carried directly over UDP
+	kindE2E                        // an end-to-end session, carried inside routed frames
+)
+
+// tunnel is one transport session with one peer.
+type tunnel struct {
+	kind tunnelKind
+	id   routing.NodeID
+	addr netip.Addr // the peer's overlay address
+	sess *session.Session
+	cert atomic.Pointer[meshca.Certificate] // replaced when the peer presents a renewed certificate
+
+	// Read on the packet path without the node lock.
+	remote    atomic.Pointer[netip.AddrPort] // link: the neighbour's UDP address
+	lastHeard atomic.Int64                   // Unix nanoseconds of the last authenticated packet
+	lastSent  atomic.Int64
+
+	// Guarded by Node.mu.
+	mon         *linkmon.Monitor // link only
+	up          bool             // link: announced to routing
+	static      *Peer            // link: configured peer, redialled when down
+	lastDial    time.Time        // link: last handshake we started
+	lastMetrics time.Time        // link: last metrics handed to routing
+	installed   bool             // a handshake completed at least once
+	queue       [][]byte         // e2e: packets waiting for keys
+}
+
+func (t *tunnel) peer() *meshca.Certificate { return t.cert.Load() }
+
+func (t *tunnel) heard(now time.Time) { t.lastHeard.Store(now.UnixNano()) }
+
+func (t *tunnel) remoteAddr() netip.AddrPort {
+	if p := t.remote.Load(); p != nil {
+		return *p
+	}
+	return netip.AddrPort{}
+}
+
+func (t *tunnel) setRemote(a netip.AddrPort) { t.remote.Store(&a) }
