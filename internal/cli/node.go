@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -46,6 +48,22 @@ func runNode(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// SIGHUP re-reads the configuration file and applies its firewall rules; a file that does not
+	// load leaves the running rules in place.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			fresh, err := node.LoadConfig(*config)
+			if err == nil {
+				err = n.ReloadFirewall(fresh.Firewall)
+			}
+			if err != nil {
+				fmt.Fprintf(e.stderr, "x0tta6bl4 node: reload %s: %v (keeping the running rules)\n", *config, err)
+			}
+		}
+	}()
 	return n.Run(e.ctx)
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"x0tta6bl4/internal/firewall"
 	"x0tta6bl4/internal/handshake"
 	"x0tta6bl4/internal/linkmon"
 	"x0tta6bl4/internal/meshca"
@@ -383,4 +384,14 @@ func (n *Node) enforceCertificatesLocked(now time.Time) {
 	}
 	n.router.Revalidate(now)
 	n.fibDirty()
+}
+
+// ReloadFirewall replaces the firewall rules; tracked flows are kept and re-checked against the new
+// rules at their next packet (docs/firewall.md).
+func (n *Node) ReloadFirewall(cfg firewall.Config) error {
+	if err := n.fw.Reload(cfg); err != nil {
+		return err
+	}
+	n.log.Info("firewall rules reloaded", "inbound", len(cfg.Inbound), "outbound", len(cfg.Outbound))
+	return nil
 }

@@ -208,3 +208,35 @@ func TestRevokedNodeDropsOut(t *testing.T) {
 	}
 	t.Fatalf("b still has revoked c as a peer: %+v", m.nodes["b"].Peers())
 }
+
+func TestFirewallReload(t *testing.T) {
+	m := newTestMesh(t, "a", "b")
+	m.start("a", DeviceNone)
+	m.start("b", DeviceNone, "a")
+	m.waitRoute("a", "b", 1, 10*time.Second)
+	if _, err := m.ping("a", "b"); err != nil {
+		t.Fatalf("ping with allow-all rules: %v", err)
+	}
+	tcpOnly := firewall.Config{
+		Inbound:  []firewall.Rule{{Proto: "tcp", Port: "22", Any: true}},
+		Outbound: allowAll.Outbound,
+	}
+	if err := m.nodes["b"].ReloadFirewall(tcpOnly); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ping("a", "b"); err == nil {
+		t.Fatal("ping passed after b's rules stopped allowing ICMPv6")
+	}
+	if s := m.nodes["b"].Status().Stats; s.DropFirewall == 0 {
+		t.Errorf("b counted no firewall drop: %+v", s)
+	}
+	if err := m.nodes["b"].ReloadFirewall(firewall.Config{Inbound: []firewall.Rule{{Proto: "tcp", Port: "99999", Any: true}}}); err == nil {
+		t.Fatal("invalid rules accepted")
+	}
+	if err := m.nodes["b"].ReloadFirewall(allowAll); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ping("a", "b"); err != nil {
+		t.Fatalf("ping after restoring the rules: %v", err)
+	}
+}
