@@ -1,0 +1,216 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"time"
+	"unicode/utf8"
+
+	"x0tta6bl4/internal/identity"
+)
+
+// Limits of a node report.
+const (
+	MaxReportPeers  = 256
+	MaxReportRoutes = 1024
+	MaxVersionLen   = 64
+	MaxEndpointLen  = 262 // "[" + IPv6 with zone + "]:" + port, or host:port
+)
+
+// Peer states a node may report.
+const (
+	PeerUp          = "up"
+	PeerDown        = "down"
+	PeerHandshaking = "handshaking"
+)
+
+// MeshReport is what a node sends to POST /api/v1/mesh/report, authenticated by its X.509-SVID:
+// its software version, and the state of its links and routes as it sees them.
+type MeshReport struct {
+	Sequence      uint64        `json:"sequence"` // increases with every report since the node started
+	Version       string        `json:"version"`
+	UptimeSeconds int64         `json:"uptime_seconds"`
+	Peers         []PeerReport  `json:"peers"`
+	Routes        []RouteReport `json:"routes"`
+}
+
+// PeerReport is one link as its reporting end sees it.
+type PeerReport struct {
+	Name          string     `json:"name"`              // the peer's node name (from its certificate)
+	Overlay       string     `json:"overlay,omitempty"` // the peer's certified overlay address
+	Endpoint      string     `json:"endpoint,omitempty"`
+	State         string     `json:"state"` // "up", "down" or "handshaking"
+	RTTMillis     float64    `json:"rtt_ms"`
+	LossRatio     float64    `json:"loss_ratio"` // 0 to 1
+	TxBytes       uint64     `json:"tx_bytes"`
+	RxBytes       uint64     `json:"rx_bytes"`
+	LastHandshake *time.Time `json:"last_handshake,omitempty"`
+}
+
+// RouteReport is one entry of the node's routing table.
+type RouteReport struct {
+	Destination string  `json:"destination"` // node name
+	NextHop     string  `json:"next_hop"`    // node name
+	Cost        float64 `json:"cost"`
+	Hops        int     `json:"hops"`
+}
+
+// Validate checks a report from node self: names, states, finite non-negative metrics, limits.
+func (r *MeshReport) Validate(self string) error {
+	if len(r.Version) > MaxVersionLen || !utf8.ValidString(r.Version) {
+		return fmt.Errorf("version: at most %d bytes of UTF-8", MaxVersionLen)
+	}
+	if r.UptimeSeconds < 0 {
+		return errors.New("uptime_seconds must not be negative")
+	}
+	if len(r.Peers) > MaxReportPeers {
+		return fmt.Errorf("%d peers, at most %d", len(r.Peers), MaxReportPeers)
+	}
+	if len(r.Routes) > MaxReportRoutes {
+		return fmt.Errorf("%d routes, at most %d", len(r.Routes), MaxReportRoutes)
+	}
+	seen := make(map[string]bool, len(r.Peers))
+	for i, p := range r.Peers {
+		if err := identity.ValidateNodeName(p.Name); err != nil {
+			return fmt.Errorf("peers[%d].name: %w", i, err)
+		}
+		if p.Name == self {
+			return fmt.Errorf("peers[%d]: a node is not its own peer", i)
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("peers[%d]: %q listed twice", i, p.Name)
+		}
+		seen[p.Name] = true
+		if p.Overlay != "" {
+			a, err := netip.ParseAddr(p.Overlay)
+			if err != nil || !identity.OverlayPrefix.Contains(a) {
+				return fmt.Errorf("peers[%d].overlay %q: not an address in %s", i, p.Overlay, identity.OverlayPrefix)
+			}
+		}
+		if len(p.Endpoint) > MaxEndpointLen {
+			return fmt.Errorf("peers[%d].endpoint: longer than %d bytes", i, MaxEndpointLen)
+		}
+		if p.Endpoint != "" {
+			if _, err := netip.ParseAddrPort(p.Endpoint); err != nil {
+				return fmt.Errorf("peers[%d].endpoint %q: want ip:port", i, p.Endpoint)
+			}
+		}
+		switch p.State {
+		case PeerUp, PeerDown, PeerHandshaking:
+		default:
+			return fmt.Errorf("peers[%d].state %q: want up, down or handshaking", i, p.State)
+		}
+		if !finiteNonNeg(p.RTTMillis) {
+			return fmt.Errorf("peers[%d].rtt_ms must be a finite number >= 0", i)
+		}
+		if !finiteNonNeg(p.LossRatio) || p.LossRatio > 1 {
+			return fmt.Errorf("peers[%d].loss_ratio must be between 0 and 1", i)
+		}
+	}
+	for i, rt := range r.Routes {
+		if err := identity.ValidateNodeName(rt.Destination); err != nil {
+			return fmt.Errorf("routes[%d].destination: %w", i, err)
+		}
+		if err := identity.ValidateNodeName(rt.NextHop); err != nil {
+			return fmt.Errorf("routes[%d].next_hop: %w", i, err)
+		}
+		if !finiteNonNeg(rt.Cost) {
+			return fmt.Errorf("routes[%d].cost must be a finite number >= 0", i)
+		}
+		if rt.Hops < 1 || rt.Hops > 255 {
+			return fmt.Errorf("routes[%d].hops %d: want 1-255", i, rt.Hops)
+		}
+	}
+	return nil
+}
+
+func finiteNonNeg(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) && f >= 0 }
+
+// Node statuses in the mesh view.
+const (
+	NodeOnline  = "online"  // reported within the staleness window
+	NodeStale   = "stale"   // reported, but not recently
+	NodeSilent  = "silent"  // enrolled, never reported
+	NodeRevoked = "revoked" // revoked
+)
+
+// MeshNode is one node in GET /mesh/status.
+type MeshNode struct {
+	Name          string     `json:"name"`
+	Overlay       string     `json:"overlay"`
+	Status        string     `json:"status"`
+	LastReport    *time.Time `json:"last_report,omitempty"`
+	Sequence      uint64     `json:"sequence"`
+	Version       string     `json:"version"`
+	UptimeSeconds int64      `json:"uptime_seconds"`
+	PeersUp       int        `json:"peers_up"`
+	Peers         int        `json:"peers"`
+	Routes        int        `json:"routes"`
+	CertNotAfter  time.Time  `json:"cert_not_after"`
+}
+
+// MeshCounts summarises the mesh.
+type MeshCounts struct {
+	Enrolled       int `json:"enrolled"` // not revoked
+	Revoked        int `json:"revoked"`
+	Online         int `json:"online"`
+	Stale          int `json:"stale"`
+	Silent         int `json:"silent"`
+	Links          int `json:"links"`           // distinct node pairs with a link reported up by at least one end
+	LinksConfirmed int `json:"links_confirmed"` // of those, reported up by both ends
+}
+
+// MeshStatus is GET /mesh/status.
+type MeshStatus struct {
+	GeneratedAt       time.Time  `json:"generated_at"`
+	TrustDomain       string     `json:"trust_domain"`
+	CRLNumber         uint64     `json:"crl_number"`
+	StaleAfterSeconds int64      `json:"stale_after_seconds"`
+	Counts            MeshCounts `json:"counts"`
+	Nodes             []MeshNode `json:"nodes"`
+}
+
+// MeshLink is one directed link in GET /mesh/peers, as reported by From.
+type MeshLink struct {
+	From          string     `json:"from"`
+	To            string     `json:"to"`
+	ToOverlay     string     `json:"to_overlay,omitempty"`
+	Endpoint      string     `json:"endpoint,omitempty"`
+	State         string     `json:"state"`
+	RTTMillis     float64    `json:"rtt_ms"`
+	LossRatio     float64    `json:"loss_ratio"`
+	TxBytes       uint64     `json:"tx_bytes"`
+	RxBytes       uint64     `json:"rx_bytes"`
+	LastHandshake *time.Time `json:"last_handshake,omitempty"`
+	ReportedAt    time.Time  `json:"reported_at"`
+	Stale         bool       `json:"stale"`      // the report is older than the staleness window
+	Confirmed     bool       `json:"confirmed"`  // To also reports the link up
+	KnownPeer     bool       `json:"known_peer"` // To is an enrolled, unrevoked node
+}
+
+// MeshPeers is GET /mesh/peers.
+type MeshPeers struct {
+	GeneratedAt time.Time  `json:"generated_at"`
+	Links       []MeshLink `json:"links"`
+}
+
+// MeshRoute is one route in GET /mesh/routes, as reported by Node.
+type MeshRoute struct {
+	Node        string    `json:"node"`
+	Destination string    `json:"destination"`
+	NextHop     string    `json:"next_hop"`
+	Cost        float64   `json:"cost"`
+	Hops        int       `json:"hops"`
+	ReportedAt  time.Time `json:"reported_at"`
+	Stale       bool      `json:"stale"`
+	// NextHopLink is the reporting node's link to NextHop, when it reports one.
+	NextHopLink *MeshLink `json:"next_hop_link,omitempty"`
+}
+
+// MeshRoutes is GET /mesh/routes.
+type MeshRoutes struct {
+	GeneratedAt time.Time   `json:"generated_at"`
+	Routes      []MeshRoute `json:"routes"`
+}

@@ -1,0 +1,125 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"x0tta6bl4/internal/control/api"
+)
+
+// API calls the control plane as an operator, with an API key or session token.
+type API struct {
+	base  string
+	token string
+	hc    *http.Client
+}
+
+// NewAPI returns an operator client. token is an API key (x6k_…) or session token (x6s_…).
+func NewAPI(baseURL, token string, trust Trust) (*API, error) {
+	hc, err := trust.httpClient(baseURL, nil, 60*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return &API{base: baseURL, token: token, hc: hc}, nil
+}
+
+// Close releases idle connections.
+func (a *API) Close() { a.hc.CloseIdleConnections() }
+
+func (a *API) do(ctx context.Context, method, path string, in, out any) error {
+	h := http.Header{}
+	if a.token != "" {
+		h.Set("Authorization", "Bearer "+a.token)
+	}
+	return call(ctx, a.hc, method, a.base, path, h, in, out)
+}
+
+// Health is GET /api/v1/health.
+func (a *API) Health(ctx context.Context) (*api.Health, error) {
+	var out api.Health
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/health", nil, &out)
+}
+
+// Me is GET /api/v1/users/me.
+func (a *API) Me(ctx context.Context) (*api.Me, error) {
+	var out api.Me
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/users/me", nil, &out)
+}
+
+// Revoke revokes a node.
+func (a *API) Revoke(ctx context.Context, node string) (*api.RevokeResponse, error) {
+	var out api.RevokeResponse
+	return &out, a.do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(node)+"/revoke", nil, &out)
+}
+
+// CreateJoinToken creates a one-time join token.
+func (a *API) CreateJoinToken(ctx context.Context, req api.CreateJoinTokenRequest) (*api.JoinTokenCreated, error) {
+	var out api.JoinTokenCreated
+	return &out, a.do(ctx, http.MethodPost, "/api/v1/enroll/tokens", req, &out)
+}
+
+// JoinTokens lists join tokens.
+func (a *API) JoinTokens(ctx context.Context) (*api.JoinTokenList, error) {
+	var out api.JoinTokenList
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/enroll/tokens", nil, &out)
+}
+
+// Nodes lists enrolled nodes.
+func (a *API) Nodes(ctx context.Context) (*api.NodeList, error) {
+	var out api.NodeList
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/nodes", nil, &out)
+}
+
+// MeshStatus is GET /api/v1/mesh/status.
+func (a *API) MeshStatus(ctx context.Context) (*api.MeshStatus, error) {
+	var out api.MeshStatus
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/mesh/status", nil, &out)
+}
+
+// CreateUser creates an account (admin).
+func (a *API) CreateUser(ctx context.Context, req api.RegisterRequest) (*api.User, error) {
+	var out api.User
+	return &out, a.do(ctx, http.MethodPost, "/api/v1/users/register", req, &out)
+}
+
+// Users lists accounts (admin).
+func (a *API) Users(ctx context.Context) (*api.UserList, error) {
+	var out api.UserList
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/users", nil, &out)
+}
+
+// UpdateUser changes an account (admin).
+func (a *API) UpdateUser(ctx context.Context, id int64, req api.UpdateUserRequest) (*api.User, error) {
+	var out api.User
+	return &out, a.do(ctx, http.MethodPatch, fmt.Sprintf("/api/v1/users/%d", id), req, &out)
+}
+
+// CreateAPIKey creates an API key for the caller.
+func (a *API) CreateAPIKey(ctx context.Context, req api.CreateAPIKeyRequest) (*api.APIKeyCreated, error) {
+	var out api.APIKeyCreated
+	return &out, a.do(ctx, http.MethodPost, "/api/v1/keys", req, &out)
+}
+
+// APIKeys lists the caller's API keys (all=true: everyone's, for admins).
+func (a *API) APIKeys(ctx context.Context, all bool) (*api.APIKeyList, error) {
+	var out api.APIKeyList
+	p := "/api/v1/keys"
+	if all {
+		p += "?all=true"
+	}
+	return &out, a.do(ctx, http.MethodGet, p, nil, &out)
+}
+
+// RevokeAPIKey revokes an API key.
+func (a *API) RevokeAPIKey(ctx context.Context, id int64) error {
+	return a.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/keys/%d", id), nil, nil)
+}
+
+// Audit reads the audit log (admin), newest first.
+func (a *API) Audit(ctx context.Context, limit int) (*api.AuditList, error) {
+	var out api.AuditList
+	return &out, a.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/audit?limit=%d", limit), nil, &out)
+}

@@ -1,0 +1,101 @@
+package control
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"x0tta6bl4/internal/control/api"
+)
+
+const deployDir = "../../deploy"
+
+// TestDeployFiles checks that the shipped configurations load, the YAML files parse, and every
+// metric the Grafana dashboard queries is one the server really exports once nodes report.
+func TestDeployFiles(t *testing.T) {
+	if _, err := LoadConfig(filepath.Join(deployDir, "control.yaml")); err != nil {
+		t.Errorf("deploy/control.yaml: %v", err)
+	}
+	t.Setenv("X0TTA6BL4_CONTROL_DSN", "postgres://u:p@postgres:5432/x0tta6bl4?sslmode=disable")
+	if _, err := LoadConfig(filepath.Join(deployDir, "compose", "control.yaml")); err != nil {
+		t.Errorf("deploy/compose/control.yaml: %v", err)
+	}
+	for _, f := range []string{"docker-compose.yml", "prometheus/prometheus.yml", "grafana/provisioning/datasources/prometheus.yml", "grafana/provisioning/dashboards/x0tta6bl4.yml"} {
+		data, err := os.ReadFile(filepath.Join(deployDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		if err := yaml.Unmarshal(data, &v); err != nil || len(v) == 0 {
+			t.Errorf("deploy/%s: %v", f, err)
+		}
+	}
+
+	data, err := os.ReadFile(filepath.Join(deployDir, "grafana", "x0tta6bl4-control.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("dashboard: %v", err)
+	}
+
+	h := sqliteHarness(t, nil)
+	admin := h.apiClient(h.adminKey)
+	a, b := h.enrollNode(t, admin, "alpha"), h.enrollNode(t, admin, "beta")
+	for _, n := range []*testNode{a, b} {
+		other := "beta"
+		if n == b {
+			other = "alpha"
+		}
+		if _, err := n.c.Report(t.Context(), &api.MeshReport{Sequence: 1, Peers: []api.PeerReport{{Name: other, State: api.PeerUp, RTTMillis: 2}},
+			Routes: []api.RouteReport{{Destination: other, NextHop: other, Cost: 2, Hops: 1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin.Revoke(t.Context(), "beta"); err != nil {
+		t.Fatal(err)
+	}
+	h.enrollNode(t, admin, "gamma")
+	h.do("POST", "/api/v1/enroll", "", api.EnrollRequest{}) // a refused enrollment
+	h.do("GET", "/api/v1/users/me", "x6k_bad", nil)         // an auth failure
+	if _, err := a.c.Renew(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	metrics := string(h.must(200, "GET", "/metrics", h.adminKey, nil, nil).body)
+	exported := map[string]bool{}
+	for _, line := range strings.Split(metrics, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		exported[name] = true
+	}
+	re := regexp.MustCompile(`\b(x0tta6bl4_[a-z0-9_]+|go_[a-z0-9_]+|process_[a-z0-9_]+)`)
+	used := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range re.FindAllString(tg.Expr, -1) {
+				used++
+				if !exported[m] {
+					t.Errorf("dashboard panel %q queries %s, which /metrics does not export", p.Title, m)
+				}
+			}
+		}
+	}
+	if used < 15 {
+		t.Fatalf("dashboard queries only %d metrics", used)
+	}
+}

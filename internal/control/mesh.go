@@ -1,0 +1,310 @@
+package control
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+)
+
+// handleReport stores a node's status report. The node is the one named by its X.509-SVID; the
+// report cannot speak for another node.
+func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	var rep api.MeshReport
+	if !decodeJSON(w, r, &rep) {
+		return
+	}
+	if err := rep.Validate(rc.node.name); err != nil {
+		badRequest(w, "report: "+err.Error())
+		return
+	}
+	n, err := s.st.NodeByName(r.Context(), rc.node.name)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("node %q is not enrolled with this control plane", rc.node.name))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if n.Revoked() || n.KeyID != rc.node.keyID.String() {
+		writeError(w, http.StatusForbidden, "forbidden", "node certificate is revoked or not the enrolled key")
+		return
+	}
+	body, err := json.Marshal(rep)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if err := s.st.PutReport(r.Context(), &store.Report{NodeID: n.ID, ReportedAt: s.now(), Sequence: int64(rep.Sequence & (1<<63 - 1)), Body: string(body)}); err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	s.m.reports.Inc()
+	s.meshChanged()
+	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number})
+}
+
+// meshView is the mesh as the stored reports describe it.
+type meshView struct {
+	gen     uint64
+	at      time.Time
+	nodes   []api.MeshNode
+	counts  api.MeshCounts
+	links   []api.MeshLink
+	routes  []api.MeshRoute
+	expires map[string]time.Time // node -> certificate expiry, for metrics
+}
+
+// meshView returns the current view, from the cache when it is less than a second old and no
+// report, enrollment, renewal or revocation happened since.
+func (s *Server) meshView(ctx context.Context) (*meshView, error) {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	gen := s.viewGen.Load()
+	if v := s.viewCache; v != nil && v.gen == gen && s.now().Sub(v.at) < time.Second {
+		return v, nil
+	}
+	v, err := s.buildMeshView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v.gen = gen
+	s.viewCache = v
+	return v, nil
+}
+
+// meshChanged invalidates the cached mesh view.
+func (s *Server) meshChanged() { s.viewGen.Add(1) }
+
+func (s *Server) buildMeshView(ctx context.Context) (*meshView, error) {
+	now := s.now()
+	nodes, err := s.st.ListNodes(ctx, store.MaxList)
+	if err != nil {
+		return nil, err
+	}
+	reports, err := s.st.ListReports(ctx, store.MaxList)
+	if err != nil {
+		return nil, err
+	}
+	v := &meshView{at: now, expires: map[string]time.Time{}}
+	live := map[string]bool{}
+	for _, n := range nodes {
+		if !n.Revoked() {
+			live[n.Name] = true
+		}
+	}
+	type parsed struct {
+		rep   api.MeshReport
+		at    time.Time
+		stale bool
+	}
+	byNode := map[string]*parsed{}
+	for _, r := range reports {
+		var rep api.MeshReport
+		if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
+			s.log.Error("stored report unreadable", "node", r.NodeName, "err", err)
+			continue
+		}
+		byNode[r.NodeName] = &parsed{rep: rep, at: r.ReportedAt, stale: now.Sub(r.ReportedAt) > s.cfg.Mesh.StaleAfter}
+	}
+	// up[a][b]: a reports its link to b up in a fresh report.
+	up := map[string]map[string]bool{}
+	for name, p := range byNode {
+		if p.stale || !live[name] {
+			continue
+		}
+		for _, peer := range p.rep.Peers {
+			if peer.State == api.PeerUp {
+				if up[name] == nil {
+					up[name] = map[string]bool{}
+				}
+				up[name][peer.Name] = true
+			}
+		}
+	}
+	pairs, confirmed := map[[2]string]bool{}, map[[2]string]bool{}
+	for _, n := range nodes {
+		mn := api.MeshNode{Name: n.Name, Overlay: n.Overlay, CertNotAfter: n.NotAfter}
+		p := byNode[n.Name]
+		switch {
+		case n.Revoked():
+			mn.Status = api.NodeRevoked
+			v.counts.Revoked++
+		case p == nil:
+			mn.Status = api.NodeSilent
+			v.counts.Silent++
+		case p.stale:
+			mn.Status = api.NodeStale
+			v.counts.Stale++
+		default:
+			mn.Status = api.NodeOnline
+			v.counts.Online++
+		}
+		if !n.Revoked() {
+			v.counts.Enrolled++
+			v.expires[n.Name] = n.NotAfter
+		}
+		if p != nil {
+			mn.LastReport = timePtr(p.at)
+			mn.Sequence, mn.Version, mn.UptimeSeconds = p.rep.Sequence, p.rep.Version, p.rep.UptimeSeconds
+			mn.Peers, mn.Routes = len(p.rep.Peers), len(p.rep.Routes)
+			linkTo := map[string]api.MeshLink{}
+			for _, peer := range p.rep.Peers {
+				if peer.State == api.PeerUp {
+					mn.PeersUp++
+				}
+				l := api.MeshLink{From: n.Name, To: peer.Name, ToOverlay: peer.Overlay, Endpoint: peer.Endpoint, State: peer.State,
+					RTTMillis: peer.RTTMillis, LossRatio: peer.LossRatio, TxBytes: peer.TxBytes, RxBytes: peer.RxBytes,
+					LastHandshake: peer.LastHandshake, ReportedAt: p.at, Stale: p.stale || n.Revoked(),
+					Confirmed: peer.State == api.PeerUp && up[peer.Name][n.Name] && !p.stale && !n.Revoked(),
+					KnownPeer: live[peer.Name]}
+				v.links = append(v.links, l)
+				linkTo[peer.Name] = l
+				if peer.State == api.PeerUp && !l.Stale {
+					key := [2]string{min(n.Name, peer.Name), max(n.Name, peer.Name)}
+					pairs[key] = true
+					if l.Confirmed {
+						confirmed[key] = true
+					}
+				}
+			}
+			for _, rt := range p.rep.Routes {
+				mr := api.MeshRoute{Node: n.Name, Destination: rt.Destination, NextHop: rt.NextHop, Cost: rt.Cost, Hops: rt.Hops,
+					ReportedAt: p.at, Stale: p.stale || n.Revoked()}
+				if l, ok := linkTo[rt.NextHop]; ok {
+					mr.NextHopLink = &l
+				}
+				v.routes = append(v.routes, mr)
+			}
+		}
+		v.nodes = append(v.nodes, mn)
+	}
+	v.counts.Links, v.counts.LinksConfirmed = len(pairs), len(confirmed)
+	slices.SortFunc(v.links, func(a, b api.MeshLink) int {
+		return strings.Compare(a.From+"\x00"+a.To, b.From+"\x00"+b.To)
+	})
+	if v.links == nil {
+		v.links = []api.MeshLink{}
+	}
+	if v.routes == nil {
+		v.routes = []api.MeshRoute{}
+	}
+	if v.nodes == nil {
+		v.nodes = []api.MeshNode{}
+	}
+	return v, nil
+}
+
+func (s *Server) handleMeshStatus(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	v, err := s.meshView(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.MeshStatus{GeneratedAt: v.at.UTC(), TrustDomain: s.td, CRLNumber: s.crl.get().list.Number,
+		StaleAfterSeconds: int64(s.cfg.Mesh.StaleAfter / time.Second), Counts: v.counts, Nodes: v.nodes})
+}
+
+func (s *Server) handleMeshPeers(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	v, err := s.meshView(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.MeshPeers{GeneratedAt: v.at.UTC(), Links: v.links})
+}
+
+func (s *Server) handleMeshRoutes(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	v, err := s.meshView(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.MeshRoutes{GeneratedAt: v.at.UTC(), Routes: v.routes})
+}
+
+// Algorithm names reported by /security/handshake (docs/identity.md, docs/control.md).
+const (
+	algKEM       = "ML-KEM-768+X25519 (X-Wing)"
+	algSignature = "ML-DSA-65"
+	algTLS       = "TLS 1.3 X25519MLKEM768 / ML-DSA-65"
+	algMesh      = "PQNoise pqIK (X-Wing KEM authentication, mesh certificates)"
+)
+
+// handleHandshake returns a node's certified public keys and the algorithms they are used with,
+// read from the node's current certificate, which is verified now against the CA and the current
+// revocation list. It does not yet open a live handshake to the node: that needs the node daemon.
+func (s *Server) handleHandshake(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	var req api.HandshakeRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if err := identity.ValidateNodeName(req.Node); err != nil {
+		badRequest(w, "node: "+err.Error())
+		return
+	}
+	n, err := s.st.NodeByName(r.Context(), req.Node)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no node %q is enrolled", req.Node))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	c, err := meshca.DecodeCertificatePEM([]byte(n.CertPEM))
+	if err != nil {
+		s.internal(w, r, fmt.Errorf("stored certificate of %q: %w", n.Name, err))
+		return
+	}
+	verr := s.verifyMeshCert(c)
+	resp := api.HandshakeResponse{
+		Node: c.Name, SPIFFEID: c.SPIFFEID().String(), Overlay: c.Overlay.String(), Serial: c.Serial.String(),
+		Fingerprint: c.Fingerprint().String(), Groups: c.Groups, NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
+		CertificateOK: verr == nil, Verification: "ok",
+		KEM: api.PublicKeyInfo{Algorithm: algKEM, PublicKey: base64.StdEncoding.EncodeToString(c.KEMPublicKey.Bytes()),
+			Size: len(c.KEMPublicKey.Bytes())},
+		Signature: api.PublicKeyInfo{Algorithm: algSignature, PublicKey: base64.StdEncoding.EncodeToString(c.SignPublicKey.Bytes()),
+			Size: len(c.SignPublicKey.Bytes()), KeyID: c.SignPublicKey.ID().String()},
+		Algorithms: api.HandshakeAlgorithms{KEM: algKEM, Signature: algSignature, TLS: algTLS, MeshHandshake: algMesh},
+		LiveCheck: api.LiveCheck{Performed: false,
+			Reason: "a live post-quantum handshake with the node needs the node daemon (internal/node, planned); this answer is the node's certified keys, verified now"},
+	}
+	if resp.Groups == nil {
+		resp.Groups = []string{}
+	}
+	if verr != nil {
+		resp.Verification = verr.Error()
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// verifyMeshCert runs the mesh verifier over a certificate with the current revocation list.
+func (s *Server) verifyMeshCert(c *meshca.Certificate) error {
+	v, err := meshca.NewVerifier(s.caCert)
+	if err != nil {
+		return err
+	}
+	if _, err := v.UpdateCRL(s.crl.get().list); err != nil {
+		return err
+	}
+	return v.Verify(c, s.now())
+}
+
+func (s *Server) handleNotImplemented(what, issue string) func(http.ResponseWriter, *http.Request, *reqCtx) {
+	return func(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+		writeError(w, http.StatusNotImplemented, "not_implemented", what+" is not implemented yet; it lands with "+issue+
+			". Nothing was computed or recorded.")
+	}
+}

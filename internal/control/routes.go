@@ -1,0 +1,151 @@
+package control
+
+import (
+	"net/http"
+	"time"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/auth"
+)
+
+// opDoc documents an operation for OpenAPI and /docs.
+type opDoc struct {
+	id, summary, desc string
+	tag               string
+	req               any // request body type (a zero value), nil for none
+	resp              any // success body type (a zero value), nil for none
+	status            int // success status
+	contentType       string
+	params            []param // path parameters
+	query             []param
+	extra             map[int]string // further responses worth documenting
+}
+
+type param struct{ name, typ, desc string }
+
+// buildRoutes is the API. Seed paths (/health, /mesh/*, /metrics, /ai/predict, /dao/vote,
+// /security/handshake) are kept as aliases of their /api/v1 paths.
+func (s *Server) buildRoutes() []*route {
+	metricsAccess := accessUser
+	if s.cfg.Metrics.Public {
+		metricsAccess = accessPublic
+	}
+	reportLimit := s.cfg.Limits.MaxReportBytes
+	return []*route{
+		{method: "GET", path: "/api/v1/health", aliases: []string{"/health"}, access: accessPublic, h: s.handleHealth, doc: opDoc{
+			id: "health", tag: "service", summary: "Liveness and database health",
+			desc: "Always 200 while the process serves; `status` is `degraded` when the last database check (every 5 s) failed.",
+			resp: api.Health{}, status: 200}},
+		{method: "GET", path: "/openapi.json", access: accessPublic, h: s.handleOpenAPI, doc: opDoc{
+			id: "openapi", tag: "service", summary: "This API as an OpenAPI 3.1 document", status: 200, contentType: "application/json"}},
+		{method: "GET", path: "/docs", access: accessPublic, h: s.handleDocs, doc: opDoc{
+			id: "docs", tag: "service", summary: "Human-readable API documentation (HTML)", status: 200, contentType: "text/html"}},
+		{method: "GET", path: "/api/v1/metrics", aliases: []string{"/metrics"}, access: metricsAccess, role: auth.Viewer, h: s.handleMetrics, doc: opDoc{
+			id: "metrics", tag: "service", summary: "Prometheus metrics (API and mesh)",
+			desc:   "Prometheus text exposition. Needs a viewer credential unless `metrics.public` is set.",
+			status: 200, contentType: "text/plain; version=0.0.4"}},
+
+		{method: "POST", path: "/api/v1/users/register", access: accessOptional, authLimited: true, h: s.handleRegister, doc: opDoc{
+			id: "registerUser", tag: "users", summary: "Create an account",
+			desc: "An admin may create accounts of any role (and without a password: API keys only). With `auth.registration: open`, anyone may register a viewer account without credentials.",
+			req:  api.RegisterRequest{}, resp: api.User{}, status: 201, extra: map[int]string{409: "username taken or account limit reached", 503: "password hashing busy"}}},
+		{method: "POST", path: "/api/v1/users/login", access: accessPublic, authLimited: true, h: s.handleLogin, doc: opDoc{
+			id: "login", tag: "users", summary: "Log in: exchange username and password for a session token",
+			desc: "The token is shown once and expires after `auth.session_ttl`. Passwords are checked with argon2id; unknown users cost the same time.",
+			req:  api.LoginRequest{}, resp: api.LoginResponse{}, status: 200, extra: map[int]string{503: "password hashing busy"}}},
+		{method: "POST", path: "/api/v1/users/logout", access: accessUser, role: auth.Viewer, h: s.handleLogout, doc: opDoc{
+			id: "logout", tag: "users", summary: "End the session this request authenticated with", status: 204}},
+		{method: "GET", path: "/api/v1/users/me", access: accessUser, role: auth.Viewer, h: s.handleMe, doc: opDoc{
+			id: "me", tag: "users", summary: "The authenticated account", resp: api.Me{}, status: 200}},
+		{method: "GET", path: "/api/v1/users", access: accessUser, role: auth.Admin, h: s.handleListUsers, doc: opDoc{
+			id: "listUsers", tag: "users", summary: "List accounts", resp: api.UserList{}, status: 200,
+			query: []param{{"after_id", "integer", "return accounts with larger IDs (paging)"}, {"limit", "integer", "at most this many (default and maximum 1000)"}}}},
+		{method: "PATCH", path: "/api/v1/users/{id}", access: accessUser, role: auth.Admin, h: s.handleUpdateUser, doc: opDoc{
+			id: "updateUser", tag: "users", summary: "Change an account's role, disabled flag or password",
+			desc: "Disabling an account or setting its password ends its sessions. Admins cannot change their own role or disable themselves.",
+			req:  api.UpdateUserRequest{}, resp: api.User{}, status: 200, params: []param{{"id", "integer", "account ID"}}, extra: map[int]string{404: "no such account"}}},
+
+		{method: "POST", path: "/api/v1/keys", access: accessUser, role: auth.Viewer, h: s.handleCreateKey, doc: opDoc{
+			id: "createAPIKey", tag: "keys", summary: "Create an API key (shown once)",
+			desc: "The key's role may not exceed the caller's. Only a SHA-256 of the key's secret is stored; the prefix identifies it.",
+			req:  api.CreateAPIKeyRequest{}, resp: api.APIKeyCreated{}, status: 201, extra: map[int]string{409: "key limit reached"}}},
+		{method: "GET", path: "/api/v1/keys", access: accessUser, role: auth.Viewer, h: s.handleListKeys, doc: opDoc{
+			id: "listAPIKeys", tag: "keys", summary: "List your API keys (admins: ?all=true for everyone's)", resp: api.APIKeyList{}, status: 200,
+			query: []param{{"all", "boolean", "admins only: list every account's keys"}}}},
+		{method: "DELETE", path: "/api/v1/keys/{id}", access: accessUser, role: auth.Viewer, h: s.handleRevokeKey, doc: opDoc{
+			id: "revokeAPIKey", tag: "keys", summary: "Revoke an API key (your own; admins: any)", status: 204,
+			params: []param{{"id", "integer", "key ID"}}, extra: map[int]string{404: "no such live key of yours"}}},
+
+		{method: "POST", path: "/api/v1/enroll/tokens", access: accessUser, role: auth.Admin, h: s.handleCreateJoinToken, doc: opDoc{
+			id: "createJoinToken", tag: "enrollment", summary: "Create a one-time join token (shown once)",
+			desc: "32 random bytes, stored as a SHA-256, usable once before it expires. The returned token carries the CA pin so the node can check the CA it enrolls with.",
+			req:  api.CreateJoinTokenRequest{}, resp: api.JoinTokenCreated{}, status: 201, extra: map[int]string{409: "too many pending tokens"}}},
+		{method: "GET", path: "/api/v1/enroll/tokens", access: accessUser, role: auth.Admin, h: s.handleListJoinTokens, doc: opDoc{
+			id: "listJoinTokens", tag: "enrollment", summary: "List join tokens (without secrets)", resp: api.JoinTokenList{}, status: 200}},
+		{method: "POST", path: "/api/v1/enroll", access: accessPublic, authLimited: true, h: s.handleEnroll, doc: opDoc{
+			id: "enroll", tag: "enrollment", summary: "Enroll a node with a join token",
+			desc: "The node sends the token, its chosen name and its public key file (generated on the node; the private key never leaves it). It receives its mesh certificate, X.509-SVID, the CA certificates and the current revocation list.",
+			req:  api.EnrollRequest{}, resp: api.Bundle{}, status: 201, extra: map[int]string{409: "name or key already enrolled"}}},
+		{method: "POST", path: "/api/v1/renew", access: accessNode, h: s.handleRenew, doc: opDoc{
+			id: "renew", tag: "enrollment", summary: "Renew the calling node's certificate (mutual TLS)",
+			desc: "Authenticated by the node's current X.509-SVID in the TLS handshake; issues a new certificate for the same keys, name and groups. Empty body.",
+			resp: api.Bundle{}, status: 200}},
+		{method: "GET", path: "/api/v1/ca", access: accessPublic, h: s.handleCA, doc: opDoc{
+			id: "ca", tag: "enrollment", summary: "The CA certificates and pin", resp: api.CABundle{}, status: 200}},
+		{method: "GET", path: "/api/v1/crl", access: accessPublic, h: s.handleCRL, doc: opDoc{
+			id: "crl", tag: "enrollment", summary: "The current signed revocation list (PEM)",
+			desc:   "Signed by the CA, so it is public. With `after=N` the request waits up to `wait` seconds for a list newer than N (long poll). Headers: `X-CRL-Number`, `ETag`.",
+			status: 200, contentType: "application/x-pem-file",
+			query: []param{{"after", "integer", "wait for a list with a higher number than this"}, {"wait", "integer", "seconds to wait (at most limits.max_crl_wait)"}},
+			extra: map[int]string{304: "If-None-Match matched the current list"}}},
+
+		{method: "GET", path: "/api/v1/nodes", access: accessUser, role: auth.Viewer, h: s.handleListNodes, doc: opDoc{
+			id: "listNodes", tag: "nodes", summary: "List enrolled nodes", resp: api.NodeList{}, status: 200}},
+		{method: "GET", path: "/api/v1/nodes/{name}", access: accessUser, role: auth.Viewer, h: s.handleGetNode, doc: opDoc{
+			id: "getNode", tag: "nodes", summary: "One enrolled node", resp: api.Node{}, status: 200,
+			params: []param{{"name", "string", "node name"}}, extra: map[int]string{404: "no such node"}}},
+		{method: "POST", path: "/api/v1/nodes/{name}/revoke", access: accessUser, role: auth.Admin, h: s.handleRevokeNode, doc: opDoc{
+			id: "revokeNode", tag: "nodes", summary: "Revoke a node: all its certificates and its key",
+			desc: "Signs the next revocation list; nodes long-polling /api/v1/crl get it at once, and the node's own mutual-TLS calls are refused immediately.",
+			resp: api.RevokeResponse{}, status: 200, params: []param{{"name", "string", "node name"}},
+			extra: map[int]string{404: "no such node", 409: "already revoked"}}},
+
+		{method: "POST", path: "/api/v1/mesh/report", access: accessNode, maxBody: reportLimit, h: s.handleReport, doc: opDoc{
+			id: "meshReport", tag: "mesh", summary: "A node reports its status, links and routes (mutual TLS)",
+			desc: "The reporting node is the one named by its X.509-SVID. The answer carries the current revocation list number.",
+			req:  api.MeshReport{}, resp: api.ReportAccepted{}, status: 202}},
+		{method: "GET", path: "/api/v1/mesh/status", aliases: []string{"/mesh/status"}, access: accessUser, role: auth.Viewer, h: s.handleMeshStatus, doc: opDoc{
+			id: "meshStatus", tag: "mesh", summary: "Every node with its status from its latest report", resp: api.MeshStatus{}, status: 200}},
+		{method: "GET", path: "/api/v1/mesh/peers", aliases: []string{"/mesh/peers"}, access: accessUser, role: auth.Viewer, h: s.handleMeshPeers, doc: opDoc{
+			id: "meshPeers", tag: "mesh", summary: "The mesh graph: every reported link with its metrics", resp: api.MeshPeers{}, status: 200}},
+		{method: "GET", path: "/api/v1/mesh/routes", aliases: []string{"/mesh/routes"}, access: accessUser, role: auth.Viewer, h: s.handleMeshRoutes, doc: opDoc{
+			id: "meshRoutes", tag: "mesh", summary: "Every node's reported routes, with the metrics of the first hop", resp: api.MeshRoutes{}, status: 200}},
+
+		{method: "POST", path: "/api/v1/security/handshake", aliases: []string{"/security/handshake"}, access: accessUser, role: auth.Viewer, h: s.handleHandshake, doc: opDoc{
+			id: "securityHandshake", tag: "security", summary: "A node's certified post-quantum keys and algorithms",
+			desc: "Reads the node's current certificate, verifies it now (CA signature, validity, revocation) and returns its X-Wing (ML-KEM-768+X25519) and ML-DSA-65 public keys, SPIFFE ID and overlay address, with the algorithms in use. `live_check.performed` is false: a live handshake needs the node daemon.",
+			req:  api.HandshakeRequest{}, resp: api.HandshakeResponse{}, status: 200, extra: map[int]string{404: "no such node"}}},
+		{method: "GET", path: "/api/v1/ai/predict/{node_id}", aliases: []string{"/ai/predict/{node_id}"}, access: accessUser, role: auth.Viewer,
+			h: s.handleNotImplemented("AI prediction", "the anomaly-detection issue (internal/gnn)"), doc: opDoc{
+				id: "aiPredict", tag: "planned", summary: "Failure prediction for a node (not implemented: 501)", status: 501,
+				params: []param{{"node_id", "string", "node name"}}}},
+		{method: "POST", path: "/api/v1/dao/vote", aliases: []string{"/dao/vote"}, access: accessUser, role: auth.Operator,
+			h: s.handleNotImplemented("DAO voting", "the governance issue (internal/governance)"), doc: opDoc{
+				id: "daoVote", tag: "planned", summary: "Cast a governance vote (not implemented: 501)", status: 501}},
+
+		{method: "GET", path: "/api/v1/audit", access: accessUser, role: auth.Admin, h: s.handleAudit, doc: opDoc{
+			id: "audit", tag: "audit", summary: "The audit log, newest first", resp: api.AuditList{}, status: 200,
+			query: []param{{"before_id", "integer", "entries older than this ID (paging)"}, {"limit", "integer", "at most this many (default and maximum 1000)"}}}},
+	}
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	h := s.dbHealth.Load()
+	status := "ok"
+	if !h.ok {
+		status = "degraded"
+	}
+	writeJSON(w, http.StatusOK, api.Health{Status: status, Version: s.version, Database: s.st.Driver(), DatabaseOK: h.ok,
+		DatabaseCheckedAt: h.at.UTC(), UptimeSeconds: int64(s.now().Sub(s.started) / time.Second), TrustDomain: s.td,
+		CRLNumber: s.crl.get().list.Number})
+}

@@ -1,0 +1,534 @@
+package control
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/auth"
+	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+)
+
+const serverKeyFile = "control.key"
+
+// Options are the parts of a server that are not configuration.
+type Options struct {
+	Logger  *slog.Logger
+	Version string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the control plane: the HTTP API over the store and the mesh CA.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	version string
+	now     func() time.Time
+	started time.Time
+
+	st     *store.Store
+	ca     *meshca.Store
+	caCert *meshca.Certificate
+	caX509 *x509.Certificate
+	caPin  string
+	roots  *x509.CertPool
+	td     string
+
+	hasher                 *auth.Hasher
+	ipLim, keyLim, authLim *auth.Limiter
+	m                      *metrics
+
+	crl        crlHolder
+	crlWaiters chan struct{}
+	revokeMu   sync.Mutex // one revocation at a time, so lists are signed in order
+
+	tlsKey  *identity.NodeKey
+	tlsCert atomic.Pointer[tls.Certificate]
+
+	dbHealth atomic.Pointer[dbHealth]
+
+	// The mesh view is rebuilt at most once a second, and at once after a change (viewGen), so
+	// many viewers and the metrics scrape share one build.
+	viewMu    sync.Mutex
+	viewCache *meshView
+	viewGen   atomic.Uint64
+
+	handler http.Handler
+	routes  []*route
+}
+
+type dbHealth struct {
+	ok bool
+	at time.Time
+}
+
+// New opens the store and the CA named by cfg and builds the API. It fails if `control init` has
+// not been run (no CA or no server key).
+func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.started = s.now()
+	ca, err := meshca.OpenStore(cfg.CADir)
+	if err != nil {
+		return nil, fmt.Errorf("control: open CA (run 'x0tta6bl4 control init' first): %w", err)
+	}
+	s.ca, s.caCert, s.caX509 = ca, ca.CA().Certificate(), ca.X509CA()
+	s.td = s.caCert.TrustDomain
+	s.caPin = s.caCert.SignPublicKey.ID().String()
+	s.roots = x509.NewCertPool()
+	s.roots.AddCert(s.caX509)
+	crl, err := ca.RevocationList()
+	if err != nil {
+		return nil, fmt.Errorf("control: read revocation list: %w", err)
+	}
+	s.crl.set(crl)
+	if !cfg.InsecureDev {
+		if s.tlsKey, err = identity.LoadNodeKeyFile(filepath.Join(cfg.DataDir, serverKeyFile)); err != nil {
+			return nil, fmt.Errorf("control: server key (run 'x0tta6bl4 control init' first): %w", err)
+		}
+	}
+	p := auth.Params{Time: cfg.Auth.Argon2.Time, MemoryKiB: cfg.Auth.Argon2.MemoryKiB, Threads: cfg.Auth.Argon2.Threads}
+	if s.hasher, err = auth.NewHasher(p, cfg.Auth.MaxConcurrentHash, cfg.Auth.HashWait); err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	rl := cfg.RateLimits
+	if s.ipLim, err = auth.NewLimiter(rl.PerIP, rl.MaxTracked); err != nil {
+		return nil, fmt.Errorf("control: rate_limits.per_ip: %w", err)
+	}
+	if s.keyLim, err = auth.NewLimiter(rl.PerKey, rl.MaxTracked); err != nil {
+		return nil, fmt.Errorf("control: rate_limits.per_key: %w", err)
+	}
+	if s.authLim, err = auth.NewLimiter(rl.Auth, rl.MaxTracked); err != nil {
+		return nil, fmt.Errorf("control: rate_limits.auth: %w", err)
+	}
+	s.crlWaiters = make(chan struct{}, cfg.Limits.MaxCRLWaiters)
+	if s.st, err = store.Open(ctx, store.Config{
+		Driver: cfg.Database.Driver, Path: cfg.Database.Path, DSN: cfg.Database.DSN,
+		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns,
+	}); err != nil {
+		return nil, fmt.Errorf("control: %w", err)
+	}
+	s.dbHealth.Store(&dbHealth{ok: true, at: s.now()})
+	s.m = newMetrics(s)
+	s.m.crlNumber.Set(float64(crl.Number))
+	s.routes = s.buildRoutes()
+	s.handler = s.buildHandler()
+	if !cfg.InsecureDev {
+		if err := s.renewServerCert(); err != nil {
+			s.st.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// CAPin is the hex key ID of the CA key, which join tokens carry and clients check.
+func (s *Server) CAPin() string { return s.caPin }
+
+// Store returns the server's store.
+func (s *Server) Store() *store.Store { return s.st }
+
+// Close releases the store.
+func (s *Server) Close() error { return s.st.Close() }
+
+// TLSConfig is the API's server configuration: TLS 1.3 only, X25519MLKEM768 only, the server's
+// ML-DSA-65 X.509-SVID from the mesh CA. A client certificate is optional (operators authenticate
+// with tokens), but one that is presented must be a valid, unrevoked X.509-SVID of this trust
+// domain, or the handshake fails.
+func (s *Server) TLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		MaxVersion:       tls.VersionTLS13,
+		CurvePreferences: []tls.CurveID{tls.X25519MLKEM768},
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.tlsCert.Load(), nil
+		},
+		ClientAuth: tls.RequestClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
+			}
+			_, err := s.verifyNodeChain(cs.PeerCertificates)
+			return err
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+}
+
+// nodePeer is a node authenticated by its X.509-SVID.
+type nodePeer struct {
+	name   string
+	serial meshca.Serial
+	keyID  identity.KeyID
+}
+
+// verifyNodeChain checks a client's X.509-SVID chain, its trust domain and node path, and the
+// current revocation list.
+func (s *Server) verifyNodeChain(chain []*x509.Certificate) (*nodePeer, error) {
+	id, err := meshca.VerifySVID(chain[0], chain[1:], s.roots, s.now())
+	if err != nil {
+		return nil, err
+	}
+	if id.TrustDomain != s.td {
+		return nil, fmt.Errorf("client %s is outside trust domain %s", id, s.td)
+	}
+	name, ok := cutNodePath(id.Path)
+	if !ok || identity.ValidateNodeName(name) != nil {
+		return nil, fmt.Errorf("client %s is not a node", id)
+	}
+	keyID, err := api.X509KeyID(chain[0])
+	if err != nil {
+		return nil, err
+	}
+	var serial meshca.Serial
+	sb := chain[0].SerialNumber.Bytes()
+	if len(sb) > len(serial) {
+		return nil, errors.New("client certificate serial is too long")
+	}
+	copy(serial[len(serial)-len(sb):], sb)
+	crl := s.crl.get().list
+	if crl.RevokesSerial(serial) || crl.RevokesKey(keyID) {
+		return nil, fmt.Errorf("client %s: %w (revocation list %d)", id, meshca.ErrRevoked, crl.Number)
+	}
+	return &nodePeer{name: name, serial: serial, keyID: keyID}, nil
+}
+
+func cutNodePath(p string) (string, bool) {
+	const pre = "/node/"
+	if len(p) <= len(pre) || p[:len(pre)] != pre {
+		return "", false
+	}
+	return p[len(pre):], true
+}
+
+// renewServerCert issues the server a fresh X.509-SVID (spiffe://<td>/node/control) from the CA.
+func (s *Server) renewServerCert() error {
+	now := s.now()
+	c, err := s.ca.Issue(meshca.IssueRequest{Name: api.ControlNodeName, PublicKey: s.tlsKey.Public(), Duration: s.cfg.TLS.CertDuration}, now)
+	if err != nil {
+		return fmt.Errorf("control: issue server certificate: %w", err)
+	}
+	svid, err := s.ca.CA().IssueSVID(s.caX509, c)
+	if err != nil {
+		return fmt.Errorf("control: issue server certificate: %w", err)
+	}
+	s.tlsCert.Store(&tls.Certificate{
+		Certificate: [][]byte{svid.Raw, s.caX509.Raw},
+		PrivateKey:  s.tlsKey.Sign.MLDSA(),
+		Leaf:        svid,
+	})
+	s.log.Info("server certificate issued", "spiffe_id", svid.URIs[0].String(), "serial", c.Serial.String(),
+		"not_after", svid.NotAfter.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// Serve serves the API on ln until ctx ends, then shuts down gracefully. It also runs the
+// background work: database health checks, server certificate renewal and cleanup of expired
+// sessions, join tokens and old audit entries.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ln = &limitListener{Listener: ln, sem: make(chan struct{}, s.cfg.Limits.MaxConnections)}
+	if s.cfg.InsecureDev {
+		s.log.Warn("INSECURE DEVELOPMENT MODE: serving plain HTTP without TLS; credentials and tokens cross the wire in clear text. Never use this outside a local machine.",
+			"listen", ln.Addr().String())
+	} else {
+		ln = tls.NewListener(ln, s.TLSConfig())
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      s.cfg.Limits.MaxCRLWait + 30*time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	var wg sync.WaitGroup
+	bg, stop := context.WithCancel(ctx)
+	defer func() { stop(); wg.Wait() }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.background(bg) }()
+
+	errc := make(chan error, 2)
+	if s.cfg.Metrics.Listen != "" {
+		mln, err := net.Listen("tcp", s.cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("control: metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.m.handler)
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+		mln = &limitListener{Listener: mln, sem: make(chan struct{}, 64)}
+		go func() {
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+		defer msrv.Close()
+		s.log.Info("plain-HTTP metrics listener (unauthenticated, /metrics only)", "addr", mln.Addr().String())
+	}
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("control plane listening", "addr", ln.Addr().String(), "tls", !s.cfg.InsecureDev,
+		"database", s.st.Driver(), "trust_domain", s.td, "ca_pin", s.caPin)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("control: serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.crl.wakeAll() // long-polling CRL readers return at once
+	if err := srv.Shutdown(shutdown); err != nil {
+		srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("control: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on cfg.Listen and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+func (s *Server) background(ctx context.Context) {
+	health := time.NewTicker(5 * time.Second)
+	cleanup := time.NewTicker(10 * time.Minute)
+	certCheck := time.NewTicker(time.Minute)
+	defer health.Stop()
+	defer cleanup.Stop()
+	defer certCheck.Stop()
+	s.cleanup(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-health.C:
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			err := s.st.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("database health check failed", "err", err)
+			}
+			s.dbHealth.Store(&dbHealth{ok: err == nil, at: s.now()})
+		case <-cleanup.C:
+			s.cleanup(ctx)
+		case <-certCheck.C:
+			if c := s.tlsCert.Load(); c != nil {
+				life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+				if s.now().After(c.Leaf.NotBefore.Add(life * 2 / 3)) {
+					if err := s.renewServerCert(); err != nil {
+						s.log.Error("server certificate renewal failed; will retry", "err", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (s *Server) cleanup(ctx context.Context) {
+	now := s.now()
+	if n, err := s.st.DeleteExpiredSessions(ctx, now.Add(-24*time.Hour)); err != nil {
+		s.log.Error("cleanup sessions", "err", err)
+	} else if n > 0 {
+		s.log.Info("removed expired sessions", "count", n)
+	}
+	if n, err := s.st.DeleteJoinTokensBefore(ctx, now.Add(-7*24*time.Hour)); err != nil {
+		s.log.Error("cleanup join tokens", "err", err)
+	} else if n > 0 {
+		s.log.Info("removed old join tokens", "count", n)
+	}
+	if n, err := s.st.PruneAudit(ctx, now.Add(-s.cfg.AuditRetention)); err != nil {
+		s.log.Error("prune audit log", "err", err)
+	} else if n > 0 {
+		s.log.Info("pruned audit log", "count", n)
+	}
+}
+
+// limitListener bounds the number of open connections; Accept waits for a free slot.
+type limitListener struct {
+	net.Listener
+	sem chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.sem <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// InitOptions describe a new control plane installation.
+type InitOptions struct {
+	TrustDomain string
+	CAName      string
+	CAGroups    []string
+	CADuration  time.Duration
+	// Admin, if set, is the name of a first admin account to create, with an admin API key.
+	Admin string
+	// AdminPassword is its password; empty makes an account that logs in with API keys only.
+	AdminPassword string
+}
+
+// InitResult is what Init made.
+type InitResult struct {
+	CreatedCA   bool
+	CAPin       string
+	TrustDomain string
+	AdminAPIKey string // shown once
+}
+
+// Init prepares cfg.DataDir: a mesh CA (unless cfg.CADir already holds one), the server's key, the
+// database schema, and optionally a first admin with an API key.
+func Init(ctx context.Context, cfg Config, opts InitOptions, now time.Time) (*InitResult, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("control init: %w", err)
+	}
+	res := &InitResult{}
+	ca, err := meshca.OpenStore(cfg.CADir)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		if opts.TrustDomain == "" {
+			return nil, errors.New("control init: no CA in " + cfg.CADir + "; give a trust domain to create one")
+		}
+		if opts.CAName == "" {
+			opts.CAName = "mesh-ca"
+		}
+		if opts.CADuration == 0 {
+			opts.CADuration = 10 * 365 * 24 * time.Hour
+		}
+		ca, err = meshca.InitStore(cfg.CADir, meshca.CAOptions{TrustDomain: opts.TrustDomain, Name: opts.CAName,
+			Groups: opts.CAGroups, Duration: opts.CADuration}, now)
+		if err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		res.CreatedCA = true
+	} else if opts.TrustDomain != "" && opts.TrustDomain != ca.CA().Certificate().TrustDomain {
+		return nil, fmt.Errorf("control init: the CA in %s is for trust domain %q, not %q", cfg.CADir,
+			ca.CA().Certificate().TrustDomain, opts.TrustDomain)
+	}
+	res.CAPin = ca.CA().Certificate().SignPublicKey.ID().String()
+	res.TrustDomain = ca.CA().Certificate().TrustDomain
+	keyPath := filepath.Join(cfg.DataDir, serverKeyFile)
+	if _, err := identity.LoadNodeKeyFile(keyPath); err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		k, err := identity.GenerateNodeKey()
+		if err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		if err := identity.WriteNodeKeyFile(keyPath, k, false); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+	}
+	st, err := store.Open(ctx, store.Config{Driver: cfg.Database.Driver, Path: cfg.Database.Path, DSN: cfg.Database.DSN,
+		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns})
+	if err != nil {
+		return nil, fmt.Errorf("control init: %w", err)
+	}
+	defer st.Close()
+	if opts.Admin == "" {
+		return res, nil
+	}
+	if err := validUsername(opts.Admin); err != nil {
+		return nil, fmt.Errorf("control init: admin name: %w", err)
+	}
+	hash := ""
+	if opts.AdminPassword != "" {
+		if err := auth.CheckPassword(opts.AdminPassword, cfg.Auth.MinPasswordLen); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		p := auth.Params{Time: cfg.Auth.Argon2.Time, MemoryKiB: cfg.Auth.Argon2.MemoryKiB, Threads: cfg.Auth.Argon2.Threads}
+		h, err := auth.NewHasher(p, 1, time.Minute)
+		if err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		if hash, err = h.Hash(ctx, opts.AdminPassword); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+	}
+	tok, err := auth.NewToken(auth.KindAPIKey)
+	if err != nil {
+		return nil, fmt.Errorf("control init: %w", err)
+	}
+	err = st.InTx(ctx, func(tx *store.Tx) error {
+		u := &store.User{Username: opts.Admin, PasswordHash: hash, Role: string(auth.Admin), CreatedAt: now}
+		if err := tx.CreateUser(ctx, u); err != nil {
+			return err
+		}
+		k := &store.APIKey{Prefix: tok.Prefix, Hash: tok.Hash(), UserID: u.ID, Name: "created by control init", Role: string(auth.Admin), CreatedAt: now}
+		if err := tx.CreateAPIKey(ctx, k); err != nil {
+			return err
+		}
+		for _, e := range []*store.AuditEntry{
+			{At: now, Actor: "system:init", Action: "user.register", Target: opts.Admin, Detail: "role=admin"},
+			{At: now, Actor: "system:init", Action: "apikey.create", Target: tok.Prefix, Detail: "owner=" + opts.Admin + " role=admin"},
+		} {
+			if err := tx.AddAudit(ctx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("control init: user %q already exists", opts.Admin)
+		}
+		return nil, fmt.Errorf("control init: %w", err)
+	}
+	res.AdminAPIKey = tok.String()
+	return res, nil
+}

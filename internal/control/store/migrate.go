@@ -1,0 +1,156 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// migrations is the one schema history of both databases, oldest first; a released migration is
+// never edited, only followed by a new one. "{{ID}}" stands for the dialect's auto-incrementing
+// 64-bit primary key; everything else is SQL that SQLite and PostgreSQL read alike: TEXT, BIGINT
+// and INTEGER columns only, timestamps as Unix milliseconds (0 = unset).
+var migrations = []string{
+	// 1: the initial schema.
+	`CREATE TABLE users (
+		id {{ID}},
+		username TEXT NOT NULL UNIQUE,
+		password_hash TEXT NOT NULL,
+		role TEXT NOT NULL,
+		disabled INTEGER NOT NULL DEFAULT 0,
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE TABLE sessions (
+		id {{ID}},
+		prefix TEXT NOT NULL UNIQUE,
+		hash TEXT NOT NULL,
+		user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		revoked_at BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX sessions_user ON sessions(user_id);
+	CREATE INDEX sessions_expires ON sessions(expires_at);
+	CREATE TABLE api_keys (
+		id {{ID}},
+		prefix TEXT NOT NULL UNIQUE,
+		hash TEXT NOT NULL,
+		user_id BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		role TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL DEFAULT 0,
+		revoked_at BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX api_keys_user ON api_keys(user_id);
+	CREATE TABLE join_tokens (
+		id {{ID}},
+		prefix TEXT NOT NULL UNIQUE,
+		hash TEXT NOT NULL,
+		node_name TEXT NOT NULL,
+		groups_list TEXT NOT NULL,
+		cert_ttl_ms BIGINT NOT NULL,
+		description TEXT NOT NULL,
+		created_by TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		used_at BIGINT NOT NULL DEFAULT 0,
+		used_by TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX join_tokens_expires ON join_tokens(expires_at);
+	CREATE TABLE nodes (
+		id {{ID}},
+		name TEXT NOT NULL UNIQUE,
+		key_id TEXT NOT NULL,
+		overlay TEXT NOT NULL,
+		spiffe_id TEXT NOT NULL,
+		groups_list TEXT NOT NULL,
+		public_key_pem TEXT NOT NULL,
+		serial TEXT NOT NULL,
+		cert_pem TEXT NOT NULL,
+		svid_pem TEXT NOT NULL,
+		not_before BIGINT NOT NULL,
+		not_after BIGINT NOT NULL,
+		cert_ttl_ms BIGINT NOT NULL,
+		enrolled_at BIGINT NOT NULL,
+		renewed_at BIGINT NOT NULL DEFAULT 0,
+		revoked_at BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX nodes_key ON nodes(key_id);
+	CREATE TABLE certificates (
+		serial TEXT NOT NULL PRIMARY KEY,
+		node_id BIGINT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+		key_id TEXT NOT NULL,
+		issued_at BIGINT NOT NULL,
+		not_after BIGINT NOT NULL
+	);
+	CREATE INDEX certificates_node ON certificates(node_id);
+	CREATE TABLE mesh_reports (
+		node_id BIGINT NOT NULL PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+		reported_at BIGINT NOT NULL,
+		sequence BIGINT NOT NULL,
+		report TEXT NOT NULL
+	);
+	CREATE TABLE audit_log (
+		id {{ID}},
+		at BIGINT NOT NULL,
+		actor TEXT NOT NULL,
+		action TEXT NOT NULL,
+		target TEXT NOT NULL,
+		detail TEXT NOT NULL,
+		remote TEXT NOT NULL
+	);
+	CREATE INDEX audit_log_at ON audit_log(at);`,
+}
+
+// SchemaVersion is the number of migrations this build knows.
+var SchemaVersion = len(migrations)
+
+func (s *Store) migrate(ctx context.Context) error {
+	return s.InTx(ctx, func(tx *Tx) error {
+		if s.d.name == Postgres {
+			// Two control processes starting at once migrate one after the other.
+			if _, err := tx.exec(ctx, "SELECT pg_advisory_xact_lock(7460617)"); err != nil {
+				return fmt.Errorf("store: migration lock: %w", err)
+			}
+		}
+		if _, err := tx.exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version INTEGER NOT NULL PRIMARY KEY,
+			applied_at BIGINT NOT NULL)`); err != nil {
+			return fmt.Errorf("store: create schema_migrations: %w", err)
+		}
+		var have int
+		if err := tx.queryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&have); err != nil {
+			return fmt.Errorf("store: read schema version: %w", err)
+		}
+		if have > len(migrations) {
+			return fmt.Errorf("store: database schema version %d is newer than this build's %d; upgrade the binary", have, len(migrations))
+		}
+		for v := have + 1; v <= len(migrations); v++ {
+			text := strings.ReplaceAll(migrations[v-1], "{{ID}}", s.d.autoID)
+			for _, stmt := range strings.Split(text, ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.exec(ctx, stmt); err != nil {
+					return fmt.Errorf("store: migration %d: %w", v, err)
+				}
+			}
+			if _, err := tx.exec(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", v, time.Now().UnixMilli()); err != nil {
+				return fmt.Errorf("store: record migration %d: %w", v, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Version returns the schema version recorded in the database.
+func (s *Store) Version(ctx context.Context) (int, error) {
+	var v int
+	if err := s.queryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v); err != nil {
+		return 0, fmt.Errorf("store: read schema version: %w", err)
+	}
+	return v, nil
+}
