@@ -28,6 +28,7 @@ type File struct {
 	AdminSocket string          `yaml:"admin_socket,omitempty"`
 	Device      DeviceFile      `yaml:"device,omitempty"`
 	Peers       []PeerFile      `yaml:"peers,omitempty"`
+	Discovery   []string        `yaml:"discovery,omitempty"` // interfaces for LAN discovery
 	Link        LinkFile        `yaml:"link,omitempty"`
 	Firewall    firewall.Config `yaml:"firewall,omitempty"`
 	LogLevel    string          `yaml:"log_level,omitempty"`
@@ -105,7 +106,7 @@ func (f *File) options(dir string) (Options, error) {
 	}
 	listen := f.Listen
 	if listen == "" {
-		listen = "0.0.0.0:7946"
+		listen = "[::]:7946" // dual-stack, so LAN discovery's link-local addresses work too
 	}
 	if o.Listen, err = netip.ParseAddrPort(listen); err != nil {
 		return o, fmt.Errorf("listen %q: want ip:port: %w", listen, err)
@@ -123,6 +124,7 @@ func (f *File) options(dir string) (Options, error) {
 		}
 		o.Peers = append(o.Peers, Peer{Addr: addr, Cert: c})
 	}
+	o.Discovery = f.Discovery
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
 	o.Firewall = f.Firewall
 	level := slog.LevelInfo

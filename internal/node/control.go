@@ -225,6 +225,7 @@ func (n *Node) tick(now time.Time) {
 			n.dialLocked(now, p)
 		}
 	}
+	n.tickDiscoveryLocked(now)
 	for _, t := range n.e2e {
 		n.tickE2ELocked(now, t)
 	}

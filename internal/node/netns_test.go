@@ -43,12 +43,13 @@ func requireRoot(t *testing.T) {
 }
 
 type lab struct {
-	t     *testing.T
-	dir   string
-	tag   string // unique per run, in namespace names
-	ca    *meshca.CA
-	nodes []*labNode
-	links [][2]int
+	t        *testing.T
+	discover bool // nodes find each other by LAN discovery instead of static peers
+	dir      string
+	tag      string // unique per run, in namespace names
+	ca       *meshca.CA
+	nodes    []*labNode
+	links    [][2]int
 }
 
 type labNode struct {
@@ -62,8 +63,13 @@ type labNode struct {
 
 func newLab(t *testing.T, count int, links [][2]int) *lab {
 	t.Helper()
+	return newLabWith(t, count, links, false)
+}
+
+func newLabWith(t *testing.T, count int, links [][2]int, discover bool) *lab {
+	t.Helper()
 	requireRoot(t)
-	l := &lab{t: t, dir: t.TempDir(), tag: fmt.Sprintf("x6%d", os.Getpid()%100000), links: links}
+	l := &lab{t: t, dir: t.TempDir(), tag: fmt.Sprintf("x6%d", os.Getpid()%100000), links: links, discover: discover}
 	now := time.Now()
 	caKey, err := identity.GenerateSigningKey()
 	if err != nil {
@@ -98,6 +104,13 @@ func newLab(t *testing.T, count int, links [][2]int) *lab {
 	for _, n := range l.nodes {
 		l.ip("netns", "add", n.ns)
 		l.ip("-n", n.ns, "link", "set", "lo", "up")
+		// No duplicate address detection on the lab's links: link-local addresses are usable at once.
+		for _, k := range []string{"all", "default"} {
+			if out, err := exec.Command("ip", "netns", "exec", n.ns, "sh", "-c",
+				"echo 0 > /proc/sys/net/ipv6/conf/"+k+"/accept_dad").CombinedOutput(); err != nil {
+				t.Fatalf("disable DAD: %v: %s", err, out)
+			}
+		}
 	}
 	for k, e := range links {
 		a, b := l.nodes[e[0]], l.nodes[e[1]]
@@ -138,9 +151,17 @@ func (l *lab) startNode(i int) {
 	f := File{Key: n.name + ".key", Cert: n.name + ".crt", CA: []string{"ca.crt"}, Listen: "0.0.0.0:7946",
 		AdminSocket: n.socket, Device: DeviceFile{Mode: "tun", Name: "x6"}, LogLevel: "debug"}
 	for k, e := range l.links {
-		if e[1] == i {
+		switch {
+		case l.discover && e[0] == i:
+			f.Discovery = append(f.Discovery, fmt.Sprintf("v%da", k))
+		case l.discover && e[1] == i:
+			f.Discovery = append(f.Discovery, fmt.Sprintf("v%db", k))
+		case e[1] == i:
 			f.Peers = append(f.Peers, PeerFile{Address: fmt.Sprintf("10.99.%d.1:7946", k), Cert: l.nodes[e[0]].name + ".crt"})
 		}
+	}
+	if l.discover {
+		f.Listen = "[::]:7946"
 	}
 	data, err := yaml.Marshal(f)
 	if err != nil {
@@ -433,4 +454,15 @@ func TestNetnsRingHeals(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("reroute after a node died took %s", took)
 	}
+}
+
+func TestNetnsDiscovery(t *testing.T) {
+	// n1 - n2 - n3 with no configured peers: every node finds its neighbours by link-local multicast.
+	l := newLabWith(t, 3, [][2]int{{0, 1}, {1, 2}}, true)
+	t.Logf("links found and up %s after start", l.waitLinks(30*time.Second))
+	l.waitRoute(0, 2, 15*time.Second, func(r RouteStatus) bool { return r.Hops == 2 })
+	if _, err := l.pingUntil(0, 2, 15*time.Second); err != nil {
+		t.Fatalf("ping n1 -> n3 over discovered links: %v", err)
+	}
+	t.Logf("TCP n1 -> n3: %s", l.transfer(0, 2, 1<<20))
 }

@@ -41,6 +41,9 @@ type Node struct {
 	gen            uint64 // router generation the forwarding table was built from
 	dirty          bool   // links changed: rebuild the forwarding table
 	lastRevalidate time.Time
+	discovery      []*discoverySocket
+	found          map[routing.NodeID]*found // nodes heard on the LAN
+	lastBeacon     time.Time
 	pings          map[uint16]chan time.Time
 	pingID         uint16
 	closed         bool
@@ -94,6 +97,7 @@ func New(opts Options) (*Node, error) {
 		idx: newIndexSpace(maxIndices), start: now,
 		links: make(map[routing.NodeID]*tunnel), e2e: make(map[netip.Addr]*tunnel),
 		pings: make(map[uint16]chan time.Time), done: make(chan struct{}),
+		found: make(map[routing.NodeID]*found),
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
 	hsConfig := func(prologue string, packet int) handshake.Config {
@@ -154,10 +158,15 @@ func (n *Node) Device() *netdev.Device { return n.dev }
 // Run moves packets until ctx is cancelled or Close is called.
 func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("node starting", "overlay", n.addr, "udp", n.UDPAddr(), "device", n.opts.Device, "spiffe_id", n.self.SPIFFEID())
+	if err := n.startDiscovery(n.opts.Discovery); err != nil {
+		n.Close()
+		return err
+	}
 	var admin *adminServer
 	if n.opts.AdminSocket != "" {
 		var err error
 		if admin, err = n.serveAdmin(n.opts.AdminSocket); err != nil {
+			n.Close()
 			return err
 		}
 	}
@@ -201,6 +210,7 @@ func (n *Node) Close() error {
 		t.sess.Close()
 	}
 	n.mu.Unlock()
+	n.closeDiscovery()
 	err := n.udp.Close()
 	if n.dev != nil {
 		err = errors.Join(err, n.dev.Close())

@@ -42,8 +42,9 @@ type Options struct {
 	DeviceName string // TUN name (DeviceTUN)
 	MTU        int    // overlay MTU, default 1280
 
-	Peers    []Peer
-	Firewall firewall.Config
+	Peers     []Peer
+	Discovery []string // interfaces to find neighbours on by link-local multicast (opt-in)
+	Firewall  firewall.Config
 
 	AdminSocket string // unix socket path for status/peers/routes/ping; empty: none
 
