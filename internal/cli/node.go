@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,6 +13,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"x0tta6bl4/internal/agent"
+	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/node"
 )
 
@@ -26,13 +31,33 @@ func socketFlag(fs *flag.FlagSet) *string {
 }
 
 func runNode(e *env, args []string) error {
-	fs := newFlags(e, "node", "--config node.yaml")
+	fs := newFlags(e, "node", "--config node.yaml [--join URL --token TOKEN --name NAME]")
 	config := fs.String("config", "", "node configuration file (docs/node.md)")
+	join := fs.String("join", "", "control plane URL to enrol with before starting (needs control.state in the config)")
+	token := fs.String("token", "", "one-time join token from 'ctl token create' (with --join)")
+	name := fs.String("name", "", "node name to enrol as (with --join)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "config", *config); err != nil {
 		return err
+	}
+	f, err := node.ReadFile(*config)
+	if err != nil {
+		return err
+	}
+	if *join != "" {
+		if *token == "" || *name == "" {
+			fmt.Fprintln(e.stderr, "--join needs --token and --name")
+			fs.Usage()
+			return errUsage
+		}
+		if err := enrol(e, f.Control.State, *join, *token, *name); err != nil {
+			return err
+		}
+		if f.Control.URL == "" {
+			f.Control.URL = *join
+		}
 	}
 	opts, err := node.LoadConfig(*config)
 	if err != nil {
@@ -47,6 +72,18 @@ func runNode(e *env, args []string) error {
 	n, err := node.New(opts)
 	if err != nil {
 		return err
+	}
+	if f.Control.URL != "" {
+		b, err := client.LoadBundle(f.Control.State, opts.Key, e.now())
+		if err != nil {
+			return fmt.Errorf("control plane bundle: %w", err)
+		}
+		cl, err := client.NewNode(f.Control.URL, opts.Key, b, client.NodeOptions{})
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		go agent.Run(e.ctx, agent.Config{Node: n, Client: cl, StateDir: f.Control.State, Logger: opts.Logger, Version: Version})
 	}
 	// SIGHUP re-reads the configuration file and applies its firewall rules; a file that does not
 	// load leaves the running rules in place.
@@ -67,8 +104,38 @@ func runNode(e *env, args []string) error {
 	return n.Run(e.ctx)
 }
 
-// adminQuery asks the node's admin socket for op and decodes the answer into out. It reports printed
-// when --json was given and the answer has already been written.
+// enrol makes (or reuses) the node's key in state, enrols with the control plane and saves the bundle
+// there.
+func enrol(e *env, state, url, token, name string) error {
+	if state == "" {
+		return errors.New("--join needs control.state in the configuration: the directory for the key and bundle")
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return err
+	}
+	keyPath := filepath.Join(state, node.StateKeyFile)
+	key, err := identity.LoadNodeKeyFile(keyPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if key, err = identity.GenerateNodeKey(); err == nil {
+			err = identity.WriteNodeKeyFile(keyPath, key, false)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
+	defer cancel()
+	b, err := client.Enroll(ctx, url, token, key, name)
+	if err != nil {
+		return err
+	}
+	if err := b.Save(state); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "enrolled %s (overlay %s); bundle saved in %s\n", b.Certificate.SPIFFEID(), b.Certificate.Overlay, state)
+	return nil
+}
+
 func adminQuery(e *env, name string, args []string, out any) (printed bool, err error) {
 	fs := newFlags(e, name, "[--socket PATH] [--json]")
 	socket := socketFlag(fs)

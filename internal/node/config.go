@@ -31,6 +31,7 @@ type File struct {
 	Discovery   []string        `yaml:"discovery,omitempty"` // interfaces for LAN discovery
 	Link        LinkFile        `yaml:"link,omitempty"`
 	Firewall    firewall.Config `yaml:"firewall,omitempty"`
+	Control     ControlFile     `yaml:"control,omitempty"`
 	LogLevel    string          `yaml:"log_level,omitempty"`
 }
 
@@ -47,6 +48,14 @@ type PeerFile struct {
 	Cert    string `yaml:"cert"`    // the peer's mesh certificate
 }
 
+// ControlFile connects the node to a control plane (internal/agent). State is the directory that
+// holds the node's key and the bundle enrollment returned; key, cert, ca and crl default to the files
+// in it.
+type ControlFile struct {
+	URL   string `yaml:"url,omitempty"`
+	State string `yaml:"state,omitempty"`
+}
+
 // LinkFile tunes failure detection.
 type LinkFile struct {
 	ProbeInterval time.Duration `yaml:"probe_interval"`
@@ -55,52 +64,86 @@ type LinkFile struct {
 
 const maxConfigSize = 1 << 20
 
-// LoadConfig reads a node configuration file and everything it names.
-func LoadConfig(path string) (Options, error) {
+// ReadFile parses a node configuration file without loading what it names. Relative paths in it are
+// made absolute against the file's directory.
+func ReadFile(path string) (File, error) {
 	data, err := secfile.Read(path, maxConfigSize)
 	if err != nil {
-		return Options{}, err
+		return File{}, err
 	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return Options{}, fmt.Errorf("%s: %w", path, err)
+		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
-	opts, err := f.options(filepath.Dir(path))
-	if err != nil {
-		return Options{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return opts, nil
+	f.resolve(filepath.Dir(path))
+	return f, nil
 }
 
-func (f *File) options(dir string) (Options, error) {
+// Identity files inside a control-plane state directory (internal/control/client's bundle).
+const (
+	StateKeyFile  = "node.key"
+	stateCertFile = "node.crt"
+	stateCAFile   = "ca.crt"
+	stateCRLFile  = "crl.pem"
+)
+
+func (f *File) resolve(dir string) {
 	rel := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
 			return p
 		}
 		return filepath.Join(dir, p)
 	}
+	f.Control.State = rel(f.Control.State)
+	if s := f.Control.State; s != "" && f.Key == "" && f.Cert == "" && len(f.CA) == 0 {
+		f.Key, f.Cert, f.CA, f.CRL = filepath.Join(s, StateKeyFile), filepath.Join(s, stateCertFile),
+			[]string{filepath.Join(s, stateCAFile)}, filepath.Join(s, stateCRLFile)
+	}
+	f.Key, f.Cert, f.CRL, f.AdminSocket = rel(f.Key), rel(f.Cert), rel(f.CRL), rel(f.AdminSocket)
+	for i := range f.CA {
+		f.CA[i] = rel(f.CA[i])
+	}
+	for i := range f.Peers {
+		f.Peers[i].Cert = rel(f.Peers[i].Cert)
+	}
+}
+
+// LoadConfig reads a node configuration file and everything it names.
+func LoadConfig(path string) (Options, error) {
+	f, err := ReadFile(path)
+	if err != nil {
+		return Options{}, err
+	}
+	opts, err := f.options()
+	if err != nil {
+		return Options{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return opts, nil
+}
+
+func (f *File) options() (Options, error) {
 	var o Options
 	var err error
 	if f.Key == "" || f.Cert == "" || len(f.CA) == 0 {
 		return o, errors.New("key, cert and ca are required")
 	}
-	if o.Key, err = identity.LoadNodeKeyFile(rel(f.Key)); err != nil {
+	if o.Key, err = identity.LoadNodeKeyFile(f.Key); err != nil {
 		return o, err
 	}
-	if o.Cert, err = meshca.LoadCertificateFile(rel(f.Cert)); err != nil {
+	if o.Cert, err = meshca.LoadCertificateFile(f.Cert); err != nil {
 		return o, err
 	}
 	for _, p := range f.CA {
-		c, err := meshca.LoadCertificateFile(rel(p))
+		c, err := meshca.LoadCertificateFile(p)
 		if err != nil {
 			return o, err
 		}
 		o.CA = append(o.CA, c)
 	}
 	if f.CRL != "" {
-		if o.CRL, err = meshca.LoadRevocationListFile(rel(f.CRL)); err != nil {
+		if o.CRL, err = meshca.LoadRevocationListFile(f.CRL); err != nil {
 			return o, err
 		}
 	}
@@ -111,14 +154,14 @@ func (f *File) options(dir string) (Options, error) {
 	if o.Listen, err = netip.ParseAddrPort(listen); err != nil {
 		return o, fmt.Errorf("listen %q: want ip:port: %w", listen, err)
 	}
-	o.AdminSocket = rel(f.AdminSocket)
+	o.AdminSocket = f.AdminSocket
 	o.Device, o.DeviceName, o.MTU = DeviceMode(f.Device.Mode), f.Device.Name, f.Device.MTU
 	for i, p := range f.Peers {
 		addr, err := netip.ParseAddrPort(p.Address)
 		if err != nil {
 			return o, fmt.Errorf("peer %d address %q: want ip:port: %w", i, p.Address, err)
 		}
-		c, err := meshca.LoadCertificateFile(rel(p.Cert))
+		c, err := meshca.LoadCertificateFile(p.Cert)
 		if err != nil {
 			return o, fmt.Errorf("peer %d: %w", i, err)
 		}

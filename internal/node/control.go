@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -394,5 +395,35 @@ func (n *Node) ReloadFirewall(cfg firewall.Config) error {
 		return err
 	}
 	n.log.Info("firewall rules reloaded", "inbound", len(cfg.Inbound), "outbound", len(cfg.Outbound))
+	return nil
+}
+
+// SetCertificate replaces the node's own certificate with a renewed one for the same keys. Sessions
+// keep running; new handshakes present the new certificate and routing re-originates with it.
+func (n *Node) SetCertificate(cert *meshca.Certificate) error {
+	now := time.Now()
+	if cert.Kind != meshca.KindNode || cert.SignPublicKey.ID() != n.selfID || cert.Overlay != n.addr {
+		return errors.New("node: renewed certificate is not for this node's keys")
+	}
+	if err := n.verifier.Verify(cert, now); err != nil {
+		return fmt.Errorf("node: renewed certificate: %w", err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	linkHS, err := handshake.New(n.handshakeConfig(cert, handshake.PrologueLink, 0))
+	if err != nil {
+		return err
+	}
+	e2eHS, err := handshake.New(n.handshakeConfig(cert, handshake.PrologueE2E, e2eHandshakePacket))
+	if err != nil {
+		return err
+	}
+	if err := n.router.SetCertificate(now, cert); err != nil {
+		return err
+	}
+	// Handshakes in flight under the old machines are abandoned; their peers retry.
+	n.self, n.linkHS, n.e2eHS = cert, linkHS, e2eHS
+	n.log.Info("certificate renewed", "serial", cert.Serial, "not_after", cert.NotAfter)
+	n.flushRoutingLocked(now)
 	return nil
 }

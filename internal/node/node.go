@@ -100,20 +100,14 @@ func New(opts Options) (*Node, error) {
 		found: make(map[routing.NodeID]*found),
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
-	hsConfig := func(prologue string, packet int) handshake.Config {
-		return handshake.Config{Key: opts.Key, Cert: opts.Cert, Verifier: verifier, Prologue: prologue,
-			Indices: n.idx, MaxPacketSize: packet}
-	}
-	if n.linkHS, err = handshake.New(hsConfig(handshake.PrologueLink, 0)); err != nil {
+	if n.linkHS, err = handshake.New(n.handshakeConfig(opts.Cert, handshake.PrologueLink, 0)); err != nil {
 		return nil, err
 	}
 	// End-to-end handshake packets ride inside routed frames inside link packets; keep them small
 	// enough that the link packet stays under a 1500-byte underlay MTU.
-	if n.e2eHS, err = handshake.New(hsConfig(handshake.PrologueE2E, e2eHandshakePacket)); err != nil {
+	if n.e2eHS, err = handshake.New(n.handshakeConfig(opts.Cert, handshake.PrologueE2E, e2eHandshakePacket)); err != nil {
 		return nil, err
 	}
-	// The origination hold is capped low so that a failure soon after other changes (start-up, a flap
-	// elsewhere) still reaches the mesh within the 1 s reroute budget (docs/node.md).
 	if n.router, err = routing.New(routing.Config{Key: opts.Key.Sign, Certificate: opts.Cert, Verifier: verifier,
 		MaxOriginationHold: maxOriginationHold}); err != nil {
 		return nil, err
@@ -136,6 +130,11 @@ func New(opts Options) (*Node, error) {
 	return n, nil
 }
 
+func (n *Node) handshakeConfig(cert *meshca.Certificate, prologue string, packet int) handshake.Config {
+	return handshake.Config{Key: n.opts.Key, Cert: cert, Verifier: n.verifier, Prologue: prologue,
+		Indices: n.idx, MaxPacketSize: packet}
+}
+
 // e2eHandshakePacket: 1500 − 20 (IPv4) − 8 (UDP) − 32 (link transport) − 1 (frame) − 36 (routed header),
 // rounded down.
 const e2eHandshakePacket = 1400
@@ -146,8 +145,12 @@ func (n *Node) Addr() netip.Addr { return n.addr }
 // ID is the node's routing identity (its signing key ID).
 func (n *Node) ID() routing.NodeID { return n.selfID }
 
-// Certificate is the node's certificate.
-func (n *Node) Certificate() *meshca.Certificate { return n.self }
+// Certificate is the node's current certificate.
+func (n *Node) Certificate() *meshca.Certificate {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.self
+}
 
 // UDPAddr is the bound UDP address.
 func (n *Node) UDPAddr() netip.AddrPort { return n.udp.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -157,7 +160,7 @@ func (n *Node) Device() *netdev.Device { return n.dev }
 
 // Run moves packets until ctx is cancelled or Close is called.
 func (n *Node) Run(ctx context.Context) error {
-	n.log.Info("node starting", "overlay", n.addr, "udp", n.UDPAddr(), "device", n.opts.Device, "spiffe_id", n.self.SPIFFEID())
+	n.log.Info("node starting", "overlay", n.addr, "udp", n.UDPAddr(), "device", n.opts.Device, "spiffe_id", n.Certificate().SPIFFEID())
 	if err := n.startDiscovery(n.opts.Discovery); err != nil {
 		n.Close()
 		return err

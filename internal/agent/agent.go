@@ -1,0 +1,156 @@
+// Package agent keeps a running node in step with its control plane: it long-polls the revocation list
+// and hands every newer one to the node (which spreads it over the mesh and drops revoked peers),
+// reports the node's links and routes, and renews the node's certificate before it expires.
+//
+// It must never install a revocation list or certificate the node has not verified (the node checks
+// both), never block the node's packet path, and never retry in a tight loop.
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/node"
+)
+
+// Config configures an agent.
+type Config struct {
+	Node           *node.Node
+	Client         *client.Node
+	StateDir       string        // where the bundle is saved after a renewal or a new revocation list; empty: not saved
+	ReportInterval time.Duration // default 10 s
+	CRLWait        time.Duration // long-poll wait, default 25 s
+	Logger         *slog.Logger
+	Version        string
+}
+
+// Run works until ctx ends.
+func Run(ctx context.Context, cfg Config) {
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = 10 * time.Second
+	}
+	if cfg.CRLWait <= 0 {
+		cfg.CRLWait = 25 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	a := &agent{cfg: cfg, log: cfg.Logger.With("component", "agent")}
+	if l := cfg.Client.Bundle().CRL; l != nil {
+		a.crlNumber = l.Number
+		if _, err := cfg.Node.UpdateCRL(l); err != nil {
+			a.log.Debug("bundled revocation list", "err", err)
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); a.crlLoop(ctx) }()
+	go func() { defer wg.Done(); a.reportLoop(ctx) }()
+	go func() {
+		defer wg.Done()
+		cfg.Client.RunRenewal(ctx, a.log, a.renewed)
+	}()
+	wg.Wait()
+}
+
+type agent struct {
+	cfg       Config
+	log       *slog.Logger
+	mu        sync.Mutex
+	crlNumber uint64
+	seq       uint64
+}
+
+func (a *agent) crlLoop(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		a.mu.Lock()
+		after := a.crlNumber
+		a.mu.Unlock()
+		l, err := a.cfg.Client.FetchCRL(ctx, after, a.cfg.CRLWait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Warn("revocation list fetch failed", "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		if l.Number <= after {
+			continue // the long poll ended without a newer list
+		}
+		changed, err := a.cfg.Node.UpdateCRL(l)
+		if err != nil {
+			a.log.Warn("revocation list refused by the node", "number", l.Number, "err", err)
+			sleep(ctx, backoff)
+			continue
+		}
+		a.mu.Lock()
+		a.crlNumber = l.Number
+		a.mu.Unlock()
+		if changed {
+			a.log.Info("revocation list from the control plane installed", "number", l.Number)
+		}
+	}
+}
+
+func (a *agent) reportLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ReportInterval)
+	defer t.Stop()
+	for {
+		a.report(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// report sends the node's view of its links and routes.
+func (a *agent) report(ctx context.Context) {
+	n := a.cfg.Node
+	a.seq++
+	st := n.Status()
+	r := &api.MeshReport{Sequence: a.seq, Version: a.cfg.Version, UptimeSeconds: int64(st.Uptime / time.Second)}
+	for _, p := range n.Peers() {
+		state := "down"
+		if p.Up {
+			state = "up"
+		}
+		r.Peers = append(r.Peers, api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
+			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss})
+	}
+	for _, rt := range n.Routes() {
+		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})
+	}
+	if _, err := a.cfg.Client.Report(ctx, r); err != nil && ctx.Err() == nil {
+		a.log.Debug("report failed", "err", err)
+	}
+}
+
+// renewed installs a renewed certificate in the node and saves the bundle.
+func (a *agent) renewed(b *client.Bundle) {
+	if err := a.cfg.Node.SetCertificate(b.Certificate); err != nil {
+		a.log.Error("renewed certificate refused by the node", "err", err)
+		return
+	}
+	if a.cfg.StateDir != "" {
+		if err := b.Save(a.cfg.StateDir); err != nil {
+			a.log.Error("save renewed bundle", "err", err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}

@@ -1,0 +1,150 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/control"
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/firewall"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/node"
+)
+
+// TestEnrollMeshRevoke is the control plane's end-to-end check: a control plane on 127.0.0.1 and three
+// nodes that enrol with one-time tokens, form a mesh from their bundles, report to it, and keep their
+// revocation lists current; when the operator revokes one, the others drop it within seconds.
+func TestEnrollMeshRevoke(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	quiet := slog.New(slog.DiscardHandler)
+
+	cfg := control.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Auth.Argon2 = control.Argon2Config{Time: 1, MemoryKiB: 64, Threads: 1}
+	cfg.Database = control.DatabaseConfig{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db"), Synchronous: "normal", MaxOpenConns: 4}
+	res, err := control.Init(ctx, cfg, control.InitOptions{TrustDomain: "agent.test", Admin: "root"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := control.New(ctx, cfg, control.Options{Logger: quiet, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ctx, ln)
+	url := "https://" + ln.Addr().String()
+	admin, err := client.NewAPI(url, res.AdminAPIKey, client.Trust{CAPin: res.CAPin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+
+	names := []string{"alpha", "bravo", "charlie"}
+	nodes := map[string]*node.Node{}
+	bundles := map[string]*client.Bundle{}
+	for i, name := range names {
+		tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name, Groups: []string{"ops"}})
+		if err != nil {
+			t.Fatalf("join token: %v", err)
+		}
+		key, err := identity.GenerateNodeKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := client.Enroll(ctx, url, tok.Token, key, name)
+		if err != nil {
+			t.Fatalf("enroll %s: %v", name, err)
+		}
+		bundles[name] = b
+		if _, err := client.Enroll(ctx, url, tok.Token, key, name); err == nil {
+			t.Fatalf("join token for %s worked twice", name)
+		}
+		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet,
+			Firewall: firewall.Config{
+				Inbound:  []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
+				Outbound: []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
+			}}
+		if i > 0 { // a chain: each node dials the one before it
+			prev := names[i-1]
+			opts.Peers = []node.Peer{{Addr: nodes[prev].UDPAddr(), Cert: bundles[prev].Certificate}}
+		}
+		n, err := node.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go n.Run(ctx)
+		cl, err := client.NewNode(url, key, b, client.NodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		go Run(ctx, Config{Node: n, Client: cl, ReportInterval: 200 * time.Millisecond, CRLWait: 5 * time.Second, Logger: quiet})
+		nodes[name] = n
+	}
+
+	waitFor(t, 15*time.Second, "alpha routes to charlie over bravo", func() bool {
+		for _, r := range nodes["alpha"].Routes() {
+			if r.Name == "charlie" && r.Hops == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	ping := func(from, to string) error {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := nodes[from].Ping(pctx, bundles[to].Certificate.Overlay)
+		return err
+	}
+	waitFor(t, 15*time.Second, "alpha pings charlie", func() bool { return ping("alpha", "charlie") == nil })
+	waitFor(t, 10*time.Second, "the control plane shows the reported links", func() bool {
+		st, err := admin.MeshStatus(ctx)
+		return err == nil && st.Counts.LinksConfirmed >= 2 && st.Counts.Online == 3
+	})
+
+	revoked := time.Now()
+	if _, err := admin.Revoke(ctx, "charlie"); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	waitFor(t, 10*time.Second, "bravo drops charlie", func() bool {
+		for _, p := range nodes["bravo"].Peers() {
+			if p.Name == "charlie" {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("charlie revoked at the control plane; bravo dropped its link %s later", time.Since(revoked).Round(time.Millisecond))
+	if err := ping("alpha", "charlie"); err == nil {
+		t.Fatal("alpha still reaches the revoked node")
+	}
+	if err := ping("alpha", "bravo"); err != nil {
+		t.Fatalf("alpha lost bravo too: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting until %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
