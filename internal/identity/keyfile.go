@@ -88,7 +88,9 @@ func ParseCAKey(data []byte) (*SigningKey, error) {
 	return NewSigningKey(body[1:])
 }
 
-func decodePEM(data []byte, wantType string, wantLen int) ([]byte, error) {
+// DecodePEM returns the body of the single PEM block of type wantType in data: no other block, no
+// headers, nothing but white space after it. Every x0tta6bl4 file format is wrapped this way.
+func DecodePEM(data []byte, wantType string) ([]byte, error) {
 	block, rest := pem.Decode(data)
 	if block == nil {
 		return nil, fmt.Errorf("no PEM block found (want %q)", wantType)
@@ -97,18 +99,27 @@ func decodePEM(data []byte, wantType string, wantLen int) ([]byte, error) {
 		return nil, fmt.Errorf("PEM block is %q, want %q", block.Type, wantType)
 	}
 	if len(block.Headers) != 0 {
-		return nil, errors.New("PEM headers are not allowed in key files")
+		return nil, errors.New("PEM headers are not allowed")
 	}
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, errors.New("trailing data after the PEM block")
 	}
-	if len(block.Bytes) != wantLen {
-		return nil, fmt.Errorf("%s is %d bytes, want %d", wantType, len(block.Bytes), wantLen)
-	}
-	if block.Bytes[0] != keyFormatVersion {
-		return nil, fmt.Errorf("%s has format version %d, this build reads version %d", wantType, block.Bytes[0], keyFormatVersion)
-	}
 	return block.Bytes, nil
+}
+
+// decodePEM decodes a key file body of exactly wantLen bytes that starts with the format version.
+func decodePEM(data []byte, wantType string, wantLen int) ([]byte, error) {
+	body, err := DecodePEM(data, wantType)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) != wantLen {
+		return nil, fmt.Errorf("%s is %d bytes, want %d", wantType, len(body), wantLen)
+	}
+	if body[0] != keyFormatVersion {
+		return nil, fmt.Errorf("%s has format version %d, this build reads version %d", wantType, body[0], keyFormatVersion)
+	}
+	return body, nil
 }
 
 // WriteNodeKeyFile writes node private keys to path with mode 0600; it never replaces an existing file

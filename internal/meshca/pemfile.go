@@ -1,11 +1,10 @@
 package meshca
 
 import (
-	"bytes"
 	"encoding/pem"
-	"errors"
 	"fmt"
 
+	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/secfile"
 )
 
@@ -27,7 +26,7 @@ func EncodeRevocationListPEM(l *RevocationList) []byte {
 
 // DecodeCertificatePEM parses one PEM-wrapped certificate.
 func DecodeCertificatePEM(data []byte) (*Certificate, error) {
-	body, err := singlePEM(data, PEMCertificate)
+	body, err := identity.DecodePEM(data, PEMCertificate)
 	if err != nil {
 		return nil, err
 	}
@@ -36,28 +35,11 @@ func DecodeCertificatePEM(data []byte) (*Certificate, error) {
 
 // DecodeRevocationListPEM parses one PEM-wrapped revocation list.
 func DecodeRevocationListPEM(data []byte) (*RevocationList, error) {
-	body, err := singlePEM(data, PEMRevocationList)
+	body, err := identity.DecodePEM(data, PEMRevocationList)
 	if err != nil {
 		return nil, err
 	}
 	return ParseRevocationList(body)
-}
-
-func singlePEM(data []byte, want string) ([]byte, error) {
-	block, rest := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("no PEM block found (want %q)", want)
-	}
-	if block.Type != want {
-		return nil, fmt.Errorf("PEM block is %q, want %q", block.Type, want)
-	}
-	if len(block.Headers) != 0 {
-		return nil, errors.New("PEM headers are not allowed")
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, errors.New("trailing data after the PEM block")
-	}
-	return block.Bytes, nil
 }
 
 // LoadCertificateFile reads a PEM certificate file.

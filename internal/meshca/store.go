@@ -219,7 +219,7 @@ func LoadX509File(path string) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	body, err := singlePEM(data, "CERTIFICATE")
+	body, err := identity.DecodePEM(data, "CERTIFICATE")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
