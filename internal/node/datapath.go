@@ -117,6 +117,7 @@ func (n *Node) queueE2ELocked(now time.Time, dst netip.Addr, e fibEntry, pkt []b
 		return
 	}
 	t.queue = append(t.queue, slices.Clone(pkt))
+	t.queued.Store(true)
 	if !t.installed {
 		out, err := n.e2eHS.Initiate(now, netip.AddrPortFrom(dst, 0), t.peer())
 		n.handleE2EOutputLocked(now, out, err)
@@ -132,6 +133,7 @@ func (n *Node) flushQueueLocked(now time.Time, t *tunnel) {
 		t.queue = t.queue[1:]
 	}
 	t.queue = nil
+	t.queued.Store(false)
 }
 
 // deliver hands an IPv6 packet that arrived from peer t to the host, after the identity checks.

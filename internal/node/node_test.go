@@ -109,6 +109,18 @@ func (m *testMesh) waitRoute(from, to string, hops int, within time.Duration) ti
 	return 0
 }
 
+// pingUntil retries ping until it succeeds or within passes: the first packets to a node wait for its
+// end-to-end handshake, which a responder without a route back yet answers only on the retry (5 s).
+func (m *testMesh) pingUntil(from, to string, within time.Duration) (time.Duration, error) {
+	deadline := time.Now().Add(within)
+	for {
+		rtt, err := m.ping(from, to)
+		if err == nil || time.Now().After(deadline) {
+			return rtt, err
+		}
+	}
+}
+
 func (m *testMesh) ping(from, to string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -123,7 +135,7 @@ func TestLineMeshPing(t *testing.T) {
 	m.start("d", DeviceNone, "c")
 	took := m.waitRoute("a", "d", 3, 10*time.Second)
 	t.Logf("a learned a 3-hop route to d in %s", took)
-	rtt, err := m.ping("a", "d")
+	rtt, err := m.pingUntil("a", "d", 15*time.Second)
 	if err != nil {
 		t.Fatalf("ping a -> d: %v\n%s", err, m.dump())
 	}
@@ -152,7 +164,7 @@ func TestRerouteAroundDeadRelay(t *testing.T) {
 	m.start("f", DeviceNone, "e")
 	m.start("g", DeviceNone, "f", "d")
 	m.waitRoute("a", "d", 3, 10*time.Second)
-	if _, err := m.ping("a", "d"); err != nil {
+	if _, err := m.pingUntil("a", "d", 15*time.Second); err != nil {
 		t.Fatalf("ping before failure: %v", err)
 	}
 	killed := time.Now()
@@ -214,7 +226,7 @@ func TestFirewallReload(t *testing.T) {
 	m.start("a", DeviceNone)
 	m.start("b", DeviceNone, "a")
 	m.waitRoute("a", "b", 1, 10*time.Second)
-	if _, err := m.ping("a", "b"); err != nil {
+	if _, err := m.pingUntil("a", "b", 15*time.Second); err != nil {
 		t.Fatalf("ping with allow-all rules: %v", err)
 	}
 	tcpOnly := firewall.Config{

@@ -76,7 +76,7 @@ func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, v
 		}
 		return
 	}
-	if len(t.queue) > 0 {
+	if t.queued.Load() {
 		n.mu.Lock()
 		n.flushQueueLocked(now, t)
 		n.mu.Unlock()

@@ -30,6 +30,7 @@ type tunnel struct {
 	remote    atomic.Pointer[netip.AddrPort] // link: the neighbour's UDP address
 	lastHeard atomic.Int64                   // Unix nanoseconds of the last authenticated packet
 	lastSent  atomic.Int64
+	queued    atomic.Bool // e2e: queue is not empty (read on the packet path)
 
 	// Guarded by Node.mu.
 	mon         *linkmon.Monitor // link only
