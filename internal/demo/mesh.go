@@ -103,7 +103,11 @@ func mesh(e *env) error {
 		d := &demoNode{cert: cert, node: n, cancel: cancel, done: make(chan struct{})}
 		go func() { n.Run(runCtx); close(d.done) }()
 		nodes[spec.name] = d
-		fmt.Fprintf(w, "   %-8s %-39s udp %-16s %s, dials %s\n", spec.name, cert.Overlay, n.UDPAddr(), spec.device, strings.Join(spec.peers, ", "))
+		dials := "waits to be dialled"
+		if len(spec.peers) > 0 {
+			dials = "dials " + strings.Join(spec.peers, ", ")
+		}
+		fmt.Fprintf(w, "   %-8s %-39s udp %-16s %-8s %s\n", spec.name, cert.Overlay, n.UDPAddr(), spec.device, dials)
 	}
 	fmt.Fprintln(w, "   alpha ── bravo ── charlie ── delta\n     │                            │\n    echo ── foxtrot ──────── golf ── hotel")
 
