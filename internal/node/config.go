@@ -169,6 +169,9 @@ func (f *File) options() (Options, error) {
 	}
 	o.Discovery = f.Discovery
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
+	if err := f.Firewall.Validate(); err != nil {
+		return o, err
+	}
 	o.Firewall = f.Firewall
 	level := slog.LevelInfo
 	if f.LogLevel != "" {

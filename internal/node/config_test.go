@@ -1,0 +1,118 @@
+package node
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/secfile"
+)
+
+func writeIdentity(t *testing.T, dir string) {
+	t.Helper()
+	caKey, err := identity.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := meshca.NewRootCA(caKey, meshca.CAOptions{TrustDomain: "cfg.test", Name: "root", Duration: 2 * time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := identity.GenerateNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.Issue(meshca.IssueRequest{Name: "n1", PublicKey: k.Public(), Duration: time.Hour}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"ca.crt": meshca.EncodeCertificatePEM(ca.Certificate()), "n1.crt": meshca.EncodeCertificatePEM(c)} {
+		if err := secfile.Write(filepath.Join(dir, name), data, 0o644, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := identity.WriteNodeKeyFile(filepath.Join(dir, "n1.key"), k, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	writeIdentity(t, dir)
+	good := `key: n1.key
+cert: n1.crt
+ca: [ca.crt]
+listen: "127.0.0.1:7946"
+device: {mode: none}
+peers:
+  - {address: "127.0.0.1:7947", cert: n1.crt}
+link: {probe_interval: 100ms, dead_after: 500ms}
+firewall:
+  inbound: [{proto: icmp, any: true}]
+`
+	path := filepath.Join(dir, "node.yaml")
+	os.WriteFile(path, []byte(good), 0o644)
+	o, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	if o.Listen.Port() != 7946 || len(o.Peers) != 1 || o.ProbeInterval != 100*time.Millisecond || len(o.Firewall.Inbound) != 1 {
+		t.Errorf("loaded %+v", o)
+	}
+
+	tests := []struct{ name, yaml, want string }{
+		{"unknown key", good + "bogus: 1\n", "bogus"},
+		{"bad yaml", "key: [\n", "yaml"},
+		{"missing identity", "listen: \"127.0.0.1:1\"\n", "key, cert and ca are required"},
+		{"missing key file", strings.Replace(good, "n1.key", "nope.key", 1), "no such file"},
+		{"bad listen", strings.Replace(good, `"127.0.0.1:7946"`, `"localhost"`, 1), "want ip:port"},
+		{"bad peer address", strings.Replace(good, `"127.0.0.1:7947"`, `"x"`, 1), "peer 0 address"},
+		{"bad firewall rule", strings.Replace(good, "proto: icmp", "proto: sctp", 1), "sctp"},
+		{"bad log level", good + "log_level: loud\n", "log_level"},
+	}
+	for _, tt := range tests {
+		os.WriteFile(path, []byte(tt.yaml), 0o644)
+		if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want an error containing %q", tt.name, err, tt.want)
+		}
+	}
+	// A loose private key is refused.
+	os.WriteFile(path, []byte(good), 0o644)
+	os.Chmod(filepath.Join(dir, "n1.key"), 0o644)
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("loose key: %v", err)
+	}
+}
+
+func TestOptionsCheck(t *testing.T) {
+	dir := t.TempDir()
+	writeIdentity(t, dir)
+	os.WriteFile(filepath.Join(dir, "node.yaml"), []byte("key: n1.key\ncert: n1.crt\nca: [ca.crt]\nlisten: \"127.0.0.1:0\"\n"), 0o644)
+	o, err := LoadConfig(filepath.Join(dir, "node.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := o
+	bad.Device = "floppy"
+	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "device mode") {
+		t.Errorf("bad device: %v", err)
+	}
+	bad = o
+	bad.ProbeInterval, bad.DeadAfter = time.Second, time.Second
+	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "dead-after") {
+		t.Errorf("dead-after below two probes: %v", err)
+	}
+	other, err := identity.GenerateNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad = o
+	bad.Key = other
+	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Errorf("key of another node: %v", err)
+	}
+}
