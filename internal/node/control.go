@@ -67,7 +67,11 @@ func (n *Node) handleLinkOutputLocked(now time.Time, out handshake.Output, err e
 	}
 }
 
-func (n *Node) handleE2EOutputLocked(now time.Time, out handshake.Output, err error) {
+// handleE2EOutputLocked sends what the end-to-end machine produced. via is the link a handshake
+// packet being answered arrived on: when routing has no route back to its source yet (the initiator's
+// record has not reached us), the answer goes back the way the question came, instead of being dropped
+// until the initiator's retry 5 s later.
+func (n *Node) handleE2EOutputLocked(now time.Time, out handshake.Output, err error, via *tunnel) {
 	if err != nil {
 		n.stats.handshakeErrors.Add(1)
 		n.log.Debug("end-to-end handshake", "err", err)
@@ -75,6 +79,9 @@ func (n *Node) handleE2EOutputLocked(now time.Time, out handshake.Output, err er
 	for _, p := range out.Packets {
 		dst := p.To.Addr()
 		e, ok := n.fib.Load().byAddr[dst]
+		if !ok && via != nil && via.up {
+			e, ok = fibEntry{nextHop: via}, true
+		}
 		if !ok {
 			n.stats.dropNoRoute.Add(1)
 			continue
@@ -216,7 +223,7 @@ func (n *Node) tick(now time.Time) {
 		return
 	}
 	n.handleLinkOutputLocked(now, n.linkHS.Tick(now), nil)
-	n.handleE2EOutputLocked(now, n.e2eHS.Tick(now), nil)
+	n.handleE2EOutputLocked(now, n.e2eHS.Tick(now), nil, nil)
 	for _, t := range n.links {
 		n.tickLinkLocked(now, t)
 	}
@@ -284,7 +291,7 @@ func (n *Node) tickE2ELocked(now time.Time, t *tunnel) {
 	}
 	if acts&session.ActionRekey != 0 {
 		out, err := n.e2eHS.Initiate(now, netip.AddrPortFrom(t.addr, 0), t.peer())
-		n.handleE2EOutputLocked(now, out, err)
+		n.handleE2EOutputLocked(now, out, err, nil)
 	}
 	if len(t.queue) > 0 {
 		n.flushQueueLocked(now, t)

@@ -18,17 +18,19 @@ func srcOf(pkt []byte) netip.Addr { return netip.AddrFrom16([16]byte(pkt[8:24]))
 
 func isIPv6(pkt []byte) bool { return len(pkt) >= ipv6HeaderLen && pkt[0]>>4 == 6 }
 
-// deviceLoop reads IPv6 packets from the device and sends them into the mesh.
+// deviceLoop reads IPv6 packets from the device and sends them into the mesh, a batch at a time
+// (batch.go).
 func (n *Node) deviceLoop() {
 	defer n.wg.Done()
 	batch := n.dev.BatchSize()
 	bufs := make([][]byte, batch)
 	for i := range bufs {
-		bufs[i] = make([]byte, netdev.Offset+netdev.MaxPacket)
+		bufs[i] = make([]byte, txHeadroom+netdev.MaxPacket+txTailroom)
 	}
 	sizes := make([]int, batch)
+	tx := newTxBatch(n)
 	for {
-		k, err := n.dev.Read(bufs, sizes, netdev.Offset)
+		k, err := n.dev.Read(bufs, sizes, txHeadroom)
 		if err != nil {
 			if n.isClosed() {
 				return
@@ -42,9 +44,62 @@ func (n *Node) deviceLoop() {
 		}
 		now := time.Now()
 		for i := range k {
-			n.sendPacket(now, bufs[i][netdev.Offset:netdev.Offset+sizes[i]])
+			n.sendBuffered(now, tx, bufs[i], sizes[i])
+		}
+		tx.flush(now)
+	}
+}
+
+// sendBuffered is sendPacket for a packet at buf[txHeadroom:][:size] with room around it: the frame
+// and session headers are written in front of the packet and the datagram is sealed straight into
+// the send batch, so nothing is copied or allocated.
+func (n *Node) sendBuffered(now time.Time, tx *txBatch, buf []byte, size int) {
+	pkt := buf[txHeadroom : txHeadroom+size]
+	e, ok := n.route(now, pkt)
+	if !ok {
+		return
+	}
+	if e.direct {
+		buf[txHeadroom-1] = byte(overlay.TypeDirect)
+		tx.add(now, e.nextHop, buf[txHeadroom-1:txHeadroom+size])
+		return
+	}
+	dst := dstOf(pkt)
+	if v, ok := n.e2eByDst.Load(dst); ok {
+		t := v.(*tunnel)
+		// The end-to-end packet takes buf[start+RoutedHeaderSize:], its routed header buf[start:].
+		start := txHeadroom - session.HeaderSize - overlay.RoutedHeaderSize
+		sealed, err := t.sess.Seal(buf[start+overlay.RoutedHeaderSize:start+overlay.RoutedHeaderSize], pkt, now)
+		if err == nil {
+			overlay.AppendRouted(buf[start:start], overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
+			t.lastSent.Store(now.UnixNano())
+			tx.add(now, e.nextHop, buf[start:start+overlay.RoutedHeaderSize+len(sealed)])
+			return
 		}
 	}
+	n.mu.Lock()
+	n.queueE2ELocked(now, dst, e, pkt)
+	n.mu.Unlock()
+}
+
+// route applies the checks every packet from the device passes and finds its forwarding entry.
+func (n *Node) route(now time.Time, pkt []byte) (fibEntry, bool) {
+	if !isIPv6(pkt) || srcOf(pkt) != n.addr {
+		// IPv4, or the host's link-local chatter (router solicitations, MLD): not overlay traffic.
+		n.stats.dropNotOverlay.Add(1)
+		return fibEntry{}, false
+	}
+	e, ok := n.fib.Load().byAddr[dstOf(pkt)]
+	if !ok {
+		n.stats.dropNoRoute.Add(1)
+		return fibEntry{}, false
+	}
+	if !n.fw.Outbound(now, pkt, e.cert).Allowed() {
+		n.stats.dropFirewall.Add(1)
+		return fibEntry{}, false
+	}
+	n.stats.sent.Add(1)
+	return e, true
 }
 
 var errDeviceGone = errors.New("device closed")
@@ -52,22 +107,11 @@ var errDeviceGone = errors.New("device closed")
 // sendPacket sends an IPv6 packet from this node into the mesh: straight to a neighbour under the link
 // session (one layer of encryption), or under an end-to-end session through relays.
 func (n *Node) sendPacket(now time.Time, pkt []byte) {
-	if !isIPv6(pkt) || srcOf(pkt) != n.addr {
-		// IPv4, or the host's link-local chatter (router solicitations, MLD): not overlay traffic.
-		n.stats.dropNotOverlay.Add(1)
+	e, ok := n.route(now, pkt)
+	if !ok {
 		return
 	}
 	dst := dstOf(pkt)
-	e, ok := n.fib.Load().byAddr[dst]
-	if !ok {
-		n.stats.dropNoRoute.Add(1)
-		return
-	}
-	if !n.fw.Outbound(now, pkt, e.cert).Allowed() {
-		n.stats.dropFirewall.Add(1)
-		return
-	}
-	n.stats.sent.Add(1)
 	if e.direct {
 		frame := make([]byte, 0, 1+len(pkt))
 		n.sendFrame(now, e.nextHop, append(append(frame, byte(overlay.TypeDirect)), pkt...))
@@ -120,7 +164,7 @@ func (n *Node) queueE2ELocked(now time.Time, dst netip.Addr, e fibEntry, pkt []b
 	t.queued.Store(true)
 	if !t.installed {
 		out, err := n.e2eHS.Initiate(now, netip.AddrPortFrom(dst, 0), t.peer())
-		n.handleE2EOutputLocked(now, out, err)
+		n.handleE2EOutputLocked(now, out, err, nil)
 	}
 }
 
@@ -136,8 +180,9 @@ func (n *Node) flushQueueLocked(now time.Time, t *tunnel) {
 	t.queued.Store(false)
 }
 
-// deliver hands an IPv6 packet that arrived from peer t to the host, after the identity checks.
-func (n *Node) deliver(now time.Time, t *tunnel, pkt []byte) {
+// deliver hands an IPv6 packet that arrived from peer t to the host, after the identity checks. With
+// a receive batch rx the packet joins the batch's device write; without one it is written at once.
+func (n *Node) deliver(now time.Time, t *tunnel, pkt []byte, rx *rxBatch) {
 	if !isIPv6(pkt) {
 		n.stats.dropMalformed.Add(1)
 		return
@@ -160,6 +205,10 @@ func (n *Node) deliver(now time.Time, t *tunnel, pkt []byte) {
 	}
 	if n.dev == nil {
 		n.answerEcho(now, pkt)
+		return
+	}
+	if rx != nil && rx.dev != nil {
+		rx.dev.add(pkt)
 		return
 	}
 	buf := make([]byte, netdev.Offset+len(pkt))

@@ -10,12 +10,19 @@ import (
 	"x0tta6bl4/internal/session"
 )
 
-// receiveLoop reads UDP datagrams until the socket is closed.
+// receiveLoop reads UDP datagrams until the socket is closed. With UDP_GRO one read returns several
+// datagrams of one size back to back; what they deliver or relay is flushed after each read (batch.go).
 func (n *Node) receiveLoop() {
 	defer n.wg.Done()
-	buf := make([]byte, maxUDPPayload)
+	buf := make([]byte, rxBufSize)
+	oob := make([]byte, groControlSize)
+	gro := enableGRO(n.udp)
+	rx := &rxBatch{tx: newTxBatch(n)}
+	if n.dev != nil {
+		rx.dev = newDevWriter(n)
+	}
 	for {
-		size, from, err := n.udp.ReadFromUDPAddrPort(buf)
+		size, oobn, _, from, err := n.udp.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if n.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
@@ -23,13 +30,25 @@ func (n *Node) receiveLoop() {
 			n.log.Warn("udp read", "err", err)
 			continue
 		}
-		n.stats.rxPackets.Add(1)
-		n.stats.rxBytes.Add(uint64(size))
-		n.handleDatagram(time.Now(), netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), buf[:size])
+		now := time.Now()
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		seg := size
+		if gro {
+			if s := groSegment(oob[:oobn]); s > 0 {
+				seg = s
+			}
+		}
+		for off := 0; off < size; off += seg {
+			d := buf[off:min(off+seg, size)]
+			n.stats.rxPackets.Add(1)
+			n.stats.rxBytes.Add(uint64(len(d)))
+			n.handleDatagram(now, from, d, rx)
+		}
+		rx.flush(now)
 	}
 }
 
-func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte) {
+func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, rx *rxBatch) {
 	if len(pkt) == 0 {
 		n.stats.dropMalformed.Add(1)
 		return
@@ -41,7 +60,7 @@ func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte) {
 		n.handleLinkOutputLocked(now, out, err)
 		n.mu.Unlock()
 	case 4:
-		n.handleTransport(now, from, pkt, nil)
+		n.handleTransport(now, from, pkt, nil, rx)
 	default:
 		n.stats.dropMalformed.Add(1)
 	}
@@ -49,7 +68,7 @@ func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte) {
 
 // handleTransport opens a transport packet: a link packet straight off UDP (via == nil), or an
 // end-to-end packet that arrived inside a routed frame over the link via.
-func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, via *tunnel) {
+func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, via *tunnel, rx *rxBatch) {
 	h, err := session.ParseDataHeader(pkt)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
@@ -72,7 +91,7 @@ func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, v
 			t.setRemote(from)
 		}
 		if len(plain) > 0 {
-			n.handleFrame(now, t, plain)
+			n.handleFrame(now, t, plain, rx)
 		}
 		return
 	}
@@ -82,12 +101,12 @@ func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, v
 		n.mu.Unlock()
 	}
 	if len(plain) > 0 {
-		n.deliver(now, t, plain)
+		n.deliver(now, t, plain, rx)
 	}
 }
 
 // handleFrame dispatches a frame that arrived over the link t.
-func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte) {
+func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) {
 	typ, err := overlay.FrameType(frame)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
@@ -95,9 +114,9 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte) {
 	}
 	switch typ {
 	case overlay.TypeDirect:
-		n.deliver(now, t, frame[1:])
+		n.deliver(now, t, frame[1:], rx)
 	case overlay.TypeRouted:
-		n.handleRouted(now, t, frame)
+		n.handleRouted(now, t, frame, rx)
 	case overlay.TypeLinkState:
 		n.mu.Lock()
 		if err := n.router.HandleMessage(now, t.id, frame[1:]); err != nil {
@@ -128,7 +147,7 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte) {
 }
 
 // handleRouted delivers a routed frame addressed to us, or relays it one hop closer.
-func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte) {
+func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatch) {
 	h, payload, err := overlay.ParseRouted(frame)
 	if err != nil {
 		if errors.Is(err, overlay.ErrHopLimit) {
@@ -144,10 +163,10 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte) {
 		case 1, 2, 3:
 			n.mu.Lock()
 			out, err := n.e2eHS.Handle(now, src, payload)
-			n.handleE2EOutputLocked(now, out, err)
+			n.handleE2EOutputLocked(now, out, err, via)
 			n.mu.Unlock()
 		case 4:
-			n.handleTransport(now, src, payload, via)
+			n.handleTransport(now, src, payload, via, rx)
 		default:
 			n.stats.dropMalformed.Add(1)
 		}
@@ -160,6 +179,12 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte) {
 	e, ok := n.fib.Load().byAddr[h.Dst]
 	if !ok || e.nextHop == via {
 		n.stats.dropNoRoute.Add(1)
+		return
+	}
+	if rx != nil {
+		if rx.tx.add(now, e.nextHop, frame) {
+			n.stats.forwarded.Add(1)
+		}
 		return
 	}
 	if n.sendFrame(now, e.nextHop, frame) {
