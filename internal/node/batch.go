@@ -1,0 +1,182 @@
+package node
+
+import (
+	"net/netip"
+	"time"
+
+	"x0tta6bl4/internal/netdev"
+	"x0tta6bl4/internal/overlay"
+	"x0tta6bl4/internal/session"
+)
+
+// The batched packet path (docs/performance.md). The device loop reads a batch of packets from the
+// device (with TUN offloads one TCP super-packet arrives already cut into MTU-sized segments), seals
+// each one in place in its read buffer and then into one contiguous UDP send buffer, and hands runs of
+// equal-sized datagrams for the same neighbour to the kernel in one sendmsg with UDP_SEGMENT (UDP
+// GSO). The receive loop reads with UDP_GRO, so one recvmsg returns up to 64 KiB of datagrams of one
+// size, opens each in place, and writes the delivered packets to the device as one batch (the TUN
+// device coalesces TCP segments, GRO). Relayed frames are resealed into the same kind of send batch.
+// Nothing on this path allocates; every buffer belongs to one loop goroutine.
+
+const (
+	// txHeadroom is the room the device loop leaves before each packet it reads: the link session
+	// header, then for an end-to-end packet the routed header and the end-to-end session header, so
+	// that both can be written in front of the packet without moving it.
+	txHeadroom = session.HeaderSize + overlay.RoutedHeaderSize + session.HeaderSize + 12 // 80, ≥ netdev.Offset
+	// txTailroom holds the end-to-end tag after the packet.
+	txTailroom = session.TagSize
+	// gsoMaxBytes and gsoMaxSegments bound one UDP_SEGMENT send (the kernel allows 64 KiB and, on
+	// older kernels, 64 segments).
+	gsoMaxBytes    = 65000
+	gsoMaxSegments = 64
+	// rxBufSize holds the largest coalesced read UDP_GRO can return.
+	rxBufSize = 65536
+	// devBatch bounds the packets handed to the device in one Write.
+	devBatch = 128
+)
+
+// txBatch collects sealed datagrams for one neighbour in one contiguous buffer and sends them with as
+// few syscalls as the kernel allows. It belongs to one goroutine.
+type txBatch struct {
+	n     *Node
+	buf   []byte // the datagrams back to back
+	oob   []byte // UDP_SEGMENT control message
+	t     *tunnel
+	to    netip.AddrPort
+	seg   int  // size of every datagram but possibly the last
+	count int  // datagrams in buf
+	short bool // the last datagram is shorter than seg: nothing more may join
+	gso   bool // UDP_SEGMENT sends work (cleared when the kernel refuses one)
+}
+
+func newTxBatch(n *Node) *txBatch {
+	return &txBatch{n: n, buf: make([]byte, 0, gsoMaxBytes+session.MaxPacketSize), oob: make([]byte, 0, gsoControlSize), gso: gsoSupported}
+}
+
+// add seals frame under the link session of t and queues the datagram; it flushes first when the
+// datagram cannot join the queued run. It reports whether the frame was sealed.
+func (b *txBatch) add(now time.Time, t *tunnel, frame []byte) bool {
+	size := len(frame) + session.MinPacketSize
+	if b.count > 0 && (t != b.t || size > b.seg || b.short || len(b.buf)+size > gsoMaxBytes ||
+		b.count >= gsoMaxSegments || !b.gso) {
+		b.flush(now)
+	}
+	if b.count == 0 {
+		b.to = t.remoteAddr()
+		if !b.to.IsValid() {
+			return false
+		}
+		b.t, b.seg = t, size
+	}
+	out, err := t.sess.Seal(b.buf, frame, now)
+	if err != nil {
+		b.n.stats.dropNoSession.Add(1)
+		if b.count == 0 {
+			b.t = nil
+		}
+		return false
+	}
+	b.buf = out
+	b.count++
+	if size < b.seg {
+		b.short = true
+	}
+	return true
+}
+
+// flush sends what is queued.
+func (b *txBatch) flush(now time.Time) {
+	if b.count == 0 {
+		return
+	}
+	n := b.n
+	sent := b.count
+	var err error
+	if b.count == 1 {
+		_, err = n.udp.WriteToUDPAddrPort(b.buf, b.to)
+	} else {
+		b.oob = appendGSOControl(b.oob[:0], b.seg)
+		_, _, err = n.udp.WriteMsgUDPAddrPort(b.buf, b.oob, b.to)
+		if err != nil && !n.isClosed() {
+			if gsoUnsupported(err) {
+				b.gso = false
+				n.log.Info("UDP segmentation offload refused by the kernel; sending datagrams one by one", "err", err)
+			}
+			sent, err = 0, nil
+			for off := 0; off < len(b.buf); off += b.seg {
+				if _, e := n.udp.WriteToUDPAddrPort(b.buf[off:min(off+b.seg, len(b.buf))], b.to); e != nil {
+					err = e
+				} else {
+					sent++
+				}
+			}
+		}
+	}
+	if err != nil && !n.isClosed() {
+		n.log.Debug("udp write", "to", b.to, "err", err)
+	}
+	if sent > 0 {
+		n.stats.txPackets.Add(uint64(sent))
+		n.stats.txBytes.Add(uint64(len(b.buf)))
+		b.t.lastSent.Store(now.UnixNano())
+	}
+	b.buf, b.t, b.count, b.short = b.buf[:0], nil, 0, false
+}
+
+// devWriter collects packets for the device and writes them as one batch. It belongs to the receive
+// loop.
+type devWriter struct {
+	n    *Node
+	bufs [][]byte // views handed to Write; each has room for the device to coalesce into
+	mem  [][]byte // the full buffers behind bufs
+	k    int
+}
+
+func newDevWriter(n *Node) *devWriter {
+	w := &devWriter{n: n, bufs: make([][]byte, devBatch), mem: make([][]byte, devBatch)}
+	for i := range w.mem {
+		w.mem[i] = make([]byte, netdev.Offset+netdev.MaxPacket)
+	}
+	return w
+}
+
+// add copies pkt into the next buffer (the plaintext lives in the receive buffer, which the device
+// must not coalesce into).
+func (w *devWriter) add(pkt []byte) {
+	if w.k == len(w.mem) {
+		w.flush()
+	}
+	b := w.mem[w.k][:netdev.Offset+len(pkt)]
+	copy(b[netdev.Offset:], pkt)
+	w.bufs[w.k] = b
+	w.k++
+}
+
+func (w *devWriter) flush() {
+	if w.k == 0 {
+		return
+	}
+	k := w.k
+	w.k = 0
+	if _, err := w.n.dev.Write(w.bufs[:k], netdev.Offset); err != nil {
+		w.n.log.Debug("device write", "err", err)
+		return
+	}
+	w.n.stats.delivered.Add(uint64(k))
+}
+
+// rxBatch is the receive loop's state for one read: device writes and relayed frames to flush.
+type rxBatch struct {
+	dev *devWriter // nil without a device
+	tx  *txBatch
+}
+
+func (r *rxBatch) flush(now time.Time) {
+	if r == nil {
+		return
+	}
+	if r.dev != nil {
+		r.dev.flush()
+	}
+	r.tx.flush(now)
+}
