@@ -123,17 +123,7 @@ func enrol(e *env, state, url, token, name string) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(e.ctx, time.Minute)
-	defer cancel()
-	b, err := client.Enroll(ctx, url, token, key, name)
-	if err != nil {
-		return err
-	}
-	if err := b.Save(state); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "enrolled %s (overlay %s); bundle saved in %s\n", b.Certificate.SPIFFEID(), b.Certificate.Overlay, state)
-	return nil
+	return enrolAndSave(e, url, token, key, name, state, client.Trust{})
 }
 
 func adminQuery(e *env, name string, args []string, out any) (printed bool, err error) {
