@@ -1,0 +1,309 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"x0tta6bl4/internal/federated"
+	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/mapek"
+	"x0tta6bl4/internal/rca"
+	"x0tta6bl4/internal/sim"
+)
+
+// runSim runs the mesh simulator and prints a summary.
+func runSim(e *env, args []string) error {
+	fs := newFlags(e, "sim", "[--nodes 100] [--topology geometric|grid|scalefree] [--seed 1] [--faults blackhole:3,...] [--duration 60s]")
+	nodes := fs.Int("nodes", 100, "number of nodes (2–4096)")
+	topo := fs.String("topology", sim.Geometric, "geometric, grid or scalefree")
+	seed := fs.Uint64("seed", 1, "seed: the same seed gives the same run")
+	faults := fs.String("faults", "", "faults to inject: kind:count,... (linkdeg, crash, overload, blackhole, greyhole, flapping)")
+	dur := fs.Duration("duration", 60*time.Second, "virtual time of telemetry after the cold start")
+	heal := fs.String("heal", "", "model file: run the MAPE-K loop with this detector and report MTTD/MTTR (one blackhole or greyhole fault)")
+	lossless := fs.Bool("lossless", false, "healthy links lose nothing (default: 0–1 % each)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	fl, err := sim.ParseFaults(*faults)
+	if err != nil {
+		return err
+	}
+	if *heal != "" {
+		return runHeal(e, *heal, sim.Config{Nodes: *nodes, Topology: *topo, Seed: *seed, Duration: *dur, Faults: fl, NoBackgroundLoss: *lossless})
+	}
+	start := time.Now()
+	bar := newBar(e.stderr, "simulating")
+	r, err := sim.Run(sim.Config{Nodes: *nodes, Topology: *topo, Seed: *seed, Duration: *dur, Faults: fl, Progress: bar.set, NoBackgroundLoss: *lossless})
+	bar.done()
+	if err != nil {
+		return err
+	}
+	r.Summary(e.stdout)
+	fmt.Fprintf(e.stdout, "wall time %s\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func runHeal(e *env, modelPath string, cfg sim.Config) error {
+	m, err := gnn.Load(modelPath)
+	if err != nil {
+		return err
+	}
+	if m.F != sim.NumFeatures || m.K != int(sim.NumKinds) {
+		return fmt.Errorf("model has %d features and %d classes, the simulator %d and %d", m.F, m.K, sim.NumFeatures, sim.NumKinds)
+	}
+	if len(cfg.Faults) != 1 || cfg.Faults[0].Count != 1 || (cfg.Faults[0].Kind != sim.Blackhole && cfg.Faults[0].Kind != sim.GreyHole) {
+		return fmt.Errorf("--heal needs exactly one fault: --faults blackhole:1 or greyhole:1")
+	}
+	r, err := mapek.RunSim(mapek.SimConfig{Sim: cfg, Detect: m.Predict})
+	if err != nil {
+		return err
+	}
+	r.Print(e.stdout)
+	return nil
+}
+
+// dataFlags are the simulator settings shared by ai train and ai eval.
+type dataFlags struct {
+	nodes    *int
+	duration *time.Duration
+	faults   *string
+	features *string
+}
+
+func addDataFlags(fs interface {
+	Int(string, int, string) *int
+	Duration(string, time.Duration, string) *time.Duration
+	String(string, string, string) *string
+}) dataFlags {
+	return dataFlags{
+		nodes:    fs.Int("nodes", 100, "nodes per simulated mesh"),
+		duration: fs.Duration("duration", 60*time.Second, "telemetry per run (one graph per second)"),
+		faults:   fs.String("faults", "blackhole:2,greyhole:2,crash:1,overload:1,linkdeg:1,flapping:1", "faults per run"),
+		features: fs.String("features", "all", "all, or self: without the neighbours' link counters (ablation)"),
+	}
+}
+
+func (d dataFlags) generate(e *env, label, seeds string) ([]gnn.Graph, error) {
+	ss, err := parseSeeds(seeds)
+	if err != nil {
+		return nil, err
+	}
+	fl, err := sim.ParseFaults(*d.faults)
+	if err != nil {
+		return nil, err
+	}
+	if *d.features != "all" && *d.features != "self" {
+		return nil, fmt.Errorf("--features must be all or self, not %q", *d.features)
+	}
+	bar := newBar(e.stderr, label)
+	gs, err := gnn.Generate(gnn.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
+		SelfOnly: *d.features == "self", Progress: bar.set})
+	bar.done()
+	return gs, err
+}
+
+func mustSeeds(s string) []uint64 {
+	ss, _ := parseSeeds(s)
+	return ss
+}
+
+// parseSeeds parses "1-6,9".
+func parseSeeds(s string) ([]uint64, error) {
+	var out []uint64
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.ParseUint(lo, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad seed list %q", s)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 64); err != nil || b < a || b-a > 10000 {
+				return nil, fmt.Errorf("bad seed range %q", part)
+			}
+		}
+		for v := a; v <= b; v++ {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// runAITrain trains the GraphSAGE detector on simulator data and saves it.
+func runAITrain(e *env, args []string) error {
+	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-12] [--val-seeds 51-53] [--epochs 20]")
+	out := fs.String("out", "", "model file to write")
+	seeds := fs.String("seeds", "1-12", "simulator seeds of the training runs")
+	valSeeds := fs.String("val-seeds", "51-53", "simulator seeds of the validation runs (detection threshold)")
+	epochs := fs.Int("epochs", 20, "training epochs")
+	hidden := fs.Int("hidden", 32, "hidden units per layer")
+	lr := fs.Float64("lr", 0.005, "Adam learning rate")
+	initSeed := fs.Uint64("init-seed", 1, "seed of the weight initialisation and graph order")
+	fed := fs.Bool("federated", false, "federated training: one client per training seed, signed updates")
+	rounds := fs.Int("rounds", 10, "federated: rounds")
+	localEpochs := fs.Int("local-epochs", 2, "federated: local epochs per round")
+	rule := fs.String("rule", "trimmed", "federated: aggregation rule fedavg, trimmed or median")
+	trim := fs.Float64("trim", 0.2, "federated: fraction trimmed at each end")
+	poison := fs.Float64("poison", 0, "federated: fraction of clients sending poisoned updates (−10 × their update)")
+	noClip := fs.Bool("no-clip", false, "federated: do not clip update norms (to show what clipping prevents)")
+	df := addDataFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "out", *out); err != nil {
+		return err
+	}
+	train, err := df.generate(e, "simulating", *seeds)
+	if err != nil {
+		return err
+	}
+	val, err := df.generate(e, "simulating validation", *valSeeds)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	var m *gnn.Model
+	var loss float64
+	if *fed {
+		per := len(train) / len(mustSeeds(*seeds))
+		var clients [][]gnn.Graph
+		for i := 0; i+per <= len(train); i += per {
+			clients = append(clients, train[i:i+per])
+		}
+		bar := newBar(e.stderr, "federated rounds")
+		var rep *federated.Report
+		m, rep, err = federated.Train(clients, len(train[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds),
+			Rounds: *rounds, LocalEpochs: *localEpochs, LR: *lr, Rule: federated.Rule(*rule), Trim: *trim,
+			Poisoned: int(*poison*float64(len(clients)) + 0.5), NoClip: *noClip, Seed: *initSeed, Progress: bar.set})
+		bar.done()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "federated (%s): %s\n", *rule, rep)
+	} else {
+		m = gnn.NewModel(len(train[0].X[0]), *hidden, *hidden, int(sim.NumKinds), *initSeed)
+		m.Fit(train)
+		bar := newBar(e.stderr, "training")
+		loss, err = m.Train(train, gnn.TrainConfig{Epochs: *epochs, LR: *lr, Seed: *initSeed,
+			Progress: func(ep, n int, l float64) { bar.setMsg(ep, n, fmt.Sprintf("loss %.4f", l)) }})
+		bar.done()
+		if err != nil {
+			return err
+		}
+	}
+	m.SetThreshold(val)
+	fmt.Fprintf(e.stdout, "validation (seeds %s): %s\n", *valSeeds, m.Summary(val))
+	if err := m.Save(*out); err != nil {
+		return err
+	}
+	lossText := "n/a (federated)"
+	if !*fed {
+		lossText = fmt.Sprintf("%.4f", loss)
+	}
+	fmt.Fprintf(e.stdout, "trained on %d graphs (%d node-intervals) in %s; final loss %s; threshold %.3f\nmodel %s version %s\n",
+		len(train), len(train)*len(train[0].X), time.Since(start).Round(time.Millisecond), lossText, m.Threshold, *out, m.Version())
+	return nil
+}
+
+// runAIEval evaluates a model and the baselines on held-out simulator runs.
+func runAIEval(e *env, args []string) error {
+	fs := newFlags(e, "ai eval", "--model model.x6m [--seeds 101-105] [--train-seeds 1-12] [--val-seeds 51-53]")
+	model := fs.String("model", "", "model file from ai train")
+	seeds := fs.String("seeds", "101-105", "held-out simulator seeds")
+	trainSeeds := fs.String("train-seeds", "1-12", "training seeds (to fit the baselines)")
+	valSeeds := fs.String("val-seeds", "51-53", "validation seeds (the baselines' thresholds)")
+	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
+	df := addDataFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "model", *model); err != nil {
+		return err
+	}
+	m, err := gnn.Load(*model)
+	if err != nil {
+		return err
+	}
+	wantF := sim.NumFeatures
+	if *df.features == "self" {
+		wantF = sim.FNbrIn
+	}
+	if m.F != wantF || m.K != int(sim.NumKinds) {
+		return fmt.Errorf("model has %d features and %d classes; --features %s gives %d and the simulator %d", m.F, m.K, *df.features, wantF, sim.NumKinds)
+	}
+	train, err := df.generate(e, "simulating training runs", *trainSeeds)
+	if err != nil {
+		return err
+	}
+	val, err := df.generate(e, "simulating validation runs", *valSeeds)
+	if err != nil {
+		return err
+	}
+	test, err := df.generate(e, "simulating held-out runs", *seeds)
+	if err != nil {
+		return err
+	}
+	base := gnn.Baselines(train, val, 1)
+	ds := append([]gnn.Detector{m.Classifier(), m.Detector()}, base...)
+	fmt.Fprintf(e.stdout, "model %s (version %s); held-out seeds %s: %d graphs, %d node-intervals\n", *model, m.Version(), *seeds, len(test), len(test)*len(test[0].X))
+	fmt.Fprintln(e.stdout, "detection: each fault type against normal nodes, at each method's validation-set threshold")
+	gnn.PrintTable(e.stdout, gnn.EvaluateAll(ds, test))
+	printConfusion(e.stdout, m.Confusion(test))
+	if *rcaFlag && *df.features == "all" {
+		ss, err := parseSeeds(*seeds)
+		if err != nil {
+			return err
+		}
+		bar := newBar(e.stderr, "rca incidents")
+		res, err := rca.EvaluateSim(rca.EvalConfig{Seeds: ss, Nodes: *df.nodes, Model: m, Others: base, Progress: bar.set})
+		bar.done()
+		if err != nil {
+			return err
+		}
+		res.Print(e.stdout)
+	}
+	return nil
+}
+
+func printConfusion(w io.Writer, cm [][]int) {
+	fmt.Fprintln(w, "\nGraphSAGE fault classification (argmax), rows true, columns predicted:")
+	fmt.Fprintf(w, "%10s", "")
+	for k := range cm {
+		fmt.Fprintf(w, "%10s", sim.Kind(k))
+	}
+	fmt.Fprintln(w)
+	for i, row := range cm {
+		fmt.Fprintf(w, "%10s", sim.Kind(i))
+		for _, c := range row {
+			fmt.Fprintf(w, "%10d", c)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// bar is a one-line progress bar on stderr.
+type bar struct {
+	w     io.Writer
+	label string
+	shown bool
+}
+
+func newBar(w io.Writer, label string) *bar { return &bar{w: w, label: label} }
+
+func (b *bar) set(done, total int) { b.setMsg(done, total, "") }
+
+func (b *bar) setMsg(done, total int, msg string) {
+	const width = 30
+	fill := width * done / max(total, 1)
+	fmt.Fprintf(b.w, "\r%-26s [%s%s] %d/%d %s", b.label, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total, msg)
+	b.shown = true
+}
+
+func (b *bar) done() {
+	if b.shown {
+		fmt.Fprintln(b.w)
+	}
+}

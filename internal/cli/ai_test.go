@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := &env{ctx: context.Background(), stdout: &out, stderr: &errb}
+	var err error
+	switch args[0] {
+	case "sim":
+		err = runSim(e, args[1:])
+	case "train":
+		err = runAITrain(e, args[1:])
+	case "eval":
+		err = runAIEval(e, args[1:])
+	}
+	code := 0
+	if err != nil {
+		code = 1
+		errb.WriteString(err.Error())
+	}
+	return out.String(), errb.String(), code
+}
+
+// TestAICommands runs sim, ai train and ai eval on tiny settings: the plumbing, not the accuracy.
+func TestAICommands(t *testing.T) {
+	out, stderr, code := runCLI(t, "sim", "--nodes", "20", "--seed", "2", "--faults", "blackhole:1", "--duration", "5s")
+	if code != 0 || !strings.Contains(out, "converged in") || !strings.Contains(out, "fault blackhole") {
+		t.Fatalf("sim: %d %s %s", code, out, stderr)
+	}
+	model := filepath.Join(t.TempDir(), "m.x6m")
+	small := []string{"--nodes", "20", "--duration", "4s", "--faults", "blackhole:1,crash:1"}
+	out, stderr, code = runCLI(t, append([]string{"train", "--out", model, "--seeds", "1", "--val-seeds", "2", "--epochs", "2", "--hidden", "4"}, small...)...)
+	if code != 0 || !strings.Contains(out, "version") || !strings.Contains(stderr, "training") {
+		t.Fatalf("train: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--rca=false"}, small...)...)
+	if code != 0 || !strings.Contains(out, "robust z-score") || !strings.Contains(out, "isolation forest") || !strings.Contains(out, "ROC-AUC") {
+		t.Fatalf("eval: %d %s %s", code, out, stderr)
+	}
+	// A model for another feature set is refused with a clear error.
+	_, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--features", "self", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)
+	if code == 0 || !strings.Contains(stderr, "features") {
+		t.Fatalf("eval with the wrong feature set: %d %s", code, stderr)
+	}
+	_, stderr, code = runCLI(t, "eval", "--model", filepath.Join(t.TempDir(), "none"))
+	if code == 0 || !strings.Contains(stderr, "no such file") {
+		t.Fatalf("missing model: %d %s", code, stderr)
+	}
+}
+
+func TestParseSeeds(t *testing.T) {
+	s, err := parseSeeds("1-3,7")
+	if err != nil || len(s) != 4 || s[3] != 7 {
+		t.Fatalf("%v %v", s, err)
+	}
+	for _, bad := range []string{"", "a", "3-1", "1-"} {
+		if _, err := parseSeeds(bad); err == nil {
+			t.Fatalf("%q accepted", bad)
+		}
+	}
+}

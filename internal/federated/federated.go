@@ -1,0 +1,182 @@
+// Package federated trains the detector without moving telemetry: each client (a node or a mesh
+// segment) trains on its own data and sends an ML-DSA-65-signed model update (the parameter
+// change); the aggregator checks every signature, clips each update's L2 norm, and combines them
+// with FedAvg (McMahan et al. 2017) or a Byzantine-robust rule — coordinate-wise trimmed mean or
+// median (Yin et al. 2018).
+//
+// It must never accept an unsigned update, an update signed by an unknown key, or one for another
+// round or model size.
+package federated
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"x0tta6bl4/internal/identity"
+)
+
+// SignatureContext separates update signatures from every other use of a node key.
+const SignatureContext = "x0tta6bl4 model update v1"
+
+const (
+	updMagic   = "X6FU"
+	updVersion = 1
+	maxParams  = 1 << 22
+)
+
+// ErrBadUpdate is returned (wrapped) for any refused update.
+var ErrBadUpdate = errors.New("federated: update refused")
+
+// Update is a client's parameter change for one round.
+type Update struct {
+	Round   uint32
+	Samples uint32 // training samples behind it (FedAvg weight)
+	Delta   []float64
+	Signer  identity.KeyID
+}
+
+// Encode signs and encodes an update:
+// "X6FU", u8 version, u32 round, u32 samples, u32 n, n × f64, signer key ID (32), u16 signature
+// length, ML-DSA-65 signature over everything before it.
+func Encode(key *identity.SigningKey, u Update) ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(updMagic)
+	b.WriteByte(updVersion)
+	binary.Write(&b, binary.BigEndian, [3]uint32{u.Round, u.Samples, uint32(len(u.Delta))})
+	for _, v := range u.Delta {
+		binary.Write(&b, binary.BigEndian, math.Float64bits(v))
+	}
+	id := key.PublicKey().ID()
+	b.Write(id[:])
+	sig, err := key.Sign(SignatureContext, b.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	binary.Write(&b, binary.BigEndian, uint16(len(sig)))
+	b.Write(sig)
+	return b.Bytes(), nil
+}
+
+// Decode checks and decodes an update for round with dim parameters; keys are the clients allowed
+// to contribute.
+func Decode(b []byte, keys map[identity.KeyID]*identity.VerifyKey, round uint32, dim int) (*Update, error) {
+	bad := func(f string, a ...any) error { return fmt.Errorf("%w: %s", ErrBadUpdate, fmt.Sprintf(f, a...)) }
+	const head = 4 + 1 + 12
+	if len(b) < head || string(b[:4]) != updMagic || b[4] != updVersion {
+		return nil, bad("not a version-1 model update")
+	}
+	u := &Update{Round: binary.BigEndian.Uint32(b[5:]), Samples: binary.BigEndian.Uint32(b[9:])}
+	n := int(binary.BigEndian.Uint32(b[13:]))
+	if n != dim || n > maxParams {
+		return nil, bad("%d parameters, want %d", n, dim)
+	}
+	if u.Round != round {
+		return nil, bad("round %d, want %d", u.Round, round)
+	}
+	body := head + 8*n + 32
+	if len(b) < body+2 {
+		return nil, bad("truncated")
+	}
+	sl := int(binary.BigEndian.Uint16(b[body:]))
+	if len(b) != body+2+sl {
+		return nil, bad("length %d, want %d", len(b), body+2+sl)
+	}
+	copy(u.Signer[:], b[body-32:body])
+	k := keys[u.Signer]
+	if k == nil {
+		return nil, bad("signer %s is not a known client", u.Signer)
+	}
+	if err := k.Verify(SignatureContext, b[:body], b[body+2:]); err != nil {
+		return nil, bad("signature: %v", err)
+	}
+	u.Delta = make([]float64, n)
+	for i := range u.Delta {
+		v := math.Float64frombits(binary.BigEndian.Uint64(b[head+8*i:]))
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil, bad("non-finite parameter")
+		}
+		u.Delta[i] = v
+	}
+	return u, nil
+}
+
+// Clip scales v to L2 norm at most c (c ≤ 0: no clipping) and returns the original norm.
+func Clip(v []float64, c float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x * x
+	}
+	norm := math.Sqrt(s)
+	if c > 0 && norm > c {
+		f := c / norm
+		for i := range v {
+			v[i] *= f
+		}
+	}
+	return norm
+}
+
+// Rule is an aggregation rule.
+type Rule string
+
+// Rules.
+const (
+	FedAvg      Rule = "fedavg"  // sample-weighted mean
+	TrimmedMean Rule = "trimmed" // per coordinate, drop the Trim fraction at each end, mean the rest
+	Median      Rule = "median"  // per coordinate median
+)
+
+// Aggregate combines updates (already clipped) with rule; trim is the fraction dropped at each end
+// by TrimmedMean.
+func Aggregate(us []*Update, rule Rule, trim float64) ([]float64, error) {
+	if len(us) == 0 {
+		return nil, errors.New("federated: no updates")
+	}
+	dim := len(us[0].Delta)
+	out := make([]float64, dim)
+	switch rule {
+	case FedAvg:
+		var w float64
+		for _, u := range us {
+			w += float64(max(u.Samples, 1))
+		}
+		for _, u := range us {
+			f := float64(max(u.Samples, 1)) / w
+			for i, v := range u.Delta {
+				out[i] += f * v
+			}
+		}
+	case TrimmedMean, Median:
+		col := make([]float64, len(us))
+		k := int(trim * float64(len(us)))
+		if rule == TrimmedMean && 2*k >= len(us) {
+			return nil, fmt.Errorf("federated: trimming %d of %d updates at each end leaves none", k, len(us))
+		}
+		for i := range dim {
+			for j, u := range us {
+				col[j] = u.Delta[i]
+			}
+			slices.Sort(col)
+			if rule == Median {
+				n := len(col)
+				out[i] = col[n/2]
+				if n%2 == 0 {
+					out[i] = (col[n/2-1] + col[n/2]) / 2
+				}
+				continue
+			}
+			var s float64
+			for _, v := range col[k : len(col)-k] {
+				s += v
+			}
+			out[i] = s / float64(len(col)-2*k)
+		}
+	default:
+		return nil, fmt.Errorf("federated: unknown rule %q", rule)
+	}
+	return out, nil
+}

@@ -1,0 +1,265 @@
+package gnn
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"text/tabwriter"
+	"time"
+
+	"x0tta6bl4/internal/sim"
+)
+
+// DataConfig describes simulator runs that make a data set: one run per seed, topologies in turn.
+type DataConfig struct {
+	Seeds      []uint64
+	Nodes      int
+	Duration   time.Duration
+	Faults     []sim.FaultSpec
+	Topologies []string
+	// SelfOnly drops the features built from neighbours' link counters (sim.FNbrIn and after),
+	// leaving what each node reports about itself: the ablation of docs/intelligence.md.
+	SelfOnly bool
+	// Progress, if set, is called after each run.
+	Progress func(done, total int)
+}
+
+// DefaultFaults is the fault mix of the training and evaluation runs.
+var DefaultFaults = []sim.FaultSpec{{Kind: sim.Blackhole, Count: 2}, {Kind: sim.GreyHole, Count: 2}, {Kind: sim.Crash, Count: 1}, {Kind: sim.Overload, Count: 1},
+	{Kind: sim.LinkDegradation, Count: 1}, {Kind: sim.Flapping, Count: 1}}
+
+// Generate runs the simulator and returns the labelled graphs.
+func Generate(dc DataConfig) ([]Graph, error) {
+	if len(dc.Topologies) == 0 {
+		dc.Topologies = []string{sim.Geometric, sim.ScaleFree, sim.Grid}
+	}
+	var out []Graph
+	for i, seed := range dc.Seeds {
+		r, err := sim.Run(sim.Config{Nodes: dc.Nodes, Topology: dc.Topologies[i%len(dc.Topologies)], Seed: seed,
+			Duration: dc.Duration, Faults: dc.Faults})
+		if err != nil {
+			return nil, fmt.Errorf("seed %d: %w", seed, err)
+		}
+		gs := FromSim(r)
+		if dc.SelfOnly {
+			for _, g := range gs {
+				for v := range g.X {
+					g.X[v] = g.X[v][:sim.FNbrIn]
+				}
+			}
+		}
+		out = append(out, gs...)
+		if dc.Progress != nil {
+			dc.Progress(i+1, len(dc.Seeds))
+		}
+	}
+	return out, nil
+}
+
+// rows flattens graphs into samples and labels.
+func rows(gs []Graph) ([][]float64, []int) {
+	var xs [][]float64
+	var ys []int
+	for _, g := range gs {
+		xs = append(xs, g.X...)
+		ys = append(ys, g.Y...)
+	}
+	return xs, ys
+}
+
+func anomalous(ys []int) []bool {
+	p := make([]bool, len(ys))
+	for i, y := range ys {
+		p[i] = y != 0
+	}
+	return p
+}
+
+// Detector is a fitted method: scores per node of a graph, and its decision threshold.
+type Detector struct {
+	Name      string
+	Threshold float64
+	Score     func(g *Graph) []float64
+	// Classes, if set, gives per-node class probabilities: the detector then names the fault, and
+	// for fault k a node is flagged when its most probable class is k (score: p(k)).
+	Classes func(g *Graph) [][]float64
+}
+
+// Baselines fits the robust z-score and the isolation forest on the training graphs' rows, without
+// labels; each method's threshold is then the F1-optimal one on the validation graphs.
+func Baselines(train, val []Graph, seed uint64) []Detector {
+	xs, _ := rows(train)
+	_, ys := rows(val)
+	pos := anomalous(ys)
+	z := FitZScore(xs)
+	f := FitIForest(xs, 100, 256, seed)
+	per := func(score func([]float64) float64) func(g *Graph) []float64 {
+		return func(g *Graph) []float64 {
+			s := make([]float64, len(g.X))
+			for v, x := range g.X {
+				s[v] = score(x)
+			}
+			return s
+		}
+	}
+	ds := []Detector{{Name: "robust z-score", Score: per(z.Score)}, {Name: "isolation forest", Score: per(f.Score)}}
+	for i := range ds {
+		var scores []float64
+		for gi := range val {
+			scores = append(scores, ds[i].Score(&val[gi])...)
+		}
+		ds[i].Threshold = BestThreshold(scores, pos)
+	}
+	return ds
+}
+
+// SetThreshold picks the model's F1-optimal detection threshold (on 1 − p(normal)) on gs.
+func (m *Model) SetThreshold(gs []Graph) {
+	var scores []float64
+	for i := range gs {
+		scores = append(scores, m.Scores(&gs[i])...)
+	}
+	_, ys := rows(gs)
+	m.Threshold = math.Min(1, math.Max(0, BestThreshold(scores, anomalous(ys))))
+}
+
+// Detector returns the model as an anomaly detector: score 1 − p(normal), the validation threshold.
+func (m *Model) Detector() Detector {
+	return Detector{Name: "GraphSAGE anomaly", Threshold: m.Threshold, Score: func(g *Graph) []float64 { return m.Scores(g) }}
+}
+
+// Classifier returns the model as a fault classifier (argmax of the class probabilities).
+func (m *Model) Classifier() Detector {
+	return Detector{Name: "GraphSAGE class", Threshold: m.Threshold, Score: func(g *Graph) []float64 { return m.Scores(g) },
+		Classes: m.Predict}
+}
+
+// Row is one line of the evaluation table.
+type Row struct {
+	Method string
+	Fault  sim.Kind // Normal means "any fault"
+	Binary
+}
+
+// EvaluateAll scores the test graphs with every detector and reports, per fault type, detection of
+// that fault against normal nodes (nodes with other faults are left out), at each detector's
+// threshold; the "any" line counts every fault as positive.
+func EvaluateAll(ds []Detector, test []Graph) []Row {
+	_, ys := rows(test)
+	var out []Row
+	for _, d := range ds {
+		var scores []float64
+		for i := range test {
+			scores = append(scores, d.Score(&test[i])...)
+		}
+		if d.Classes != nil {
+			var probs [][]float64
+			for i := range test {
+				probs = append(probs, d.Classes(&test[i])...)
+			}
+			out = append(out, classRows(d.Name, probs, ys)...)
+			continue
+		}
+		out = append(out, Row{d.Name, sim.Normal, Evaluate(scores, anomalous(ys), d.Threshold)})
+		for k := sim.Kind(1); k < sim.NumKinds; k++ {
+			var s []float64
+			var p []bool
+			for i, y := range ys {
+				if y == 0 || y == int(k) {
+					s = append(s, scores[i])
+					p = append(p, y == int(k))
+				}
+			}
+			out = append(out, Row{d.Name, k, Evaluate(s, p, d.Threshold)})
+		}
+	}
+	return out
+}
+
+// PrintTable writes the rows as an aligned table.
+func PrintTable(w io.Writer, rs []Row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "method\tfault\tpositives\tprecision\trecall\tF1\tROC-AUC\t")
+	for _, r := range rs {
+		name := r.Fault.String()
+		if r.Fault == sim.Normal {
+			name = "any"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t\n", r.Method, name, r.TP+r.FN, r.Precision, r.Recall, r.F1, r.AUC)
+	}
+	tw.Flush()
+}
+
+// Confusion returns the model's argmax confusion matrix on gs: [true][predicted].
+func (m *Model) Confusion(gs []Graph) [][]int {
+	cm := make([][]int, m.K)
+	for i := range cm {
+		cm[i] = make([]int, m.K)
+	}
+	for gi := range gs {
+		for v, p := range m.Predict(&gs[gi]) {
+			best := 0
+			for k := range p {
+				if p[k] > p[best] {
+					best = k
+				}
+			}
+			cm[gs[gi].Y[v]][best]++
+		}
+	}
+	return cm
+}
+
+func argmax(p []float64) int {
+	best := 0
+	for k := range p {
+		if p[k] > p[best] {
+			best = k
+		}
+	}
+	return best
+}
+
+// classRows evaluates a classifier: "any" flags nodes whose most probable class is a fault (score
+// 1 − p(normal)); fault k, on normal nodes and nodes with fault k, flags those whose most probable
+// class is k (score p(k)).
+func classRows(name string, probs [][]float64, ys []int) []Row {
+	var out []Row
+	for k := 0; k < len(probs[0]); k++ {
+		var s []float64
+		var pos, flag []bool
+		for i, y := range ys {
+			if k != 0 && y != 0 && y != k {
+				continue
+			}
+			a := argmax(probs[i])
+			if k == 0 {
+				s, pos, flag = append(s, 1-probs[i][0]), append(pos, y != 0), append(flag, a != 0)
+			} else {
+				s, pos, flag = append(s, probs[i][k]), append(pos, y == k), append(flag, a == k)
+			}
+		}
+		// Evaluate with a decision already made: score ≥ 1 for flagged nodes, AUC from the scores.
+		dec := make([]float64, len(s))
+		for i := range dec {
+			if flag[i] {
+				dec[i] = 1
+			}
+		}
+		b := Evaluate(dec, pos, 1)
+		b.AUC = AUC(s, pos)
+		out = append(out, Row{name, sim.Kind(k), b})
+	}
+	return out
+}
+
+// Summary returns "any" and blackhole F1 of the model as a classifier on gs, for training logs.
+func (m *Model) Summary(gs []Graph) string {
+	var probs [][]float64
+	for i := range gs {
+		probs = append(probs, m.Predict(&gs[i])...)
+	}
+	_, ys := rows(gs)
+	rs := classRows("", probs, ys)
+	return fmt.Sprintf("F1 any %.3f, blackhole %.3f, greyhole %.3f", rs[0].F1, rs[sim.Blackhole].F1, rs[sim.GreyHole].F1)
+}

@@ -1,0 +1,189 @@
+package gnn
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+)
+
+// Model file format, version 1 (docs/intelligence.md). All integers big-endian; every number is an
+// IEEE-754 float64. Nothing in it is executable: the decoder reads counts, checks them against fixed
+// bounds, reads exactly that many numbers and checks the trailing SHA-256.
+//
+//	magic    "X6GS" (4 bytes)
+//	version  u8 = 1
+//	flags    u8 = 0
+//	F H1 H2 K  u16 each: input features, hidden sizes, classes (1 ≤ F,H1,H2 ≤ 1024; 2 ≤ K ≤ 64)
+//	threshold  f64, in [0, 1]
+//	mean F×f64, std F×f64 (std > 0)
+//	W1 H1×2F, B1 H1, W2 H2×2H1, B2 H2, Wo K×H2, Bo K  (row-major, finite)
+//	sha256   32 bytes over everything before it
+const (
+	fileMagic   = "X6GS"
+	fileVersion = 1
+	maxDim      = 1024
+	maxClasses  = 64
+	headerLen   = 4 + 1 + 1 + 4*2 + 8
+	// MaxFileSize bounds what Load reads.
+	MaxFileSize = 64 << 20
+)
+
+// ErrMalformed is returned (wrapped) for any model file that is not a valid version-1 file.
+var ErrMalformed = errors.New("gnn: malformed model file")
+
+func malformed(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
+}
+
+// MarshalBinary encodes the model.
+func (m *Model) MarshalBinary() ([]byte, error) {
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	b.WriteString(fileMagic)
+	b.WriteByte(fileVersion)
+	b.WriteByte(0)
+	for _, d := range []int{m.F, m.H1, m.H2, m.K} {
+		binary.Write(&b, binary.BigEndian, uint16(d))
+	}
+	binary.Write(&b, binary.BigEndian, math.Float64bits(m.Threshold))
+	for _, t := range m.tensors() {
+		for _, v := range t {
+			binary.Write(&b, binary.BigEndian, math.Float64bits(v))
+		}
+	}
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	return b.Bytes(), nil
+}
+
+func (m *Model) tensors() [][]float64 {
+	return [][]float64{m.Mean, m.Std, m.W1, m.B1, m.W2, m.B2, m.Wo, m.Bo}
+}
+
+func (m *Model) sizes() []int {
+	return []int{m.F, m.F, m.H1 * 2 * m.F, m.H1, m.H2 * 2 * m.H1, m.H2, m.K * m.H2, m.K}
+}
+
+func (m *Model) check() error {
+	if m.F < 1 || m.F > maxDim || m.H1 < 1 || m.H1 > maxDim || m.H2 < 1 || m.H2 > maxDim || m.K < 2 || m.K > maxClasses {
+		return malformed("dimensions F=%d H1=%d H2=%d K=%d out of range", m.F, m.H1, m.H2, m.K)
+	}
+	if !(m.Threshold >= 0 && m.Threshold <= 1) {
+		return malformed("threshold %v outside [0, 1]", m.Threshold)
+	}
+	names := []string{"mean", "std", "W1", "B1", "W2", "B2", "Wo", "Bo"}
+	for i, t := range m.tensors() {
+		if len(t) != m.sizes()[i] {
+			return malformed("%s has %d values, want %d", names[i], len(t), m.sizes()[i])
+		}
+		for _, v := range t {
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return malformed("%s holds a non-finite value", names[i])
+			}
+			if i == 1 && !(v > 0) {
+				return malformed("std holds %v, must be positive", v)
+			}
+		}
+	}
+	return nil
+}
+
+// UnmarshalModel decodes a version-1 model file strictly: exact length, bounded dimensions, finite
+// numbers, matching checksum.
+func UnmarshalModel(b []byte) (*Model, error) {
+	if len(b) < headerLen+sha256.Size {
+		return nil, malformed("%d bytes, shorter than the header", len(b))
+	}
+	if string(b[:4]) != fileMagic {
+		return nil, malformed("bad magic %q (not an x0tta6bl4 model)", b[:4])
+	}
+	if b[4] != fileVersion {
+		return nil, malformed("version %d, this build reads version %d", b[4], fileVersion)
+	}
+	if b[5] != 0 {
+		return nil, malformed("unknown flags %#x", b[5])
+	}
+	d := func(i int) int { return int(binary.BigEndian.Uint16(b[6+2*i:])) }
+	m := &Model{F: d(0), H1: d(1), H2: d(2), K: d(3)}
+	if m.F < 1 || m.F > maxDim || m.H1 < 1 || m.H1 > maxDim || m.H2 < 1 || m.H2 > maxDim || m.K < 2 || m.K > maxClasses {
+		return nil, malformed("dimensions F=%d H1=%d H2=%d K=%d out of range", m.F, m.H1, m.H2, m.K)
+	}
+	total := 0
+	for _, s := range m.sizes() {
+		total += s
+	}
+	if want := headerLen + 8*total + sha256.Size; len(b) != want {
+		return nil, malformed("%d bytes, want %d for these dimensions", len(b), want)
+	}
+	body := b[:len(b)-sha256.Size]
+	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], b[len(body):]) {
+		return nil, malformed("checksum mismatch (file damaged)")
+	}
+	m.Threshold = math.Float64frombits(binary.BigEndian.Uint64(b[14:]))
+	off := headerLen
+	ts := make([][]float64, len(m.sizes()))
+	for i, s := range m.sizes() {
+		ts[i] = make([]float64, s)
+		for j := range ts[i] {
+			ts[i][j] = math.Float64frombits(binary.BigEndian.Uint64(b[off:]))
+			off += 8
+		}
+	}
+	m.Mean, m.Std, m.W1, m.B1, m.W2, m.B2, m.Wo, m.Bo = ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ts[6], ts[7]
+	if err := m.check(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Version identifies the model: the first 8 bytes of the SHA-256 of its encoding, in hex.
+func (m *Model) Version() string {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return "invalid"
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:8])
+}
+
+// Save writes the model to path (mode 0644, replacing it).
+func (m *Model) Save(path string) error {
+	b, err := m.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Load reads a model file (at most MaxFileSize bytes).
+func Load(path string) (*Model, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxFileSize {
+		return nil, malformed("larger than %d bytes", MaxFileSize)
+	}
+	m, err := UnmarshalModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,832 @@
+// Package sim is the discrete-event mesh simulator of issue 6. It runs the real routing core (through
+// internal/routing/routingsim: virtual clock, virtual links, real ML-DSA-signed link-state records) on
+// a generated topology, forwards data traffic hop by hop along the routers' own routes, injects
+// faults (link degradation, node crash, overload, blackhole, grey hole, flapping), and emits
+// per-node, per-interval telemetry with ground-truth labels for the anomaly detector.
+//
+// It must never read the wall clock or use randomness other than PRNGs seeded from Config.Seed: the
+// same Config gives the same Result.
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"x0tta6bl4/internal/routing"
+	"x0tta6bl4/internal/routing/routingsim"
+)
+
+// Kind is a node's ground-truth state; Normal or a fault.
+type Kind uint8
+
+// Fault kinds.
+const (
+	Normal          Kind = iota
+	LinkDegradation      // a link's loss and delay rise (both ends labelled)
+	Crash                // the node stops
+	Overload             // the node drops part of what it forwards, answers slowly, CPU saturated
+	Blackhole            // keeps advertising links, drops every forwarded packet, reports it forwarded them
+	GreyHole             // drops a fraction of forwarded packets, reports it forwarded them
+	Flapping             // all the node's links go down and up every 1–2 s
+	NumKinds
+)
+
+var kindNames = [NumKinds]string{"normal", "linkdeg", "crash", "overload", "blackhole", "greyhole", "flapping"}
+
+func (k Kind) String() string {
+	if k < NumKinds {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ParseKind parses a fault name.
+func ParseKind(s string) (Kind, error) {
+	for k, n := range kindNames {
+		if n == s {
+			return Kind(k), nil
+		}
+	}
+	return 0, fmt.Errorf("sim: unknown fault %q (want one of %s)", s, strings.Join(kindNames[1:], ", "))
+}
+
+// FaultSpec asks for Count faults of a kind.
+type FaultSpec struct {
+	Kind  Kind
+	Count int
+}
+
+// ParseFaults parses "blackhole:3,greyhole:2" (a missing count means 1).
+func ParseFaults(s string) ([]FaultSpec, error) {
+	var out []FaultSpec
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, cnt, hasCount := strings.Cut(part, ":")
+		k, err := ParseKind(name)
+		if err != nil || k == Normal {
+			return nil, fmt.Errorf("sim: bad fault %q", part)
+		}
+		c := 1
+		if hasCount {
+			if c, err = strconv.Atoi(cnt); err != nil || c < 0 || c > 10000 {
+				return nil, fmt.Errorf("sim: bad fault count in %q", part)
+			}
+		}
+		out = append(out, FaultSpec{k, c})
+	}
+	return out, nil
+}
+
+// Config configures a run. Zero values take the defaults shown.
+type Config struct {
+	Nodes         int
+	Topology      string        // Geometric (default), Grid or ScaleFree
+	Degree        float64       // 6: target mean degree of the geometric topology
+	Seed          uint64        // everything derives from it
+	Duration      time.Duration // 60 s of telemetry after the cold-start convergence
+	Interval      time.Duration // 1 s telemetry interval
+	Faults        []FaultSpec
+	FaultFrom     float64 // 0.2: faults start at a whole interval uniformly in [FaultFrom, FaultTo) × Duration
+	FaultTo       float64 // 0.5
+	Flows         int     // 3 × Nodes: random (source, destination) pairs, fixed for the run
+	Rate          int     // 20 packets per flow per interval
+	DetectDelay   time.Duration
+	ConvergeLimit time.Duration // 60 s of virtual time
+	// Progress, if set, is called after every interval.
+	Progress func(done, total int)
+	// Control, if set, is called after every traffic step (Interval/4).
+	Control func(s *Sim)
+	// OnInterval, if set, is called with every interval's telemetry as soon as it is collected: the
+	// MAPE-K hook (internal/mapek).
+	OnInterval func(s *Sim, iv *Interval)
+	// NoBackgroundLoss makes healthy links lossless (by default each loses 0–1 %).
+	NoBackgroundLoss bool
+}
+
+func (c *Config) defaults() error {
+	if c.Nodes < 2 || c.Nodes > 4096 {
+		return fmt.Errorf("sim: nodes must be 2–4096, have %d", c.Nodes)
+	}
+	if c.Topology == "" {
+		c.Topology = Geometric
+	}
+	if c.Degree <= 0 {
+		c.Degree = 6
+	}
+	if c.Duration <= 0 {
+		c.Duration = 60 * time.Second
+	}
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.FaultTo <= 0 {
+		c.FaultFrom, c.FaultTo = 0.2, 0.5
+	}
+	if c.Flows <= 0 {
+		c.Flows = 3 * c.Nodes
+	}
+	if c.Rate <= 0 {
+		c.Rate = 20
+	}
+	if c.DetectDelay <= 0 {
+		c.DetectDelay = 300 * time.Millisecond
+	}
+	if c.ConvergeLimit <= 0 {
+		c.ConvergeLimit = 60 * time.Second
+	}
+	total := 0
+	for _, f := range c.Faults {
+		total += f.Count
+		if f.Kind == LinkDegradation {
+			total += f.Count
+		}
+	}
+	if total > c.Nodes/2 {
+		return fmt.Errorf("sim: %d faulty nodes requested, at most half of %d", total, c.Nodes)
+	}
+	return nil
+}
+
+// Fault is one injected fault.
+type Fault struct {
+	Kind  Kind
+	Node  int           // the faulty node (link degradation: one end)
+	Peer  int           // link degradation: the other end; otherwise -1
+	Start time.Duration // since telemetry start
+	Rate  float64       // drop fraction (grey hole, overload), loss (link degradation)
+}
+
+// Feature indices of a telemetry vector: what a node exports about itself (docs/intelligence.md).
+// Faulty relays (blackhole, grey hole) lie in Forwarded and Dropped.
+const (
+	FDegree    = iota // neighbours the routing core has up
+	FRTT              // mean probe RTT to configured neighbours, ms
+	FLossMean         // mean probe loss to configured neighbours (1 for a silent neighbour)
+	FLossMax          // worst probe loss
+	FSent             // log1p(packets of own flows sent)
+	FDelivery         // end-to-end delivery ratio of own flows (1 if none)
+	FWorstHop         // worst delivery ratio of own flows by first hop (1 if none)
+	FTransitIn        // log1p(packets received to forward)
+	FForwarded        // log1p(packets reported forwarded)
+	FDropped          // log1p(packets reported dropped)
+	FRouteChg         // log1p(destinations whose next hop changed)
+	FCPU              // CPU load 0–1
+	FMissing          // 1 when the node exported nothing (dead)
+	FNbrIn            // log1p(packets neighbours sent to the node to relay), from the neighbours' link counters
+	FNbrOut           // log1p(packets neighbours received from the node that it relayed), from theirs
+	FNbrRatio         // FNbrOut / FNbrIn in packets (1 if nothing was sent to relay)
+	NumFeatures
+)
+
+// FeatureNames names the features in order.
+var FeatureNames = [NumFeatures]string{"degree", "rtt_ms", "loss_mean", "loss_max", "sent", "delivery",
+	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing",
+	"nbr_relay_in", "nbr_relay_out", "nbr_relay_ratio"}
+
+// Interval is one telemetry interval.
+type Interval struct {
+	X      [][NumFeatures]float32 // per node
+	Labels []Kind                 // ground truth per node
+	Sent   int                    // data packets sent by all sources in the interval
+	Recv   int                    // delivered end to end
+}
+
+// Result is what a run produced.
+type Result struct {
+	Config    Config
+	Names     []string
+	Edges     []Edge
+	Adj       [][]int // neighbour indices, ascending
+	Faults    []Fault
+	Intervals []Interval
+
+	Convergence      time.Duration // cold start to correct routes everywhere (virtual)
+	ColdMessages     uint64        // routing messages until then
+	ColdBytes        uint64
+	SteadyMessages   uint64 // routing messages during the telemetry period
+	SteadyBytes      uint64
+	RoutingRecords   uint64 // records signed by all routers during the telemetry period
+	HandleErrorCount int
+}
+
+type flow struct{ src, dst int }
+
+type nodeState struct {
+	kind      Kind // active fault
+	drop      float64
+	lies      bool
+	flapNext  time.Duration
+	flapDown  bool
+	prevNH    []int32
+	prevGen   uint64
+	own       int
+	ownRecv   int
+	transitIn int
+	forwarded int
+	dropped   int
+	nbrIn     int // sent to this node by neighbours for relaying (their counters)
+	nbrOut    int // received from this node by neighbours, not originated by it (their counters)
+	hopSent   map[int]int
+	hopRecv   map[int]int
+	costHigh  map[int]bool // neighbours whose cost the MAPE-K loop raised
+}
+
+// Sim is a running simulation. Its fields are for the Control hook.
+type Sim struct {
+	cfg     Config
+	Net     *routingsim.Network
+	IDs     []routingsim.NodeID
+	index   map[routingsim.NodeID]int
+	Edges   []Edge
+	Adj     [][]int
+	edgeOf  map[[2]int]int
+	cur     []routingsim.LinkParams // current parameters per edge
+	cut     []bool                  // link cut by flapping
+	Faults  []Fault
+	rng     *rand.Rand
+	flows   []flow
+	st      []nodeState
+	elapsed time.Duration // since telemetry start
+	// Last is the most recent completed telemetry interval (nil before the first).
+	Last *Interval
+	// StepSent and StepRecv count the last traffic step (all flows); FlowSent and FlowRecv per flow.
+	StepSent, StepRecv int
+	FlowSent, FlowRecv []int
+}
+
+// New builds the network, the topology and the flows, and runs the cold start to convergence.
+func New(cfg Config) (*Sim, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x73696d))}
+	edges, err := generate(cfg.Topology, cfg.Nodes, cfg.Degree, s.rng)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NoBackgroundLoss {
+		for i := range edges {
+			edges[i].P.Loss = 0
+		}
+	}
+	s.Edges = edges
+	s.Adj = make([][]int, cfg.Nodes)
+	s.edgeOf = make(map[[2]int]int, len(edges))
+	for i, e := range edges {
+		s.Adj[e.A] = append(s.Adj[e.A], e.B)
+		s.Adj[e.B] = append(s.Adj[e.B], e.A)
+		s.edgeOf[[2]int{e.A, e.B}] = i
+		s.cur = append(s.cur, e.P)
+	}
+	for i := range s.Adj {
+		sortInts(s.Adj[i])
+	}
+	s.cut = make([]bool, len(edges))
+	net, err := routingsim.New(routingsim.Config{
+		Seed:        cfg.Seed,
+		DetectDelay: cfg.DetectDelay,
+		UpDelay:     10 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.Net = net
+	if s.IDs, err = net.AddNodes("n", cfg.Nodes); err != nil {
+		return nil, err
+	}
+	s.index = make(map[routingsim.NodeID]int, cfg.Nodes)
+	for i, id := range s.IDs {
+		s.index[id] = i
+	}
+	for _, e := range edges {
+		if err := net.Connect(s.IDs[e.A], s.IDs[e.B], e.P); err != nil {
+			return nil, err
+		}
+	}
+	s.st = make([]nodeState, cfg.Nodes)
+	for i := range s.st {
+		s.st[i].hopSent, s.st[i].hopRecv = map[int]int{}, map[int]int{}
+		s.st[i].costHigh = map[int]bool{}
+	}
+	for range cfg.Flows {
+		a := s.rng.IntN(cfg.Nodes)
+		b := s.rng.IntN(cfg.Nodes - 1)
+		if b >= a {
+			b++
+		}
+		s.flows = append(s.flows, flow{a, b})
+	}
+	return s, nil
+}
+
+// Converge runs the cold start until every node's routes are correct (up to 300 nodes: checked
+// against shortest paths on the true topology) or every LSDB is complete (larger meshes, where the
+// all-pairs check costs more than the run). It returns the virtual time taken.
+func (s *Sim) Converge() (time.Duration, error) {
+	if s.cfg.Nodes <= 300 {
+		return s.Net.RunUntilConverged(s.cfg.ConvergeLimit)
+	}
+	d, ok := s.Net.RunUntil(func() bool { return s.Net.CheckSynchronised() == nil }, 5*time.Millisecond, s.cfg.ConvergeLimit)
+	if !ok {
+		return d, fmt.Errorf("not synchronised after %s: %w", d, s.Net.CheckSynchronised())
+	}
+	return d, nil
+}
+
+// Run runs a whole simulation: cold start, faults, telemetry.
+func Run(cfg Config) (*Result, error) {
+	s, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	conv, err := s.Converge()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Config: s.cfg, Edges: s.Edges, Adj: s.Adj, Convergence: conv,
+		ColdMessages: s.Net.Counters.Sent, ColdBytes: s.Net.Counters.Bytes}
+	for _, id := range s.IDs {
+		res.Names = append(res.Names, s.Net.Node(id).Name)
+	}
+	origBefore := s.originated()
+	if err := s.PlanFaults(); err != nil {
+		return nil, err
+	}
+	res.Faults = s.Faults
+	n := int(s.cfg.Duration / s.cfg.Interval)
+	for t := range n {
+		iv := s.RunInterval()
+		res.Intervals = append(res.Intervals, iv)
+		if s.cfg.Progress != nil {
+			s.cfg.Progress(t+1, n)
+		}
+	}
+	res.SteadyMessages = s.Net.Counters.Sent - res.ColdMessages
+	res.SteadyBytes = s.Net.Counters.Bytes - res.ColdBytes
+	res.RoutingRecords = s.originated() - origBefore
+	for _, c := range s.Net.HandleErrors {
+		res.HandleErrorCount += c
+	}
+	return res, nil
+}
+
+func (s *Sim) originated() uint64 {
+	var t uint64
+	for _, id := range s.IDs {
+		if nd := s.Net.Node(id); nd.Alive {
+			t += nd.Router.Stats().Originated
+		}
+	}
+	return t
+}
+
+// Config returns the configuration with defaults applied.
+func (s *Sim) Config() Config { return s.cfg }
+
+// PlanFaults picks distinct victims and start times for the configured faults (Run calls it after
+// Converge).
+func (s *Sim) PlanFaults() error {
+	used := make([]bool, s.cfg.Nodes)
+	n := int(s.cfg.Duration / s.cfg.Interval)
+	lo, hi := int(float64(n)*s.cfg.FaultFrom), int(float64(n)*s.cfg.FaultTo)
+	if hi <= lo {
+		hi = lo + 1
+	}
+	load := s.relayLoad()
+	pick := func(relay bool) (int, bool) {
+		for range 10000 {
+			v := s.rng.IntN(s.cfg.Nodes)
+			if !used[v] && (!relay || load[v] > 0) {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	for _, fs := range s.cfg.Faults {
+		for range fs.Count {
+			f := Fault{Kind: fs.Kind, Peer: -1, Start: time.Duration(lo+s.rng.IntN(hi-lo)) * s.cfg.Interval}
+			// Faults of relays hit nodes that relay at least one flow.
+			v, ok := pick(fs.Kind == Blackhole || fs.Kind == GreyHole || fs.Kind == Overload)
+			if !ok {
+				return errors.New("sim: not enough eligible nodes for the faults")
+			}
+			f.Node = v
+			switch fs.Kind {
+			case LinkDegradation:
+				var free []int
+				for _, u := range s.Adj[v] {
+					if !used[u] {
+						free = append(free, u)
+					}
+				}
+				if len(free) == 0 {
+					return errors.New("sim: no free neighbour for a link degradation")
+				}
+				f.Peer = free[s.rng.IntN(len(free))]
+				used[f.Peer] = true
+				f.Rate = 0.15 + 0.25*s.rng.Float64()
+			case GreyHole:
+				f.Rate = 0.3 + 0.4*s.rng.Float64()
+			case Overload:
+				f.Rate = 0.2 + 0.3*s.rng.Float64()
+			}
+			used[v] = true
+			s.Faults = append(s.Faults, f)
+		}
+	}
+	return nil
+}
+
+// relayLoad counts, per node, the flows it relays on the current routes.
+func (s *Sim) relayLoad() []int {
+	load := make([]int, s.cfg.Nodes)
+	for _, f := range s.flows {
+		cur := f.src
+		for hops := 0; cur != f.dst && hops < 64; hops++ {
+			if cur != f.src {
+				load[cur]++
+			}
+			rt, ok := s.Net.Router(s.IDs[cur]).NextHop(s.IDs[f.dst])
+			if !ok {
+				break
+			}
+			cur = s.index[rt.NextHop]
+		}
+	}
+	return load
+}
+
+func (s *Sim) edge(a, b int) int {
+	if a > b {
+		a, b = b, a
+	}
+	i, ok := s.edgeOf[[2]int{a, b}]
+	if !ok {
+		return -1
+	}
+	return i
+}
+
+func (s *Sim) setParams(e int, p routingsim.LinkParams) {
+	s.cur[e] = p
+	s.Net.SetLinkParams(s.IDs[s.Edges[e].A], s.IDs[s.Edges[e].B], p)
+}
+
+// activate starts fault f.
+func (s *Sim) activate(f Fault) {
+	st := &s.st[f.Node]
+	st.kind = f.Kind
+	switch f.Kind {
+	case LinkDegradation:
+		s.st[f.Peer].kind = f.Kind
+		e := s.edge(f.Node, f.Peer)
+		p := s.cur[e]
+		p.Loss, p.Delay, p.Jitter = f.Rate, 4*p.Delay+10*time.Millisecond, 5*time.Millisecond
+		s.setParams(e, p)
+	case Crash:
+		s.Net.Kill(s.IDs[f.Node])
+	case Overload:
+		st.drop = f.Rate
+		for _, u := range s.Adj[f.Node] {
+			e := s.edge(f.Node, u)
+			p := s.cur[e]
+			p.Delay += 15 * time.Millisecond
+			p.Jitter += 10 * time.Millisecond
+			s.setParams(e, p)
+		}
+	case Blackhole:
+		st.drop, st.lies = 1, true
+	case GreyHole:
+		st.drop, st.lies = f.Rate, true
+	case Flapping:
+		st.flapNext = s.elapsed
+	}
+}
+
+// flap toggles a flapping node's links when due.
+func (s *Sim) flap(v int) {
+	st := &s.st[v]
+	if st.kind != Flapping || s.elapsed < st.flapNext {
+		return
+	}
+	st.flapDown = !st.flapDown
+	for _, u := range s.Adj[v] {
+		e := s.edge(v, u)
+		s.cut[e] = st.flapDown
+		if st.flapDown {
+			s.Net.Cut(s.IDs[v], s.IDs[u])
+		} else {
+			s.Net.Restore(s.IDs[v], s.IDs[u])
+		}
+	}
+	st.flapNext = s.elapsed + time.Second + time.Duration(s.rng.Int64N(int64(time.Second)))
+}
+
+func (s *Sim) alive(v int) bool { return s.Net.Node(s.IDs[v]).Alive }
+
+// linkUsable reports whether a packet can cross from a to b now.
+func (s *Sim) linkUsable(e, b int) bool { return e >= 0 && !s.cut[e] && s.alive(b) }
+
+func (s *Sim) binomialLoss(k int, p float64) int {
+	if p <= 0 || k == 0 {
+		return 0
+	}
+	if p >= 1 {
+		return k
+	}
+	lost := 0
+	for range k {
+		if s.rng.Float64() < p {
+			lost++
+		}
+	}
+	return lost
+}
+
+// step forwards one traffic step: every flow sends its packets hop by hop along the routers' routes.
+func (s *Sim) step(pkts int) {
+	s.StepSent, s.StepRecv = 0, 0
+	if s.FlowSent == nil {
+		s.FlowSent, s.FlowRecv = make([]int, len(s.flows)), make([]int, len(s.flows))
+	}
+	clear(s.FlowSent)
+	clear(s.FlowRecv)
+	for fi, f := range s.flows {
+		if !s.alive(f.src) {
+			continue
+		}
+		s.FlowSent[fi] = pkts
+		src := &s.st[f.src]
+		src.own += pkts
+		s.StepSent += pkts
+		alive, cur, first := pkts, f.src, -1
+		dstID := s.IDs[f.dst]
+		for hops := 0; alive > 0 && cur != f.dst; hops++ {
+			cs := &s.st[cur]
+			if hops > 64 {
+				cs.dropped += alive // hop limit
+				alive = 0
+				break
+			}
+			if cur != f.src {
+				cs.transitIn += alive
+				d := s.binomialLoss(alive, cs.drop)
+				cs.dropped += d
+				alive -= d
+				cs.forwarded += alive
+			}
+			if alive == 0 {
+				break
+			}
+			rt, ok := s.Net.Router(s.IDs[cur]).NextHop(dstID)
+			if !ok {
+				cs.dropped += alive
+				alive = 0
+				break
+			}
+			next := s.index[rt.NextHop]
+			if cur == f.src {
+				first = next
+			}
+			e := s.edge(cur, next)
+			if next != f.dst {
+				s.st[next].nbrIn += alive
+			}
+			if !s.linkUsable(e, next) {
+				alive = 0
+				break
+			}
+			alive -= s.binomialLoss(alive, s.cur[e].Loss)
+			if cur != f.src {
+				cs.nbrOut += alive
+			}
+			cur = next
+		}
+		if cur != f.dst {
+			alive = 0
+		}
+		src.ownRecv += alive
+		s.StepRecv += alive
+		s.FlowRecv[fi] = alive
+		if first >= 0 {
+			src.hopSent[first] += pkts
+			src.hopRecv[first] += alive
+		}
+	}
+}
+
+// RunInterval runs one telemetry interval (four traffic steps) and returns its telemetry.
+func (s *Sim) RunInterval() Interval {
+	const steps = 4
+	stepDur := s.cfg.Interval / steps
+	for i := range steps {
+		for _, f := range s.Faults {
+			if f.Start == s.elapsed {
+				s.activate(f)
+			}
+		}
+		for v := range s.st {
+			s.flap(v)
+		}
+		s.Net.RunFor(stepDur)
+		s.elapsed += stepDur
+		pk := s.cfg.Rate / steps
+		if i < s.cfg.Rate%steps {
+			pk++
+		}
+		s.step(pk)
+		if s.cfg.Control != nil {
+			s.cfg.Control(s)
+		}
+	}
+	iv := s.collect()
+	s.Last = &iv
+	if s.cfg.OnInterval != nil {
+		s.cfg.OnInterval(s, &iv)
+	}
+	return iv
+}
+
+// collect builds the interval's telemetry and resets the counters.
+func (s *Sim) collect() Interval {
+	n := s.cfg.Nodes
+	iv := Interval{X: make([][NumFeatures]float32, n), Labels: make([]Kind, n)}
+	for v := range n {
+		st := &s.st[v]
+		iv.Labels[v] = st.kind
+		iv.Sent += st.own
+		iv.Recv += st.ownRecv
+		x := &iv.X[v]
+		if !s.alive(v) {
+			x[FMissing] = 1
+			s.resetCounters(st)
+			continue
+		}
+		r := s.Net.Router(s.IDs[v])
+		x[FDegree] = float32(len(r.Neighbours()))
+		// Probes: 10 per neighbour per interval, round trip.
+		var rttSum, lossSum, lossMax float64
+		rttN := 0
+		for _, u := range s.Adj[v] {
+			e := s.edge(v, u)
+			loss := 1.0
+			if s.linkUsable(e, u) {
+				p := s.cur[e]
+				rt := 1 - (1-p.Loss)*(1-p.Loss)
+				lost := s.binomialLoss(10, rt)
+				loss = float64(lost) / 10
+				for range 10 - lost {
+					rttSum += float64(2*p.Delay+time.Duration(s.rng.Int64N(int64(2*p.Jitter)+1))) / 1e6
+					rttN++
+				}
+			}
+			lossSum += loss
+			lossMax = max(lossMax, loss)
+		}
+		if rttN > 0 {
+			x[FRTT] = float32(rttSum / float64(rttN))
+		}
+		if len(s.Adj[v]) > 0 {
+			x[FLossMean] = float32(lossSum / float64(len(s.Adj[v])))
+		}
+		x[FLossMax] = float32(lossMax)
+		x[FSent] = log1p(st.own)
+		x[FDelivery] = ratio(st.ownRecv, st.own)
+		worst := float32(1)
+		for h, sent := range st.hopSent {
+			if sent >= 5 {
+				worst = min(worst, ratio(st.hopRecv[h], sent))
+			}
+		}
+		x[FWorstHop] = worst
+		x[FTransitIn] = log1p(st.transitIn)
+		fwd, drp := st.forwarded, st.dropped
+		if st.lies {
+			fwd, drp = st.transitIn, 0
+		}
+		x[FForwarded] = log1p(fwd)
+		x[FDropped] = log1p(drp)
+		x[FRouteChg] = log1p(s.routeChanges(v, r))
+		x[FNbrIn] = log1p(st.nbrIn)
+		x[FNbrOut] = log1p(st.nbrOut)
+		x[FNbrRatio] = ratio(st.nbrOut, st.nbrIn)
+		load := float64(st.transitIn+st.own) / 3000
+		cpu := 0.05 + 0.6*math.Min(1, load) + 0.03*s.rng.NormFloat64()
+		if st.kind == Overload {
+			cpu = 0.9 + 0.1*s.rng.Float64()
+		}
+		x[FCPU] = float32(math.Max(0, math.Min(1, cpu)))
+		s.resetCounters(st)
+	}
+	return iv
+}
+
+func (s *Sim) resetCounters(st *nodeState) {
+	st.own, st.ownRecv, st.transitIn, st.forwarded, st.dropped, st.nbrIn, st.nbrOut = 0, 0, 0, 0, 0, 0, 0
+	clear(st.hopSent)
+	clear(st.hopRecv)
+}
+
+// routeChanges counts destinations whose next hop changed since the previous interval.
+func (s *Sim) routeChanges(v int, r *routing.Router) int {
+	st := &s.st[v]
+	if st.prevNH != nil && r.Generation() == st.prevGen {
+		return 0
+	}
+	nh := make([]int32, len(s.IDs))
+	changes := 0
+	for d, id := range s.IDs {
+		nh[d] = -1
+		if rt, ok := r.NextHop(id); ok {
+			nh[d] = int32(s.index[rt.NextHop])
+		}
+		if st.prevNH != nil && nh[d] != st.prevNH[d] {
+			changes++
+		}
+	}
+	st.prevNH, st.prevGen = nh, r.Generation()
+	return changes
+}
+
+func log1p(n int) float32 { return float32(math.Log1p(float64(n))) }
+
+func ratio(a, b int) float32 {
+	if b == 0 {
+		return 1
+	}
+	return float32(a) / float32(b)
+}
+
+func sortInts(a []int) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// FlowsThrough returns the flows whose current path relays through node v.
+func (s *Sim) FlowsThrough(v int) []int {
+	var out []int
+	for fi, f := range s.flows {
+		cur := f.src
+		for hops := 0; cur != f.dst && hops < 64; hops++ {
+			if cur == v && cur != f.src {
+				out = append(out, fi)
+				break
+			}
+			rt, ok := s.Net.Router(s.IDs[cur]).NextHop(s.IDs[f.dst])
+			if !ok {
+				break
+			}
+			cur = s.index[rt.NextHop]
+		}
+	}
+	return out
+}
+
+// SetCost makes node u advertise its link to neighbour v at a high cost (penalise) or at the cost
+// of the link's real measurements (restore): the MAPE-K loop's actuator, through the routing core's
+// metrics API. Only u's router changes; a link's cost is the larger of its ends' costs, so every
+// node's routes avoid the link.
+func (s *Sim) SetCost(u, v int, penalise bool) {
+	if !s.alive(u) {
+		return
+	}
+	e := s.edge(u, v)
+	if e < 0 {
+		return
+	}
+	m := s.cur[e].Metrics()
+	if penalise {
+		m.Loss = 0.95
+	}
+	st := &s.st[u]
+	if penalise {
+		st.costHigh[v] = true
+	} else {
+		delete(st.costHigh, v)
+	}
+	s.Net.Router(s.IDs[u]).UpdateMetrics(s.Net.Now(), s.IDs[v], m)
+	// Let the harness send what the router produced and reschedule its timer: deliver it a harmless
+	// message (an acknowledgement of nothing) from v.
+	_ = s.Net.Inject(s.IDs[v], s.IDs[u], noopAck)
+}
+
+// noopAck is a routing Ack message for one (origin, sequence) that no router holds: type 2, count 1,
+// a zero origin, sequence 0. Routers ignore it.
+var noopAck = append([]byte{2, 0, 1}, make([]byte, 40)...)
+
+// Elapsed returns the virtual time since telemetry started.
+func (s *Sim) Elapsed() time.Duration { return s.elapsed }
+
+// Index returns a node's index.
+func (s *Sim) Index(id routingsim.NodeID) int { return s.index[id] }

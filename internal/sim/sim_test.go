@@ -1,0 +1,108 @@
+package sim
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestTopologies(t *testing.T) {
+	for _, kind := range []string{Geometric, Grid, ScaleFree} {
+		a, err := Run(Config{Nodes: 30, Topology: kind, Seed: 7, Duration: 3 * time.Second})
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		if c := components(30, a.Edges); c.count != 1 {
+			t.Fatalf("%s: %d components", kind, c.count)
+		}
+		if a.Convergence <= 0 || a.ColdMessages == 0 {
+			t.Fatalf("%s: no convergence figures", kind)
+		}
+		// Without faults delivery is high (only background loss of ≤1 % per link).
+		var sent, recv int
+		for _, iv := range a.Intervals {
+			sent, recv = sent+iv.Sent, recv+iv.Recv
+		}
+		if float64(recv)/float64(sent) < 0.9 {
+			t.Fatalf("%s: delivery %d/%d without faults", kind, recv, sent)
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	cfg := Config{Nodes: 25, Seed: 3, Duration: 8 * time.Second, Faults: []FaultSpec{{Blackhole, 1}, {Flapping, 1}}}
+	a, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a.Intervals, b.Intervals) || !reflect.DeepEqual(a.Faults, b.Faults) {
+		t.Fatal("same seed, different runs")
+	}
+	cfg.Seed = 4
+	c, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reflect.DeepEqual(a.Intervals, c.Intervals) {
+		t.Fatal("different seeds, same run")
+	}
+}
+
+// TestFaultsVisible checks each fault has the effect it is meant to have on the traffic and the
+// telemetry, so labels are not attached to invisible faults.
+func TestFaultsVisible(t *testing.T) {
+	cfg := Config{Nodes: 60, Seed: 11, Duration: 10 * time.Second, FaultFrom: 0.3, FaultTo: 0.31,
+		Faults: []FaultSpec{{Blackhole, 2}, {GreyHole, 1}, {Crash, 1}, {Overload, 1}, {LinkDegradation, 1}, {Flapping, 1}}}
+	r, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	r.Summary(&buf)
+	t.Log(buf.String())
+	lastIv := r.Intervals[len(r.Intervals)-1]
+	firstIv := r.Intervals[0]
+	for _, f := range r.Faults {
+		if f.Start != 3*time.Second {
+			t.Fatalf("fault start %s", f.Start)
+		}
+		if firstIv.Labels[f.Node] != Normal || lastIv.Labels[f.Node] != f.Kind {
+			t.Fatalf("%s: labels %s → %s", f.Kind, firstIv.Labels[f.Node], lastIv.Labels[f.Node])
+		}
+		x := lastIv.X[f.Node]
+		switch f.Kind {
+		case Crash:
+			if x[FMissing] != 1 {
+				t.Fatal("crashed node still exports")
+			}
+		case Blackhole, GreyHole:
+			if x[FDropped] != 0 || x[FForwarded] != x[FTransitIn] {
+				t.Fatalf("%s does not lie: %v", f.Kind, x)
+			}
+		case Overload:
+			if x[FCPU] < 0.9 {
+				t.Fatalf("overload cpu %v", x[FCPU])
+			}
+		}
+	}
+	if lastIv.Recv >= firstIv.Recv {
+		t.Fatalf("faults did not reduce delivery: %d → %d", firstIv.Recv, lastIv.Recv)
+	}
+}
+
+func TestParseFaults(t *testing.T) {
+	f, err := ParseFaults("blackhole:3, greyhole,crash:0")
+	if err != nil || len(f) != 3 || f[0] != (FaultSpec{Blackhole, 3}) || f[1] != (FaultSpec{GreyHole, 1}) {
+		t.Fatalf("%v %v", f, err)
+	}
+	for _, bad := range []string{"normal", "nope:1", "blackhole:x", "blackhole:-1"} {
+		if _, err := ParseFaults(bad); err == nil {
+			t.Fatalf("%q accepted", bad)
+		}
+	}
+}

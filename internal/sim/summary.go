@@ -1,0 +1,66 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// Summary writes a human-readable report of a run.
+func (r *Result) Summary(w io.Writer) {
+	c := r.Config
+	fmt.Fprintf(w, "topology %s, %d nodes, %d links, seed %d, %s of telemetry every %s, %d flows × %d packets/interval\n",
+		c.Topology, c.Nodes, len(r.Edges), c.Seed, c.Duration, c.Interval, c.Flows, c.Rate)
+	fmt.Fprintf(w, "cold start: converged in %s (virtual); %d routing messages, %.1f MB\n",
+		r.Convergence.Round(time.Millisecond), r.ColdMessages, float64(r.ColdBytes)/1e6)
+	secs := c.Duration.Seconds()
+	fmt.Fprintf(w, "steady state: %d routing messages, %.1f KB/s in total (%.2f KB/s per node), %d records signed\n",
+		r.SteadyMessages, float64(r.SteadyBytes)/1e3/secs, float64(r.SteadyBytes)/1e3/secs/float64(c.Nodes), r.RoutingRecords)
+	if r.HandleErrorCount > 0 {
+		fmt.Fprintf(w, "routing messages refused: %d\n", r.HandleErrorCount)
+	}
+	for _, f := range r.Faults {
+		desc := r.Names[f.Node]
+		if f.Peer >= 0 {
+			desc += "–" + r.Names[f.Peer]
+		}
+		extra := ""
+		if f.Rate > 0 {
+			extra = fmt.Sprintf(" (rate %.2f)", f.Rate)
+		}
+		fmt.Fprintf(w, "fault %-9s %-12s at %s%s\n", f.Kind, desc, f.Start, extra)
+	}
+	// Delivery before the first fault and after the last one started.
+	first, last := c.Duration, time.Duration(0)
+	for _, f := range r.Faults {
+		first, last = min(first, f.Start), max(last, f.Start)
+	}
+	var bs, br, as, ar int
+	for i, iv := range r.Intervals {
+		t := time.Duration(i) * c.Interval
+		if t+c.Interval <= first {
+			bs, br = bs+iv.Sent, br+iv.Recv
+		} else if t >= last {
+			as, ar = as+iv.Sent, ar+iv.Recv
+		}
+	}
+	if bs > 0 {
+		fmt.Fprintf(w, "delivery before faults: %.4f (%d/%d packets)\n", float64(br)/float64(bs), br, bs)
+	}
+	if len(r.Faults) > 0 && as > 0 {
+		fmt.Fprintf(w, "delivery with all faults active: %.4f (%d/%d packets)\n", float64(ar)/float64(as), ar, as)
+	}
+	var counts [NumKinds]int
+	for _, iv := range r.Intervals {
+		for _, l := range iv.Labels {
+			counts[l]++
+		}
+	}
+	fmt.Fprintf(w, "labelled node-intervals:")
+	for k, n := range counts {
+		if n > 0 {
+			fmt.Fprintf(w, " %s %d", Kind(k), n)
+		}
+	}
+	fmt.Fprintln(w)
+}

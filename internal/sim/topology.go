@@ -1,0 +1,155 @@
+package sim
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"x0tta6bl4/internal/routing/routingsim"
+)
+
+// Topology names accepted by Config.Topology.
+const (
+	Geometric = "geometric" // random geometric graph in the unit square, made connected
+	Grid      = "grid"      // ⌈√n⌉ columns
+	ScaleFree = "scalefree" // Barabási–Albert preferential attachment, m = 2
+)
+
+// Edge is an undirected link between node indices A < B, with its normal parameters.
+type Edge struct {
+	A, B int
+	P    routingsim.LinkParams
+}
+
+// generate returns the edges of a topology on n nodes, deterministic for rng's state.
+func generate(kind string, n int, degree float64, rng *rand.Rand) ([]Edge, error) {
+	if n < 2 {
+		return nil, fmt.Errorf("sim: need at least 2 nodes, have %d", n)
+	}
+	seen := map[[2]int]bool{}
+	var edges []Edge
+	add := func(a, b int, dist float64) {
+		if a == b {
+			return
+		}
+		if a > b {
+			a, b = b, a
+		}
+		if seen[[2]int{a, b}] {
+			return
+		}
+		seen[[2]int{a, b}] = true
+		// delay 1–21 ms from distance (geometric) or uniform; jitter 1 ms; background loss 0–1 %.
+		if dist < 0 {
+			dist = rng.Float64() * 0.5
+		}
+		p := routingsim.LinkParams{
+			Delay:  time.Millisecond + time.Duration(dist*40*float64(time.Millisecond)),
+			Jitter: time.Millisecond,
+			Loss:   rng.Float64() * 0.01,
+		}
+		edges = append(edges, Edge{A: a, B: b, P: p})
+	}
+	switch kind {
+	case Geometric:
+		xs, ys := make([]float64, n), make([]float64, n)
+		for i := range n {
+			xs[i], ys[i] = rng.Float64(), rng.Float64()
+		}
+		r := math.Sqrt(degree / (math.Pi * float64(n)))
+		d := func(i, j int) float64 { return math.Hypot(xs[i]-xs[j], ys[i]-ys[j]) }
+		for i := range n {
+			for j := i + 1; j < n; j++ {
+				if d(i, j) <= r {
+					add(i, j, d(i, j))
+				}
+			}
+		}
+		// Join components: repeatedly link the closest pair between the first component and the rest.
+		for {
+			comp := components(n, edges)
+			if comp.count == 1 {
+				break
+			}
+			bi, bj, bd := -1, -1, math.Inf(1)
+			for i := range n {
+				if comp.id[i] != 0 {
+					continue
+				}
+				for j := range n {
+					if comp.id[j] != 0 && d(i, j) < bd {
+						bi, bj, bd = i, j, d(i, j)
+					}
+				}
+			}
+			add(bi, bj, bd)
+		}
+	case Grid:
+		w := int(math.Ceil(math.Sqrt(float64(n))))
+		for i := range n {
+			if (i+1)%w != 0 && i+1 < n {
+				add(i, i+1, -1)
+			}
+			if i+w < n {
+				add(i, i+w, -1)
+			}
+		}
+	case ScaleFree:
+		const m = 2
+		var ends []int // each node appears once per incident edge
+		add(0, 1, -1)
+		ends = append(ends, 0, 1)
+		for v := 2; v < n; v++ {
+			targets := map[int]bool{}
+			for len(targets) < min(m, v) {
+				targets[ends[rng.IntN(len(ends))]] = true
+			}
+			for u := range v { // deterministic iteration order
+				if targets[u] {
+					add(u, v, -1)
+					ends = append(ends, u, v)
+				}
+			}
+		}
+	default:
+		return nil, fmt.Errorf("sim: unknown topology %q (want %s, %s or %s)", kind, Geometric, Grid, ScaleFree)
+	}
+	return edges, nil
+}
+
+type comps struct {
+	id    []int
+	count int
+}
+
+func components(n int, edges []Edge) comps {
+	adj := make([][]int, n)
+	for _, e := range edges {
+		adj[e.A] = append(adj[e.A], e.B)
+		adj[e.B] = append(adj[e.B], e.A)
+	}
+	c := comps{id: make([]int, n)}
+	for i := range c.id {
+		c.id[i] = -1
+	}
+	for s := range n {
+		if c.id[s] >= 0 {
+			continue
+		}
+		stack := []int{s}
+		c.id[s] = c.count
+		for len(stack) > 0 {
+			u := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			for _, v := range adj[u] {
+				if c.id[v] < 0 {
+					c.id[v] = c.count
+					stack = append(stack, v)
+				}
+			}
+		}
+		c.count++
+	}
+	return c
+}
