@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"net/netip"
+	"os"
 	"slices"
 	"time"
 
@@ -36,7 +37,7 @@ func (n *Node) deviceLoop() {
 				return
 			}
 			n.log.Warn("device read", "err", err)
-			if errors.Is(err, errDeviceGone) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			time.Sleep(10 * time.Millisecond) // a transient error must not spin a core
@@ -101,8 +102,6 @@ func (n *Node) route(now time.Time, pkt []byte) (fibEntry, bool) {
 	n.stats.sent.Add(1)
 	return e, true
 }
-
-var errDeviceGone = errors.New("device closed")
 
 // sendPacket sends an IPv6 packet from this node into the mesh: straight to a neighbour under the link
 // session (one layer of encryption), or under an end-to-end session through relays.

@@ -16,6 +16,7 @@ func (n *Node) receiveLoop() {
 	defer n.wg.Done()
 	buf := make([]byte, rxBufSize)
 	oob := make([]byte, groControlSize)
+	growBuffers(n.udp)
 	gro := enableGRO(n.udp)
 	rx := &rxBatch{tx: newTxBatch(n)}
 	if n.dev != nil {

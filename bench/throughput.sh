@@ -1,0 +1,420 @@
+#!/usr/bin/env bash
+# Data-plane comparison (issue #7): x0tta6bl4 against wireguard-go, Nebula and Yggdrasil (Debian
+# packages, installed here with apt-get) and the raw veth, all in one run on this machine.
+#
+# For every system the script builds fresh network namespaces joined by veth pairs (underlay
+# 10.201.0.0/16, only inside namespaces it creates), starts the two (or three) daemons with their
+# TUN devices, and runs from namespace A: iperf3 TCP with 1 and 4 streams, iperf3 UDP (-b 0, 1200-byte
+# datagrams, receiver goodput), and ping (50 echoes, 20 ms apart). It also records, per system, the daemons' CPU
+# per Gbit/s and RSS idle and under load (sum over the daemons), and for x0tta6bl4 the link
+# handshake latency. A second section runs a 3-node chain A - B - C (B relays; it does not forward IP)
+# for x0tta6bl4 and Yggdrasil. One table at the end gives every figure and x0tta6bl4's ratio.
+#
+#   sudo bench/throughput.sh                 # everything, about 4 minutes
+#   DURATION=10 SYSTEMS="x0tta6bl4 yggdrasil" CHAIN=0 sudo -E bench/throughput.sh
+#   NO_APT=1 ...                             # skip apt-get (packages already installed)
+#   X6_BIN=/path/to/x0tta6bl4 ...            # use this binary instead of building one
+#
+# Needs root, /dev/net/tun, Go (GOTOOLCHAIN=auto) and Debian's apt. Cleans up on exit.
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+root=$PWD
+
+DURATION=${DURATION:-5}
+SYSTEMS=${SYSTEMS-"raw x0tta6bl4 wireguard-go nebula yggdrasil"}
+CHAIN_SYSTEMS=${CHAIN_SYSTEMS-"x0tta6bl4 yggdrasil"}
+CHAIN=${CHAIN:-1}
+MTU=${MTU:-1420}      # tunnel MTU for wireguard-go and Nebula (Yggdrasil keeps its default)
+# x0tta6bl4 uses one MTU for every destination, and a packet to a non-neighbour carries two session
+# layers plus the routed header (100 bytes): 1500 - 28 (IPv4, UDP) - 100 = 1372 fits the veth unfragmented.
+X6_MTU=${X6_MTU:-1372}
+UDP_LEN=1200          # UDP datagram size; fits every tunnel's MTU
+
+die() { echo "throughput.sh: $*" >&2; exit 1; }
+log() { echo "[$(date +%T)] $*" >&2; }
+
+[ "$(id -u)" = 0 ] || die "run as root (sudo $0)"
+[ -e /dev/net/tun ] || die "needs /dev/net/tun"
+
+# ---------------------------------------------------------------------------------------------------
+# Packages: the peers come from Debian; nothing of theirs is copied into the repository.
+if [ -z "${NO_APT:-}" ]; then
+  pkgs=(iperf3 iproute2 iputils-ping jq procps wireguard-go wireguard-tools nebula yggdrasil)
+  missing=()
+  for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get update -qq >/dev/null 2>&1 || log "apt-get update failed; trying the install anyway"
+    for p in "${missing[@]}"; do
+      if apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+        timeout 300 apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 || log "WARNING: apt-get install $p failed"
+      else
+        log "WARNING: package $p is not available from apt; its system is skipped"
+      fi
+    done
+  fi
+fi
+for t in iperf3 ip jq ping; do command -v $t >/dev/null || die "$t is missing"; done
+[ -n "${X6_BIN:-}" ] || command -v go >/dev/null || die "go is missing"
+
+tmp=$(mktemp -d /tmp/x6bench.XXXXXX)
+P="xb$$"   # namespace and interface prefix, unique per run
+declare -a PIDS=()
+
+cleanup() {
+  set +e
+  [ -f "$tmp/pids" ] && mapfile -t -O "${#PIDS[@]}" PIDS <"$tmp/pids"
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  sleep 0.3
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  for ns in $(ip netns list | awk '{print $1}' | grep "^${P}" ); do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del "$ns"
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -n "${X6_BIN:-}" ]; then
+  X6=$X6_BIN   # a binary built beforehand
+else
+  log "building x0tta6bl4"
+  GOTOOLCHAIN=auto go build -o "$tmp/x0tta6bl4" ./cmd/x0tta6bl4 || die "go build failed"
+  X6=$tmp/x0tta6bl4
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Namespaces. netns NAME creates $P$NAME; link A B K joins them with a veth, 10.201.K.1 / 10.201.K.2.
+ns() { echo "$P$1"; }
+mkns() { ip netns add "$(ns "$1")"; ip -n "$(ns "$1")" link set lo up; }
+link() {
+  local a=$1 b=$2 k=$3
+  ip link add "${P}l${k}a" type veth peer name "${P}l${k}b"
+  ip link set "${P}l${k}a" netns "$(ns "$a")" name "u${k}"
+  ip link set "${P}l${k}b" netns "$(ns "$b")" name "u${k}"
+  ip -n "$(ns "$a")" addr add "10.201.$k.1/24" dev "u$k"
+  ip -n "$(ns "$b")" addr add "10.201.$k.2/24" dev "u$k"
+  ip -n "$(ns "$a")" link set "u$k" up
+  ip -n "$(ns "$b")" link set "u$k" up
+}
+topology() { # topology 2|3
+  local n
+  for n in a b c; do ip netns del "$(ns $n)" 2>/dev/null || true; done
+  mkns a; mkns b; link a b 1
+  if [ "$1" = 3 ]; then mkns c; link b c 2; fi
+}
+teardown() {
+  [ -f "$tmp/pids" ] && mapfile -t -O "${#PIDS[@]}" PIDS <"$tmp/pids" && rm -f "$tmp/pids"
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  PIDS=()
+  local n
+  for n in a b c; do
+    ip netns pids "$(ns $n)" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$(ns $n)" 2>/dev/null || true; done
+}
+bg() { # bg NS LOG CMD... : start a daemon in a namespace, record its pid
+  local n=$1 logf=$2; shift 2
+  ip netns exec "$(ns "$n")" "$@" >"$logf" 2>&1 &
+  PIDS+=($!)
+  echo $! >>"$tmp/pids"   # for the parent's teardown when a system's subshell fails
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Measurements. Results go to $tmp/res/<key>/<field>.
+put() { mkdir -p "$tmp/res/$1"; echo "$3" >"$tmp/res/$1/$2"; }
+get() { cat "$tmp/res/$1/$2" 2>/dev/null || echo "n/a"; }
+
+cpu_ticks() { # total utime+stime of the recorded daemons
+  local s=0 pid
+  for pid in "${PIDS[@]}"; do
+    [ -r /proc/$pid/stat ] || continue
+    s=$((s + $(awk '{print $14+$15}' /proc/$pid/stat)))
+  done
+  echo $s
+}
+rss_kb() {
+  local s=0 pid
+  for pid in "${PIDS[@]}"; do
+    [ -r /proc/$pid/status ] || continue
+    s=$((s + $(awk '/^VmRSS/{print $2}' /proc/$pid/status)))
+  done
+  echo $s
+}
+
+wait_ping() { # wait_ping FROM ADDR SECONDS
+  local end=$((SECONDS + $3))
+  while [ $SECONDS -lt $end ]; do
+    ip netns exec "$(ns "$1")" ping -c1 -W1 "$2" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+iperf() { # iperf FROM TO ADDR ARGS... : prints the client's JSON
+  local from=$1 to=$2 addr=$3; shift 3
+  ip netns exec "$(ns "$to")" timeout $((DURATION + 20)) iperf3 -s -1 >/dev/null 2>&1 &
+  local srv=$!
+  sleep 0.3
+  timeout $((DURATION + 15)) ip netns exec "$(ns "$from")" iperf3 -c "$addr" -t "$DURATION" -J "$@" || true
+  wait $srv 2>/dev/null || true
+}
+
+gbit() { if [ -n "$1" ]; then printf '%.2f' "$1"; else echo "n/a"; fi; }
+
+measure() { # measure KEY FROM TO ADDR
+  local key=$1 from=$2 to=$3 addr=$4 j t0 c0 c1 g
+  local hz; hz=$(getconf CLK_TCK)
+  put "$key" rss_idle "$(( $(rss_kb) / 1024 ))"
+  # ping first, on an idle tunnel
+  local p; p=$(ip netns exec "$(ns "$from")" ping -c 50 -i 0.02 -q "$addr" 2>/dev/null | awk -F/ '/^rtt|^round-trip/{print $5}' || true)
+  put "$key" rtt "${p:-n/a}"
+  # TCP, one stream; CPU of the daemons over the test
+  c0=$(cpu_ticks); t0=$(date +%s.%N)
+  j=$(iperf "$from" "$to" "$addr")
+  c1=$(cpu_ticks)
+  g=$(jq -r '.end.sum_received.bits_per_second // empty | . / 1e9' <<<"$j" 2>/dev/null || true)
+  put "$key" tcp1 "$(gbit "$g")"
+  if [ -n "$g" ] && [ "${#PIDS[@]}" -gt 0 ]; then
+    put "$key" cpu "$(awk -v c=$((c1 - c0)) -v hz="$hz" -v t0="$t0" -v t1="$(date +%s.%N)" -v g="$g" \
+      'BEGIN{ if (g>0) printf "%.2f", (c/hz)/(t1-t0)/g; else print "n/a" }')"
+  fi
+  # TCP, four streams; RSS sampled under load
+  ( sleep $((DURATION / 2 + 1)); rss_kb >"$tmp/rss_load" ) &
+  local sampler=$!
+  j=$(iperf "$from" "$to" "$addr" -P 4)
+  wait $sampler 2>/dev/null || true
+  put "$key" rss_load "$(( $(cat "$tmp/rss_load" 2>/dev/null || echo 0) / 1024 ))"
+  g=$(jq -r '.end.sum_received.bits_per_second // empty | . / 1e9' <<<"$j" 2>/dev/null || true)
+  put "$key" tcp4 "$(gbit "$g")"
+  # UDP, as fast as the sender goes; goodput at the receiver
+  j=$(iperf "$from" "$to" "$addr" -u -b 0 -l $UDP_LEN)
+  g=$(jq -r '.end.sum | select(.seconds > 0) | (.packets - .lost_packets) * '$UDP_LEN' * 8 / .seconds / 1e9' <<<"$j" 2>/dev/null || true)
+  put "$key" udp "$(gbit "$g")"
+  local loss; loss=$(jq -r '.end.sum.lost_percent // empty' <<<"$j" 2>/dev/null || true)
+  [ -n "$loss" ] && put "$key" udp_loss "$(printf '%.0f' "$loss")"
+  [ "${#PIDS[@]}" -gt 0 ] || { put "$key" rss_idle "-"; put "$key" rss_load "-"; put "$key" cpu "-"; }
+  log "$key: tcp1 $(get "$key" tcp1) tcp4 $(get "$key" tcp4) udp $(get "$key" udp) Gbit/s, rtt $(get "$key" rtt) ms"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Systems. setup_<system> N starts it on the topology of N nodes and sets DST (the address of the last
+# node as seen from a).
+
+setup_raw() {
+  [ "$1" = 2 ] || die "raw: single hop only"
+  DST=10.201.1.2
+}
+
+setup_x0tta6bl4() {
+  local n=$1 d=$tmp/x6 i
+  local names=(a b c)
+  rm -rf "$d"; mkdir -p "$d"
+  "$X6" ca init --dir "$d/ca" --trust-domain bench.test --groups bench >/dev/null
+  for ((i = 0; i < n; i++)); do
+    local me=${names[$i]}
+    "$X6" ca issue --dir "$d/ca" --name "$me" --groups bench --out "$d" >/dev/null
+  done
+  for ((i = 0; i < n; i++)); do
+    local me=${names[$i]}
+    {
+      echo "key: $me.key"; echo "cert: $me.crt"; echo "ca: [ca/ca.crt]"; echo "listen: 0.0.0.0:7946"
+      echo "admin_socket: $me.sock"; echo "log_level: info"
+      echo "device: {mode: tun, name: x6, mtu: $X6_MTU}"
+      if [ "$i" -gt 0 ]; then echo "peers:"; echo "  - {address: 10.201.$i.1:7946, cert: ${names[$((i - 1))]}.crt}"; fi
+      echo "firewall:"
+      echo "  inbound: [{proto: any, port: any, group: bench}]"
+      echo "  outbound: [{proto: any, port: any, group: bench}]"
+    } >"$d/$me.yaml"
+  done
+  for ((i = 0; i < n; i++)); do
+    bg "${names[$i]}" "$d/${names[$i]}.log" "$X6" node --config "$d/${names[$i]}.yaml"
+    sleep 0.2
+  done
+  local last=${names[$((n - 1))]}
+  for _ in $(seq 100); do
+    DST=$(ip -n "$(ns "$last")" -6 addr show dev x6 scope global 2>/dev/null | awk '/inet6 fd74/{print $2}' | cut -d/ -f1)
+    [ -n "$DST" ] && break; sleep 0.1
+  done
+  [ -n "$DST" ] || die "x0tta6bl4: no overlay address on $last"
+  # link handshake latency: "node starting" to "link up" in b's log (b dials a)
+  for _ in $(seq 100); do grep -q 'link up' "$d/b.log" && break; sleep 0.1; done
+  local t0 t1
+  t0=$(grep -m1 'node starting' "$d/b.log" | sed -n 's/^time=\([^ ]*\).*/\1/p')
+  t1=$(grep -m1 'link up' "$d/b.log" | sed -n 's/^time=\([^ ]*\).*/\1/p')
+  if [ -n "$t0" ] && [ -n "$t1" ]; then
+    HANDSHAKE=$(awk -v a="$(date -d "$t0" +%s.%N)" -v b="$(date -d "$t1" +%s.%N)" 'BEGIN{printf "%.1f", (b-a)*1000}')
+  fi
+}
+
+setup_wireguard-go() {
+  [ "$1" = 2 ] || die "wireguard-go: single hop only here"
+  local d=$tmp/wg; rm -rf "$d"; mkdir -p "$d"
+  umask 077
+  for x in a b; do wg genkey >"$d/$x.key"; wg pubkey <"$d/$x.key" >"$d/$x.pub"; done
+  for i in 1 2; do
+    local me=a other=b; [ $i = 2 ] && me=b other=a
+    local oi=$((3 - i))
+    bg "$me" "$d/$me.log" env WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1 wireguard-go -f "wg$me"
+    for _ in $(seq 50); do ip -n "$(ns $me)" link show "wg$me" >/dev/null 2>&1 && break; sleep 0.1; done
+    ip netns exec "$(ns $me)" wg set "wg$me" private-key "$d/$me.key" listen-port 51820 \
+      peer "$(cat "$d/$other.pub")" allowed-ips "10.202.0.$oi/32" endpoint "10.201.1.$oi:51820"
+    ip -n "$(ns $me)" addr add "10.202.0.$i/24" dev "wg$me"
+    ip -n "$(ns $me)" link set "wg$me" mtu "$MTU" up
+  done
+  DST=10.202.0.2
+}
+
+setup_nebula() {
+  [ "$1" = 2 ] || die "nebula: single hop only here"
+  local d=$tmp/nebula; rm -rf "$d"; mkdir -p "$d"
+  (cd "$d" && nebula-cert ca -name bench -out-crt ca.crt -out-key ca.key >/dev/null)
+  for i in 1 2; do
+    local me=a; [ $i = 2 ] && me=b
+    local oi=$((3 - i))
+    (cd "$d" && nebula-cert sign -ca-crt ca.crt -ca-key ca.key -name "$me" -ip "10.203.0.$i/24" -out-crt "$me.crt" -out-key "$me.key" >/dev/null)
+    cat >"$d/$me.yml" <<EOF
+pki: {ca: $d/ca.crt, cert: $d/$me.crt, key: $d/$me.key}
+static_host_map: {"10.203.0.$oi": ["10.201.1.$oi:4242"]}
+lighthouse: {am_lighthouse: false, interval: 60, hosts: []}
+listen: {host: 0.0.0.0, port: 4242}
+punchy: {punch: false}
+tun: {disabled: false, dev: neb0, drop_local_broadcast: false, drop_multicast: false, tx_queue: 500, mtu: $MTU}
+logging: {level: warning, format: text}
+firewall:
+  outbound: [{port: any, proto: any, host: any}]
+  inbound: [{port: any, proto: any, host: any}]
+EOF
+    bg "$me" "$d/$me.log" nebula -config "$d/$me.yml"
+  done
+  DST=10.203.0.2
+}
+
+setup_yggdrasil() {
+  local n=$1 d=$tmp/ygg i me
+  local names=(a b c)
+  rm -rf "$d"; mkdir -p "$d"
+  for ((i = 0; i < n; i++)); do
+    local listen peers='[]'
+    me=${names[$i]}
+    # b listens on its links; a and c dial b (on the 2-node topology a listens and b dials)
+    if [ "$n" = 2 ]; then
+      if [ $i = 0 ]; then listen='["tcp://10.201.1.1:12345"]'; else listen='[]'; peers='["tcp://10.201.1.1:12345"]'; fi
+    else
+      case $me in
+        a) listen='[]'; peers='["tcp://10.201.1.2:12345"]' ;;
+        b) listen='["tcp://10.201.1.2:12345","tcp://10.201.2.1:12345"]' ;;
+        c) listen='[]'; peers='["tcp://10.201.2.1:12345"]' ;;
+      esac
+    fi
+    yggdrasil -genconf -json | jq --argjson l "$listen" --argjson p "$peers" \
+      '.Listen=$l | .Peers=$p | .IfName="ygg0" | .AdminListen="none" | .MulticastInterfaces=[] | .InterfacePeers={}' \
+      >"$d/$me.conf"
+  done
+  # listeners first: a refused dial is retried only after a back-off
+  local order="a b"; [ "$n" = 3 ] && order="b a c"
+  for me in $order; do
+    bg "$me" "$d/$me.log" yggdrasil -useconffile "$d/$me.conf" -logto stdout
+    sleep 0.3
+  done
+  local last=${names[$((n - 1))]}
+  DST=$(yggdrasil -useconffile "$d/$last.conf" -address)
+}
+
+# run_system SYSTEM N KEY : set up, measure a -> last, tear down. Runs in a subshell so that one
+# system's failure is reported and the others still run.
+run_system() {
+  local sys=$1 n=$2 key=$3 last=b
+  [ "$n" = 3 ] && last=c
+  log "== $sys ($n nodes)"
+  topology "$n"
+  DST="" HANDSHAKE=""
+  "setup_$sys" "$n"
+  [ -n "$DST" ] || die "$sys: no destination address"
+  local t0; t0=$(date +%s%N)
+  wait_ping a "$DST" 30 || { tail -n 20 "$tmp"/*/*.log 2>/dev/null >&2 || true; die "$sys: $DST unreachable after 30 s"; }
+  put "$key" up "$(( ($(date +%s%N) - t0) / 1000000 ))"
+  [ -n "$HANDSHAKE" ] && put "$key" handshake "$HANDSHAKE"
+  sleep 0.5
+  measure "$key" a "$last" "$DST"
+  if [ -n "${DEBUG_STATS:-}" ]; then # drops and retransmissions per namespace, for diagnosis
+    for x in a b c; do
+      ip netns list | grep -q "^$(ns $x)\b" || continue
+      echo "--- $key $x: $(ip netns exec "$(ns $x)" nstat -az 2>/dev/null | awk '$2>0 && /UdpRcvbufErrors|UdpSndbufErrors|UdpInErrors|TcpRetransSegs|TCPLostRetransmit|IpReasmFails/{printf "%s=%s ", $1, $2}')" >&2
+      ip -n "$(ns $x)" -s link 2>/dev/null | awk '/^[0-9]+:/{d=$2} /dropped/{getline; if ($4+0>0) printf "    %s dropped %s\n", d, $4}' >&2
+    done
+  fi
+  teardown
+}
+
+for sys in $SYSTEMS; do
+  set +e
+  ( set -e; run_system "$sys" 2 "$sys" )
+  rc=$?
+  set -e
+  [ $rc = 0 ] || { log "WARNING: $sys failed (exit $rc); its row says n/a"; teardown; }
+done
+if [ "$CHAIN" = 1 ]; then
+  for sys in $CHAIN_SYSTEMS; do
+    set +e
+    ( set -e; run_system "$sys" 3 "chain-$sys" )
+    rc=$?
+    set -e
+    [ $rc = 0 ] || { log "WARNING: chain $sys failed (exit $rc)"; teardown; }
+  done
+fi
+
+# ---------------------------------------------------------------------------------------------------
+ratio() { # ratio OURS THEIRS
+  awk -v a="$1" -v b="$2" 'BEGIN{ if (a+0 > 0 && b+0 > 0) printf "%.2fx", a/b; else print "-" }'
+}
+ver() {
+  case $1 in
+    raw) echo "veth" ;;
+    x0tta6bl4) if [ -n "${X6_BIN:-}" ]; then echo "X6_BIN"; else (cd "$root" && git describe --always --dirty 2>/dev/null) || echo "?"; fi ;;
+    wireguard-go) dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null ;;
+    nebula) dpkg-query -W -f '${Version}' nebula 2>/dev/null ;;
+    yggdrasil) dpkg-query -W -f '${Version}' yggdrasil 2>/dev/null ;;
+  esac
+}
+table() { # table SECTION_TITLE PREFIX SYSTEMS...
+  local title=$1 prefix=$2; shift 2
+  local us=${prefix}x0tta6bl4
+  echo
+  echo "$title"
+  printf '%-22s %-16s %7s %7s %7s %6s %8s %9s %7s | %-23s\n' system version "TCPx1" "TCPx4" "UDP" "loss%" "RTT ms" "RSS MiB" "CPU/G" "x0tta6bl4 ratio x1/x4/UDP"
+  printf '%-22s %-16s %7s %7s %7s %6s %8s %9s %7s | %-23s\n' "" "" "Gbit/s" "Gbit/s" "Gbit/s" "" "avg" "idle/load" "cores" ""
+  for s in "$@"; do
+    local k=$prefix$s r="-"
+    [ -d "$tmp/res/$k" ] || { printf '%-22s %-16s %7s\n' "$s" "$(ver "$s" | cut -c1-16)" "failed/not run"; continue; }
+    if [ "$k" != "$us" ]; then
+      r="$(ratio "$(get "$us" tcp1)" "$(get "$k" tcp1)") / $(ratio "$(get "$us" tcp4)" "$(get "$k" tcp4)") / $(ratio "$(get "$us" udp)" "$(get "$k" udp)")"
+    fi
+    printf '%-22s %-16s %7s %7s %7s %6s %8s %9s %7s | %-23s\n' "$s" "$(ver "$s" | cut -c1-16)" \
+      "$(get "$k" tcp1)" "$(get "$k" tcp4)" "$(get "$k" udp)" "$(get "$k" udp_loss)" "$(get "$k" rtt)" \
+      "$(get "$k" rss_idle)/$(get "$k" rss_load)" "$(get "$k" cpu)" "$r"
+  done
+}
+
+{
+  echo
+  echo "x0tta6bl4 data-plane comparison — $(date -u +'%Y-%m-%d %H:%M UTC'), $(nproc) cores, kernel $(uname -r), ${DURATION}s per test, tunnel MTU $MTU (x0tta6bl4: $X6_MTU, Yggdrasil: its default)"
+  table "Single hop (A -> B over one veth)" "" $SYSTEMS
+  if [ "$CHAIN" = 1 ]; then
+    table "3-node chain (A -> B -> C, B relays)" "chain-" $CHAIN_SYSTEMS
+  fi
+  echo
+  echo "x0tta6bl4 link handshake (b start -> link up, over the veth): $(get x0tta6bl4 handshake) ms;" \
+    "first ping reply after start: $(get x0tta6bl4 up) ms single hop, $(get chain-x0tta6bl4 up) ms chain (includes the end-to-end handshake)"
+  for s in $CHAIN_SYSTEMS; do
+    awk -v s="$s" -v a="$(get "$s" rtt)" -v b="$(get "chain-$s" rtt)" -v r="$(get raw rtt)" \
+      'BEGIN{ if (a+0>0 && b+0>0) printf "%s: RTT %.3f ms single hop (%+.3f ms over raw veth), %.3f ms chain: %+.3f ms per added hop\n", s, a, a-r, b, b-a }'
+  done
+  echo "CPU/G: daemons' CPU (cores, both ends, during TCPx1) per Gbit/s of goodput. RSS: daemons' total."
+}
