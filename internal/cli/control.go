@@ -243,14 +243,7 @@ func ctlRevoke(e *env, args []string) error {
 	if err := parse(fs, args, 1); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.Revoke(ctx, fs.Arg(0))
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.RevokeResponse, error) { return a.Revoke(ctx, fs.Arg(0)) })
 	if err != nil {
 		return err
 	}
@@ -269,15 +262,11 @@ func ctlTokenCreate(e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
-		TTLSeconds: int64(*ttl / time.Second), CertTTLSeconds: int64(*certTTL / time.Second), Description: *desc})
+	req := api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
+		TTLSeconds: int64(*ttl / time.Second), CertTTLSeconds: int64(*certTTL / time.Second), Description: *desc}
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenCreated, error) {
+		return a.CreateJoinToken(ctx, req)
+	})
 	if err != nil {
 		return err
 	}
@@ -291,14 +280,7 @@ func ctlTokenList(e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.JoinTokens(ctx)
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenList, error) { return a.JoinTokens(ctx) })
 	if err != nil {
 		return err
 	}
@@ -308,6 +290,20 @@ func ctlTokenList(e *env, args []string) error {
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%q\n", t.Prefix, dash(t.NodeName), dash(strings.Join(t.Groups, ",")), t.ExpiresAt.Format(time.RFC3339), dash(t.UsedBy), t.Description)
 		}
 	})
+}
+
+// query runs one call against the control plane's API with the command's connection settings and
+// its time limit.
+func query[T any](e *env, c *ctlConn, call func(context.Context, *client.API) (T, error)) (T, error) {
+	var zero T
+	a, err := c.api()
+	if err != nil {
+		return zero, err
+	}
+	defer a.Close()
+	ctx, cancel := withTimeout(e)
+	defer cancel()
+	return call(ctx, a)
 }
 
 func dash(s string) string {
@@ -322,14 +318,7 @@ func ctlNodes(e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.Nodes(ctx)
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.NodeList, error) { return a.Nodes(ctx) })
 	if err != nil {
 		return err
 	}
@@ -346,14 +335,7 @@ func ctlStatus(e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.MeshStatus(ctx)
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.MeshStatus, error) { return a.MeshStatus(ctx) })
 	if err != nil {
 		return err
 	}
@@ -390,14 +372,9 @@ func ctlUserAdd(e *env, args []string) error {
 			return err
 		}
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	u, err := a.CreateUser(ctx, api.RegisterRequest{Username: *name, Password: pw, Role: *role})
+	u, err := query(e, c, func(ctx context.Context, a *client.API) (*api.User, error) {
+		return a.CreateUser(ctx, api.RegisterRequest{Username: *name, Password: pw, Role: *role})
+	})
 	if err != nil {
 		return err
 	}
@@ -409,14 +386,7 @@ func ctlUsers(e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.Users(ctx)
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.UserList, error) { return a.Users(ctx) })
 	if err != nil {
 		return err
 	}
@@ -439,14 +409,9 @@ func ctlKeyCreate(e *env, args []string) error {
 	if err := required(fs, "name", *name); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	k, err := a.CreateAPIKey(ctx, api.CreateAPIKeyRequest{Name: *name, Role: *role, ExpiresInSeconds: int64(*exp / time.Second)})
+	k, err := query(e, c, func(ctx context.Context, a *client.API) (*api.APIKeyCreated, error) {
+		return a.CreateAPIKey(ctx, api.CreateAPIKeyRequest{Name: *name, Role: *role, ExpiresInSeconds: int64(*exp / time.Second)})
+	})
 	if err != nil {
 		return err
 	}
@@ -461,14 +426,7 @@ func ctlKeys(e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.APIKeys(ctx, *all)
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.APIKeyList, error) { return a.APIKeys(ctx, *all) })
 	if err != nil {
 		return err
 	}
@@ -492,14 +450,7 @@ func ctlAudit(e *env, args []string) error {
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	a, err := c.api()
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	ctx, cancel := withTimeout(e)
-	defer cancel()
-	res, err := a.Audit(ctx, *limit)
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.AuditList, error) { return a.Audit(ctx, *limit) })
 	if err != nil {
 		return err
 	}
