@@ -26,6 +26,7 @@ type File struct {
 	CRL         string          `yaml:"crl,omitempty"`
 	Listen      string          `yaml:"listen"`
 	AdminSocket string          `yaml:"admin_socket,omitempty"`
+	Metrics     string          `yaml:"metrics_listen,omitempty"` // host:port for Prometheus; empty: off
 	Device      DeviceFile      `yaml:"device,omitempty"`
 	Peers       []PeerFile      `yaml:"peers,omitempty"`
 	Discovery   []string        `yaml:"discovery,omitempty"` // interfaces for LAN discovery
@@ -155,6 +156,7 @@ func (f *File) options() (Options, error) {
 		return o, fmt.Errorf("listen %q: want ip:port: %w", listen, err)
 	}
 	o.AdminSocket = f.AdminSocket
+	o.MetricsListen = f.Metrics
 	o.Device, o.DeviceName, o.MTU = DeviceMode(f.Device.Mode), f.Device.Name, f.Device.MTU
 	for i, p := range f.Peers {
 		addr, err := netip.ParseAddrPort(p.Address)

@@ -338,6 +338,7 @@ func (n *Node) rebuildFIBLocked() {
 		}
 	}
 	n.fib.Store(f)
+	n.stats.routeChanges.Add(1)
 }
 
 // UpdateCRL installs a newer revocation list, spreads it to every neighbour and drops the sessions of

@@ -48,11 +48,12 @@ type Node struct {
 	pingID         uint16
 	closed         bool
 
-	fib      atomic.Pointer[fib] // read on the packet path
-	e2eByDst sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
-	stats    counters
-	done     chan struct{}
-	wg       sync.WaitGroup
+	fib         atomic.Pointer[fib] // read on the packet path
+	metricsAddr atomic.Value        // string, once the metrics listener runs
+	e2eByDst    sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
+	stats       counters
+	done        chan struct{}
+	wg          sync.WaitGroup
 }
 
 // fib is the forwarding table: for every reachable node, the neighbour to hand its packets to.
@@ -164,6 +165,14 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.startDiscovery(n.opts.Discovery); err != nil {
 		n.Close()
 		return err
+	}
+	if n.opts.MetricsListen != "" {
+		m, err := n.serveMetrics(n.opts.MetricsListen)
+		if err != nil {
+			n.Close()
+			return err
+		}
+		defer m.close()
 	}
 	var admin *adminServer
 	if n.opts.AdminSocket != "" {

@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,11 +70,20 @@ func testLogger(t *testing.T) *slog.Logger {
 // start starts node name with links to the given already-started peers.
 func (m *testMesh) start(name string, device DeviceMode, peers ...string) *Node {
 	m.t.Helper()
+	return m.startWith(name, device, nil, peers...)
+}
+
+// startWith is start with a last change to the options.
+func (m *testMesh) startWith(name string, device DeviceMode, mod func(*Options), peers ...string) *Node {
+	m.t.Helper()
 	opts := Options{Key: m.keys[name], Cert: m.certs[name], CA: []*meshca.Certificate{m.ca.Certificate()},
 		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Device: device, Firewall: allowAll, Logger: testLogger(m.t),
 		ProbeInterval: 100 * time.Millisecond, DeadAfter: 400 * time.Millisecond, TickInterval: 20 * time.Millisecond}
 	for _, p := range peers {
 		opts.Peers = append(opts.Peers, Peer{Addr: m.nodes[p].UDPAddr(), Cert: m.certs[p]})
+	}
+	if mod != nil {
+		mod(&opts)
 	}
 	n, err := New(opts)
 	if err != nil {
@@ -250,5 +262,39 @@ func TestFirewallReload(t *testing.T) {
 	}
 	if _, err := m.ping("a", "b"); err != nil {
 		t.Fatalf("ping after restoring the rules: %v", err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	m := newTestMesh(t, "a", "b")
+	a := m.startWith("a", DeviceNone, func(o *Options) { o.MetricsListen = "127.0.0.1:0" })
+	m.start("b", DeviceNone, "a")
+	m.waitRoute("a", "b", 1, 10*time.Second)
+	if _, err := m.pingUntil("a", "b", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + a.MetricsAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(b)
+	for _, want := range []string{
+		`x0tta6bl4_link_up{peer="b"} 1`,
+		`x0tta6bl4_link_rtt_seconds{peer="b"}`,
+		`x0tta6bl4_link_loss_ratio{peer="b"}`,
+		`x0tta6bl4_node_ip_packets_total{event="sent"} 1`,
+		`x0tta6bl4_node_drops_total{reason="spoofed"} 0`,
+		`x0tta6bl4_node_mesh_nodes{state="reachable"}`,
+		`x0tta6bl4_node_route_changes_total`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
 	}
 }

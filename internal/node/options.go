@@ -46,7 +46,8 @@ type Options struct {
 	Discovery []string // interfaces to find neighbours on by link-local multicast (opt-in)
 	Firewall  firewall.Config
 
-	AdminSocket string // unix socket path for status/peers/routes/ping; empty: none
+	AdminSocket   string // unix socket path for status/peers/routes/ping; empty: none
+	MetricsListen string // host:port for Prometheus metrics at /metrics (plain HTTP); empty: none
 
 	ProbeInterval time.Duration // link probes, default 150 ms
 	DeadAfter     time.Duration // link down after this much silence, default 600 ms

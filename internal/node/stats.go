@@ -13,6 +13,7 @@ type counters struct {
 	dropAuth, dropMalformed      atomic.Uint64
 	dropQueueFull, dropNoSession atomic.Uint64
 	dropNotOverlay               atomic.Uint64 // from the device but not from our overlay address
+	routeChanges                 atomic.Uint64 // forwarding table rebuilds
 	handshakeErrors              atomic.Uint64
 }
 
@@ -25,6 +26,7 @@ type Stats struct {
 	DropAuth, DropMalformed                uint64
 	DropQueueFull, DropNoSession           uint64
 	DropNotOverlay                         uint64
+	RouteChanges                           uint64
 	HandshakeErrors                        uint64
 }
 
@@ -37,5 +39,6 @@ func (c *counters) snapshot() Stats {
 		DropAuth: c.dropAuth.Load(), DropMalformed: c.dropMalformed.Load(),
 		DropQueueFull: c.dropQueueFull.Load(), DropNoSession: c.dropNoSession.Load(),
 		DropNotOverlay: c.dropNotOverlay.Load(), HandshakeErrors: c.handshakeErrors.Load(),
+		RouteChanges: c.routeChanges.Load(),
 	}
 }

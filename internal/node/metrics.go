@@ -1,0 +1,121 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// The node exports its telemetry in the Prometheus text format on metrics_listen (plain HTTP; bind
+// it to loopback or a management network). The values are read from the node at scrape time, so
+// the packet path pays nothing for them. The same per-link figures (RTT, jitter, loss) are what
+// routing's costs and the anomaly detector's features are built from.
+
+var (
+	descPackets   = prometheus.NewDesc("x0tta6bl4_node_udp_packets_total", "UDP datagrams by direction.", []string{"direction"}, nil)
+	descBytes     = prometheus.NewDesc("x0tta6bl4_node_udp_bytes_total", "UDP payload bytes by direction.", []string{"direction"}, nil)
+	descIP        = prometheus.NewDesc("x0tta6bl4_node_ip_packets_total", "Overlay IPv6 packets: sent from the device, delivered to it, forwarded for others.", []string{"event"}, nil)
+	descDrops     = prometheus.NewDesc("x0tta6bl4_node_drops_total", "Packets dropped, by reason.", []string{"reason"}, nil)
+	descHSErrors  = prometheus.NewDesc("x0tta6bl4_node_handshake_errors_total", "Handshake packets refused or failed.", nil, nil)
+	descRouteChg  = prometheus.NewDesc("x0tta6bl4_node_route_changes_total", "Times the forwarding table was rebuilt because routes or links changed.", nil, nil)
+	descNodes     = prometheus.NewDesc("x0tta6bl4_node_mesh_nodes", "Nodes in the link-state database, and how many are reachable.", []string{"state"}, nil)
+	descRoutes    = prometheus.NewDesc("x0tta6bl4_node_routes", "Entries of the forwarding table.", nil, nil)
+	descE2E       = prometheus.NewDesc("x0tta6bl4_node_e2e_sessions", "End-to-end sessions.", nil, nil)
+	descLinkUp    = prometheus.NewDesc("x0tta6bl4_link_up", "1 if the link to the neighbour is up.", []string{"peer"}, nil)
+	descLinkRTT   = prometheus.NewDesc("x0tta6bl4_link_rtt_seconds", "Smoothed round-trip time to the neighbour.", []string{"peer"}, nil)
+	descLinkJit   = prometheus.NewDesc("x0tta6bl4_link_jitter_seconds", "Smoothed round-trip time variation to the neighbour.", []string{"peer"}, nil)
+	descLinkLoss  = prometheus.NewDesc("x0tta6bl4_link_loss_ratio", "Fraction of recent probes to the neighbour that went unanswered.", []string{"peer"}, nil)
+	descLinkQuiet = prometheus.NewDesc("x0tta6bl4_link_silence_seconds", "Time since the neighbour was last heard.", []string{"peer"}, nil)
+)
+
+type collector struct{ n *Node }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descHSErrors, descRouteChg,
+		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet} {
+		ch <- d
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.n.Status()
+	s := st.Stats
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(descPackets, s.RxPackets, "rx")
+	counter(descPackets, s.TxPackets, "tx")
+	counter(descBytes, s.RxBytes, "rx")
+	counter(descBytes, s.TxBytes, "tx")
+	counter(descIP, s.Sent, "sent")
+	counter(descIP, s.Delivered, "delivered")
+	counter(descIP, s.Forwarded, "forwarded")
+	for reason, v := range map[string]uint64{
+		"no_route": s.DropNoRoute, "hop_limit": s.DropHopLimit, "firewall": s.DropFirewall, "spoofed": s.DropSpoofed,
+		"auth": s.DropAuth, "malformed": s.DropMalformed, "queue_full": s.DropQueueFull, "no_session": s.DropNoSession,
+		"not_overlay": s.DropNotOverlay,
+	} {
+		counter(descDrops, v, reason)
+	}
+	counter(descHSErrors, s.HandshakeErrors)
+	counter(descRouteChg, s.RouteChanges)
+	gauge(descNodes, float64(st.Nodes), "known")
+	gauge(descNodes, float64(st.Reachable), "reachable")
+	gauge(descRoutes, float64(len(c.n.Routes())))
+	gauge(descE2E, float64(st.E2E))
+	for _, p := range c.n.Peers() {
+		up := 0.0
+		if p.Up {
+			up = 1
+		}
+		gauge(descLinkUp, up, p.Name)
+		gauge(descLinkRTT, p.RTT.Seconds(), p.Name)
+		gauge(descLinkJit, p.Jitter.Seconds(), p.Name)
+		gauge(descLinkLoss, p.Loss, p.Name)
+		gauge(descLinkQuiet, p.Silence.Seconds(), p.Name)
+	}
+}
+
+type metricsServer struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+// serveMetrics starts the Prometheus endpoint at /metrics.
+func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	m := &metricsServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}}
+	go func() {
+		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Warn("metrics server", "err", err)
+		}
+	}()
+	n.metricsAddr.Store(ln.Addr().String())
+	return m, nil
+}
+
+func (m *metricsServer) close() { m.srv.Close() }
+
+// MetricsAddr is the address the Prometheus endpoint listens on, once Run has started it.
+func (n *Node) MetricsAddr() string {
+	if v, ok := n.metricsAddr.Load().(string); ok {
+		return v
+	}
+	return ""
+}
