@@ -423,6 +423,15 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // queryInt reads an optional non-negative integer query parameter.
+// pageQuery reads a list page's cursor (the named parameter) and limit.
+func pageQuery(r *http.Request, cursor string) (cur, limit int64, err error) {
+	if cur, err = queryInt(r, cursor, 1<<62); err != nil {
+		return 0, 0, err
+	}
+	limit, err = queryInt(r, "limit", store.MaxList)
+	return cur, limit, err
+}
+
 func queryInt(r *http.Request, name string, max int64) (int64, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {

@@ -242,12 +242,7 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 }
 
 func (s *Server) handleListUsers(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	after, err := queryInt(r, "after_id", 1<<62)
-	if err != nil {
-		badRequest(w, err.Error())
-		return
-	}
-	limit, err := queryInt(r, "limit", store.MaxList)
+	after, limit, err := pageQuery(r, "after_id")
 	if err != nil {
 		badRequest(w, err.Error())
 		return
@@ -479,12 +474,7 @@ func (s *Server) handleRevokeKey(w http.ResponseWriter, r *http.Request, rc *req
 }
 
 func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	before, err := queryInt(r, "before_id", 1<<62)
-	if err != nil {
-		badRequest(w, err.Error())
-		return
-	}
-	limit, err := queryInt(r, "limit", store.MaxList)
+	before, limit, err := pageQuery(r, "before_id")
 	if err != nil {
 		badRequest(w, err.Error())
 		return
