@@ -13,9 +13,12 @@ import (
 // device (with TUN offloads one TCP super-packet arrives already cut into MTU-sized segments), seals
 // each one in place in its read buffer and then into one contiguous UDP send buffer, and hands runs of
 // equal-sized datagrams for the same neighbour to the kernel in one sendmsg with UDP_SEGMENT (UDP
-// GSO). The receive loop reads with UDP_GRO, so one recvmsg returns up to 64 KiB of datagrams of one
+// GSO). A packet for a node that is not a neighbour is sealed end to end in place and leaves as a
+// transit packet: only its routed header is sealed again in the link session (docs/transport.md).
+// The receive loop reads with UDP_GRO, so one recvmsg returns up to 64 KiB of datagrams of one
 // size, opens each in place, and writes the delivered packets to the device as one batch (the TUN
-// device coalesces TCP segments, GRO). Relayed frames are resealed into the same kind of send batch.
+// device coalesces TCP segments, GRO). A relay opens a transit packet's header, seals it again for
+// the next link and copies the end-to-end packet behind it into the same kind of send batch.
 // Nothing on this path allocates; every buffer belongs to one loop goroutine.
 
 const (
@@ -56,7 +59,17 @@ func newTxBatch(n *Node) *txBatch {
 // add seals frame under the link session of t and queues the datagram; it flushes first when the
 // datagram cannot join the queued run. It reports whether the frame was sealed.
 func (b *txBatch) add(now time.Time, t *tunnel, frame []byte) bool {
-	size := len(frame) + session.MinPacketSize
+	return b.put(now, t, frame, nil)
+}
+
+// addTransit queues a transit packet (docs/transport.md): the routed header head sealed under the
+// link session of t, followed by the end-to-end packet inner, copied as it is.
+func (b *txBatch) addTransit(now time.Time, t *tunnel, head, inner []byte) bool {
+	return b.put(now, t, head, inner)
+}
+
+func (b *txBatch) put(now time.Time, t *tunnel, plain, inner []byte) bool {
+	size := len(plain) + len(inner) + session.MinPacketSize
 	if b.count > 0 && (t != b.t || size > b.seg || b.short || len(b.buf)+size > gsoMaxBytes ||
 		b.count >= gsoMaxSegments || !b.gso) {
 		b.flush(now)
@@ -68,7 +81,13 @@ func (b *txBatch) add(now time.Time, t *tunnel, frame []byte) bool {
 		}
 		b.t, b.seg = t, size
 	}
-	out, err := t.sess.Seal(b.buf, frame, now)
+	var out []byte
+	var err error
+	if inner == nil {
+		out, err = t.sess.Seal(b.buf, plain, now)
+	} else {
+		out, err = t.sess.SealTransit(b.buf, plain, inner, now)
+	}
 	if err != nil {
 		b.n.stats.dropNoSession.Add(1)
 		if b.count == 0 {

@@ -57,7 +57,7 @@ func (d *nullTun) wait(n uint64, within time.Duration) bool {
 
 // benchChain starts nodes 0 - 1 - ... - (count-1) on 127.0.0.1; the nodes given in withDev get a
 // nullTun. It returns when node 0 has a route to the last node.
-func benchChain(b *testing.B, count int, withDev ...int) ([]*Node, []*nullTun) {
+func benchChain(b testing.TB, count int, withDev ...int) ([]*Node, []*nullTun) {
 	b.Helper()
 	now := time.Now()
 	caKey, err := identity.GenerateSigningKey()

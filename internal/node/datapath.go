@@ -74,7 +74,7 @@ func (n *Node) sendBuffered(now time.Time, tx *txBatch, buf []byte, size int) {
 		if err == nil {
 			overlay.AppendRouted(buf[start:start], overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
 			t.lastSent.Store(now.UnixNano())
-			tx.add(now, e.nextHop, buf[start:start+overlay.RoutedHeaderSize+len(sealed)])
+			tx.addTransit(now, e.nextHop, buf[start:start+overlay.RoutedHeaderSize], sealed)
 			return
 		}
 	}
@@ -126,21 +126,21 @@ func (n *Node) sendPacket(now time.Time, pkt []byte) {
 	n.mu.Unlock()
 }
 
-// sendE2E seals pkt under the end-to-end session t and hands the routed frame to the next hop.
+// sendE2E seals pkt under the end-to-end session t and sends it to the next hop as a transit packet.
 func (n *Node) sendE2E(now time.Time, t *tunnel, pkt []byte) error {
 	e, ok := n.fib.Load().byAddr[t.addr]
 	if !ok {
 		n.stats.dropNoRoute.Add(1)
 		return nil // counted; queueing would not help
 	}
-	frame := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize+len(pkt)+session.HeaderSize+session.TagSize),
-		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
-	frame, err := t.sess.Seal(frame, pkt, now)
+	inner, err := t.sess.Seal(make([]byte, 0, len(pkt)+session.MinPacketSize), pkt, now)
 	if err != nil {
 		return err
 	}
 	t.lastSent.Store(now.UnixNano())
-	n.sendFrame(now, e.nextHop, frame)
+	head := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize),
+		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
+	n.sendTransit(now, e.nextHop, head, inner)
 	return nil
 }
 

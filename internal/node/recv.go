@@ -60,10 +60,67 @@ func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, rx
 		out, err := n.linkHS.Handle(now, from, pkt)
 		n.handleLinkOutputLocked(now, out, err)
 		n.mu.Unlock()
-	case 4:
+	case session.TypeData:
 		n.handleTransport(now, from, pkt, nil, rx)
+	case session.TypeTransit:
+		n.handleTransit(now, from, pkt, rx)
 	default:
 		n.stats.dropMalformed.Add(1)
+	}
+}
+
+// handleTransit opens the routed header of a transit packet from a neighbour (docs/transport.md) and
+// delivers the end-to-end packet behind it, or relays it one hop closer without touching it.
+func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx *rxBatch) {
+	h, err := session.ParseTransitHeader(pkt, overlay.RoutedHeaderSize)
+	if err != nil {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	t := n.idx.lookup(h.Receiver)
+	if t == nil || t.kind != kindLink {
+		n.stats.dropNoSession.Add(1)
+		return
+	}
+	head, inner, err := t.sess.OpenTransit(pkt, overlay.RoutedHeaderSize, now)
+	if err != nil {
+		n.stats.dropAuth.Add(1)
+		return
+	}
+	t.heard(now)
+	if from != t.remoteAddr() {
+		t.setRemote(from)
+	}
+	rh, err := overlay.ParseRoutedHeader(head)
+	if err != nil {
+		if errors.Is(err, overlay.ErrHopLimit) {
+			n.stats.dropHopLimit.Add(1)
+		} else {
+			n.stats.dropMalformed.Add(1)
+		}
+		return
+	}
+	if rh.Dst == n.addr {
+		n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
+		return
+	}
+	if !overlay.DecrementHopLimit(head) {
+		n.stats.dropHopLimit.Add(1)
+		return
+	}
+	e, ok := n.fib.Load().byAddr[rh.Dst]
+	if !ok || e.nextHop == t {
+		n.stats.dropNoRoute.Add(1)
+		return
+	}
+	var sent bool
+	if rx != nil {
+		sent = rx.tx.addTransit(now, e.nextHop, head, inner)
+	} else {
+		sent = n.sendTransit(now, e.nextHop, head, inner)
+	}
+	if sent {
+		n.stats.forwarded.Add(1)
 	}
 }
 
@@ -147,7 +204,9 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 	}
 }
 
-// handleRouted delivers a routed frame addressed to us, or relays it one hop closer.
+// handleRouted delivers a routed frame addressed to us, or relays it one hop closer. Routed frames
+// inside a link data packet carry end-to-end handshake messages only; end-to-end data packets travel
+// as transit packets (handleTransit).
 func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatch) {
 	h, payload, err := overlay.ParseRouted(frame)
 	if err != nil {
@@ -158,19 +217,15 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 		}
 		return
 	}
+	if payload[0] < 1 || payload[0] > 3 { // handshake initiation, response, cookie reply
+		n.stats.dropMalformed.Add(1)
+		return
+	}
 	if h.Dst == n.addr {
-		src := netip.AddrPortFrom(h.Src, 0)
-		switch payload[0] {
-		case 1, 2, 3:
-			n.mu.Lock()
-			out, err := n.e2eHS.Handle(now, src, payload)
-			n.handleE2EOutputLocked(now, out, err, via)
-			n.mu.Unlock()
-		case 4:
-			n.handleTransport(now, src, payload, via, rx)
-		default:
-			n.stats.dropMalformed.Add(1)
-		}
+		n.mu.Lock()
+		out, err := n.e2eHS.Handle(now, netip.AddrPortFrom(h.Src, 0), payload)
+		n.handleE2EOutputLocked(now, out, err, via)
+		n.mu.Unlock()
 		return
 	}
 	if !overlay.DecrementHopLimit(frame) {
@@ -191,6 +246,17 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 	if n.sendFrame(now, e.nextHop, frame) {
 		n.stats.forwarded.Add(1)
 	}
+}
+
+// sendTransit seals the routed header head into the link session t, appends the end-to-end packet
+// inner and sends the transit packet. It reports whether it was sent.
+func (n *Node) sendTransit(now time.Time, t *tunnel, head, inner []byte) bool {
+	out, err := t.sess.SealTransit(make([]byte, 0, session.TransitOverhead+len(head)+len(inner)), head, inner, now)
+	if err != nil {
+		n.stats.dropNoSession.Add(1)
+		return false
+	}
+	return n.writeUDP(out, t.remoteAddr(), t, now)
 }
 
 // sendFrame seals a frame into the link session t and sends it. It reports whether it was sent.

@@ -91,24 +91,37 @@ func ParseRouted(frame []byte) (RoutedHeader, []byte, error) {
 	if len(frame) < RoutedHeaderSize+1 {
 		return RoutedHeader{}, nil, ErrShort
 	}
-	if Type(frame[0]) != TypeRouted {
-		return RoutedHeader{}, nil, ErrUnknownType
-	}
-	if frame[2] != 0 || frame[3] != 0 {
-		return RoutedHeader{}, nil, ErrReserved
-	}
-	if frame[4] != prefix0 || frame[5] != prefix1 || frame[20] != prefix0 || frame[21] != prefix1 {
-		return RoutedHeader{}, nil, ErrAddress
-	}
-	h := RoutedHeader{
-		HopLimit: frame[1],
-		Src:      netip.AddrFrom16([16]byte(frame[4:20])),
-		Dst:      netip.AddrFrom16([16]byte(frame[20:36])),
-	}
-	if h.HopLimit == 0 {
-		return RoutedHeader{}, nil, ErrHopLimit
+	h, err := ParseRoutedHeader(frame[:RoutedHeaderSize])
+	if err != nil {
+		return RoutedHeader{}, nil, err
 	}
 	return h, frame[RoutedHeaderSize:], nil
+}
+
+// ParseRoutedHeader decodes a routed header on its own: the sealed head of a transit packet
+// (docs/transport.md), which carries its payload outside the frame.
+func ParseRoutedHeader(head []byte) (RoutedHeader, error) {
+	if len(head) != RoutedHeaderSize {
+		return RoutedHeader{}, ErrShort
+	}
+	if Type(head[0]) != TypeRouted {
+		return RoutedHeader{}, ErrUnknownType
+	}
+	if head[2] != 0 || head[3] != 0 {
+		return RoutedHeader{}, ErrReserved
+	}
+	if head[4] != prefix0 || head[5] != prefix1 || head[20] != prefix0 || head[21] != prefix1 {
+		return RoutedHeader{}, ErrAddress
+	}
+	h := RoutedHeader{
+		HopLimit: head[1],
+		Src:      netip.AddrFrom16([16]byte(head[4:20])),
+		Dst:      netip.AddrFrom16([16]byte(head[20:36])),
+	}
+	if h.HopLimit == 0 {
+		return RoutedHeader{}, ErrHopLimit
+	}
+	return h, nil
 }
 
 // AppendRouted appends a routed frame header to b; the caller appends the payload.

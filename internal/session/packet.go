@@ -12,6 +12,9 @@ import (
 const (
 	// TypeData is the message type byte of a transport data packet.
 	TypeData = 4
+	// TypeTransit is the message type byte of a transit packet: a sealed head followed by another
+	// session's data packet, bound but not encrypted again (docs/transport.md, "Transit packet").
+	TypeTransit = 5
 	// HeaderSize is the size of the authenticated cleartext header.
 	HeaderSize = 16
 	// TagSize is the size of the AEAD authentication tag.
@@ -22,6 +25,9 @@ const (
 	MaxPacketSize = 65535
 	// MaxPlaintextSize is the largest plaintext one packet can carry.
 	MaxPlaintextSize = MaxPacketSize - HeaderSize - TagSize
+	// TransitOverhead is what a transit packet adds to its head and inner packet: the header and the
+	// head's tag.
+	TransitOverhead = HeaderSize + TagSize
 )
 
 // Counter and timer limits (WireGuard's values).
@@ -62,6 +68,9 @@ var (
 	errShort    = fmt.Errorf("%w: shorter than %d bytes", ErrMalformed, MinPacketSize)
 	errLong     = fmt.Errorf("%w: longer than %d bytes", ErrMalformed, MaxPacketSize)
 	errType     = fmt.Errorf("%w: not a data packet", ErrMalformed)
+	errTransit  = fmt.Errorf("%w: not a transit packet", ErrMalformed)
+	errShortTr  = fmt.Errorf("%w: transit packet too short for its head and an inner packet", ErrMalformed)
+	errInner    = fmt.Errorf("%w: transit packet's inner packet is not a data packet", ErrMalformed)
 	errReserved = fmt.Errorf("%w: reserved bytes not zero", ErrMalformed)
 	errCounter  = fmt.Errorf("%w: counter beyond limit", ErrMalformed)
 )
@@ -82,7 +91,32 @@ func ParseDataHeader(packet []byte) (DataHeader, error) {
 		return DataHeader{}, errLong
 	case packet[0] != TypeData:
 		return DataHeader{}, errType
-	case packet[1]|packet[2]|packet[3] != 0:
+	}
+	return parseHeader(packet)
+}
+
+// ParseTransitHeader validates the framing of a whole transit packet whose sealed head is headSize
+// bytes of plaintext, including its inner packet's header, and decodes the outer header. It does
+// no cryptography.
+func ParseTransitHeader(packet []byte, headSize int) (DataHeader, error) {
+	switch {
+	case headSize < 0 || len(packet) < TransitOverhead+headSize+MinPacketSize:
+		return DataHeader{}, errShortTr
+	case len(packet) > MaxPacketSize:
+		return DataHeader{}, errLong
+	case packet[0] != TypeTransit:
+		return DataHeader{}, errTransit
+	}
+	if _, err := ParseDataHeader(packet[TransitOverhead+headSize:]); err != nil {
+		return DataHeader{}, errInner
+	}
+	return parseHeader(packet)
+}
+
+// parseHeader checks the reserved bytes and the counter of a header whose type and length are
+// already checked, and decodes it.
+func parseHeader(packet []byte) (DataHeader, error) {
+	if packet[1]|packet[2]|packet[3] != 0 {
 		return DataHeader{}, errReserved
 	}
 	h := DataHeader{
@@ -95,10 +129,13 @@ func ParseDataHeader(packet []byte) (DataHeader, error) {
 	return h, nil
 }
 
-// put writes the header into b[:HeaderSize].
-func (h DataHeader) put(b []byte) {
+// put writes the header of a data packet into b[:HeaderSize].
+func (h DataHeader) put(b []byte) { h.putType(b, TypeData) }
+
+// putType writes the header with message type typ into b[:HeaderSize].
+func (h DataHeader) putType(b []byte, typ byte) {
 	_ = b[HeaderSize-1]
-	b[0] = TypeData
+	b[0] = typ
 	b[1], b[2], b[3] = 0, 0, 0
 	binary.LittleEndian.PutUint32(b[4:8], h.Receiver)
 	binary.LittleEndian.PutUint64(b[8:16], h.Counter)

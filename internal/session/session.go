@@ -62,7 +62,7 @@ type Session struct {
 	// last send; 0 if nothing is pending.
 	recvPending atomic.Int64
 
-	nonces  sync.Pool // *[12]byte scratch nonces: interface calls make stack nonces escape
+	scratch sync.Pool // *scratch: interface calls make stack nonces and aads escape
 	release func(uint32)
 }
 
@@ -70,7 +70,7 @@ type Session struct {
 // now anchors the session's timers.
 func New(cfg Config, now time.Time) *Session {
 	s := &Session{epoch: now, release: cfg.Release}
-	s.nonces.New = func() any { return new([12]byte) }
+	s.scratch.New = func() any { return new(scratch) }
 	return s
 }
 
@@ -159,11 +159,28 @@ func (s *Session) lookup(index uint32) *keypair {
 	return nil
 }
 
-func (s *Session) nonce(counter uint64) *[12]byte {
-	n := s.nonces.Get().(*[12]byte)
-	n[0], n[1], n[2], n[3] = 0, 0, 0, 0
-	binary.LittleEndian.PutUint64(n[4:], counter)
-	return n
+// scratch is per-operation memory that would escape to the heap if it lived on the stack.
+type scratch struct {
+	nonce [12]byte
+	aad   [3*HeaderSize + 2]byte // a transit packet's aad: its header, the inner header, tag and length
+}
+
+// begin takes a scratch with the nonce for counter in it.
+func (s *Session) begin(counter uint64) *scratch {
+	sc := s.scratch.Get().(*scratch)
+	sc.nonce[0], sc.nonce[1], sc.nonce[2], sc.nonce[3] = 0, 0, 0, 0
+	binary.LittleEndian.PutUint64(sc.nonce[4:], counter)
+	return sc
+}
+
+// transitAAD is the aad of a transit packet: its header, then its inner packet's header, tag and
+// length (u16 LE; inner packets are at most MaxPacketSize bytes).
+func (sc *scratch) transitAAD(hdr, inner []byte) []byte {
+	copy(sc.aad[:HeaderSize], hdr)
+	copy(sc.aad[HeaderSize:2*HeaderSize], inner[:HeaderSize])
+	copy(sc.aad[2*HeaderSize:3*HeaderSize], inner[len(inner)-TagSize:])
+	binary.LittleEndian.PutUint16(sc.aad[3*HeaderSize:], uint16(len(inner)))
+	return sc.aad[:]
 }
 
 // Seal encrypts plaintext under the current keypair and appends the whole data packet
@@ -172,15 +189,40 @@ func (s *Session) nonce(counter uint64) *[12]byte {
 // dst[len(dst)+HeaderSize:] exactly (in-place sealing) but must not overlap dst otherwise.
 // An empty plaintext makes a keepalive. On error dst is returned unchanged.
 func (s *Session) Seal(dst, plaintext []byte, now time.Time) ([]byte, error) {
+	if len(plaintext) > MaxPlaintextSize {
+		return dst, ErrTooLarge
+	}
+	return s.seal(dst, plaintext, nil, now)
+}
+
+// SealTransit appends a transit packet to dst: head sealed under the current keypair, bound to
+// the inner packet (another session's data packet: its header and tag are in the aad), then the
+// inner packet unchanged. It does not allocate when dst has room for
+// TransitOverhead+len(head)+len(inner) more bytes; neither head nor inner may overlap that room.
+// On error dst is returned unchanged.
+func (s *Session) SealTransit(dst, head, inner []byte, now time.Time) ([]byte, error) {
+	if _, err := ParseDataHeader(inner); err != nil {
+		return dst, errInner
+	}
+	if TransitOverhead+len(head)+len(inner) > MaxPacketSize {
+		return dst, ErrTooLarge
+	}
+	out, err := s.seal(dst, head, inner, now)
+	if err != nil {
+		return dst, err
+	}
+	return append(out, inner...), nil
+}
+
+// seal appends a data packet sealing plaintext, or with inner != nil the sealed head of a transit
+// packet (without its inner packet).
+func (s *Session) seal(dst, plaintext, inner []byte, now time.Time) ([]byte, error) {
 	kp := s.current.Load()
 	if kp == nil {
 		if s.closed.Load() {
 			return dst, ErrClosed
 		}
 		return dst, ErrNoKey
-	}
-	if len(plaintext) > MaxPlaintextSize {
-		return dst, ErrTooLarge
 	}
 	c := kp.ciphers.Load()
 	if c == nil || kp.expired(now) {
@@ -195,12 +237,18 @@ func (s *Session) Seal(dst, plaintext []byte, now time.Time) ([]byte, error) {
 		return dst, ErrCounterExhausted
 	}
 	n := len(dst)
-	dst = slices.Grow(dst, MinPacketSize+len(plaintext))[:n+HeaderSize]
+	dst = slices.Grow(dst, MinPacketSize+len(plaintext)+len(inner))[:n+HeaderSize]
 	hdr := dst[n : n+HeaderSize]
-	DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.put(hdr)
-	nonce := s.nonce(ctr)
-	out := c.send.Seal(dst, nonce[:], plaintext, hdr)
-	s.nonces.Put(nonce)
+	sc := s.begin(ctr)
+	aad := hdr
+	if inner != nil {
+		DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.putType(hdr, TypeTransit)
+		aad = sc.transitAAD(hdr, inner)
+	} else {
+		DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.put(hdr)
+	}
+	out := c.send.Seal(dst, sc.nonce[:], plaintext, aad)
+	s.scratch.Put(sc)
 	if s.recvPending.Load() != 0 {
 		s.recvPending.Store(0)
 	}
@@ -215,6 +263,29 @@ func (s *Session) Open(packet []byte, now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return s.open(h, packet[:HeaderSize], packet[HeaderSize:], nil, now)
+}
+
+// OpenTransit authenticates a transit packet whose head is headSize bytes, decrypts the head in
+// place and returns it (aliasing packet[HeaderSize:]) and the inner packet (the tail of packet,
+// still sealed under its own session). The inner packet's header and tag are authenticated; the
+// rest of it only by its own session. After an error the contents of packet are unspecified.
+func (s *Session) OpenTransit(packet []byte, headSize int, now time.Time) (head, inner []byte, err error) {
+	h, err := ParseTransitHeader(packet, headSize)
+	if err != nil {
+		return nil, nil, err
+	}
+	inner = packet[TransitOverhead+headSize:]
+	head, err = s.open(h, packet[:HeaderSize], packet[HeaderSize:TransitOverhead+headSize], inner, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return head, inner, nil
+}
+
+// open authenticates and decrypts body (ciphertext ‖ tag) in place: a data packet's, or with
+// inner != nil a transit packet's head.
+func (s *Session) open(h DataHeader, hdr, body, inner []byte, now time.Time) ([]byte, error) {
 	kp := s.lookup(h.Receiver)
 	if kp == nil {
 		return nil, ErrUnknownIndex
@@ -229,10 +300,13 @@ func (s *Session) Open(packet []byte, now time.Time) ([]byte, error) {
 	if !fresh {
 		return nil, ErrReplay
 	}
-	nonce := s.nonce(h.Counter)
-	body := packet[HeaderSize:]
-	pt, err := c.recv.Open(body[:0], nonce[:], body, packet[:HeaderSize])
-	s.nonces.Put(nonce)
+	sc := s.begin(h.Counter)
+	aad := hdr
+	if inner != nil {
+		aad = sc.transitAAD(hdr, inner)
+	}
+	pt, err := c.recv.Open(body[:0], sc.nonce[:], body, aad)
+	s.scratch.Put(sc)
 	if err != nil {
 		return nil, ErrAuth
 	}
@@ -245,7 +319,7 @@ func (s *Session) Open(packet []byte, now time.Time) ([]byte, error) {
 	if s.next.Load() == kp {
 		s.promote(kp)
 	}
-	if len(pt) > 0 && s.recvPending.Load() == 0 {
+	if (len(pt) > 0 || inner != nil) && s.recvPending.Load() == 0 {
 		s.recvPending.CompareAndSwap(0, s.stamp(now))
 	}
 	return pt, nil

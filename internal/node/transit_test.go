@@ -1,0 +1,109 @@
+package node
+
+import (
+	"bytes"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/overlay"
+)
+
+// TestTransitRelay checks what a relay does with transit packets (docs/transport.md): a genuine one is
+// relayed and delivered; a changed routed header is refused by the relay; a changed end-to-end
+// ciphertext is relayed and refused by the destination; an end-to-end data packet inside a full link
+// packet (the old form) is refused.
+func TestTransitRelay(t *testing.T) {
+	nodes, devs := benchChain(t, 3, 0, 2)
+	a, relay, c := nodes[0], nodes[1], nodes[2]
+	// Establish the end-to-end session a ↔ c with real traffic.
+	pkt := make([]byte, 200)
+	udpPacket(pkt, a.Addr(), c.Addr())
+	deadline := time.Now().Add(10 * time.Second)
+	for devs[2].delivered() == 0 && time.Now().Before(deadline) {
+		a.sendPacket(time.Now(), pkt)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if devs[2].delivered() == 0 {
+		t.Fatal("no end-to-end delivery a -> c")
+	}
+	v, ok := a.e2eByDst.Load(c.Addr())
+	if !ok {
+		t.Fatal("no end-to-end session")
+	}
+	e2e := v.(*tunnel)
+	link := a.fib.Load().byAddr[c.Addr()].nextHop
+	from := a.UDPAddr()
+	head := overlay.AppendRouted(nil, overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: a.Addr(), Dst: c.Addr()})
+
+	transit := func() []byte {
+		t.Helper()
+		now := time.Now()
+		inner, err := e2e.sess.Seal(nil, pkt, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := link.sess.SealTransit(nil, head, inner, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	waitFor := func(what string, c *atomic.Uint64, want uint64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for c.Load() < want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := c.Load(); got < want {
+			t.Fatalf("%s: %d, want %d", what, got, want)
+		}
+	}
+
+	fwd, delivered := relay.stats.forwarded.Load(), devs[2].delivered()
+	relay.handleDatagram(time.Now(), from, transit(), nil)
+	if relay.stats.forwarded.Load() != fwd+1 {
+		t.Fatal("a genuine transit packet was not relayed")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for devs[2].delivered() <= delivered && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if devs[2].delivered() <= delivered {
+		t.Fatal("a relayed transit packet was not delivered")
+	}
+
+	auth := relay.stats.dropAuth.Load()
+	bad := transit()
+	bad[20] ^= 1 // inside the sealed routed header
+	relay.handleDatagram(time.Now(), from, bad, nil)
+	if relay.stats.dropAuth.Load() != auth+1 || relay.stats.forwarded.Load() != fwd+1 {
+		t.Fatal("a transit packet with a changed routed header was not refused by the relay")
+	}
+
+	cAuth, delivered := c.stats.dropAuth.Load(), devs[2].delivered()
+	bad = transit()
+	bad[len(bad)-40] ^= 1 // inside the end-to-end ciphertext
+	relay.handleDatagram(time.Now(), from, bad, nil)
+	if relay.stats.forwarded.Load() != fwd+2 {
+		t.Fatal("the relay refused a transit packet it can only bind, not check")
+	}
+	waitFor("destination's authentication drops", &c.stats.dropAuth, cAuth+1)
+	if devs[2].delivered() != delivered {
+		t.Fatal("a changed end-to-end packet was delivered")
+	}
+
+	malformed := relay.stats.dropMalformed.Load()
+	inner, err := e2e.sess.Seal(nil, pkt, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := link.sess.Seal(nil, append(bytes.Clone(head), inner...), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.handleDatagram(time.Now(), from, old, nil)
+	if relay.stats.dropMalformed.Load() != malformed+1 || relay.stats.forwarded.Load() != fwd+2 {
+		t.Fatal("an end-to-end data packet in a full link packet was not refused")
+	}
+}
