@@ -74,7 +74,9 @@ func (n *Node) sendBuffered(now time.Time, tx *txBatch, buf []byte, size int) {
 		if err == nil {
 			overlay.AppendRouted(buf[start:start], overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
 			t.lastSent.Store(now.UnixNano())
-			tx.addTransit(now, e.nextHop, buf[start:start+overlay.RoutedHeaderSize], sealed)
+			if tx.addTransit(now, e.nextHop, buf[start:start+overlay.RoutedHeaderSize], sealed) {
+				e.nextHop.transitOut.Add(1)
+			}
 			return
 		}
 	}
@@ -140,7 +142,9 @@ func (n *Node) sendE2E(now time.Time, t *tunnel, pkt []byte) error {
 	t.lastSent.Store(now.UnixNano())
 	head := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize),
 		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
-	n.sendTransit(now, e.nextHop, head, inner)
+	if n.sendTransit(now, e.nextHop, head, inner) {
+		e.nextHop.transitOut.Add(1)
+	}
 	return nil
 }
 

@@ -32,13 +32,14 @@ var (
 	descLinkJit   = prometheus.NewDesc("x0tta6bl4_link_jitter_seconds", "Smoothed round-trip time variation to the neighbour.", []string{"peer"}, nil)
 	descLinkLoss  = prometheus.NewDesc("x0tta6bl4_link_loss_ratio", "Fraction of recent probes to the neighbour that went unanswered.", []string{"peer"}, nil)
 	descLinkQuiet = prometheus.NewDesc("x0tta6bl4_link_silence_seconds", "Time since the neighbour was last heard.", []string{"peer"}, nil)
+	descTransit   = prometheus.NewDesc("x0tta6bl4_link_transit_packets_total", "Transit packets on the link for nodes beyond its ends: handed to the neighbour to relay (out), relayed by the neighbour to us (in).", []string{"peer", "direction"}, nil)
 )
 
 type collector struct{ n *Node }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descHSErrors, descRouteChg,
-		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet} {
+		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit} {
 		ch <- d
 	}
 }
@@ -82,6 +83,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLinkJit, p.Jitter.Seconds(), p.Name)
 		gauge(descLinkLoss, p.Loss, p.Name)
 		gauge(descLinkQuiet, p.Silence.Seconds(), p.Name)
+		counter(descTransit, p.TransitOut, p.Name, "out")
+		counter(descTransit, p.TransitIn, p.Name, "in")
 	}
 }
 
@@ -93,7 +96,7 @@ type metricsServer struct {
 // serveMetrics starts the Prometheus endpoint at /metrics.
 func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collector{n}, healCollector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)

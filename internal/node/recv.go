@@ -100,8 +100,14 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 		}
 		return
 	}
+	if rh.Src != t.addr {
+		t.transitIn.Add(1)
+	}
 	if rh.Dst == n.addr {
 		n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
+		return
+	}
+	if n.dropTransit() { // a fault only tests can set (heal.go)
 		return
 	}
 	if !overlay.DecrementHopLimit(head) {
@@ -121,6 +127,9 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 	}
 	if sent {
 		n.stats.forwarded.Add(1)
+		if e.nextHop.addr != rh.Dst {
+			e.nextHop.transitOut.Add(1)
+		}
 	}
 }
 

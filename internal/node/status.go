@@ -36,6 +36,10 @@ type PeerStatus struct {
 	Loss     float64       `json:"loss"`
 	Silence  time.Duration `json:"silence_ns"`
 	Static   bool          `json:"static"`
+	// TransitOut counts transit packets handed to the neighbour for nodes beyond it; TransitIn,
+	// transit packets it relayed to us from nodes beyond it.
+	TransitOut uint64 `json:"transit_out"`
+	TransitIn  uint64 `json:"transit_in"`
 }
 
 // RouteStatus is one entry of the forwarding table.
@@ -83,7 +87,8 @@ func (n *Node) Peers() []PeerStatus {
 		m := t.mon.Metrics(now)
 		out = append(out, PeerStatus{Name: c.Name, SPIFFEID: c.SPIFFEID().String(), Overlay: c.Overlay,
 			Remote: t.remoteAddr().String(), Up: t.up, RTT: m.RTT, Jitter: m.Jitter, Loss: m.Loss,
-			Silence: now.Sub(time.Unix(0, t.lastHeard.Load())), Static: t.static != nil})
+			Silence: now.Sub(time.Unix(0, t.lastHeard.Load())), Static: t.static != nil,
+			TransitOut: t.transitOut.Load(), TransitIn: t.transitIn.Load()})
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out

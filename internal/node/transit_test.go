@@ -73,6 +73,18 @@ func TestTransitRelay(t *testing.T) {
 		t.Fatal("a relayed transit packet was not delivered")
 	}
 
+	// Per-link transit counters: a handed packets to the relay for c; c heard packets the relay
+	// relayed from a; the relay handed nothing on for a node beyond c.
+	if link.transitOut.Load() == 0 {
+		t.Error("a's link to the relay counted no transit packets handed over")
+	}
+	if in := c.fib.Load().byAddr[a.Addr()].nextHop.transitIn.Load(); in == 0 {
+		t.Error("c's link to the relay counted no packets relayed by it")
+	}
+	if out := relay.fib.Load().byAddr[c.Addr()].nextHop.transitOut.Load(); out != 0 {
+		t.Errorf("the relay counted %d packets handed to c as transit for beyond c", out)
+	}
+
 	auth := relay.stats.dropAuth.Load()
 	bad := transit()
 	bad[20] ^= 1 // inside the sealed routed header

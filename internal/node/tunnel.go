@@ -31,6 +31,10 @@ type tunnel struct {
 	lastHeard atomic.Int64                   // Unix nanoseconds of the last authenticated packet
 	lastSent  atomic.Int64
 	queued    atomic.Bool // e2e: queue is not empty (read on the packet path)
+	// Link: transit packets handed to the neighbour for a node beyond it, and transit packets the
+	// neighbour relayed to us from a node beyond it. Honest neighbours' counts are the evidence a
+	// relay that drops what it should forward cannot falsify (docs/intelligence.md).
+	transitOut, transitIn atomic.Uint64
 
 	// Guarded by Node.mu.
 	mon         *linkmon.Monitor // link only
