@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -190,6 +191,37 @@ func runRoutes(e *env, args []string) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\n", r.Name, r.Overlay, r.NextHop, r.Hops, r.Cost)
 	}
 	return w.Flush()
+}
+
+func runNodeHeal(e *env, args []string) error {
+	var h node.HealStatus
+	printed, err := adminQuery(e, "heal", args, &h)
+	if err != nil || printed {
+		return err
+	}
+	if !h.Enabled {
+		fmt.Fprintln(e.stdout, "self-healing is disabled (heal.enabled: false)")
+	}
+	fmt.Fprintf(e.stdout, "probes: %d sent, %d answered, %d lost; decisions: %d penalise, %d restore\n",
+		h.ProbesSent, h.ProbesOK, h.ProbesLost, h.Penalties, h.Restores)
+	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NEIGHBOUR\tSTATE\tVERDICT\tP\tPATH LOSS\tTARGETS")
+	for _, p := range h.Peers {
+		state := "normal"
+		if p.Penalised {
+			state = "routed around"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%.3f\t%.1f%%\t%s\n", p.Name, state, p.Class, p.Confidence,
+			100*p.Evidence["path_loss"], strings.Join(p.Targets, ","))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	for _, d := range h.Decisions {
+		fmt.Fprintf(e.stdout, "%s %s %s (%s): %s p=%.3f %v\n", d.Time.Format(time.RFC3339Nano), d.Action, d.Peer,
+			d.Rule, d.Class, d.Confidence, d.Evidence)
+	}
+	return nil
 }
 
 func runPing(e *env, args []string) error {

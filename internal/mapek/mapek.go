@@ -6,156 +6,36 @@
 // it; after Hold the penalty is lifted to re-probe it, and the hold doubles each time the same node
 // is penalised again. Every decision is recorded with its evidence, and every action has an inverse.
 //
-// It is pure: time is passed in, the effect goes through an Actuator.
+// It is pure: time is passed in, the effect goes through an Actuator. The loop itself lives in
+// internal/mapek/loop (no simulator or detector dependency), which the node daemon uses directly;
+// the names below are the same types.
 package mapek
 
-import (
-	"fmt"
-	"time"
-)
+import "x0tta6bl4/internal/mapek/loop"
 
 // Judgement is the detector's view of one node in one interval.
-type Judgement struct {
-	Node       int
-	Class      string  // the detector's most probable class
-	Confidence float64 // its probability
-	Evidence   map[string]float64
-}
+type Judgement = loop.Judgement
 
 // Actuator applies and reverses the loop's one action.
-type Actuator interface {
-	Penalise(node int) // route around the node
-	Restore(node int)  // undo Penalise
-}
+type Actuator = loop.Actuator
 
-// Rules are the loop's explicit rules. Zero values take the defaults shown.
-type Rules struct {
-	Classes     []string      // {"blackhole", "greyhole"}: classes that trigger routing around
-	Confidence  float64       // 0.8
-	Consecutive int           // 2 intervals
-	Hold        time.Duration // 10 s before the first re-probe; doubled on each repeat
-	MaxHold     time.Duration // 5 min
-}
+// Rules are the loop's explicit rules. Zero values take the defaults shown in loop.Rules.
+type Rules = loop.Rules
 
 // Action is what a decision did.
-type Action string
+type Action = loop.Action
 
 // Actions.
 const (
-	Penalise Action = "penalise"
-	Restore  Action = "restore"
+	Penalise = loop.Penalise
+	Restore  = loop.Restore
 )
 
 // Decision is one recorded decision.
-type Decision struct {
-	At       time.Duration
-	Node     int
-	Action   Action
-	Rule     string
-	Evidence Judgement
-}
-
-func (d Decision) String() string {
-	return fmt.Sprintf("%s %s node %d (%s): %s p=%.3f", d.At, d.Action, d.Node, d.Rule, d.Evidence.Class, d.Evidence.Confidence)
-}
-
-type nodeState struct {
-	streak     int
-	penalised  bool
-	until      time.Duration
-	hold       time.Duration
-	lastReason Judgement
-}
+type Decision = loop.Decision
 
 // Loop is the MAPE-K loop; its knowledge is the per-node state and the decision log.
-type Loop struct {
-	rules Rules
-	nodes map[int]*nodeState
-	Log   []Decision
-}
+type Loop = loop.Loop
 
 // New returns a loop with the rules.
-func New(r Rules) *Loop {
-	if len(r.Classes) == 0 {
-		r.Classes = []string{"blackhole", "greyhole"}
-	}
-	if r.Confidence <= 0 {
-		r.Confidence = 0.8
-	}
-	if r.Consecutive <= 0 {
-		r.Consecutive = 2
-	}
-	if r.Hold <= 0 {
-		r.Hold = 10 * time.Second
-	}
-	if r.MaxHold <= 0 {
-		r.MaxHold = 5 * time.Minute
-	}
-	return &Loop{rules: r, nodes: map[int]*nodeState{}}
-}
-
-func (l *Loop) state(n int) *nodeState {
-	s := l.nodes[n]
-	if s == nil {
-		s = &nodeState{hold: l.rules.Hold}
-		l.nodes[n] = s
-	}
-	return s
-}
-
-func (l *Loop) triggers(j Judgement) bool {
-	if j.Confidence < l.rules.Confidence {
-		return false
-	}
-	for _, c := range l.rules.Classes {
-		if c == j.Class {
-			return true
-		}
-	}
-	return false
-}
-
-// Step runs one iteration at time now over the interval's judgements (one per observed node, in a
-// deterministic order) and returns the decisions it made.
-func (l *Loop) Step(now time.Duration, js []Judgement, act Actuator) []Decision {
-	var out []Decision
-	record := func(d Decision) {
-		out = append(out, d)
-		l.Log = append(l.Log, d)
-	}
-	// Re-probe: lift penalties whose hold has passed.
-	for _, j := range js {
-		s := l.nodes[j.Node]
-		if s != nil && s.penalised && now >= s.until {
-			s.penalised, s.streak = false, 0
-			act.Restore(j.Node)
-			record(Decision{At: now, Node: j.Node, Action: Restore, Rule: "hold expired: re-probe", Evidence: s.lastReason})
-		}
-	}
-	for _, j := range js {
-		s := l.state(j.Node)
-		if s.penalised {
-			continue
-		}
-		if !l.triggers(j) {
-			s.streak = 0
-			continue
-		}
-		s.streak++
-		if s.streak < l.rules.Consecutive {
-			continue
-		}
-		s.penalised, s.until, s.lastReason = true, now+s.hold, j
-		rule := fmt.Sprintf("%s with p ≥ %.2f for %d intervals; hold %s", j.Class, l.rules.Confidence, l.rules.Consecutive, s.hold)
-		s.hold = min(2*s.hold, l.rules.MaxHold)
-		act.Penalise(j.Node)
-		record(Decision{At: now, Node: j.Node, Action: Penalise, Rule: rule, Evidence: j})
-	}
-	return out
-}
-
-// Penalised reports whether the loop currently routes around node n.
-func (l *Loop) Penalised(n int) bool {
-	s := l.nodes[n]
-	return s != nil && s.penalised
-}
+func New(r Rules) *Loop { return loop.New(r) }

@@ -138,6 +138,8 @@ func (n *Node) admin(req AdminRequest) (any, error) {
 		return n.Routes(), nil
 	case "graph":
 		return n.Graph(), nil
+	case "heal":
+		return n.Heal(), nil
 	case "ping":
 		dst, ok := n.Resolve(req.Target)
 		if !ok {
@@ -160,7 +162,7 @@ func (n *Node) admin(req AdminRequest) (any, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("unknown op %q: use status, peers, routes, graph or ping", req.Op)
+	return nil, fmt.Errorf("unknown op %q: use status, peers, routes, graph, heal or ping", req.Op)
 }
 
 // AdminCall sends one request to a node's admin socket and decodes the result into out.

@@ -34,6 +34,7 @@ type File struct {
 	Firewall    firewall.Config `yaml:"firewall,omitempty"`
 	Control     ControlFile     `yaml:"control,omitempty"`
 	LogLevel    string          `yaml:"log_level,omitempty"`
+	Heal        HealFile        `yaml:"heal,omitempty"`
 }
 
 // DeviceFile is the device section.
@@ -171,6 +172,7 @@ func (f *File) options() (Options, error) {
 	}
 	o.Discovery = f.Discovery
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
+	o.Heal = f.Heal.config()
 	if err := f.Firewall.Validate(); err != nil {
 		return o, err
 	}

@@ -271,7 +271,7 @@ func (n *Node) tickLinkLocked(now time.Time, t *tunnel) {
 	if t.up && now.Sub(t.lastMetrics) >= metricsInterval {
 		t.lastMetrics = now
 		if m := t.mon.Metrics(now); m.Samples > 0 {
-			n.router.UpdateMetrics(now, t.id, routing.Metrics{RTT: m.RTT, Loss: m.Loss})
+			n.router.UpdateMetrics(now, t.id, n.healMetrics(t.id, routing.Metrics{RTT: m.RTT, Loss: m.Loss}))
 		}
 	}
 	if !t.up {

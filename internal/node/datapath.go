@@ -135,17 +135,28 @@ func (n *Node) sendE2E(now time.Time, t *tunnel, pkt []byte) error {
 		n.stats.dropNoRoute.Add(1)
 		return nil // counted; queueing would not help
 	}
+	_, err := n.sendE2EVia(now, t, e.nextHop, pkt)
+	return err
+}
+
+// sendE2EVia seals pkt under the end-to-end session t and hands it to the neighbour link as a
+// transit packet, whatever the forwarding table says (self-healing probes choose their relay). It
+// reports whether the packet was sent; an error means it could not be sealed.
+func (n *Node) sendE2EVia(now time.Time, t, link *tunnel, pkt []byte) (bool, error) {
 	inner, err := t.sess.Seal(make([]byte, 0, len(pkt)+session.MinPacketSize), pkt, now)
 	if err != nil {
-		return err
+		return false, err
 	}
 	t.lastSent.Store(now.UnixNano())
 	head := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize),
 		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
-	if n.sendTransit(now, e.nextHop, head, inner) {
-		e.nextHop.transitOut.Add(1)
+	if !n.sendTransit(now, link, head, inner) {
+		return false, nil
 	}
-	return nil
+	if link.addr != t.addr {
+		link.transitOut.Add(1)
+	}
+	return true, nil
 }
 
 // queueE2ELocked holds pkt until an end-to-end session to dst has keys, starting the handshake.

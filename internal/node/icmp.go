@@ -103,6 +103,9 @@ func (n *Node) Ping(ctx context.Context, dst netip.Addr) (time.Duration, error) 
 
 // consumePingReply takes an echo reply to one of the node's own pings off the packet path.
 func (n *Node) consumePingReply(now time.Time, pkt []byte) bool {
+	if n.consumeHealReply(now, pkt) {
+		return true
+	}
 	typ, id, _, ok := echo(pkt)
 	if !ok || typ != icmpEchoReply || id&0xf000 != pingIdentBase {
 		return false

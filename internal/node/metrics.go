@@ -96,7 +96,7 @@ type metricsServer struct {
 // serveMetrics starts the Prometheus endpoint at /metrics.
 func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collector{n}, healCollector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ln, err := net.Listen("tcp", addr)

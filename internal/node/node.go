@@ -30,6 +30,7 @@ type Node struct {
 	dev      *netdev.Device
 	fw       *firewall.Firewall
 	idx      *indexSpace
+	heal     *healer // self-healing loop (heal.go)
 	start    time.Time
 
 	mu             sync.Mutex // guards everything below, and tunnel fields marked so
@@ -98,7 +99,7 @@ func New(opts Options) (*Node, error) {
 		idx: newIndexSpace(maxIndices), start: now,
 		links: make(map[routing.NodeID]*tunnel), e2e: make(map[netip.Addr]*tunnel),
 		pings: make(map[uint16]chan time.Time), done: make(chan struct{}),
-		found: make(map[routing.NodeID]*found),
+		found: make(map[routing.NodeID]*found), heal: newHealer(opts.Heal, now),
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
 	if n.linkHS, err = handshake.New(n.handshakeConfig(opts.Cert, handshake.PrologueLink, 0)); err != nil {
@@ -187,6 +188,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.dialLocked(time.Now(), &n.opts.Peers[i])
 	}
 	n.mu.Unlock()
+	n.startHeal()
 	n.wg.Add(2)
 	go n.receiveLoop()
 	go n.timerLoop()

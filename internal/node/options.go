@@ -53,6 +53,8 @@ type Options struct {
 	DeadAfter     time.Duration // link down after this much silence, default 600 ms
 	TickInterval  time.Duration // timer resolution, default 50 ms
 
+	Heal HealConfig // self-healing (heal.go); the zero value is enabled with the defaults
+
 	Logger *slog.Logger
 }
 

@@ -107,6 +107,9 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 		n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
 		return
 	}
+	if n.dropTransit() { // a fault only tests can set (heal.go)
+		return
+	}
 	if !overlay.DecrementHopLimit(head) {
 		n.stats.dropHopLimit.Add(1)
 		return

@@ -1,0 +1,434 @@
+package node
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mapek "x0tta6bl4/internal/mapek/loop"
+	"x0tta6bl4/internal/routing"
+)
+
+// Self-healing in the daemon (docs/node.md, "Self-healing"): every ProbeInterval the node
+//
+//   - monitors: sends one authenticated end-to-end echo probe through each neighbour B whose link is
+//     up, to one of B's other neighbours (round robin, at most 3 per neighbour), forced through B
+//     whatever the forwarding table says; a probe unanswered within the timeout is lost;
+//   - analyses: judges B from its window of probe outcomes against the loss the links explain
+//     (heal_detect.go: "blackhole", "greyhole", "healthy", ...);
+//   - plans and executes with the same pure loop as the simulator (internal/mapek): B judged a
+//     blackhole or grey hole with confidence ≥ 0.99 in 2 consecutive steps has the advertised cost of
+//     the link to it raised (routing.UpdateMetrics with loss 0.95, ×400), so every node's SPF avoids
+//     the link but can still use it when it is the only way; after the hold (10 s, doubling on each
+//     repeat, at most 5 min) the cost is restored and B is judged afresh.
+//
+// Every decision goes to the log, to a bounded journal (admin op "heal", `x0tta6bl4 heal`) and to the
+// Prometheus counters (heal_metrics.go). Probing goes on while B is penalised, so the re-probe judges
+// fresh evidence.
+
+// HealConfig tunes self-healing. The zero value is the defaults, enabled.
+type HealConfig struct {
+	Disabled      bool
+	ProbeInterval time.Duration // 200 ms: one probe through each neighbour, and one judgement, per interval
+	ProbeTimeout  time.Duration // 1 s
+	Confidence    float64       // 0.99
+	Consecutive   int           // 2 intervals
+	Hold          time.Duration // 10 s before the first re-probe
+	MaxHold       time.Duration // 5 min
+}
+
+func (c *HealConfig) setDefaults() {
+	if c.ProbeInterval <= 0 {
+		c.ProbeInterval = 200 * time.Millisecond
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = time.Second
+	}
+	if c.Confidence <= 0 || c.Confidence > 1 {
+		c.Confidence = 0.99
+	}
+	if c.Consecutive <= 0 {
+		c.Consecutive = 2
+	}
+	if c.Hold <= 0 {
+		c.Hold = 10 * time.Second
+	}
+	if c.MaxHold < c.Hold {
+		c.MaxHold = max(5*time.Minute, c.Hold)
+	}
+}
+
+// HealFile is the heal section of the configuration file.
+type HealFile struct {
+	Enabled       *bool         `yaml:"enabled,omitempty"` // default true
+	ProbeInterval time.Duration `yaml:"probe_interval,omitempty"`
+	ProbeTimeout  time.Duration `yaml:"probe_timeout,omitempty"`
+	Confidence    float64       `yaml:"confidence,omitempty"`
+	Hold          time.Duration `yaml:"hold,omitempty"`
+	MaxHold       time.Duration `yaml:"max_hold,omitempty"`
+}
+
+func (f HealFile) config() HealConfig {
+	return HealConfig{Disabled: f.Enabled != nil && !*f.Enabled, ProbeInterval: f.ProbeInterval,
+		ProbeTimeout: f.ProbeTimeout, Confidence: f.Confidence, Hold: f.Hold, MaxHold: f.MaxHold}
+}
+
+const (
+	healIdent            = 0xb6a1 // ICMPv6 echo identifier of the probes
+	healPenaltyLoss      = 0.95   // the loss advertised for a penalised link: cost ×400, as in the simulator
+	maxHealProbesPerStep = 64     // probes sent per interval at most (neighbours beyond wait their turn)
+	maxHealJournal       = 256    // decisions kept for the admin socket
+	maxHealKeys          = 4096   // neighbours the loop remembers before it starts afresh
+	maxTargetLinkLoss    = 0.5    // a target whose link to the neighbour loses more is not used
+)
+
+var healPayload = []byte("x0tta6bl4 heal probe")
+
+// HealDecision is one recorded decision of the self-healing loop.
+type HealDecision struct {
+	Time       time.Time          `json:"time"`
+	Peer       string             `json:"peer"`
+	Action     string             `json:"action"` // penalise or restore
+	Rule       string             `json:"rule"`
+	Class      string             `json:"class"`
+	Confidence float64            `json:"confidence"`
+	Evidence   map[string]float64 `json:"evidence"`
+}
+
+// HealPeer is the detector's current view of one neighbour.
+type HealPeer struct {
+	Name       string             `json:"name"`
+	Penalised  bool               `json:"penalised"`
+	Targets    []string           `json:"targets"`
+	Class      string             `json:"class"`
+	Confidence float64            `json:"confidence"`
+	Evidence   map[string]float64 `json:"evidence,omitempty"`
+}
+
+// HealStatus is the self-healing loop's state: rules, counters, neighbours and recent decisions.
+type HealStatus struct {
+	Enabled       bool           `json:"enabled"`
+	ProbeInterval time.Duration  `json:"probe_interval_ns"`
+	ProbeTimeout  time.Duration  `json:"probe_timeout_ns"`
+	Confidence    float64        `json:"confidence"`
+	Consecutive   int            `json:"consecutive"`
+	Hold          time.Duration  `json:"hold_ns"`
+	MaxHold       time.Duration  `json:"max_hold_ns"`
+	ProbesSent    uint64         `json:"probes_sent"`
+	ProbesOK      uint64         `json:"probes_answered"`
+	ProbesLost    uint64         `json:"probes_lost"`
+	Penalties     uint64         `json:"penalties"`
+	Restores      uint64         `json:"restores"`
+	Peers         []HealPeer     `json:"peers"`
+	Decisions     []HealDecision `json:"decisions"` // oldest first, the last 256
+}
+
+type healer struct {
+	cfg   HealConfig
+	start time.Time
+
+	mu        sync.Mutex // taken after Node.mu when both are held
+	det       *detector
+	loop      *mapek.Loop
+	ids       []routing.NodeID // the loop's node keys
+	keys      map[routing.NodeID]int
+	penalised map[routing.NodeID]bool
+	journal   []HealDecision
+	penalties uint64
+	restores  uint64
+
+	// transitDrop is a fault for tests only: the fraction (of 1<<16) of transit packets this node
+	// drops while still answering link probes and routing. Nothing in configuration or on the network
+	// sets it; the netns tests' helper process does (netns_heal_test.go).
+	transitDrop atomic.Uint32
+}
+
+func newHealer(cfg HealConfig, now time.Time) *healer {
+	cfg.setDefaults()
+	h := &healer{cfg: cfg, start: now}
+	h.reset()
+	return h
+}
+
+func (h *healer) reset() {
+	h.det = newDetector(detectRules{Timeout: h.cfg.ProbeTimeout})
+	h.loop = mapek.New(mapek.Rules{Confidence: h.cfg.Confidence, Consecutive: h.cfg.Consecutive,
+		Hold: h.cfg.Hold, MaxHold: h.cfg.MaxHold})
+	h.ids, h.keys, h.penalised = nil, map[routing.NodeID]int{}, map[routing.NodeID]bool{}
+}
+
+// key is the loop's key for neighbour id.
+func (h *healer) key(id routing.NodeID) int {
+	k, ok := h.keys[id]
+	if !ok {
+		k = len(h.ids)
+		h.ids = append(h.ids, id)
+		h.keys[id] = k
+	}
+	return k
+}
+
+// adjustLocked returns the metrics to advertise for the link to id: penalised links report the
+// penalty loss. h.mu is held.
+func (h *healer) adjustLocked(id routing.NodeID, m routing.Metrics) routing.Metrics {
+	if h.penalised[id] {
+		m.Loss = max(m.Loss, healPenaltyLoss)
+	}
+	return m
+}
+
+// healMetrics is what the node gives routing for the link to id instead of m: the link's own
+// measurements, or the penalty while the loop routes around the neighbour. Called with Node.mu held.
+func (n *Node) healMetrics(id routing.NodeID, m routing.Metrics) routing.Metrics {
+	h := n.heal
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.adjustLocked(id, m)
+}
+
+// dropTransit applies the test-only transit fault (healer.transitDrop).
+func (n *Node) dropTransit() bool {
+	p := n.heal.transitDrop.Load()
+	return p != 0 && (p >= 1<<16 || rand.Uint32N(1<<16) < p)
+}
+
+// startHeal starts the loop unless it is disabled.
+func (n *Node) startHeal() {
+	if n.heal.cfg.Disabled {
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTicker(n.heal.cfg.ProbeInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-n.done:
+				return
+			case <-t.C:
+				n.healStep(time.Now())
+			}
+		}
+	}()
+}
+
+// healViewsLocked lists the neighbours whose links are up, sorted by ID, each with its candidate
+// targets: its other neighbours that confirm the link in their own records, that its report does
+// not show as lossy, and that we have a route to.
+func (n *Node) healViewsLocked(now time.Time) []nbrView {
+	f := n.fib.Load()
+	views := make([]nbrView, 0, len(n.links))
+	for id, t := range n.links {
+		if !t.up || !t.installed {
+			continue
+		}
+		v := nbrView{id: id, name: t.peer().Name, linkLoss: t.mon.Metrics(now).Loss}
+		if rec := n.router.Record(id); rec != nil {
+			for _, li := range rec.Links {
+				if len(v.targets) >= n.heal.det.r.MaxTargets {
+					break
+				}
+				d := li.Neighbour
+				if d == n.selfID || li.Loss >= maxTargetLinkLoss {
+					continue
+				}
+				drec, cert := n.router.Record(d), n.router.Certificate(d)
+				if drec == nil || cert == nil {
+					continue
+				}
+				back := slices.IndexFunc(drec.Links, func(l routing.LinkInfo) bool { return l.Neighbour == id })
+				if back < 0 || drec.Links[back].Loss >= maxTargetLinkLoss {
+					continue
+				}
+				if _, ok := f.byAddr[cert.Overlay]; !ok {
+					continue
+				}
+				v.targets = append(v.targets, healTarget{id: d, addr: cert.Overlay, name: cert.Name,
+					nextLoss: max(li.Loss, drec.Links[back].Loss)})
+			}
+		}
+		views = append(views, v)
+	}
+	slices.SortFunc(views, func(a, b nbrView) int { return cmpNodeID(a.id, b.id) })
+	return views
+}
+
+func cmpNodeID(a, b routing.NodeID) int { return bytes.Compare(a[:], b[:]) }
+
+type healSend struct {
+	link, e2e *tunnel
+	addr      netip.Addr
+	seq       uint16
+}
+
+// healStep is one iteration of the loop at now.
+func (n *Node) healStep(now time.Time) {
+	h := n.heal
+	var sends []healSend
+	var kicks []netip.Addr
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	views := n.healViewsLocked(now)
+	h.mu.Lock()
+	if len(h.ids) > maxHealKeys && len(h.penalised) == 0 {
+		h.reset()
+	}
+	h.det.update(views)
+	h.det.expire(now)
+	js := make([]mapek.Judgement, 0, len(views))
+	for _, v := range views {
+		js = append(js, h.det.judge(h.key(v.id), v.id))
+	}
+	for _, d := range h.loop.Step(now.Sub(h.start), js, healActuator{n: n, now: now}) {
+		n.recordHealLocked(now, d)
+	}
+	h.loop.Log = h.loop.Log[:0] // the journal keeps the decisions, bounded
+	for _, v := range views {
+		if len(sends)+len(kicks) >= maxHealProbesPerStep {
+			break
+		}
+		tg, seq, ok := h.det.next(now, v.id)
+		if !ok {
+			continue
+		}
+		e2e := n.e2e[tg.addr]
+		if e2e == nil || !e2e.installed {
+			h.det.cancel(seq)
+			if e2e == nil {
+				kicks = append(kicks, tg.addr) // no session yet: start one (the probe goes the usual way)
+			}
+			continue
+		}
+		sends = append(sends, healSend{link: n.links[v.id], e2e: e2e, addr: tg.addr, seq: seq})
+	}
+	h.mu.Unlock()
+	n.mu.Unlock()
+
+	for _, a := range kicks {
+		n.sendPacket(now, echoPacket(n.addr, a, icmpEchoRequest, healIdent, 0, healPayload))
+	}
+	for _, s := range sends {
+		if !n.sendHealProbe(now, s) {
+			h.mu.Lock()
+			h.det.cancel(s.seq)
+			h.mu.Unlock()
+		}
+	}
+}
+
+// sendHealProbe seals an echo request under the end-to-end session with the target and hands it to
+// the chosen neighbour as a transit packet, whatever the forwarding table says (the same framing as
+// sendE2E).
+func (n *Node) sendHealProbe(now time.Time, s healSend) bool {
+	pkt := echoPacket(n.addr, s.addr, icmpEchoRequest, healIdent, s.seq, healPayload)
+	if !n.fw.Outbound(now, pkt, s.e2e.peer()).Allowed() {
+		return false
+	}
+	sent, _ := n.sendE2EVia(now, s.e2e, s.link, pkt)
+	return sent
+}
+
+// consumeHealReply takes the answer to a probe off the packet path.
+func (n *Node) consumeHealReply(now time.Time, pkt []byte) bool {
+	typ, id, seq, ok := echo(pkt)
+	if !ok || typ != icmpEchoReply || id != healIdent {
+		return false
+	}
+	if seq == 0 {
+		return true // the answer to a session-starting probe
+	}
+	h := n.heal
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.det.reply(now, seq, srcOf(pkt))
+}
+
+type healActuator struct {
+	n   *Node
+	now time.Time
+}
+
+// Penalise and Restore run inside healStep, with Node.mu and healer.mu held.
+func (a healActuator) Penalise(k int) {
+	id := a.n.heal.ids[k]
+	a.n.heal.penalised[id] = true
+	a.n.healApplyLocked(a.now, id)
+}
+
+func (a healActuator) Restore(k int) {
+	id := a.n.heal.ids[k]
+	delete(a.n.heal.penalised, id)
+	a.n.heal.det.afresh(id)
+	a.n.healApplyLocked(a.now, id)
+}
+
+func (n *Node) healApplyLocked(now time.Time, id routing.NodeID) {
+	t := n.links[id]
+	if t == nil || !t.up {
+		return // applied when the link is next measured (healMetrics)
+	}
+	m := t.mon.Metrics(now)
+	n.router.UpdateMetrics(now, id, n.heal.adjustLocked(id, routing.Metrics{RTT: m.RTT, Loss: m.Loss}))
+}
+
+func (n *Node) recordHealLocked(now time.Time, d mapek.Decision) {
+	h := n.heal
+	id := h.ids[d.Node]
+	name := id.String()
+	if s := h.det.nbrs[id]; s != nil {
+		name = s.name
+	}
+	hd := HealDecision{Time: now, Peer: name, Action: string(d.Action), Rule: d.Rule, Class: d.Evidence.Class,
+		Confidence: d.Evidence.Confidence, Evidence: d.Evidence.Evidence}
+	if len(h.journal) >= maxHealJournal {
+		h.journal = append(h.journal[:0], h.journal[len(h.journal)-maxHealJournal+1:]...)
+	}
+	h.journal = append(h.journal, hd)
+	args := []any{"peer", name, "rule", d.Rule, "class", hd.Class, "confidence", hd.Confidence}
+	for _, k := range []string{"link_loss", "next_loss", "explained_loss", "path_loss", "probes", "lost", "run"} {
+		if v, ok := hd.Evidence[k]; ok {
+			args = append(args, k, v)
+		}
+	}
+	if d.Action == mapek.Penalise {
+		h.penalties++
+		n.log.Warn("heal: routing around neighbour", args...)
+	} else {
+		h.restores++
+		n.log.Info("heal: re-probing neighbour", args...)
+	}
+}
+
+// Heal returns the self-healing loop's state.
+func (n *Node) Heal() HealStatus {
+	h := n.heal
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.cfg
+	st := HealStatus{Enabled: !c.Disabled, ProbeInterval: c.ProbeInterval, ProbeTimeout: c.ProbeTimeout,
+		Confidence: c.Confidence, Consecutive: c.Consecutive, Hold: c.Hold, MaxHold: c.MaxHold,
+		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, Penalties: h.penalties,
+		Restores: h.restores, Peers: []HealPeer{}, Decisions: slices.Clone(h.journal)}
+	for id, s := range h.det.nbrs {
+		p := HealPeer{Name: s.name, Penalised: h.penalised[id], Targets: []string{}, Class: s.last.Class,
+			Confidence: s.last.Confidence, Evidence: s.last.Evidence}
+		for _, t := range s.targets {
+			p.Targets = append(p.Targets, t.name)
+		}
+		st.Peers = append(st.Peers, p)
+	}
+	slices.SortFunc(st.Peers, func(a, b HealPeer) int { return strings.Compare(a.Name, b.Name) })
+	if st.Decisions == nil {
+		st.Decisions = []HealDecision{}
+	}
+	return st
+}

@@ -1,0 +1,42 @@
+package node
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// The self-healing loop's Prometheus metrics, read at scrape time like the node's others.
+var (
+	descHealProbes    = prometheus.NewDesc("x0tta6bl4_heal_probes_total", "Self-healing path probes: sent, answered, and lost (losses count only for destinations that answered before).", []string{"result"}, nil)
+	descHealDecisions = prometheus.NewDesc("x0tta6bl4_heal_decisions_total", "Self-healing decisions by action (penalise: route around a neighbour; restore: lift the penalty to re-probe it).", []string{"action"}, nil)
+	descHealPenalised = prometheus.NewDesc("x0tta6bl4_heal_penalised", "1 while the loop routes around the neighbour.", []string{"peer"}, nil)
+	descHealPathLoss  = prometheus.NewDesc("x0tta6bl4_heal_path_loss_ratio", "Loss of the recent path probes through the neighbour.", []string{"peer"}, nil)
+)
+
+type healCollector struct{ n *Node }
+
+func (c healCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descHealProbes, descHealDecisions, descHealPenalised, descHealPathLoss} {
+		ch <- d
+	}
+}
+
+func (c healCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.n.Heal()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(descHealProbes, h.ProbesSent, "sent")
+	counter(descHealProbes, h.ProbesOK, "answered")
+	counter(descHealProbes, h.ProbesLost, "lost")
+	counter(descHealDecisions, h.Penalties, "penalise")
+	counter(descHealDecisions, h.Restores, "restore")
+	for _, p := range h.Peers {
+		v := 0.0
+		if p.Penalised {
+			v = 1
+		}
+		gauge(descHealPenalised, v, p.Name)
+		gauge(descHealPathLoss, p.Evidence["path_loss"], p.Name)
+	}
+}
