@@ -30,6 +30,12 @@ type Cache struct {
 	max     int
 	records map[[32]byte]*Record // nil value: known bad signature
 	certs   map[meshca.Fingerprint]certEntry
+	// bufs maps the start of the encoding inside each buffer of a verified record (its encoding, its
+	// messages) to that record. Those buffers are never modified (see Outgoing), and the map keeps
+	// them alive, so bytes at such an address with the record's length are the record's bytes: a
+	// router handed such a buffer (a simulator delivers one buffer to many routers) finds the record
+	// without hashing it. Bytes from anywhere else (a daemon's receive buffers) never match.
+	bufs map[*byte]*Record
 
 	verifications atomic.Uint64
 }
@@ -42,6 +48,7 @@ func NewCache(maxEntries int) *Cache {
 	return &Cache{
 		max:     maxEntries,
 		records: make(map[[32]byte]*Record),
+		bufs:    make(map[*byte]*Record),
 		certs:   make(map[meshca.Fingerprint]certEntry),
 	}
 }
@@ -86,6 +93,14 @@ func (c *Cache) certificate(fp meshca.Fingerprint, raw []byte) (*meshca.Certific
 // verify returns the parsed record encoded by raw if its signature verifies with cert's key. The
 // caller has checked that cert's key ID is the record's origin and its fingerprint the record's.
 func (c *Cache) verify(raw []byte, cert *meshca.Certificate) (*Record, error) {
+	if len(raw) > 0 {
+		c.mu.Lock()
+		rec := c.bufs[&raw[0]]
+		c.mu.Unlock()
+		if rec != nil && len(rec.raw) == len(raw) {
+			return rec, nil
+		}
+	}
 	h := sha256.Sum256(raw)
 	c.mu.Lock()
 	rec, known := c.records[h]
@@ -96,10 +111,12 @@ func (c *Cache) verify(raw []byte, cert *meshca.Certificate) (*Record, error) {
 		}
 		return rec, nil
 	}
-	rec, err := ParseRecord(bytes.Clone(raw)) // raw is the caller's buffer; the record is kept
+	buf := newRecordBuffer(raw) // raw is the caller's buffer; the record is kept
+	rec, err := ParseRecord(buf[2:])
 	if err != nil {
 		return nil, err
 	}
+	rec.setMessage(buf)
 	c.verifications.Add(1)
 	if err := cert.SignPublicKey.Verify(SignatureContext, rec.tbs(), rec.Signature); err != nil {
 		c.store(h, nil)
@@ -107,7 +124,9 @@ func (c *Cache) verify(raw []byte, cert *meshca.Certificate) (*Record, error) {
 	}
 	rec.hash = h
 	rec.cert = cert
+	rec.cache = c
 	c.store(h, rec)
+	c.register(rec.raw, rec)
 	return rec, nil
 }
 
@@ -115,7 +134,18 @@ func (c *Cache) store(h [32]byte, rec *Record) {
 	c.mu.Lock()
 	if len(c.records) >= c.max {
 		clear(c.records)
+		clear(c.bufs)
 	}
 	c.records[h] = rec
+	c.mu.Unlock()
+}
+
+// register notes that raw, a buffer belonging to the verified record rec, holds rec's encoding.
+func (c *Cache) register(raw []byte, rec *Record) {
+	c.mu.Lock()
+	if len(c.bufs) >= 2*c.max {
+		clear(c.bufs)
+	}
+	c.bufs[&raw[0]] = rec
 	c.mu.Unlock()
 }

@@ -132,11 +132,17 @@ type neighbour struct {
 	rto     time.Duration // retransmission timeout
 	adj     uint32        // current adjacency number (echoed by SummaryAcks)
 
-	sumParts map[uint16][]byte // summary parts not yet acknowledged
+	sumParts map[uint16][]byte // summary parts not yet acknowledged; nil when none
 	sumTotal uint16            // parts in this adjacency's summary
 	sumDue   time.Time
 
 	rxmtDue time.Time // no record sent to it is due for retransmission before this (zero: none)
+	// sent lists the entries sent to it on this adjacency, among them every one still outstanding
+	// (unacknowledged), so that a retransmission need not scan the LSDB. outstanding counts those,
+	// or more (an entry superseded or removed while outstanding stays counted until the next
+	// retransmission); at zero sent is emptied.
+	sent        []*lsa
+	outstanding int
 
 	acks  []entry   // acknowledgements to send
 	ackBy time.Time // when the oldest of them must go
@@ -151,12 +157,15 @@ type Router struct {
 	cache  *Cache
 	now    time.Time // the latest time the owner passed in
 
-	lsdb    map[NodeID]*lsa
-	entries []*lsa // the same entries, sorted by origin
-	byAddr  map[netip.Addr]NodeID
-	nbrs    map[NodeID]*neighbour
-	order   []NodeID              // neighbour IDs, sorted
-	byAdj   map[uint32]*neighbour // neighbours by current adjacency number
+	lsdb     lsaTable
+	entries  []*lsa // the same entries, sorted by origin unless unsorted (see sorted)
+	unsorted bool
+	byAddr   map[netip.Addr]NodeID // built on demand by NodeByAddr, for generation addrGen
+	addrGen  uint64
+	nbrs     map[NodeID]*neighbour
+	nbl      []*neighbour          // the same neighbours, sorted by ID
+	nbIDs    []NodeID              // their IDs, in the same order
+	byAdj    map[uint32]*neighbour // neighbours by current adjacency number
 
 	seq           uint64
 	originated    bool
@@ -176,8 +185,17 @@ type Router struct {
 	routes   map[NodeID]Route
 	reach    map[NodeID]bool
 
-	out   []Outgoing
-	stats Stats
+	// nbDue is the earliest of the neighbours' timers (summary, retransmission, acknowledgements;
+	// zero: none), valid when nbDueOK: timers that move earlier lower it, anything else clears
+	// nbDueOK, so NextDeadline, called after every message, rarely visits every neighbour.
+	nbDue   time.Time
+	nbDueOK bool
+	// acksDue is at or before the earliest time acknowledgements must go (zero: none queued).
+	acksDue time.Time
+
+	out     []Outgoing
+	scratch []entry // decoded Ack and Summary entries, reused
+	stats   Stats
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -205,8 +223,6 @@ func New(cfg Config) (*Router, error) {
 		cert:   cfg.Certificate,
 		certFP: cfg.Certificate.Fingerprint(),
 		cache:  cfg.Cache,
-		lsdb:   make(map[NodeID]*lsa),
-		byAddr: make(map[netip.Addr]NodeID),
 		nbrs:   make(map[NodeID]*neighbour),
 		byAdj:  make(map[uint32]*neighbour),
 		gen:    1,
@@ -244,8 +260,9 @@ func (r *Router) LinkUp(now time.Time, id NodeID, m Metrics) {
 	if nb == nil {
 		nb = &neighbour{id: id, advCost: cost}
 		r.nbrs[id] = nb
-		i, _ := slices.BinarySearchFunc(r.order, id, cmpID)
-		r.order = slices.Insert(r.order, i, id)
+		i, _ := slices.BinarySearchFunc(r.nbl, id, func(x *neighbour, id NodeID) int { return cmpID(x.id, id) })
+		r.nbl = slices.Insert(r.nbl, i, nb)
+		r.nbIDs = slices.Insert(r.nbIDs, i, id)
 		r.pendingTopo = true
 	} else if beyondHysteresis(nb.advCost, cost, r.cfg.CostHysteresis) {
 		nb.advCost = cost
@@ -253,7 +270,7 @@ func (r *Router) LinkUp(now time.Time, id NodeID, m Metrics) {
 	}
 	nb.metrics = m
 	nb.rto = rto(m.RTT)
-	nb.rxmtDue = time.Time{}
+	nb.rxmtDue, nb.outstanding, nb.sent = time.Time{}, 0, nil
 	nb.acks = nil
 	delete(r.byAdj, nb.adj)
 	r.nextAdj++
@@ -265,6 +282,7 @@ func (r *Router) LinkUp(now time.Time, id NodeID, m Metrics) {
 		r.out = append(r.out, Outgoing{To: id, Msg: nb.sumParts[p]})
 	}
 	nb.sumDue = now.Add(nb.rto)
+	r.nbDueOK = false
 	r.gen++
 }
 
@@ -277,10 +295,12 @@ func (r *Router) LinkDown(now time.Time, id NodeID) {
 	}
 	delete(r.nbrs, id)
 	delete(r.byAdj, nb.adj)
-	if i, found := slices.BinarySearchFunc(r.order, id, cmpID); found {
-		r.order = slices.Delete(r.order, i, i+1)
+	if i, found := slices.BinarySearchFunc(r.nbl, id, func(x *neighbour, id NodeID) int { return cmpID(x.id, id) }); found {
+		r.nbl = slices.Delete(r.nbl, i, i+1)
+		r.nbIDs = slices.Delete(r.nbIDs, i, i+1)
 	}
 	r.pendingTopo = true
+	r.nbDueOK = false
 	r.gen++
 }
 
@@ -301,7 +321,13 @@ func (r *Router) UpdateMetrics(now time.Time, id NodeID, m Metrics) {
 }
 
 // Neighbours returns the IDs of the neighbours that are up, sorted.
-func (r *Router) Neighbours() []NodeID { return slices.Clone(r.order) }
+func (r *Router) Neighbours() []NodeID {
+	ids := make([]NodeID, len(r.nbl))
+	for i, nb := range r.nbl {
+		ids[i] = nb.id
+	}
+	return ids
+}
 
 // SetCertificate replaces the node's own certificate (after renewal) and re-originates at once.
 func (r *Router) SetCertificate(now time.Time, cert *meshca.Certificate) error {
@@ -324,23 +350,35 @@ func (r *Router) SetCertificate(now time.Time, cert *meshca.Certificate) error {
 // a message was refused; they need no action beyond, perhaps, accounting against the neighbour.
 func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 	r.setNow(now)
-	nb := r.nbrs[from]
+	nb := r.neighbour(from)
 	if nb == nil {
 		r.stats.NotNeighbour++
 		return ErrNotNeighbour
 	}
-	m, err := parseMessage(msg)
+	m, err := parseMessageInto(msg, r.scratch)
 	if err != nil {
 		r.stats.Malformed++
 		return err
+	}
+	if cap(m.entries) > cap(r.scratch) {
+		r.scratch = m.entries[:0]
 	}
 	switch m.typ {
 	case MsgRecord:
 		return r.handleRecord(now, nb, m.cert, m.record)
 	case MsgAck:
-		for _, e := range m.entries {
-			if l := r.lsdb[e.origin]; l != nil && l.rec.Seq <= e.seq {
-				l.clearPending(nb.adj)
+		// Look the entries up a chunk at a time before touching them: independent lookups let the
+		// processor overlap their cache misses.
+		var ls [32]*lsa
+		for es := m.entries; len(es) > 0; es = es[min(len(es), len(ls)):] {
+			chunk := es[:min(len(es), len(ls))]
+			for i := range chunk {
+				ls[i] = r.lsdb.get(chunk[i].origin)
+			}
+			for i, e := range chunk {
+				if l := ls[i]; l != nil && l.seq <= e.seq {
+					r.clearPending(l, nb)
+				}
 			}
 		}
 	case MsgSummary:
@@ -348,6 +386,10 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 	case MsgSummaryAck:
 		if m.adj == nb.adj {
 			delete(nb.sumParts, m.part)
+			if len(nb.sumParts) == 0 {
+				nb.sumParts = nil // NextDeadline, called after every message, need not look into the map
+				r.nbDueOK = false
+			}
 		}
 	}
 	return nil
@@ -360,14 +402,32 @@ func (r *Router) ack(nb *neighbour, origin NodeID, seq uint64) {
 	}
 	if len(nb.acks) == 0 {
 		nb.ackBy = r.now.Add(ackDelay)
+		r.lowerNbDue(nb.ackBy)
+		if r.acksDue.IsZero() || nb.ackBy.Before(r.acksDue) {
+			r.acksDue = nb.ackBy
+		}
 	}
 	nb.acks = append(nb.acks, entry{origin, seq})
+}
+
+// neighbour returns the up neighbour id, or nil. With a few neighbours a scan of their IDs, which sit
+// together in memory, is cheaper than the map.
+func (r *Router) neighbour(id NodeID) *neighbour {
+	if len(r.nbIDs) > 16 {
+		return r.nbrs[id]
+	}
+	for i := range r.nbIDs {
+		if r.nbIDs[i] == id {
+			return r.nbl[i]
+		}
+	}
+	return nil
 }
 
 // ackedBy treats a copy of l's record received from nb (so nb holds it and its certificate) as nb's
 // acknowledgement.
 func (r *Router) ackedBy(nb *neighbour, l *lsa) {
-	l.clearPending(nb.adj)
+	r.clearPending(l, nb)
 	r.addHolder(l, nb.adj)
 }
 
@@ -391,18 +451,18 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 		r.ack(nb, h.origin, h.seq)
 		return fmt.Errorf("%w: %s", ErrFuture, expires.UTC().Format(time.RFC3339))
 	}
-	cur := r.lsdb[h.origin]
+	cur := r.lsdb.get(h.origin)
 	if cur != nil {
 		switch {
-		case h.seq < cur.rec.Seq:
+		case h.seq < cur.seq:
 			r.stats.Stale++
 			r.ack(nb, h.origin, h.seq)
 			if cur.rec.Expires.After(now) {
 				r.sendRecord(nb, cur, now, false) // nb is behind: give it ours
 			}
 			return nil
-		case h.seq == cur.rec.Seq:
-			if sameBytes(raw, cur.rec.raw) {
+		case h.seq == cur.seq:
+			if sameBytes(raw, cur.rec) {
 				r.stats.Duplicates++
 				r.ackedBy(nb, cur)
 				r.ack(nb, h.origin, h.seq)
@@ -421,7 +481,7 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 			r.stats.TooFrequent++
 			return nil // unacknowledged: nb sends it again after its retransmission timeout
 		}
-	} else if len(r.lsdb) >= r.cfg.MaxNodes {
+	} else if r.lsdb.len() >= r.cfg.MaxNodes {
 		r.stats.TableFull++
 		r.ack(nb, h.origin, h.seq)
 		return ErrTableFull
@@ -455,7 +515,7 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 		return err
 	}
 	r.ack(nb, h.origin, h.seq)
-	r.install(now, rec, nb)
+	r.install(now, rec, nb, cur)
 	return nil
 }
 
@@ -493,14 +553,14 @@ func (r *Router) checkCert(cert *meshca.Certificate, now time.Time) error {
 // handleOwnRecord deals with a copy of one of our own records: an echo of the current one, an older
 // one, or one from a previous incarnation with a sequence number at or above ours.
 func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, certRaw, raw []byte) error {
-	cur := r.lsdb[r.self]
-	if cur != nil && h.seq == cur.rec.Seq && sameBytes(raw, cur.rec.raw) {
+	cur := r.lsdb.get(r.self)
+	if cur != nil && h.seq == cur.seq && sameBytes(raw, cur.rec) {
 		r.stats.Duplicates++
 		r.ackedBy(nb, cur)
 		r.ack(nb, h.origin, h.seq)
 		return nil
 	}
-	if cur != nil && h.seq < cur.rec.Seq {
+	if cur != nil && h.seq < cur.seq {
 		r.stats.Stale++
 		r.ack(nb, h.origin, h.seq)
 		r.sendRecord(nb, cur, now, false)
@@ -535,24 +595,23 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 	return nil
 }
 
-// install puts a verified record into the LSDB and floods it to every neighbour except from and the
-// originator.
-func (r *Router) install(now time.Time, rec *Record, from *neighbour) {
-	l := &lsa{rec: rec, arrival: now}
-	if old := r.lsdb[rec.Origin]; old != nil && old.rec.CertFingerprint == rec.CertFingerprint {
-		l.holders = old.holders
+// install puts a verified record into the LSDB in place of old (the entry held until now, or nil)
+// and floods it to every neighbour except from and the originator.
+func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) {
+	l := newLSA(rec, now, old)
+	r.put(l, old)
+	if r.out == nil {
+		r.out = make([]Outgoing, 0, len(r.nbl)+1)
 	}
-	r.put(l)
 	if r.nextExpiry.IsZero() || rec.Expires.Before(r.nextExpiry) {
 		r.nextExpiry = rec.Expires
 	}
 	r.stats.Accepted++
-	for _, id := range r.order {
-		nb := r.nbrs[id]
+	for _, nb := range r.nbl {
 		switch {
 		case nb == from:
 			r.addHolder(l, nb.adj)
-		case id == rec.Origin:
+		case nb.id == rec.Origin:
 			// The originator has it (or something newer).
 		default:
 			r.sendRecord(nb, l, now, false)
@@ -567,9 +626,10 @@ func (r *Router) sendRecord(nb *neighbour, l *lsa, now time.Time, retransmission
 	r.out = append(r.out, Outgoing{To: nb.id, Msg: l.rec.message(withCert)})
 	r.addHolder(l, nb.adj)
 	due := now.Add(nb.rto)
-	r.setPending(l, nb.adj, due)
+	r.setPending(l, nb, due)
 	if nb.rxmtDue.IsZero() || due.Before(nb.rxmtDue) {
 		nb.rxmtDue = due
+		r.lowerNbDue(due)
 	}
 	if retransmission {
 		r.stats.Retransmitted++
@@ -588,7 +648,7 @@ func (r *Router) buildSummary(adj uint32) map[uint16][]byte {
 		n := min(len(ids), MaxEntries)
 		es := make([]entry, n)
 		for i, id := range ids[:n] {
-			es[i] = entry{id, r.lsdb[id].rec.Seq}
+			es[i] = entry{id, r.lsdb.get(id).rec.Seq}
 		}
 		ids = ids[n:]
 		hi := NodeID{}
@@ -619,7 +679,7 @@ func incID(id NodeID) NodeID {
 // sortedIDs returns the originators of unexpired LSDB entries, sorted.
 func (r *Router) sortedIDs() []NodeID {
 	ids := make([]NodeID, 0, len(r.entries))
-	for _, l := range r.entries {
+	for _, l := range r.sorted() {
 		if l.rec.Expires.After(r.now) {
 			ids = append(ids, l.rec.Origin)
 		}
@@ -659,7 +719,7 @@ func (r *Router) originationDue() (due time.Time, ok bool) {
 		return r.now, true
 	}
 	if !r.originated {
-		return r.now, len(r.order) > 0
+		return r.now, len(r.nbl) > 0
 	}
 	due = r.lastOrig.Add(r.cfg.RefreshInterval)
 	if r.pendingTopo {
@@ -697,19 +757,31 @@ func (r *Router) NextDeadline() time.Time {
 	if !r.nextRevalid.IsZero() {
 		d = minTime(d, r.nextRevalid)
 	}
-	for _, id := range r.order {
-		nb := r.nbrs[id]
-		if len(nb.sumParts) > 0 {
-			d = minTime(d, nb.sumDue)
-		}
-		if !nb.rxmtDue.IsZero() {
-			d = minTime(d, nb.rxmtDue)
-		}
-		if len(nb.acks) > 0 {
-			d = minTime(d, nb.ackBy)
+	if !r.nbDueOK {
+		r.nbDue, r.nbDueOK = time.Time{}, true
+		for _, nb := range r.nbl {
+			if nb.sumParts != nil {
+				r.lowerNbDue(nb.sumDue)
+			}
+			if !nb.rxmtDue.IsZero() {
+				r.lowerNbDue(nb.rxmtDue)
+			}
+			if len(nb.acks) > 0 {
+				r.lowerNbDue(nb.ackBy)
+			}
 		}
 	}
+	if !r.nbDue.IsZero() {
+		d = minTime(d, r.nbDue)
+	}
 	return d
+}
+
+// lowerNbDue notes that a neighbour's timer now fires at t.
+func (r *Router) lowerNbDue(t time.Time) {
+	if r.nbDueOK && (r.nbDue.IsZero() || t.Before(r.nbDue)) {
+		r.nbDue = t
+	}
 }
 
 // Tick runs the timers: origination (triggered, rate-limited and periodic), retransmissions, expiry
@@ -727,15 +799,15 @@ func (r *Router) Tick(now time.Time) {
 	if due, ok := r.originationDue(); ok && !now.Before(due) {
 		r.originate(now)
 	}
-	for _, id := range r.order {
-		nb := r.nbrs[id]
-		if len(nb.sumParts) > 0 && !now.Before(nb.sumDue) {
+	for _, nb := range r.nbl {
+		if nb.sumParts != nil && !now.Before(nb.sumDue) {
 			for p := range nb.sumTotal {
 				if msg, ok := nb.sumParts[p]; ok {
-					r.out = append(r.out, Outgoing{To: id, Msg: msg})
+					r.out = append(r.out, Outgoing{To: nb.id, Msg: msg})
 				}
 			}
 			nb.sumDue = now.Add(nb.rto)
+			r.nbDueOK = false
 		}
 		if !nb.rxmtDue.IsZero() && !now.Before(nb.rxmtDue) {
 			r.retransmit(now, nb)
@@ -744,38 +816,47 @@ func (r *Router) Tick(now time.Time) {
 }
 
 func (r *Router) retransmit(now time.Time, nb *neighbour) {
-	next, sent := time.Time{}, 0
-	for _, l := range r.entries {
-		for k := 0; k < len(l.pending); k++ {
-			p := &l.pending[k]
-			if p.adj != nb.adj {
-				continue
-			}
-			if !l.rec.Expires.After(now) {
-				l.pending = slices.Delete(l.pending, k, k+1)
-				break
-			}
-			if !now.Before(p.due) {
-				if sent < maxRetransmitBurst {
-					r.sendRecord(nb, l, now, true) // updates p.due
-					sent++
-				} else {
-					p.due = now.Add(nb.rto / 4)
-				}
-			}
-			if next.IsZero() || p.due.Before(next) {
-				next = p.due
-			}
-			break
+	// The entries still outstanding to nb, in origin order (the order of a scan of the LSDB).
+	var out []*lsa
+	for _, l := range nb.sent {
+		if !l.gone && l.pendingTo(nb.adj) >= 0 {
+			out = append(out, l)
 		}
 	}
-	nb.rxmtDue = next
+	slices.SortFunc(out, func(a, b *lsa) int { return cmpID(a.origin, b.origin) })
+	out = slices.Compact(out) // an entry sent again after an acknowledgement is listed twice
+	next, sent := time.Time{}, 0
+	kept := nb.sent[:0]
+	for _, l := range out {
+		k := l.pendingTo(nb.adj)
+		if !l.rec.Expires.After(now) {
+			l.pending = slices.Delete(l.pending, k, k+1)
+			continue
+		}
+		p := &l.pending[k]
+		if !now.Before(p.due) {
+			if sent < maxRetransmitBurst {
+				r.sendRecord(nb, l, now, true) // updates p.due
+				sent++
+			} else {
+				p.due = now.Add(nb.rto / 4)
+			}
+		}
+		if next.IsZero() || p.due.Before(next) {
+			next = p.due
+		}
+		kept = append(kept, l)
+	}
+	clear(nb.sent[len(kept):])
+	nb.sent = kept
+	nb.rxmtDue, nb.outstanding = next, len(kept)
+	r.nbDueOK = false
 }
 
 // expire removes records that have expired.
 func (r *Router) expire(now time.Time) {
 	r.nextExpiry = time.Time{}
-	for _, l := range slices.Clone(r.entries) {
+	for _, l := range slices.Clone(r.sorted()) {
 		if l.rec.Origin == r.self {
 			continue
 		}
@@ -796,7 +877,7 @@ func (r *Router) expire(now time.Time) {
 func (r *Router) Revalidate(now time.Time) {
 	r.setNow(now)
 	r.nextRevalid = now.Add(r.cfg.RevalidateInterval)
-	for _, l := range slices.Clone(r.entries) {
+	for _, l := range slices.Clone(r.sorted()) {
 		if l.rec.Origin == r.self {
 			continue
 		}
@@ -810,10 +891,9 @@ func (r *Router) Revalidate(now time.Time) {
 // localLinks returns the links the router advertises: every up neighbour, the cheapest MaxLinks if
 // there are more, sorted by neighbour.
 func (r *Router) localLinks() []LinkInfo {
-	links := make([]LinkInfo, 0, len(r.order))
-	for _, id := range r.order {
-		nb := r.nbrs[id]
-		links = append(links, LinkInfo{Neighbour: id, Cost: nb.advCost, RTT: nb.metrics.RTT, Loss: nb.metrics.Loss})
+	links := make([]LinkInfo, 0, len(r.nbl))
+	for _, nb := range r.nbl {
+		links = append(links, LinkInfo{Neighbour: nb.id, Cost: nb.advCost, RTT: nb.metrics.RTT, Loss: nb.metrics.Loss})
 	}
 	if len(links) > MaxLinks {
 		slices.SortStableFunc(links, func(a, b LinkInfo) int { return cmp.Compare(a.Cost, b.Cost) })
@@ -862,13 +942,11 @@ func (r *Router) originate(now time.Time) {
 		r.pendingTopo = false
 	}
 	r.stats.Originated++
-	l := &lsa{rec: rec, arrival: now}
-	if old := r.lsdb[r.self]; old != nil && old.rec.CertFingerprint == rec.CertFingerprint {
-		l.holders = old.holders
-	}
-	r.put(l)
-	for _, id := range r.order {
-		r.sendRecord(r.nbrs[id], l, now, false)
+	old := r.lsdb.get(r.self)
+	l := newLSA(rec, now, old)
+	r.put(l, old)
+	for _, nb := range r.nbl {
+		r.sendRecord(nb, l, now, false)
 	}
 }
 
@@ -877,25 +955,57 @@ func (r *Router) originate(now time.Time) {
 // Drain returns the messages to send and forgets them. Call it after every other call.
 // Acknowledgements are held for 10 ms to be batched; NextDeadline accounts for them.
 func (r *Router) Drain() []Outgoing {
-	for _, id := range r.order {
-		nb := r.nbrs[id]
-		if len(nb.acks) == 0 || r.now.Before(nb.ackBy) {
-			continue
-		}
-		for i := 0; i < len(nb.acks); i += MaxEntries {
-			r.out = append(r.out, Outgoing{To: id, Msg: encodeAck(nb.acks[i:min(i+MaxEntries, len(nb.acks))])})
-		}
-		nb.acks = nb.acks[:0]
-	}
+	r.queueAcks()
 	out := r.out
 	r.out = nil
 	return out
+}
+
+// DrainTo is Drain appending to out, which it returns: a caller that reuses out saves an allocation
+// per call (a simulator of a thousand routers makes millions of calls).
+func (r *Router) DrainTo(out []Outgoing) []Outgoing {
+	r.queueAcks()
+	out = append(out, r.out...)
+	clear(r.out)
+	r.out = r.out[:0]
+	return out
+}
+
+// queueAcks queues the acknowledgements that are due.
+func (r *Router) queueAcks() {
+	if r.acksDue.IsZero() || r.now.Before(r.acksDue) {
+		return
+	}
+	r.acksDue = time.Time{}
+	for _, nb := range r.nbl {
+		if len(nb.acks) == 0 {
+			continue
+		}
+		if r.now.Before(nb.ackBy) {
+			if r.acksDue.IsZero() || nb.ackBy.Before(r.acksDue) {
+				r.acksDue = nb.ackBy
+			}
+			continue
+		}
+		r.nbDueOK = false
+		for i := 0; i < len(nb.acks); i += MaxEntries {
+			r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeAck(nb.acks[i:min(i+MaxEntries, len(nb.acks))])})
+		}
+		nb.acks = nb.acks[:0]
+	}
 }
 
 // ---- lookups ----
 
 // NodeByAddr returns the node whose certificate holds overlay address a.
 func (r *Router) NodeByAddr(a netip.Addr) (NodeID, bool) {
+	if r.byAddr == nil || r.addrGen != r.gen {
+		r.byAddr = make(map[netip.Addr]NodeID, len(r.entries))
+		for _, l := range r.entries {
+			r.byAddr[l.rec.cert.Overlay] = l.rec.Origin
+		}
+		r.addrGen = r.gen
+	}
 	id, ok := r.byAddr[a]
 	return id, ok
 }
@@ -906,7 +1016,7 @@ func (r *Router) Certificate(id NodeID) *meshca.Certificate {
 	if id == r.self {
 		return r.cert
 	}
-	if l := r.lsdb[id]; l != nil {
+	if l := r.lsdb.get(id); l != nil {
 		return l.rec.cert
 	}
 	return nil
@@ -914,20 +1024,14 @@ func (r *Router) Certificate(id NodeID) *meshca.Certificate {
 
 // Record returns the record held for a node, or nil. It must not be modified.
 func (r *Router) Record(id NodeID) *Record {
-	if l := r.lsdb[id]; l != nil {
+	if l := r.lsdb.get(id); l != nil {
 		return l.rec
 	}
 	return nil
 }
 
-// sameBytes is bytes.Equal with a shortcut for two slices of the same memory (a simulator delivers
-// one buffer to many routers).
-func sameBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	if len(a) == 0 || &a[0] == &b[0] {
-		return true
-	}
-	return bytes.Equal(a, b)
+// sameBytes reports whether raw is rec's encoding, with a shortcut for rec's own (immutable) buffers,
+// which a simulator delivers to many routers.
+func sameBytes(raw []byte, rec *Record) bool {
+	return rec.holdsBytes(raw) || bytes.Equal(raw, rec.raw)
 }

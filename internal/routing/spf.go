@@ -23,7 +23,7 @@ func (r *Router) buildTopo() *topo {
 	n := len(r.entries) + 1
 	t := &topo{idx: make(map[NodeID]int32, n), ids: make([]NodeID, 0, n), recs: make([]*Record, 0, n)}
 	self := false
-	for _, l := range r.entries {
+	for _, l := range r.sorted() {
 		id := l.rec.Origin
 		if !self && cmpID(id, r.self) >= 0 {
 			self = true

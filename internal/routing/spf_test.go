@@ -46,7 +46,7 @@ func syntheticLSDB(tb testing.TB, r *Router, n int, deg int, seed uint64) []Node
 			}
 		}
 		slices.SortFunc(rec.Links, func(a, b LinkInfo) int { return cmpID(a.Neighbour, b.Neighbour) })
-		r.put(&lsa{rec: rec})
+		r.put(&lsa{rec: rec}, r.lsdb.get(rec.Origin))
 	}
 	r.gen++
 	return ids

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"x0tta6bl4/internal/identity"
@@ -84,9 +84,11 @@ type Record struct {
 	raw  []byte   // full encoding
 	hash [32]byte // SHA-256 of raw, set once verified or signed
 	cert *meshca.Certificate
+	// cache is the Cache that verified the record (nil for one signed here or not verified): its
+	// messages are registered there when built.
+	cache *Cache
 
-	msgOnce [2]sync.Once
-	msg     [2][]byte // Record messages without / with the certificate
+	msg [2]atomic.Pointer[[]byte] // Record messages without / with the certificate, built once
 }
 
 // Bytes returns the record's encoding (nil for a record that was never signed or parsed).
@@ -110,20 +112,53 @@ func (r *Record) linkTo(n NodeID) (LinkInfo, bool) {
 }
 
 // message returns the Record message carrying r, with or without its certificate. The bytes are built
-// once and shared.
+// once and shared (and never modified: see Outgoing).
 func (r *Record) message(withCert bool) []byte {
 	i := 0
 	if withCert && r.cert != nil {
 		i = 1
 	}
-	r.msgOnce[i].Do(func() {
-		var cert []byte
-		if i == 1 {
-			cert = r.cert.Bytes()
+	if p := r.msg[i].Load(); p != nil {
+		return *p
+	}
+	var cert []byte
+	if i == 1 {
+		cert = r.cert.Bytes()
+	}
+	b := appendRecordMessage(nil, cert, r.raw)
+	if r.msg[i].CompareAndSwap(nil, &b) && r.cache != nil {
+		r.cache.register(b[len(b)-len(r.raw):], r)
+	}
+	return *r.msg[i].Load()
+}
+
+// newRecordBuffer returns a copy of raw preceded by the header of a Record message without a
+// certificate: parse the record from the copy and pass the whole buffer to setMessage, so that the
+// record's encoding and its message share memory.
+func newRecordBuffer(raw []byte) []byte {
+	return appendRecordMessage(make([]byte, 0, 2+len(raw)), nil, raw)
+}
+
+// setMessage records msg, built by newRecordBuffer around r's encoding, as r's message without a
+// certificate.
+func (r *Record) setMessage(msg []byte) { r.msg[0].Store(&msg) }
+
+// holdsBytes reports whether b is r's encoding by identity: the same memory as r's encoding or as
+// the record part of one of r's messages, which are never modified. A simulator delivers these
+// buffers to many routers, which then recognise a duplicate without comparing its bytes.
+func (r *Record) holdsBytes(b []byte) bool {
+	if len(b) == 0 || len(b) != len(r.raw) {
+		return false
+	}
+	if &b[0] == &r.raw[0] {
+		return true
+	}
+	for i := range r.msg {
+		if p := r.msg[i].Load(); p != nil && len(*p) >= len(b) && &b[0] == &(*p)[len(*p)-len(b)] {
+			return true
 		}
-		r.msg[i] = appendRecordMessage(nil, cert, r.raw)
-	})
-	return r.msg[i]
+	}
+	return false
 }
 
 func cmpID(a, b NodeID) int { return bytes.Compare(a[:], b[:]) }
@@ -316,15 +351,19 @@ type message struct {
 
 // parseMessage decodes a routing message strictly. A Record message's record is only located, not
 // parsed (ParseRecord does that); its certificate is not parsed either.
-func parseMessage(b []byte) (message, error) {
-	m, err := parseMessageInner(b)
+func parseMessage(b []byte) (message, error) { return parseMessageInto(b, nil) }
+
+// parseMessageInto is parseMessage with the entries of an Ack or Summary decoded into scratch's
+// memory (when it is large enough).
+func parseMessageInto(b []byte, scratch []entry) (message, error) {
+	m, err := parseMessageInner(b, scratch)
 	if err != nil {
 		return message{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return m, nil
 }
 
-func parseMessageInner(b []byte) (message, error) {
+func parseMessageInner(b []byte, scratch []entry) (message, error) {
 	if len(b) == 0 {
 		return message{}, errors.New("empty message")
 	}
@@ -362,7 +401,7 @@ func parseMessageInner(b []byte) (message, error) {
 		if n == 0 || n > MaxEntries || len(b) != 3+n*entrySize {
 			return m, fmt.Errorf("ack of %d bytes with %d entries", len(b), n)
 		}
-		m.entries = parseEntries(b[3:], n)
+		m.entries = parseEntries(b[3:], n, scratch)
 	case MsgSummary:
 		if len(b) < summaryHeader {
 			return m, errors.New("truncated summary")
@@ -378,7 +417,7 @@ func parseMessageInner(b []byte) (message, error) {
 		if cmpID(m.lo, m.hi) > 0 {
 			return m, errors.New("summary range is empty")
 		}
-		m.entries = parseEntries(b[summaryHeader:], n)
+		m.entries = parseEntries(b[summaryHeader:], n, scratch)
 		for i, e := range m.entries {
 			if cmpID(e.origin, m.lo) < 0 || cmpID(e.origin, m.hi) > 0 {
 				return m, errors.New("summary entry outside its range")
@@ -399,11 +438,15 @@ func parseMessageInner(b []byte) (message, error) {
 	return m, nil
 }
 
-func parseEntries(b []byte, n int) []entry {
+func parseEntries(b []byte, n int, scratch []entry) []entry {
 	if n == 0 {
 		return nil
 	}
-	es := make([]entry, n)
+	es := scratch[:0]
+	if cap(es) < n {
+		es = make([]entry, n)
+	}
+	es = es[:n]
 	for i := range es {
 		copy(es[i].origin[:], b[i*entrySize:])
 		es[i].seq = binary.BigEndian.Uint64(b[i*entrySize+32:])

@@ -30,6 +30,7 @@ func BenchmarkSim1000(b *testing.B) {
 		}
 		b.ReportMetric(built.Seconds(), "s-setup")
 		b.ReportMetric(converged.Seconds(), "s-to-converged")
+		b.ReportMetric((converged - built).Seconds(), "s-cold-start")
 		b.ReportMetric(conv.Seconds()*1000, "ms-virtual-convergence")
 		b.ReportMetric(float64(s.Net.Counters.Sent), "routing-msgs")
 	}

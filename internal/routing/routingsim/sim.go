@@ -66,6 +66,14 @@ type Node struct {
 	tickPending bool
 	tickSameNow int
 	lastTickNow time.Time
+
+	adj []nodeLink // its links, in creation order (a faster lookup than Network.links when sending)
+}
+
+type nodeLink struct {
+	peer NodeID
+	l    *link
+	node *Node // the peer
 }
 
 type linkKey struct{ a, b NodeID } // a < b
@@ -96,55 +104,23 @@ type link struct {
 	epoch uint64
 }
 
+// event is a scheduled function, or (fn nil) the delivery of a message: the bulk of the events, kept
+// in the event itself so that a bucket of them sits together in memory (see calendar).
 type event struct {
 	at  int64 // nanoseconds since the start
 	seq uint64
 	fn  func()
+	delivery
 }
 
-// eventQueue is a binary min-heap of events ordered by (at, seq).
-type eventQueue []event
-
-func (q eventQueue) less(i, j int) bool {
-	return q[i].at < q[j].at || q[i].at == q[j].at && q[i].seq < q[j].seq
-}
-
-func (q *eventQueue) push(e event) {
-	*q = append(*q, e)
-	s := *q
-	for i := len(s) - 1; i > 0; {
-		p := (i - 1) / 2
-		if !s.less(i, p) {
-			break
-		}
-		s[i], s[p] = s[p], s[i]
-		i = p
-	}
-}
-
-func (q *eventQueue) pop() event {
-	s := *q
-	e := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = event{}
-	s = s[:last]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < len(s) && s.less(l, m) {
-			m = l
-		}
-		if l+1 < len(s) && s.less(l+1, m) {
-			m = l + 1
-		}
-		if m == i {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
-	}
-	*q = s
-	return e
+// delivery is a message in flight.
+type delivery struct {
+	l        *link
+	epoch    uint64
+	src, dst *Node
+	srcInc   uint64
+	dstInc   uint64
+	msg      []byte
 }
 
 // Counters of the traffic the network carried.
@@ -170,9 +146,11 @@ type Network struct {
 	nodes    map[NodeID]*Node
 	order    []NodeID
 	links    map[linkKey]*link
-	q        eventQueue
+	q        calendar
+	outBuf   []routing.Outgoing
 	seq      uint64
 	version  uint64 // bumped by every topology change
+	syncHint int    // where CheckSynchronised failed last
 
 	// Counters of what the links carried.
 	Counters Counters
@@ -358,14 +336,26 @@ func (n *Network) schedule(at time.Time, fn func()) {
 	n.q.push(event{at: int64(at.Sub(n.cfg.Start)), seq: n.seq, fn: fn})
 }
 
+// linkTo returns the link from node to its peer and the peer, or nils.
+func (n *Network) linkTo(node *Node, peer NodeID) (*link, *Node) {
+	for i := range node.adj {
+		if node.adj[i].peer == peer {
+			return node.adj[i].l, node.adj[i].node
+		}
+	}
+	return nil, nil
+}
+
 // afterNode sends what the node's router produced and (re)schedules its Tick.
 func (n *Network) afterNode(node *Node) {
 	if !node.Alive {
 		return
 	}
-	for _, o := range node.Router.Drain() {
+	n.outBuf = node.Router.DrainTo(n.outBuf[:0])
+	for _, o := range n.outBuf {
 		n.send(node, o.To, o.Msg)
 	}
+	clear(n.outBuf)
 	d := node.Router.NextDeadline()
 	if d.Before(n.now) {
 		d = n.now
@@ -395,7 +385,7 @@ func (n *Network) afterNode(node *Node) {
 }
 
 func (n *Network) send(from *Node, to NodeID, msg []byte) {
-	l := n.links[keyOf(from.ID, to)]
+	l, dst := n.linkTo(from, to)
 	n.Counters.Sent++
 	n.Counters.Bytes += uint64(len(msg))
 	if l == nil || !l.up {
@@ -410,21 +400,23 @@ func (n *Network) send(from *Node, to NodeID, msg []byte) {
 	if l.p.Jitter > 0 {
 		delay += time.Duration(n.rng.Int64N(int64(l.p.Jitter)))
 	}
-	epoch := l.epoch
-	dst := n.nodes[to]
-	inc := dst.incarnation
-	src, srcInc := from.ID, from.incarnation
-	n.schedule(n.now.Add(delay), func() {
-		if !l.up || l.epoch != epoch || !dst.Alive || dst.incarnation != inc || n.nodes[src].incarnation != srcInc {
-			n.Counters.Undeliver++
-			return
-		}
-		n.Counters.Delivered++
-		if n.OnDeliver != nil {
-			n.OnDeliver(src, to, msg)
-		}
-		n.deliver(src, dst, msg)
-	})
+	n.seq++
+	n.q.push(event{at: int64(n.now.Add(delay).Sub(n.cfg.Start)), seq: n.seq,
+		delivery: delivery{l: l, epoch: l.epoch, src: from, dst: dst, srcInc: from.incarnation, dstInc: dst.incarnation, msg: msg}})
+}
+
+// arrive delivers a message in flight, unless its link, sender or receiver went down meanwhile.
+func (n *Network) arrive(d *delivery) {
+	l, dst, src := d.l, d.dst, d.src
+	if !l.up || l.epoch != d.epoch || !dst.Alive || dst.incarnation != d.dstInc || src.incarnation != d.srcInc {
+		n.Counters.Undeliver++
+		return
+	}
+	n.Counters.Delivered++
+	if n.OnDeliver != nil {
+		n.OnDeliver(src.ID, dst.ID, d.msg)
+	}
+	n.deliver(src.ID, dst, d.msg)
 }
 
 func (n *Network) deliver(from NodeID, dst *Node, msg []byte) {
@@ -463,6 +455,8 @@ func (n *Network) Connect(a, b NodeID, p LinkParams) error {
 	}
 	l := &link{key: k, p: p}
 	n.links[k] = l
+	n.nodes[a].adj = append(n.nodes[a].adj, nodeLink{b, l, n.nodes[b]})
+	n.nodes[b].adj = append(n.nodes[b].adj, nodeLink{a, l, n.nodes[a]})
 	n.setUp(l, true)
 	return nil
 }
@@ -656,11 +650,19 @@ func (n *Network) RunFor(d time.Duration) { n.runTo(n.now.Add(d)) }
 
 func (n *Network) runTo(t time.Time) {
 	end := int64(t.Sub(n.cfg.Start))
-	for len(n.q) > 0 && n.q[0].at <= end {
+	for {
+		f := n.q.front()
+		if f == nil || f.at > end {
+			break
+		}
 		e := n.q.pop()
 		n.now = n.cfg.Start.Add(time.Duration(e.at))
 		n.Counters.Events++
-		e.fn()
+		if e.fn == nil {
+			n.arrive(&e.delivery)
+		} else {
+			e.fn()
+		}
 	}
 	n.now = t
 }
@@ -709,26 +711,29 @@ func (n *Network) RunUntilConverged(limit time.Duration) (time.Duration, error) 
 	return d, nil
 }
 
-// CheckSynchronised checks that every live node holds the latest record of every live node.
+// CheckSynchronised checks that every live node holds the latest record of every live node. It
+// starts with the pair that failed last time, so that polling it during a cold start costs little
+// until it passes.
 func (n *Network) CheckSynchronised() error {
-	for _, id := range n.order {
-		if !n.nodes[id].Alive {
+	m := len(n.order)
+	start := n.syncHint
+	if start >= m*m {
+		start = 0
+	}
+	for k := range m * m {
+		p := (start + k) % (m * m)
+		id, other := n.nodes[n.order[p/m]], n.nodes[n.order[p%m]]
+		if !id.Alive || !other.Alive {
 			continue
 		}
-		want := n.nodes[id].Router.Seq()
-		for _, other := range n.order {
-			if !n.nodes[other].Alive {
-				continue
-			}
-			if rec := n.nodes[other].Router.Record(id); rec == nil || rec.Seq != want {
-				return fmt.Errorf("%s does not hold %s's latest record", n.nodes[other].Name, n.nodes[id].Name)
-			}
+		if rec := other.Router.Record(id.ID); rec == nil || rec.Seq != id.Router.Seq() {
+			n.syncHint = p
+			return fmt.Errorf("%s does not hold %s's latest record", other.Name, id.Name)
 		}
 	}
 	return nil
 }
 
-// truth returns the true topology: up links between live nodes, with the costs their ends advertise.
 func (n *Network) truth() (idx map[NodeID]int, adj [][]truthEdge) {
 	idx = make(map[NodeID]int)
 	for _, id := range n.order {
