@@ -51,8 +51,9 @@ func runHeal(e *env, modelPath string, cfg sim.Config) error {
 	if err != nil {
 		return err
 	}
-	if m.F != sim.NumFeatures || m.K != int(sim.NumKinds) {
-		return fmt.Errorf("model has %d features and %d classes, the simulator %d and %d", m.F, m.K, sim.NumFeatures, sim.NumKinds)
+	if m.F != sim.NumFeatures || m.E != sim.NumEdgeFeatures || m.K != int(sim.NumKinds) {
+		return fmt.Errorf("model has %d node features, %d edge features and %d classes, the simulator %d, %d and %d",
+			m.F, m.E, m.K, sim.NumFeatures, sim.NumEdgeFeatures, sim.NumKinds)
 	}
 	if len(cfg.Faults) != 1 || cfg.Faults[0].Count != 1 || (cfg.Faults[0].Kind != sim.Blackhole && cfg.Faults[0].Kind != sim.GreyHole) {
 		return fmt.Errorf("--heal needs exactly one fault: --faults blackhole:1 or greyhole:1")
@@ -82,7 +83,7 @@ func addDataFlags(fs interface {
 		nodes:    fs.Int("nodes", 100, "nodes per simulated mesh"),
 		duration: fs.Duration("duration", 60*time.Second, "telemetry per run (one graph per second)"),
 		faults:   fs.String("faults", "blackhole:2,greyhole:2,crash:1,overload:1,linkdeg:1,flapping:1", "faults per run"),
-		features: fs.String("features", "all", "all, or self: without the neighbours' link counters (ablation)"),
+		features: fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
 	}
 }
 
@@ -134,11 +135,12 @@ func parseSeeds(s string) ([]uint64, error) {
 
 // runAITrain trains the GraphSAGE detector on simulator data and saves it.
 func runAITrain(e *env, args []string) error {
-	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-12] [--val-seeds 51-53] [--epochs 20]")
+	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-24] [--val-seeds 51-53] [--epochs 20] [--train-faults ...]")
 	out := fs.String("out", "", "model file to write")
-	seeds := fs.String("seeds", "1-12", "simulator seeds of the training runs")
+	seeds := fs.String("seeds", "1-24", "simulator seeds of the training runs")
+	trainFaults := fs.String("train-faults", gnn.TrainFaults, "faults per training run (validation runs use --faults)")
 	valSeeds := fs.String("val-seeds", "51-53", "simulator seeds of the validation runs (detection threshold)")
-	epochs := fs.Int("epochs", 20, "training epochs")
+	epochs := fs.Int("epochs", 20, "training epochs (cosine learning-rate decay; the epoch with the best validation macro-F1 is kept)")
 	hidden := fs.Int("hidden", 32, "hidden units per layer")
 	lr := fs.Float64("lr", 0.005, "Adam learning rate")
 	initSeed := fs.Uint64("init-seed", 1, "seed of the weight initialisation and graph order")
@@ -156,7 +158,9 @@ func runAITrain(e *env, args []string) error {
 	if err := required(fs, "out", *out); err != nil {
 		return err
 	}
-	train, err := df.generate(e, "simulating", *seeds)
+	tdf := df
+	tdf.faults = trainFaults
+	train, err := tdf.generate(e, "simulating", *seeds)
 	if err != nil {
 		return err
 	}
@@ -175,7 +179,7 @@ func runAITrain(e *env, args []string) error {
 		}
 		bar := newBar(e.stderr, "federated rounds")
 		var rep *federated.Report
-		m, rep, err = federated.Train(clients, len(train[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds),
+		m, rep, err = federated.Train(clients, len(train[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds), Edges: edgeDim(train), Cosine: true,
 			Rounds: *rounds, LocalEpochs: *localEpochs, LR: *lr, Rule: federated.Rule(*rule), Trim: *trim,
 			Poisoned: int(*poison*float64(len(clients)) + 0.5), NoClip: *noClip, Seed: *initSeed, Progress: bar.set})
 		bar.done()
@@ -184,15 +188,27 @@ func runAITrain(e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "federated (%s): %s\n", *rule, rep)
 	} else {
-		m = gnn.NewModel(len(train[0].X[0]), *hidden, *hidden, int(sim.NumKinds), *initSeed)
+		m = gnn.NewEdgeModel(len(train[0].X[0]), edgeDim(train), *hidden, *hidden, int(sim.NumKinds), *initSeed)
 		m.Fit(train)
 		bar := newBar(e.stderr, "training")
-		loss, err = m.Train(train, gnn.TrainConfig{Epochs: *epochs, LR: *lr, Seed: *initSeed,
-			Progress: func(ep, n int, l float64) { bar.setMsg(ep, n, fmt.Sprintf("loss %.4f", l)) }})
+		var best []float64
+		bestF1, bestEp := -1.0, 0
+		loss, err = m.Train(train, gnn.TrainConfig{Epochs: *epochs, LR: *lr, Seed: *initSeed, Cosine: true,
+			Progress: func(ep, n int, l float64) {
+				f1 := m.MacroF1(val)
+				if f1 > bestF1 {
+					best, bestF1, bestEp = m.Params(), f1, ep
+				}
+				bar.setMsg(ep, n, fmt.Sprintf("loss %.4f, validation macro-F1 %.3f", l, f1))
+			}})
 		bar.done()
 		if err != nil {
 			return err
 		}
+		if err := m.SetParams(best); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "kept epoch %d of %d (validation macro-F1 %.3f)\n", bestEp, *epochs, bestF1)
 	}
 	m.SetThreshold(val)
 	fmt.Fprintf(e.stdout, "validation (seeds %s): %s\n", *valSeeds, m.Summary(val))
@@ -208,12 +224,23 @@ func runAITrain(e *env, args []string) error {
 	return nil
 }
 
+// edgeDim is the graphs' edge feature dimension (0 without edge data).
+func edgeDim(gs []gnn.Graph) int {
+	for _, links := range gs[0].E {
+		if len(links) > 0 {
+			return len(links[0])
+		}
+	}
+	return 0
+}
+
 // runAIEval evaluates a model and the baselines on held-out simulator runs.
 func runAIEval(e *env, args []string) error {
 	fs := newFlags(e, "ai eval", "--model model.x6m [--seeds 101-105] [--train-seeds 1-12] [--val-seeds 51-53]")
 	model := fs.String("model", "", "model file from ai train")
 	seeds := fs.String("seeds", "101-105", "held-out simulator seeds")
-	trainSeeds := fs.String("train-seeds", "1-12", "training seeds (to fit the baselines)")
+	trainSeeds := fs.String("train-seeds", "1-24", "training seeds (to fit the baselines)")
+	trainFaults := fs.String("train-faults", gnn.TrainFaults, "faults per training run (as given to ai train)")
 	valSeeds := fs.String("val-seeds", "51-53", "validation seeds (the baselines' thresholds)")
 	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
 	df := addDataFlags(fs)
@@ -227,14 +254,17 @@ func runAIEval(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	wantF := sim.NumFeatures
+	wantE := sim.NumEdgeFeatures
 	if *df.features == "self" {
-		wantF = sim.FNbrIn
+		wantE = 0
 	}
-	if m.F != wantF || m.K != int(sim.NumKinds) {
-		return fmt.Errorf("model has %d features and %d classes; --features %s gives %d and the simulator %d", m.F, m.K, *df.features, wantF, sim.NumKinds)
+	if m.F != sim.NumFeatures || m.E != wantE || m.K != int(sim.NumKinds) {
+		return fmt.Errorf("model has %d node features, %d edge features and %d classes; --features %s gives %d and %d, the simulator %d classes",
+			m.F, m.E, m.K, *df.features, sim.NumFeatures, wantE, sim.NumKinds)
 	}
-	train, err := df.generate(e, "simulating training runs", *trainSeeds)
+	tdf := df
+	tdf.faults = trainFaults
+	train, err := tdf.generate(e, "simulating training runs", *trainSeeds)
 	if err != nil {
 		return err
 	}
@@ -248,8 +278,13 @@ func runAIEval(e *env, args []string) error {
 	}
 	base := gnn.Baselines(train, val, 1)
 	ds := append([]gnn.Detector{m.Classifier(), m.Detector()}, base...)
+	if *df.features == "all" {
+		// For reference, not a baseline: a hand-made rule on the neighbours' link counters.
+		ds = append(ds, gnn.FlowConservation(val))
+	}
 	fmt.Fprintf(e.stdout, "model %s (version %s); held-out seeds %s: %d graphs, %d node-intervals\n", *model, m.Version(), *seeds, len(test), len(test)*len(test[0].X))
 	fmt.Fprintln(e.stdout, "detection: each fault type against normal nodes, at each method's validation-set threshold")
+	fmt.Fprintln(e.stdout, "(baselines: each node's own vector; flow conservation: a hand-made rule on the neighbours' link counters, for reference)")
 	gnn.PrintTable(e.stdout, gnn.EvaluateAll(ds, test))
 	printConfusion(e.stdout, m.Confusion(test))
 	if *rcaFlag && *df.features == "all" {

@@ -36,7 +36,7 @@ func TestAICommands(t *testing.T) {
 		t.Fatalf("sim: %d %s %s", code, out, stderr)
 	}
 	model := filepath.Join(t.TempDir(), "m.x6m")
-	small := []string{"--nodes", "20", "--duration", "4s", "--faults", "blackhole:1,crash:1"}
+	small := []string{"--nodes", "20", "--duration", "4s", "--faults", "blackhole:1,crash:1", "--train-faults", "blackhole:1,crash:1"}
 	out, stderr, code = runCLI(t, append([]string{"train", "--out", model, "--seeds", "1", "--val-seeds", "2", "--epochs", "2", "--hidden", "4"}, small...)...)
 	if code != 0 || !strings.Contains(out, "version") || !strings.Contains(stderr, "training") {
 		t.Fatalf("train: %d %s %s", code, out, stderr)

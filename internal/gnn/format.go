@@ -12,29 +12,33 @@ import (
 	"os"
 )
 
-// Model file format, version 1 (docs/intelligence.md). All integers big-endian; every number is an
+// Model file format, version 2 (docs/intelligence.md). All integers big-endian; every number is an
 // IEEE-754 float64. Nothing in it is executable: the decoder reads counts, checks them against fixed
 // bounds, reads exactly that many numbers and checks the trailing SHA-256.
 //
 //	magic    "X6GS" (4 bytes)
-//	version  u8 = 1
+//	version  u8 = 2
 //	flags    u8 = 0
-//	F H1 H2 K  u16 each: input features, hidden sizes, classes (1 ≤ F,H1,H2 ≤ 1024; 2 ≤ K ≤ 64)
+//	F E H1 H2 K  u16 each: node features, edge features, hidden sizes, classes
+//	             (1 ≤ F,H1,H2 ≤ 1024; 0 ≤ E ≤ 1024; 2 ≤ K ≤ 64)
 //	threshold  f64, in [0, 1]
-//	mean F×f64, std F×f64 (std > 0)
-//	W1 H1×2F, B1 H1, W2 H2×2H1, B2 H2, Wo K×H2, Bo K  (row-major, finite)
+//	mean F×f64, std F×f64 (std > 0), edge mean 2E×f64, edge std 2E×f64 (std > 0)
+//	W1 H1×(2F+2E), B1 H1, W2 H2×2H1, B2 H2, Wo K×H2, Bo K  (row-major, finite)
 //	sha256   32 bytes over everything before it
+//
+// Version 1 (no edge features, before the edge telemetry) is refused with a clear error: its node
+// features are not the current ones.
 const (
 	fileMagic   = "X6GS"
-	fileVersion = 1
+	fileVersion = 2
 	maxDim      = 1024
 	maxClasses  = 64
-	headerLen   = 4 + 1 + 1 + 4*2 + 8
+	headerLen   = 4 + 1 + 1 + 5*2 + 8
 	// MaxFileSize bounds what Load reads.
 	MaxFileSize = 64 << 20
 )
 
-// ErrMalformed is returned (wrapped) for any model file that is not a valid version-1 file.
+// ErrMalformed is returned (wrapped) for any model file that is not a valid version-2 file.
 var ErrMalformed = errors.New("gnn: malformed model file")
 
 func malformed(format string, a ...any) error {
@@ -50,7 +54,7 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 	b.WriteString(fileMagic)
 	b.WriteByte(fileVersion)
 	b.WriteByte(0)
-	for _, d := range []int{m.F, m.H1, m.H2, m.K} {
+	for _, d := range []int{m.F, m.E, m.H1, m.H2, m.K} {
 		binary.Write(&b, binary.BigEndian, uint16(d))
 	}
 	binary.Write(&b, binary.BigEndian, math.Float64bits(m.Threshold))
@@ -65,21 +69,28 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 }
 
 func (m *Model) tensors() [][]float64 {
-	return [][]float64{m.Mean, m.Std, m.W1, m.B1, m.W2, m.B2, m.Wo, m.Bo}
+	return [][]float64{m.Mean, m.Std, m.EMean, m.EStd, m.W1, m.B1, m.W2, m.B2, m.Wo, m.Bo}
 }
 
 func (m *Model) sizes() []int {
-	return []int{m.F, m.F, m.H1 * 2 * m.F, m.H1, m.H2 * 2 * m.H1, m.H2, m.K * m.H2, m.K}
+	return []int{m.F, m.F, 2 * m.E, 2 * m.E, m.H1 * m.in1(), m.H1, m.H2 * 2 * m.H1, m.H2, m.K * m.H2, m.K}
+}
+
+func (m *Model) dimsOK() error {
+	if m.F < 1 || m.F > maxDim || m.E < 0 || m.E > maxDim || m.H1 < 1 || m.H1 > maxDim || m.H2 < 1 || m.H2 > maxDim || m.K < 2 || m.K > maxClasses {
+		return malformed("dimensions F=%d E=%d H1=%d H2=%d K=%d out of range", m.F, m.E, m.H1, m.H2, m.K)
+	}
+	return nil
 }
 
 func (m *Model) check() error {
-	if m.F < 1 || m.F > maxDim || m.H1 < 1 || m.H1 > maxDim || m.H2 < 1 || m.H2 > maxDim || m.K < 2 || m.K > maxClasses {
-		return malformed("dimensions F=%d H1=%d H2=%d K=%d out of range", m.F, m.H1, m.H2, m.K)
+	if err := m.dimsOK(); err != nil {
+		return err
 	}
 	if !(m.Threshold >= 0 && m.Threshold <= 1) {
 		return malformed("threshold %v outside [0, 1]", m.Threshold)
 	}
-	names := []string{"mean", "std", "W1", "B1", "W2", "B2", "Wo", "Bo"}
+	names := []string{"mean", "std", "edge mean", "edge std", "W1", "B1", "W2", "B2", "Wo", "Bo"}
 	for i, t := range m.tensors() {
 		if len(t) != m.sizes()[i] {
 			return malformed("%s has %d values, want %d", names[i], len(t), m.sizes()[i])
@@ -88,15 +99,15 @@ func (m *Model) check() error {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				return malformed("%s holds a non-finite value", names[i])
 			}
-			if i == 1 && !(v > 0) {
-				return malformed("std holds %v, must be positive", v)
+			if (i == 1 || i == 3) && !(v > 0) {
+				return malformed("%s holds %v, must be positive", names[i], v)
 			}
 		}
 	}
 	return nil
 }
 
-// UnmarshalModel decodes a version-1 model file strictly: exact length, bounded dimensions, finite
+// UnmarshalModel decodes a version-2 model file strictly: exact length, bounded dimensions, finite
 // numbers, matching checksum.
 func UnmarshalModel(b []byte) (*Model, error) {
 	if len(b) < headerLen+sha256.Size {
@@ -105,6 +116,9 @@ func UnmarshalModel(b []byte) (*Model, error) {
 	if string(b[:4]) != fileMagic {
 		return nil, malformed("bad magic %q (not an x0tta6bl4 model)", b[:4])
 	}
+	if b[4] == 1 {
+		return nil, malformed("version 1 (a model without edge features, for the old feature set): this build reads version %d; retrain with x0tta6bl4 ai train", fileVersion)
+	}
 	if b[4] != fileVersion {
 		return nil, malformed("version %d, this build reads version %d", b[4], fileVersion)
 	}
@@ -112,9 +126,9 @@ func UnmarshalModel(b []byte) (*Model, error) {
 		return nil, malformed("unknown flags %#x", b[5])
 	}
 	d := func(i int) int { return int(binary.BigEndian.Uint16(b[6+2*i:])) }
-	m := &Model{F: d(0), H1: d(1), H2: d(2), K: d(3)}
-	if m.F < 1 || m.F > maxDim || m.H1 < 1 || m.H1 > maxDim || m.H2 < 1 || m.H2 > maxDim || m.K < 2 || m.K > maxClasses {
-		return nil, malformed("dimensions F=%d H1=%d H2=%d K=%d out of range", m.F, m.H1, m.H2, m.K)
+	m := &Model{F: d(0), E: d(1), H1: d(2), H2: d(3), K: d(4)}
+	if err := m.dimsOK(); err != nil {
+		return nil, err
 	}
 	total := 0
 	for _, s := range m.sizes() {
@@ -127,7 +141,7 @@ func UnmarshalModel(b []byte) (*Model, error) {
 	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], b[len(body):]) {
 		return nil, malformed("checksum mismatch (file damaged)")
 	}
-	m.Threshold = math.Float64frombits(binary.BigEndian.Uint64(b[14:]))
+	m.Threshold = math.Float64frombits(binary.BigEndian.Uint64(b[headerLen-8:]))
 	off := headerLen
 	ts := make([][]float64, len(m.sizes()))
 	for i, s := range m.sizes() {
@@ -137,7 +151,8 @@ func UnmarshalModel(b []byte) (*Model, error) {
 			off += 8
 		}
 	}
-	m.Mean, m.Std, m.W1, m.B1, m.W2, m.B2, m.Wo, m.Bo = ts[0], ts[1], ts[2], ts[3], ts[4], ts[5], ts[6], ts[7]
+	m.Mean, m.Std, m.EMean, m.EStd = ts[0], ts[1], ts[2], ts[3]
+	m.W1, m.B1, m.W2, m.B2, m.Wo, m.Bo = ts[4], ts[5], ts[6], ts[7], ts[8], ts[9]
 	if err := m.check(); err != nil {
 		return nil, err
 	}

@@ -2,11 +2,13 @@ package gnn
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -33,10 +35,32 @@ func randomGraph(n, f, k int, seed uint64) Graph {
 	return g
 }
 
-// TestGradient compares backpropagation with central finite differences for every parameter.
+// withEdges adds e random features per directed link.
+func withEdges(g Graph, e int, seed uint64) Graph {
+	rng := rand.New(rand.NewPCG(seed, 3))
+	g.E = make([][][]float64, len(g.X))
+	for v := range g.X {
+		for range g.Adj[v] {
+			l := make([]float64, e)
+			for j := range l {
+				l[j] = rng.NormFloat64()*2 + 1
+			}
+			g.E[v] = append(g.E[v], l)
+		}
+	}
+	return g
+}
+
+// TestGradient compares backpropagation with central finite differences for every parameter, with
+// and without edge features (the edge columns of W1).
 func TestGradient(t *testing.T) {
+	t.Run("edges", func(t *testing.T) { gradCheck(t, 3) })
+	t.Run("no-edges", func(t *testing.T) { gradCheck(t, 0) })
+}
+
+func gradCheck(t *testing.T, e int) {
 	const f, k = 5, 4
-	m := NewModel(f, 6, 5, k, 1)
+	m := NewEdgeModel(f, e, 6, 5, k, 1)
 	// Biases away from zero so few ReLUs sit at the kink.
 	for _, b := range [][]float64{m.B1, m.B2} {
 		for i := range b {
@@ -44,6 +68,10 @@ func TestGradient(t *testing.T) {
 		}
 	}
 	g := randomGraph(12, f, k, 2)
+	if e > 0 {
+		g = withEdges(g, e, 4)
+		m.Fit([]Graph{g})
+	}
 	w := []float64{1, 2, 0.5, 3}
 	grads := zerosLike(m.params())
 	m.lossGrad(&g, w, grads)
@@ -99,10 +127,51 @@ func TestLearnsNeighbourSignal(t *testing.T) {
 	}
 }
 
+// TestLearnsEdgeSignal: the label of a node is whether its neighbours' counters on their links to it
+// (e_{u→v} feature 0) are high on average — nothing in any node vector shows it.
+func TestLearnsEdgeSignal(t *testing.T) {
+	var gs []Graph
+	for s := range 20 {
+		g := withEdges(randomGraph(40, 3, 2, uint64(s)+10), 2, uint64(s)+50)
+		in, deg := make([]float64, 40), make([]float64, 40)
+		for u := range g.Adj {
+			for i, v := range g.Adj[u] {
+				in[v] += g.E[u][i][0]
+				deg[v]++
+			}
+		}
+		for v := range g.Y {
+			g.Y[v] = 0
+			if deg[v] > 0 && in[v]/deg[v] > 2 {
+				g.Y[v] = 1
+			}
+		}
+		gs = append(gs, g)
+	}
+	m := NewEdgeModel(3, 2, 16, 16, 2, 3)
+	m.Fit(gs[:15])
+	if _, err := m.Train(gs[:15], TrainConfig{Epochs: 60, LR: 0.01, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	m.SetThreshold(gs[:15])
+	r := EvaluateAll([]Detector{m.Detector()}, gs[15:])[0]
+	t.Logf("held-out F1 %.3f AUC %.3f", r.F1, r.AUC)
+	if r.F1 < 0.8 {
+		t.Fatalf("E-GraphSAGE did not learn an edge signal: F1 %.3f", r.F1)
+	}
+	// A graph without its edge data is refused before training.
+	bad := gs[0]
+	bad.E = nil
+	if _, err := m.Train([]Graph{bad}, TrainConfig{Epochs: 1}); err == nil || !strings.Contains(err.Error(), "edge") {
+		t.Fatalf("graph without edge data: %v", err)
+	}
+}
+
 func TestSaveLoad(t *testing.T) {
-	m := NewModel(13, 8, 7, 7, 5)
+	m := NewEdgeModel(13, 7, 8, 7, 7, 5)
 	m.Threshold = 0.37
 	m.Mean[3], m.Std[2] = 1.5, 0.25
+	m.EMean[1], m.EStd[4] = -0.5, 3
 	path := filepath.Join(t.TempDir(), "m.x6m")
 	if err := m.Save(path); err != nil {
 		t.Fatal(err)
@@ -116,7 +185,7 @@ func TestSaveLoad(t *testing.T) {
 	if !bytes.Equal(a, b) || l.Version() != m.Version() {
 		t.Fatal("round trip changed the model")
 	}
-	g := randomGraph(10, 13, 7, 9)
+	g := withEdges(randomGraph(10, 13, 7, 9), 7, 1)
 	pa, pb := m.Predict(&g), l.Predict(&g)
 	for v := range pa {
 		for k := range pa[v] {
@@ -128,15 +197,18 @@ func TestSaveLoad(t *testing.T) {
 }
 
 func TestMalformed(t *testing.T) {
-	m := NewModel(4, 3, 3, 2, 1)
+	m := NewEdgeModel(4, 2, 3, 3, 2, 1)
 	good, _ := m.MarshalBinary()
 	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 	cases := map[string][]byte{
 		"empty":     {},
 		"magic":     mut(func(b []byte) []byte { b[0] = 'Y'; return b }),
-		"version":   mut(func(b []byte) []byte { b[4] = 2; return b }),
+		"version 1": mut(func(b []byte) []byte { b[4] = 1; return b }),
+		"version 3": mut(func(b []byte) []byte { b[4] = 3; return b }),
 		"flags":     mut(func(b []byte) []byte { b[5] = 1; return b }),
 		"dims":      mut(func(b []byte) []byte { b[6], b[7] = 0xff, 0xff; return b }),
+		"edge dims": mut(func(b []byte) []byte { b[8], b[9] = 0, 3; return b }),
+		"edge std":  mut(func(b []byte) []byte { copy(b[24+8*(4+4+4):], make([]byte, 8)); return fixSum(b) }),
 		"truncated": good[:len(good)-1],
 		"trailing":  append(bytes.Clone(good), 0),
 		"checksum":  mut(func(b []byte) []byte { b[30] ^= 1; return b }),
@@ -148,6 +220,12 @@ func TestMalformed(t *testing.T) {
 			t.Fatalf("%s: got %v", name, err)
 		}
 		t.Logf("%s: %v", name, err)
+	}
+	if _, err := UnmarshalModel(cases["version 1"]); err == nil || !strings.Contains(err.Error(), "retrain") {
+		t.Fatalf("version 1 error does not say what to do: %v", err)
+	}
+	if _, err := UnmarshalModel(cases["edge std"]); err == nil || !strings.Contains(err.Error(), "edge std") {
+		t.Fatalf("zero edge std: %v", err)
 	}
 	// A NaN weight with a valid checksum is still refused.
 	m.W1[0] = math.NaN()
@@ -161,9 +239,19 @@ func TestMalformed(t *testing.T) {
 	}
 }
 
+// fixSum recomputes the trailing checksum of an edited model file.
+func fixSum(b []byte) []byte {
+	sum := sha256.Sum256(b[:len(b)-sha256.Size])
+	copy(b[len(b)-sha256.Size:], sum[:])
+	return b
+}
+
 func FuzzUnmarshalModel(f *testing.F) {
 	m := NewModel(3, 2, 2, 2, 1)
 	good, _ := m.MarshalBinary()
+	f.Add(good)
+	e := NewEdgeModel(2, 2, 2, 2, 2, 1)
+	good, _ = e.MarshalBinary()
 	f.Add(good)
 	f.Add([]byte("X6GS"))
 	f.Fuzz(func(t *testing.T, b []byte) {

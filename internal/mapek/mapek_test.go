@@ -61,9 +61,16 @@ func TestRules(t *testing.T) {
 func TestSimRecovery(t *testing.T) {
 	detect := func(g *gnn.Graph) [][]float64 {
 		out := make([][]float64, len(g.X))
+		in, relayed := make([]float64, len(g.X)), make([]float64, len(g.X))
+		for u, links := range g.E {
+			for i, v := range g.Adj[u] {
+				in[v] += links[i][sim.ETxTransit]
+				relayed[v] += links[i][sim.ERxTransit]
+			}
+		}
 		for v, x := range g.X {
 			p := make([]float64, sim.NumKinds)
-			if x[sim.FNbrIn] > 2 && x[sim.FNbrRatio] < 0.5 && x[sim.FMissing] == 0 {
+			if in[v] > 6 && relayed[v] < 0.5*in[v] && x[sim.FMissing] == 0 {
 				p[sim.Blackhole] = 0.95
 				p[0] = 0.05
 			} else {

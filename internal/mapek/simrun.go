@@ -3,6 +3,7 @@ package mapek
 import (
 	"fmt"
 	"io"
+	"math"
 	"time"
 
 	"x0tta6bl4/internal/gnn"
@@ -57,15 +58,16 @@ func RunSim(cfg SimConfig) (*SimResult, error) {
 	res.MTTRRel = -1
 	c := cfg.Sim
 	c.OnInterval = func(s *sim.Sim, iv *sim.Interval) {
-		g := gnn.Graph{Adj: s.Adj, X: make([][]float64, len(iv.X))}
-		for v, x := range iv.X {
-			row := make([]float64, len(x))
-			for j, f := range x {
-				row[j] = float64(f)
-			}
-			g.X[v] = row
-		}
+		g := gnn.FromInterval(s.Adj, iv)
 		probs := cfg.Detect(&g)
+		// Evidence: what the neighbours' link counters say v was handed to relay and relayed.
+		relayIn, relayOut := make([]float64, len(iv.X)), make([]float64, len(iv.X))
+		for u, links := range iv.E {
+			for i, v := range s.Adj[u] {
+				relayIn[v] += float64(links[i][sim.ETxTransit])
+				relayOut[v] += float64(links[i][sim.ERxTransit])
+			}
+		}
 		js := make([]Judgement, len(probs))
 		for v, p := range probs {
 			best := 0
@@ -75,7 +77,8 @@ func RunSim(cfg SimConfig) (*SimResult, error) {
 				}
 			}
 			js[v] = Judgement{Node: v, Class: sim.Kind(best).String(), Confidence: p[best],
-				Evidence: map[string]float64{"nbr_relay_ratio": float64(iv.X[v][sim.FNbrRatio]), "delivery": float64(iv.X[v][sim.FDelivery])}}
+				Evidence: map[string]float64{"nbrs_handed": math.Round(relayIn[v]), "nbrs_got_relayed": math.Round(relayOut[v]),
+					"delivery": float64(iv.X[v][sim.FDelivery])}}
 		}
 		for _, d := range loop.Step(s.Elapsed(), js, simActuator{s}) {
 			if d.Action != Penalise {

@@ -162,10 +162,13 @@ type Fault struct {
 	Peer  int           // link degradation: the other end; otherwise -1
 	Start time.Duration // since telemetry start
 	Rate  float64       // drop fraction (grey hole, overload), loss (link degradation)
+	// Replaced is the victim first planned for a relay fault when it relayed nothing an interval
+	// before the start (an earlier fault had rerouted its flows) and Node was drawn instead; else -1.
+	Replaced int
 }
 
-// Feature indices of a telemetry vector: what a node exports about itself (docs/intelligence.md).
-// Faulty relays (blackhole, grey hole) lie in Forwarded and Dropped.
+// Feature indices of a node's telemetry vector: what a node exports about itself
+// (docs/intelligence.md). Faulty relays (blackhole, grey hole) lie in Forwarded and Dropped.
 const (
 	FDegree    = iota // neighbours the routing core has up
 	FRTT              // mean probe RTT to configured neighbours, ms
@@ -180,23 +183,48 @@ const (
 	FRouteChg         // log1p(destinations whose next hop changed)
 	FCPU              // CPU load 0–1
 	FMissing          // 1 when the node exported nothing (dead)
-	FNbrIn            // log1p(packets neighbours sent to the node to relay), from the neighbours' link counters
-	FNbrOut           // log1p(packets neighbours received from the node that it relayed), from theirs
-	FNbrRatio         // FNbrOut / FNbrIn in packets (1 if nothing was sent to relay)
 	NumFeatures
 )
 
-// FeatureNames names the features in order.
+// FeatureNames names the node features in order.
 var FeatureNames = [NumFeatures]string{"degree", "rtt_ms", "loss_mean", "loss_max", "sent", "delivery",
-	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing",
-	"nbr_relay_in", "nbr_relay_out", "nbr_relay_ratio"}
+	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing"}
+
+// Edge feature indices: what node v's own counters say about its link to neighbour u (the directed
+// link v→u), every interval. A data frame carries its source and destination, so v knows whether a
+// frame it hands to u is for u or for u to relay, and whether a frame it receives from u was
+// originated by u or relayed by it. A lying relay falsifies its own links' counters (it reports
+// handing on what it dropped) but not its neighbours'.
+//
+// The counts are linear (frames per interval), not log1p like the node counters: a relay conserves
+// frames across its links, Σ_u rx_transit(u←v) ≈ Σ_u tx_transit(u→v), and only in linear scale is
+// that balance a difference of means that a mean aggregator can form.
+const (
+	ETxTransit  = iota // data frames v sent to u for u to relay (destination ≠ u) in the interval
+	ERxTransit         // data frames v received from u that u relayed (source ≠ u) in the interval
+	ETxTransitW        // ETxTransit per interval, averaged over the last Window intervals
+	ERxTransitW        // ERxTransit per interval, averaged over the last Window intervals
+	EProbeLoss         // fraction of v's 10 probes to u lost (1 when u is silent)
+	EProbeRTT          // mean RTT of v's answered probes to u, ms (0 when none answered)
+	EUp                // 1 when v's routing core has the adjacency with u up
+	NumEdgeFeatures
+)
+
+// EdgeFeatureNames names the edge features in order.
+var EdgeFeatureNames = [NumEdgeFeatures]string{"tx_transit", "rx_transit", "tx_transit_5s_mean", "rx_transit_5s_mean",
+	"probe_loss", "probe_rtt_ms", "up"}
+
+// Window is the number of intervals the windowed edge counters (ETxTransitW, ERxTransitW) cover:
+// real nodes export cumulative counters, so a collector can take rates over any window.
+const Window = 5
 
 // Interval is one telemetry interval.
 type Interval struct {
-	X      [][NumFeatures]float32 // per node
-	Labels []Kind                 // ground truth per node
-	Sent   int                    // data packets sent by all sources in the interval
-	Recv   int                    // delivered end to end
+	X      [][NumFeatures]float32       // per node
+	E      [][][NumEdgeFeatures]float32 // E[v][i]: node v's counters on its link to Adj[v][i] (zero when v is dead)
+	Labels []Kind                       // ground truth per node
+	Sent   int                          // data packets sent by all sources in the interval
+	Recv   int                          // delivered end to end
 }
 
 // Result is what a run produced.
@@ -232,11 +260,14 @@ type nodeState struct {
 	transitIn int
 	forwarded int
 	dropped   int
-	nbrIn     int // sent to this node by neighbours for relaying (their counters)
-	nbrOut    int // received from this node by neighbours, not originated by it (their counters)
-	hopSent   map[int]int
-	hopRecv   map[int]int
-	costHigh  map[int]bool // neighbours whose cost the MAPE-K loop raised
+	// Per link, indexed like Adj[v]: data frames sent to the neighbour for it to relay (true count,
+	// and what a lying relay adds to its report), and frames received from it that it relayed; the
+	// rings hold the last Window intervals' counts.
+	txTransit, txLie, rxTransit []int
+	txRing, rxRing              [][Window]int
+	hopSent                     map[int]int
+	hopRecv                     map[int]int
+	costHigh                    map[int]bool // neighbours whose cost the MAPE-K loop raised
 }
 
 // Sim is a running simulation. Its fields are for the Control hook.
@@ -252,9 +283,13 @@ type Sim struct {
 	cut     []bool                  // link cut by flapping
 	Faults  []Fault
 	rng     *rand.Rand
+	used    []bool // fault victims
+	checked []bool // per fault: relay victim confirmed
 	flows   []flow
 	st      []nodeState
 	elapsed time.Duration // since telemetry start
+	// intervals counts collected intervals (the windowed counters' ring position).
+	intervals int
 	// Last is the most recent completed telemetry interval (nil before the first).
 	Last *Interval
 	// StepSent and StepRecv count the last traffic step (all flows); FlowSent and FlowRecv per flow.
@@ -315,6 +350,9 @@ func New(cfg Config) (*Sim, error) {
 	for i := range s.st {
 		s.st[i].hopSent, s.st[i].hopRecv = map[int]int{}, map[int]int{}
 		s.st[i].costHigh = map[int]bool{}
+		d := len(s.Adj[i])
+		s.st[i].txTransit, s.st[i].txLie, s.st[i].rxTransit = make([]int, d), make([]int, d), make([]int, d)
+		s.st[i].txRing, s.st[i].rxRing = make([][Window]int, d), make([][Window]int, d)
 	}
 	for range cfg.Flows {
 		a := s.rng.IntN(cfg.Nodes)
@@ -395,6 +433,7 @@ func (s *Sim) Config() Config { return s.cfg }
 // Converge).
 func (s *Sim) PlanFaults() error {
 	used := make([]bool, s.cfg.Nodes)
+	s.used = used
 	n := int(s.cfg.Duration / s.cfg.Interval)
 	lo, hi := int(float64(n)*s.cfg.FaultFrom), int(float64(n)*s.cfg.FaultTo)
 	if hi <= lo {
@@ -412,7 +451,7 @@ func (s *Sim) PlanFaults() error {
 	}
 	for _, fs := range s.cfg.Faults {
 		for range fs.Count {
-			f := Fault{Kind: fs.Kind, Peer: -1, Start: time.Duration(lo+s.rng.IntN(hi-lo)) * s.cfg.Interval}
+			f := Fault{Kind: fs.Kind, Peer: -1, Replaced: -1, Start: time.Duration(lo+s.rng.IntN(hi-lo)) * s.cfg.Interval}
 			// Faults of relays hit nodes that relay at least one flow.
 			v, ok := pick(fs.Kind == Blackhole || fs.Kind == GreyHole || fs.Kind == Overload)
 			if !ok {
@@ -442,7 +481,43 @@ func (s *Sim) PlanFaults() error {
 			s.Faults = append(s.Faults, f)
 		}
 	}
+	s.checked = make([]bool, len(s.Faults))
 	return nil
+}
+
+func relayFault(k Kind) bool { return k == Blackhole || k == GreyHole || k == Overload }
+
+// confirmVictims runs at the start of every interval: a relay fault starting within one interval
+// must hit a node that relays traffic now. Victims are planned before the telemetry starts, and an
+// earlier fault can reroute every flow away from one (seed 201: a planned blackhole lost its two
+// flows to an overload's reroute 4 s before it began and never relayed a packet — a label no
+// detector could see); such a victim is replaced by an unused node relaying at least one flow.
+func (s *Sim) confirmVictims() {
+	var load []int
+	for i := range s.Faults {
+		f := &s.Faults[i]
+		if s.checked[i] || !relayFault(f.Kind) || f.Start-s.elapsed > s.cfg.Interval {
+			continue
+		}
+		s.checked[i] = true
+		if load == nil {
+			load = s.relayLoad()
+		}
+		if load[f.Node] > 0 {
+			continue
+		}
+		var cand []int
+		for v, l := range load {
+			if l > 0 && !s.used[v] && s.alive(v) {
+				cand = append(cand, v)
+			}
+		}
+		if len(cand) == 0 {
+			continue
+		}
+		f.Replaced, f.Node = f.Node, cand[s.rng.IntN(len(cand))]
+		s.used[f.Node] = true
+	}
 }
 
 // relayLoad counts, per node, the flows it relays on the current routes.
@@ -473,6 +548,24 @@ func (s *Sim) edge(a, b int) int {
 		return -1
 	}
 	return i
+}
+
+// adjIndex returns u's position in Adj[v] (-1 if not a neighbour).
+func (s *Sim) adjIndex(v, u int) int {
+	a := s.Adj[v]
+	lo, hi := 0, len(a)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if a[m] < u {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(a) && a[lo] == u {
+		return lo
+	}
+	return -1
 }
 
 func (s *Sim) setParams(e int, p routingsim.LinkParams) {
@@ -576,14 +669,18 @@ func (s *Sim) step(pkts int) {
 				alive = 0
 				break
 			}
+			lied := 0 // dropped by a lying relay, which reports handing them on
 			if cur != f.src {
 				cs.transitIn += alive
 				d := s.binomialLoss(alive, cs.drop)
 				cs.dropped += d
 				alive -= d
 				cs.forwarded += alive
+				if cs.lies {
+					lied = d
+				}
 			}
-			if alive == 0 {
+			if alive == 0 && lied == 0 {
 				break
 			}
 			rt, ok := s.Net.Router(s.IDs[cur]).NextHop(dstID)
@@ -598,15 +695,17 @@ func (s *Sim) step(pkts int) {
 			}
 			e := s.edge(cur, next)
 			if next != f.dst {
-				s.st[next].nbrIn += alive
+				ni := s.adjIndex(cur, next)
+				cs.txTransit[ni] += alive
+				cs.txLie[ni] += lied
 			}
-			if !s.linkUsable(e, next) {
+			if alive == 0 || !s.linkUsable(e, next) {
 				alive = 0
 				break
 			}
 			alive -= s.binomialLoss(alive, s.cur[e].Loss)
-			if cur != f.src {
-				cs.nbrOut += alive
+			if cur != f.src && alive > 0 {
+				s.st[next].rxTransit[s.adjIndex(next, cur)] += alive
 			}
 			cur = next
 		}
@@ -627,6 +726,9 @@ func (s *Sim) step(pkts int) {
 func (s *Sim) RunInterval() Interval {
 	const steps = 4
 	stepDur := s.cfg.Interval / steps
+	if s.checked != nil {
+		s.confirmVictims()
+	}
 	for i := range steps {
 		for _, f := range s.Faults {
 			if f.Start == s.elapsed {
@@ -658,24 +760,37 @@ func (s *Sim) RunInterval() Interval {
 // collect builds the interval's telemetry and resets the counters.
 func (s *Sim) collect() Interval {
 	n := s.cfg.Nodes
-	iv := Interval{X: make([][NumFeatures]float32, n), Labels: make([]Kind, n)}
+	iv := Interval{X: make([][NumFeatures]float32, n), E: make([][][NumEdgeFeatures]float32, n), Labels: make([]Kind, n)}
+	pos := s.intervals % Window
+	s.intervals++
 	for v := range n {
 		st := &s.st[v]
 		iv.Labels[v] = st.kind
 		iv.Sent += st.own
 		iv.Recv += st.ownRecv
 		x := &iv.X[v]
+		ev := make([][NumEdgeFeatures]float32, len(s.Adj[v]))
+		iv.E[v] = ev
 		if !s.alive(v) {
 			x[FMissing] = 1
+			for i := range ev {
+				st.txRing[i][pos], st.rxRing[i][pos] = 0, 0
+			}
 			s.resetCounters(st)
 			continue
 		}
 		r := s.Net.Router(s.IDs[v])
-		x[FDegree] = float32(len(r.Neighbours()))
+		nbrs := r.Neighbours()
+		x[FDegree] = float32(len(nbrs))
+		for _, id := range nbrs {
+			if i := s.adjIndex(v, s.index[id]); i >= 0 {
+				ev[i][EUp] = 1
+			}
+		}
 		// Probes: 10 per neighbour per interval, round trip.
 		var rttSum, lossSum, lossMax float64
 		rttN := 0
-		for _, u := range s.Adj[v] {
+		for i, u := range s.Adj[v] {
 			e := s.edge(v, u)
 			loss := 1.0
 			if s.linkUsable(e, u) {
@@ -683,13 +798,34 @@ func (s *Sim) collect() Interval {
 				rt := 1 - (1-p.Loss)*(1-p.Loss)
 				lost := s.binomialLoss(10, rt)
 				loss = float64(lost) / 10
+				var linkRTT float64
 				for range 10 - lost {
-					rttSum += float64(2*p.Delay+time.Duration(s.rng.Int64N(int64(2*p.Jitter)+1))) / 1e6
+					rtt := float64(2*p.Delay+time.Duration(s.rng.Int64N(int64(2*p.Jitter)+1))) / 1e6
+					rttSum += rtt
+					linkRTT += rtt
 					rttN++
 				}
+				if lost < 10 {
+					ev[i][EProbeRTT] = float32(linkRTT / float64(10-lost))
+				}
 			}
+			ev[i][EProbeLoss] = float32(loss)
 			lossSum += loss
 			lossMax = max(lossMax, loss)
+			tx := st.txTransit[i]
+			if st.lies {
+				tx += st.txLie[i]
+			}
+			st.txRing[i][pos], st.rxRing[i][pos] = tx, st.rxTransit[i]
+			var txW, rxW int
+			for k := range Window {
+				txW += st.txRing[i][k]
+				rxW += st.rxRing[i][k]
+			}
+			ev[i][ETxTransit] = float32(tx)
+			ev[i][ERxTransit] = float32(st.rxTransit[i])
+			ev[i][ETxTransitW] = float32(txW) / Window
+			ev[i][ERxTransitW] = float32(rxW) / Window
 		}
 		if rttN > 0 {
 			x[FRTT] = float32(rttSum / float64(rttN))
@@ -715,9 +851,6 @@ func (s *Sim) collect() Interval {
 		x[FForwarded] = log1p(fwd)
 		x[FDropped] = log1p(drp)
 		x[FRouteChg] = log1p(s.routeChanges(v, r))
-		x[FNbrIn] = log1p(st.nbrIn)
-		x[FNbrOut] = log1p(st.nbrOut)
-		x[FNbrRatio] = ratio(st.nbrOut, st.nbrIn)
 		load := float64(st.transitIn+st.own) / 3000
 		cpu := 0.05 + 0.6*math.Min(1, load) + 0.03*s.rng.NormFloat64()
 		if st.kind == Overload {
@@ -730,7 +863,10 @@ func (s *Sim) collect() Interval {
 }
 
 func (s *Sim) resetCounters(st *nodeState) {
-	st.own, st.ownRecv, st.transitIn, st.forwarded, st.dropped, st.nbrIn, st.nbrOut = 0, 0, 0, 0, 0, 0, 0
+	st.own, st.ownRecv, st.transitIn, st.forwarded, st.dropped = 0, 0, 0, 0, 0
+	clear(st.txTransit)
+	clear(st.txLie)
+	clear(st.rxTransit)
 	clear(st.hopSent)
 	clear(st.hopRecv)
 }

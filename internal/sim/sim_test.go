@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -104,5 +105,55 @@ func TestParseFaults(t *testing.T) {
 		if _, err := ParseFaults(bad); err == nil {
 			t.Fatalf("%q accepted", bad)
 		}
+	}
+}
+
+// TestEdgeTelemetry: a blackhole's neighbours' link counters show frames handed to it to relay and
+// none relayed by it, while its own links' counters (which it falsifies) show it handing frames on;
+// an honest relay's neighbours see what it was handed come out again.
+func TestEdgeTelemetry(t *testing.T) {
+	r, err := Run(Config{Nodes: 40, Seed: 9, Duration: 8 * time.Second, FaultFrom: 0.25, FaultTo: 0.26, NoBackgroundLoss: true,
+		Faults: []FaultSpec{{Blackhole, 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := r.Faults[0]
+	iv := r.Intervals[len(r.Intervals)-1]
+	in, out := make([]float64, len(iv.X)), make([]float64, len(iv.X))
+	for u, links := range iv.E {
+		if len(links) != len(r.Adj[u]) {
+			t.Fatalf("node %d: %d edge vectors for %d links", u, len(links), len(r.Adj[u]))
+		}
+		for i, v := range r.Adj[u] {
+			in[v] += float64(links[i][ETxTransit])
+			out[v] += float64(links[i][ERxTransit])
+			if links[i][EUp] != 1 || links[i][EProbeLoss] != 0 || links[i][EProbeRTT] <= 0 {
+				t.Fatalf("link %d→%d: %v", u, v, links[i])
+			}
+		}
+	}
+	if in[f.Node] == 0 || out[f.Node] != 0 {
+		t.Fatalf("blackhole: neighbours handed it %v, saw %v relayed", in[f.Node], out[f.Node])
+	}
+	var claimed float32
+	for _, e := range iv.E[f.Node] {
+		claimed += e[ETxTransit]
+	}
+	if claimed == 0 {
+		t.Fatal("the blackhole's own link counters do not lie")
+	}
+	// (The blackhole's neighbours are skipped: it claims to have handed them what it dropped, so
+	// by its counters they look like they lose frames — a liar can frame its neighbours.)
+	honest := 0
+	for v := range in {
+		if v != f.Node && in[v] > 0 && !slices.Contains(r.Adj[f.Node], v) {
+			honest++
+			if out[v] != in[v] { // lossless links: an honest relay passes on all it is handed
+				t.Fatalf("node %d: neighbours handed it %v, saw %v relayed", v, in[v], out[v])
+			}
+		}
+	}
+	if honest == 0 {
+		t.Fatal("no honest relay")
 	}
 }

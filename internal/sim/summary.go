@@ -28,6 +28,9 @@ func (r *Result) Summary(w io.Writer) {
 		if f.Rate > 0 {
 			extra = fmt.Sprintf(" (rate %.2f)", f.Rate)
 		}
+		if f.Replaced >= 0 {
+			extra += fmt.Sprintf(" (planned victim %s relayed nothing by then)", r.Names[f.Replaced])
+		}
 		fmt.Fprintf(w, "fault %-9s %-12s at %s%s\n", f.Kind, desc, f.Start, extra)
 	}
 	// Delivery before the first fault and after the last one started.
