@@ -3,6 +3,7 @@ package federated
 import (
 	"errors"
 	"math"
+	"slices"
 	"testing"
 
 	"x0tta6bl4/internal/gnn"
@@ -133,4 +134,26 @@ func neighbourTask(seed uint64) gnn.Graph {
 		}
 	}
 	return g
+}
+
+// The statistics round's vector carries a model's moments exactly, edge moments included.
+func TestStatsVectorRoundTrip(t *testing.T) {
+	m := gnn.NewEdgeModel(3, 2, 4, 4, 3, 1)
+	mo := gnn.NewMoments(m.F, m.E)
+	mo.N, mo.EN = 10, 7
+	for i := range mo.Sum {
+		mo.Sum[i], mo.Sq[i] = float64(i+1), float64(i*i+1)
+	}
+	for i := range mo.ESum {
+		mo.ESum[i], mo.ESq[i] = float64(-i), float64(i+2)
+	}
+	v := statsVector(mo, []float64{5, 3, 2})
+	if len(v) != StatsDim(m) {
+		t.Fatalf("vector of %d values, StatsDim says %d", len(v), StatsDim(m))
+	}
+	got, counts, ok := statsFromVector(m, v)
+	if !ok || !slices.Equal(got.ESum, mo.ESum) || !slices.Equal(got.ESq, mo.ESq) || !slices.Equal(got.Sq, mo.Sq) ||
+		!slices.Equal(counts, []float64{5, 3, 2}) || got.N != 10 || got.EN != 7 {
+		t.Fatalf("round trip: %+v %v %v", got, counts, ok)
+	}
 }

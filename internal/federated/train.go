@@ -12,11 +12,14 @@ import (
 // TrainConfig configures a federated training run. Zero values take the defaults shown.
 type TrainConfig struct {
 	Hidden, Classes int
+	Edges           int     // edge features per directed link (0: none)
 	Rounds          int     // 10
 	LocalEpochs     int     // 2
 	LR              float64 // 0.005
-	Rule            Rule    // TrimmedMean
-	Trim            float64 // 0.2
+	// Cosine decays LR over the rounds by half a cosine period (as ai train decays it over epochs).
+	Cosine bool
+	Rule   Rule    // TrimmedMean
+	Trim   float64 // 0.2
 	// Poisoned clients (the first ones) send −10 × their honest update: a model-poisoning attack.
 	Poisoned int
 	// NoClip skips norm clipping (to show what it protects against).
@@ -67,38 +70,30 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 		keys[i] = k
 		known[k.PublicKey().ID()] = k.PublicKey()
 	}
-	global := gnn.NewModel(f, cfg.Hidden, cfg.Hidden, cfg.Classes, cfg.Seed)
-	// Normalisation from aggregated moments.
-	var n float64
-	sum, sq := make([]float64, f), make([]float64, f)
+	global := gnn.NewEdgeModel(f, cfg.Edges, cfg.Hidden, cfg.Hidden, cfg.Classes, cfg.Seed)
+	// Normalisation from aggregated moments: each client's node and edge feature sums, summed.
+	total := gnn.NewMoments(f, cfg.Edges)
 	var all []gnn.Graph
 	for _, c := range clients {
 		all = append(all, c...)
-		for _, g := range c {
-			for _, x := range g.X {
-				for j, v := range x {
-					sum[j] += v
-					sq[j] += v * v
-				}
-				n++
-			}
+		local := gnn.NewMoments(f, cfg.Edges)
+		for i := range c {
+			local.Add(&c[i])
 		}
+		total.Merge(local)
 	}
-	for j := range f {
-		mu := sum[j] / n
-		global.Mean[j] = mu
-		global.Std[j] = math.Sqrt(math.Max(sq[j]/n-mu*mu, 0))
-		if global.Std[j] < 1e-6 {
-			global.Std[j] = 1
-		}
-	}
+	total.Apply(global)
 	weights := gnn.ClassWeights(all, cfg.Classes) // class counts: aggregated like the moments
 	for r := range cfg.Rounds {
 		base := global.Params()
 		var msgs [][]byte
 		for ci, c := range clients {
 			local := global.Clone()
-			if _, err := local.Train(c, gnn.TrainConfig{Epochs: cfg.LocalEpochs, LR: cfg.LR, Seed: cfg.Seed + uint64(r*1000+ci), Weights: weights}); err != nil {
+			lr := cfg.LR
+			if cfg.Cosine {
+				lr *= 0.5 * (1 + math.Cos(math.Pi*float64(r)/float64(cfg.Rounds)))
+			}
+			if _, err := local.Train(c, gnn.TrainConfig{Epochs: cfg.LocalEpochs, LR: lr, Seed: cfg.Seed + uint64(r*1000+ci), Weights: weights}); err != nil {
 				return nil, nil, err
 			}
 			delta := local.Params()
