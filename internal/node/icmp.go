@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"x0tta6bl4/internal/telemetry"
 )
 
 const (
@@ -136,7 +138,7 @@ func (n *Node) timerLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.opts.TickInterval)
 	defer t.Stop()
-	var lastExpire time.Time
+	var lastExpire, lastSample time.Time
 	for {
 		select {
 		case <-n.done:
@@ -149,6 +151,10 @@ func (n *Node) timerLoop() {
 			if now.Sub(lastExpire) >= time.Second {
 				lastExpire = now
 				n.fw.Expire(now)
+			}
+			if now.Sub(lastSample) >= telemetry.Interval {
+				lastSample = now
+				n.sampleTelemetry(now)
 			}
 		}
 	}

@@ -30,7 +30,8 @@ type Node struct {
 	dev      *netdev.Device
 	fw       *firewall.Firewall
 	idx      *indexSpace
-	heal     *healer // self-healing loop (heal.go)
+	heal     *healer         // self-healing loop (heal.go)
+	tel      *telemetryState // detector telemetry (telemetry.go)
 	start    time.Time
 
 	mu             sync.Mutex // guards everything below, and tunnel fields marked so
@@ -99,7 +100,7 @@ func New(opts Options) (*Node, error) {
 		idx: newIndexSpace(maxIndices), start: now,
 		links: make(map[routing.NodeID]*tunnel), e2e: make(map[netip.Addr]*tunnel),
 		pings: make(map[uint16]chan time.Time), done: make(chan struct{}),
-		found: make(map[routing.NodeID]*found), heal: newHealer(opts.Heal, now),
+		found: make(map[routing.NodeID]*found), heal: newHealer(opts.Heal, now), tel: newTelemetryState(),
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
 	if n.linkHS, err = handshake.New(n.handshakeConfig(opts.Cert, handshake.PrologueLink, 0)); err != nil {

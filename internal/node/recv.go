@@ -107,6 +107,7 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 		n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
 		return
 	}
+	n.stats.transitIn.Add(1)
 	if n.dropTransit() { // a fault only tests can set (heal.go)
 		return
 	}

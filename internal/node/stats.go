@@ -8,6 +8,7 @@ type counters struct {
 	rxBytes, txBytes             atomic.Uint64
 	delivered, sent              atomic.Uint64 // IPv6 packets to / from the device
 	forwarded                    atomic.Uint64 // routed frames relayed for others
+	transitIn                    atomic.Uint64 // transit packets received for others (relayed or dropped)
 	dropNoRoute, dropHopLimit    atomic.Uint64
 	dropFirewall, dropSpoofed    atomic.Uint64
 	dropAuth, dropMalformed      atomic.Uint64
@@ -21,6 +22,7 @@ type counters struct {
 type Stats struct {
 	RxPackets, TxPackets, RxBytes, TxBytes uint64
 	Delivered, Sent, Forwarded             uint64
+	TransitIn                              uint64
 	DropNoRoute, DropHopLimit              uint64
 	DropFirewall, DropSpoofed              uint64
 	DropAuth, DropMalformed                uint64
@@ -33,7 +35,7 @@ type Stats struct {
 func (c *counters) snapshot() Stats {
 	return Stats{
 		RxPackets: c.rxPackets.Load(), TxPackets: c.txPackets.Load(), RxBytes: c.rxBytes.Load(), TxBytes: c.txBytes.Load(),
-		Delivered: c.delivered.Load(), Sent: c.sent.Load(), Forwarded: c.forwarded.Load(),
+		Delivered: c.delivered.Load(), Sent: c.sent.Load(), Forwarded: c.forwarded.Load(), TransitIn: c.transitIn.Load(),
 		DropNoRoute: c.dropNoRoute.Load(), DropHopLimit: c.dropHopLimit.Load(),
 		DropFirewall: c.dropFirewall.Load(), DropSpoofed: c.dropSpoofed.Load(),
 		DropAuth: c.dropAuth.Load(), DropMalformed: c.dropMalformed.Load(),

@@ -19,6 +19,7 @@ import (
 
 	"x0tta6bl4/internal/routing"
 	"x0tta6bl4/internal/routing/routingsim"
+	"x0tta6bl4/internal/telemetry"
 )
 
 // Kind is a node's ground-truth state; Normal or a fault.
@@ -36,7 +37,7 @@ const (
 	NumKinds
 )
 
-var kindNames = [NumKinds]string{"normal", "linkdeg", "crash", "overload", "blackhole", "greyhole", "flapping"}
+var kindNames = telemetry.Classes
 
 func (k Kind) String() string {
 	if k < NumKinds {
@@ -167,56 +168,43 @@ type Fault struct {
 	Replaced int
 }
 
-// Feature indices of a node's telemetry vector: what a node exports about itself
-// (docs/intelligence.md). Faulty relays (blackhole, grey hole) lie in Forwarded and Dropped.
+// Feature indices and names: the simulator emits exactly the vectors real nodes export, defined
+// once in internal/telemetry. Faulty relays (blackhole, grey hole) lie in Forwarded and Dropped,
+// and in their own links' ETxTransit.
 const (
-	FDegree    = iota // neighbours the routing core has up
-	FRTT              // mean probe RTT to configured neighbours, ms
-	FLossMean         // mean probe loss to configured neighbours (1 for a silent neighbour)
-	FLossMax          // worst probe loss
-	FSent             // log1p(packets of own flows sent)
-	FDelivery         // end-to-end delivery ratio of own flows (1 if none)
-	FWorstHop         // worst delivery ratio of own flows by first hop (1 if none)
-	FTransitIn        // log1p(packets received to forward)
-	FForwarded        // log1p(packets reported forwarded)
-	FDropped          // log1p(packets reported dropped)
-	FRouteChg         // log1p(destinations whose next hop changed)
-	FCPU              // CPU load 0–1
-	FMissing          // 1 when the node exported nothing (dead)
-	NumFeatures
+	FDegree     = telemetry.FDegree
+	FRTT        = telemetry.FRTT
+	FLossMean   = telemetry.FLossMean
+	FLossMax    = telemetry.FLossMax
+	FSent       = telemetry.FSent
+	FDelivery   = telemetry.FDelivery
+	FWorstHop   = telemetry.FWorstHop
+	FTransitIn  = telemetry.FTransitIn
+	FForwarded  = telemetry.FForwarded
+	FDropped    = telemetry.FDropped
+	FRouteChg   = telemetry.FRouteChg
+	FCPU        = telemetry.FCPU
+	FMissing    = telemetry.FMissing
+	NumFeatures = telemetry.NumNode
+
+	ETxTransit      = telemetry.ETxTransit
+	ERxTransit      = telemetry.ERxTransit
+	ETxTransitW     = telemetry.ETxTransitW
+	ERxTransitW     = telemetry.ERxTransitW
+	EProbeLoss      = telemetry.EProbeLoss
+	EProbeRTT       = telemetry.EProbeRTT
+	EUp             = telemetry.EUp
+	NumEdgeFeatures = telemetry.NumEdge
+
+	// Window is the number of intervals the windowed edge counters cover.
+	Window = telemetry.Window
 )
 
-// FeatureNames names the node features in order.
-var FeatureNames = [NumFeatures]string{"degree", "rtt_ms", "loss_mean", "loss_max", "sent", "delivery",
-	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing"}
-
-// Edge feature indices: what node v's own counters say about its link to neighbour u (the directed
-// link v→u), every interval. A data frame carries its source and destination, so v knows whether a
-// frame it hands to u is for u or for u to relay, and whether a frame it receives from u was
-// originated by u or relayed by it. A lying relay falsifies its own links' counters (it reports
-// handing on what it dropped) but not its neighbours'.
-//
-// The counts are linear (frames per interval), not log1p like the node counters: a relay conserves
-// frames across its links, Σ_u rx_transit(u←v) ≈ Σ_u tx_transit(u→v), and only in linear scale is
-// that balance a difference of means that a mean aggregator can form.
-const (
-	ETxTransit  = iota // data frames v sent to u for u to relay (destination ≠ u) in the interval
-	ERxTransit         // data frames v received from u that u relayed (source ≠ u) in the interval
-	ETxTransitW        // ETxTransit per interval, averaged over the last Window intervals
-	ERxTransitW        // ERxTransit per interval, averaged over the last Window intervals
-	EProbeLoss         // fraction of v's 10 probes to u lost (1 when u is silent)
-	EProbeRTT          // mean RTT of v's answered probes to u, ms (0 when none answered)
-	EUp                // 1 when v's routing core has the adjacency with u up
-	NumEdgeFeatures
+// FeatureNames and EdgeFeatureNames name the features in order.
+var (
+	FeatureNames     = telemetry.NodeNames
+	EdgeFeatureNames = telemetry.EdgeNames
 )
-
-// EdgeFeatureNames names the edge features in order.
-var EdgeFeatureNames = [NumEdgeFeatures]string{"tx_transit", "rx_transit", "tx_transit_5s_mean", "rx_transit_5s_mean",
-	"probe_loss", "probe_rtt_ms", "up"}
-
-// Window is the number of intervals the windowed edge counters (ETxTransitW, ERxTransitW) cover:
-// real nodes export cumulative counters, so a collector can take rates over any window.
-const Window = 5
 
 // Interval is one telemetry interval.
 type Interval struct {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"x0tta6bl4/internal/telemetry"
 )
 
 func TestTopologies(t *testing.T) {
@@ -155,5 +157,17 @@ func TestEdgeTelemetry(t *testing.T) {
 	}
 	if honest == 0 {
 		t.Fatal("no honest relay")
+	}
+}
+
+// The simulator's classes are the detector's (internal/telemetry), in the same order.
+func TestKindsAreTelemetryClasses(t *testing.T) {
+	if len(telemetry.Classes) != int(NumKinds) {
+		t.Fatalf("%d telemetry classes, %d kinds", len(telemetry.Classes), NumKinds)
+	}
+	for k := range NumKinds {
+		if k.String() != telemetry.Classes[k] {
+			t.Fatalf("kind %d is %q, telemetry says %q", k, k, telemetry.Classes[k])
+		}
 	}
 }
