@@ -9,6 +9,7 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -119,13 +120,21 @@ func (a *agent) report(ctx context.Context) {
 	a.seq++
 	st := n.Status()
 	r := &api.MeshReport{Sequence: a.seq, Version: a.cfg.Version, UptimeSeconds: int64(st.Uptime / time.Second)}
+	tv, haveTelemetry := n.Telemetry()
+	if haveTelemetry {
+		r.Features = tv.NodeMap()
+	}
 	for _, p := range n.Peers() {
 		state := "down"
 		if p.Up {
 			state = "up"
 		}
-		r.Peers = append(r.Peers, api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
-			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss})
+		pr := api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
+			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss}
+		if i := slices.Index(tv.Peers, p.Name); haveTelemetry && i >= 0 {
+			pr.Features = tv.EdgeMap(i)
+		}
+		r.Peers = append(r.Peers, pr)
 	}
 	for _, rt := range n.Routes() {
 		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,9 +15,11 @@ import (
 	"x0tta6bl4/internal/control/client"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/firewall"
+	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
+	"x0tta6bl4/internal/telemetry"
 )
 
 // TestEnrollMeshRevoke is the control plane's end-to-end check: a control plane on 127.0.0.1 and three
@@ -32,6 +35,15 @@ func TestEnrollMeshRevoke(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Auth.Argon2 = control.Argon2Config{Time: 1, MemoryKiB: 64, Threads: 1}
 	cfg.Database = control.DatabaseConfig{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db"), Synchronous: "normal", MaxOpenConns: 4}
+	// A detector (untrained: this test checks the plumbing, not the model) for /ai/predict.
+	model, err := gnn.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AI.Model = filepath.Join(t.TempDir(), "model.x6m")
+	if err := os.WriteFile(cfg.AI.Model, model, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	res, err := control.Init(ctx, cfg, control.InitOptions{TrustDomain: "agent.test", Admin: "root"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -116,6 +128,18 @@ func TestEnrollMeshRevoke(t *testing.T) {
 		st, err := admin.MeshStatus(ctx)
 		return err == nil && st.Counts.LinksConfirmed >= 2 && st.Counts.Online == 3
 	})
+
+	// The nodes' own telemetry reaches the control plane's detector: bravo's features and both of
+	// its links, as bravo counted them.
+	var pred *api.Prediction
+	waitFor(t, 10*time.Second, "a prediction for bravo from its reported telemetry", func() bool {
+		pred, err = admin.Predict(ctx, "bravo")
+		return err == nil && !pred.TelemetryMissing && len(pred.LinkFeatures) == 2 && pred.Features["degree"] == 2 &&
+			pred.LinkFeatures["alpha"]["up"] == 1 && pred.LinkFeatures["charlie"]["up"] == 1
+	})
+	if pred.GraphNodes != 3 || pred.Score < 0 || pred.Score > 1 || len(pred.TopNeighbours) != 2 {
+		t.Fatalf("prediction %+v", pred)
+	}
 
 	revoked := time.Now()
 	if _, err := admin.Revoke(ctx, "charlie"); err != nil {

@@ -202,6 +202,7 @@ func runCtl(e *env, args []string) error {
 		{"token list", "list join tokens", ctlTokenList},
 		{"nodes", "list enrolled nodes", ctlNodes},
 		{"status", "show the mesh as nodes report it", ctlStatus},
+		{"predict", "the anomaly detector's judgement of a node, with its evidence", ctlPredict},
 		{"user add", "create an account (password from --password-file)", ctlUserAdd},
 		{"users", "list accounts", ctlUsers},
 		{"key create", "create an API key for yourself (shown once)", ctlKeyCreate},
@@ -350,6 +351,31 @@ func ctlStatus(e *env, args []string) error {
 				last = n.LastReport.Format(time.RFC3339)
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%d\t%s\t%s\n", n.Name, n.Status, n.Overlay, n.PeersUp, n.Peers, n.Routes, last, dash(n.Version))
+		}
+	})
+}
+
+func ctlPredict(e *env, args []string) error {
+	fs, c := ctlFlags(e, "predict", "NODE")
+	if err := parse(fs, args, 1); err != nil {
+		return err
+	}
+	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.Prediction, error) { return a.Predict(ctx, fs.Arg(0)) })
+	if err != nil {
+		return err
+	}
+	return c.print(e, res, func(w io.Writer) {
+		verdict := "normal"
+		if res.Anomalous {
+			verdict = "ANOMALOUS"
+		}
+		fmt.Fprintf(w, "%s: %s, score %.3f (threshold %.3f), most likely %s (p=%.3f); model %s, %d nodes in the graph\n",
+			res.Node, verdict, res.Score, res.Threshold, res.Class, res.Probabilities[res.Class], res.ModelVersion, res.GraphNodes)
+		if res.TelemetryMissing {
+			fmt.Fprintln(w, "no fresh telemetry from this node: the model saw it as missing")
+		}
+		for _, nc := range res.TopNeighbours {
+			fmt.Fprintf(w, "  neighbour %s\tcontribution %+.3f\tits own score %.3f\n", nc.Name, nc.Contribution, nc.Score)
 		}
 	})
 }

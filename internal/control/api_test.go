@@ -430,8 +430,8 @@ func TestServiceEndpoints(t *testing.T) {
 	viewer := h.user("vic", auth.Viewer)
 	operator := h.user("opal", auth.Operator)
 	for _, p := range []string{"/ai/predict/alpha", "/api/v1/ai/predict/alpha"} {
-		if r := h.do("GET", p, viewer, nil); r.status != 501 || r.errCode() != "not_implemented" || !strings.Contains(string(r.body), "not implemented") {
-			t.Fatalf("%s: %d %s", p, r.status, r.body)
+		if r := h.do("GET", p, viewer, nil); r.status != 503 || r.errCode() != "unavailable" || !strings.Contains(string(r.body), "ai.model") {
+			t.Fatalf("%s without a model: %d %s", p, r.status, r.body)
 		}
 	}
 	for _, p := range []string{"/dao/vote", "/api/v1/dao/vote"} {
@@ -445,7 +445,7 @@ func TestServiceEndpoints(t *testing.T) {
 	r = h.must(200, "GET", "/metrics", viewer, nil, nil)
 	for _, want := range []string{
 		`x0tta6bl4_control_http_requests_total{code="200",method="GET",route="/mesh/status"} 1`,
-		`x0tta6bl4_control_http_requests_total{code="501",method="GET",route="/ai/predict/{node_id}"} 1`,
+		`x0tta6bl4_control_http_requests_total{code="503",method="GET",route="/ai/predict/{node_id}"} 1`,
 		"x0tta6bl4_control_http_request_duration_seconds_bucket",
 		`x0tta6bl4_mesh_nodes{status="online"} 0`,
 		"x0tta6bl4_control_crl_number 1",

@@ -36,6 +36,7 @@ type Config struct {
 	Limits     LimitsConfig     `yaml:"limits"`
 	Metrics    MetricsConfig    `yaml:"metrics"`
 	Mesh       MeshConfig       `yaml:"mesh"`
+	AI         AIConfig         `yaml:"ai"`
 	// AuditRetention is how long audit log entries are kept.
 	AuditRetention time.Duration `yaml:"audit_retention"`
 }
@@ -113,6 +114,13 @@ type MetricsConfig struct {
 	// (e.g. 127.0.0.1:9464), for a Prometheus that cannot speak TLS with ML-DSA-65 certificates.
 	// Metrics carry node names and link figures, never secrets.
 	Listen string `yaml:"listen"`
+}
+
+// AIConfig configures GET /api/v1/ai/predict.
+type AIConfig struct {
+	// Model is a detector file made by `x0tta6bl4 ai train` (.x6m, docs/intelligence.md); without
+	// one, predictions answer 503.
+	Model string `yaml:"model"`
 }
 
 // MeshConfig configures the mesh view.

@@ -126,9 +126,11 @@ func (s *Server) buildRoutes() []*route {
 			desc: "Reads the node's current certificate, verifies it now (CA signature, validity, revocation) and returns its X-Wing (ML-KEM-768+X25519) and ML-DSA-65 public keys, SPIFFE ID and overlay address, with the algorithms in use. `live_check.performed` is false: a live handshake needs the node daemon.",
 			req:  api.HandshakeRequest{}, resp: api.HandshakeResponse{}, status: 200, extra: map[int]string{404: "no such node"}}},
 		{method: "GET", path: "/api/v1/ai/predict/{node_id}", aliases: []string{"/ai/predict/{node_id}"}, access: accessUser, role: auth.Viewer,
-			h: s.handleNotImplemented("AI prediction", "the anomaly-detection issue (internal/gnn)"), doc: opDoc{
-				id: "aiPredict", tag: "planned", summary: "Failure prediction for a node (not implemented: 501)", status: 501,
-				params: []param{{"node_id", "string", "node name"}}}},
+			h: s.handlePredict, doc: opDoc{
+				id: "aiPredict", tag: "ai", summary: "The anomaly detector's judgement of a node, computed now",
+				desc: "Runs the configured GraphSAGE detector (`ai.model`) on the mesh as the latest reports describe it: every enrolled node, the links the reports list, each node's and link's detector features (a node without a fresh report counts as missing). Returns the node's score (1 − p(normal)), class probabilities, the features used, the model version and the neighbours whose removal from the graph changes the score most.",
+				resp: api.Prediction{}, status: 200, params: []param{{"node_id", "string", "node name"}},
+				extra: map[int]string{404: "no such node", 503: "no detector model configured"}}},
 		{method: "POST", path: "/api/v1/dao/vote", aliases: []string{"/dao/vote"}, access: accessUser, role: auth.Operator,
 			h: s.handleNotImplemented("DAO voting", "the governance issue (internal/governance)"), doc: opDoc{
 				id: "daoVote", tag: "planned", summary: "Cast a governance vote (not implemented: 501)", status: 501}},

@@ -19,6 +19,7 @@ import (
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/auth"
 	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
@@ -46,8 +47,10 @@ type Server struct {
 	caCert *meshca.Certificate
 	caX509 *x509.Certificate
 	caPin  string
-	roots  *x509.CertPool
-	td     string
+
+	detector *gnn.Model // ai.model, nil without one; never modified after New
+	roots    *x509.CertPool
+	td       string
 
 	hasher                 *auth.Hasher
 	ipLim, keyLim, authLim *auth.Limiter
@@ -91,6 +94,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.started = s.now()
+	detector, err := loadDetector(cfg.AI.Model)
+	if err != nil {
+		return nil, err
+	}
+	s.detector = detector
 	ca, err := meshca.OpenStore(cfg.CADir)
 	if err != nil {
 		return nil, fmt.Errorf("control: open CA (run 'x0tta6bl4 control init' first): %w", err)

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"time"
 	"unicode/utf8"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/telemetry"
 )
 
 // Limits of a node report.
@@ -34,6 +36,9 @@ type MeshReport struct {
 	UptimeSeconds int64         `json:"uptime_seconds"`
 	Peers         []PeerReport  `json:"peers"`
 	Routes        []RouteReport `json:"routes"`
+	// Features are the node's anomaly-detector features (internal/telemetry) for its last complete
+	// one-second interval, by name; absent until the node has taken two samples.
+	Features map[string]float64 `json:"features,omitempty"`
 }
 
 // PeerReport is one link as its reporting end sees it.
@@ -47,6 +52,9 @@ type PeerReport struct {
 	TxBytes       uint64     `json:"tx_bytes"`
 	RxBytes       uint64     `json:"rx_bytes"`
 	LastHandshake *time.Time `json:"last_handshake,omitempty"`
+	// Features are the detector's features of this link as the reporting node counts them
+	// (internal/telemetry edge features), by name.
+	Features map[string]float64 `json:"features,omitempty"`
 }
 
 // RouteReport is one entry of the node's routing table.
@@ -108,6 +116,12 @@ func (r *MeshReport) Validate(self string) error {
 		if !finiteNonNeg(p.LossRatio) || p.LossRatio > 1 {
 			return fmt.Errorf("peers[%d].loss_ratio must be between 0 and 1", i)
 		}
+		if err := validFeatures(p.Features, telemetry.EdgeNames[:]); err != nil {
+			return fmt.Errorf("peers[%d].features: %w", i, err)
+		}
+	}
+	if err := validFeatures(r.Features, telemetry.NodeNames[:]); err != nil {
+		return fmt.Errorf("features: %w", err)
 	}
 	for i, rt := range r.Routes {
 		if err := identity.ValidateNodeName(rt.Destination); err != nil {
@@ -127,6 +141,22 @@ func (r *MeshReport) Validate(self string) error {
 }
 
 func finiteNonNeg(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) && f >= 0 }
+
+// MaxFeatureValue bounds a reported feature's magnitude (rates of packets per second fit easily).
+const MaxFeatureValue = 1e12
+
+// validFeatures checks that every feature is a known name with a finite value of bounded size.
+func validFeatures(f map[string]float64, names []string) error {
+	for name, v := range f {
+		if !slices.Contains(names, name) {
+			return fmt.Errorf("unknown feature %q", name)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > MaxFeatureValue {
+			return fmt.Errorf("%s must be a finite number within ±%g", name, MaxFeatureValue)
+		}
+	}
+	return nil
+}
 
 // Node statuses in the mesh view.
 const (
@@ -213,4 +243,37 @@ type MeshRoute struct {
 type MeshRoutes struct {
 	GeneratedAt time.Time   `json:"generated_at"`
 	Routes      []MeshRoute `json:"routes"`
+}
+
+// Prediction is GET /api/v1/ai/predict/{node_id}: the anomaly detector's judgement of one node,
+// computed from the latest reports of every node when asked.
+type Prediction struct {
+	Node         string    `json:"node"`
+	ModelVersion string    `json:"model_version"` // first 8 bytes of the model file's SHA-256, hex
+	ComputedAt   time.Time `json:"computed_at"`
+	GraphNodes   int       `json:"graph_nodes"` // nodes in the graph the model read
+	// TelemetryMissing: the node has no fresh report with features, so the model saw it as a node
+	// that exported nothing (the "missing" feature), exactly as it would see a dead one.
+	TelemetryMissing bool       `json:"telemetry_missing"`
+	ReportedAt       *time.Time `json:"reported_at,omitempty"`
+	// Score is 1 − p(normal); Anomalous is Score ≥ Threshold (the model's validation-chosen threshold).
+	Score         float64            `json:"score"`
+	Threshold     float64            `json:"threshold"`
+	Anomalous     bool               `json:"anomalous"`
+	Class         string             `json:"class"` // the most probable class
+	Probabilities map[string]float64 `json:"probabilities"`
+	// Features are the node features the model read; LinkFeatures, the features of each of its
+	// links as the node counted them.
+	Features     map[string]float64            `json:"features"`
+	LinkFeatures map[string]map[string]float64 `json:"link_features"`
+	// TopNeighbours are the neighbours whose removal from the graph changes the node's score most,
+	// largest change first (occlusion): positive means the neighbour's evidence raised the score.
+	TopNeighbours []NeighbourContribution `json:"top_neighbours"`
+}
+
+// NeighbourContribution is one neighbour's part in a prediction.
+type NeighbourContribution struct {
+	Name         string  `json:"name"`
+	Contribution float64 `json:"contribution"` // score − score with the neighbour cut out of the graph
+	Score        float64 `json:"score"`        // the neighbour's own score
 }

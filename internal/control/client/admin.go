@@ -79,6 +79,12 @@ func (a *API) MeshStatus(ctx context.Context) (*api.MeshStatus, error) {
 	return &out, a.do(ctx, http.MethodGet, "/api/v1/mesh/status", nil, &out)
 }
 
+// Predict asks the control plane's anomaly detector about node name.
+func (a *API) Predict(ctx context.Context, name string) (*api.Prediction, error) {
+	var out api.Prediction
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/ai/predict/"+url.PathEscape(name), nil, &out)
+}
+
 // CreateUser creates an account (admin).
 func (a *API) CreateUser(ctx context.Context, req api.RegisterRequest) (*api.User, error) {
 	var out api.User

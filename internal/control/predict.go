@@ -1,0 +1,253 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/telemetry"
+)
+
+// GET /api/v1/ai/predict/{node_id}: the anomaly detector (internal/gnn, docs/intelligence.md) run on
+// the mesh as the nodes' latest reports describe it. The graph is every enrolled, unrevoked node;
+// its links are the links any report lists; a node's features are those of its fresh report, or
+// "missing" (as for a dead node) without one; a link's features are what its reporting end counted.
+
+// maxModelBytes bounds the detector file read at start-up.
+const maxModelBytes = 64 << 20
+
+// topNeighbours is how many neighbour contributions a prediction lists.
+const topNeighbours = 5
+
+// loadDetector reads and checks the configured model; no model configured is not an error.
+func loadDetector(path string) (*gnn.Model, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("control: ai.model: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxModelBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("control: ai.model %s: %w", path, err)
+	}
+	if len(b) > maxModelBytes {
+		return nil, fmt.Errorf("control: ai.model %s: larger than %d MiB", path, maxModelBytes>>20)
+	}
+	m, err := gnn.UnmarshalModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("control: ai.model %s: %w", path, err)
+	}
+	if m.F != telemetry.NumNode || (m.E != 0 && m.E != telemetry.NumEdge) || m.K != len(telemetry.Classes) {
+		return nil, fmt.Errorf("control: ai.model %s: %d node features, %d edge features, %d classes; this build reports %d, %d and %d",
+			path, m.F, m.E, m.K, telemetry.NumNode, telemetry.NumEdge, len(telemetry.Classes))
+	}
+	return m, nil
+}
+
+// meshGraph is the detector's input built from the stored reports.
+type meshGraph struct {
+	g        gnn.Graph
+	names    []string
+	index    map[string]int
+	reported []*store.Report // per node: its fresh report with features, or nil
+}
+
+func (s *Server) buildMeshGraph(ctx context.Context, m *gnn.Model) (*meshGraph, error) {
+	nodes, err := s.st.ListNodes(ctx, store.MaxList)
+	if err != nil {
+		return nil, err
+	}
+	reports, err := s.st.ListReports(ctx, store.MaxList)
+	if err != nil {
+		return nil, err
+	}
+	mg := &meshGraph{index: map[string]int{}}
+	for _, n := range nodes {
+		if !n.Revoked() {
+			mg.index[n.Name] = len(mg.names)
+			mg.names = append(mg.names, n.Name)
+		}
+	}
+	count := len(mg.names)
+	parsed := make([]*api.MeshReport, count)
+	mg.reported = make([]*store.Report, count)
+	now := s.now()
+	for _, r := range reports {
+		v, ok := mg.index[r.NodeName]
+		if !ok {
+			continue
+		}
+		var rep api.MeshReport
+		if err := json.Unmarshal([]byte(r.Body), &rep); err != nil {
+			s.log.Error("stored report unreadable", "node", r.NodeName, "err", err)
+			continue
+		}
+		parsed[v] = &rep
+		if len(rep.Features) > 0 && now.Sub(r.ReportedAt) <= s.cfg.Mesh.StaleAfter {
+			mg.reported[v] = &r
+		}
+	}
+	// Links: every pair a report lists, both directions.
+	adj := make([][]int, count)
+	link := func(a, b int) {
+		if !slices.Contains(adj[a], b) {
+			adj[a] = append(adj[a], b)
+		}
+	}
+	for v, rep := range parsed {
+		if rep == nil {
+			continue
+		}
+		for _, p := range rep.Peers {
+			if u, ok := mg.index[p.Name]; ok && u != v {
+				link(v, u)
+				link(u, v)
+			}
+		}
+	}
+	g := gnn.Graph{X: make([][]float64, count), Adj: adj}
+	if m.E > 0 {
+		g.E = make([][][]float64, count)
+	}
+	for v := range count {
+		x := make([]float64, telemetry.NumNode)
+		fresh := mg.reported[v] != nil
+		if fresh {
+			for i, name := range telemetry.NodeNames {
+				x[i] = parsed[v].Features[name]
+			}
+			x[telemetry.FMissing] = 0
+		} else {
+			x[telemetry.FMissing] = 1
+		}
+		g.X[v] = x
+		if m.E == 0 {
+			continue
+		}
+		g.E[v] = make([][]float64, len(adj[v]))
+		for i, u := range adj[v] {
+			e := make([]float64, telemetry.NumEdge)
+			if fresh {
+				for _, p := range parsed[v].Peers {
+					if p.Name == mg.names[u] {
+						for k, name := range telemetry.EdgeNames {
+							e[k] = p.Features[name]
+						}
+					}
+				}
+			}
+			g.E[v][i] = e
+		}
+	}
+	mg.g = g
+	return mg, nil
+}
+
+// without returns the graph with node u cut off from its neighbours (its edge rows dropped too).
+func (mg *meshGraph) without(u int) gnn.Graph {
+	g := gnn.Graph{X: mg.g.X, Adj: make([][]int, len(mg.g.Adj))}
+	if mg.g.E != nil {
+		g.E = make([][][]float64, len(mg.g.E))
+	}
+	for v, nbrs := range mg.g.Adj {
+		if v == u {
+			g.Adj[v] = nil
+			if g.E != nil {
+				g.E[v] = nil
+			}
+			continue
+		}
+		for i, w := range nbrs {
+			if w == u {
+				continue
+			}
+			g.Adj[v] = append(g.Adj[v], w)
+			if g.E != nil {
+				g.E[v] = append(g.E[v], mg.g.E[v][i])
+			}
+		}
+	}
+	return g
+}
+
+func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	m := s.detector
+	if m == nil {
+		writeError(w, http.StatusServiceUnavailable, "unavailable",
+			"no detector model is configured: set ai.model in the control configuration to a file made by 'x0tta6bl4 ai train'")
+		return
+	}
+	name := r.PathValue("node_id")
+	if err := identity.ValidateNodeName(name); err != nil {
+		badRequest(w, "node_id: "+err.Error())
+		return
+	}
+	mg, err := s.buildMeshGraph(r.Context(), m)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	v, ok := mg.index[name]
+	if !ok {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no enrolled, unrevoked node %q", name))
+		return
+	}
+	if err := m.CheckGraph(&mg.g); err != nil {
+		s.internal(w, r, fmt.Errorf("detector graph: %w", err))
+		return
+	}
+	probs := m.Predict(&mg.g)
+	p := probs[v]
+	out := api.Prediction{Node: name, ModelVersion: m.Version(), ComputedAt: s.now(), GraphNodes: len(mg.names),
+		TelemetryMissing: mg.reported[v] == nil, Score: 1 - p[0], Threshold: m.Threshold,
+		Probabilities: map[string]float64{}, Features: map[string]float64{}, LinkFeatures: map[string]map[string]float64{},
+		TopNeighbours: []api.NeighbourContribution{}}
+	if rep := mg.reported[v]; rep != nil {
+		at := rep.ReportedAt
+		out.ReportedAt = &at
+	}
+	out.Anomalous = out.Score >= m.Threshold
+	best := 0
+	for k, q := range p {
+		out.Probabilities[telemetry.Classes[k]] = q
+		if q > p[best] {
+			best = k
+		}
+	}
+	out.Class = telemetry.Classes[best]
+	for i, name := range telemetry.NodeNames {
+		out.Features[name] = mg.g.X[v][i]
+	}
+	for i, u := range mg.g.Adj[v] {
+		lf := map[string]float64{}
+		if mg.g.E != nil {
+			for k, name := range telemetry.EdgeNames {
+				lf[name] = mg.g.E[v][i][k]
+			}
+		}
+		out.LinkFeatures[mg.names[u]] = lf
+	}
+	for _, u := range mg.g.Adj[v] {
+		g := mg.without(u)
+		q := m.Predict(&g)[v]
+		out.TopNeighbours = append(out.TopNeighbours, api.NeighbourContribution{Name: mg.names[u],
+			Contribution: out.Score - (1 - q[0]), Score: 1 - probs[u][0]})
+	}
+	sort.SliceStable(out.TopNeighbours, func(i, j int) bool {
+		return out.TopNeighbours[i].Contribution > out.TopNeighbours[j].Contribution
+	})
+	out.TopNeighbours = out.TopNeighbours[:min(topNeighbours, len(out.TopNeighbours))]
+	writeJSON(w, http.StatusOK, out)
+}

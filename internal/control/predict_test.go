@@ -1,0 +1,183 @@
+package control
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/auth"
+	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/telemetry"
+)
+
+// writeModel saves an (untrained, seeded) detector with this build's dimensions.
+func writeModel(t *testing.T, m *gnn.Model) string {
+	t.Helper()
+	b, err := m.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "model.x6m")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func nodeFeatures(seed float64) map[string]float64 {
+	f := map[string]float64{}
+	for i, name := range telemetry.NodeNames {
+		f[name] = seed + float64(i)/10
+	}
+	f["missing"] = 0
+	return f
+}
+
+func edgeFeatures(tx, rx float64) map[string]float64 {
+	return map[string]float64{"tx_transit": tx, "rx_transit": rx, "tx_transit_5s_mean": tx, "rx_transit_5s_mean": rx,
+		"probe_loss": 0.01, "probe_rtt_ms": 1.5, "up": 1}
+}
+
+// TestPredict: the score an API call returns is the model's output on the mesh the reports describe
+// (checked against the model run directly on a graph built here), with the features it read, the
+// model version, and neighbours ranked by how much cutting them out changes the score.
+func TestPredict(t *testing.T) {
+	m := gnn.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 3)
+	m.Threshold = 0.5
+	path := writeModel(t, m)
+	h := sqliteHarness(t, func(c *Config) { c.AI.Model = path })
+	ctx := t.Context()
+	admin := h.apiClient(h.adminKey)
+	// A line alpha – beta – gamma; gamma reports no features.
+	names := []string{"alpha", "beta", "gamma"}
+	nodes := map[string]*testNode{}
+	for _, n := range names {
+		nodes[n] = h.enrollNode(t, admin, n, "web")
+	}
+	peer := func(name string, f map[string]float64) api.PeerReport {
+		return api.PeerReport{Name: name, State: api.PeerUp, RTTMillis: 1, Features: f}
+	}
+	reports := map[string]*api.MeshReport{
+		"alpha": {Sequence: 1, Features: nodeFeatures(1), Peers: []api.PeerReport{peer("beta", edgeFeatures(40, 0))}},
+		"beta": {Sequence: 1, Features: nodeFeatures(2), Peers: []api.PeerReport{
+			peer("alpha", edgeFeatures(0, 0)), peer("gamma", edgeFeatures(0, 0))}},
+		"gamma": {Sequence: 1, Peers: []api.PeerReport{peer("beta", nil)}},
+	}
+	for _, n := range names {
+		if _, err := nodes[n].c.Report(ctx, reports[n]); err != nil {
+			t.Fatalf("%s report: %v", n, err)
+		}
+	}
+
+	viewer := h.user("vic", auth.Viewer)
+	var p api.Prediction
+	h.must(200, "GET", "/api/v1/ai/predict/beta", viewer, nil, &p)
+
+	// The same graph, built independently: 0 alpha, 1 beta, 2 gamma.
+	x := func(f map[string]float64) []float64 {
+		v := make([]float64, telemetry.NumNode)
+		for i, name := range telemetry.NodeNames {
+			v[i] = f[name]
+		}
+		return v
+	}
+	e := func(f map[string]float64) []float64 {
+		v := make([]float64, telemetry.NumEdge)
+		for i, name := range telemetry.EdgeNames {
+			v[i] = f[name]
+		}
+		return v
+	}
+	missing := make([]float64, telemetry.NumNode)
+	missing[telemetry.FMissing] = 1
+	zero := make([]float64, telemetry.NumEdge)
+	g := gnn.Graph{
+		X:   [][]float64{x(reports["alpha"].Features), x(reports["beta"].Features), missing},
+		Adj: [][]int{{1}, {0, 2}, {1}},
+		E:   [][][]float64{{e(edgeFeatures(40, 0))}, {e(edgeFeatures(0, 0)), e(edgeFeatures(0, 0))}, {zero}},
+	}
+	want := m.Predict(&g)
+	if math.Abs(p.Score-(1-want[1][0])) > 1e-9 {
+		t.Fatalf("score %v, the model says %v", p.Score, 1-want[1][0])
+	}
+	if p.ModelVersion != m.Version() || p.Node != "beta" || p.GraphNodes != 3 || p.TelemetryMissing || p.ReportedAt == nil ||
+		p.Threshold != 0.5 || p.Anomalous != (p.Score >= 0.5) {
+		t.Fatalf("prediction %+v", p)
+	}
+	sum := 0.0
+	for _, q := range p.Probabilities {
+		sum += q
+	}
+	if len(p.Probabilities) != len(telemetry.Classes) || math.Abs(sum-1) > 1e-9 || p.Probabilities[p.Class] < p.Probabilities["normal"]-1e-12 {
+		t.Fatalf("probabilities %v, class %s", p.Probabilities, p.Class)
+	}
+	if p.Features["sent"] != reports["beta"].Features["sent"] || p.LinkFeatures["alpha"]["up"] != 1 || len(p.LinkFeatures) != 2 {
+		t.Fatalf("features %v %v", p.Features, p.LinkFeatures)
+	}
+	if len(p.TopNeighbours) != 2 || p.TopNeighbours[0].Contribution < p.TopNeighbours[1].Contribution {
+		t.Fatalf("top neighbours %+v", p.TopNeighbours)
+	}
+	// Cutting alpha out of the graph: beta's score computed directly.
+	cut := gnn.Graph{X: g.X, Adj: [][]int{nil, {2}, {1}}, E: [][][]float64{nil, {g.E[1][1]}, {zero}}}
+	for _, nc := range p.TopNeighbours {
+		if nc.Name == "alpha" && math.Abs(nc.Contribution-(p.Score-(1-m.Predict(&cut)[1][0]))) > 1e-9 {
+			t.Fatalf("alpha's contribution %v", nc.Contribution)
+		}
+	}
+
+	// gamma reported no features: the model saw it as missing, and the answer says so.
+	h.must(200, "GET", "/ai/predict/gamma", viewer, nil, &p)
+	if !p.TelemetryMissing || p.Features["missing"] != 1 || math.Abs(p.Score-(1-want[2][0])) > 1e-9 {
+		t.Fatalf("gamma %+v", p)
+	}
+	if r := h.do("GET", "/ai/predict/nobody", viewer, nil); r.status != 404 {
+		t.Fatalf("unknown node: %d", r.status)
+	}
+	if r := h.do("GET", "/ai/predict/Not_A_Name", viewer, nil); r.status != 400 {
+		t.Fatalf("bad name: %d", r.status)
+	}
+	if r := h.do("GET", "/ai/predict/beta", "", nil); r.status != 401 {
+		t.Fatalf("without credentials: %d", r.status)
+	}
+	// A report with an unknown feature is refused.
+	bad := &api.MeshReport{Sequence: 2, Features: map[string]float64{"mystery": 1}}
+	if _, err := nodes["alpha"].c.Report(ctx, bad); err == nil || !strings.Contains(err.Error(), `unknown feature "mystery"`) {
+		t.Fatalf("unknown feature accepted: %v", err)
+	}
+	bad = &api.MeshReport{Sequence: 2, Features: map[string]float64{"sent": math.Inf(1)}}
+	if _, err := nodes["alpha"].c.Report(ctx, bad); err == nil {
+		t.Fatal("infinite feature accepted")
+	}
+}
+
+// A detector file that is damaged, or made for other features, stops the control plane at start
+// with a clear error.
+func TestPredictModelRefused(t *testing.T) {
+	good := gnn.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1)
+	b, err := good.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	damaged := filepath.Join(dir, "damaged.x6m")
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(damaged, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadDetector(damaged); err == nil || !strings.Contains(err.Error(), "ai.model") || !strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("damaged model: %v", err)
+	}
+	other := writeModel(t, gnn.NewEdgeModel(telemetry.NumNode+1, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1))
+	if _, err := loadDetector(other); err == nil || !strings.Contains(err.Error(), "this build reports") {
+		t.Fatalf("model for other features: %v", err)
+	}
+	if _, err := loadDetector(filepath.Join(dir, "absent.x6m")); err == nil {
+		t.Fatal("absent model accepted")
+	}
+	if m, err := loadDetector(""); m != nil || err != nil {
+		t.Fatalf("no model configured: %v %v", m, err)
+	}
+}
