@@ -42,6 +42,10 @@ const (
 	RejectAfterTime = 180 * time.Second
 	// KeepaliveTimeout: if data was received and nothing was sent for this long, send a keepalive.
 	KeepaliveTimeout = 10 * time.Second
+	// RekeyTimeout is WireGuard's handshake retry interval; data sent without any packet in return
+	// for KeepaliveTimeout+RekeyTimeout asks for a new handshake (the peer may have lost its keys,
+	// e.g. by restarting), and again every such period while nothing comes back.
+	RekeyTimeout = 5 * time.Second
 )
 
 // Errors. All per-packet errors are package-level values so that rejecting a packet never allocates.

@@ -61,6 +61,9 @@ type Session struct {
 	// recvPending is 1 + nanoseconds since epoch at which data was first received after our
 	// last send; 0 if nothing is pending.
 	recvPending atomic.Int64
+	// sendPending is 1 + nanoseconds since epoch at which data was first sent after the last
+	// packet received; 0 if nothing is pending.
+	sendPending atomic.Int64
 
 	scratch sync.Pool // *scratch: interface calls make stack nonces and aads escape
 	release func(uint32)
@@ -252,6 +255,9 @@ func (s *Session) seal(dst, plaintext, inner []byte, now time.Time) ([]byte, err
 	if s.recvPending.Load() != 0 {
 		s.recvPending.Store(0)
 	}
+	if (len(plaintext) > 0 || inner != nil) && s.sendPending.Load() == 0 {
+		s.sendPending.CompareAndSwap(0, s.stamp(now))
+	}
 	return out, nil
 }
 
@@ -322,6 +328,9 @@ func (s *Session) open(h DataHeader, hdr, body, inner []byte, now time.Time) ([]
 	if (len(pt) > 0 || inner != nil) && s.recvPending.Load() == 0 {
 		s.recvPending.CompareAndSwap(0, s.stamp(now))
 	}
+	if s.sendPending.Load() != 0 {
+		s.sendPending.Store(0)
+	}
 	return pt, nil
 }
 
@@ -377,6 +386,10 @@ func (s *Session) Tick(now time.Time) Actions {
 		}
 		if p := s.recvPending.Load(); p != 0 && s.stamp(now)-p >= int64(KeepaliveTimeout) {
 			a |= ActionKeepalive
+		}
+		if p := s.sendPending.Load(); p != 0 && s.stamp(now)-p >= int64(KeepaliveTimeout+RekeyTimeout) {
+			a |= ActionRekey
+			s.sendPending.Store(s.stamp(now)) // ask again only after another period of silence
 		}
 	}
 	s.mu.Unlock()

@@ -794,3 +794,48 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// Data sent with nothing coming back for KeepaliveTimeout+RekeyTimeout asks for a new handshake
+// (WireGuard's rule: the peer may have restarted and lost its keys), once per such period; any
+// packet from the peer clears it, and keepalives alone never start it.
+func TestRekeyWhenUnanswered(t *testing.T) {
+	a, b := newPair(t, t0)
+	quiet := KeepaliveTimeout + RekeyTimeout
+	if _, err := a.Seal(nil, nil, t0); err != nil { // a keepalive starts nothing
+		t.Fatal(err)
+	}
+	if a.Tick(t0.Add(quiet))&ActionRekey != 0 {
+		t.Fatal("a keepalive without an answer asked for a rekey")
+	}
+	t1 := t0.Add(time.Minute)
+	if _, err := a.Seal(nil, []byte("data"), t1); err != nil {
+		t.Fatal(err)
+	}
+	if a.Tick(t1.Add(quiet-time.Millisecond))&ActionRekey != 0 {
+		t.Fatal("rekey asked for too early")
+	}
+	if a.Tick(t1.Add(quiet))&ActionRekey == 0 {
+		t.Fatal("no rekey after data went unanswered")
+	}
+	if a.Tick(t1.Add(quiet+time.Second))&ActionRekey != 0 {
+		t.Fatal("rekey asked for again at once")
+	}
+	if a.Tick(t1.Add(2*quiet))&ActionRekey == 0 {
+		t.Fatal("no second rekey after another silent period")
+	}
+	// An answer clears it.
+	t2 := t1.Add(2*quiet + time.Second)
+	if _, err := a.Seal(nil, []byte("more"), t2); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := b.Seal(nil, []byte("reply"), t2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Open(reply, t2); err != nil {
+		t.Fatal(err)
+	}
+	if a.Tick(t2.Add(quiet))&ActionRekey != 0 {
+		t.Fatal("rekey asked for although the peer answered")
+	}
+}
