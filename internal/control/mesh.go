@@ -87,13 +87,22 @@ func (s *Server) meshView(ctx context.Context) (*meshView, error) {
 // meshChanged invalidates the cached mesh view.
 func (s *Server) meshChanged() { s.viewGen.Add(1) }
 
-func (s *Server) buildMeshView(ctx context.Context) (*meshView, error) {
-	now := s.now()
+// nodesAndReports reads every enrolled node and every node's latest report.
+func (s *Server) nodesAndReports(ctx context.Context) ([]store.Node, []store.Report, error) {
 	nodes, err := s.st.ListNodes(ctx, store.MaxList)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	reports, err := s.st.ListReports(ctx, store.MaxList)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nodes, reports, nil
+}
+
+func (s *Server) buildMeshView(ctx context.Context) (*meshView, error) {
+	now := s.now()
+	nodes, reports, err := s.nodesAndReports(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -65,11 +65,7 @@ type meshGraph struct {
 }
 
 func (s *Server) buildMeshGraph(ctx context.Context, m *gnn.Model) (*meshGraph, error) {
-	nodes, err := s.st.ListNodes(ctx, store.MaxList)
-	if err != nil {
-		return nil, err
-	}
-	reports, err := s.st.ListReports(ctx, store.MaxList)
+	nodes, reports, err := s.nodesAndReports(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -111,13 +111,8 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 	if n.dropTransit() { // a fault only tests can set (heal.go)
 		return
 	}
-	if !overlay.DecrementHopLimit(head) {
-		n.stats.dropHopLimit.Add(1)
-		return
-	}
-	e, ok := n.fib.Load().byAddr[rh.Dst]
-	if !ok || e.nextHop == t {
-		n.stats.dropNoRoute.Add(1)
+	e, ok := n.relayEntry(head, rh.Dst, t)
+	if !ok {
 		return
 	}
 	var sent bool
@@ -238,13 +233,8 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 		n.mu.Unlock()
 		return
 	}
-	if !overlay.DecrementHopLimit(frame) {
-		n.stats.dropHopLimit.Add(1)
-		return
-	}
-	e, ok := n.fib.Load().byAddr[h.Dst]
-	if !ok || e.nextHop == via {
-		n.stats.dropNoRoute.Add(1)
+	e, ok := n.relayEntry(frame, h.Dst, via)
+	if !ok {
 		return
 	}
 	if rx != nil {
@@ -256,6 +246,22 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 	if n.sendFrame(now, e.nextHop, frame) {
 		n.stats.forwarded.Add(1)
 	}
+}
+
+// relayEntry decrements the hop limit of the routed header at the start of head and finds the
+// forwarding entry to dst for a frame that came over the link via; it counts the drop when there
+// is none (hop limit exhausted, no route, or a route back where the frame came from).
+func (n *Node) relayEntry(head []byte, dst netip.Addr, via *tunnel) (fibEntry, bool) {
+	if !overlay.DecrementHopLimit(head) {
+		n.stats.dropHopLimit.Add(1)
+		return fibEntry{}, false
+	}
+	e, ok := n.fib.Load().byAddr[dst]
+	if !ok || e.nextHop == via {
+		n.stats.dropNoRoute.Add(1)
+		return fibEntry{}, false
+	}
+	return e, true
 }
 
 // sendTransit seals the routed header head into the link session t, appends the end-to-end packet

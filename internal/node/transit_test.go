@@ -9,24 +9,31 @@ import (
 	"x0tta6bl4/internal/overlay"
 )
 
-// TestTransitRelay checks what a relay does with transit packets (docs/transport.md): a genuine one is
-// relayed and delivered; a changed routed header is refused by the relay; a changed end-to-end
-// ciphertext is relayed and refused by the destination; an end-to-end data packet inside a full link
-// packet (the old form) is refused.
-func TestTransitRelay(t *testing.T) {
+// relayedChain starts nodes a - relay - c (a and c with a device) and returns once a UDP packet from
+// a, which it returns, has reached c end to end through the relay.
+func relayedChain(t *testing.T) ([]*Node, []*nullTun, []byte) {
+	t.Helper()
 	nodes, devs := benchChain(t, 3, 0, 2)
-	a, relay, c := nodes[0], nodes[1], nodes[2]
-	// Establish the end-to-end session a ↔ c with real traffic.
 	pkt := make([]byte, 200)
-	udpPacket(pkt, a.Addr(), c.Addr())
+	udpPacket(pkt, nodes[0].Addr(), nodes[2].Addr())
 	deadline := time.Now().Add(10 * time.Second)
 	for devs[2].delivered() == 0 && time.Now().Before(deadline) {
-		a.sendPacket(time.Now(), pkt)
+		nodes[0].sendPacket(time.Now(), pkt)
 		time.Sleep(20 * time.Millisecond)
 	}
 	if devs[2].delivered() == 0 {
 		t.Fatal("no end-to-end delivery a -> c")
 	}
+	return nodes, devs, pkt
+}
+
+// TestTransitRelay checks what a relay does with transit packets (docs/transport.md): a genuine one is
+// relayed and delivered; a changed routed header is refused by the relay; a changed end-to-end
+// ciphertext is relayed and refused by the destination; an end-to-end data packet inside a full link
+// packet (the old form) is refused.
+func TestTransitRelay(t *testing.T) {
+	nodes, devs, pkt := relayedChain(t)
+	a, relay, c := nodes[0], nodes[1], nodes[2]
 	v, ok := a.e2eByDst.Load(c.Addr())
 	if !ok {
 		t.Fatal("no end-to-end session")
@@ -65,7 +72,7 @@ func TestTransitRelay(t *testing.T) {
 	if relay.stats.forwarded.Load() != fwd+1 {
 		t.Fatal("a genuine transit packet was not relayed")
 	}
-	deadline = time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for devs[2].delivered() <= delivered && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
