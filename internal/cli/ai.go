@@ -144,12 +144,20 @@ func runAITrain(e *env, args []string) error {
 	hidden := fs.Int("hidden", 32, "hidden units per layer")
 	lr := fs.Float64("lr", 0.005, "Adam learning rate")
 	initSeed := fs.Uint64("init-seed", 1, "seed of the weight initialisation and graph order")
-	fed := fs.Bool("federated", false, "federated training: one client per training seed, signed updates")
-	rounds := fs.Int("rounds", 10, "federated: rounds")
-	localEpochs := fs.Int("local-epochs", 2, "federated: local epochs per round")
+	fed := fs.Bool("federated", false, "federated training: one client per training seed, signed updates; the round with the best validation macro-F1 is kept")
+	rounds := fs.Int("rounds", 100, "federated: rounds")
+	localEpochs := fs.Int("local-epochs", 1, "federated: local epochs per round")
+	localGraphs := fs.Int("local-graphs", 20, "federated: graphs (a random subset of its own, new each round) each client trains on per round; 0: all")
+	fedLR := fs.Float64("fed-lr", 0.01, "federated: clients' Adam learning rate (cosine decay over the rounds)")
+	serverLR := fs.Float64("server-lr", 1, "federated: server learning rate on the aggregated update")
+	momentum := fs.Float64("momentum", 0, "federated: server momentum (FedAvgM); 0: none")
 	rule := fs.String("rule", "trimmed", "federated: aggregation rule fedavg, trimmed or median")
 	trim := fs.Float64("trim", 0.2, "federated: fraction trimmed at each end")
-	poison := fs.Float64("poison", 0, "federated: fraction of clients sending poisoned updates (−10 × their update)")
+	robustStats := fs.Bool("robust-stats", false, "federated: aggregate normalisation statistics and class frequencies with the rule (false: pooled sums)")
+	poison := fs.Float64("poison", 0, "federated: fraction of clients sending poisoned updates")
+	attack := fs.String("attack", "scale", "federated: poisoned update: scale (−10 × the honest update) or noise (Gaussian, 10 × its norm)")
+	poisonStats := fs.Bool("poison-stats", false, "federated: poisoned clients also send false statistics (×100 means)")
+	krum := fs.Float64("krum", 0.2, "federated: fraction of clients Multi-Krum assumes Byzantine (f = fraction × clients, rounded down); 0: no Multi-Krum")
 	noClip := fs.Bool("no-clip", false, "federated: do not clip update norms (to show what clipping prevents)")
 	df := addDataFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
@@ -179,13 +187,26 @@ func runAITrain(e *env, args []string) error {
 		}
 		bar := newBar(e.stderr, "federated rounds")
 		var rep *federated.Report
+		var best []float64
+		bestF1, bestRound := -1.0, 0
 		m, rep, err = federated.Train(clients, len(train[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds), Edges: edgeDim(train), Cosine: true,
-			Rounds: *rounds, LocalEpochs: *localEpochs, LR: *lr, Rule: federated.Rule(*rule), Trim: *trim,
-			Poisoned: int(*poison*float64(len(clients)) + 0.5), NoClip: *noClip, Seed: *initSeed, Progress: bar.set})
+			Rounds: *rounds, LocalEpochs: *localEpochs, LocalGraphs: *localGraphs, LR: *fedLR, ServerLR: *serverLR, Momentum: *momentum,
+			Rule: federated.Rule(*rule), Trim: *trim, RobustStats: *robustStats,
+			Poisoned: int(*poison*float64(len(clients)) + 0.5), Attack: federated.Attack(*attack), PoisonStats: *poisonStats,
+			Krum: int(*krum * float64(len(clients))), NoClip: *noClip, Seed: *initSeed, Progress: bar.set,
+			Validate: func(r int, gm *gnn.Model) {
+				if f1 := gm.MacroF1(val); f1 > bestF1 {
+					best, bestF1, bestRound = gm.Params(), f1, r
+				}
+			}})
 		bar.done()
 		if err != nil {
 			return err
 		}
+		if err := m.SetParams(best); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "kept round %d of %d (validation macro-F1 %.3f)\n", bestRound, *rounds, bestF1)
 		fmt.Fprintf(e.stdout, "federated (%s): %s\n", *rule, rep)
 	} else {
 		m = gnn.NewEdgeModel(len(train[0].X[0]), edgeDim(train), *hidden, *hidden, int(sim.NumKinds), *initSeed)

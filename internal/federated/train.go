@@ -1,8 +1,11 @@
 package federated
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 
 	"x0tta6bl4/internal/gnn"
@@ -12,10 +15,13 @@ import (
 // TrainConfig configures a federated training run. Zero values take the defaults shown.
 type TrainConfig struct {
 	Hidden, Classes int
-	Edges           int     // edge features per directed link (0: none)
-	Rounds          int     // 10
-	LocalEpochs     int     // 2
-	LR              float64 // 0.005
+	Edges           int // edge features per directed link (0: none)
+	Rounds          int // 10
+	LocalEpochs     int // 2
+	// LocalGraphs, if set, is how many of its graphs (a seeded random subset, new each round) a
+	// client trains on per round: fewer local steps, less client drift.
+	LocalGraphs int
+	LR          float64 // 0.005
 	// Cosine decays LR over the rounds by half a cosine period (as ai train decays it over epochs).
 	Cosine bool
 	Rule   Rule    // TrimmedMean
@@ -23,10 +29,36 @@ type TrainConfig struct {
 	// Poisoned clients (the first ones) send −10 × their honest update: a model-poisoning attack.
 	Poisoned int
 	// NoClip skips norm clipping (to show what it protects against).
-	NoClip   bool
-	Seed     uint64
-	Progress func(round, rounds int)
+	NoClip bool
+	// Krum, if > 0, is the number f of Byzantine clients Multi-Krum (Blanchard et al. 2017) assumes:
+	// after clipping, only the n − f updates with the lowest Krum scores (sum of squared distances to
+	// their n − f − 2 nearest updates) go on to the rule.
+	Krum int
+	// ServerLR scales the aggregated update before it is applied (1); Momentum is the server
+	// momentum β of FedAvgM (Hsu et al. 2019): v = β·v + aggregate, global += ServerLR·v (0: none).
+	ServerLR, Momentum float64
+	// Attack is what poisoned clients send: AttackScale (default) or AttackNoise.
+	Attack Attack
+	// RobustStats aggregates the normalisation statistics and class frequencies with the rule,
+	// from each client's own means (otherwise: sample-weighted sums, as FedAvg).
+	RobustStats bool
+	// PoisonStats: poisoned clients also lie about their statistics (×100 means, ×10⁴ squares).
+	PoisonStats bool
+	Seed        uint64
+	Progress    func(round, rounds int)
+	// Validate, if set, is called with the global model after each round (e.g. to keep the round
+	// with the best validation score, as central training keeps its best epoch).
+	Validate func(round int, m *gnn.Model)
 }
+
+// Attack is a model-poisoning attack.
+type Attack string
+
+// Attacks.
+const (
+	AttackScale Attack = "scale" // −10 × the honest update
+	AttackNoise Attack = "noise" // Gaussian noise with 10 × the honest update's norm
+)
 
 // Report describes a run.
 type Report struct {
@@ -37,9 +69,11 @@ type Report struct {
 
 // Train runs federated training: one client per element of clients (its own graphs, which never
 // leave it). Normalisation statistics are aggregated once (sample-weighted means of the clients'
-// first and second moments). Each round every client trains LocalEpochs from the global model and
-// sends its signed parameter change; the aggregator verifies each one, clips it to the round's
-// median update norm, and applies the rule.
+// first and second moments, or with the rule when RobustStats). Each round every client trains
+// LocalEpochs (over LocalGraphs of its graphs) from the global model and sends its signed parameter
+// change; the aggregator verifies each one, clips it to the round's median update norm, keeps the
+// Multi-Krum selection (if Krum > 0), and applies the rule (and server momentum). Validate sees the
+// global model after every round.
 func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, error) {
 	if cfg.Rounds <= 0 {
 		cfg.Rounds = 10
@@ -56,6 +90,18 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 	if cfg.Trim == 0 {
 		cfg.Trim = 0.2
 	}
+	if cfg.ServerLR <= 0 {
+		cfg.ServerLR = 1
+	}
+	if cfg.Attack == "" {
+		cfg.Attack = AttackScale
+	}
+	if cfg.Attack != AttackScale && cfg.Attack != AttackNoise {
+		return nil, nil, fmt.Errorf("federated: unknown attack %q", cfg.Attack)
+	}
+	if len(clients) == 0 {
+		return nil, nil, errors.New("federated: no clients")
+	}
 	rep := &Report{Clients: len(clients), Poisoned: cfg.Poisoned, Rounds: cfg.Rounds}
 	keys := make([]*identity.SigningKey, len(clients))
 	known := map[identity.KeyID]*identity.VerifyKey{}
@@ -71,19 +117,12 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 		known[k.PublicKey().ID()] = k.PublicKey()
 	}
 	global := gnn.NewEdgeModel(f, cfg.Edges, cfg.Hidden, cfg.Hidden, cfg.Classes, cfg.Seed)
-	// Normalisation from aggregated moments: each client's node and edge feature sums, summed.
-	total := gnn.NewMoments(f, cfg.Edges)
-	var all []gnn.Graph
-	for _, c := range clients {
-		all = append(all, c...)
-		local := gnn.NewMoments(f, cfg.Edges)
-		for i := range c {
-			local.Add(&c[i])
-		}
-		total.Merge(local)
+	weights, err := aggregateStats(global, clients, cfg)
+	if err != nil {
+		return nil, nil, err
 	}
-	total.Apply(global)
-	weights := gnn.ClassWeights(all, cfg.Classes) // class counts: aggregated like the moments
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x706f69736f6e))
+	var velocity []float64
 	for r := range cfg.Rounds {
 		base := global.Params()
 		var msgs [][]byte
@@ -93,21 +132,24 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 			if cfg.Cosine {
 				lr *= 0.5 * (1 + math.Cos(math.Pi*float64(r)/float64(cfg.Rounds)))
 			}
-			if _, err := local.Train(c, gnn.TrainConfig{Epochs: cfg.LocalEpochs, LR: lr, Seed: cfg.Seed + uint64(r*1000+ci), Weights: weights}); err != nil {
+			data := c
+			if cfg.LocalGraphs > 0 && cfg.LocalGraphs < len(c) {
+				data = make([]gnn.Graph, cfg.LocalGraphs)
+				for i, j := range rand.New(rand.NewPCG(cfg.Seed, uint64(r*1000+ci))).Perm(len(c))[:cfg.LocalGraphs] {
+					data[i] = c[j]
+				}
+			}
+			if _, err := local.Train(data, gnn.TrainConfig{Epochs: cfg.LocalEpochs, LR: lr, Seed: cfg.Seed + uint64(r*1000+ci), Weights: weights}); err != nil {
 				return nil, nil, err
 			}
 			delta := local.Params()
-			var nsamp int
-			for _, g := range c {
-				nsamp += len(g.X)
-			}
 			for i := range delta {
 				delta[i] -= base[i]
-				if ci < cfg.Poisoned {
-					delta[i] *= -10
-				}
 			}
-			b, err := Encode(keys[ci], Update{Round: uint32(r), Samples: uint32(nsamp), Delta: delta})
+			if ci < cfg.Poisoned {
+				poison(delta, cfg.Attack, rng)
+			}
+			b, err := Encode(keys[ci], Update{Round: uint32(r), Samples: uint32(samples(data)), Delta: delta})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -133,21 +175,176 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 				Clip(u.Delta, clip)
 			}
 		}
+		if cfg.Krum > 0 {
+			us = MultiKrum(us, cfg.Krum)
+		}
 		agg, err := Aggregate(us, cfg.Rule, cfg.Trim)
 		if err != nil {
 			return nil, nil, err
 		}
+		if velocity == nil {
+			velocity = make([]float64, len(agg))
+		}
 		for i := range base {
-			base[i] += agg[i]
+			velocity[i] = cfg.Momentum*velocity[i] + agg[i]
+			base[i] += cfg.ServerLR * velocity[i]
 		}
 		if err := global.SetParams(base); err != nil {
 			return nil, nil, err
+		}
+		if cfg.Validate != nil {
+			cfg.Validate(r+1, global)
 		}
 		if cfg.Progress != nil {
 			cfg.Progress(r+1, cfg.Rounds)
 		}
 	}
 	return global, rep, nil
+}
+
+// MultiKrum returns the len(us) − f updates with the lowest Krum scores: each update's sum of
+// squared distances to its len(us) − f − 2 nearest others (Blanchard et al. 2017). An update that
+// points away from the honest majority is far from most others and scores high. With too few
+// updates (len(us) ≤ f + 2) it returns us unchanged.
+func MultiKrum(us []*Update, f int) []*Update {
+	n := len(us)
+	if f <= 0 || n <= f+2 {
+		return us
+	}
+	d := make([][]float64, n)
+	for i := range d {
+		d[i] = make([]float64, n)
+	}
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			var s float64
+			for k, x := range us[i].Delta {
+				y := x - us[j].Delta[k]
+				s += y * y
+			}
+			d[i][j], d[j][i] = s, s
+		}
+	}
+	score := make([]float64, n)
+	for i := range n {
+		row := slices.Clone(d[i])
+		row = append(row[:i], row[i+1:]...)
+		slices.Sort(row)
+		for _, x := range row[:n-f-2] {
+			score[i] += x
+		}
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(score[a], score[b]) })
+	idx = idx[:n-f]
+	slices.Sort(idx) // keep the clients' order
+	out := make([]*Update, len(idx))
+	for i, j := range idx {
+		out[i] = us[j]
+	}
+	return out
+}
+
+func samples(gs []gnn.Graph) int {
+	var n int
+	for _, g := range gs {
+		n += len(g.X)
+	}
+	return n
+}
+
+// poison turns an honest update into the attack's.
+func poison(delta []float64, a Attack, rng *rand.Rand) {
+	switch a {
+	case AttackNoise:
+		norm := Clip(delta, 0)
+		var s float64
+		for i := range delta {
+			delta[i] = rng.NormFloat64()
+			s += delta[i] * delta[i]
+		}
+		f := 10 * norm / math.Sqrt(max(s, 1e-300))
+		for i := range delta {
+			delta[i] *= f
+		}
+	default:
+		for i := range delta {
+			delta[i] *= -10
+		}
+	}
+}
+
+// aggregateStats sets global's normalisation from the clients' feature moments and returns the
+// class weights from their class counts. Without RobustStats: the summed moments and counts
+// (exactly the pooled statistics; one lying client can move them arbitrarily). With RobustStats:
+// each client's per-sample moments (mean, mean square) and class frequencies are combined
+// coordinate-wise with the rule, as updates are.
+func aggregateStats(global *gnn.Model, clients [][]gnn.Graph, cfg TrainConfig) ([]float64, error) {
+	f, e, k := global.F, global.E, global.K
+	var us []*Update
+	for ci, c := range clients {
+		mo := gnn.NewMoments(f, e)
+		counts := make([]float64, k)
+		for i := range c {
+			mo.Add(&c[i])
+			for _, y := range c[i].Y {
+				if y >= 0 && y < k {
+					counts[y]++
+				}
+			}
+		}
+		if ci < cfg.Poisoned && cfg.PoisonStats {
+			for _, p := range [][]float64{mo.Sum, mo.ESum} {
+				for j := range p {
+					p[j] *= 100
+				}
+			}
+			for _, p := range [][]float64{mo.Sq, mo.ESq} {
+				for j := range p {
+					p[j] *= 1e4
+				}
+			}
+			counts[0] *= 100
+		}
+		v := statsVector(mo, counts)
+		if cfg.RobustStats && mo.N > 0 {
+			var total float64
+			for _, c := range counts {
+				total += c
+			}
+			for j := 2; j < len(v)-k; j++ {
+				v[j] /= mo.N
+			}
+			for j := len(v) - k; j < len(v); j++ {
+				v[j] /= max(total, 1)
+			}
+			v[0], v[1] = 1, mo.EN/mo.N
+		}
+		us = append(us, &Update{Samples: uint32(mo.N), Delta: v})
+	}
+	var agg []float64
+	if cfg.RobustStats {
+		var err error
+		if agg, err = Aggregate(us, cfg.Rule, cfg.Trim); err != nil {
+			return nil, err
+		}
+	} else {
+		agg = make([]float64, len(us[0].Delta))
+		for _, u := range us {
+			for j, x := range u.Delta {
+				agg[j] += x
+			}
+		}
+	}
+	mo, counts, ok := statsFromVector(global, agg)
+	if !ok || mo.N == 0 {
+		return nil, errors.New("federated: unusable statistics")
+	}
+	mo.Apply(global)
+	return classWeights(counts), nil
 }
 
 // String summarises the report.
