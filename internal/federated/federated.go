@@ -10,6 +10,7 @@ package federated
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -130,6 +131,32 @@ const (
 	Median      Rule = "median"  // per coordinate median
 )
 
+// Combine is one round's aggregation, the same in-process (Train) and over the mesh
+// (Coordinator): every update is clipped to the round's median update norm (unless noClip), the
+// Multi-Krum selection keeps the len(us) − krum most central ones (krum > 0), and rule combines
+// them. It returns the aggregate change and the clip norm; it may shorten and clip us in place.
+func Combine(us []*Update, rule Rule, trim float64, noClip bool, krum int) ([]float64, float64, error) {
+	if len(us) == 0 {
+		return nil, 0, errors.New("federated: no updates")
+	}
+	norms := make([]float64, len(us))
+	for i, u := range us {
+		norms[i] = Clip(u.Delta, 0)
+	}
+	slices.Sort(norms)
+	clip := norms[len(norms)/2]
+	if !noClip {
+		for _, u := range us {
+			Clip(u.Delta, clip)
+		}
+	}
+	if krum > 0 {
+		us = MultiKrum(us, krum)
+	}
+	agg, err := Aggregate(us, rule, trim)
+	return agg, clip, err
+}
+
 // Aggregate combines updates (already clipped) with rule; trim is the fraction dropped at each end
 // by TrimmedMean.
 func Aggregate(us []*Update, rule Rule, trim float64) ([]float64, error) {
@@ -179,4 +206,50 @@ func Aggregate(us []*Update, rule Rule, trim float64) ([]float64, error) {
 		return nil, fmt.Errorf("federated: unknown rule %q", rule)
 	}
 	return out, nil
+}
+
+// MultiKrum returns the len(us) − f updates with the lowest Krum scores: each update's sum of
+// squared distances to its len(us) − f − 2 nearest others (Blanchard et al. 2017). An update that
+// points away from the honest majority is far from most others and scores high. With too few
+// updates (len(us) ≤ f + 2) it returns us unchanged.
+func MultiKrum(us []*Update, f int) []*Update {
+	n := len(us)
+	if f <= 0 || n <= f+2 {
+		return us
+	}
+	d := make([][]float64, n)
+	for i := range d {
+		d[i] = make([]float64, n)
+	}
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			var s float64
+			for k, x := range us[i].Delta {
+				y := x - us[j].Delta[k]
+				s += y * y
+			}
+			d[i][j], d[j][i] = s, s
+		}
+	}
+	score := make([]float64, n)
+	for i := range n {
+		row := slices.Clone(d[i])
+		row = append(row[:i], row[i+1:]...)
+		slices.Sort(row)
+		for _, x := range row[:n-f-2] {
+			score[i] += x
+		}
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(score[a], score[b]) })
+	idx = idx[:n-f]
+	slices.Sort(idx) // keep the clients' order
+	out := make([]*Update, len(idx))
+	for i, j := range idx {
+		out[i] = us[j]
+	}
+	return out
 }

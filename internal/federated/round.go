@@ -290,6 +290,7 @@ type CoordinatorConfig struct {
 	Rule            Rule    // TrimmedMean
 	Trim            float64 // 0.2
 	NoClip          bool
+	Krum            int    // Multi-Krum's assumed Byzantine participants per round (0: off), as TrainConfig.Krum
 	MaxParticipants int    // DefaultMaxParticipants
 	FirstRound      uint32 // 0: random in [1, 2³¹)
 	Now             func() time.Time
@@ -523,7 +524,7 @@ func (c *Coordinator) Wait(ctx context.Context, n int) error {
 
 // Close closes the open round and aggregates its updates into the global model: a statistics round
 // sets the normalisation and class weights from the summed moments (sample-weighted, not robust); a
-// train round clips every update to the median norm (unless NoClip) and applies the rule. With no
+// train round combines the updates as Train does (Combine: clipping, Multi-Krum, the rule). With no
 // usable update the model is left as it was and an error returned.
 func (c *Coordinator) Close() (*RoundResult, error) {
 	c.mu.Lock()
@@ -565,18 +566,8 @@ func (c *Coordinator) Close() (*RoundResult, error) {
 		c.weights = classWeights(counts)
 		return res, nil
 	}
-	norms := make([]float64, len(us))
-	for i, u := range us {
-		norms[i] = Clip(u.Delta, 0)
-	}
-	slices.Sort(norms)
-	res.ClipNorm = norms[len(norms)/2]
-	if !c.cfg.NoClip {
-		for _, u := range us {
-			Clip(u.Delta, res.ClipNorm)
-		}
-	}
-	agg, err := Aggregate(us, c.cfg.Rule, c.cfg.Trim)
+	agg, clip, err := Combine(us, c.cfg.Rule, c.cfg.Trim, c.cfg.NoClip, c.cfg.Krum)
+	res.ClipNorm = clip
 	if err != nil {
 		return res, err
 	}

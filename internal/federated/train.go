@@ -1,12 +1,10 @@
 package federated
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 
 	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/identity"
@@ -156,7 +154,6 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 			msgs = append(msgs, b)
 		}
 		var us []*Update
-		var norms []float64
 		for _, b := range msgs {
 			u, err := Decode(b, known, uint32(r), len(base))
 			if err != nil {
@@ -164,24 +161,12 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 			}
 			rep.Verified++
 			us = append(us, u)
-			norms = append(norms, Clip(u.Delta, 0))
 		}
-		sorted := slices.Clone(norms)
-		slices.Sort(sorted)
-		clip := sorted[len(sorted)/2]
-		rep.ClipNorms = append(rep.ClipNorms, clip)
-		for _, u := range us {
-			if !cfg.NoClip {
-				Clip(u.Delta, clip)
-			}
-		}
-		if cfg.Krum > 0 {
-			us = MultiKrum(us, cfg.Krum)
-		}
-		agg, err := Aggregate(us, cfg.Rule, cfg.Trim)
+		agg, clip, err := Combine(us, cfg.Rule, cfg.Trim, cfg.NoClip, cfg.Krum)
 		if err != nil {
 			return nil, nil, err
 		}
+		rep.ClipNorms = append(rep.ClipNorms, clip)
 		if velocity == nil {
 			velocity = make([]float64, len(agg))
 		}
@@ -200,52 +185,6 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 		}
 	}
 	return global, rep, nil
-}
-
-// MultiKrum returns the len(us) − f updates with the lowest Krum scores: each update's sum of
-// squared distances to its len(us) − f − 2 nearest others (Blanchard et al. 2017). An update that
-// points away from the honest majority is far from most others and scores high. With too few
-// updates (len(us) ≤ f + 2) it returns us unchanged.
-func MultiKrum(us []*Update, f int) []*Update {
-	n := len(us)
-	if f <= 0 || n <= f+2 {
-		return us
-	}
-	d := make([][]float64, n)
-	for i := range d {
-		d[i] = make([]float64, n)
-	}
-	for i := range n {
-		for j := i + 1; j < n; j++ {
-			var s float64
-			for k, x := range us[i].Delta {
-				y := x - us[j].Delta[k]
-				s += y * y
-			}
-			d[i][j], d[j][i] = s, s
-		}
-	}
-	score := make([]float64, n)
-	for i := range n {
-		row := slices.Clone(d[i])
-		row = append(row[:i], row[i+1:]...)
-		slices.Sort(row)
-		for _, x := range row[:n-f-2] {
-			score[i] += x
-		}
-	}
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(score[a], score[b]) })
-	idx = idx[:n-f]
-	slices.Sort(idx) // keep the clients' order
-	out := make([]*Update, len(idx))
-	for i, j := range idx {
-		out[i] = us[j]
-	}
-	return out
 }
 
 func samples(gs []gnn.Graph) int {
