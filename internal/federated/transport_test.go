@@ -27,7 +27,7 @@ type pki struct {
 	certs map[string]*meshca.Certificate
 }
 
-func newPKI(t *testing.T, td string, names map[string][]string) *pki {
+func newPKI(t testing.TB, td string, names map[string][]string) *pki {
 	t.Helper()
 	now := time.Now()
 	caKey, err := identity.GenerateSigningKey()
@@ -56,7 +56,7 @@ func newPKI(t *testing.T, td string, names map[string][]string) *pki {
 
 // nodeKey derives a node's keys from its name, so that runs (whose local training order and
 // aggregation order follow the keys) are reproducible.
-func nodeKey(t *testing.T, name string) *identity.NodeKey {
+func nodeKey(t testing.TB, name string) *identity.NodeKey {
 	t.Helper()
 	seed := sha256.Sum256([]byte("x0tta6bl4 federated test key " + name))
 	kem, err := identity.NewKEMPrivateKey(seed[:])
