@@ -76,7 +76,7 @@ func TestPoisoning(t *testing.T) {
 	for c := range 12 {
 		var gs []gnn.Graph
 		for s := range 3 {
-			gs = append(gs, neighbourTask(uint64(c*10+s)))
+			gs = append(gs, RingTask(uint64(c*10+s)))
 		}
 		if c < 10 {
 			clients = append(clients, gs)
@@ -93,16 +93,7 @@ func TestPoisoning(t *testing.T) {
 		if rep.Verified != 80 {
 			t.Fatalf("verified %d", rep.Verified)
 		}
-		m.SetThreshold(test)
-		var s []float64
-		var pos []bool
-		for i := range test {
-			s = append(s, m.Scores(&test[i])...)
-			for _, y := range test[i].Y {
-				pos = append(pos, y == 1)
-			}
-		}
-		return gnn.Evaluate(s, pos, m.Threshold).F1
+		return HeldOutF1(m, test)
 	}
 	clean, robust, clipped, naive := f1(TrimmedMean, 0, false, 0, ""), f1(TrimmedMean, 2, false, 0, ""), f1(FedAvg, 2, false, 0, ""), f1(FedAvg, 2, true, 0, "")
 	krum, noise, noiseNaive := f1(TrimmedMean, 2, false, 2, ""), f1(TrimmedMean, 2, false, 0, AttackNoise), f1(FedAvg, 2, true, 0, AttackNoise)
@@ -157,7 +148,7 @@ func TestMultiKrum(t *testing.T) {
 func TestRobustStats(t *testing.T) {
 	var clients [][]gnn.Graph
 	for c := range 10 {
-		clients = append(clients, []gnn.Graph{neighbourTask(uint64(c * 10)), neighbourTask(uint64(c*10 + 1))})
+		clients = append(clients, []gnn.Graph{RingTask(uint64(c * 10)), RingTask(uint64(c*10 + 1))})
 	}
 	mean := func(robust, poisoned bool) []float64 {
 		cfg := TrainConfig{Hidden: 4, Classes: 2, Rounds: 1, LocalEpochs: 1, RobustStats: robust, Seed: 1}
@@ -180,31 +171,6 @@ func TestRobustStats(t *testing.T) {
 	if dRobust > 0.1 || dPooled < 1 {
 		t.Fatalf("pooled %.3f robust %.3f", dPooled, dRobust)
 	}
-}
-
-func neighbourTask(seed uint64) gnn.Graph {
-	// A ring with chords; label 1 when the neighbours' mean of feature 0 exceeds 0.5.
-	const n = 40
-	g := gnn.Graph{X: make([][]float64, n), Adj: make([][]int, n), Y: make([]int, n)}
-	x := seed*2654435761 + 1
-	rnd := func() float64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return float64(x%10000)/5000 - 1 }
-	for v := range n {
-		g.X[v] = []float64{rnd(), rnd(), rnd()}
-		for _, u := range []int{(v + 1) % n, (v + 7) % n} {
-			g.Adj[v] = append(g.Adj[v], u)
-			g.Adj[u] = append(g.Adj[u], v)
-		}
-	}
-	for v := range n {
-		var s float64
-		for _, u := range g.Adj[v] {
-			s += g.X[u][0]
-		}
-		if s/float64(len(g.Adj[v])) > 0.3 {
-			g.Y[v] = 1
-		}
-	}
-	return g
 }
 
 // The statistics round's vector carries a model's moments exactly, edge moments included.

@@ -42,7 +42,7 @@ func newFuzzFixture(f *testing.F) *fuzzFixture {
 	if err != nil {
 		f.Fatal(err)
 	}
-	u, err := federated.LocalUpdate(a, []gnn.Graph{flTask(1)}, 1)
+	u, err := federated.LocalUpdate(a, []gnn.Graph{federated.RingTask(1)}, 1)
 	if err != nil {
 		f.Fatal(err)
 	}

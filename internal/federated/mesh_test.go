@@ -205,19 +205,6 @@ func isNoRound(err error) bool {
 	return strings.Contains(err.Error(), "404") || strings.Contains(err.Error(), "connection refused")
 }
 
-func f1(m *gnn.Model, test []gnn.Graph) float64 {
-	m.SetThreshold(test)
-	var s []float64
-	var pos []bool
-	for i := range test {
-		s = append(s, m.Scores(&test[i])...)
-		for _, y := range test[i].Y {
-			pos = append(pos, y == 1)
-		}
-	}
-	return gnn.Evaluate(s, pos, m.Threshold).F1
-}
-
 // TestRoundsOverMesh runs federated training between six mesh nodes (a coordinator and five
 // participants, up to two relays apart) over their userspace TCP/IP stacks: HTTP between overlay
 // addresses, through the encrypted overlay. Every round completes with all five updates; every
@@ -234,13 +221,13 @@ func TestRoundsOverMesh(t *testing.T) {
 	var all, test []gnn.Graph
 	for i, name := range m.names[1:] {
 		for s := range 3 {
-			g := flTask(uint64(i*10 + s))
+			g := federated.RingTask(uint64(i*10 + s))
 			data[name] = append(data[name], g)
 			all = append(all, g)
 		}
 	}
 	for s := range 6 {
-		test = append(test, flTask(uint64(1000+s)))
+		test = append(test, federated.RingTask(uint64(1000+s)))
 	}
 
 	// A node cannot post another's update: p2 sends p1's certificate and signed update.
@@ -288,7 +275,7 @@ func TestRoundsOverMesh(t *testing.T) {
 	if _, err := central.Train(all, gnn.TrainConfig{Epochs: rounds * local, LR: lr, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	centralF1 := f1(central, test)
+	centralF1 := federated.HeldOutF1(central, test)
 
 	base := federated.CoordinatorConfig{Model: gnn.NewModel(3, 8, 8, 2, 1), LocalEpochs: local, LR: lr, Seed: 1, FirstRound: 100}
 	clean := m.run(t, flRun{rounds: rounds, cfg: base, data: data, port: federated.DefaultPort})
@@ -302,7 +289,7 @@ func TestRoundsOverMesh(t *testing.T) {
 	naiveCfg.Rule, naiveCfg.NoClip = federated.FedAvg, true
 	naive := m.run(t, flRun{rounds: rounds, cfg: naiveCfg, data: data, poisoned: map[string]bool{"p3": true}, port: federated.DefaultPort + 2})
 
-	cleanF1, poisonedF1, naiveF1 := f1(clean.model, test), f1(poisoned.model, test), f1(naive.model, test)
+	cleanF1, poisonedF1, naiveF1 := federated.HeldOutF1(clean.model, test), federated.HeldOutF1(poisoned.model, test), federated.HeldOutF1(naive.model, test)
 	t.Logf("F1 central %.3f, federated over the mesh %.3f; 1 of 5 poisoned: trimmed mean %.3f, unclipped FedAvg %.3f",
 		centralF1, cleanF1, poisonedF1, naiveF1)
 	logFigures(t, clean, participants)

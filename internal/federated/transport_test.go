@@ -70,32 +70,6 @@ func nodeKey(t testing.TB, name string) *identity.NodeKey {
 	return &identity.NodeKey{KEM: kem, Sign: sign}
 }
 
-// flTask is a small labelled graph: a ring with chords, label 1 when the neighbours' mean of feature 0
-// exceeds 0.3 (visible only through the neighbourhood).
-func flTask(seed uint64) gnn.Graph {
-	const n = 40
-	g := gnn.Graph{X: make([][]float64, n), Adj: make([][]int, n), Y: make([]int, n)}
-	x := seed*2654435761 + 1
-	rnd := func() float64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return float64(x%10000)/5000 - 1 }
-	for v := range n {
-		g.X[v] = []float64{rnd(), rnd(), rnd()}
-		for _, u := range []int{(v + 1) % n, (v + 7) % n} {
-			g.Adj[v] = append(g.Adj[v], u)
-			g.Adj[u] = append(g.Adj[u], v)
-		}
-	}
-	for v := range n {
-		var s float64
-		for _, u := range g.Adj[v] {
-			s += g.X[u][0]
-		}
-		if s/float64(len(g.Adj[v])) > 0.3 {
-			g.Y[v] = 1
-		}
-	}
-	return g
-}
-
 func post(t *testing.T, h http.Handler, src netip.Addr, body []byte) (int, string) {
 	t.Helper()
 	r := httptest.NewRequest(http.MethodPost, federated.PathUpdate, bytes.NewReader(body))
@@ -128,7 +102,7 @@ func TestCoordinatorRefusals(t *testing.T) {
 	if err != nil || round != 7 {
 		t.Fatalf("open: %d %v", round, err)
 	}
-	data := []gnn.Graph{flTask(1), flTask(2)}
+	data := []gnn.Graph{federated.RingTask(1), federated.RingTask(2)}
 	ann, err := federated.DecodeAnnouncement(co.Announcement(), p.certs["coord"].SignPublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -243,7 +217,7 @@ func TestParticipantRefusals(t *testing.T) {
 	}))
 	defer srv.Close()
 	pa, err := federated.NewParticipant(federated.ParticipantConfig{Key: p.keys["a"].Sign, Cert: p.certs["a"], Coordinator: p.certs["coord"],
-		Verifier: p.ver, Data: []gnn.Graph{flTask(1)},
+		Verifier: p.ver, Data: []gnn.Graph{federated.RingTask(1)},
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
 		}})

@@ -1,0 +1,45 @@
+package federated
+
+import "x0tta6bl4/internal/gnn"
+
+// Test helpers shared by the package's internal and external (federated_test) tests.
+
+// RingTask is a small labelled graph: a ring with chords, label 1 when the neighbours' mean of
+// feature 0 exceeds 0.3 (visible only through the neighbourhood).
+func RingTask(seed uint64) gnn.Graph {
+	const n = 40
+	g := gnn.Graph{X: make([][]float64, n), Adj: make([][]int, n), Y: make([]int, n)}
+	x := seed*2654435761 + 1
+	rnd := func() float64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return float64(x%10000)/5000 - 1 }
+	for v := range n {
+		g.X[v] = []float64{rnd(), rnd(), rnd()}
+		for _, u := range []int{(v + 1) % n, (v + 7) % n} {
+			g.Adj[v] = append(g.Adj[v], u)
+			g.Adj[u] = append(g.Adj[u], v)
+		}
+	}
+	for v := range n {
+		var s float64
+		for _, u := range g.Adj[v] {
+			s += g.X[u][0]
+		}
+		if s/float64(len(g.Adj[v])) > 0.3 {
+			g.Y[v] = 1
+		}
+	}
+	return g
+}
+
+// HeldOutF1 sets m's threshold on test (as the tests have no validation set) and returns its F1 there.
+func HeldOutF1(m *gnn.Model, test []gnn.Graph) float64 {
+	m.SetThreshold(test)
+	var s []float64
+	var pos []bool
+	for i := range test {
+		s = append(s, m.Scores(&test[i])...)
+		for _, y := range test[i].Y {
+			pos = append(pos, y == 1)
+		}
+	}
+	return gnn.Evaluate(s, pos, m.Threshold).F1
+}
