@@ -131,6 +131,24 @@ const (
 	Median      Rule = "median"  // per coordinate median
 )
 
+// roundDefaults fills the settings in-process training (TrainConfig) and mesh rounds
+// (CoordinatorConfig) share: 2 local epochs, learning rate 0.005, trimmed mean cutting 20 % at
+// each end.
+func roundDefaults(localEpochs *int, lr *float64, rule *Rule, trim *float64) {
+	if *localEpochs <= 0 {
+		*localEpochs = 2
+	}
+	if *lr <= 0 {
+		*lr = 0.005
+	}
+	if *rule == "" {
+		*rule = TrimmedMean
+	}
+	if *trim == 0 {
+		*trim = 0.2
+	}
+}
+
 // Combine is one round's aggregation, the same in-process (Train) and over the mesh
 // (Coordinator): every update is clipped to the round's median update norm (unless noClip), the
 // Multi-Krum selection keeps the len(us) − krum most central ones (krum > 0), and rule combines

@@ -334,18 +334,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Key == nil || cfg.Verifier == nil || cfg.Model == nil {
 		return nil, errors.New("federated: coordinator needs a key, a verifier and an initial model")
 	}
-	if cfg.LocalEpochs <= 0 {
-		cfg.LocalEpochs = 2
-	}
-	if cfg.LR <= 0 {
-		cfg.LR = 0.005
-	}
-	if cfg.Rule == "" {
-		cfg.Rule = TrimmedMean
-	}
-	if cfg.Trim == 0 {
-		cfg.Trim = 0.2
-	}
+	roundDefaults(&cfg.LocalEpochs, &cfg.LR, &cfg.Rule, &cfg.Trim)
 	if cfg.MaxParticipants <= 0 {
 		cfg.MaxParticipants = DefaultMaxParticipants
 	}

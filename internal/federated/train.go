@@ -76,18 +76,7 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 	if cfg.Rounds <= 0 {
 		cfg.Rounds = 10
 	}
-	if cfg.LocalEpochs <= 0 {
-		cfg.LocalEpochs = 2
-	}
-	if cfg.LR <= 0 {
-		cfg.LR = 0.005
-	}
-	if cfg.Rule == "" {
-		cfg.Rule = TrimmedMean
-	}
-	if cfg.Trim == 0 {
-		cfg.Trim = 0.2
-	}
+	roundDefaults(&cfg.LocalEpochs, &cfg.LR, &cfg.Rule, &cfg.Trim)
 	if cfg.ServerLR <= 0 {
 		cfg.ServerLR = 1
 	}
