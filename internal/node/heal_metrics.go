@@ -20,23 +20,18 @@ func (c healCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c healCollector) Collect(ch chan<- prometheus.Metric) {
 	h := c.n.Heal()
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter(descHealProbes, h.ProbesSent, "sent")
-	counter(descHealProbes, h.ProbesOK, "answered")
-	counter(descHealProbes, h.ProbesLost, "lost")
-	counter(descHealDecisions, h.Penalties, "penalise")
-	counter(descHealDecisions, h.Restores, "restore")
+	out := metricSink(ch)
+	out.counter(descHealProbes, h.ProbesSent, "sent")
+	out.counter(descHealProbes, h.ProbesOK, "answered")
+	out.counter(descHealProbes, h.ProbesLost, "lost")
+	out.counter(descHealDecisions, h.Penalties, "penalise")
+	out.counter(descHealDecisions, h.Restores, "restore")
 	for _, p := range h.Peers {
 		v := 0.0
 		if p.Penalised {
 			v = 1
 		}
-		gauge(descHealPenalised, v, p.Name)
-		gauge(descHealPathLoss, p.Evidence["path_loss"], p.Name)
+		out.gauge(descHealPenalised, v, p.Name)
+		out.gauge(descHealPathLoss, p.Evidence["path_loss"], p.Name)
 	}
 }

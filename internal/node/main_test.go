@@ -30,16 +30,26 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func helperNode(config string) int {
+func helperNode(config string) int { return runHelperNode(config, nil, nil) }
+
+// runHelperNode runs a node from config until SIGTERM; tweak, if set, adjusts its options and
+// started, if set, sees the node before it runs.
+func runHelperNode(config string, tweak func(*Options), started func(*Node)) int {
 	opts, err := LoadConfig(config)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if tweak != nil {
+		tweak(&opts)
+	}
 	n, err := New(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if started != nil {
+		started(n)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

@@ -37,6 +37,17 @@ var (
 
 type collector struct{ n *Node }
 
+// metricSink sends constant metrics, read at scrape time, to a collector's channel.
+type metricSink chan<- prometheus.Metric
+
+func (ch metricSink) counter(d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func (ch metricSink) gauge(d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descHSErrors, descRouteChg,
 		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit} {
@@ -47,44 +58,39 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	st := c.n.Status()
 	s := st.Stats
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	counter(descPackets, s.RxPackets, "rx")
-	counter(descPackets, s.TxPackets, "tx")
-	counter(descBytes, s.RxBytes, "rx")
-	counter(descBytes, s.TxBytes, "tx")
-	counter(descIP, s.Sent, "sent")
-	counter(descIP, s.Delivered, "delivered")
-	counter(descIP, s.Forwarded, "forwarded")
+	out := metricSink(ch)
+	out.counter(descPackets, s.RxPackets, "rx")
+	out.counter(descPackets, s.TxPackets, "tx")
+	out.counter(descBytes, s.RxBytes, "rx")
+	out.counter(descBytes, s.TxBytes, "tx")
+	out.counter(descIP, s.Sent, "sent")
+	out.counter(descIP, s.Delivered, "delivered")
+	out.counter(descIP, s.Forwarded, "forwarded")
 	for reason, v := range map[string]uint64{
 		"no_route": s.DropNoRoute, "hop_limit": s.DropHopLimit, "firewall": s.DropFirewall, "spoofed": s.DropSpoofed,
 		"auth": s.DropAuth, "malformed": s.DropMalformed, "queue_full": s.DropQueueFull, "no_session": s.DropNoSession,
 		"not_overlay": s.DropNotOverlay,
 	} {
-		counter(descDrops, v, reason)
+		out.counter(descDrops, v, reason)
 	}
-	counter(descHSErrors, s.HandshakeErrors)
-	counter(descRouteChg, s.RouteChanges)
-	gauge(descNodes, float64(st.Nodes), "known")
-	gauge(descNodes, float64(st.Reachable), "reachable")
-	gauge(descRoutes, float64(len(c.n.Routes())))
-	gauge(descE2E, float64(st.E2E))
+	out.counter(descHSErrors, s.HandshakeErrors)
+	out.counter(descRouteChg, s.RouteChanges)
+	out.gauge(descNodes, float64(st.Nodes), "known")
+	out.gauge(descNodes, float64(st.Reachable), "reachable")
+	out.gauge(descRoutes, float64(len(c.n.Routes())))
+	out.gauge(descE2E, float64(st.E2E))
 	for _, p := range c.n.Peers() {
 		up := 0.0
 		if p.Up {
 			up = 1
 		}
-		gauge(descLinkUp, up, p.Name)
-		gauge(descLinkRTT, p.RTT.Seconds(), p.Name)
-		gauge(descLinkJit, p.Jitter.Seconds(), p.Name)
-		gauge(descLinkLoss, p.Loss, p.Name)
-		gauge(descLinkQuiet, p.Silence.Seconds(), p.Name)
-		counter(descTransit, p.TransitOut, p.Name, "out")
-		counter(descTransit, p.TransitIn, p.Name, "in")
+		out.gauge(descLinkUp, up, p.Name)
+		out.gauge(descLinkRTT, p.RTT.Seconds(), p.Name)
+		out.gauge(descLinkJit, p.Jitter.Seconds(), p.Name)
+		out.gauge(descLinkLoss, p.Loss, p.Name)
+		out.gauge(descLinkQuiet, p.Silence.Seconds(), p.Name)
+		out.counter(descTransit, p.TransitOut, p.Name, "out")
+		out.counter(descTransit, p.TransitIn, p.Name, "in")
 	}
 }
 

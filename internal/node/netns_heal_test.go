@@ -38,41 +38,29 @@ func init() {
 // blackhole, SIGHUP a grey hole (drops half), SIGUSR2 clears the fault. X0TTA6BL4_TEST_HEAL_HOLD sets
 // the loop's hold.
 func helperHealNode(config string) int {
-	opts, err := LoadConfig(config)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if h, err := time.ParseDuration(os.Getenv("X0TTA6BL4_TEST_HEAL_HOLD")); err == nil {
-		opts.Heal.Hold = h
-	}
-	n, err := New(opts)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	faults := make(chan os.Signal, 4)
-	signal.Notify(faults, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
-	go func() {
-		for s := range faults {
-			switch s {
-			case syscall.SIGUSR1:
-				n.heal.transitDrop.Store(1 << 16)
-			case syscall.SIGHUP:
-				n.heal.transitDrop.Store(1 << 15)
-			default:
-				n.heal.transitDrop.Store(0)
-			}
-			n.log.Warn("test fault", "signal", s, "drop", n.heal.transitDrop.Load())
+	hold := func(o *Options) {
+		if h, err := time.ParseDuration(os.Getenv("X0TTA6BL4_TEST_HEAL_HOLD")); err == nil {
+			o.Heal.Hold = h
 		}
-	}()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := n.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
 	}
-	return 0
+	faults := func(n *Node) {
+		sigs := make(chan os.Signal, 4)
+		signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+		go func() {
+			for s := range sigs {
+				switch s {
+				case syscall.SIGUSR1:
+					n.heal.transitDrop.Store(1 << 16)
+				case syscall.SIGHUP:
+					n.heal.transitDrop.Store(1 << 15)
+				default:
+					n.heal.transitDrop.Store(0)
+				}
+				n.log.Warn("test fault", "signal", s, "drop", n.heal.transitDrop.Load())
+			}
+		}()
+	}
+	return runHelperNode(config, hold, faults)
 }
 
 // helperUDPEcho echoes UDP datagrams until killed.

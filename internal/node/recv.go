@@ -93,11 +93,7 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 	}
 	rh, err := overlay.ParseRoutedHeader(head)
 	if err != nil {
-		if errors.Is(err, overlay.ErrHopLimit) {
-			n.stats.dropHopLimit.Add(1)
-		} else {
-			n.stats.dropMalformed.Add(1)
-		}
+		n.countRoutedError(err)
 		return
 	}
 	if rh.Src != t.addr {
@@ -215,11 +211,7 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatch) {
 	h, payload, err := overlay.ParseRouted(frame)
 	if err != nil {
-		if errors.Is(err, overlay.ErrHopLimit) {
-			n.stats.dropHopLimit.Add(1)
-		} else {
-			n.stats.dropMalformed.Add(1)
-		}
+		n.countRoutedError(err)
 		return
 	}
 	if payload[0] < 1 || payload[0] > 3 { // handshake initiation, response, cookie reply
@@ -245,6 +237,15 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 	}
 	if n.sendFrame(now, e.nextHop, frame) {
 		n.stats.forwarded.Add(1)
+	}
+}
+
+// countRoutedError counts a routed header that did not parse: an exhausted hop limit, or malformed.
+func (n *Node) countRoutedError(err error) {
+	if errors.Is(err, overlay.ErrHopLimit) {
+		n.stats.dropHopLimit.Add(1)
+	} else {
+		n.stats.dropMalformed.Add(1)
 	}
 }
 
