@@ -279,4 +279,3 @@ func BenchmarkSendDirectUnbatched(b *testing.B) {
 	b.StopTimer()
 	devs[1].wait(uint64(b.N)*9/10, 2*time.Second)
 }
-
