@@ -80,6 +80,23 @@ func OpenTUN(name string, addr netip.Addr, mtu int) (*Device, error) {
 	return &Device{Device: dev, Name: real}, nil
 }
 
+// LimitSegments caps the TCP segments the kernel puts in one offloaded packet it hands to a kernel
+// device (gso_max_segs), so that each such packet fits one UDP_SEGMENT send of the node. It needs a
+// kernel that lets gso_max_segs be set (Linux 5.19 and later) and fails clearly elsewhere.
+func (d *Device) LimitSegments(n int) error {
+	if d.Net != nil {
+		return errors.New("gso_max_segs: a userspace stack has no kernel segmentation")
+	}
+	if n < 1 || n > 65535 {
+		return fmt.Errorf("gso_max_segs %d: must be between 1 and 65535", n)
+	}
+	args := []string{"link", "set", "dev", d.Name, "gso_max_segs", strconv.Itoa(n)}
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 func checkAddr(addr netip.Addr, mtu int) error {
 	if !identity.OverlayPrefix.Contains(addr) {
 		return fmt.Errorf("address %s is outside the overlay prefix %s", addr, identity.OverlayPrefix)

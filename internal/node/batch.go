@@ -38,6 +38,16 @@ const (
 	devBatch = 128
 )
 
+// e2eOverhead is what a packet to a non-neighbour gains on the way: the link session around a routed
+// header, the routed header and the end-to-end session (docs/transport.md, "Transit packet").
+const e2eOverhead = session.TransitOverhead + overlay.RoutedHeaderSize + session.MinPacketSize
+
+// segmentsPerSend is how many full-sized packets of a device with the given MTU one UDP_SEGMENT send
+// carries, sealed end to end (the larger overhead).
+func segmentsPerSend(mtu int) int {
+	return max(1, min(gsoMaxSegments, gsoMaxBytes/(mtu+e2eOverhead)))
+}
+
 // txBatch collects sealed datagrams for one neighbour in one contiguous buffer and sends them with as
 // few syscalls as the kernel allows. It belongs to one goroutine.
 type txBatch struct {

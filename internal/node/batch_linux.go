@@ -4,6 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
+	"os"
+	"strconv"
 	"syscall"
 	"unsafe"
 )
@@ -96,4 +99,124 @@ func growBuffers(c *net.UDPConn) {
 			}
 		}
 	})
+}
+
+// rxMessages is how many coalesced reads one recvmmsg may return: with UDP_GRO each can hold up to
+// 64 KiB of datagrams, so one call drains what a burst left in the socket and the device write that
+// follows sees whole TCP bursts to coalesce.
+const rxMessages = 8
+
+// mmsghdr is struct mmsghdr (recvmmsg(2)).
+type mmsghdr struct {
+	hdr syscall.Msghdr
+	len uint32
+}
+
+// udpReader reads datagrams with recvmmsg into buffers it owns. It allocates nothing per read and
+// belongs to the receive loop.
+type udpReader struct {
+	rc    syscall.RawConn
+	msgs  []mmsghdr
+	iovs  []syscall.Iovec
+	names []syscall.RawSockaddrAny
+	bufs  [][]byte
+	oobs  [][]byte
+	zones map[uint32]string // interface names of link-local senders' scope IDs
+	n     int
+	err   error
+	read  func(fd uintptr) bool
+}
+
+func newUDPReader(c *net.UDPConn) (*udpReader, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	r := &udpReader{rc: rc, msgs: make([]mmsghdr, rxMessages), iovs: make([]syscall.Iovec, rxMessages),
+		names: make([]syscall.RawSockaddrAny, rxMessages), bufs: make([][]byte, rxMessages), oobs: make([][]byte, rxMessages),
+		zones: make(map[uint32]string)}
+	for i := range r.msgs {
+		r.bufs[i] = make([]byte, rxBufSize)
+		r.oobs[i] = make([]byte, groControlSize)
+		r.iovs[i].Base = &r.bufs[i][0]
+		r.iovs[i].SetLen(rxBufSize)
+		h := &r.msgs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
+		h.Iov = &r.iovs[i]
+		h.Iovlen = 1
+		h.Control = &r.oobs[i][0]
+	}
+	r.read = r.recvmmsg
+	return r, nil
+}
+
+func (r *udpReader) recvmmsg(fd uintptr) bool {
+	for i := range r.msgs {
+		h := &r.msgs[i].hdr
+		h.Namelen = syscall.SizeofSockaddrAny
+		h.SetControllen(len(r.oobs[i]))
+		h.Flags = 0
+	}
+	n, _, errno := syscall.Syscall6(syscall.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.msgs[0])), uintptr(len(r.msgs)),
+		syscall.MSG_DONTWAIT, 0, 0)
+	switch errno {
+	case 0:
+		r.n, r.err = int(n), nil
+		return true
+	case syscall.EAGAIN, syscall.EINTR:
+		return false // wait until the socket is readable
+	default:
+		r.n, r.err = 0, os.NewSyscallError("recvmmsg", errno)
+		return true
+	}
+}
+
+// Read waits for datagrams and returns how many messages arrived; Message gives each.
+func (r *udpReader) Read() (int, error) {
+	if err := r.rc.Read(r.read); err != nil {
+		return 0, err
+	}
+	return r.n, r.err
+}
+
+// Message returns the i-th message of the last Read: its bytes, its control messages and its sender.
+func (r *udpReader) Message(i int) (buf, oob []byte, from netip.AddrPort) {
+	m := &r.msgs[i]
+	return r.bufs[i][:m.len], r.oobs[i][:m.hdr.Controllen], r.sender(&r.names[i])
+}
+
+// sender decodes a sender's address as the net package does: IPv4-mapped addresses unmapped, and a
+// link-local address zoned with its interface's name, so that replies and comparisons work.
+func (r *udpReader) sender(sa *syscall.RawSockaddrAny) netip.AddrPort {
+	switch sa.Addr.Family {
+	case syscall.AF_INET:
+		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&p.Port))[:])
+		return netip.AddrPortFrom(netip.AddrFrom4(p.Addr), port)
+	case syscall.AF_INET6:
+		p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(sa))
+		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&p.Port))[:])
+		addr := netip.AddrFrom16(p.Addr).Unmap()
+		if p.Scope_id != 0 && addr.Is6() {
+			addr = addr.WithZone(r.zone(p.Scope_id))
+		}
+		return netip.AddrPortFrom(addr, port)
+	}
+	return netip.AddrPort{}
+}
+
+// zone names the interface with index i (the number itself if it has gone), remembering the answer:
+// interface indices are not reused while the host runs.
+func (r *udpReader) zone(i uint32) string {
+	if z, ok := r.zones[i]; ok {
+		return z
+	}
+	z := strconv.FormatUint(uint64(i), 10)
+	if ifi, err := net.InterfaceByIndex(int(i)); err == nil {
+		z = ifi.Name
+		if len(r.zones) < 1024 {
+			r.zones[i] = z
+		}
+	}
+	return z
 }

@@ -2,7 +2,10 @@
 
 package node
 
-import "net"
+import (
+	"net"
+	"net/netip"
+)
 
 const gsoSupported = false
 
@@ -21,4 +24,31 @@ func groSegment(oob []byte) int { return 0 }
 func growBuffers(c *net.UDPConn) {
 	c.SetReadBuffer(4 << 20)
 	c.SetWriteBuffer(4 << 20)
+}
+
+// udpReader reads one datagram at a time where recvmmsg is not available.
+type udpReader struct {
+	c    *net.UDPConn
+	buf  []byte
+	size int
+	from netip.AddrPort
+}
+
+func newUDPReader(c *net.UDPConn) (*udpReader, error) {
+	return &udpReader{c: c, buf: make([]byte, rxBufSize)}, nil
+}
+
+// Read waits for a datagram; it returns 1 message.
+func (r *udpReader) Read() (int, error) {
+	size, from, err := r.c.ReadFromUDPAddrPort(r.buf)
+	if err != nil {
+		return 0, err
+	}
+	r.size, r.from = size, netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	return 1, nil
+}
+
+// Message returns the datagram of the last Read and its sender.
+func (r *udpReader) Message(int) (buf, oob []byte, from netip.AddrPort) {
+	return r.buf[:r.size], nil, r.from
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"sync/atomic"
@@ -278,4 +279,79 @@ func BenchmarkSendDirectUnbatched(b *testing.B) {
 	}
 	b.StopTimer()
 	devs[1].wait(uint64(b.N)*9/10, 2*time.Second)
+}
+
+// TestUDPReader: datagrams queued in the socket come back whole, in order, with their sender, both on
+// an IPv4 socket and on a dual-stack one (IPv4-mapped senders are unmapped); nothing allocates.
+func TestUDPReader(t *testing.T) {
+	for _, network := range []string{"udp4", "udp"} {
+		t.Run(network, func(t *testing.T) {
+			addr := "127.0.0.1:0"
+			if network == "udp" {
+				addr = "[::]:0"
+			}
+			laddr, _ := net.ResolveUDPAddr(network, addr)
+			c, err := net.ListenUDP(network, laddr)
+			if err != nil {
+				t.Skip("no", network, "socket here:", err)
+			}
+			defer c.Close()
+			to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
+			sender, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sender.Close()
+			from := sender.LocalAddr().(*net.UDPAddr).AddrPort()
+			r, err := newUDPReader(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const count = 20
+			for i := range count {
+				if _, err := sender.WriteToUDPAddrPort([]byte{byte(i), byte(i), byte(i)}[:1+i%3], to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got := 0
+			for got < count {
+				k, err := r.Read()
+				if err != nil {
+					t.Fatalf("after %d datagrams: %v", got, err)
+				}
+				for i := range k {
+					buf, _, src := r.Message(i)
+					if len(buf) != 1+got%3 || buf[0] != byte(got) {
+						t.Fatalf("datagram %d: % x", got, buf)
+					}
+					if src != from {
+						t.Fatalf("datagram %d from %v, want %v", got, src, from)
+					}
+					got++
+				}
+			}
+			if allocs := testing.AllocsPerRun(10, func() {
+				sender.WriteToUDPAddrPort([]byte{1}, to)
+				if _, err := r.Read(); err != nil {
+					t.Fatal(err)
+				}
+			}); allocs > 0 {
+				t.Errorf("Read allocates %.1f times", allocs)
+			}
+		})
+	}
+}
+
+// TestSegmentsPerSend: the device's burst of full-sized packets, sealed end to end, fits one send.
+func TestSegmentsPerSend(t *testing.T) {
+	for mtu := 1280; mtu <= 65535; mtu += 7 {
+		k := segmentsPerSend(mtu)
+		if k < 1 || k > gsoMaxSegments || (k > 1 && k*(mtu+e2eOverhead) > gsoMaxBytes) {
+			t.Fatalf("MTU %d: %d segments per send", mtu, k)
+		}
+	}
+	if k := segmentsPerSend(1372); k != 44 {
+		t.Errorf("MTU 1372: %d segments per send, want 44", k)
+	}
 }

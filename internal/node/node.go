@@ -125,6 +125,13 @@ func New(opts Options) (*Node, error) {
 		n.dev, err = netdev.OpenNetstack(n.addr, opts.MTU)
 	case DeviceTUN:
 		n.dev, err = netdev.OpenTUN(opts.DeviceName, n.addr, opts.MTU)
+		if err == nil && gsoSupported {
+			// A TCP burst the kernel hands over whole then leaves as one UDP_SEGMENT send and
+			// reaches the far end as one coalesced read, instead of a full send and a short one.
+			if err := n.dev.LimitSegments(segmentsPerSend(opts.MTU)); err != nil {
+				n.log.Warn("device: TCP bursts will be split over two UDP sends", "err", err)
+			}
+		}
 	}
 	if err != nil {
 		udp.Close()

@@ -14,16 +14,19 @@ import (
 // datagrams of one size back to back; what they deliver or relay is flushed after each read (batch.go).
 func (n *Node) receiveLoop() {
 	defer n.wg.Done()
-	buf := make([]byte, rxBufSize)
-	oob := make([]byte, groControlSize)
 	growBuffers(n.udp)
 	gro := enableGRO(n.udp)
+	r, err := newUDPReader(n.udp)
+	if err != nil {
+		n.log.Error("udp reader", "err", err)
+		return
+	}
 	rx := &rxBatch{tx: newTxBatch(n)}
 	if n.dev != nil {
 		rx.dev = newDevWriter(n)
 	}
 	for {
-		size, oobn, _, from, err := n.udp.ReadMsgUDPAddrPort(buf, oob)
+		k, err := r.Read()
 		if err != nil {
 			if n.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
@@ -32,18 +35,20 @@ func (n *Node) receiveLoop() {
 			continue
 		}
 		now := time.Now()
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		seg := size
-		if gro {
-			if s := groSegment(oob[:oobn]); s > 0 {
-				seg = s
+		for i := range k {
+			buf, oob, from := r.Message(i)
+			seg := len(buf)
+			if gro {
+				if s := groSegment(oob); s > 0 {
+					seg = s
+				}
 			}
-		}
-		for off := 0; off < size; off += seg {
-			d := buf[off:min(off+seg, size)]
-			n.stats.rxPackets.Add(1)
-			n.stats.rxBytes.Add(uint64(len(d)))
-			n.handleDatagram(now, from, d, rx)
+			for off := 0; off < len(buf); off += seg {
+				d := buf[off:min(off+seg, len(buf))]
+				n.stats.rxPackets.Add(1)
+				n.stats.rxBytes.Add(uint64(len(d)))
+				n.handleDatagram(now, from, d, rx)
+			}
 		}
 		rx.flush(now)
 	}
