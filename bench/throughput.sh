@@ -14,6 +14,8 @@
 #   DURATION=10 SYSTEMS="x0tta6bl4 yggdrasil" CHAIN=0 sudo -E bench/throughput.sh
 #   NO_APT=1 ...                             # skip apt-get (packages already installed)
 #   X6_BIN=/path/to/x0tta6bl4 ...            # use this binary instead of building one
+#   ROUNDS=3 ...                             # repeat every system that often, interleaved; the table
+#                                            # gives each figure's median over the rounds
 #
 # Needs root, /dev/net/tun, Go (GOTOOLCHAIN=auto) and Debian's apt. Cleans up on exit.
 set -euo pipefail
@@ -25,6 +27,7 @@ DURATION=${DURATION:-5}
 SYSTEMS=${SYSTEMS-"raw x0tta6bl4 wireguard-go nebula yggdrasil"}
 CHAIN_SYSTEMS=${CHAIN_SYSTEMS-"x0tta6bl4 yggdrasil"}
 CHAIN=${CHAIN:-1}
+ROUNDS=${ROUNDS:-1}   # on a small VM one 5 s test can land 20 % high or low; medians of rounds are steadier
 MTU=${MTU:-1420}      # tunnel MTU for wireguard-go and Nebula (Yggdrasil keeps its default)
 # x0tta6bl4 uses one MTU for every destination, and a packet to a non-neighbour carries two session
 # layers plus the routed header (100 bytes): 1500 - 28 (IPv4, UDP) - 100 = 1372 fits the veth unfragmented.
@@ -127,9 +130,28 @@ bg() { # bg NS LOG CMD... : start a daemon in a namespace, record its pid
 }
 
 # ---------------------------------------------------------------------------------------------------
-# Measurements. Results go to $tmp/res/<key>/<field>.
-put() { mkdir -p "$tmp/res/$1"; echo "$3" >"$tmp/res/$1/$2"; }
+# Measurements. Each round's results go to $tmp/round/<round>/<key>/<field>; the medians over the
+# rounds to $tmp/res/<key>/<field>, which the table reads.
+ROUND=1
+put() { mkdir -p "$tmp/round/$ROUND/$1"; echo "$3" >"$tmp/round/$ROUND/$1/$2"; }
 get() { cat "$tmp/res/$1/$2" 2>/dev/null || echo "n/a"; }
+medians() { # every key/field: the median of its numeric values over the rounds ("a/b" values: the first round's)
+  local f key field
+  for f in "$tmp"/round/*/*/*; do
+    [ -e "$f" ] || continue
+    key=$(basename "$(dirname "$f")"); field=$(basename "$f")
+    [ -e "$tmp/res/$key/$field" ] && continue
+    mkdir -p "$tmp/res/$key"
+    cat "$tmp"/round/*/"$key"/"$field" | awk '
+      /^-?[0-9.]+$/ { v[n++] = $1 + 0; p = index($1, "."); if (p && length($1) - p > d) d = length($1) - p; next }
+      { other = other == "" ? $0 : other }
+      END { # printed with as many decimals as the measurements have
+        if (n == 0) { print (other == "" ? "n/a" : other); exit }
+        for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+        printf "%.*f\n", d, (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+      }' >"$tmp/res/$key/$field"
+  done
+}
 
 cpu_ticks() { # total utime+stime of the recorded daemons
   local s=0 pid
@@ -353,22 +375,26 @@ run_system() {
   teardown
 }
 
-for sys in $SYSTEMS; do
-  set +e
-  ( set -e; run_system "$sys" 2 "$sys" )
-  rc=$?
-  set -e
-  [ $rc = 0 ] || { log "WARNING: $sys failed (exit $rc); its row says n/a"; teardown; }
-done
-if [ "$CHAIN" = 1 ]; then
-  for sys in $CHAIN_SYSTEMS; do
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+  [ "$ROUNDS" = 1 ] || log "=== round $ROUND of $ROUNDS"
+  for sys in $SYSTEMS; do
     set +e
-    ( set -e; run_system "$sys" 3 "chain-$sys" )
+    ( set -e; run_system "$sys" 2 "$sys" )
     rc=$?
     set -e
-    [ $rc = 0 ] || { log "WARNING: chain $sys failed (exit $rc)"; teardown; }
+    [ $rc = 0 ] || { log "WARNING: $sys failed (exit $rc); its row says n/a"; teardown; }
   done
-fi
+  if [ "$CHAIN" = 1 ]; then
+    for sys in $CHAIN_SYSTEMS; do
+      set +e
+      ( set -e; run_system "$sys" 3 "chain-$sys" )
+      rc=$?
+      set -e
+      [ $rc = 0 ] || { log "WARNING: chain $sys failed (exit $rc)"; teardown; }
+    done
+  fi
+done
+medians
 
 # ---------------------------------------------------------------------------------------------------
 ratio() { # ratio OURS THEIRS
@@ -404,7 +430,7 @@ table() { # table SECTION_TITLE PREFIX SYSTEMS...
 
 {
   echo
-  echo "x0tta6bl4 data-plane comparison — $(date -u +'%Y-%m-%d %H:%M UTC'), $(nproc) cores, kernel $(uname -r), ${DURATION}s per test, tunnel MTU $MTU (x0tta6bl4: $X6_MTU, Yggdrasil: its default)"
+  echo "x0tta6bl4 data-plane comparison — $(date -u +'%Y-%m-%d %H:%M UTC'), $(nproc) cores, kernel $(uname -r), ${DURATION}s per test$([ "$ROUNDS" = 1 ] || echo ", medians of $ROUNDS rounds"), tunnel MTU $MTU (x0tta6bl4: $X6_MTU, Yggdrasil: its default)"
   table "Single hop (A -> B over one veth)" "" $SYSTEMS
   if [ "$CHAIN" = 1 ]; then
     table "3-node chain (A -> B -> C, B relays)" "chain-" $CHAIN_SYSTEMS
