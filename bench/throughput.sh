@@ -135,6 +135,7 @@ bg() { # bg NS LOG CMD... : start a daemon in a namespace, record its pid
 ROUND=1
 put() { mkdir -p "$tmp/round/$ROUND/$1"; echo "$3" >"$tmp/round/$ROUND/$1/$2"; }
 get() { cat "$tmp/res/$1/$2" 2>/dev/null || echo "n/a"; }
+got() { cat "$tmp/round/$ROUND/$1/$2" 2>/dev/null || echo "n/a"; } # this round's figure
 medians() { # every key/field: the median of its numeric values over the rounds ("a/b" values: the first round's)
   local f key field
   for f in "$tmp"/round/*/*/*; do
@@ -222,7 +223,7 @@ measure() { # measure KEY FROM TO ADDR
   local loss; loss=$(jq -r '.end.sum.lost_percent // empty' <<<"$j" 2>/dev/null || true)
   [ -n "$loss" ] && put "$key" udp_loss "$(printf '%.0f' "$loss")"
   [ "${#PIDS[@]}" -gt 0 ] || { put "$key" rss_idle "-"; put "$key" rss_load "-"; put "$key" cpu "-"; }
-  log "$key: tcp1 $(get "$key" tcp1) tcp4 $(get "$key" tcp4) udp $(get "$key" udp) Gbit/s, rtt $(get "$key" rtt) ms"
+  log "$key: tcp1 $(got "$key" tcp1) tcp4 $(got "$key" tcp4) udp $(got "$key" udp) Gbit/s, rtt $(got "$key" rtt) ms"
 }
 
 # ---------------------------------------------------------------------------------------------------
