@@ -15,7 +15,8 @@
 #   NO_APT=1 ...                             # skip apt-get (packages already installed)
 #   X6_BIN=/path/to/x0tta6bl4 ...            # use this binary instead of building one
 #   ROUNDS=3 ...                             # repeat every system that often, interleaved; the table
-#                                            # gives each figure's median over the rounds
+#                                            # gives each figure's median over the rounds, and a
+#                                            # last section our ratio to each peer within each round
 #
 # Needs root, /dev/net/tun, Go (GOTOOLCHAIN=auto) and Debian's apt. Cleans up on exit.
 set -euo pipefail
@@ -410,6 +411,20 @@ ver() {
     yggdrasil) dpkg-query -W -f '${Version}' yggdrasil 2>/dev/null ;;
   esac
 }
+paired() { # paired PREFIX PEER: our ratio to PEER in each round, then the median of those ratios
+  local prefix=$1 peer=$2 r line="" x1="" x4=""
+  for ((r = 1; r <= ROUNDS; r++)); do
+    local d=$tmp/round/$r a b c e
+    a=$(cat "$d/${prefix}x0tta6bl4/tcp1" 2>/dev/null || true); b=$(cat "$d/$prefix$peer/tcp1" 2>/dev/null || true)
+    c=$(cat "$d/${prefix}x0tta6bl4/tcp4" 2>/dev/null || true); e=$(cat "$d/$prefix$peer/tcp4" 2>/dev/null || true)
+    local q1 q4; q1=$(ratio "$a" "$b"); q4=$(ratio "$c" "$e")
+    line="$line r$r $q1/$q4"
+    [ "$q1" = - ] || x1="$x1 ${q1%x}"; [ "$q4" = - ] || x4="$x4 ${q4%x}"
+  done
+  med() { echo "$@" | tr ' ' '\n' | grep . | sort -g | awk '{v[n++]=$1} END{ if (n) printf "%.2fx", (n%2) ? v[int(n/2)] : (v[n/2-1]+v[n/2])/2; else print "-" }'; }
+  local where="single hop"; [ -z "$prefix" ] || where="chain"
+  echo "  $where, $peer:$line; median $(med $x1) / $(med $x4)"
+}
 table() { # table SECTION_TITLE PREFIX SYSTEMS...
   local title=$1 prefix=$2; shift 2
   local us=${prefix}x0tta6bl4
@@ -443,5 +458,10 @@ table() { # table SECTION_TITLE PREFIX SYSTEMS...
     awk -v s="$s" -v a="$(get "$s" rtt)" -v b="$(get "chain-$s" rtt)" -v r="$(get raw rtt)" \
       'BEGIN{ if (a+0>0 && b+0>0) printf "%s: RTT %.3f ms single hop (%+.3f ms over raw veth), %.3f ms chain: %+.3f ms per added hop\n", s, a, a-r, b, b-a }'
   done
+  if [ "$ROUNDS" -gt 1 ]; then
+    echo "Paired ratios, x0tta6bl4 / peer within each round (TCPx1 / TCPx4), and their median:"
+    for s in $SYSTEMS; do [ "$s" = x0tta6bl4 ] || [ "$s" = raw ] || paired "" "$s"; done
+    [ "$CHAIN" = 1 ] && for s in $CHAIN_SYSTEMS; do [ "$s" = x0tta6bl4 ] || paired chain- "$s"; done
+  fi
   echo "CPU/G: daemons' CPU (cores, both ends, during TCPx1) per Gbit/s of goodput. RSS: daemons' total."
 }
