@@ -377,23 +377,20 @@ run_system() {
   teardown
 }
 
+# guarded SYSTEM N KEY: run_system, reporting a failure instead of stopping the whole run.
+guarded() {
+  set +e
+  ( set -e; run_system "$@" )
+  local rc=$?
+  set -e
+  [ $rc = 0 ] || { log "WARNING: $3 failed (exit $rc); its row says n/a"; teardown; }
+}
+
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   [ "$ROUNDS" = 1 ] || log "=== round $ROUND of $ROUNDS"
-  for sys in $SYSTEMS; do
-    set +e
-    ( set -e; run_system "$sys" 2 "$sys" )
-    rc=$?
-    set -e
-    [ $rc = 0 ] || { log "WARNING: $sys failed (exit $rc); its row says n/a"; teardown; }
-  done
+  for sys in $SYSTEMS; do guarded "$sys" 2 "$sys"; done
   if [ "$CHAIN" = 1 ]; then
-    for sys in $CHAIN_SYSTEMS; do
-      set +e
-      ( set -e; run_system "$sys" 3 "chain-$sys" )
-      rc=$?
-      set -e
-      [ $rc = 0 ] || { log "WARNING: chain $sys failed (exit $rc)"; teardown; }
-    done
+    for sys in $CHAIN_SYSTEMS; do guarded "$sys" 3 "chain-$sys"; done
   fi
 done
 medians
