@@ -206,7 +206,8 @@ func (r *udpReader) sender(sa *syscall.RawSockaddrAny) netip.AddrPort {
 }
 
 // zone names the interface with index i (the number itself if it has gone), remembering the answer:
-// interface indices are not reused while the host runs.
+// Linux hands out interface indices cyclically, so an index is not soon reused. (An interface renamed
+// while the node runs keeps its old name here, as a zone only.)
 func (r *udpReader) zone(i uint32) string {
 	if z, ok := r.zones[i]; ok {
 		return z
