@@ -72,9 +72,9 @@ func OpenTUN(name string, addr netip.Addr, mtu int) (*Device, error) {
 		{"-6", "addr", "add", prefix.String(), "dev", real, "nodad"},
 		{"link", "set", "dev", real, "mtu", strconv.Itoa(mtu), "up"},
 	} {
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		if err := runIP(args...); err != nil {
 			dev.Close()
-			return nil, fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+			return nil, err
 		}
 	}
 	return &Device{Device: dev, Name: real}, nil
@@ -90,7 +90,11 @@ func (d *Device) LimitSegments(n int) error {
 	if n < 1 || n > 65535 {
 		return fmt.Errorf("gso_max_segs %d: must be between 1 and 65535", n)
 	}
-	args := []string{"link", "set", "dev", d.Name, "gso_max_segs", strconv.Itoa(n)}
+	return runIP("link", "set", "dev", d.Name, "gso_max_segs", strconv.Itoa(n))
+}
+
+// runIP runs iproute2's ip(8) with args; its error carries the command and what ip printed.
+func runIP(args ...string) error {
 	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
