@@ -137,40 +137,38 @@ ROUND=1
 put() { mkdir -p "$tmp/round/$ROUND/$1"; echo "$3" >"$tmp/round/$ROUND/$1/$2"; }
 get() { cat "$tmp/res/$1/$2" 2>/dev/null || echo "n/a"; }
 got() { cat "$tmp/round/$ROUND/$1/$2" 2>/dev/null || echo "n/a"; } # this round's figure
-medians() { # every key/field: the median of its numeric values over the rounds ("a/b" values: the first round's)
+median() { # stdin: one value a line; prints the median of the numeric ones with as many decimals as they
+  # have, else the first other value (an "a/b" figure), else n/a
+  awk '
+    /^-?[0-9.]+$/ { v[n++] = $1 + 0; p = index($1, "."); if (p && length($1) - p > d) d = length($1) - p; next }
+    { other = other == "" ? $0 : other }
+    END {
+      if (n == 0) { print (other == "" ? "n/a" : other); exit }
+      for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+      printf "%.*f\n", d, (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+    }'
+}
+medians() { # every key/field: its median over the rounds
   local f key field
   for f in "$tmp"/round/*/*/*; do
     [ -e "$f" ] || continue
     key=$(basename "$(dirname "$f")"); field=$(basename "$f")
     [ -e "$tmp/res/$key/$field" ] && continue
     mkdir -p "$tmp/res/$key"
-    cat "$tmp"/round/*/"$key"/"$field" | awk '
-      /^-?[0-9.]+$/ { v[n++] = $1 + 0; p = index($1, "."); if (p && length($1) - p > d) d = length($1) - p; next }
-      { other = other == "" ? $0 : other }
-      END { # printed with as many decimals as the measurements have
-        if (n == 0) { print (other == "" ? "n/a" : other); exit }
-        for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-        printf "%.*f\n", d, (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
-      }' >"$tmp/res/$key/$field"
+    cat "$tmp"/round/*/"$key"/"$field" | median >"$tmp/res/$key/$field"
   done
 }
 
-cpu_ticks() { # total utime+stime of the recorded daemons
+proc_sum() { # proc_sum FILE AWK: the sum over the recorded daemons of what AWK prints from /proc/PID/FILE
   local s=0 pid
   for pid in "${PIDS[@]}"; do
-    [ -r /proc/$pid/stat ] || continue
-    s=$((s + $(awk '{print $14+$15}' /proc/$pid/stat)))
+    [ -r /proc/$pid/$1 ] || continue
+    s=$((s + $(awk "$2" /proc/$pid/$1)))
   done
   echo $s
 }
-rss_kb() {
-  local s=0 pid
-  for pid in "${PIDS[@]}"; do
-    [ -r /proc/$pid/status ] || continue
-    s=$((s + $(awk '/^VmRSS/{print $2}' /proc/$pid/status)))
-  done
-  echo $s
-}
+cpu_ticks() { proc_sum stat '{print $14+$15}'; } # total utime+stime
+rss_kb() { proc_sum status '/^VmRSS/{print $2}'; }
 
 wait_ping() { # wait_ping FROM ADDR SECONDS
   local end=$((SECONDS + $3))
@@ -418,7 +416,7 @@ paired() { # paired PREFIX PEER: our ratio to PEER in each round, then the media
     line="$line r$r $q1/$q4"
     [ "$q1" = - ] || x1="$x1 ${q1%x}"; [ "$q4" = - ] || x4="$x4 ${q4%x}"
   done
-  med() { echo "$@" | tr ' ' '\n' | grep . | sort -g | awk '{v[n++]=$1} END{ if (n) printf "%.2fx", (n%2) ? v[int(n/2)] : (v[n/2-1]+v[n/2])/2; else print "-" }'; }
+  med() { local m; m=$(printf '%s\n' "$@" | grep . | median); [ "$m" = n/a ] && echo - || echo "${m}x"; }
   local where="single hop"; [ -z "$prefix" ] || where="chain"
   echo "  $where, $peer:$line; median $(med $x1) / $(med $x4)"
 }
