@@ -165,25 +165,34 @@ func (s *Session) lookup(index uint32) *keypair {
 // scratch is per-operation memory that would escape to the heap if it lived on the stack.
 type scratch struct {
 	nonce [12]byte
-	aad   [3*HeaderSize + 2]byte // a transit packet's aad: its header, the inner header, tag and length
+	// aad is a transit packet's aad: its header, then what it binds — the inner packet's header, tag
+	// and length (type 5), or the piece's prefix and the length of prefix and piece (type 7).
+	aad [3*HeaderSize + 2]byte
 }
 
-// begin takes a scratch with the nonce for counter in it.
-func (s *Session) begin(counter uint64) *scratch {
-	sc := s.scratch.Get().(*scratch)
+// setNonce puts the nonce for counter in sc.
+func (sc *scratch) setNonce(counter uint64) {
 	sc.nonce[0], sc.nonce[1], sc.nonce[2], sc.nonce[3] = 0, 0, 0, 0
 	binary.LittleEndian.PutUint64(sc.nonce[4:], counter)
-	return sc
 }
 
-// transitAAD is the aad of a transit packet: its header, then its inner packet's header, tag and
-// length (u16 LE; inner packets are at most MaxPacketSize bytes).
-func (sc *scratch) transitAAD(hdr, inner []byte) []byte {
-	copy(sc.aad[:HeaderSize], hdr)
+// bindTransit writes what a transit packet binds, after the header room in sc.aad: its inner
+// packet's header, tag and length (u16 LE; inner packets are at most MaxPacketSize bytes). It returns
+// the aad's length.
+func (sc *scratch) bindTransit(inner []byte) int {
 	copy(sc.aad[HeaderSize:2*HeaderSize], inner[:HeaderSize])
 	copy(sc.aad[2*HeaderSize:3*HeaderSize], inner[len(inner)-TagSize:])
 	binary.LittleEndian.PutUint16(sc.aad[3*HeaderSize:], uint16(len(inner)))
-	return sc.aad[:]
+	return 3*HeaderSize + 2
+}
+
+// bindFragment writes what a fragment transit packet binds, after the header room in sc.aad: the
+// piece's prefix (burst packet header and fragment header), then the length of prefix and piece
+// (u16 LE). It returns the aad's length.
+func (sc *scratch) bindFragment(prefix []byte, innerLen int) int {
+	copy(sc.aad[HeaderSize:HeaderSize+FragmentPrefixSize], prefix)
+	binary.LittleEndian.PutUint16(sc.aad[HeaderSize+FragmentPrefixSize:], uint16(innerLen))
+	return HeaderSize + FragmentPrefixSize + 2
 }
 
 // Seal encrypts plaintext under the current keypair and appends the whole data packet
@@ -192,34 +201,85 @@ func (sc *scratch) transitAAD(hdr, inner []byte) []byte {
 // dst[len(dst)+HeaderSize:] exactly (in-place sealing) but must not overlap dst otherwise.
 // An empty plaintext makes a keepalive. On error dst is returned unchanged.
 func (s *Session) Seal(dst, plaintext []byte, now time.Time) ([]byte, error) {
+	return s.sealPlain(dst, TypeData, plaintext, now)
+}
+
+// SealBurst is Seal for a burst packet (type 6): the plaintext is a whole offloaded burst with its
+// virtio-net header, and the packet travels cut into fragment transit packets (SealFragment).
+func (s *Session) SealBurst(dst, plaintext []byte, now time.Time) ([]byte, error) {
+	return s.sealPlain(dst, TypeBurst, plaintext, now)
+}
+
+func (s *Session) sealPlain(dst []byte, typ byte, plaintext []byte, now time.Time) ([]byte, error) {
 	if len(plaintext) > MaxPlaintextSize {
 		return dst, ErrTooLarge
 	}
-	return s.seal(dst, plaintext, nil, now)
+	sc := s.scratch.Get().(*scratch)
+	out, err := s.seal(dst, typ, plaintext, sc, 0, now)
+	s.scratch.Put(sc)
+	return out, err
 }
 
 // SealTransit appends a transit packet to dst: head sealed under the current keypair, bound to
-// the inner packet (another session's data packet: its header and tag are in the aad), then the
-// inner packet unchanged. It does not allocate when dst has room for
-// TransitOverhead+len(head)+len(inner) more bytes; neither head nor inner may overlap that room.
-// On error dst is returned unchanged.
+// the inner packet, then the inner packet unchanged. The inner packet is another session's data
+// packet (type 5 results: its header and tag are in the aad), or a piece of a burst packet with its
+// prefix as a relay received it (type 7: the prefix is in the aad). It does not allocate when dst has
+// room for TransitOverhead+len(head)+len(inner) more bytes; neither head nor inner may overlap that
+// room. On error dst is returned unchanged.
 func (s *Session) SealTransit(dst, head, inner []byte, now time.Time) ([]byte, error) {
-	if _, err := ParseDataHeader(inner); err != nil {
-		return dst, errInner
-	}
 	if TransitOverhead+len(head)+len(inner) > MaxPacketSize {
 		return dst, ErrTooLarge
 	}
-	out, err := s.seal(dst, head, inner, now)
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	var typ byte
+	var aadLen int
+	if len(inner) > 0 && inner[0] == TypeBurst {
+		if _, _, err := ParseFragment(inner); err != nil {
+			return dst, err
+		}
+		typ, aadLen = TypeFragment, sc.bindFragment(inner[:FragmentPrefixSize], len(inner))
+	} else {
+		if _, err := ParseDataHeader(inner); err != nil {
+			return dst, errInner
+		}
+		typ, aadLen = TypeTransit, sc.bindTransit(inner)
+	}
+	out, err := s.seal(dst, typ, head, sc, aadLen, now)
 	if err != nil {
 		return dst, err
 	}
 	return append(out, inner...), nil
 }
 
-// seal appends a data packet sealing plaintext, or with inner != nil the sealed head of a transit
-// packet (without its inner packet).
-func (s *Session) seal(dst, plaintext, inner []byte, now time.Time) ([]byte, error) {
+// SealFragment appends a fragment transit packet to dst: head sealed under the current keypair,
+// bound to the piece's place f in its burst packet, then that prefix and the piece. The burst packet
+// was sealed by another session (SealBurst); f.Burst is its header. It does not allocate when dst has
+// room for TransitOverhead+len(head)+FragmentPrefixSize+len(piece) more bytes. On error dst is
+// returned unchanged.
+func (s *Session) SealFragment(dst, head []byte, f Fragment, piece []byte, now time.Time) ([]byte, error) {
+	if !f.fits(len(piece)) || f.Burst.Counter >= RejectAfterMessages {
+		return dst, errFragment
+	}
+	innerLen := FragmentPrefixSize + len(piece)
+	if TransitOverhead+len(head)+innerLen > MaxPacketSize {
+		return dst, ErrTooLarge
+	}
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	prefix := sc.aad[HeaderSize : HeaderSize+FragmentPrefixSize]
+	f.put(prefix)
+	aadLen := sc.bindFragment(prefix, innerLen)
+	out, err := s.seal(dst, TypeFragment, head, sc, aadLen, now)
+	if err != nil {
+		return dst, err
+	}
+	return append(append(out, prefix...), piece...), nil
+}
+
+// seal appends a packet of type typ sealing plaintext: a data or burst packet, or (aadLen > 0) the
+// sealed head of a transit packet, whose aad is the header followed by what sc.aad already binds.
+func (s *Session) seal(dst []byte, typ byte, plaintext []byte, sc *scratch, aadLen int, now time.Time) ([]byte, error) {
 	kp := s.current.Load()
 	if kp == nil {
 		if s.closed.Load() {
@@ -240,22 +300,20 @@ func (s *Session) seal(dst, plaintext, inner []byte, now time.Time) ([]byte, err
 		return dst, ErrCounterExhausted
 	}
 	n := len(dst)
-	dst = slices.Grow(dst, MinPacketSize+len(plaintext)+len(inner))[:n+HeaderSize]
+	dst = slices.Grow(dst, MinPacketSize+len(plaintext))[:n+HeaderSize]
 	hdr := dst[n : n+HeaderSize]
-	sc := s.begin(ctr)
+	DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.putType(hdr, typ)
+	sc.setNonce(ctr)
 	aad := hdr
-	if inner != nil {
-		DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.putType(hdr, TypeTransit)
-		aad = sc.transitAAD(hdr, inner)
-	} else {
-		DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.put(hdr)
+	if aadLen > 0 {
+		copy(sc.aad[:HeaderSize], hdr)
+		aad = sc.aad[:aadLen]
 	}
 	out := c.send.Seal(dst, sc.nonce[:], plaintext, aad)
-	s.scratch.Put(sc)
 	if s.recvPending.Load() != 0 {
 		s.recvPending.Store(0)
 	}
-	if (len(plaintext) > 0 || inner != nil) && s.sendPending.Load() == 0 {
+	if (len(plaintext) > 0 || aadLen > 0) && s.sendPending.Load() == 0 {
 		s.sendPending.CompareAndSwap(0, s.stamp(now))
 	}
 	return out, nil
@@ -269,29 +327,68 @@ func (s *Session) Open(packet []byte, now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.open(h, packet[:HeaderSize], packet[HeaderSize:], nil, now)
+	return s.openPlain(h, packet, now)
 }
 
-// OpenTransit authenticates a transit packet whose head is headSize bytes, decrypts the head in
-// place and returns it (aliasing packet[HeaderSize:]) and the inner packet (the tail of packet,
-// still sealed under its own session). The inner packet's header and tag are authenticated; the
-// rest of it only by its own session. After an error the contents of packet are unspecified.
+// OpenBurst is Open for a burst packet (type 6), reassembled from its pieces.
+func (s *Session) OpenBurst(packet []byte, now time.Time) ([]byte, error) {
+	h, err := ParseBurstHeader(packet)
+	if err != nil {
+		return nil, err
+	}
+	return s.openPlain(h, packet, now)
+}
+
+func (s *Session) openPlain(h DataHeader, packet []byte, now time.Time) ([]byte, error) {
+	sc := s.scratch.Get().(*scratch)
+	pt, err := s.open(h, packet[:HeaderSize], packet[HeaderSize:], sc, 0, now)
+	s.scratch.Put(sc)
+	return pt, err
+}
+
+// OpenTransit authenticates a transit or fragment transit packet whose head is headSize bytes,
+// decrypts the head in place and returns it (aliasing packet[HeaderSize:]) and the inner part (the
+// tail of packet): an inner data packet still sealed under its own session, or a piece with its
+// prefix (ParseFragment). What the packet binds of the inner part is authenticated; the rest only
+// by the inner part's own session. After an error the contents of packet are unspecified.
 func (s *Session) OpenTransit(packet []byte, headSize int, now time.Time) (head, inner []byte, err error) {
 	h, err := ParseTransitHeader(packet, headSize)
 	if err != nil {
 		return nil, nil, err
 	}
 	inner = packet[TransitOverhead+headSize:]
-	head, err = s.open(h, packet[:HeaderSize], packet[HeaderSize:TransitOverhead+headSize], inner, now)
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	var aadLen int
+	if packet[0] == TypeFragment {
+		aadLen = sc.bindFragment(inner[:FragmentPrefixSize], len(inner))
+	} else {
+		aadLen = sc.bindTransit(inner)
+	}
+	head, err = s.open(h, packet[:HeaderSize], packet[HeaderSize:TransitOverhead+headSize], sc, aadLen, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	return head, inner, nil
 }
 
-// open authenticates and decrypts body (ciphertext ‖ tag) in place: a data packet's, or with
-// inner != nil a transit packet's head.
-func (s *Session) open(h DataHeader, hdr, body, inner []byte, now time.Time) ([]byte, error) {
+// Fresh reports whether a packet with header h could still be opened at now: its receiver index
+// names a live keypair of the session and the replay window would accept its counter. It changes
+// nothing; pieces of a burst packet are collected only while their burst is fresh.
+func (s *Session) Fresh(h DataHeader, now time.Time) bool {
+	kp := s.lookup(h.Receiver)
+	if kp == nil || kp.ciphers.Load() == nil || kp.expired(now) {
+		return false
+	}
+	kp.replayMu.Lock()
+	fresh := kp.replay.check(h.Counter)
+	kp.replayMu.Unlock()
+	return fresh
+}
+
+// open authenticates and decrypts body (ciphertext ‖ tag) in place: a data or burst packet's, or
+// (aadLen > 0) a transit packet's head, whose aad is its header followed by what sc.aad binds.
+func (s *Session) open(h DataHeader, hdr, body []byte, sc *scratch, aadLen int, now time.Time) ([]byte, error) {
 	kp := s.lookup(h.Receiver)
 	if kp == nil {
 		return nil, ErrUnknownIndex
@@ -306,13 +403,13 @@ func (s *Session) open(h DataHeader, hdr, body, inner []byte, now time.Time) ([]
 	if !fresh {
 		return nil, ErrReplay
 	}
-	sc := s.begin(h.Counter)
+	sc.setNonce(h.Counter)
 	aad := hdr
-	if inner != nil {
-		aad = sc.transitAAD(hdr, inner)
+	if aadLen > 0 {
+		copy(sc.aad[:HeaderSize], hdr)
+		aad = sc.aad[:aadLen]
 	}
 	pt, err := c.recv.Open(body[:0], sc.nonce[:], body, aad)
-	s.scratch.Put(sc)
 	if err != nil {
 		return nil, ErrAuth
 	}
@@ -325,7 +422,7 @@ func (s *Session) open(h DataHeader, hdr, body, inner []byte, now time.Time) ([]
 	if s.next.Load() == kp {
 		s.promote(kp)
 	}
-	if (len(pt) > 0 || inner != nil) && s.recvPending.Load() == 0 {
+	if (len(pt) > 0 || aadLen > 0) && s.recvPending.Load() == 0 {
 		s.recvPending.CompareAndSwap(0, s.stamp(now))
 	}
 	if s.sendPending.Load() != 0 {
