@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -35,7 +36,15 @@ type Device struct {
 	// for a kernel device.
 	Net  *netstack.Net
 	Name string
+
+	raw *os.File // the kernel TUN's file when it uses virtio-net headers (Raw)
 }
+
+var errNotRaw = errors.New("netdev: the device does not exchange packets with virtio-net headers")
+
+// Raw reports whether the device is a kernel TUN that exchanges whole offloaded packets with their
+// virtio-net header, so that ReadRaw and WriteRaw work (Linux).
+func (d *Device) Raw() bool { return d.raw != nil }
 
 // OpenNetstack creates a userspace network stack holding addr, with the given MTU.
 func OpenNetstack(addr netip.Addr, mtu int) (*Device, error) {
@@ -77,7 +86,9 @@ func OpenTUN(name string, addr netip.Addr, mtu int) (*Device, error) {
 			return nil, err
 		}
 	}
-	return &Device{Device: dev, Name: real}, nil
+	d := &Device{Device: dev, Name: real}
+	d.raw = rawFile(d)
+	return d, nil
 }
 
 // LimitSegments caps the TCP segments the kernel puts in one offloaded packet it hands to a kernel
