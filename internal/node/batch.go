@@ -69,17 +69,40 @@ func newTxBatch(n *Node) *txBatch {
 // add seals frame under the link session of t and queues the datagram; it flushes first when the
 // datagram cannot join the queued run. It reports whether the frame was sealed.
 func (b *txBatch) add(now time.Time, t *tunnel, frame []byte) bool {
-	return b.put(now, t, frame, nil)
+	size := len(frame) + session.MinPacketSize
+	if !b.reserve(now, t, size) {
+		return false
+	}
+	out, err := t.sess.Seal(b.buf, frame, now)
+	return b.commit(out, err, size)
 }
 
 // addTransit queues a transit packet (docs/transport.md): the routed header head sealed under the
-// link session of t, followed by the end-to-end packet inner, copied as it is.
+// link session of t, followed by the end-to-end packet (or the burst piece with its prefix) inner,
+// copied as it is.
 func (b *txBatch) addTransit(now time.Time, t *tunnel, head, inner []byte) bool {
-	return b.put(now, t, head, inner)
+	size := session.TransitOverhead + len(head) + len(inner)
+	if !b.reserve(now, t, size) {
+		return false
+	}
+	out, err := t.sess.SealTransit(b.buf, head, inner, now)
+	return b.commit(out, err, size)
 }
 
-func (b *txBatch) put(now time.Time, t *tunnel, plain, inner []byte) bool {
-	size := len(plain) + len(inner) + session.MinPacketSize
+// addFragment queues a fragment transit packet: head sealed under the link session of t, bound to
+// the piece's place f in its burst packet, then the piece.
+func (b *txBatch) addFragment(now time.Time, t *tunnel, head []byte, f session.Fragment, piece []byte) bool {
+	size := session.TransitOverhead + len(head) + session.FragmentPrefixSize + len(piece)
+	if !b.reserve(now, t, size) {
+		return false
+	}
+	out, err := t.sess.SealFragment(b.buf, head, f, piece, now)
+	return b.commit(out, err, size)
+}
+
+// reserve makes room for a datagram of size bytes to the neighbour t: it flushes first when the
+// datagram cannot join the queued run. It reports false when t has no address yet.
+func (b *txBatch) reserve(now time.Time, t *tunnel, size int) bool {
 	if b.count > 0 && (t != b.t || size > b.seg || b.short || len(b.buf)+size > gsoMaxBytes ||
 		b.count >= gsoMaxSegments || !b.gso) {
 		b.flush(now)
@@ -91,13 +114,11 @@ func (b *txBatch) put(now time.Time, t *tunnel, plain, inner []byte) bool {
 		}
 		b.t, b.seg = t, size
 	}
-	var out []byte
-	var err error
-	if inner == nil {
-		out, err = t.sess.Seal(b.buf, plain, now)
-	} else {
-		out, err = t.sess.SealTransit(b.buf, plain, inner, now)
-	}
+	return true
+}
+
+// commit takes the batch buffer with the datagram of size bytes sealed onto it.
+func (b *txBatch) commit(out []byte, err error, size int) bool {
 	if err != nil {
 		b.n.stats.dropNoSession.Add(1)
 		if b.count == 0 {

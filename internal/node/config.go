@@ -42,6 +42,9 @@ type DeviceFile struct {
 	Mode string `yaml:"mode"` // none, netstack, tun
 	Name string `yaml:"name"`
 	MTU  int    `yaml:"mtu"`
+	// Bursts: send TCP bursts from a kernel TUN whole to destinations beyond a neighbour (default
+	// true; docs/transport.md, "Bursts").
+	Bursts *bool `yaml:"bursts"`
 }
 
 // PeerFile is one static peer.
@@ -159,6 +162,7 @@ func (f *File) options() (Options, error) {
 	o.AdminSocket = f.AdminSocket
 	o.MetricsListen = f.Metrics
 	o.Device, o.DeviceName, o.MTU = DeviceMode(f.Device.Mode), f.Device.Name, f.Device.MTU
+	o.NoBursts = f.Device.Bursts != nil && !*f.Device.Bursts
 	for i, p := range f.Peers {
 		addr, err := netip.ParseAddrPort(p.Address)
 		if err != nil {

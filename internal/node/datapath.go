@@ -20,7 +20,8 @@ func srcOf(pkt []byte) netip.Addr { return netip.AddrFrom16([16]byte(pkt[8:24]))
 func isIPv6(pkt []byte) bool { return len(pkt) >= ipv6HeaderLen && pkt[0]>>4 == 6 }
 
 // deviceLoop reads IPv6 packets from the device and sends them into the mesh, a batch at a time
-// (batch.go).
+// (batch.go); from a kernel TUN it reads each offloaded packet whole, with its virtio-net header
+// (burst.go).
 func (n *Node) deviceLoop() {
 	defer n.wg.Done()
 	batch := n.dev.BatchSize()
@@ -30,8 +31,18 @@ func (n *Node) deviceLoop() {
 	}
 	sizes := make([]int, batch)
 	tx := newTxBatch(n)
+	var raw *rawReader
+	if n.dev.Raw() {
+		raw = newRawReader(bufs, sizes)
+	}
 	for {
-		k, err := n.dev.Read(bufs, sizes, txHeadroom)
+		var k int
+		var err error
+		if raw != nil {
+			k, err = n.dev.ReadRaw(raw.frameRoom())
+		} else {
+			k, err = n.dev.Read(bufs, sizes, txHeadroom)
+		}
 		if err != nil {
 			if n.isClosed() {
 				return
@@ -44,8 +55,12 @@ func (n *Node) deviceLoop() {
 			continue
 		}
 		now := time.Now()
-		for i := range k {
-			n.sendBuffered(now, tx, bufs[i], sizes[i])
+		if raw != nil {
+			n.sendRaw(now, tx, raw, k)
+		} else {
+			for i := range k {
+				n.sendBuffered(now, tx, bufs[i], sizes[i])
+			}
 		}
 		tx.flush(now)
 	}

@@ -148,6 +148,7 @@ func (n *Node) timerLoop() {
 			// the real send time.
 			now := time.Now()
 			n.tick(now)
+			n.expireBursts(now)
 			if now.Sub(lastExpire) >= time.Second {
 				lastExpire = now
 				n.fw.Expire(now)

@@ -22,6 +22,7 @@ var (
 	descBytes     = prometheus.NewDesc("x0tta6bl4_node_udp_bytes_total", "UDP payload bytes by direction.", []string{"direction"}, nil)
 	descIP        = prometheus.NewDesc("x0tta6bl4_node_ip_packets_total", "Overlay IPv6 packets: sent from the device, delivered to it, forwarded for others.", []string{"event"}, nil)
 	descDrops     = prometheus.NewDesc("x0tta6bl4_node_drops_total", "Packets dropped, by reason.", []string{"reason"}, nil)
+	descBursts    = prometheus.NewDesc("x0tta6bl4_node_bursts_total", "TCP bursts carried whole end to end: sent, delivered, lost in reassembly, and loss reports that made this node split its own.", []string{"event"}, nil)
 	descHSErrors  = prometheus.NewDesc("x0tta6bl4_node_handshake_errors_total", "Handshake packets refused or failed.", nil, nil)
 	descRouteChg  = prometheus.NewDesc("x0tta6bl4_node_route_changes_total", "Times the forwarding table was rebuilt because routes or links changed.", nil, nil)
 	descNodes     = prometheus.NewDesc("x0tta6bl4_node_mesh_nodes", "Nodes in the link-state database, and how many are reachable.", []string{"state"}, nil)
@@ -49,7 +50,7 @@ func (ch metricSink) gauge(d *prometheus.Desc, v float64, labels ...string) {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descHSErrors, descRouteChg,
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descBursts, descHSErrors, descRouteChg,
 		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit} {
 		ch <- d
 	}
@@ -74,6 +75,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		out.counter(descDrops, v, reason)
 	}
 	out.counter(descHSErrors, s.HandshakeErrors)
+	for event, v := range map[string]uint64{"sent": s.BurstsSent, "delivered": s.BurstsDelivered,
+		"lost": s.BurstsLost, "backoff": s.BurstBackoffs} {
+		out.counter(descBursts, v, event)
+	}
 	out.counter(descRouteChg, s.RouteChanges)
 	out.gauge(descNodes, float64(st.Nodes), "known")
 	out.gauge(descNodes, float64(st.Reachable), "reachable")

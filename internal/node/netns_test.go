@@ -303,6 +303,17 @@ func (l *lab) waitLinks(within time.Duration) time.Duration {
 	return 0
 }
 
+func (l *lab) status(i int) Status {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var s Status
+	if err := AdminCall(ctx, l.nodes[i].socket, AdminRequest{Op: "status"}, &s); err != nil {
+		l.t.Fatalf("status of %s: %v", l.nodes[i].name, err)
+	}
+	return s
+}
+
 func (l *lab) routes(i int) []RouteStatus {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -401,6 +412,64 @@ func TestNetnsChain(t *testing.T) {
 	}
 	t.Logf("ping n1 -> n5 over 4 hops: %s", rtt)
 	t.Logf("TCP n1 -> n5 through the TUN devices: %s", l.transfer(0, 4, 4<<20))
+	// The echo makes both ends send TCP bursts, and the relays carry them in pieces (burst.go).
+	for _, i := range []int{0, 4} {
+		s := l.status(i).Stats
+		t.Logf("%s: bursts sent %d, delivered %d, lost %d, back-offs %d", l.nodes[i].name,
+			s.BurstsSent, s.BurstsDelivered, s.BurstsLost, s.BurstBackoffs)
+		if s.BurstsSent == 0 || s.BurstsDelivered == 0 {
+			t.Errorf("%s sent or delivered no TCP burst whole", l.nodes[i].name)
+		}
+	}
+}
+
+// TestNetnsBurstLoss: with 1 % of the datagrams the relay receives dropped, a lost piece loses a whole
+// burst; the destinations report it, the senders fall back to packets, and TCP still delivers every
+// byte.
+func TestNetnsBurstLoss(t *testing.T) {
+	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs nftables (nft), and CI must run it")
+		}
+		t.Skip("needs nftables (nft)")
+	}
+	l := newLab(t, 3, [][2]int{{0, 1}, {1, 2}})
+	l.waitLinks(30 * time.Second)
+	l.waitRoute(0, 2, 15*time.Second, func(r RouteStatus) bool { return r.Hops == 2 })
+	if _, err := l.pingUntil(0, 2, 15*time.Second); err != nil {
+		t.Fatalf("ping n1 -> n3: %v", err)
+	}
+	// Over a veth, one UDP_SEGMENT send stays one packet into the next namespace; a real network
+	// loses its datagrams one by one. One segment per packet on the veths makes the kernel cut sends
+	// up before they cross.
+	for k, e := range l.links {
+		l.ip("-n", l.nodes[e[0]].ns, "link", "set", fmt.Sprintf("v%da", k), "gso_max_segs", "1")
+		l.ip("-n", l.nodes[e[1]].ns, "link", "set", fmt.Sprintf("v%db", k), "gso_max_segs", "1")
+	}
+	relay := l.nodes[1].ns
+	for _, rule := range [][]string{
+		{"add", "table", "inet", "x6loss"},
+		// On input, where each datagram is still on its own (on output one UDP_SEGMENT send is one
+		// packet, and a drop there fails the whole send).
+		{"add", "chain", "inet", "x6loss", "in", "{ type filter hook input priority 0; }"},
+		{"add", "rule", "inet", "x6loss", "in", "udp", "dport", "7946", "numgen", "random", "mod", "100", "<", "1", "drop"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", relay, "nft"}, rule...)...).CombinedOutput(); err != nil {
+			t.Fatalf("nft %v: %v: %s", rule, err, out)
+		}
+	}
+	t.Logf("TCP n1 -> n3 with 1%% loss at the relay: %s", l.transfer(0, 2, 8<<20))
+	var lost, backoffs uint64
+	for _, i := range []int{0, 2} {
+		s := l.status(i).Stats
+		t.Logf("%s: bursts sent %d, delivered %d, lost %d, back-offs %d", l.nodes[i].name,
+			s.BurstsSent, s.BurstsDelivered, s.BurstsLost, s.BurstBackoffs)
+		lost += s.BurstsLost
+		backoffs += s.BurstBackoffs
+	}
+	if lost == 0 || backoffs == 0 {
+		t.Errorf("%d bursts lost and %d back-offs: the loss was not noticed", lost, backoffs)
+	}
 }
 
 func TestNetnsRingHeals(t *testing.T) {

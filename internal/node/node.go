@@ -15,7 +15,9 @@ import (
 	"x0tta6bl4/internal/handshake"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/netdev"
+	"x0tta6bl4/internal/overlay"
 	"x0tta6bl4/internal/routing"
+	"x0tta6bl4/internal/session"
 )
 
 // Node is a running mesh node.
@@ -53,6 +55,8 @@ type Node struct {
 	fib         atomic.Pointer[fib] // read on the packet path
 	metricsAddr atomic.Value        // string, once the metrics listener runs
 	e2eByDst    sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
+	bursts      bursts              // reassembly of bursts addressed to us (burst.go)
+	pieceSize   int                 // the piece size of the bursts we send
 	stats       counters
 	done        chan struct{}
 	wg          sync.WaitGroup
@@ -103,6 +107,9 @@ func New(opts Options) (*Node, error) {
 		found: make(map[routing.NodeID]*found), heal: newHealer(opts.Heal, now), tel: newTelemetryState(),
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
+	n.bursts.reasm = session.NewReassembler(session.ReassemblySlots)
+	// Every fragment transit packet fits the datagram a full-sized packet of ours needs.
+	n.pieceSize = session.PieceSize(opts.MTU+e2eOverhead, overlay.RoutedHeaderSize)
 	if n.linkHS, err = handshake.New(n.handshakeConfig(opts.Cert, handshake.PrologueLink, 0)); err != nil {
 		return nil, err
 	}

@@ -41,6 +41,9 @@ type Options struct {
 	Device     DeviceMode
 	DeviceName string // TUN name (DeviceTUN)
 	MTU        int    // overlay MTU, default 1280
+	// NoBursts makes the node split TCP bursts from a kernel TUN into packets even for destinations
+	// beyond a neighbour, instead of sending them whole (docs/transport.md, "Bursts").
+	NoBursts bool
 
 	Peers     []Peer
 	Discovery []string // interfaces to find neighbours on by link-local multicast (opt-in)

@@ -67,7 +67,7 @@ func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, rx
 		n.mu.Unlock()
 	case session.TypeData:
 		n.handleTransport(now, from, pkt, nil, rx)
-	case session.TypeTransit:
+	case session.TypeTransit, session.TypeFragment:
 		n.handleTransit(now, from, pkt, rx)
 	default:
 		n.stats.dropMalformed.Add(1)
@@ -105,7 +105,11 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 		t.transitIn.Add(1)
 	}
 	if rh.Dst == n.addr {
-		n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
+		if pkt[0] == session.TypeFragment {
+			n.handleFragment(now, inner, rx)
+		} else {
+			n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
+		}
 		return
 	}
 	n.stats.transitIn.Add(1)
@@ -164,7 +168,11 @@ func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, v
 		n.flushQueueLocked(now, t)
 		n.mu.Unlock()
 	}
-	if len(plain) > 0 {
+	switch {
+	case len(plain) == 0: // keepalive
+	case plain[0]>>4 == 0:
+		n.handleControl(now, t, plain)
+	default:
 		n.deliver(now, t, plain, rx)
 	}
 }

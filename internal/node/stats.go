@@ -16,6 +16,10 @@ type counters struct {
 	dropNotOverlay               atomic.Uint64 // from the device but not from our overlay address
 	routeChanges                 atomic.Uint64 // forwarding table rebuilds
 	handshakeErrors              atomic.Uint64
+	// Bursts (burst.go): sent whole, delivered whole, given up on before they were complete, and
+	// loss reports that made us split ours.
+	burstsSent, burstsDelivered atomic.Uint64
+	burstsLost, burstBackoffs   atomic.Uint64
 }
 
 // Stats is a snapshot of the counters.
@@ -30,6 +34,8 @@ type Stats struct {
 	DropNotOverlay                         uint64
 	RouteChanges                           uint64
 	HandshakeErrors                        uint64
+	BurstsSent, BurstsDelivered            uint64
+	BurstsLost, BurstBackoffs              uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -42,5 +48,7 @@ func (c *counters) snapshot() Stats {
 		DropQueueFull: c.dropQueueFull.Load(), DropNoSession: c.dropNoSession.Load(),
 		DropNotOverlay: c.dropNotOverlay.Load(), HandshakeErrors: c.handshakeErrors.Load(),
 		RouteChanges: c.routeChanges.Load(),
+		BurstsSent:   c.burstsSent.Load(), BurstsDelivered: c.burstsDelivered.Load(),
+		BurstsLost: c.burstsLost.Load(), BurstBackoffs: c.burstBackoffs.Load(),
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,12 @@ type tunnel struct {
 	// neighbour relayed to us from a node beyond it. Honest neighbours' counts are the evidence a
 	// relay that drops what it should forward cannot falsify (docs/intelligence.md).
 	transitOut, transitIn atomic.Uint64
+
+	// End-to-end bursts (burst.go).
+	burstOffUntil  atomic.Int64  // Unix nanoseconds until which bursts to the peer are split
+	lastLossReport atomic.Int64  // Unix nanoseconds of our last loss report to the peer
+	burstMu        sync.Mutex    // guards burstBackoff
+	burstBackoff   time.Duration // the last back-off
 
 	// Guarded by Node.mu.
 	mon         *linkmon.Monitor // link only

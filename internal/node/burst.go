@@ -1,0 +1,345 @@
+package node
+
+import (
+	"sync"
+	"time"
+
+	"x0tta6bl4/internal/netdev"
+	"x0tta6bl4/internal/overlay"
+	"x0tta6bl4/internal/session"
+	"x0tta6bl4/internal/vnet"
+)
+
+// Bursts (docs/transport.md, "Bursts"). A kernel TUN hands the node whole TCP bursts of up to 64 KiB
+// with a virtio-net header. For a destination beyond a neighbour, the device loop seals the burst
+// once end to end (a burst packet) and cuts the sealed packet into pieces, each of which travels as a
+// fragment transit packet: relays treat them like any transit packet. The destination collects the
+// pieces in a fixed pool (session.Reassembler), opens the burst once, checks its header and hands it
+// to its own kernel TUN in one write, or splits it in software for a userspace stack. Everything
+// else read from the device is split in software (internal/vnet) and sent packet by packet.
+//
+// One lost piece loses the whole burst, so the destination reports every burst it gave up on, and
+// the sender then splits its bursts to that destination for a while (burstBackoffMin, doubling up
+// to burstBackoffMax while losses go on).
+
+const (
+	// rawHeadroom is the room the device loop leaves before each raw read: the burst packet's header,
+	// so that a burst can be sealed in place.
+	rawHeadroom = session.HeaderSize
+	// burstBackoffMin and burstBackoffMax bound how long a sender splits its bursts to a destination
+	// that reported a lost burst.
+	burstBackoffMin = time.Second
+	burstBackoffMax = 64 * time.Second
+	// burstLossReportEvery is the least time between two loss reports to one sender.
+	burstLossReportEvery = 100 * time.Millisecond
+	// ctlBurstLost is the end-to-end control message "a burst of yours was lost; send segments". An
+	// end-to-end plaintext whose first byte's high nibble is 0 is a control message, never an IPv6
+	// packet.
+	ctlBurstLost = 0x01
+)
+
+// rawReader is the device loop's state for a device read with virtio-net headers.
+type rawReader struct {
+	buf   []byte   // rawHeadroom, then the frame as read, then room for the burst packet's tag
+	segs  [][]byte // segments of a frame split in software, each with txHeadroom in front
+	sizes []int
+	head  []byte // routed header of the fragments of a burst
+}
+
+func newRawReader(segs [][]byte, sizes []int) *rawReader {
+	return &rawReader{
+		buf:  make([]byte, rawHeadroom+vnet.HeaderLen+netdev.MaxPacket+session.TagSize),
+		segs: segs, sizes: sizes, head: make([]byte, 0, overlay.RoutedHeaderSize),
+	}
+}
+
+// frameRoom is where a raw read goes.
+func (r *rawReader) frameRoom() []byte {
+	return r.buf[rawHeadroom : rawHeadroom+vnet.HeaderLen+netdev.MaxPacket]
+}
+
+// sendRaw sends the frame of size bytes that a raw device read left in r: a burst whole when it can,
+// else packet by packet.
+func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, size int) {
+	frame := r.buf[rawHeadroom : rawHeadroom+size]
+	h, err := vnet.ParseHeader(frame)
+	if err != nil {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	pkt := frame[vnet.HeaderLen:]
+	if !isIPv6(pkt) {
+		n.stats.dropNotOverlay.Add(1)
+		return
+	}
+	if h.GSOType == vnet.GSOTCPv6 && h.Check(pkt) == nil {
+		if t := n.burstTunnel(now, pkt, len(frame)); t != nil {
+			if e, ok := n.route(now, pkt); ok {
+				n.sendBurst(now, tx, e, t, r, h, size)
+			}
+			return
+		}
+	}
+	k, err := vnet.Split(h, pkt, r.segs, r.sizes, txHeadroom)
+	if err != nil {
+		n.stats.dropMalformed.Add(1)
+		n.log.Debug("device packet not segmented", "err", err)
+		return
+	}
+	for i := range k {
+		n.sendBuffered(now, tx, r.segs[i], r.sizes[i])
+	}
+}
+
+// burstTunnel returns the end-to-end session a TCP burst pkt (frame bytes with its virtio-net header)
+// can travel whole in, or nil: bursts are on, the destination is beyond a neighbour, its session has
+// keys, it reported no lost burst lately, and the burst packet fits MaxFragments pieces.
+func (n *Node) burstTunnel(now time.Time, pkt []byte, frame int) *tunnel {
+	if n.opts.NoBursts || srcOf(pkt) != n.addr {
+		return nil
+	}
+	dst := dstOf(pkt)
+	if e, ok := n.fib.Load().byAddr[dst]; !ok || e.direct {
+		return nil
+	}
+	v, ok := n.e2eByDst.Load(dst)
+	if !ok {
+		return nil
+	}
+	t := v.(*tunnel)
+	if now.UnixNano() < t.burstOffUntil.Load() ||
+		session.Pieces(frame+session.MinPacketSize, n.pieceSize) > session.MaxFragments {
+		return nil
+	}
+	return t
+}
+
+// sendBurst seals the frame in r (virtio-net header and TCP burst) in place as one burst packet under
+// the end-to-end session t and queues its pieces as fragment transit packets to e's next hop.
+func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, h vnet.Header, size int) {
+	start := rawHeadroom - session.HeaderSize
+	sealed, err := t.sess.SealBurst(r.buf[start:start], r.buf[rawHeadroom:rawHeadroom+size], now)
+	if err != nil {
+		n.stats.dropNoSession.Add(1)
+		return
+	}
+	bh, err := session.ParseBurstHeader(sealed)
+	if err != nil {
+		n.stats.dropMalformed.Add(1) // cannot happen: we just sealed it
+		return
+	}
+	t.lastSent.Store(now.UnixNano())
+	r.head = overlay.AppendRouted(r.head[:0], overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
+	k := session.Pieces(len(sealed), n.pieceSize)
+	for i := range k {
+		f, end := session.Cut(bh, len(sealed), n.pieceSize, i)
+		if !tx.addFragment(now, e.nextHop, r.head, f, sealed[f.Offset:end]) {
+			return // counted; the rest of the burst is useless
+		}
+	}
+	e.nextHop.transitOut.Add(uint64(k))
+	n.stats.burstsSent.Add(1)
+	n.stats.sent.Add(uint64(vnet.Segments(h, r.buf[rawHeadroom+vnet.HeaderLen:rawHeadroom+size]) - 1))
+}
+
+// bursts is the destination's reassembly state. Pieces arrive on the receive loop; the timer expires
+// stale bursts.
+type bursts struct {
+	mu    sync.Mutex
+	reasm *session.Reassembler
+	// Software split for a device without raw writes (carve; allocated on first use).
+	arena []byte
+	segs  [][]byte
+	sizes []int
+}
+
+// handleFragment collects a piece of a burst packet addressed to us, which arrived in a fragment
+// transit packet (inner: the piece with its prefix), and delivers the burst when it is whole.
+func (n *Node) handleFragment(now time.Time, inner []byte, rx *rxBatch) {
+	f, piece, err := session.ParseFragment(inner)
+	if err != nil {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	t := n.idx.lookup(f.Burst.Receiver)
+	if t == nil || t.kind != kindE2E {
+		n.stats.dropNoSession.Add(1)
+		return
+	}
+	if !t.sess.Fresh(f.Burst, now) {
+		n.stats.dropAuth.Add(1) // a replayed or expired burst
+		return
+	}
+	b := &n.bursts
+	b.mu.Lock()
+	packet, dropped, err := b.reasm.Add(now, f, piece)
+	if err != nil {
+		b.mu.Unlock()
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	if packet != nil {
+		// The packet lives in the reassembly pool until the next piece: open and deliver it now.
+		if plain, err := t.sess.OpenBurst(packet, now); err != nil {
+			n.stats.dropAuth.Add(1)
+		} else {
+			t.heard(now)
+			n.deliverBurst(now, t, plain, rx)
+		}
+	}
+	b.mu.Unlock()
+	if dropped.Why != session.LossNone {
+		n.burstLost(now, dropped)
+	}
+}
+
+// deliverBurst hands a burst from peer t (virtio-net header and TCP burst) to the host, after the
+// checks every delivered packet passes: to the kernel TUN in one write, or split in software.
+func (n *Node) deliverBurst(now time.Time, t *tunnel, plain []byte, rx *rxBatch) {
+	h, err := vnet.ParseHeader(plain)
+	if err != nil || h.GSOType != vnet.GSOTCPv6 {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	pkt := plain[vnet.HeaderLen:]
+	if err := h.Check(pkt); err != nil {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	if dstOf(pkt) != n.addr {
+		n.stats.dropNoRoute.Add(1)
+		return
+	}
+	if srcOf(pkt) != t.peer().Overlay {
+		n.stats.dropSpoofed.Add(1)
+		return
+	}
+	if !n.fw.Inbound(now, pkt, t.peer()).Allowed() {
+		n.stats.dropFirewall.Add(1)
+		return
+	}
+	if n.dev == nil {
+		return // a relay-only node has no host to give TCP to
+	}
+	if rx != nil && rx.dev != nil {
+		rx.dev.flush() // what came before the burst goes first
+	}
+	segments := vnet.Segments(h, pkt)
+	if n.dev.Raw() {
+		if err := n.dev.WriteRaw(plain); err != nil {
+			n.log.Debug("device write", "err", err)
+			return
+		}
+		n.stats.delivered.Add(uint64(segments))
+		n.stats.burstsDelivered.Add(1)
+		return
+	}
+	segs, ok := n.bursts.carve(segments, netdev.Offset+min(len(pkt), maxHeaders+int(h.GSOSize)))
+	if !ok {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	k, err := vnet.Split(h, pkt, segs, n.bursts.sizes, netdev.Offset)
+	if err != nil {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	for i := range k {
+		segs[i] = segs[i][:netdev.Offset+n.bursts.sizes[i]]
+	}
+	if _, err := n.dev.Write(segs[:k], netdev.Offset); err != nil {
+		n.log.Debug("device write", "err", err)
+		return
+	}
+	n.stats.delivered.Add(uint64(k))
+	n.stats.burstsDelivered.Add(1)
+}
+
+// Bounds of a software split on delivery: at most devBatch segments, each with the device's
+// headroom and at most maxHeaders of IPv6 and TCP headers. The segments' payloads add up to at most
+// 64 KiB plus one segment's, so all of them fit splitArena whatever the sender's segment size (and
+// MTU) was.
+const (
+	maxHeaders = ipv6HeaderLen + 60
+	splitArena = devBatch*(netdev.Offset+maxHeaders) + 2*netdev.MaxPacket
+)
+
+// carve cuts k buffers of size bytes out of the split arena (allocated on first use); it refuses
+// what does not fit, which a burst that passed vnet.Header.Check never asks for.
+func (b *bursts) carve(k, size int) ([][]byte, bool) {
+	if b.arena == nil {
+		b.arena = make([]byte, splitArena)
+		b.segs = make([][]byte, devBatch)
+		b.sizes = make([]int, devBatch)
+	}
+	if k > len(b.segs) || k*size > len(b.arena) {
+		return nil, false
+	}
+	for i := range k {
+		b.segs[i] = b.arena[i*size : (i+1)*size]
+	}
+	return b.segs[:k], true
+}
+
+// burstLost tells the sender of a burst we gave up on to split its bursts for a while.
+func (n *Node) burstLost(now time.Time, d session.Dropped) {
+	n.stats.burstsLost.Add(1)
+	t := n.idx.lookup(d.Receiver)
+	if t == nil || t.kind != kindE2E {
+		return
+	}
+	last := t.lastLossReport.Load()
+	if now.UnixNano()-last < int64(burstLossReportEvery) || !t.lastLossReport.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	n.log.Debug("burst lost; asking the sender to split", "peer", t.peer().Name, "why", d.Why)
+	if err := n.sendE2E(now, t, []byte{ctlBurstLost}); err != nil {
+		n.log.Debug("burst loss report not sent", "peer", t.peer().Name, "err", err)
+	}
+}
+
+// expireBursts discards the bursts that stayed incomplete too long (timer).
+func (n *Node) expireBursts(now time.Time) {
+	b := &n.bursts
+	var lost [session.ReassemblySlots]session.Dropped
+	k := 0
+	b.mu.Lock()
+	b.reasm.Expire(now, func(d session.Dropped) {
+		if k < len(lost) {
+			lost[k] = d
+			k++
+		}
+	})
+	b.mu.Unlock()
+	for _, d := range lost[:k] {
+		n.burstLost(now, d)
+	}
+}
+
+// handleControl acts on an end-to-end control message from peer t.
+func (n *Node) handleControl(now time.Time, t *tunnel, msg []byte) {
+	if len(msg) != 1 || msg[0] != ctlBurstLost {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	n.stats.burstBackoffs.Add(1)
+	t.backOffBursts(now)
+}
+
+// backOffBursts makes the sender split its bursts to t's peer: for burstBackoffMin, or twice as long
+// as last time if bursts were lost again soon after they resumed. Reports of bursts sent before the
+// back-off began are ignored.
+func (t *tunnel) backOffBursts(now time.Time) {
+	t.burstMu.Lock()
+	defer t.burstMu.Unlock()
+	off := t.burstOffUntil.Load()
+	if now.UnixNano() < off {
+		return
+	}
+	if t.burstBackoff == 0 || now.Sub(time.Unix(0, off)) > 2*t.burstBackoff {
+		t.burstBackoff = burstBackoffMin
+	} else {
+		t.burstBackoff = min(2*t.burstBackoff, burstBackoffMax)
+	}
+	t.burstOffUntil.Store(now.Add(t.burstBackoff).UnixNano())
+}

@@ -1,0 +1,134 @@
+package node
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/overlay"
+	"x0tta6bl4/internal/session"
+	"x0tta6bl4/internal/vnet"
+)
+
+// TestBurstBackoff: a loss report turns bursts off for burstBackoffMin; reports in flight while they
+// are off change nothing; a loss soon after they resume doubles the back-off up to burstBackoffMax,
+// and a long quiet spell resets it.
+func TestBurstBackoff(t *testing.T) {
+	var tu tunnel
+	now := time.Unix(1_700_000_000, 0)
+	offFor := func() time.Duration { return time.Duration(tu.burstOffUntil.Load() - now.UnixNano()) }
+
+	tu.backOffBursts(now)
+	if offFor() != burstBackoffMin {
+		t.Fatalf("first report: off for %s", offFor())
+	}
+	now = now.Add(10 * time.Millisecond)
+	tu.backOffBursts(now) // a report for a burst sent before the first
+	if got := offFor(); got != burstBackoffMin-10*time.Millisecond {
+		t.Fatalf("report while off: off for %s", got)
+	}
+	want := burstBackoffMin
+	for range 10 {
+		now = time.Unix(0, tu.burstOffUntil.Load()).Add(100 * time.Millisecond) // lost again soon after
+		tu.backOffBursts(now)
+		want = min(2*want, burstBackoffMax)
+		if offFor() != want {
+			t.Fatalf("repeated loss: off for %s, want %s", offFor(), want)
+		}
+	}
+	now = time.Unix(0, tu.burstOffUntil.Load()).Add(2*burstBackoffMax + time.Second)
+	tu.backOffBursts(now)
+	if offFor() != burstBackoffMin {
+		t.Fatalf("after a quiet spell: off for %s", offFor())
+	}
+}
+
+// tcpBurst returns a frame as a kernel TUN hands it over: a virtio-net header for TCPv6
+// segmentation, then one IPv6 TCP packet from src to dst with segments × size bytes of payload.
+func tcpBurst(src, dst netip.Addr, segments, size int) []byte {
+	const tcpLen = 20
+	pkt := make([]byte, vnet.HeaderLen+ipv6HeaderLen+tcpLen+segments*size)
+	vnet.Header{Flags: vnet.FlagNeedsCsum, GSOType: vnet.GSOTCPv6, HdrLen: ipv6HeaderLen + tcpLen,
+		GSOSize: uint16(size), CsumStart: ipv6HeaderLen, CsumOffset: 16}.Put(pkt)
+	p := pkt[vnet.HeaderLen:]
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(len(p)-ipv6HeaderLen))
+	p[6], p[7] = 6, 64
+	s, d := src.As16(), dst.As16()
+	copy(p[8:], s[:])
+	copy(p[24:], d[:])
+	tcp := p[ipv6HeaderLen:]
+	binary.BigEndian.PutUint16(tcp[0:], 40000)
+	binary.BigEndian.PutUint16(tcp[2:], 5201)
+	binary.BigEndian.PutUint32(tcp[4:], 1000)
+	tcp[12], tcp[13] = tcpLen/4<<4, 0x18 // ACK|PSH
+	for i := range tcp[tcpLen:] {
+		tcp[tcpLen+i] = byte(i)
+	}
+	return pkt
+}
+
+// TestBurstThroughRelay: a burst sealed once end to end crosses a relay in fragment transit packets
+// and reaches a destination whose device takes single packets, split into its segments. With a
+// piece missing, the destination gives the burst up and asks the sender to split its bursts.
+func TestBurstThroughRelay(t *testing.T) {
+	nodes, devs, _ := relayedChain(t)
+	a, relay, c := nodes[0], nodes[1], nodes[2]
+	v, ok := a.e2eByDst.Load(c.Addr())
+	if !ok {
+		t.Fatal("no end-to-end session")
+	}
+	e2e := v.(*tunnel)
+	link := a.fib.Load().byAddr[c.Addr()].nextHop
+	head := overlay.AppendRouted(nil, overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: a.Addr(), Dst: c.Addr()})
+	const segments = 40
+	fragments := func() [][]byte {
+		t.Helper()
+		now := time.Now()
+		// Segments larger than c's MTU (1280): a sender's MTU may differ, and the split must not care.
+		sealed, err := e2e.sess.SealBurst(nil, tcpBurst(a.Addr(), c.Addr(), segments, 1400), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _ := session.ParseBurstHeader(sealed)
+		var out [][]byte
+		for i := range session.Pieces(len(sealed), a.pieceSize) {
+			f, end := session.Cut(h, len(sealed), a.pieceSize, i)
+			p, err := link.sess.SealFragment(nil, head, f, sealed[f.Offset:end], now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+
+	fwd, delivered := relay.stats.forwarded.Load(), devs[2].delivered()
+	pieces := fragments()
+	for _, p := range pieces {
+		relay.handleDatagram(time.Now(), a.UDPAddr(), p, nil)
+	}
+	if got := relay.stats.forwarded.Load() - fwd; got != uint64(len(pieces)) {
+		t.Fatalf("the relay forwarded %d of %d pieces", got, len(pieces))
+	}
+	if !devs[2].wait(delivered+segments, 5*time.Second) || c.stats.burstsDelivered.Load() != 1 {
+		t.Fatalf("delivered %d packets and %d bursts, want %d and 1", devs[2].delivered()-delivered,
+			c.stats.burstsDelivered.Load(), segments)
+	}
+
+	// A burst whose first piece never comes is given up and reported to its sender.
+	for _, p := range fragments()[1:] {
+		relay.handleDatagram(time.Now(), a.UDPAddr(), p, nil)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e2e.burstOffUntil.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if c.stats.burstsLost.Load() != 1 || a.stats.burstBackoffs.Load() != 1 || time.Now().UnixNano() >= e2e.burstOffUntil.Load() {
+		t.Fatalf("lost %d, back-offs %d: the sender was not told to split", c.stats.burstsLost.Load(), a.stats.burstBackoffs.Load())
+	}
+	if devs[2].delivered() != delivered+segments {
+		t.Fatal("an incomplete burst delivered packets")
+	}
+}
