@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 
@@ -91,22 +92,27 @@ func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, size int) {
 	}
 }
 
-// burstTunnel returns the end-to-end session a TCP burst pkt (frame bytes with its virtio-net header)
-// can travel whole in, or nil: bursts are on, the destination is beyond a neighbour, its session has
-// keys, it reported no lost burst lately, and the burst packet fits MaxFragments pieces.
+// burstTunnel returns the session a TCP burst pkt (frame bytes with its virtio-net header) can travel
+// whole in, or nil: the link session for a neighbour, else the end-to-end session, which must have
+// keys. Bursts must be on, the peer must have reported no lost burst lately, and the burst packet
+// must fit MaxFragments pieces.
 func (n *Node) burstTunnel(now time.Time, pkt []byte, frame int) *tunnel {
 	if n.opts.NoBursts || srcOf(pkt) != n.addr {
 		return nil
 	}
 	dst := dstOf(pkt)
-	if e, ok := n.fib.Load().byAddr[dst]; !ok || e.direct {
-		return nil
-	}
-	v, ok := n.e2eByDst.Load(dst)
+	e, ok := n.fib.Load().byAddr[dst]
 	if !ok {
 		return nil
 	}
-	t := v.(*tunnel)
+	t := e.nextHop
+	if !e.direct {
+		v, ok := n.e2eByDst.Load(dst)
+		if !ok {
+			return nil
+		}
+		t = v.(*tunnel)
+	}
 	if now.UnixNano() < t.burstOffUntil.Load() ||
 		session.Pieces(frame+session.MinPacketSize, n.pieceSize) > session.MaxFragments {
 		return nil
@@ -115,7 +121,8 @@ func (n *Node) burstTunnel(now time.Time, pkt []byte, frame int) *tunnel {
 }
 
 // sendBurst seals the frame in r (virtio-net header and TCP burst) in place as one burst packet under
-// the end-to-end session t and queues its pieces as fragment transit packets to e's next hop.
+// the session t (end to end, or the next hop's link) and queues its pieces as fragment transit
+// packets to e's next hop.
 func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, h vnet.Header, size int) {
 	start := rawHeadroom - session.HeaderSize
 	sealed, err := t.sess.SealBurst(r.buf[start:start], r.buf[rawHeadroom:rawHeadroom+size], now)
@@ -137,7 +144,9 @@ func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *r
 			return // counted; the rest of the burst is useless
 		}
 	}
-	e.nextHop.transitOut.Add(uint64(k))
+	if !e.direct {
+		e.nextHop.transitOut.Add(uint64(k))
+	}
 	n.stats.burstsSent.Add(1)
 	n.stats.sent.Add(uint64(vnet.Segments(h, r.buf[rawHeadroom+vnet.HeaderLen:rawHeadroom+size]) - 1))
 }
@@ -153,16 +162,18 @@ type bursts struct {
 	sizes []int
 }
 
-// handleFragment collects a piece of a burst packet addressed to us, which arrived in a fragment
-// transit packet (inner: the piece with its prefix), and delivers the burst when it is whole.
-func (n *Node) handleFragment(now time.Time, inner []byte, rx *rxBatch) {
+// handleFragment collects a piece of a burst packet addressed to us, which arrived over the link via
+// in a fragment transit packet from src (inner: the piece with its prefix), and delivers the burst
+// when it is whole. The burst is sealed in our end-to-end session with src, or, from a neighbour, in
+// the session of the link it came over.
+func (n *Node) handleFragment(now time.Time, via *tunnel, src netip.Addr, inner []byte, rx *rxBatch) {
 	f, piece, err := session.ParseFragment(inner)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
 	t := n.idx.lookup(f.Burst.Receiver)
-	if t == nil || t.kind != kindE2E {
+	if t == nil || (t.kind == kindLink && t != via) || t.addr != src {
 		n.stats.dropNoSession.Add(1)
 		return
 	}
@@ -285,7 +296,7 @@ func (b *bursts) carve(k, size int) ([][]byte, bool) {
 func (n *Node) burstLost(now time.Time, d session.Dropped) {
 	n.stats.burstsLost.Add(1)
 	t := n.idx.lookup(d.Receiver)
-	if t == nil || t.kind != kindE2E {
+	if t == nil {
 		return
 	}
 	last := t.lastLossReport.Load()
@@ -293,6 +304,10 @@ func (n *Node) burstLost(now time.Time, d session.Dropped) {
 		return
 	}
 	n.log.Debug("burst lost; asking the sender to split", "peer", t.peer().Name, "why", d.Why)
+	if t.kind == kindLink {
+		n.sendFrame(now, t, []byte{byte(overlay.TypeBurstLost)})
+		return
+	}
 	if err := n.sendE2E(now, t, []byte{ctlBurstLost}); err != nil {
 		n.log.Debug("burst loss report not sent", "peer", t.peer().Name, "err", err)
 	}
@@ -318,7 +333,17 @@ func (n *Node) expireBursts(now time.Time) {
 
 // handleControl acts on an end-to-end control message from peer t.
 func (n *Node) handleControl(now time.Time, t *tunnel, msg []byte) {
-	if len(msg) != 1 || msg[0] != ctlBurstLost {
+	if msg[0] != ctlBurstLost {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	n.burstLossReported(now, t, msg[1:])
+}
+
+// burstLossReported takes a loss report from the peer of t (end-to-end, or a neighbour's link frame);
+// both have an empty body.
+func (n *Node) burstLossReported(now time.Time, t *tunnel, body []byte) {
+	if len(body) != 0 {
 		n.stats.dropMalformed.Add(1)
 		return
 	}

@@ -421,6 +421,12 @@ func TestNetnsChain(t *testing.T) {
 			t.Errorf("%s sent or delivered no TCP burst whole", l.nodes[i].name)
 		}
 	}
+	// Between neighbours, bursts travel in the link session.
+	before := l.status(1).Stats.BurstsDelivered
+	t.Logf("TCP n1 -> n2 (neighbours): %s", l.transfer(0, 1, 1<<20))
+	if l.status(1).Stats.BurstsDelivered == before {
+		t.Error("n2 received no TCP burst whole from its neighbour n1")
+	}
 }
 
 // TestNetnsBurstLoss: with 1 % of the datagrams the relay receives dropped, a lost piece loses a whole
@@ -469,6 +475,14 @@ func TestNetnsBurstLoss(t *testing.T) {
 	}
 	if lost == 0 || backoffs == 0 {
 		t.Errorf("%d bursts lost and %d back-offs: the loss was not noticed", lost, backoffs)
+	}
+	// Between neighbours the report is a link frame.
+	backoffs = l.status(0).Stats.BurstBackoffs
+	t.Logf("TCP n1 -> n2 (neighbours) with 1%% loss at n2: %s", l.transfer(0, 1, 2<<20))
+	s0, s1 := l.status(0).Stats, l.status(1).Stats
+	t.Logf("n2: bursts delivered %d, lost %d; n1: back-offs %d", s1.BurstsDelivered, s1.BurstsLost, s0.BurstBackoffs)
+	if s1.BurstsLost == 0 || s0.BurstBackoffs == backoffs {
+		t.Error("a burst lost between neighbours was not reported to the sender")
 	}
 }
 

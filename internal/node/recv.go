@@ -106,7 +106,7 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 	}
 	if rh.Dst == n.addr {
 		if pkt[0] == session.TypeFragment {
-			n.handleFragment(now, inner, rx)
+			n.handleFragment(now, t, rh.Src, inner, rx)
 		} else {
 			n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
 		}
@@ -215,6 +215,8 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 		n.mu.Lock()
 		n.handleCRLLocked(now, frame[1:], t)
 		n.mu.Unlock()
+	case overlay.TypeBurstLost:
+		n.burstLossReported(now, t, frame[1:])
 	}
 }
 

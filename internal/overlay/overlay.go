@@ -25,6 +25,7 @@ const (
 	TypeProbe     Type = 4 // link measurement request
 	TypeProbeAck  Type = 5 // link measurement reply
 	TypeCRL       Type = 6 // a revocation list being spread over the mesh
+	TypeBurstLost Type = 7 // a burst the neighbour sent us whole was lost: split them for a while
 )
 
 func (t Type) String() string {
@@ -41,6 +42,8 @@ func (t Type) String() string {
 		return "probe-ack"
 	case TypeCRL:
 		return "crl"
+	case TypeBurstLost:
+		return "burst-lost"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -70,7 +73,7 @@ func FrameType(frame []byte) (Type, error) {
 		return 0, ErrEmpty
 	}
 	t := Type(frame[0])
-	if t < TypeDirect || t > TypeCRL {
+	if t < TypeDirect || t > TypeBurstLost {
 		return 0, ErrUnknownType
 	}
 	return t, nil
