@@ -12,9 +12,10 @@ import (
 )
 
 // Bursts (docs/transport.md, "Bursts"). A kernel TUN hands the node whole TCP bursts of up to 64 KiB
-// with a virtio-net header. For a destination beyond a neighbour, the device loop seals the burst
-// once end to end (a burst packet) and cuts the sealed packet into pieces, each of which travels as a
-// fragment transit packet: relays treat them like any transit packet. The destination collects the
+// with a virtio-net header. The device loop seals such a burst once (a burst packet: end to end for a
+// destination beyond a neighbour, in the link session for a neighbour) and cuts the sealed packet
+// into pieces, each of which travels as a fragment transit packet: relays treat them like any transit
+// packet. The destination collects the
 // pieces in a fixed pool (session.Reassembler), opens the burst once, checks its header and hands it
 // to its own kernel TUN in one write, or splits it in software for a userspace stack. Everything
 // else read from the device is split in software (internal/vnet) and sent packet by packet.
@@ -92,8 +93,8 @@ func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, size int) {
 	}
 }
 
-// burstTunnel returns the session a TCP burst pkt (frame bytes with its virtio-net header) can travel
-// whole in, or nil: the link session for a neighbour, else the end-to-end session, which must have
+// burstTunnel returns the session a TCP burst pkt (frame bytes long with its virtio-net header) can
+// travel whole in, or nil: the link session for a neighbour, else the end-to-end session, which must have
 // keys. Bursts must be on, the peer must have reported no lost burst lately, and the burst packet
 // must fit MaxFragments pieces.
 func (n *Node) burstTunnel(now time.Time, pkt []byte, frame int) *tunnel {
