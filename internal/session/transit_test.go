@@ -167,9 +167,9 @@ func TestTransitNoAllocs(t *testing.T) {
 	}
 }
 
-// FuzzOpenTransit: OpenTransit never panics and accepts only the genuine transit packets, each with
-// its own head (a changed inner ciphertext is the one documented exception: the link binds only the
-// inner packet's header and tag).
+// FuzzOpenTransit: OpenTransit never panics and accepts only the genuine transit and fragment transit
+// packets, each with its own head (a changed inner ciphertext or piece is the one documented
+// exception: the link binds only the inner packet's header and tag, or the piece's prefix and length).
 func FuzzOpenTransit(f *testing.F) {
 	ka, kb := mirrorKeys(9, 0x41, 0x42)
 	sender := New(Config{}, t0)
@@ -197,6 +197,28 @@ func FuzzOpenTransit(f *testing.F) {
 		flipped[len(p)/3] ^= 1
 		f.Add(flipped)
 	}
+	// Fragment transit packets: the link binds the piece's prefix and length, not its bytes.
+	type genuineFragment struct {
+		head, prefix []byte
+		n            int
+	}
+	var frags []genuineFragment
+	burst, err := e2eA.SealBurst(nil, []byte("a burst of some length, cut in pieces"), t0)
+	if err != nil {
+		f.Fatal(err)
+	}
+	bh, _ := ParseBurstHeader(burst)
+	for i := range Pieces(len(burst), 24) {
+		fr, end := Cut(bh, len(burst), 24, i)
+		head := bytes.Repeat([]byte{byte(0x80 + i)}, headSize)
+		p, err := sender.SealFragment(nil, head, fr, burst[fr.Offset:end], t0)
+		if err != nil {
+			f.Fatal(err)
+		}
+		inner := p[TransitOverhead+headSize:]
+		frags = append(frags, genuineFragment{head, bytes.Clone(inner[:FragmentPrefixSize]), len(inner)})
+		f.Add(p)
+	}
 	f.Add(make([]byte, 120))
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		kb := kb
@@ -207,6 +229,14 @@ func FuzzOpenTransit(f *testing.F) {
 		head, inner, err := s.OpenTransit(bytes.Clone(pkt), headSize, t0)
 		if err != nil {
 			return
+		}
+		if pkt[0] == TypeFragment {
+			for _, g := range frags {
+				if bytes.Equal(head, g.head) && len(inner) == g.n && bytes.Equal(inner[:FragmentPrefixSize], g.prefix) {
+					return
+				}
+			}
+			t.Fatalf("accepted a fragment transit packet that was never sealed: % x", pkt)
 		}
 		for _, g := range all {
 			n := len(g.inner)
