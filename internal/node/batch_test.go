@@ -139,15 +139,20 @@ func benchChain(b testing.TB, count int, withDev ...int) ([]*Node, []*nullTun) {
 // udpPacket writes an IPv6/UDP packet of size bytes from src to dst into p.
 func udpPacket(p []byte, src, dst netip.Addr) {
 	clear(p)
-	p[0] = 0x60
-	binary.BigEndian.PutUint16(p[4:], uint16(len(p)-ipv6HeaderLen))
-	p[6], p[7] = 17, 64
-	s, d := src.As16(), dst.As16()
-	copy(p[8:], s[:])
-	copy(p[24:], d[:])
+	putIPv6Header(p, 17, src, dst)
 	binary.BigEndian.PutUint16(p[40:], 40000)
 	binary.BigEndian.PutUint16(p[42:], 5201)
 	binary.BigEndian.PutUint16(p[44:], uint16(len(p)-ipv6HeaderLen))
+}
+
+// putIPv6Header writes an IPv6 header for the packet p (its whole length) with next header proto.
+func putIPv6Header(p []byte, proto byte, src, dst netip.Addr) {
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(len(p)-ipv6HeaderLen))
+	p[6], p[7] = proto, 64
+	s, d := src.As16(), dst.As16()
+	copy(p[8:], s[:])
+	copy(p[24:], d[:])
 }
 
 const benchPacket = 1372 // the bench/ overlay MTU

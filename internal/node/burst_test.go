@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/netdev"
-	"x0tta6bl4/internal/overlay"
 	"x0tta6bl4/internal/session"
 	"x0tta6bl4/internal/vnet"
 )
@@ -53,12 +52,7 @@ func tcpBurst(src, dst netip.Addr, segments, size int) []byte {
 	vnet.Header{Flags: vnet.FlagNeedsCsum, GSOType: vnet.GSOTCPv6, HdrLen: ipv6HeaderLen + tcpLen,
 		GSOSize: uint16(size), CsumStart: ipv6HeaderLen, CsumOffset: 16}.Put(pkt)
 	p := pkt[vnet.HeaderLen:]
-	p[0] = 0x60
-	binary.BigEndian.PutUint16(p[4:], uint16(len(p)-ipv6HeaderLen))
-	p[6], p[7] = 6, 64
-	s, d := src.As16(), dst.As16()
-	copy(p[8:], s[:])
-	copy(p[24:], d[:])
+	putIPv6Header(p, 6, src, dst)
 	tcp := p[ipv6HeaderLen:]
 	binary.BigEndian.PutUint16(tcp[0:], 40000)
 	binary.BigEndian.PutUint16(tcp[2:], 5201)
@@ -76,13 +70,7 @@ func tcpBurst(src, dst netip.Addr, segments, size int) []byte {
 func TestBurstThroughRelay(t *testing.T) {
 	nodes, devs, _ := relayedChain(t)
 	a, relay, c := nodes[0], nodes[1], nodes[2]
-	v, ok := a.e2eByDst.Load(c.Addr())
-	if !ok {
-		t.Fatal("no end-to-end session")
-	}
-	e2e := v.(*tunnel)
-	link := a.fib.Load().byAddr[c.Addr()].nextHop
-	head := overlay.AppendRouted(nil, overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: a.Addr(), Dst: c.Addr()})
+	e2e, link, head := e2eParts(t, a, c)
 	const segments = 40
 	fragments := func() [][]byte {
 		t.Helper()

@@ -27,6 +27,18 @@ func relayedChain(t *testing.T) ([]*Node, []*nullTun, []byte) {
 	return nodes, devs, pkt
 }
 
+// e2eParts returns what a sends to c through the relay with: the end-to-end session, the link to the
+// relay, and the routed header.
+func e2eParts(t *testing.T, a, c *Node) (e2e, link *tunnel, head []byte) {
+	t.Helper()
+	v, ok := a.e2eByDst.Load(c.Addr())
+	if !ok {
+		t.Fatal("no end-to-end session")
+	}
+	head = overlay.AppendRouted(nil, overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: a.Addr(), Dst: c.Addr()})
+	return v.(*tunnel), a.fib.Load().byAddr[c.Addr()].nextHop, head
+}
+
 // TestTransitRelay checks what a relay does with transit packets (docs/transport.md): a genuine one is
 // relayed and delivered; a changed routed header is refused by the relay; a changed end-to-end
 // ciphertext is relayed and refused by the destination; an end-to-end data packet inside a full link
@@ -34,14 +46,8 @@ func relayedChain(t *testing.T) ([]*Node, []*nullTun, []byte) {
 func TestTransitRelay(t *testing.T) {
 	nodes, devs, pkt := relayedChain(t)
 	a, relay, c := nodes[0], nodes[1], nodes[2]
-	v, ok := a.e2eByDst.Load(c.Addr())
-	if !ok {
-		t.Fatal("no end-to-end session")
-	}
-	e2e := v.(*tunnel)
-	link := a.fib.Load().byAddr[c.Addr()].nextHop
+	e2e, link, head := e2eParts(t, a, c)
 	from := a.UDPAddr()
-	head := overlay.AppendRouted(nil, overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: a.Addr(), Dst: c.Addr()})
 
 	transit := func() []byte {
 		t.Helper()

@@ -106,26 +106,24 @@ type DataHeader struct {
 // ParseDataHeader validates the framing of a whole data packet and decodes its header. It checks
 // length bounds, type, reserved bytes and the counter limit; it does no cryptography.
 func ParseDataHeader(packet []byte) (DataHeader, error) {
-	switch {
-	case len(packet) < MinPacketSize:
-		return DataHeader{}, errShort
-	case len(packet) > MaxPacketSize:
-		return DataHeader{}, errLong
-	case packet[0] != TypeData:
-		return DataHeader{}, errType
-	}
-	return parseHeader(packet)
+	return parseSealed(packet, TypeData, errType)
 }
 
 // ParseBurstHeader is ParseDataHeader for a burst packet (type 6).
 func ParseBurstHeader(packet []byte) (DataHeader, error) {
+	return parseSealed(packet, TypeBurst, errBurst)
+}
+
+// parseSealed checks the framing of a whole packet of type typ (one sealed plaintext: data or burst)
+// and decodes its header; errWrongType is its error for another type.
+func parseSealed(packet []byte, typ byte, errWrongType error) (DataHeader, error) {
 	switch {
 	case len(packet) < MinPacketSize:
 		return DataHeader{}, errShort
 	case len(packet) > MaxPacketSize:
 		return DataHeader{}, errLong
-	case packet[0] != TypeBurst:
-		return DataHeader{}, errBurst
+	case packet[0] != typ:
+		return DataHeader{}, errWrongType
 	}
 	return parseHeader(packet)
 }
