@@ -117,8 +117,8 @@ func TestBurstThroughRelay(t *testing.T) {
 	if c.stats.burstsLost.Load() != 1 || a.stats.burstBackoffs.Load() != 1 || time.Now().UnixNano() >= e2e.burstOffUntil.Load() {
 		t.Fatalf("lost %d, back-offs %d: the sender was not told to split", c.stats.burstsLost.Load(), a.stats.burstBackoffs.Load())
 	}
-	if devs[2].delivered() != delivered+segments {
-		t.Fatal("an incomplete burst delivered packets")
+	if c.stats.burstsDelivered.Load() != 1 {
+		t.Fatal("an incomplete burst was delivered")
 	}
 }
 

@@ -91,7 +91,8 @@ func TestTransitRelay(t *testing.T) {
 	if link.transitOut.Load() == 0 {
 		t.Error("a's link to the relay counted no transit packets handed over")
 	}
-	if in := c.fib.Load().byAddr[a.Addr()].nextHop.transitIn.Load(); in == 0 {
+	// (c's link to the relay, found by the relay's address: c may not have a route back to a yet.)
+	if in := c.fib.Load().byAddr[relay.Addr()].nextHop.transitIn.Load(); in == 0 {
 		t.Error("c's link to the relay counted no packets relayed by it")
 	}
 	if out := relay.fib.Load().byAddr[c.Addr()].nextHop.transitOut.Load(); out != 0 {
