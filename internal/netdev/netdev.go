@@ -38,6 +38,7 @@ type Device struct {
 	Name string
 
 	raw *os.File // the kernel TUN's file when it uses virtio-net headers (Raw)
+	now nowReader
 }
 
 var errNotRaw = errors.New("netdev: the device does not exchange packets with virtio-net headers")

@@ -53,6 +53,51 @@ func (d *Device) ReadRaw(buf []byte) (int, error) {
 	return n, err
 }
 
+// ReadRawNow is ReadRaw without waiting: it returns 0 and no error when the kernel has no packet
+// queued. A reader uses it to take what is already waiting after a ReadRaw, so that small packets
+// leave in batches. Like ReadRaw it belongs to one reading goroutine.
+func (d *Device) ReadRawNow(buf []byte) (int, error) {
+	if d.raw == nil {
+		return 0, errNotRaw
+	}
+	r := &d.now
+	if r.conn == nil {
+		sc, err := d.raw.SyscallConn()
+		if err != nil {
+			return 0, os.ErrClosed
+		}
+		r.conn, r.attempt = sc, r.readOnce // made once: a fresh closure per call would allocate
+	}
+	r.buf = buf
+	err := r.conn.Read(r.attempt)
+	r.buf = nil
+	switch {
+	case err != nil, errors.Is(r.err, syscall.EBADFD):
+		return 0, os.ErrClosed
+	case errors.Is(r.err, unix.EAGAIN):
+		return 0, nil
+	case r.err != nil:
+		return 0, fmt.Errorf("TUN read: %w", r.err)
+	}
+	return r.n, nil
+}
+
+// nowReader is ReadRawNow's state.
+type nowReader struct {
+	conn    syscall.RawConn
+	attempt func(fd uintptr) bool
+	buf     []byte
+	n       int
+	err     error
+}
+
+// readOnce makes one read(2) on the TUN's file, which is non-blocking (the tun package hands it to
+// Go's poller); returning true tells the poller not to wait.
+func (r *nowReader) readOnce(fd uintptr) bool {
+	r.n, r.err = unix.Read(int(fd), r.buf)
+	return true
+}
+
 // WriteRaw writes one packet with its virtio-net header in front, which the kernel takes as it is: a
 // whole TCP burst is one write. The header must have passed vnet.Header.Check. Only for a device
 // with Raw.

@@ -40,30 +40,64 @@ const (
 	ctlBurstLost = 0x01
 )
 
-// rawReader is the device loop's state for a device read with virtio-net headers.
+// rawReader is the device loop's state for device reads with virtio-net headers. One blocking read is
+// followed by reads of what is already queued (at most readAhead frames in all), so that runs of
+// small packets, such as ACKs or UDP datagrams, leave in one UDP_SEGMENT send.
 type rawReader struct {
-	buf   []byte   // rawHeadroom, then the frame as read, then room for the burst packet's tag
-	segs  [][]byte // segments of a frame split in software, each with txHeadroom in front
-	sizes []int
-	head  []byte // routed header of the fragments of a burst
+	// arena holds the frames of one batch back to back, each with rawHeadroom before it and room for
+	// the burst packet's tag after it, so that a burst can be sealed in place.
+	arena  []byte
+	frames []rawFrame
+	segs   [][]byte // segments of a frame split in software, each with txHeadroom in front
+	sizes  []int
+	head   []byte // routed header of the fragments of a burst
 }
+
+// rawFrame is a frame read into the arena: its room starts at off, the frame at off+rawHeadroom.
+type rawFrame struct{ off, size int }
+
+const (
+	readAhead = 32
+	// rawSlot is the room a read needs: a frame can be a 64 KiB burst.
+	rawSlot = rawHeadroom + vnet.HeaderLen + netdev.MaxPacket + session.TagSize
+)
 
 func newRawReader(segs [][]byte, sizes []int) *rawReader {
 	return &rawReader{
-		buf:  make([]byte, rawHeadroom+vnet.HeaderLen+netdev.MaxPacket+session.TagSize),
+		arena: make([]byte, 2*rawSlot), frames: make([]rawFrame, 0, readAhead),
 		segs: segs, sizes: sizes, head: make([]byte, 0, overlay.RoutedHeaderSize),
 	}
 }
 
-// frameRoom is where a raw read goes.
-func (r *rawReader) frameRoom() []byte {
-	return r.buf[rawHeadroom : rawHeadroom+vnet.HeaderLen+netdev.MaxPacket]
+// room is where a read into the arena at off goes.
+func (r *rawReader) room(off int) []byte {
+	return r.arena[off+rawHeadroom : off+rawHeadroom+vnet.HeaderLen+netdev.MaxPacket]
 }
 
-// sendRaw sends the frame of size bytes that a raw device read left in r: a burst whole when it can,
-// else packet by packet.
-func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, size int) {
-	frame := r.buf[rawHeadroom : rawHeadroom+size]
+// read waits for a frame, then takes what else is queued while the arena has room for a whole burst.
+// An error of a read that does not wait ends the batch; the next waiting read reports it.
+func (r *rawReader) read(d *netdev.Device) error {
+	r.frames = r.frames[:0]
+	k, err := d.ReadRaw(r.room(0))
+	if err != nil {
+		return err
+	}
+	for off := 0; ; {
+		r.frames = append(r.frames, rawFrame{off, k})
+		off += (rawHeadroom + k + session.TagSize + 7) &^ 7
+		if len(r.frames) == readAhead || len(r.arena)-off < rawSlot {
+			return nil
+		}
+		if k, err = d.ReadRawNow(r.room(off)); err != nil || k == 0 {
+			return nil
+		}
+	}
+}
+
+// sendRaw sends a frame of size bytes read into buf after rawHeadroom (buf reaches at least TagSize
+// past the frame): a burst whole when it can, else packet by packet.
+func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, buf []byte, size int) {
+	frame := buf[rawHeadroom : rawHeadroom+size]
 	h, err := vnet.ParseHeader(frame)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
@@ -77,7 +111,7 @@ func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, size int) {
 	if h.GSOType == vnet.GSOTCPv6 && h.Check(pkt) == nil {
 		if t := n.burstTunnel(now, pkt, len(frame)); t != nil {
 			if e, ok := n.route(now, pkt); ok {
-				n.sendBurst(now, tx, e, t, r, h, size)
+				n.sendBurst(now, tx, e, t, r, buf, h, size)
 			}
 			return
 		}
@@ -121,12 +155,12 @@ func (n *Node) burstTunnel(now time.Time, pkt []byte, frame int) *tunnel {
 	return t
 }
 
-// sendBurst seals the frame in r (virtio-net header and TCP burst) in place as one burst packet under
-// the session t (end to end, or the next hop's link) and queues its pieces as fragment transit
-// packets to e's next hop.
-func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, h vnet.Header, size int) {
+// sendBurst seals the frame in buf (virtio-net header and TCP burst, after rawHeadroom) in place as
+// one burst packet under the session t (end to end, or the next hop's link) and queues its pieces as
+// fragment transit packets to e's next hop.
+func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, buf []byte, h vnet.Header, size int) {
 	start := rawHeadroom - session.HeaderSize
-	sealed, err := t.sess.SealBurst(r.buf[start:start], r.buf[rawHeadroom:rawHeadroom+size], now)
+	sealed, err := t.sess.SealBurst(buf[start:start], buf[rawHeadroom:rawHeadroom+size], now)
 	if err != nil {
 		n.stats.dropNoSession.Add(1)
 		return
@@ -149,7 +183,7 @@ func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *r
 		e.nextHop.transitOut.Add(uint64(k))
 	}
 	n.stats.burstsSent.Add(1)
-	n.stats.sent.Add(uint64(vnet.Segments(h, r.buf[rawHeadroom+vnet.HeaderLen:rawHeadroom+size]) - 1))
+	n.stats.sent.Add(uint64(vnet.Segments(h, buf[rawHeadroom+vnet.HeaderLen:rawHeadroom+size]) - 1))
 }
 
 // bursts is the destination's reassembly state. Pieces arrive on the receive loop; the timer expires

@@ -144,9 +144,9 @@ func BenchmarkSendBurstEndToEnd(b *testing.B) {
 	r := newRawReader(bufs, make([]int, devBatch))
 	tx := newTxBatch(a)
 	send := func() {
-		copy(r.frameRoom(), frame) // sealing in place consumed the last one
+		copy(r.room(0), frame) // sealing in place consumed the last one
 		now := time.Now()
-		a.sendRaw(now, tx, r, len(frame))
+		a.sendRaw(now, tx, r, r.arena, len(frame))
 		tx.flush(now)
 	}
 	before := devs[2].delivered()

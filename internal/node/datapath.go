@@ -39,7 +39,7 @@ func (n *Node) deviceLoop() {
 		var k int
 		var err error
 		if raw != nil {
-			k, err = n.dev.ReadRaw(raw.frameRoom())
+			err = raw.read(n.dev)
 		} else {
 			k, err = n.dev.Read(bufs, sizes, txHeadroom)
 		}
@@ -56,7 +56,9 @@ func (n *Node) deviceLoop() {
 		}
 		now := time.Now()
 		if raw != nil {
-			n.sendRaw(now, tx, raw, k)
+			for _, f := range raw.frames {
+				n.sendRaw(now, tx, raw, raw.arena[f.off:], f.size)
+			}
 		} else {
 			for i := range k {
 				n.sendBuffered(now, tx, bufs[i], sizes[i])
