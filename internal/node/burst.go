@@ -20,9 +20,11 @@ import (
 // to its own kernel TUN in one write, or splits it in software for a userspace stack. Everything
 // else read from the device is split in software (internal/vnet) and sent packet by packet.
 //
-// One lost piece loses the whole burst, so the destination reports every burst it gave up on, and
-// the sender then splits its bursts to that destination for a while (burstBackoffMin, doubling up
-// to burstBackoffMax while losses go on).
+// A sender uses bursts to a peer only while a recent burst probe (an empty burst packet) came back
+// answered: that proves the peer and every relay on the path handle them (burstConfirmFor). One
+// lost piece loses the whole burst, so the destination reports every burst it gave up on, and the
+// sender then splits its bursts to that destination for a while (burstBackoffMin, doubling up to
+// burstBackoffMax while losses go on).
 
 const (
 	// rawHeadroom is the room the device loop leaves before each raw read: the burst packet's header,
@@ -34,10 +36,17 @@ const (
 	burstBackoffMax = 64 * time.Second
 	// burstLossReportEvery is the least time between two loss reports to one sender.
 	burstLossReportEvery = 100 * time.Millisecond
+	// burstConfirmFor is how long an answered burst probe lets a sender use bursts to a peer; while it
+	// uses them it probes again once burstReprobeAfter has passed, and at most every burstProbeEvery.
+	burstConfirmFor   = 30 * time.Second
+	burstReprobeAfter = 10 * time.Second
+	burstProbeEvery   = time.Second
 	// ctlBurstLost is the end-to-end control message "a burst of yours was lost; send segments". An
 	// end-to-end plaintext whose first byte's high nibble is 0 is a control message, never an IPv6
 	// packet.
 	ctlBurstLost = 0x01
+	// ctlBurstOK is the end-to-end control message "your burst probe arrived".
+	ctlBurstOK = 0x02
 )
 
 // rawReader is the device loop's state for device reads with virtio-net headers. One blocking read is
@@ -152,7 +161,39 @@ func (n *Node) burstTunnel(now time.Time, pkt []byte, frame int) *tunnel {
 		session.Pieces(frame+session.MinPacketSize, n.pieceSize) > session.MaxFragments {
 		return nil
 	}
+	confirmed := t.burstConfirmedUntil.Load()
+	if confirmed-now.UnixNano() < int64(burstConfirmFor-burstReprobeAfter) {
+		n.probeBursts(now, t, e)
+	}
+	if now.UnixNano() >= confirmed {
+		return nil
+	}
 	return t
+}
+
+// probeBursts sends t's peer a burst probe, an empty burst packet in one fragment transit packet, at
+// most every burstProbeEvery. A peer and path that carry bursts answer it (burstProbeAnswered).
+func (n *Node) probeBursts(now time.Time, t *tunnel, e fibEntry) {
+	last := t.lastBurstProbe.Load()
+	if now.UnixNano()-last < int64(burstProbeEvery) || !t.lastBurstProbe.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	probe, err := t.sess.SealBurst(make([]byte, 0, session.MinPacketSize), nil, now)
+	if err != nil {
+		return
+	}
+	bh, err := session.ParseBurstHeader(probe)
+	if err != nil {
+		return
+	}
+	f := session.Fragment{Burst: bh, Total: len(probe), Count: 1}
+	head := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize),
+		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
+	pkt, err := e.nextHop.sess.SealFragment(nil, head, f, probe, now)
+	if err != nil {
+		return
+	}
+	n.writeUDP(pkt, e.nextHop.remoteAddr(), e.nextHop, now)
 }
 
 // sendBurst seals the frame in buf (virtio-net header and TCP burst, after rawHeadroom) in place as
@@ -216,6 +257,7 @@ func (n *Node) handleFragment(now time.Time, via *tunnel, src netip.Addr, inner 
 		n.stats.dropAuth.Add(1) // a replayed or expired burst
 		return
 	}
+	var answer bool
 	b := &n.bursts
 	b.mu.Lock()
 	packet, dropped, err := b.reasm.Add(now, f, piece)
@@ -226,9 +268,14 @@ func (n *Node) handleFragment(now time.Time, via *tunnel, src netip.Addr, inner 
 	}
 	if packet != nil {
 		// The packet lives in the reassembly pool until the next piece: open and deliver it now.
-		if plain, err := t.sess.OpenBurst(packet, now); err != nil {
+		plain, err := t.sess.OpenBurst(packet, now)
+		switch {
+		case err != nil:
 			n.stats.dropAuth.Add(1)
-		} else {
+		case len(plain) == 0: // a burst probe
+			t.heard(now)
+			answer = true
+		default:
 			t.heard(now)
 			n.deliverBurst(now, t, plain, rx)
 		}
@@ -237,6 +284,30 @@ func (n *Node) handleFragment(now time.Time, via *tunnel, src netip.Addr, inner 
 	if dropped.Why != session.LossNone {
 		n.burstLost(now, dropped)
 	}
+	if answer {
+		n.answerBurstProbe(now, t)
+	}
+}
+
+// answerBurstProbe tells the peer of t that its burst probe arrived: bursts work on the path.
+func (n *Node) answerBurstProbe(now time.Time, t *tunnel) {
+	if t.kind == kindLink {
+		n.sendFrame(now, t, []byte{byte(overlay.TypeBurstOK)})
+		return
+	}
+	if err := n.sendE2E(now, t, []byte{ctlBurstOK}); err != nil {
+		n.log.Debug("burst probe not answered", "peer", t.peer().Name, "err", err)
+	}
+}
+
+// burstProbeAnswered takes the answer to our burst probe from the peer of t: bursts may go to it
+// for burstConfirmFor.
+func (n *Node) burstProbeAnswered(now time.Time, t *tunnel, body []byte) {
+	if len(body) != 0 {
+		n.stats.dropMalformed.Add(1)
+		return
+	}
+	t.burstConfirmedUntil.Store(now.Add(burstConfirmFor).UnixNano())
 }
 
 // deliverBurst hands a burst from peer t (virtio-net header and TCP burst) to the host, after the
@@ -368,11 +439,14 @@ func (n *Node) expireBursts(now time.Time) {
 
 // handleControl acts on an end-to-end control message from peer t.
 func (n *Node) handleControl(now time.Time, t *tunnel, msg []byte) {
-	if msg[0] != ctlBurstLost {
+	switch msg[0] {
+	case ctlBurstLost:
+		n.burstLossReported(now, t, msg[1:])
+	case ctlBurstOK:
+		n.burstProbeAnswered(now, t, msg[1:])
+	default:
 		n.stats.dropMalformed.Add(1)
-		return
 	}
-	n.burstLossReported(now, t, msg[1:])
 }
 
 // burstLossReported takes a loss report from the peer of t (end-to-end, or a neighbour's link frame);

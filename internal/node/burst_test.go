@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,12 +150,17 @@ func BenchmarkSendBurstEndToEnd(b *testing.B) {
 		a.sendRaw(now, tx, r, r.arena, len(frame))
 		tx.flush(now)
 	}
-	before := devs[2].delivered()
-	send() // the destination allocates its reassembly pool and split arena on the first burst
-	if !devs[2].wait(before+segments, 5*time.Second) {
-		b.Fatal("the first burst did not arrive")
+	// Until c answers a's burst probe the bursts are split; then the first whole one makes c
+	// allocate its reassembly pool and split arena.
+	deadline = time.Now().Add(5 * time.Second)
+	for a.stats.burstsSent.Load() == 0 && time.Now().Before(deadline) {
+		send()
+		time.Sleep(time.Millisecond)
 	}
-	before = devs[2].delivered()
+	if c.stats.burstsDelivered.Load() == 0 && !waitFor(&c.stats.burstsDelivered, 5*time.Second) {
+		b.Fatal("no burst arrived whole")
+	}
+	before := devs[2].delivered()
 	b.SetBytes(segments * size)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -162,7 +168,44 @@ func BenchmarkSendBurstEndToEnd(b *testing.B) {
 		send()
 	}
 	b.StopTimer()
-	if a.stats.burstsSent.Load() == 0 || !devs[2].wait(before+segments, 5*time.Second) {
-		b.Fatal("no burst went whole, or none arrived")
+	if !devs[2].wait(before+segments, 5*time.Second) {
+		b.Fatal("no burst arrived")
 	}
+}
+
+// TestBurstProbe: a sender uses bursts to a peer only after the peer answered a burst probe through
+// the path, and stops when that answer is older than burstConfirmFor and no new one came.
+func TestBurstProbe(t *testing.T) {
+	nodes, _, _ := relayedChain(t)
+	a, c := nodes[0], nodes[2]
+	e2e, _, _ := e2eParts(t, a, c)
+	frame := tcpBurst(a.Addr(), c.Addr(), 10, 1200)
+	pkt := frame[vnet.HeaderLen:]
+	now := time.Now()
+	if a.burstTunnel(now, pkt, len(frame)) != nil {
+		t.Fatal("bursts before any probe was answered")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e2e.burstConfirmedUntil.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	now = time.Now()
+	if got := a.burstTunnel(now, pkt, len(frame)); got != e2e {
+		t.Fatalf("no bursts after the probe was answered (confirmed until %v)", time.Unix(0, e2e.burstConfirmedUntil.Load()))
+	}
+	probed := e2e.lastBurstProbe.Load()
+	if later := now.Add(burstConfirmFor); a.burstTunnel(later, pkt, len(frame)) != nil {
+		t.Fatal("bursts on an answer older than burstConfirmFor")
+	} else if e2e.lastBurstProbe.Load() == probed {
+		t.Fatal("a lapsed confirmation sent no new probe")
+	}
+}
+
+// waitFor polls c until it is not zero, for at most within.
+func waitFor(c *atomic.Uint64, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for c.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	return c.Load() != 0
 }

@@ -217,6 +217,8 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 		n.mu.Unlock()
 	case overlay.TypeBurstLost:
 		n.burstLossReported(now, t, frame[1:])
+	case overlay.TypeBurstOK:
+		n.burstProbeAnswered(now, t, frame[1:])
 	}
 }
 

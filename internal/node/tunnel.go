@@ -38,10 +38,13 @@ type tunnel struct {
 	transitOut, transitIn atomic.Uint64
 
 	// End-to-end bursts (burst.go).
-	burstOffUntil  atomic.Int64  // Unix nanoseconds until which bursts to the peer are split
-	lastLossReport atomic.Int64  // Unix nanoseconds of our last loss report to the peer
-	burstMu        sync.Mutex    // guards burstBackoff
-	burstBackoff   time.Duration // the last back-off
+	burstOffUntil atomic.Int64 // Unix nanoseconds until which bursts to the peer are split
+	// Unix nanoseconds until which the last answered burst probe lets bursts go to the peer, and of
+	// the last probe sent.
+	burstConfirmedUntil, lastBurstProbe atomic.Int64
+	lastLossReport                      atomic.Int64  // Unix nanoseconds of our last loss report to the peer
+	burstMu                             sync.Mutex    // guards burstBackoff
+	burstBackoff                        time.Duration // the last back-off
 
 	// Guarded by Node.mu.
 	mon         *linkmon.Monitor // link only

@@ -26,6 +26,7 @@ const (
 	TypeProbeAck  Type = 5 // link measurement reply
 	TypeCRL       Type = 6 // a revocation list being spread over the mesh
 	TypeBurstLost Type = 7 // a burst the neighbour sent us whole was lost: split them for a while
+	TypeBurstOK   Type = 8 // the neighbour's burst probe arrived: bursts work on this link
 )
 
 func (t Type) String() string {
@@ -44,6 +45,8 @@ func (t Type) String() string {
 		return "crl"
 	case TypeBurstLost:
 		return "burst-lost"
+	case TypeBurstOK:
+		return "burst-ok"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -73,7 +76,7 @@ func FrameType(frame []byte) (Type, error) {
 		return 0, ErrEmpty
 	}
 	t := Type(frame[0])
-	if t < TypeDirect || t > TypeBurstLost {
+	if t < TypeDirect || t > TypeBurstOK {
 		return 0, ErrUnknownType
 	}
 	return t, nil

@@ -76,7 +76,7 @@ func TestPayloadAndType(t *testing.T) {
 	if _, err := FrameType(nil); !errors.Is(err, ErrEmpty) {
 		t.Error(err)
 	}
-	for _, b := range []byte{0, byte(TypeBurstLost) + 1, 255} {
+	for _, b := range []byte{0, byte(TypeBurstOK) + 1, 255} {
 		if _, err := FrameType([]byte{b}); !errors.Is(err, ErrUnknownType) {
 			t.Errorf("type %d: %v", b, err)
 		}
