@@ -117,12 +117,14 @@ func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, buf []byte, siz
 		n.stats.dropNotOverlay.Add(1)
 		return
 	}
-	if h.GSOType == vnet.GSOTCPv6 && h.Check(pkt) == nil {
-		if t := n.burstTunnel(now, pkt, len(frame)); t != nil {
-			if e, ok := n.route(now, pkt); ok {
-				n.sendBurst(now, tx, e, t, r, buf, h, size)
+	if h.GSOType == vnet.GSOTCPv6 {
+		if segments := vnet.Segments(h, pkt); segments > 0 { // it passes vnet.Header.Check
+			if t := n.burstTunnel(now, pkt, len(frame)); t != nil {
+				if e, ok := n.route(now, pkt); ok {
+					n.sendBurst(now, tx, e, t, r, buf, size, segments)
+				}
+				return
 			}
-			return
 		}
 	}
 	k, err := vnet.Split(h, pkt, r.segs, r.sizes, txHeadroom)
@@ -196,10 +198,10 @@ func (n *Node) probeBursts(now time.Time, t *tunnel, e fibEntry) {
 	n.writeUDP(pkt, e.nextHop.remoteAddr(), e.nextHop, now)
 }
 
-// sendBurst seals the frame in buf (virtio-net header and TCP burst, after rawHeadroom) in place as
-// one burst packet under the session t (end to end, or the next hop's link) and queues its pieces as
-// fragment transit packets to e's next hop.
-func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, buf []byte, h vnet.Header, size int) {
+// sendBurst seals the frame in buf (virtio-net header and a TCP burst of segments segments, after
+// rawHeadroom) in place as one burst packet under the session t (end to end, or the next hop's link)
+// and queues its pieces as fragment transit packets to e's next hop.
+func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, buf []byte, size, segments int) {
 	start := rawHeadroom - session.HeaderSize
 	sealed, err := t.sess.SealBurst(buf[start:start], buf[rawHeadroom:rawHeadroom+size], now)
 	if err != nil {
@@ -224,7 +226,7 @@ func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *r
 		e.nextHop.transitOut.Add(uint64(k))
 	}
 	n.stats.burstsSent.Add(1)
-	n.stats.sent.Add(uint64(vnet.Segments(h, buf[rawHeadroom+vnet.HeaderLen:rawHeadroom+size]) - 1))
+	n.stats.sent.Add(uint64(segments - 1)) // route counted the burst as one
 }
 
 // bursts is the destination's reassembly state. Pieces arrive on the receive loop; the timer expires
@@ -319,16 +321,12 @@ func (n *Node) deliverBurst(now time.Time, t *tunnel, plain []byte, rx *rxBatch)
 		return
 	}
 	pkt := plain[vnet.HeaderLen:]
-	if err := h.Check(pkt); err != nil {
+	segments := vnet.Segments(h, pkt) // 0 when the header does not pass vnet.Header.Check
+	if segments == 0 {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
-	if dstOf(pkt) != n.addr {
-		n.stats.dropNoRoute.Add(1)
-		return
-	}
-	if srcOf(pkt) != t.peer().Overlay {
-		n.stats.dropSpoofed.Add(1)
+	if !n.fromPeer(t, pkt) {
 		return
 	}
 	if !n.fw.Inbound(now, pkt, t.peer()).Allowed() {
@@ -341,7 +339,6 @@ func (n *Node) deliverBurst(now time.Time, t *tunnel, plain []byte, rx *rxBatch)
 	if rx != nil && rx.dev != nil {
 		rx.dev.flush() // what came before the burst goes first
 	}
-	segments := vnet.Segments(h, pkt)
 	if n.dev.Raw() {
 		if err := n.dev.WriteRaw(plain); err != nil {
 			n.log.Debug("device write", "err", err)

@@ -211,6 +211,20 @@ func (n *Node) flushQueueLocked(now time.Time, t *tunnel) {
 	t.queued.Store(false)
 }
 
+// fromPeer reports whether the IPv6 packet pkt, which arrived in t's session, is for us and from t's
+// peer, the identity its session proved; it counts the drop when not.
+func (n *Node) fromPeer(t *tunnel, pkt []byte) bool {
+	if dstOf(pkt) != n.addr {
+		n.stats.dropNoRoute.Add(1)
+		return false
+	}
+	if srcOf(pkt) != t.peer().Overlay {
+		n.stats.dropSpoofed.Add(1)
+		return false
+	}
+	return true
+}
+
 // deliver hands an IPv6 packet that arrived from peer t to the host, after the identity checks. With
 // a receive batch rx the packet joins the batch's device write; without one it is written at once.
 func (n *Node) deliver(now time.Time, t *tunnel, pkt []byte, rx *rxBatch) {
@@ -218,15 +232,10 @@ func (n *Node) deliver(now time.Time, t *tunnel, pkt []byte, rx *rxBatch) {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
-	if dstOf(pkt) != n.addr {
-		n.stats.dropNoRoute.Add(1)
+	if !n.fromPeer(t, pkt) {
 		return
 	}
 	peer := t.peer()
-	if srcOf(pkt) != peer.Overlay {
-		n.stats.dropSpoofed.Add(1)
-		return
-	}
 	if n.consumePingReply(now, pkt) {
 		return
 	}
