@@ -7,6 +7,7 @@ import (
 	"x0tta6bl4/internal/netdev"
 	"x0tta6bl4/internal/overlay"
 	"x0tta6bl4/internal/session"
+	"x0tta6bl4/internal/underlay"
 )
 
 // The batched packet path (docs/performance.md). The device loop reads a batch of packets from the
@@ -28,12 +29,9 @@ const (
 	txHeadroom = session.HeaderSize + overlay.RoutedHeaderSize + session.HeaderSize + 12 // 80, ≥ netdev.Offset
 	// txTailroom holds the end-to-end tag after the packet.
 	txTailroom = session.TagSize
-	// gsoMaxBytes and gsoMaxSegments bound one UDP_SEGMENT send (the kernel allows 64 KiB and, on
-	// older kernels, 64 segments).
-	gsoMaxBytes    = 65000
-	gsoMaxSegments = 64
-	// rxBufSize holds the largest coalesced read UDP_GRO can return.
-	rxBufSize = 65536
+	// gsoMaxBytes and gsoMaxSegments bound one send of a run of datagrams.
+	gsoMaxBytes    = underlay.MaxSendBytes
+	gsoMaxSegments = underlay.MaxSendSegments
 	// devBatch bounds the packets handed to the device in one Write.
 	devBatch = 128
 )
@@ -48,22 +46,20 @@ func segmentsPerSend(mtu int) int {
 	return max(1, min(gsoMaxSegments, gsoMaxBytes/(mtu+e2eOverhead)))
 }
 
-// txBatch collects sealed datagrams for one neighbour in one contiguous buffer and sends them with as
-// few syscalls as the kernel allows. It belongs to one goroutine.
+// txBatch collects sealed datagrams for one neighbour in one contiguous buffer and hands them to the
+// Conn in one Send, which the kernel takes in as few syscalls as it can. It belongs to one goroutine.
 type txBatch struct {
 	n     *Node
 	buf   []byte // the datagrams back to back
-	oob   []byte // UDP_SEGMENT control message
 	t     *tunnel
 	to    netip.AddrPort
 	seg   int  // size of every datagram but possibly the last
 	count int  // datagrams in buf
 	short bool // the last datagram is shorter than seg: nothing more may join
-	gso   bool // UDP_SEGMENT sends work (cleared when the kernel refuses one)
 }
 
 func newTxBatch(n *Node) *txBatch {
-	return &txBatch{n: n, buf: make([]byte, 0, gsoMaxBytes+session.MaxPacketSize), oob: make([]byte, 0, gsoControlSize), gso: gsoSupported}
+	return &txBatch{n: n, buf: make([]byte, 0, gsoMaxBytes+session.MaxPacketSize)}
 }
 
 // add seals frame under the link session of t and queues the datagram; it flushes first when the
@@ -104,7 +100,7 @@ func (b *txBatch) addFragment(now time.Time, t *tunnel, head []byte, f session.F
 // datagram cannot join the queued run. It reports false when t has no address yet.
 func (b *txBatch) reserve(now time.Time, t *tunnel, size int) bool {
 	if b.count > 0 && (t != b.t || size > b.seg || b.short || len(b.buf)+size > gsoMaxBytes ||
-		b.count >= gsoMaxSegments || !b.gso) {
+		b.count >= gsoMaxSegments) {
 		b.flush(now)
 	}
 	if b.count == 0 {
@@ -140,28 +136,7 @@ func (b *txBatch) flush(now time.Time) {
 		return
 	}
 	n := b.n
-	sent := b.count
-	var err error
-	if b.count == 1 {
-		_, err = n.udp.WriteToUDPAddrPort(b.buf, b.to)
-	} else {
-		b.oob = appendGSOControl(b.oob[:0], b.seg)
-		_, _, err = n.udp.WriteMsgUDPAddrPort(b.buf, b.oob, b.to)
-		if err != nil && !n.isClosed() {
-			if gsoUnsupported(err) {
-				b.gso = false
-				n.log.Info("UDP segmentation offload refused by the kernel; sending datagrams one by one", "err", err)
-			}
-			sent, err = 0, nil
-			for off := 0; off < len(b.buf); off += b.seg {
-				if _, e := n.udp.WriteToUDPAddrPort(b.buf[off:min(off+b.seg, len(b.buf))], b.to); e != nil {
-					err = e
-				} else {
-					sent++
-				}
-			}
-		}
-	}
+	sent, err := n.conn.Send(b.buf, b.seg, b.to)
 	if err != nil && !n.isClosed() {
 		n.log.Debug("udp write", "to", b.to, "err", err)
 	}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/binary"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,7 +47,6 @@ func (d *nullTun) Events() <-chan tun.Event { return nil }
 func (d *nullTun) BatchSize() int           { return 128 }
 func (d *nullTun) Close() error             { close(d.closed); return nil }
 func (d *nullTun) delivered() uint64        { return d.written.Load() }
-func (d *nullTun) dev() *netdev.Device      { return &netdev.Device{Device: d, Name: "null"} }
 func (d *nullTun) wait(n uint64, within time.Duration) bool {
 	deadline := time.Now().Add(within)
 	for d.written.Load() < n && time.Now().Before(deadline) {
@@ -84,15 +83,13 @@ func benchChain(b testing.TB, count int, withDev ...int) ([]*Node, []*nullTun) {
 		if i > 0 {
 			opts.Peers = []Peer{{Addr: nodes[i-1].UDPAddr(), Cert: certs[i-1]}}
 		}
+		if slices.Contains(withDev, i) {
+			devs[i] = newNullTun()
+			opts.PacketDevice = devs[i]
+		}
 		n, err := New(opts)
 		if err != nil {
 			b.Fatal(err)
-		}
-		for _, j := range withDev {
-			if j == i {
-				devs[i] = newNullTun()
-				n.dev = devs[i].dev()
-			}
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -284,68 +281,6 @@ func BenchmarkSendDirectUnbatched(b *testing.B) {
 	}
 	b.StopTimer()
 	devs[1].wait(uint64(b.N)*9/10, 2*time.Second)
-}
-
-// TestUDPReader: datagrams queued in the socket come back whole, in order, with their sender, both on
-// an IPv4 socket and on a dual-stack one (IPv4-mapped senders are unmapped); nothing allocates.
-func TestUDPReader(t *testing.T) {
-	for _, network := range []string{"udp4", "udp"} {
-		t.Run(network, func(t *testing.T) {
-			addr := "127.0.0.1:0"
-			if network == "udp" {
-				addr = "[::]:0"
-			}
-			laddr, _ := net.ResolveUDPAddr(network, addr)
-			c, err := net.ListenUDP(network, laddr)
-			if err != nil {
-				t.Skip("no", network, "socket here:", err)
-			}
-			defer c.Close()
-			to := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), c.LocalAddr().(*net.UDPAddr).AddrPort().Port())
-			sender, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sender.Close()
-			from := sender.LocalAddr().(*net.UDPAddr).AddrPort()
-			r, err := newUDPReader(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			const count = 20
-			for i := range count {
-				if _, err := sender.WriteToUDPAddrPort([]byte{byte(i), byte(i), byte(i)}[:1+i%3], to); err != nil {
-					t.Fatal(err)
-				}
-			}
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			got := 0
-			for got < count {
-				k, err := r.Read()
-				if err != nil {
-					t.Fatalf("after %d datagrams: %v", got, err)
-				}
-				for i := range k {
-					buf, _, src := r.Message(i)
-					if len(buf) != 1+got%3 || buf[0] != byte(got) {
-						t.Fatalf("datagram %d: % x", got, buf)
-					}
-					if src != from {
-						t.Fatalf("datagram %d from %v, want %v", got, src, from)
-					}
-					got++
-				}
-			}
-			if allocs := testing.AllocsPerRun(10, func() {
-				sender.WriteToUDPAddrPort([]byte{1}, to)
-				if _, err := r.Read(); err != nil {
-					t.Fatal(err)
-				}
-			}); allocs > 0 {
-				t.Errorf("Read allocates %.1f times", allocs)
-			}
-		})
-	}
 }
 
 // TestSegmentsPerSend: the device's burst of full-sized packets, sealed end to end, fits one send.

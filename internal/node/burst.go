@@ -85,7 +85,7 @@ func (r *rawReader) room(off int) []byte {
 
 // read waits for a frame, then takes what else is queued while the arena has room for a whole burst.
 // An error of a read that does not wait ends the batch; the next waiting read reports it.
-func (r *rawReader) read(d *netdev.Device) error {
+func (r *rawReader) read(d RawDevice) error {
 	r.frames = r.frames[:0]
 	k, err := d.ReadRaw(r.room(0))
 	if err != nil {
@@ -339,8 +339,8 @@ func (n *Node) deliverBurst(now time.Time, t *tunnel, plain []byte, rx *rxBatch)
 	if rx != nil && rx.dev != nil {
 		rx.dev.flush() // what came before the burst goes first
 	}
-	if n.dev.Raw() {
-		if err := n.dev.WriteRaw(plain); err != nil {
+	if n.raw != nil {
+		if err := n.raw.WriteRaw(plain); err != nil {
 			n.log.Debug("device write", "err", err)
 			return
 		}

@@ -346,7 +346,7 @@ func (n *Node) rebuildFIBLocked() {
 func (n *Node) UpdateCRL(l *meshca.RevocationList) (bool, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.updateCRLLocked(time.Now(), l, nil)
+	return n.updateCRLLocked(n.now(), l, nil)
 }
 
 func (n *Node) handleCRLLocked(now time.Time, raw []byte, from *tunnel) {
@@ -409,7 +409,7 @@ func (n *Node) ReloadFirewall(cfg firewall.Config) error {
 // SetCertificate replaces the node's own certificate with a renewed one for the same keys. Sessions
 // keep running; new handshakes present the new certificate and routing re-originates with it.
 func (n *Node) SetCertificate(cert *meshca.Certificate) error {
-	now := time.Now()
+	now := n.now()
 	if cert.Kind != meshca.KindNode || cert.SignPublicKey.ID() != n.selfID || cert.Overlay != n.addr {
 		return errors.New("node: renewed certificate is not for this node's keys")
 	}

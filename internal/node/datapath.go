@@ -1,9 +1,7 @@
 package node
 
 import (
-	"errors"
 	"net/netip"
-	"os"
 	"slices"
 	"time"
 
@@ -18,55 +16,6 @@ func dstOf(pkt []byte) netip.Addr { return netip.AddrFrom16([16]byte(pkt[24:40])
 func srcOf(pkt []byte) netip.Addr { return netip.AddrFrom16([16]byte(pkt[8:24])) }
 
 func isIPv6(pkt []byte) bool { return len(pkt) >= ipv6HeaderLen && pkt[0]>>4 == 6 }
-
-// deviceLoop reads IPv6 packets from the device and sends them into the mesh, a batch at a time
-// (batch.go); from a kernel TUN it reads each offloaded packet whole, with its virtio-net header
-// (burst.go).
-func (n *Node) deviceLoop() {
-	defer n.wg.Done()
-	batch := n.dev.BatchSize()
-	bufs := make([][]byte, batch)
-	for i := range bufs {
-		bufs[i] = make([]byte, txHeadroom+netdev.MaxPacket+txTailroom)
-	}
-	sizes := make([]int, batch)
-	tx := newTxBatch(n)
-	var raw *rawReader
-	if n.dev.Raw() {
-		raw = newRawReader(bufs, sizes)
-	}
-	for {
-		var k int
-		var err error
-		if raw != nil {
-			err = raw.read(n.dev)
-		} else {
-			k, err = n.dev.Read(bufs, sizes, txHeadroom)
-		}
-		if err != nil {
-			if n.isClosed() {
-				return
-			}
-			n.log.Warn("device read", "err", err)
-			if errors.Is(err, os.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // a transient error must not spin a core
-			continue
-		}
-		now := time.Now()
-		if raw != nil {
-			for _, f := range raw.frames {
-				n.sendRaw(now, tx, raw, raw.arena[f.off:], f.size)
-			}
-		} else {
-			for i := range k {
-				n.sendBuffered(now, tx, bufs[i], sizes[i])
-			}
-		}
-		tx.flush(now)
-	}
-}
 
 // sendBuffered is sendPacket for a packet at buf[txHeadroom:][:size] with room around it: the frame
 // and session headers are written in front of the packet and the datagram is sealed straight into

@@ -106,7 +106,7 @@ func (n *Node) discoveryLoop(s *discoverySocket) {
 		if err != nil || cert.Kind != meshca.KindNode || cert.SignPublicKey.ID() == n.selfID {
 			continue
 		}
-		if err := n.verifier.Verify(cert, time.Now()); err != nil {
+		if err := n.verifier.Verify(cert, n.now()); err != nil {
 			n.log.Debug("discovery: beacon with a certificate we do not accept", "from", from, "err", err)
 			continue
 		}

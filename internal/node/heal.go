@@ -197,27 +197,6 @@ func (n *Node) dropTransit() bool {
 	return p != 0 && (p >= 1<<16 || rand.Uint32N(1<<16) < p)
 }
 
-// startHeal starts the loop unless it is disabled.
-func (n *Node) startHeal() {
-	if n.heal.cfg.Disabled {
-		return
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		t := time.NewTicker(n.heal.cfg.ProbeInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-n.done:
-				return
-			case <-t.C:
-				n.healStep(time.Now())
-			}
-		}
-	}()
-}
-
 // healViewsLocked lists the neighbours whose links are up, sorted by ID, each with its candidate
 // targets: its other neighbours that confirm the link in their own records, that its report does
 // not show as lossy, and that we have a route to.

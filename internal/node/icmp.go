@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
-
-	"x0tta6bl4/internal/telemetry"
 )
 
 const (
@@ -91,7 +89,7 @@ func (n *Node) Ping(ctx context.Context, dst netip.Addr) (time.Duration, error) 
 		delete(n.pings, id)
 		n.mu.Unlock()
 	}()
-	start := time.Now()
+	start := n.now()
 	n.sendPacket(start, echoPacket(n.addr, dst, icmpEchoRequest, id, 1, []byte("x0tta6bl4 ping")))
 	select {
 	case at := <-reply:
@@ -131,32 +129,4 @@ func (n *Node) answerEcho(now time.Time, pkt []byte) {
 		return
 	}
 	n.sendPacket(now, echoPacket(n.addr, srcOf(pkt), icmpEchoReply, id, seq, pkt[ipv6HeaderLen+8:]))
-}
-
-// timerLoop drives tick.
-func (n *Node) timerLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.opts.TickInterval)
-	defer t.Stop()
-	var lastExpire, lastSample time.Time
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-			// The ticker's own timestamp can be stale when the process was busy; probes must carry
-			// the real send time.
-			now := time.Now()
-			n.tick(now)
-			n.expireBursts(now)
-			if now.Sub(lastExpire) >= time.Second {
-				lastExpire = now
-				n.fw.Expire(now)
-			}
-			if now.Sub(lastSample) >= telemetry.Interval {
-				lastSample = now
-				n.sampleTelemetry(now)
-			}
-		}
-	}
 }

@@ -1,11 +1,9 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -18,6 +16,7 @@ import (
 	"x0tta6bl4/internal/overlay"
 	"x0tta6bl4/internal/routing"
 	"x0tta6bl4/internal/session"
+	"x0tta6bl4/internal/underlay"
 )
 
 // Node is a running mesh node.
@@ -28,8 +27,11 @@ type Node struct {
 	selfID   routing.NodeID
 	addr     netip.Addr
 	verifier *meshca.Verifier
-	udp      *net.UDPConn
-	dev      *netdev.Device
+	conn     underlay.Conn
+	dev      Device         // nil with DeviceNone
+	raw      RawDevice      // dev when it moves whole bursts with virtio-net headers, else nil
+	netdev   *netdev.Device // dev when the node opened it (Device)
+	now      func() time.Time
 	fw       *firewall.Firewall
 	idx      *indexSpace
 	heal     *healer         // self-healing loop (heal.go)
@@ -51,6 +53,9 @@ type Node struct {
 	pings          map[uint16]chan time.Time
 	pingID         uint16
 	closed         bool
+	nextHeal       time.Time // the self-healing loop's next step (Tick)
+	lastExpire     time.Time // firewall flows last expired
+	lastSample     time.Time // telemetry last sampled
 
 	fib         atomic.Pointer[fib] // read on the packet path
 	metricsAddr atomic.Value        // string, once the metrics listener runs
@@ -76,7 +81,8 @@ type fibEntry struct {
 	cost    uint64
 }
 
-// New sets a node up: it binds the UDP socket and opens the device, but moves no packet until Run.
+// New sets a node up: it binds the UDP socket and opens the device (unless Options gives them), but
+// moves no packet until Run, or until its caller drives it (Start, Receiver, DevicePump, Tick).
 func New(opts Options) (*Node, error) {
 	if err := opts.check(); err != nil {
 		return nil, err
@@ -90,7 +96,7 @@ func New(opts Options) (*Node, error) {
 			return nil, fmt.Errorf("node: revocation list: %w", err)
 		}
 	}
-	now := time.Now()
+	now := opts.Now()
 	if err := verifier.Verify(opts.Cert, now); err != nil {
 		return nil, fmt.Errorf("node: own certificate: %w", err)
 	}
@@ -99,12 +105,13 @@ func New(opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		opts: opts, log: opts.Logger.With("node", opts.Cert.Name), self: opts.Cert,
+		opts: opts, log: opts.Logger.With("node", opts.Cert.Name), self: opts.Cert, now: opts.Now,
 		selfID: opts.Cert.SignPublicKey.ID(), addr: opts.Cert.Overlay, verifier: verifier, fw: fw,
 		idx: newIndexSpace(maxIndices), start: now,
 		links: make(map[routing.NodeID]*tunnel), e2e: make(map[netip.Addr]*tunnel),
 		pings: make(map[uint16]chan time.Time), done: make(chan struct{}),
 		found: make(map[routing.NodeID]*found), heal: newHealer(opts.Heal, now), tel: newTelemetryState(),
+		nextHeal: now, lastExpire: now, lastSample: now,
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
 	n.bursts.reasm = session.NewReassembler(session.ReassemblySlots)
@@ -122,29 +129,48 @@ func New(opts Options) (*Node, error) {
 		MaxOriginationHold: maxOriginationHold}); err != nil {
 		return nil, err
 	}
-	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(opts.Listen))
-	if err != nil {
-		return nil, fmt.Errorf("node: listen %s: %w", opts.Listen, err)
+	if n.conn = opts.Conn; n.conn == nil {
+		if n.conn, err = underlay.ListenUDP(opts.Listen, n.log); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
 	}
-	n.udp = udp
-	switch opts.Device {
-	case DeviceNetstack:
-		n.dev, err = netdev.OpenNetstack(n.addr, opts.MTU)
-	case DeviceTUN:
-		n.dev, err = netdev.OpenTUN(opts.DeviceName, n.addr, opts.MTU)
-		if err == nil && gsoSupported {
+	if err := n.openDevice(); err != nil {
+		n.conn.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// openDevice takes the device Options gives, or opens the one its mode asks for.
+func (n *Node) openDevice() error {
+	opts := &n.opts
+	var d *netdev.Device
+	var err error
+	switch {
+	case opts.PacketDevice != nil:
+		n.dev = opts.PacketDevice
+	case opts.Device == DeviceNetstack:
+		d, err = netdev.OpenNetstack(n.addr, opts.MTU)
+	case opts.Device == DeviceTUN:
+		d, err = netdev.OpenTUN(opts.DeviceName, n.addr, opts.MTU)
+		if err == nil && underlay.SegmentationOffload {
 			// A TCP burst the kernel hands over whole then leaves as one UDP_SEGMENT send and
 			// reaches the far end as one coalesced read, instead of a full send and a short one.
-			if err := n.dev.LimitSegments(segmentsPerSend(opts.MTU)); err != nil {
+			if err := d.LimitSegments(segmentsPerSend(opts.MTU)); err != nil {
 				n.log.Warn("device: TCP bursts will be split over two UDP sends", "err", err)
 			}
 		}
 	}
 	if err != nil {
-		udp.Close()
-		return nil, err
+		return err
 	}
-	return n, nil
+	if d != nil {
+		n.dev, n.netdev = d, d
+	}
+	if r, ok := n.dev.(RawDevice); ok && r.Raw() {
+		n.raw = r
+	}
+	return nil
 }
 
 func (n *Node) handshakeConfig(cert *meshca.Certificate, prologue string, packet int) handshake.Config {
@@ -170,58 +196,11 @@ func (n *Node) Certificate() *meshca.Certificate {
 }
 
 // UDPAddr is the bound UDP address.
-func (n *Node) UDPAddr() netip.AddrPort { return n.udp.LocalAddr().(*net.UDPAddr).AddrPort() }
+func (n *Node) UDPAddr() netip.AddrPort { return n.conn.LocalAddr() }
 
-// Device is the packet device, nil with DeviceNone.
-func (n *Node) Device() *netdev.Device { return n.dev }
-
-// Run moves packets until ctx is cancelled or Close is called.
-func (n *Node) Run(ctx context.Context) error {
-	n.log.Info("node starting", "overlay", n.addr, "udp", n.UDPAddr(), "device", n.opts.Device, "spiffe_id", n.Certificate().SPIFFEID())
-	if err := n.startDiscovery(n.opts.Discovery); err != nil {
-		n.Close()
-		return err
-	}
-	if n.opts.MetricsListen != "" {
-		m, err := n.serveMetrics(n.opts.MetricsListen)
-		if err != nil {
-			n.Close()
-			return err
-		}
-		defer m.close()
-	}
-	var admin *adminServer
-	if n.opts.AdminSocket != "" {
-		var err error
-		if admin, err = n.serveAdmin(n.opts.AdminSocket); err != nil {
-			n.Close()
-			return err
-		}
-	}
-	n.mu.Lock()
-	for i := range n.opts.Peers {
-		n.dialLocked(time.Now(), &n.opts.Peers[i])
-	}
-	n.mu.Unlock()
-	n.startHeal()
-	n.wg.Add(2)
-	go n.receiveLoop()
-	go n.timerLoop()
-	if n.dev != nil {
-		n.wg.Add(1)
-		go n.deviceLoop()
-	}
-	select {
-	case <-ctx.Done():
-	case <-n.done:
-	}
-	if admin != nil {
-		admin.close()
-	}
-	n.Close()
-	n.log.Info("node stopped")
-	return nil
-}
+// Device is the packet device the node opened (netstack or TUN), nil with DeviceNone or a device
+// from Options.PacketDevice.
+func (n *Node) Device() *netdev.Device { return n.netdev }
 
 // Close stops the node: it closes the socket and the device and wipes its sessions.
 func (n *Node) Close() error {
@@ -240,7 +219,7 @@ func (n *Node) Close() error {
 	}
 	n.mu.Unlock()
 	n.closeDiscovery()
-	err := n.udp.Close()
+	err := n.conn.Close()
 	if n.dev != nil {
 		err = errors.Join(err, n.dev.Close())
 	}

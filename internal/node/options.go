@@ -10,6 +10,7 @@ import (
 	"x0tta6bl4/internal/firewall"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/underlay"
 )
 
 // DeviceMode selects how packets reach the host.
@@ -59,6 +60,13 @@ type Options struct {
 	Heal HealConfig // self-healing (heal.go); the zero value is enabled with the defaults
 
 	Logger *slog.Logger
+
+	// The node's I/O, for tests and the whole-mesh harness (internal/meshtest); the daemon leaves them
+	// nil. Conn replaces the UDP socket on Listen; PacketDevice replaces the device Device would open
+	// (Device then only names the mode in status); Now replaces the wall clock.
+	Conn         underlay.Conn
+	PacketDevice Device
+	Now          func() time.Time
 }
 
 // Limits on what strangers and the mesh can make a node hold.
@@ -69,7 +77,6 @@ const (
 	maxQueuedPerPeer = 32    // packets waiting for an end-to-end handshake
 	e2eIdleTimeout   = 3 * time.Minute
 	defaultMTU       = 1280
-	maxUDPPayload    = 65535
 	metricsInterval  = time.Second
 	// maxOriginationHold caps routing's back-off between topology-triggered records.
 	maxOriginationHold = 400 * time.Millisecond
@@ -114,6 +121,9 @@ func (o *Options) check() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
 	}
 	for i, p := range o.Peers {
 		if !p.Addr.IsValid() || p.Cert == nil {

@@ -2,57 +2,12 @@ package node
 
 import (
 	"errors"
-	"net"
 	"net/netip"
 	"time"
 
 	"x0tta6bl4/internal/overlay"
 	"x0tta6bl4/internal/session"
 )
-
-// receiveLoop reads UDP datagrams until the socket is closed. With UDP_GRO one read returns several
-// datagrams of one size back to back; what they deliver or relay is flushed after each read (batch.go).
-func (n *Node) receiveLoop() {
-	defer n.wg.Done()
-	growBuffers(n.udp)
-	gro := enableGRO(n.udp)
-	r, err := newUDPReader(n.udp)
-	if err != nil {
-		n.log.Error("udp reader", "err", err)
-		return
-	}
-	rx := &rxBatch{tx: newTxBatch(n)}
-	if n.dev != nil {
-		rx.dev = newDevWriter(n)
-	}
-	for {
-		k, err := r.Read()
-		if err != nil {
-			if n.isClosed() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			n.log.Warn("udp read", "err", err)
-			continue
-		}
-		now := time.Now()
-		for i := range k {
-			buf, oob, from := r.Message(i)
-			seg := len(buf)
-			if gro {
-				if s := groSegment(oob); s > 0 {
-					seg = s
-				}
-			}
-			for off := 0; off < len(buf); off += seg {
-				d := buf[off:min(off+seg, len(buf))]
-				n.stats.rxPackets.Add(1)
-				n.stats.rxBytes.Add(uint64(len(d)))
-				n.handleDatagram(now, from, d, rx)
-			}
-		}
-		rx.flush(now)
-	}
-}
 
 func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, rx *rxBatch) {
 	if len(pkt) == 0 {
@@ -307,7 +262,7 @@ func (n *Node) writeUDP(pkt []byte, to netip.AddrPort, t *tunnel, now time.Time)
 	if !to.IsValid() {
 		return false
 	}
-	if _, err := n.udp.WriteToUDPAddrPort(pkt, to); err != nil {
+	if _, err := n.conn.Send(pkt, len(pkt), to); err != nil {
 		if !n.isClosed() {
 			n.log.Debug("udp write", "to", to, "err", err)
 		}

@@ -57,9 +57,9 @@ func (n *Node) Status() Status {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	s := Status{Name: n.self.Name, SPIFFEID: n.self.SPIFFEID().String(), Overlay: n.addr, UDP: n.UDPAddr().String(),
-		Device: string(n.opts.Device), Uptime: time.Since(n.start), E2E: len(n.e2e), Stats: n.stats.snapshot()}
-	if n.dev != nil {
-		s.Device += " " + n.dev.Name
+		Device: string(n.opts.Device), Uptime: n.now().Sub(n.start), E2E: len(n.e2e), Stats: n.stats.snapshot()}
+	if n.netdev != nil {
+		s.Device += " " + n.netdev.Name
 	}
 	for _, t := range n.links {
 		if t.up {
@@ -78,7 +78,7 @@ func (n *Node) Status() Status {
 
 // Peers returns the neighbour links, sorted by name.
 func (n *Node) Peers() []PeerStatus {
-	now := time.Now()
+	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := make([]PeerStatus, 0, len(n.links))

@@ -1,4 +1,4 @@
-package node
+package underlay
 
 import (
 	"encoding/binary"
@@ -18,7 +18,8 @@ const (
 	udpGRO     = 104 // UDP_GRO
 )
 
-const gsoSupported = true
+// SegmentationOffload: the kernel can take a run of datagrams in one send (UDP_SEGMENT).
+const SegmentationOffload = true
 
 var gsoControlSize = syscall.CmsgSpace(2)
 
@@ -136,10 +137,10 @@ func newUDPReader(c *net.UDPConn) (*udpReader, error) {
 		names: make([]syscall.RawSockaddrAny, rxMessages), bufs: make([][]byte, rxMessages), oobs: make([][]byte, rxMessages),
 		zones: make(map[uint32]string)}
 	for i := range r.msgs {
-		r.bufs[i] = make([]byte, rxBufSize)
+		r.bufs[i] = make([]byte, readBufSize)
 		r.oobs[i] = make([]byte, groControlSize)
 		r.iovs[i].Base = &r.bufs[i][0]
-		r.iovs[i].SetLen(rxBufSize)
+		r.iovs[i].SetLen(readBufSize)
 		h := &r.msgs[i].hdr
 		h.Name = (*byte)(unsafe.Pointer(&r.names[i]))
 		h.Iov = &r.iovs[i]

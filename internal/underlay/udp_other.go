@@ -1,13 +1,14 @@
 //go:build !linux
 
-package node
+package underlay
 
 import (
 	"net"
 	"net/netip"
 )
 
-const gsoSupported = false
+// SegmentationOffload: the kernel can take a run of datagrams in one send (UDP_SEGMENT).
+const SegmentationOffload = false
 
 var gsoControlSize = 0
 
@@ -35,7 +36,7 @@ type udpReader struct {
 }
 
 func newUDPReader(c *net.UDPConn) (*udpReader, error) {
-	return &udpReader{c: c, buf: make([]byte, rxBufSize)}, nil
+	return &udpReader{c: c, buf: make([]byte, readBufSize)}, nil
 }
 
 // Read waits for a datagram; it returns 1 message.

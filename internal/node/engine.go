@@ -1,0 +1,125 @@
+package node
+
+import (
+	"time"
+
+	"x0tta6bl4/internal/netdev"
+	"x0tta6bl4/internal/telemetry"
+	"x0tta6bl4/internal/underlay"
+)
+
+// The engine's entry points. Each is fed the time of its event and acts through the node's Conn and
+// Device; none starts a goroutine, sleeps or reads the wall clock, so the daemon's loops (shell.go),
+// the tests and the whole-mesh harness (internal/meshtest) run the same code. They are safe to call
+// from several goroutines at once; a Receiver and a DevicePump each belong to one.
+
+// Start dials the configured peers.
+func (n *Node) Start(now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i := range n.opts.Peers {
+		n.dialLocked(now, &n.opts.Peers[i])
+	}
+}
+
+// Tick runs every timer due at now: handshake retries, link probes and failure detection, session
+// keepalives and rekeys, routing refreshes, burst reassembly timeouts, firewall flow expiry, telemetry
+// and the self-healing loop. Call it every TickInterval.
+func (n *Node) Tick(now time.Time) {
+	n.tick(now)
+	n.expireBursts(now)
+	if now.Sub(n.lastExpire) >= time.Second {
+		n.lastExpire = now
+		n.fw.Expire(now)
+	}
+	if now.Sub(n.lastSample) >= telemetry.Interval {
+		n.lastSample = now
+		n.sampleTelemetry(now)
+	}
+	if !n.heal.cfg.Disabled && !now.Before(n.nextHeal) {
+		// A step every ProbeInterval on average, whatever the tick granularity.
+		n.nextHeal = n.nextHeal.Add(n.heal.cfg.ProbeInterval)
+		if n.nextHeal.Before(now) {
+			n.nextHeal = now.Add(n.heal.cfg.ProbeInterval)
+		}
+		n.healStep(now)
+	}
+}
+
+// Receiver handles datagrams from the socket: what they deliver and relay leaves in batches after
+// each call.
+type Receiver struct {
+	n  *Node
+	rx *rxBatch
+}
+
+// NewReceiver returns a receiver with its own batch buffers.
+func (n *Node) NewReceiver() *Receiver {
+	rx := &rxBatch{tx: newTxBatch(n)}
+	if n.dev != nil {
+		rx.dev = newDevWriter(n)
+	}
+	return &Receiver{n: n, rx: rx}
+}
+
+// Receive handles datagrams that arrived at now.
+func (r *Receiver) Receive(now time.Time, ds []underlay.Datagram) {
+	n := r.n
+	for _, d := range ds {
+		n.stats.rxPackets.Add(1)
+		n.stats.rxBytes.Add(uint64(len(d.Data)))
+		n.handleDatagram(now, d.From, d.Data, r.rx)
+	}
+	r.rx.flush(now)
+}
+
+// DevicePump reads packets from the device and sends them into the mesh, a batch at a time
+// (batch.go); from a device with virtio-net headers it reads each offloaded packet whole (burst.go).
+type DevicePump struct {
+	n     *Node
+	bufs  [][]byte
+	sizes []int
+	tx    *txBatch
+	raw   *rawReader
+}
+
+// NewDevicePump returns a pump with its own buffers; the node must have a device.
+func (n *Node) NewDevicePump() *DevicePump {
+	batch := n.dev.BatchSize()
+	p := &DevicePump{n: n, bufs: make([][]byte, batch), sizes: make([]int, batch), tx: newTxBatch(n)}
+	for i := range p.bufs {
+		p.bufs[i] = make([]byte, txHeadroom+netdev.MaxPacket+txTailroom)
+	}
+	if n.raw != nil {
+		p.raw = newRawReader(p.bufs, p.sizes)
+	}
+	return p
+}
+
+// Pump reads one batch from the device, waiting as the device's Read does, and sends it, timed by
+// the node's clock when the read returned.
+func (p *DevicePump) Pump() error {
+	n := p.n
+	var k int
+	var err error
+	if p.raw != nil {
+		err = p.raw.read(n.raw)
+	} else {
+		k, err = n.dev.Read(p.bufs, p.sizes, txHeadroom)
+	}
+	if err != nil {
+		return err
+	}
+	now := n.now()
+	if p.raw != nil {
+		for _, f := range p.raw.frames {
+			n.sendRaw(now, p.tx, p.raw, p.raw.arena[f.off:], f.size)
+		}
+	} else {
+		for i := range k {
+			n.sendBuffered(now, p.tx, p.bufs[i], p.sizes[i])
+		}
+	}
+	p.tx.flush(now)
+	return nil
+}
