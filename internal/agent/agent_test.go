@@ -14,8 +14,8 @@ import (
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
 	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/firewall"
-	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
@@ -36,7 +36,7 @@ func TestEnrollMeshRevoke(t *testing.T) {
 	cfg.Auth.Argon2 = control.Argon2Config{Time: 1, MemoryKiB: 64, Threads: 1}
 	cfg.Database = control.DatabaseConfig{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db"), Synchronous: "normal", MaxOpenConns: 4}
 	// A detector (untrained: this test checks the plumbing, not the model) for /ai/predict.
-	model, err := gnn.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
+	model, err := detector.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}

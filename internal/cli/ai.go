@@ -7,8 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/experiment"
+	"x0tta6bl4/internal/detector/train"
 	"x0tta6bl4/internal/federated"
-	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/mapek"
 	"x0tta6bl4/internal/rca"
 	"x0tta6bl4/internal/sim"
@@ -47,7 +49,7 @@ func runSim(e *env, args []string) error {
 }
 
 func runHeal(e *env, modelPath string, cfg sim.Config) error {
-	m, err := gnn.Load(modelPath)
+	m, err := detector.Load(modelPath)
 	if err != nil {
 		return err
 	}
@@ -87,7 +89,7 @@ func addDataFlags(fs interface {
 	}
 }
 
-func (d dataFlags) generate(e *env, label, seeds string) ([]gnn.Graph, error) {
+func (d dataFlags) generate(e *env, label, seeds string) ([]detector.Graph, error) {
 	ss, err := parseSeeds(seeds)
 	if err != nil {
 		return nil, err
@@ -100,7 +102,7 @@ func (d dataFlags) generate(e *env, label, seeds string) ([]gnn.Graph, error) {
 		return nil, fmt.Errorf("--features must be all or self, not %q", *d.features)
 	}
 	bar := newBar(e.stderr, label)
-	gs, err := gnn.Generate(gnn.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
+	gs, err := experiment.Generate(experiment.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
 		SelfOnly: *d.features == "self", Progress: bar.set})
 	bar.done()
 	return gs, err
@@ -138,7 +140,7 @@ func runAITrain(e *env, args []string) error {
 	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-24] [--val-seeds 51-53] [--epochs 20] [--train-faults ...]")
 	out := fs.String("out", "", "model file to write")
 	seeds := fs.String("seeds", "1-24", "simulator seeds of the training runs")
-	trainFaults := fs.String("train-faults", gnn.TrainFaults, "faults per training run (validation runs use --faults)")
+	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (validation runs use --faults)")
 	valSeeds := fs.String("val-seeds", "51-53", "simulator seeds of the validation runs (detection threshold)")
 	epochs := fs.Int("epochs", 20, "training epochs (cosine learning-rate decay; the epoch with the best validation macro-F1 is kept)")
 	hidden := fs.Int("hidden", 32, "hidden units per layer")
@@ -168,7 +170,7 @@ func runAITrain(e *env, args []string) error {
 	}
 	tdf := df
 	tdf.faults = trainFaults
-	train, err := tdf.generate(e, "simulating", *seeds)
+	trainSet, err := tdf.generate(e, "simulating", *seeds)
 	if err != nil {
 		return err
 	}
@@ -177,25 +179,25 @@ func runAITrain(e *env, args []string) error {
 		return err
 	}
 	start := time.Now()
-	var m *gnn.Model
+	var m *detector.Model
 	var loss float64
 	if *fed {
-		per := len(train) / len(mustSeeds(*seeds))
-		var clients [][]gnn.Graph
-		for i := 0; i+per <= len(train); i += per {
-			clients = append(clients, train[i:i+per])
+		per := len(trainSet) / len(mustSeeds(*seeds))
+		var clients [][]detector.Graph
+		for i := 0; i+per <= len(trainSet); i += per {
+			clients = append(clients, trainSet[i:i+per])
 		}
 		bar := newBar(e.stderr, "federated rounds")
 		var rep *federated.Report
 		var best []float64
 		bestF1, bestRound := -1.0, 0
-		m, rep, err = federated.Train(clients, len(train[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds), Edges: edgeDim(train), Cosine: true,
+		m, rep, err = federated.Train(clients, len(trainSet[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds), Edges: edgeDim(trainSet), Cosine: true,
 			Rounds: *rounds, LocalEpochs: *localEpochs, LocalGraphs: *localGraphs, LR: *fedLR, ServerLR: *serverLR, Momentum: *momentum,
 			Rule: federated.Rule(*rule), Trim: *trim, RobustStats: *robustStats,
 			Poisoned: int(*poison*float64(len(clients)) + 0.5), Attack: federated.Attack(*attack), PoisonStats: *poisonStats,
 			Krum: int(*krum * float64(len(clients))), NoClip: *noClip, Seed: *initSeed, Progress: bar.set,
-			Validate: func(r int, gm *gnn.Model) {
-				if f1 := gm.MacroF1(val); f1 > bestF1 {
+			Validate: func(r int, gm *detector.Model) {
+				if f1 := experiment.MacroF1(gm, val); f1 > bestF1 {
 					best, bestF1, bestRound = gm.Params(), f1, r
 				}
 			}})
@@ -209,14 +211,14 @@ func runAITrain(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "kept round %d of %d (validation macro-F1 %.3f)\n", bestRound, *rounds, bestF1)
 		fmt.Fprintf(e.stdout, "federated (%s): %s\n", *rule, rep)
 	} else {
-		m = gnn.NewEdgeModel(len(train[0].X[0]), edgeDim(train), *hidden, *hidden, int(sim.NumKinds), *initSeed)
-		m.Fit(train)
+		m = detector.NewEdgeModel(len(trainSet[0].X[0]), edgeDim(trainSet), *hidden, *hidden, int(sim.NumKinds), *initSeed)
+		train.Standardise(m, trainSet)
 		bar := newBar(e.stderr, "training")
 		var best []float64
 		bestF1, bestEp := -1.0, 0
-		loss, err = m.Train(train, gnn.TrainConfig{Epochs: *epochs, LR: *lr, Seed: *initSeed, Cosine: true,
+		loss, err = train.Run(m, trainSet, train.Config{Epochs: *epochs, LR: *lr, Seed: *initSeed, Cosine: true,
 			Progress: func(ep, n int, l float64) {
-				f1 := m.MacroF1(val)
+				f1 := experiment.MacroF1(m, val)
 				if f1 > bestF1 {
 					best, bestF1, bestEp = m.Params(), f1, ep
 				}
@@ -231,8 +233,8 @@ func runAITrain(e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "kept epoch %d of %d (validation macro-F1 %.3f)\n", bestEp, *epochs, bestF1)
 	}
-	m.SetThreshold(val)
-	fmt.Fprintf(e.stdout, "validation (seeds %s): %s\n", *valSeeds, m.Summary(val))
+	experiment.SetThreshold(m, val)
+	fmt.Fprintf(e.stdout, "validation (seeds %s): %s\n", *valSeeds, experiment.Summary(m, val))
 	if err := m.Save(*out); err != nil {
 		return err
 	}
@@ -241,12 +243,12 @@ func runAITrain(e *env, args []string) error {
 		lossText = fmt.Sprintf("%.4f", loss)
 	}
 	fmt.Fprintf(e.stdout, "trained on %d graphs (%d node-intervals) in %s; final loss %s; threshold %.3f\nmodel %s version %s\n",
-		len(train), len(train)*len(train[0].X), time.Since(start).Round(time.Millisecond), lossText, m.Threshold, *out, m.Version())
+		len(trainSet), len(trainSet)*len(trainSet[0].X), time.Since(start).Round(time.Millisecond), lossText, m.Threshold, *out, m.Version())
 	return nil
 }
 
 // edgeDim is the graphs' edge feature dimension (0 without edge data).
-func edgeDim(gs []gnn.Graph) int {
+func edgeDim(gs []detector.Graph) int {
 	for _, links := range gs[0].E {
 		if len(links) > 0 {
 			return len(links[0])
@@ -261,7 +263,7 @@ func runAIEval(e *env, args []string) error {
 	model := fs.String("model", "", "model file from ai train")
 	seeds := fs.String("seeds", "101-105", "held-out simulator seeds")
 	trainSeeds := fs.String("train-seeds", "1-24", "training seeds (to fit the baselines)")
-	trainFaults := fs.String("train-faults", gnn.TrainFaults, "faults per training run (as given to ai train)")
+	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (as given to ai train)")
 	valSeeds := fs.String("val-seeds", "51-53", "validation seeds (the baselines' thresholds)")
 	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
 	df := addDataFlags(fs)
@@ -271,7 +273,7 @@ func runAIEval(e *env, args []string) error {
 	if err := required(fs, "model", *model); err != nil {
 		return err
 	}
-	m, err := gnn.Load(*model)
+	m, err := detector.Load(*model)
 	if err != nil {
 		return err
 	}
@@ -285,7 +287,7 @@ func runAIEval(e *env, args []string) error {
 	}
 	tdf := df
 	tdf.faults = trainFaults
-	train, err := tdf.generate(e, "simulating training runs", *trainSeeds)
+	trainSet, err := tdf.generate(e, "simulating training runs", *trainSeeds)
 	if err != nil {
 		return err
 	}
@@ -297,17 +299,17 @@ func runAIEval(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	base := gnn.Baselines(train, val, 1)
-	ds := append([]gnn.Detector{m.Classifier(), m.Detector()}, base...)
+	base := experiment.Baselines(trainSet, val, 1)
+	ds := append([]experiment.Method{experiment.Classifier(m), experiment.Anomaly(m)}, base...)
 	if *df.features == "all" {
 		// For reference, not a baseline: a hand-made rule on the neighbours' link counters.
-		ds = append(ds, gnn.FlowConservation(val))
+		ds = append(ds, experiment.FlowConservation(val))
 	}
 	fmt.Fprintf(e.stdout, "model %s (version %s); held-out seeds %s: %d graphs, %d node-intervals\n", *model, m.Version(), *seeds, len(test), len(test)*len(test[0].X))
 	fmt.Fprintln(e.stdout, "detection: each fault type against normal nodes, at each method's validation-set threshold")
 	fmt.Fprintln(e.stdout, "(baselines: each node's own vector; flow conservation: a hand-made rule on the neighbours' link counters, for reference)")
-	gnn.PrintTable(e.stdout, gnn.EvaluateAll(ds, test))
-	printConfusion(e.stdout, m.Confusion(test))
+	experiment.PrintTable(e.stdout, experiment.EvaluateAll(ds, test))
+	printConfusion(e.stdout, experiment.Confusion(m, test))
 	if *rcaFlag && *df.features == "all" {
 		ss, err := parseSeeds(*seeds)
 		if err != nil {

@@ -12,12 +12,12 @@ import (
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/store"
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/telemetry"
 )
 
-// GET /api/v1/ai/predict/{node_id}: the anomaly detector (internal/gnn, docs/intelligence.md) run on
+// GET /api/v1/ai/predict/{node_id}: the anomaly detector (internal/detector, docs/intelligence.md) run on
 // the mesh as the nodes' latest reports describe it. The graph is every enrolled, unrevoked node;
 // its links are the links any report lists; a node's features are those of its fresh report, or
 // "missing" (as for a dead node) without one; a link's features are what its reporting end counted.
@@ -29,7 +29,7 @@ const maxModelBytes = 64 << 20
 const topNeighbours = 5
 
 // loadDetector reads and checks the configured model; no model configured is not an error.
-func loadDetector(path string) (*gnn.Model, error) {
+func loadDetector(path string) (*detector.Model, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -45,7 +45,7 @@ func loadDetector(path string) (*gnn.Model, error) {
 	if len(b) > maxModelBytes {
 		return nil, fmt.Errorf("control: ai.model %s: larger than %d MiB", path, maxModelBytes>>20)
 	}
-	m, err := gnn.UnmarshalModel(b)
+	m, err := detector.UnmarshalModel(b)
 	if err != nil {
 		return nil, fmt.Errorf("control: ai.model %s: %w", path, err)
 	}
@@ -58,13 +58,13 @@ func loadDetector(path string) (*gnn.Model, error) {
 
 // meshGraph is the detector's input built from the stored reports.
 type meshGraph struct {
-	g        gnn.Graph
+	g        detector.Graph
 	names    []string
 	index    map[string]int
 	reported []*store.Report // per node: its fresh report with features, or nil
 }
 
-func (s *Server) buildMeshGraph(ctx context.Context, m *gnn.Model) (*meshGraph, error) {
+func (s *Server) buildMeshGraph(ctx context.Context, m *detector.Model) (*meshGraph, error) {
 	nodes, reports, err := s.nodesAndReports(ctx)
 	if err != nil {
 		return nil, err
@@ -113,7 +113,7 @@ func (s *Server) buildMeshGraph(ctx context.Context, m *gnn.Model) (*meshGraph, 
 			}
 		}
 	}
-	g := gnn.Graph{X: make([][]float64, count), Adj: adj}
+	g := detector.Graph{X: make([][]float64, count), Adj: adj}
 	if m.E > 0 {
 		g.E = make([][][]float64, count)
 	}
@@ -152,8 +152,8 @@ func (s *Server) buildMeshGraph(ctx context.Context, m *gnn.Model) (*meshGraph, 
 }
 
 // without returns the graph with node u cut off from its neighbours (its edge rows dropped too).
-func (mg *meshGraph) without(u int) gnn.Graph {
-	g := gnn.Graph{X: mg.g.X, Adj: make([][]int, len(mg.g.Adj))}
+func (mg *meshGraph) without(u int) detector.Graph {
+	g := detector.Graph{X: mg.g.X, Adj: make([][]int, len(mg.g.Adj))}
 	if mg.g.E != nil {
 		g.E = make([][][]float64, len(mg.g.E))
 	}

@@ -9,12 +9,12 @@ import (
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/auth"
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/telemetry"
 )
 
 // writeModel saves an (untrained, seeded) detector with this build's dimensions.
-func writeModel(t *testing.T, m *gnn.Model) string {
+func writeModel(t *testing.T, m *detector.Model) string {
 	t.Helper()
 	b, err := m.MarshalBinary()
 	if err != nil {
@@ -45,7 +45,7 @@ func edgeFeatures(tx, rx float64) map[string]float64 {
 // (checked against the model run directly on a graph built here), with the features it read, the
 // model version, and neighbours ranked by how much cutting them out changes the score.
 func TestPredict(t *testing.T) {
-	m := gnn.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 3)
+	m := detector.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 3)
 	m.Threshold = 0.5
 	path := writeModel(t, m)
 	h := sqliteHarness(t, func(c *Config) { c.AI.Model = path })
@@ -94,7 +94,7 @@ func TestPredict(t *testing.T) {
 	missing := make([]float64, telemetry.NumNode)
 	missing[telemetry.FMissing] = 1
 	zero := make([]float64, telemetry.NumEdge)
-	g := gnn.Graph{
+	g := detector.Graph{
 		X:   [][]float64{x(reports["alpha"].Features), x(reports["beta"].Features), missing},
 		Adj: [][]int{{1}, {0, 2}, {1}},
 		E:   [][][]float64{{e(edgeFeatures(40, 0))}, {e(edgeFeatures(0, 0)), e(edgeFeatures(0, 0))}, {zero}},
@@ -121,7 +121,7 @@ func TestPredict(t *testing.T) {
 		t.Fatalf("top neighbours %+v", p.TopNeighbours)
 	}
 	// Cutting alpha out of the graph: beta's score computed directly.
-	cut := gnn.Graph{X: g.X, Adj: [][]int{nil, {2}, {1}}, E: [][][]float64{nil, {g.E[1][1]}, {zero}}}
+	cut := detector.Graph{X: g.X, Adj: [][]int{nil, {2}, {1}}, E: [][][]float64{nil, {g.E[1][1]}, {zero}}}
 	for _, nc := range p.TopNeighbours {
 		if nc.Name == "alpha" && math.Abs(nc.Contribution-(p.Score-(1-m.Predict(&cut)[1][0]))) > 1e-9 {
 			t.Fatalf("alpha's contribution %v", nc.Contribution)
@@ -156,7 +156,7 @@ func TestPredict(t *testing.T) {
 // A detector file that is damaged, or made for other features, stops the control plane at start
 // with a clear error.
 func TestPredictModelRefused(t *testing.T) {
-	good := gnn.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1)
+	good := detector.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1)
 	b, err := good.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestPredictModelRefused(t *testing.T) {
 	if _, err := loadDetector(damaged); err == nil || !strings.Contains(err.Error(), "ai.model") || !strings.Contains(err.Error(), "malformed") {
 		t.Fatalf("damaged model: %v", err)
 	}
-	other := writeModel(t, gnn.NewEdgeModel(telemetry.NumNode+1, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1))
+	other := writeModel(t, detector.NewEdgeModel(telemetry.NumNode+1, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1))
 	if _, err := loadDetector(other); err == nil || !strings.Contains(err.Error(), "this build reports") {
 		t.Fatalf("model for other features: %v", err)
 	}

@@ -19,7 +19,7 @@ import (
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/auth"
 	"x0tta6bl4/internal/control/store"
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
@@ -48,7 +48,7 @@ type Server struct {
 	caX509 *x509.Certificate
 	caPin  string
 
-	detector *gnn.Model // ai.model, nil without one; never modified after New
+	detector *detector.Model // ai.model, nil without one; never modified after New
 	roots    *x509.CertPool
 	td       string
 

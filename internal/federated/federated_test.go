@@ -6,7 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/train"
 	"x0tta6bl4/internal/identity"
 )
 
@@ -71,10 +72,10 @@ func TestAggregate(t *testing.T) {
 // update, or Gaussian noise of 10 × its norm). Trimmed mean (with or without Multi-Krum) and clipped
 // FedAvg stay close to clean training; FedAvg without clipping is broken by the −10× attack.
 func TestPoisoning(t *testing.T) {
-	var clients [][]gnn.Graph
-	var test []gnn.Graph
+	var clients [][]detector.Graph
+	var test []detector.Graph
 	for c := range 12 {
-		var gs []gnn.Graph
+		var gs []detector.Graph
 		for s := range 3 {
 			gs = append(gs, RingTask(uint64(c*10+s)))
 		}
@@ -146,9 +147,9 @@ func TestMultiKrum(t *testing.T) {
 // TestRobustStats: two of ten clients report statistics 100 × too large. Pooled sums take the
 // normalisation with them; the trimmed mean of the clients' own means does not.
 func TestRobustStats(t *testing.T) {
-	var clients [][]gnn.Graph
+	var clients [][]detector.Graph
 	for c := range 10 {
-		clients = append(clients, []gnn.Graph{RingTask(uint64(c * 10)), RingTask(uint64(c*10 + 1))})
+		clients = append(clients, []detector.Graph{RingTask(uint64(c * 10)), RingTask(uint64(c*10 + 1))})
 	}
 	mean := func(robust, poisoned bool) []float64 {
 		cfg := TrainConfig{Hidden: 4, Classes: 2, Rounds: 1, LocalEpochs: 1, RobustStats: robust, Seed: 1}
@@ -175,8 +176,8 @@ func TestRobustStats(t *testing.T) {
 
 // The statistics round's vector carries a model's moments exactly, edge moments included.
 func TestStatsVectorRoundTrip(t *testing.T) {
-	m := gnn.NewEdgeModel(3, 2, 4, 4, 3, 1)
-	mo := gnn.NewMoments(m.F, m.E)
+	m := detector.NewEdgeModel(3, 2, 4, 4, 3, 1)
+	mo := train.NewMoments(m.F, m.E)
 	mo.N, mo.EN = 10, 7
 	for i := range mo.Sum {
 		mo.Sum[i], mo.Sq[i] = float64(i+1), float64(i*i+1)

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"testing"
 
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/federated"
-	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/identity"
 )
 
@@ -29,7 +29,7 @@ type fuzzFixture struct {
 func newFuzzFixture(f *testing.F) *fuzzFixture {
 	p := newPKI(f, "fuzz.test", map[string][]string{"coord": {"fl"}, "a": {"fl"}})
 	co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: p.keys["coord"].Sign, Verifier: p.ver, Group: "fl",
-		Model: gnn.NewModel(3, 4, 4, 2, 1), FirstRound: 3})
+		Model: detector.NewModel(3, 4, 4, 2, 1), FirstRound: 3})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func newFuzzFixture(f *testing.F) *fuzzFixture {
 	if err != nil {
 		f.Fatal(err)
 	}
-	u, err := federated.LocalUpdate(a, []gnn.Graph{federated.RingTask(1)}, 1)
+	u, err := federated.LocalUpdate(a, []detector.Graph{federated.RingTask(1)}, 1)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,14 +1,17 @@
 package federated
 
-import "x0tta6bl4/internal/gnn"
+import (
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/experiment"
+)
 
 // Test helpers shared by the package's internal and external (federated_test) tests.
 
 // RingTask is a small labelled graph: a ring with chords, label 1 when the neighbours' mean of
 // feature 0 exceeds 0.3 (visible only through the neighbourhood).
-func RingTask(seed uint64) gnn.Graph {
+func RingTask(seed uint64) detector.Graph {
 	const n = 40
-	g := gnn.Graph{X: make([][]float64, n), Adj: make([][]int, n), Y: make([]int, n)}
+	g := detector.Graph{X: make([][]float64, n), Adj: make([][]int, n), Y: make([]int, n)}
 	x := seed*2654435761 + 1
 	rnd := func() float64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return float64(x%10000)/5000 - 1 }
 	for v := range n {
@@ -31,8 +34,8 @@ func RingTask(seed uint64) gnn.Graph {
 }
 
 // HeldOutF1 sets m's threshold on test (as the tests have no validation set) and returns its F1 there.
-func HeldOutF1(m *gnn.Model, test []gnn.Graph) float64 {
-	m.SetThreshold(test)
+func HeldOutF1(m *detector.Model, test []detector.Graph) float64 {
+	experiment.SetThreshold(m, test)
 	var s []float64
 	var pos []bool
 	for i := range test {
@@ -41,5 +44,5 @@ func HeldOutF1(m *gnn.Model, test []gnn.Graph) float64 {
 			pos = append(pos, y == 1)
 		}
 	}
-	return gnn.Evaluate(s, pos, m.Threshold).F1
+	return experiment.Evaluate(s, pos, m.Threshold).F1
 }

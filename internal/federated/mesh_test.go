@@ -16,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/experiment"
+	"x0tta6bl4/internal/detector/train"
 	"x0tta6bl4/internal/federated"
 	"x0tta6bl4/internal/firewall"
-	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
 	"x0tta6bl4/internal/sim"
@@ -103,13 +105,13 @@ func (m *flMesh) wireBytes() uint64 {
 type flRun struct {
 	rounds   int
 	cfg      federated.CoordinatorConfig
-	data     map[string][]gnn.Graph
+	data     map[string][]detector.Graph
 	poisoned map[string]bool // send −10 × their honest update in train rounds
 	port     uint16
 }
 
 type flResult struct {
-	model   *gnn.Model
+	model   *detector.Model
 	results []*federated.RoundResult
 	wire    []uint64 // UDP bytes sent by all nodes during each round
 	stats   map[string]federated.ParticipantStats
@@ -136,7 +138,7 @@ func (m *flMesh) run(t *testing.T, r flRun) flResult {
 	out := flResult{stats: map[string]federated.ParticipantStats{}}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	finals := map[string]*gnn.Model{}
+	finals := map[string]*detector.Model{}
 	for _, name := range m.names[1:] {
 		cfg := federated.ParticipantConfig{Key: m.keys[name].Sign, Cert: m.certs[name], Coordinator: m.certs["coord"], Verifier: m.ver,
 			Port: r.port, Dial: m.dial(name), Poll: 20 * time.Millisecond, Data: r.data[name]}
@@ -217,8 +219,8 @@ func TestRoundsOverMesh(t *testing.T) {
 	}
 	const participants, rounds, local, lr = 5, 40, 3, 0.01
 	m := newFLMesh(t, participants)
-	data := map[string][]gnn.Graph{}
-	var all, test []gnn.Graph
+	data := map[string][]detector.Graph{}
+	var all, test []detector.Graph
 	for i, name := range m.names[1:] {
 		for s := range 3 {
 			g := federated.RingTask(uint64(i*10 + s))
@@ -237,7 +239,7 @@ func TestRoundsOverMesh(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: m.keys["coord"].Sign, Verifier: m.ver, Model: gnn.NewModel(3, 8, 8, 2, 1)})
+		co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: m.keys["coord"].Sign, Verifier: m.ver, Model: detector.NewModel(3, 8, 8, 2, 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,14 +272,14 @@ func TestRoundsOverMesh(t *testing.T) {
 		}
 	})
 
-	central := gnn.NewModel(3, 8, 8, 2, 1)
-	central.Fit(all)
-	if _, err := central.Train(all, gnn.TrainConfig{Epochs: rounds * local, LR: lr, Seed: 1}); err != nil {
+	central := detector.NewModel(3, 8, 8, 2, 1)
+	train.Standardise(central, all)
+	if _, err := train.Run(central, all, train.Config{Epochs: rounds * local, LR: lr, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	centralF1 := federated.HeldOutF1(central, test)
 
-	base := federated.CoordinatorConfig{Model: gnn.NewModel(3, 8, 8, 2, 1), LocalEpochs: local, LR: lr, Seed: 1, FirstRound: 100}
+	base := federated.CoordinatorConfig{Model: detector.NewModel(3, 8, 8, 2, 1), LocalEpochs: local, LR: lr, Seed: 1, FirstRound: 100}
 	clean := m.run(t, flRun{rounds: rounds, cfg: base, data: data, port: federated.DefaultPort})
 	// The transport changes nothing: the same rounds without HTTP give the same bits.
 	if v := m.inProcess(t, base, rounds, data).Version(); v != clean.model.Version() {
@@ -299,7 +301,7 @@ func TestRoundsOverMesh(t *testing.T) {
 }
 
 // inProcess runs the same rounds as run, calling the coordinator directly.
-func (m *flMesh) inProcess(t *testing.T, cfg federated.CoordinatorConfig, rounds int, data map[string][]gnn.Graph) *gnn.Model {
+func (m *flMesh) inProcess(t *testing.T, cfg federated.CoordinatorConfig, rounds int, data map[string][]detector.Graph) *detector.Model {
 	t.Helper()
 	cfg.Key, cfg.Verifier, cfg.Group = m.keys["coord"].Sign, m.ver, "fl"
 	co, err := federated.NewCoordinator(cfg)
@@ -378,12 +380,12 @@ func TestRoundsOverMeshSim(t *testing.T) {
 	}
 	const rounds = 3
 	m := newFLMesh(t, participants)
-	data := map[string][]gnn.Graph{}
+	data := map[string][]detector.Graph{}
 	for i, name := range m.names[1:] {
-		var gs []gnn.Graph
+		var gs []detector.Graph
 		var err error
 		for seed := uint64(i + 1); seed < 10000; seed += 1000 { // a seed whose topology cannot hold every fault: the next
-			if gs, err = gnn.Generate(gnn.DataConfig{Seeds: []uint64{seed}, Nodes: 50, Duration: 20 * time.Second, Faults: gnn.DefaultFaults}); err == nil {
+			if gs, err = experiment.Generate(experiment.DataConfig{Seeds: []uint64{seed}, Nodes: 50, Duration: 20 * time.Second, Faults: experiment.DefaultFaults}); err == nil {
 				break
 			}
 		}
@@ -392,7 +394,7 @@ func TestRoundsOverMeshSim(t *testing.T) {
 		}
 		data[name] = gs
 	}
-	r := m.run(t, flRun{rounds: rounds, cfg: federated.CoordinatorConfig{Model: gnn.NewEdgeModel(sim.NumFeatures, sim.NumEdgeFeatures, 32, 32, int(sim.NumKinds), 1), Seed: 1},
+	r := m.run(t, flRun{rounds: rounds, cfg: federated.CoordinatorConfig{Model: detector.NewEdgeModel(sim.NumFeatures, sim.NumEdgeFeatures, 32, 32, int(sim.NumKinds), 1), Seed: 1},
 		data: data, port: federated.DefaultPort})
 	logFigures(t, r, participants)
 	fmt.Fprintln(os.Stderr, "done")

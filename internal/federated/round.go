@@ -19,7 +19,8 @@ import (
 	"sync"
 	"time"
 
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/train"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
@@ -32,7 +33,7 @@ const (
 	annVersion = 1
 	maxClasses = 256
 	// MaxAnnouncementSize bounds an encoded announcement (the model file plus at most 64 KiB).
-	MaxAnnouncementSize = gnn.MaxFileSize + 64<<10
+	MaxAnnouncementSize = detector.MaxFileSize + 64<<10
 	// DefaultMaxParticipants bounds the updates a coordinator holds in one round.
 	DefaultMaxParticipants = 256
 )
@@ -78,7 +79,7 @@ type Announcement struct {
 	LR          float64
 	Seed        uint64    // mixed with each participant's key ID for its local training order
 	Weights     []float64 // class loss weights (empty in a statistics round)
-	Model       *gnn.Model
+	Model       *detector.Model
 	Signer      identity.KeyID
 }
 
@@ -176,7 +177,7 @@ func DecodeAnnouncement(b []byte, coordinator *identity.VerifyKey) (*Announcemen
 			return nil, bad("learning rate or class weight out of range")
 		}
 	}
-	m, err := gnn.UnmarshalModel(b[body-32-int(ml) : body-32])
+	m, err := detector.UnmarshalModel(b[body-32-int(ml) : body-32])
 	if err != nil {
 		return nil, bad("model: %v", err)
 	}
@@ -196,12 +197,12 @@ func EncodeEnvelope(cert *meshca.Certificate, update []byte) []byte {
 }
 
 // StatsDim is the length of a statistics round's vector for model m: node-intervals and directed
-// links (2), then gnn.Moments' Σx and Σx² of the node features (2F) and of the aggregated edge
+// links (2), then train.Moments' Σx and Σx² of the node features (2F) and of the aggregated edge
 // features (incoming and outgoing means: 2E each, 4E), then the class counts (K).
-func StatsDim(m *gnn.Model) int { return 2 + 2*m.F + 4*m.E + m.K }
+func StatsDim(m *detector.Model) int { return 2 + 2*m.F + 4*m.E + m.K }
 
 // statsVector lays out moments and class counts as StatsDim describes.
-func statsVector(mo *gnn.Moments, counts []float64) []float64 {
+func statsVector(mo *train.Moments, counts []float64) []float64 {
 	v := []float64{mo.N, mo.EN}
 	for _, p := range [][]float64{mo.Sum, mo.Sq, mo.ESum, mo.ESq, counts} {
 		v = append(v, p...)
@@ -210,8 +211,8 @@ func statsVector(mo *gnn.Moments, counts []float64) []float64 {
 }
 
 // statsFromVector is statsVector's inverse; it reports false for a negative count or square sum.
-func statsFromVector(m *gnn.Model, v []float64) (*gnn.Moments, []float64, bool) {
-	mo := gnn.NewMoments(m.F, m.E)
+func statsFromVector(m *detector.Model, v []float64) (*train.Moments, []float64, bool) {
+	mo := train.NewMoments(m.F, m.E)
 	mo.N, mo.EN = v[0], v[1]
 	i := 2
 	for _, p := range [][]float64{mo.Sum, mo.Sq, mo.ESum, mo.ESq} {
@@ -231,7 +232,7 @@ func statsFromVector(m *gnn.Model, v []float64) (*gnn.Moments, []float64, bool) 
 // LocalUpdate computes a participant's answer to an announcement from its own graphs: the moments
 // and class counts in a statistics round, the parameter change after LocalEpochs of training from
 // the global model in a train round. seed individualises the training order (the participant's key).
-func LocalUpdate(a *Announcement, data []gnn.Graph, seed uint64) (*Update, error) {
+func LocalUpdate(a *Announcement, data []detector.Graph, seed uint64) (*Update, error) {
 	m := a.Model
 	if len(data) == 0 {
 		return nil, errors.New("federated: no local data")
@@ -243,7 +244,7 @@ func LocalUpdate(a *Announcement, data []gnn.Graph, seed uint64) (*Update, error
 	u := &Update{Round: a.Round, Samples: uint32(min(n, math.MaxUint32))}
 	switch a.Kind {
 	case KindStats:
-		mo := gnn.NewMoments(m.F, m.E)
+		mo := train.NewMoments(m.F, m.E)
 		counts := make([]float64, m.K)
 		for i := range data {
 			if err := m.CheckGraph(&data[i]); err != nil {
@@ -262,7 +263,7 @@ func LocalUpdate(a *Announcement, data []gnn.Graph, seed uint64) (*Update, error
 		u.Delta = statsVector(mo, counts)
 	case KindTrain:
 		local := m.Clone()
-		if _, err := local.Train(data, gnn.TrainConfig{Epochs: max(a.LocalEpochs, 1), LR: a.LR, Seed: a.Seed ^ seed, Weights: a.Weights}); err != nil {
+		if _, err := train.Run(local, data, train.Config{Epochs: max(a.LocalEpochs, 1), LR: a.LR, Seed: a.Seed ^ seed, Weights: a.Weights}); err != nil {
 			return nil, err
 		}
 		u.Delta = local.Params()
@@ -283,7 +284,7 @@ type CoordinatorConfig struct {
 	Group    string               // if set, participants' certificates must list it
 	// Model is the initial global model (architecture and initial weights); its normalisation is set
 	// by the statistics round.
-	Model           *gnn.Model
+	Model           *detector.Model
 	LocalEpochs     int     // 2
 	LR              float64 // 0.005
 	Seed            uint64
@@ -314,7 +315,7 @@ type Coordinator struct {
 	cfg CoordinatorConfig
 
 	mu       sync.Mutex
-	model    *gnn.Model
+	model    *detector.Model
 	weights  []float64
 	round    uint32
 	kind     Kind
@@ -395,7 +396,7 @@ func (c *Coordinator) announcement() ([]byte, string) {
 }
 
 // Model returns a copy of the current global model.
-func (c *Coordinator) Model() *gnn.Model {
+func (c *Coordinator) Model() *detector.Model {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.model.Clone()
@@ -539,7 +540,7 @@ func (c *Coordinator) Close() (*RoundResult, error) {
 	c.got = nil
 	m := c.model
 	if c.kind == KindStats {
-		total := gnn.NewMoments(m.F, m.E)
+		total := train.NewMoments(m.F, m.E)
 		counts := make([]float64, m.K)
 		for _, u := range us {
 			mo, cs, _ := statsFromVector(m, u.Delta) // checked by Submit
@@ -570,7 +571,7 @@ func (c *Coordinator) Close() (*RoundResult, error) {
 	return res, nil
 }
 
-// classWeights is gnn.ClassWeights from counts: sqrt(normal / class), 1 for every present class if
+// classWeights is train.ClassWeights from counts: sqrt(normal / class), 1 for every present class if
 // there is no normal sample.
 func classWeights(counts []float64) []float64 {
 	w := make([]float64, len(counts))

@@ -6,7 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/train"
 	"x0tta6bl4/internal/identity"
 )
 
@@ -46,7 +47,7 @@ type TrainConfig struct {
 	Progress    func(round, rounds int)
 	// Validate, if set, is called with the global model after each round (e.g. to keep the round
 	// with the best validation score, as central training keeps its best epoch).
-	Validate func(round int, m *gnn.Model)
+	Validate func(round int, m *detector.Model)
 }
 
 // Attack is a model-poisoning attack.
@@ -72,7 +73,7 @@ type Report struct {
 // change; the aggregator verifies each one, clips it to the round's median update norm, keeps the
 // Multi-Krum selection (if Krum > 0), and applies the rule (and server momentum). Validate sees the
 // global model after every round.
-func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, error) {
+func Train(clients [][]detector.Graph, f int, cfg TrainConfig) (*detector.Model, *Report, error) {
 	if cfg.Rounds <= 0 {
 		cfg.Rounds = 10
 	}
@@ -103,7 +104,7 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 		keys[i] = k
 		known[k.PublicKey().ID()] = k.PublicKey()
 	}
-	global := gnn.NewEdgeModel(f, cfg.Edges, cfg.Hidden, cfg.Hidden, cfg.Classes, cfg.Seed)
+	global := detector.NewEdgeModel(f, cfg.Edges, cfg.Hidden, cfg.Hidden, cfg.Classes, cfg.Seed)
 	weights, err := aggregateStats(global, clients, cfg)
 	if err != nil {
 		return nil, nil, err
@@ -121,12 +122,12 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 			}
 			data := c
 			if cfg.LocalGraphs > 0 && cfg.LocalGraphs < len(c) {
-				data = make([]gnn.Graph, cfg.LocalGraphs)
+				data = make([]detector.Graph, cfg.LocalGraphs)
 				for i, j := range rand.New(rand.NewPCG(cfg.Seed, uint64(r*1000+ci))).Perm(len(c))[:cfg.LocalGraphs] {
 					data[i] = c[j]
 				}
 			}
-			if _, err := local.Train(data, gnn.TrainConfig{Epochs: cfg.LocalEpochs, LR: lr, Seed: cfg.Seed + uint64(r*1000+ci), Weights: weights}); err != nil {
+			if _, err := train.Run(local, data, train.Config{Epochs: cfg.LocalEpochs, LR: lr, Seed: cfg.Seed + uint64(r*1000+ci), Weights: weights}); err != nil {
 				return nil, nil, err
 			}
 			delta := local.Params()
@@ -176,7 +177,7 @@ func Train(clients [][]gnn.Graph, f int, cfg TrainConfig) (*gnn.Model, *Report, 
 	return global, rep, nil
 }
 
-func samples(gs []gnn.Graph) int {
+func samples(gs []detector.Graph) int {
 	var n int
 	for _, g := range gs {
 		n += len(g.X)
@@ -210,11 +211,11 @@ func poison(delta []float64, a Attack, rng *rand.Rand) {
 // (exactly the pooled statistics; one lying client can move them arbitrarily). With RobustStats:
 // each client's per-sample moments (mean, mean square) and class frequencies are combined
 // coordinate-wise with the rule, as updates are.
-func aggregateStats(global *gnn.Model, clients [][]gnn.Graph, cfg TrainConfig) ([]float64, error) {
+func aggregateStats(global *detector.Model, clients [][]detector.Graph, cfg TrainConfig) ([]float64, error) {
 	f, e, k := global.F, global.E, global.K
 	var us []*Update
 	for ci, c := range clients {
-		mo := gnn.NewMoments(f, e)
+		mo := train.NewMoments(f, e)
 		counts := make([]float64, k)
 		for i := range c {
 			mo.Add(&c[i])

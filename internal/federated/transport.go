@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
@@ -128,7 +128,7 @@ type ParticipantConfig struct {
 	Timeout time.Duration // per request, 30 s
 	Poll    time.Duration // between polls in Run, 100 ms
 	// Data is this node's own labelled telemetry.
-	Data []gnn.Graph
+	Data []detector.Graph
 	// Local, if set, replaces LocalUpdate(a, Data, …) (experiments: a poisoned participant).
 	Local func(a *Announcement) (*Update, error)
 	Now   func() time.Time
@@ -323,7 +323,7 @@ func (e *RefusedError) Error() string {
 // Run takes part until the coordinator publishes the final model, which it returns, or ctx ends.
 // Errors on one poll (network, a refused announcement or update) are reported through onError (if
 // set) and the loop goes on.
-func (p *Participant) Run(ctx context.Context, onError func(error)) (*gnn.Model, error) {
+func (p *Participant) Run(ctx context.Context, onError func(error)) (*detector.Model, error) {
 	report := func(err error) {
 		if onError != nil && err != nil && ctx.Err() == nil {
 			onError(err)

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/federated"
-	"x0tta6bl4/internal/gnn"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
@@ -84,7 +84,7 @@ func post(t *testing.T, h http.Handler, src netip.Addr, body []byte) (int, strin
 func TestCoordinatorRefusals(t *testing.T) {
 	p := newPKI(t, "fl.test", map[string][]string{"coord": {"fl"}, "a": {"fl"}, "b": {"fl"}, "c": {"fl"}, "outsider": {"other"}})
 	foreign := newPKI(t, "evil.test", map[string][]string{"x": {"fl"}})
-	model := gnn.NewModel(3, 8, 8, 2, 1)
+	model := detector.NewModel(3, 8, 8, 2, 1)
 	co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: p.keys["coord"].Sign, Verifier: p.ver, Group: "fl", Model: model, FirstRound: 7})
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func TestCoordinatorRefusals(t *testing.T) {
 	if err != nil || round != 7 {
 		t.Fatalf("open: %d %v", round, err)
 	}
-	data := []gnn.Graph{federated.RingTask(1), federated.RingTask(2)}
+	data := []detector.Graph{federated.RingTask(1), federated.RingTask(2)}
 	ann, err := federated.DecodeAnnouncement(co.Announcement(), p.certs["coord"].SignPublicKey)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestCoordinatorRefusals(t *testing.T) {
 // key, intact, and never an older round than one it has seen.
 func TestParticipantRefusals(t *testing.T) {
 	p := newPKI(t, "fl.test", map[string][]string{"coord": {"fl"}, "a": {"fl"}, "mallory": {"fl"}})
-	model := gnn.NewModel(3, 8, 8, 2, 1)
+	model := detector.NewModel(3, 8, 8, 2, 1)
 	sign := func(key *identity.SigningKey, kind federated.Kind, round uint32) []byte {
 		b, err := federated.EncodeAnnouncement(key, &federated.Announcement{Kind: kind, Round: round, LocalEpochs: 1, LR: 0.01, Model: model})
 		if err != nil {
@@ -217,7 +217,7 @@ func TestParticipantRefusals(t *testing.T) {
 	}))
 	defer srv.Close()
 	pa, err := federated.NewParticipant(federated.ParticipantConfig{Key: p.keys["a"].Sign, Cert: p.certs["a"], Coordinator: p.certs["coord"],
-		Verifier: p.ver, Data: []gnn.Graph{federated.RingTask(1)},
+		Verifier: p.ver, Data: []detector.Graph{federated.RingTask(1)},
 		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
 		}})

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
 )
 
@@ -59,7 +59,7 @@ func TestRules(t *testing.T) {
 // whose neighbours see it relay less than half of what they hand it is a blackhole with p = 0.95)
 // and checks the affected traffic recovers within 5 s.
 func TestSimRecovery(t *testing.T) {
-	detect := func(g *gnn.Graph) [][]float64 {
+	detect := func(g *detector.Graph) [][]float64 {
 		out := make([][]float64, len(g.X))
 		in, relayed := make([]float64, len(g.X)), make([]float64, len(g.X))
 		for u, links := range g.E {

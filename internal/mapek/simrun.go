@@ -6,14 +6,15 @@ import (
 	"math"
 	"time"
 
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/experiment"
 	"x0tta6bl4/internal/sim"
 )
 
 // SimConfig is a self-healing experiment: one relay fault, a detector, the loop.
 type SimConfig struct {
 	Sim    sim.Config // Faults should hold one blackhole or grey hole
-	Detect func(g *gnn.Graph) [][]float64
+	Detect func(g *detector.Graph) [][]float64
 	Rules  Rules
 }
 
@@ -58,7 +59,7 @@ func RunSim(cfg SimConfig) (*SimResult, error) {
 	res.MTTRRel = -1
 	c := cfg.Sim
 	c.OnInterval = func(s *sim.Sim, iv *sim.Interval) {
-		g := gnn.FromInterval(s.Adj, iv)
+		g := experiment.FromInterval(s.Adj, iv)
 		probs := cfg.Detect(&g)
 		// Evidence: what the neighbours' link counters say v was handed to relay and relayed.
 		relayIn, relayOut := make([]float64, len(iv.X)), make([]float64, len(iv.X))

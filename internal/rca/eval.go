@@ -6,7 +6,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"x0tta6bl4/internal/gnn"
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/experiment"
 	"x0tta6bl4/internal/sim"
 )
 
@@ -14,11 +15,11 @@ import (
 type EvalConfig struct {
 	Seeds []uint64
 	Nodes int
-	Kinds []sim.Kind // default: every fault kind
-	Model *gnn.Model // anomaly scores
+	Kinds []sim.Kind      // default: every fault kind
+	Model *detector.Model // anomaly scores
 	// Others are further scorers (the unsupervised baselines), ranked the same two ways; their
 	// scores s are mapped to s/(s+threshold) so that the threshold maps to 0.5.
-	Others   []gnn.Detector
+	Others   []experiment.Method
 	Progress func(done, total int)
 }
 
@@ -44,7 +45,7 @@ func EvaluateSim(cfg EvalConfig) (*Result, error) {
 			cfg.Kinds = append(cfg.Kinds, k)
 		}
 	}
-	ds := append([]gnn.Detector{cfg.Model.Detector()}, cfg.Others...)
+	ds := append([]experiment.Method{experiment.Anomaly(cfg.Model)}, cfg.Others...)
 	res := &Result{Kinds: cfg.Kinds}
 	for _, d := range ds {
 		res.Scorers = append(res.Scorers, d.Name)
@@ -62,7 +63,7 @@ func EvaluateSim(cfg EvalConfig) (*Result, error) {
 				return nil, err
 			}
 			f := r.Faults[0]
-			gs := gnn.FromSim(r)
+			gs := experiment.FromSim(r)
 			from := int(f.Start/r.Config.Interval) + 2
 			for t := from; t < len(gs); t++ {
 				for di, d := range ds {

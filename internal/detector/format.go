@@ -1,4 +1,4 @@
-package gnn
+package detector
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ const (
 )
 
 // ErrMalformed is returned (wrapped) for any model file that is not a valid version-2 file.
-var ErrMalformed = errors.New("gnn: malformed model file")
+var ErrMalformed = errors.New("detector: malformed model file")
 
 func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
@@ -73,7 +73,7 @@ func (m *Model) tensors() [][]float64 {
 }
 
 func (m *Model) sizes() []int {
-	return []int{m.F, m.F, 2 * m.E, 2 * m.E, m.H1 * m.in1(), m.H1, m.H2 * 2 * m.H1, m.H2, m.K * m.H2, m.K}
+	return []int{m.F, m.F, 2 * m.E, 2 * m.E, m.H1 * m.InputWidth(), m.H1, m.H2 * 2 * m.H1, m.H2, m.K * m.H2, m.K}
 }
 
 func (m *Model) dimsOK() error {

@@ -1,66 +1,17 @@
-package gnn
+package experiment
 
 import (
 	"fmt"
 	"io"
 	"math"
 	"text/tabwriter"
-	"time"
 
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
 )
 
-// DataConfig describes simulator runs that make a data set: one run per seed, topologies in turn.
-type DataConfig struct {
-	Seeds      []uint64
-	Nodes      int
-	Duration   time.Duration
-	Faults     []sim.FaultSpec
-	Topologies []string
-	// SelfOnly drops the edge features (the per-link counters), leaving what each node reports
-	// about itself: the ablation of docs/intelligence.md.
-	SelfOnly bool
-	// Progress, if set, is called after each run.
-	Progress func(done, total int)
-}
-
-// DefaultFaults is the fault mix of the training and evaluation runs.
-var DefaultFaults = []sim.FaultSpec{{Kind: sim.Blackhole, Count: 2}, {Kind: sim.GreyHole, Count: 2}, {Kind: sim.Crash, Count: 1}, {Kind: sim.Overload, Count: 1},
-	{Kind: sim.LinkDegradation, Count: 1}, {Kind: sim.Flapping, Count: 1}}
-
-// TrainFaults is the fault mix of the training runs (ai train --train-faults): twice the relay
-// faults of DefaultFaults, so that 24 training meshes hold 96 blackhole and 96 grey-hole victims
-// rather than 48 — with fewer, the model learnt the victims rather than the fault.
-const TrainFaults = "blackhole:4,greyhole:4,crash:2,overload:2,linkdeg:2,flapping:2"
-
-// Generate runs the simulator and returns the labelled graphs.
-func Generate(dc DataConfig) ([]Graph, error) {
-	if len(dc.Topologies) == 0 {
-		dc.Topologies = []string{sim.Geometric, sim.ScaleFree, sim.Grid}
-	}
-	var out []Graph
-	for i, seed := range dc.Seeds {
-		r, err := sim.Run(sim.Config{Nodes: dc.Nodes, Topology: dc.Topologies[i%len(dc.Topologies)], Seed: seed,
-			Duration: dc.Duration, Faults: dc.Faults})
-		if err != nil {
-			return nil, fmt.Errorf("seed %d: %w", seed, err)
-		}
-		gs := FromSim(r)
-		if dc.SelfOnly {
-			for i := range gs {
-				gs[i].E = nil
-			}
-		}
-		out = append(out, gs...)
-		if dc.Progress != nil {
-			dc.Progress(i+1, len(dc.Seeds))
-		}
-	}
-	return out, nil
-}
-
 // rows flattens graphs into samples and labels.
-func rows(gs []Graph) ([][]float64, []int) {
+func rows(gs []detector.Graph) ([][]float64, []int) {
 	var xs [][]float64
 	var ys []int
 	for _, g := range gs {
@@ -78,26 +29,26 @@ func anomalous(ys []int) []bool {
 	return p
 }
 
-// Detector is a fitted method: scores per node of a graph, and its decision threshold.
-type Detector struct {
+// Method is a fitted detection method: scores per node of a graph, and its decision threshold.
+type Method struct {
 	Name      string
 	Threshold float64
-	Score     func(g *Graph) []float64
-	// Classes, if set, gives per-node class probabilities: the detector then names the fault, and
+	Score     func(g *detector.Graph) []float64
+	// Classes, if set, gives per-node class probabilities: the method then names the fault, and
 	// for fault k a node is flagged when its most probable class is k (score: p(k)).
-	Classes func(g *Graph) [][]float64
+	Classes func(g *detector.Graph) [][]float64
 }
 
 // Baselines fits the robust z-score and the isolation forest on the training graphs' rows, without
 // labels; each method's threshold is then the F1-optimal one on the validation graphs.
-func Baselines(train, val []Graph, seed uint64) []Detector {
+func Baselines(train, val []detector.Graph, seed uint64) []Method {
 	xs, _ := rows(train)
 	_, ys := rows(val)
 	pos := anomalous(ys)
 	z := FitZScore(xs)
 	f := FitIForest(xs, 100, 256, seed)
-	per := func(score func([]float64) float64) func(g *Graph) []float64 {
-		return func(g *Graph) []float64 {
+	per := func(score func([]float64) float64) func(g *detector.Graph) []float64 {
+		return func(g *detector.Graph) []float64 {
 			s := make([]float64, len(g.X))
 			for v, x := range g.X {
 				s[v] = score(x)
@@ -105,7 +56,7 @@ func Baselines(train, val []Graph, seed uint64) []Detector {
 			return s
 		}
 	}
-	ds := []Detector{{Name: "robust z-score", Score: per(z.Score)}, {Name: "isolation forest", Score: per(f.Score)}}
+	ds := []Method{{Name: "robust z-score", Score: per(z.Score)}, {Name: "isolation forest", Score: per(f.Score)}}
 	for i := range ds {
 		var scores []float64
 		for gi := range val {
@@ -120,8 +71,8 @@ func Baselines(train, val []Graph, seed uint64) []Detector {
 // per-node detector on the node's own vector, so it is not one of the baselines): what the
 // neighbours received from v that v relayed, over what they handed v to relay, in the interval;
 // score 1 − that ratio (0 when nothing was handed to v). Its threshold is the F1-optimal one on val.
-func FlowConservation(val []Graph) Detector {
-	score := func(g *Graph) []float64 {
+func FlowConservation(val []detector.Graph) Method {
+	score := func(g *detector.Graph) []float64 {
 		in, out := make([]float64, len(g.X)), make([]float64, len(g.X))
 		for u, links := range g.E {
 			for i, v := range g.Adj[u] {
@@ -137,7 +88,7 @@ func FlowConservation(val []Graph) Detector {
 		}
 		return s
 	}
-	d := Detector{Name: "flow conservation", Score: score}
+	d := Method{Name: "flow conservation", Score: score}
 	var scores []float64
 	for i := range val {
 		scores = append(scores, score(&val[i])...)
@@ -147,8 +98,8 @@ func FlowConservation(val []Graph) Detector {
 	return d
 }
 
-// SetThreshold picks the model's F1-optimal detection threshold (on 1 − p(normal)) on gs.
-func (m *Model) SetThreshold(gs []Graph) {
+// SetThreshold sets the model's detection threshold (on 1 − p(normal)) to the F1-optimal one on gs.
+func SetThreshold(m *detector.Model, gs []detector.Graph) {
 	var scores []float64
 	for i := range gs {
 		scores = append(scores, m.Scores(&gs[i])...)
@@ -157,14 +108,14 @@ func (m *Model) SetThreshold(gs []Graph) {
 	m.Threshold = math.Min(1, math.Max(0, BestThreshold(scores, anomalous(ys))))
 }
 
-// Detector returns the model as an anomaly detector: score 1 − p(normal), the validation threshold.
-func (m *Model) Detector() Detector {
-	return Detector{Name: "GraphSAGE anomaly", Threshold: m.Threshold, Score: func(g *Graph) []float64 { return m.Scores(g) }}
+// Anomaly returns the model as an anomaly detector: score 1 − p(normal), the model's threshold.
+func Anomaly(m *detector.Model) Method {
+	return Method{Name: "GraphSAGE anomaly", Threshold: m.Threshold, Score: func(g *detector.Graph) []float64 { return m.Scores(g) }}
 }
 
 // Classifier returns the model as a fault classifier (argmax of the class probabilities).
-func (m *Model) Classifier() Detector {
-	return Detector{Name: "GraphSAGE class", Threshold: m.Threshold, Score: func(g *Graph) []float64 { return m.Scores(g) },
+func Classifier(m *detector.Model) Method {
+	return Method{Name: "GraphSAGE class", Threshold: m.Threshold, Score: func(g *detector.Graph) []float64 { return m.Scores(g) },
 		Classes: m.Predict}
 }
 
@@ -178,7 +129,7 @@ type Row struct {
 // EvaluateAll scores the test graphs with every detector and reports, per fault type, detection of
 // that fault against normal nodes (nodes with other faults are left out), at each detector's
 // threshold; the "any" line counts every fault as positive.
-func EvaluateAll(ds []Detector, test []Graph) []Row {
+func EvaluateAll(ds []Method, test []detector.Graph) []Row {
 	_, ys := rows(test)
 	var out []Row
 	for _, d := range ds {
@@ -225,7 +176,7 @@ func PrintTable(w io.Writer, rs []Row) {
 }
 
 // Confusion returns the model's argmax confusion matrix on gs: [true][predicted].
-func (m *Model) Confusion(gs []Graph) [][]int {
+func Confusion(m *detector.Model, gs []detector.Graph) [][]int {
 	cm := make([][]int, m.K)
 	for i := range cm {
 		cm[i] = make([]int, m.K)
@@ -289,7 +240,7 @@ func classRows(name string, probs [][]float64, ys []int) []Row {
 
 // MacroF1 is the mean over fault classes of the model's per-class F1 (argmax) on gs: the validation
 // criterion ai train uses to keep the best epoch (no class is favoured).
-func (m *Model) MacroF1(gs []Graph) float64 {
+func MacroF1(m *detector.Model, gs []detector.Graph) float64 {
 	var probs [][]float64
 	for i := range gs {
 		probs = append(probs, m.Predict(&gs[i])...)
@@ -304,7 +255,7 @@ func (m *Model) MacroF1(gs []Graph) float64 {
 }
 
 // Summary returns "any" and blackhole F1 of the model as a classifier on gs, for training logs.
-func (m *Model) Summary(gs []Graph) string {
+func Summary(m *detector.Model, gs []detector.Graph) string {
 	var probs [][]float64
 	for i := range gs {
 		probs = append(probs, m.Predict(&gs[i])...)

@@ -1,0 +1,39 @@
+package experiment
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestMetrics(t *testing.T) {
+	s := []float64{0.1, 0.4, 0.35, 0.8}
+	p := []bool{false, false, true, true}
+	if a := AUC(s, p); math.Abs(a-0.75) > 1e-12 {
+		t.Fatalf("AUC %v", a)
+	}
+	b := Evaluate(s, p, 0.35)
+	if b.TP != 2 || b.FP != 1 || math.Abs(b.F1-0.8) > 1e-12 {
+		t.Fatalf("%+v", b)
+	}
+	if th := BestThreshold(s, p); th != 0.8 && th != 0.35 {
+		t.Fatalf("threshold %v", th)
+	}
+}
+
+func TestBaselines(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var rows [][]float64
+	for range 500 {
+		rows = append(rows, []float64{rng.NormFloat64(), rng.NormFloat64()})
+	}
+	z := FitZScore(rows)
+	f := FitIForest(rows, 50, 128, 1)
+	out := []float64{6, 6}
+	if z.Score(out) < 4 || z.Score(rows[0]) > 4 {
+		t.Fatalf("z-score %v %v", z.Score(out), z.Score(rows[0]))
+	}
+	if f.Score(out) < 0.6 || f.Score([]float64{0, 0}) > 0.5 {
+		t.Fatalf("iforest %v %v", f.Score(out), f.Score([]float64{0, 0}))
+	}
+}
