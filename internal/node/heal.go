@@ -143,8 +143,7 @@ type healer struct {
 	restores  uint64
 
 	// transitDrop is a fault for tests only: the fraction (of 1<<16) of transit packets this node
-	// drops while still answering link probes and routing. Nothing in configuration or on the network
-	// sets it; the netns tests' helper process does (netns_heal_test.go).
+	// drops while still answering link probes and routing (SetTransitFault).
 	transitDrop atomic.Uint32
 }
 
@@ -189,6 +188,14 @@ func (n *Node) healMetrics(id routing.NodeID, m routing.Metrics) routing.Metrics
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.adjustLocked(id, m)
+}
+
+// SetTransitFault makes the node a blackhole (fraction 1) or grey hole relay: it drops that fraction
+// of the transit packets it should relay while it still answers link probes and routing. It exists
+// for tests (the netns tests' helper processes, internal/meshtest); nothing in configuration or on
+// the network sets it.
+func (n *Node) SetTransitFault(fraction float64) {
+	n.heal.transitDrop.Store(uint32(min(max(fraction, 0), 1) * (1 << 16)))
 }
 
 // dropTransit applies the test-only transit fault (healer.transitDrop).

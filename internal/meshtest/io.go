@@ -1,0 +1,192 @@
+package meshtest
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"time"
+
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
+
+	"x0tta6bl4/internal/underlay"
+)
+
+// memConn is a node's socket: what it sends goes into the mesh's event queue.
+type memConn struct {
+	m      *Mesh
+	self   *Node
+	closed bool
+}
+
+var errDriven = errors.New("meshtest: the mesh delivers datagrams; nothing reads a conn")
+
+func (c *memConn) NewReader() (underlay.Reader, error) { return nil, errDriven }
+func (c *memConn) LocalAddr() netip.AddrPort            { return c.self.udp }
+func (c *memConn) Close() error                         { c.closed = true; return nil }
+
+func (c *memConn) Send(buf []byte, seg int, to netip.AddrPort) (int, error) {
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	if seg <= 0 || len(buf) == 0 {
+		return 0, errors.New("meshtest: empty send")
+	}
+	return c.m.send(c.self, buf, seg, to), nil
+}
+
+// Packet is an IPv6 packet a node's device delivered to its host.
+type Packet struct {
+	At   time.Time
+	Data []byte
+}
+
+// maxDelivered bounds what a device keeps for a test to look at.
+const maxDelivered = 1 << 16
+
+// memDevice is a node's device. Its host answers ICMPv6 echo requests to the node, as a kernel does,
+// and keeps every other packet for the test.
+type memDevice struct {
+	m         *Mesh
+	self      *Node
+	in        [][]byte // packets the host sent, waiting for the node's read
+	delivered []Packet
+	count     int
+	closed    bool
+}
+
+func (d *memDevice) BatchSize() int { return 64 }
+func (d *memDevice) Close() error   { d.closed = true; return nil }
+
+func (d *memDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if d.closed {
+		return 0, os.ErrClosed
+	}
+	k := min(len(d.in), len(bufs))
+	for i := range k {
+		sizes[i] = copy(bufs[i][offset:], d.in[i])
+	}
+	d.in = d.in[k:]
+	return k, nil
+}
+
+func (d *memDevice) Write(bufs [][]byte, offset int) (int, error) {
+	if d.closed {
+		return 0, os.ErrClosed
+	}
+	for _, b := range bufs {
+		pkt := b[offset:]
+		if reply := echoReply(pkt); reply != nil {
+			d.in = append(d.in, reply)
+			continue
+		}
+		d.count++
+		if len(d.delivered) < maxDelivered {
+			d.delivered = append(d.delivered, Packet{At: d.m.now, Data: slices.Clone(pkt)})
+		}
+	}
+	return len(bufs), nil
+}
+
+// Inject hands an IPv6 packet to the node's device, as its host would send it; the node reads it
+// at once.
+func (n *Node) Inject(pkt []byte) {
+	n.dev.in = append(n.dev.in, slices.Clone(pkt))
+	n.dev.m.pumpAll()
+}
+
+// Delivered returns the packets the node's device delivered to its host (echo requests, which the
+// host answers, aside), oldest first; the first 65,536 are kept.
+func (n *Node) Delivered() []Packet { return n.dev.delivered }
+
+// DeliveredCount is how many packets the device delivered in all.
+func (n *Node) DeliveredCount() int { return n.dev.count }
+
+// Addr is the node's overlay address.
+func (n *Node) Addr() netip.Addr { return n.Cert.Overlay }
+
+// UDPPacket builds an IPv6 UDP packet from src to dst carrying payload.
+func UDPPacket(src, dst netip.Addr, srcPort, dstPort uint16, payload []byte) []byte {
+	pkt := make([]byte, 40+8+len(payload))
+	putIPv6Header(pkt, 17, src, dst)
+	u := pkt[40:]
+	binary.BigEndian.PutUint16(u[0:], srcPort)
+	binary.BigEndian.PutUint16(u[2:], dstPort)
+	binary.BigEndian.PutUint16(u[4:], uint16(8+len(payload)))
+	copy(u[8:], payload)
+	psh := icmp.IPv6PseudoHeader(src.AsSlice(), dst.AsSlice())
+	binary.BigEndian.PutUint32(psh[32:], uint32(len(u))) // x/net leaves the length to its caller
+	psh[39] = 17
+	binary.BigEndian.PutUint16(u[6:], checksum(psh, u))
+	return pkt
+}
+
+// EchoRequest builds an ICMPv6 echo request from src to dst.
+func EchoRequest(src, dst netip.Addr, id, seq int, data []byte) []byte {
+	msg := icmp.Message{Type: ipv6.ICMPTypeEchoRequest, Body: &icmp.Echo{ID: id, Seq: seq, Data: data}}
+	return icmpPacket(src, dst, msg)
+}
+
+// ParseEcho returns the echo message in an IPv6 packet, if it is one.
+func ParseEcho(pkt []byte) (typ ipv6.ICMPType, e *icmp.Echo, ok bool) {
+	if len(pkt) < 48 || pkt[0]>>4 != 6 || pkt[6] != 58 {
+		return 0, nil, false
+	}
+	msg, err := icmp.ParseMessage(58, pkt[40:])
+	if err != nil {
+		return 0, nil, false
+	}
+	e, ok = msg.Body.(*icmp.Echo)
+	t, _ := msg.Type.(ipv6.ICMPType)
+	return t, e, ok
+}
+
+// echoReply is the host's answer to an echo request pkt, or nil.
+func echoReply(pkt []byte) []byte {
+	typ, e, ok := ParseEcho(pkt)
+	if !ok || typ != ipv6.ICMPTypeEchoRequest {
+		return nil
+	}
+	src, dst := netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40]))
+	return icmpPacket(dst, src, icmp.Message{Type: ipv6.ICMPTypeEchoReply, Body: e})
+}
+
+func icmpPacket(src, dst netip.Addr, msg icmp.Message) []byte {
+	body, err := msg.Marshal(icmp.IPv6PseudoHeader(src.AsSlice(), dst.AsSlice()))
+	if err != nil {
+		panic(err) // an echo message always marshals
+	}
+	pkt := make([]byte, 40+len(body))
+	putIPv6Header(pkt, 58, src, dst)
+	copy(pkt[40:], body)
+	return pkt
+}
+
+func putIPv6Header(p []byte, proto byte, src, dst netip.Addr) {
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(len(p)-40))
+	p[6], p[7] = proto, 64
+	s, d := src.As16(), dst.As16()
+	copy(p[8:], s[:])
+	copy(p[24:], d[:])
+}
+
+// checksum is the Internet checksum (RFC 1071) of the pseudo-header and message.
+func checksum(psh, msg []byte) uint16 {
+	var sum uint32
+	for _, b := range [][]byte{psh, msg} {
+		for ; len(b) >= 2; b = b[2:] {
+			sum += uint32(binary.BigEndian.Uint16(b))
+		}
+		if len(b) == 1 {
+			sum += uint32(b[0]) << 8
+		}
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
