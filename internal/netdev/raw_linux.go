@@ -40,7 +40,7 @@ func rawFile(d *Device) *os.File {
 }
 
 // ReadRaw reads one packet as the kernel hands it over: its 10-byte virtio-net header, then the
-// packet, which may be a TCP or UDP burst of up to 64 KiB to be segmented (internal/vnet). Only for a
+// packet, which may be a TCP or UDP burst of up to 64 KiB to be segmented (internal/virtio). Only for a
 // device with Raw; it must not be mixed with Read.
 func (d *Device) ReadRaw(buf []byte) (int, error) {
 	if d.raw == nil {
@@ -99,7 +99,7 @@ func (r *nowReader) readOnce(fd uintptr) bool {
 }
 
 // WriteRaw writes one packet with its virtio-net header in front, which the kernel takes as it is: a
-// whole TCP burst is one write. The header must have passed vnet.Header.Check. Only for a device
+// whole TCP burst is one write. The header must have passed virtio.Header.Check. Only for a device
 // with Raw.
 func (d *Device) WriteRaw(frame []byte) error {
 	if d.raw == nil {

@@ -8,7 +8,7 @@ import (
 	"x0tta6bl4/internal/netdev"
 	"x0tta6bl4/internal/overlay"
 	"x0tta6bl4/internal/session"
-	"x0tta6bl4/internal/vnet"
+	"x0tta6bl4/internal/virtio"
 )
 
 // Bursts (docs/transport.md, "Bursts"). A kernel TUN hands the node whole TCP bursts of up to 64 KiB
@@ -18,7 +18,7 @@ import (
 // packet. The destination collects the
 // pieces in a fixed pool (session.Reassembler), opens the burst once, checks its header and hands it
 // to its own kernel TUN in one write, or splits it in software for a userspace stack. Everything
-// else read from the device is split in software (internal/vnet) and sent packet by packet.
+// else read from the device is split in software (internal/virtio) and sent packet by packet.
 //
 // A sender uses bursts to a peer only while a recent burst probe (an empty burst packet) came back
 // answered: that proves the peer and every relay on the path handle them (burstConfirmFor). One
@@ -68,7 +68,7 @@ type rawFrame struct{ off, size int }
 const (
 	readAhead = 32
 	// rawSlot is the room a read needs: a frame can be a 64 KiB burst.
-	rawSlot = rawHeadroom + vnet.HeaderLen + netdev.MaxPacket + session.TagSize
+	rawSlot = rawHeadroom + virtio.HeaderLen + netdev.MaxPacket + session.TagSize
 )
 
 func newRawReader(segs [][]byte, sizes []int) *rawReader {
@@ -80,7 +80,7 @@ func newRawReader(segs [][]byte, sizes []int) *rawReader {
 
 // room is where a read into the arena at off goes.
 func (r *rawReader) room(off int) []byte {
-	return r.arena[off+rawHeadroom : off+rawHeadroom+vnet.HeaderLen+netdev.MaxPacket]
+	return r.arena[off+rawHeadroom : off+rawHeadroom+virtio.HeaderLen+netdev.MaxPacket]
 }
 
 // read waits for a frame, then takes what else is queued while the arena has room for a whole burst.
@@ -107,18 +107,18 @@ func (r *rawReader) read(d RawDevice) error {
 // past the frame): a burst whole when it can, else packet by packet.
 func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, buf []byte, size int) {
 	frame := buf[rawHeadroom : rawHeadroom+size]
-	h, err := vnet.ParseHeader(frame)
+	h, err := virtio.ParseHeader(frame)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
-	pkt := frame[vnet.HeaderLen:]
+	pkt := frame[virtio.HeaderLen:]
 	if !isIPv6(pkt) {
 		n.stats.dropNotOverlay.Add(1)
 		return
 	}
-	if h.GSOType == vnet.GSOTCPv6 {
-		if segments := vnet.Segments(h, pkt); segments > 0 { // it passes vnet.Header.Check
+	if h.GSOType == virtio.GSOTCPv6 {
+		if segments := virtio.Segments(h, pkt); segments > 0 { // it passes virtio.Header.Check
 			if t := n.burstTunnel(now, pkt, len(frame)); t != nil {
 				if e, ok := n.route(now, pkt); ok {
 					n.sendBurst(now, tx, e, t, r, buf, size, segments)
@@ -127,7 +127,7 @@ func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, buf []byte, siz
 			}
 		}
 	}
-	k, err := vnet.Split(h, pkt, r.segs, r.sizes, txHeadroom)
+	k, err := virtio.Split(h, pkt, r.segs, r.sizes, txHeadroom)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
 		n.log.Debug("device packet not segmented", "err", err)
@@ -315,13 +315,13 @@ func (n *Node) burstProbeAnswered(now time.Time, t *tunnel, body []byte) {
 // deliverBurst hands a burst from peer t (virtio-net header and TCP burst) to the host, after the
 // checks every delivered packet passes: to the kernel TUN in one write, or split in software.
 func (n *Node) deliverBurst(now time.Time, t *tunnel, plain []byte, rx *rxBatch) {
-	h, err := vnet.ParseHeader(plain)
-	if err != nil || h.GSOType != vnet.GSOTCPv6 {
+	h, err := virtio.ParseHeader(plain)
+	if err != nil || h.GSOType != virtio.GSOTCPv6 {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
-	pkt := plain[vnet.HeaderLen:]
-	segments := vnet.Segments(h, pkt) // 0 when the header does not pass vnet.Header.Check
+	pkt := plain[virtio.HeaderLen:]
+	segments := virtio.Segments(h, pkt) // 0 when the header does not pass virtio.Header.Check
 	if segments == 0 {
 		n.stats.dropMalformed.Add(1)
 		return
@@ -353,7 +353,7 @@ func (n *Node) deliverBurst(now time.Time, t *tunnel, plain []byte, rx *rxBatch)
 		n.stats.dropMalformed.Add(1)
 		return
 	}
-	k, err := vnet.Split(h, pkt, segs, n.bursts.sizes, netdev.Offset)
+	k, err := virtio.Split(h, pkt, segs, n.bursts.sizes, netdev.Offset)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
 		return
@@ -379,7 +379,7 @@ const (
 )
 
 // carve cuts k buffers of size bytes out of the split arena (allocated on first use); it refuses
-// what does not fit, which a burst that passed vnet.Header.Check never asks for.
+// what does not fit, which a burst that passed virtio.Header.Check never asks for.
 func (b *bursts) carve(k, size int) ([][]byte, bool) {
 	if b.arena == nil {
 		b.arena = make([]byte, splitArena)

@@ -9,7 +9,7 @@ import (
 
 	"x0tta6bl4/internal/netdev"
 	"x0tta6bl4/internal/session"
-	"x0tta6bl4/internal/vnet"
+	"x0tta6bl4/internal/virtio"
 )
 
 // TestBurstBackoff: a loss report turns bursts off for burstBackoffMin; reports in flight while they
@@ -49,10 +49,10 @@ func TestBurstBackoff(t *testing.T) {
 // segmentation, then one IPv6 TCP packet from src to dst with segments × size bytes of payload.
 func tcpBurst(src, dst netip.Addr, segments, size int) []byte {
 	const tcpLen = 20
-	pkt := make([]byte, vnet.HeaderLen+ipv6HeaderLen+tcpLen+segments*size)
-	vnet.Header{Flags: vnet.FlagNeedsCsum, GSOType: vnet.GSOTCPv6, HdrLen: ipv6HeaderLen + tcpLen,
+	pkt := make([]byte, virtio.HeaderLen+ipv6HeaderLen+tcpLen+segments*size)
+	virtio.Header{Flags: virtio.FlagNeedsCsum, GSOType: virtio.GSOTCPv6, HdrLen: ipv6HeaderLen + tcpLen,
 		GSOSize: uint16(size), CsumStart: ipv6HeaderLen, CsumOffset: 16}.Put(pkt)
-	p := pkt[vnet.HeaderLen:]
+	p := pkt[virtio.HeaderLen:]
 	putIPv6Header(p, 6, src, dst)
 	tcp := p[ipv6HeaderLen:]
 	binary.BigEndian.PutUint16(tcp[0:], 40000)
@@ -180,7 +180,7 @@ func TestBurstProbe(t *testing.T) {
 	a, c := nodes[0], nodes[2]
 	e2e, _, _ := e2eParts(t, a, c)
 	frame := tcpBurst(a.Addr(), c.Addr(), 10, 1200)
-	pkt := frame[vnet.HeaderLen:]
+	pkt := frame[virtio.HeaderLen:]
 	now := time.Now()
 	if a.burstTunnel(now, pkt, len(frame)) != nil {
 		t.Fatal("bursts before any probe was answered")

@@ -1,4 +1,4 @@
-// Package vnet handles the virtio-net header (struct virtio_net_hdr, include/uapi/linux/virtio_net.h)
+// Package virtio handles the virtio-net header (struct virtio_net_hdr, include/uapi/linux/virtio_net.h)
 // that a Linux TUN device opened with IFF_VNET_HDR puts in front of every packet, and splits an IPv6
 // TCP or UDP super-packet ("GSO" burst) into MTU-sized packets in software.
 //
@@ -18,7 +18,7 @@
 //     Split runs Check itself.
 //
 // Split never modifies pkt, unless the caller hands pkt itself over as out[0] (see Split).
-package vnet
+package virtio
 
 import (
 	"encoding/binary"
@@ -48,24 +48,24 @@ const flagDataValid = 2
 // Errors returned by ParseHeader, Check and Split. They are never wrapped, so that the per-packet
 // functions do not allocate; compare with == or errors.Is.
 var (
-	ErrShortHeader     = errors.New("vnet: frame shorter than the virtio-net header")
-	ErrShortPacket     = errors.New("vnet: packet too short for the headers it announces")
-	ErrIPv4            = errors.New("vnet: IPv4 is not supported (IPv6-only overlay)")
-	ErrNotIPv6         = errors.New("vnet: packet is not IPv6")
-	ErrPayloadLength   = errors.New("vnet: IPv6 payload length does not match the packet length")
-	ErrGSOType         = errors.New("vnet: unsupported virtio-net gso_type")
-	ErrFlags           = errors.New("vnet: unsupported virtio-net flags for this gso_type")
-	ErrNextHeader      = errors.New("vnet: transport protocol does not match the virtio-net header")
-	ErrChecksumStart   = errors.New("vnet: csum_start is not the transport header offset")
-	ErrChecksumOffset  = errors.New("vnet: csum_offset is not the transport checksum field")
-	ErrTCPHeaderLen    = errors.New("vnet: TCP data offset out of range")
-	ErrHdrLen          = errors.New("vnet: hdr_len out of range")
-	ErrGSOSize         = errors.New("vnet: gso_size out of range")
-	ErrNoPayload       = errors.New("vnet: GSO packet without payload")
-	ErrTooFewBuffers   = errors.New("vnet: too few output buffers for the segments")
-	ErrBufferTooSmall  = errors.New("vnet: output buffer too small for a segment")
-	ErrNegativeOffset  = errors.New("vnet: negative output offset")
-	errUnreachableKind = errors.New("vnet: internal error: unknown packet layout")
+	ErrShortHeader     = errors.New("virtio: frame shorter than the virtio-net header")
+	ErrShortPacket     = errors.New("virtio: packet too short for the headers it announces")
+	ErrIPv4            = errors.New("virtio: IPv4 is not supported (IPv6-only overlay)")
+	ErrNotIPv6         = errors.New("virtio: packet is not IPv6")
+	ErrPayloadLength   = errors.New("virtio: IPv6 payload length does not match the packet length")
+	ErrGSOType         = errors.New("virtio: unsupported virtio-net gso_type")
+	ErrFlags           = errors.New("virtio: unsupported virtio-net flags for this gso_type")
+	ErrNextHeader      = errors.New("virtio: transport protocol does not match the virtio-net header")
+	ErrChecksumStart   = errors.New("virtio: csum_start is not the transport header offset")
+	ErrChecksumOffset  = errors.New("virtio: csum_offset is not the transport checksum field")
+	ErrTCPHeaderLen    = errors.New("virtio: TCP data offset out of range")
+	ErrHdrLen          = errors.New("virtio: hdr_len out of range")
+	ErrGSOSize         = errors.New("virtio: gso_size out of range")
+	ErrNoPayload       = errors.New("virtio: GSO packet without payload")
+	ErrTooFewBuffers   = errors.New("virtio: too few output buffers for the segments")
+	ErrBufferTooSmall  = errors.New("virtio: output buffer too small for a segment")
+	ErrNegativeOffset  = errors.New("virtio: negative output offset")
+	errUnreachableKind = errors.New("virtio: internal error: unknown packet layout")
 )
 
 const (
