@@ -3,7 +3,6 @@ package meshtest
 import (
 	"encoding/binary"
 	"errors"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -12,36 +11,15 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
 
-	"x0tta6bl4/internal/underlay"
+	"x0tta6bl4/internal/virtio"
 )
-
-// memConn is a node's socket: what it sends goes into the mesh's event queue.
-type memConn struct {
-	m      *Mesh
-	self   *Node
-	closed bool
-}
-
-var errDriven = errors.New("meshtest: the mesh delivers datagrams; nothing reads a conn")
-
-func (c *memConn) NewReader() (underlay.Reader, error) { return nil, errDriven }
-func (c *memConn) LocalAddr() netip.AddrPort            { return c.self.udp }
-func (c *memConn) Close() error                         { c.closed = true; return nil }
-
-func (c *memConn) Send(buf []byte, seg int, to netip.AddrPort) (int, error) {
-	if c.closed {
-		return 0, net.ErrClosed
-	}
-	if seg <= 0 || len(buf) == 0 {
-		return 0, errors.New("meshtest: empty send")
-	}
-	return c.m.send(c.self, buf, seg, to), nil
-}
 
 // Packet is an IPv6 packet a node's device delivered to its host.
 type Packet struct {
 	At   time.Time
 	Data []byte
+	// Segments is how many packets a TCP burst delivered whole stands for; 0 for a single packet.
+	Segments int
 }
 
 // maxDelivered bounds what a device keeps for a test to look at.
@@ -56,12 +34,16 @@ type memDevice struct {
 	delivered []Packet
 	count     int
 	closed    bool
+	raw       bool // moves whole bursts with virtio-net headers (node.RawDevice)
 }
 
 func (d *memDevice) BatchSize() int { return 64 }
 func (d *memDevice) Close() error   { d.closed = true; return nil }
 
 func (d *memDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if d.raw {
+		return 0, errors.New("meshtest: a raw device is read with ReadRaw")
+	}
 	if d.closed {
 		return 0, os.ErrClosed
 	}
@@ -73,20 +55,70 @@ func (d *memDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return k, nil
 }
 
+// Raw, ReadRaw, ReadRawNow and WriteRaw make the device a node.RawDevice.
+func (d *memDevice) Raw() bool { return d.raw }
+
+func (d *memDevice) ReadRaw(buf []byte) (int, error) { return d.ReadRawNow(buf) }
+
+func (d *memDevice) ReadRawNow(buf []byte) (int, error) {
+	if d.closed {
+		return 0, os.ErrClosed
+	}
+	if len(d.in) == 0 {
+		return 0, nil
+	}
+	k := copy(buf, d.in[0])
+	d.in = d.in[1:]
+	return k, nil
+}
+
+func (d *memDevice) WriteRaw(frame []byte) error {
+	if d.closed {
+		return os.ErrClosed
+	}
+	h, err := virtio.ParseHeader(frame)
+	if err != nil {
+		return err
+	}
+	pkt := frame[virtio.HeaderLen:]
+	segments := 0
+	if h.GSOType != virtio.GSONone {
+		if segments = virtio.Segments(h, pkt); segments == 0 {
+			return errors.New("meshtest: a burst whose header does not pass Check")
+		}
+	}
+	d.record(pkt, segments)
+	return nil
+}
+
+func (d *memDevice) record(pkt []byte, segments int) {
+	if reply := echoReply(pkt); reply != nil {
+		d.queue(reply)
+		return
+	}
+	d.count += max(1, segments)
+	if len(d.delivered) < maxDelivered {
+		d.delivered = append(d.delivered, Packet{At: d.m.Now(), Data: slices.Clone(pkt), Segments: segments})
+	}
+}
+
+// queue puts a packet from the host in front of the node's next read; a raw device's reads carry a
+// virtio-net header.
+func (d *memDevice) queue(pkt []byte) {
+	if d.raw {
+		pkt = append(make([]byte, virtio.HeaderLen, virtio.HeaderLen+len(pkt)), pkt...)
+	} else {
+		pkt = slices.Clone(pkt)
+	}
+	d.in = append(d.in, pkt)
+}
+
 func (d *memDevice) Write(bufs [][]byte, offset int) (int, error) {
 	if d.closed {
 		return 0, os.ErrClosed
 	}
 	for _, b := range bufs {
-		pkt := b[offset:]
-		if reply := echoReply(pkt); reply != nil {
-			d.in = append(d.in, reply)
-			continue
-		}
-		d.count++
-		if len(d.delivered) < maxDelivered {
-			d.delivered = append(d.delivered, Packet{At: d.m.now, Data: slices.Clone(pkt)})
-		}
+		d.record(b[offset:], 0)
 	}
 	return len(bufs), nil
 }
@@ -94,7 +126,13 @@ func (d *memDevice) Write(bufs [][]byte, offset int) (int, error) {
 // Inject hands an IPv6 packet to the node's device, as its host would send it; the node reads it
 // at once.
 func (n *Node) Inject(pkt []byte) {
-	n.dev.in = append(n.dev.in, slices.Clone(pkt))
+	n.dev.queue(pkt)
+	n.dev.m.pumpAll()
+}
+
+// InjectRaw hands the raw device a frame with its virtio-net header, such as a TCP burst.
+func (n *Node) InjectRaw(frame []byte) {
+	n.dev.in = append(n.dev.in, slices.Clone(frame))
 	n.dev.m.pumpAll()
 }
 

@@ -9,8 +9,6 @@
 package meshtest
 
 import (
-	"cmp"
-	"container/heap"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -20,13 +18,13 @@ import (
 
 	"x0tta6bl4/internal/firewall"
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/memnet"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
-	"x0tta6bl4/internal/underlay"
 )
 
 // Epoch is the virtual time every mesh starts at.
-var Epoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+var Epoch = memnet.Epoch
 
 // Config sets a mesh up. The zero value of a field takes the default in brackets.
 type Config struct {
@@ -39,31 +37,24 @@ type Config struct {
 	Logger        *slog.Logger // [discard]
 	// Options, if set, adjusts each node's options before it starts.
 	Options func(name string, o *node.Options)
+	// Drop, if set, is asked about every datagram before it goes on a link; true loses it. Tests
+	// use it to lose one chosen packet.
+	Drop func(from, to *Node, datagram []byte) bool
 }
 
 // LinkParams shape one underlay link, the same in both directions.
-type LinkParams struct {
-	Delay time.Duration // one way
-	Loss  float64       // fraction of datagrams lost, drawn from the mesh's seeded source
-	Down  bool          // cut: nothing passes
-}
+type LinkParams = memnet.LinkParams
 
 // Mesh is a set of in-process nodes on a virtual clock.
 type Mesh struct {
-	cfg      Config
-	now      time.Time
-	lastTick time.Time
-	rng      *rand.Rand
-	ca       *meshca.CA
-	nodes    []*Node
-	byName   map[string]*Node
-	byUDP    map[netip.AddrPort]*Node
-	links    map[[2]int]*LinkParams
-	queue    eventQueue
-	seq      uint64
-	started  bool
-	// Dropped counts datagrams the network did not carry: lost, over a cut link, or to a dead node.
-	Dropped uint64
+	cfg     Config
+	net     *memnet.Network
+	rng     *rand.Rand // key material
+	ca      *meshca.CA
+	nodes   []*Node
+	byName  map[string]*Node
+	byUDP   map[netip.AddrPort]*Node
+	started bool
 }
 
 // Node is one node of the mesh.
@@ -74,12 +65,15 @@ type Node struct {
 	Cert  *meshca.Certificate
 	index int
 	udp   netip.AddrPort
-	conn  *memConn
+	conn  *memnet.Conn
 	dev   *memDevice
 	rcv   *node.Receiver
 	pump  *node.DevicePump
 	peers []int // nodes this one dials at start
 	dead  bool
+	// RawDevice, set before Start, gives the node a device that moves whole TCP bursts with
+	// virtio-net headers, as a kernel TUN with offloads does.
+	RawDevice bool
 }
 
 // New makes an empty mesh with a CA whose key comes from the seed.
@@ -99,17 +93,26 @@ func New(cfg Config) (*Mesh, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Mesh{cfg: cfg, now: Epoch, lastTick: Epoch, rng: rand.New(rand.NewPCG(cfg.Seed, 0x6d657368)),
-		byName: map[string]*Node{}, byUDP: map[netip.AddrPort]*Node{}, links: map[[2]int]*LinkParams{}}
+	m := &Mesh{cfg: cfg, net: memnet.New(cfg.Seed), rng: rand.New(rand.NewPCG(cfg.Seed, 0x6d657368)),
+		byName: map[string]*Node{}, byUDP: map[netip.AddrPort]*Node{}}
+	m.net.Tick, m.net.Delay = cfg.Tick, cfg.Delay
+	m.net.OnTick = m.tick
+	m.net.AfterEvent = m.pumpAll
+	if cfg.Drop != nil {
+		m.net.Drop = func(from, to netip.AddrPort, d []byte) bool { return cfg.Drop(m.byUDP[from], m.byUDP[to], d) }
+	}
 	caKey, err := identity.NewSigningKey(m.seed(32))
 	if err != nil {
 		return nil, err
 	}
-	if m.ca, err = meshca.NewRootCA(caKey, meshca.CAOptions{TrustDomain: "meshtest.mesh", Name: "root", Duration: 30 * 24 * time.Hour}, m.now); err != nil {
+	if m.ca, err = meshca.NewRootCA(caKey, meshca.CAOptions{TrustDomain: "meshtest.mesh", Name: "root", Duration: 30 * 24 * time.Hour}, m.Now()); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
+
+// Network is the underlay the nodes share.
+func (m *Mesh) Network() *memnet.Network { return m.net }
 
 // seed draws n bytes of key material from the mesh's source.
 func (m *Mesh) seed(n int) []byte {
@@ -121,10 +124,10 @@ func (m *Mesh) seed(n int) []byte {
 }
 
 // Now is the mesh's virtual time.
-func (m *Mesh) Now() time.Time { return m.now }
+func (m *Mesh) Now() time.Time { return m.net.Now() }
 
 // Elapsed is the virtual time since Epoch.
-func (m *Mesh) Elapsed() time.Duration { return m.now.Sub(Epoch) }
+func (m *Mesh) Elapsed() time.Duration { return m.Now().Sub(Epoch) }
 
 // CA is the mesh's certificate authority.
 func (m *Mesh) CA() *meshca.CA { return m.ca }
@@ -146,7 +149,7 @@ func (m *Mesh) AddNode(name string, groups ...string) (*Node, error) {
 		return nil, err
 	}
 	key := &identity.NodeKey{KEM: kem, Sign: sign}
-	cert, err := m.ca.Issue(meshca.IssueRequest{Name: name, Groups: groups, PublicKey: key.Public(), Duration: 7 * 24 * time.Hour}, m.now)
+	cert, err := m.ca.Issue(meshca.IssueRequest{Name: name, Groups: groups, PublicKey: key.Public(), Duration: 7 * 24 * time.Hour}, m.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -176,10 +179,7 @@ func (m *Mesh) Link(a, b string, p LinkParams) error {
 	if na == nil || nb == nil || na == nb {
 		return fmt.Errorf("meshtest: link %s-%s: unknown node or a loop", a, b)
 	}
-	if p.Delay <= 0 {
-		p.Delay = m.cfg.Delay
-	}
-	m.links[pair(na.index, nb.index)] = &p
+	m.net.Link(na.udp, nb.udp, p)
 	if !m.started {
 		nb.peers = append(nb.peers, na.index)
 	}
@@ -188,26 +188,16 @@ func (m *Mesh) Link(a, b string, p LinkParams) error {
 
 // SetLink changes a link's delay, loss or state from now on; datagrams in flight keep their fate.
 func (m *Mesh) SetLink(a, b string, p LinkParams) error {
-	l := m.link(a, b)
-	if l == nil {
+	na, nb := m.byName[a], m.byName[b]
+	if na == nil || nb == nil || m.net.LinkOf(na.udp, nb.udp) == nil {
 		return fmt.Errorf("meshtest: no link %s-%s", a, b)
 	}
 	if p.Delay <= 0 {
-		p.Delay = l.Delay
+		p.Delay = m.net.LinkOf(na.udp, nb.udp).Delay
 	}
-	*l = p
+	m.net.Link(na.udp, nb.udp, p)
 	return nil
 }
-
-func (m *Mesh) link(a, b string) *LinkParams {
-	na, nb := m.byName[a], m.byName[b]
-	if na == nil || nb == nil {
-		return nil
-	}
-	return m.links[pair(na.index, nb.index)]
-}
-
-func pair(i, j int) [2]int { return [2]int{min(i, j), max(i, j)} }
 
 var allowAll = firewall.Config{
 	Inbound:  []firewall.Rule{{Proto: "any", Port: "any", Any: true}},
@@ -221,8 +211,8 @@ func (m *Mesh) Start() error {
 	}
 	m.started = true
 	for _, n := range m.nodes {
-		n.conn = &memConn{m: m, self: n}
-		n.dev = &memDevice{m: m, self: n}
+		n.conn = m.net.Conn(n.udp)
+		n.dev = &memDevice{m: m, self: n, raw: n.RawDevice}
 		o := node.Options{Key: n.Key, Cert: n.Cert, CA: []*meshca.Certificate{m.ca.Certificate()},
 			Device: node.DeviceNetstack, Firewall: allowAll, Logger: m.cfg.Logger.With("mesh", "meshtest"),
 			ProbeInterval: m.cfg.ProbeInterval, DeadAfter: m.cfg.DeadAfter, TickInterval: m.cfg.Tick,
@@ -238,9 +228,10 @@ func (m *Mesh) Start() error {
 			return fmt.Errorf("meshtest: node %s: %w", n.Name, err)
 		}
 		n.Node, n.rcv, n.pump = nd, nd.NewReceiver(), nd.NewDevicePump()
+		n.conn.Attach(n.rcv)
 	}
 	for _, n := range m.nodes {
-		n.Start(m.now)
+		n.Start(m.Now())
 		m.pumpAll()
 	}
 	return nil
@@ -263,53 +254,21 @@ func (m *Mesh) Kill(name string) error {
 }
 
 // Run advances virtual time by d.
-func (m *Mesh) Run(d time.Duration) {
-	end := m.now.Add(d)
-	for m.step(end) {
-	}
-	m.now = end
-}
+func (m *Mesh) Run(d time.Duration) { m.net.Run(d) }
 
 // RunUntil advances virtual time until cond holds, checked after every event, or until limit has
 // passed; it returns the virtual time it took and whether cond held.
 func (m *Mesh) RunUntil(cond func() bool, limit time.Duration) (time.Duration, bool) {
-	start := m.now
-	end := start.Add(limit)
-	for !cond() {
-		if !m.step(end) {
-			return limit, false
-		}
-	}
-	return m.now.Sub(start), true
+	return m.net.RunUntil(cond, limit)
 }
 
-// step handles the next event due no later than end: a datagram's arrival, or the next tick of every
-// node. It reports false when none is due by then.
-func (m *Mesh) step(end time.Time) bool {
-	next := m.lastTick.Add(m.cfg.Tick)
-	if m.queue.Len() > 0 && !m.queue[0].at.After(next) {
-		if m.queue[0].at.After(end) {
-			return false
-		}
-		e := heap.Pop(&m.queue).(*event)
-		m.now = e.at
-		if n := m.byUDP[e.to]; n != nil && !n.dead {
-			n.rcv.Receive(m.now, []underlay.Datagram{{Data: e.data, From: e.from}})
-		}
-		m.pumpAll()
-		return true
-	}
-	if next.After(end) {
-		return false
-	}
-	m.now, m.lastTick = next, next
+// tick runs every live node's timers, in node order.
+func (m *Mesh) tick(now time.Time) {
 	for _, n := range m.nodes {
 		if !n.dead {
-			n.Tick(m.now)
+			n.Tick(now)
 		}
 	}
-	m.pumpAll()
-	return true
 }
 
 // pumpAll sends what the hosts wrote to their devices (in node order, so the order is the seed's).
@@ -323,52 +282,4 @@ func (m *Mesh) pumpAll() {
 			}
 		}
 	}
-}
-
-// send puts datagrams from n on the wire: each is delivered after its link's delay unless the link
-// loses it.
-func (m *Mesh) send(n *Node, buf []byte, seg int, to netip.AddrPort) int {
-	dst := m.byUDP[to]
-	var l *LinkParams
-	if dst != nil {
-		l = m.links[pair(n.index, dst.index)]
-	}
-	sent := 0
-	for off := 0; off < len(buf); off += seg {
-		sent++
-		if l == nil || l.Down || (l.Loss > 0 && m.rng.Float64() < l.Loss) {
-			m.Dropped++
-			continue
-		}
-		m.seq++
-		heap.Push(&m.queue, &event{at: m.now.Add(l.Delay), seq: m.seq, from: n.udp, to: to,
-			data: slices.Clone(buf[off:min(off+seg, len(buf))])})
-	}
-	return sent
-}
-
-// event is a datagram in flight.
-type event struct {
-	at       time.Time
-	seq      uint64
-	from, to netip.AddrPort
-	data     []byte
-}
-
-type eventQueue []*event
-
-func (q eventQueue) Len() int { return len(q) }
-func (q eventQueue) Less(i, j int) bool {
-	if c := q[i].at.Compare(q[j].at); c != 0 {
-		return c < 0
-	}
-	return cmp.Less(q[i].seq, q[j].seq)
-}
-func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
-func (q *eventQueue) Push(x any)   { *q = append(*q, x.(*event)) }
-func (q *eventQueue) Pop() any {
-	old := *q
-	e := old[len(old)-1]
-	*q = old[:len(old)-1]
-	return e
 }

@@ -65,64 +65,6 @@ func tcpBurst(src, dst netip.Addr, segments, size int) []byte {
 	return pkt
 }
 
-// TestBurstThroughRelay: a burst sealed once end to end crosses a relay in fragment transit packets
-// and reaches a destination whose device takes single packets, split into its segments. With a
-// piece missing, the destination gives the burst up and asks the sender to split its bursts.
-func TestBurstThroughRelay(t *testing.T) {
-	nodes, devs, _ := relayedChain(t)
-	a, relay, c := nodes[0], nodes[1], nodes[2]
-	e2e, link, head := e2eParts(t, a, c)
-	const segments = 40
-	fragments := func() [][]byte {
-		t.Helper()
-		now := time.Now()
-		// Segments larger than c's MTU (1280): a sender's MTU may differ, and the split must not care.
-		sealed, err := e2e.sess.SealBurst(nil, tcpBurst(a.Addr(), c.Addr(), segments, 1400), now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, _ := session.ParseBurstHeader(sealed)
-		var out [][]byte
-		for i := range session.Pieces(len(sealed), a.pieceSize) {
-			f, end := session.Cut(h, len(sealed), a.pieceSize, i)
-			p, err := link.sess.SealFragment(nil, head, f, sealed[f.Offset:end], now)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, p)
-		}
-		return out
-	}
-
-	fwd, delivered := relay.stats.forwarded.Load(), devs[2].delivered()
-	pieces := fragments()
-	for _, p := range pieces {
-		relay.handleDatagram(time.Now(), a.UDPAddr(), p, nil)
-	}
-	if got := relay.stats.forwarded.Load() - fwd; got != uint64(len(pieces)) {
-		t.Fatalf("the relay forwarded %d of %d pieces", got, len(pieces))
-	}
-	if !devs[2].wait(delivered+segments, 5*time.Second) || c.stats.burstsDelivered.Load() != 1 {
-		t.Fatalf("delivered %d packets and %d bursts, want %d and 1", devs[2].delivered()-delivered,
-			c.stats.burstsDelivered.Load(), segments)
-	}
-
-	// A burst whose first piece never comes is given up and reported to its sender.
-	for _, p := range fragments()[1:] {
-		relay.handleDatagram(time.Now(), a.UDPAddr(), p, nil)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e2e.burstOffUntil.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if c.stats.burstsLost.Load() != 1 || a.stats.burstBackoffs.Load() != 1 || time.Now().UnixNano() >= e2e.burstOffUntil.Load() {
-		t.Fatalf("lost %d, back-offs %d: the sender was not told to split", c.stats.burstsLost.Load(), a.stats.burstBackoffs.Load())
-	}
-	if c.stats.burstsDelivered.Load() != 1 {
-		t.Fatal("an incomplete burst was delivered")
-	}
-}
-
 // BenchmarkSendBurstEndToEnd: a TCP burst of 44 segments of 1312 bytes, as a kernel TUN hands it
 // over, sent whole end to end through a relay (one op is one burst); the destination, whose device
 // takes single packets, reassembles, opens and splits it. Compare with 44 × BenchmarkSendEndToEnd.
@@ -170,34 +112,6 @@ func BenchmarkSendBurstEndToEnd(b *testing.B) {
 	b.StopTimer()
 	if !devs[2].wait(before+segments, 5*time.Second) {
 		b.Fatal("no burst arrived")
-	}
-}
-
-// TestBurstProbe: a sender uses bursts to a peer only after the peer answered a burst probe through
-// the path, and stops when that answer is older than burstConfirmFor and no new one came.
-func TestBurstProbe(t *testing.T) {
-	nodes, _, _ := relayedChain(t)
-	a, c := nodes[0], nodes[2]
-	e2e, _, _ := e2eParts(t, a, c)
-	frame := tcpBurst(a.Addr(), c.Addr(), 10, 1200)
-	pkt := frame[virtio.HeaderLen:]
-	now := time.Now()
-	if a.burstTunnel(now, pkt, len(frame)) != nil {
-		t.Fatal("bursts before any probe was answered")
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for e2e.burstConfirmedUntil.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	now = time.Now()
-	if got := a.burstTunnel(now, pkt, len(frame)); got != e2e {
-		t.Fatalf("no bursts after the probe was answered (confirmed until %v)", time.Unix(0, e2e.burstConfirmedUntil.Load()))
-	}
-	probed := e2e.lastBurstProbe.Load()
-	if later := now.Add(burstConfirmFor); a.burstTunnel(later, pkt, len(frame)) != nil {
-		t.Fatal("bursts on an answer older than burstConfirmFor")
-	} else if e2e.lastBurstProbe.Load() == probed {
-		t.Fatal("a lapsed confirmation sent no new probe")
 	}
 }
 
