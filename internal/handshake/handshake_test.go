@@ -663,7 +663,7 @@ func TestBadMAC1AllocatesNothing(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%v allocations per bad-mac1 packet", allocs)
 	}
-	if mb.reasm.len() != 0 || len(mb.limiter.table) != 0 || mb.cookies.initialised {
+	if mb.reasm.len() != 0 || mb.limiter.Len() != 0 || mb.cookies.initialised {
 		t.Fatal("bad-mac1 packet left state behind")
 	}
 	// Garbage of every short length and unknown types cost nothing either.

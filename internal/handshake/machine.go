@@ -13,6 +13,7 @@ import (
 
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/ratelimit"
 )
 
 // Errors returned by Machine methods. They are wrapped with context; test with errors.Is.
@@ -132,7 +133,7 @@ type Machine struct {
 	mac1      *macer
 	cookies   cookieJar
 	reasm     *reassembler
-	limiter   *rateLimiter
+	limiter   *ratelimit.Limiter[netip.Addr] // per source address, docs/protocol.md §7 step 4
 	replays   *replayCache
 	certs     map[meshca.Fingerprint]*meshca.Certificate
 	pending   map[uint32]*initiation // by the current attempt's index
@@ -197,7 +198,14 @@ func New(cfg Config) (*Machine, error) {
 	m.macKeys = deriveMACKeys(pub)
 	m.mac1 = newMACer(m.macKeys.mac1[:])
 	m.reasm = newReassembler(m.cfg.MaxReassemblies)
-	m.limiter = newRateLimiter(m.cfg.RatePerSecond, m.cfg.RateBurst, rateTableSize)
+	// A full table refuses new sources (and puts the machine under load, so strangers must prove
+	// their address with a cookie) rather than sharing an overflow bucket among them.
+	lim, err := ratelimit.New[netip.Addr](ratelimit.Config{Rate: float64(m.cfg.RatePerSecond), Burst: m.cfg.RateBurst,
+		Max: rateTableSize, SweepEvery: 250 * time.Millisecond})
+	if err != nil {
+		return nil, fmt.Errorf("handshake: %w", err)
+	}
+	m.limiter = lim
 	m.replays = newReplayCache(replayCacheSize)
 	m.certs = make(map[meshca.Fingerprint]*meshca.Certificate)
 	m.pending = make(map[uint32]*initiation)
@@ -262,9 +270,7 @@ func (m *Machine) Tick(now time.Time) Output {
 func (m *Machine) expire(now time.Time) {
 	m.lastExpire = now
 	m.reasm.expire(now)
-	if len(m.limiter.table) > 0 && expired(m.limiter.lastPurge, now, time.Second) {
-		m.limiter.purge(now)
-	}
+	m.limiter.Sweep(now)
 }
 
 // maintain runs expiry at most every 100 ms from the packet path.

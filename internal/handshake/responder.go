@@ -42,11 +42,11 @@ func (m *Machine) handleInitiation(now time.Time, from netip.AddrPort, pkt []byt
 	key := reasmKey{src: from, index: f.index}
 	r := m.reasm.get(now, key)
 	if r == nil {
-		ok, full := m.limiter.allow(now, from.Addr())
-		if full {
+		lim := m.limiter.Allow(now, from.Addr())
+		if lim.TableFull {
 			m.load.trigger(now)
 		}
-		if !ok {
+		if !lim.OK {
 			return Output{}, fmt.Errorf("%w: %s", ErrRateLimited, from.Addr())
 		}
 		if r, err = m.reasm.create(now, key, f.count, proven); err != nil {
