@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -402,6 +403,36 @@ func TestRateLimits(t *testing.T) {
 		}
 		// The valid key is unaffected.
 		h.must(200, "GET", "/api/v1/users/me", h.adminKey, nil, nil)
+	})
+	t.Run("ipv6 /64", func(t *testing.T) {
+		// A host that sends from many addresses of its /64 shares one bucket and takes one slot of
+		// the table, so another /64 still gets a bucket of its own.
+		h := sqliteHarness(t, func(c *Config) {
+			c.RateLimits.PerIP = auth.LimitConfig{Rate: 0.01, Burst: 2}
+			c.RateLimits.MaxTracked = 2
+		})
+		get := func(remote string) int {
+			req := httptest.NewRequest("GET", "/health", nil)
+			req.RemoteAddr = remote
+			w := httptest.NewRecorder()
+			h.srv.Handler().ServeHTTP(w, req)
+			return w.Code
+		}
+		for i, remote := range []string{"[2001:db8:1:1::1]:1000", "[2001:db8:1:1::2]:1000", "[2001:db8:1:1:ffff::9]:1000"} {
+			want := 200
+			if i == 2 {
+				want = 429
+			}
+			if code := get(remote); code != want {
+				t.Fatalf("request %d from the first /64 (%s): %d, want %d", i, remote, code, want)
+			}
+		}
+		if code := get("[2001:db8:1:2::1]:1000"); code != 200 {
+			t.Fatalf("another /64: %d", code)
+		}
+		if code := get("192.0.2.1:1000"); code != 200 {
+			t.Fatalf("an IPv4 client: %d", code)
+		}
 	})
 }
 

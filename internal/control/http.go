@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/auth"
 	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/ratelimit"
 )
 
 // access says who may call a route.
@@ -47,10 +49,11 @@ type route struct {
 
 // reqCtx is what the middleware learned about a request.
 type reqCtx struct {
-	ip    string
-	route *route
-	user  *principal
-	node  *nodePeer
+	ip       string // the client's address, as logged and audited
+	limitKey string // the client's key in the per-address limiters (clientKey)
+	route    *route
+	user     *principal
+	node     *nodePeer
 }
 
 // principal is an authenticated operator.
@@ -158,7 +161,8 @@ func (s *Server) pathHandler(label string, byMethod map[string]*route) http.Hand
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		ip := clientIP(r)
-		if ok, wait := s.ipLim.Allow(ip, s.now()); !ok {
+		key := clientKey(ip)
+		if ok, wait := s.ipLim.Allow(key, s.now()); !ok {
 			s.tooMany(sw, "per_ip", wait)
 			return
 		}
@@ -172,9 +176,9 @@ func (s *Server) pathHandler(label string, byMethod map[string]*route) http.Hand
 			writeError(sw, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" not allowed; allowed: "+allow)
 			return
 		}
-		rc := &reqCtx{ip: ip, route: rt}
+		rc := &reqCtx{ip: ip, limitKey: key, route: rt}
 		if rt.authLimited {
-			if ok, wait := s.authLim.Allow(ip, s.now()); !ok {
+			if ok, wait := s.authLim.Allow(key, s.now()); !ok {
 				s.tooMany(sw, "auth", wait)
 				return
 			}
@@ -226,7 +230,7 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 		s.m.authFailures.WithLabelValues(ae.reason).Inc()
 		// Failed credentials draw from the per-IP auth limiter, so guessing is throttled like logins.
 		if ae.reason != "missing" {
-			if ok, wait := s.authLim.Allow(rc.ip, s.now()); !ok {
+			if ok, wait := s.authLim.Allow(rc.limitKey, s.now()); !ok {
 				s.tooMany(w, "auth", wait)
 				return false
 			}
@@ -340,6 +344,16 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// clientKey is the per-address limiters' key for a client address: the address for IPv4, its /64
+// for IPv6 (ratelimit.AddrKey), so that one IPv6 subscriber cannot fill the tables.
+func clientKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	return ratelimit.AddrKey(a).String()
 }
 
 func (s *Server) tooMany(w http.ResponseWriter, limiter string, wait time.Duration) {
