@@ -551,6 +551,15 @@ func TestOpenAPIDocument(t *testing.T) {
 	if count != n {
 		t.Errorf("document has %d operations, the server %d", count, n)
 	}
+	// The seed API's handshake name is deprecated under both its paths, and nothing else is.
+	for p, item := range paths {
+		for method, op := range item.(map[string]any) {
+			dep, _ := op.(map[string]any)["deprecated"].(bool)
+			if want := strings.HasSuffix(p, "/security/handshake"); dep != want {
+				t.Errorf("%s %s: deprecated %v, want %v", method, p, dep, want)
+			}
+		}
+	}
 	ids := map[string]bool{}
 	for _, item := range paths {
 		for _, op := range item.(map[string]any) {

@@ -418,7 +418,11 @@ func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request, rc *req
 }
 
 func (s *Server) nodeFromPath(w http.ResponseWriter, r *http.Request) *store.Node {
-	name := r.PathValue("name")
+	return s.nodeNamed(w, r, r.PathValue("name"))
+}
+
+// nodeNamed looks up an enrolled node, answering 400 for an invalid name and 404 for an unknown one.
+func (s *Server) nodeNamed(w http.ResponseWriter, r *http.Request, name string) *store.Node {
 	if err := identity.ValidateNodeName(name); err != nil {
 		badRequest(w, "node name: "+err.Error())
 		return nil

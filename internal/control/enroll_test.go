@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -138,17 +139,37 @@ func TestEnrollmentEndToEnd(t *testing.T) {
 			t.Fatalf("routes %+v", routes.Routes)
 		}
 
-		// The handshake endpoint returns the certified keys from the issued certificate.
-		var hs api.HandshakeResponse
-		h.must(200, "POST", "/security/handshake", h.adminKey, api.HandshakeRequest{Node: "alpha"}, &hs)
-		kem, _ := base64.StdEncoding.DecodeString(hs.KEM.PublicKey)
-		sig, _ := base64.StdEncoding.DecodeString(hs.Signature.PublicKey)
+		// The keys endpoint returns the certified keys from the issued certificate.
+		var keys api.NodeKeys
+		keysBody := h.must(200, "GET", "/api/v1/nodes/alpha/keys", h.adminKey, nil, &keys).body
+		kem, _ := base64.StdEncoding.DecodeString(keys.KEM.PublicKey)
+		sig, _ := base64.StdEncoding.DecodeString(keys.Signature.PublicKey)
 		if !bytes.Equal(kem, alpha.key.Public().KEM.Bytes()) || !bytes.Equal(sig, alpha.key.Public().Sign.Bytes()) ||
-			hs.KEM.Size != 1216 || hs.Signature.Size != 1952 || !hs.CertificateOK || hs.Serial != nb.Certificate.Serial.String() ||
-			hs.Algorithms.KEM != "ML-KEM-768+X25519 (X-Wing)" || hs.Algorithms.Signature != "ML-DSA-65" ||
-			hs.Algorithms.TLS != "TLS 1.3 X25519MLKEM768 / ML-DSA-65" || hs.LiveCheck.Performed || hs.Overlay != alpha.bundle.Raw.Overlay {
-			t.Fatalf("handshake %+v", hs)
+			keys.KEM.Size != 1216 || keys.Signature.Size != 1952 || !keys.CertificateOK || keys.Serial != nb.Certificate.Serial.String() ||
+			keys.Algorithms.KEM != "ML-KEM-768+X25519 (X-Wing)" || keys.Algorithms.Signature != "ML-DSA-65" ||
+			keys.Algorithms.TLS != "TLS 1.3 X25519MLKEM768 / ML-DSA-65" || keys.Overlay != alpha.bundle.Raw.Overlay {
+			t.Fatalf("keys %+v", keys)
 		}
+		if r := h.do("GET", "/api/v1/nodes/nobody/keys", h.adminKey, nil); r.status != 404 {
+			t.Fatalf("keys of an unknown node: %d", r.status)
+		}
+		if r := h.do("GET", "/api/v1/nodes/Bad%20Name/keys", h.adminKey, nil); r.status != 400 {
+			t.Fatalf("keys for a bad name: %d", r.status)
+		}
+		// The seed API's deprecated name gives the same keys, says no handshake took place, and
+		// names its successor.
+		for _, path := range []string{"/security/handshake", "/api/v1/security/handshake"} {
+			var hs api.HandshakeResponse
+			r := h.must(200, "POST", path, h.adminKey, api.HandshakeRequest{Node: "alpha"}, &hs)
+			if !reflect.DeepEqual(hs.NodeKeys, keys) || hs.LiveCheck.Performed || hs.LiveCheck.Reason == "" {
+				t.Fatalf("%s: %+v", path, hs)
+			}
+			if link := r.header.Get("Link"); link != `</api/v1/nodes/alpha/keys>; rel="successor-version"` {
+				t.Fatalf("%s: Link %q", path, link)
+			}
+			conformsTo(t, h, "HandshakeResponse", r.body)
+		}
+		conformsTo(t, h, "NodeKeys", keysBody)
 		if r := h.do("POST", "/security/handshake", h.adminKey, api.HandshakeRequest{Node: "nobody"}); r.status != 404 {
 			t.Fatalf("handshake unknown node: %d", r.status)
 		}
@@ -224,9 +245,9 @@ func TestEnrollmentEndToEnd(t *testing.T) {
 		if r := h.do("GET", "/api/v1/crl", "", nil, "If-None-Match", `"crl-2"`); r.status != 304 || r.header.Get("X-CRL-Number") != "2" {
 			t.Fatalf("conditional CRL: %d", r.status)
 		}
-		h.must(200, "POST", "/security/handshake", h.adminKey, api.HandshakeRequest{Node: "beta"}, &hs)
-		if hs.CertificateOK || !strings.Contains(hs.Verification, "revoked") {
-			t.Fatalf("handshake for revoked beta %+v", hs)
+		h.must(200, "GET", "/api/v1/nodes/beta/keys", h.adminKey, nil, &keys)
+		if keys.CertificateOK || !strings.Contains(keys.Verification, "revoked") {
+			t.Fatalf("keys of revoked beta %+v", keys)
 		}
 		h.must(200, "GET", "/mesh/status", h.adminKey, nil, &status)
 		if status.Counts.Revoked != 1 || status.Counts.Enrolled != 2 || status.CRLNumber != 2 || status.Nodes[1].Status != api.NodeRevoked {
@@ -419,4 +440,19 @@ func nodeHTTP(t *testing.T, n *testNode) *http.Client {
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	t.Cleanup(hc.CloseIdleConnections)
 	return hc
+}
+
+// conformsTo checks a response body against a schema of the server's OpenAPI document.
+func conformsTo(t *testing.T, h *harness, schema string, body []byte) {
+	t.Helper()
+	var doc map[string]any
+	h.must(200, "GET", "/openapi.json", "", nil, &doc)
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if err := conforms(schemas, map[string]any{"$ref": "#/components/schemas/" + schema}, v, schema); err != nil {
+		t.Errorf("response does not match schema %s: %v\n%s", schema, err, body)
+	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/store"
-	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
 
@@ -243,7 +242,7 @@ func (s *Server) handleMeshRoutes(w http.ResponseWriter, r *http.Request, rc *re
 	writeJSON(w, http.StatusOK, api.MeshRoutes{GeneratedAt: v.at.UTC(), Routes: v.routes})
 }
 
-// Algorithm names reported by /security/handshake (docs/identity.md, docs/control.md).
+// Algorithm names reported with a node's keys (docs/identity.md, docs/control.md).
 const (
 	algKEM       = "ML-KEM-768+X25519 (X-Wing)"
 	algSignature = "ML-DSA-65"
@@ -251,34 +250,49 @@ const (
 	algMesh      = "PQNoise pqIK (X-Wing KEM authentication, mesh certificates)"
 )
 
-// handleHandshake returns a node's certified public keys and the algorithms they are used with,
-// read from the node's current certificate, which is verified now against the CA and the current
-// revocation list. It does not yet open a live handshake to the node: that needs the node daemon.
+// handleNodeKeys returns a node's certified public keys and the algorithms they are used with.
+func (s *Server) handleNodeKeys(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	n := s.nodeFromPath(w, r)
+	if n == nil {
+		return
+	}
+	if k, ok := s.nodeKeys(w, r, n); ok {
+		writeJSON(w, http.StatusOK, k)
+	}
+}
+
+// handleHandshake serves the seed API's POST /security/handshake, kept for its clients: the same
+// answer as GET /api/v1/nodes/{name}/keys with a live_check that says no handshake took place. The
+// control plane has no mesh identity or path to a node's UDP socket, so it reports certified keys
+// rather than pretending to have checked them against the running node.
 func (s *Server) handleHandshake(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	var req api.HandshakeRequest
 	if !decodeJSON(w, r, &req) {
 		return
 	}
-	if err := identity.ValidateNodeName(req.Node); err != nil {
-		badRequest(w, "node: "+err.Error())
+	n := s.nodeNamed(w, r, req.Node)
+	if n == nil {
 		return
 	}
-	n, err := s.st.NodeByName(r.Context(), req.Node)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no node %q is enrolled", req.Node))
+	k, ok := s.nodeKeys(w, r, n)
+	if !ok {
 		return
 	}
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
+	w.Header().Set("Link", "</api/v1/nodes/"+n.Name+`/keys>; rel="successor-version"`)
+	writeJSON(w, http.StatusOK, api.HandshakeResponse{NodeKeys: k, LiveCheck: api.LiveCheck{Performed: false,
+		Reason: "this deprecated endpoint performs no handshake; it returns the node's certified keys, verified now, as GET /api/v1/nodes/{name}/keys does"}})
+}
+
+// nodeKeys reads the keys from the node's current issued certificate, which it verifies now
+// against the CA and the current revocation list. Every field comes from the signed certificate.
+func (s *Server) nodeKeys(w http.ResponseWriter, r *http.Request, n *store.Node) (api.NodeKeys, bool) {
 	c, err := meshca.DecodeCertificatePEM([]byte(n.CertPEM))
 	if err != nil {
 		s.internal(w, r, fmt.Errorf("stored certificate of %q: %w", n.Name, err))
-		return
+		return api.NodeKeys{}, false
 	}
 	verr := s.verifyMeshCert(c)
-	resp := api.HandshakeResponse{
+	k := api.NodeKeys{
 		Node: c.Name, SPIFFEID: c.SPIFFEID().String(), Overlay: c.Overlay.String(), Serial: c.Serial.String(),
 		Fingerprint: c.Fingerprint().String(), Groups: c.Groups, NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(),
 		CertificateOK: verr == nil, Verification: "ok",
@@ -286,17 +300,15 @@ func (s *Server) handleHandshake(w http.ResponseWriter, r *http.Request, rc *req
 			Size: len(c.KEMPublicKey.Bytes())},
 		Signature: api.PublicKeyInfo{Algorithm: algSignature, PublicKey: base64.StdEncoding.EncodeToString(c.SignPublicKey.Bytes()),
 			Size: len(c.SignPublicKey.Bytes()), KeyID: c.SignPublicKey.ID().String()},
-		Algorithms: api.HandshakeAlgorithms{KEM: algKEM, Signature: algSignature, TLS: algTLS, MeshHandshake: algMesh},
-		LiveCheck: api.LiveCheck{Performed: false,
-			Reason: "a live post-quantum handshake with the node needs the node daemon (internal/node, planned); this answer is the node's certified keys, verified now"},
+		Algorithms: api.KeyAlgorithms{KEM: algKEM, Signature: algSignature, TLS: algTLS, MeshHandshake: algMesh},
 	}
-	if resp.Groups == nil {
-		resp.Groups = []string{}
+	if k.Groups == nil {
+		k.Groups = []string{}
 	}
 	if verr != nil {
-		resp.Verification = verr.Error()
+		k.Verification = verr.Error()
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return k, true
 }
 
 // verifyMeshCert runs the mesh verifier over a certificate with the current revocation list.

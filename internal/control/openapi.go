@@ -109,8 +109,13 @@ func (s *Server) openAPI() map[string]any {
 	for _, rt := range s.routes {
 		d := rt.doc
 		op := map[string]any{"operationId": d.id, "summary": d.summary, "tags": []string{d.tag}}
-		if d.desc != "" {
-			op["description"] = d.desc
+		desc := d.desc
+		if d.deprecated != "" {
+			op["deprecated"] = true
+			desc = "Deprecated: use " + d.deprecated + ". " + desc
+		}
+		if desc != "" {
+			op["description"] = desc
 		}
 		var params []any
 		for _, p := range d.params {
@@ -176,7 +181,7 @@ func (s *Server) openAPI() map[string]any {
 					o[k] = v
 				}
 				o["operationId"] = d.id + "Seed"
-				o["description"] = "Seed API path, same as " + rt.path + ". " + d.desc
+				o["description"] = "Seed API path, same as " + rt.path + ". " + desc
 			}
 			item, _ := paths[p].(map[string]any)
 			if item == nil {
@@ -253,6 +258,9 @@ Errors are JSON <code>{"error": code, "message": text}</code>; 429 answers carry
 			fmt.Fprintf(&b, ` · alias <code>%s</code>`, e(a))
 		}
 		fmt.Fprintf(&b, "</div><div>%s</div><div class=\"who\">Who: %s. Success: %d.</div>", e(d.summary), e(who), d.status)
+		if d.deprecated != "" {
+			fmt.Fprintf(&b, "<p><strong>Deprecated:</strong> use <code>%s</code>.</p>", e(d.deprecated))
+		}
 		if d.desc != "" {
 			fmt.Fprintf(&b, "<p>%s</p>", e(d.desc))
 		}

@@ -19,12 +19,14 @@ type opDoc struct {
 	params            []param // path parameters
 	query             []param
 	extra             map[int]string // further responses worth documenting
+	deprecated        string         // what replaces a deprecated operation; "" when current
 }
 
 type param struct{ name, typ, desc string }
 
 // buildRoutes is the API. Seed paths (/health, /mesh/*, /metrics, /ai/predict, /dao/vote,
-// /security/handshake) are kept as aliases of their /api/v1 paths.
+// /security/handshake) are kept as aliases of their /api/v1 paths; routes with a deprecated doc
+// are kept only for existing clients.
 func (s *Server) buildRoutes() []*route {
 	metricsAccess := accessUser
 	if s.cfg.Metrics.Public {
@@ -104,6 +106,10 @@ func (s *Server) buildRoutes() []*route {
 		{method: "GET", path: "/api/v1/nodes/{name}", access: accessUser, role: auth.Viewer, h: s.handleGetNode, doc: opDoc{
 			id: "getNode", tag: "nodes", summary: "One enrolled node", resp: api.Node{}, status: 200,
 			params: []param{{"name", "string", "node name"}}, extra: map[int]string{404: "no such node"}}},
+		{method: "GET", path: "/api/v1/nodes/{name}/keys", access: accessUser, role: auth.Viewer, h: s.handleNodeKeys, doc: opDoc{
+			id: "getNodeKeys", tag: "nodes", summary: "A node's certified post-quantum public keys and algorithms",
+			desc: "Reads the node's current certificate, verifies it now (CA signature, validity, revocation) and returns its X-Wing (ML-KEM-768+X25519) and ML-DSA-65 public keys, SPIFFE ID and overlay address, with the algorithms they are used with. It contacts no node.",
+			resp: api.NodeKeys{}, status: 200, params: []param{{"name", "string", "node name"}}, extra: map[int]string{404: "no such node"}}},
 		{method: "POST", path: "/api/v1/nodes/{name}/revoke", access: accessUser, role: auth.Admin, h: s.handleRevokeNode, doc: opDoc{
 			id: "revokeNode", tag: "nodes", summary: "Revoke a node: all its certificates and its key",
 			desc: "Signs the next revocation list; nodes long-polling /api/v1/crl get it at once, and the node's own mutual-TLS calls are refused immediately.",
@@ -122,9 +128,10 @@ func (s *Server) buildRoutes() []*route {
 			id: "meshRoutes", tag: "mesh", summary: "Every node's reported routes, with the metrics of the first hop", resp: api.MeshRoutes{}, status: 200}},
 
 		{method: "POST", path: "/api/v1/security/handshake", aliases: []string{"/security/handshake"}, access: accessUser, role: auth.Viewer, h: s.handleHandshake, doc: opDoc{
-			id: "securityHandshake", tag: "security", summary: "A node's certified post-quantum keys and algorithms",
-			desc: "Reads the node's current certificate, verifies it now (CA signature, validity, revocation) and returns its X-Wing (ML-KEM-768+X25519) and ML-DSA-65 public keys, SPIFFE ID and overlay address, with the algorithms in use. `live_check.performed` is false: a live handshake needs the node daemon.",
-			req:  api.HandshakeRequest{}, resp: api.HandshakeResponse{}, status: 200, extra: map[int]string{404: "no such node"}}},
+			id: "securityHandshake", tag: "security", summary: "A node's certified keys (deprecated: performs no handshake)",
+			deprecated: "GET /api/v1/nodes/{name}/keys",
+			desc:       "The seed API's name for GET /api/v1/nodes/{name}/keys, kept for its clients: the same answer, with `live_check.performed` always false. The response's `Link` header names the successor.",
+			req:        api.HandshakeRequest{}, resp: api.HandshakeResponse{}, status: 200, extra: map[int]string{404: "no such node"}}},
 		{method: "GET", path: "/api/v1/ai/predict/{node_id}", aliases: []string{"/ai/predict/{node_id}"}, access: accessUser, role: auth.Viewer,
 			h: s.handlePredict, doc: opDoc{
 				id: "aiPredict", tag: "ai", summary: "The anomaly detector's judgement of a node, computed now",

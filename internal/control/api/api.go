@@ -234,11 +234,6 @@ type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
 }
 
-// HandshakeRequest is POST /security/handshake.
-type HandshakeRequest struct {
-	Node string `json:"node"`
-}
-
 // PublicKeyInfo is one certified public key.
 type PublicKeyInfo struct {
 	Algorithm string `json:"algorithm"`
@@ -247,12 +242,35 @@ type PublicKeyInfo struct {
 	KeyID     string `json:"key_id,omitempty"`
 }
 
-// HandshakeAlgorithms names the algorithms the node's keys are used with.
-type HandshakeAlgorithms struct {
+// KeyAlgorithms names the algorithms the node's keys are used with.
+type KeyAlgorithms struct {
 	KEM           string `json:"kem"`
 	Signature     string `json:"signature"`
 	TLS           string `json:"tls"`
 	MeshHandshake string `json:"mesh_handshake"`
+}
+
+// NodeKeys is GET /api/v1/nodes/{name}/keys: the node's certified keys and algorithms, read from
+// its current certificate, and the result of verifying that certificate now.
+type NodeKeys struct {
+	Node          string        `json:"node"`
+	SPIFFEID      string        `json:"spiffe_id"`
+	Overlay       string        `json:"overlay"`
+	Serial        string        `json:"serial"`
+	Fingerprint   string        `json:"fingerprint"`
+	Groups        []string      `json:"groups"`
+	NotBefore     time.Time     `json:"not_before"`
+	NotAfter      time.Time     `json:"not_after"`
+	CertificateOK bool          `json:"certificate_ok"`
+	Verification  string        `json:"verification"` // "ok" or why the certificate fails now
+	KEM           PublicKeyInfo `json:"kem"`
+	Signature     PublicKeyInfo `json:"signature"`
+	Algorithms    KeyAlgorithms `json:"algorithms"`
+}
+
+// HandshakeRequest is the deprecated POST /api/v1/security/handshake.
+type HandshakeRequest struct {
+	Node string `json:"node"`
 }
 
 // LiveCheck says whether a live handshake with the node was performed.
@@ -261,23 +279,11 @@ type LiveCheck struct {
 	Reason    string `json:"reason"`
 }
 
-// HandshakeResponse is POST /security/handshake: the node's certified keys and algorithms, read
-// from its current certificate, and the result of verifying that certificate now.
+// HandshakeResponse is the deprecated POST /api/v1/security/handshake: NodeKeys, and a live_check
+// that says no handshake was performed.
 type HandshakeResponse struct {
-	Node          string              `json:"node"`
-	SPIFFEID      string              `json:"spiffe_id"`
-	Overlay       string              `json:"overlay"`
-	Serial        string              `json:"serial"`
-	Fingerprint   string              `json:"fingerprint"`
-	Groups        []string            `json:"groups"`
-	NotBefore     time.Time           `json:"not_before"`
-	NotAfter      time.Time           `json:"not_after"`
-	CertificateOK bool                `json:"certificate_ok"`
-	Verification  string              `json:"verification"` // "ok" or why the certificate fails now
-	KEM           PublicKeyInfo       `json:"kem"`
-	Signature     PublicKeyInfo       `json:"signature"`
-	Algorithms    HandshakeAlgorithms `json:"algorithms"`
-	LiveCheck     LiveCheck           `json:"live_check"`
+	NodeKeys
+	LiveCheck LiveCheck `json:"live_check"`
 }
 
 // ReportAccepted answers POST /api/v1/mesh/report; CRLNumber tells the node whether to fetch a
