@@ -36,7 +36,7 @@ func TestEnrollMeshRevoke(t *testing.T) {
 	cfg.Auth.Argon2 = control.Argon2Config{Time: 1, MemoryKiB: 64, Threads: 1}
 	cfg.Database = control.DatabaseConfig{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db"), Synchronous: "normal", MaxOpenConns: 4}
 	// A detector (untrained: this test checks the plumbing, not the model) for /ai/predict.
-	model, err := detector.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
+	model, err := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,12 +77,12 @@ func TestEnrollMeshRevoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := client.Enroll(ctx, url, tok.Token, key, name)
+		b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
 		if err != nil {
 			t.Fatalf("enroll %s: %v", name, err)
 		}
 		bundles[name] = b
-		if _, err := client.Enroll(ctx, url, tok.Token, key, name); err == nil {
+		if _, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{}); err == nil {
 			t.Fatalf("join token for %s worked twice", name)
 		}
 		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,

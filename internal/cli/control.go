@@ -529,7 +529,7 @@ func ctlJoin(e *env, args []string) error {
 func enrolAndSave(e *env, url, token string, key *identity.NodeKey, name, dir string, trust client.Trust) error {
 	ctx, cancel := withTimeout(e)
 	defer cancel()
-	b, err := client.EnrollWith(ctx, url, token, key, name, client.EnrollOptions{Trust: trust})
+	b, err := client.Enroll(ctx, url, token, key, name, client.EnrollOptions{Trust: trust})
 	if err != nil {
 		return err
 	}

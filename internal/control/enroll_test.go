@@ -38,7 +38,7 @@ func (h *harness) enrollNode(t *testing.T, a *client.API, name string, groups ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := client.Enroll(t.Context(), h.url, tok.Token, key, name)
+	b, err := client.Enroll(t.Context(), h.url, tok.Token, key, name, client.EnrollOptions{})
 	if err != nil {
 		t.Fatalf("enroll %s: %v", name, err)
 	}
@@ -260,7 +260,7 @@ func TestEnrollmentEndToEnd(t *testing.T) {
 
 		// Beta's old keys cannot come back; new keys may take the name again.
 		tok, _ := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: "beta"})
-		if _, err := client.Enroll(ctx, h.url, tok.Token, beta.key, "beta"); !isStatus(err, 403) {
+		if _, err := client.Enroll(ctx, h.url, tok.Token, beta.key, "beta", client.EnrollOptions{}); !isStatus(err, 403) {
 			t.Fatalf("re-enrolling revoked keys: %v", err)
 		}
 		beta2 := h.enrollNode(t, admin, "beta")
@@ -357,11 +357,11 @@ func TestEnrollmentRefusals(t *testing.T) {
 	other := sqliteHarness(t, nil)
 	otherTok, _ := other.apiClient(other.adminKey).CreateJoinToken(ctx, api.CreateJoinTokenRequest{})
 	forged := otherTok.Token[:len(otherTok.Token)-64] + h.pin
-	if _, err := client.Enroll(ctx, other.url, forged, key2, "eta"); err == nil || !strings.Contains(err.Error(), "pinned") {
+	if _, err := client.Enroll(ctx, other.url, forged, key2, "eta", client.EnrollOptions{}); err == nil || !strings.Contains(err.Error(), "pinned") {
 		t.Fatalf("enrolling against a control plane with another CA: %v", err)
 	}
 	// Plain HTTP is refused unless asked for.
-	if _, err := client.Enroll(ctx, strings.Replace(h.url, "https", "http", 1), newTok(api.CreateJoinTokenRequest{}), key2, "eta"); err == nil {
+	if _, err := client.Enroll(ctx, strings.Replace(h.url, "https", "http", 1), newTok(api.CreateJoinTokenRequest{}), key2, "eta", client.EnrollOptions{}); err == nil {
 		t.Fatal("enrolled over plain HTTP")
 	}
 	// A TLS client that cannot do X25519MLKEM768 is refused by the server.

@@ -37,18 +37,6 @@ func (a *API) do(ctx context.Context, method, path string, in, out any) error {
 	return call(ctx, a.hc, method, a.base, path, h, in, out)
 }
 
-// Health is GET /api/v1/health.
-func (a *API) Health(ctx context.Context) (*api.Health, error) {
-	var out api.Health
-	return &out, a.do(ctx, http.MethodGet, "/api/v1/health", nil, &out)
-}
-
-// Me is GET /api/v1/users/me.
-func (a *API) Me(ctx context.Context) (*api.Me, error) {
-	var out api.Me
-	return &out, a.do(ctx, http.MethodGet, "/api/v1/users/me", nil, &out)
-}
-
 // Revoke revokes a node.
 func (a *API) Revoke(ctx context.Context, node string) (*api.RevokeResponse, error) {
 	var out api.RevokeResponse
@@ -97,12 +85,6 @@ func (a *API) Users(ctx context.Context) (*api.UserList, error) {
 	return &out, a.do(ctx, http.MethodGet, "/api/v1/users", nil, &out)
 }
 
-// UpdateUser changes an account (admin).
-func (a *API) UpdateUser(ctx context.Context, id int64, req api.UpdateUserRequest) (*api.User, error) {
-	var out api.User
-	return &out, a.do(ctx, http.MethodPatch, fmt.Sprintf("/api/v1/users/%d", id), req, &out)
-}
-
 // CreateAPIKey creates an API key for the caller.
 func (a *API) CreateAPIKey(ctx context.Context, req api.CreateAPIKeyRequest) (*api.APIKeyCreated, error) {
 	var out api.APIKeyCreated
@@ -117,11 +99,6 @@ func (a *API) APIKeys(ctx context.Context, all bool) (*api.APIKeyList, error) {
 		p += "?all=true"
 	}
 	return &out, a.do(ctx, http.MethodGet, p, nil, &out)
-}
-
-// RevokeAPIKey revokes an API key.
-func (a *API) RevokeAPIKey(ctx context.Context, id int64) error {
-	return a.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/keys/%d", id), nil, nil)
 }
 
 // Audit reads the audit log (admin), newest first.

@@ -309,12 +309,7 @@ type EnrollOptions struct {
 // Enroll enrolls a node: it sends the join token, the node's name and its public key file (never
 // the private key) and returns the verified bundle. The token as `ctl token create` prints it
 // carries the CA pin, which is checked both on the TLS connection and on the bundle's CA.
-func Enroll(ctx context.Context, baseURL, token string, key *identity.NodeKey, name string) (*Bundle, error) {
-	return EnrollWith(ctx, baseURL, token, key, name, EnrollOptions{})
-}
-
-// EnrollWith is Enroll with options.
-func EnrollWith(ctx context.Context, baseURL, token string, key *identity.NodeKey, name string, opts EnrollOptions) (*Bundle, error) {
+func Enroll(ctx context.Context, baseURL, token string, key *identity.NodeKey, name string, opts EnrollOptions) (*Bundle, error) {
 	tok, pin, err := auth.SplitJoinToken(strings.TrimSpace(token))
 	if err != nil {
 		return nil, fmt.Errorf("enroll: join token: %w", err)
