@@ -94,17 +94,6 @@ type SPIFFEID struct {
 // String returns the URI form.
 func (id SPIFFEID) String() string { return "spiffe://" + id.TrustDomain + id.Path }
 
-// NodeSPIFFEID returns spiffe://<trustDomain>/node/<name> after validating both parts.
-func NodeSPIFFEID(trustDomain, name string) (SPIFFEID, error) {
-	if err := ValidateTrustDomain(trustDomain); err != nil {
-		return SPIFFEID{}, err
-	}
-	if err := ValidateNodeName(name); err != nil {
-		return SPIFFEID{}, err
-	}
-	return SPIFFEID{TrustDomain: trustDomain, Path: "/node/" + name}, nil
-}
-
 // ParseSPIFFEID parses and validates a SPIFFE ID.
 func ParseSPIFFEID(s string) (SPIFFEID, error) {
 	if len(s) > maxSPIFFEIDLen {

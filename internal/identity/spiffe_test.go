@@ -177,29 +177,3 @@ func TestValidateGroup(t *testing.T) {
 		}
 	}
 }
-
-func TestNodeSPIFFEID(t *testing.T) {
-	id, err := identity.NodeSPIFFEID("example.org", "node-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if id.String() != "spiffe://example.org/node/node-1" {
-		t.Fatalf("String = %q", id.String())
-	}
-	parsed, err := identity.ParseSPIFFEID(id.String())
-	if err != nil || parsed != id {
-		t.Fatalf("round trip: %+v, %v", parsed, err)
-	}
-	for _, tc := range []struct{ td, name string }{
-		{"Example.org", "node-1"},
-		{"", "node-1"},
-		{"example.org", "Node"},
-		{"example.org", ""},
-		{"example.org", "a/b"},
-		{"example.org", ".."},
-	} {
-		if id, err := identity.NodeSPIFFEID(tc.td, tc.name); err == nil {
-			t.Errorf("NodeSPIFFEID(%q, %q) = %v", tc.td, tc.name, id)
-		}
-	}
-}

@@ -10,7 +10,6 @@ package overlay
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 )
 
@@ -28,28 +27,6 @@ const (
 	TypeBurstLost Type = 7 // a burst the neighbour sent us whole was lost: split them for a while
 	TypeBurstOK   Type = 8 // the neighbour's burst probe arrived: bursts work on this link
 )
-
-func (t Type) String() string {
-	switch t {
-	case TypeDirect:
-		return "direct"
-	case TypeRouted:
-		return "routed"
-	case TypeLinkState:
-		return "link-state"
-	case TypeProbe:
-		return "probe"
-	case TypeProbeAck:
-		return "probe-ack"
-	case TypeCRL:
-		return "crl"
-	case TypeBurstLost:
-		return "burst-lost"
-	case TypeBurstOK:
-		return "burst-ok"
-	}
-	return fmt.Sprintf("type(%d)", uint8(t))
-}
 
 // Sizes.
 const (

@@ -133,3 +133,20 @@ func BenchmarkHandleDuplicate(b *testing.B) {
 		rs[0].Drain()
 	}
 }
+
+// linkTo returns the originator's report of its link to n.
+func (r *Record) linkTo(n NodeID) (LinkInfo, bool) {
+	lo, hi := 0, len(r.Links)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if cmpID(r.Links[m].Neighbour, n) < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(r.Links) && r.Links[lo].Neighbour == n {
+		return r.Links[lo], true
+	}
+	return LinkInfo{}, false
+}

@@ -94,23 +94,6 @@ type Record struct {
 // Bytes returns the record's encoding (nil for a record that was never signed or parsed).
 func (r *Record) Bytes() []byte { return r.raw }
 
-// linkTo returns the originator's report of its link to n.
-func (r *Record) linkTo(n NodeID) (LinkInfo, bool) {
-	lo, hi := 0, len(r.Links)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if cmpID(r.Links[m].Neighbour, n) < 0 {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	if lo < len(r.Links) && r.Links[lo].Neighbour == n {
-		return r.Links[lo], true
-	}
-	return LinkInfo{}, false
-}
-
 // message returns the Record message carrying r, with or without its certificate. The bytes are built
 // once and shared (and never modified: see Outgoing).
 func (r *Record) message(withCert bool) []byte {
@@ -349,12 +332,9 @@ type message struct {
 	lo, hi  NodeID // MsgSummary
 }
 
-// parseMessage decodes a routing message strictly. A Record message's record is only located, not
-// parsed (ParseRecord does that); its certificate is not parsed either.
-func parseMessage(b []byte) (message, error) { return parseMessageInto(b, nil) }
-
-// parseMessageInto is parseMessage with the entries of an Ack or Summary decoded into scratch's
-// memory (when it is large enough).
+// parseMessageInto decodes a routing message strictly, with the entries of an Ack or Summary
+// decoded into scratch's memory (when it is large enough). A Record message's record is only
+// located, not parsed (ParseRecord does that); its certificate is not parsed either.
 func parseMessageInto(b []byte, scratch []entry) (message, error) {
 	m, err := parseMessageInner(b, scratch)
 	if err != nil {

@@ -258,3 +258,6 @@ func FuzzDecodeMessage(f *testing.F) {
 		}
 	})
 }
+
+// parseMessage decodes a routing message into fresh memory.
+func parseMessage(b []byte) (message, error) { return parseMessageInto(b, nil) }
