@@ -211,7 +211,7 @@ func runAITrain(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "kept round %d of %d (validation macro-F1 %.3f)\n", bestRound, *rounds, bestF1)
 		fmt.Fprintf(e.stdout, "federated (%s): %s\n", *rule, rep)
 	} else {
-		m = detector.NewEdgeModel(len(trainSet[0].X[0]), edgeDim(trainSet), *hidden, *hidden, int(sim.NumKinds), *initSeed)
+		m = detector.NewModel(len(trainSet[0].X[0]), edgeDim(trainSet), *hidden, *hidden, int(sim.NumKinds), *initSeed)
 		train.Standardise(m, trainSet)
 		bar := newBar(e.stderr, "training")
 		var best []float64

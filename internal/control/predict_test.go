@@ -45,7 +45,7 @@ func edgeFeatures(tx, rx float64) map[string]float64 {
 // (checked against the model run directly on a graph built here), with the features it read, the
 // model version, and neighbours ranked by how much cutting them out changes the score.
 func TestPredict(t *testing.T) {
-	m := detector.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 3)
+	m := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 3)
 	m.Threshold = 0.5
 	path := writeModel(t, m)
 	h := sqliteHarness(t, func(c *Config) { c.AI.Model = path })
@@ -156,7 +156,7 @@ func TestPredict(t *testing.T) {
 // A detector file that is damaged, or made for other features, stops the control plane at start
 // with a clear error.
 func TestPredictModelRefused(t *testing.T) {
-	good := detector.NewEdgeModel(telemetry.NumNode, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1)
+	good := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1)
 	b, err := good.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +170,7 @@ func TestPredictModelRefused(t *testing.T) {
 	if _, err := loadDetector(damaged); err == nil || !strings.Contains(err.Error(), "ai.model") || !strings.Contains(err.Error(), "malformed") {
 		t.Fatalf("damaged model: %v", err)
 	}
-	other := writeModel(t, detector.NewEdgeModel(telemetry.NumNode+1, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1))
+	other := writeModel(t, detector.NewModel(telemetry.NumNode+1, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1))
 	if _, err := loadDetector(other); err == nil || !strings.Contains(err.Error(), "this build reports") {
 		t.Fatalf("model for other features: %v", err)
 	}

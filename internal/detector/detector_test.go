@@ -33,7 +33,7 @@ func ringGraph(n, f, e int) Graph {
 }
 
 func TestSaveLoad(t *testing.T) {
-	m := NewEdgeModel(13, 7, 8, 7, 7, 5)
+	m := NewModel(13, 7, 8, 7, 7, 5)
 	m.Threshold = 0.37
 	m.Mean[3], m.Std[2] = 1.5, 0.25
 	m.EMean[1], m.EStd[4] = -0.5, 3
@@ -62,7 +62,7 @@ func TestSaveLoad(t *testing.T) {
 }
 
 func TestMalformed(t *testing.T) {
-	m := NewEdgeModel(4, 2, 3, 3, 2, 1)
+	m := NewModel(4, 2, 3, 3, 2, 1)
 	good, _ := m.MarshalBinary()
 	mut := func(f func(b []byte) []byte) []byte { return f(bytes.Clone(good)) }
 	cases := map[string][]byte{
@@ -112,10 +112,10 @@ func fixSum(b []byte) []byte {
 }
 
 func FuzzUnmarshalModel(f *testing.F) {
-	m := NewModel(3, 2, 2, 2, 1)
+	m := NewModel(3, 0, 2, 2, 2, 1)
 	good, _ := m.MarshalBinary()
 	f.Add(good)
-	e := NewEdgeModel(2, 2, 2, 2, 2, 1)
+	e := NewModel(2, 2, 2, 2, 2, 1)
 	good, _ = e.MarshalBinary()
 	f.Add(good)
 	f.Add([]byte("X6GS"))

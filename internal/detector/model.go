@@ -26,11 +26,8 @@ type Model struct {
 	Wo, Bo          []float64 // K × H2, K
 }
 
-// NewModel returns a model without edge features, with He-initialised weights.
-func NewModel(f, h1, h2, k int, seed uint64) *Model { return NewEdgeModel(f, 0, h1, h2, k, seed) }
-
-// NewEdgeModel returns a model with f node and e edge features, with He-initialised weights.
-func NewEdgeModel(f, e, h1, h2, k int, seed uint64) *Model {
+// NewModel returns a model with f node and e edge features (0: none), with He-initialised weights.
+func NewModel(f, e, h1, h2, k int, seed uint64) *Model {
 	rng := rand.New(rand.NewPCG(seed, 0x676e6e))
 	m := &Model{F: f, E: e, H1: h1, H2: h2, K: k, Mean: make([]float64, f), Std: ones(f),
 		EMean: make([]float64, 2*e), EStd: ones(2 * e), Threshold: 0.5}

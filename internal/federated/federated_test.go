@@ -176,7 +176,7 @@ func TestRobustStats(t *testing.T) {
 
 // The statistics round's vector carries a model's moments exactly, edge moments included.
 func TestStatsVectorRoundTrip(t *testing.T) {
-	m := detector.NewEdgeModel(3, 2, 4, 4, 3, 1)
+	m := detector.NewModel(3, 2, 4, 4, 3, 1)
 	mo := train.NewMoments(m.F, m.E)
 	mo.N, mo.EN = 10, 7
 	for i := range mo.Sum {

@@ -29,7 +29,7 @@ type fuzzFixture struct {
 func newFuzzFixture(f *testing.F) *fuzzFixture {
 	p := newPKI(f, "fuzz.test", map[string][]string{"coord": {"fl"}, "a": {"fl"}})
 	co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: p.keys["coord"].Sign, Verifier: p.ver, Group: "fl",
-		Model: detector.NewModel(3, 4, 4, 2, 1), FirstRound: 3})
+		Model: detector.NewModel(3, 0, 4, 4, 2, 1), FirstRound: 3})
 	if err != nil {
 		f.Fatal(err)
 	}

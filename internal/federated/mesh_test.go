@@ -239,7 +239,7 @@ func TestRoundsOverMesh(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: m.keys["coord"].Sign, Verifier: m.ver, Model: detector.NewModel(3, 8, 8, 2, 1)})
+		co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: m.keys["coord"].Sign, Verifier: m.ver, Model: detector.NewModel(3, 0, 8, 8, 2, 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,14 +272,14 @@ func TestRoundsOverMesh(t *testing.T) {
 		}
 	})
 
-	central := detector.NewModel(3, 8, 8, 2, 1)
+	central := detector.NewModel(3, 0, 8, 8, 2, 1)
 	train.Standardise(central, all)
 	if _, err := train.Run(central, all, train.Config{Epochs: rounds * local, LR: lr, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	centralF1 := federated.HeldOutF1(central, test)
 
-	base := federated.CoordinatorConfig{Model: detector.NewModel(3, 8, 8, 2, 1), LocalEpochs: local, LR: lr, Seed: 1, FirstRound: 100}
+	base := federated.CoordinatorConfig{Model: detector.NewModel(3, 0, 8, 8, 2, 1), LocalEpochs: local, LR: lr, Seed: 1, FirstRound: 100}
 	clean := m.run(t, flRun{rounds: rounds, cfg: base, data: data, port: federated.DefaultPort})
 	// The transport changes nothing: the same rounds without HTTP give the same bits.
 	if v := m.inProcess(t, base, rounds, data).Version(); v != clean.model.Version() {
@@ -394,7 +394,7 @@ func TestRoundsOverMeshSim(t *testing.T) {
 		}
 		data[name] = gs
 	}
-	r := m.run(t, flRun{rounds: rounds, cfg: federated.CoordinatorConfig{Model: detector.NewEdgeModel(sim.NumFeatures, sim.NumEdgeFeatures, 32, 32, int(sim.NumKinds), 1), Seed: 1},
+	r := m.run(t, flRun{rounds: rounds, cfg: federated.CoordinatorConfig{Model: detector.NewModel(sim.NumFeatures, sim.NumEdgeFeatures, 32, 32, int(sim.NumKinds), 1), Seed: 1},
 		data: data, port: federated.DefaultPort})
 	logFigures(t, r, participants)
 	fmt.Fprintln(os.Stderr, "done")

@@ -104,7 +104,7 @@ func Train(clients [][]detector.Graph, f int, cfg TrainConfig) (*detector.Model,
 		keys[i] = k
 		known[k.PublicKey().ID()] = k.PublicKey()
 	}
-	global := detector.NewEdgeModel(f, cfg.Edges, cfg.Hidden, cfg.Hidden, cfg.Classes, cfg.Seed)
+	global := detector.NewModel(f, cfg.Edges, cfg.Hidden, cfg.Hidden, cfg.Classes, cfg.Seed)
 	weights, err := aggregateStats(global, clients, cfg)
 	if err != nil {
 		return nil, nil, err

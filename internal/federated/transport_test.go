@@ -84,7 +84,7 @@ func post(t *testing.T, h http.Handler, src netip.Addr, body []byte) (int, strin
 func TestCoordinatorRefusals(t *testing.T) {
 	p := newPKI(t, "fl.test", map[string][]string{"coord": {"fl"}, "a": {"fl"}, "b": {"fl"}, "c": {"fl"}, "outsider": {"other"}})
 	foreign := newPKI(t, "evil.test", map[string][]string{"x": {"fl"}})
-	model := detector.NewModel(3, 8, 8, 2, 1)
+	model := detector.NewModel(3, 0, 8, 8, 2, 1)
 	co, err := federated.NewCoordinator(federated.CoordinatorConfig{Key: p.keys["coord"].Sign, Verifier: p.ver, Group: "fl", Model: model, FirstRound: 7})
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestCoordinatorRefusals(t *testing.T) {
 // key, intact, and never an older round than one it has seen.
 func TestParticipantRefusals(t *testing.T) {
 	p := newPKI(t, "fl.test", map[string][]string{"coord": {"fl"}, "a": {"fl"}, "mallory": {"fl"}})
-	model := detector.NewModel(3, 8, 8, 2, 1)
+	model := detector.NewModel(3, 0, 8, 8, 2, 1)
 	sign := func(key *identity.SigningKey, kind federated.Kind, round uint32) []byte {
 		b, err := federated.EncodeAnnouncement(key, &federated.Announcement{Kind: kind, Round: round, LocalEpochs: 1, LR: 0.01, Model: model})
 		if err != nil {

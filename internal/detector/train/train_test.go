@@ -58,7 +58,7 @@ func TestGradient(t *testing.T) {
 
 func gradCheck(t *testing.T, e int) {
 	const f, k = 5, 4
-	m := detector.NewEdgeModel(f, e, 6, 5, k, 1)
+	m := detector.NewModel(f, e, 6, 5, k, 1)
 	// Biases away from zero so few ReLUs sit at the kink.
 	for _, b := range [][]float64{m.B1, m.B2} {
 		for i := range b {
@@ -112,7 +112,7 @@ func TestLearnsNeighbourSignal(t *testing.T) {
 		}
 		gs = append(gs, g)
 	}
-	m := detector.NewModel(3, 16, 16, 2, 3)
+	m := detector.NewModel(3, 0, 16, 16, 2, 3)
 	trainHeldOut(t, m, gs, "GraphSAGE did not learn a neighbourhood signal")
 }
 
@@ -153,7 +153,7 @@ func TestLearnsEdgeSignal(t *testing.T) {
 		}
 		gs = append(gs, g)
 	}
-	m := detector.NewEdgeModel(3, 2, 16, 16, 2, 3)
+	m := detector.NewModel(3, 2, 16, 16, 2, 3)
 	trainHeldOut(t, m, gs, "E-GraphSAGE did not learn an edge signal")
 	// A graph without its edge data is refused before training.
 	bad := gs[0]
