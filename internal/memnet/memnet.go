@@ -111,6 +111,7 @@ func (w *Network) RunUntil(cond func() bool, limit time.Duration) (time.Duration
 	end := start.Add(limit)
 	for !cond() {
 		if !w.Step(end) {
+			w.now = end
 			return limit, false
 		}
 	}

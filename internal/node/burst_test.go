@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/netdev"
-	"x0tta6bl4/internal/session"
 	"x0tta6bl4/internal/virtio"
 )
 

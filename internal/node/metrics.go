@@ -104,12 +104,18 @@ type metricsServer struct {
 	ln  net.Listener
 }
 
-// serveMetrics starts the Prometheus endpoint at /metrics.
-func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
+// metricsHandler serves the node's Prometheus metrics at /metrics.
+func (n *Node) metricsHandler() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{n}, healCollector{n}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// serveMetrics starts the Prometheus endpoint at /metrics.
+func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
+	mux := n.metricsHandler()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
@@ -120,16 +126,7 @@ func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
 			n.log.Warn("metrics server", "err", err)
 		}
 	}()
-	n.metricsAddr.Store(ln.Addr().String())
 	return m, nil
 }
 
 func (m *metricsServer) close() { m.srv.Close() }
-
-// MetricsAddr is the address the Prometheus endpoint listens on, once Run has started it.
-func (n *Node) MetricsAddr() string {
-	if v, ok := n.metricsAddr.Load().(string); ok {
-		return v
-	}
-	return ""
-}

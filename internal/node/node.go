@@ -57,14 +57,13 @@ type Node struct {
 	lastExpire     time.Time // firewall flows last expired
 	lastSample     time.Time // telemetry last sampled
 
-	fib         atomic.Pointer[fib] // read on the packet path
-	metricsAddr atomic.Value        // string, once the metrics listener runs
-	e2eByDst    sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
-	bursts      bursts              // reassembly of bursts addressed to us (burst.go)
-	pieceSize   int                 // the piece size of the bursts we send
-	stats       counters
-	done        chan struct{}
-	wg          sync.WaitGroup
+	fib       atomic.Pointer[fib] // read on the packet path
+	e2eByDst  sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
+	bursts    bursts              // reassembly of bursts addressed to us (burst.go)
+	pieceSize int                 // the piece size of the bursts we send
+	stats     counters
+	done      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // fib is the forwarding table: for every reachable node, the neighbour to hand its packets to.

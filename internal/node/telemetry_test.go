@@ -12,19 +12,19 @@ import (
 // flow shows in the sender's link to the relay (handed on), the relay's node vector (transit in,
 // forwarded) and the receiver's link to the relay (relayed by it).
 func TestTelemetryVectors(t *testing.T) {
-	nodes, devs, pkt := relayedChain(t)
+	w, nodes, devs, pkt := relayedChain(t)
 	a, relay, c := nodes[0], nodes[1], nodes[2]
-	// Sample an hour ahead, so that the timer loop's own samples (at the real time) are ignored.
-	t0 := time.Now().Add(time.Hour)
+	// Sample an hour ahead, so that the timer's own samples are ignored.
+	t0 := w.Now().Add(time.Hour)
 	for _, n := range nodes {
 		n.sampleTelemetry(t0)
 	}
 	const sent = 50
 	before := devs[2].delivered()
 	for range sent {
-		a.sendPacket(time.Now(), pkt)
+		a.sendPacket(w.Now(), pkt)
 	}
-	if !devs[2].wait(before+sent, 5*time.Second) {
+	if _, ok := w.RunUntil(func() bool { return devs[2].delivered() >= before+sent }, time.Second); !ok {
 		t.Fatalf("delivered %d of %d", devs[2].delivered()-before, sent)
 	}
 	for _, n := range nodes {

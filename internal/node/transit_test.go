@@ -2,29 +2,98 @@ package node
 
 import (
 	"bytes"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/memnet"
+	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/overlay"
 )
 
-// relayedChain starts nodes a - relay - c (a and c with a device) and returns once a UDP packet from
-// a, which it returns, has reached c end to end through the relay.
-func relayedChain(t *testing.T) ([]*Node, []*nullTun, []byte) {
+// memChain starts nodes 0 - 1 - ... - (count-1) on an in-memory network, each with a counting device,
+// and runs it until node 0 has a route to the last node and its link keys are confirmed.
+func memChain(t *testing.T, count int) (*memnet.Network, []*Node, []*nullTun) {
 	t.Helper()
-	nodes, devs := benchChain(t, 3, 0, 2)
+	w := memnet.New(1)
+	now := w.Now()
+	caKey, err := identity.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := meshca.NewRootCA(caKey, meshca.CAOptions{TrustDomain: "test.mesh", Name: "root", Duration: time.Hour}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, devs := make([]*Node, count), make([]*nullTun, count)
+	for i := range count {
+		k, err := identity.GenerateNodeKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.Issue(meshca.IssueRequest{Name: string(rune('a' + i)), PublicKey: k.Public(), Duration: 30 * time.Minute}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := w.Conn(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 77, 0, byte(i)}), 4242))
+		devs[i] = newNullTun()
+		opts := Options{Key: k, Cert: cert, CA: []*meshca.Certificate{ca.Certificate()}, Firewall: allowAll,
+			Logger: testLogger(t), Conn: conn, PacketDevice: devs[i], Now: w.Now, Heal: HealConfig{Disabled: true}}
+		if i > 0 {
+			prev := nodes[i-1]
+			opts.Peers = []Peer{{Addr: prev.UDPAddr(), Cert: prev.self}}
+			w.Link(prev.UDPAddr(), conn.LocalAddr(), memnet.LinkParams{})
+		}
+		if nodes[i], err = New(opts); err != nil {
+			t.Fatal(err)
+		}
+		conn.Attach(nodes[i].NewReceiver())
+	}
+	w.OnTick = func(now time.Time) {
+		for _, n := range nodes {
+			n.Tick(now)
+		}
+	}
+	for _, n := range nodes {
+		n.Start(now)
+	}
+	last := nodes[count-1].Addr()
+	var scratch [64]byte
+	ready := func() bool {
+		if _, ok := nodes[0].fib.Load().byAddr[last]; !ok {
+			return false
+		}
+		// The responder of a link handshake seals only once the initiator's first packet confirmed
+		// the keys.
+		for _, n := range nodes[:min(2, count)] {
+			for _, l := range n.links {
+				if _, err := l.sess.Seal(scratch[:0], nil, w.Now()); err != nil {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	if _, ok := w.RunUntil(ready, 10*time.Second); !ok {
+		t.Fatal("no route to the last node")
+	}
+	return w, nodes, devs
+}
+
+// relayedChain is memChain a - relay - c, run until a UDP packet from a, which it returns, has
+// reached c end to end through the relay.
+func relayedChain(t *testing.T) (*memnet.Network, []*Node, []*nullTun, []byte) {
+	t.Helper()
+	w, nodes, devs := memChain(t, 3)
 	pkt := make([]byte, 200)
 	udpPacket(pkt, nodes[0].Addr(), nodes[2].Addr())
-	deadline := time.Now().Add(10 * time.Second)
-	for devs[2].delivered() == 0 && time.Now().Before(deadline) {
-		nodes[0].sendPacket(time.Now(), pkt)
-		time.Sleep(20 * time.Millisecond)
-	}
-	if devs[2].delivered() == 0 {
+	nodes[0].sendPacket(w.Now(), pkt)
+	if _, ok := w.RunUntil(func() bool { return devs[2].delivered() > 0 }, 10*time.Second); !ok {
 		t.Fatal("no end-to-end delivery a -> c")
 	}
-	return nodes, devs, pkt
+	return w, nodes, devs, pkt
 }
 
 // e2eParts returns what a sends to c through the relay with: the end-to-end session, the link to the
@@ -44,14 +113,14 @@ func e2eParts(t *testing.T, a, c *Node) (e2e, link *tunnel, head []byte) {
 // ciphertext is relayed and refused by the destination; an end-to-end data packet inside a full link
 // packet (the old form) is refused.
 func TestTransitRelay(t *testing.T) {
-	nodes, devs, pkt := relayedChain(t)
+	w, nodes, devs, pkt := relayedChain(t)
 	a, relay, c := nodes[0], nodes[1], nodes[2]
 	e2e, link, head := e2eParts(t, a, c)
 	from := a.UDPAddr()
 
 	transit := func() []byte {
 		t.Helper()
-		now := time.Now()
+		now := w.Now()
 		inner, err := e2e.sess.Seal(nil, pkt, now)
 		if err != nil {
 			t.Fatal(err)
@@ -64,25 +133,17 @@ func TestTransitRelay(t *testing.T) {
 	}
 	waitFor := func(what string, c *atomic.Uint64, want uint64) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for c.Load() < want && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if got := c.Load(); got < want {
-			t.Fatalf("%s: %d, want %d", what, got, want)
+		if _, ok := w.RunUntil(func() bool { return c.Load() >= want }, time.Second); !ok {
+			t.Fatalf("%s: %d, want %d", what, c.Load(), want)
 		}
 	}
 
 	fwd, delivered := relay.stats.forwarded.Load(), devs[2].delivered()
-	relay.handleDatagram(time.Now(), from, transit(), nil)
+	relay.handleDatagram(w.Now(), from, transit(), nil)
 	if relay.stats.forwarded.Load() != fwd+1 {
 		t.Fatal("a genuine transit packet was not relayed")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for devs[2].delivered() <= delivered && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if devs[2].delivered() <= delivered {
+	if _, ok := w.RunUntil(func() bool { return devs[2].delivered() > delivered }, time.Second); !ok {
 		t.Fatal("a relayed transit packet was not delivered")
 	}
 
@@ -102,7 +163,7 @@ func TestTransitRelay(t *testing.T) {
 	auth := relay.stats.dropAuth.Load()
 	bad := transit()
 	bad[20] ^= 1 // inside the sealed routed header
-	relay.handleDatagram(time.Now(), from, bad, nil)
+	relay.handleDatagram(w.Now(), from, bad, nil)
 	if relay.stats.dropAuth.Load() != auth+1 || relay.stats.forwarded.Load() != fwd+1 {
 		t.Fatal("a transit packet with a changed routed header was not refused by the relay")
 	}
@@ -110,7 +171,7 @@ func TestTransitRelay(t *testing.T) {
 	cAuth, delivered := c.stats.dropAuth.Load(), devs[2].delivered()
 	bad = transit()
 	bad[len(bad)-40] ^= 1 // inside the end-to-end ciphertext
-	relay.handleDatagram(time.Now(), from, bad, nil)
+	relay.handleDatagram(w.Now(), from, bad, nil)
 	if relay.stats.forwarded.Load() != fwd+2 {
 		t.Fatal("the relay refused a transit packet it can only bind, not check")
 	}
@@ -120,15 +181,15 @@ func TestTransitRelay(t *testing.T) {
 	}
 
 	malformed := relay.stats.dropMalformed.Load()
-	inner, err := e2e.sess.Seal(nil, pkt, time.Now())
+	inner, err := e2e.sess.Seal(nil, pkt, w.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := link.sess.Seal(nil, append(bytes.Clone(head), inner...), time.Now())
+	old, err := link.sess.Seal(nil, append(bytes.Clone(head), inner...), w.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay.handleDatagram(time.Now(), from, old, nil)
+	relay.handleDatagram(w.Now(), from, old, nil)
 	if relay.stats.dropMalformed.Load() != malformed+1 || relay.stats.forwarded.Load() != fwd+2 {
 		t.Fatal("an end-to-end data packet in a full link packet was not refused")
 	}
