@@ -93,6 +93,18 @@ func (t *IndexTable[T]) Release(idx uint32, v T) bool {
 	return true
 }
 
+// Replace maps idx to v if it is mapped to old, and reports whether it did: an index reserved for a
+// handshake passes to the session its result creates.
+func (t *IndexTable[T]) Replace(idx uint32, old, v T) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur, ok := t.m[idx]; !ok || cur != old {
+		return false
+	}
+	t.m[idx] = v
+	return true
+}
+
 // Len returns the number of allocated indices.
 func (t *IndexTable[T]) Len() int {
 	t.mu.RLock()

@@ -66,3 +66,21 @@ func TestIndexTableCollisionsAndReader(t *testing.T) {
 		t.Fatalf("stuck reader: %v", err)
 	}
 }
+
+// TestIndexTableReplace: a reserved index passes to its new owner only from the value it holds.
+func TestIndexTableReplace(t *testing.T) {
+	tab := NewIndexTable[string](4, nil)
+	idx, err := tab.Allocate("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tab.Replace(idx, "other", "x") || tab.Replace(idx+1, "", "x") {
+		t.Fatal("replaced from a value the index does not hold")
+	}
+	if !tab.Replace(idx, "", "x") {
+		t.Fatal("reserved index not replaced")
+	}
+	if v, ok := tab.Lookup(idx); !ok || v != "x" || tab.Len() != 1 {
+		t.Fatalf("after Replace: %q %v, %d entries", v, ok, tab.Len())
+	}
+}
