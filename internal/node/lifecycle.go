@@ -1,5 +1,9 @@
 package node
 
+// The tunnel lifecycle: link and end-to-end sessions are created by handshakes, announced to
+// routing when they come up, kept alive and rekeyed by the timer, and dropped when they go silent,
+// idle or revoked.
+
 import (
 	"errors"
 	"fmt"
