@@ -176,3 +176,62 @@ func TestBlackholeRelayAvoided(t *testing.T) {
 		t.Fatalf("same seed, different result:\n%s %+v\n%s %+v", took, d, took2, d2)
 	}
 }
+
+// TestGreyholeRelayAvoidedAndRestored: bravo drops half of what it should relay. alpha routes around
+// it; when bravo recovers, the loop re-probes it at the end of the hold, restores the link, and the
+// route comes back. No node acts against anyone else.
+func TestGreyholeRelayAvoidedAndRestored(t *testing.T) {
+	m, err := New(Config{Seed: 5, Heal: node.HealConfig{Hold: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddNodes("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range demoTopology {
+		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	alpha, bravo, delta := m.Node("alpha"), m.Node("bravo"), m.Node("delta")
+	if _, ok := m.RunUntil(hasRoute(alpha, "delta", 3, "bravo"), 10*time.Second); !ok {
+		t.Fatalf("no 3-hop route alpha -> delta\n%s", dump(m))
+	}
+	send(t, m, alpha, delta, "before", 5*time.Second)
+	m.Run(2 * time.Second)
+	bravo.SetTransitFault(0.5)
+	avoided, ok := m.RunUntil(hasRoute(alpha, "delta", 4, "echo"), 30*time.Second)
+	if !ok {
+		t.Fatalf("alpha still routes through grey hole bravo\nheal %+v", alpha.Heal())
+	}
+	bravo.SetTransitFault(0)
+	back, ok := m.RunUntil(hasRoute(alpha, "delta", 3, "bravo"), 30*time.Second)
+	if !ok {
+		t.Fatalf("the route never came back through recovered bravo\nheal %+v", alpha.Heal())
+	}
+	m.Run(10 * time.Second)
+	var penalisers []string
+	for _, n := range m.Nodes() {
+		h := n.Heal()
+		for _, d := range h.Decisions {
+			if d.Peer != "bravo" {
+				t.Errorf("false action: %s %s %s (%s p=%.4f)", n.Name, d.Action, d.Peer, d.Class, d.Confidence)
+			}
+		}
+		if h.Penalties > 0 {
+			penalisers = append(penalisers, n.Name)
+		}
+		if h.Penalties > 1 || h.Restores != h.Penalties {
+			t.Errorf("%s: %d penalties, %d restores: %+v", n.Name, h.Penalties, h.Restores, h.Decisions)
+		}
+	}
+	if len(penalisers) == 0 {
+		t.Fatal("nobody penalised bravo")
+	}
+	send(t, m, alpha, delta, "after", time.Second)
+	t.Logf("grey hole bravo (drops 1/2) avoided %s after the fault by %v; route back %s after it recovered (hold 5 s)",
+		avoided, penalisers, back)
+}

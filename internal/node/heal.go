@@ -2,7 +2,6 @@ package node
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -144,7 +143,7 @@ type healer struct {
 
 	// transitDrop is a fault for tests only: the fraction (of 1<<16) of transit packets this node
 	// drops while still answering link probes and routing (SetTransitFault).
-	transitDrop atomic.Uint32
+	transitDrop, transitDropAcc atomic.Uint32
 }
 
 func newHealer(cfg HealConfig, now time.Time) *healer {
@@ -198,10 +197,18 @@ func (n *Node) SetTransitFault(fraction float64) {
 	n.heal.transitDrop.Store(uint32(min(max(fraction, 0), 1) * (1 << 16)))
 }
 
-// dropTransit applies the test-only transit fault (healer.transitDrop).
+// dropTransit applies the test-only transit fault (healer.transitDrop): it drops exactly that
+// fraction of transit packets, evenly spread, so that a test gives the same result on every run.
 func (n *Node) dropTransit() bool {
 	p := n.heal.transitDrop.Load()
-	return p != 0 && (p >= 1<<16 || rand.Uint32N(1<<16) < p)
+	switch {
+	case p == 0:
+		return false
+	case p >= 1<<16:
+		return true
+	}
+	v := n.heal.transitDropAcc.Add(p)
+	return v>>16 != (v-p)>>16 // the running sum crossed a multiple of 1<<16
 }
 
 // healViewsLocked lists the neighbours whose links are up, sorted by ID, each with its candidate
