@@ -290,7 +290,7 @@ func New(cfg Config) (*Sim, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	s := &Sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x73696d))}
+	s := &Sim{cfg: cfg, rng: newRand(cfg.Seed)}
 	edges, err := generate(cfg.Topology, cfg.Nodes, cfg.Degree, s.rng)
 	if err != nil {
 		return nil, err

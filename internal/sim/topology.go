@@ -22,6 +22,14 @@ type Edge struct {
 	P    routingsim.LinkParams
 }
 
+// Topology returns the edges of the topology a simulation with this kind, size, mean degree and seed
+// runs on, so that other harnesses (internal/meshtest) can run the same mesh.
+func Topology(kind string, n int, degree float64, seed uint64) ([]Edge, error) {
+	return generate(kind, n, degree, newRand(seed))
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x73696d)) }
+
 // generate returns the edges of a topology on n nodes, deterministic for rng's state.
 func generate(kind string, n int, degree float64, rng *rand.Rand) ([]Edge, error) {
 	if n < 2 {
