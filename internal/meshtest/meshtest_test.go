@@ -16,9 +16,11 @@ var demoTopology = [][2]string{
 	{"alpha", "echo"}, {"echo", "foxtrot"}, {"foxtrot", "golf"}, {"delta", "golf"}, {"golf", "hotel"},
 }
 
-func demoMesh(t *testing.T, seed uint64) *Mesh {
+func demoMesh(t *testing.T, seed uint64) *Mesh { return demoMeshWith(t, Config{Seed: seed}) }
+
+func demoMeshWith(t *testing.T, cfg Config) *Mesh {
 	t.Helper()
-	m, err := New(Config{Seed: seed})
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,21 +183,7 @@ func TestBlackholeRelayAvoided(t *testing.T) {
 // it; when bravo recovers, the loop re-probes it at the end of the hold, restores the link, and the
 // route comes back. No node acts against anyone else.
 func TestGreyholeRelayAvoidedAndRestored(t *testing.T) {
-	m, err := New(Config{Seed: 5, Heal: node.HealConfig{Hold: 5 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.AddNodes("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"); err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range demoTopology {
-		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := m.Start(); err != nil {
-		t.Fatal(err)
-	}
+	m := demoMeshWith(t, Config{Seed: 5, Heal: node.HealConfig{Hold: 5 * time.Second}})
 	alpha, bravo, delta := m.Node("alpha"), m.Node("bravo"), m.Node("delta")
 	if _, ok := m.RunUntil(hasRoute(alpha, "delta", 3, "bravo"), 10*time.Second); !ok {
 		t.Fatalf("no 3-hop route alpha -> delta\n%s", dump(m))
