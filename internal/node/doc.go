@@ -1,10 +1,15 @@
-// Package node is the mesh node daemon: it binds a UDP socket, runs the link and end-to-end
-// handshakes, keeps one transport session per neighbour and per end-to-end peer, floods and reads
-// signed link-state records, forwards overlay packets hop by hop, filters them with the identity
-// firewall, and moves them to and from a TUN device or a userspace network stack.
+// Package node is the mesh node: it runs the link and end-to-end handshakes, keeps one transport
+// session per neighbour and per end-to-end peer, floods and reads signed link-state records, forwards
+// overlay packets hop by hop, filters them with the identity firewall, heals around bad relays, and
+// moves packets to and from a TUN device or a userspace network stack.
 //
 // The protocol decisions live in the pure packages it wires together (handshake, session, routing,
-// linkmon, overlay, firewall); this package owns the sockets, goroutines and the clock. It must never
-// deliver a packet whose source address is not its session's certified identity, never forward a packet
-// whose hop limit ran out, and never let a stranger grow a table without bound.
+// linkmon, overlay, firewall, mapek/loop). The node itself is an engine of the same kind: its entry
+// points (Start, Tick, Receiver.Receive, DevicePump.Pump) are fed the time of their event and act
+// through an underlay.Conn and a Device, so the daemon, the tests and the whole-mesh harness
+// (internal/meshtest) run the same code. Only the shell (shell.go: Run's loops, the admin socket, the
+// metrics listener, LAN discovery) starts goroutines, waits on sockets or reads the wall clock.
+//
+// It must never deliver a packet whose source address is not its session's certified identity, never
+// forward a packet whose hop limit ran out, and never let a stranger grow a table without bound.
 package node
