@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -280,43 +281,63 @@ func (s *Session) SealFragment(dst, head []byte, f Fragment, piece []byte, now t
 // seal appends a packet of type typ sealing plaintext: a data or burst packet, or (aadLen > 0) the
 // sealed head of a transit packet, whose aad is the header followed by what sc.aad already binds.
 func (s *Session) seal(dst []byte, typ byte, plaintext []byte, sc *scratch, aadLen int, now time.Time) ([]byte, error) {
+	kp, c, ctr, err := s.reserve(now)
+	if err != nil {
+		return dst, err
+	}
+	out := sealWith(c.send, kp.remoteIndex, ctr, dst, typ, plaintext, sc, aadLen)
+	s.sent(len(plaintext) > 0 || aadLen > 0, now)
+	return out, nil
+}
+
+// reserve takes the next send counter of the current keypair.
+func (s *Session) reserve(now time.Time) (*keypair, *aeads, uint64, error) {
 	kp := s.current.Load()
 	if kp == nil {
 		if s.closed.Load() {
-			return dst, ErrClosed
+			return nil, nil, 0, ErrClosed
 		}
-		return dst, ErrNoKey
+		return nil, nil, 0, ErrNoKey
 	}
 	c := kp.ciphers.Load()
 	if c == nil || kp.expired(now) {
-		return dst, ErrKeyExpired
+		return nil, nil, 0, ErrKeyExpired
 	}
 	// Load first so that a flood of Seal calls on an exhausted keypair cannot wrap the counter.
 	if kp.sendCounter.Load() >= RejectAfterMessages {
-		return dst, ErrCounterExhausted
+		return nil, nil, 0, ErrCounterExhausted
 	}
 	ctr := kp.sendCounter.Add(1) - 1
 	if ctr >= RejectAfterMessages {
-		return dst, ErrCounterExhausted
+		return nil, nil, 0, ErrCounterExhausted
 	}
+	return kp, c, ctr, nil
+}
+
+// sealWith appends the packet of type typ with counter ctr to the peer's index remote, sealing
+// plaintext under send. It is pure AEAD work.
+func sealWith(send cipher.AEAD, remote uint32, ctr uint64, dst []byte, typ byte, plaintext []byte, sc *scratch, aadLen int) []byte {
 	n := len(dst)
 	dst = slices.Grow(dst, MinPacketSize+len(plaintext))[:n+HeaderSize]
 	hdr := dst[n : n+HeaderSize]
-	DataHeader{Receiver: kp.remoteIndex, Counter: ctr}.putType(hdr, typ)
+	DataHeader{Receiver: remote, Counter: ctr}.putType(hdr, typ)
 	sc.setNonce(ctr)
 	aad := hdr
 	if aadLen > 0 {
 		copy(sc.aad[:HeaderSize], hdr)
 		aad = sc.aad[:aadLen]
 	}
-	out := c.send.Seal(dst, sc.nonce[:], plaintext, aad)
+	return send.Seal(dst, sc.nonce[:], plaintext, aad)
+}
+
+// sent runs the keepalive timers for a packet sealed at now (data: not a keepalive).
+func (s *Session) sent(data bool, now time.Time) {
 	if s.recvPending.Load() != 0 {
 		s.recvPending.Store(0)
 	}
-	if (len(plaintext) > 0 || aadLen > 0) && s.sendPending.Load() == 0 {
+	if data && s.sendPending.Load() == 0 {
 		s.sendPending.CompareAndSwap(0, s.stamp(now))
 	}
-	return out, nil
 }
 
 // Open authenticates and decrypts a data packet in place and returns the plaintext, which
@@ -356,20 +377,24 @@ func (s *Session) OpenTransit(packet []byte, headSize int, now time.Time) (head,
 	if err != nil {
 		return nil, nil, err
 	}
-	inner = packet[TransitOverhead+headSize:]
 	sc := s.scratch.Get().(*scratch)
 	defer s.scratch.Put(sc)
-	var aadLen int
-	if packet[0] == TypeFragment {
-		aadLen = sc.bindFragment(inner[:FragmentPrefixSize], len(inner))
-	} else {
-		aadLen = sc.bindTransit(inner)
-	}
+	inner, aadLen := sc.bindInner(packet, headSize)
 	head, err = s.open(h, packet[:HeaderSize], packet[HeaderSize:TransitOverhead+headSize], sc, aadLen, now)
 	if err != nil {
 		return nil, nil, err
 	}
 	return head, inner, nil
+}
+
+// bindInner writes what the transit packet binds of its inner part into sc.aad and returns the inner
+// part and the aad's length.
+func (sc *scratch) bindInner(packet []byte, headSize int) ([]byte, int) {
+	inner := packet[TransitOverhead+headSize:]
+	if packet[0] == TypeFragment {
+		return inner, sc.bindFragment(inner[:FragmentPrefixSize], len(inner))
+	}
+	return inner, sc.bindTransit(inner)
 }
 
 // Fresh reports whether a packet with header h could still be opened at now: its receiver index
@@ -389,13 +414,9 @@ func (s *Session) Fresh(h DataHeader, now time.Time) bool {
 // open authenticates and decrypts body (ciphertext ‖ tag) in place: a data or burst packet's, or
 // (aadLen > 0) a transit packet's head, whose aad is its header followed by what sc.aad binds.
 func (s *Session) open(h DataHeader, hdr, body []byte, sc *scratch, aadLen int, now time.Time) ([]byte, error) {
-	kp := s.lookup(h.Receiver)
-	if kp == nil {
-		return nil, ErrUnknownIndex
-	}
-	c := kp.ciphers.Load()
-	if c == nil || kp.expired(now) {
-		return nil, ErrKeyExpired
+	kp, c, err := s.keypairFor(h, now)
+	if err != nil {
+		return nil, err
 	}
 	kp.replayMu.Lock()
 	fresh := kp.replay.check(h.Counter)
@@ -403,32 +424,64 @@ func (s *Session) open(h DataHeader, hdr, body []byte, sc *scratch, aadLen int, 
 	if !fresh {
 		return nil, ErrReplay
 	}
-	sc.setNonce(h.Counter)
+	pt, err := decryptWith(c.recv, h.Counter, hdr, body, sc, aadLen)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.accept(kp, h.Counter, len(pt) > 0 || aadLen > 0, now); err != nil {
+		return nil, err
+	}
+	return pt, nil
+}
+
+// keypairFor finds the live keypair a packet with header h was sealed for.
+func (s *Session) keypairFor(h DataHeader, now time.Time) (*keypair, *aeads, error) {
+	kp := s.lookup(h.Receiver)
+	if kp == nil {
+		return nil, nil, ErrUnknownIndex
+	}
+	c := kp.ciphers.Load()
+	if c == nil || kp.expired(now) {
+		return nil, nil, ErrKeyExpired
+	}
+	return kp, c, nil
+}
+
+// decryptWith authenticates and decrypts body in place under recv with counter ctr. It is pure AEAD
+// work.
+func decryptWith(recv cipher.AEAD, ctr uint64, hdr, body []byte, sc *scratch, aadLen int) ([]byte, error) {
+	sc.setNonce(ctr)
 	aad := hdr
 	if aadLen > 0 {
 		copy(sc.aad[:HeaderSize], hdr)
 		aad = sc.aad[:aadLen]
 	}
-	pt, err := c.recv.Open(body[:0], sc.nonce[:], body, aad)
+	pt, err := recv.Open(body[:0], sc.nonce[:], body, aad)
 	if err != nil {
 		return nil, ErrAuth
 	}
+	return pt, nil
+}
+
+// accept takes an authenticated packet with counter ctr into kp's replay window, confirms kp and
+// runs the keepalive timers (data: not a keepalive).
+func (s *Session) accept(kp *keypair, ctr uint64, data bool, now time.Time) error {
 	kp.replayMu.Lock()
-	fresh = kp.replay.update(h.Counter)
+	fresh := kp.replay.update(ctr)
 	kp.replayMu.Unlock()
 	if !fresh {
-		return nil, ErrReplay // a concurrent Open accepted the same packet first
+		return ErrReplay // a concurrent Open accepted the same packet first
 	}
 	if s.next.Load() == kp {
 		s.promote(kp)
 	}
-	if (len(pt) > 0 || aadLen > 0) && s.recvPending.Load() == 0 {
+	if data && s.recvPending.Load() == 0 {
 		s.recvPending.CompareAndSwap(0, s.stamp(now))
 	}
 	if s.sendPending.Load() != 0 {
 		s.sendPending.Store(0)
 	}
-	return pt, nil
+	return nil
 }
 
 // promote makes next current once the peer has proven it uses it.
