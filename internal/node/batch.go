@@ -73,6 +73,14 @@ func (b *txBatch) add(now time.Time, t *tunnel, frame []byte) bool {
 	return b.commit(out, err, size)
 }
 
+// addSealed queues a datagram sealed under the link session of t elsewhere (seal.go).
+func (b *txBatch) addSealed(now time.Time, t *tunnel, datagram []byte) bool {
+	if !b.reserve(now, t, len(datagram)) {
+		return false
+	}
+	return b.commit(append(b.buf, datagram...), nil, len(datagram))
+}
+
 // addTransit queues a transit packet (docs/transport.md): the routed header head sealed under the
 // link session of t, followed by the end-to-end packet (or the burst piece with its prefix) inner,
 // copied as it is.

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,21 +25,44 @@ import (
 // UDP syscalls. b.ReportAllocs counts the allocations of the whole process, the receiving and relaying
 // nodes' loops included: 0 allocs/op means no packet allocates anywhere on its way.
 
-// nullTun is a tun.Device that never yields a packet and counts what is written to it.
+// nullTun is a tun.Device that counts what is written to it. It never yields a packet unless a test
+// gives it packets to read (feed), and keeps what is written only when a test asks (record).
 type nullTun struct {
 	closed  chan struct{}
 	written atomic.Uint64
+
+	mu       sync.Mutex
+	feed     [][]byte // what each Read returns, again and again
+	record   bool
+	received [][]byte // copies of the packets written, with record
 }
 
 func newNullTun() *nullTun { return &nullTun{closed: make(chan struct{})} }
 
 func (d *nullTun) File() *os.File { return nil }
 func (d *nullTun) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
-	<-d.closed
-	return 0, os.ErrClosed
+	d.mu.Lock()
+	feed := d.feed
+	d.mu.Unlock()
+	if len(feed) == 0 {
+		<-d.closed
+		return 0, os.ErrClosed
+	}
+	k := min(len(feed), len(bufs))
+	for i := range k {
+		sizes[i] = copy(bufs[i][offset:], feed[i])
+	}
+	return k, nil
 }
 func (d *nullTun) Write(bufs [][]byte, offset int) (int, error) {
 	d.written.Add(uint64(len(bufs)))
+	d.mu.Lock()
+	if d.record {
+		for _, b := range bufs {
+			d.received = append(d.received, slices.Clone(b[offset:]))
+		}
+	}
+	d.mu.Unlock()
 	return len(bufs), nil
 }
 func (d *nullTun) MTU() (int, error)        { return 1420, nil }
@@ -209,7 +233,7 @@ func benchReceiveDirect(b *testing.B, batched bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r.handleDatagram(now, from, out, rx)
+		r.handleDatagram(now, from, out, nil, rx)
 		if i%64 == 63 {
 			rx.flush(now)
 			now = time.Now()

@@ -104,8 +104,9 @@ func (r *rawReader) read(d RawDevice) error {
 }
 
 // sendRaw sends a frame of size bytes read into buf after rawHeadroom (buf reaches at least TagSize
-// past the frame): a burst whole when it can, else packet by packet.
-func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, buf []byte, size int) {
+// past the frame): a burst whole when it can, else packet by packet. With a sealer s it only routes
+// the frame and plans its seals (seal.go).
+func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, s *txSealer, buf []byte, size int) {
 	frame := buf[rawHeadroom : rawHeadroom+size]
 	h, err := virtio.ParseHeader(frame)
 	if err != nil {
@@ -121,20 +122,39 @@ func (n *Node) sendRaw(now time.Time, tx *txBatch, r *rawReader, buf []byte, siz
 		if segments := virtio.Segments(h, pkt); segments > 0 { // it passes virtio.Header.Check
 			if t := n.burstTunnel(now, pkt, len(frame)); t != nil {
 				if e, ok := n.route(now, pkt); ok {
-					n.sendBurst(now, tx, e, t, r, buf, size, segments)
+					if s != nil {
+						s.addBurst(now, e, t, buf, size, segments)
+					} else {
+						n.sendBurst(now, tx, e, t, r, buf, size, segments)
+					}
 				}
 				return
 			}
 		}
 	}
-	k, err := virtio.Split(h, pkt, r.segs, r.sizes, txHeadroom)
+	segs, sizes := r.segs, r.sizes
+	if s != nil {
+		// The segments of every frame of the batch wait in the read buffers for the seal.
+		if s.segs+virtio.Segments(h, pkt) > len(r.segs) {
+			s.flush(now, tx, r)
+		}
+		segs, sizes = r.segs[s.segs:], r.sizes[s.segs:]
+	}
+	k, err := virtio.Split(h, pkt, segs, sizes, txHeadroom)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
 		n.log.Debug("device packet not segmented", "err", err)
 		return
 	}
+	if s != nil {
+		s.segs += k
+	}
 	for i := range k {
-		n.sendBuffered(now, tx, r.segs[i], r.sizes[i])
+		if s != nil {
+			s.add(now, segs[i], sizes[i])
+		} else {
+			n.sendBuffered(now, tx, segs[i], sizes[i])
+		}
 	}
 }
 
@@ -204,6 +224,12 @@ func (n *Node) probeBursts(now time.Time, t *tunnel, e fibEntry) {
 func (n *Node) sendBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, buf []byte, size, segments int) {
 	start := rawHeadroom - session.HeaderSize
 	sealed, err := t.sess.SealBurst(buf[start:start], buf[rawHeadroom:rawHeadroom+size], now)
+	n.queueBurst(now, tx, e, t, r, sealed, err, segments)
+}
+
+// queueBurst queues the pieces of a burst packet sealed under t (or that failed to seal: err)
+// as fragment transit packets to e's next hop.
+func (n *Node) queueBurst(now time.Time, tx *txBatch, e fibEntry, t *tunnel, r *rawReader, sealed []byte, err error, segments int) {
 	if err != nil {
 		n.stats.dropNoSession.Add(1)
 		return

@@ -88,7 +88,7 @@ func BenchmarkSendBurstEndToEnd(b *testing.B) {
 	send := func() {
 		copy(r.room(0), frame) // sealing in place consumed the last one
 		now := time.Now()
-		a.sendRaw(now, tx, r, r.arena, len(frame))
+		a.sendRaw(now, tx, r, nil, r.arena, len(frame))
 		tx.flush(now)
 	}
 	// Until c answers a's burst probe the bursts are split; then the first whole one makes c

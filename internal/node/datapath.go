@@ -31,23 +31,33 @@ func (n *Node) sendBuffered(now time.Time, tx *txBatch, buf []byte, size int) {
 		tx.add(now, e.nextHop, buf[txHeadroom-1:txHeadroom+size])
 		return
 	}
-	dst := dstOf(pkt)
-	if v, ok := n.e2eByDst.Load(dst); ok {
+	if v, ok := n.e2eByDst.Load(dstOf(pkt)); ok {
 		t := v.(*tunnel)
 		// The end-to-end packet takes buf[start+RoutedHeaderSize:], its routed header buf[start:].
 		start := txHeadroom - session.HeaderSize - overlay.RoutedHeaderSize
 		sealed, err := t.sess.Seal(buf[start+overlay.RoutedHeaderSize:start+overlay.RoutedHeaderSize], pkt, now)
 		if err == nil {
-			overlay.AppendRouted(buf[start:start], overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
-			t.lastSent.Store(now.UnixNano())
-			if tx.addTransit(now, e.nextHop, buf[start:start+overlay.RoutedHeaderSize], sealed) {
-				e.nextHop.transitOut.Add(1)
-			}
+			n.sendSealedE2E(now, tx, e, t, buf[start:start+overlay.RoutedHeaderSize], sealed)
 			return
 		}
 	}
+	n.queueE2E(now, e, pkt)
+}
+
+// sendSealedE2E queues the end-to-end packet sealed under t as a transit packet to e's next hop,
+// with its routed header written into head.
+func (n *Node) sendSealedE2E(now time.Time, tx *txBatch, e fibEntry, t *tunnel, head, sealed []byte) {
+	overlay.AppendRouted(head[:0], overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
+	t.lastSent.Store(now.UnixNano())
+	if tx.addTransit(now, e.nextHop, head, sealed) {
+		e.nextHop.transitOut.Add(1)
+	}
+}
+
+// queueE2E holds pkt until an end-to-end session to its destination has keys.
+func (n *Node) queueE2E(now time.Time, e fibEntry, pkt []byte) {
 	n.mu.Lock()
-	n.queueE2ELocked(now, dst, e, pkt)
+	n.queueE2ELocked(now, dstOf(pkt), e, pkt)
 	n.mu.Unlock()
 }
 

@@ -8,7 +8,10 @@
 // points (Start, Tick, Receiver.Receive, DevicePump.Pump) are fed the time of their event and act
 // through an underlay.Conn and a Device, so the daemon, the tests and the whole-mesh harness
 // (internal/meshtest) run the same code. Only the shell (shell.go: Run's loops, the admin socket, the
-// metrics listener, LAN discovery) starts goroutines, waits on sockets or reads the wall clock.
+// metrics listener, LAN discovery) starts goroutines, waits on sockets or reads the wall clock. The
+// shell may also give its loops helper goroutines that seal and open a large batch alongside them;
+// the loop still delivers or sends the batch in its original order (workers.go). Without helpers, as
+// the tests and the harness call it, the engine runs every batch on the caller's goroutine.
 //
 // It must never deliver a packet whose source address is not its session's certified identity, never
 // forward a packet whose hop limit ran out, and never let a stranger grow a table without bound.

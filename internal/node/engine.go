@@ -49,8 +49,9 @@ func (n *Node) Tick(now time.Time) {
 // Receiver handles datagrams from the socket: what they deliver and relay leaves in batches after
 // each call.
 type Receiver struct {
-	n  *Node
-	rx *rxBatch
+	n    *Node
+	rx   *rxBatch
+	open *rxOpener // nil: every datagram is opened as it is handled (open.go)
 }
 
 // NewReceiver returns a receiver with its own batch buffers.
@@ -62,13 +63,28 @@ func (n *Node) NewReceiver() *Receiver {
 	return &Receiver{n: n, rx: rx}
 }
 
+// useWorkers lets the receiver open large batches with the helpers w (workers.go).
+func (r *Receiver) useWorkers(w *workers) {
+	if w != nil {
+		r.open = newRxOpener(r.n, w)
+	}
+}
+
 // Receive handles datagrams that arrived at now.
 func (r *Receiver) Receive(now time.Time, ds []underlay.Datagram) {
 	n := r.n
-	for _, d := range ds {
+	var res []opened // what workers opened, if the batch was worth sharing
+	if r.open != nil {
+		res = r.open.open(now, ds)
+	}
+	for i, d := range ds {
 		n.stats.rxPackets.Add(1)
 		n.stats.rxBytes.Add(uint64(len(d.Data)))
-		n.handleDatagram(now, d.From, d.Data, r.rx)
+		var o *opened
+		if res != nil {
+			o = &res[i]
+		}
+		n.handleDatagram(now, d.From, d.Data, o, r.rx)
 	}
 	r.rx.flush(now)
 }
@@ -81,6 +97,7 @@ type DevicePump struct {
 	sizes []int
 	tx    *txBatch
 	raw   *rawReader
+	seal  *txSealer // nil: every packet is sealed as it is routed (seal.go)
 }
 
 // NewDevicePump returns a pump with its own buffers; the node must have a device.
@@ -94,6 +111,13 @@ func (n *Node) NewDevicePump() *DevicePump {
 		p.raw = newRawReader(p.bufs, p.sizes)
 	}
 	return p
+}
+
+// useWorkers lets the pump seal large batches with the helpers w (workers.go).
+func (p *DevicePump) useWorkers(w *workers) {
+	if w != nil {
+		p.seal = newTxSealer(p.n, w, len(p.bufs))
+	}
 }
 
 // Pump reads one batch from the device, waiting as the device's Read does, and sends it, timed by
@@ -110,16 +134,38 @@ func (p *DevicePump) Pump() error {
 	if err != nil {
 		return err
 	}
-	now := n.now()
+	p.send(n.now(), k)
+	return nil
+}
+
+// send sends what the last read left: k packets in bufs, or the raw reader's frames.
+func (p *DevicePump) send(now time.Time, k int) {
+	n := p.n
 	if p.raw != nil {
+		total := 0
 		for _, f := range p.raw.frames {
-			n.sendRaw(now, p.tx, p.raw, p.raw.arena[f.off:], f.size)
+			total += f.size
 		}
+		s := p.seal.use(total)
+		for _, f := range p.raw.frames {
+			n.sendRaw(now, p.tx, p.raw, s, p.raw.arena[f.off:], f.size)
+		}
+		s.flush(now, p.tx, p.raw)
 	} else {
-		for i := range k {
-			n.sendBuffered(now, p.tx, p.bufs[i], p.sizes[i])
+		total := 0
+		for _, size := range p.sizes[:k] {
+			total += size
+		}
+		if s := p.seal.use(total); s != nil {
+			for i := range k {
+				s.add(now, p.bufs[i], p.sizes[i])
+			}
+			s.flush(now, p.tx, nil)
+		} else {
+			for i := range k {
+				n.sendBuffered(now, p.tx, p.bufs[i], p.sizes[i])
+			}
 		}
 	}
 	p.tx.flush(now)
-	return nil
 }

@@ -62,6 +62,7 @@ type Node struct {
 	bursts    bursts              // reassembly of bursts addressed to us (burst.go)
 	pieceSize int                 // the piece size of the bursts we send
 	stats     counters
+	workers   *workers // helpers of the loops' AEAD work (workers.go), nil without
 	done      chan struct{}
 	wg        sync.WaitGroup
 }

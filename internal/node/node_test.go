@@ -20,7 +20,7 @@ var allowAll = firewall.Config{
 	Outbound: []firewall.Rule{{Proto: "any", Port: "any", Any: true}},
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("X0TTA6BL4_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -57,6 +57,12 @@ type Options struct {
 	DeadAfter     time.Duration // link down after this much silence, default 600 ms
 	TickInterval  time.Duration // timer resolution, default 50 ms
 
+	// CryptoWorkers is how many goroutines seal or open one large batch of packets together in Run,
+	// the receive or device loop included (workers.go). 0 takes GOMAXPROCS on a machine of more than
+	// two cores and 1 on a smaller one; 1 keeps the loops alone. The engine entry points called
+	// directly (Receiver, DevicePump) never start goroutines.
+	CryptoWorkers int
+
 	Heal HealConfig // self-healing (heal.go); the zero value is enabled with the defaults
 
 	Logger *slog.Logger

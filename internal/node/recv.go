@@ -9,10 +9,15 @@ import (
 	"x0tta6bl4/internal/session"
 )
 
-func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, rx *rxBatch) {
+// handleDatagram handles a datagram from the socket. o, when not nil, is what a worker already
+// opened of it (open.go); nil opens it here.
+func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, o *opened, rx *rxBatch) {
 	if len(pkt) == 0 {
 		n.stats.dropMalformed.Add(1)
 		return
+	}
+	if o == nil {
+		o = &notOpened
 	}
 	switch pkt[0] {
 	case 1, 2, 3: // handshake initiation, response, cookie reply
@@ -21,9 +26,9 @@ func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, rx
 		n.handleLinkOutputLocked(now, out, err)
 		n.mu.Unlock()
 	case session.TypeData:
-		n.handleTransport(now, from, pkt, nil, rx)
+		n.handleTransport(now, from, pkt, nil, &o.outer, rx)
 	case session.TypeTransit, session.TypeFragment:
-		n.handleTransit(now, from, pkt, rx)
+		n.handleTransit(now, from, pkt, o, rx)
 	default:
 		n.stats.dropMalformed.Add(1)
 	}
@@ -31,21 +36,33 @@ func (n *Node) handleDatagram(now time.Time, from netip.AddrPort, pkt []byte, rx
 
 // handleTransit opens the routed header of a transit packet from a neighbour (docs/transport.md) and
 // delivers the end-to-end packet behind it, or relays it one hop closer without touching it.
-func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx *rxBatch) {
-	h, err := session.ParseTransitHeader(pkt, overlay.RoutedHeaderSize)
-	if err != nil {
-		n.stats.dropMalformed.Add(1)
-		return
-	}
-	t := n.idx.lookup(h.Receiver)
-	if t == nil || t.kind != kindLink {
-		n.stats.dropNoSession.Add(1)
-		return
-	}
-	head, inner, err := t.sess.OpenTransit(pkt, overlay.RoutedHeaderSize, now)
-	if err != nil {
+func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, o *opened, rx *rxBatch) {
+	var t *tunnel
+	var head, inner []byte
+	switch o.outer.state {
+	case openFailed:
 		n.stats.dropAuth.Add(1)
 		return
+	case openDone:
+		t, head, inner = o.outer.t, o.outer.plain, o.outer.inner
+		if t.sess.Accept(o.outer.d, now) != nil {
+			n.stats.dropAuth.Add(1) // a replay
+			return
+		}
+	default:
+		h, err := session.ParseTransitHeader(pkt, overlay.RoutedHeaderSize)
+		if err != nil {
+			n.stats.dropMalformed.Add(1)
+			return
+		}
+		if t = n.idx.lookup(h.Receiver); t == nil || t.kind != kindLink {
+			n.stats.dropNoSession.Add(1)
+			return
+		}
+		if head, inner, err = t.sess.OpenTransit(pkt, overlay.RoutedHeaderSize, now); err != nil {
+			n.stats.dropAuth.Add(1)
+			return
+		}
 	}
 	t.heard(now)
 	if from != t.remoteAddr() {
@@ -63,7 +80,7 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 		if pkt[0] == session.TypeFragment {
 			n.handleFragment(now, t, rh.Src, inner, rx)
 		} else {
-			n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, rx)
+			n.handleTransport(now, netip.AddrPortFrom(rh.Src, 0), inner, t, &o.inner, rx)
 		}
 		return
 	}
@@ -89,23 +106,36 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, rx 
 	}
 }
 
-// handleTransport opens a transport packet: a link packet straight off UDP (via == nil), or an
-// end-to-end packet that arrived inside a routed frame over the link via.
-func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, via *tunnel, rx *rxBatch) {
-	h, err := session.ParseDataHeader(pkt)
-	if err != nil {
-		n.stats.dropMalformed.Add(1)
-		return
-	}
-	t := n.idx.lookup(h.Receiver)
-	if t == nil || (via == nil) != (t.kind == kindLink) {
-		n.stats.dropNoSession.Add(1)
-		return
-	}
-	plain, err := t.sess.Open(pkt, now)
-	if err != nil {
+// handleTransport opens a transport packet, unless o says a worker decrypted it: a link packet
+// straight off UDP (via == nil), or an end-to-end packet that arrived inside a routed frame over the
+// link via.
+func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, via *tunnel, o *preopened, rx *rxBatch) {
+	var t *tunnel
+	var plain []byte
+	switch o.state {
+	case openFailed:
 		n.stats.dropAuth.Add(1)
 		return
+	case openDone:
+		t, plain = o.t, o.plain
+		if t.sess.Accept(o.d, now) != nil {
+			n.stats.dropAuth.Add(1) // a replay
+			return
+		}
+	default:
+		h, err := session.ParseDataHeader(pkt)
+		if err != nil {
+			n.stats.dropMalformed.Add(1)
+			return
+		}
+		if t = n.idx.lookup(h.Receiver); t == nil || (via == nil) != (t.kind == kindLink) {
+			n.stats.dropNoSession.Add(1)
+			return
+		}
+		if plain, err = t.sess.Open(pkt, now); err != nil {
+			n.stats.dropAuth.Add(1)
+			return
+		}
 	}
 	t.heard(now)
 	if t.kind == kindLink {

@@ -37,6 +37,8 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}
 	n.Start(n.now())
+	n.workers = startWorkers(cryptoHelpers(n.opts.CryptoWorkers))
+	defer n.workers.stop() // after Close, which waits for the loops
 	n.wg.Add(2)
 	go n.receiveLoop()
 	go n.timerLoop()
@@ -65,6 +67,7 @@ func (n *Node) receiveLoop() {
 		return
 	}
 	rcv := n.NewReceiver()
+	rcv.useWorkers(n.workers)
 	for {
 		ds, err := r.Read()
 		if err != nil {
@@ -82,6 +85,7 @@ func (n *Node) receiveLoop() {
 func (n *Node) deviceLoop() {
 	defer n.wg.Done()
 	p := n.NewDevicePump()
+	p.useWorkers(n.workers)
 	for {
 		err := p.Pump()
 		if err == nil {

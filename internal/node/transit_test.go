@@ -15,7 +15,7 @@ import (
 
 // memChain starts nodes 0 - 1 - ... - (count-1) on an in-memory network, each with a counting device,
 // and runs it until node 0 has a route to the last node and its link keys are confirmed.
-func memChain(t *testing.T, count int) (*memnet.Network, []*Node, []*nullTun) {
+func memChain(t testing.TB, count int) (*memnet.Network, []*Node, []*nullTun) {
 	t.Helper()
 	w := memnet.New(1)
 	now := w.Now()
@@ -139,7 +139,7 @@ func TestTransitRelay(t *testing.T) {
 	}
 
 	fwd, delivered := relay.stats.forwarded.Load(), devs[2].delivered()
-	relay.handleDatagram(w.Now(), from, transit(), nil)
+	relay.handleDatagram(w.Now(), from, transit(), nil, nil)
 	if relay.stats.forwarded.Load() != fwd+1 {
 		t.Fatal("a genuine transit packet was not relayed")
 	}
@@ -163,7 +163,7 @@ func TestTransitRelay(t *testing.T) {
 	auth := relay.stats.dropAuth.Load()
 	bad := transit()
 	bad[20] ^= 1 // inside the sealed routed header
-	relay.handleDatagram(w.Now(), from, bad, nil)
+	relay.handleDatagram(w.Now(), from, bad, nil, nil)
 	if relay.stats.dropAuth.Load() != auth+1 || relay.stats.forwarded.Load() != fwd+1 {
 		t.Fatal("a transit packet with a changed routed header was not refused by the relay")
 	}
@@ -171,7 +171,7 @@ func TestTransitRelay(t *testing.T) {
 	cAuth, delivered := c.stats.dropAuth.Load(), devs[2].delivered()
 	bad = transit()
 	bad[len(bad)-40] ^= 1 // inside the end-to-end ciphertext
-	relay.handleDatagram(w.Now(), from, bad, nil)
+	relay.handleDatagram(w.Now(), from, bad, nil, nil)
 	if relay.stats.forwarded.Load() != fwd+2 {
 		t.Fatal("the relay refused a transit packet it can only bind, not check")
 	}
@@ -189,7 +189,7 @@ func TestTransitRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	relay.handleDatagram(w.Now(), from, old, nil)
+	relay.handleDatagram(w.Now(), from, old, nil, nil)
 	if relay.stats.dropMalformed.Load() != malformed+1 || relay.stats.forwarded.Load() != fwd+2 {
 		t.Fatal("an end-to-end data packet in a full link packet was not refused")
 	}
