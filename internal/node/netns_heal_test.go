@@ -267,6 +267,9 @@ func (l *lab) signal(i int, s os.Signal) {
 	}
 }
 
+// healHold is the self-healing hold in TestNetnsHeal.
+const healHold = 30 * time.Second
+
 func TestNetnsHeal(t *testing.T) {
 	if raceEnabled {
 		// Under the race detector each node process is several times slower: its probes time out
@@ -275,7 +278,10 @@ func TestNetnsHeal(t *testing.T) {
 		t.Skip("self-healing timings are not meaningful under the race detector")
 	}
 	t.Setenv("X0TTA6BL4_TEST_HEAL_FAULTS", "1")
-	t.Setenv("X0TTA6BL4_TEST_HEAL_HOLD", "5s")
+	// A hold longer than each fault phase: no re-probe of a still-broken relay (which briefly routes
+	// the flow back through it) falls inside a phase's MTTR window, and the relay recovers while it
+	// is penalised, so the restore at the end of the hold judges fresh evidence only.
+	t.Setenv("X0TTA6BL4_TEST_HEAL_HOLD", healHold.String())
 	// A ring of five: n1 reaches n3 in two hops through n2, or in three through n5 and n4.
 	l := newLab(t, 5, [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 0}})
 	const a, b, d = 0, 1, 2
@@ -294,7 +300,7 @@ func TestNetnsHeal(t *testing.T) {
 			t.Fatalf("n1's probes did not get going: %+v", h)
 		}
 	}
-	flow := l.startUDPFlow(a, d, 75)
+	flow := l.startUDPFlow(a, d, 100)
 	flowStart := time.Now()
 
 	// Healthy: traffic flows, and no node takes any action.
@@ -324,7 +330,7 @@ func TestNetnsHeal(t *testing.T) {
 	reroute := l.waitRoute(a, d, 10*time.Second, func(r RouteStatus) bool { return r.NextHop == "n5" })
 	time.Sleep(time.Until(fault.Add(15*time.Second + echoWithin)))
 	mttr := flow.mttr(fault, time.Now().Add(-echoWithin))
-	t.Logf("blackhole n2: MTTD %s (%s: %s; %s p=%.4f %v), n1's route off n2 ≤ %s after the decision was seen; MTTR %s (≥ 99 %% of the flow n1->n3 in every 1 s window)",
+	t.Logf("blackhole n2: MTTD %s (%s: %s; %s p=%.4f %v), n1's route off n2 ≤ %s after the decision was seen; MTTR %s (≥ 95 %% of the flow n1->n3 in every 1 s window)",
 		mttd.Round(time.Millisecond), l.nodes[who].name, pen.Rule, pen.Class, pen.Confidence, pen.Evidence,
 		reroute.Round(time.Millisecond), mttr.Round(time.Millisecond))
 	if mttr < 0 || mttr > 10*time.Second {
@@ -339,7 +345,7 @@ func TestNetnsHeal(t *testing.T) {
 	penalisers := l.penalisedBy(watch, "n2")
 	last := healed
 	for _, i := range penalisers {
-		res, _, found := l.waitDecision([]int{i}, "n2", "restore", healed, 30*time.Second)
+		res, _, found := l.waitDecision([]int{i}, "n2", "restore", healed, healHold+15*time.Second)
 		if !found {
 			t.Fatalf("%s never re-probed n2: %+v", l.nodes[i].name, l.heal(i))
 		}
@@ -353,8 +359,8 @@ func TestNetnsHeal(t *testing.T) {
 		t.Errorf("recovered relay penalised again by %s: %+v", l.nodes[who].name, again)
 	}
 	sent, ok = flow.delivery(healed.Add(time.Second), time.Now().Add(-echoWithin))
-	t.Logf("relay recovered: %d node(s) still penalised n2; the last restored it %s after the recovery (hold 5 s), n1's route back through n2 %s after that; %d of %d datagrams echoed meanwhile",
-		len(penalisers), last.Sub(healed).Round(time.Millisecond), back.Round(time.Millisecond), ok, sent)
+	t.Logf("relay recovered: %d node(s) still penalised n2; the last restored it %s after the recovery (hold %s), n1's route back through n2 %s after that; %d of %d datagrams echoed meanwhile",
+		len(penalisers), last.Sub(healed).Round(time.Millisecond), healHold, back.Round(time.Millisecond), ok, sent)
 	if float64(ok) < 0.95*float64(sent) {
 		t.Errorf("re-probe of a healthy relay: %d of %d echoed", ok, sent)
 	}
