@@ -10,8 +10,9 @@ import (
 
 // The engine's entry points. Each is fed the time of its event and acts through the node's Conn and
 // Device; none starts a goroutine, sleeps or reads the wall clock, so the daemon's loops (shell.go),
-// the tests and the whole-mesh harness (internal/meshtest) run the same code. They are safe to call
-// from several goroutines at once; a Receiver and a DevicePump each belong to one.
+// the tests and the whole-mesh harness (internal/meshtest) run the same code. Receivers and pumps may
+// run on several goroutines at once, each Receiver and DevicePump on one; Tick belongs to one
+// goroutine too (its schedule is its own).
 
 // Start dials the configured peers.
 func (n *Node) Start(now time.Time) {
@@ -141,31 +142,40 @@ func (p *DevicePump) Pump() error {
 // send sends what the last read left: k packets in bufs, or the raw reader's frames.
 func (p *DevicePump) send(now time.Time, k int) {
 	n := p.n
-	if p.raw != nil {
-		total := 0
-		for _, f := range p.raw.frames {
-			total += f.size
-		}
-		s := p.seal.use(total)
+	var s *txSealer // set when the batch is worth sealing in parallel
+	if p.seal != nil {
+		s = p.seal.use(p.readBytes(k))
+	}
+	switch {
+	case p.raw != nil:
 		for _, f := range p.raw.frames {
 			n.sendRaw(now, p.tx, p.raw, s, p.raw.arena[f.off:], f.size)
 		}
 		s.flush(now, p.tx, p.raw)
-	} else {
-		total := 0
-		for _, size := range p.sizes[:k] {
-			total += size
+	case s != nil:
+		for i := range k {
+			s.add(now, p.bufs[i], p.sizes[i])
 		}
-		if s := p.seal.use(total); s != nil {
-			for i := range k {
-				s.add(now, p.bufs[i], p.sizes[i])
-			}
-			s.flush(now, p.tx, nil)
-		} else {
-			for i := range k {
-				n.sendBuffered(now, p.tx, p.bufs[i], p.sizes[i])
-			}
+		s.flush(now, p.tx, nil)
+	default:
+		for i := range k {
+			n.sendBuffered(now, p.tx, p.bufs[i], p.sizes[i])
 		}
 	}
 	p.tx.flush(now)
+}
+
+// readBytes is how many bytes the last read left: k packets in bufs, or the raw reader's frames.
+func (p *DevicePump) readBytes(k int) int {
+	total := 0
+	if p.raw != nil {
+		for _, f := range p.raw.frames {
+			total += f.size
+		}
+		return total
+	}
+	for _, size := range p.sizes[:k] {
+		total += size
+	}
+	return total
 }

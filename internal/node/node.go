@@ -53,9 +53,11 @@ type Node struct {
 	pings          map[uint16]chan time.Time
 	pingID         uint16
 	closed         bool
-	nextHeal       time.Time // the self-healing loop's next step (Tick)
-	lastExpire     time.Time // firewall flows last expired
-	lastSample     time.Time // telemetry last sampled
+
+	// Tick's schedule, read and written by Tick alone.
+	nextHeal   time.Time // the self-healing loop's next step
+	lastExpire time.Time // firewall flows last expired
+	lastSample time.Time // telemetry last sampled
 
 	fib       atomic.Pointer[fib] // read on the packet path
 	e2eByDst  sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
