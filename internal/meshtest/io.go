@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"x0tta6bl4/internal/virtio"
 )
@@ -158,7 +159,7 @@ func UDPPacket(src, dst netip.Addr, srcPort, dstPort uint16, payload []byte) []b
 	psh := icmp.IPv6PseudoHeader(src.AsSlice(), dst.AsSlice())
 	binary.BigEndian.PutUint32(psh[32:], uint32(len(u))) // x/net leaves the length to its caller
 	psh[39] = 17
-	binary.BigEndian.PutUint16(u[6:], checksum(psh, u))
+	binary.BigEndian.PutUint16(u[6:], ^checksum.Checksum(u, checksum.Checksum(psh, 0)))
 	return pkt
 }
 
@@ -210,21 +211,4 @@ func putIPv6Header(p []byte, proto byte, src, dst netip.Addr) {
 	s, d := src.As16(), dst.As16()
 	copy(p[8:], s[:])
 	copy(p[24:], d[:])
-}
-
-// checksum is the Internet checksum (RFC 1071) of the pseudo-header and message.
-func checksum(psh, msg []byte) uint16 {
-	var sum uint32
-	for _, b := range [][]byte{psh, msg} {
-		for ; len(b) >= 2; b = b[2:] {
-			sum += uint32(binary.BigEndian.Uint16(b))
-		}
-		if len(b) == 1 {
-			sum += uint32(b[0]) << 8
-		}
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }

@@ -1,12 +1,16 @@
 package meshtest
 
 import (
+	"encoding/binary"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
 	"x0tta6bl4/internal/node"
 
+	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 
 	"x0tta6bl4/internal/firewall"
 	"x0tta6bl4/internal/meshca"
@@ -127,5 +131,21 @@ func TestFirewallReload(t *testing.T) {
 	}
 	if !ping(m, a, b, 3, time.Second) {
 		t.Fatal("no echo reply after restoring the rules")
+	}
+}
+
+// TestUDPPacketChecksum: the host's UDP packets carry a checksum that verifies over the IPv6
+// pseudo-header, for even and odd payloads.
+func TestUDPPacketChecksum(t *testing.T) {
+	src, dst := netip.MustParseAddr("fd74::1"), netip.MustParseAddr("fd74::2")
+	for _, payload := range []string{"", "x", "even", "odd!!"} {
+		pkt := UDPPacket(src, dst, 40000, 7, []byte(payload))
+		u := pkt[40:]
+		psh := icmp.IPv6PseudoHeader(src.AsSlice(), dst.AsSlice())
+		binary.BigEndian.PutUint32(psh[32:], uint32(len(u)))
+		psh[39] = 17
+		if sum := checksum.Checksum(u, checksum.Checksum(psh, 0)); sum != 0xffff {
+			t.Errorf("payload %q: checksum does not verify (sum %#04x)", payload, sum)
+		}
 	}
 }
