@@ -39,6 +39,10 @@ type Config struct {
 	Certificate *meshca.Certificate // the node's mesh certificate (its key must be Key's)
 	Verifier    CertVerifier        // checks originators' certificates
 	Cache       *Cache              // verified records; shared by all routers of a simulation
+	// Incarnation is signed into every own record: the node's boot epoch, larger at every start
+	// (Unix nanoseconds of the start is the usual choice). Peers that see it grow know the node
+	// restarted (Restarts). 0 leaves it unknown.
+	Incarnation uint64
 
 	RefreshInterval        time.Duration // 60 s: re-originate unchanged records this often
 	Lifetime               time.Duration // 180 s: a record expires this long after origination
@@ -109,6 +113,7 @@ type Stats struct {
 	Revoked         uint64 // records removed because their certificate stopped verifying
 	SignErrors      uint64
 	AcksDropped     uint64 // acknowledgements not queued because the per-neighbour queue was full
+	Restarts        uint64 // records installed with a larger incarnation than the one they replaced
 }
 
 // Route is the way to one destination.
@@ -119,6 +124,7 @@ type Route struct {
 }
 
 const (
+	maxRestarts        = 256
 	maxPendingAcks     = 4096
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
@@ -193,9 +199,10 @@ type Router struct {
 	// acksDue is at or before the earliest time acknowledgements must go (zero: none queued).
 	acksDue time.Time
 
-	out     []Outgoing
-	scratch []entry // decoded Ack and Summary entries, reused
-	stats   Stats
+	out      []Outgoing
+	restarts []NodeID // originators seen restarting since the last Restarts call
+	scratch  []entry  // decoded Ack and Summary entries, reused
+	stats    Stats
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -237,6 +244,16 @@ func (r *Router) Stats() Stats { return r.stats }
 
 // Generation changes whenever routes or the graph may have changed.
 func (r *Router) Generation() uint64 { return r.gen }
+
+// Restarts returns the nodes whose records showed a new incarnation since the last call: they
+// restarted, so every session with them is gone on their side. The owner calls it after every call
+// that can install records (HandleMessage), as it calls Drain; between two calls at most
+// maxRestarts are kept (Stats.Restarts counts them all).
+func (r *Router) Restarts() []NodeID {
+	out := r.restarts
+	r.restarts = nil
+	return out
+}
 
 // Seq returns the sequence number of the router's latest record (0 before the first).
 func (r *Router) Seq() uint64 { return r.seq }
@@ -598,6 +615,12 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 // install puts a verified record into the LSDB in place of old (the entry held until now, or nil)
 // and floods it to every neighbour except from and the originator.
 func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) {
+	if old != nil && rec.Incarnation > old.rec.Incarnation {
+		r.stats.Restarts++
+		if len(r.restarts) < maxRestarts && !slices.Contains(r.restarts, rec.Origin) {
+			r.restarts = append(r.restarts, rec.Origin)
+		}
+	}
 	l := newLSA(rec, now, old)
 	r.put(l, old)
 	if r.out == nil {
@@ -915,6 +938,7 @@ func (r *Router) originate(now time.Time) {
 		Seq:             seq,
 		Expires:         time.UnixMilli(now.Add(r.cfg.Lifetime).UnixMilli()),
 		CertFingerprint: r.certFP,
+		Incarnation:     r.cfg.Incarnation,
 		Links:           r.localLinks(),
 		cert:            r.cert,
 	}

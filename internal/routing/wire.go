@@ -30,13 +30,17 @@ const (
 	// MaxRecordSize is the size of a record with MaxLinks links.
 	MaxRecordSize = recordHeaderSize + MaxLinks*linkSize + 2 + identity.SignatureSize
 
-	recordMagic      = "X6LS"
-	recordVersion    = 1
-	recordHeaderSize = 4 + 1 + 32 + 8 + 8 + 32 + 2 // through the link count
-	linkSize         = 32 + 4 + 4 + 2
-	entrySize        = 32 + 8
-	maxLossBP        = 10000
-	minRecordSize    = recordHeaderSize + 2 + identity.SignatureSize
+	recordMagic = "X6LS"
+	// recordVersion is what routers sign. Version 1 records (no incarnation) from nodes of an
+	// earlier release are still read, with incarnation 0.
+	recordVersion      = 2
+	recordVersion1     = 1
+	recordHeaderSize   = recordHeaderSizeV1 + 8      // through the link count
+	recordHeaderSizeV1 = 4 + 1 + 32 + 8 + 8 + 32 + 2 // the same without the incarnation
+	linkSize           = 32 + 4 + 4 + 2
+	entrySize          = 32 + 8
+	maxLossBP          = 10000
+	minRecordSize      = recordHeaderSizeV1 + 2 + identity.SignatureSize
 )
 
 // Message types: the first byte of every routing message. Their high nibble is zero, so a routing
@@ -78,8 +82,14 @@ type Record struct {
 	Seq             uint64
 	Expires         time.Time // millisecond precision
 	CertFingerprint meshca.Fingerprint
-	Links           []LinkInfo // sorted by neighbour, unique, never the origin
-	Signature       []byte
+	// Incarnation is the originator's boot epoch, chosen when it started (Unix nanoseconds): a
+	// larger one than held before says the node restarted and lost its sessions. 0 means unknown
+	// (a version 1 record).
+	Incarnation uint64
+	Links       []LinkInfo // sorted by neighbour, unique, never the origin
+	Signature   []byte
+
+	version byte // the encoding's version; 0 for a record not yet signed (signed as recordVersion)
 
 	raw  []byte   // full encoding
 	hash [32]byte // SHA-256 of raw, set once verified or signed
@@ -169,12 +179,18 @@ func lossBP(l float64) uint16 {
 
 // appendTBS appends the signed part of the record.
 func (r *Record) appendTBS(b []byte) []byte {
+	if r.version == 0 {
+		r.version = recordVersion
+	}
 	b = append(b, recordMagic...)
-	b = append(b, recordVersion)
+	b = append(b, r.version)
 	b = append(b, r.Origin[:]...)
 	b = binary.BigEndian.AppendUint64(b, r.Seq)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Expires.UnixMilli()))
 	b = append(b, r.CertFingerprint[:]...)
+	if r.version != recordVersion1 {
+		b = binary.BigEndian.AppendUint64(b, r.Incarnation)
+	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Links)))
 	for _, l := range r.Links {
 		b = append(b, l.Neighbour[:]...)
@@ -198,6 +214,7 @@ func SignRecord(key Signer, rec *Record) ([]byte, error) {
 	if err := rec.checkFields(); err != nil {
 		return nil, fmt.Errorf("routing: sign record: %w", err)
 	}
+	rec.version = recordVersion
 	rec.Expires = time.UnixMilli(rec.Expires.UnixMilli())
 	sig, err := key.Sign(SignatureContext, rec.appendTBS(nil))
 	if err != nil {
@@ -212,6 +229,9 @@ func SignRecord(key Signer, rec *Record) ([]byte, error) {
 func (r *Record) checkFields() error {
 	if len(r.Links) > MaxLinks {
 		return fmt.Errorf("%d links, at most %d", len(r.Links), MaxLinks)
+	}
+	if r.version == recordVersion1 && r.Incarnation != 0 {
+		return errors.New("a version 1 record has no incarnation")
 	}
 	for i, l := range r.Links {
 		if l.Neighbour == r.Origin {
@@ -245,10 +265,15 @@ func parseRecord(b []byte) (*Record, error) {
 	if string(b[:4]) != recordMagic {
 		return nil, errors.New("bad magic")
 	}
-	if b[4] != recordVersion {
-		return nil, fmt.Errorf("version %d, this build reads %d", b[4], recordVersion)
+	header := recordHeaderSize
+	switch b[4] {
+	case recordVersion:
+	case recordVersion1:
+		header = recordHeaderSizeV1
+	default:
+		return nil, fmt.Errorf("version %d, this build reads %d and %d", b[4], recordVersion1, recordVersion)
 	}
-	r := &Record{raw: b}
+	r := &Record{raw: b, version: b[4]}
 	p := 5
 	copy(r.Origin[:], b[p:])
 	p += 32
@@ -258,12 +283,16 @@ func parseRecord(b []byte) (*Record, error) {
 	p += 8
 	copy(r.CertFingerprint[:], b[p:])
 	p += 32
+	if r.version != recordVersion1 {
+		r.Incarnation = binary.BigEndian.Uint64(b[p:])
+		p += 8
+	}
 	n := int(binary.BigEndian.Uint16(b[p:]))
 	p += 2
 	if n > MaxLinks {
 		return nil, fmt.Errorf("%d links, at most %d", n, MaxLinks)
 	}
-	if want := recordHeaderSize + n*linkSize + 2 + identity.SignatureSize; len(b) != want {
+	if want := header + n*linkSize + 2 + identity.SignatureSize; len(b) != want {
 		return nil, fmt.Errorf("%d bytes for %d links, want %d", len(b), n, want)
 	}
 	if n > 0 {
@@ -305,7 +334,8 @@ type recordHead struct {
 
 func peekRecord(b []byte) (recordHead, bool) {
 	var h recordHead
-	if len(b) < minRecordSize || len(b) > MaxRecordSize || string(b[:4]) != recordMagic || b[4] != recordVersion {
+	if len(b) < minRecordSize || len(b) > MaxRecordSize || string(b[:4]) != recordMagic ||
+		(b[4] != recordVersion && b[4] != recordVersion1) {
 		return h, false
 	}
 	copy(h.origin[:], b[5:])

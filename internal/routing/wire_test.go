@@ -56,7 +56,8 @@ func TestParseRecordRejects(t *testing.T) {
 		"truncated":      func(b []byte) []byte { return b[:len(b)-1] },
 		"trailing":       func(b []byte) []byte { return append(b, 0) },
 		"magic":          func(b []byte) []byte { b[0] = 'Y'; return b },
-		"version":        func(b []byte) []byte { b[4] = 2; return b },
+		"version":        func(b []byte) []byte { b[4] = 3; return b },
+		"version 1 size": func(b []byte) []byte { b[4] = 1; return b },
 		"count too high": func(b []byte) []byte { binary.BigEndian.PutUint16(b[recordHeaderSize-2:], 3); return b },
 		"count too low":  func(b []byte) []byte { binary.BigEndian.PutUint16(b[recordHeaderSize-2:], 1); return b },
 		"unsorted": func(b []byte) []byte {
