@@ -1051,3 +1051,38 @@ func macerFor(n *node) *macer {
 	k := deriveMACKeys(n.key.KEM.PublicKey().Bytes())
 	return newMACer(k.mac1[:])
 }
+
+// Abandon drops a pending handshake so that Initiate starts a new one at once; a response to the
+// abandoned attempt finds its index gone. Abandoning a peer with nothing pending is harmless.
+func TestAbandon(t *testing.T) {
+	p := newPKI(t, "test.mesh")
+	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	ma := alice.machine(t, p.verifier)
+	ma.Abandon(bob.cert)
+	first, err := ma.Initiate(t0, bob.addr, bob.cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ma.Abandon(bob.cert)
+	if ma.Pending() != 0 || len(ma.pending) != 0 {
+		t.Fatalf("abandoned, but %d/%d pending", ma.Pending(), len(ma.pending))
+	}
+	again, err := ma.Initiate(t0, bob.addr, bob.cert)
+	if err != nil || len(again.Packets) == 0 || again.index() == first.index() {
+		t.Fatalf("Initiate after Abandon: %v, %d packets", err, len(again.Packets))
+	}
+	mb := bob.machine(t, p.verifier)
+	late := respondTo(t, mb, alice.addr, first.Packets)
+	if _, err := ma.Handle(t0, bob.addr, late[0].Data); !errors.Is(err, ErrUnknownIndex) {
+		t.Fatalf("response to the abandoned attempt: %v", err)
+	}
+	nw := newNet(t, t0)
+	nw.add(alice.addr, ma)
+	nw.add(bob.addr, bob.machine(t, p.verifier))
+	nw.send(alice.addr, again)
+	nw.run()
+	if len(nw.results[alice.addr]) != 1 || len(nw.results[bob.addr]) != 1 {
+		t.Fatal("the new attempt did not complete")
+	}
+	checkPair(t, nw.results[alice.addr][0], nw.results[bob.addr][0], alice, bob)
+}

@@ -63,6 +63,16 @@ func (m *Machine) Initiate(now time.Time, to netip.AddrPort, peer *meshca.Certif
 	return Output{Packets: m.initiationPackets(now, hs)}, nil
 }
 
+// Abandon forgets a pending handshake with peer, if any, so that the next Initiate starts afresh:
+// its owner learnt that the peer restarted, and the pending attempt was sent to a process that no
+// longer exists (its retry would come only RetryInterval later).
+func (m *Machine) Abandon(peer *meshca.Certificate) {
+	id := peerID(peer.KEMPublicKey.Bytes())
+	if hs, ok := m.byPeer[id]; ok {
+		m.dropInitiation(id, hs)
+	}
+}
+
 // newAttempt writes a fresh initiation (new index, ephemeral key and ct1) into hs.
 func (m *Machine) newAttempt(now time.Time, hs *initiation, fingerprint bool) error {
 	idx, err := m.newIndex()
