@@ -211,29 +211,39 @@ func (m *Mesh) Start() error {
 	}
 	m.started = true
 	for _, n := range m.nodes {
-		n.conn = m.net.Conn(n.udp)
 		n.dev = &memDevice{m: m, self: n, raw: n.RawDevice}
-		o := node.Options{Key: n.Key, Cert: n.Cert, CA: []*meshca.Certificate{m.ca.Certificate()},
-			Device: node.DeviceNetstack, Firewall: allowAll, Logger: m.cfg.Logger.With("mesh", "meshtest"),
-			ProbeInterval: m.cfg.ProbeInterval, DeadAfter: m.cfg.DeadAfter, TickInterval: m.cfg.Tick,
-			Heal: m.cfg.Heal, Conn: n.conn, PacketDevice: n.dev, Now: m.Now}
-		for _, p := range n.peers {
-			o.Peers = append(o.Peers, node.Peer{Addr: m.nodes[p].udp, Cert: m.nodes[p].Cert})
+		if err := m.boot(n); err != nil {
+			return err
 		}
-		if m.cfg.Options != nil {
-			m.cfg.Options(n.Name, &o)
-		}
-		nd, err := node.New(o)
-		if err != nil {
-			return fmt.Errorf("meshtest: node %s: %w", n.Name, err)
-		}
-		n.Node, n.rcv, n.pump = nd, nd.NewReceiver(), nd.NewDevicePump()
-		n.conn.Attach(n.rcv)
 	}
 	for _, n := range m.nodes {
 		n.Start(m.Now())
 		m.pumpAll()
 	}
+	return nil
+}
+
+// boot creates n's node process: a fresh socket on its address, its device, and a node.Node with
+// its identity and nothing else.
+func (m *Mesh) boot(n *Node) error {
+	n.conn = m.net.Conn(n.udp)
+	n.dev.closed = false
+	o := node.Options{Key: n.Key, Cert: n.Cert, CA: []*meshca.Certificate{m.ca.Certificate()},
+		Device: node.DeviceNetstack, Firewall: allowAll, Logger: m.cfg.Logger.With("mesh", "meshtest"),
+		ProbeInterval: m.cfg.ProbeInterval, DeadAfter: m.cfg.DeadAfter, TickInterval: m.cfg.Tick,
+		Heal: m.cfg.Heal, Conn: n.conn, PacketDevice: n.dev, Now: m.Now}
+	for _, p := range n.peers {
+		o.Peers = append(o.Peers, node.Peer{Addr: m.nodes[p].udp, Cert: m.nodes[p].Cert})
+	}
+	if m.cfg.Options != nil {
+		m.cfg.Options(n.Name, &o)
+	}
+	nd, err := node.New(o)
+	if err != nil {
+		return fmt.Errorf("meshtest: node %s: %w", n.Name, err)
+	}
+	n.Node, n.rcv, n.pump = nd, nd.NewReceiver(), nd.NewDevicePump()
+	n.conn.Attach(n.rcv)
 	return nil
 }
 
@@ -251,6 +261,28 @@ func (m *Mesh) Kill(name string) error {
 	}
 	n.dead = true
 	return n.Close()
+}
+
+// Restart starts a node again as a new process, as after a crash (it is killed first if it runs):
+// the same identity, address and host, and no session, routing state or queued packet of the old
+// process. It dials its configured peers at once, as a starting node does.
+func (m *Mesh) Restart(name string) error {
+	n := m.byName[name]
+	if n == nil || n.Node == nil {
+		return fmt.Errorf("meshtest: no started node %s", name)
+	}
+	if !n.dead {
+		if err := m.Kill(name); err != nil {
+			return err
+		}
+	}
+	if err := m.boot(n); err != nil {
+		return err
+	}
+	n.dead = false
+	n.Start(m.Now())
+	m.pumpAll()
+	return nil
 }
 
 // Run advances virtual time by d.
