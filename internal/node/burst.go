@@ -279,6 +279,9 @@ func (n *Node) handleFragment(now time.Time, via *tunnel, src netip.Addr, inner 
 	t := n.idx.lookup(f.Burst.Receiver)
 	if t == nil || (t.kind == kindLink && t != via) || t.addr != src {
 		n.stats.dropNoSession.Add(1)
+		if t == nil && src != via.addr {
+			n.noticeUnknownSession(now, via, src, f.Burst)
+		}
 		return
 	}
 	if !t.sess.Fresh(f.Burst, now) {

@@ -308,6 +308,7 @@ func (n *Node) tickE2ELocked(now time.Time, t *tunnel) {
 
 // flushRoutingLocked sends what the router queued and rebuilds the forwarding table if routes changed.
 func (n *Node) flushRoutingLocked(now time.Time) {
+	n.peersRestartedLocked(now, n.router.Restarts())
 	for _, o := range n.router.Drain() {
 		t := n.links[o.To]
 		if t == nil {

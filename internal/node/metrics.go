@@ -33,6 +33,8 @@ var (
 	descLinkJit   = prometheus.NewDesc("x0tta6bl4_link_jitter_seconds", "Smoothed round-trip time variation to the neighbour.", []string{"peer"}, nil)
 	descLinkLoss  = prometheus.NewDesc("x0tta6bl4_link_loss_ratio", "Fraction of recent probes to the neighbour that went unanswered.", []string{"peer"}, nil)
 	descLinkQuiet = prometheus.NewDesc("x0tta6bl4_link_silence_seconds", "Time since the neighbour was last heard.", []string{"peer"}, nil)
+	descRestarts  = prometheus.NewDesc("x0tta6bl4_node_peer_restarts_total", "Peers seen restarting: a larger incarnation in their link-state record.", nil, nil)
+	descNotices   = prometheus.NewDesc("x0tta6bl4_node_unknown_session_notices_total", "Unknown-session notices: sent for packets naming a session this node does not know; received and acted on (accepted), not about a packet this node sent (ignored), or over the rate limit (limited).", []string{"event"}, nil)
 	descTransit   = prometheus.NewDesc("x0tta6bl4_link_transit_packets_total", "Transit packets on the link for nodes beyond its ends: handed to the neighbour to relay (out), relayed by the neighbour to us (in).", []string{"peer", "direction"}, nil)
 )
 
@@ -51,7 +53,7 @@ func (ch metricSink) gauge(d *prometheus.Desc, v float64, labels ...string) {
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descBursts, descHSErrors, descRouteChg,
-		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit} {
+		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit, descRestarts, descNotices} {
 		ch <- d
 	}
 }
@@ -80,6 +82,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		out.counter(descBursts, v, event)
 	}
 	out.counter(descRouteChg, s.RouteChanges)
+	out.counter(descRestarts, s.PeerRestarts)
+	for event, v := range map[string]uint64{"sent": s.NoticesSent, "accepted": s.NoticesAccepted,
+		"ignored": s.NoticesIgnored, "limited": s.NoticesLimited} {
+		out.counter(descNotices, v, event)
+	}
 	out.gauge(descNodes, float64(st.Nodes), "known")
 	out.gauge(descNodes, float64(st.Reachable), "reachable")
 	out.gauge(descRoutes, float64(len(c.n.Routes())))

@@ -38,6 +38,9 @@ type Node struct {
 	tel      *telemetryState // detector telemetry (telemetry.go)
 	start    time.Time
 
+	noticeMu sync.Mutex // guards notices
+	notices  *notices   // rate limits of the unknown-session notices we send (restart.go)
+
 	mu             sync.Mutex // guards everything below, and tunnel fields marked so
 	linkHS         *handshake.Machine
 	e2eHS          *handshake.Machine
@@ -127,8 +130,12 @@ func New(opts Options) (*Node, error) {
 	if n.e2eHS, err = handshake.New(n.handshakeConfig(opts.Cert, handshake.PrologueE2E, e2eHandshakePacket)); err != nil {
 		return nil, err
 	}
+	if n.notices, err = newNotices(); err != nil {
+		return nil, err
+	}
+	// The incarnation tells peers that this process is not the one they had sessions with.
 	if n.router, err = routing.New(routing.Config{Key: opts.Key.Sign, Certificate: opts.Cert, Verifier: verifier,
-		MaxOriginationHold: maxOriginationHold}); err != nil {
+		Incarnation: uint64(now.UnixNano()), MaxOriginationHold: maxOriginationHold}); err != nil {
 		return nil, err
 	}
 	if n.conn = opts.Conn; n.conn == nil {

@@ -130,6 +130,9 @@ func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, v
 		}
 		if t = n.idx.lookup(h.Receiver); t == nil || (via == nil) != (t.kind == kindLink) {
 			n.stats.dropNoSession.Add(1)
+			if t == nil && via != nil {
+				n.noticeUnknownSession(now, via, from.Addr(), h)
+			}
 			return
 		}
 		if plain, err = t.sess.Open(pkt, now); err != nil {
@@ -216,11 +219,16 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 		n.countRoutedError(err)
 		return
 	}
-	if payload[0] < 1 || payload[0] > 3 { // handshake initiation, response, cookie reply
+	// Handshake initiation, response and cookie reply, and unknown-session notices.
+	if (payload[0] < 1 || payload[0] > 3) && payload[0] != session.TypeUnknownSession {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
 	if h.Dst == n.addr {
+		if payload[0] == session.TypeUnknownSession {
+			n.handleNotice(now, h.Src, payload)
+			return
+		}
 		n.mu.Lock()
 		out, err := n.e2eHS.Handle(now, netip.AddrPortFrom(h.Src, 0), payload)
 		n.handleE2EOutputLocked(now, out, err, via)

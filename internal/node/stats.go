@@ -20,6 +20,11 @@ type counters struct {
 	// loss reports that made us split ours.
 	burstsSent, burstsDelivered atomic.Uint64
 	burstsLost, burstBackoffs   atomic.Uint64
+	// Restarts (restart.go): peers seen restarting in their records; unknown-session notices sent,
+	// and received and acted on, ignored (not about a packet we sent) or rate limited.
+	peerRestarts                   atomic.Uint64
+	noticesSent, noticesAccepted   atomic.Uint64
+	noticesIgnored, noticesLimited atomic.Uint64
 }
 
 // Stats is a snapshot of the counters.
@@ -36,6 +41,9 @@ type Stats struct {
 	HandshakeErrors                        uint64
 	BurstsSent, BurstsDelivered            uint64
 	BurstsLost, BurstBackoffs              uint64
+	PeerRestarts                           uint64
+	NoticesSent, NoticesAccepted           uint64
+	NoticesIgnored, NoticesLimited         uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -50,5 +58,8 @@ func (c *counters) snapshot() Stats {
 		RouteChanges: c.routeChanges.Load(),
 		BurstsSent:   c.burstsSent.Load(), BurstsDelivered: c.burstsDelivered.Load(),
 		BurstsLost: c.burstsLost.Load(), BurstBackoffs: c.burstBackoffs.Load(),
+		PeerRestarts: c.peerRestarts.Load(),
+		NoticesSent:  c.noticesSent.Load(), NoticesAccepted: c.noticesAccepted.Load(),
+		NoticesIgnored: c.noticesIgnored.Load(), NoticesLimited: c.noticesLimited.Load(),
 	}
 }

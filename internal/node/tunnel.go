@@ -54,6 +54,8 @@ type tunnel struct {
 	lastMetrics time.Time        // link: last metrics handed to routing
 	installed   bool             // a handshake completed at least once
 	queue       [][]byte         // e2e: packets waiting for keys
+	// e2e: the last handshake an unknown-session notice started (restart.go).
+	lastNoticeRekey time.Time
 }
 
 func (t *tunnel) peer() *meshca.Certificate { return t.cert.Load() }
