@@ -195,6 +195,11 @@ func addSplit(f *testing.F, b []byte) {
 func FuzzDecodeRecord(f *testing.F) {
 	addSplit(f, fakeRecord(1, 1, 3).raw)
 	addSplit(f, fakeRecord(7, 1<<62, 0).raw)
+	// A version 1 record: no incarnation between the fingerprint and the link count.
+	v2 := fakeRecord(2, 5, 2).raw
+	v1 := append(bytes.Clone(v2[:recordHeaderSizeV1-2]), v2[recordHeaderSize-2:]...)
+	v1[4] = recordVersion1
+	addSplit(f, v1)
 	f.Fuzz(func(t *testing.T, prefix []byte, pad uint16) {
 		b := withPad(prefix, pad)
 		rec, err := ParseRecord(b)
