@@ -1,0 +1,80 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Learn installs a record that arrived from outside the flood, with its originator's certificate
+// (certRaw, the encoded mesh certificate): a control plane hands a joining node the records of the
+// nodes it may reach, so that it can dial them before it has a single link. The record goes through
+// every check a flooded one does (certificate, revocation, window, signature, sequence), so a
+// control plane cannot forge or roll back anything; a record that is not newer than the one held is
+// ignored. An installed record is flooded to the neighbours like any new one. Learn copies what it
+// keeps.
+func (r *Router) Learn(now time.Time, certRaw, raw []byte) error {
+	r.setNow(now)
+	h, ok := peekRecord(raw)
+	if !ok {
+		r.stats.Malformed++
+		return fmt.Errorf("%w: record header", ErrMalformed)
+	}
+	if h.origin == r.self {
+		return nil // we know our own best
+	}
+	expires := time.UnixMilli(h.expires)
+	if !expires.After(now) {
+		r.stats.Expired++
+		return nil
+	}
+	if expires.After(now.Add(r.cfg.Lifetime + r.cfg.MaxClockSkew)) {
+		r.stats.Future++
+		return fmt.Errorf("%w: %s", ErrFuture, expires.UTC().Format(time.RFC3339))
+	}
+	cur := r.lsdb.get(h.origin)
+	switch {
+	case cur != nil && h.seq <= cur.seq:
+		r.stats.Stale++
+		return nil
+	case cur != nil && now.Sub(cur.arrival) < r.cfg.MinArrival:
+		r.stats.TooFrequent++
+		return nil
+	case cur == nil && r.lsdb.len() >= r.cfg.MaxNodes:
+		r.stats.TableFull++
+		return ErrTableFull
+	}
+	cert, id, err := r.cache.certificate(h.certFP, certRaw)
+	if err == nil && id != h.origin {
+		err = fmt.Errorf("certificate is not for the record's originator")
+	}
+	if err != nil {
+		r.stats.BadCertificate++
+		return fmt.Errorf("%w: %w", ErrBadCertificate, err)
+	}
+	if err := r.checkCert(cert, now); err != nil {
+		r.stats.BadCertificate++
+		return err
+	}
+	rec, err := r.cache.verify(raw, cert)
+	if err != nil {
+		if errors.Is(err, ErrBadSignature) {
+			r.stats.BadSignature++
+		} else {
+			r.stats.Malformed++
+		}
+		return err
+	}
+	r.install(now, rec, nil, cur)
+	return nil
+}
+
+// Own returns the router's latest record and its certificate, encoded (nil before the first
+// record): what the node reports to a control plane for others to Learn.
+func (r *Router) Own() (cert, record []byte) {
+	l := r.lsdb.get(r.self)
+	if l == nil {
+		return nil, nil
+	}
+	return r.cert.Bytes(), l.rec.raw
+}
