@@ -224,6 +224,41 @@ func runNodeHeal(e *env, args []string) error {
 	return nil
 }
 
+func runMemory(e *env, args []string) error {
+	fs := newFlags(e, "memory", "[--socket PATH] [--json] [--heap-profile FILE]")
+	socket := socketFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	profile := fs.String("heap-profile", "", "also write the node's pprof heap profile to FILE (go tool pprof FILE)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	op := "memory"
+	if *profile != "" {
+		op = "heap_profile"
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	var m node.MemoryStatus
+	if err := node.AdminCall(ctx, *socket, node.AdminRequest{Op: op}, &m); err != nil {
+		return err
+	}
+	if *profile != "" {
+		if err := os.WriteFile(*profile, m.HeapProfile, 0o644); err != nil {
+			return err
+		}
+		m.HeapProfile = nil
+	}
+	if *asJSON {
+		return writeJSON(e, m)
+	}
+	mib := func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+	fmt.Fprintf(e.stdout, "heap:       %s allocated, %s in use, %s idle (%s returned to the system)\n",
+		mib(m.HeapAlloc), mib(m.HeapInuse), mib(m.HeapIdle), mib(m.HeapReleased))
+	fmt.Fprintf(e.stdout, "runtime:    %s from the system, %s of stacks, %d goroutines\n", mib(m.Sys), mib(m.StackInuse), m.Goroutines)
+	fmt.Fprintf(e.stdout, "gc:         %d cycles, next at %s, GOGC %d\n", m.NumGC, mib(m.NextGC), m.GOGC)
+	return nil
+}
+
 func runPing(e *env, args []string) error {
 	fs := newFlags(e, "ping", "[--socket PATH] [-c COUNT] NAME|ADDRESS")
 	socket := socketFlag(fs)

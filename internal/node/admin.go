@@ -13,7 +13,7 @@ import (
 )
 
 // The admin socket speaks one JSON object per line: a request {"op": "status"|"peers"|"routes"|"graph"|
-// "ping", "target": "...", "count": N} and a response {"ok": bool, "error": "...", "result": ...}. It
+// "heal"|"memory"|"heap_profile"|"ping", "target": "...", "count": N} and a response {"ok": bool, "error": "...", "result": ...}. It
 // is a unix socket with mode 0600, so only the node's user (and root) can use it.
 
 // AdminRequest is a request on the admin socket.
@@ -140,6 +140,10 @@ func (n *Node) admin(req AdminRequest) (any, error) {
 		return n.Graph(), nil
 	case "heal":
 		return n.Heal(), nil
+	case "memory":
+		return Memory(false)
+	case "heap_profile":
+		return Memory(true)
 	case "ping":
 		dst, ok := n.Resolve(req.Target)
 		if !ok {
@@ -162,7 +166,7 @@ func (n *Node) admin(req AdminRequest) (any, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("unknown op %q: use status, peers, routes, graph, heal or ping", req.Op)
+	return nil, fmt.Errorf("unknown op %q: use status, peers, routes, graph, heal, memory, heap_profile or ping", req.Op)
 }
 
 // AdminCall sends one request to a node's admin socket and decodes the result into out.
