@@ -56,11 +56,23 @@ func (k *SigningKey) Seed() []byte { return k.sk.Bytes() }
 func (k *SigningKey) MLDSA() *mldsa.PrivateKey { return k.sk }
 
 // PublicKey returns the verification key.
-func (k *SigningKey) PublicKey() *VerifyKey { return &VerifyKey{pk: k.sk.PublicKey()} }
+func (k *SigningKey) PublicKey() *VerifyKey { return newVerifyKey(k.sk.PublicKey()) }
 
 // VerifyKey is an ML-DSA-65 public key.
 type VerifyKey struct {
 	pk *mldsa.PublicKey
+	// id is the key's fingerprint, computed once: nodes look peers up by it on every timer tick, and
+	// computing it copies and hashes the 1952-byte key.
+	id KeyID
+}
+
+func newVerifyKey(pk *mldsa.PublicKey) *VerifyKey {
+	h := sha256.New()
+	h.Write([]byte("x0tta6bl4 key id v1\x00"))
+	h.Write(pk.Bytes())
+	k := &VerifyKey{pk: pk}
+	h.Sum(k.id[:0])
+	return k
 }
 
 // ParseVerifyKey decodes an ML-DSA-65 public key of exactly SigningPublicKeySize bytes.
@@ -72,7 +84,7 @@ func ParseVerifyKey(b []byte) (*VerifyKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid ML-DSA-65 public key: %w", err)
 	}
-	return &VerifyKey{pk: pk}, nil
+	return newVerifyKey(pk), nil
 }
 
 // Bytes returns the public key encoding.
@@ -95,15 +107,8 @@ func (k *VerifyKey) Verify(context string, msg, sig []byte) error {
 // KeyID is the SHA-256 fingerprint of a signing public key, domain-separated.
 type KeyID [32]byte
 
-// ID returns the key's fingerprint.
-func (k *VerifyKey) ID() KeyID {
-	h := sha256.New()
-	h.Write([]byte("x0tta6bl4 key id v1\x00"))
-	h.Write(k.pk.Bytes())
-	var id KeyID
-	h.Sum(id[:0])
-	return id
-}
+// ID returns the key's fingerprint: SHA-256 over a domain separator and the key's encoding.
+func (k *VerifyKey) ID() KeyID { return k.id }
 
 // String returns the fingerprint in hex.
 func (id KeyID) String() string { return fmt.Sprintf("%x", id[:]) }

@@ -193,4 +193,15 @@ func TestKeyID(t *testing.T) {
 	if newSigningKey(t).PublicKey().ID() == k.PublicKey().ID() {
 		t.Fatal("two keys share an ID")
 	}
+	p, err := identity.ParseVerifyKey(k.PublicKey().Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.ID().String(); got != want {
+		t.Fatalf("parsed key: ID = %s, want %s", got, want)
+	}
+	// Nodes look peers up by ID on every timer tick: it must not copy the key each time.
+	if allocs := testing.AllocsPerRun(100, func() { _ = p.ID() }); allocs != 0 {
+		t.Errorf("ID allocates %.0f times", allocs)
+	}
 }
