@@ -157,27 +157,28 @@ func (b *txBatch) flush(now time.Time) {
 }
 
 // devWriter collects packets for the device and writes them as one batch. It belongs to the receive
-// loop.
+// loop. Each buffer has room for the device to coalesce a whole TCP burst into (64 KiB), so the
+// buffers are made as batches first need them, up to devBatch: a node whose batches hold a few
+// packets keeps a few buffers instead of 8 MiB.
 type devWriter struct {
 	n    *Node
-	bufs [][]byte // views handed to Write; each has room for the device to coalesce into
-	mem  [][]byte // the full buffers behind bufs
+	bufs [][]byte // views handed to Write
+	mem  [][]byte // the full buffers behind bufs, at most devBatch
 	k    int
 }
 
 func newDevWriter(n *Node) *devWriter {
-	w := &devWriter{n: n, bufs: make([][]byte, devBatch), mem: make([][]byte, devBatch)}
-	for i := range w.mem {
-		w.mem[i] = make([]byte, netdev.Offset+netdev.MaxPacket)
-	}
-	return w
+	return &devWriter{n: n, bufs: make([][]byte, devBatch), mem: make([][]byte, 0, devBatch)}
 }
 
 // add copies pkt into the next buffer (the plaintext lives in the receive buffer, which the device
 // must not coalesce into).
 func (w *devWriter) add(pkt []byte) {
-	if w.k == len(w.mem) {
+	if w.k == devBatch {
 		w.flush()
+	}
+	if w.k == len(w.mem) {
+		w.mem = append(w.mem, make([]byte, netdev.Offset+netdev.MaxPacket))
 	}
 	b := w.mem[w.k][:netdev.Offset+len(pkt)]
 	copy(b[netdev.Offset:], pkt)

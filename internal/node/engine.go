@@ -105,13 +105,30 @@ type DevicePump struct {
 func (n *Node) NewDevicePump() *DevicePump {
 	batch := n.dev.BatchSize()
 	p := &DevicePump{n: n, bufs: make([][]byte, batch), sizes: make([]int, batch), tx: newTxBatch(n)}
+	size := pumpPacket(n)
 	for i := range p.bufs {
-		p.bufs[i] = make([]byte, txHeadroom+netdev.MaxPacket+txTailroom)
+		// A read or split fills the buffer up to its length; the tailroom for the tag lies beyond it,
+		// within its capacity.
+		p.bufs[i] = make([]byte, txHeadroom+size+txTailroom)[:txHeadroom+size]
 	}
 	if n.raw != nil {
 		p.raw = newRawReader(p.bufs, p.sizes)
 	}
 	return p
+}
+
+// pumpPacket is the largest packet one of the pump's buffers must hold. A device's Read may put up to
+// netdev.MaxPacket bytes in each. From a raw device the buffers take only the segments of frames
+// split in software (the raw reader has its own arena for whole frames), and the kernel cuts what it
+// hands the device into segments that fit the device's MTU, which the node set: 128 buffers of 64 KiB
+// would be 8 MiB that no segment fills, and twice that in what the garbage collector lets the heap
+// grow to. A segment that does not fit (someone raised the MTU behind the node's back) is dropped as
+// malformed.
+func pumpPacket(n *Node) int {
+	if n.raw != nil {
+		return n.opts.MTU
+	}
+	return netdev.MaxPacket
 }
 
 // useWorkers lets the pump seal large batches with the helpers w (workers.go).

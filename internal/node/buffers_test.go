@@ -1,0 +1,88 @@
+package node
+
+import (
+	"errors"
+	"log/slog"
+	"testing"
+
+	"x0tta6bl4/internal/netdev"
+	"x0tta6bl4/internal/virtio"
+)
+
+// rawNullTun is a nullTun that says it moves frames with virtio-net headers, as a kernel TUN with
+// offloads does; only its buffers' sizes matter here.
+type rawNullTun struct{ *nullTun }
+
+func (rawNullTun) Raw() bool                          { return true }
+func (rawNullTun) ReadRaw(buf []byte) (int, error)    { return 0, errors.New("no frames") }
+func (rawNullTun) ReadRawNow(buf []byte) (int, error) { return 0, nil }
+func (rawNullTun) WriteRaw(frame []byte) error        { return nil }
+
+// TestPumpBuffersFitTheMTU: from a raw device the pump's buffers take segments of at most the MTU, not
+// 64 KiB each; a burst cut at the MTU splits into them, and a segment beyond the MTU is refused, not
+// written past a buffer.
+func TestPumpBuffersFitTheMTU(t *testing.T) {
+	const mtu = 1280
+	d := rawNullTun{newNullTun()}
+	n := &Node{opts: Options{MTU: mtu}, dev: d, raw: d, log: slog.New(slog.DiscardHandler)}
+	p := n.NewDevicePump()
+	for _, b := range p.bufs {
+		if len(b) != txHeadroom+mtu || cap(b) != txHeadroom+mtu+txTailroom {
+			t.Fatalf("pump buffer of %d bytes (capacity %d), want %d (%d)", len(b), cap(b), txHeadroom+mtu, txHeadroom+mtu+txTailroom)
+		}
+	}
+	src, dst := n.Addr(), n.Addr()
+	const segment = mtu - ipv6HeaderLen - 20 // a full-sized TCP segment
+	frame := tcpBurst(src, dst, 44, segment)
+	h, err := virtio.ParseHeader(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := virtio.Split(h, frame[virtio.HeaderLen:], p.raw.segs, p.raw.sizes, txHeadroom)
+	if err != nil || k != 44 {
+		t.Fatalf("burst of 44 segments at the MTU: %d segments, %v", k, err)
+	}
+	frame = tcpBurst(src, dst, 2, segment+1)
+	h, _ = virtio.ParseHeader(frame)
+	if _, err := virtio.Split(h, frame[virtio.HeaderLen:], p.raw.segs, p.raw.sizes, txHeadroom); !errors.Is(err, virtio.ErrBufferTooSmall) {
+		t.Errorf("segments beyond the MTU: %v, want %v", err, virtio.ErrBufferTooSmall)
+	}
+
+	// A device read with no virtio-net headers may fill a whole buffer.
+	plain := &Node{opts: Options{MTU: mtu}, dev: newNullTun(), log: slog.New(slog.DiscardHandler)}
+	if b := plain.NewDevicePump().bufs[0]; len(b) != txHeadroom+netdev.MaxPacket || cap(b) != len(b)+txTailroom {
+		t.Errorf("plain device: pump buffer of %d bytes (capacity %d)", len(b), cap(b))
+	}
+}
+
+// TestDevWriterBuffersFollowBatches: the device writer makes a buffer when a batch first needs it, so
+// it holds as many as its largest batch, never more than devBatch.
+func TestDevWriterBuffersFollowBatches(t *testing.T) {
+	d := newNullTun()
+	n := &Node{dev: d, log: slog.New(slog.DiscardHandler)}
+	w := newDevWriter(n)
+	if len(w.mem) != 0 {
+		t.Fatalf("a new writer holds %d buffers", len(w.mem))
+	}
+	pkt := make([]byte, 1280)
+	batch := func(k int) {
+		for range k {
+			w.add(pkt)
+		}
+		w.flush()
+	}
+	for range 100 {
+		batch(3)
+	}
+	if len(w.mem) != 3 {
+		t.Errorf("after batches of 3: %d buffers", len(w.mem))
+	}
+	batch(1)
+	batch(2*devBatch + 5)
+	if len(w.mem) != devBatch {
+		t.Errorf("after a batch of %d: %d buffers, want %d", 2*devBatch+5, len(w.mem), devBatch)
+	}
+	if got, want := d.delivered(), uint64(100*3+1+2*devBatch+5); got != want {
+		t.Errorf("device got %d packets, want %d", got, want)
+	}
+}
