@@ -43,6 +43,9 @@ type Config struct {
 	// (Unix nanoseconds of the start is the usual choice). Peers that see it grow know the node
 	// restarted (Restarts). 0 leaves it unknown.
 	Incarnation uint64
+	// NoTransit is signed into every own record: routes may end at this node but never pass through
+	// it (a node that should not relay for others).
+	NoTransit bool
 
 	RefreshInterval        time.Duration // 60 s: re-originate unchanged records this often
 	Lifetime               time.Duration // 180 s: a record expires this long after origination
@@ -199,10 +202,11 @@ type Router struct {
 	// acksDue is at or before the earliest time acknowledgements must go (zero: none queued).
 	acksDue time.Time
 
-	out      []Outgoing
-	restarts []NodeID // originators seen restarting since the last Restarts call
-	scratch  []entry  // decoded Ack and Summary entries, reused
-	stats    Stats
+	out       []Outgoing
+	restarts  []NodeID   // originators seen restarting since the last Restarts call
+	endpoints []Endpoint // published in own records (SetEndpoints); never modified, only replaced
+	scratch   []entry    // decoded Ack and Summary entries, reused
+	stats     Stats
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -939,6 +943,8 @@ func (r *Router) originate(now time.Time) {
 		Expires:         time.UnixMilli(now.Add(r.cfg.Lifetime).UnixMilli()),
 		CertFingerprint: r.certFP,
 		Incarnation:     r.cfg.Incarnation,
+		NoTransit:       r.cfg.NoTransit,
+		Endpoints:       r.endpoints,
 		Links:           r.localLinks(),
 		cert:            r.cert,
 	}

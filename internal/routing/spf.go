@@ -140,6 +140,9 @@ func (t *topo) spf() (dist []uint64, first, hops []int32) {
 			continue
 		}
 		done[u] = true
+		if u != t.self && t.recs[u].NoTransit {
+			continue // a destination, never a relay
+		}
 		for _, l := range t.links[u] {
 			v, back, ok := t.confirm(u, l)
 			if !ok || done[v] {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -28,16 +29,20 @@ const (
 	// MaxEntries bounds the entries of one Ack or Summary message.
 	MaxEntries = 1024
 	// MaxRecordSize is the size of a record with MaxLinks links.
-	MaxRecordSize = recordHeaderSize + MaxLinks*linkSize + 2 + identity.SignatureSize
+	MaxRecordSize = recordHeaderSize + MaxEndpoints*endpointSize + MaxLinks*linkSize + 2 + identity.SignatureSize
+	// MaxEndpoints bounds the endpoints a record publishes.
+	MaxEndpoints = 8
 
 	recordMagic = "X6LS"
 	// recordVersion is what routers sign. Version 1 records (no incarnation) from nodes of an
 	// earlier release are still read, with incarnation 0.
 	recordVersion      = 2
 	recordVersion1     = 1
-	recordHeaderSize   = recordHeaderSizeV1 + 8      // through the link count
-	recordHeaderSizeV1 = 4 + 1 + 32 + 8 + 8 + 32 + 2 // the same without the incarnation
+	recordHeaderSize   = recordHeaderSizeV1 + 8 + 1 + 1 // through the link count, with no endpoint
+	recordHeaderSizeV1 = 4 + 1 + 32 + 8 + 8 + 32 + 2    // without incarnation, flags and endpoints
 	linkSize           = 32 + 4 + 4 + 2
+	endpointSize       = 16 + 2 + 1
+	flagNoTransit      = 1 << 0
 	entrySize          = 32 + 8
 	maxLossBP          = 10000
 	minRecordSize      = recordHeaderSizeV1 + 2 + identity.SignatureSize
@@ -67,6 +72,32 @@ type Metrics struct {
 	Loss float64       // one-way loss fraction, 0 to 1
 }
 
+// EndpointKind says how a node knows one of its endpoints.
+type EndpointKind uint8
+
+// The kinds of endpoint.
+const (
+	EndpointLocal    EndpointKind = 1 // an address of one of its interfaces
+	EndpointObserved EndpointKind = 2 // the address a neighbour sees its packets come from (behind a NAT)
+)
+
+func (k EndpointKind) String() string {
+	switch k {
+	case EndpointLocal:
+		return "local"
+	case EndpointObserved:
+		return "observed"
+	}
+	return fmt.Sprintf("kind %d", k)
+}
+
+// Endpoint is a UDP address at which a node may be dialled. It is only ever "try this address": the
+// link handshake authenticates whoever answers.
+type Endpoint struct {
+	Addr netip.AddrPort // IPv4 addresses are kept unmapped
+	Kind EndpointKind
+}
+
 // LinkInfo is one link as its originator reports it.
 type LinkInfo struct {
 	Neighbour NodeID
@@ -86,8 +117,12 @@ type Record struct {
 	// larger one than held before says the node restarted and lost its sessions. 0 means unknown
 	// (a version 1 record).
 	Incarnation uint64
-	Links       []LinkInfo // sorted by neighbour, unique, never the origin
-	Signature   []byte
+	// NoTransit says the originator does not relay: routes may end at it but never pass through it.
+	NoTransit bool
+	// Endpoints are the UDP addresses at which the originator can be dialled (docs/connectivity.md).
+	Endpoints []Endpoint
+	Links     []LinkInfo // sorted by neighbour, unique, never the origin
+	Signature []byte
 
 	version byte // the encoding's version; 0 for a record not yet signed (signed as recordVersion)
 
@@ -190,6 +225,17 @@ func (r *Record) appendTBS(b []byte) []byte {
 	b = append(b, r.CertFingerprint[:]...)
 	if r.version != recordVersion1 {
 		b = binary.BigEndian.AppendUint64(b, r.Incarnation)
+		var flags byte
+		if r.NoTransit {
+			flags |= flagNoTransit
+		}
+		b = append(b, flags, byte(len(r.Endpoints)))
+		for _, e := range r.Endpoints {
+			a := e.Addr.Addr().As16()
+			b = append(b, a[:]...)
+			b = binary.BigEndian.AppendUint16(b, e.Addr.Port())
+			b = append(b, byte(e.Kind))
+		}
 	}
 	b = binary.BigEndian.AppendUint16(b, uint16(len(r.Links)))
 	for _, l := range r.Links {
@@ -230,8 +276,21 @@ func (r *Record) checkFields() error {
 	if len(r.Links) > MaxLinks {
 		return fmt.Errorf("%d links, at most %d", len(r.Links), MaxLinks)
 	}
-	if r.version == recordVersion1 && r.Incarnation != 0 {
-		return errors.New("a version 1 record has no incarnation")
+	if r.version == recordVersion1 && (r.Incarnation != 0 || r.NoTransit || len(r.Endpoints) > 0) {
+		return errors.New("a version 1 record has no incarnation, flags or endpoints")
+	}
+	if len(r.Endpoints) > MaxEndpoints {
+		return fmt.Errorf("%d endpoints, at most %d", len(r.Endpoints), MaxEndpoints)
+	}
+	for i, e := range r.Endpoints {
+		if err := checkEndpoint(e); err != nil {
+			return err
+		}
+		for _, f := range r.Endpoints[:i] {
+			if f.Addr == e.Addr {
+				return fmt.Errorf("endpoint %s twice", e.Addr)
+			}
+		}
 	}
 	for i, l := range r.Links {
 		if l.Neighbour == r.Origin {
@@ -283,16 +342,43 @@ func parseRecord(b []byte) (*Record, error) {
 	p += 8
 	copy(r.CertFingerprint[:], b[p:])
 	p += 32
+	endpoints := 0
 	if r.version != recordVersion1 {
 		r.Incarnation = binary.BigEndian.Uint64(b[p:])
 		p += 8
+		flags := b[p]
+		if flags&^flagNoTransit != 0 {
+			return nil, fmt.Errorf("unknown flags %#x", flags)
+		}
+		r.NoTransit = flags&flagNoTransit != 0
+		endpoints = int(b[p+1])
+		p += 2
+		if endpoints > MaxEndpoints {
+			return nil, fmt.Errorf("%d endpoints, at most %d", endpoints, MaxEndpoints)
+		}
+		if len(b) < p+endpoints*endpointSize+2 {
+			return nil, fmt.Errorf("%d bytes, too short for %d endpoints", len(b), endpoints)
+		}
+		if endpoints > 0 {
+			r.Endpoints = make([]Endpoint, endpoints)
+		}
+		for i := range r.Endpoints {
+			r.Endpoints[i] = Endpoint{
+				Addr: netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[p:p+16])), binary.BigEndian.Uint16(b[p+16:])),
+				Kind: EndpointKind(b[p+18]),
+			}
+			if a := r.Endpoints[i].Addr.Addr(); a.Is4In6() {
+				r.Endpoints[i].Addr = netip.AddrPortFrom(a.Unmap(), r.Endpoints[i].Addr.Port())
+			}
+			p += endpointSize
+		}
 	}
 	n := int(binary.BigEndian.Uint16(b[p:]))
 	p += 2
 	if n > MaxLinks {
 		return nil, fmt.Errorf("%d links, at most %d", n, MaxLinks)
 	}
-	if want := header + n*linkSize + 2 + identity.SignatureSize; len(b) != want {
+	if want := header + endpoints*endpointSize + n*linkSize + 2 + identity.SignatureSize; len(b) != want {
 		return nil, fmt.Errorf("%d bytes for %d links, want %d", len(b), n, want)
 	}
 	if n > 0 {
@@ -507,4 +593,19 @@ func encodeSummaryAck(adj uint32, part uint16) []byte {
 	b = append(b, MsgSummaryAck)
 	b = binary.BigEndian.AppendUint32(b, adj)
 	return binary.BigEndian.AppendUint16(b, part)
+}
+
+// checkEndpoint enforces what a published endpoint must be: a unicast address that is not
+// unspecified, a non-zero port, a known kind, IPv4 unmapped (so each endpoint has one encoding).
+func checkEndpoint(e Endpoint) error {
+	a := e.Addr.Addr()
+	switch {
+	case !e.Addr.IsValid() || a.IsUnspecified() || a.IsMulticast() || e.Addr.Port() == 0:
+		return fmt.Errorf("endpoint %s is not a unicast address and port", e.Addr)
+	case a.Is4In6() || a.Zone() != "":
+		return fmt.Errorf("endpoint %s: IPv4 must be unmapped, and no zone", e.Addr)
+	case e.Kind != EndpointLocal && e.Kind != EndpointObserved:
+		return fmt.Errorf("endpoint %s: %s", e.Addr, e.Kind)
+	}
+	return nil
 }
