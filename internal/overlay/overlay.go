@@ -26,12 +26,17 @@ const (
 	TypeCRL       Type = 6 // a revocation list being spread over the mesh
 	TypeBurstLost Type = 7 // a burst the neighbour sent us whole was lost: split them for a while
 	TypeBurstOK   Type = 8 // the neighbour's burst probe arrived: bursts work on this link
+	TypeObserved  Type = 9 // the UDP address the neighbour sees our packets come from
 )
+
+// lastType is the highest frame type this build knows.
+const lastType = TypeObserved
 
 // Sizes.
 const (
 	RoutedHeaderSize = 36 // type, hop limit, 2 reserved, source (16), destination (16)
 	ProbeSize        = 14 // type, reserved, id (4), timestamp (8)
+	ObservedSize     = 20 // type, reserved, port (2), address (16)
 	// DefaultHopLimit is the hop limit a source puts on a routed message.
 	DefaultHopLimit = 32
 )
@@ -53,7 +58,7 @@ func FrameType(frame []byte) (Type, error) {
 		return 0, ErrEmpty
 	}
 	t := Type(frame[0])
-	if t < TypeDirect || t > TypeBurstOK {
+	if t < TypeDirect || t > lastType {
 		return 0, ErrUnknownType
 	}
 	return t, nil
@@ -160,6 +165,29 @@ func ParseProbe(frame []byte) (p Probe, ack bool, err error) {
 	p.ID = binary.LittleEndian.Uint32(frame[2:6])
 	p.Sent = int64(binary.LittleEndian.Uint64(frame[6:14]))
 	return p, ack, nil
+}
+
+// AppendObserved appends an observed-address frame: we see the neighbour's authenticated packets
+// come from addr. It is how a node behind a NAT learns its public address (docs/connectivity.md).
+func AppendObserved(b []byte, addr netip.AddrPort) []byte {
+	a := addr.Addr().As16()
+	b = append(b, byte(TypeObserved), 0)
+	b = binary.BigEndian.AppendUint16(b, addr.Port())
+	return append(b, a[:]...)
+}
+
+// ParseObserved decodes an observed-address frame. IPv4 addresses come back unmapped.
+func ParseObserved(frame []byte) (netip.AddrPort, error) {
+	switch {
+	case len(frame) != ObservedSize:
+		return netip.AddrPort{}, ErrLength
+	case Type(frame[0]) != TypeObserved:
+		return netip.AddrPort{}, ErrUnknownType
+	case frame[1] != 0:
+		return netip.AddrPort{}, ErrReserved
+	}
+	addr := netip.AddrFrom16([16]byte(frame[4:20])).Unmap()
+	return netip.AddrPortFrom(addr, binary.BigEndian.Uint16(frame[2:4])), nil
 }
 
 // Payload returns the body of a direct, link-state or CRL frame.

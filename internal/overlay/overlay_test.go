@@ -76,7 +76,7 @@ func TestPayloadAndType(t *testing.T) {
 	if _, err := FrameType(nil); !errors.Is(err, ErrEmpty) {
 		t.Error(err)
 	}
-	for _, b := range []byte{0, byte(TypeBurstOK) + 1, 255} {
+	for _, b := range []byte{0, byte(lastType) + 1, 255} {
 		if _, err := FrameType([]byte{b}); !errors.Is(err, ErrUnknownType) {
 			t.Errorf("type %d: %v", b, err)
 		}
@@ -89,6 +89,28 @@ func TestPayloadAndType(t *testing.T) {
 	}
 	if _, err := Payload(AppendProbe(nil, Probe{}, false)); !errors.Is(err, ErrUnknownType) {
 		t.Errorf("probe has no plain payload: %v", err)
+	}
+}
+
+func TestObservedRoundTrip(t *testing.T) {
+	for _, a := range []string{"192.0.2.1:7946", "[2001:db8::1]:40000"} {
+		addr := netip.MustParseAddrPort(a)
+		f := AppendObserved(nil, addr)
+		if len(f) != ObservedSize {
+			t.Fatalf("%s: %d bytes", a, len(f))
+		}
+		got, err := ParseObserved(f)
+		if err != nil || got != addr {
+			t.Fatalf("%s: got %s, %v", a, got, err)
+		}
+	}
+	f := AppendObserved(nil, netip.MustParseAddrPort("192.0.2.1:1"))
+	if _, err := ParseObserved(f[:ObservedSize-1]); !errors.Is(err, ErrLength) {
+		t.Error(err)
+	}
+	f[1] = 1
+	if _, err := ParseObserved(f); !errors.Is(err, ErrReserved) {
+		t.Error(err)
 	}
 }
 
@@ -109,6 +131,7 @@ func FuzzParseFrame(f *testing.F) {
 	f.Add(AppendProbe(nil, Probe{ID: 7, Sent: 99}, false))
 	f.Add([]byte{byte(TypeDirect), 0x60, 0, 0})
 	f.Add([]byte{byte(TypeCRL)})
+	f.Add(AppendObserved(nil, netip.MustParseAddrPort("192.0.2.1:7946")))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		typ, err := FrameType(frame)
 		if err != nil {
@@ -123,6 +146,11 @@ func FuzzParseFrame(f *testing.F) {
 			re := append(AppendRouted(nil, h), p...)
 			if !bytes.Equal(re, frame) {
 				t.Fatalf("routed frame does not re-encode: %x vs %x", re, frame)
+			}
+		case TypeObserved:
+			a, err := ParseObserved(frame)
+			if err == nil && !bytes.Equal(AppendObserved(nil, a), frame) {
+				t.Fatal("observed address does not re-encode")
 			}
 		case TypeProbe, TypeProbeAck:
 			p, ack, err := ParseProbe(frame)
