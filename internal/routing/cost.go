@@ -13,6 +13,12 @@ const (
 	maxRTTUsed  = 60 * time.Second
 )
 
+// PenaltyLoss is the loss at which LinkCost stops growing: a link advertised with it costs 400 times
+// its lossless cost (at most MaxLinkCost). Such a link is a last resort: every node's SPF routes
+// around it, yet still uses it when it is the only way. Self-healing advertises it for a relay it
+// distrusts (through UpdateMetrics); flap damping for a suppressed link.
+const PenaltyLoss = maxLossUsed
+
 // LinkCost turns smoothed link measurements into a routing cost:
 //
 //	ceil((10 + RTT/100µs) / (1 − min(loss, 0.95))²), between 1 and MaxLinkCost.

@@ -57,6 +57,7 @@ type Config struct {
 	RevalidateInterval     time.Duration // 30 s: re-check held certificates (expiry, revocation)
 	CostHysteresis         float64       // 0.25: re-advertise a cost only when it moved this much
 	MaxNodes               int           // 4096: most originators held
+	Damping                DampingConfig // flap damping of links (damping.go); Damping.Disabled turns it off
 }
 
 func (c *Config) setDefaults() error {
@@ -78,6 +79,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxNodes <= 0 {
 		c.MaxNodes = 4096
+	}
+	if err := c.Damping.setDefaults(); err != nil {
+		return err
 	}
 	if c.Lifetime <= c.RefreshInterval {
 		return fmt.Errorf("routing: lifetime %s must exceed the refresh interval %s", c.Lifetime, c.RefreshInterval)
@@ -114,6 +118,7 @@ type Stats struct {
 	Retransmitted   uint64 // records sent again for lack of an acknowledgement
 	AgedOut         uint64 // records removed at expiry
 	Revoked         uint64 // records removed because their certificate stopped verifying
+	Suppressed      uint64 // links suppressed by flap damping
 	SignErrors      uint64
 	AcksDropped     uint64 // acknowledgements not queued because the per-neighbour queue was full
 	Restarts        uint64 // records installed with a larger incarnation than the one they replaced
@@ -175,6 +180,7 @@ type Router struct {
 	nbl      []*neighbour          // the same neighbours, sorted by ID
 	nbIDs    []NodeID              // their IDs, in the same order
 	byAdj    map[uint32]*neighbour // neighbours by current adjacency number
+	damp     damper                // flap penalties (damping.go)
 
 	seq           uint64
 	originated    bool
@@ -236,6 +242,7 @@ func New(cfg Config) (*Router, error) {
 		cache:  cfg.Cache,
 		nbrs:   make(map[NodeID]*neighbour),
 		byAdj:  make(map[uint32]*neighbour),
+		damp:   newDamper(cfg.Damping, cfg.MaxNodes),
 		gen:    1,
 	}, nil
 }
@@ -314,6 +321,7 @@ func (r *Router) LinkDown(now time.Time, id NodeID) {
 	if nb == nil {
 		return
 	}
+	r.dampLinkDown(now, id)
 	delete(r.nbrs, id)
 	delete(r.byAdj, nb.adj)
 	if i, found := slices.BinarySearchFunc(r.nbl, id, func(x *neighbour, id NodeID) int { return cmpID(x.id, id) }); found {
@@ -784,6 +792,9 @@ func (r *Router) NextDeadline() time.Time {
 	if !r.nextRevalid.IsZero() {
 		d = minTime(d, r.nextRevalid)
 	}
+	if !r.damp.due.IsZero() {
+		d = minTime(d, r.damp.due)
+	}
 	if !r.nbDueOK {
 		r.nbDue, r.nbDueOK = time.Time{}, true
 		for _, nb := range r.nbl {
@@ -823,6 +834,7 @@ func (r *Router) Tick(now time.Time) {
 	} else if !now.Before(r.nextRevalid) {
 		r.Revalidate(now)
 	}
+	r.dampTick(now)
 	if due, ok := r.originationDue(); ok && !now.Before(due) {
 		r.originate(now)
 	}
@@ -920,7 +932,7 @@ func (r *Router) Revalidate(now time.Time) {
 func (r *Router) localLinks() []LinkInfo {
 	links := make([]LinkInfo, 0, len(r.nbl))
 	for _, nb := range r.nbl {
-		links = append(links, LinkInfo{Neighbour: nb.id, Cost: nb.advCost, RTT: nb.metrics.RTT, Loss: nb.metrics.Loss})
+		links = append(links, LinkInfo{Neighbour: nb.id, Cost: r.advertisedCost(nb), RTT: nb.metrics.RTT, Loss: nb.metrics.Loss})
 	}
 	if len(links) > MaxLinks {
 		slices.SortStableFunc(links, func(a, b LinkInfo) int { return cmp.Compare(a.Cost, b.Cost) })

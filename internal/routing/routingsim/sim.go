@@ -734,7 +734,7 @@ func (n *Network) CheckSynchronised() error {
 	return nil
 }
 
-func (n *Network) truth() (idx map[NodeID]int, adj [][]truthEdge) {
+func (n *Network) truth(cost LinkCostFunc) (idx map[NodeID]int, adj [][]truthEdge) {
 	idx = make(map[NodeID]int)
 	for _, id := range n.order {
 		if n.nodes[id].Alive {
@@ -748,7 +748,7 @@ func (n *Network) truth() (idx map[NodeID]int, adj [][]truthEdge) {
 		if !l.up || !oka || !okb {
 			continue
 		}
-		c := uint64(routing.LinkCost(l.p.Metrics()))
+		c := cost(l.key.a, l.key.b, l.p)
 		adj[ia] = append(adj[ia], truthEdge{ib, c})
 		adj[ib] = append(adj[ib], truthEdge{ia, c})
 	}
@@ -797,14 +797,24 @@ func (h *distHeap) Pop() any {
 	return x
 }
 
+// LinkCostFunc gives the cost a check expects for the link between a and b (in either order).
+type LinkCostFunc func(a, b NodeID, p LinkParams) uint64
+
+// MeasuredCost is the cost the link's metrics give: what both ends advertise when nothing (no
+// damping, no self-healing penalty, no change inside the hysteresis band) says otherwise.
+func MeasuredCost(_, _ NodeID, p LinkParams) uint64 { return uint64(routing.LinkCost(p.Metrics())) }
+
 // CheckRoutes compares every live node's routing table with the shortest paths of the true topology
 // (live nodes, up links, the costs the links' metrics give). For every pair it checks that a route
 // exists exactly when the destination is reachable, that its cost is the true distance, and that
 // following each node's own next hop reaches the destination over up links at that cost — so
 // forwarding has no loop and no dead end. It assumes links' advertised costs equal their measured
 // costs (no change inside the hysteresis band).
-func (n *Network) CheckRoutes() error {
-	idx, adj := n.truth()
+func (n *Network) CheckRoutes() error { return n.CheckRoutesWith(MeasuredCost) }
+
+// CheckRoutesWith is CheckRoutes with the link costs cost gives (e.g. a suppressed link's penalty).
+func (n *Network) CheckRoutesWith(cost LinkCostFunc) error {
+	idx, adj := n.truth(cost)
 	live := make([]NodeID, 0, len(idx))
 	for _, id := range n.order {
 		if _, ok := idx[id]; ok {
@@ -850,7 +860,7 @@ func (n *Network) CheckRoutes() error {
 				if l == nil || !l.up || !n.nodes[r.NextHop].Alive {
 					return fmt.Errorf("%s→%s: %s forwards over a dead link", n.nodes[s].Name, n.nodes[d].Name, n.nodes[cur].Name)
 				}
-				total += uint64(routing.LinkCost(l.p.Metrics()))
+				total += cost(l.key.a, l.key.b, l.p)
 				cur = r.NextHop
 			}
 			if total != want {
