@@ -40,6 +40,16 @@ type Config struct {
 	Inbound   []Rule          `yaml:"inbound"`
 	Outbound  []Rule          `yaml:"outbound"`
 	Conntrack ConntrackConfig `yaml:"conntrack"`
+	// Policy, when set, is a second set of rules that every packet a rule would allow must pass as
+	// well: the mesh-wide access policy as it applies to this node (internal/policy). nil leaves the
+	// decision to Inbound and Outbound alone. It never comes from node.yaml.
+	Policy *PolicyRules `yaml:"-"`
+}
+
+// PolicyRules are the rules of the mesh policy layer. Empty lists deny everything.
+type PolicyRules struct {
+	Inbound  []Rule
+	Outbound []Rule
 }
 
 // Rule allows packets of one protocol and port range to or from the peers one selector names.
@@ -201,6 +211,9 @@ type rule struct {
 type ruleset struct {
 	gen      uint64
 	in, out  ruleList
+	layered  bool            // a policy layer is set: a packet needs a rule of both
+	pin      ruleList        // policy layer, inbound
+	pout     ruleList        // policy layer, outbound
 	ct       ConntrackConfig // with defaults
 	unreply  int64           // timeouts in nanoseconds, precomputed
 	tcpEst   int64
@@ -214,11 +227,17 @@ func compile(c *Config) (*ruleset, error) {
 	if err := rs.ct.validate(); err != nil {
 		return nil, err
 	}
-	for _, d := range []struct {
+	type ruleSource struct {
 		name  string
 		rules []Rule
 		list  *ruleList
-	}{{"inbound", c.Inbound, &rs.in}, {"outbound", c.Outbound, &rs.out}} {
+	}
+	dirs := []ruleSource{{"inbound", c.Inbound, &rs.in}, {"outbound", c.Outbound, &rs.out}}
+	if c.Policy != nil {
+		rs.layered = true
+		dirs = append(dirs, ruleSource{"policy inbound", c.Policy.Inbound, &rs.pin}, ruleSource{"policy outbound", c.Policy.Outbound, &rs.pout})
+	}
+	for _, d := range dirs {
 		if len(d.rules) > MaxRules {
 			return nil, fmt.Errorf("%s: %d rules, at most %d allowed", d.name, len(d.rules), MaxRules)
 		}
@@ -417,4 +436,17 @@ func (l *ruleList) match(proto uint8, hasPort bool, port uint16, peer *meshca.Ce
 		}
 	}
 	return -1
+}
+
+// policyAllows reports whether the policy layer (if any) has a rule of direction d allowing the
+// packet; without a policy layer everything passes it.
+func (rs *ruleset) policyAllows(d direction, proto uint8, hasPort bool, port uint16, peer *meshca.Certificate) bool {
+	if !rs.layered {
+		return true
+	}
+	list := &rs.pin
+	if d == dirOut {
+		list = &rs.pout
+	}
+	return list.match(proto, hasPort, port, peer) >= 0
 }

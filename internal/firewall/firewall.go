@@ -26,6 +26,7 @@ const (
 	ReasonNoIdentity       // no peer certificate, or not a node certificate with an overlay address
 	ReasonConntrackFull    // a rule matched but the flow table is full of live, replied flows
 	ReasonPeerLimit        // a rule matched but this peer already holds max_per_peer flows
+	ReasonPolicy           // a local rule matched but no rule of the policy layer (Config.Policy) did
 	numReasons
 
 	reasonFirstDeny = ReasonNoRule
@@ -43,6 +44,7 @@ var reasonNames = [numReasons]string{
 	ReasonNoIdentity:       "no-identity",
 	ReasonConntrackFull:    "conntrack-full",
 	ReasonPeerLimit:        "peer-limit",
+	ReasonPolicy:           "policy",
 }
 
 func (r Reason) String() string {
@@ -267,6 +269,9 @@ func (fw *Firewall) check(now time.Time, b []byte, peer *meshca.Certificate, d d
 	if idx < 0 {
 		return verdict(ReasonNoRule)
 	}
+	if !rs.policyAllows(d, p.Proto, p.HasPorts(), p.DstPort, peer) {
+		return verdict(ReasonPolicy)
+	}
 	// Start tracking, except for packets that never open a flow: later fragments and ICMPv6 other
 	// than echo (both untracked), echo replies and RST segments.
 	if !tracked || (p.Proto == ProtoICMPv6 && p.ICMPType != ICMPEchoRequest) || (p.Proto == ProtoTCP && p.TCPFlags&TCPRst != 0) {
@@ -324,20 +329,17 @@ func (ct *conntrack) current(i int32, rs *ruleset, peer *meshca.Certificate) boo
 	if e.origin == dirOut {
 		list = &rs.out
 	}
-	var idx int
+	proto, hasPort, port := e.key.proto, false, uint16(0)
 	switch {
 	case e.key.kind == kindEcho:
-		idx = list.match(ProtoICMPv6, false, 0, peer)
+		proto = ProtoICMPv6
 	case e.key.proto == ProtoTCP || e.key.proto == ProtoUDP:
-		port := e.key.localPort // the destination port of the flow's first packet
+		hasPort, port = true, e.key.localPort // the destination port of the flow's first packet
 		if e.origin == dirOut {
 			port = e.key.remotePort
 		}
-		idx = list.match(e.key.proto, true, port, peer)
-	default:
-		idx = list.match(e.key.proto, false, 0, peer)
 	}
-	if idx < 0 {
+	if list.match(proto, hasPort, port, peer) < 0 || !rs.policyAllows(e.origin, proto, hasPort, port, peer) {
 		ct.remove(i)
 		ct.stats.Revoked++
 		return false
