@@ -24,7 +24,9 @@ const DefaultCacheSize = 8192
 // are a well-formed record validly signed by the key whose ID is its origin": every other decision
 // (freshness, the certificate's validity and revocation) stays with each router.
 //
-// It is safe for concurrent use. When full it is emptied.
+// It keeps at most perOrigin verified records of each originator: a router asks only about records
+// newer than the one it holds, so a superseded version is never asked for again. It is safe for
+// concurrent use. When full it is emptied.
 type Cache struct {
 	mu      sync.Mutex
 	max     int
@@ -36,9 +38,17 @@ type Cache struct {
 	// router handed such a buffer (a simulator delivers one buffer to many routers) finds the record
 	// without hashing it. Bytes from anywhere else (a daemon's receive buffers) never match.
 	bufs map[*byte]*Record
+	// origins holds each originator's verified records in the cache, oldest first.
+	origins map[NodeID][]*Record
 
 	verifications atomic.Uint64
 }
+
+// perOrigin bounds the verified records of one originator that a Cache keeps: the newest, and a few
+// before it for routers of a simulation that lag behind. Without the bound every refresh and cost
+// change of every originator (a record of about 4 KB each) stayed until the cache filled, and a
+// node's heap grew by megabytes an hour.
+const perOrigin = 4
 
 // NewCache returns a cache of at most maxEntries records and as many certificates.
 func NewCache(maxEntries int) *Cache {
@@ -49,6 +59,7 @@ func NewCache(maxEntries int) *Cache {
 		max:     maxEntries,
 		records: make(map[[32]byte]*Record),
 		bufs:    make(map[*byte]*Record),
+		origins: make(map[NodeID][]*Record),
 		certs:   make(map[meshca.Fingerprint]certEntry),
 	}
 }
@@ -132,12 +143,42 @@ func (c *Cache) verify(raw []byte, cert *meshca.Certificate) (*Record, error) {
 
 func (c *Cache) store(h [32]byte, rec *Record) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.records) >= c.max {
 		clear(c.records)
 		clear(c.bufs)
+		clear(c.origins)
 	}
 	c.records[h] = rec
-	c.mu.Unlock()
+	if rec == nil {
+		return
+	}
+	held := append(c.origins[rec.Origin], rec)
+	if len(held) > perOrigin {
+		c.forget(held[0])
+		held = append(held[:0], held[1:]...)
+	}
+	c.origins[rec.Origin] = held
+}
+
+// forget removes a superseded record and the buffers registered for it. Called with mu held.
+func (c *Cache) forget(rec *Record) {
+	if c.records[rec.hash] == rec {
+		delete(c.records, rec.hash)
+	}
+	unregister := func(b []byte) {
+		if len(b) >= len(rec.raw) && len(rec.raw) > 0 {
+			if at := &b[len(b)-len(rec.raw)]; c.bufs[at] == rec {
+				delete(c.bufs, at)
+			}
+		}
+	}
+	unregister(rec.raw)
+	for i := range rec.msg {
+		if p := rec.msg[i].Load(); p != nil {
+			unregister(*p)
+		}
+	}
 }
 
 // register notes that raw, a buffer belonging to the verified record rec, holds rec's encoding.
