@@ -158,14 +158,19 @@ func (b *txBatch) flush(now time.Time) {
 
 // devWriter collects packets for the device and writes them as one batch. It belongs to the receive
 // loop. Each buffer has room for the device to coalesce a whole TCP burst into (64 KiB), so the
-// buffers are made as batches first need them, up to devBatch: a node whose batches hold a few
-// packets keeps a few buffers instead of 8 MiB.
+// buffers are made as batches need them, up to devBatch, and every devShrinkAfter batches the writer
+// lets go of those that none of them needed: a node whose batches hold a few packets keeps a few
+// buffers instead of 8 MiB, and a burst of traffic or a stalled loop leaves none behind for long.
 type devWriter struct {
-	n    *Node
-	bufs [][]byte // views handed to Write
-	mem  [][]byte // the full buffers behind bufs, at most devBatch
-	k    int
+	n       *Node
+	bufs    [][]byte // views handed to Write
+	mem     [][]byte // the full buffers behind bufs, at most devBatch
+	k       int
+	peak    int // the largest batch of this period
+	batches int // batches written in this period
 }
+
+const devShrinkAfter = 1024
 
 func newDevWriter(n *Node) *devWriter {
 	return &devWriter{n: n, bufs: make([][]byte, devBatch), mem: make([][]byte, 0, devBatch)}
@@ -192,11 +197,25 @@ func (w *devWriter) flush() {
 	}
 	k := w.k
 	w.k = 0
+	w.shrink(k)
 	if _, err := w.n.dev.Write(w.bufs[:k], netdev.Offset); err != nil {
 		w.n.log.Debug("device write", "err", err)
 		return
 	}
 	w.n.stats.delivered.Add(uint64(k))
+}
+
+// shrink counts a batch of k packets and, at the end of a period, drops the buffers beyond its
+// largest batch (and the views of them from earlier batches, which would keep them alive).
+func (w *devWriter) shrink(k int) {
+	w.peak = max(w.peak, k)
+	if w.batches++; w.batches < devShrinkAfter {
+		return
+	}
+	clear(w.mem[w.peak:])
+	clear(w.bufs[w.peak:])
+	w.mem = w.mem[:w.peak]
+	w.peak, w.batches = 0, 0
 }
 
 // rxBatch is the receive loop's state for one read: device writes and relayed frames to flush.

@@ -55,8 +55,9 @@ func TestPumpBuffersFitTheMTU(t *testing.T) {
 	}
 }
 
-// TestDevWriterBuffersFollowBatches: the device writer makes a buffer when a batch first needs it, so
-// it holds as many as its largest batch, never more than devBatch.
+// TestDevWriterBuffersFollowBatches: the device writer makes a buffer when a batch needs it, so it
+// holds as many as its largest batch, never more than devBatch, and lets go of those that the batches
+// of a whole period did not need.
 func TestDevWriterBuffersFollowBatches(t *testing.T) {
 	d := newNullTun()
 	n := &Node{dev: d, log: slog.New(slog.DiscardHandler)}
@@ -82,7 +83,18 @@ func TestDevWriterBuffersFollowBatches(t *testing.T) {
 	if len(w.mem) != devBatch {
 		t.Errorf("after a batch of %d: %d buffers, want %d", 2*devBatch+5, len(w.mem), devBatch)
 	}
-	if got, want := d.delivered(), uint64(100*3+1+2*devBatch+5); got != want {
+	for range 2 * devShrinkAfter {
+		batch(2)
+	}
+	if len(w.mem) != 2 {
+		t.Errorf("after %d batches of 2: %d buffers", 2*devShrinkAfter, len(w.mem))
+	}
+	for i, b := range w.bufs[2:] {
+		if b != nil {
+			t.Fatalf("view %d still holds a dropped buffer", 2+i)
+		}
+	}
+	if got, want := d.delivered(), uint64(100*3+1+2*devBatch+5+2*2*devShrinkAfter); got != want {
 		t.Errorf("device got %d packets, want %d", got, want)
 	}
 }
