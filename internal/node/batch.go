@@ -158,9 +158,10 @@ func (b *txBatch) flush(now time.Time) {
 
 // devWriter collects packets for the device and writes them as one batch. It belongs to the receive
 // loop. Each buffer has room for the device to coalesce a whole TCP burst into (64 KiB), so the
-// buffers are made as batches need them, up to devBatch, and every devShrinkAfter batches the writer
-// lets go of those that none of them needed: a node whose batches hold a few packets keeps a few
-// buffers instead of 8 MiB, and a burst of traffic or a stalled loop leaves none behind for long.
+// buffers are made as batches need them, up to devBatch, and after every devShrinkAfter batches the
+// writer keeps twice as many as the largest of them needed: a node whose batches hold a few packets
+// keeps a few buffers instead of 8 MiB, a burst of traffic or a stalled loop leaves none behind for
+// long, and batches whose size wavers do not make and drop buffers over and over.
 type devWriter struct {
 	n       *Node
 	bufs    [][]byte // views handed to Write
@@ -170,7 +171,7 @@ type devWriter struct {
 	batches int // batches written in this period
 }
 
-const devShrinkAfter = 1024
+const devShrinkAfter = 4096
 
 func newDevWriter(n *Node) *devWriter {
 	return &devWriter{n: n, bufs: make([][]byte, devBatch), mem: make([][]byte, 0, devBatch)}
@@ -205,16 +206,19 @@ func (w *devWriter) flush() {
 	w.n.stats.delivered.Add(uint64(k))
 }
 
-// shrink counts a batch of k packets and, at the end of a period, drops the buffers beyond its
-// largest batch (and the views of them from earlier batches, which would keep them alive).
+// shrink counts a batch of k packets and, at the end of a period whose largest batch used fewer than
+// half the buffers, drops those beyond twice that batch (and the views of them from earlier batches,
+// which would keep them alive).
 func (w *devWriter) shrink(k int) {
 	w.peak = max(w.peak, k)
 	if w.batches++; w.batches < devShrinkAfter {
 		return
 	}
-	clear(w.mem[w.peak:])
-	clear(w.bufs[w.peak:])
-	w.mem = w.mem[:w.peak]
+	if keep := 2 * w.peak; keep < len(w.mem) {
+		clear(w.mem[keep:])
+		clear(w.bufs[keep:])
+		w.mem = w.mem[:keep]
+	}
 	w.peak, w.batches = 0, 0
 }
 

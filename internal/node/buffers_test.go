@@ -56,8 +56,8 @@ func TestPumpBuffersFitTheMTU(t *testing.T) {
 }
 
 // TestDevWriterBuffersFollowBatches: the device writer makes a buffer when a batch needs it, so it
-// holds as many as its largest batch, never more than devBatch, and lets go of those that the batches
-// of a whole period did not need.
+// holds as many as its largest batch, never more than devBatch; after a period whose batches needed
+// fewer than half, it keeps twice what they needed, and batch sizes that waver cost no new buffers.
 func TestDevWriterBuffersFollowBatches(t *testing.T) {
 	d := newNullTun()
 	n := &Node{dev: d, log: slog.New(slog.DiscardHandler)}
@@ -83,18 +83,39 @@ func TestDevWriterBuffersFollowBatches(t *testing.T) {
 	if len(w.mem) != devBatch {
 		t.Errorf("after a batch of %d: %d buffers, want %d", 2*devBatch+5, len(w.mem), devBatch)
 	}
-	for range 2 * devShrinkAfter {
+	sent := uint64(100*3 + 1 + 2*devBatch + 5)
+	for range 2 * devShrinkAfter { // the spike's period, then one of batches of 2
 		batch(2)
+		sent += 2
 	}
-	if len(w.mem) != 2 {
-		t.Errorf("after %d batches of 2: %d buffers", 2*devShrinkAfter, len(w.mem))
+	if len(w.mem) != 4 {
+		t.Errorf("after a period of batches of 2: %d buffers, want 4", len(w.mem))
 	}
-	for i, b := range w.bufs[2:] {
+	for i, b := range w.bufs[4:] {
 		if b != nil {
-			t.Fatalf("view %d still holds a dropped buffer", 2+i)
+			t.Fatalf("view %d still holds a dropped buffer", 4+i)
 		}
 	}
-	if got, want := d.delivered(), uint64(100*3+1+2*devBatch+5+2*2*devShrinkAfter); got != want {
-		t.Errorf("device got %d packets, want %d", got, want)
+	// Periods whose largest batches are 4, 3 and 2 keep the same four buffers.
+	held := make([]*byte, len(w.mem))
+	for i, b := range w.mem {
+		held[i] = &b[0]
+	}
+	for _, k := range []int{4, 3, 2} {
+		for range devShrinkAfter {
+			batch(k)
+			sent += uint64(k)
+		}
+	}
+	if len(w.mem) != 4 {
+		t.Fatalf("after wavering batches: %d buffers, want 4", len(w.mem))
+	}
+	for i, b := range w.mem {
+		if &b[0] != held[i] {
+			t.Errorf("buffer %d was made again", i)
+		}
+	}
+	if got := d.delivered(); got != sent {
+		t.Errorf("device got %d packets, want %d", got, sent)
 	}
 }
