@@ -1,6 +1,6 @@
 // Package overlay defines the frames that travel inside a link session between two neighbours: IPv6
 // packets for the neighbour itself, routed messages for a node further away, link-state records,
-// probes that measure the link, and revocation lists.
+// probes that measure the link, revocation lists and access policies.
 //
 // It only encodes and decodes; it must never allocate on the decode path, never trust a length it has
 // not checked, and never interpret the payload of a routed message (that belongs to the end-to-end
@@ -18,19 +18,20 @@ type Type uint8
 
 // Frame types.
 const (
-	TypeDirect    Type = 1 // an IPv6 packet whose source or destination is the neighbour itself
-	TypeRouted    Type = 2 // a message for another node: header + opaque end-to-end payload
-	TypeLinkState Type = 3 // a routing message (internal/routing)
-	TypeProbe     Type = 4 // link measurement request
-	TypeProbeAck  Type = 5 // link measurement reply
-	TypeCRL       Type = 6 // a revocation list being spread over the mesh
-	TypeBurstLost Type = 7 // a burst the neighbour sent us whole was lost: split them for a while
-	TypeBurstOK   Type = 8 // the neighbour's burst probe arrived: bursts work on this link
-	TypeObserved  Type = 9 // the UDP address the neighbour sees our packets come from
+	TypeDirect    Type = 1  // an IPv6 packet whose source or destination is the neighbour itself
+	TypeRouted    Type = 2  // a message for another node: header + opaque end-to-end payload
+	TypeLinkState Type = 3  // a routing message (internal/routing)
+	TypeProbe     Type = 4  // link measurement request
+	TypeProbeAck  Type = 5  // link measurement reply
+	TypeCRL       Type = 6  // a revocation list being spread over the mesh
+	TypeBurstLost Type = 7  // a burst the neighbour sent us whole was lost: split them for a while
+	TypeBurstOK   Type = 8  // the neighbour's burst probe arrived: bursts work on this link
+	TypeObserved  Type = 9  // the UDP address the neighbour sees our packets come from
+	TypePolicy    Type = 10 // a signed access policy being spread over the mesh
 )
 
 // lastType is the highest frame type this build knows.
-const lastType = TypeObserved
+const lastType = TypePolicy
 
 // Sizes.
 const (
@@ -190,14 +191,14 @@ func ParseObserved(frame []byte) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(addr, binary.BigEndian.Uint16(frame[2:4])), nil
 }
 
-// Payload returns the body of a direct, link-state or CRL frame.
+// Payload returns the body of a direct, link-state, CRL or policy frame.
 func Payload(frame []byte) ([]byte, error) {
 	t, err := FrameType(frame)
 	if err != nil {
 		return nil, err
 	}
 	switch t {
-	case TypeDirect, TypeLinkState, TypeCRL:
+	case TypeDirect, TypeLinkState, TypeCRL, TypePolicy:
 		if len(frame) < 2 {
 			return nil, ErrShort
 		}

@@ -87,6 +87,12 @@ func TestPayloadAndType(t *testing.T) {
 	if _, err := Payload([]byte{byte(TypeCRL)}); !errors.Is(err, ErrShort) {
 		t.Errorf("empty crl: %v", err)
 	}
+	if _, err := Payload([]byte{byte(TypePolicy)}); !errors.Is(err, ErrShort) {
+		t.Errorf("empty policy: %v", err)
+	}
+	if p, err := Payload([]byte{byte(TypePolicy), 'X'}); err != nil || string(p) != "X" {
+		t.Errorf("policy payload: %q %v", p, err)
+	}
 	if _, err := Payload(AppendProbe(nil, Probe{}, false)); !errors.Is(err, ErrUnknownType) {
 		t.Errorf("probe has no plain payload: %v", err)
 	}
