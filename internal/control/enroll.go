@@ -65,32 +65,15 @@ func (s *Server) handleCA(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 // most limits.max_crl_wait) until a list newer than N exists, so nodes learn of a revocation
 // within moments without polling hard.
 func (s *Server) handleCRL(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	after, err := queryInt(r, "after", 1<<62)
-	if err != nil {
-		badRequest(w, err.Error())
-		return
-	}
-	waitSec, err := queryInt(r, "wait", int64(s.cfg.Limits.MaxCRLWait/time.Second))
+	after, hasAfter, wait, err := longPollQuery(r, s.cfg.Limits.MaxCRLWait)
 	if err != nil {
 		badRequest(w, err.Error())
 		return
 	}
 	cur, changed := s.crl.wait()
-	if r.URL.Query().Has("after") && cur.list.Number <= uint64(after) && waitSec > 0 {
-		select {
-		case s.crlWaiters <- struct{}{}:
-			t := time.NewTimer(time.Duration(waitSec) * time.Second)
-			select {
-			case <-changed:
-			case <-t.C:
-			case <-r.Context().Done():
-			}
-			t.Stop()
-			<-s.crlWaiters
-			cur = s.crl.get()
-		default:
-			// Too many waiters: answer at once; the node polls again.
-		}
+	if hasAfter && cur.list.Number <= after {
+		longPoll(r, s.crlWaiters, changed, wait)
+		cur = s.crl.get()
 	}
 	etag := `"crl-` + strconv.FormatUint(cur.list.Number, 10) + `"`
 	w.Header().Set("ETag", etag)
