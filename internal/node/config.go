@@ -35,6 +35,7 @@ type File struct {
 	Control     ControlFile     `yaml:"control,omitempty"`
 	LogLevel    string          `yaml:"log_level,omitempty"`
 	Heal        HealFile        `yaml:"heal,omitempty"`
+	DNS         DNSFile         `yaml:"dns,omitempty"`
 }
 
 // DeviceFile is the device section.
@@ -177,6 +178,9 @@ func (f *File) options() (Options, error) {
 	o.Discovery = f.Discovery
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
 	o.Heal = f.Heal.config()
+	if o.DNS, err = f.DNS.config(); err != nil {
+		return o, err
+	}
 	if err := f.Firewall.Validate(); err != nil {
 		return o, err
 	}

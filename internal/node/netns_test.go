@@ -44,7 +44,8 @@ func requireRoot(t *testing.T) {
 
 type lab struct {
 	t        *testing.T
-	discover bool // nodes find each other by LAN discovery instead of static peers
+	discover bool   // nodes find each other by LAN discovery instead of static peers
+	extra    string // appended to the configuration of every node started after it is set
 	dir      string
 	tag      string // unique per run, in namespace names
 	ca       *meshca.CA
@@ -168,6 +169,7 @@ func (l *lab) startNode(i int) {
 		l.t.Fatal(err)
 	}
 	data = append(data, labFirewall...)
+	data = append(data, l.extra...)
 	config := filepath.Join(l.dir, n.name+".yaml")
 	if err := os.WriteFile(config, data, 0o644); err != nil {
 		l.t.Fatal(err)

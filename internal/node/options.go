@@ -64,6 +64,7 @@ type Options struct {
 	CryptoWorkers int
 
 	Heal HealConfig // self-healing (heal.go); the zero value is enabled with the defaults
+	DNS  DNSConfig  // the name responder (dns.go); off unless enabled
 
 	Logger *slog.Logger
 

@@ -36,6 +36,14 @@ func (n *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	dns, err := n.startDNS()
+	if err != nil {
+		if admin != nil {
+			admin.close()
+		}
+		n.Close()
+		return err
+	}
 	n.Start(n.now())
 	n.workers = startWorkers(cryptoHelpers(n.opts.CryptoWorkers))
 	defer n.workers.stop() // after Close, which waits for the loops
@@ -50,6 +58,7 @@ func (n *Node) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case <-n.done:
 	}
+	dns.close()
 	if admin != nil {
 		admin.close()
 	}
