@@ -33,7 +33,7 @@ func (f DNSFile) config() (DNSConfig, error) {
 	if _, err := names.CheckDomain(f.Domain); err != nil {
 		return DNSConfig{}, fmt.Errorf("dns: %w", err)
 	}
-	return DNSConfig{Enabled: f.Enabled, Domain: f.Domain}, nil
+	return DNSConfig(f), nil
 }
 
 // nameSource gives the responder the certificates the node holds and verified: its own, and for every
