@@ -46,7 +46,7 @@ for i in $(seq "$RUNS"); do
   else
     failed=$((failed + 1))
     echo "run $i: FAILED ($log):"
-    # The assertions' messages: the test's own log lines, less its progress and the table.
+    # The assertions' messages: the test's log lines, less its progress (phase "...") and the node logs.
     grep -E '^\s+netns_(chaos_)?test\.go:[0-9]+: .' "$log" | grep -vE ': phase "|netns_test\.go:[0-9]+: --- ' | sed 's/^ */  /' || true
   fi
 done

@@ -150,18 +150,18 @@ func TestNetnsChaos(t *testing.T) {
 
 	c.catchMisdelivered()
 	c.waitLinks(30 * time.Second)
-	t.Logf("start-up: every link up %.1f s after the nodes started", time.Since(begun).Seconds())
+	t.Logf("phase \"start-up\": every link up %.1f s after the nodes started", time.Since(begun).Seconds())
 	for _, f := range [][2]int{{chaosSrcA, chaosDstA}, {chaosSrcB, chaosDstB}, {chaosSrcT, chaosDstT}} {
 		c.waitRoute(f[0], f[1], 30*time.Second, func(r RouteStatus) bool { return r.Hops >= 2 })
 	}
 	c.startTraffic()
 	flows := time.Now()
-	t.Logf("start-up: routes for every flow %.1f s after the nodes started; traffic starts", flows.Sub(begun).Seconds())
+	t.Logf("phase \"start-up\": routes for every flow %.1f s after the nodes started; traffic starts", flows.Sub(begun).Seconds())
 	c.settle(startup, flows)
 	if !startup.recovered {
 		t.Fatalf("the flows did not deliver steadily within %s of their start", chaosRecoverWithin)
 	}
-	t.Logf("start-up: every flow delivering steadily %.1f s after the nodes started", startup.recoveredAt.Sub(begun).Seconds())
+	t.Logf("phase \"start-up\": every flow delivering steadily %.1f s after the nodes started", startup.recoveredAt.Sub(begun).Seconds())
 
 	steady := c.beginPhase("steady", "no fault", "phase start")
 	c.settle(steady, time.Now())
@@ -492,7 +492,7 @@ func (c *chaosLab) start(p *chaosPhase, d int) {
 	for !c.nodeLinksUp(i) {
 		c.checkAlive()
 		if time.Now().After(deadline) {
-			c.t.Fatalf("phase %q: %s's links did not come back within %s", p.name, c.nodes[i].name, chaosRecoverWithin)
+			c.t.Fatalf("%s: %s's links did not come back within %s", p.name, c.nodes[i].name, chaosRecoverWithin)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
