@@ -93,6 +93,8 @@ const (
 	stateCertFile = "node.crt"
 	stateCAFile   = "ca.crt"
 	stateCRLFile  = "crl.pem"
+	// statePolicyFile keeps the newest access policy the node applied (Options.PolicyFile).
+	statePolicyFile = "policy.pem"
 )
 
 func (f *File) resolve(dir string) {
@@ -185,6 +187,9 @@ func (f *File) options() (Options, error) {
 		return o, err
 	}
 	o.Firewall = f.Firewall
+	if f.Control.State != "" {
+		o.PolicyFile = filepath.Join(f.Control.State, statePolicyFile)
+	}
 	level := slog.LevelInfo
 	if f.LogLevel != "" {
 		if err := level.UnmarshalText([]byte(f.LogLevel)); err != nil {

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"time"
 
-	"x0tta6bl4/internal/firewall"
 	"x0tta6bl4/internal/handshake"
 	"x0tta6bl4/internal/linkmon"
 	"x0tta6bl4/internal/meshca"
@@ -245,6 +244,7 @@ func (n *Node) tick(now time.Time) {
 		n.lastRevalidate = now
 		n.enforceCertificatesLocked(now)
 	}
+	n.tickPolicyLocked(now)
 	n.router.Tick(now)
 	n.flushRoutingLocked(now)
 }
@@ -399,16 +399,6 @@ func (n *Node) enforceCertificatesLocked(now time.Time) {
 	}
 	n.router.Revalidate(now)
 	n.fibDirty()
-}
-
-// ReloadFirewall replaces the firewall rules; tracked flows are kept and re-checked against the new
-// rules at their next packet (docs/firewall.md).
-func (n *Node) ReloadFirewall(cfg firewall.Config) error {
-	if err := n.fw.Reload(cfg); err != nil {
-		return err
-	}
-	n.log.Info("firewall rules reloaded", "inbound", len(cfg.Inbound), "outbound", len(cfg.Outbound))
-	return nil
 }
 
 // SetCertificate replaces the node's own certificate with a renewed one for the same keys. Sessions

@@ -38,8 +38,9 @@ type Node struct {
 	tel      *telemetryState // detector telemetry (telemetry.go)
 	start    time.Time
 
-	noticeMu sync.Mutex // guards notices
-	notices  *notices   // rate limits of the unknown-session notices we send (restart.go)
+	noticeMu sync.Mutex  // guards notices
+	notices  *notices    // rate limits of the unknown-session notices we send (restart.go)
+	policy   policyState // the mesh access policy (policy.go)
 
 	mu             sync.Mutex // guards everything below, and tunnel fields marked so
 	linkHS         *handshake.Machine
@@ -119,6 +120,7 @@ func New(opts Options) (*Node, error) {
 		nextHeal: now, lastExpire: now, lastSample: now,
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
+	n.initPolicy(now)
 	n.bursts.reasm = session.NewReassembler(session.ReassemblySlots)
 	// Every fragment transit packet fits the datagram a full-sized packet of ours needs.
 	n.pieceSize = session.PieceSize(opts.MTU+e2eOverhead, overlay.RoutedHeaderSize)

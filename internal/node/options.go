@@ -49,6 +49,9 @@ type Options struct {
 	Peers     []Peer
 	Discovery []string // interfaces to find neighbours on by link-local multicast (opt-in)
 	Firewall  firewall.Config
+	// PolicyFile keeps the newest access policy the node has applied, so that a restart starts with
+	// it and can never be rolled back to an older one (policy.go); empty: not kept.
+	PolicyFile string
 
 	AdminSocket   string // unix socket path for status/peers/routes/ping; empty: none
 	MetricsListen string // host:port for Prometheus metrics at /metrics (plain HTTP); empty: none

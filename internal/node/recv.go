@@ -207,6 +207,8 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 		n.burstLossReported(now, t, frame[1:])
 	case overlay.TypeBurstOK:
 		n.burstProbeAnswered(now, t, frame[1:])
+	case overlay.TypePolicy:
+		n.handlePolicyFrame(now, t, frame[1:])
 	}
 }
 
