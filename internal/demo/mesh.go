@@ -91,7 +91,10 @@ func mesh(e *env) error {
 			return err
 		}
 		opts := node.Options{Key: key, Cert: cert, CA: []*meshca.Certificate{ca.Certificate()},
-			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Device: spec.device, Firewall: demoFirewall, Logger: quiet}
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Device: spec.device, Firewall: demoFirewall, Logger: quiet,
+			// Every node can reach every other on 127.0.0.1: direct links would hide the multi-hop
+			// routing and the healing the demo is about.
+			NoPunch: true}
 		for _, p := range spec.peers {
 			opts.Peers = append(opts.Peers, node.Peer{Addr: nodes[p].node.UDPAddr(), Cert: nodes[p].cert})
 		}

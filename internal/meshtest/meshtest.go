@@ -186,6 +186,17 @@ func (m *Mesh) Link(a, b string, p LinkParams) error {
 	return nil
 }
 
+// Reach joins a and b in the underlay only: datagrams between them are carried, but neither is
+// configured to dial the other, as two hosts on one network that have not been introduced.
+func (m *Mesh) Reach(a, b string, p LinkParams) error {
+	na, nb := m.byName[a], m.byName[b]
+	if na == nil || nb == nil || na == nb {
+		return fmt.Errorf("meshtest: reach %s-%s: unknown node or a loop", a, b)
+	}
+	m.net.Link(na.udp, nb.udp, p)
+	return nil
+}
+
 // SetLink changes a link's delay, loss or state from now on; datagrams in flight keep their fate.
 func (m *Mesh) SetLink(a, b string, p LinkParams) error {
 	na, nb := m.byName[a], m.byName[b]

@@ -20,22 +20,26 @@ import (
 
 // File is the node's YAML configuration file (docs/node.md). Relative paths are relative to the file.
 type File struct {
-	Key         string          `yaml:"key"`
-	Cert        string          `yaml:"cert"`
-	CA          []string        `yaml:"ca"`
-	CRL         string          `yaml:"crl,omitempty"`
-	Listen      string          `yaml:"listen"`
-	AdminSocket string          `yaml:"admin_socket,omitempty"`
-	Metrics     string          `yaml:"metrics_listen,omitempty"` // host:port for Prometheus; empty: off
-	Device      DeviceFile      `yaml:"device,omitempty"`
-	Peers       []PeerFile      `yaml:"peers,omitempty"`
-	Discovery   []string        `yaml:"discovery,omitempty"` // interfaces for LAN discovery
-	Link        LinkFile        `yaml:"link,omitempty"`
-	Firewall    firewall.Config `yaml:"firewall,omitempty"`
-	Control     ControlFile     `yaml:"control,omitempty"`
-	LogLevel    string          `yaml:"log_level,omitempty"`
-	Heal        HealFile        `yaml:"heal,omitempty"`
-	DNS         DNSFile         `yaml:"dns,omitempty"`
+	Key         string     `yaml:"key"`
+	Cert        string     `yaml:"cert"`
+	CA          []string   `yaml:"ca"`
+	CRL         string     `yaml:"crl,omitempty"`
+	Listen      string     `yaml:"listen"`
+	AdminSocket string     `yaml:"admin_socket,omitempty"`
+	Metrics     string     `yaml:"metrics_listen,omitempty"` // host:port for Prometheus; empty: off
+	Device      DeviceFile `yaml:"device,omitempty"`
+	Peers       []PeerFile `yaml:"peers,omitempty"`
+	Discovery   []string   `yaml:"discovery,omitempty"` // interfaces for LAN discovery
+	// Relay: forward traffic for other nodes (default true); false makes the node a destination only.
+	Relay *bool `yaml:"relay,omitempty"`
+	// Punch: make direct links, through NATs, to nodes learnt from routing (default true).
+	Punch    *bool           `yaml:"punch,omitempty"`
+	Link     LinkFile        `yaml:"link,omitempty"`
+	Firewall firewall.Config `yaml:"firewall,omitempty"`
+	Control  ControlFile     `yaml:"control,omitempty"`
+	LogLevel string          `yaml:"log_level,omitempty"`
+	Heal     HealFile        `yaml:"heal,omitempty"`
+	DNS      DNSFile         `yaml:"dns,omitempty"`
 }
 
 // DeviceFile is the device section.
@@ -178,6 +182,8 @@ func (f *File) options() (Options, error) {
 		o.Peers = append(o.Peers, Peer{Addr: addr, Cert: c})
 	}
 	o.Discovery = f.Discovery
+	o.NoTransit = f.Relay != nil && !*f.Relay
+	o.NoPunch = f.Punch != nil && !*f.Punch
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
 	o.Heal = f.Heal.config()
 	if o.DNS, err = f.DNS.config(); err != nil {

@@ -136,6 +136,7 @@ func (n *Node) installLinkLocked(now time.Time, r *handshake.Result) {
 	if keys.Initiator {
 		n.sendKeepalive(now, t) // confirms the keys to the responder at once
 	}
+	n.sendObserved(now, t)
 	if !t.up {
 		n.linkUpLocked(now, t)
 	}
@@ -143,6 +144,11 @@ func (n *Node) installLinkLocked(now time.Time, r *handshake.Result) {
 
 func (n *Node) linkUpLocked(now time.Time, t *tunnel) {
 	t.up = true
+	if _, punched := n.connect.punches[t.id]; punched {
+		delete(n.connect.punches, t.id)
+		n.stats.punchDirect.Add(1)
+		n.log.Info("direct link punched", "peer", t.peer().Name, "addr", t.remoteAddr())
+	}
 	t.mon = linkmon.New(linkmon.Config{ProbeInterval: n.opts.ProbeInterval, DeadAfter: n.opts.DeadAfter}, now)
 	n.router.LinkUp(now, t.id, routing.Metrics{})
 	n.log.Info("link up", "peer", t.peer().Name, "addr", t.remoteAddr())
@@ -244,6 +250,7 @@ func (n *Node) tick(now time.Time) {
 		n.lastRevalidate = now
 		n.enforceCertificatesLocked(now)
 	}
+	n.tickConnectivityLocked(now)
 	n.tickPolicyLocked(now)
 	n.router.Tick(now)
 	n.flushRoutingLocked(now)
@@ -258,6 +265,9 @@ func (n *Node) tickLinkLocked(now time.Time, t *tunnel) {
 	case !t.up && alive && t.installed:
 		n.linkUpLocked(now, t)
 	}
+	if t.up && now.Sub(time.Unix(0, t.lastObserved.Load())) >= observedInterval {
+		n.sendObserved(now, t)
+	}
 	if t.installed {
 		if p, ok := t.mon.Probe(now); ok {
 			n.sendFrame(now, t, overlay.AppendProbe(make([]byte, 0, overlay.ProbeSize), p, false))
@@ -267,7 +277,8 @@ func (n *Node) tickLinkLocked(now time.Time, t *tunnel) {
 	if acts&session.ActionKeepalive != 0 {
 		n.sendKeepalive(now, t)
 	}
-	if acts&session.ActionRekey != 0 {
+	// A link that never had keys is dialled by its owner (dialLocked, punching), not rekeyed.
+	if acts&session.ActionRekey != 0 && t.installed {
 		t.lastDial = now
 		out, err := n.linkHS.Initiate(now, t.remoteAddr(), t.peer())
 		n.handleLinkOutputLocked(now, out, err)

@@ -38,9 +38,10 @@ type Node struct {
 	tel      *telemetryState // detector telemetry (telemetry.go)
 	start    time.Time
 
-	noticeMu sync.Mutex  // guards notices
-	notices  *notices    // rate limits of the unknown-session notices we send (restart.go)
-	policy   policyState // the mesh access policy (policy.go)
+	noticeMu sync.Mutex    // guards notices
+	notices  *notices      // rate limits of the unknown-session notices we send (restart.go)
+	connect  *connectivity // endpoints and hole punching (connect.go), guarded by mu
+	policy   policyState   // the mesh access policy (policy.go)
 
 	mu             sync.Mutex // guards everything below, and tunnel fields marked so
 	linkHS         *handshake.Machine
@@ -135,9 +136,12 @@ func New(opts Options) (*Node, error) {
 	if n.notices, err = newNotices(); err != nil {
 		return nil, err
 	}
+	if n.connect, err = newConnectivity(); err != nil {
+		return nil, err
+	}
 	// The incarnation tells peers that this process is not the one they had sessions with.
 	if n.router, err = routing.New(routing.Config{Key: opts.Key.Sign, Certificate: opts.Cert, Verifier: verifier,
-		Incarnation: uint64(now.UnixNano()), MaxOriginationHold: maxOriginationHold}); err != nil {
+		Incarnation: uint64(now.UnixNano()), NoTransit: opts.NoTransit, MaxOriginationHold: maxOriginationHold}); err != nil {
 		return nil, err
 	}
 	if n.conn = opts.Conn; n.conn == nil {

@@ -48,7 +48,16 @@ type Options struct {
 
 	Peers     []Peer
 	Discovery []string // interfaces to find neighbours on by link-local multicast (opt-in)
-	Firewall  firewall.Config
+	// NoTransit makes the node a destination only: it does not relay for others, and routes never
+	// pass through it (config relay: false).
+	NoTransit bool
+	// NoPunch stops the node from making direct links to nodes it learns of through routing
+	// (docs/connectivity.md); it then links only to configured and discovered peers.
+	NoPunch bool
+	// LocalAddrs lists the host's interface addresses, published as endpoints when the socket is bound
+	// to a wildcard address; nil lists them from the operating system.
+	LocalAddrs func() ([]netip.Addr, error)
+	Firewall   firewall.Config
 	// PolicyFile keeps the newest access policy the node has applied, so that a restart starts with
 	// it and can never be rolled back to an older one (policy.go); empty: not kept.
 	PolicyFile string
@@ -134,6 +143,9 @@ func (o *Options) check() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.LocalAddrs == nil {
+		o.LocalAddrs = interfaceAddrs
 	}
 	for i, p := range o.Peers {
 		if !p.Addr.IsValid() || p.Cert == nil {

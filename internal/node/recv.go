@@ -67,6 +67,7 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, o *
 	t.heard(now)
 	if from != t.remoteAddr() {
 		t.setRemote(from)
+		n.sendObserved(now, t) // it moved, or its NAT gave it a new mapping
 	}
 	rh, err := overlay.ParseRoutedHeader(head)
 	if err != nil {
@@ -145,6 +146,7 @@ func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, v
 		if from != t.remoteAddr() {
 			// An authenticated packet from a new address: the neighbour moved (WireGuard's roaming).
 			t.setRemote(from)
+			n.sendObserved(now, t)
 		}
 		if len(plain) > 0 {
 			n.handleFrame(now, t, plain, rx)
@@ -207,6 +209,8 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 		n.burstLossReported(now, t, frame[1:])
 	case overlay.TypeBurstOK:
 		n.burstProbeAnswered(now, t, frame[1:])
+	case overlay.TypeObserved:
+		n.handleObserved(now, t, frame)
 	case overlay.TypePolicy:
 		n.handlePolicyFrame(now, t, frame[1:])
 	}
@@ -221,14 +225,18 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 		n.countRoutedError(err)
 		return
 	}
-	// Handshake initiation, response and cookie reply, and unknown-session notices.
-	if (payload[0] < 1 || payload[0] > 3) && payload[0] != session.TypeUnknownSession {
+	// Handshake initiation, response and cookie reply, unknown-session notices and punch messages.
+	if (payload[0] < 1 || payload[0] > 3) && payload[0] != session.TypeUnknownSession && payload[0] != punchTypeByte {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
 	if h.Dst == n.addr {
-		if payload[0] == session.TypeUnknownSession {
+		switch payload[0] {
+		case session.TypeUnknownSession:
 			n.handleNotice(now, h.Src, payload)
+			return
+		case punchTypeByte:
+			n.handlePunchRequest(now, h.Src, payload)
 			return
 		}
 		n.mu.Lock()

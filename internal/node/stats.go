@@ -25,6 +25,10 @@ type counters struct {
 	peerRestarts                   atomic.Uint64
 	noticesSent, noticesAccepted   atomic.Uint64
 	noticesIgnored, noticesLimited atomic.Uint64
+	// Hole punching (connect.go): attempts, direct links they made, attempts that ended without one,
+	// and initiations the punch budget held back.
+	punchAttempts, punchDirect atomic.Uint64
+	punchFailed, punchLimited  atomic.Uint64
 }
 
 // Stats is a snapshot of the counters.
@@ -44,6 +48,8 @@ type Stats struct {
 	PeerRestarts                           uint64
 	NoticesSent, NoticesAccepted           uint64
 	NoticesIgnored, NoticesLimited         uint64
+	PunchAttempts, PunchDirect             uint64
+	PunchFailed, PunchLimited              uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -61,5 +67,7 @@ func (c *counters) snapshot() Stats {
 		PeerRestarts: c.peerRestarts.Load(),
 		NoticesSent:  c.noticesSent.Load(), NoticesAccepted: c.noticesAccepted.Load(),
 		NoticesIgnored: c.noticesIgnored.Load(), NoticesLimited: c.noticesLimited.Load(),
+		PunchAttempts: c.punchAttempts.Load(), PunchDirect: c.punchDirect.Load(),
+		PunchFailed: c.punchFailed.Load(), PunchLimited: c.punchLimited.Load(),
 	}
 }

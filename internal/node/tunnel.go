@@ -31,7 +31,9 @@ type tunnel struct {
 	remote    atomic.Pointer[netip.AddrPort] // link: the neighbour's UDP address
 	lastHeard atomic.Int64                   // Unix nanoseconds of the last authenticated packet
 	lastSent  atomic.Int64
-	queued    atomic.Bool // e2e: queue is not empty (read on the packet path)
+	// link: Unix nanoseconds we last told the neighbour where we see it (connect.go)
+	lastObserved atomic.Int64
+	queued       atomic.Bool // e2e: queue is not empty (read on the packet path)
 	// Link: transit packets handed to the neighbour for a node beyond it, and transit packets the
 	// neighbour relayed to us from a node beyond it. Honest neighbours' counts are the evidence a
 	// relay that drops what it should forward cannot falsify (docs/intelligence.md).

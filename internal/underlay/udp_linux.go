@@ -222,3 +222,18 @@ func (r *udpReader) zone(i uint32) string {
 	}
 	return z
 }
+
+// hopLimitControl returns the control message that sets one datagram's IP TTL (IPv4 destinations,
+// including through a dual-stack socket) or IPv6 hop limit.
+func hopLimitControl(to netip.AddrPort, hops int) []byte {
+	b := make([]byte, syscall.CmsgSpace(4))
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&b[0]))
+	if to.Addr().Unmap().Is4() {
+		h.Level, h.Type = syscall.SOL_IP, syscall.IP_TTL
+	} else {
+		h.Level, h.Type = syscall.SOL_IPV6, syscall.IPV6_HOPLIMIT
+	}
+	h.SetLen(syscall.CmsgLen(4))
+	binary.NativeEndian.PutUint32(b[syscall.CmsgLen(0):], uint32(hops))
+	return b
+}

@@ -53,3 +53,6 @@ func (r *udpReader) Read() (int, error) {
 func (r *udpReader) Message(int) (buf, oob []byte, from netip.AddrPort) {
 	return r.buf[:r.size], nil, r.from
 }
+
+// hopLimitControl is not built elsewhere: datagrams go with the system's TTL.
+func hopLimitControl(to netip.AddrPort, hops int) []byte { return nil }

@@ -134,6 +134,20 @@ func (u *UDPConn) Send(buf []byte, seg int, to netip.AddrPort) (int, error) {
 	return sent, err
 }
 
+// HopLimitedSender sends one datagram with a given IP TTL (IPv6 hop limit). Hole punching uses it to
+// open its own NAT's mapping with a packet that dies before it reaches the other side's NAT, where
+// it would otherwise leave a conntrack entry that spoils the other side's mapping
+// (docs/connectivity.md, "Hole punching").
+type HopLimitedSender interface {
+	SendHopLimited(pkt []byte, to netip.AddrPort, hops int) error
+}
+
+// SendHopLimited sends pkt to to with at most hops router hops.
+func (u *UDPConn) SendHopLimited(pkt []byte, to netip.AddrPort, hops int) error {
+	_, _, err := u.c.WriteMsgUDPAddrPort(pkt, hopLimitControl(to, hops), to)
+	return err
+}
+
 // splitReader cuts coalesced reads into their datagrams.
 type splitReader struct {
 	r   *udpReader

@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
 // TestReader: datagrams queued in the socket come back whole, in order, with their sender, both on
@@ -117,5 +120,50 @@ func TestSendRun(t *testing.T) {
 	}
 	if _, err := tx.Send(nil, seg, rx.LocalAddr()); err == nil {
 		t.Error("an empty send was accepted")
+	}
+}
+
+// SendHopLimited sets the IP TTL of the one datagram, from an IPv4 socket and from a dual-stack
+// one, and leaves the socket's other datagrams alone.
+func TestSendHopLimited(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("hop limits are set on Linux only")
+	}
+	rc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	p := ipv4.NewPacketConn(rc)
+	if err := p.SetControlMessage(ipv4.FlagTTL, true); err != nil {
+		t.Fatal(err)
+	}
+	to := rc.LocalAddr().(*net.UDPAddr).AddrPort()
+	for _, bind := range []string{"127.0.0.1:0", "[::]:0"} {
+		u, err := ListenUDP(netip.MustParseAddrPort(bind), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := u.SendHopLimited([]byte("low"), to, 3); err != nil {
+			t.Fatalf("%s: %v", bind, err)
+		}
+		if _, err := u.Send([]byte("normal"), 6, to); err != nil {
+			t.Fatal(err)
+		}
+		u.Close()
+		buf := make([]byte, 64)
+		for _, want := range []string{"low", "normal"} {
+			rc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, cm, _, err := p.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("%s: %v", bind, err)
+			}
+			if string(buf[:n]) != want {
+				t.Fatalf("%s: got %q, want %q", bind, buf[:n], want)
+			}
+			if want == "low" && cm.TTL != 3 || want == "normal" && cm.TTL <= 3 {
+				t.Fatalf("%s: %q arrived with TTL %d", bind, want, cm.TTL)
+			}
+		}
 	}
 }
