@@ -35,7 +35,7 @@ func commands() []command {
 		{"demo", "run the demonstration: a CA, certified nodes, revocation and post-quantum TLS", runDemo},
 		{"node", "run a mesh node (--config node.yaml)", runNode},
 		{"status", "show the running node's status", runStatus},
-		{"peers", "show the running node's neighbours and link quality", runPeers},
+		{"peers", "show every peer: direct (at which endpoint) or relayed (through whom), and why", runPeers},
 		{"routes", "show the running node's routes", runRoutes},
 		{"ping", "ping a node through the mesh", runPing},
 		{"heal", "show the running node's self-healing state and decisions", runNodeHeal},

@@ -167,14 +167,17 @@ func runPeers(e *env, args []string) error {
 		return err
 	}
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tSTATE\tOVERLAY\tREMOTE\tRTT\tJITTER\tLOSS")
+	fmt.Fprintln(w, "NAME\tPATH\tOVERLAY\tENDPOINT / VIA\tRTT\tJITTER\tLOSS\tWHY")
 	for _, p := range peers {
-		state := "down"
-		if p.Up {
-			state = "up"
+		switch p.Path {
+		case "relayed":
+			fmt.Fprintf(w, "%s\trelayed\t%s\tvia %s\t\t\t\t%s\n", p.Name, p.Overlay, p.Via, p.Why)
+		case "direct":
+			fmt.Fprintf(w, "%s\tdirect\t%s\t%s\t%s\t%s\t%.1f%%\t%s\n", p.Name, p.Overlay, p.Remote,
+				p.RTT.Round(time.Microsecond), p.Jitter.Round(time.Microsecond), 100*p.Loss, p.Why)
+		default:
+			fmt.Fprintf(w, "%s\tdown\t%s\t%s\t\t\t\t%s\n", p.Name, p.Overlay, p.Remote, p.Why)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f%%\n", p.Name, state, p.Overlay, p.Remote,
-			p.RTT.Round(time.Microsecond), p.Jitter.Round(time.Microsecond), 100*p.Loss)
 	}
 	return w.Flush()
 }

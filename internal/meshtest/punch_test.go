@@ -58,7 +58,19 @@ func TestPunchMakesDirectLink(t *testing.T) {
 		if after := m.Node("b").Status().Stats.Forwarded; after != before {
 			t.Errorf("seed %d: relay b forwarded %d packets after the punch", seed, after-before)
 		}
+		if p := peerPath(a, "c"); p.Path != "direct" || (p.Why != "punched" && p.Why != "dialled us") {
+			t.Errorf("seed %d: a shows c as %+v", seed, p)
+		}
 	}
+}
+
+func peerPath(n *Node, name string) node.PeerStatus {
+	for _, p := range n.PeerPaths() {
+		if p.Name == name {
+			return p
+		}
+	}
+	return node.PeerStatus{}
 }
 
 // TestNoPunchKeepsRelaying: with punching off, a and c stay two hops apart.
@@ -71,5 +83,8 @@ func TestNoPunchKeepsRelaying(t *testing.T) {
 	m.Run(3 * time.Second)
 	if rt, _ := route(a, "c"); rt.Hops != 2 {
 		t.Fatalf("route a -> c is %+v with punching off", rt)
+	}
+	if p := peerPath(a, "c"); p.Path != "relayed" || p.Via != "b" || p.Why != "punching off (punch: false)" {
+		t.Fatalf("a shows c as %+v", p)
 	}
 }

@@ -133,7 +133,7 @@ func (n *Node) admin(req AdminRequest) (any, error) {
 	case "status":
 		return n.Status(), nil
 	case "peers":
-		return n.Peers(), nil
+		return n.PeerPaths(), nil
 	case "routes":
 		return n.Routes(), nil
 	case "graph":

@@ -10,9 +10,11 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"x0tta6bl4/internal/identity"
@@ -308,6 +310,9 @@ func (n *Node) punchLocked(now time.Time, id routing.NodeID, cert *meshca.Certif
 	if t.up {
 		return
 	}
+	if t.how == "" {
+		t.how = "punched"
+	}
 	t.lastDial = now
 	n.linkHS.Abandon(cert)
 	out, err := n.linkHS.Initiate(now, eps[0].Addr, cert)
@@ -369,4 +374,21 @@ func (n *Node) handlePunchRequest(now time.Time, src netip.Addr, msg []byte) {
 		return
 	}
 	n.punchLocked(now, id, cert, rec.Endpoints, 0, false)
+}
+
+// punchReasonLocked says why node id is reached through relays rather than directly.
+func (n *Node) punchReasonLocked(now time.Time, id routing.NodeID) string {
+	rec := n.router.Record(id)
+	switch st := n.connect.punches[id]; {
+	case n.opts.NoPunch:
+		return "punching off (punch: false)"
+	case rec == nil || len(rec.Endpoints) == 0:
+		return "it publishes no endpoint"
+	case st == nil:
+		return "not tried: beyond the closest " + strconv.Itoa(maxWanted)
+	case st.failed:
+		return fmt.Sprintf("%d punches failed (symmetric NAT or UDP blocked?); next in %s", st.attempts, st.next.Sub(now).Round(time.Second))
+	default:
+		return fmt.Sprintf("punching (attempt %d)", st.attempts)
+	}
 }

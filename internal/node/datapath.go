@@ -78,6 +78,11 @@ func (n *Node) route(now time.Time, pkt []byte) (fibEntry, bool) {
 		return fibEntry{}, false
 	}
 	n.stats.sent.Add(1)
+	if e.direct {
+		n.stats.sentDirectBytes.Add(uint64(len(pkt)))
+	} else {
+		n.stats.sentRelayedBytes.Add(uint64(len(pkt)))
+	}
 	return e, true
 }
 

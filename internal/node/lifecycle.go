@@ -45,7 +45,7 @@ func (n *Node) dialLocked(now time.Time, p *Peer) {
 		t = n.newTunnelLocked(kindLink, p.Cert, now)
 		n.links[id] = t
 	}
-	t.static = p
+	t.static, t.how = p, "configured"
 	if !t.remoteAddr().IsValid() {
 		t.setRemote(p.Addr)
 	}
@@ -120,6 +120,10 @@ func (n *Node) installLinkLocked(now time.Time, r *handshake.Result) {
 			return
 		}
 		t = n.newTunnelLocked(kindLink, r.Peer, now)
+		t.how = "dialled us"
+		if r.Initiator {
+			t.how = "discovered" // we dialled a beacon's sender (discovery.go)
+		}
 		n.links[id] = t
 	}
 	t.cert.Store(r.Peer)

@@ -35,6 +35,8 @@ var (
 	descLinkQuiet = prometheus.NewDesc("x0tta6bl4_link_silence_seconds", "Time since the neighbour was last heard.", []string{"peer"}, nil)
 	descRestarts  = prometheus.NewDesc("x0tta6bl4_node_peer_restarts_total", "Peers seen restarting: a larger incarnation in their link-state record.", nil, nil)
 	descNotices   = prometheus.NewDesc("x0tta6bl4_node_unknown_session_notices_total", "Unknown-session notices: sent for packets naming a session this node does not know; received and acted on (accepted), not about a packet this node sent (ignored), or over the rate limit (limited).", []string{"event"}, nil)
+	descPunch     = prometheus.NewDesc("x0tta6bl4_node_punch_total", "Hole punching towards nodes reached through relays: attempts, direct links they made, attempts that ended without one, and initiations held back by the punch budget.", []string{"result"}, nil)
+	descPathBytes = prometheus.NewDesc("x0tta6bl4_node_sent_bytes_total", "Bytes of overlay packets sent from the device, by path: straight to the destination's link (direct) or through relays (relayed).", []string{"path"}, nil)
 	descTransit   = prometheus.NewDesc("x0tta6bl4_link_transit_packets_total", "Transit packets on the link for nodes beyond its ends: handed to the neighbour to relay (out), relayed by the neighbour to us (in).", []string{"peer", "direction"}, nil)
 )
 
@@ -53,7 +55,7 @@ func (ch metricSink) gauge(d *prometheus.Desc, v float64, labels ...string) {
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descBursts, descHSErrors, descRouteChg,
-		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit, descRestarts, descNotices} {
+		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit, descRestarts, descNotices, descPunch, descPathBytes} {
 		ch <- d
 	}
 }
@@ -83,6 +85,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	out.counter(descRouteChg, s.RouteChanges)
 	out.counter(descRestarts, s.PeerRestarts)
+	for result, v := range map[string]uint64{"attempt": s.PunchAttempts, "direct": s.PunchDirect,
+		"failed": s.PunchFailed, "limited": s.PunchLimited} {
+		out.counter(descPunch, v, result)
+	}
+	out.counter(descPathBytes, s.SentDirectBytes, "direct")
+	out.counter(descPathBytes, s.SentRelayedBytes, "relayed")
 	for event, v := range map[string]uint64{"sent": s.NoticesSent, "accepted": s.NoticesAccepted,
 		"ignored": s.NoticesIgnored, "limited": s.NoticesLimited} {
 		out.counter(descNotices, v, event)

@@ -29,6 +29,8 @@ type counters struct {
 	// and initiations the punch budget held back.
 	punchAttempts, punchDirect atomic.Uint64
 	punchFailed, punchLimited  atomic.Uint64
+	// Bytes of the packets sent from the device: to a neighbour directly, or through relays.
+	sentDirectBytes, sentRelayedBytes atomic.Uint64
 }
 
 // Stats is a snapshot of the counters.
@@ -50,6 +52,7 @@ type Stats struct {
 	NoticesIgnored, NoticesLimited         uint64
 	PunchAttempts, PunchDirect             uint64
 	PunchFailed, PunchLimited              uint64
+	SentDirectBytes, SentRelayedBytes      uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -69,5 +72,6 @@ func (c *counters) snapshot() Stats {
 		NoticesIgnored: c.noticesIgnored.Load(), NoticesLimited: c.noticesLimited.Load(),
 		PunchAttempts: c.punchAttempts.Load(), PunchDirect: c.punchDirect.Load(),
 		PunchFailed: c.punchFailed.Load(), PunchLimited: c.punchLimited.Load(),
+		SentDirectBytes: c.sentDirectBytes.Load(), SentRelayedBytes: c.sentRelayedBytes.Load(),
 	}
 }

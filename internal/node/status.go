@@ -40,6 +40,11 @@ type PeerStatus struct {
 	// transit packets it relayed to us from nodes beyond it.
 	TransitOut uint64 `json:"transit_out"`
 	TransitIn  uint64 `json:"transit_in"`
+	// Path is "direct" (a link to the node itself is up), "relayed" (through Via) or "down"; Why
+	// says how the link came to be, or why the node is not reached directly.
+	Path string `json:"path"`
+	Via  string `json:"via,omitempty"`
+	Why  string `json:"why"`
 }
 
 // RouteStatus is one entry of the forwarding table.
@@ -85,10 +90,43 @@ func (n *Node) Peers() []PeerStatus {
 	for _, t := range n.links {
 		c := t.peer()
 		m := t.mon.Metrics(now)
-		out = append(out, PeerStatus{Name: c.Name, SPIFFEID: c.SPIFFEID().String(), Overlay: c.Overlay,
+		p := PeerStatus{Name: c.Name, SPIFFEID: c.SPIFFEID().String(), Overlay: c.Overlay,
 			Remote: t.remoteAddr().String(), Up: t.up, RTT: m.RTT, Jitter: m.Jitter, Loss: m.Loss,
 			Silence: now.Sub(time.Unix(0, t.lastHeard.Load())), Static: t.static != nil,
-			TransitOut: t.transitOut.Load(), TransitIn: t.transitIn.Load()})
+			TransitOut: t.transitOut.Load(), TransitIn: t.transitIn.Load(), Path: "down", Why: t.how}
+		if t.up {
+			p.Path = "direct"
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// PeerPaths returns Peers and, for every other node routing reaches, the relay it is reached
+// through and why not directly: what 'x0tta6bl4 peers' shows.
+func (n *Node) PeerPaths() []PeerStatus {
+	out := n.Peers()
+	now := n.now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i := range out {
+		if !out[i].Up {
+			if id, ok := n.router.NodeByAddr(out[i].Overlay); ok {
+				out[i].Why = n.punchReasonLocked(now, id)
+			}
+		}
+	}
+	for addr, e := range n.fib.Load().byAddr {
+		if e.direct {
+			continue
+		}
+		i := slices.IndexFunc(out, func(p PeerStatus) bool { return p.Overlay == addr })
+		if i < 0 {
+			out = append(out, PeerStatus{Name: e.cert.Name, SPIFFEID: e.cert.SPIFFEID().String(), Overlay: addr})
+			i = len(out) - 1
+		}
+		out[i].Path, out[i].Via, out[i].Why = "relayed", e.nextHop.peer().Name, n.punchReasonLocked(now, e.id)
 	}
 	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -52,6 +52,7 @@ type tunnel struct {
 	mon         *linkmon.Monitor // link only
 	up          bool             // link: announced to routing
 	static      *Peer            // link: configured peer, redialled when down
+	how         string           // link: how it came to be: configured, punched, discovered, dialled us
 	lastDial    time.Time        // link: last handshake we started
 	lastMetrics time.Time        // link: last metrics handed to routing
 	installed   bool             // a handshake completed at least once
