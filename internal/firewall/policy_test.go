@@ -87,3 +87,19 @@ func TestPolicyReload(t *testing.T) {
 	}
 	want(t, "echo after refused reload", fw.Inbound(at(3*time.Second), in(a, icmp(ICMPEchoRequest, 0, 2, nil)), a), ReasonRule, 0)
 }
+
+// BenchmarkRuleMatchPolicyLayer is BenchmarkRuleMatch with a policy layer as long as the local
+// rules: a packet that no flow covers is matched against both.
+func BenchmarkRuleMatchPolicyLayer(b *testing.B) {
+	cfg := benchConfig()
+	cfg.Policy = &PolicyRules{Inbound: benchConfig().Inbound, Outbound: benchConfig().Outbound}
+	fw := newFW(b, cfg)
+	p := benchPeer()
+	pkt := in(p, icmp(ICMPPacketTooBig, 0, 0, nil))
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := fw.Inbound(t0, pkt, p); v.Reason != ReasonRule {
+			b.Fatal(v)
+		}
+	}
+}

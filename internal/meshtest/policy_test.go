@@ -252,3 +252,48 @@ func TestPolicyReachesLateNode(t *testing.T) {
 
 // policyAnnounce is node's policyAnnounceInterval.
 const policyAnnounce = time.Minute
+
+// TestPolicyWithoutICMPHealsNothing: self-healing probes are ICMPv6 echo and obey the firewall. A
+// policy that grants TCP only stops them at the prober, so a healthy mesh gets no verdict against a
+// neighbour whose destinations fell silent because of the policy.
+func TestPolicyWithoutICMPHealsNothing(t *testing.T) {
+	m, err := New(Config{Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddNodes("a", "b", "c", "d"); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range [][2]string{{"a", "b"}, {"b", "c"}, {"c", "d"}, {"d", "a"}} {
+		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	m.Run(20 * time.Second)
+	sent := map[string]uint64{}
+	for _, n := range m.Nodes() {
+		h := n.Heal()
+		if h.ProbesOK == 0 {
+			t.Fatalf("%s: no probe answered before the policy: the test tests nothing", n.Name)
+		}
+		sent[n.Name] = h.ProbesSent
+	}
+	any1 := []meshca.Selector{{Kind: meshca.SelectAny}}
+	p, err := m.CA().SignPolicy(1, []meshca.Grant{{Src: any1, Dst: any1, Ports: []meshca.PortRange{{Proto: meshca.ProtoTCP}}}}, m.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Node("a").UpdatePolicy(p); err != nil {
+		t.Fatal(err)
+	}
+	m.Run(time.Minute)
+	for _, n := range m.Nodes() {
+		h := n.Heal()
+		if policyVersion(n) != 1 || h.Penalties != 0 || h.ProbesSent > sent[n.Name]+1 {
+			t.Errorf("%s: policy %d, %d penalties, %d probes sent after the policy", n.Name, policyVersion(n), h.Penalties, h.ProbesSent-sent[n.Name])
+		}
+	}
+}
