@@ -103,6 +103,25 @@ var migrations = []string{
 		remote TEXT NOT NULL
 	);
 	CREATE INDEX audit_log_at ON audit_log(at);`,
+	// 2: the latest signed link-state record of each node, handed to the nodes that may reach it, and
+	// the counter that numbers what was handed out (records.go).
+	`CREATE TABLE mesh_records (
+		node_id BIGINT NOT NULL PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+		sequence BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		certificate TEXT NOT NULL,
+		record TEXT NOT NULL,
+		received_at BIGINT NOT NULL,
+		generation BIGINT NOT NULL,
+		published_expires BIGINT NOT NULL,
+		published_digest TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX mesh_records_generation ON mesh_records(generation);
+	CREATE TABLE mesh_record_generation (
+		id INTEGER NOT NULL PRIMARY KEY,
+		generation BIGINT NOT NULL
+	);
+	INSERT INTO mesh_record_generation (id, generation) VALUES (1, 0);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

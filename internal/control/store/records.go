@@ -1,0 +1,137 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// MeshRecord is the latest signed link-state record a node reported, with its certificate, as the
+// control plane hands it to the nodes that may reach it. The server verifies both before storing
+// them; the store keeps them as opaque bytes.
+type MeshRecord struct {
+	NodeID      int64
+	NodeName    string   // filled by reads
+	NodeGroups  []string // filled by reads
+	Sequence    uint64   // the record's sequence number; at most math.MaxInt64
+	Expires     time.Time
+	Certificate []byte
+	Record      []byte
+	ReceivedAt  time.Time
+	// Generation numbers the last time the record was published: handed out as news to nodes
+	// that long-poll for records changed after a generation. Every publication takes a new number
+	// from NextRecordGeneration, so generations are unique.
+	Generation uint64
+	// PublishedExpires and PublishedDigest describe the record as last published, so that the
+	// server can tell whether a newer one is news (docs/control.md, "Signed records").
+	PublishedExpires time.Time
+	PublishedDigest  string
+}
+
+const recordCols = "r.node_id, n.name, n.groups_list, r.sequence, r.expires_at, r.certificate, r.record, r.received_at, r.generation, r.published_expires, r.published_digest"
+
+func scanRecord(sc interface{ Scan(...any) error }) (*MeshRecord, error) {
+	var (
+		r                     MeshRecord
+		groups, cert, rec     string
+		seq, gen, e, got, pub int64
+	)
+	if err := sc.Scan(&r.NodeID, &r.NodeName, &groups, &seq, &e, &cert, &rec, &got, &gen, &pub, &r.PublishedDigest); err != nil {
+		return nil, err
+	}
+	var err error
+	if r.Certificate, err = base64.StdEncoding.DecodeString(cert); err != nil {
+		return nil, fmt.Errorf("stored certificate: %w", err)
+	}
+	if r.Record, err = base64.StdEncoding.DecodeString(rec); err != nil {
+		return nil, fmt.Errorf("stored record: %w", err)
+	}
+	r.NodeGroups = splitGroups(groups)
+	r.Sequence, r.Generation = uint64(seq), uint64(gen)
+	r.Expires, r.ReceivedAt, r.PublishedExpires = fromMS(e), fromMS(got), fromMS(pub)
+	return &r, nil
+}
+
+// RecordOf returns the stored record of a node (ErrNotFound if it has none).
+func (o Ops) RecordOf(ctx context.Context, nodeID int64) (*MeshRecord, error) {
+	r, err := scanRecord(o.queryRow(ctx, "SELECT "+recordCols+" FROM mesh_records r JOIN nodes n ON n.id = r.node_id WHERE r.node_id = ?", nodeID))
+	if err != nil {
+		return nil, fmt.Errorf("store: record: %w", mapErr(err))
+	}
+	return r, nil
+}
+
+// PutRecord stores r as its node's record if the node has none or only one with a lower sequence
+// number, and reports whether it did: a stored record never goes back, whichever of two racing
+// writers commits last.
+func (o Ops) PutRecord(ctx context.Context, r *MeshRecord) (bool, error) {
+	if r.Sequence > math.MaxInt64 || r.Generation > math.MaxInt64 {
+		return false, errors.New("store: put record: sequence or generation beyond 2^63-1")
+	}
+	res, err := o.exec(ctx, `INSERT INTO mesh_records (node_id, sequence, expires_at, certificate, record, received_at, generation,
+		published_expires, published_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (node_id) DO UPDATE SET sequence = excluded.sequence, expires_at = excluded.expires_at,
+			certificate = excluded.certificate, record = excluded.record, received_at = excluded.received_at,
+			generation = excluded.generation, published_expires = excluded.published_expires,
+			published_digest = excluded.published_digest
+		WHERE mesh_records.sequence < excluded.sequence`,
+		r.NodeID, int64(r.Sequence), ms(r.Expires), base64.StdEncoding.EncodeToString(r.Certificate),
+		base64.StdEncoding.EncodeToString(r.Record), ms(r.ReceivedAt), int64(r.Generation), ms(r.PublishedExpires), r.PublishedDigest)
+	if err != nil {
+		return false, fmt.Errorf("store: put record: %w", mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: put record: %w", err)
+	}
+	return n == 1, nil
+}
+
+// NextRecordGeneration takes the next record generation number. Call it in the transaction that
+// publishes the record, so that a generation is visible only with its record.
+func (o Ops) NextRecordGeneration(ctx context.Context) (uint64, error) {
+	var g int64
+	if err := o.queryRow(ctx, "UPDATE mesh_record_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation").Scan(&g); err != nil {
+		return 0, fmt.Errorf("store: next record generation: %w", mapErr(err))
+	}
+	return uint64(g), nil
+}
+
+// RecordGeneration returns the last record generation number taken (0: none yet).
+func (o Ops) RecordGeneration(ctx context.Context) (uint64, error) {
+	var g int64
+	if err := o.queryRow(ctx, "SELECT generation FROM mesh_record_generation WHERE id = 1").Scan(&g); err != nil {
+		return 0, fmt.Errorf("store: record generation: %w", mapErr(err))
+	}
+	return uint64(g), nil
+}
+
+// ListRecords returns, oldest publication first, at most limit records of unrevoked nodes that
+// have not expired at now and were last published at a generation in (after, upTo].
+func (o Ops) ListRecords(ctx context.Context, after, upTo uint64, now time.Time, limit int) ([]MeshRecord, error) {
+	if after > math.MaxInt64 || upTo > math.MaxInt64 {
+		return nil, errors.New("store: list records: generation beyond 2^63-1")
+	}
+	rows, err := o.query(ctx, "SELECT "+recordCols+` FROM mesh_records r JOIN nodes n ON n.id = r.node_id
+		WHERE n.revoked_at = 0 AND r.expires_at > ? AND r.generation > ? AND r.generation <= ?
+		ORDER BY r.generation LIMIT ?`, ms(now), int64(after), int64(upTo), clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: list records: %w", err)
+	}
+	defer rows.Close()
+	var out []MeshRecord
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list records: %w", err)
+		}
+		out = append(out, *r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list records: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,163 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/control/store/storetest"
+)
+
+func insertNode(t *testing.T, s *store.Store, name string) *store.Node {
+	t.Helper()
+	n := &store.Node{Name: name, KeyID: "k-" + name, Overlay: "fd74::1", SPIFFEID: "spiffe://m/node/" + name, Groups: []string{"web", "ops"},
+		PublicKeyPEM: "pub", Serial: "s-" + name, CertPEM: "c", SVIDPEM: "v", NotBefore: t0, NotAfter: t0.Add(time.Hour),
+		CertTTL: time.Hour, EnrolledAt: t0}
+	if err := s.InsertNode(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// publish stores a record under a new generation, as the server does when a record is news.
+func publish(t *testing.T, s *store.Store, r *store.MeshRecord) bool {
+	t.Helper()
+	ctx := context.Background()
+	var stored bool
+	err := s.InTx(ctx, func(tx *store.Tx) error {
+		g, err := tx.NextRecordGeneration(ctx)
+		if err != nil {
+			return err
+		}
+		r.Generation, r.PublishedExpires, r.PublishedDigest = g, r.Expires, fmt.Sprintf("digest-%d", r.Sequence)
+		stored, err = tx.PutRecord(ctx, r)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}
+
+func TestRecords(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		alpha, beta := insertNode(t, s, "alpha"), insertNode(t, s, "beta")
+		if _, err := s.RecordOf(ctx, alpha.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("record of a node that never reported: %v", err)
+		}
+		if g, err := s.RecordGeneration(ctx); err != nil || g != 0 {
+			t.Fatalf("generation of an empty store: %d %v", g, err)
+		}
+		rec := func(n *store.Node, seq uint64, fill byte) *store.MeshRecord {
+			return &store.MeshRecord{NodeID: n.ID, Sequence: seq, Expires: t0.Add(3 * time.Minute), ReceivedAt: t0,
+				Certificate: bytes.Repeat([]byte{fill}, 7000), Record: bytes.Repeat([]byte{fill ^ 0xff}, 3400)}
+		}
+		if !publish(t, s, rec(alpha, 10, 1)) {
+			t.Fatal("first record not stored")
+		}
+		// Never back, never sideways: a lower or equal sequence number is not stored.
+		for _, seq := range []uint64{9, 10} {
+			if publish(t, s, rec(alpha, seq, 2)) {
+				t.Fatalf("sequence %d replaced sequence 10", seq)
+			}
+		}
+		// A newer record that is not news keeps its generation.
+		quiet := rec(alpha, 11, 3)
+		quiet.Generation, quiet.PublishedExpires, quiet.PublishedDigest = 1, t0.Add(3*time.Minute), "digest-10"
+		if ok, err := s.PutRecord(ctx, quiet); err != nil || !ok {
+			t.Fatalf("newer record: %v %v", ok, err)
+		}
+		got, err := s.RecordOf(ctx, alpha.ID)
+		if err != nil || got.Sequence != 11 || got.Generation != 1 || !bytes.Equal(got.Certificate, quiet.Certificate) ||
+			!bytes.Equal(got.Record, quiet.Record) || got.NodeName != "alpha" || len(got.NodeGroups) != 2 ||
+			!got.Expires.Equal(quiet.Expires) || got.PublishedDigest != "digest-10" {
+			t.Fatalf("stored record %+v %v", got, err)
+		}
+		if !publish(t, s, rec(beta, 5, 4)) {
+			t.Fatal("beta's record not stored")
+		}
+		if g, _ := s.RecordGeneration(ctx); g != 4 { // alpha took 1, 2 and 3 (two refused), beta 4
+			t.Fatalf("generation %d, want 4", g)
+		}
+		list := func(after, upTo uint64, now time.Time) []string {
+			t.Helper()
+			rs, err := s.ListRecords(ctx, after, upTo, now, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, r := range rs {
+				names = append(names, fmt.Sprintf("%s@%d", r.NodeName, r.Generation))
+			}
+			return names
+		}
+		for _, c := range []struct {
+			after, upTo uint64
+			now         time.Time
+			want        string
+		}{
+			{0, 4, t0, "[alpha@1 beta@4]"},
+			{1, 4, t0, "[beta@4]"},
+			{0, 3, t0, "[alpha@1]"}, // a generation not yet announced is not listed
+			{4, 4, t0, "[]"},
+			{0, 4, t0.Add(3 * time.Minute), "[]"}, // expired
+		} {
+			if got := fmt.Sprint(list(c.after, c.upTo, c.now)); got != c.want {
+				t.Errorf("records in (%d, %d] at %s: %s, want %s", c.after, c.upTo, c.now, got, c.want)
+			}
+		}
+		if rs, err := s.ListRecords(ctx, 0, 4, t0, 1); err != nil || len(rs) != 1 || rs[0].NodeName != "alpha" {
+			t.Fatalf("limit 1: %+v %v", rs, err)
+		}
+		if err := s.MarkNodeRevoked(ctx, beta.ID, t0); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprint(list(0, 4, t0)); got != "[alpha@1]" {
+			t.Fatalf("records after revoking beta: %s", got)
+		}
+		// Re-enrolling beta's name removes the revoked node's record with the node.
+		insertNode(t, s, "beta")
+		if _, err := s.RecordOf(ctx, beta.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("revoked node's record after re-enrolment: %v", err)
+		}
+		if _, err := s.PutRecord(ctx, rec(alpha, math.MaxInt64+1, 5)); err == nil {
+			t.Fatal("sequence 2^63 stored")
+		}
+		if _, err := s.ListRecords(ctx, math.MaxInt64+1, 0, t0, 0); err == nil {
+			t.Fatal("listing after generation 2^63")
+		}
+	})
+}
+
+// TestRecordWritersRace: concurrent writers of one node's record leave the highest sequence
+// number, whatever order they commit in.
+func TestRecordWritersRace(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		n := insertNode(t, s, "alpha")
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := &store.MeshRecord{NodeID: n.ID, Sequence: uint64(100 + i*7%16), Expires: t0.Add(time.Minute), ReceivedAt: t0,
+					Certificate: []byte{byte(i)}, Record: []byte{byte(i)}, Generation: 1, PublishedExpires: t0, PublishedDigest: "d"}
+				if _, err := s.PutRecord(ctx, r); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		got, err := s.RecordOf(ctx, n.ID)
+		if err != nil || got.Sequence != 115 {
+			t.Fatalf("after racing writers: %+v %v, want sequence 115", got, err)
+		}
+	})
+}
