@@ -122,6 +122,14 @@ var migrations = []string{
 		generation BIGINT NOT NULL
 	);
 	INSERT INTO mesh_record_generation (id, generation) VALUES (1, 0);`,
+	// 3: the signed versions of the mesh access policy (policy.go).
+	`CREATE TABLE policies (
+		version BIGINT NOT NULL PRIMARY KEY,
+		issued_at BIGINT NOT NULL,
+		issued_by TEXT NOT NULL,
+		signed TEXT NOT NULL,
+		source TEXT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.
