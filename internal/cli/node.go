@@ -154,6 +154,11 @@ func runStatus(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "%s  %s\n  overlay:   %s\n  udp:       %s\n  device:    %s\n  uptime:    %s\n",
 		s.Name, s.SPIFFEID, s.Overlay, s.UDP, s.Device, s.Uptime.Round(time.Second))
 	fmt.Fprintf(e.stdout, "  links up:  %d\n  nodes:     %d known, %d reachable\n  e2e:       %d sessions\n", s.Links, s.Nodes, s.Reachable, s.E2E)
+	if s.Policy > 0 {
+		fmt.Fprintf(e.stdout, "  policy:    version %d\n", s.Policy)
+	} else {
+		fmt.Fprintln(e.stdout, "  policy:    none (local firewall rules alone)")
+	}
 	st := s.Stats
 	fmt.Fprintf(e.stdout, "  packets:   %d sent, %d delivered, %d forwarded\n  drops:     no-route %d, hop-limit %d, firewall %d, spoofed %d, auth %d, malformed %d\n",
 		st.Sent, st.Delivered, st.Forwarded, st.DropNoRoute, st.DropHopLimit, st.DropFirewall, st.DropSpoofed, st.DropAuth, st.DropMalformed)

@@ -126,6 +126,10 @@ func TestPolicyOverTheMesh(t *testing.T) {
 		t.Fatal("a's firewall dropped nothing: the ping failed for another reason")
 	}
 
+	if st := a.Status(); st.Policy != 2 {
+		t.Fatalf("a's status shows policy version %d", st.Policy)
+	}
+
 	// Replaying version 1 through the API changes nothing.
 	if ok, err := a.UpdatePolicy(v1); ok || !errors.Is(err, meshca.ErrPolicyRollback) {
 		t.Fatalf("a took version 1 again: %v %v", ok, err)

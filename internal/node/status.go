@@ -21,6 +21,7 @@ type Status struct {
 	Nodes     int           `json:"nodes_known"`
 	Reachable int           `json:"nodes_reachable"`
 	E2E       int           `json:"e2e_sessions"`
+	Policy    uint64        `json:"policy_version"` // access policy in force; 0: none (local rules alone)
 	Stats     Stats         `json:"stats"`
 }
 
@@ -70,6 +71,9 @@ func (n *Node) Status() Status {
 		if t.up {
 			s.Links++
 		}
+	}
+	if p := n.policy.current.Load(); p != nil {
+		s.Policy = p.Version
 	}
 	g := n.router.Graph()
 	s.Nodes = len(g.Nodes)
