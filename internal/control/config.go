@@ -99,11 +99,12 @@ type EnrollmentConfig struct {
 
 // LimitsConfig bounds what a client can make the server hold.
 type LimitsConfig struct {
-	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
-	MaxReportBytes int64         `yaml:"max_report_bytes"`
-	MaxConnections int           `yaml:"max_connections"`
-	MaxCRLWaiters  int           `yaml:"max_crl_waiters"`
-	MaxCRLWait     time.Duration `yaml:"max_crl_wait"`
+	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
+	MaxReportBytes   int64         `yaml:"max_report_bytes"`
+	MaxConnections   int           `yaml:"max_connections"`
+	MaxCRLWaiters    int           `yaml:"max_crl_waiters"`
+	MaxRecordWaiters int           `yaml:"max_record_waiters"`
+	MaxCRLWait       time.Duration `yaml:"max_crl_wait"` // bounds every long poll's wait (revocation lists, records)
 }
 
 // MetricsConfig configures /metrics.
@@ -160,11 +161,12 @@ func Defaults() Config {
 			MaxPendingTokens: 1000,
 		},
 		Limits: LimitsConfig{
-			MaxBodyBytes:   64 << 10,
-			MaxReportBytes: 1 << 20,
-			MaxConnections: 4096,
-			MaxCRLWaiters:  1024,
-			MaxCRLWait:     60 * time.Second,
+			MaxBodyBytes:     64 << 10,
+			MaxReportBytes:   1 << 20,
+			MaxConnections:   4096,
+			MaxCRLWaiters:    1024,
+			MaxRecordWaiters: 1024,
+			MaxCRLWait:       60 * time.Second,
 		},
 		Mesh:           MeshConfig{StaleAfter: 60 * time.Second},
 		AuditRetention: 365 * 24 * time.Hour,
@@ -260,7 +262,7 @@ func (c *Config) Validate() error {
 		"auth.max_users": c.Auth.MaxUsers, "auth.max_sessions_per_user": c.Auth.MaxSessionsPerUser,
 		"auth.max_api_keys_per_user": c.Auth.MaxKeysPerUser, "rate_limits.max_tracked": c.RateLimits.MaxTracked,
 		"enrollment.max_pending_tokens": c.Enrollment.MaxPendingTokens, "limits.max_connections": c.Limits.MaxConnections,
-		"limits.max_crl_waiters": c.Limits.MaxCRLWaiters,
+		"limits.max_crl_waiters": c.Limits.MaxCRLWaiters, "limits.max_record_waiters": c.Limits.MaxRecordWaiters,
 	}
 	for name, v := range ints {
 		if v < 1 {

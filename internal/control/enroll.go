@@ -258,8 +258,9 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	}
 	rc.node = &nodePeer{name: req.Name, keyID: keyID}
 	var (
-		cert *meshca.Certificate
-		svid *x509.Certificate
+		cert     *meshca.Certificate
+		svid     *x509.Certificate
+		enrolled *store.Node
 	)
 	err = s.st.InTx(r.Context(), func(tx *store.Tx) error {
 		// Consuming is the first write: a concurrent enrollment with the same token finds it used.
@@ -290,6 +291,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		if err := tx.InsertNode(r.Context(), n); err != nil {
 			return err
 		}
+		enrolled = n
 		return s.audit(r.Context(), tx.Ops, rc, "node.enroll", req.Name,
 			fmt.Sprintf("join token %s serial %s key %s groups %v", jt.Prefix, cert.Serial, keyID, cert.Groups))
 	})
@@ -305,7 +307,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		s.m.enrollments.WithLabelValues("ok").Inc()
 		s.meshChanged()
 		s.log.Info("node enrolled", "node", req.Name, "serial", cert.Serial.String(), "remote", rc.ip)
-		writeJSON(w, http.StatusCreated, s.bundle(cert, svid))
+		writeJSON(w, http.StatusCreated, api.Enrolment{Bundle: s.bundle(cert, svid), Records: s.enrolmentRecords(r.Context(), enrolled)})
 	}
 }
 

@@ -40,6 +40,10 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		writeError(w, http.StatusForbidden, "forbidden", "node certificate is revoked or not the enrolled key")
 		return
 	}
+	record, ok := s.reportedRecord(w, r, n, &rep)
+	if !ok {
+		return
+	}
 	body, err := json.Marshal(rep)
 	if err != nil {
 		s.internal(w, r, err)
@@ -51,7 +55,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	}
 	s.m.reports.Inc()
 	s.meshChanged()
-	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number})
+	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number, Record: record})
 }
 
 // meshView is the mesh as the stored reports describe it.

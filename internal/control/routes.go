@@ -86,8 +86,8 @@ func (s *Server) buildRoutes() []*route {
 			id: "listJoinTokens", tag: "enrollment", summary: "List join tokens (without secrets)", resp: api.JoinTokenList{}, status: 200}},
 		{method: "POST", path: "/api/v1/enroll", access: accessPublic, authLimited: true, h: s.handleEnroll, doc: opDoc{
 			id: "enroll", tag: "enrollment", summary: "Enroll a node with a join token",
-			desc: "The node sends the token, its chosen name and its public key file (generated on the node; the private key never leaves it). It receives its mesh certificate, X.509-SVID, the CA certificates and the current revocation list.",
-			req:  api.EnrollRequest{}, resp: api.Bundle{}, status: 201, extra: map[int]string{409: "name or key already enrolled"}}},
+			desc: "The node sends the token, its chosen name and its public key file (generated on the node; the private key never leaves it). It receives its mesh certificate, X.509-SVID, the CA certificates, the current revocation list, and the signed records of the nodes it may reach (the first page of GET /api/v1/mesh/records), so that it can dial them at once.",
+			req:  api.EnrollRequest{}, resp: api.Enrolment{}, status: 201, extra: map[int]string{409: "name or key already enrolled"}}},
 		{method: "POST", path: "/api/v1/renew", access: accessNode, h: s.handleRenew, doc: opDoc{
 			id: "renew", tag: "enrollment", summary: "Renew the calling node's certificate (mutual TLS)",
 			desc: "Authenticated by the node's current X.509-SVID in the TLS handshake; issues a new certificate for the same keys, name and groups. Empty body.",
@@ -117,9 +117,14 @@ func (s *Server) buildRoutes() []*route {
 			extra: map[int]string{404: "no such node", 409: "already revoked"}}},
 
 		{method: "POST", path: "/api/v1/mesh/report", access: accessNode, maxBody: reportLimit, h: s.handleReport, doc: opDoc{
-			id: "meshReport", tag: "mesh", summary: "A node reports its status, links and routes (mutual TLS)",
-			desc: "The reporting node is the one named by its X.509-SVID. The answer carries the current revocation list number.",
+			id: "meshReport", tag: "mesh", summary: "A node reports its status, links and routes, and its signed record (mutual TLS)",
+			desc: "The reporting node is the one named by its X.509-SVID. `record` is its latest signed link-state record with its certificate: checked (the node's current, unrevoked certificate; the signature) and kept if its sequence number is higher than the one held; a record that fails a check refuses the report (400). The answer carries the current revocation list number and what became of the record.",
 			req:  api.MeshReport{}, resp: api.ReportAccepted{}, status: 202}},
+		{method: "GET", path: "/api/v1/mesh/records", access: accessNode, h: s.handleMeshRecords, doc: opDoc{
+			id: "meshRecords", tag: "mesh", summary: "The signed records of the nodes the calling node may reach (mutual TLS)",
+			desc: "Each node's latest signed link-state record and certificate, which the node verifies itself as it verifies a flooded record. `generation` numbers the answer: with `after=G` only records published after G are returned, and with `wait=S` the request waits up to S seconds (at most `limits.max_crl_wait`) for one. `more` says a page limit (256 records, 4 MiB) cut the answer: ask again at once with `after=generation`. Until the mesh-wide access policy exists, a node may reach every live node.",
+			resp: api.MeshRecords{}, status: 200,
+			query: []param{{"after", "integer", "only records published after this generation (long poll with wait)"}, {"wait", "integer", "seconds to wait for a newer generation (at most limits.max_crl_wait)"}}}},
 		{method: "GET", path: "/api/v1/mesh/status", aliases: []string{"/mesh/status"}, access: accessUser, role: auth.Viewer, h: s.handleMeshStatus, doc: opDoc{
 			id: "meshStatus", tag: "mesh", summary: "Every node with its status from its latest report", resp: api.MeshStatus{}, status: 200}},
 		{method: "GET", path: "/api/v1/mesh/peers", aliases: []string{"/mesh/peers"}, access: accessUser, role: auth.Viewer, h: s.handleMeshPeers, doc: opDoc{

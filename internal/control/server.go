@@ -58,7 +58,8 @@ type Server struct {
 
 	crl        crlHolder
 	crlWaiters chan struct{}
-	revokeMu   sync.Mutex // one revocation at a time, so lists are signed in order
+	records    recordsState // signed link-state records handed to nodes (records.go)
+	revokeMu   sync.Mutex   // one revocation at a time, so lists are signed in order
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -141,6 +142,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	}
 	s.dbHealth.Store(&dbHealth{ok: true, at: s.now()})
 	s.m = newMetrics(s)
+	if err := s.initRecords(ctx); err != nil {
+		s.st.Close()
+		return nil, err
+	}
 	s.m.crlNumber.Set(float64(crl.Number))
 	s.routes = s.buildRoutes()
 	s.handler = s.buildHandler()
@@ -313,6 +318,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s.crl.wakeAll() // long-polling CRL readers return at once
+	s.records.gen.wakeAll()
 	if err := srv.Shutdown(shutdown); err != nil {
 		srv.Close()
 	}

@@ -287,10 +287,12 @@ type HandshakeResponse struct {
 }
 
 // ReportAccepted answers POST /api/v1/mesh/report; CRLNumber tells the node whether to fetch a
-// newer revocation list.
+// newer revocation list, Record what became of the report's signed record (RecordPublished, …;
+// absent when the report carried none).
 type ReportAccepted struct {
 	Accepted  bool   `json:"accepted"`
 	CRLNumber uint64 `json:"crl_number"`
+	Record    string `json:"record,omitempty"`
 }
 
 // ControlNodeName is the node name in the control plane's own X.509-SVID

@@ -39,6 +39,10 @@ type MeshReport struct {
 	// Features are the node's anomaly-detector features (internal/telemetry) for its last complete
 	// one-second interval, by name; absent until the node has taken two samples.
 	Features map[string]float64 `json:"features,omitempty"`
+	// Record is the node's latest signed link-state record with its certificate, which the control
+	// plane hands to the nodes that may reach it (GET /api/v1/mesh/records); absent before the
+	// node's first record, and when the control plane already has this one.
+	Record *SignedRecord `json:"record,omitempty"`
 }
 
 // PeerReport is one link as its reporting end sees it.
@@ -122,6 +126,14 @@ func (r *MeshReport) Validate(self string) error {
 	}
 	if err := validFeatures(r.Features, telemetry.NodeNames[:]); err != nil {
 		return fmt.Errorf("features: %w", err)
+	}
+	if r.Record != nil {
+		if r.Record.Node != "" && r.Record.Node != self {
+			return fmt.Errorf("record.node %q: a node reports only its own record", r.Record.Node)
+		}
+		if _, _, err := r.Record.Decode(); err != nil {
+			return fmt.Errorf("record: %w", err)
+		}
 	}
 	for i, rt := range r.Routes {
 		if err := identity.ValidateNodeName(rt.Destination); err != nil {

@@ -210,6 +210,9 @@ type Bundle struct {
 	CA          *meshca.Certificate
 	CAX509      *x509.Certificate
 	CRL         *meshca.RevocationList
+	// Records are the signed records of the enrolment answer, within their bounds but not
+	// verified (node.LearnRecords verifies each); empty in a renewed or loaded bundle.
+	Records api.MeshRecords
 }
 
 // TLSCertificate is the node's X.509-SVID with its ML-DSA-65 key, for mutual TLS.
@@ -338,7 +341,7 @@ func Enroll(ctx context.Context, baseURL, token string, key *identity.NodeKey, n
 	}
 	defer hc.CloseIdleConnections()
 	pub := key.Public()
-	var raw api.Bundle
+	var raw api.Enrolment
 	req := api.EnrollRequest{Token: tok, Name: name, PublicKey: string(identity.MarshalNodePublicKey(pub))}
 	if err := call(ctx, hc, http.MethodPost, baseURL, "/api/v1/enroll", nil, req, &raw); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
@@ -351,9 +354,14 @@ func Enroll(ctx context.Context, baseURL, token string, key *identity.NodeKey, n
 		}
 		pinWant = id.String()
 	}
-	b, err := parseBundle(raw, pub, name, pinWant, now())
+	b, err := parseBundle(raw.Bundle, pub, name, pinWant, now())
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	// The token is used up by now, so records out of bounds do not fail the enrolment: they are
+	// dropped, and the node fetches the records itself.
+	if raw.Records.Validate() == nil {
+		b.Records = raw.Records
 	}
 	return b, nil
 }

@@ -1,0 +1,525 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/routing"
+)
+
+// signRecord signs a link-state record as n's router would, under certificate cert (n's current
+// one when nil), with links to the given nodes.
+func signRecord(t testing.TB, n *testNode, cert *meshca.Certificate, seq uint64, expires time.Time, endpoint string, to ...*testNode) ([]byte, []byte) {
+	t.Helper()
+	if cert == nil {
+		cert = n.bundle.Certificate
+	}
+	rec := &routing.Record{Origin: n.key.Sign.PublicKey().ID(), Seq: seq, Expires: expires, CertFingerprint: cert.Fingerprint(), Incarnation: 7}
+	if endpoint != "" {
+		rec.Endpoints = []routing.Endpoint{{Addr: netip.MustParseAddrPort(endpoint), Kind: routing.EndpointLocal}}
+	}
+	for _, o := range to {
+		rec.Links = append(rec.Links, routing.LinkInfo{Neighbour: o.key.Sign.PublicKey().ID(), Cost: 10, RTT: time.Millisecond})
+	}
+	slices.SortFunc(rec.Links, func(a, b routing.LinkInfo) int { return bytes.Compare(a.Neighbour[:], b.Neighbour[:]) })
+	raw, err := routing.SignRecord(n.key.Sign, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert.Bytes(), raw
+}
+
+// reportRecord sends a report carrying a record and returns the answer: the status, and the
+// record's outcome on 202.
+func reportRecord(t *testing.T, n *testNode, cert, raw []byte) (int, string) {
+	t.Helper()
+	sr := api.EncodeSignedRecord("", cert, raw)
+	acc, err := n.c.Report(t.Context(), &api.MeshReport{Sequence: 1, Record: &sr})
+	var ce *client.Error
+	switch {
+	case err == nil:
+		return 202, acc.Record
+	case errors.As(err, &ce):
+		return ce.Status, ""
+	}
+	return 0, err.Error() // refused before HTTP (a revoked node's TLS handshake)
+}
+
+// recordsSeen returns the names and sequence numbers of the records in an answer, in order.
+func recordsSeen(t *testing.T, m *api.MeshRecords) string {
+	t.Helper()
+	var out []string
+	for _, r := range m.Records {
+		_, raw, err := r.Decode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := routing.ParseRecord(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s#%d", r.Node, rec.Seq))
+	}
+	return fmt.Sprint(out)
+}
+
+// waitForRecordWaiter waits until a request is parked in the records long poll.
+func waitForRecordWaiter(t *testing.T, h *harness, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(h.srv.records.waiters) < n {
+		if time.Now().After(deadline) {
+			t.Fatal("no long poll arrived")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestMeshRecords: a node reports its signed record and another node gets it, at once from a long
+// poll and in its enrolment answer; refreshes are stored but not published; bad records are
+// refused, stale and superseded ones ignored; a revoked node's record is no longer handed out.
+func TestMeshRecords(t *testing.T) {
+	eachBackend(t, nil, func(t *testing.T, h *harness) {
+		ctx := t.Context()
+		admin := h.apiClient(h.adminKey)
+		alpha, beta := h.enrollNode(t, admin, "alpha"), h.enrollNode(t, admin, "beta")
+		if len(alpha.bundle.Records.Records) != 0 || len(beta.bundle.Records.Records) != 0 {
+			t.Fatal("records in an enrolment answer before anyone reported")
+		}
+		got, err := beta.c.FetchRecords(ctx, 0, 0)
+		if err != nil || got.Generation != 0 || len(got.Records) != 0 || got.More {
+			t.Fatalf("records before any report: %+v %v", got, err)
+		}
+
+		now := time.Now()
+		cert, raw := signRecord(t, alpha, nil, 10, now.Add(3*time.Minute), "192.0.2.1:4242")
+		if st, out := reportRecord(t, alpha, cert, raw); st != 202 || out != api.RecordPublished {
+			t.Fatalf("first record: %d %q", st, out)
+		}
+		got, err = beta.c.FetchRecords(ctx, 0, 0)
+		if err != nil || got.Generation == 0 || recordsSeen(t, got) != "[alpha#10]" {
+			t.Fatalf("beta's records: %+v %v", got, err)
+		}
+		if c, r, _ := got.Records[0].Decode(); !bytes.Equal(c, cert) || !bytes.Equal(r, raw) {
+			t.Fatal("the record handed out is not the one reported")
+		}
+		g1 := got.Generation
+		if own, err := alpha.c.FetchRecords(ctx, 0, 0); err != nil || len(own.Records) != 0 || own.Generation != g1 {
+			t.Fatalf("alpha is handed its own record: %+v %v", own, err)
+		}
+		r := h.do("GET", "/api/v1/mesh/records", h.adminKey, nil)
+		if r.status != 401 {
+			t.Fatalf("records for an operator's key: %d", r.status)
+		}
+
+		// A long poll returns when a record is published, with that record only.
+		type answer struct {
+			m   *api.MeshRecords
+			err error
+		}
+		polled := make(chan answer, 1)
+		go func() {
+			m, err := beta.c.FetchRecords(ctx, g1, 25*time.Second)
+			polled <- answer{m, err}
+		}()
+		waitForRecordWaiter(t, h, 1)
+		cert, raw = signRecord(t, alpha, nil, 11, now.Add(3*time.Minute), "192.0.2.1:4242", beta) // a new neighbour: news
+		if st, out := reportRecord(t, alpha, cert, raw); st != 202 || out != api.RecordPublished {
+			t.Fatalf("record with a new link: %d %q", st, out)
+		}
+		a := <-polled
+		if a.err != nil || recordsSeen(t, a.m) != "[alpha#11]" || a.m.Generation <= g1 {
+			t.Fatalf("long poll: %+v %v", a.m, a.err)
+		}
+		g2 := a.m.Generation
+
+		// A refresh (new sequence and expiry only) is stored, not published: a full fetch has it,
+		// the delta does not.
+		cert, raw = signRecord(t, alpha, nil, 12, now.Add(3*time.Minute+time.Second), "192.0.2.1:4242", beta)
+		if st, out := reportRecord(t, alpha, cert, raw); st != 202 || out != api.RecordStored {
+			t.Fatalf("refresh: %d %q", st, out)
+		}
+		if m, _ := beta.c.FetchRecords(ctx, g2, 0); len(m.Records) != 0 || m.Generation != g2 {
+			t.Fatalf("a refresh was published: %+v", m)
+		}
+		if m, _ := beta.c.FetchRecords(ctx, 0, 0); recordsSeen(t, m) != "[alpha#12]" {
+			t.Fatalf("full fetch after a refresh: %s", recordsSeen(t, m))
+		}
+		// Published again once the published copy has less than half the new one's lifetime left.
+		cert, raw = signRecord(t, alpha, nil, 13, now.Add(10*time.Minute), "192.0.2.1:4242", beta)
+		if _, out := reportRecord(t, alpha, cert, raw); out != api.RecordPublished {
+			t.Fatalf("record outliving the published copy by far: %q", out)
+		}
+		// So is a new endpoint.
+		cert, raw = signRecord(t, alpha, nil, 14, now.Add(10*time.Minute), "192.0.2.2:4242", beta)
+		if _, out := reportRecord(t, alpha, cert, raw); out != api.RecordPublished {
+			t.Fatalf("record with a new endpoint: %q", out)
+		}
+
+		// Ignored: an older record (validly signed), an expired one.
+		cert, raw = signRecord(t, alpha, nil, 5, now.Add(10*time.Minute), "192.0.2.9:4242")
+		if st, out := reportRecord(t, alpha, cert, raw); st != 202 || out != api.RecordStale {
+			t.Fatalf("older record: %d %q", st, out)
+		}
+		cert, raw = signRecord(t, alpha, nil, 20, now.Add(-time.Second), "192.0.2.9:4242")
+		if st, out := reportRecord(t, alpha, cert, raw); st != 202 || out != api.RecordExpired {
+			t.Fatalf("expired record: %d %q", st, out)
+		}
+		// Refused: a bad signature, another node's record or certificate, a certificate the
+		// record does not name.
+		cert, raw = signRecord(t, alpha, nil, 21, now.Add(10*time.Minute), "192.0.2.9:4242")
+		forged := bytes.Clone(raw)
+		forged[len(forged)-1] ^= 1
+		betaCert, betaRaw := signRecord(t, beta, nil, 22, now.Add(10*time.Minute), "192.0.2.9:4242")
+		for name, c := range map[string][2][]byte{
+			"bad signature":                       {cert, forged},
+			"another node's record":               {betaCert, betaRaw},
+			"another node's certificate":          {betaCert, raw},
+			"garbage record":                      {cert, []byte("X6LS not a record")},
+			"garbage certificate":                 {[]byte("not a certificate"), raw},
+			"record signed by another node's key": {cert, resign(t, beta, raw)},
+		} {
+			if st, out := reportRecord(t, alpha, c[0], c[1]); st != 400 {
+				t.Errorf("%s: %d %q, want 400", name, st, out)
+			}
+		}
+		if m, _ := beta.c.FetchRecords(ctx, 0, 0); recordsSeen(t, m) != "[alpha#14]" {
+			t.Fatalf("after the refused and ignored records: %s", recordsSeen(t, m))
+		}
+
+		// After a renewal, a record under the old certificate is ignored; the new certificate is news.
+		oldCert := alpha.bundle.Certificate
+		nb, err := alpha.c.Renew(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, raw = signRecord(t, alpha, oldCert, 30, now.Add(10*time.Minute), "192.0.2.2:4242", beta)
+		if _, out := reportRecord(t, alpha, cert, raw); out != api.RecordOldCertificate {
+			t.Fatalf("record under the old certificate: %q", out)
+		}
+		cert, raw = signRecord(t, alpha, nb.Certificate, 31, now.Add(10*time.Minute), "192.0.2.2:4242", beta)
+		if _, out := reportRecord(t, alpha, cert, raw); out != api.RecordPublished {
+			t.Fatalf("record under the renewed certificate: %q", out)
+		}
+
+		// A node that enrols now gets the records in its enrolment answer.
+		bCert, bRaw := signRecord(t, beta, nil, 40, now.Add(3*time.Minute), "198.51.100.1:4242", alpha)
+		if _, out := reportRecord(t, beta, bCert, bRaw); out != api.RecordPublished {
+			t.Fatalf("beta's record: %q", out)
+		}
+		gamma := h.enrollNode(t, admin, "gamma")
+		if s := recordsSeen(t, &gamma.bundle.Records); s != "[alpha#31 beta#40]" {
+			t.Fatalf("enrolment answer's records: %s", s)
+		}
+		if gen, _ := h.srv.records.gen.wait(); gamma.bundle.Records.Generation != gen {
+			t.Fatalf("enrolment answer's generation %d, current %d", gamma.bundle.Records.Generation, gen)
+		}
+
+		// A revoked node's record is handed out no more.
+		if _, err := admin.Revoke(ctx, "alpha"); err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := gamma.c.FetchRecords(ctx, 0, 0); recordsSeen(t, m) != "[beta#40]" {
+			t.Fatalf("records after revoking alpha: %s", recordsSeen(t, m))
+		}
+		if st, _ := reportRecord(t, alpha, cert, raw); st != 403 && st != 0 {
+			t.Fatalf("revoked node's report: %d", st)
+		}
+
+		// The answers match the OpenAPI document.
+		body := nodeGet(t, h, gamma, "/api/v1/mesh/records")
+		conformsTo(t, h, "MeshRecords", body)
+	})
+}
+
+// resign returns raw's record with the signature replaced by one from another node's key.
+func resign(t *testing.T, by *testNode, raw []byte) []byte {
+	t.Helper()
+	rec, err := routing.ParseRecord(bytes.Clone(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := by.key.Sign.Sign(routing.SignatureContext, signedPart(raw, rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := bytes.Clone(raw)
+	copy(out[len(out)-len(sig):], sig)
+	return out
+}
+
+// nodeGet fetches a node endpoint over the node's mutual TLS and returns the body.
+func nodeGet(t *testing.T, h *harness, n *testNode, path string) []byte {
+	t.Helper()
+	res, err := nodeHTTP(t, n).Get(h.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(res.Body); err != nil || res.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %v", path, res.StatusCode, err)
+	}
+	return b.Bytes()
+}
+
+// TestRecordsLongPollBounds: long polls beyond limits.max_record_waiters are answered at once, and
+// a wait longer than limits.max_crl_wait is refused.
+func TestRecordsLongPollBounds(t *testing.T) {
+	h := sqliteHarness(t, func(c *Config) { c.Limits.MaxRecordWaiters = 1 })
+	admin := h.apiClient(h.adminKey)
+	alpha, beta := h.enrollNode(t, admin, "alpha"), h.enrollNode(t, admin, "beta")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go beta.c.FetchRecords(ctx, 0, 25*time.Second)
+	waitForRecordWaiter(t, h, 1)
+	start := time.Now()
+	m, err := alpha.c.FetchRecords(t.Context(), 0, 25*time.Second)
+	if err != nil || len(m.Records) != 0 || m.Generation != 0 {
+		t.Fatalf("second long poll: %+v %v", m, err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("a long poll beyond the bound waited %s", d)
+	}
+	res, err := nodeHTTP(t, alpha).Get(h.url + "/api/v1/mesh/records?after=0&wait=61")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 400 {
+		t.Fatalf("wait=61: %d", res.StatusCode)
+	}
+}
+
+// TestRecordsPaging: an answer is cut at 256 records or 4 MiB, whichever comes first, and paging
+// with after=generation returns every record once, in order.
+func TestRecordsPaging(t *testing.T) {
+	h := sqliteHarness(t, nil)
+	ctx := t.Context()
+	st := h.srv.st
+	now := time.Now()
+	caller := &store.Node{Name: "caller", KeyID: "k", Overlay: "fd74::1", SPIFFEID: "s", PublicKeyPEM: "p", Serial: "caller",
+		CertPEM: "c", SVIDPEM: "v", NotBefore: now, NotAfter: now.Add(time.Hour), CertTTL: time.Hour, EnrolledAt: now}
+	if err := st.InsertNode(ctx, caller); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	var gen uint64
+	for i := range 400 {
+		n := &store.Node{Name: fmt.Sprintf("n%03d", i), KeyID: fmt.Sprint(i), Overlay: "fd74::2", SPIFFEID: "s", PublicKeyPEM: "p",
+			Serial: fmt.Sprint(i), CertPEM: "c", SVIDPEM: "v", NotBefore: now, NotAfter: now.Add(time.Hour), CertTTL: time.Hour, EnrolledAt: now}
+		if err := st.InsertNode(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		certSize, recSize := 100, 1
+		if i >= 250 { // large records (30 000 bytes with the certificate): the byte limit cuts these pages
+			certSize, recSize = 16000, 14000
+		}
+		err := st.InTx(ctx, func(tx *store.Tx) error {
+			var err error
+			if gen, err = tx.NextRecordGeneration(ctx); err != nil {
+				return err
+			}
+			_, err = tx.PutRecord(ctx, &store.MeshRecord{NodeID: n.ID, Sequence: 1, Expires: now.Add(time.Hour), ReceivedAt: now,
+				Certificate: bytes.Repeat([]byte{1}, certSize), Record: bytes.Repeat([]byte{byte(i)}, recSize), Generation: gen,
+				PublishedExpires: now, PublishedDigest: "d"})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, n.Name)
+		if i == 10 { // the caller's own record is never handed to it
+			err := st.InTx(ctx, func(tx *store.Tx) error {
+				g, err := tx.NextRecordGeneration(ctx)
+				if err != nil {
+					return err
+				}
+				gen = g
+				_, err = tx.PutRecord(ctx, &store.MeshRecord{NodeID: caller.ID, Sequence: 1, Expires: now.Add(time.Hour), ReceivedAt: now,
+					Certificate: []byte{2}, Record: []byte{2}, Generation: g, PublishedExpires: now, PublishedDigest: "d"})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.srv.records.gen.set(gen)
+	var got, pages []string
+	after := uint64(0)
+	for {
+		m, err := h.srv.recordsFor(ctx, caller, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := 0
+		for _, r := range m.Records {
+			got = append(got, r.Node)
+			c, rec, _ := r.Decode()
+			size += len(c) + len(rec)
+		}
+		if len(m.Records) > api.MaxRecordsPerAnswer || size > api.MaxRecordsAnswerBytes || m.Validate() != nil {
+			t.Fatalf("page of %d records, %d bytes: %v", len(m.Records), size, m.Validate())
+		}
+		pages = append(pages, fmt.Sprint(len(m.Records)))
+		if !m.More {
+			if m.Generation != gen {
+				t.Fatalf("last page's generation %d, want %d", m.Generation, gen)
+			}
+			break
+		}
+		if m.Generation <= after {
+			t.Fatalf("paging made no progress at generation %d", after)
+		}
+		after = m.Generation
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("paging returned %d records, want %d in order", len(got), len(want))
+	}
+	// 256 rows, the caller's own skipped; then as many large records as fit in 4 MiB; then the rest.
+	if fmt.Sprint(pages) != "[255 139 6]" {
+		t.Fatalf("pages %v", pages)
+	}
+}
+
+// FuzzReportedRecord feeds certificates and records to the checks a reported record goes through:
+// each is stored, ignored, or refused as invalid, never an internal error or a panic. The inputs
+// are patches over a valid certificate and record made in the fuzzing process (the CA and keys are
+// new in every process, so a corpus of whole records would be foreign to all but one): bytes
+// written at an offset, and a length to cut to.
+func FuzzReportedRecord(f *testing.F) {
+	srv, n, alpha := recordServer(f, nil)
+	ctx := context.Background()
+	validCert, validRecord := signRecord(f, alpha, nil, 100, time.Now().Add(time.Hour), "192.0.2.1:4242")
+	f.Add([]byte{}, uint16(0), uint16(0xffff), []byte{}, uint16(0), uint16(0xffff))                   // the valid pair
+	f.Add([]byte{}, uint16(0), uint16(0xffff), []byte{0xff}, uint16(40), uint16(0xffff))              // a higher sequence number
+	f.Add([]byte{}, uint16(0), uint16(0xffff), []byte{1}, uint16(len(validRecord)-1), uint16(0xffff)) // the signature
+	f.Add([]byte{7}, uint16(100), uint16(0xffff), []byte{}, uint16(0), uint16(0xffff))                // the certificate
+	f.Add([]byte("X6LS"), uint16(0), uint16(4), []byte("X6LS"), uint16(0), uint16(9))
+	f.Fuzz(func(t *testing.T, certPatch []byte, certAt, certCut uint16, recPatch []byte, recAt, recCut uint16) {
+		c, r := patched(validCert, certPatch, certAt, certCut), patched(validRecord, recPatch, recAt, recCut)
+		sr := api.EncodeSignedRecord("", c, r)
+		if _, _, err := sr.Decode(); err != nil {
+			return // refused by the report's validation before the server looks
+		}
+		out, err := srv.acceptRecord(ctx, n, &sr)
+		var bad *badRecordError
+		switch {
+		case err == nil && out == "":
+			t.Fatal("no outcome and no error")
+		case err != nil && !errors.As(err, &bad):
+			t.Fatalf("internal error: %v", err)
+		}
+	})
+}
+
+// patched returns a copy of b with patch written at offset at (wrapped into b; b grows when the
+// patch runs past its end), cut to cut bytes when that is shorter.
+func patched(b, patch []byte, at, cut uint16) []byte {
+	out := bytes.Clone(b)
+	off := int(at) % (len(out) + 1)
+	if end := off + len(patch); end > len(out) {
+		out = append(out, make([]byte, end-len(out))...)
+	}
+	copy(out[off:], patch)
+	if int(cut) < len(out) {
+		out = out[:cut]
+	}
+	return out
+}
+
+// recordServer is a control plane (not serving) with one enrolled node, alpha, for calling the
+// record checks directly; now is its clock (nil: time.Now).
+func recordServer(t testing.TB, now func() time.Time) (*Server, *store.Node, *testNode) {
+	t.Helper()
+	cfg := testConfig(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "r.db")})
+	ctx := context.Background()
+	if _, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(ctx, cfg, Options{Logger: logger(t), Version: "test", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	key, err := identity.GenerateNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, svid, err := srv.issue("alpha", nil, key.Public(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &store.Node{Name: "alpha", KeyID: key.Sign.PublicKey().ID().String(), Overlay: cert.Overlay.String(), SPIFFEID: cert.SPIFFEID().String(),
+		PublicKeyPEM: string(identity.MarshalNodePublicKey(key.Public())), Serial: cert.Serial.String(),
+		CertPEM: string(meshca.EncodeCertificatePEM(cert)), SVIDPEM: x509PEM(svid), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
+		CertTTL: 24 * time.Hour, EnrolledAt: time.Now()}
+	if err := srv.st.InsertNode(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	return srv, n, &testNode{name: "alpha", key: key, bundle: &client.Bundle{Certificate: cert}}
+}
+
+// TestRecordPublicationRate: a node whose router refreshes its unchanged record every 60 s (180 s
+// lifetime) and reports every 10 s has its record published once every 120 s, and the copy last
+// published never expires while the node reports (docs/control.md, "Signed records").
+func TestRecordPublicationRate(t *testing.T) {
+	start := time.Now()
+	var clock time.Duration
+	srv, n, alpha := recordServer(t, func() time.Time { return start.Add(clock) })
+	ctx := t.Context()
+	const (
+		refresh  = 60 * time.Second
+		lifetime = 180 * time.Second
+		report   = 10 * time.Second
+		run      = 30 * time.Minute
+	)
+	var (
+		cert, raw     []byte
+		published     []time.Duration
+		lastPublished time.Time // expiry of the copy last published
+		outcomes      = map[string]int{}
+	)
+	for clock = 0; clock < run; clock += report {
+		if clock%refresh == 0 { // the router re-originates
+			cert, raw = signRecord(t, alpha, nil, uint64(clock/refresh)+1, start.Add(clock+lifetime), "192.0.2.1:4242")
+		}
+		out, err := srv.acceptRecord(ctx, n, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
+			Record: base64.StdEncoding.EncodeToString(raw)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outcomes[out]++
+		if out == api.RecordPublished {
+			published = append(published, clock)
+			rec, _ := routing.ParseRecord(raw)
+			lastPublished = rec.Expires
+		}
+		if !lastPublished.After(start.Add(clock + report)) {
+			t.Fatalf("at %s the published copy expires at %s, before the next report", clock, lastPublished.Sub(start))
+		}
+	}
+	if len(published) != 15 || outcomes[api.RecordStored] != 15 || outcomes[api.RecordStale] != 150 {
+		t.Fatalf("outcomes %v, published at %v", outcomes, published)
+	}
+	for i, at := range published {
+		if at != time.Duration(i)*2*refresh {
+			t.Fatalf("published at %v, want every %s", published, 2*refresh)
+		}
+	}
+}
