@@ -1,14 +1,19 @@
 // Package agent keeps a running node in step with its control plane: it long-polls the revocation list
 // and hands every newer one to the node (which spreads it over the mesh and drops revoked peers),
-// reports the node's links and routes, and renews the node's certificate before it expires.
+// long-polls the signed records of the nodes it may reach and hands them to the node (which can then
+// dial them), reports the node's links, routes and own signed record, and renews the node's
+// certificate before it expires.
 //
-// It must never install a revocation list or certificate the node has not verified (the node checks
-// both), never block the node's packet path, and never retry in a tight loop.
+// It must never install a revocation list, certificate or record the node has not verified (the node
+// checks all three), never block the node's packet path, and never retry in a tight loop.
 package agent
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -24,9 +29,12 @@ type Config struct {
 	Client         *client.Node
 	StateDir       string        // where the bundle is saved after a renewal or a new revocation list; empty: not saved
 	ReportInterval time.Duration // default 10 s
-	CRLWait        time.Duration // long-poll wait, default 25 s
-	Logger         *slog.Logger
-	Version        string
+	CRLWait        time.Duration // long-poll wait (revocation lists and records), default 25 s
+	// Records are the signed records of the enrolment answer: the node learns them at start, and
+	// the agent then asks only for what was published since. Nil: it asks for all of them.
+	Records *api.MeshRecords
+	Logger  *slog.Logger
+	Version string
 }
 
 // Run works until ctx ends.
@@ -48,8 +56,9 @@ func Run(ctx context.Context, cfg Config) {
 		}
 	}
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); a.crlLoop(ctx) }()
+	go func() { defer wg.Done(); a.recordsLoop(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -64,6 +73,9 @@ type agent struct {
 	mu        sync.Mutex
 	crlNumber uint64
 	seq       uint64
+	// recordSent is the encoding of the node's own record the control plane last answered for
+	// (report loop only): a record is sent once, not with every report.
+	recordSent []byte
 }
 
 func (a *agent) crlLoop(ctx context.Context) {
@@ -139,7 +151,24 @@ func (a *agent) report(ctx context.Context) {
 	for _, rt := range n.Routes() {
 		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})
 	}
-	if _, err := a.cfg.Client.Report(ctx, r); err != nil && ctx.Err() == nil {
+	own := n.OwnRecord()
+	if own.Record != nil && !bytes.Equal(own.Record, a.recordSent) {
+		sr := api.EncodeSignedRecord("", own.Cert, own.Record)
+		r.Record = &sr
+	}
+	_, err := a.cfg.Client.Report(ctx, r)
+	var ae *client.Error
+	if err != nil && r.Record != nil && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		// Whatever the control plane holds against this record, it would hold it against every
+		// copy: report without it, and send the next one.
+		a.log.Warn("the control plane refused the node's signed record; reporting without it", "err", err)
+		a.recordSent, r.Record = own.Record, nil
+		_, err = a.cfg.Client.Report(ctx, r)
+	}
+	switch {
+	case err == nil && r.Record != nil:
+		a.recordSent = own.Record
+	case err != nil && ctx.Err() == nil:
 		a.log.Debug("report failed", "err", err)
 	}
 }

@@ -521,22 +521,23 @@ func ctlJoin(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return enrolAndSave(e, *url, token, key, *name, *out, client.Trust{AllowHTTP: *insecure})
+	_, err = enrolAndSave(e, *url, token, key, *name, *out, client.Trust{AllowHTTP: *insecure})
+	return err
 }
 
 // enrolAndSave enrols key as node name with a join token and writes the bundle into dir; both
 // 'ctl join' and 'node --join' use it.
-func enrolAndSave(e *env, url, token string, key *identity.NodeKey, name, dir string, trust client.Trust) error {
+func enrolAndSave(e *env, url, token string, key *identity.NodeKey, name, dir string, trust client.Trust) (*client.Bundle, error) {
 	ctx, cancel := withTimeout(e)
 	defer cancel()
 	b, err := client.Enroll(ctx, url, token, key, name, client.EnrollOptions{Trust: trust})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := b.Save(dir); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(e.stdout, "enrolled %s (%s, overlay %s); certificate valid until %s, renew after %s\nbundle written to %s\n",
 		b.Raw.Name, b.Raw.SPIFFEID, b.Raw.Overlay, b.Raw.NotAfter.Format(time.RFC3339), b.Raw.RenewAfter.Format(time.RFC3339), dir)
-	return nil
+	return b, nil
 }

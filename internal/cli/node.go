@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/agent"
+	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/node"
@@ -47,15 +48,19 @@ func runNode(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The signed records of the enrolment answer: the node learns them before it first dials.
+	var records *api.MeshRecords
 	if *join != "" {
 		if *token == "" || *name == "" {
 			fmt.Fprintln(e.stderr, "--join needs --token and --name")
 			fs.Usage()
 			return errUsage
 		}
-		if err := enrol(e, f.Control.State, *join, *token, *name); err != nil {
+		b, err := enrol(e, f.Control.State, *join, *token, *name)
+		if err != nil {
 			return err
 		}
+		records = &b.Records
 		if f.Control.URL == "" {
 			f.Control.URL = *join
 		}
@@ -84,7 +89,7 @@ func runNode(e *env, args []string) error {
 			return err
 		}
 		defer cl.Close()
-		go agent.Run(e.ctx, agent.Config{Node: n, Client: cl, StateDir: f.Control.State, Logger: opts.Logger, Version: Version})
+		go agent.Run(e.ctx, agent.Config{Node: n, Client: cl, StateDir: f.Control.State, Records: records, Logger: opts.Logger, Version: Version})
 	}
 	// SIGHUP re-reads the configuration file and applies its firewall rules; a file that does not
 	// load leaves the running rules in place.
@@ -107,12 +112,12 @@ func runNode(e *env, args []string) error {
 
 // enrol makes (or reuses) the node's key in state, enrols with the control plane and saves the bundle
 // there.
-func enrol(e *env, state, url, token, name string) error {
+func enrol(e *env, state, url, token, name string) (*client.Bundle, error) {
 	if state == "" {
-		return errors.New("--join needs control.state in the configuration: the directory for the key and bundle")
+		return nil, errors.New("--join needs control.state in the configuration: the directory for the key and bundle")
 	}
 	if err := os.MkdirAll(state, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	keyPath := filepath.Join(state, node.StateKeyFile)
 	key, err := identity.LoadNodeKeyFile(keyPath)
@@ -122,7 +127,7 @@ func enrol(e *env, state, url, token, name string) error {
 		}
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return enrolAndSave(e, url, token, key, name, state, client.Trust{})
 }
