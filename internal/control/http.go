@@ -26,10 +26,11 @@ import (
 type access int
 
 const (
-	accessPublic   access = iota // anyone
-	accessOptional               // anyone; credentials, if sent, must be valid and are used
-	accessUser                   // a session or API key with at least route.role
-	accessNode                   // a node authenticated by its X.509-SVID (mutual TLS)
+	accessPublic     access = iota // anyone
+	accessOptional                 // anyone; credentials, if sent, must be valid and are used
+	accessUser                     // a session or API key with at least route.role
+	accessNode                     // a node authenticated by its X.509-SVID (mutual TLS)
+	accessNodeOrUser               // a node (mutual TLS, without credentials), or a user as accessUser
 )
 
 // route is one operation of the API: how it is reached, who may call it, its documentation and
@@ -203,18 +204,11 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	case accessPublic:
 		return true
 	case accessNode:
-		n, status, msg := s.authenticateNode(r)
-		if n == nil {
-			s.m.authFailures.WithLabelValues("node").Inc()
-			writeError(w, status, http.StatusText(status), msg)
-			return false
+		return s.checkNode(w, r, rc)
+	case accessNodeOrUser:
+		if !hasCredentials(r) && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			return s.checkNode(w, r, rc)
 		}
-		rc.node = n
-		if ok, wait := s.keyLim.Allow("node:"+n.name, s.now()); !ok {
-			s.tooMany(w, "per_key", wait)
-			return false
-		}
-		return true
 	}
 	if rt.access == accessOptional && !hasCredentials(r) {
 		return true
@@ -248,8 +242,25 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 		s.tooMany(w, "per_key", wait)
 		return false
 	}
-	if rt.access == accessUser && !p.role.AtLeast(rt.role) {
+	if (rt.access == accessUser || rt.access == accessNodeOrUser) && !p.role.AtLeast(rt.role) {
 		writeError(w, http.StatusForbidden, "forbidden", fmt.Sprintf("this needs the %s role; you have %s", rt.role, p.role))
+		return false
+	}
+	return true
+}
+
+// checkNode authenticates a node by its X.509-SVID; it writes the error response and returns false
+// when the request may not go on.
+func (s *Server) checkNode(w http.ResponseWriter, r *http.Request, rc *reqCtx) bool {
+	n, status, msg := s.authenticateNode(r)
+	if n == nil {
+		s.m.authFailures.WithLabelValues("node").Inc()
+		writeError(w, status, http.StatusText(status), msg)
+		return false
+	}
+	rc.node = n
+	if ok, wait := s.keyLim.Allow("node:"+n.name, s.now()); !ok {
+		s.tooMany(w, "per_key", wait)
 		return false
 	}
 	return true

@@ -157,6 +157,10 @@ func (s *Server) openAPI() map[string]any {
 			op["security"] = []any{map[string]any{"nodeSVID": []string{}}}
 			resps["401"] = errResp("no client X.509-SVID presented")
 			resps["403"] = errResp("node revoked, unknown, or not its enrolled key")
+		case accessNodeOrUser:
+			op["security"] = []any{map[string]any{"nodeSVID": []string{}}, map[string]any{"bearer": []string{}}, map[string]any{"apiKey": []string{}}}
+			resps["401"] = errResp("no client X.509-SVID and no valid credentials")
+			resps["403"] = errResp("node revoked, or the credential's role is below " + string(rt.role))
 		}
 		if rt.authLimited && resps["401"] == nil {
 			resps["401"] = errResp("invalid credentials or token")
@@ -252,6 +256,8 @@ Errors are JSON <code>{"error": code, "message": text}</code>; 429 answers carry
 			who = "admin (or anyone, if registration is open)"
 		case accessNode:
 			who = "a node, by mutual TLS with its X.509-SVID"
+		case accessNodeOrUser:
+			who = "a node, by mutual TLS with its X.509-SVID, or role " + string(rt.role) + " or above"
 		}
 		fmt.Fprintf(&b, `<div class="op" id="%s"><div><span class="m">%s</span> <code>%s</code>`, e(d.id), e(rt.method), e(rt.path))
 		for _, a := range rt.aliases {

@@ -67,12 +67,15 @@ func (s *Server) initRecords(ctx context.Context) error {
 	return nil
 }
 
-// mayReach is where the mesh-wide access policy will decide whose records a node receives: the
-// records of the nodes it may reach (docs/connectivity.md, "one ACL policy"). Until that policy
-// exists every live node may reach every other; revoked nodes and expired records never get this
-// far (the store leaves them out).
+// mayReach decides whose records a node receives: those of the nodes the mesh access policy lets
+// it open flows to, or lets open flows to it (docs/connectivity.md, "Policy"); a flow either way
+// needs both ends to find each other, since the one asked to punch dials back. Without a policy
+// every live node may reach every other; revoked nodes and expired records never get this far (the
+// store leaves them out).
 func (s *Server) mayReach(caller *store.Node, target *store.MeshRecord) bool {
-	return target.NodeID != caller.ID
+	return target.NodeID != caller.ID &&
+		(s.policyAllows(caller.Name, caller.Groups, target.NodeName, target.NodeGroups) ||
+			s.policyAllows(target.NodeName, target.NodeGroups, caller.Name, caller.Groups))
 }
 
 // badRecordError is a reported record refused as invalid (400).

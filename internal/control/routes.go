@@ -6,6 +6,7 @@ import (
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/auth"
+	"x0tta6bl4/internal/policy"
 )
 
 // opDoc documents an operation for OpenAPI and /docs.
@@ -100,6 +101,16 @@ func (s *Server) buildRoutes() []*route {
 			status: 200, contentType: "application/x-pem-file",
 			query: []param{{"after", "integer", "wait for a list with a higher number than this"}, {"wait", "integer", "seconds to wait (at most limits.max_crl_wait)"}},
 			extra: map[int]string{304: "If-None-Match matched the current list"}}},
+
+		{method: "GET", path: "/api/v1/policy", access: accessNodeOrUser, role: auth.Viewer, h: s.handleGetPolicy, doc: opDoc{
+			id: "getPolicy", tag: "policy", summary: "The mesh access policy: signed, and as source",
+			desc: "`signed` is the CA-signed policy nodes verify and apply; `source` is what the admin set, tests included. `version` 0 means none has been set. With `after=N` the request waits up to `wait` seconds for a version above N (long poll). Header: `X-Policy-Version`.",
+			resp: api.Policy{}, status: 200,
+			query: []param{{"after", "integer", "wait for a policy with a higher version than this"}, {"wait", "integer", "seconds to wait (at most limits.max_crl_wait)"}}}},
+		{method: "PUT", path: "/api/v1/policy", access: accessUser, role: auth.Admin, maxBody: policy.MaxSourceSize, h: s.handlePutPolicy, doc: opDoc{
+			id: "setPolicy", tag: "policy", summary: "Set the mesh access policy",
+			desc: "The body is the policy source (grants, and tests that must pass). The control plane checks it, runs the tests, gives it the next version, signs it with the CA key, stores it with an audit entry, and wakes every node long-polling GET /api/v1/policy.",
+			req:  policy.Source{}, resp: api.Policy{}, status: 200, extra: map[int]string{409: "another policy was set at the same moment; send it again"}}},
 
 		{method: "GET", path: "/api/v1/nodes", access: accessUser, role: auth.Viewer, h: s.handleListNodes, doc: opDoc{
 			id: "listNodes", tag: "nodes", summary: "List enrolled nodes", resp: api.NodeList{}, status: 200}},

@@ -59,6 +59,7 @@ type Server struct {
 	crl        crlHolder
 	crlWaiters chan struct{}
 	records    recordsState // signed link-state records handed to nodes (records.go)
+	policy     policyState  // the mesh access policy (policy.go)
 	revokeMu   sync.Mutex   // one revocation at a time, so lists are signed in order
 
 	tlsKey  *identity.NodeKey
@@ -143,6 +144,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	s.dbHealth.Store(&dbHealth{ok: true, at: s.now()})
 	s.m = newMetrics(s)
 	if err := s.initRecords(ctx); err != nil {
+		s.st.Close()
+		return nil, err
+	}
+	if err := s.initPolicy(ctx); err != nil {
 		s.st.Close()
 		return nil, err
 	}
@@ -319,6 +324,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	s.crl.wakeAll() // long-polling CRL readers return at once
 	s.records.gen.wakeAll()
+	s.policy.gen.wakeAll()
 	if err := srv.Shutdown(shutdown); err != nil {
 		srv.Close()
 	}
