@@ -88,3 +88,40 @@ func TestNoPunchKeepsRelaying(t *testing.T) {
 		t.Fatalf("a shows c as %+v", p)
 	}
 }
+
+// TestJoinFromRecords: a node with no configured peer, given the signed records a control plane
+// would hand it, dials the nodes in them and joins the mesh.
+func TestJoinFromRecords(t *testing.T) {
+	m, err := New(Config{Seed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddNodes("a", "b", "joiner"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Link("a", "b", LinkParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Reach("a", "joiner", LinkParams{Delay: 3 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a, b, j := m.Node("a"), m.Node("b"), m.Node("joiner")
+	if _, ok := m.RunUntil(hasRoute(a, "b", 1, "b"), 5*time.Second); !ok {
+		t.Fatal("a and b did not link")
+	}
+	m.Run(time.Second)
+	if err := j.LearnRecords([]node.SignedRecord{a.OwnRecord(), b.OwnRecord()}); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := m.RunUntil(hasRoute(j, "b", 2, "a"), 5*time.Second)
+	if !ok {
+		t.Fatalf("the joiner never reached b\n%s", dump(m))
+	}
+	t.Logf("joined and routed to b in %s", took)
+	if !ping(m, j, b, 1, time.Second) {
+		t.Fatal("no echo reply from b")
+	}
+}

@@ -210,6 +210,9 @@ func (n *Node) tickConnectivityLocked(now time.Time) {
 		return
 	}
 	c.lastCheck = now
+	// Without any link there is no mesh path for a punch message, and the nodes to dial are the
+	// ones a control plane named: dial them at full TTL.
+	bootstrap := !n.anyLinkUpLocked()
 	wanted := n.wantedLocked()
 	for id, st := range c.punches {
 		if !slices.Contains(wanted, id) {
@@ -243,7 +246,11 @@ func (n *Node) tickConnectivityLocked(now time.Time) {
 		st.attempts++
 		st.lastTry = now
 		st.next = now.Add(min(punchFirstRetry<<min(st.attempts-1, 20), punchMaxRetry))
-		n.punchLocked(now, id, cert, rec.Endpoints, primeHops(st.attempts), true)
+		if bootstrap {
+			n.punchLocked(now, id, cert, rec.Endpoints, 0, false)
+		} else {
+			n.punchLocked(now, id, cert, rec.Endpoints, primeHops(st.attempts), true)
+		}
 	}
 }
 
@@ -273,6 +280,21 @@ func (n *Node) wantedLocked() []routing.NodeID {
 		}
 		return bytes.Compare(a.id[:], b.id[:])
 	})
+	if len(cs) == 0 && !n.anyLinkUpLocked() {
+		// No link yet (a node that joined with only a token): dial the nodes whose records a control
+		// plane handed us, relays first. Once one link is up, routes take over.
+		for _, g := range n.router.Graph().Nodes {
+			rec := n.router.Record(g.ID)
+			if g.Self || rec == nil || len(rec.Endpoints) == 0 {
+				continue
+			}
+			hops := 1
+			if rec.NoTransit {
+				hops = 2
+			}
+			cs = append(cs, cand{g.ID, hops})
+		}
+	}
 	out := make([]routing.NodeID, 0, min(len(cs), maxWanted))
 	for _, c := range cs[:min(len(cs), maxWanted)] {
 		out = append(out, c.id)
@@ -391,4 +413,13 @@ func (n *Node) punchReasonLocked(now time.Time, id routing.NodeID) string {
 	default:
 		return fmt.Sprintf("punching (attempt %d)", st.attempts)
 	}
+}
+
+func (n *Node) anyLinkUpLocked() bool {
+	for _, t := range n.links {
+		if t.up {
+			return true
+		}
+	}
+	return false
 }
