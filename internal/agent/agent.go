@@ -56,8 +56,9 @@ func Run(ctx context.Context, cfg Config) {
 		}
 	}
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); a.crlLoop(ctx) }()
+	go func() { defer wg.Done(); a.policyLoop(ctx) }()
 	go func() { defer wg.Done(); a.recordsLoop(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
 	go func() {

@@ -208,6 +208,8 @@ func runCtl(e *env, args []string) error {
 		{"key create", "create an API key for yourself (shown once)", ctlKeyCreate},
 		{"keys", "list your API keys", ctlKeys},
 		{"audit", "show the audit log", ctlAudit},
+		{"policy get", "show the mesh access policy (YAML source with its version)", ctlPolicyGet},
+		{"policy set", "set the mesh access policy: ctl policy set --file policy.yaml", ctlPolicySet},
 		{"join", "enrol this machine as a node with a join token (writes its certificate bundle)", ctlJoin},
 	}
 	usage := func(w io.Writer) {
