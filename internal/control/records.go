@@ -159,16 +159,10 @@ func (s *Server) acceptRecord(ctx context.Context, n *store.Node, sr *api.Signed
 	if err := s.verifyMeshCert(cert); err != nil {
 		return "", badRecord("certificate: %v", err)
 	}
-	if err := cert.SignPublicKey.Verify(routing.SignatureContext, signedPart(raw, rec), rec.Signature); err != nil {
+	if err := rec.VerifySignature(cert); err != nil {
 		return "", badRecord("the signature does not verify with the certificate's key")
 	}
 	return s.storeRecord(ctx, n, rec, certRaw, raw, now)
-}
-
-// signedPart is the part of a record's encoding that its signature covers: everything before the
-// signature's length (docs/routing.md, "Record").
-func signedPart(raw []byte, rec *routing.Record) []byte {
-	return raw[:len(raw)-2-len(rec.Signature)]
 }
 
 // storeRecord stores a verified record newer than the one read before, publishing it if it is news.

@@ -609,3 +609,16 @@ func checkEndpoint(e Endpoint) error {
 	}
 	return nil
 }
+
+// VerifySignature checks that the record's signature verifies with cert's key. Routers verify
+// through their Cache; this is for a record checked outside a router (a control plane storing what
+// nodes report). It does not check the certificate itself.
+func (r *Record) VerifySignature(cert *meshca.Certificate) error {
+	if r.raw == nil || cert.SignPublicKey == nil {
+		return errors.New("routing: record not parsed, or certificate without a signing key")
+	}
+	if err := cert.SignPublicKey.Verify(SignatureContext, r.tbs(), r.Signature); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadSignature, err)
+	}
+	return nil
+}
