@@ -1,11 +1,12 @@
 // Package agent keeps a running node in step with its control plane: it long-polls the revocation list
 // and hands every newer one to the node (which spreads it over the mesh and drops revoked peers),
+// long-polls the access policy likewise (the node applies it to its firewall and spreads it),
 // long-polls the signed records of the nodes it may reach and hands them to the node (which can then
 // dial them), reports the node's links, routes and own signed record, and renews the node's
 // certificate before it expires.
 //
-// It must never install a revocation list, certificate or record the node has not verified (the node
-// checks all three), never block the node's packet path, and never retry in a tight loop.
+// It must never install a revocation list, policy, certificate or record the node has not verified
+// (the node checks all four), never block the node's packet path, and never retry in a tight loop.
 package agent
 
 import (
