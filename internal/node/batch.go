@@ -158,20 +158,21 @@ func (b *txBatch) flush(now time.Time) {
 
 // devWriter collects packets for the device and writes them as one batch. It belongs to the receive
 // loop. Each buffer has room for the device to coalesce a whole TCP burst into (64 KiB), so the
-// buffers are made as batches need them, up to devBatch, and after every devShrinkAfter batches the
-// writer keeps twice as many as the largest of them needed: a node whose batches hold a few packets
-// keeps a few buffers instead of 8 MiB, a burst of traffic or a stalled loop leaves none behind for
-// long, and batches whose size wavers do not make and drop buffers over and over.
+// buffers are made as batches need them, up to devBatch, and at the end of every devShrinkEvery the
+// writer keeps twice as many as the largest batch of that period needed: a node whose batches hold a
+// few packets keeps a few buffers instead of 8 MiB, a burst of traffic or a stalled loop leaves none
+// behind for long (an idle node's receive loop still wakes for link probes), and batches whose size
+// wavers do not make and drop buffers over and over.
 type devWriter struct {
-	n       *Node
-	bufs    [][]byte // views handed to Write
-	mem     [][]byte // the full buffers behind bufs, at most devBatch
-	k       int
-	peak    int // the largest batch of this period
-	batches int // batches written in this period
+	n     *Node
+	bufs  [][]byte // views handed to Write
+	mem   [][]byte // the full buffers behind bufs, at most devBatch
+	k     int
+	peak  int       // the largest batch of this period
+	since time.Time // when this period began
 }
 
-const devShrinkAfter = 4096
+const devShrinkEvery = 10 * time.Second
 
 func newDevWriter(n *Node) *devWriter {
 	return &devWriter{n: n, bufs: make([][]byte, devBatch), mem: make([][]byte, 0, devBatch)}
@@ -198,7 +199,7 @@ func (w *devWriter) flush() {
 	}
 	k := w.k
 	w.k = 0
-	w.shrink(k)
+	w.peak = max(w.peak, k)
 	if _, err := w.n.dev.Write(w.bufs[:k], netdev.Offset); err != nil {
 		w.n.log.Debug("device write", "err", err)
 		return
@@ -206,12 +207,11 @@ func (w *devWriter) flush() {
 	w.n.stats.delivered.Add(uint64(k))
 }
 
-// shrink counts a batch of k packets and, at the end of a period whose largest batch used fewer than
-// half the buffers, drops those beyond twice that batch (and the views of them from earlier batches,
-// which would keep them alive).
-func (w *devWriter) shrink(k int) {
-	w.peak = max(w.peak, k)
-	if w.batches++; w.batches < devShrinkAfter {
+// shrink ends the period at now once it has lasted devShrinkEvery; if its largest batch used fewer
+// than half the buffers, it drops those beyond twice that batch (and the views of them from earlier
+// batches, which would keep them alive).
+func (w *devWriter) shrink(now time.Time) {
+	if now.Sub(w.since) < devShrinkEvery {
 		return
 	}
 	if keep := 2 * w.peak; keep < len(w.mem) {
@@ -219,7 +219,7 @@ func (w *devWriter) shrink(k int) {
 		clear(w.bufs[keep:])
 		w.mem = w.mem[:keep]
 	}
-	w.peak, w.batches = 0, 0
+	w.peak, w.since = 0, now
 }
 
 // rxBatch is the receive loop's state for one read: device writes and relayed frames to flush.
@@ -234,6 +234,7 @@ func (r *rxBatch) flush(now time.Time) {
 	}
 	if r.dev != nil {
 		r.dev.flush()
+		r.dev.shrink(now)
 	}
 	r.tx.flush(now)
 }

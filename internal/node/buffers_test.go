@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	"x0tta6bl4/internal/netdev"
 	"x0tta6bl4/internal/virtio"
@@ -61,16 +62,22 @@ func TestPumpBuffersFitTheMTU(t *testing.T) {
 func TestDevWriterBuffersFollowBatches(t *testing.T) {
 	d := newNullTun()
 	n := &Node{dev: d, log: slog.New(slog.DiscardHandler)}
-	w := newDevWriter(n)
+	rx := &rxBatch{dev: newDevWriter(n), tx: newTxBatch(n)}
+	w := rx.dev
 	if len(w.mem) != 0 {
 		t.Fatalf("a new writer holds %d buffers", len(w.mem))
 	}
+	now := time.Unix(1_700_000_000, 0)
+	rx.flush(now) // the first period begins
 	pkt := make([]byte, 1280)
-	batch := func(k int) {
+	var sent uint64
+	batch := func(k int) { // one receive of k packets for the device, a millisecond later
 		for range k {
 			w.add(pkt)
 		}
-		w.flush()
+		now = now.Add(time.Millisecond)
+		rx.flush(now)
+		sent += uint64(k)
 	}
 	for range 100 {
 		batch(3)
@@ -83,10 +90,9 @@ func TestDevWriterBuffersFollowBatches(t *testing.T) {
 	if len(w.mem) != devBatch {
 		t.Errorf("after a batch of %d: %d buffers, want %d", 2*devBatch+5, len(w.mem), devBatch)
 	}
-	sent := uint64(100*3 + 1 + 2*devBatch + 5)
-	for range 2 * devShrinkAfter { // the spike's period, then one of batches of 2
+	period := int(devShrinkEvery / time.Millisecond)
+	for range 2 * period { // the rest of the spike's period, then one of batches of 2
 		batch(2)
-		sent += 2
 	}
 	if len(w.mem) != 4 {
 		t.Errorf("after a period of batches of 2: %d buffers, want 4", len(w.mem))
@@ -102,9 +108,8 @@ func TestDevWriterBuffersFollowBatches(t *testing.T) {
 		held[i] = &b[0]
 	}
 	for _, k := range []int{4, 3, 2} {
-		for range devShrinkAfter {
+		for range period {
 			batch(k)
-			sent += uint64(k)
 		}
 	}
 	if len(w.mem) != 4 {
@@ -114,6 +119,15 @@ func TestDevWriterBuffersFollowBatches(t *testing.T) {
 		if &b[0] != held[i] {
 			t.Errorf("buffer %d was made again", i)
 		}
+	}
+	// An idle receive loop (link probes only) still lets the buffers go.
+	batch(devBatch)
+	for range 3 {
+		now = now.Add(devShrinkEvery)
+		rx.flush(now)
+	}
+	if len(w.mem) != 0 {
+		t.Errorf("after idle periods: %d buffers", len(w.mem))
 	}
 	if got := d.delivered(); got != sent {
 		t.Errorf("device got %d packets, want %d", got, sent)
