@@ -176,8 +176,11 @@ func (n *Node) sendObserved(now time.Time, t *tunnel) {
 	if !a.IsValid() {
 		return
 	}
-	t.lastObserved.Store(now.UnixNano())
-	n.sendFrame(now, t, overlay.AppendObserved(make([]byte, 0, overlay.ObservedSize), netip.AddrPortFrom(a.Addr().Unmap(), a.Port())))
+	// The responder of a fresh handshake cannot seal until the initiator's first packet arrives:
+	// only a frame that went counts, and the link's tick tries again until one does.
+	if n.sendFrame(now, t, overlay.AppendObserved(make([]byte, 0, overlay.ObservedSize), netip.AddrPortFrom(a.Addr().Unmap(), a.Port()))) {
+		t.lastObserved.Store(now.UnixNano())
+	}
 }
 
 // handleObserved records what a neighbour told us it sees, and republishes our endpoints.
