@@ -4,9 +4,14 @@
 //
 // It is a pure state machine over an injected clock: no sockets, no goroutines, no time.Now. It must
 // never believe an acknowledgement for a probe it did not send, and never hold more than Window probes.
+//
+// Loss is measured on round trips: a probe counts as answered only when the neighbour's echo of that
+// very probe comes back, so a probe is lost if either the probe or its echo is. Any other
+// authenticated packet from the neighbour keeps the link up (Heard) but says nothing about loss.
 package linkmon
 
 import (
+	"math"
 	"time"
 
 	"x0tta6bl4/internal/overlay"
@@ -33,7 +38,17 @@ const (
 type Metrics struct {
 	RTT    time.Duration // smoothed round-trip time (RFC 6298 SRTT)
 	Jitter time.Duration // smoothed RTT variation (RFC 6298 RTTVAR)
-	Loss   float64       // fraction of the last resolved probes that were not answered, 0..1
+	// RoundTripLoss is the fraction of the settled probes in the window that went unanswered: the
+	// probe or its echo was lost, 0..1. A probe is settled once it is older than the loss timeout,
+	// answered or not, so the estimate does not lean towards the answers that come back first.
+	RoundTripLoss float64
+	// Loss is the one-way loss, 1 − √(1 − RoundTripLoss): exact when both directions lose alike,
+	// and in any case such that (1 − Loss)² is the measured round-trip delivery, which is what a
+	// link cost built on ETX needs (routing.LinkCost).
+	Loss float64
+	// LossSamples is the number of settled probes the loss fractions come from (at most Window).
+	// With few samples they are coarse: a consumer that acts on them should weigh them by it.
+	LossSamples int
 	// Samples is the number of RTT samples so far; RTT and Jitter mean nothing while it is 0.
 	Samples uint64
 }
@@ -48,6 +63,7 @@ type probe struct {
 // Monitor measures one link.
 type Monitor struct {
 	cfg       Config
+	since     time.Time // the link came up: the monitor's start
 	nextID    uint32
 	lastSent  time.Time
 	lastHeard time.Time
@@ -69,8 +85,11 @@ func New(cfg Config, now time.Time) *Monitor {
 		cfg.Window = defaultWindow
 	}
 	cfg.Window = min(cfg.Window, maxWindow)
-	return &Monitor{cfg: cfg, lastHeard: now, nextID: 1}
+	return &Monitor{cfg: cfg, since: now, lastHeard: now, nextID: 1}
 }
+
+// Since is when the link came up: the time New was given. A new monitor means a new adjacency.
+func (m *Monitor) Since() time.Time { return m.since }
 
 // Heard records that an authenticated packet of any kind arrived from the neighbour.
 func (m *Monitor) Heard(now time.Time) {
@@ -139,9 +158,12 @@ func (m *Monitor) sample(rtt time.Duration) {
 	m.samples++
 }
 
+// lostAfter is how long a probe may go unanswered before it counts as lost.
+func (m *Monitor) lostAfter() time.Duration { return max(lostAfterRTTs*m.srtt, minLostAfter) }
+
 // expire marks probes unanswered for too long as lost.
 func (m *Monitor) expire(now time.Time) {
-	limit := max(lostAfterRTTs*m.srtt, minLostAfter)
+	limit := m.lostAfter()
 	for i := range m.probes {
 		if pr := &m.probes[i]; !pr.resolved && now.Sub(pr.sent) >= limit {
 			pr.resolved = true
@@ -149,21 +171,25 @@ func (m *Monitor) expire(now time.Time) {
 	}
 }
 
-// Metrics returns the current measurements.
+// Metrics returns the current measurements. The loss counts only settled probes (sent at least the
+// loss timeout ago): counting the recent answered probes but not the recent unanswered ones, whose
+// fate is still open, would make a lossy link look better than it is.
 func (m *Monitor) Metrics(now time.Time) Metrics {
 	m.expire(now)
-	var resolved, lost int
+	limit := m.lostAfter()
+	var settled, lost int
 	for _, pr := range m.probes {
-		if pr.resolved {
-			resolved++
+		if now.Sub(pr.sent) >= limit {
+			settled++
 			if !pr.answered {
 				lost++
 			}
 		}
 	}
-	out := Metrics{RTT: m.srtt, Jitter: m.rttvar, Samples: m.samples}
-	if resolved > 0 {
-		out.Loss = float64(lost) / float64(resolved)
+	out := Metrics{RTT: m.srtt, Jitter: m.rttvar, Samples: m.samples, LossSamples: settled}
+	if settled > 0 {
+		out.RoundTripLoss = float64(lost) / float64(settled)
+		out.Loss = 1 - math.Sqrt(1-out.RoundTripLoss)
 	}
 	return out
 }

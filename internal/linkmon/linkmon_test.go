@@ -2,6 +2,7 @@ package linkmon
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -34,8 +35,11 @@ func TestRTTAndLoss(t *testing.T) {
 	if got.Jitter > time.Millisecond {
 		t.Errorf("jitter %v on a constant RTT", got.Jitter)
 	}
-	if math.Abs(got.Loss-0.25) > 0.04 {
-		t.Errorf("loss %.3f, want about 0.25", got.Loss)
+	if math.Abs(got.RoundTripLoss-0.25) > 0.04 {
+		t.Errorf("round-trip loss %.3f, want about 0.25", got.RoundTripLoss)
+	}
+	if want := 1 - math.Sqrt(1-got.RoundTripLoss); math.Abs(got.Loss-want) > 1e-12 {
+		t.Errorf("one-way loss %.4f, want %.4f", got.Loss, want)
 	}
 	if got.Samples != 30 {
 		t.Errorf("samples %d, want 30", got.Samples)
@@ -107,7 +111,66 @@ func TestWindowBounded(t *testing.T) {
 	if len(m.probes) != 8 {
 		t.Errorf("%d probes held, want 8", len(m.probes))
 	}
-	if got := m.Metrics(now.Add(time.Minute)).Loss; got != 1 {
-		t.Errorf("loss %v with no acks, want 1", got)
+	if got := m.Metrics(now.Add(time.Minute)); got.Loss != 1 || got.RoundTripLoss != 1 || got.LossSamples != 8 {
+		t.Errorf("%+v with no acks, want both losses 1 over 8 probes", got)
+	}
+}
+
+// TestLossCountsSettledProbesOnly: every other probe is answered. Whenever it is read, the estimate
+// is one half: the recent probes whose fate is still open do not count, neither the answered ones
+// nor the silent ones.
+func TestLossCountsSettledProbesOnly(t *testing.T) {
+	m := New(Config{ProbeInterval: 150 * time.Millisecond}, t0)
+	now := t0
+	for i := range 200 {
+		p, _ := m.Probe(now)
+		if i%2 == 0 {
+			m.Ack(now.Add(5*time.Millisecond), p)
+		}
+		now = now.Add(150 * time.Millisecond)
+		if i < 40 {
+			continue
+		}
+		got := m.Metrics(now)
+		if math.Abs(got.RoundTripLoss-0.5) > 1.0/float64(got.LossSamples) || got.LossSamples < 20 {
+			t.Fatalf("after %d probes: %+v, want round-trip loss 0.5 within one probe over ≥ 20 probes", i+1, got)
+		}
+	}
+}
+
+// TestLossUnderHeavyLoss: 30 % loss each way loses 51 % of the round trips. Averaged over a long run
+// the round-trip estimate is 0.51 and the one-way estimate 0.30; any authenticated traffic heard in
+// between changes neither.
+func TestLossUnderHeavyLoss(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	m := New(Config{ProbeInterval: 150 * time.Millisecond}, t0)
+	now := t0
+	var rt, oneWay float64
+	var reads int
+	for i := range 20000 {
+		p, _ := m.Probe(now)
+		probeArrives := rng.Float64() >= 0.3
+		if echoArrives := rng.Float64() >= 0.3; probeArrives && echoArrives {
+			m.Ack(now.Add(3*time.Millisecond), p)
+		}
+		m.Heard(now.Add(50 * time.Millisecond)) // the neighbour's own probes and keepalives
+		now = now.Add(150 * time.Millisecond)
+		if i >= 100 && i%20 == 0 {
+			got := m.Metrics(now)
+			rt += got.RoundTripLoss
+			oneWay += got.Loss
+			reads++
+		}
+	}
+	rt, oneWay = rt/float64(reads), oneWay/float64(reads)
+	t.Logf("30 %% each way: mean round-trip loss %.3f, one-way %.3f over %d reads", rt, oneWay, reads)
+	if math.Abs(rt-0.51) > 0.02 || math.Abs(oneWay-0.30) > 0.02 {
+		t.Fatalf("mean round-trip loss %.3f (want 0.51), one-way %.3f (want 0.30)", rt, oneWay)
+	}
+}
+
+func TestSince(t *testing.T) {
+	if got := New(Config{}, t0.Add(time.Second)).Since(); !got.Equal(t0.Add(time.Second)) {
+		t.Fatalf("Since %v", got)
 	}
 }
