@@ -18,8 +18,9 @@ import (
 //   - monitors: sends one authenticated end-to-end echo probe through each neighbour B whose link is
 //     up, to one of B's other neighbours (round robin, at most 3 per neighbour), forced through B
 //     whatever the forwarding table says; a probe unanswered within the timeout is lost;
-//   - analyses: judges B from its window of probe outcomes against the loss the links explain
-//     (heal_detect.go: "blackhole", "greyhole", "healthy", ...);
+//   - analyses: judges B from its window of probe outcomes against the loss the links they cross
+//     explain, setting aside what was probed while B or the way back was unsettled (heal_detect.go:
+//     "blackhole", "greyhole", "healthy", "grace", ...);
 //   - plans and executes with the same pure loop as the simulator (internal/mapek): B judged a
 //     blackhole or grey hole with confidence ≥ 0.99 in 2 consecutive steps has the advertised cost of
 //     the link to it raised (routing.UpdateMetrics with loss 0.95, ×400), so every node's SPF avoids
@@ -39,6 +40,9 @@ type HealConfig struct {
 	Consecutive   int           // 2 intervals
 	Hold          time.Duration // 10 s before the first re-probe
 	MaxHold       time.Duration // 5 min
+	// Grace (10 s): after a neighbour's link comes up or it restarts, what is probed through it is
+	// not judged while it resynchronises routing and re-establishes its links.
+	Grace time.Duration
 }
 
 func (c *HealConfig) setDefaults() {
@@ -60,6 +64,9 @@ func (c *HealConfig) setDefaults() {
 	if c.MaxHold < c.Hold {
 		c.MaxHold = max(5*time.Minute, c.Hold)
 	}
+	if c.Grace <= 0 {
+		c.Grace = 10 * time.Second
+	}
 }
 
 // HealFile is the heal section of the configuration file.
@@ -70,11 +77,12 @@ type HealFile struct {
 	Confidence    float64       `yaml:"confidence,omitempty"`
 	Hold          time.Duration `yaml:"hold,omitempty"`
 	MaxHold       time.Duration `yaml:"max_hold,omitempty"`
+	Grace         time.Duration `yaml:"grace,omitempty"`
 }
 
 func (f HealFile) config() HealConfig {
 	return HealConfig{Disabled: f.Enabled != nil && !*f.Enabled, ProbeInterval: f.ProbeInterval,
-		ProbeTimeout: f.ProbeTimeout, Confidence: f.Confidence, Hold: f.Hold, MaxHold: f.MaxHold}
+		ProbeTimeout: f.ProbeTimeout, Confidence: f.Confidence, Hold: f.Hold, MaxHold: f.MaxHold, Grace: f.Grace}
 }
 
 const (
@@ -83,7 +91,7 @@ const (
 	maxHealProbesPerStep = 64     // probes sent per interval at most (neighbours beyond wait their turn)
 	maxHealJournal       = 256    // decisions kept for the admin socket
 	maxHealKeys          = 4096   // neighbours the loop remembers before it starts afresh
-	maxTargetLinkLoss    = 0.5    // a target whose link to the neighbour loses more is not used
+	maxTargetLinkLoss    = 0.5    // a target whose link to the neighbour loses more (one way) is not used
 )
 
 var healPayload = []byte("x0tta6bl4 heal probe")
@@ -111,20 +119,25 @@ type HealPeer struct {
 
 // HealStatus is the self-healing loop's state: rules, counters, neighbours and recent decisions.
 type HealStatus struct {
-	Enabled       bool           `json:"enabled"`
-	ProbeInterval time.Duration  `json:"probe_interval_ns"`
-	ProbeTimeout  time.Duration  `json:"probe_timeout_ns"`
-	Confidence    float64        `json:"confidence"`
-	Consecutive   int            `json:"consecutive"`
-	Hold          time.Duration  `json:"hold_ns"`
-	MaxHold       time.Duration  `json:"max_hold_ns"`
-	ProbesSent    uint64         `json:"probes_sent"`
-	ProbesOK      uint64         `json:"probes_answered"`
-	ProbesLost    uint64         `json:"probes_lost"`
-	Penalties     uint64         `json:"penalties"`
-	Restores      uint64         `json:"restores"`
-	Peers         []HealPeer     `json:"peers"`
-	Decisions     []HealDecision `json:"decisions"` // oldest first, the last 256
+	Enabled       bool          `json:"enabled"`
+	ProbeInterval time.Duration `json:"probe_interval_ns"`
+	ProbeTimeout  time.Duration `json:"probe_timeout_ns"`
+	Confidence    float64       `json:"confidence"`
+	Consecutive   int           `json:"consecutive"`
+	Hold          time.Duration `json:"hold_ns"`
+	MaxHold       time.Duration `json:"max_hold_ns"`
+	Grace         time.Duration `json:"grace_ns"`
+	ProbesSent    uint64        `json:"probes_sent"`
+	ProbesOK      uint64        `json:"probes_answered"`
+	ProbesLost    uint64        `json:"probes_lost"`
+	// ProbesUnjudged are the probes whose outcome was set aside: sent in a grace period or on an
+	// unsettled way back, to a destination that restarted or has not answered yet, or cut short
+	// when their neighbour or destination went away.
+	ProbesUnjudged uint64         `json:"probes_unjudged"`
+	Penalties      uint64         `json:"penalties"`
+	Restores       uint64         `json:"restores"`
+	Peers          []HealPeer     `json:"peers"`
+	Decisions      []HealDecision `json:"decisions"` // oldest first, the last 256
 }
 
 type healer struct {
@@ -154,7 +167,7 @@ func newHealer(cfg HealConfig, now time.Time) *healer {
 }
 
 func (h *healer) reset() {
-	h.det = newDetector(detectRules{Timeout: h.cfg.ProbeTimeout})
+	h.det = newDetector(detectRules{Timeout: h.cfg.ProbeTimeout, Grace: h.cfg.Grace})
 	h.loop = mapek.New(mapek.Rules{Confidence: h.cfg.Confidence, Consecutive: h.cfg.Consecutive,
 		Hold: h.cfg.Hold, MaxHold: h.cfg.MaxHold})
 	h.ids, h.keys, h.penalised = nil, map[routing.NodeID]int{}, map[routing.NodeID]bool{}
@@ -189,6 +202,28 @@ func (n *Node) healMetrics(id routing.NodeID, m routing.Metrics) routing.Metrics
 	return h.adjustLocked(id, m)
 }
 
+// neighbourRestarted is told, on authenticated evidence (the peer's signed link-state record),
+// that the peer at overlay address addr restarted. If it is a neighbour whose link stayed up, the
+// outcomes of probes through its old process are dropped and its grace period starts again (at
+// most once a minute); otherwise nothing happens. A restarted peer is also a destination: call
+// targetRestarted for it as well. It takes healer.mu, after Node.mu if the caller holds that.
+func (h *healer) neighbourRestarted(now time.Time, addr netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.det.neighbourRestarted(now, addr)
+}
+
+// targetRestarted is told, on authenticated evidence, that the peer at addr restarted and lost its
+// end-to-end sessions: the outcomes of probes to it are dropped, and its losses count again only
+// once it has answered under a new session. An unauthenticated hint (an unknown-session notice,
+// which a relay on the path could forge) must not call it: a relay that drops our probes could
+// otherwise keep its destinations forever unqualified. It takes healer.mu.
+func (h *healer) targetRestarted(now time.Time, addr netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.det.targetRestarted(now, addr)
+}
+
 // SetTransitFault makes the node a blackhole (fraction 1) or grey hole relay: it drops that fraction
 // of the transit packets it should relay while it still answers link probes and routing. It exists
 // for tests (the netns tests' helper processes, internal/meshtest); nothing in configuration or on
@@ -212,8 +247,9 @@ func (n *Node) dropTransit() bool {
 }
 
 // healViewsLocked lists the neighbours whose links are up, sorted by ID, each with its candidate
-// targets: its other neighbours that confirm the link in their own records, that its report does
-// not show as lossy, and that we have a route to.
+// targets: its other neighbours that confirm the link in their own records, that neither report
+// shows as lossy, and that we have a route to, with the losses of the links a probe to them and its
+// answer cross, and whether the neighbour is the only relay on the way.
 func (n *Node) healViewsLocked(now time.Time) []nbrView {
 	f := n.fib.Load()
 	views := make([]nbrView, 0, len(n.links))
@@ -221,8 +257,11 @@ func (n *Node) healViewsLocked(now time.Time) []nbrView {
 		if !t.up || !t.installed {
 			continue
 		}
-		v := nbrView{id: id, name: t.peer().Name, linkLoss: t.mon.Metrics(now).Loss}
+		m := t.mon.Metrics(now)
+		v := nbrView{id: id, addr: t.addr, name: t.peer().Name, linkLoss: m.RoundTripLoss,
+			linkSamples: m.LossSamples, linkSince: t.mon.Since()}
 		if rec := n.router.Record(id); rec != nil {
+			backDirect := -1 // whether the neighbour's own way back to us is its link to us; -1: not known yet
 			for _, li := range rec.Links {
 				if len(v.targets) >= n.heal.det.r.MaxTargets {
 					break
@@ -235,21 +274,84 @@ func (n *Node) healViewsLocked(now time.Time) []nbrView {
 				if drec == nil || cert == nil {
 					continue
 				}
-				back := slices.IndexFunc(drec.Links, func(l routing.LinkInfo) bool { return l.Neighbour == id })
-				if back < 0 || drec.Links[back].Loss >= maxTargetLinkLoss {
+				back, ok := linkTo(drec, id)
+				if !ok || back.Loss >= maxTargetLinkLoss {
 					continue
 				}
 				if _, ok := f.byAddr[cert.Overlay]; !ok {
 					continue
 				}
-				v.targets = append(v.targets, healTarget{id: d, addr: cert.Overlay, name: cert.Name,
-					nextLoss: max(li.Loss, drec.Links[back].Loss)})
+				tg := healTarget{id: d, addr: cert.Overlay, name: cert.Name, nextLoss: roundTrip(max(li.Loss, back.Loss))}
+				tg.reply, _ = n.replyHopLocked(d, drec)
+				switch tg.reply {
+				case n.selfID: // the answer comes straight back over our own link to d
+					if l := n.links[d]; l != nil && l.up {
+						tg.soleRelay, tg.backLoss = true, l.mon.Metrics(now).RoundTripLoss
+					}
+				case id: // back through the neighbour, which must then hand it straight to us
+					if backDirect < 0 {
+						backDirect = 0
+						if hop, ok := n.replyHopLocked(id, rec); ok && hop == n.selfID {
+							backDirect = 1
+						}
+					}
+					tg.soleRelay = backDirect == 1
+				}
+				v.targets = append(v.targets, tg)
 			}
 		}
 		views = append(views, v)
 	}
 	slices.SortFunc(views, func(a, b nbrView) int { return cmpNodeID(a.id, b.id) })
 	return views
+}
+
+// replyHopLocked is x's next hop towards us as x's own routing chooses it from the link-state
+// database we share (x's record is rec): the neighbour y with the least link cost (the larger of
+// the two ends' reports) plus our distance to y, which is y's distance to us since costs are
+// symmetric; among equals the lowest ID, as routing's SPF breaks ties. Called with Node.mu held.
+func (n *Node) replyHopLocked(x routing.NodeID, rec *routing.Record) (routing.NodeID, bool) {
+	var best routing.NodeID
+	bestCost, found := uint64(0), false
+	for _, l := range rec.Links {
+		y := l.Neighbour
+		var dist uint64
+		if y != n.selfID {
+			r, ok := n.router.NextHop(y)
+			if !ok {
+				continue
+			}
+			dist = r.Cost
+		}
+		yrec := n.router.Record(y)
+		if yrec == nil {
+			continue
+		}
+		back, ok := linkTo(yrec, x)
+		if !ok {
+			continue
+		}
+		c := dist + uint64(max(l.Cost, back.Cost))
+		if !found || c < bestCost || (c == bestCost && cmpNodeID(y, best) < 0) {
+			best, bestCost, found = y, c, true
+		}
+	}
+	return best, found
+}
+
+// linkTo returns rec's report of its link to id.
+func linkTo(rec *routing.Record, id routing.NodeID) (routing.LinkInfo, bool) {
+	i := slices.IndexFunc(rec.Links, func(l routing.LinkInfo) bool { return l.Neighbour == id })
+	if i < 0 {
+		return routing.LinkInfo{}, false
+	}
+	return rec.Links[i], true
+}
+
+// roundTrip is the round-trip loss of a link whose one-way loss (as records carry it) is oneWay.
+func roundTrip(oneWay float64) float64 {
+	d := 1 - clamp01(oneWay)
+	return 1 - d*d
 }
 
 func cmpNodeID(a, b routing.NodeID) int { return bytes.Compare(a[:], b[:]) }
@@ -275,11 +377,11 @@ func (n *Node) healStep(now time.Time) {
 	if len(h.ids) > maxHealKeys && len(h.penalised) == 0 {
 		h.reset()
 	}
-	h.det.update(views)
+	h.det.update(now, views)
 	h.det.expire(now)
 	js := make([]mapek.Judgement, 0, len(views))
 	for _, v := range views {
-		js = append(js, h.det.judge(h.key(v.id), v.id))
+		js = append(js, h.det.judge(now, h.key(v.id), v.id))
 	}
 	for _, d := range h.loop.Step(now.Sub(h.start), js, healActuator{n: n, now: now}) {
 		n.recordHealLocked(now, d)
@@ -387,7 +489,7 @@ func (n *Node) recordHealLocked(now time.Time, d mapek.Decision) {
 	}
 	h.journal = append(h.journal, hd)
 	args := []any{"peer", name, "rule", d.Rule, "class", hd.Class, "confidence", hd.Confidence}
-	for _, k := range []string{"link_loss", "next_loss", "explained_loss", "path_loss", "probes", "lost", "run"} {
+	for _, k := range []string{"link_loss", "next_loss", "explained_loss", "path_loss", "probes", "lost", "run", "chance"} {
 		if v, ok := hd.Evidence[k]; ok {
 			args = append(args, k, v)
 		}
@@ -408,8 +510,8 @@ func (n *Node) Heal() HealStatus {
 	defer h.mu.Unlock()
 	c := h.cfg
 	st := HealStatus{Enabled: !c.Disabled, ProbeInterval: c.ProbeInterval, ProbeTimeout: c.ProbeTimeout,
-		Confidence: c.Confidence, Consecutive: c.Consecutive, Hold: c.Hold, MaxHold: c.MaxHold,
-		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, Penalties: h.penalties,
+		Confidence: c.Confidence, Consecutive: c.Consecutive, Hold: c.Hold, MaxHold: c.MaxHold, Grace: c.Grace,
+		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, ProbesUnjudged: h.det.unjudged, Penalties: h.penalties,
 		Restores: h.restores, Peers: []HealPeer{}, Decisions: slices.Clone(h.journal)}
 	for id, s := range h.det.nbrs {
 		p := HealPeer{Name: s.name, Penalised: h.penalised[id], Targets: []string{}, Class: s.last.Class,

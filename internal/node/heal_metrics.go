@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // The self-healing loop's Prometheus metrics, read at scrape time like the node's others.
 var (
-	descHealProbes    = prometheus.NewDesc("x0tta6bl4_heal_probes_total", "Self-healing path probes: sent, answered, and lost (losses count only for destinations that answered before).", []string{"result"}, nil)
+	descHealProbes    = prometheus.NewDesc("x0tta6bl4_heal_probes_total", "Self-healing path probes: sent; answered and lost, of those judged; unjudged (sent in a grace period or on an unsettled way back, or to a destination that has not answered since it became one or restarted).", []string{"result"}, nil)
 	descHealDecisions = prometheus.NewDesc("x0tta6bl4_heal_decisions_total", "Self-healing decisions by action (penalise: route around a neighbour; restore: lift the penalty to re-probe it).", []string{"action"}, nil)
 	descHealPenalised = prometheus.NewDesc("x0tta6bl4_heal_penalised", "1 while the loop routes around the neighbour.", []string{"peer"}, nil)
 	descHealPathLoss  = prometheus.NewDesc("x0tta6bl4_heal_path_loss_ratio", "Loss of the recent path probes through the neighbour.", []string{"peer"}, nil)
@@ -24,6 +24,7 @@ func (c healCollector) Collect(ch chan<- prometheus.Metric) {
 	out.counter(descHealProbes, h.ProbesSent, "sent")
 	out.counter(descHealProbes, h.ProbesOK, "answered")
 	out.counter(descHealProbes, h.ProbesLost, "lost")
+	out.counter(descHealProbes, h.ProbesUnjudged, "unjudged")
 	out.counter(descHealDecisions, h.Penalties, "penalise")
 	out.counter(descHealDecisions, h.Restores, "restore")
 	for _, p := range h.Peers {

@@ -2,11 +2,15 @@ package node
 
 import (
 	"math"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/identity"
 	mapek "x0tta6bl4/internal/mapek/loop"
+	"x0tta6bl4/internal/memnet"
+	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/routing"
 )
 
@@ -28,6 +32,8 @@ type healBench struct {
 	}
 	act  *healRecorder
 	sent int
+	// before, if set, runs at the start of every step (to change the view, say).
+	before func()
 }
 
 type healRecorder struct{ log []string }
@@ -37,15 +43,20 @@ func (r *healRecorder) Restore(int)  { r.log = append(r.log, "R") }
 
 func healID(b byte) routing.NodeID { var id routing.NodeID; id[0] = b; return id }
 
+func healAddr(b byte) netip.Addr { return netip.AddrFrom16([16]byte{0xfd, 0x74, 15: b}) }
+
+// newHealBench makes a bench whose neighbour's link came up long enough ago for its grace to be over,
+// with targets whose answers come back through it.
 func newHealBench(t *testing.T, targets int) *healBench {
 	b := &healBench{t: t, det: newDetector(detectRules{}), now: time.Unix(1000, 0), step: 200 * time.Millisecond,
 		rtt: 2 * time.Millisecond, act: &healRecorder{},
 		loop: mapek.New(mapek.Rules{Confidence: 0.99, Consecutive: 2, Hold: 10 * time.Second})}
 	b.start = b.now
-	b.view = nbrView{id: healID(1), name: "B"}
+	b.view = nbrView{id: healID(1), addr: healAddr(1), name: "B", linkSamples: 24,
+		linkSince: b.now.Add(-time.Minute)}
 	for i := range targets {
 		b.view.targets = append(b.view.targets, healTarget{id: healID(byte(10 + i)), name: "D",
-			addr: netip.AddrFrom16([16]byte{0xfd, 0x74, 15: byte(10 + i)})})
+			addr: healAddr(byte(10 + i)), reply: healID(1), soleRelay: true})
 	}
 	return b
 }
@@ -57,6 +68,9 @@ func (b *healBench) run(n int, drop func(i int) bool) ([]mapek.Decision, mapek.J
 	var j mapek.Judgement
 	for range n {
 		b.now = b.now.Add(b.step)
+		if b.before != nil {
+			b.before()
+		}
 		kept := b.replies[:0]
 		for _, r := range b.replies {
 			if !r.at.After(b.now) {
@@ -66,9 +80,9 @@ func (b *healBench) run(n int, drop func(i int) bool) ([]mapek.Decision, mapek.J
 			}
 		}
 		b.replies = kept
-		b.det.update([]nbrView{b.view})
+		b.det.update(b.now, []nbrView{b.view})
 		b.det.expire(b.now)
-		j = b.det.judge(0, b.view.id)
+		j = b.det.judge(b.now, 0, b.view.id)
 		for _, d := range b.loop.Step(b.now.Sub(b.start), []mapek.Judgement{j}, b.act) {
 			if d.Action == mapek.Restore {
 				b.det.afresh(b.view.id) // as healActuator.Restore does
@@ -109,6 +123,54 @@ func TestHealDetectorHealthy(t *testing.T) {
 	}
 }
 
+// lossyLinkRun runs the bench for steps with the probes lost as links losing oneWay each way would
+// lose them: the probe crosses A–B and B–D, and its answer crosses them back. The link monitor's
+// estimate of A–B, and B's and D's reports of B–D, are redrawn every step as the 24-probe samples
+// they are; the reports are one-way, as records carry them. It returns the decisions.
+func lossyLinkRun(b *healBench, seed uint64, steps int, abOneWay, bdOneWay float64) []mapek.Decision {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	crossed := func(oneWay float64) bool { return rng.Float64() < oneWay }
+	sample := func(oneWay float64) float64 { // a 24-probe round-trip loss estimate
+		lost := 0
+		for range 24 {
+			probeLost := crossed(oneWay)
+			if echoLost := crossed(oneWay); probeLost || echoLost {
+				lost++
+			}
+		}
+		return float64(lost) / 24
+	}
+	b.before = func() {
+		b.view.linkLoss = sample(abOneWay)
+		for i := range b.view.targets {
+			b.view.targets[i].nextLoss = sample(bdOneWay)
+		}
+	}
+	ds, _ := b.run(steps, func(int) bool {
+		return crossed(abOneWay) || crossed(bdOneWay) || crossed(bdOneWay) || crossed(abOneWay)
+	})
+	b.before = nil
+	return ds
+}
+
+// TestHealDetectorLossyLinkNoDecision: a link that loses 30 % each way, on the way to the neighbour
+// or behind it, produces no decision in two virtual hours per seed: the round-trip loss it explains
+// is 51 %, and even the unluckiest run of losses in that time is no evidence at FalseAlarm. So is a
+// link that loses 10 % each way.
+func TestHealDetectorLossyLinkNoDecision(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		ab, bd float64
+	}{{"A–B 30 %", 0.3, 0}, {"B–D 30 %", 0, 0.3}, {"A–B 10 %", 0.1, 0}, {"both 10 %", 0.1, 0.1}} {
+		for seed := uint64(1); seed <= 3; seed++ {
+			b := newHealBench(t, 3)
+			if ds := lossyLinkRun(b, seed, 36000, c.ab, c.bd); len(ds) != 0 {
+				t.Errorf("%s, seed %d: %d decisions, the first %v", c.name, seed, len(ds), ds[0])
+			}
+		}
+	}
+}
+
 func TestHealDetectorBlackhole(t *testing.T) {
 	b := newHealBench(t, 1)
 	b.run(20, never)
@@ -141,6 +203,25 @@ func TestHealDetectorBlackhole(t *testing.T) {
 	}
 }
 
+// TestHealDetectorBlackholeBehindLossyLink: behind a link that loses 10 % each way a blackhole takes
+// a longer run of losses to prove, and is still caught within a few seconds.
+func TestHealDetectorBlackholeBehindLossyLink(t *testing.T) {
+	b := newHealBench(t, 2)
+	lossyLinkRun(b, 1, 300, 0.1, 0)
+	b.view.linkLoss = 0.19 // 10 % each way
+	fault := b.now
+	ds, j := b.run(50, func(int) bool { return true })
+	if len(ds) != 1 || ds[0].Evidence.Class != "blackhole" {
+		t.Fatalf("blackhole behind a lossy link: %v %+v", ds, j)
+	}
+	mttd := ds[0].At - fault.Sub(b.start)
+	run := ds[0].Evidence.Evidence["run"]
+	t.Logf("MTTD %s after a run of %.0f (explained loss %.3f)", mttd, run, ds[0].Evidence.Evidence["explained_loss"])
+	if mttd > 4*time.Second || run <= 3 {
+		t.Fatalf("decision %v after %s", ds[0], mttd)
+	}
+}
+
 func TestHealDetectorGreyhole(t *testing.T) {
 	b := newHealBench(t, 3)
 	b.run(30, never)
@@ -159,16 +240,26 @@ func TestHealDetectorEvidenceRules(t *testing.T) {
 		t.Fatalf("never-answering target: %v %+v", ds, j)
 	}
 
-	// A lossy link explains the loss: no verdict (routing prices the link already).
+	// A link so lossy that not even a window of losses would be evidence: no verdict.
 	b = newHealBench(t, 1)
 	b.run(20, never)
-	b.view.linkLoss = 0.5
-	if ds, j := b.run(20, func(int) bool { return true }); len(ds) != 0 || j.Class != classLossyLink {
+	b.view.linkLoss = 0.6
+	if ds, j := b.run(60, func(int) bool { return true }); len(ds) != 0 || j.Class != classLossyPath {
 		t.Fatalf("lossy link: %v %+v", ds, j)
 	}
 
+	// A destination whose answer returns by another relay is probed, but its outcomes are not
+	// judged: a fault on that relay's way is not the neighbour's.
+	b = newHealBench(t, 1)
+	b.view.targets[0].soleRelay, b.view.targets[0].reply = false, healID(2)
+	if ds, j := b.run(100, func(i int) bool { return i > 10 }); len(ds) != 0 || j.Class != classUnknown || b.det.lost != 0 {
+		t.Fatalf("answers by another relay: %v %+v, %d lost", ds, j, b.det.lost)
+	}
+
 	// A target that leaves the neighbour's list (it died; the neighbour's record no longer has it)
-	// takes its outcomes and probes in flight with it, and must answer again once it is back.
+	// takes its outcomes and probes in flight with it. Back within a minute, it keeps its
+	// qualification: a relay that drops what it should forward cannot shed its destinations by
+	// advertising its links to them as lossy for a moment.
 	b = newHealBench(t, 1)
 	b.run(20, never)
 	b.run(3, func(int) bool { return true })
@@ -179,61 +270,212 @@ func TestHealDetectorEvidenceRules(t *testing.T) {
 		t.Fatalf("after the target left: window %v, pending %d, %+v", s.window, len(b.det.pending), j)
 	}
 	b.view.targets = target
-	if ds, j := b.run(20, func(int) bool { return true }); len(ds) != 0 || j.Class != classUnknown {
-		t.Fatalf("returned target counted before answering: %v %+v", ds, j)
+	if ds, _ := b.run(30, func(int) bool { return true }); len(ds) != 1 || ds[0].Evidence.Class != "blackhole" {
+		t.Fatalf("blackhole whose destination flickered out of the records: %v", ds)
+	}
+	// Back after longer than that, it must answer again before its losses count.
+	b = newHealBench(t, 1)
+	b.run(20, never)
+	b.view.targets = nil
+	b.run(int(2*time.Minute/b.step), never)
+	b.view.targets = target
+	if ds, j := b.run(30, func(int) bool { return true }); len(ds) != 0 || j.Class != classUnknown {
+		t.Fatalf("target back after two minutes counted before answering: %v %+v", ds, j)
 	}
 
 	// A neighbour whose link went down is forgotten.
-	b.det.update(nil)
+	b.det.update(b.now, nil)
 	if len(b.det.nbrs) != 0 || len(b.det.pending) != 0 {
 		t.Fatal("state kept for a neighbour that is gone")
+	}
+}
+
+// TestHealDetectorGrace: a neighbour whose link has just come up is not judged for Grace, however
+// its probes fare; after the grace a real blackhole is caught as fast as ever. A link that comes up
+// again (a new adjacency) starts afresh, with what was gathered before dropped.
+func TestHealDetectorGrace(t *testing.T) {
+	b := newHealBench(t, 2)
+	b.view.linkSince = b.now
+	b.run(5, never)
+	ds, j := b.run(40, func(int) bool { return true }) // 9 s into the grace: everything lost
+	if len(ds) != 0 || j.Class != classGrace || len(b.det.nbrs[b.view.id].window) != 0 {
+		t.Fatalf("in grace: %v %+v", ds, j)
+	}
+	b.run(10, never) // the grace ends
+	if j := b.det.nbrs[b.view.id].last; j.Class != classHealthy {
+		t.Fatalf("after the grace: %+v", j)
+	}
+	fault := b.now
+	ds, _ = b.run(20, func(int) bool { return true })
+	if len(ds) != 1 || ds[0].Action != mapek.Penalise || ds[0].At-fault.Sub(b.start) > 2*time.Second {
+		t.Fatalf("blackhole after the grace: %v", ds)
+	}
+
+	// The link goes down and up between two steps: a new adjacency, in grace, with no history.
+	b = newHealBench(t, 2)
+	b.run(20, never)
+	b.run(6, func(int) bool { return true }) // two losses judged so far
+	b.view.linkSince = b.now
+	_, j = b.run(1, never)
+	if s := b.det.nbrs[b.view.id]; len(s.window) != 0 || j.Class != classGrace || len(b.det.pending) > 1 {
+		t.Fatalf("new adjacency: window %v, %+v, %d pending", s.window, j, len(b.det.pending))
+	}
+}
+
+// TestHealDetectorRestarts: a neighbour that restarted while its link stayed up starts a new grace
+// with its history dropped (at most once a minute); a destination that restarted must answer under
+// its new session before its losses count again.
+func TestHealDetectorRestarts(t *testing.T) {
+	b := newHealBench(t, 1)
+	b.run(20, never)
+	b.run(6, func(int) bool { return true }) // the old process died: losses, not yet a verdict
+	b.det.neighbourRestarted(b.now, b.view.addr)
+	if s := b.det.nbrs[b.view.id]; len(s.window) != 0 || len(b.det.pending) != 0 {
+		t.Fatalf("history kept across the restart: %v, %d pending", s.window, len(b.det.pending))
+	}
+	ds, j := b.run(40, func(i int) bool { return i%3 != 0 }) // resynchronising
+	if len(ds) != 0 || j.Class != classGrace {
+		t.Fatalf("restarted neighbour in grace: %v %+v", ds, j)
+	}
+	// A second report within the minute is no new grace: a real blackhole is still caught.
+	b.run(20, never)
+	b.det.neighbourRestarted(b.now, b.view.addr)
+	ds, _ = b.run(20, func(int) bool { return true })
+	if len(ds) != 1 || ds[0].Action != mapek.Penalise {
+		t.Fatalf("claimed restarts shelter a blackhole: %v, %+v", ds, b.det.nbrs[b.view.id].last)
+	}
+
+	// The destination restarts: the probes sent to its old sessions are lost, yet count for nothing;
+	// once it answers again its losses count.
+	b = newHealBench(t, 1)
+	b.run(20, never)
+	lost := b.det.lost
+	b.det.targetRestarted(b.now, b.view.targets[0].addr)
+	ds, j = b.run(30, func(int) bool { return true })
+	if len(ds) != 0 || b.det.lost != lost || j.Class != classUnknown {
+		t.Fatalf("restarted destination: %v %+v, %d lost", ds, j, b.det.lost-lost)
+	}
+	b.run(15, never) // a new session; answered again
+	ds, _ = b.run(20, func(int) bool { return true })
+	if len(ds) != 1 || ds[0].Action != mapek.Penalise {
+		t.Fatalf("blackhole after the destination came back: %v", ds)
+	}
+
+	// A destination that left the list and restarted while away must answer again when it is back.
+	b = newHealBench(t, 1)
+	b.run(20, never)
+	target := b.view.targets
+	b.view.targets = nil
+	b.run(5, never)
+	b.det.targetRestarted(b.now, target[0].addr)
+	b.view.targets = target
+	if ds, j := b.run(30, func(int) bool { return true }); len(ds) != 0 || j.Class != classUnknown {
+		t.Fatalf("destination restarted while away counted before answering: %v %+v", ds, j)
+	}
+}
+
+// TestHealDetectorWayBackChanges: when the way a destination's answer returns changes, the probes in
+// flight and those sent for Settle after are not judged.
+func TestHealDetectorWayBackChanges(t *testing.T) {
+	b := newHealBench(t, 1)
+	b.run(20, never)
+	b.view.targets[0].reply = healID(0)      // the answer now comes straight back
+	b.run(1, func(int) bool { return true }) // the answer to the last probe arrived before the change
+	judged := b.det.ok + b.det.lost
+	ds, _ := b.run(10, func(int) bool { return true })
+	if len(ds) != 0 || b.det.ok+b.det.lost != judged {
+		t.Fatalf("while settling: %v, %d judged", ds, b.det.ok+b.det.lost-judged)
+	}
+	ds, _ = b.run(20, func(int) bool { return true })
+	if len(ds) != 1 {
+		t.Fatalf("blackhole after the way back settled: %v", ds)
 	}
 }
 
 func TestHealJudgePath(t *testing.T) {
 	r := detectRules{}
 	r.setDefaults()
-	w := func(s string) []healOutcome {
+	w := func(s string, q float64) []healOutcome {
 		var o []healOutcome
 		for _, c := range s {
-			o = append(o, healOutcome{lost: c == 'x'})
+			o = append(o, healOutcome{lost: c == 'x', q: q})
 		}
 		return o
 	}
 	for _, c := range []struct {
 		window         string
-		link, next     float64
+		q              float64
 		class          string
 		minConf, maxCf float64
 	}{
-		{"", 0, 0, classUnknown, 0, 0},
-		{"..", 0, 0, classHealthy, 1, 1},
-		{"........xxx", 0, 0, "blackhole", 0.9999, 1},
-		{"........xx", 0, 0, classHealthy, 0, 1},
-		{"x.x.x.x.x.x.", 0, 0, "greyhole", 0.9999, 1},
-		{"x.......x...", 0, 0, classHealthy, 0, 1},
-		{"........xxx", 0.3, 0, classLossyLink, 0, 0},
-		// With 15 % loss on each link, three losses in a row are not proof enough (p ≈ 0.98 < 0.99).
-		{"........xxx", 0.15, 0.15, "blackhole", 0.97, 0.99},
+		{"", 0.02, classUnknown, 0, 0},
+		{"..", 0.02, classHealthy, 1, 1},
+		{"........xxx", 0.02, "blackhole", 0.99999, 1},
+		{"........xx", 0.02, classHealthy, 0, 1},
+		{"x.x.x.x.x.x.", 0.02, "greyhole", 0.99999, 1},
+		{"x.......x...", 0.02, classHealthy, 0, 1},
+		// With 15 % explained, three losses in a row are no proof (0.15³ ≈ 0.003), nor are six
+		// (1.1·10⁻⁵); seven (1.7·10⁻⁶) are.
+		{"........xxx", 0.15, classHealthy, 0, 1},
+		{"........xxxxxx", 0.15, classHealthy, 0, 1},
+		{"........xxxxxxx", 0.15, "blackhole", 0.99999, 1},
+		// Half the probes lost when 0.3 is explained: a grey hole would be a guess.
+		{"x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.x.", 0.3, classHealthy, 0, 1},
+		// So much explained loss that 32 losses in a row (0.71³² ≈ 1.7·10⁻⁵) would be no proof.
+		{"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 0.71, classLossyPath, 0, 0},
 	} {
-		j := judgePath(r, 7, w(c.window), c.link, c.next)
+		j := judgePath(r, 7, w(c.window, c.q))
 		if j.Node != 7 || j.Class != c.class || j.Confidence < c.minConf || j.Confidence > c.maxCf {
-			t.Errorf("%q link %.2f next %.2f: %s p=%.5f, want %s in [%.4f, %.4f] (%v)", c.window, c.link, c.next,
+			t.Errorf("%q q %.2f: %s p=%.7f, want %s in [%.5f, %.5f] (%v)", c.window, c.q,
 				j.Class, j.Confidence, c.class, c.minConf, c.maxCf, j.Evidence)
 		}
 	}
 }
 
-func TestBinomialTail(t *testing.T) {
+func TestHealExplainedLoss(t *testing.T) {
+	r := detectRules{}
+	r.setDefaults()
 	for _, c := range []struct {
-		n, k int
-		p    float64
+		link       float64
+		samples    int
+		next, back float64
+		min, max   float64
+		what       string
+	}{
+		{0, 24, 0, 0, 0.0199, 0.0201, "clean: only the base loss"},
+		// 30 % each way on the link to the neighbour: 51 % round trip, plus two standard errors.
+		{0.51, 24, 0, 0, 0.51 + 0.2, 0.51 + 0.22, "a 30 %-lossy link"},
+		{0.51, 8, 0, 0, 0.86, 0.87, "the same from fewer samples"},
+		{0.19, 24, 0.19, 0, 0.50, 0.55, "10 % each way on both links"},
+		{0, 24, 0, 0.19, 0.36, 0.37, "an answer over a 10 %-lossy link of ours"},
+	} {
+		got := explainedLoss(r, c.link, c.samples, c.next, c.back)
+		if got < c.min || got > c.max {
+			t.Errorf("%s: %.4f, want in [%.3f, %.3f]", c.what, got, c.min, c.max)
+		}
+	}
+}
+
+func TestPoissonBinomialTail(t *testing.T) {
+	same := func(n int, q float64) []healOutcome {
+		o := make([]healOutcome, n)
+		for i := range o {
+			o[i].q = q
+		}
+		return o
+	}
+	for _, c := range []struct {
+		w    []healOutcome
+		k    int
 		want float64
 	}{
-		{10, 0, 0.3, 1}, {1, 1, 0.3, 0.3}, {2, 2, 0.5, 0.25}, {3, 2, 0.5, 0.5}, {16, 8, 0, 0}, {4, 1, 1, 1},
+		{same(10, 0.3), 0, 1}, {same(1, 0.3), 1, 0.3}, {same(2, 0.5), 2, 0.25}, {same(3, 0.5), 2, 0.5},
+		{same(16, 0), 8, 0}, {same(4, 1), 1, 1}, {same(3, 0.5), 4, 0},
+		{[]healOutcome{{q: 0.1}, {q: 0.5}}, 1, 1 - 0.9*0.5},
+		{[]healOutcome{{q: 0.1}, {q: 0.5}}, 2, 0.05},
 	} {
-		if got := binomialTail(c.n, c.k, c.p); math.Abs(got-c.want) > 1e-9 {
-			t.Errorf("P(Bin(%d, %g) ≥ %d) = %g, want %g", c.n, c.p, c.k, got, c.want)
+		if got := poissonBinomialTail(c.w, c.k); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("%v, k %d: %g, want %g", c.w, c.k, got, c.want)
 		}
 	}
 }
@@ -242,10 +484,102 @@ func TestHealConfigFile(t *testing.T) {
 	off := false
 	c := HealFile{Enabled: &off, Hold: 3 * time.Second}.config()
 	c.setDefaults()
-	if !c.Disabled || c.Hold != 3*time.Second || c.MaxHold != 5*time.Minute || c.ProbeInterval != 200*time.Millisecond || c.Confidence != 0.99 {
+	if !c.Disabled || c.Hold != 3*time.Second || c.MaxHold != 5*time.Minute || c.ProbeInterval != 200*time.Millisecond ||
+		c.Confidence != 0.99 || c.Grace != 10*time.Second {
 		t.Fatalf("%+v", c)
 	}
-	if c := (HealFile{}).config(); c.Disabled {
-		t.Fatal("self-healing must be on by default")
+	if c := (HealFile{Grace: 4 * time.Second}).config(); c.Disabled || c.Grace != 4*time.Second {
+		t.Fatalf("self-healing must be on by default, with the grace given: %+v", c)
 	}
+}
+
+// TestHealReplyHopMatchesRouting: on a ring of six with a chord (equal-cost paths both ways round)
+// and one lossy link, every node's prediction of each other node's next hop towards it (the way a
+// probe's answer returns) is that node's actual next hop once routing has converged.
+func TestHealReplyHopMatchesRouting(t *testing.T) {
+	links := [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 0}, {0, 3}}
+	w := memnet.New(3)
+	now := w.Now()
+	caKey, err := identity.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := meshca.NewRootCA(caKey, meshca.CAOptions{TrustDomain: "test.mesh", Name: "root", Duration: time.Hour}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*Node, 6)
+	for i := range nodes {
+		k, err := identity.GenerateNodeKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.Issue(meshca.IssueRequest{Name: string(rune('a' + i)), PublicKey: k.Public(), Duration: 30 * time.Minute}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn := w.Conn(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 77, 0, byte(i)}), 4242))
+		opts := Options{Key: k, Cert: cert, CA: []*meshca.Certificate{ca.Certificate()}, Firewall: allowAll,
+			Logger: testLogger(t), Conn: conn, PacketDevice: newNullTun(), Now: w.Now, Heal: HealConfig{Disabled: true}}
+		for _, l := range links { // the higher-numbered end dials
+			if lo, hi := min(l[0], l[1]), max(l[0], l[1]); hi == i {
+				opts.Peers = append(opts.Peers, Peer{Addr: nodes[lo].UDPAddr(), Cert: nodes[lo].self})
+				loss := 0.0
+				if l == [2]int{2, 3} {
+					loss = 0.2
+				}
+				w.Link(nodes[lo].UDPAddr(), conn.LocalAddr(), memnet.LinkParams{Loss: loss})
+			}
+		}
+		if nodes[i], err = New(opts); err != nil {
+			t.Fatal(err)
+		}
+		conn.Attach(nodes[i].NewReceiver())
+	}
+	w.OnTick = func(now time.Time) {
+		for _, n := range nodes {
+			n.Tick(now)
+		}
+	}
+	for _, n := range nodes {
+		n.Start(now)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	})
+	// Long enough for the lossy link's cost to settle into every record (metrics every second,
+	// metric-triggered records every 2 s at most).
+	w.Run(20 * time.Second)
+	checked := 0
+	for _, a := range nodes {
+		a.mu.Lock()
+		for _, d := range nodes {
+			if d == a {
+				continue
+			}
+			rec := a.router.Record(d.selfID)
+			predicted, ok := a.replyHopLocked(d.selfID, rec)
+			e, routed := d.fib.Load().byAddr[a.addr]
+			if !ok || !routed || e.nextHop.id != predicted {
+				t.Errorf("%s predicts %s's next hop towards it as %s (%v); %s routes by %v", a.self.Name, d.self.Name,
+					nameOf(nodes, predicted), ok, d.self.Name, routed && e.nextHop != nil)
+			}
+			checked++
+		}
+		a.mu.Unlock()
+	}
+	if checked != 30 {
+		t.Fatalf("checked %d pairs", checked)
+	}
+}
+
+func nameOf(nodes []*Node, id routing.NodeID) string {
+	for _, n := range nodes {
+		if n.selfID == id {
+			return n.self.Name
+		}
+	}
+	return id.String()
 }

@@ -290,10 +290,15 @@ func TestNetnsHeal(t *testing.T) {
 	if _, err := l.pingUntil(a, d, 15*time.Second); err != nil {
 		t.Fatalf("ping n1 -> n3: %v", err)
 	}
-	// Let every node's probes qualify their destinations (each must answer once).
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	// Let n1's neighbours out of the grace period that follows a new link, and its probes qualify
+	// their destinations (each must answer once).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		h := l.heal(a)
-		if len(h.Peers) == 2 && h.ProbesOK >= 20 {
+		judged := len(h.Peers) == 2
+		for _, p := range h.Peers {
+			judged = judged && p.Class != "" && p.Class != classGrace
+		}
+		if judged && h.ProbesOK >= 20 {
 			break
 		}
 		if time.Now().After(deadline) {
