@@ -106,6 +106,8 @@ func (n *Node) peersRestartedLocked(now time.Time, ids []routing.NodeID) {
 		if cert == nil {
 			continue
 		}
+		n.heal.neighbourRestarted(now, cert.Overlay) // nothing from its old process is judged (heal.go)
+		n.heal.targetRestarted(now, cert.Overlay)
 		if t := n.e2e[cert.Overlay]; t != nil && t.installed {
 			n.rehandshakeLocked(now, t, "peer restarted")
 		}
