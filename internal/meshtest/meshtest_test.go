@@ -138,7 +138,9 @@ func TestDemoReroute(t *testing.T) {
 // TestBlackholeRelayAvoided: bravo keeps its links and routing alive but drops every packet it
 // should relay. alpha's self-healing probes through bravo go unanswered while the links explain no
 // loss; alpha penalises the link, routes to delta through echo, and traffic flows again. The same
-// seed gives the same decision at the same virtual time.
+// seed gives the same decision at the same virtual time. (The fault comes after the grace period
+// that follows the links' start: a relay that drops from its first second is caught when the
+// grace ends.)
 func TestBlackholeRelayAvoided(t *testing.T) {
 	run := func() (time.Duration, node.HealDecision) {
 		m := demoMesh(t, 7)
@@ -147,7 +149,9 @@ func TestBlackholeRelayAvoided(t *testing.T) {
 			t.Fatalf("no 3-hop route alpha -> delta\n%s", dump(m))
 		}
 		send(t, m, alpha, delta, "before", 5*time.Second)
-		m.Run(2 * time.Second)
+		if _, ok := m.RunUntil(outOfGrace(m.Nodes()...), 30*time.Second); !ok {
+			t.Fatalf("the nodes did not get past their grace periods: %+v", alpha.Heal())
+		}
 		m.Node("bravo").SetTransitFault(1)
 		faulted := m.Elapsed()
 		took, ok := m.RunUntil(hasRoute(alpha, "delta", 4, "echo"), 30*time.Second)
@@ -189,7 +193,9 @@ func TestGreyholeRelayAvoidedAndRestored(t *testing.T) {
 		t.Fatalf("no 3-hop route alpha -> delta\n%s", dump(m))
 	}
 	send(t, m, alpha, delta, "before", 5*time.Second)
-	m.Run(2 * time.Second)
+	if _, ok := m.RunUntil(outOfGrace(m.Nodes()...), 30*time.Second); !ok {
+		t.Fatalf("the nodes did not get past their grace periods: %+v", alpha.Heal())
+	}
 	bravo.SetTransitFault(0.5)
 	avoided, ok := m.RunUntil(hasRoute(alpha, "delta", 4, "echo"), 30*time.Second)
 	if !ok {
