@@ -64,6 +64,10 @@ type detectRules struct {
 	// Remember (1 min): a target that left a neighbour's list and comes back within this keeps its
 	// qualification (it has answered before, and only a restart report takes that away).
 	Remember time.Duration
+	// ReportLag (3 s): a grey-hole verdict rests only on outcomes settled at least this long ago.
+	// Partial loss is also what a link that has just turned lossy produces, and the link's reports
+	// (a loss estimate over its window of probes, then a record) take this long to say so.
+	ReportLag time.Duration
 }
 
 func (r *detectRules) setDefaults() {
@@ -121,6 +125,9 @@ func (r *detectRules) setDefaults() {
 	if r.Remember <= 0 {
 		r.Remember = time.Minute
 	}
+	if r.ReportLag <= 0 {
+		r.ReportLag = 3 * time.Second
+	}
 }
 
 // Detector classes besides mapek's "blackhole" and "greyhole".
@@ -152,7 +159,8 @@ type healTarget struct {
 type healOutcome struct {
 	target routing.NodeID
 	lost   bool
-	q      float64 // the loss the links explained for this probe
+	q      float64   // the loss the links explained for this probe
+	at     time.Time // when it was answered or given up
 }
 
 // nbrView is what the node knows about one neighbour whose link is up, for one step.
@@ -406,7 +414,7 @@ func (d *detector) reply(now time.Time, seq uint16, src netip.Addr) bool {
 		return true
 	}
 	d.ok++
-	s.add(d.r.Window, healOutcome{target: t.id, q: p.q})
+	s.add(d.r.Window, healOutcome{target: t.id, q: p.q, at: now})
 	return true
 }
 
@@ -439,7 +447,7 @@ func (d *detector) expire(now time.Time) {
 	slices.SortFunc(due, func(a, b healProbe) int { return a.sent.Compare(b.sent) })
 	for _, p := range due {
 		d.lost++
-		d.nbrs[p.nbr].add(d.r.Window, healOutcome{target: p.target, lost: true, q: p.q})
+		d.nbrs[p.nbr].add(d.r.Window, healOutcome{target: p.target, lost: true, q: p.q, at: now})
 	}
 }
 
@@ -455,7 +463,7 @@ func (d *detector) judge(now time.Time, node int, nbr routing.NodeID) mapek.Judg
 		j = mapek.Judgement{Node: node, Class: classGrace, Evidence: map[string]float64{
 			"link_loss": s.linkLoss, "grace_left": s.graceUntil.Sub(now).Seconds()}}
 	} else {
-		j = judgePath(d.r, node, s.current(d.r))
+		j = judgePath(d.r, now, node, s.current(d.r))
 		j.Evidence["link_loss"], j.Evidence["next_loss"] = s.linkLoss, nextLoss
 	}
 	s.last = j
@@ -491,18 +499,19 @@ func explainedLoss(r detectRules, linkLoss float64, linkSamples int, nextLoss, b
 	return 1 - (1-upper)*(1-r.BaseLoss)
 }
 
-// judgePath applies the rules to a window of outcomes (oldest first), each with the loss that the
-// links explained for it:
+// judgePath applies the rules at now to a window of outcomes (oldest first, in the order they
+// settled), each with the loss that the links explained for it:
 //
 //   - the last BlackholeRun or more probes all lost, and the chance of so long a run, the product of
 //     their explained losses, at most FalseAlarm: "blackhole", confidence 1 − that chance;
-//   - at least MinProbes outcomes in the last GreyWindow or in the whole window, path loss there at
-//     least GreyExcess above the mean explained loss, and the chance of as many losses (a
-//     Poisson-binomial tail) at most FalseAlarm: "greyhole", confidence 1 − that chance;
+//   - among the outcomes settled at least ReportLag ago, at least MinProbes in the last GreyWindow
+//     or in all of them, path loss there at least GreyExcess above the mean explained loss, and the
+//     chance of as many losses (a Poisson-binomial tail) at most FalseAlarm: "greyhole", confidence
+//     1 − that chance;
 //   - a mean explained loss so high that even a full window of losses would be more likely than
 //     FalseAlarm: "lossy-path", no verdict;
 //   - otherwise "healthy" (or "unknown" with too few outcomes).
-func judgePath(r detectRules, node int, window []healOutcome) mapek.Judgement {
+func judgePath(r detectRules, now time.Time, node int, window []healOutcome) mapek.Judgement {
 	n, lost, run := len(window), 0, 0
 	sumQ, runChance := 0.0, 1.0
 	for _, o := range window {
@@ -518,11 +527,16 @@ func judgePath(r detectRules, node int, window []healOutcome) mapek.Judgement {
 		meanQ, pathLoss = sumQ/float64(n), float64(lost)/float64(n)
 	}
 	greyChance := 1.0
-	for _, size := range []int{min(n, r.GreyWindow), n} {
+	m := n // the outcomes settled at least ReportLag ago are a prefix: the window is in settling order
+	for m > 0 && window[m-1].at.After(now.Add(-r.ReportLag)) {
+		m--
+	}
+	mature := window[:m]
+	for _, size := range []int{min(m, r.GreyWindow), m} {
 		if size < r.MinProbes {
 			continue
 		}
-		recent := window[n-size:]
+		recent := mature[m-size:]
 		k, mean := 0, 0.0
 		for _, o := range recent {
 			mean += o.q / float64(size)

@@ -225,10 +225,44 @@ func TestHealDetectorBlackholeBehindLossyLink(t *testing.T) {
 func TestHealDetectorGreyhole(t *testing.T) {
 	b := newHealBench(t, 3)
 	b.run(30, never)
-	// Every other probe lost: never three in a row, so only the window's excess loss can tell.
-	ds, j := b.run(30, func(i int) bool { return i%2 == 0 })
+	fault := b.now
+	// Every other probe lost: never three in a row, so only the window's excess loss can tell, once
+	// the outcomes are older than the links' reports take.
+	ds, j := b.run(45, func(i int) bool { return i%2 == 0 })
 	if len(ds) != 1 || ds[0].Evidence.Class != "greyhole" || ds[0].Evidence.Confidence < 0.99 {
 		t.Fatalf("grey hole: decisions %v, judgement %+v", ds, j)
+	}
+	mttd := ds[0].At - fault.Sub(b.start)
+	t.Logf("MTTD %s, evidence %v", mttd, ds[0].Evidence.Evidence)
+	if mttd > 7*time.Second {
+		t.Fatalf("grey hole caught after %s", mttd)
+	}
+}
+
+// TestHealDetectorLossOnsetReportedLate: the link behind the neighbour starts losing every other
+// probe's round trip, and the records say so 4 s later, as they may. Partial loss is judged only
+// once the reports had time to explain it, so nothing happens; judged at once, the same evidence
+// would have made a grey hole of a healthy relay.
+func TestHealDetectorLossOnsetReportedLate(t *testing.T) {
+	for _, lag := range []time.Duration{0, time.Nanosecond} {
+		b := newHealBench(t, 1)
+		if lag > 0 {
+			b.det.r.ReportLag = lag
+		}
+		b.run(40, never)
+		onset := b.now
+		b.before = func() {
+			if b.now.Sub(onset) >= 4*time.Second {
+				b.view.targets[0].nextLoss = 0.5
+			}
+		}
+		ds, _ := b.run(100, func(i int) bool { return i%2 == 0 })
+		switch {
+		case lag == 0 && len(ds) != 0:
+			t.Fatalf("loss onset reported after 4 s: %v", ds)
+		case lag > 0 && (len(ds) == 0 || ds[0].Evidence.Class != "greyhole"):
+			t.Fatalf("judged without waiting for the reports, the onset should have looked like a grey hole: %v", ds)
+		}
 	}
 }
 
@@ -424,7 +458,7 @@ func TestHealJudgePath(t *testing.T) {
 		// So much explained loss that 32 losses in a row (0.71³² ≈ 1.7·10⁻⁵) would be no proof.
 		{"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", 0.71, classLossyPath, 0, 0},
 	} {
-		j := judgePath(r, 7, w(c.window, c.q))
+		j := judgePath(r, time.Unix(1000, 0), 7, w(c.window, c.q))
 		if j.Node != 7 || j.Class != c.class || j.Confidence < c.minConf || j.Confidence > c.maxCf {
 			t.Errorf("%q q %.2f: %s p=%.7f, want %s in [%.5f, %.5f] (%v)", c.window, c.q,
 				j.Class, j.Confidence, c.class, c.minConf, c.maxCf, j.Evidence)
