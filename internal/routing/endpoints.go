@@ -7,9 +7,10 @@ import (
 )
 
 // SetEndpoints replaces the endpoints the router publishes in its records (at most MaxEndpoints,
-// in order of preference). A change triggers a new record: at once when none was published before
-// (a node that just learnt how to be reached should say so), otherwise throttled like a metric
-// change, so a node whose address flaps cannot flood the mesh.
+// in order of preference). A change triggers a new record: at once when none was published before,
+// or the first observed one appears (a node that just learnt how it can be reached from beyond its
+// NAT should say so: peers wait for it to punch), otherwise throttled like a metric change, so a
+// node whose address flaps cannot flood the mesh.
 func (r *Router) SetEndpoints(now time.Time, eps []Endpoint) error {
 	r.setNow(now)
 	if len(eps) > MaxEndpoints {
@@ -26,7 +27,10 @@ func (r *Router) SetEndpoints(now time.Time, eps []Endpoint) error {
 	if slices.Equal(eps, r.endpoints) {
 		return nil
 	}
-	first := len(r.endpoints) == 0
+	observed := func(es []Endpoint) bool {
+		return slices.ContainsFunc(es, func(e Endpoint) bool { return e.Kind == EndpointObserved })
+	}
+	first := len(r.endpoints) == 0 || (!observed(r.endpoints) && observed(eps))
 	r.endpoints = slices.Clone(eps)
 	if first {
 		r.pendingTopo = true

@@ -73,9 +73,23 @@ func TestSetEndpointsFloods(t *testing.T) {
 	if got := rs[2].Record(f.ids[0]).Endpoints; !slices.Equal(got, eps) {
 		t.Fatalf("router 2 sees endpoints %v, want %v", got, eps)
 	}
+	// The first observed endpoint (the node just learnt its NAT's address) goes out at once.
 	eps = append(eps, Endpoint{netip.MustParseAddrPort("203.0.113.9:1234"), EndpointObserved})
 	if err := rs[0].SetEndpoints(m.now, eps); err != nil {
 		t.Fatal(err)
+	}
+	m.advance(200*time.Millisecond, 10*time.Millisecond)
+	if got := rs[2].Record(f.ids[0]).Endpoints; !slices.Equal(got, eps) {
+		t.Fatalf("200 ms after its first observed endpoint router 2 sees %v, want %v", got, eps)
+	}
+	// Later changes wait for the metric throttle.
+	eps = append(eps, Endpoint{netip.MustParseAddrPort("203.0.113.9:4321"), EndpointObserved})
+	if err := rs[0].SetEndpoints(m.now, eps); err != nil {
+		t.Fatal(err)
+	}
+	m.advance(200*time.Millisecond, 10*time.Millisecond)
+	if got := rs[2].Record(f.ids[0]).Endpoints; slices.Equal(got, eps) {
+		t.Fatal("a further change was not throttled")
 	}
 	m.advance(3*time.Second, 10*time.Millisecond)
 	if got := rs[2].Record(f.ids[0]).Endpoints; !slices.Equal(got, eps) {
