@@ -78,6 +78,7 @@ type agent struct {
 	// recordSent is the encoding of the node's own record the control plane last answered for
 	// (report loop only): a record is sent once, not with every report.
 	recordSent []byte
+	lastReport time.Time // when report last ran (reportLoop alone reads and writes it)
 }
 
 func (a *agent) crlLoop(ctx context.Context) {
@@ -118,19 +119,38 @@ func (a *agent) crlLoop(ctx context.Context) {
 func (a *agent) reportLoop(ctx context.Context) {
 	t := time.NewTicker(a.cfg.ReportInterval)
 	defer t.Stop()
+	// Until the control plane holds the node's first signed record, look for it often: a node that
+	// joins a fresh mesh can only be dialled once others get that record, and waiting for the next
+	// report would cost them up to a report interval.
+	first := time.NewTicker(firstRecordPoll)
+	defer first.Stop()
 	for {
 		a.report(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		for wait := true; wait; {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				wait = false
+			case <-first.C:
+				switch {
+				case a.recordSent != nil:
+					first.Stop()
+				case time.Since(a.lastReport) >= time.Second && a.cfg.Node.OwnRecord().Record != nil:
+					wait = false // at most one early report a second, should the control plane fail
+				}
+			}
 		}
 	}
 }
 
+// firstRecordPoll is how often the agent looks for the node's first signed record.
+const firstRecordPoll = 100 * time.Millisecond
+
 // report sends the node's view of its links and routes.
 func (a *agent) report(ctx context.Context) {
 	n := a.cfg.Node
+	a.lastReport = time.Now()
 	a.seq++
 	st := n.Status()
 	r := &api.MeshReport{Sequence: a.seq, Version: a.cfg.Version, UptimeSeconds: int64(st.Uptime / time.Second)}
