@@ -20,6 +20,7 @@ import (
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/overlay"
+	"x0tta6bl4/internal/policy"
 	"x0tta6bl4/internal/ratelimit"
 	"x0tta6bl4/internal/routing"
 	"x0tta6bl4/internal/underlay"
@@ -265,6 +266,7 @@ func (n *Node) wantedLocked() []routing.NodeID {
 		hops int
 	}
 	var cs []cand
+	pol := n.Policy()
 	for id, r := range n.router.Routes() {
 		if t := n.links[id]; t != nil && t.up {
 			continue
@@ -274,6 +276,9 @@ func (n *Node) wantedLocked() []routing.NodeID {
 		}
 		if rec := n.router.Record(id); rec == nil || len(rec.Endpoints) == 0 {
 			continue
+		}
+		if cert := n.router.Certificate(id); cert == nil || !policy.Connected(pol, n.self, cert) {
+			continue // the access policy lets neither open a flow to the other
 		}
 		cs = append(cs, cand{id, r.Hops})
 	}
@@ -409,6 +414,8 @@ func (n *Node) punchReasonLocked(now time.Time, id routing.NodeID) string {
 		return "punching off (punch: false)"
 	case rec == nil || len(rec.Endpoints) == 0:
 		return "it publishes no endpoint"
+	case n.router.Certificate(id) != nil && !policy.Connected(n.Policy(), n.self, n.router.Certificate(id)):
+		return "the access policy lets neither side reach the other"
 	case st == nil:
 		return "not tried: beyond the closest " + strconv.Itoa(maxWanted)
 	case st.failed:

@@ -369,3 +369,28 @@ func packet(src, dst netip.Addr, proto uint8, sport, dport uint16) []byte {
 	copy(b[24:], d[:])
 	return append(b, l4...)
 }
+
+// Connected holds for a pair some grant joins, in either direction, and for everyone without a policy.
+func TestConnected(t *testing.T) {
+	s, err := ParseSource([]byte(exampleYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grants, err := s.Compile(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &meshca.Policy{TrustDomain: td, Grants: grants}
+	ops, db, web, dns := testNode("o1", "ops"), testNode("db-1", "db"), testNode("w1", "web"), testNode("dns-1")
+	for _, c := range []struct {
+		a, b *meshca.Certificate
+		want bool
+	}{{ops, db, true}, {db, ops, true}, {web, dns, true}, {dns, web, true}, {web, db, false}, {ops, web, false}} {
+		if got := Connected(p, c.a, c.b); got != c.want {
+			t.Errorf("Connected(%s, %s) = %v, want %v", c.a.Name, c.b.Name, got, c.want)
+		}
+	}
+	if !Connected(nil, web, db) {
+		t.Error("no policy must connect everyone")
+	}
+}

@@ -70,3 +70,18 @@ func protoName(p uint8) string {
 	}
 	return "any"
 }
+
+// Connected reports whether p lets a and b talk at all: some grant lets one open a flow to the
+// other. A node makes direct links only to such peers; a nil policy (none set) connects everyone.
+func Connected(p *meshca.Policy, a, b *meshca.Certificate) bool {
+	if p == nil {
+		return true
+	}
+	for i := range p.Grants {
+		g := &p.Grants[i]
+		if selects(g.Src, a) && selects(g.Dst, b) || selects(g.Src, b) && selects(g.Dst, a) {
+			return true
+		}
+	}
+	return false
+}
