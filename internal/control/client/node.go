@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"x0tta6bl4/internal/control/api"
@@ -30,6 +31,30 @@ type Node struct {
 	mu     sync.Mutex
 	bundle *Bundle
 	hc     *http.Client
+
+	requests atomic.Uint64 // HTTP requests sent (Requests)
+}
+
+// Requests returns how many HTTP requests the node has sent to the control plane: what a node
+// costs the control plane, counted where it is spent.
+func (n *Node) Requests() uint64 { return n.requests.Load() }
+
+// counting is an http.RoundTripper that counts the requests it carries.
+type counting struct {
+	next http.RoundTripper
+	n    *atomic.Uint64
+}
+
+func (c counting) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.RoundTrip(r)
+}
+
+// CloseIdleConnections passes on to the transport, as http.Client.CloseIdleConnections expects.
+func (c counting) CloseIdleConnections() {
+	if t, ok := c.next.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
 }
 
 // NodeOptions adjust a Node.
@@ -59,6 +84,7 @@ func (n *Node) install(b *Bundle) error {
 	if err != nil {
 		return err
 	}
+	hc.Transport = counting{next: hc.Transport, n: &n.requests}
 	n.mu.Lock()
 	old := n.hc
 	n.bundle, n.hc = b, hc
