@@ -329,21 +329,11 @@ func (n *Node) punchLocked(now time.Time, id routing.NodeID, cert *meshca.Certif
 	if len(eps) == 0 {
 		return
 	}
-	t := n.links[id]
-	if t == nil {
-		if len(n.links) >= maxLinks || id == n.selfID {
-			return
-		}
-		t = n.newTunnelLocked(kindLink, cert, now)
-		n.links[id] = t
-	}
-	if t.up {
+	// No tunnel until a handshake completes (installLinkLocked makes it): a tunnel that never came up
+	// would be forgotten and rebuilt at every attempt, and each time the forwarding table with it.
+	if t := n.links[id]; t != nil && t.up || len(n.links) >= maxLinks || id == n.selfID {
 		return
 	}
-	if t.how == "" {
-		t.how = "punched"
-	}
-	t.lastDial = now
 	n.linkHS.Abandon(cert)
 	out, err := n.linkHS.Initiate(now, eps[0].Addr, cert)
 	if err != nil {

@@ -121,7 +121,9 @@ func (n *Node) installLinkLocked(now time.Time, r *handshake.Result) {
 		}
 		t = n.newTunnelLocked(kindLink, r.Peer, now)
 		t.how = "dialled us"
-		if r.Initiator {
+		if _, punched := n.connect.punches[id]; punched && r.Initiator {
+			t.how = "punched"
+		} else if r.Initiator {
 			t.how = "discovered" // we dialled a beacon's sender (discovery.go)
 		}
 		n.links[id] = t
@@ -207,12 +209,15 @@ func (n *Node) removeE2ELocked(t *tunnel) {
 }
 
 func (n *Node) removeLinkLocked(now time.Time, t *tunnel, why string) {
+	wasUp := t.up
 	if t.up {
 		n.linkDownLocked(now, t, why)
 	}
 	t.sess.Close()
 	delete(n.links, t.id)
-	n.fibDirty()
+	if wasUp || t.installed {
+		n.fibDirty()
+	}
 }
 
 func (n *Node) sendKeepalive(now time.Time, t *tunnel) {
