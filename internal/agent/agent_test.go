@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"x0tta6bl4/internal/control"
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
-	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/firewall"
 	"x0tta6bl4/internal/identity"
@@ -30,40 +28,17 @@ func TestEnrollMeshRevoke(t *testing.T) {
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
 
-	cfg := control.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Auth.Argon2 = control.Argon2Config{Time: 1, MemoryKiB: 64, Threads: 1}
-	cfg.Database = control.DatabaseConfig{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db"), Synchronous: "normal", MaxOpenConns: 4}
-	// A detector (untrained: this test checks the plumbing, not the model) for /ai/predict.
-	model, err := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.AI.Model = filepath.Join(t.TempDir(), "model.x6m")
-	if err := os.WriteFile(cfg.AI.Model, model, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	res, err := control.Init(ctx, cfg, control.InitOptions{TrustDomain: "agent.test", Admin: "root"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := control.New(ctx, cfg, control.Options{Logger: quiet, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ctx, ln)
-	url := "https://" + ln.Addr().String()
-	admin, err := client.NewAPI(url, res.AdminAPIKey, client.Trust{CAPin: res.CAPin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	_, url, admin := startControlPlane(t, ctx, "agent.test", func(c *control.Config) {
+		// A detector (untrained: this test checks the plumbing, not the model) for /ai/predict.
+		model, err := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.AI.Model = filepath.Join(t.TempDir(), "model.x6m")
+		if err := os.WriteFile(c.AI.Model, model, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	names := []string{"alpha", "bravo", "charlie"}
 	nodes := map[string]*node.Node{}
@@ -133,6 +108,7 @@ func TestEnrollMeshRevoke(t *testing.T) {
 	// its links, as bravo counted them.
 	var pred *api.Prediction
 	waitFor(t, 10*time.Second, "a prediction for bravo from its reported telemetry", func() bool {
+		var err error
 		pred, err = admin.Predict(ctx, "bravo")
 		return err == nil && !pred.TelemetryMissing && len(pred.LinkFeatures) == 2 && pred.Features["degree"] == 2 &&
 			pred.LinkFeatures["alpha"]["up"] == 1 && pred.LinkFeatures["charlie"]["up"] == 1

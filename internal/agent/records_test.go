@@ -3,16 +3,13 @@ package agent
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"x0tta6bl4/internal/control"
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
-	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
@@ -28,31 +25,7 @@ func TestRecordsFromControlPlane(t *testing.T) {
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
 
-	cfg := control.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Auth.Argon2 = control.Argon2Config{Time: 1, MemoryKiB: 64, Threads: 1}
-	cfg.Database = control.DatabaseConfig{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db"), Synchronous: "normal", MaxOpenConns: 4}
-	res, err := control.Init(ctx, cfg, control.InitOptions{TrustDomain: "records.test", Admin: "root"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := control.New(ctx, cfg, control.Options{Logger: quiet, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ctx, ln)
-	url := "https://" + ln.Addr().String()
-	admin, err := client.NewAPI(url, res.AdminAPIKey, client.Trust{CAPin: res.CAPin})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
+	srv, url, admin := startControlPlane(t, ctx, "records.test", nil)
 
 	nodes := map[string]*node.Node{}
 	certs := map[string]*meshca.Certificate{}

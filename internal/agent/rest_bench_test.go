@@ -3,16 +3,12 @@ package agent
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"x0tta6bl4/internal/control"
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
-	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
@@ -33,31 +29,7 @@ func controlPlaneAtRest(b *testing.B) float64 {
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	quiet := slog.New(slog.DiscardHandler)
-	cfg := control.Defaults()
-	cfg.DataDir = b.TempDir()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.Auth.Argon2 = control.Argon2Config{Time: 1, MemoryKiB: 64, Threads: 1}
-	cfg.Database = control.DatabaseConfig{Driver: store.SQLite, Path: filepath.Join(b.TempDir(), "c.db"), Synchronous: "normal", MaxOpenConns: 4}
-	res, err := control.Init(ctx, cfg, control.InitOptions{TrustDomain: "rest.test", Admin: "root"}, time.Now())
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := control.New(ctx, cfg, control.Options{Logger: quiet, Version: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(ctx, ln)
-	url := "https://" + ln.Addr().String()
-	admin, err := client.NewAPI(url, res.AdminAPIKey, client.Trust{CAPin: res.CAPin})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer admin.Close()
+	_, url, admin := startControlPlane(b, ctx, "rest.test", nil)
 
 	var clients []*client.Node
 	var prev *node.Node
