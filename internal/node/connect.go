@@ -204,12 +204,18 @@ func (n *Node) handleObserved(now time.Time, t *tunnel, frame []byte) {
 // tickConnectivityLocked republishes endpoints and makes the punch attempts that are due.
 func (n *Node) tickConnectivityLocked(now time.Time) {
 	c := n.connect
+	stale := false
 	for id := range c.observed {
 		if t := n.links[id]; t == nil || !t.up {
 			delete(c.observed, id) // only live neighbours vouch for an address
+			stale = true
 		}
 	}
-	n.publishEndpointsLocked(now)
+	// Observations republish as they arrive (handleObserved); a tick has news only when one was
+	// dropped or the interface addresses are due for another look.
+	if stale || c.lastScan.IsZero() || now.Sub(c.lastScan) >= localScanInterval {
+		n.publishEndpointsLocked(now)
+	}
 	if n.opts.NoPunch || now.Sub(c.lastCheck) < 4*n.opts.TickInterval {
 		return
 	}
