@@ -44,6 +44,9 @@ func openStore(ctx context.Context, cfg Config) (*store.Store, error) {
 // the database as of one instant (store.Backup), then the CA directory's files.
 func Backup(ctx context.Context, cfg Config, w io.Writer) (BackupSummary, error) {
 	var sum BackupSummary
+	if err := cfg.Validate(); err != nil {
+		return sum, err
+	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return sum, fmt.Errorf("backup: %w", err)
@@ -122,6 +125,9 @@ func Backup(ctx context.Context, cfg Config, w io.Writer) (BackupSummary, error)
 // database).
 func Restore(ctx context.Context, cfg Config, r io.Reader) (BackupSummary, error) {
 	var sum BackupSummary
+	if err := cfg.Validate(); err != nil {
+		return sum, err
+	}
 	if entries, err := os.ReadDir(cfg.CADir); err == nil && len(entries) > 0 {
 		return sum, fmt.Errorf("restore: the CA directory %s is not empty; restore into a new data directory", cfg.CADir)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
