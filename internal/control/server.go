@@ -72,6 +72,8 @@ type Server struct {
 	viewMu    sync.Mutex
 	viewCache *meshView
 	viewGen   atomic.Uint64
+	// sdKick wakes the node service discovery writer (nodesd.go); buffered, never blocks.
+	sdKick chan struct{}
 
 	handler http.Handler
 	routes  []*route
@@ -88,7 +90,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now}
+	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, sdKick: make(chan struct{}, 1)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -291,6 +293,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() { stop(); wg.Wait() }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.background(bg) }()
+	if s.cfg.Metrics.NodeSD.File != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.runNodeSD(bg) }()
+	}
 
 	errc := make(chan error, 2)
 	if s.cfg.Metrics.Listen != "" {
