@@ -19,6 +19,11 @@ MAX_EXPOSURE=${MAX_EXPOSURE:-2.5}
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Each tool is built once (go install at its pinned version) and run from $tmp/bin.
+tool() { # tool MODULE/CMD@VERSION NAME
+  [ -x "$tmp/bin/$2" ] || { GOBIN="$tmp/bin.$2" go install "$1" && mv "$tmp/bin.$2/"* "$tmp/bin/$2"; }
+}
+mkdir -p "$tmp/bin"
 
 echo "== systemd units"
 if ! command -v systemd-analyze >/dev/null; then
@@ -42,18 +47,20 @@ for unit in deploy/systemd/*.service; do
 done
 
 echo "== helm lint ($HELM)"
+tool "$HELM" helm
 chart=deploy/helm/x0tta6bl4
-go run "$HELM" lint --strict "$chart"
-go run "$HELM" lint --strict "$chart" -f deploy/helm/ci-values.yaml
+"$tmp/bin/helm" lint --strict "$chart"
+"$tmp/bin/helm" lint --strict "$chart" -f deploy/helm/ci-values.yaml
 
 echo "== kubeconform ($KUBECONFORM) against Kubernetes $K8S"
+tool "$KUBECONFORM" kubeconform
 spec=$(cd "$tmp" && go mod download -json "k8s.io/kubernetes@$K8S" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
 [ -f "$spec/api/openapi-spec/swagger.json" ] || { echo "no swagger.json in k8s.io/kubernetes@$K8S"; exit 1; }
 go run ./deploy/kubeschema -in "$spec/api/openapi-spec/swagger.json" -out "$tmp/schemas/$K8S-standalone-strict"
 for values in "" deploy/helm/ci-values.yaml; do
-  go run "$HELM" template ci "$chart" --namespace mesh ${values:+-f "$values"} >"$tmp/rendered.yaml"
+  "$tmp/bin/helm" template ci "$chart" --namespace mesh ${values:+-f "$values"} >"$tmp/rendered.yaml"
   echo "-- rendered with ${values:-the default values}: $(grep -c '^kind:' "$tmp/rendered.yaml") objects"
-  go run "$KUBECONFORM" -strict -summary -kubernetes-version "${K8S#v}" \
+  "$tmp/bin/kubeconform" -strict -summary -kubernetes-version "${K8S#v}" \
     -schema-location "$tmp/schemas/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
     "$tmp/rendered.yaml"
 done
@@ -64,12 +71,13 @@ echo "== compose file against the Compose Specification ($COMPOSE_SPEC)"
 # Its command at this version does not pass the environment to interpolation, so it checks the
 # file as written (-no-interpolation) and a copy with every ${VAR...} replaced by a value (which
 # exercises the $$ escapes and the merged node services).
-(cd deploy && go run "$COMPOSE_SPEC" -no-interpolation docker-compose.yml >/dev/null)
+tool "$COMPOSE_SPEC" compose-spec
+(cd deploy && "$tmp/bin/compose-spec" -no-interpolation docker-compose.yml >/dev/null)
 mkdir -p "$tmp/compose"
 cp -r deploy/. "$tmp/compose/"
 sed -E 's/\$\{[A-Z0-9_]+(:[-?][^}]*)?\}/ci/g' deploy/docker-compose.yml >"$tmp/compose/docker-compose.yml"
 sed -i 's/^    profiles: \[mesh\]$//' "$tmp/compose/docker-compose.yml"
-(cd "$tmp/compose" && go run "$COMPOSE_SPEC" docker-compose.yml >"$tmp/compose.yaml")
+(cd "$tmp/compose" && "$tmp/bin/compose-spec" docker-compose.yml >"$tmp/compose.yaml")
 echo "services: $(awk '/^services:/ { s = 1; next } /^[a-z]/ { s = 0 } s && /^  [a-z0-9-]+:$/ { printf "%s ", $1 }' "$tmp/compose.yaml")"
 for svc in postgres control n1 n2 n3 prometheus grafana; do
   awk -v s="  $svc:" '$0 == s { f = 1; next } f && /^  [a-z]/ { exit } f && /healthcheck:/ { h = 1 } END { exit !h }' "$tmp/compose.yaml" ||

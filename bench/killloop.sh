@@ -57,7 +57,7 @@ start_control() { # start_control DIR
   die "control plane not up after 30 s"
 }
 
-# worker DIR ID: enrol fresh nodes and revoke every other one it enrolled, until killed; records
+# worker DIR ID: enrol fresh nodes and revoke every other one it enrolled (the first, third, …), until killed; records
 # each acknowledged step.
 worker() {
   local d=$1 id=$2 k=0 name tok
@@ -68,7 +68,7 @@ worker() {
     if X0TTA6BL4_JOIN_TOKEN=$tok "$X6" ctl join --url "$X0TTA6BL4_CONTROL_URL" --key "$d/keys/$name.key" --name "$name" \
       --out "$d/bundles/$name" >/dev/null 2>&1; then
       echo "$name" >>"$d/acked-enrol.$id"
-      if [ $((k % 2)) = 0 ] && "$X6" ctl revoke "$name" >/dev/null 2>&1; then echo "$name" >>"$d/acked-revoke.$id"; fi
+      if [ $((k % 2)) = 1 ] && "$X6" ctl revoke "$name" >/dev/null 2>&1; then echo "$name" >>"$d/acked-revoke.$id"; fi
     fi
   done
 }
