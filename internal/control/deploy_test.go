@@ -36,21 +36,7 @@ func TestDeployFiles(t *testing.T) {
 		}
 	}
 
-	data, err := os.ReadFile(filepath.Join(deployDir, "grafana", "x0tta6bl4-control.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("dashboard: %v", err)
-	}
+	dash := readDashboard(t, "x0tta6bl4-control.json")
 
 	h := sqliteHarness(t, nil)
 	admin := h.apiClient(h.adminKey)
@@ -104,21 +90,7 @@ func TestDeployFiles(t *testing.T) {
 // plane (x0tta6bl4_mesh_*, checked against a live /metrics in TestDeployFiles' way) or declared by
 // the node (a prometheus.NewDesc name in internal/node), so a renamed metric fails here.
 func TestMeshDashboardMetrics(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(deployDir, "grafana", "x0tta6bl4-mesh.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("dashboard: %v", err)
-	}
+	dash := readDashboard(t, "x0tta6bl4-mesh.json")
 	declared := map[string]bool{}
 	files, _ := filepath.Glob(filepath.Join("..", "node", "*.go"))
 	desc := regexp.MustCompile(`prometheus\.NewDesc\("(x0tta6bl4_[a-z0-9_]+)"`)
@@ -166,4 +138,26 @@ func TestMeshDashboardMetrics(t *testing.T) {
 	if used < 15 {
 		t.Fatalf("mesh dashboard queries only %d metrics", used)
 	}
+}
+
+type dashboard struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func readDashboard(t *testing.T, name string) dashboard {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir, "grafana", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("dashboard %s: %v", name, err)
+	}
+	return d
 }
