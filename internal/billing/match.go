@@ -71,8 +71,17 @@ func Match(t Transfer, open []Invoice) Decision {
 			break
 		}
 	}
+	return Judge(t, inv)
+}
+
+// Judge decides what a transfer does to an invoice already identified (by Match, or by an
+// operator who attests that a payment with a missing comment was meant for it): the time and the
+// amount still have to be right.
+func Judge(t Transfer, inv *Invoice) Decision {
 	d := Decision{Invoice: inv}
 	switch {
+	case t.Network != inv.Network:
+		d.Outcome, d.Reason = Unmatched, fmt.Sprintf("paid on %s, invoice %d asks %s", t.Network, inv.ID, inv.Network)
 	case t.At.Before(inv.CreatedAt):
 		d.Outcome, d.Reason = Early, fmt.Sprintf("made at %s, before invoice %d was created at %s", t.At.Format(time.RFC3339), inv.ID, inv.CreatedAt.Format(time.RFC3339))
 	case !t.At.Before(inv.ExpiresAt):
