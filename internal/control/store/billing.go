@@ -266,18 +266,41 @@ func (o Ops) PaymentByTransfer(ctx context.Context, network, txID string, index 
 	return p, nil
 }
 
+// TransferRecorded reports whether anything of a transaction is recorded on one of the networks.
+func (o Ops) TransferRecorded(ctx context.Context, txID string, networks ...string) (bool, error) {
+	for _, n := range networks {
+		var c int
+		if err := o.queryRow(ctx, "SELECT COUNT(*) FROM billing_payments WHERE network = ? AND tx_id = ?", n, txID).Scan(&c); err != nil {
+			return false, fmt.Errorf("store: transfer %s recorded: %w", txID, err)
+		}
+		if c > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// PaymentsOfTx returns what is recorded of one transaction on a network.
+func (o Ops) PaymentsOfTx(ctx context.Context, network, txID string) ([]Payment, error) {
+	return o.payments(ctx, "SELECT "+paymentCols+" FROM billing_payments WHERE network = ? AND tx_id = ? ORDER BY event_index LIMIT ?", network, txID, MaxList)
+}
+
 // PaymentsOfInvoice returns the transfers recorded against an invoice.
 func (o Ops) PaymentsOfInvoice(ctx context.Context, invoiceID int64) ([]Payment, error) {
-	rows, err := o.query(ctx, "SELECT "+paymentCols+" FROM billing_payments WHERE invoice_id = ? ORDER BY id LIMIT ?", invoiceID, MaxList)
+	return o.payments(ctx, "SELECT "+paymentCols+" FROM billing_payments WHERE invoice_id = ? ORDER BY id LIMIT ?", invoiceID, MaxList)
+}
+
+func (o Ops) payments(ctx context.Context, q string, args ...any) ([]Payment, error) {
+	rows, err := o.query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: payments of invoice %d: %w", invoiceID, err)
+		return nil, fmt.Errorf("store: payments: %w", err)
 	}
 	defer rows.Close()
 	var out []Payment
 	for rows.Next() {
 		p, err := scanPayment(rows)
 		if err != nil {
-			return nil, fmt.Errorf("store: payments of invoice %d: %w", invoiceID, err)
+			return nil, fmt.Errorf("store: payments: %w", err)
 		}
 		out = append(out, *p)
 	}
