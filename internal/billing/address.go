@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -144,5 +143,3 @@ func crc16(b []byte) uint16 {
 	}
 	return c
 }
-
-var errEmpty = errors.New("empty")
