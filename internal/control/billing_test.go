@@ -428,3 +428,37 @@ func TestBillingProviderMisbehaves(t *testing.T) {
 		t.Fatalf("fake jetton: %+v %v", ps, err)
 	}
 }
+
+// A pending transfer holds the cursor at its position, however many settled ones follow; a
+// listing that goes back before the cursor is an error.
+func TestBillingSettleHoldsCursor(t *testing.T) {
+	type item struct {
+		pos     int64
+		pending bool
+		done    bool
+	}
+	id := func(i item) (int64, string) { return i.pos, fmt.Sprint(i.pos) }
+	recorded := func(i item) (bool, error) { return i.done, nil }
+	var checked []int64
+	check := func(i item) error {
+		checked = append(checked, i.pos)
+		if i.pending {
+			return billing.ErrPending
+		}
+		return nil
+	}
+	next, err := settle(10, []item{{pos: 10, done: true}, {pos: 20, pending: true}, {pos: 30}, {pos: 40, pending: true}}, id, recorded, check)
+	if err != nil || next != 20 || fmt.Sprint(checked) != "[20 30 40]" {
+		t.Fatalf("next %d %v, checked %v", next, err, checked)
+	}
+	if next, _ := settle(10, []item{{pos: 10, done: true}, {pos: 30}}, id, recorded, check); next != 30 {
+		t.Fatalf("all settled: next %d, want 30", next)
+	}
+	if _, err := settle(10, []item{{pos: 5}}, id, recorded, check); err == nil {
+		t.Fatal("an item before the cursor was accepted")
+	}
+	boom := errors.New("provider down")
+	if _, err := settle(10, []item{{pos: 12}}, id, recorded, func(item) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("a failed check: %v", err)
+	}
+}

@@ -181,29 +181,11 @@ func (s *Server) pollTron(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	next, held := cur, int64(-1)
-	for _, it := range page.Items {
-		if it.BlockTimestamp < cur {
-			return fmt.Errorf("trongrid listed a transfer at %d, before the requested %d", it.BlockTimestamp, cur)
-		}
-		done, err := s.st.TransferRecorded(ctx, it.TxID, billing.TronUSDT)
-		if err != nil {
-			return err
-		}
-		if !done {
-			if _, err := s.checkTron(ctx, it.TxID, 0, billingActor, ""); errors.Is(err, billing.ErrPending) {
-				if held < 0 || it.BlockTimestamp < held {
-					held = it.BlockTimestamp
-				}
-				continue
-			} else if err != nil {
-				return err
-			}
-		}
-		next = max(next, it.BlockTimestamp)
-	}
-	if held >= 0 {
-		next = min(next, held)
+	next, err := settle(cur, page.Items, func(it billing.TRC20Item) (int64, string) { return it.BlockTimestamp, it.TxID },
+		func(it billing.TRC20Item) (bool, error) { return s.st.TransferRecorded(ctx, it.TxID, billing.TronUSDT) },
+		func(it billing.TRC20Item) error { _, err := s.checkTron(ctx, it.TxID, 0, billingActor, ""); return err })
+	if err != nil {
+		return err
 	}
 	return s.advanceCursor(ctx, billing.TronUSDT, next)
 }
@@ -218,31 +200,47 @@ func (s *Server) pollTon(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	next, err := settle(cur, txs, func(tx billing.TonTx) (int64, string) { return tx.LT, tx.Hash },
+		func(tx billing.TonTx) (bool, error) {
+			return s.st.TransferRecorded(ctx, tx.Hash, billing.Ton, billing.TonUSDT)
+		},
+		func(tx billing.TonTx) error { _, err := s.judgeTon(ctx, tx, 0, billingActor, ""); return err })
+	if err != nil {
+		return err
+	}
+	return s.advanceCursor(ctx, billing.Ton, next)
+}
+
+// settle judges each listed item not yet recorded and returns where the next poll starts: past
+// every settled item, but no further than the first one still pending (not final), so that it is
+// read again. A listing that goes back before the cursor contradicts the request and is an error.
+func settle[T any](cur int64, items []T, id func(T) (int64, string), recorded func(T) (bool, error), check func(T) error) (int64, error) {
 	next, held := cur, int64(-1)
-	for _, tx := range txs {
-		if tx.LT < cur {
-			return fmt.Errorf("toncenter listed a transaction at lt %d, before the requested %d", tx.LT, cur)
+	for _, it := range items {
+		pos, tx := id(it)
+		if pos < cur {
+			return 0, fmt.Errorf("the provider listed %s at position %d, before the requested %d", tx, pos, cur)
 		}
-		done, err := s.st.TransferRecorded(ctx, tx.Hash, billing.Ton, billing.TonUSDT)
+		done, err := recorded(it)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		if !done {
-			if _, err := s.judgeTon(ctx, tx, 0, billingActor, ""); errors.Is(err, billing.ErrPending) {
-				if held < 0 || tx.LT < held {
-					held = tx.LT
+			if err := check(it); errors.Is(err, billing.ErrPending) {
+				if held < 0 || pos < held {
+					held = pos
 				}
 				continue
 			} else if err != nil {
-				return err
+				return 0, err
 			}
 		}
-		next = max(next, tx.LT)
+		next = max(next, pos)
 	}
 	if held >= 0 {
 		next = min(next, held)
 	}
-	return s.advanceCursor(ctx, billing.Ton, next)
+	return next, nil
 }
 
 func (s *Server) advanceCursor(ctx context.Context, network string, pos int64) error {
