@@ -16,7 +16,7 @@ import (
 func serve(t *testing.T, h http.HandlerFunc) *TronGrid {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	tg, err := NewTronGrid(Config{BaseURL: srv.URL, APIKey: "k", Timeout: 2 * time.Second, HTTP: srv.Client()})
+	tg, err := NewTronGrid(Config{BaseURL: srv.URL, APIKey: "k", Timeout: 30 * time.Second, HTTP: srv.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
