@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -75,26 +74,6 @@ func newBilling(cfg BillingConfig, reg *prometheus.Registry) (*billingState, err
 		}
 	}
 	return b, nil
-}
-
-// SetBillingHTTPClient makes the payment providers use hc (tests point it at an in-process server).
-func (s *Server) SetBillingHTTPClient(hc *http.Client) error {
-	b := s.bill
-	if b == nil {
-		return errors.New("billing is disabled")
-	}
-	var err error
-	if b.tron != nil {
-		if b.tron, err = provider.NewTronGrid(provider.Config{BaseURL: b.cfg.Tron.BaseURL, Timeout: b.cfg.Tron.Timeout, HTTP: hc}); err != nil {
-			return err
-		}
-	}
-	if b.ton != nil {
-		if b.ton, err = provider.NewToncenter(provider.Config{BaseURL: b.cfg.Ton.BaseURL, Timeout: b.cfg.Ton.Timeout, HTTP: hc}); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // receiver is our address on a network, "" when the network is not configured.
@@ -289,6 +268,9 @@ func (s *Server) judgeTon(ctx context.Context, tx billing.TonTx, invoiceID int64
 	case errors.As(err, &ref):
 		network := billing.Ton
 		if ref.Code == "fake_jetton" {
+			if !s.bill.tonUSDT {
+				return nil, nil // USDT on TON is not accepted here: jetton notifications are not payments
+			}
 			network = billing.TonUSDT
 		}
 		p, err := s.recordRefusal(ctx, network, tx.Hash, ref, actor, remote)
