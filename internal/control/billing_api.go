@@ -200,11 +200,8 @@ func newReference() (string, error) {
 }
 
 func (s *Server) handleCreateInvoice(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	if !s.billingOn(w) {
-		return
-	}
 	var req api.CreateInvoiceRequest
-	if !decodeJSON(w, r, &req) {
+	if !decodeJSON(w, r, &req) || !s.billingOn(w) {
 		return
 	}
 	if err := validUsername(req.Account); err != nil {
@@ -357,11 +354,8 @@ func (s *Server) VerifyTransaction(ctx context.Context, req api.VerifyRequest, a
 }
 
 func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	if !s.billingOn(w) {
-		return
-	}
 	var req api.VerifyRequest
-	if !decodeJSON(w, r, &req) {
+	if !decodeJSON(w, r, &req) || !s.billingOn(w) {
 		return
 	}
 	out, err := s.VerifyTransaction(r.Context(), req, rc.actor(), rc.ip)
