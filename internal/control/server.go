@@ -58,9 +58,10 @@ type Server struct {
 
 	crl        crlHolder
 	crlWaiters chan struct{}
-	records    recordsState // signed link-state records handed to nodes (records.go)
-	policy     policyState  // the mesh access policy (policy.go)
-	revokeMu   sync.Mutex   // one revocation at a time, so lists are signed in order
+	records    recordsState  // signed link-state records handed to nodes (records.go)
+	policy     policyState   // the mesh access policy (policy.go)
+	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
+	revokeMu   sync.Mutex    // one revocation at a time, so lists are signed in order
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -145,6 +146,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	}
 	s.dbHealth.Store(&dbHealth{ok: true, at: s.now()})
 	s.m = newMetrics(s)
+	if s.bill, err = newBilling(cfg.Billing, s.m.reg); err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("control: %w", err)
+	}
 	if err := s.initRecords(ctx); err != nil {
 		s.st.Close()
 		return nil, err
@@ -296,6 +301,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.Metrics.NodeSD.File != "" {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.runNodeSD(bg) }()
+	}
+	if s.bill != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.runBilling(bg) }()
 	}
 
 	errc := make(chan error, 2)
