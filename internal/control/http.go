@@ -357,7 +357,7 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// clientKey is the per-address limiters' key for a client address: the address for IPv4, its /64
+// clientKey is the per-address limiters' key for a client address: its /24 for IPv4, its /64
 // for IPv6 (ratelimit.AddrKey), so that one IPv6 subscriber cannot fill the tables.
 func clientKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
