@@ -3,9 +3,12 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"x0tta6bl4/internal/netguard"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -116,8 +119,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 
 type metricsServer struct {
 	srv *http.Server
-	ln  net.Listener
+	ln  *netguard.Listener
 }
+
+// The metrics listener serves a few scrapers; strangers who reach it get a bounded share. A scrape
+// of this node takes milliseconds, so a minute of idle keep-alive is plenty for Prometheus (which
+// scrapes every 15 s to 1 min and reconnects when it must).
+const (
+	metricsMaxConns          = 64
+	metricsMaxConnsPerSource = 16
+	metricsHandshakeTimeout  = 10 * time.Second
+	metricsIdleTimeout       = time.Minute
+)
 
 // metricsHandler serves the node's Prometheus metrics at /metrics.
 func (n *Node) metricsHandler() http.Handler {
@@ -135,9 +148,17 @@ func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
-	m := &metricsServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}}
+	gl, err := netguard.Wrap(ln, netguard.Config{Name: "metrics", MaxConns: metricsMaxConns, MaxConnsPerSource: metricsMaxConnsPerSource,
+		HandshakeTimeout: metricsHandshakeTimeout, IdleTimeout: metricsIdleTimeout, Logger: n.log})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	m := &metricsServer{ln: gl, srv: &http.Server{Handler: mux, ConnState: gl.HTTPConnState, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: metricsIdleTimeout, MaxHeaderBytes: 8 << 10,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}}
 	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.Serve(gl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Warn("metrics server", "err", err)
 		}
 	}()
