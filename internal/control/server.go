@@ -22,6 +22,7 @@ import (
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/netguard"
 )
 
 const serverKeyFile = "control.key"
@@ -66,6 +67,8 @@ type Server struct {
 	tlsCert atomic.Pointer[tls.Certificate]
 
 	dbHealth atomic.Pointer[dbHealth]
+
+	apiListener, metricsListener atomic.Pointer[netguard.Listener] // set by Serve, for metrics and tests
 
 	// The mesh view is rebuilt at most once a second, and at once after a change (viewGen), so
 	// many viewers and the metrics scrape share one build.
@@ -270,7 +273,14 @@ func (s *Server) renewServerCert() error {
 // background work: database health checks, server certificate renewal and cleanup of expired
 // sessions, join tokens and old audit entries.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ln = &limitListener{Listener: ln, sem: make(chan struct{}, s.cfg.Limits.MaxConnections)}
+	gl, err := netguard.Wrap(ln, netguard.Config{Name: "api", MaxConns: s.cfg.Limits.MaxConnections,
+		MaxConnsPerSource: s.cfg.Limits.MaxConnectionsPerSource, HandshakeTimeout: apiHandshakeTimeout,
+		IdleTimeout: apiIdleTimeout, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	s.apiListener.Store(gl)
+	ln = gl
 	if s.cfg.InsecureDev {
 		s.log.Warn("INSECURE DEVELOPMENT MODE: serving plain HTTP without TLS; credentials and tokens cross the wire in clear text. Never use this outside a local machine.",
 			"listen", ln.Addr().String())
@@ -279,10 +289,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ConnState:         gl.HTTPConnState,
+		ReadHeaderTimeout: apiHandshakeTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      s.cfg.Limits.MaxCRLWait + 30*time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       apiIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
@@ -294,16 +305,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	errc := make(chan error, 2)
 	if s.cfg.Metrics.Listen != "" {
-		mln, err := net.Listen("tcp", s.cfg.Metrics.Listen)
+		ml, err := net.Listen("tcp", s.cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("control: metrics listener: %w", err)
 		}
+		mln, err := netguard.Wrap(ml, netguard.Config{Name: "metrics", MaxConns: metricsMaxConns, MaxConnsPerSource: metricsMaxConnsPerSource,
+			HandshakeTimeout: apiHandshakeTimeout, IdleTimeout: metricsIdleTimeout, Logger: s.log})
+		if err != nil {
+			ml.Close()
+			return fmt.Errorf("control: metrics listener: %w", err)
+		}
+		s.metricsListener.Store(mln)
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.m.handler)
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 16 << 10,
+		msrv := &http.Server{Handler: mux, ConnState: mln.HTTPConnState, ReadHeaderTimeout: apiHandshakeTimeout, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: metricsIdleTimeout, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
-		mln = &limitListener{Listener: mln, sem: make(chan struct{}, 64)}
 		go func() {
 			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics listener: %w", err)
@@ -397,33 +414,16 @@ func (s *Server) cleanup(ctx context.Context) {
 	}
 }
 
-// limitListener bounds the number of open connections; Accept waits for a free slot.
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
+// Connection bounds (docs/control.md, "Limits"). A client has 10 s from connecting to sending a
+// request head, TLS handshake included, and may keep a connection idle for two minutes; the
+// listener cuts both tenfold when slots run short. The metrics listener serves a few scrapers.
+const (
+	apiHandshakeTimeout      = 10 * time.Second
+	apiIdleTimeout           = 120 * time.Second
+	metricsMaxConns          = 64
+	metricsMaxConnsPerSource = 16
+	metricsIdleTimeout       = time.Minute
+)
 
 // InitOptions describe a new control plane installation.
 type InitOptions struct {
