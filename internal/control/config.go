@@ -48,6 +48,9 @@ type DatabaseConfig struct {
 	DSN          string `yaml:"dsn"`         // PostgreSQL; or set X0TTA6BL4_CONTROL_DSN so it stays out of the file
 	Synchronous  string `yaml:"synchronous"` // SQLite: "full" (default) or "normal"
 	MaxOpenConns int    `yaml:"max_open_conns"`
+	// QueryTimeout bounds every database statement (a transaction: twice that), so a frozen
+	// database answers requests with 503 in seconds instead of hanging them.
+	QueryTimeout time.Duration `yaml:"query_timeout"`
 }
 
 // TLSConfig configures the API's certificate.
@@ -137,7 +140,7 @@ type MeshConfig struct {
 func Defaults() Config {
 	return Config{
 		Listen:   "127.0.0.1:8443",
-		Database: DatabaseConfig{Driver: store.SQLite, Synchronous: "full", MaxOpenConns: 16},
+		Database: DatabaseConfig{Driver: store.SQLite, Synchronous: "full", MaxOpenConns: 16, QueryTimeout: store.DefaultQueryTimeout},
 		TLS:      TLSConfig{CertDuration: 7 * 24 * time.Hour},
 		Auth: AuthConfig{
 			SessionTTL:         12 * time.Hour,

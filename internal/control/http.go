@@ -217,8 +217,7 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	if err != nil {
 		var ae *authError
 		if !errors.As(err, &ae) {
-			s.log.Error("authentication", "err", err)
-			writeError(w, http.StatusInternalServerError, "internal", "internal error")
+			s.internal(w, r, fmt.Errorf("authentication: %w", err))
 			return false
 		}
 		s.m.authFailures.WithLabelValues(ae.reason).Inc()
@@ -442,10 +441,25 @@ func badRequest(w http.ResponseWriter, msg string) {
 	writeError(w, http.StatusBadRequest, "bad_request", msg)
 }
 
+// A database that did not answer in time or could not be reached (store.ErrUnavailable, which
+// every store call reports under its deadline) is 503 with Retry-After instead: the client should
+// come back, and a load balancer should try another instance. Handlers therefore need nothing of
+// their own to get this right; they pass store errors here.
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		s.log.Warn("request failed: database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.m.dbUnavailable.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(unavailableRetryAfter/time.Second)))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the database is not answering; retry later")
+		return
+	}
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error")
 }
+
+// unavailableRetryAfter is what a 503 for an unavailable database asks clients to wait: about
+// one health check period, after which the database may be back.
+const unavailableRetryAfter = 5 * time.Second
 
 // queryInt reads an optional non-negative integer query parameter.
 // pageQuery reads a list page's cursor (the named parameter) and limit.

@@ -61,7 +61,7 @@ type Server struct {
 	crlWaiters chan struct{}
 	records    recordsState // signed link-state records handed to nodes (records.go)
 	policy     policyState  // the mesh access policy (policy.go)
-	revokeMu   sync.Mutex   // one revocation at a time, so lists are signed in order
+	revokeMu   sync.Mutex   // one revocation at a time in this process (the database serialises instances)
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -117,7 +117,6 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: read revocation list: %w", err)
 	}
-	s.crl.set(crl)
 	if !cfg.InsecureDev {
 		if s.tlsKey, err = identity.LoadNodeKeyFile(filepath.Join(cfg.DataDir, serverKeyFile)); err != nil {
 			return nil, fmt.Errorf("control: server key (run 'x0tta6bl4 control init' first): %w", err)
@@ -140,12 +139,17 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	s.crlWaiters = make(chan struct{}, cfg.Limits.MaxCRLWaiters)
 	if s.st, err = store.Open(ctx, store.Config{
 		Driver: cfg.Database.Driver, Path: cfg.Database.Path, DSN: cfg.Database.DSN,
-		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns,
+		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns, QueryTimeout: cfg.Database.QueryTimeout,
 	}); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	s.dbHealth.Store(&dbHealth{ok: true, at: s.now()})
+	s.crl.set(crl)
 	s.m = newMetrics(s)
+	if err := s.initCRL(ctx, crl); err != nil {
+		s.st.Close()
+		return nil, err
+	}
 	if err := s.initRecords(ctx); err != nil {
 		s.st.Close()
 		return nil, err
@@ -154,7 +158,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.st.Close()
 		return nil, err
 	}
-	s.m.crlNumber.Set(float64(crl.Number))
+	s.m.crlNumber.Set(float64(s.crl.get().list.Number))
 	s.routes = s.buildRoutes()
 	s.handler = s.buildHandler()
 	if !cfg.InsecureDev {
@@ -300,8 +304,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); s.background(bg) }()
+	go func() { defer wg.Done(); s.watchCRL(bg) }()
 
 	errc := make(chan error, 2)
 	if s.cfg.Metrics.Listen != "" {

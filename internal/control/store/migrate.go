@@ -130,6 +130,13 @@ var migrations = []string{
 		signed TEXT NOT NULL,
 		source TEXT NOT NULL
 	);`,
+	// 4: the signed revocation lists, so that every control-plane instance on one database serves
+	// the same newest list (crl.go).
+	`CREATE TABLE revocation_lists (
+		number BIGINT NOT NULL PRIMARY KEY,
+		signed_at BIGINT NOT NULL,
+		pem TEXT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.
