@@ -15,8 +15,8 @@ import (
 // The signed revocation list lives in the database (store/crl.go), which every control-plane
 // instance on it shares; each instance holds the newest list it has seen in memory, for the TLS
 // handshake and the CRL long poll. An instance learns of another's list through PostgreSQL's
-// NOTIFY within milliseconds, and through a poll every crlPollInterval if a notification is lost.
-const crlPollInterval = 2 * time.Second
+// NOTIFY within milliseconds, and through a poll every DefaultCRLPoll if a notification is lost.
+const DefaultCRLPoll = 2 * time.Second
 
 // crlHolder holds the current revocation list and wakes readers waiting for a newer one.
 type crlHolder struct {
@@ -190,7 +190,7 @@ func (s *Server) watchCRL(ctx context.Context) {
 			}
 		}
 	}()
-	poll := time.NewTicker(crlPollInterval)
+	poll := time.NewTicker(s.crlPoll)
 	defer poll.Stop()
 	for {
 		select {

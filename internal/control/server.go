@@ -33,6 +33,9 @@ type Options struct {
 	Version string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CRLPoll is how often the revocation list is re-read from the database as a backstop to
+	// notifications; 0 means DefaultCRLPoll. Tests lengthen it to show notifications alone suffice.
+	CRLPoll time.Duration
 }
 
 // Server is the control plane: the HTTP API over the store and the mesh CA.
@@ -59,6 +62,7 @@ type Server struct {
 
 	crl        crlHolder
 	crlWaiters chan struct{}
+	crlPoll    time.Duration
 	records    recordsState // signed link-state records handed to nodes (records.go)
 	policy     policyState  // the mesh access policy (policy.go)
 	revokeMu   sync.Mutex   // one revocation at a time in this process (the database serialises instances)
@@ -91,7 +95,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now}
+	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, crlPoll: opts.CRLPoll}
+	if s.crlPoll <= 0 {
+		s.crlPoll = DefaultCRLPoll
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
