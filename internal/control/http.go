@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/auth"
@@ -405,9 +407,19 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 			return false
 		}
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	// encoding/json would turn invalid UTF-8 into U+FFFD without a word, so a name sent in another
+	// encoding would be stored mangled; JSON is UTF-8 (RFC 8259 §8.1), and the body is refused.
+	body, err := io.ReadAll(r.Body)
+	if err == nil && !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, "bad_json", "request body is not valid UTF-8")
+		return false
+	}
+	var dec *json.Decoder
+	if err == nil {
+		dec = json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+	}
 	if err == nil {
 		if err2 := dec.Decode(&json.RawMessage{}); err2 != io.EOF {
 			err = errors.New("trailing data after the JSON object")

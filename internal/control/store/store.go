@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -205,6 +206,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		q.Add("_pragma", "synchronous("+syncMode+")")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Set("_txlock", "immediate")
+		if err := privateFiles(cfg.Path); err != nil {
+			return nil, err
+		}
 		dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() + "?" + q.Encode()
 		db, err = sql.Open("sqlite", dsn)
 	case Postgres:
@@ -315,4 +319,31 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// privateFiles creates the SQLite database file with mode 0600 if it is missing, and takes group
+// and other permissions off it and its WAL and shared-memory files if they exist: the database
+// holds password hashes and session digests, whatever the umask or the service manager. SQLite
+// creates the WAL and shared-memory files with the database file's permissions.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("store: make %s private: %w", p, err)
+			}
+		}
+	}
+	return nil
 }
