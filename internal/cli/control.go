@@ -30,7 +30,7 @@ func runControl(e *env, args []string) error {
 	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
 	insecure := fs.Bool("insecure-dev", false, "serve plain HTTP on a loopback address, for local development only")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -69,7 +69,7 @@ func runControlInit(e *env, args []string) error {
 	caDuration := fs.Duration("ca-duration", 10*365*24*time.Hour, "lifetime of a new CA")
 	admin := fs.String("admin", "", "create this admin account and print an admin API key once")
 	pwFile := fs.String("password-file", "", "file holding the admin's password on its first line ('-': standard input); without it the admin logs in with API keys only")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -232,6 +232,10 @@ func runCtl(e *env, args []string) error {
 			return v.run(e, args[len(words):])
 		}
 	}
+	if wantsHelp(args) {
+		usage(e.stdout)
+		return errHelp
+	}
 	fmt.Fprintf(e.stderr, "ctl: unknown verb %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 	usage(e.stderr)
 	return errUsage
@@ -243,7 +247,7 @@ func withTimeout(e *env) (context.Context, context.CancelFunc) {
 
 func ctlRevoke(e *env, args []string) error {
 	fs, c := ctlFlags(e, "revoke", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.RevokeResponse, error) { return a.Revoke(ctx, fs.Arg(0)) })
@@ -262,7 +266,7 @@ func ctlTokenCreate(e *env, args []string) error {
 	ttl := fs.Duration("ttl", 0, "how long the token is valid (default: the server's enrollment.token_ttl)")
 	certTTL := fs.Duration("cert-ttl", 0, "certificate lifetime (default: the server's enrollment.cert_duration)")
 	desc := fs.String("description", "", "a note stored with the token")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	req := api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
@@ -280,7 +284,7 @@ func ctlTokenCreate(e *env, args []string) error {
 
 func ctlTokenList(e *env, args []string) error {
 	fs, c := ctlFlags(e, "token list", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenList, error) { return a.JoinTokens(ctx) })
@@ -318,7 +322,7 @@ func dash(s string) string {
 
 func ctlNodes(e *env, args []string) error {
 	fs, c := ctlFlags(e, "nodes", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.NodeList, error) { return a.Nodes(ctx) })
@@ -335,7 +339,7 @@ func ctlNodes(e *env, args []string) error {
 
 func ctlStatus(e *env, args []string) error {
 	fs, c := ctlFlags(e, "status", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.MeshStatus, error) { return a.MeshStatus(ctx) })
@@ -359,7 +363,7 @@ func ctlStatus(e *env, args []string) error {
 
 func ctlPredict(e *env, args []string) error {
 	fs, c := ctlFlags(e, "predict", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.Prediction, error) { return a.Predict(ctx, fs.Arg(0)) })
@@ -387,7 +391,7 @@ func ctlUserAdd(e *env, args []string) error {
 	name := fs.String("username", "", "account name")
 	role := fs.String("role", "viewer", "viewer, operator or admin")
 	pwFile := fs.String("password-file", "", "file holding the password on its first line ('-': standard input); without it the account uses API keys only")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "username", *name); err != nil {
@@ -411,7 +415,7 @@ func ctlUserAdd(e *env, args []string) error {
 
 func ctlUsers(e *env, args []string) error {
 	fs, c := ctlFlags(e, "users", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.UserList, error) { return a.Users(ctx) })
@@ -431,7 +435,7 @@ func ctlKeyCreate(e *env, args []string) error {
 	name := fs.String("name", "", "what the key is for")
 	role := fs.String("role", "", "role of the key, at most yours (default: yours)")
 	exp := fs.Duration("expires-in", 0, "lifetime (default: never expires)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "name", *name); err != nil {
@@ -451,7 +455,7 @@ func ctlKeyCreate(e *env, args []string) error {
 func ctlKeys(e *env, args []string) error {
 	fs, c := ctlFlags(e, "keys", "[--all]")
 	all := fs.Bool("all", false, "every account's keys (admin)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.APIKeyList, error) { return a.APIKeys(ctx, *all) })
@@ -475,7 +479,7 @@ func ctlKeys(e *env, args []string) error {
 func ctlAudit(e *env, args []string) error {
 	fs, c := ctlFlags(e, "audit", "[--limit N]")
 	limit := fs.Int("limit", 50, "entries to show (at most 1000)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.AuditList, error) { return a.Audit(ctx, *limit) })
@@ -500,7 +504,7 @@ func ctlJoin(e *env, args []string) error {
 	name := fs.String("name", "", "node name")
 	out := fs.String("out", "", "directory for the certificate bundle")
 	insecure := fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	for _, f := range []struct{ n, v string }{{"url", *url}, {"key", *keyPath}, {"name", *name}, {"out", *out}} {

@@ -38,7 +38,7 @@ func runNode(e *env, args []string) error {
 	join := fs.String("join", "", "control plane URL to enrol with before starting (needs control.state in the config)")
 	token := fs.String("token", "", "one-time join token from 'ctl token create' (with --join)")
 	name := fs.String("name", "", "node name to enrol as (with --join)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "config", *config); err != nil {
@@ -136,7 +136,7 @@ func adminQuery(e *env, name string, args []string, out any) (printed bool, err 
 	fs := newFlags(e, name, "[--socket PATH] [--json]")
 	socket := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
@@ -242,7 +242,7 @@ func runMemory(e *env, args []string) error {
 	socket := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	profile := fs.String("heap-profile", "", "also write the node's pprof heap profile to FILE (go tool pprof FILE)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	op := "memory"
@@ -276,7 +276,7 @@ func runPing(e *env, args []string) error {
 	fs := newFlags(e, "ping", "[--socket PATH] [-c COUNT] NAME|ADDRESS")
 	socket := socketFlag(fs)
 	count := fs.Int("c", 4, "echo requests to send (1-100)")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(*count+2)*3*time.Second)

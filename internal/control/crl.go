@@ -79,10 +79,14 @@ func (s *Server) parseStoredCRL(pem []byte) (*meshca.RevocationList, error) {
 	return l, nil
 }
 
-// installCRL makes l the list served, if it is newer than the one held.
+// installCRL makes l the list served, if it is newer than the one held, and mirrors it to the CA
+// directory, where `x0tta6bl4 ca crl` and file-based tools read it.
 func (s *Server) installCRL(l *meshca.RevocationList) {
 	if s.crl.set(l) {
 		s.m.crlNumber.Set(float64(l.Number))
+		if err := s.ca.StoreRevocationList(l); err != nil {
+			s.log.Error("revocation list: mirror to the CA directory", "crl_number", l.Number, "err", err)
+		}
 	}
 }
 
