@@ -101,6 +101,29 @@ func runControlInit(e *env, args []string) error {
 }
 
 // readPassword reads the first line of a file or of standard input.
+// joinTokenEnv holds a join token, for commands that must not take it on the command line.
+const joinTokenEnv = "X0TTA6BL4_JOIN_TOKEN"
+
+// joinToken returns the join token from file (first line; '-': standard input), else from
+// arg (a deprecated command-line flag, with a warning: every local user sees it in ps), else from
+// the environment.
+func joinToken(e *env, arg, file string) (string, error) {
+	switch {
+	case file != "":
+		t, err := readPassword(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		return strings.TrimSpace(t), nil
+	case arg != "":
+		fmt.Fprintf(e.stderr, "warning: --token puts the join token on the command line, where ps shows it to every local user; use --token-file or %s\n", joinTokenEnv)
+		return arg, nil
+	case os.Getenv(joinTokenEnv) != "":
+		return strings.TrimSpace(os.Getenv(joinTokenEnv)), nil
+	}
+	return "", fmt.Errorf("no join token: use --token-file or %s", joinTokenEnv)
+}
+
 func readPassword(path string) (string, error) {
 	var r io.Reader
 	if path == "-" {
@@ -497,7 +520,7 @@ func ctlAudit(e *env, args []string) error {
 // ctlJoin enrols with a join token using keys made on this machine (keys generate), and writes the
 // bundle: node.crt, node-svid.pem, ca.crt, ca-x509.pem, crl.pem and bundle.json.
 func ctlJoin(e *env, args []string) error {
-	fs := newFlags(e, "ctl join", "--url URL --token TOKEN --key node.key --name NAME --out DIR")
+	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR")
 	url := fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the join token (default: env X0TTA6BL4_JOIN_TOKEN)")
 	keyPath := fs.String("key", "", "the node's private key file (x0tta6bl4 keys generate); only its public key is sent")
@@ -512,16 +535,9 @@ func ctlJoin(e *env, args []string) error {
 			return err
 		}
 	}
-	token := os.Getenv("X0TTA6BL4_JOIN_TOKEN")
-	if *tokenFile != "" {
-		t, err := readPassword(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("token file: %w", err)
-		}
-		token = t
-	}
-	if token == "" {
-		return errors.New("no join token: use --token-file or X0TTA6BL4_JOIN_TOKEN")
+	token, err := joinToken(e, "", *tokenFile)
+	if err != nil {
+		return err
 	}
 	key, err := identity.LoadNodeKeyFile(*keyPath)
 	if err != nil {

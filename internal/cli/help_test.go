@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"os"
 	"strings"
 	"testing"
 )
@@ -44,5 +46,32 @@ func TestHelpEverywhere(t *testing.T) {
 		if code, _, errOut := run(t, dir, args...); code != 2 || errOut == "" {
 			t.Errorf("%q: exit %d, stderr %q; want 2 with a message", args, code, errOut)
 		}
+	}
+}
+
+// The join token comes from a file, the environment, or (with a warning) the command line.
+func TestJoinTokenSources(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/token"
+	if err := os.WriteFile(path, []byte("tok-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	e := &env{stdout: &out, stderr: &errOut}
+	t.Setenv(joinTokenEnv, "tok-from-env")
+	for _, c := range []struct{ arg, file, want string }{
+		{"", path, "tok-from-file"}, {"tok-from-flag", path, "tok-from-file"}, {"", "", "tok-from-env"},
+	} {
+		errOut.Reset()
+		if got, err := joinToken(e, c.arg, c.file); err != nil || got != c.want || errOut.Len() != 0 {
+			t.Errorf("arg %q file %q: %q %v (stderr %q), want %q", c.arg, c.file, got, err, errOut.String(), c.want)
+		}
+	}
+	if got, err := joinToken(e, "tok-from-flag", ""); err != nil || got != "tok-from-flag" || !strings.Contains(errOut.String(), "ps shows it") {
+		t.Errorf("flag: %q %v, stderr %q; want the token and a warning", got, err, errOut.String())
+	}
+	t.Setenv(joinTokenEnv, "")
+	if _, err := joinToken(e, "", ""); err == nil || !strings.Contains(err.Error(), "--token-file") {
+		t.Errorf("no token: %v", err)
 	}
 }
