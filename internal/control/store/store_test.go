@@ -354,6 +354,6 @@ func TestSQLiteFilesArePrivate(t *testing.T) {
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		os.Chmod(p, 0o644)
 	}
-	s = storetest.Open(t, store.Config{Driver: store.SQLite, Path: path})
+	storetest.Open(t, store.Config{Driver: store.SQLite, Path: path})
 	check()
 }
