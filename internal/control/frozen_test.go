@@ -4,13 +4,9 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"os"
 	"sync"
 	"testing"
 	"time"
-
-	"x0tta6bl4/internal/control/store"
-	"x0tta6bl4/internal/control/store/storetest"
 )
 
 // freezeProxy forwards TCP connections to a database until frozen; frozen, it keeps every
@@ -106,16 +102,7 @@ func (p *freezeProxy) unfreeze() {
 // so a load balancer stops sending traffic; both recover when the database answers again.
 // (Before, requests hung for as long as the database did, and /health answered 200.)
 func TestFrozenDatabaseGivesFast503(t *testing.T) {
-	dsn := os.Getenv(storetest.EnvPostgres)
-	if dsn == "" {
-		t.Skipf("needs PostgreSQL: %s is not set (eval \"$(bash .ci/postgres.sh)\")", storetest.EnvPostgres)
-	}
-	var db store.Config
-	for _, b := range storetest.Backends(t) {
-		if b.Name == "postgres" {
-			db = b.Config(t)
-		}
-	}
+	db := postgresOnly(t)
 	u, err := url.Parse(db.DSN)
 	if err != nil {
 		t.Fatal(err)

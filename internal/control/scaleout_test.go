@@ -2,10 +2,8 @@ package control
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,7 +20,6 @@ import (
 	"x0tta6bl4/internal/control/store/storetest"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
-	"x0tta6bl4/internal/secfile"
 )
 
 const (
@@ -37,24 +34,20 @@ func TestScaleOutChild(t *testing.T) {
 	if cfgPath == "" {
 		t.Skip("helper process of TestScaleOut")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cfg, err := LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
+	serveChild(t, cfgPath, os.Getenv(scaleChildAddrEnv), Options{Version: "scale-child", CRLPoll: 10 * time.Minute})
+}
+
+// postgresOnly returns a fresh PostgreSQL database for the test, or skips it without one.
+func postgresOnly(t *testing.T) store.Config {
+	if os.Getenv(storetest.EnvPostgres) == "" {
+		t.Skipf("needs PostgreSQL: %s is not set (eval \"$(bash .ci/postgres.sh)\")", storetest.EnvPostgres)
 	}
-	srv, err := New(ctx, cfg, Options{Version: "scale-child", CRLPoll: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
+	for _, b := range storetest.Backends(t) {
+		if b.Name == "postgres" {
+			return b.Config(t)
+		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := secfile.Write(os.Getenv(scaleChildAddrEnv), []byte(ln.Addr().String()), 0o600, true); err != nil {
-		t.Fatal(err)
-	}
-	srv.Serve(ctx, ln)
+	panic("unreachable: " + storetest.EnvPostgres + " is set but no postgres backend")
 }
 
 type instance struct {
@@ -71,16 +64,7 @@ func TestScaleOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts subprocesses")
 	}
-	dsn := os.Getenv(storetest.EnvPostgres)
-	if dsn == "" {
-		t.Skipf("needs PostgreSQL: %s is not set (eval \"$(bash .ci/postgres.sh)\")", storetest.EnvPostgres)
-	}
-	var db store.Config
-	for _, b := range storetest.Backends(t) {
-		if b.Name == "postgres" {
-			db = b.Config(t)
-		}
-	}
+	db := postgresOnly(t)
 	dir := t.TempDir()
 	cfg := testConfig(t, db)
 	cfg.DataDir = filepath.Join(dir, "data")
