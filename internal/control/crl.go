@@ -14,7 +14,7 @@ import (
 
 // The signed revocation list lives in the database (store/crl.go), which every control-plane
 // instance on it shares; each instance holds the newest list it has seen in memory, for the TLS
-// handshake and the CRL long poll. An instance learns of another's list through PostgreSQL's
+// handshake and the CRL long poll. The access policy follows the same path (refreshPolicy). An instance learns of another's list through PostgreSQL's
 // NOTIFY within milliseconds, and through a poll every DefaultCRLPoll if a notification is lost.
 const DefaultCRLPoll = 2 * time.Second
 
@@ -208,6 +208,9 @@ func (s *Server) watchCRL(ctx context.Context) {
 			s.log.Error("revocation list refresh failed", "err", err)
 		} else if after := s.crl.get().list.Number; after != before {
 			s.log.Info("revocation list updated from the database", "crl_number", after)
+		}
+		if err := s.refreshPolicy(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("access policy refresh failed", "err", err)
 		}
 	}
 }

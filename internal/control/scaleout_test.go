@@ -2,6 +2,7 @@ package control
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"x0tta6bl4/internal/control/store/storetest"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/policy"
 )
 
 const (
@@ -258,6 +260,25 @@ rate_limits: {per_ip: {rate: 100000, burst: 100000}, per_key: {rate: 100000, bur
 		}
 		if len(list.Nodes) != nodes {
 			t.Errorf("instance %s lists %d nodes, want %d", in.url, len(list.Nodes), nodes)
+		}
+	}
+	// An access policy set on one instance is served by the others, pushed by notification.
+	set, err := admin(inst[0]).SetPolicy(t.Context(), &policy.Source{Grants: []policy.GrantSource{{Src: []string{"*"}, Dst: []string{"*"}, Ports: []string{"*"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range inst[1:] {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", in.url+"/api/v1/policy?after="+strconv.FormatUint(set.Version-1, 10)+"&wait=10", nil)
+		req.Header.Set("Authorization", "Bearer "+res.AdminAPIKey)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got api.Policy
+		err = json.NewDecoder(r.Body).Decode(&got)
+		r.Body.Close()
+		if err != nil || got.Version != set.Version {
+			t.Errorf("instance %s serves policy %d (%v), want %d", in.url, got.Version, err, set.Version)
 		}
 	}
 	// The database holds lists 1..newest, each number once (the primary key), with no gaps.

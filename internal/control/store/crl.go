@@ -17,9 +17,9 @@ import (
 // lock were bypassed. PostgreSQL then tells every instance at commit (NOTIFY on
 // RevocationChannel); instances also poll LatestRevocationListNumber as a backstop.
 
-// RevocationChannel is the PostgreSQL notification channel announcing a new revocation list; the
-// payload is its number.
-const RevocationChannel = "x0tta6bl4_crl"
+// RevocationChannel is the PostgreSQL notification channel announcing new security state: a
+// revocation list (the payload is its number) or an access policy (payload 0).
+const RevocationChannel = "x0tta6bl4_security"
 
 // revocationLockKey is the PostgreSQL advisory lock that serialises revocation-list signers
 // (any constant distinct from the migration lock).
@@ -81,12 +81,23 @@ func (tx *Tx) NotifyRevocationList(ctx context.Context, number uint64) error {
 	return nil
 }
 
+// NotifyPolicy announces a new access policy to every instance listening, at commit.
+func (tx *Tx) NotifyPolicy(ctx context.Context) error {
+	if tx.d.name != Postgres {
+		return nil
+	}
+	if _, err := tx.exec(ctx, "SELECT pg_notify(?, '0')", RevocationChannel); err != nil {
+		return fmt.Errorf("store: notify policy: %w", err)
+	}
+	return nil
+}
+
 // ErrNoNotifications says the database cannot push notifications (SQLite): poll instead.
 var ErrNoNotifications = errors.New("store: this database has no notifications")
 
 // ListenRevocationLists calls fn with the number of every revocation list announced on
-// RevocationChannel, and once with 0 each time the listening connection is (re)established (the
-// caller should then re-read: announcements may have been missed). It returns when ctx ends or
+// RevocationChannel (0 for an access policy), and once with 0 each time the listening connection
+// is (re)established (the caller should then re-read: announcements may have been missed). It returns when ctx ends or
 // the connection fails; the caller reconnects. On SQLite it returns ErrNoNotifications at once.
 func (s *Store) ListenRevocationLists(ctx context.Context, fn func(number uint64)) error {
 	if s.d.name != Postgres {
