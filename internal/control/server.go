@@ -63,9 +63,10 @@ type Server struct {
 	crl        crlHolder
 	crlWaiters chan struct{}
 	crlPoll    time.Duration
-	records    recordsState // signed link-state records handed to nodes (records.go)
-	policy     policyState  // the mesh access policy (policy.go)
-	revokeMu   sync.Mutex   // one revocation at a time in this process (the database serialises instances)
+	records    recordsState  // signed link-state records handed to nodes (records.go)
+	policy     policyState   // the mesh access policy (policy.go)
+	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
+	revokeMu   sync.Mutex    // one revocation at a time in this process (the database serialises instances)
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -156,6 +157,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := s.initCRL(ctx, crl); err != nil {
 		s.st.Close()
 		return nil, err
+	}
+	if s.bill, err = newBilling(cfg.Billing, s.m.reg); err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("control: %w", err)
 	}
 	if err := s.initRecords(ctx); err != nil {
 		s.st.Close()
@@ -314,6 +319,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.background(bg) }()
 	go func() { defer wg.Done(); s.watchCRL(bg) }()
+	if s.bill != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.runBilling(bg) }()
+	}
 
 	errc := make(chan error, 2)
 	if s.cfg.Metrics.Listen != "" {
