@@ -37,7 +37,7 @@ func runControl(e *env, args []string) error {
 	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
 	insecure := fs.Bool("insecure-dev", false, "serve plain HTTP on a loopback address, for local development only")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -76,7 +76,7 @@ func runControlInit(e *env, args []string) error {
 	caDuration := fs.Duration("ca-duration", 10*365*24*time.Hour, "lifetime of a new CA")
 	admin := fs.String("admin", "", "create this admin account and print an admin API key once")
 	pwFile := fs.String("password-file", "", "file holding the admin's password on its first line ('-': standard input); without it the admin logs in with API keys only")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -108,6 +108,29 @@ func runControlInit(e *env, args []string) error {
 }
 
 // readPassword reads the first line of a file or of standard input.
+// joinTokenEnv holds a join token, for commands that must not take it on the command line.
+const joinTokenEnv = "X0TTA6BL4_JOIN_TOKEN"
+
+// joinToken returns the join token from file (first line; '-': standard input), else from
+// arg (a deprecated command-line flag, with a warning: every local user sees it in ps), else from
+// the environment.
+func joinToken(e *env, arg, file string) (string, error) {
+	switch {
+	case file != "":
+		t, err := readPassword(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		return strings.TrimSpace(t), nil
+	case arg != "":
+		fmt.Fprintf(e.stderr, "warning: --token puts the join token on the command line, where ps shows it to every local user; use --token-file or %s\n", joinTokenEnv)
+		return arg, nil
+	case os.Getenv(joinTokenEnv) != "":
+		return strings.TrimSpace(os.Getenv(joinTokenEnv)), nil
+	}
+	return "", fmt.Errorf("no join token: use --token-file or %s", joinTokenEnv)
+}
+
 func readPassword(path string) (string, error) {
 	var r io.Reader
 	if path == "-" {
@@ -245,6 +268,10 @@ func runCtl(e *env, args []string) error {
 			return v.run(e, args[len(words):])
 		}
 	}
+	if wantsHelp(args) {
+		usage(e.stdout)
+		return errHelp
+	}
 	fmt.Fprintf(e.stderr, "ctl: unknown verb %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 	usage(e.stderr)
 	return errUsage
@@ -256,7 +283,7 @@ func withTimeout(e *env) (context.Context, context.CancelFunc) {
 
 func ctlRevoke(e *env, args []string) error {
 	fs, c := ctlFlags(e, "revoke", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.RevokeResponse, error) { return a.Revoke(ctx, fs.Arg(0)) })
@@ -276,7 +303,7 @@ func ctlTokenCreate(e *env, args []string) error {
 	certTTL := fs.Duration("cert-ttl", 0, "certificate lifetime (default: the server's enrollment.cert_duration)")
 	desc := fs.String("description", "", "a note stored with the token")
 	account := fs.String("account", "", "the account charged for the node (required when billing is enabled)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	req := api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
@@ -294,7 +321,7 @@ func ctlTokenCreate(e *env, args []string) error {
 
 func ctlTokenList(e *env, args []string) error {
 	fs, c := ctlFlags(e, "token list", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenList, error) { return a.JoinTokens(ctx) })
@@ -332,7 +359,7 @@ func dash(s string) string {
 
 func ctlNodes(e *env, args []string) error {
 	fs, c := ctlFlags(e, "nodes", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.NodeList, error) { return a.Nodes(ctx) })
@@ -349,7 +376,7 @@ func ctlNodes(e *env, args []string) error {
 
 func ctlStatus(e *env, args []string) error {
 	fs, c := ctlFlags(e, "status", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.MeshStatus, error) { return a.MeshStatus(ctx) })
@@ -373,7 +400,7 @@ func ctlStatus(e *env, args []string) error {
 
 func ctlPredict(e *env, args []string) error {
 	fs, c := ctlFlags(e, "predict", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.Prediction, error) { return a.Predict(ctx, fs.Arg(0)) })
@@ -401,7 +428,7 @@ func ctlUserAdd(e *env, args []string) error {
 	name := fs.String("username", "", "account name")
 	role := fs.String("role", "viewer", "viewer, operator or admin")
 	pwFile := fs.String("password-file", "", "file holding the password on its first line ('-': standard input); without it the account uses API keys only")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "username", *name); err != nil {
@@ -425,7 +452,7 @@ func ctlUserAdd(e *env, args []string) error {
 
 func ctlUsers(e *env, args []string) error {
 	fs, c := ctlFlags(e, "users", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.UserList, error) { return a.Users(ctx) })
@@ -445,7 +472,7 @@ func ctlKeyCreate(e *env, args []string) error {
 	name := fs.String("name", "", "what the key is for")
 	role := fs.String("role", "", "role of the key, at most yours (default: yours)")
 	exp := fs.Duration("expires-in", 0, "lifetime (default: never expires)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "name", *name); err != nil {
@@ -465,7 +492,7 @@ func ctlKeyCreate(e *env, args []string) error {
 func ctlKeys(e *env, args []string) error {
 	fs, c := ctlFlags(e, "keys", "[--all]")
 	all := fs.Bool("all", false, "every account's keys (admin)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.APIKeyList, error) { return a.APIKeys(ctx, *all) })
@@ -489,7 +516,7 @@ func ctlKeys(e *env, args []string) error {
 func ctlAudit(e *env, args []string) error {
 	fs, c := ctlFlags(e, "audit", "[--limit N]")
 	limit := fs.Int("limit", 50, "entries to show (at most 1000)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.AuditList, error) { return a.Audit(ctx, *limit) })
@@ -507,14 +534,14 @@ func ctlAudit(e *env, args []string) error {
 // ctlJoin enrols with a join token using keys made on this machine (keys generate), and writes the
 // bundle: node.crt, node-svid.pem, ca.crt, ca-x509.pem, crl.pem and bundle.json.
 func ctlJoin(e *env, args []string) error {
-	fs := newFlags(e, "ctl join", "--url URL --token TOKEN --key node.key --name NAME --out DIR")
+	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR")
 	url := fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the join token (default: env X0TTA6BL4_JOIN_TOKEN)")
 	keyPath := fs.String("key", "", "the node's private key file (x0tta6bl4 keys generate); only its public key is sent")
 	name := fs.String("name", "", "node name")
 	out := fs.String("out", "", "directory for the certificate bundle")
 	insecure := fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	for _, f := range []struct{ n, v string }{{"url", *url}, {"key", *keyPath}, {"name", *name}, {"out", *out}} {
@@ -522,16 +549,9 @@ func ctlJoin(e *env, args []string) error {
 			return err
 		}
 	}
-	token := os.Getenv("X0TTA6BL4_JOIN_TOKEN")
-	if *tokenFile != "" {
-		t, err := readPassword(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("token file: %w", err)
-		}
-		token = t
-	}
-	if token == "" {
-		return errors.New("no join token: use --token-file or X0TTA6BL4_JOIN_TOKEN")
+	token, err := joinToken(e, "", *tokenFile)
+	if err != nil {
+		return err
 	}
 	key, err := identity.LoadNodeKeyFile(*keyPath)
 	if err != nil {
@@ -563,7 +583,7 @@ func runControlBackup(e *env, args []string) error {
 	fs := newFlags(e, "control backup", "--config control.yaml --out FILE")
 	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
 	out := fs.String("out", "", "backup file to create (mode 0600; never overwritten)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "out", *out); err != nil {
@@ -597,7 +617,7 @@ func runControlRestore(e *env, args []string) error {
 	fs := newFlags(e, "control restore", "--config control.yaml --in FILE")
 	cfgPath := fs.String("config", "control.yaml", "configuration file of the new control plane (either database driver)")
 	in := fs.String("in", "", "backup file from 'control backup'")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "in", *in); err != nil {

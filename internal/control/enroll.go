@@ -519,18 +519,14 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 		s.internal(w, r, fmt.Errorf("stored key ID of %q: %w", n.Name, err))
 		return
 	}
-	// The signed list comes first: it is what nodes act on. If recording the revocation in the
-	// database then fails, the node is revoked anyway and a retry signs a list with the same entries.
-	crl, err := s.ca.Revoke(serials, []identity.KeyID{keyID}, s.now())
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	s.crl.set(crl)
-	s.m.crlNumber.Set(float64(crl.Number))
-	s.m.revocations.Inc()
-	defer s.meshChanged()
+	// Signing, storing and announcing the list, and marking the node, commit together: an
+	// acknowledged revocation is in the database, and every instance serves it.
+	var crl *meshca.RevocationList
 	err = s.st.InTx(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if crl, err = s.signRevocation(r.Context(), tx, serials, []identity.KeyID{keyID}); err != nil {
+			return err
+		}
 		if err := tx.MarkNodeRevoked(r.Context(), n.ID, s.now()); err != nil {
 			return err
 		}
@@ -541,6 +537,9 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 		s.internal(w, r, err)
 		return
 	}
+	s.installCRL(crl)
+	s.m.revocations.Inc()
+	s.meshChanged()
 	s.log.Warn("node revoked", "node", n.Name, "crl_number", crl.Number, "by", rc.actor())
 	slices.Sort(serialHex)
 	writeJSON(w, http.StatusOK, api.RevokeResponse{Node: n.Name, CRLNumber: crl.Number, RevokedSerials: serialHex, RevokedKeyID: n.KeyID})

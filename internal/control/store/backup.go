@@ -30,12 +30,12 @@ var restoreOrder = []string{
 	"users", "sessions", "api_keys", "join_tokens", "nodes", "certificates", "mesh_reports",
 	"audit_log", "mesh_records", "mesh_record_generation", "policies",
 	"billing_plans", "billing_invoices", "billing_payments", "billing_subscriptions", "billing_cursors",
-	"billing_join_tokens", "billing_nodes",
+	"billing_join_tokens", "billing_nodes", "revocation_lists",
 }
 
 // dataTables must be empty for a restore: they hold what users and nodes created. The others hold
 // only rows that migrations seed, which the restore replaces.
-var dataTables = []string{"users", "nodes", "join_tokens", "audit_log", "policies", "billing_plans", "billing_invoices", "billing_payments"}
+var dataTables = []string{"users", "nodes", "join_tokens", "audit_log", "policies", "billing_plans", "billing_invoices", "billing_payments", "revocation_lists"}
 
 // BackupHeader is the first line of a dump.
 type BackupHeader struct {

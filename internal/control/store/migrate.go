@@ -200,6 +200,13 @@ var migrations = []string{
 		account TEXT NOT NULL
 	);
 	CREATE INDEX billing_nodes_account ON billing_nodes(account);`,
+	// 5: the signed revocation lists, so that every control-plane instance on one database serves
+	// the same newest list (crl.go).
+	`CREATE TABLE revocation_lists (
+		number BIGINT NOT NULL PRIMARY KEY,
+		signed_at BIGINT NOT NULL,
+		pem TEXT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.
