@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // backupFormat names the dump format; backupFormatVersion changes if its layout does.
@@ -20,6 +21,8 @@ const (
 	// maxBackupLine bounds one line of a dump read back: one row, whose largest values are a
 	// report (limits.max_report_bytes, 1 MiB by default) or a certificate chain, JSON-escaped.
 	maxBackupLine = 16 << 20
+	// backupStatementTimeout bounds one statement of a dump (reading one whole table).
+	backupStatementTimeout = 30 * time.Minute
 )
 
 // restoreOrder lists every table in an order where each comes after the tables it references, so
@@ -75,7 +78,11 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (BackupStats, error) {
 		return st, fmt.Errorf("store: backup: begin: %w", err)
 	}
 	defer tx.Rollback()
-	o := Ops{q: tx, d: s.d}
+	// A dump reads whole tables, so its statements get backupStatementTimeout rather than the
+	// service's short deadline; the caller's context still bounds the whole backup.
+	o := s.Ops
+	o.q = tx
+	o.timeout = max(o.timeout, backupStatementTimeout)
 	if err := o.queryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&st.Schema); err != nil {
 		return st, fmt.Errorf("store: backup: schema version: %w", err)
 	}
