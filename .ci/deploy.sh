@@ -78,9 +78,11 @@ cp -r deploy/. "$tmp/compose/"
 sed -E 's/\$\{[A-Z0-9_]+(:[-?][^}]*)?\}/ci/g' deploy/docker-compose.yml >"$tmp/compose/docker-compose.yml"
 sed -i 's/^    profiles: \[mesh\]$//' "$tmp/compose/docker-compose.yml"
 (cd "$tmp/compose" && "$tmp/bin/compose-spec" docker-compose.yml >"$tmp/compose.yaml")
-echo "services: $(awk '/^services:/ { s = 1; next } /^[a-z]/ { s = 0 } s && /^  [a-z0-9-]+:$/ { printf "%s ", $1 }' "$tmp/compose.yaml")"
+# The loader prints YAML indented by four spaces: services at depth 1, their keys at depth 2.
+echo "services: $(awk '/^services:/ { s = 1; next } /^[a-z]/ { s = 0 } s && /^    [a-z0-9-]+:$/ { printf "%s ", $1 }' "$tmp/compose.yaml")"
 for svc in postgres control n1 n2 n3 prometheus grafana; do
-  awk -v s="  $svc:" '$0 == s { f = 1; next } f && /^  [a-z]/ { exit } f && /healthcheck:/ { h = 1 } END { exit !h }' "$tmp/compose.yaml" ||
+  awk -v s="    $svc:" '/^services:/ { in_s = 1; next } /^[a-z]/ { in_s = 0 } in_s && $0 == s { f = 1; next }
+    f && /^    [a-z0-9-]+:$/ { exit } f && /^        healthcheck:/ { h = 1 } END { exit !h }' "$tmp/compose.yaml" ||
     { echo "compose service $svc has no health check"; exit 1; }
 done
 echo "deploy checks passed"
