@@ -17,8 +17,10 @@ export X6_BIN=$OUT/x0tta6bl4
 CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$X6_BIN" ./cmd/x0tta6bl4
 tools=$(mktemp -d)
 (cd "$tools" && GOBIN="$tools" go install "$NFPM")
+# nfpm expands the environment in some fields only: the binary's path is put into a copy.
+sed "s#\${X6_BIN}#$X6_BIN#" deploy/nfpm.yaml >"$OUT/nfpm.yaml"
 for p in deb rpm; do
-  "$tools/nfpm" package --config deploy/nfpm.yaml --packager "$p" --target "$OUT/"
+  "$tools/nfpm" package --config "$OUT/nfpm.yaml" --packager "$p" --target "$OUT/"
 done
 deb=$(ls "$OUT"/*.deb | head -1)
 echo "== $(basename "$deb")"
