@@ -48,6 +48,7 @@ type Probe struct {
 	links   []link.Link
 	reasons map[uint32]string
 	progIDs []ebpf.ProgramID
+	linkIDs []link.ID
 }
 
 // Open loads the programs, attaches them to the configured devices and the kernel's tracepoints,
@@ -95,6 +96,11 @@ func Open(cfg Config) (*Probe, error) {
 			if id, ok := info.ID(); ok {
 				p.progIDs = append(p.progIDs, id)
 			}
+		}
+	}
+	for _, l := range p.links {
+		if info, err := l.Info(); err == nil {
+			p.linkIDs = append(p.linkIDs, info.ID)
 		}
 	}
 	return p, nil
@@ -158,6 +164,9 @@ func (p *Probe) attach(cfg Config) error {
 
 // ProgramIDs are the kernel's ids of the loaded programs, so a test can check they are gone.
 func (p *Probe) ProgramIDs() []ebpf.ProgramID { return slices.Clone(p.progIDs) }
+
+// LinkIDs are the kernel's ids of the attachments.
+func (p *Probe) LinkIDs() []link.ID { return slices.Clone(p.linkIDs) }
 
 // Close detaches and unloads everything. Nothing is pinned, so nothing outlives it.
 func (p *Probe) Close() error {

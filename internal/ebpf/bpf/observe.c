@@ -116,7 +116,7 @@ struct tcp_key {
 };
 
 struct tcp_value {
-	__u64 retransmits;
+	__u64 retransmits; /* segments, as the socket counts them */
 	__u32 srtt_us;
 	__u32 pad;
 };
@@ -385,25 +385,35 @@ static __always_inline struct tcp_value *tcp_entry(struct sock *sk)
 	return bpf_map_lookup_elem(&tcp_flows, &k);
 }
 
+/* record copies the socket's own counters: total_retrans counts segments retransmitted, as
+ * TCP_INFO reports it, and the delta feeds the node's total. */
+static __always_inline void record(struct sock *sk, struct tcp_value *v)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	__u32 retrans = BPF_CORE_READ(tp, total_retrans);
+	if (retrans > v->retransmits)
+		add_total(TOTAL_TCP_RETRANSMITS, retrans - v->retransmits);
+	v->retransmits = retrans;
+	v->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* the kernel keeps it scaled by 8 */
+}
+
 SEC("tp_btf/tcp_retransmit_skb")
 int x6_tcp_retransmit(__u64 *ctx)
 {
 	struct sock *sk = (struct sock *)ctx[0];
 	struct tcp_value *v = tcp_entry(sk);
-	if (!v)
-		return 0;
-	__sync_fetch_and_add(&v->retransmits, 1);
-	v->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
-	add_total(TOTAL_TCP_RETRANSMITS, 1);
+	if (v)
+		record(sk, v);
 	return 0;
 }
 
+/* tcp_probe fires for each segment an established connection receives. */
 SEC("tp_btf/tcp_probe")
 int x6_tcp_probe(__u64 *ctx)
 {
 	struct sock *sk = (struct sock *)ctx[0];
 	struct tcp_value *v = tcp_entry(sk);
 	if (v)
-		v->srtt_us = BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3;
+		record(sk, v);
 	return 0;
 }
