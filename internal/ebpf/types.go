@@ -42,6 +42,9 @@ const (
 	Inbound Direction = 1
 )
 
+// MarshalText writes "in" or "out".
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
 func (d Direction) String() string {
 	if d == Inbound {
 		return "in"
@@ -51,16 +54,19 @@ func (d Direction) String() string {
 
 // FlowKey is an IPv6 5-tuple and its direction. Ports are zero for protocols without them.
 type FlowKey struct {
-	Src, Dst         netip.Addr
-	SrcPort, DstPort uint16
-	Proto            uint8
-	Dir              Direction
+	Src     netip.Addr `json:"src"`
+	Dst     netip.Addr `json:"dst"`
+	SrcPort uint16     `json:"src_port"`
+	DstPort uint16     `json:"dst_port"`
+	Proto   uint8      `json:"proto"`
+	Dir     Direction  `json:"dir"`
 }
 
 // Flow is one overlay flow's packets and bytes (whole IPv6 packets, headers included).
 type Flow struct {
 	FlowKey
-	Packets, Bytes uint64
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 // Drop counts the packets the kernel freed for one reason at one place.
@@ -80,10 +86,14 @@ type TCPFlow struct {
 
 // Totals are counts no map eviction loses.
 type Totals struct {
-	OverlayTx, OverlayRx   PacketsBytes
-	UnderlayTx, UnderlayRx PacketsBytes
-	FlowsCreated           uint64 // flow entries ever inserted: beyond the bound, the oldest were evicted
-	TCPRetransmits         uint64
+	OverlayTx  PacketsBytes `json:"overlay_tx"`
+	OverlayRx  PacketsBytes `json:"overlay_rx"`
+	UnderlayTx PacketsBytes `json:"underlay_tx"`
+	UnderlayRx PacketsBytes `json:"underlay_rx"`
+	// FlowsCreated counts flow entries ever inserted: beyond the bound, the least recently used
+	// were evicted.
+	FlowsCreated   uint64 `json:"flows_created"`
+	TCPRetransmits uint64 `json:"tcp_retransmits"` // segments of overlay connections
 }
 
 // PacketsBytes is a packet and byte count.
