@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"text/tabwriter"
 	"time"
 
@@ -98,8 +97,8 @@ func printFlows(w io.Writer, v node.FlowsView, prev *node.FlowsView, elapsed tim
 		if seen {
 			r = rate(f.Bytes, b)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", f.Dir, protoName(f.Proto), hostPort(f.Src, f.SrcPort, f.Proto),
-			hostPort(f.Dst, f.DstPort, f.Proto), f.Packets, f.Bytes, r)
+		src, dst := f.Ends()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", f.Dir, protoName(f.Proto), src, dst, f.Packets, f.Bytes, r)
 	}
 	var oo, oi string
 	if prev != nil {
@@ -143,13 +142,6 @@ func protoName(p uint8) string {
 		return "icmpv6"
 	}
 	return fmt.Sprint(p)
-}
-
-func hostPort(a netip.Addr, port uint16, proto uint8) string {
-	if proto != 6 && proto != 17 {
-		return a.String()
-	}
-	return netip.AddrPortFrom(a, port).String()
 }
 
 func humanBits(bps float64) string {

@@ -2,6 +2,7 @@ package ebpf
 
 import (
 	"cmp"
+	"fmt"
 	"net/netip"
 	"slices"
 )
@@ -45,6 +46,19 @@ const (
 // MarshalText writes "in" or "out".
 func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
+// UnmarshalText reads "in" or "out".
+func (d *Direction) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "in":
+		*d = Inbound
+	case "out":
+		*d = Outbound
+	default:
+		return fmt.Errorf("direction %q: want in or out", b)
+	}
+	return nil
+}
+
 func (d Direction) String() string {
 	if d == Inbound {
 		return "in"
@@ -60,6 +74,15 @@ type FlowKey struct {
 	DstPort uint16     `json:"dst_port"`
 	Proto   uint8      `json:"proto"`
 	Dir     Direction  `json:"dir"`
+}
+
+// Ends returns the source and destination as text: [address]:port for TCP and UDP, the address
+// alone for protocols without ports.
+func (k FlowKey) Ends() (src, dst string) {
+	if k.Proto != 6 && k.Proto != 17 {
+		return k.Src.String(), k.Dst.String()
+	}
+	return netip.AddrPortFrom(k.Src, k.SrcPort).String(), netip.AddrPortFrom(k.Dst, k.DstPort).String()
 }
 
 // Flow is one overlay flow's packets and bytes (whole IPv6 packets, headers included).

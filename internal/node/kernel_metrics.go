@@ -41,7 +41,8 @@ func (c collector) collectKernel(out metricSink) {
 	}
 	top, otherOut, otherIn := ebpf.TopFlows(s, metricsTopFlows)
 	for _, f := range top {
-		labels := []string{f.Dir.String(), strconv.Itoa(int(f.Proto)), portString(f.Src.String(), f.SrcPort, f.Proto), portString(f.Dst.String(), f.DstPort, f.Proto)}
+		src, dst := f.Ends()
+		labels := []string{f.Dir.String(), strconv.Itoa(int(f.Proto)), src, dst}
 		out.counter(descKFlowPackets, f.Packets, labels...)
 		out.counter(descKFlowBytes, f.Bytes, labels...)
 	}
@@ -60,12 +61,4 @@ func (c collector) collectKernel(out metricSink) {
 		out.counter(descKDrops, d.Count, d.Where, d.Reason)
 	}
 	out.counter(descKRetrans, s.Totals.TCPRetransmits)
-}
-
-// portString is "[addr]:port" for protocols with ports, the address alone otherwise.
-func portString(addr string, port uint16, proto uint8) string {
-	if proto != 6 && proto != 17 {
-		return addr
-	}
-	return "[" + addr + "]:" + strconv.Itoa(int(port))
 }
