@@ -48,12 +48,12 @@ type lab struct {
 	extra    string // appended to the configuration of every node started after it is set
 	// wrap runs before the node binary inside its namespace (a command and its arguments), for
 	// nodes started after it is set.
-	wrap []string
-	dir      string
-	tag      string // unique per run, in namespace names
-	ca       *meshca.CA
-	nodes    []*labNode
-	links    [][2]int
+	wrap  []string
+	dir   string
+	tag   string // unique per run, in namespace names
+	ca    *meshca.CA
+	nodes []*labNode
+	links [][2]int
 }
 
 type labNode struct {
