@@ -5,6 +5,7 @@ import (
 
 	"x0tta6bl4/internal/ebpf"
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/telemetry"
 )
 
 // Kernel-side observation (internal/ebpf, docs/ebpf.md). The shell owns it: Run loads the programs
@@ -105,4 +106,28 @@ func (n *Node) Flows(k int) (FlowsView, error) {
 		v.ProgramIDs = append(v.ProgramIDs, uint32(id))
 	}
 	return v, nil
+}
+
+// kernelCounters reads the kernel's counters for the detector's telemetry, with the daemon's
+// datagram counts read right after; nil when observation is off or the maps cannot be read.
+func (n *Node) kernelCounters() *telemetry.KernelCounters {
+	p, _ := n.kernelProbe()
+	if p == nil {
+		return nil
+	}
+	t, err := p.Totals()
+	if err != nil {
+		return nil
+	}
+	drops, err := p.Drops()
+	if err != nil {
+		return nil
+	}
+	k := &telemetry.KernelCounters{UnderlayRx: t.UnderlayRx.Packets, UnderlayTx: t.UnderlayTx.Packets,
+		DaemonRx: n.stats.rxPackets.Load(), DaemonTx: n.stats.txPackets.Load(), TCPRetransmits: t.TCPRetransmits,
+		Drops: make(map[string]uint64, len(drops))}
+	for _, d := range drops {
+		k.Drops[d.Reason] += d.Count
+	}
+	return k
 }
