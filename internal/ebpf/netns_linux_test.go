@@ -643,13 +643,13 @@ func TestCloseLeavesNothing(t *testing.T) {
 	}
 	remaining := func() (left []string) {
 		for _, id := range progs {
-			if p, err := ebpf.NewProgramFromID(id); err == nil {
+			if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
 				p.Close()
 				left = append(left, fmt.Sprintf("program %d", id))
 			}
 		}
 		for _, id := range links {
-			if l, err := link.NewFromID(id); err == nil {
+			if l, err := link.NewFromID(link.ID(id)); err == nil {
 				l.Close()
 				left = append(left, fmt.Sprintf("link %d", id))
 			}

@@ -163,10 +163,22 @@ func (p *Probe) attach(cfg Config) error {
 }
 
 // ProgramIDs are the kernel's ids of the loaded programs, so a test can check they are gone.
-func (p *Probe) ProgramIDs() []ebpf.ProgramID { return slices.Clone(p.progIDs) }
+func (p *Probe) ProgramIDs() []uint32 {
+	ids := make([]uint32, len(p.progIDs))
+	for i, id := range p.progIDs {
+		ids[i] = uint32(id)
+	}
+	return ids
+}
 
 // LinkIDs are the kernel's ids of the attachments.
-func (p *Probe) LinkIDs() []link.ID { return slices.Clone(p.linkIDs) }
+func (p *Probe) LinkIDs() []uint32 {
+	ids := make([]uint32, len(p.linkIDs))
+	for i, id := range p.linkIDs {
+		ids[i] = uint32(id)
+	}
+	return ids
+}
 
 // Close detaches and unloads everything. Nothing is pinned, so nothing outlives it.
 func (p *Probe) Close() error {

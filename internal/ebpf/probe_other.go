@@ -13,6 +13,12 @@ func Open(Config) (*Probe, error) { return nil, errors.New("eBPF observation nee
 // Close does nothing.
 func (p *Probe) Close() error { return nil }
 
+// ProgramIDs is empty.
+func (p *Probe) ProgramIDs() []uint32 { return nil }
+
+// LinkIDs is empty.
+func (p *Probe) LinkIDs() []uint32 { return nil }
+
 // FlowCapacity is zero.
 func (p *Probe) FlowCapacity() int { return 0 }
 

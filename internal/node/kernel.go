@@ -102,9 +102,7 @@ func (n *Node) Flows(k int) (FlowsView, error) {
 	v := FlowsView{On: true, Flows: len(s.Flows), Capacity: s.FlowCapacity, Totals: s.Totals, Endpoints: s.Endpoints,
 		Drops: s.Drops, TCP: s.TCP, DaemonRx: st.RxPackets, DaemonTx: st.TxPackets}
 	v.Top, v.OtherOut, v.OtherIn = ebpf.TopFlows(s, k)
-	for _, id := range p.ProgramIDs() {
-		v.ProgramIDs = append(v.ProgramIDs, uint32(id))
-	}
+	v.ProgramIDs = p.ProgramIDs()
 	return v, nil
 }
 
