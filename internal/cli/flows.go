@@ -21,7 +21,7 @@ func runFlows(e *env, args []string) error {
 	top := fs.Int("top", 10, "flows to list")
 	once := fs.Bool("once", false, "print once instead of refreshing")
 	interval := fs.Duration("interval", time.Second, "time between refreshes")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *interval < 100*time.Millisecond {
