@@ -62,6 +62,12 @@ func logger(t testing.TB) *slog.Logger {
 
 func newHarness(t *testing.T, db store.Config, mutate func(*Config)) *harness {
 	t.Helper()
+	return newHarnessWith(t, db, mutate, Options{Logger: logger(t), Version: "test"})
+}
+
+// newHarnessWith is newHarness with the server's options (a test clock).
+func newHarnessWith(t *testing.T, db store.Config, mutate func(*Config), opts Options) *harness {
+	t.Helper()
 	cfg := testConfig(t, db)
 	if mutate != nil {
 		mutate(&cfg)
@@ -71,7 +77,7 @@ func newHarness(t *testing.T, db store.Config, mutate func(*Config)) *harness {
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
-	srv, err := New(ctx, cfg, Options{Logger: logger(t), Version: "test"})
+	srv, err := New(ctx, cfg, opts)
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}

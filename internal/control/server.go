@@ -20,8 +20,10 @@ import (
 	"x0tta6bl4/internal/control/auth"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/secfile"
 )
 
 const serverKeyFile = "control.key"
@@ -60,6 +62,7 @@ type Server struct {
 	crlWaiters chan struct{}
 	records    recordsState // signed link-state records handed to nodes (records.go)
 	policy     policyState  // the mesh access policy (policy.go)
+	gov        govState     // member governance (governance.go)
 	revokeMu   sync.Mutex   // one revocation at a time, so lists are signed in order
 
 	tlsKey  *identity.NodeKey
@@ -435,14 +438,22 @@ type InitOptions struct {
 	Admin string
 	// AdminPassword is its password; empty makes an account that logs in with API keys only.
 	AdminPassword string
+	// DAOMembers, if set, make the genesis roster of member governance (docs/governance.md): the
+	// first entry of the governance log, also written to <data_dir>/genesis-roster.pem for nodes.
+	DAOMembers []governance.Member
 }
+
+// GenesisRosterFile is the genesis roster's file in the data directory.
+const GenesisRosterFile = "genesis-roster.pem"
 
 // InitResult is what Init made.
 type InitResult struct {
-	CreatedCA   bool
-	CAPin       string
-	TrustDomain string
-	AdminAPIKey string // shown once
+	GenesisRoster string // the genesis roster file, when DAOMembers were given
+	GenesisHash   string // its hash, hex: what node operators pin
+	CreatedCA     bool
+	CAPin         string
+	TrustDomain   string
+	AdminAPIKey   string // shown once
 }
 
 // Init prepares cfg.DataDir: a mesh CA (unless cfg.CADir already holds one), the server's key, the
@@ -500,6 +511,20 @@ func Init(ctx context.Context, cfg Config, opts InitOptions, now time.Time) (*In
 		return nil, fmt.Errorf("control init: %w", err)
 	}
 	defer st.Close()
+	if len(opts.DAOMembers) > 0 {
+		genesis, err := governance.Genesis(res.TrustDomain, opts.DAOMembers)
+		if err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		if err := InitGovernance(ctx, st, genesis, now); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		res.GenesisRoster = filepath.Join(cfg.DataDir, GenesisRosterFile)
+		if err := secfile.Write(res.GenesisRoster, genesis.EncodePEM(), 0o644, true); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		res.GenesisHash = hexHash(genesis.Hash())
+	}
 	if opts.Admin == "" {
 		return res, nil
 	}

@@ -124,7 +124,9 @@ type LogSummary struct {
 	State     *State
 	Proposals map[ID]*LogProposal
 	Order     []ID
-	Head      [32]byte
+	Head      [32]byte // hash of the last entry; zero for an empty log
+	HeadSeq   uint64
+	HeadTime  time.Time
 }
 
 // VerifyLog replays a governance log from its genesis entry: the hash chain and sequence, every
@@ -132,37 +134,45 @@ type LogSummary struct {
 // changed-vote rule, and every enactment against the ballots logged for its proposal, recomputing
 // each tally. It returns the first inconsistency as a *LogError.
 func VerifyLog(entries []*Entry) (*LogSummary, error) {
-	sum := &LogSummary{Proposals: make(map[ID]*LogProposal)}
-	var prev *Entry
+	sum := NewLogSummary()
 	for _, e := range entries {
-		fail := func(err error) (*LogSummary, error) { return sum, &LogError{Seq: e.Seq, Err: err} }
-		want := uint64(1)
-		var wantPrev [32]byte
-		if prev != nil {
-			want, wantPrev = prev.Seq+1, prev.hash
+		if err := sum.Append(e); err != nil {
+			return sum, err
 		}
-		if e.Seq != want {
-			return fail(fmt.Errorf("sequence %d, want %d", e.Seq, want))
-		}
-		if e.Prev != wantPrev {
-			return fail(errors.New("does not name the previous entry's hash: the chain is broken"))
-		}
-		if !bytes.Equal(e.encode(), e.raw) || labelledHash(logLabel, e.raw) != e.hash {
-			return fail(errors.New("fields differ from the encoding"))
-		}
-		if prev != nil && e.Time.Before(prev.Time) {
-			return fail(errors.New("time goes backwards"))
-		}
-		if err := sum.apply(e); err != nil {
-			return fail(err)
-		}
-		prev = e
-		sum.Head = e.hash
 	}
 	if sum.State == nil {
 		return sum, errors.New("governance log: empty")
 	}
 	return sum, nil
+}
+
+// NewLogSummary is the summary of an empty log, to Append entries to one by one.
+func NewLogSummary() *LogSummary {
+	return &LogSummary{Proposals: make(map[ID]*LogProposal)}
+}
+
+// Append checks the next entry of the log against everything before it and applies it; an entry
+// that fails leaves the summary as it was before it only for the chain checks, so a caller stops at
+// the first error.
+func (sum *LogSummary) Append(e *Entry) error {
+	fail := func(err error) error { return &LogError{Seq: e.Seq, Err: err} }
+	if e.Seq != sum.HeadSeq+1 {
+		return fail(fmt.Errorf("sequence %d, want %d", e.Seq, sum.HeadSeq+1))
+	}
+	if e.Prev != sum.Head {
+		return fail(errors.New("does not name the previous entry's hash: the chain is broken"))
+	}
+	if !bytes.Equal(e.encode(), e.raw) || labelledHash(logLabel, e.raw) != e.hash {
+		return fail(errors.New("fields differ from the encoding"))
+	}
+	if e.Time.Before(sum.HeadTime) {
+		return fail(errors.New("time goes backwards"))
+	}
+	if err := sum.apply(e); err != nil {
+		return fail(err)
+	}
+	sum.HeadSeq, sum.Head, sum.HeadTime = e.Seq, e.hash, e.Time
+	return nil
 }
 
 func (sum *LogSummary) apply(e *Entry) error {
@@ -191,7 +201,8 @@ func (sum *LogSummary) apply(e *Entry) error {
 		if p.Roster != sum.State.Roster().Hash() {
 			return fmt.Errorf("%w: proposal %s is not frozen on the roster in force", ErrWrongRoster, p.ID())
 		}
-		sum.Proposals[p.ID()] = &LogProposal{Proposal: p, Roster: sum.State.Roster(), Ballots: make(map[[32]byte]*Ballot)}
+		sum.Proposals[p.ID()] = &LogProposal{Proposal: p, Roster: sum.State.Roster(), Ballots: make(map[[32]byte]*Ballot),
+			Tally: Tally{Total: sum.State.Roster().Total(p.Weighting)}}
 		sum.Order = append(sum.Order, p.ID())
 	case EntryBallot:
 		b, err := ParseBallot(e.Payload)

@@ -3,6 +3,7 @@ package governance
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -64,13 +65,11 @@ func (id ID) String() string { return fmt.Sprintf("%x", id[:]) }
 // ParseID reads an ID from its hex form.
 func ParseID(s string) (ID, error) {
 	var id ID
-	if len(s) != 64 {
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
 		return id, errors.New("proposal id: want 64 hex digits")
 	}
-	_, err := fmt.Sscanf(s, "%x", &id)
-	if err != nil {
-		return id, fmt.Errorf("proposal id: %w", err)
-	}
+	copy(id[:], b)
 	return id, nil
 }
 
