@@ -58,7 +58,9 @@ type GovernanceStatus struct {
 	Prices      *governance.PlanPrices
 }
 
-// governs reports whether an action type may be applied only with a quorum certificate.
+// Governs reports whether an action type may be applied only with a quorum certificate.
+func (n *Node) Governs(t governance.ActionType) bool { return n.governs(t) }
+
 func (n *Node) governs(t governance.ActionType) bool {
 	return n.gov != nil && n.gov.governed[t]
 }
