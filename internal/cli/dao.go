@@ -101,7 +101,7 @@ func ctlDAOPropose(e *env, args []string) error {
 	voting := fs.Duration("voting", 24*time.Hour, "voting window, from now")
 	timelock := fs.Duration("timelock", time.Hour, "wait after the window before a passed proposal is enacted")
 	quorum := fs.Uint("quorum-bps", 5000, "quorum: basis points of the frozen total weight that must vote")
-	threshold := fs.Uint("threshold-bps", 6667, "threshold: basis points of yes among yes + no")
+	threshold := fs.Uint("threshold-bps", 6000, "threshold: basis points of yes among yes + no")
 	quadratic := fs.Bool("quadratic", false, "weigh each member by the integer square root of its weight")
 	if err := parse(fs, args, 0); err != nil {
 		return err
