@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -442,44 +443,9 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("node %q was already revoked at %s", n.Name, n.RevokedAt.Format(time.RFC3339)))
 		return
 	}
-	s.revokeMu.Lock()
-	defer s.revokeMu.Unlock()
-	serialHex, err := s.st.NodeSerials(r.Context(), n.ID)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	serials := make([]meshca.Serial, 0, len(serialHex))
-	for _, h := range serialHex {
-		sn, err := meshca.ParseSerial(h)
-		if err != nil {
-			s.internal(w, r, fmt.Errorf("stored serial of %q: %w", n.Name, err))
-			return
-		}
-		serials = append(serials, sn)
-	}
-	keyID, err := parseKeyID(n.KeyID)
-	if err != nil {
-		s.internal(w, r, fmt.Errorf("stored key ID of %q: %w", n.Name, err))
-		return
-	}
-	// The signed list comes first: it is what nodes act on. If recording the revocation in the
-	// database then fails, the node is revoked anyway and a retry signs a list with the same entries.
-	crl, err := s.ca.Revoke(serials, []identity.KeyID{keyID}, s.now())
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	s.crl.set(crl)
-	s.m.crlNumber.Set(float64(crl.Number))
-	s.m.revocations.Inc()
-	defer s.meshChanged()
-	err = s.st.InTx(r.Context(), func(tx *store.Tx) error {
-		if err := tx.MarkNodeRevoked(r.Context(), n.ID, s.now()); err != nil {
-			return err
-		}
+	crl, serialHex, err := s.revokeNode(r.Context(), n, func(tx *store.Tx, crl *meshca.RevocationList, serials int) error {
 		return s.audit(r.Context(), tx.Ops, rc, "node.revoke", n.Name,
-			fmt.Sprintf("revocation list %d: %d serials, key %s", crl.Number, len(serials), n.KeyID))
+			fmt.Sprintf("revocation list %d: %d serials, key %s", crl.Number, serials, n.KeyID))
 	})
 	if err != nil {
 		s.internal(w, r, err)
@@ -488,6 +454,46 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 	s.log.Warn("node revoked", "node", n.Name, "crl_number", crl.Number, "by", rc.actor())
 	slices.Sort(serialHex)
 	writeJSON(w, http.StatusOK, api.RevokeResponse{Node: n.Name, CRLNumber: crl.Number, RevokedSerials: serialHex, RevokedKeyID: n.KeyID})
+}
+
+// revokeNode puts every serial of the node and its key on the CA's next revocation list, then marks
+// the node revoked and writes audit's entry in one transaction. The signed list comes first: it is
+// what nodes act on. If recording the revocation in the database then fails, the node is revoked
+// anyway and a retry signs a list with the same entries.
+func (s *Server) revokeNode(ctx context.Context, n *store.Node, audit func(tx *store.Tx, crl *meshca.RevocationList, serials int) error) (*meshca.RevocationList, []string, error) {
+	s.revokeMu.Lock()
+	defer s.revokeMu.Unlock()
+	serialHex, err := s.st.NodeSerials(ctx, n.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	serials := make([]meshca.Serial, 0, len(serialHex))
+	for _, h := range serialHex {
+		sn, err := meshca.ParseSerial(h)
+		if err != nil {
+			return nil, nil, fmt.Errorf("stored serial of %q: %w", n.Name, err)
+		}
+		serials = append(serials, sn)
+	}
+	keyID, err := parseKeyID(n.KeyID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored key ID of %q: %w", n.Name, err)
+	}
+	crl, err := s.ca.Revoke(serials, []identity.KeyID{keyID}, s.now())
+	if err != nil {
+		return nil, nil, err
+	}
+	s.crl.set(crl)
+	s.m.crlNumber.Set(float64(crl.Number))
+	s.m.revocations.Inc()
+	defer s.meshChanged()
+	err = s.st.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.MarkNodeRevoked(ctx, n.ID, s.now()); err != nil {
+			return err
+		}
+		return audit(tx, crl, len(serials))
+	})
+	return crl, serialHex, err
 }
 
 func parseKeyID(s string) (identity.KeyID, error) {

@@ -19,6 +19,7 @@ import (
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
 )
 
 const (
@@ -244,9 +245,16 @@ func (s *Server) govEnactDue(ctx context.Context) error {
 	}
 	for _, c := range enacted {
 		s.log.Warn("governance decision enacted", "proposal", c.Proposal.ID(), "action", c.Proposal.Action.Type(), "title", c.Proposal.Title)
-		if pa, ok := c.Proposal.Action.(governance.PolicyAction); ok {
-			if rec, err := s.st.LatestPolicy(ctx); err == nil && rec.Version == pa.Policy.Version {
-				s.installPolicy(pa.Policy, rec)
+		switch a := c.Proposal.Action.(type) {
+		case governance.PolicyAction:
+			if rec, err := s.st.LatestPolicy(ctx); err == nil && rec.Version == a.Policy.Version {
+				s.installPolicy(a.Policy, rec)
+			}
+		case governance.RevokeNode:
+			// The control plane follows the decision too: the node's calls to it are refused, and
+			// nodes that do not govern revocation get the CA's list as before.
+			if err := s.enactRevocation(ctx, c.Proposal.ID(), a); err != nil {
+				s.log.Error("governance: revoking the node on the control plane", "node", a.Name, "err", err)
 			}
 		}
 	}
@@ -254,6 +262,26 @@ func (s *Server) govEnactDue(ctx context.Context) error {
 		return s.govEnactDue(ctx)
 	}
 	return nil
+}
+
+// enactRevocation revokes, in the CA and the database, the node an enacted revocation names, if it
+// is still enrolled with that key.
+func (s *Server) enactRevocation(ctx context.Context, id governance.ID, a governance.RevokeNode) error {
+	n, err := s.st.NodeByName(ctx, a.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if n.Revoked() || n.KeyID != a.Key.String() {
+		return nil
+	}
+	_, _, err = s.revokeNode(ctx, n, func(tx *store.Tx, crl *meshca.RevocationList, serials int) error {
+		return tx.AddAudit(ctx, &store.AuditEntry{At: s.now(), Actor: "governance", Action: "node.revoke", Target: n.Name,
+			Detail: fmt.Sprintf("decision %s; revocation list %d: %d serials, key %s", id, crl.Number, serials, n.KeyID)})
+	})
+	return err
 }
 
 // handlePropose answers POST /api/v1/dao/proposals.

@@ -348,3 +348,50 @@ func TestGovernanceConcurrentInstances(t *testing.T) {
 		})
 	}
 }
+
+// TestGovernanceRevocation: a revoke proposal names an enrolled node by name and freezes its key;
+// once enacted, another node fetches the decision over mutual TLS (and could verify it), and the
+// control plane revokes the node itself: its own calls are refused from then on.
+func TestGovernanceRevocation(t *testing.T) {
+	h, clk, keys, genesis := govHarness(t, func(tb testing.TB) store.Config {
+		return store.Config{Driver: store.SQLite, Path: tb.TempDir() + "/c.db"}
+	}, 3)
+	admin := h.apiClient(h.adminKey)
+	n1, n2 := h.enrollNode(t, admin, "n1"), h.enrollNode(t, admin, "n2")
+	var p api.Proposal
+	h.must(201, "POST", "/api/v1/dao/proposals", h.adminKey, api.ProposalRequest{Title: "revoke n1", VotingSeconds: 60,
+		QuorumBPS: 5000, ThresholdBPS: 6000, Action: api.ProposalAction{Type: "revoke", Node: "n1"}}, &p)
+	parsed, err := governance.ParseProposal(p.Encoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := parsed.Action.(governance.RevokeNode); a.Key != n1.key.Sign.PublicKey().ID() {
+		t.Fatal("the proposal does not name n1's key")
+	}
+	for _, k := range keys[:2] {
+		h.must(200, "POST", "/api/v1/dao/vote", h.adminKey, sign(t, k, p, governance.Yes, 1, clk.Now()), nil)
+	}
+	ds, err := n2.c.FetchDecisions(t.Context(), 0)
+	if err != nil || len(ds) != 0 {
+		t.Fatalf("decisions before the window closed: %v %v", ds, err)
+	}
+	clk.Advance(61 * time.Second)
+	if ds, err = n2.c.FetchDecisions(t.Context(), 0); err != nil || len(ds) != 1 {
+		t.Fatalf("decisions after the window: %v %v", ds, err)
+	}
+	qc, err := governance.ParseCertificate(ds[0].Certificate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := qc.Verify(genesis, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n1.c.FetchDecisions(t.Context(), 0); err == nil {
+		t.Fatal("the revoked node still calls the control plane")
+	}
+	var node api.Node
+	h.must(200, "GET", "/api/v1/nodes/n1", h.adminKey, nil, &node)
+	if node.RevokedAt == nil {
+		t.Fatalf("n1 not revoked on the control plane: %+v", node)
+	}
+}
