@@ -11,6 +11,7 @@ import (
 
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/wire"
 )
 
 // ActionType names what a proposal does.
@@ -108,10 +109,12 @@ func (DetectorModel) Type() ActionType  { return ActionModel }
 func (PlanPrices) Type() ActionType     { return ActionPrices }
 
 func (a PolicyAction) appendBody(b []byte) []byte { return append(b, a.Policy.Bytes()...) }
-func (a RevokeNode) appendBody(b []byte) []byte   { return append(appendStr8(b, a.Name), a.Key[:]...) }
+func (a RevokeNode) appendBody(b []byte) []byte {
+	return append(wire.AppendStr8(b, a.Name), a.Key[:]...)
+}
 func (a AdmitMember) appendBody(b []byte) []byte {
-	b = binary.BigEndian.AppendUint32(appendStr8(b, a.Name), a.Weight)
-	return appendBytes16(b, a.Key.Bytes())
+	b = binary.BigEndian.AppendUint32(wire.AppendStr8(b, a.Name), a.Weight)
+	return wire.AppendBytes16(b, a.Key.Bytes())
 }
 func (a RetireMember) appendBody(b []byte) []byte { return append(b, a.Key[:]...) }
 func (a HealThresholds) appendBody(b []byte) []byte {
@@ -121,12 +124,12 @@ func (a HealThresholds) appendBody(b []byte) []byte {
 	return append(binary.BigEndian.AppendUint32(b, a.ConfidencePPM), a.Consecutive)
 }
 func (a DetectorModel) appendBody(b []byte) []byte {
-	return appendStr8(append(b, a.SHA256[:]...), a.Name)
+	return wire.AppendStr8(append(b, a.SHA256[:]...), a.Name)
 }
 func (a PlanPrices) appendBody(b []byte) []byte {
 	b = append(b, byte(len(a.Plans)))
 	for _, p := range a.Plans {
-		b = binary.BigEndian.AppendUint64(appendStr8(b, p.Plan), p.MicroUSDT)
+		b = binary.BigEndian.AppendUint64(wire.AppendStr8(b, p.Plan), p.MicroUSDT)
 		b = binary.BigEndian.AppendUint16(b, p.PeriodDays)
 	}
 	return b
@@ -237,22 +240,22 @@ func parseAction(t ActionType, body []byte) (Action, error) {
 	if len(body) > MaxActionSize {
 		return nil, fmt.Errorf("action of %d bytes, at most %d allowed", len(body), MaxActionSize)
 	}
-	r := &reader{b: body}
-	var a Action
-	switch t {
-	case ActionPolicy:
+	if t == ActionPolicy {
 		p, err := meshca.ParsePolicy(body)
 		if err != nil {
 			return nil, fmt.Errorf("policy action: %w", err)
 		}
-		r.off = len(body)
-		a = PolicyAction{Policy: p}
+		return PolicyAction{Policy: p}, nil // meshca.ParsePolicy accepts only the canonical encoding
+	}
+	r := wire.NewReader(body)
+	var a Action
+	switch t {
 	case ActionRevoke:
-		a = RevokeNode{Name: r.str8(), Key: r.hash()}
+		a = RevokeNode{Name: r.Str8(), Key: r.Hash()}
 	case ActionAdmit:
-		name, weight, kb := r.str8(), r.u32(), r.bytes16()
-		if r.err != nil {
-			return nil, r.err
+		name, weight, kb := r.Str8(), r.U32(), r.Bytes16()
+		if r.Err() != nil {
+			return nil, r.Err()
 		}
 		k, err := identity.ParseVerifyKey(kb)
 		if err != nil {
@@ -260,30 +263,30 @@ func parseAction(t ActionType, body []byte) (Action, error) {
 		}
 		a = AdmitMember{Name: name, Weight: weight, Key: k}
 	case ActionRetire:
-		a = RetireMember{Key: r.hash()}
+		a = RetireMember{Key: r.Hash()}
 	case ActionHeal:
 		var d [5]time.Duration
 		for i := range d {
-			d[i] = time.Duration(r.u32()) * time.Millisecond
+			d[i] = time.Duration(r.U32()) * time.Millisecond
 		}
 		a = HealThresholds{ProbeInterval: d[0], ProbeTimeout: d[1], Hold: d[2], MaxHold: d[3], Grace: d[4],
-			ConfidencePPM: r.u32(), Consecutive: r.u8()}
+			ConfidencePPM: r.U32(), Consecutive: r.U8()}
 	case ActionModel:
-		a = DetectorModel{SHA256: r.hash(), Name: r.str8()}
+		a = DetectorModel{SHA256: r.Hash(), Name: r.Str8()}
 	case ActionPrices:
-		n := int(r.u8())
-		if r.err == nil && n*11 > len(body) {
+		n := int(r.U8())
+		if r.Err() == nil && n*11 > len(body) {
 			return nil, fmt.Errorf("prices: %d plans in %d bytes", n, len(body))
 		}
 		var pp PlanPrices
-		for i := 0; i < n && r.err == nil; i++ {
-			pp.Plans = append(pp.Plans, PlanPrice{Plan: r.str8(), MicroUSDT: r.u64(), PeriodDays: r.u16()})
+		for i := 0; i < n && r.Err() == nil; i++ {
+			pp.Plans = append(pp.Plans, PlanPrice{Plan: r.Str8(), MicroUSDT: r.U64(), PeriodDays: r.U16()})
 		}
 		a = pp
 	default:
 		return nil, fmt.Errorf("unknown action type %d", uint8(t))
 	}
-	if err := r.done(); err != nil {
+	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("%s action: %w", t, err)
 	}
 	if err := a.validate(); err != nil {

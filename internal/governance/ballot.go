@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 const (
@@ -96,7 +97,7 @@ func SignBallot(key *identity.SigningKey, proposal ID, c Choice, sequence uint32
 	if err != nil {
 		return nil, err
 	}
-	b.Signature, b.raw = sig, appendBytes16(tbs, sig)
+	b.Signature, b.raw = sig, wire.AppendBytes16(tbs, sig)
 	return b, nil
 }
 
@@ -121,12 +122,12 @@ func ParseBallot(data []byte) (*Ballot, error) {
 	if len(data) != BallotSize {
 		return nil, fmt.Errorf("ballot: %d bytes, want %d", len(data), BallotSize)
 	}
-	r := &reader{b: data}
-	r.magic(ballotMagic, ballotFormat)
-	b := &Ballot{Proposal: r.hash(), Voter: r.hash(), Choice: Choice(r.u8()), Sequence: r.u32()}
-	at := r.u64()
-	b.Signature = r.bytes16()
-	if err := r.done(); err != nil {
+	r := wire.NewReader(data)
+	r.Magic(ballotMagic, ballotFormat)
+	b := &Ballot{Proposal: r.Hash(), Voter: r.Hash(), Choice: Choice(r.U8()), Sequence: r.U32()}
+	at := r.U64()
+	b.Signature = r.Bytes16()
+	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("ballot: %w", err)
 	}
 	if at > 1<<40 {
@@ -140,7 +141,7 @@ func ParseBallot(data []byte) (*Ballot, error) {
 		return nil, fmt.Errorf("ballot: signature of %d bytes", len(b.Signature))
 	}
 	b.raw = slices.Clone(data)
-	if !bytes.Equal(appendBytes16(b.tbs(), b.Signature), data) {
+	if !bytes.Equal(wire.AppendBytes16(b.tbs(), b.Signature), data) {
 		return nil, errors.New("ballot: not the canonical encoding")
 	}
 	b.Signature = b.raw[ballotTBSSize+2:]

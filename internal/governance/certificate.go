@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"x0tta6bl4/internal/wire"
 )
 
 const (
@@ -50,10 +51,10 @@ func (c *Certificate) encode() []byte {
 	b := make([]byte, 0, 16+len(c.Proposal.Bytes())+len(c.Ballots)*(BallotSize+2))
 	b = append(b, certificateMagic...)
 	b = append(b, certificateFormat)
-	b = appendBytes32(b, c.Proposal.Bytes())
+	b = wire.AppendBytes32(b, c.Proposal.Bytes())
 	b = append(b, byte(len(c.Ballots)))
 	for _, bl := range c.Ballots {
-		b = appendBytes16(b, bl.Bytes())
+		b = wire.AppendBytes16(b, bl.Bytes())
 	}
 	return b
 }
@@ -66,18 +67,18 @@ func ParseCertificate(data []byte) (*Certificate, error) {
 	if len(data) > MaxCertificateSize {
 		return nil, fmt.Errorf("quorum certificate: %d bytes, at most %d allowed", len(data), MaxCertificateSize)
 	}
-	r := &reader{b: data}
-	r.magic(certificateMagic, certificateFormat)
-	pb := r.bytes32(MaxProposalSize)
-	n := int(r.u8())
-	if r.err == nil && n > MaxMembers {
+	r := wire.NewReader(data)
+	r.Magic(certificateMagic, certificateFormat)
+	pb := r.Bytes32(MaxProposalSize)
+	n := int(r.U8())
+	if r.Err() == nil && n > MaxMembers {
 		return nil, fmt.Errorf("quorum certificate: %d ballots, at most %d", n, MaxMembers)
 	}
 	var raws [][]byte
-	for i := 0; i < n && r.err == nil; i++ {
-		raws = append(raws, r.bytes16())
+	for i := 0; i < n && r.Err() == nil; i++ {
+		raws = append(raws, r.Bytes16())
 	}
-	if err := r.done(); err != nil {
+	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("quorum certificate: %w", err)
 	}
 	p, err := ParseProposal(pb)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"x0tta6bl4/internal/wire"
 )
 
 const (
@@ -65,7 +66,7 @@ func (e *Entry) encode() []byte {
 	b = append(b, e.Prev[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.Unix()))
 	b = append(b, byte(e.Kind))
-	return appendBytes32(b, e.Payload)
+	return wire.AppendBytes32(b, e.Payload)
 }
 
 // Bytes returns the canonical encoding.
@@ -79,13 +80,13 @@ func ParseEntry(data []byte) (*Entry, error) {
 	if len(data) > maxLogEntry {
 		return nil, fmt.Errorf("log entry: %d bytes, at most %d", len(data), maxLogEntry)
 	}
-	r := &reader{b: data}
-	r.magic(logMagic, logFormat)
-	e := &Entry{Seq: r.u64(), Prev: r.hash()}
-	at := r.u64()
-	e.Kind = EntryKind(r.u8())
-	e.Payload = r.bytes32(MaxLogPayload)
-	if err := r.done(); err != nil {
+	r := wire.NewReader(data)
+	r.Magic(logMagic, logFormat)
+	e := &Entry{Seq: r.U64(), Prev: r.Hash()}
+	at := r.U64()
+	e.Kind = EntryKind(r.U8())
+	e.Payload = r.Bytes32(MaxLogPayload)
+	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("log entry: %w", err)
 	}
 	if at > 1<<40 {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 const (
@@ -144,16 +145,16 @@ func (p *Proposal) encode() []byte {
 	b := make([]byte, 0, 256)
 	b = append(b, proposalMagic...)
 	b = append(b, proposalFormat)
-	b = appendStr8(b, p.TrustDomain)
+	b = wire.AppendStr8(b, p.TrustDomain)
 	b = append(b, p.Roster[:]...)
-	b = appendStr8(b, p.Title)
+	b = wire.AppendStr8(b, p.Title)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Start.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(p.End.Unix()))
 	b = binary.BigEndian.AppendUint32(b, uint32(p.Timelock/time.Second))
 	b = binary.BigEndian.AppendUint16(b, p.QuorumBPS)
 	b = binary.BigEndian.AppendUint16(b, p.ThresholdBPS)
 	b = append(b, byte(p.Weighting), byte(p.Action.Type()))
-	return appendBytes16(b, p.Action.appendBody(nil))
+	return wire.AppendBytes16(b, p.Action.appendBody(nil))
 }
 
 // Bytes returns the canonical encoding.
@@ -170,16 +171,16 @@ func ParseProposal(data []byte) (*Proposal, error) {
 	if len(data) > MaxProposalSize {
 		return nil, fmt.Errorf("proposal: %d bytes, at most %d allowed", len(data), MaxProposalSize)
 	}
-	r := &reader{b: data}
-	r.magic(proposalMagic, proposalFormat)
-	p := &Proposal{TrustDomain: r.str8(), Roster: r.hash(), Title: r.str8()}
-	start, end := r.u64(), r.u64()
-	p.Timelock = time.Duration(r.u32()) * time.Second
-	p.QuorumBPS, p.ThresholdBPS = r.u16(), r.u16()
-	p.Weighting = Weighting(r.u8())
-	t := ActionType(r.u8())
-	body := r.bytes16()
-	if err := r.done(); err != nil {
+	r := wire.NewReader(data)
+	r.Magic(proposalMagic, proposalFormat)
+	p := &Proposal{TrustDomain: r.Str8(), Roster: r.Hash(), Title: r.Str8()}
+	start, end := r.U64(), r.U64()
+	p.Timelock = time.Duration(r.U32()) * time.Second
+	p.QuorumBPS, p.ThresholdBPS = r.U16(), r.U16()
+	p.Weighting = Weighting(r.U8())
+	t := ActionType(r.U8())
+	body := r.Bytes16()
+	if err := r.Done(); err != nil {
 		return nil, fmt.Errorf("proposal: %w", err)
 	}
 	if start > 1<<40 || end > 1<<40 {

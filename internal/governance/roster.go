@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 const (
@@ -98,14 +99,14 @@ func (r *Roster) encode() []byte {
 	b := make([]byte, 0, 64+len(r.Members)*(2000))
 	b = append(b, rosterMagic...)
 	b = append(b, rosterFormat)
-	b = appendStr8(b, r.TrustDomain)
+	b = wire.AppendStr8(b, r.TrustDomain)
 	b = binary.BigEndian.AppendUint64(b, r.Epoch)
 	b = append(b, r.Parent[:]...)
 	b = append(b, byte(len(r.Members)))
 	for _, m := range r.Members {
-		b = appendStr8(b, m.Name)
+		b = wire.AppendStr8(b, m.Name)
 		b = binary.BigEndian.AppendUint32(b, m.Weight)
-		b = appendBytes16(b, m.Key.Bytes())
+		b = wire.AppendBytes16(b, m.Key.Bytes())
 	}
 	return b
 }
@@ -133,17 +134,17 @@ func ParseRoster(data []byte) (*Roster, error) {
 	if len(data) > maxRosterSize {
 		return nil, fmt.Errorf("roster: %d bytes, at most %d allowed", len(data), maxRosterSize)
 	}
-	rd := &reader{b: data}
-	rd.magic(rosterMagic, rosterFormat)
-	r := &Roster{TrustDomain: rd.str8(), Epoch: rd.u64(), Parent: rd.hash()}
-	n := int(rd.u8())
-	if rd.err == nil && (n == 0 || n > MaxMembers) {
+	rd := wire.NewReader(data)
+	rd.Magic(rosterMagic, rosterFormat)
+	r := &Roster{TrustDomain: rd.Str8(), Epoch: rd.U64(), Parent: rd.Hash()}
+	n := int(rd.U8())
+	if rd.Err() == nil && (n == 0 || n > MaxMembers) {
 		return nil, fmt.Errorf("roster: %d members, 1 to %d allowed", n, MaxMembers)
 	}
-	for i := 0; i < n && rd.err == nil; i++ {
-		m := Member{Name: rd.str8(), Weight: rd.u32()}
-		kb := rd.bytes16()
-		if rd.err != nil {
+	for i := 0; i < n && rd.Err() == nil; i++ {
+		m := Member{Name: rd.Str8(), Weight: rd.U32()}
+		kb := rd.Bytes16()
+		if rd.Err() != nil {
 			break
 		}
 		k, err := identity.ParseVerifyKey(kb)
@@ -153,7 +154,7 @@ func ParseRoster(data []byte) (*Roster, error) {
 		m.Key = k
 		r.Members = append(r.Members, m)
 	}
-	if err := rd.done(); err != nil {
+	if err := rd.Done(); err != nil {
 		return nil, fmt.Errorf("roster: %w", err)
 	}
 	if err := r.validate(); err != nil {
