@@ -245,6 +245,11 @@ func (s *Server) govEnactDue(ctx context.Context) error {
 	}
 	for _, c := range enacted {
 		s.log.Warn("governance decision enacted", "proposal", c.Proposal.ID(), "action", c.Proposal.Action.Type(), "title", c.Proposal.Title)
+		if ap := s.appliers[c.Proposal.Action.Type()]; ap != nil {
+			if err := ap.Apply(c.Proposal.Action); err != nil {
+				s.log.Error("governance: applying an enacted action", "proposal", c.Proposal.ID(), "action", c.Proposal.Action.Type(), "err", err)
+			}
+		}
 		switch a := c.Proposal.Action.(type) {
 		case governance.PolicyAction:
 			if rec, err := s.st.LatestPolicy(ctx); err == nil && rec.Version == a.Policy.Version {

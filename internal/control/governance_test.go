@@ -28,10 +28,13 @@ func (c *testClock) Now() time.Time          { return time.Now().Add(time.Durati
 func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // govHarness is a control plane with a genesis roster of n members of weight 1.
-func govHarness(t *testing.T, db func(testing.TB) store.Config, n int) (*harness, *testClock, []*identity.SigningKey, *governance.Roster) {
+func govHarness(t *testing.T, db func(testing.TB) store.Config, n int, appliers ...map[governance.ActionType]governance.Applier) (*harness, *testClock, []*identity.SigningKey, *governance.Roster) {
 	t.Helper()
+	if len(appliers) == 0 {
+		appliers = append(appliers, nil)
+	}
 	clk := &testClock{}
-	h := newHarnessWith(t, db(t), nil, Options{Logger: logger(t), Version: "test", Now: clk.Now})
+	h := newHarnessWith(t, db(t), nil, Options{Logger: logger(t), Version: "test", Now: clk.Now, Appliers: appliers[0]})
 	var keys []*identity.SigningKey
 	var ms []governance.Member
 	for i := range n {
@@ -393,5 +396,37 @@ func TestGovernanceRevocation(t *testing.T) {
 	h.must(200, "GET", "/api/v1/nodes/n1", h.adminKey, nil, &node)
 	if node.RevokedAt == nil {
 		t.Fatalf("n1 not revoked on the control plane: %+v", node)
+	}
+}
+
+// TestGovernancePrices: an enacted plan-prices decision reaches the applier registered for it (what
+// billing plugs into), exactly once, with the prices voted on.
+func TestGovernancePrices(t *testing.T) {
+	var got []governance.PlanPrices
+	var mu sync.Mutex
+	billing := governance.ApplierFunc(func(a governance.Action) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, a.(governance.PlanPrices))
+		return nil
+	})
+	h, clk, keys, _ := govHarness(t, func(tb testing.TB) store.Config {
+		return store.Config{Driver: store.SQLite, Path: tb.TempDir() + "/c.db"}
+	}, 2, map[governance.ActionType]governance.Applier{governance.ActionPrices: billing})
+	var p api.Proposal
+	h.must(201, "POST", "/api/v1/dao/proposals", h.adminKey, api.ProposalRequest{Title: "new prices", VotingSeconds: 60,
+		QuorumBPS: 10000, ThresholdBPS: 10000, Action: api.ProposalAction{Type: "prices", Prices: []api.PriceSpec{
+			{Plan: "pro", MicroUSDT: 20_000_000, PeriodDays: 30}, {Plan: "basic", MicroUSDT: 5_000_000, PeriodDays: 30}}}}, &p)
+	for _, k := range keys {
+		h.must(200, "POST", "/api/v1/dao/vote", h.adminKey, sign(t, k, p, governance.Yes, 1, clk.Now()), nil)
+	}
+	clk.Advance(61 * time.Second)
+	for range 2 {
+		h.must(200, "GET", "/api/v1/dao/decisions", h.adminKey, nil, nil)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || len(got[0].Plans) != 2 || got[0].Plans[0].Plan != "basic" || got[0].Plans[1].MicroUSDT != 20_000_000 {
+		t.Fatalf("the billing applier got %+v", got)
 	}
 }

@@ -34,6 +34,9 @@ type Options struct {
 	Version string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Appliers carry out enacted governance actions of the types governance itself does not apply
+	// (plan prices, detector model, healing thresholds); see docs/governance.md.
+	Appliers map[governance.ActionType]governance.Applier
 }
 
 // Server is the control plane: the HTTP API over the store and the mesh CA.
@@ -63,7 +66,8 @@ type Server struct {
 	records    recordsState // signed link-state records handed to nodes (records.go)
 	policy     policyState  // the mesh access policy (policy.go)
 	gov        govState     // member governance (governance.go)
-	revokeMu   sync.Mutex   // one revocation at a time, so lists are signed in order
+	appliers   map[governance.ActionType]governance.Applier
+	revokeMu   sync.Mutex // one revocation at a time, so lists are signed in order
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -91,7 +95,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now}
+	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, appliers: opts.Appliers}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

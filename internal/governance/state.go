@@ -66,3 +66,16 @@ func (s *State) Commit(c *Certificate) error {
 	s.order = append(s.order, c)
 	return nil
 }
+
+// Applier carries out one type of enacted action outside governance: billing takes new plan
+// prices, the detector a model hash. The control plane calls it once per enactment, after the
+// decision is logged; an error is logged and does not undo the decision.
+type Applier interface {
+	Apply(Action) error
+}
+
+// ApplierFunc adapts a function to Applier.
+type ApplierFunc func(Action) error
+
+// Apply calls f.
+func (f ApplierFunc) Apply(a Action) error { return f(a) }
