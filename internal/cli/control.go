@@ -221,12 +221,18 @@ func runCtl(e *env, args []string) error {
 		{"dao vote", "sign a ballot locally and cast it: ctl dao vote --key alice.key --proposal ID --choice yes", ctlDAOVote},
 		{"dao show", "proposals with state and tally: ctl dao show [ID]", ctlDAOShow},
 		{"dao verify", "recompute every tally and the chain from the governance log", ctlDAOVerify},
+		{"billing plans", "list billing plans", ctlBillingPlans},
+		{"billing plan create", "create a plan: --name --price-usdt MICRO --node-quota N --duration 720h", ctlBillingPlanCreate},
+		{"billing invoice create", "ask an account to pay for a plan: --account A --plan ID --network tron-usdt|ton-usdt|ton", ctlBillingInvoiceCreate},
+		{"billing invoice show", "an invoice and its payments: ctl billing invoice show ID", ctlBillingInvoiceShow},
+		{"billing verify", "check one transaction on its chain now: --network N --tx ID [--invoice ID]", ctlBillingVerify},
+		{"billing subscription", "an account's subscription: ctl billing subscription ACCOUNT", ctlBillingSubscription},
 		{"join", "enrol this machine as a node with a join token (writes its certificate bundle)", ctlJoin},
 	}
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: x0tta6bl4 ctl <verb> [flags]   (x0tta6bl4 ctl <verb> -h for its flags)\n\nVerbs:")
 		for _, v := range verbs {
-			fmt.Fprintf(w, "  %-13s %s\n", v.name, v.summary)
+			fmt.Fprintf(w, "  %-22s %s\n", v.name, v.summary)
 		}
 		fmt.Fprintln(w, "\nConnection: --url (or X0TTA6BL4_CONTROL_URL), the API key in X0TTA6BL4_API_KEY or --api-key-file,\nand --ca-pin (or X0TTA6BL4_CA_PIN) or --ca ca-x509.pem to recognise the control plane.")
 	}
@@ -267,17 +273,18 @@ func ctlRevoke(e *env, args []string) error {
 }
 
 func ctlTokenCreate(e *env, args []string) error {
-	fs, c := ctlFlags(e, "token create", "[--node-name N] [--groups a,b] [--ttl 1h] [--cert-ttl 24h] [--description TEXT]")
+	fs, c := ctlFlags(e, "token create", "[--node-name N] [--groups a,b] [--ttl 1h] [--cert-ttl 24h] [--description TEXT] [--account A]")
 	nodeName := fs.String("node-name", "", "the only node name the token may enrol (default: any)")
 	groups := fs.String("groups", "", "comma-separated groups for the node's certificate")
 	ttl := fs.Duration("ttl", 0, "how long the token is valid (default: the server's enrollment.token_ttl)")
 	certTTL := fs.Duration("cert-ttl", 0, "certificate lifetime (default: the server's enrollment.cert_duration)")
 	desc := fs.String("description", "", "a note stored with the token")
+	account := fs.String("account", "", "the account charged for the node (required when billing is enabled)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	req := api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
-		TTLSeconds: int64(*ttl / time.Second), CertTTLSeconds: int64(*certTTL / time.Second), Description: *desc}
+		TTLSeconds: int64(*ttl / time.Second), CertTTLSeconds: int64(*certTTL / time.Second), Description: *desc, Account: *account}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenCreated, error) {
 		return a.CreateJoinToken(ctx, req)
 	})

@@ -37,6 +37,7 @@ type Config struct {
 	Metrics    MetricsConfig    `yaml:"metrics"`
 	Mesh       MeshConfig       `yaml:"mesh"`
 	AI         AIConfig         `yaml:"ai"`
+	Billing    BillingConfig    `yaml:"billing"`
 	// AuditRetention is how long audit log entries are kept.
 	AuditRetention time.Duration `yaml:"audit_retention"`
 }
@@ -169,6 +170,7 @@ func Defaults() Config {
 			MaxCRLWait:       60 * time.Second,
 		},
 		Mesh:           MeshConfig{StaleAfter: 60 * time.Second},
+		Billing:        defaultBilling(),
 		AuditRetention: 365 * 24 * time.Hour,
 	}
 }
@@ -271,6 +273,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxBodyBytes < 1024 || c.Limits.MaxReportBytes < 1024 {
 		return errors.New("config: limits.max_body_bytes and max_report_bytes must be at least 1024")
+	}
+	if err := c.Billing.validate(); err != nil {
+		return err
 	}
 	for name, l := range map[string]auth.LimitConfig{"per_ip": c.RateLimits.PerIP, "per_key": c.RateLimits.PerKey, "auth": c.RateLimits.Auth} {
 		if _, err := auth.NewLimiter(l, 1); err != nil {

@@ -337,11 +337,6 @@ func (s *Server) handlePropose(w http.ResponseWriter, r *http.Request, rc *reqCt
 	writeJSON(w, http.StatusCreated, doc)
 }
 
-// badInput marks an error as the caller's (400).
-type badInput struct{ error }
-
-func (b badInput) Unwrap() error { return b.error }
-
 // govError answers err, if any, and reports whether it did.
 func (s *Server) govError(w http.ResponseWriter, r *http.Request, err error) bool {
 	var bad badInput

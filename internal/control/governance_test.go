@@ -21,19 +21,13 @@ import (
 	"x0tta6bl4/internal/policy"
 )
 
-// testClock is a clock tests move forward.
-type testClock struct{ offset atomic.Int64 }
-
-func (c *testClock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *testClock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 // govHarness is a control plane with a genesis roster of n members of weight 1.
 func govHarness(t *testing.T, db func(testing.TB) store.Config, n int, appliers ...map[governance.ActionType]governance.Applier) (*harness, *testClock, []*identity.SigningKey, *governance.Roster) {
 	t.Helper()
 	if len(appliers) == 0 {
 		appliers = append(appliers, nil)
 	}
-	clk := &testClock{}
+	clk := newTestClock(time.Now())
 	h := newHarnessWith(t, db(t), nil, Options{Logger: logger(t), Version: "test", Now: clk.Now, Appliers: appliers[0]})
 	var keys []*identity.SigningKey
 	var ms []governance.Member

@@ -62,10 +62,16 @@ func logger(t testing.TB) *slog.Logger {
 
 func newHarness(t *testing.T, db store.Config, mutate func(*Config)) *harness {
 	t.Helper()
-	return newHarnessWith(t, db, mutate, Options{Logger: logger(t), Version: "test"})
+	return newHarnessAt(t, db, mutate, nil)
 }
 
-// newHarnessWith is newHarness with the server's options (a test clock).
+// newHarnessAt is newHarness with the server's clock (nil: time.Now).
+func newHarnessAt(t *testing.T, db store.Config, mutate func(*Config), now func() time.Time) *harness {
+	t.Helper()
+	return newHarnessWith(t, db, mutate, Options{Logger: logger(t), Version: "test", Now: now})
+}
+
+// newHarnessWith is newHarness with the server's options (a clock, governance appliers).
 func newHarnessWith(t *testing.T, db store.Config, mutate func(*Config), opts Options) *harness {
 	t.Helper()
 	cfg := testConfig(t, db)
@@ -73,7 +79,11 @@ func newHarnessWith(t *testing.T, db store.Config, mutate func(*Config), opts Op
 		mutate(&cfg)
 	}
 	ctx := context.Background()
-	res, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD, CAGroups: []string{"ops", "web"}, Admin: testAdmin, AdminPassword: testPassword}, time.Now())
+	initAt := time.Now()
+	if opts.Now != nil {
+		initAt = opts.Now()
+	}
+	res, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD, CAGroups: []string{"ops", "web"}, Admin: testAdmin, AdminPassword: testPassword}, initAt)
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}

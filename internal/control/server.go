@@ -63,9 +63,10 @@ type Server struct {
 
 	crl        crlHolder
 	crlWaiters chan struct{}
-	records    recordsState // signed link-state records handed to nodes (records.go)
-	policy     policyState  // the mesh access policy (policy.go)
-	gov        govState     // member governance (governance.go)
+	records    recordsState  // signed link-state records handed to nodes (records.go)
+	policy     policyState   // the mesh access policy (policy.go)
+	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
+	gov        govState      // member governance (governance.go)
 	appliers   map[governance.ActionType]governance.Applier
 	revokeMu   sync.Mutex // one revocation at a time, so lists are signed in order
 
@@ -150,6 +151,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	}
 	s.dbHealth.Store(&dbHealth{ok: true, at: s.now()})
 	s.m = newMetrics(s)
+	if s.bill, err = newBilling(cfg.Billing, s.m.reg); err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("control: %w", err)
+	}
 	if err := s.initRecords(ctx); err != nil {
 		s.st.Close()
 		return nil, err
@@ -298,6 +303,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() { stop(); wg.Wait() }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.background(bg) }()
+	if s.bill != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.runBilling(bg) }()
+	}
 
 	errc := make(chan error, 2)
 	if s.cfg.Metrics.Listen != "" {
