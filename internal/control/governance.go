@@ -584,24 +584,28 @@ func (s *Server) handleProposal(w http.ResponseWriter, r *http.Request, rc *reqC
 	writeJSON(w, http.StatusOK, doc)
 }
 
-// afterQuery reads ?after=N (default 0).
-func afterQuery(r *http.Request) (uint64, error) {
-	v := r.URL.Query().Get("after")
-	if v == "" {
-		return 0, nil
+// govLogQuery reads ?after=N (default 0), answering 400 when it is not a number, and enacts what is
+// due first, so that a reader of the log sees every decision whose timelock has ended.
+func (s *Server) govLogQuery(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	var after uint64
+	if v := r.URL.Query().Get("after"); v != "" {
+		var err error
+		if after, err = strconv.ParseUint(v, 10, 63); err != nil {
+			badRequest(w, "after: "+err.Error())
+			return 0, false
+		}
 	}
-	return strconv.ParseUint(v, 10, 63)
+	if err := s.govEnactDue(r.Context()); err != nil && !errors.Is(err, errNoGovernance) {
+		s.log.Error("governance: enacting due proposals", "err", err)
+	}
+	return after, true
 }
 
 // handleGovLog answers GET /api/v1/dao/log?after=N: the log entries after N, a page at a time.
 func (s *Server) handleGovLog(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	after, err := afterQuery(r)
-	if err != nil {
-		badRequest(w, "after: "+err.Error())
+	after, ok := s.govLogQuery(w, r)
+	if !ok {
 		return
-	}
-	if err := s.govEnactDue(r.Context()); err != nil && !errors.Is(err, errNoGovernance) {
-		s.log.Error("governance: enacting due proposals", "err", err)
 	}
 	rows, err := s.st.GovLog(r.Context(), after, govPage)
 	if err != nil {
@@ -618,13 +622,9 @@ func (s *Server) handleGovLog(w http.ResponseWriter, r *http.Request, rc *reqCtx
 // handleDecisions answers GET /api/v1/dao/decisions?after=N: the quorum certificates of the
 // proposals enacted after log entry N, in order.
 func (s *Server) handleDecisions(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-	after, err := afterQuery(r)
-	if err != nil {
-		badRequest(w, "after: "+err.Error())
+	after, ok := s.govLogQuery(w, r)
+	if !ok {
 		return
-	}
-	if err := s.govEnactDue(r.Context()); err != nil && !errors.Is(err, errNoGovernance) {
-		s.log.Error("governance: enacting due proposals", "err", err)
 	}
 	rows, err := s.st.GovEnactments(r.Context(), after, int(governance.EntryEnactment), govPage)
 	if err != nil {
