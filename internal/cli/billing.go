@@ -15,7 +15,7 @@ import (
 
 func ctlBillingPlans(e *env, args []string) error {
 	fs, c := ctlFlags(e, "billing plans", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.BillingPlanList, error) { return a.Plans(ctx) })
@@ -47,7 +47,7 @@ func ctlBillingPlanCreate(e *env, args []string) error {
 	ton := fs.String("price-ton", "", "price in nanotons (9 decimals); empty: not sold for Toncoin")
 	quota := fs.Int("node-quota", 0, "how many nodes the plan allows")
 	dur := fs.Duration("duration", 0, "how long a payment lasts")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "name", *name); err != nil {
@@ -67,7 +67,7 @@ func ctlBillingInvoiceCreate(e *env, args []string) error {
 	account := fs.String("account", "", "the account that pays")
 	plan := fs.Int64("plan", 0, "plan ID (ctl billing plans)")
 	network := fs.String("network", billing.TronUSDT, "tron-usdt, ton-usdt or ton")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "account", *account); err != nil {
@@ -99,7 +99,7 @@ func printInvoice(w io.Writer, i *api.Invoice) {
 
 func ctlBillingInvoiceShow(e *env, args []string) error {
 	fs, c := ctlFlags(e, "billing invoice show", "ID")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
@@ -118,7 +118,7 @@ func ctlBillingVerify(e *env, args []string) error {
 	network := fs.String("network", billing.TronUSDT, "tron-usdt, ton-usdt or ton")
 	tx := fs.String("tx", "", "transaction ID (TRON: 64 hex digits; TON: our wallet's transaction hash, hex or base64)")
 	inv := fs.Int64("invoice", 0, "attest that the transaction pays this invoice (a TON payment whose comment was lost)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "tx", *tx); err != nil {
@@ -149,7 +149,7 @@ func ctlBillingVerify(e *env, args []string) error {
 
 func ctlBillingSubscription(e *env, args []string) error {
 	fs, c := ctlFlags(e, "billing subscription", "ACCOUNT")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.Subscription, error) {

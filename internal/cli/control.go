@@ -30,7 +30,7 @@ func runControl(e *env, args []string) error {
 	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
 	insecure := fs.Bool("insecure-dev", false, "serve plain HTTP on a loopback address, for local development only")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -71,7 +71,7 @@ func runControlInit(e *env, args []string) error {
 	pwFile := fs.String("password-file", "", "file holding the admin's password on its first line ('-': standard input); without it the admin logs in with API keys only")
 	var members memberFlags
 	fs.Var(&members, "dao-member", "a member of the genesis governance roster: NAME=PUBLIC-KEY-FILE[:WEIGHT] (repeat; keys from 'ctl dao keygen')")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -107,6 +107,29 @@ func runControlInit(e *env, args []string) error {
 }
 
 // readPassword reads the first line of a file or of standard input.
+// joinTokenEnv holds a join token, for commands that must not take it on the command line.
+const joinTokenEnv = "X0TTA6BL4_JOIN_TOKEN"
+
+// joinToken returns the join token from file (first line; '-': standard input), else from
+// arg (a deprecated command-line flag, with a warning: every local user sees it in ps), else from
+// the environment.
+func joinToken(e *env, arg, file string) (string, error) {
+	switch {
+	case file != "":
+		t, err := readPassword(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		return strings.TrimSpace(t), nil
+	case arg != "":
+		fmt.Fprintf(e.stderr, "warning: --token puts the join token on the command line, where ps shows it to every local user; use --token-file or %s\n", joinTokenEnv)
+		return arg, nil
+	case os.Getenv(joinTokenEnv) != "":
+		return strings.TrimSpace(os.Getenv(joinTokenEnv)), nil
+	}
+	return "", fmt.Errorf("no join token: use --token-file or %s", joinTokenEnv)
+}
+
 func readPassword(path string) (string, error) {
 	var r io.Reader
 	if path == "-" {
@@ -249,6 +272,10 @@ func runCtl(e *env, args []string) error {
 			return v.run(e, args[len(words):])
 		}
 	}
+	if wantsHelp(args) {
+		usage(e.stdout)
+		return errHelp
+	}
 	fmt.Fprintf(e.stderr, "ctl: unknown verb %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 	usage(e.stderr)
 	return errUsage
@@ -260,7 +287,7 @@ func withTimeout(e *env) (context.Context, context.CancelFunc) {
 
 func ctlRevoke(e *env, args []string) error {
 	fs, c := ctlFlags(e, "revoke", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.RevokeResponse, error) { return a.Revoke(ctx, fs.Arg(0)) })
@@ -280,7 +307,7 @@ func ctlTokenCreate(e *env, args []string) error {
 	certTTL := fs.Duration("cert-ttl", 0, "certificate lifetime (default: the server's enrollment.cert_duration)")
 	desc := fs.String("description", "", "a note stored with the token")
 	account := fs.String("account", "", "the account charged for the node (required when billing is enabled)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	req := api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
@@ -298,7 +325,7 @@ func ctlTokenCreate(e *env, args []string) error {
 
 func ctlTokenList(e *env, args []string) error {
 	fs, c := ctlFlags(e, "token list", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenList, error) { return a.JoinTokens(ctx) })
@@ -336,7 +363,7 @@ func dash(s string) string {
 
 func ctlNodes(e *env, args []string) error {
 	fs, c := ctlFlags(e, "nodes", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.NodeList, error) { return a.Nodes(ctx) })
@@ -353,7 +380,7 @@ func ctlNodes(e *env, args []string) error {
 
 func ctlStatus(e *env, args []string) error {
 	fs, c := ctlFlags(e, "status", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.MeshStatus, error) { return a.MeshStatus(ctx) })
@@ -377,7 +404,7 @@ func ctlStatus(e *env, args []string) error {
 
 func ctlPredict(e *env, args []string) error {
 	fs, c := ctlFlags(e, "predict", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.Prediction, error) { return a.Predict(ctx, fs.Arg(0)) })
@@ -405,7 +432,7 @@ func ctlUserAdd(e *env, args []string) error {
 	name := fs.String("username", "", "account name")
 	role := fs.String("role", "viewer", "viewer, operator or admin")
 	pwFile := fs.String("password-file", "", "file holding the password on its first line ('-': standard input); without it the account uses API keys only")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "username", *name); err != nil {
@@ -429,7 +456,7 @@ func ctlUserAdd(e *env, args []string) error {
 
 func ctlUsers(e *env, args []string) error {
 	fs, c := ctlFlags(e, "users", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.UserList, error) { return a.Users(ctx) })
@@ -449,7 +476,7 @@ func ctlKeyCreate(e *env, args []string) error {
 	name := fs.String("name", "", "what the key is for")
 	role := fs.String("role", "", "role of the key, at most yours (default: yours)")
 	exp := fs.Duration("expires-in", 0, "lifetime (default: never expires)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "name", *name); err != nil {
@@ -469,7 +496,7 @@ func ctlKeyCreate(e *env, args []string) error {
 func ctlKeys(e *env, args []string) error {
 	fs, c := ctlFlags(e, "keys", "[--all]")
 	all := fs.Bool("all", false, "every account's keys (admin)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.APIKeyList, error) { return a.APIKeys(ctx, *all) })
@@ -493,7 +520,7 @@ func ctlKeys(e *env, args []string) error {
 func ctlAudit(e *env, args []string) error {
 	fs, c := ctlFlags(e, "audit", "[--limit N]")
 	limit := fs.Int("limit", 50, "entries to show (at most 1000)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.AuditList, error) { return a.Audit(ctx, *limit) })
@@ -511,14 +538,14 @@ func ctlAudit(e *env, args []string) error {
 // ctlJoin enrols with a join token using keys made on this machine (keys generate), and writes the
 // bundle: node.crt, node-svid.pem, ca.crt, ca-x509.pem, crl.pem and bundle.json.
 func ctlJoin(e *env, args []string) error {
-	fs := newFlags(e, "ctl join", "--url URL --token TOKEN --key node.key --name NAME --out DIR")
+	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR")
 	url := fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the join token (default: env X0TTA6BL4_JOIN_TOKEN)")
 	keyPath := fs.String("key", "", "the node's private key file (x0tta6bl4 keys generate); only its public key is sent")
 	name := fs.String("name", "", "node name")
 	out := fs.String("out", "", "directory for the certificate bundle")
 	insecure := fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	for _, f := range []struct{ n, v string }{{"url", *url}, {"key", *keyPath}, {"name", *name}, {"out", *out}} {
@@ -526,16 +553,9 @@ func ctlJoin(e *env, args []string) error {
 			return err
 		}
 	}
-	token := os.Getenv("X0TTA6BL4_JOIN_TOKEN")
-	if *tokenFile != "" {
-		t, err := readPassword(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("token file: %w", err)
-		}
-		token = t
-	}
-	if token == "" {
-		return errors.New("no join token: use --token-file or X0TTA6BL4_JOIN_TOKEN")
+	token, err := joinToken(e, "", *tokenFile)
+	if err != nil {
+		return err
 	}
 	key, err := identity.LoadNodeKeyFile(*keyPath)
 	if err != nil {

@@ -64,7 +64,7 @@ func loadMemberPublicKey(path string) (*identity.VerifyKey, error) {
 func ctlDAOKeygen(e *env, args []string) error {
 	fs := newFlags(e, "ctl dao keygen", "--out alice.key")
 	out := fs.String("out", "", "private key file to create (the public key goes to the same name with .pub)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "out", *out); err != nil {
@@ -103,7 +103,7 @@ func ctlDAOPropose(e *env, args []string) error {
 	quorum := fs.Uint("quorum-bps", 5000, "quorum: basis points of the frozen total weight that must vote")
 	threshold := fs.Uint("threshold-bps", 6000, "threshold: basis points of yes among yes + no")
 	quadratic := fs.Bool("quadratic", false, "weigh each member by the integer square root of its weight")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "title", *title); err != nil {
@@ -184,7 +184,7 @@ func ctlDAOVote(e *env, args []string) error {
 	id := fs.String("proposal", "", "proposal id")
 	choice := fs.String("choice", "", "yes, no or abstain")
 	seq := fs.Uint("sequence", 1, "1 for a first vote; a higher one replaces an earlier ballot inside the window")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	for name, v := range map[string]string{"key": *keyFile, "proposal": *id, "choice": *choice} {
@@ -239,6 +239,11 @@ func ctlDAOVote(e *env, args []string) error {
 // ctlDAOShow lists proposals, or shows one.
 func ctlDAOShow(e *env, args []string) error {
 	fs, c := ctlFlags(e, "dao show", "[ID]")
+	if wantsHelp(args) {
+		fs.SetOutput(e.stdout)
+		fs.Usage()
+		return errHelp
+	}
 	if err := fs.Parse(args); err != nil || fs.NArg() > 1 {
 		fs.Usage()
 		return errUsage
@@ -267,7 +272,7 @@ func ctlDAOShow(e *env, args []string) error {
 func ctlDAOVerify(e *env, args []string) error {
 	fs, c := ctlFlags(e, "dao verify", "[--genesis genesis-roster.pem]")
 	genesisFile := fs.String("genesis", "", "the genesis roster the log must start from (control init wrote it)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	var pinned *governance.Roster

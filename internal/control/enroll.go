@@ -512,10 +512,9 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 	writeJSON(w, http.StatusOK, api.RevokeResponse{Node: n.Name, CRLNumber: crl.Number, RevokedSerials: serialHex, RevokedKeyID: n.KeyID})
 }
 
-// revokeNode puts every serial of the node and its key on the CA's next revocation list, then marks
-// the node revoked and writes audit's entry in one transaction. The signed list comes first: it is
-// what nodes act on. If recording the revocation in the database then fails, the node is revoked
-// anyway and a retry signs a list with the same entries.
+// revokeNode puts every serial of the node and its key on the CA's next revocation list. Signing,
+// storing and announcing the list, marking the node and audit's entry commit together: an
+// acknowledged revocation is in the database, and every instance serves it.
 func (s *Server) revokeNode(ctx context.Context, n *store.Node, audit func(tx *store.Tx, crl *meshca.RevocationList, serials int) error) (*meshca.RevocationList, []string, error) {
 	s.revokeMu.Lock()
 	defer s.revokeMu.Unlock()
@@ -535,21 +534,24 @@ func (s *Server) revokeNode(ctx context.Context, n *store.Node, audit func(tx *s
 	if err != nil {
 		return nil, nil, fmt.Errorf("stored key ID of %q: %w", n.Name, err)
 	}
-	crl, err := s.ca.Revoke(serials, []identity.KeyID{keyID}, s.now())
-	if err != nil {
-		return nil, nil, err
-	}
-	s.crl.set(crl)
-	s.m.crlNumber.Set(float64(crl.Number))
-	s.m.revocations.Inc()
-	defer s.meshChanged()
+	var crl *meshca.RevocationList
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		if crl, err = s.signRevocation(ctx, tx, serials, []identity.KeyID{keyID}); err != nil {
+			return err
+		}
 		if err := tx.MarkNodeRevoked(ctx, n.ID, s.now()); err != nil {
 			return err
 		}
 		return audit(tx, crl, len(serials))
 	})
-	return crl, serialHex, err
+	if err != nil {
+		return nil, nil, err
+	}
+	s.installCRL(crl)
+	s.m.revocations.Inc()
+	s.meshChanged()
+	return crl, serialHex, nil
 }
 
 func parseKeyID(s string) (identity.KeyID, error) {

@@ -2,6 +2,7 @@ package control
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"x0tta6bl4/internal/control/api"
@@ -37,8 +38,8 @@ func (s *Server) buildRoutes() []*route {
 	return []*route{
 		{method: "GET", path: "/api/v1/health", aliases: []string{"/health"}, access: accessPublic, h: s.handleHealth, doc: opDoc{
 			id: "health", tag: "service", summary: "Liveness and database health",
-			desc: "Always 200 while the process serves; `status` is `degraded` when the last database check (every 5 s) failed.",
-			resp: api.Health{}, status: 200}},
+			desc: "200 while the instance can serve; 503 (with Retry-After, `status` `degraded`) when the last database check (every 5 s, 5 s timeout) failed, so a load balancer takes the instance out of rotation.",
+			resp: api.Health{}, status: 200, extra: map[int]string{503: "the database is unavailable"}}},
 		{method: "GET", path: "/openapi.json", access: accessPublic, h: s.handleOpenAPI, doc: opDoc{
 			id: "openapi", tag: "service", summary: "This API as an OpenAPI 3.1 document", status: 200, contentType: "application/json"}},
 		{method: "GET", path: "/docs", access: accessPublic, h: s.handleDocs, doc: opDoc{
@@ -207,11 +208,12 @@ func (s *Server) buildRoutes() []*route {
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	h := s.dbHealth.Load()
-	status := "ok"
+	status, code := "ok", http.StatusOK
 	if !h.ok {
-		status = "degraded"
+		status, code = "degraded", http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(int(unavailableRetryAfter/time.Second)))
 	}
-	writeJSON(w, http.StatusOK, api.Health{Status: status, Version: s.version, Database: s.st.Driver(), DatabaseOK: h.ok,
+	writeJSON(w, code, api.Health{Status: status, Version: s.version, Database: s.st.Driver(), DatabaseOK: h.ok,
 		DatabaseCheckedAt: h.at.UTC(), UptimeSeconds: int64(s.now().Sub(s.started) / time.Second), TrustDomain: s.td,
 		CRLNumber: s.crl.get().list.Number})
 }

@@ -200,7 +200,14 @@ var migrations = []string{
 		account TEXT NOT NULL
 	);
 	CREATE INDEX billing_nodes_account ON billing_nodes(account);`,
-	// 5: member governance (governance.go): the hash-chained log is the record; proposals and
+	// 5: the signed revocation lists, so that every control-plane instance on one database serves
+	// the same newest list (crl.go).
+	`CREATE TABLE revocation_lists (
+		number BIGINT NOT NULL PRIMARY KEY,
+		signed_at BIGINT NOT NULL,
+		pem TEXT NOT NULL
+	);`,
+	// 6: member governance (governance.go): the hash-chained log is the record; proposals and
 	// ballots index it. The log's sequence is the primary key, so two control planes that append
 	// at once cannot both succeed: one retries on the new head.
 	`CREATE TABLE gov_log (
