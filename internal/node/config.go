@@ -43,8 +43,14 @@ type File struct {
 	LogLevel string          `yaml:"log_level,omitempty"`
 	Heal     HealFile        `yaml:"heal,omitempty"`
 	DNS      DNSFile         `yaml:"dns,omitempty"`
+	EBPF     EBPFFile        `yaml:"ebpf,omitempty"`
 	// Governance makes the node follow the members' decisions (docs/governance.md, "Nodes").
 	Governance *GovernanceFile `yaml:"governance,omitempty"`
+}
+
+// EBPFFile is the ebpf section: kernel-side observation (docs/ebpf.md).
+type EBPFFile struct {
+	Enabled bool `yaml:"enabled"`
 }
 
 // GovernanceFile is the governance section.
@@ -235,6 +241,7 @@ func (f *File) options() (Options, error) {
 	o.Discovery = f.Discovery
 	o.NoTransit = f.Relay != nil && !*f.Relay
 	o.NoPunch = f.Punch != nil && !*f.Punch
+	o.EBPF = f.EBPF.Enabled
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
 	o.Heal = f.Heal.config()
 	if err := o.Heal.Validate(); err != nil {

@@ -65,6 +65,10 @@ type Options struct {
 	// anywhere else (governance.go); nil: off, and the node behaves as without it.
 	Governance *GovernanceOptions
 
+	// EBPF loads the kernel-side observation programs in Run (kernel.go, docs/ebpf.md); where they
+	// cannot load, the node logs why and runs without them.
+	EBPF bool
+
 	AdminSocket   string // unix socket path for status/peers/routes/ping; empty: none
 	MetricsListen string // host:port for Prometheus metrics at /metrics (plain HTTP); empty: none
 
