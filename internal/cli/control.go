@@ -76,6 +76,8 @@ func runControlInit(e *env, args []string) error {
 	caDuration := fs.Duration("ca-duration", 10*365*24*time.Hour, "lifetime of a new CA")
 	admin := fs.String("admin", "", "create this admin account and print an admin API key once")
 	pwFile := fs.String("password-file", "", "file holding the admin's password on its first line ('-': standard input); without it the admin logs in with API keys only")
+	var members memberFlags
+	fs.Var(&members, "dao-member", "a member of the genesis governance roster: NAME=PUBLIC-KEY-FILE[:WEIGHT] (repeat; keys from 'ctl dao keygen')")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -93,9 +95,13 @@ func runControlInit(e *env, args []string) error {
 		}
 	}
 	res, err := control.Init(e.ctx, cfg, control.InitOptions{TrustDomain: *td, CAName: *caName, CAGroups: splitList(*caGroups),
-		CADuration: *caDuration, Admin: *admin, AdminPassword: password}, e.now())
+		CADuration: *caDuration, Admin: *admin, AdminPassword: password, DAOMembers: members}, e.now())
 	if err != nil {
 		return err
+	}
+	if res.GenesisRoster != "" {
+		fmt.Fprintf(e.stdout, "genesis roster: %s (%d members)\nroster hash:    %s   (nodes pin it: governance.genesis_sha256)\n",
+			res.GenesisRoster, len(members), res.GenesisHash)
 	}
 	if res.CreatedCA {
 		fmt.Fprintf(e.stdout, "created CA for trust domain %s in %s\n", res.TrustDomain, cfg.CADir)
@@ -240,6 +246,11 @@ func runCtl(e *env, args []string) error {
 		{"audit", "show the audit log", ctlAudit},
 		{"policy get", "show the mesh access policy (YAML source with its version)", ctlPolicyGet},
 		{"policy set", "set the mesh access policy: ctl policy set --file policy.yaml", ctlPolicySet},
+		{"dao keygen", "make a governance member key locally: ctl dao keygen --out alice.key", ctlDAOKeygen},
+		{"dao propose", "put an action to the members: ctl dao propose --title T --action policy --policy-file p.yaml", ctlDAOPropose},
+		{"dao vote", "sign a ballot locally and cast it: ctl dao vote --key alice.key --proposal ID --choice yes", ctlDAOVote},
+		{"dao show", "proposals with state and tally: ctl dao show [ID]", ctlDAOShow},
+		{"dao verify", "recompute every tally and the chain from the governance log", ctlDAOVerify},
 		{"billing plans", "list billing plans", ctlBillingPlans},
 		{"billing plan create", "create a plan: --name --price-usdt MICRO --node-quota N --duration 720h", ctlBillingPlanCreate},
 		{"billing invoice create", "ask an account to pay for a plan: --account A --plan ID --network tron-usdt|ton-usdt|ton", ctlBillingInvoiceCreate},

@@ -327,10 +327,3 @@ func (s *Server) verifyMeshCert(c *meshca.Certificate) error {
 	}
 	return v.Verify(c, s.now())
 }
-
-func (s *Server) handleNotImplemented(what, issue string) func(http.ResponseWriter, *http.Request, *reqCtx) {
-	return func(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-		writeError(w, http.StatusNotImplemented, "not_implemented", what+" is not implemented yet; it lands with "+issue+
-			". Nothing was computed or recorded.")
-	}
-}

@@ -61,6 +61,9 @@ type Options struct {
 	// PolicyFile keeps the newest access policy the node has applied, so that a restart starts with
 	// it and can never be rolled back to an older one (policy.go); empty: not kept.
 	PolicyFile string
+	// Governance makes the node follow the members' decisions and refuse governed action types from
+	// anywhere else (governance.go); nil: off, and the node behaves as without it.
+	Governance *GovernanceOptions
 
 	// EBPF loads the kernel-side observation programs in Run (kernel.go, docs/ebpf.md); where they
 	// cannot load, the node logs why and runs without them.
