@@ -444,6 +444,9 @@ func (s *Server) proposalAction(ctx context.Context, tx *store.Tx, a api.Proposa
 			pp.Plans = append(pp.Plans, governance.PlanPrice{Plan: p.Plan, MicroUSDT: p.MicroUSDT, PeriodDays: p.PeriodDays})
 		}
 		pp.Sort()
+		if err := checkPlanPrices(ctx, tx.Ops, pp); err != nil {
+			return nil, 0, badInput{err}
+		}
 		return pp, 0, nil
 	}
 	return nil, 0, badInput{fmt.Errorf("action %s", t)}

@@ -393,24 +393,32 @@ func TestGovernanceRevocation(t *testing.T) {
 	}
 }
 
-// TestGovernancePrices: an enacted plan-prices decision reaches the applier registered for it (what
-// billing plugs into), exactly once, with the prices voted on.
+// TestGovernancePrices: an enacted plan-prices decision changes the plans' USDT prices in billing,
+// exactly once and with an audit entry; a proposal naming an unknown plan or the wrong period is
+// refused when it is made.
 func TestGovernancePrices(t *testing.T) {
-	var got []governance.PlanPrices
-	var mu sync.Mutex
-	billing := governance.ApplierFunc(func(a governance.Action) error {
-		mu.Lock()
-		defer mu.Unlock()
-		got = append(got, a.(governance.PlanPrices))
-		return nil
-	})
 	h, clk, keys, _ := govHarness(t, func(tb testing.TB) store.Config {
 		return store.Config{Driver: store.SQLite, Path: tb.TempDir() + "/c.db"}
-	}, 2, map[governance.ActionType]governance.Applier{governance.ActionPrices: billing})
+	}, 2)
+	ctx := context.Background()
+	st := h.srv.Store()
+	for _, p := range []*store.Plan{
+		{Name: "basic", PriceUSDT: 1_000_000, PriceTON: 7, NodeQuota: 1, Duration: 30 * 24 * time.Hour},
+		{Name: "pro", PriceUSDT: 9_000_000, NodeQuota: 5, Duration: 30 * 24 * time.Hour},
+	} {
+		if err := st.CreatePlan(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	propose := func(prices ...api.PriceSpec) api.ProposalRequest {
+		return api.ProposalRequest{Title: "new prices", VotingSeconds: 60, QuorumBPS: 10000, ThresholdBPS: 10000,
+			Action: api.ProposalAction{Type: "prices", Prices: prices}}
+	}
+	h.must(400, "POST", "/api/v1/dao/proposals", h.adminKey, propose(api.PriceSpec{Plan: "gold", MicroUSDT: 1, PeriodDays: 30}), nil)
+	h.must(400, "POST", "/api/v1/dao/proposals", h.adminKey, propose(api.PriceSpec{Plan: "pro", MicroUSDT: 1, PeriodDays: 31}), nil)
 	var p api.Proposal
-	h.must(201, "POST", "/api/v1/dao/proposals", h.adminKey, api.ProposalRequest{Title: "new prices", VotingSeconds: 60,
-		QuorumBPS: 10000, ThresholdBPS: 10000, Action: api.ProposalAction{Type: "prices", Prices: []api.PriceSpec{
-			{Plan: "pro", MicroUSDT: 20_000_000, PeriodDays: 30}, {Plan: "basic", MicroUSDT: 5_000_000, PeriodDays: 30}}}}, &p)
+	h.must(201, "POST", "/api/v1/dao/proposals", h.adminKey, propose(
+		api.PriceSpec{Plan: "pro", MicroUSDT: 20_000_000, PeriodDays: 30}, api.PriceSpec{Plan: "basic", MicroUSDT: 5_000_000, PeriodDays: 30}), &p)
 	for _, k := range keys {
 		h.must(200, "POST", "/api/v1/dao/vote", h.adminKey, sign(t, k, p, governance.Yes, 1, clk.Now()), nil)
 	}
@@ -418,9 +426,28 @@ func TestGovernancePrices(t *testing.T) {
 	for range 2 {
 		h.must(200, "GET", "/api/v1/dao/decisions", h.adminKey, nil, nil)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != 1 || len(got[0].Plans) != 2 || got[0].Plans[0].Plan != "basic" || got[0].Plans[1].MicroUSDT != 20_000_000 {
-		t.Fatalf("the billing applier got %+v", got)
+	plans, err := st.ListPlans(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][2]int64{}
+	for _, pl := range plans {
+		got[pl.Name] = [2]int64{pl.PriceUSDT, pl.PriceTON}
+	}
+	if got["basic"] != [2]int64{5_000_000, 7} || got["pro"] != [2]int64{20_000_000, 0} {
+		t.Fatalf("plans after the decision: %v", got)
+	}
+	audit, err := st.ListAudit(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := 0
+	for _, e := range audit {
+		if e.Action == "billing.plan.price" && e.Actor == "governance" {
+			changes++
+		}
+	}
+	if changes != 2 {
+		t.Fatalf("%d governance price changes in the audit log, want 2 (one per plan, once)", changes)
 	}
 }

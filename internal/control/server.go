@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -105,7 +106,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, crlPoll: opts.CRLPoll, sdKick: make(chan struct{}, 1), appliers: opts.Appliers}
+	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, crlPoll: opts.CRLPoll, sdKick: make(chan struct{}, 1)}
+	s.appliers = map[governance.ActionType]governance.Applier{governance.ActionPrices: governance.ApplierFunc(s.applyPlanPrices)}
+	maps.Copy(s.appliers, opts.Appliers)
 	if s.crlPoll <= 0 {
 		s.crlPoll = DefaultCRLPoll
 	}
