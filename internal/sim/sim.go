@@ -264,9 +264,9 @@ type Result struct {
 type flow struct{ src, dst int }
 
 type nodeState struct {
-	label     Kind // ground truth: what the node's interval is labelled; no feature may read it
-	fault     Kind // the fault acting on the node now
-	drop      float64
+	label Kind // ground truth: what the node's interval is labelled; no feature may read it
+	fault Kind // the fault acting on the node now
+	drop  float64
 	// capacity is what the node can process per interval (packets); an overload takes most of it.
 	// stepLoad counts the packets it processed in the current traffic step; util is the last
 	// step's load over the step's capacity, which sets queueing drops and delay.
