@@ -89,10 +89,10 @@ func addDataFlags(fs interface {
 	Bool(string, bool, string) *bool
 }) dataFlags {
 	return dataFlags{
-		nodes:    fs.Int("nodes", 100, "nodes per simulated mesh"),
-		duration: fs.Duration("duration", 60*time.Second, "telemetry per run (one graph per second)"),
-		faults:   fs.String("faults", "blackhole:2,greyhole:2,crash:1,overload:1,linkdeg:1,flapping:1", "faults per run"),
-		features: fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
+		nodes:     fs.Int("nodes", 100, "nodes per simulated mesh"),
+		duration:  fs.Duration("duration", 60*time.Second, "telemetry per run (one graph per second)"),
+		faults:    fs.String("faults", "blackhole:2,greyhole:2,crash:1,overload:1,linkdeg:1,flapping:1", "faults per run"),
+		features:  fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
 		randomise: fs.Bool("randomise", true, "draw training and validation runs from the training distribution (traffic, size, intensities, transient faults, telemetry gaps); false: fixed settings"),
 	}
 }

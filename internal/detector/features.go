@@ -18,24 +18,24 @@ import (
 // kernel's own counters, when a node has them) is added the same way: a presence feature that is 1
 // when the group was reported, and the group's values 0 when it was not.
 const (
-	RReported    = iota // 1 when the node's own report is present and fresh
-	RDelivery           // own traffic's end-to-end delivery ratio
-	RWorstHop           // worst delivery ratio of own traffic by first hop
-	RLossMean           // mean probe loss to its neighbours
-	RLossMax            // worst probe loss to a neighbour
-	RLogRTT             // log1p(mean probe RTT, ms)
-	RDropRatio          // reported dropped over reported transit received
-	RRouteChg           // destinations whose next hop changed, over the other nodes
-	RCPU                // CPU load 0–1
-	RDegree             // adjacencies up over configured links
-	RNbrReported        // fraction of the neighbours whose report is present
-	RNbrLossMean        // mean probe loss the reporting neighbours see towards the node
-	RNbrLossMin         // least probe loss a reporting neighbour sees towards it
-	RNbrUp              // fraction of reporting neighbours with the adjacency up
-	RNbrRTTExcess       // mean of log((1+RTT to it)/(1+the neighbour's mean RTT)) over reporting neighbours
-	RDeficit            // 1 − relayed-by-it / handed-to-it-to-relay, in the interval, by the neighbours' counters
-	RDeficitW           // the same over the window
-	RLogDeficitW        // log1p(handed, window mean) − log1p(relayed, window mean)
+	RReported     = iota // 1 when the node's own report is present and fresh
+	RDelivery            // own traffic's end-to-end delivery ratio
+	RWorstHop            // worst delivery ratio of own traffic by first hop
+	RLossMean            // mean probe loss to its neighbours
+	RLossMax             // worst probe loss to a neighbour
+	RLogRTT              // log1p(mean probe RTT, ms)
+	RDropRatio           // reported dropped over reported transit received
+	RRouteChg            // destinations whose next hop changed, over the other nodes
+	RCPU                 // CPU load 0–1
+	RDegree              // adjacencies up over configured links
+	RNbrReported         // fraction of the neighbours whose report is present
+	RNbrLossMean         // mean probe loss the reporting neighbours see towards the node
+	RNbrLossMin          // least probe loss a reporting neighbour sees towards it
+	RNbrUp               // fraction of reporting neighbours with the adjacency up
+	RNbrRTTExcess        // mean of log((1+RTT to it)/(1+the neighbour's mean RTT)) over reporting neighbours
+	RDeficit             // 1 − relayed-by-it / handed-to-it-to-relay, in the interval, by the neighbours' counters
+	RDeficitW            // the same over the window
+	RLogDeficitW         // log1p(handed, window mean) − log1p(relayed, window mean)
 	NumRobust
 )
 
