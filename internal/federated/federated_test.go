@@ -68,6 +68,21 @@ func TestAggregate(t *testing.T) {
 	}
 }
 
+// TestSampleCountCapped: a client claiming far more samples than the others weighs no more than
+// the median client in FedAvg; honest counts below the median keep their proportions.
+func TestSampleCountCapped(t *testing.T) {
+	us := []*Update{{Samples: 100, Delta: []float64{1}}, {Samples: 100, Delta: []float64{1}},
+		{Samples: 50, Delta: []float64{1}}, {Samples: math.MaxUint32, Delta: []float64{-1000}}}
+	avg, err := Aggregate(us, FedAvg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Weights 100, 100, 50, 100 (capped at the median, 100).
+	if want := (100 + 100 + 50 - 100*1000.0) / 350; math.Abs(avg[0]-want) > 1e-9 {
+		t.Fatalf("avg %v, want %v", avg[0], want)
+	}
+}
+
 // TestPoisoning: a task only the neighbourhood reveals, 10 clients, 2 of them poisoned (−10 × their
 // update, or Gaussian noise of 10 × its norm). Trimmed mean (with or without Multi-Krum) and clipped
 // FedAvg stay close to clean training; FedAvg without clipping is broken by the −10× attack.
