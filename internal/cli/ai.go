@@ -173,7 +173,7 @@ func runAITrain(e *env, args []string) error {
 	trim := fs.Float64("trim", 0.2, "federated: fraction trimmed at each end")
 	robustStats := fs.Bool("robust-stats", false, "federated: aggregate normalisation statistics and class frequencies with the rule (false: pooled sums)")
 	poison := fs.Float64("poison", 0, "federated: fraction of clients sending poisoned updates")
-	attack := fs.String("attack", "scale", "federated: poisoned update: scale (−10 × the honest update) or noise (Gaussian, 10 × its norm)")
+	attack := fs.String("attack", "scale", "federated: poisoned update: scale (−10 × the honest update), noise (Gaussian, 10 × its norm), alie (a little is enough) or ipm (inner-product manipulation)")
 	poisonStats := fs.Bool("poison-stats", false, "federated: poisoned clients also send false statistics (×100 means)")
 	krum := fs.Float64("krum", 0.2, "federated: fraction of clients Multi-Krum assumes Byzantine (f = fraction × clients, rounded down); 0: no Multi-Krum")
 	noClip := fs.Bool("no-clip", false, "federated: do not clip update norms (to show what clipping prevents)")

@@ -115,6 +115,13 @@ func TestPoisoning(t *testing.T) {
 	krum, noise, noiseNaive := f1(TrimmedMean, 2, false, 2, ""), f1(TrimmedMean, 2, false, 0, AttackNoise), f1(FedAvg, 2, true, 0, AttackNoise)
 	t.Logf("F1 clean %.3f; 20%% poisoned (−10×): trimmed mean %.3f, Multi-Krum + trimmed mean %.3f, clipped FedAvg %.3f, unclipped FedAvg %.3f; "+
 		"noise: trimmed mean %.3f, unclipped FedAvg %.3f", clean, robust, krum, clipped, naive, noise, noiseNaive)
+	// Adaptive, omniscient attacks crafted from the round's honest updates.
+	alie, alieKrum, ipm, ipmKrum := f1(TrimmedMean, 2, false, 0, AttackALIE), f1(TrimmedMean, 2, false, 2, AttackALIE),
+		f1(TrimmedMean, 2, false, 0, AttackIPM), f1(TrimmedMean, 2, false, 2, AttackIPM)
+	t.Logf("ALIE: trimmed mean %.3f, Multi-Krum + trimmed mean %.3f; IPM: trimmed mean %.3f, Multi-Krum + trimmed mean %.3f", alie, alieKrum, ipm, ipmKrum)
+	if alie < clean-0.05 || alieKrum < clean-0.05 || ipm < clean-0.05 || ipmKrum < clean-0.05 {
+		t.Fatalf("adaptive attacks: clean %.3f ALIE %.3f / %.3f IPM %.3f / %.3f", clean, alie, alieKrum, ipm, ipmKrum)
+	}
 	// (Noise is not asserted to break unclipped FedAvg: on this task random directions mostly average out.)
 	if clean < 0.75 || robust < clean-0.05 || krum < clean-0.05 || clipped < clean-0.05 || naive > robust-0.1 || noise < clean-0.05 {
 		t.Fatalf("clean %.3f robust %.3f krum %.3f clipped %.3f naive %.3f noise %.3f / %.3f", clean, robust, krum, clipped, naive, noise, noiseNaive)
