@@ -13,6 +13,7 @@ import (
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/defaultmodel"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/telemetry"
 )
@@ -28,9 +29,17 @@ const maxModelBytes = 64 << 20
 // topNeighbours is how many neighbour contributions a prediction lists.
 const topNeighbours = 5
 
-// loadDetector reads and checks the configured model; no model configured is not an error.
+// loadDetector reads and checks the configured model: the shipped one (internal/detector/defaultmodel)
+// when none is configured, none at all with "none".
 func loadDetector(path string) (*detector.Model, error) {
-	if path == "" {
+	switch path {
+	case "":
+		m, err := defaultmodel.Load()
+		if err != nil {
+			return nil, fmt.Errorf("control: the shipped detector model: %w", err)
+		}
+		return m, nil
+	case "none":
 		return nil, nil
 	}
 	f, err := os.Open(path)
@@ -177,7 +186,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	m := s.detector
 	if m == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable",
-			"no detector model is configured: set ai.model in the control configuration to a file made by 'x0tta6bl4 ai train'")
+			"the detector is switched off (ai.model: none): set ai.model to a file made by 'x0tta6bl4 ai train', or leave it empty for the shipped model")
 		return
 	}
 	name := r.PathValue("node_id")

@@ -155,6 +155,16 @@ func TestPredict(t *testing.T) {
 	}
 }
 
+// TestPredictOutOfTheBox: with no ai.model configured the shipped model answers (here: 404 for a
+// node that is not enrolled, not 503).
+func TestPredictOutOfTheBox(t *testing.T) {
+	h := sqliteHarness(t, nil)
+	viewer := h.user("vic", auth.Viewer)
+	if r := h.do("GET", "/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("shipped model: %d %s", r.status, r.body)
+	}
+}
+
 // A detector file that is damaged, or made for other features, stops the control plane at start
 // with a clear error.
 func TestPredictModelRefused(t *testing.T) {
@@ -179,7 +189,10 @@ func TestPredictModelRefused(t *testing.T) {
 	if _, err := loadDetector(filepath.Join(dir, "absent.x6m")); err == nil {
 		t.Fatal("absent model accepted")
 	}
-	if m, err := loadDetector(""); m != nil || err != nil {
-		t.Fatalf("no model configured: %v %v", m, err)
+	if m, err := loadDetector("none"); m != nil || err != nil {
+		t.Fatalf("detector switched off: %v %v", m, err)
+	}
+	if m, err := loadDetector(""); m == nil || err != nil {
+		t.Fatalf("no model configured: the shipped one should load: %v %v", m, err)
 	}
 }
