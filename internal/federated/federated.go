@@ -126,7 +126,7 @@ type Rule string
 
 // Rules.
 const (
-	FedAvg      Rule = "fedavg"  // mean weighted by sample counts, each capped at the median count
+	FedAvg      Rule = "fedavg"  // mean weighted by sample counts, each capped at the upper median count
 	TrimmedMean Rule = "trimmed" // per coordinate, drop the Trim fraction at each end, mean the rest
 	Median      Rule = "median"  // per coordinate median
 )
@@ -175,7 +175,7 @@ func Combine(us []*Update, rule Rule, trim float64, noClip bool, krum int) ([]fl
 	return agg, clip, err
 }
 
-// sampleWeights are FedAvg's weights: each update's sample count (at least 1), capped at the median
+// sampleWeights are FedAvg's weights: each update's sample count (at least 1), capped at the upper median
 // count of the round. A sample count is what a client says about itself; capped, a client claiming
 // a billion samples weighs no more than a typical one, and moving the cap needs half the clients.
 func sampleWeights(us []*Update) []float64 {
@@ -183,21 +183,12 @@ func sampleWeights(us []*Update) []float64 {
 	for i, u := range us {
 		counts[i] = float64(max(u.Samples, 1))
 	}
-	capAt := median(counts)
+	// The upper median: with an even count, the larger of the middle two.
+	capAt := slices.Sorted(slices.Values(counts))[len(counts)/2]
 	for i := range counts {
 		counts[i] = min(counts[i], capAt)
 	}
 	return counts
-}
-
-func median(a []float64) float64 {
-	s := slices.Clone(a)
-	slices.Sort(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
 }
 
 // Aggregate combines updates (already clipped) with rule; trim is the fraction dropped at each end
