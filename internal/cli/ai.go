@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,9 +55,9 @@ func runHeal(e *env, modelPath string, cfg sim.Config) error {
 	if err != nil {
 		return err
 	}
-	if m.F != sim.NumFeatures || m.E != sim.NumEdgeFeatures || m.K != int(sim.NumKinds) {
-		return fmt.Errorf("model has %d node features, %d edge features and %d classes, the simulator %d, %d and %d",
-			m.F, m.E, m.K, sim.NumFeatures, sim.NumEdgeFeatures, sim.NumKinds)
+	if m.F != detector.NumRobust || m.E != detector.NumRobustEdge || m.K != int(sim.NumKinds) {
+		return fmt.Errorf("model has %d node features, %d edge features and %d classes, this build derives %d, %d and %d",
+			m.F, m.E, m.K, detector.NumRobust, detector.NumRobustEdge, sim.NumKinds)
 	}
 	if len(cfg.Faults) != 1 || cfg.Faults[0].Count != 1 || (cfg.Faults[0].Kind != sim.Blackhole && cfg.Faults[0].Kind != sim.GreyHole) {
 		return fmt.Errorf("--heal needs exactly one fault: --faults blackhole:1 or greyhole:1")
@@ -284,11 +285,16 @@ func runAIEval(e *env, args []string) error {
 	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (as given to ai train)")
 	valSeeds := fs.String("val-seeds", "51-56", "validation seeds (every method's threshold)")
 	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
+	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
 	df := addDataFlags(fs)
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "model", *model); err != nil {
+		return err
+	}
+	scenarios, err := pickScenarios(*only)
+	if err != nil {
 		return err
 	}
 	if *suite != "default" && *suite != "shift" {
@@ -325,7 +331,7 @@ func runAIEval(e *env, args []string) error {
 	perRun := int(*df.duration / time.Second)
 	if *suite == "shift" {
 		var rows []experiment.ShiftRow
-		for _, sc := range experiment.ShiftSuite() {
+		for _, sc := range scenarios {
 			tf := df
 			tf.scenario = &sc
 			test, err := tf.generate(e, "scenario "+sc.Name, *seeds, false)
@@ -364,6 +370,27 @@ func runAIEval(e *env, args []string) error {
 		res.Print(e.stdout)
 	}
 	return nil
+}
+
+// pickScenarios returns the shift scenarios named in the comma-separated list (all when empty).
+func pickScenarios(list string) ([]experiment.Scenario, error) {
+	all := experiment.ShiftSuite()
+	if list == "" {
+		return all, nil
+	}
+	var out []experiment.Scenario
+	for _, name := range strings.Split(list, ",") {
+		i := slices.IndexFunc(all, func(sc experiment.Scenario) bool { return sc.Name == strings.TrimSpace(name) })
+		if i < 0 {
+			names := make([]string, len(all))
+			for j, sc := range all {
+				names[j] = sc.Name
+			}
+			return nil, fmt.Errorf("unknown scenario %q (want %s)", name, strings.Join(names, ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
 }
 
 func printConfusion(w io.Writer, cm [][]int) {
