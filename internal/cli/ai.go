@@ -330,19 +330,18 @@ func runAIEval(e *env, args []string) error {
 	ds := append([]experiment.Method{experiment.Classifier(m), experiment.Anomaly(m)}, experiment.Baselines(trainSet, val, 1)...)
 	perRun := int(*df.duration / time.Second)
 	if *suite == "shift" {
-		var rows []experiment.ShiftRow
+		fmt.Fprintf(e.stdout, "model %s (version %s); shift suite on seeds %s; thresholds from validation seeds %s\n", *model, m.Version(), *seeds, *valSeeds)
+		fmt.Fprintln(e.stdout, "event F1 per fault kind (independent faults detected vs false-alarm stretches); goals: any ≥ 0.90, every kind ≥ 0.80")
 		for _, sc := range scenarios {
 			tf := df
 			tf.scenario = &sc
 			test, err := tf.generate(e, "scenario "+sc.Name, *seeds, false)
 			if err != nil {
-				return err
+				return fmt.Errorf("scenario %s: %w", sc.Name, err)
 			}
-			rows = append(rows, experiment.ShiftRows(sc.Name, experiment.EvaluateEvents(ds, test, perRun, 1), experiment.EvaluateAll(ds, test))...)
+			// Each scenario's rows as soon as they exist: a long suite shows its progress.
+			experiment.PrintShift(e.stdout, experiment.ShiftRows(sc.Name, experiment.EvaluateEvents(ds, test, perRun, 1), experiment.EvaluateAll(ds, test)))
 		}
-		fmt.Fprintf(e.stdout, "model %s (version %s); shift suite on seeds %s; thresholds from validation seeds %s\n", *model, m.Version(), *seeds, *valSeeds)
-		fmt.Fprintln(e.stdout, "event F1 per fault kind (independent faults detected vs false-alarm stretches); goals: any ≥ 0.90, every kind ≥ 0.80")
-		experiment.PrintShift(e.stdout, rows)
 		return nil
 	}
 	test, err := df.generate(e, "simulating held-out runs", *seeds, false)

@@ -492,8 +492,12 @@ func (s *Sim) PlanFaults() error {
 					f.Period = time.Duration(2+s.rng.IntN(5)) * s.cfg.Interval
 				}
 			}
-			// Faults of relays hit nodes that relay at least one flow.
+			// Faults of relays hit nodes that relay at least one flow; a degraded link needs a
+			// victim with a neighbour no other fault has taken.
 			v, ok := pick(fs.Kind == Blackhole || fs.Kind == GreyHole || fs.Kind == Overload)
+			for tries := 0; ok && fs.Kind == LinkDegradation && !s.hasFree(v, used) && tries < 1000; tries++ {
+				v, ok = pick(false)
+			}
 			if !ok {
 				return errors.New("sim: not enough eligible nodes for the faults")
 			}
@@ -524,6 +528,16 @@ func (s *Sim) PlanFaults() error {
 	s.checked = make([]bool, len(s.Faults))
 	s.active = make([]bool, len(s.Faults))
 	return nil
+}
+
+// hasFree reports whether v has a neighbour no fault has taken.
+func (s *Sim) hasFree(v int, used []bool) bool {
+	for _, u := range s.Adj[v] {
+		if !used[u] {
+			return true
+		}
+	}
+	return false
 }
 
 // intensity draws a fault's intensity uniformly from Config.Intensity's range for k, or [lo, hi).
