@@ -396,7 +396,7 @@ func TestRoundsOverMeshSim(t *testing.T) {
 		}
 		data[name] = gs
 	}
-	r := m.run(t, flRun{rounds: rounds, cfg: federated.CoordinatorConfig{Model: detector.NewModel(sim.NumFeatures, sim.NumEdgeFeatures, 32, 32, int(sim.NumKinds), 1), Seed: 1},
+	r := m.run(t, flRun{rounds: rounds, cfg: federated.CoordinatorConfig{Model: detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 32, 32, int(sim.NumKinds), 1), Seed: 1},
 		data: data, port: federated.DefaultPort})
 	logFigures(t, r, participants)
 	fmt.Fprintln(os.Stderr, "done")
