@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"x0tta6bl4/internal/netguard"
 )
 
 // metrics are the server's Prometheus metrics, in a registry of its own (no global state).
@@ -24,7 +26,9 @@ type metrics struct {
 	revocations  prometheus.Counter
 	reports      prometheus.Counter
 	crlNumber    prometheus.Gauge
-	handler      http.Handler
+	// dbUnavailable counts requests answered 503 because the database did not answer.
+	dbUnavailable prometheus.Counter
+	handler       http.Handler
 }
 
 func newMetrics(s *Server) *metrics {
@@ -62,9 +66,12 @@ func newMetrics(s *Server) *metrics {
 		crlNumber: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "x0tta6bl4_control_crl_number", Help: "Number of the current signed revocation list.",
 		}),
+		dbUnavailable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "x0tta6bl4_control_database_unavailable_total", Help: "Requests answered 503 because the database did not answer in time.",
+		}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
-		m.revocations, m.reports, m.crlNumber,
+		m.revocations, m.reports, m.crlNumber, m.dbUnavailable, connCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newMeshCollector(s))
 	// Every known label value starts at zero, so dashboards and alerts see a series before the
@@ -170,5 +177,30 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.routes, prometheus.GaugeValue, float64(n.Routes), n.Name)
 		}
 		ch <- prometheus.MustNewConstMetric(c.certLeft, prometheus.GaugeValue, n.CertNotAfter.Sub(v.at).Seconds(), n.Name)
+	}
+}
+
+var (
+	descConnsOpen = prometheus.NewDesc("x0tta6bl4_control_connections_open", "Connections open, by listener.", []string{"listener"}, nil)
+	descConnsShed = prometheus.NewDesc("x0tta6bl4_control_connections_shed_total",
+		"Connections closed by the listener guard, by listener and reason (refused: no slot; evicted: idle, to make room; timeout: idle or silent too long).",
+		[]string{"listener", "reason"}, nil)
+)
+
+// connCollector reports the guarded listeners' counters.
+type connCollector struct{ s *Server }
+
+func (c connCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descConnsOpen; ch <- descConnsShed }
+
+func (c connCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, l := range map[string]*netguard.Listener{"api": c.s.apiListener.Load(), "metrics": c.s.metricsListener.Load()} {
+		if l == nil {
+			continue
+		}
+		st := l.Stats()
+		ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(st.Open), name)
+		ch <- prometheus.MustNewConstMetric(descConnsShed, prometheus.CounterValue, float64(st.Refused), name, "refused")
+		ch <- prometheus.MustNewConstMetric(descConnsShed, prometheus.CounterValue, float64(st.Evicted), name, "evicted")
+		ch <- prometheus.MustNewConstMetric(descConnsShed, prometheus.CounterValue, float64(st.TimedOut), name, "timeout")
 	}
 }

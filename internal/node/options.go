@@ -62,6 +62,10 @@ type Options struct {
 	// it and can never be rolled back to an older one (policy.go); empty: not kept.
 	PolicyFile string
 
+	// EBPF loads the kernel-side observation programs in Run (kernel.go, docs/ebpf.md); where they
+	// cannot load, the node logs why and runs without them.
+	EBPF bool
+
 	AdminSocket   string // unix socket path for status/peers/routes/ping; empty: none
 	MetricsListen string // host:port for Prometheus metrics at /metrics (plain HTTP); empty: none
 
@@ -125,6 +129,21 @@ func (o *Options) check() error {
 	}
 	if o.MTU == 0 {
 		o.MTU = defaultMTU
+	}
+	for _, c := range []struct {
+		r durationRange
+		v time.Duration
+	}{{durationRange{"link.probe_interval", 10 * time.Millisecond, time.Minute}, o.ProbeInterval},
+		{durationRange{"link.dead_after", 20 * time.Millisecond, 10 * time.Minute}, o.DeadAfter}} {
+		if c.v < 0 {
+			return fmt.Errorf("node: %s %s: must not be negative", c.r.field, c.v)
+		}
+		if err := c.r.check(c.v); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+	}
+	if err := o.Heal.Validate(); err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
 	if o.ProbeInterval <= 0 {
 		o.ProbeInterval = 150 * time.Millisecond
