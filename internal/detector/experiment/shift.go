@@ -41,17 +41,23 @@ func ShiftSuite() []Scenario {
 		{Name: "noise", What: "30 % multiplicative counter noise", Perturb: Perturb{Noise: 0.3}},
 		{Name: "simultaneous", What: "twice the faults, all starting in the same interval", Sim: func(c *sim.Config) {
 			c.Simultaneous = true
-			for i := range c.Faults {
-				c.Faults[i].Count *= 2
-			}
+			c.Faults = scaleFaults(c.Faults, 2)
 		}},
 		{Name: "large", What: "300 nodes, three times the faults", Nodes: 300, Sim: func(c *sim.Config) {
-			for i := range c.Faults {
-				c.Faults[i].Count *= 3
-			}
+			c.Faults = scaleFaults(c.Faults, 3)
 		}},
 		{Name: "liar", What: "blackholes and grey holes also under-report what upstream relays hand them", Sim: func(c *sim.Config) { c.Frame = true }},
 	}
+}
+
+// scaleFaults returns a new fault list with every count multiplied by k: the list it is given is
+// shared by every run of a data set and must not change.
+func scaleFaults(fs []sim.FaultSpec, k int) []sim.FaultSpec {
+	out := make([]sim.FaultSpec, len(fs))
+	for i, f := range fs {
+		out[i] = sim.FaultSpec{Kind: f.Kind, Count: f.Count * k}
+	}
+	return out
 }
 
 // ShiftRow is one method's event F1 per fault kind (index sim.Kind; 0: any fault) in a scenario,
