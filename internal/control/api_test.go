@@ -441,7 +441,7 @@ func TestRateLimits(t *testing.T) {
 }
 
 func TestServiceEndpoints(t *testing.T) {
-	h := sqliteHarness(t, nil)
+	h := sqliteHarness(t, func(c *Config) { c.AI.Model = "none" })
 	var hl api.Health
 	r := h.must(200, "GET", "/health", "", nil, &hl)
 	if hl.Status != "ok" || !hl.DatabaseOK || hl.Database != "sqlite" || hl.TrustDomain != testTD || hl.CRLNumber != 1 || hl.Version != "test" {

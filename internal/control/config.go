@@ -128,8 +128,8 @@ type MetricsConfig struct {
 
 // AIConfig configures GET /api/v1/ai/predict.
 type AIConfig struct {
-	// Model is a detector file made by `x0tta6bl4 ai train` (.x6m, docs/intelligence.md); without
-	// one, predictions answer 503.
+	// Model is a detector file made by `x0tta6bl4 ai train` (.x6m, docs/intelligence.md); empty:
+	// the model shipped in the binary; "none": no detector, predictions answer 503.
 	Model string `yaml:"model"`
 }
 

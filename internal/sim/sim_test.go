@@ -2,6 +2,8 @@ package sim
 
 import (
 	"bytes"
+	"math"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
@@ -88,8 +90,10 @@ func TestFaultsVisible(t *testing.T) {
 				t.Fatalf("%s does not lie: %v", f.Kind, x)
 			}
 		case Overload:
-			if x[FCPU] < 0.9 {
-				t.Fatalf("overload cpu %v", x[FCPU])
+			// Its processor is taken: busy, and what it relays beyond what is left is dropped
+			// and reported.
+			if x[FCPU] < 0.9 || x[FDropped] == 0 {
+				t.Fatalf("overload cpu %v, dropped %v", x[FCPU], x[FDropped])
 			}
 		}
 	}
@@ -170,4 +174,84 @@ func TestKindsAreTelemetryClasses(t *testing.T) {
 			t.Fatalf("kind %d is %q, telemetry says %q", k, k, telemetry.Classes[k])
 		}
 	}
+}
+
+// labelLeaks runs cfg twice, once labelled and once with every label hidden (the faults act the
+// same), and returns the names of the features whose values differ between the two runs: a feature
+// that differs was computed from the ground truth rather than from what the faults did.
+func labelLeaks(t *testing.T, cfg Config) []string {
+	t.Helper()
+	a, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.hideLabels = true
+	b, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelled := 0
+	leaks := map[string]bool{}
+	for i := range a.Intervals {
+		for v := range a.Intervals[i].X {
+			if a.Intervals[i].Labels[v] != Normal {
+				labelled++
+			}
+			if b.Intervals[i].Labels[v] != Normal {
+				t.Fatal("hidden labels still set")
+			}
+			for j := range NumFeatures {
+				if a.Intervals[i].X[v][j] != b.Intervals[i].X[v][j] {
+					leaks[FeatureNames[j]] = true
+				}
+			}
+			for k := range a.Intervals[i].E[v] {
+				for j := range NumEdgeFeatures {
+					if a.Intervals[i].E[v][k][j] != b.Intervals[i].E[v][k][j] {
+						leaks["edge "+EdgeFeatureNames[j]] = true
+					}
+				}
+			}
+		}
+	}
+	if labelled == 0 {
+		t.Fatal("no labelled node-interval: the check would be vacuous")
+	}
+	var out []string
+	for n := range leaks {
+		out = append(out, n)
+	}
+	return out
+}
+
+var leakConfig = Config{Nodes: 40, Seed: 5, Duration: 12 * time.Second, Transient: 0.5,
+	Faults: []FaultSpec{{Blackhole, 1}, {GreyHole, 1}, {Crash, 1}, {Overload, 2}, {LinkDegradation, 1}, {Flapping, 1}}}
+
+// TestNoFeatureFromLabels: every feature is computed from what the faults do, none from the labels.
+func TestNoFeatureFromLabels(t *testing.T) {
+	if leaks := labelLeaks(t, leakConfig); len(leaks) > 0 {
+		t.Fatalf("features computed from the labels: %v", leaks)
+	}
+}
+
+// legacyOverloadCPU is the earlier simulator's CPU model: load-driven, except that an overloaded
+// node's CPU was drawn from the fault kind.
+func legacyOverloadCPU(st *nodeState, _ float64, rng *rand.Rand) float64 {
+	cpu := 0.05 + 0.6*math.Min(1, float64(st.load)/3000) + 0.03*rng.NormFloat64()
+	if st.label == Overload {
+		cpu = 0.9 + 0.1*rng.Float64()
+	}
+	return cpu
+}
+
+// TestLabelLeakCaught shows TestNoFeatureFromLabels can fail: with the earlier CPU model plugged in,
+// the check names the cpu feature.
+func TestLabelLeakCaught(t *testing.T) {
+	cfg := leakConfig
+	cfg.cpu = legacyOverloadCPU
+	leaks := labelLeaks(t, cfg)
+	if !slices.Contains(leaks, "cpu") {
+		t.Fatalf("the label-derived CPU was not caught: leaks %v", leaks)
+	}
+	t.Logf("caught: %v", leaks)
 }

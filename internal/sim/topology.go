@@ -12,7 +12,7 @@ import (
 // Topology names accepted by Config.Topology.
 const (
 	Geometric = "geometric" // random geometric graph in the unit square, made connected
-	Grid      = "grid"      // ⌈√n⌉ columns
+	Grid      = "grid"      // a grid of seeded shape with some links missing and a few diagonals
 	ScaleFree = "scalefree" // Barabási–Albert preferential attachment, m = 2
 )
 
@@ -94,13 +94,39 @@ func generate(kind string, n int, degree float64, rng *rand.Rand) ([]Edge, error
 			add(bi, bj, bd)
 		}
 	case Grid:
-		w := int(math.Ceil(math.Sqrt(float64(n))))
+		// A grid whose shape varies with the seed: width 0.7–1.4 × √n, about one link in eight
+		// missing (never one that would disconnect the mesh), and n/20 diagonal shortcuts.
+		sq := math.Sqrt(float64(n))
+		w := max(2, int(math.Round(sq*(0.7+0.7*rng.Float64()))))
+		type pair struct{ a, b int }
+		var cand []pair
 		for i := range n {
 			if (i+1)%w != 0 && i+1 < n {
-				add(i, i+1, -1)
+				cand = append(cand, pair{i, i + 1})
 			}
 			if i+w < n {
-				add(i, i+w, -1)
+				cand = append(cand, pair{i, i + w})
+			}
+		}
+		for i := n / 20; i > 0; i-- {
+			a := rng.IntN(n)
+			if b := a + w + 1 - 2*rng.IntN(2); (a+1)%w != 0 && b < n && b != a {
+				cand = append(cand, pair{a, b})
+			}
+		}
+		keep := make([]bool, len(cand))
+		for i := range keep {
+			keep[i] = rng.Float64() >= 0.125
+		}
+		for i, c := range cand {
+			if keep[i] {
+				add(c.a, c.b, -1)
+			}
+		}
+		// Put back dropped links until the mesh is connected.
+		for i, c := range cand {
+			if !keep[i] && components(n, edges).count > 1 {
+				add(c.a, c.b, -1)
 			}
 		}
 	case ScaleFree:
