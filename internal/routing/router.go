@@ -46,6 +46,10 @@ type Config struct {
 	// NoTransit is signed into every own record: routes may end at this node but never pass through
 	// it (a node that should not relay for others).
 	NoTransit bool
+	// Area is the node's routing area, signed into every own record (docs/routing.md, Areas): the
+	// router floods and accepts only records of its own area. 0, the default, is a mesh that is a
+	// single area, and signs records every earlier release reads.
+	Area uint32
 
 	RefreshInterval        time.Duration // 60 s: re-originate unchanged records this often
 	Lifetime               time.Duration // 180 s: a record expires this long after origination
@@ -122,6 +126,7 @@ type Stats struct {
 	SignErrors      uint64
 	AcksDropped     uint64 // acknowledgements not queued because the per-neighbour queue was full
 	Restarts        uint64 // records installed with a larger incarnation than the one they replaced
+	OtherArea       uint64 // records of another area refused (acknowledged, neither installed nor flooded)
 }
 
 // Route is the way to one destination.
@@ -145,6 +150,9 @@ type neighbour struct {
 	advCost uint32        // the cost this router advertises for the link
 	rto     time.Duration // retransmission timeout
 	adj     uint32        // current adjacency number (echoed by SummaryAcks)
+	// area is the neighbour's routing area as its Summary says (0 until one arrives): records are
+	// flooded only to neighbours of the router's own area.
+	area uint32
 
 	sumParts map[uint16][]byte // summary parts not yet acknowledged; nil when none
 	sumTotal uint16            // parts in this adjacency's summary
@@ -410,7 +418,7 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 				}
 			}
 		}
-	case MsgSummary:
+	case MsgSummary, MsgAreaSummary:
 		r.handleSummary(now, nb, m)
 	case MsgSummaryAck:
 		if m.adj == nb.adj {
@@ -468,6 +476,13 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 	}
 	if h.origin == r.self {
 		return r.handleOwnRecord(now, nb, h, certRaw, raw)
+	}
+	if h.area != r.cfg.Area {
+		// A record of another area (a neighbour across a border, or a node lying about its area):
+		// it has no place in this area's database, so it is neither verified nor flooded.
+		r.stats.OtherArea++
+		r.ack(nb, h.origin, h.seq)
+		return nil
 	}
 	expires := time.UnixMilli(h.expires)
 	if !expires.After(now) {
@@ -646,8 +661,8 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 		switch {
 		case nb == from:
 			r.addHolder(l, nb.adj)
-		case nb.id == rec.Origin:
-			// The originator has it (or something newer).
+		case nb.id == rec.Origin, nb.area != r.cfg.Area:
+			// The originator has it (or something newer); a neighbour of another area refuses it.
 		default:
 			r.sendRecord(nb, l, now, false)
 		}
@@ -693,7 +708,7 @@ func (r *Router) buildSummary(adj uint32) map[uint16][]byte {
 		if len(ids) > 0 {
 			hi = es[n-1].origin
 		}
-		parts[uint16(p)] = encodeSummary(adj, uint16(p), lo, hi, es)
+		parts[uint16(p)] = encodeSummary(r.cfg.Area, adj, uint16(p), lo, hi, es)
 		if len(ids) == 0 {
 			return parts
 		}
@@ -726,6 +741,10 @@ func (r *Router) sortedIDs() []NodeID {
 // version of, and acknowledges the part.
 func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 	r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeSummaryAck(m.adj, m.part)})
+	nb.area = m.area
+	if nb.area != r.cfg.Area {
+		return // a border link: nothing of this area goes across it
+	}
 	i, _ := r.entryIndex(m.lo)
 	for _, l := range r.entries[i:] {
 		id := l.rec.Origin
@@ -956,6 +975,7 @@ func (r *Router) originate(now time.Time) {
 		CertFingerprint: r.certFP,
 		Incarnation:     r.cfg.Incarnation,
 		NoTransit:       r.cfg.NoTransit,
+		Area:            r.cfg.Area,
 		Endpoints:       r.endpoints,
 		Links:           r.localLinks(),
 		cert:            r.cert,
@@ -988,7 +1008,9 @@ func (r *Router) originate(now time.Time) {
 	l := newLSA(rec, now, old)
 	r.put(l, old)
 	for _, nb := range r.nbl {
-		r.sendRecord(nb, l, now, false)
+		if nb.area == r.cfg.Area {
+			r.sendRecord(nb, l, now, false)
+		}
 	}
 }
 
