@@ -1086,6 +1086,19 @@ func (r *Router) Certificate(id NodeID) *meshca.Certificate {
 	return nil
 }
 
+// DatabaseBytes returns the bytes of the records and certificates the router holds: its routing
+// state, which grows with the size of its area.
+func (r *Router) DatabaseBytes() int {
+	n := 0
+	for _, l := range r.entries {
+		n += len(l.rec.raw)
+		if l.rec.cert != nil {
+			n += len(l.rec.cert.Bytes())
+		}
+	}
+	return n
+}
+
 // Record returns the record held for a node, or nil. It must not be modified.
 func (r *Router) Record(id NodeID) *Record {
 	if l := r.lsdb.get(id); l != nil {

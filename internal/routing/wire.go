@@ -302,7 +302,7 @@ func (r *Record) checkFields() error {
 	if r.version == recordVersion1 && (r.Incarnation != 0 || r.NoTransit || len(r.Endpoints) > 0 || r.Area != 0) {
 		return errors.New("a version 1 record has no incarnation, flags, area or endpoints")
 	}
-	if (r.version == recordVersionArea) != (r.Area != 0) {
+	if r.version != 0 && (r.version == recordVersionArea) != (r.Area != 0) {
 		return errors.New("area 0 is signed as version 2, any other area as version 3")
 	}
 	if len(r.Endpoints) > MaxEndpoints {

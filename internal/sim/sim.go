@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,11 +111,25 @@ type Config struct {
 	OnInterval func(s *Sim, iv *Interval)
 	// NoBackgroundLoss makes healthy links lossless (by default each loses 0–1 %).
 	NoBackgroundLoss bool
+	// AreaSize splits the mesh into connected routing areas of about this many nodes
+	// (docs/routing.md, Areas); 0 keeps one area. Flows then stay inside their area: routes between
+	// areas are not built yet.
+	AreaSize int
 }
 
+// MaxNodes is the largest simulation; beyond maxSingleArea nodes the mesh must be split into areas
+// (a router holds at most 4096 originators).
+const (
+	MaxNodes      = 20000
+	maxSingleArea = 4096
+)
+
 func (c *Config) defaults() error {
-	if c.Nodes < 2 || c.Nodes > 4096 {
-		return fmt.Errorf("sim: nodes must be 2–4096, have %d", c.Nodes)
+	if c.Nodes < 2 || c.Nodes > MaxNodes {
+		return fmt.Errorf("sim: nodes must be 2–%d, have %d", MaxNodes, c.Nodes)
+	}
+	if c.AreaSize < 0 || c.AreaSize > maxSingleArea || (c.AreaSize == 0 && c.Nodes > maxSingleArea) {
+		return fmt.Errorf("sim: %d nodes need areas of 1–%d nodes, have area size %d", c.Nodes, maxSingleArea, c.AreaSize)
 	}
 	if c.Topology == "" {
 		c.Topology = Geometric
@@ -231,6 +246,10 @@ type Result struct {
 	SteadyBytes      uint64
 	RoutingRecords   uint64 // records signed by all routers during the telemetry period
 	HandleErrorCount int
+	Areas            int // routing areas (1: the mesh is one area)
+	// StateMax and StateMean are the bytes of records and certificates a router holds after the
+	// cold start: the largest and the mean over nodes.
+	StateMax, StateMean int
 }
 
 type flow struct{ src, dst int }
@@ -263,6 +282,7 @@ type Sim struct {
 	cfg     Config
 	Net     *routingsim.Network
 	IDs     []routingsim.NodeID
+	Area    []uint32 // routing area of each node
 	index   map[routingsim.NodeID]int
 	Edges   []Edge
 	Adj     [][]int
@@ -322,8 +342,12 @@ func New(cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s.Net = net
-	if s.IDs, err = net.AddNodes("n", cfg.Nodes); err != nil {
-		return nil, err
+	s.Area = partitionAreas(s.Adj, cfg.AreaSize)
+	s.IDs = make([]routingsim.NodeID, cfg.Nodes)
+	for i := range s.IDs {
+		if s.IDs[i], err = net.AddNodeInArea(fmt.Sprintf("n-%d", i), s.Area[i]); err != nil {
+			return nil, err
+		}
 	}
 	s.index = make(map[routingsim.NodeID]int, cfg.Nodes)
 	for i, id := range s.IDs {
@@ -342,13 +366,22 @@ func New(cfg Config) (*Sim, error) {
 		s.st[i].txTransit, s.st[i].txLie, s.st[i].rxTransit = make([]int, d), make([]int, d), make([]int, d)
 		s.st[i].txRing, s.st[i].rxRing = make([][Window]int, d), make([][Window]int, d)
 	}
+	members := map[uint32][]int{}
+	for v, a := range s.Area {
+		members[a] = append(members[a], v)
+	}
 	for range cfg.Flows {
 		a := s.rng.IntN(cfg.Nodes)
-		b := s.rng.IntN(cfg.Nodes - 1)
-		if b >= a {
-			b++
+		peers := members[s.Area[a]]
+		if len(peers) < 2 {
+			continue
 		}
-		s.flows = append(s.flows, flow{a, b})
+		// One area: the same draws as a uniform pair of distinct nodes.
+		j := s.rng.IntN(len(peers) - 1)
+		if j >= slices.Index(peers, a) {
+			j++
+		}
+		s.flows = append(s.flows, flow{a, peers[j]})
 	}
 	return s, nil
 }
@@ -379,6 +412,15 @@ func Run(cfg Config) (*Result, error) {
 	}
 	res := &Result{Config: s.cfg, Edges: s.Edges, Adj: s.Adj, Convergence: conv,
 		ColdMessages: s.Net.Counters.Sent, ColdBytes: s.Net.Counters.Bytes}
+	areas := map[uint32]bool{}
+	total := 0
+	for i, id := range s.IDs {
+		areas[s.Area[i]] = true
+		b := s.Net.Router(id).DatabaseBytes()
+		res.StateMax = max(res.StateMax, b)
+		total += b
+	}
+	res.Areas, res.StateMean = len(areas), total/len(s.IDs)
 	for _, id := range s.IDs {
 		res.Names = append(res.Names, s.Net.Node(id).Name)
 	}

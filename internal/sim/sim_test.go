@@ -171,3 +171,49 @@ func TestKindsAreTelemetryClasses(t *testing.T) {
 		}
 	}
 }
+
+// Areas are connected, cover every node, and are about the size asked for.
+func TestPartitionAreas(t *testing.T) {
+	for _, n := range []int{300, 2000} {
+		edges, err := Topology(Geometric, n, 6, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adj := make([][]int, n)
+		for _, e := range edges {
+			adj[e.A] = append(adj[e.A], e.B)
+			adj[e.B] = append(adj[e.B], e.A)
+		}
+		area := partitionAreas(adj, 100)
+		members := map[uint32][]int{}
+		for v, a := range area {
+			if a == 0 {
+				t.Fatalf("node %d has no area", v)
+			}
+			members[a] = append(members[a], v)
+		}
+		if len(members) < n/200 || len(members) > n/25 {
+			t.Fatalf("%d nodes: %d areas for size 100", n, len(members))
+		}
+		for a, vs := range members {
+			seen := map[int]bool{vs[0]: true}
+			queue := []int{vs[0]}
+			for len(queue) > 0 {
+				v := queue[0]
+				queue = queue[1:]
+				for _, u := range adj[v] {
+					if area[u] == a && !seen[u] {
+						seen[u] = true
+						queue = append(queue, u)
+					}
+				}
+			}
+			if len(seen) != len(vs) {
+				t.Fatalf("%d nodes: area %d is not connected (%d of %d reached)", n, a, len(seen), len(vs))
+			}
+		}
+	}
+	if a := partitionAreas([][]int{{1}, {0}}, 0); a[0] != 0 || a[1] != 0 {
+		t.Fatal("size 0 must give one area, 0")
+	}
+}

@@ -13,6 +13,8 @@ func (r *Result) Summary(w io.Writer) {
 		c.Topology, c.Nodes, len(r.Edges), c.Seed, c.Duration, c.Interval, c.Flows, c.Rate)
 	fmt.Fprintf(w, "cold start: converged in %s (virtual); %d routing messages, %.1f MB\n",
 		r.Convergence.Round(time.Millisecond), r.ColdMessages, float64(r.ColdBytes)/1e6)
+	fmt.Fprintf(w, "per node: %.2f MB routing traffic sent at cold start; routing state %.2f MB mean, %.2f MB max; %d area(s)\n",
+		float64(r.ColdBytes)/1e6/float64(c.Nodes), float64(r.StateMean)/1e6, float64(r.StateMax)/1e6, r.Areas)
 	secs := c.Duration.Seconds()
 	fmt.Fprintf(w, "steady state: %d routing messages, %.1f KB/s in total (%.2f KB/s per node), %d records signed\n",
 		r.SteadyMessages, float64(r.SteadyBytes)/1e3/secs, float64(r.SteadyBytes)/1e3/secs/float64(c.Nodes), r.RoutingRecords)
