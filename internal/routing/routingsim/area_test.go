@@ -100,3 +100,41 @@ func TestAreasWithAdversary(t *testing.T) {
 		}
 	}
 }
+
+// A restart costs the restarted node's area, not the mesh: the same restart in a chain of 2 and of 6
+// areas (5×5 grids joined by one link each) moves the same routing traffic.
+func TestRestartCostStaysInArea(t *testing.T) {
+	restart := func(areas int) (msgs, bytes uint64) {
+		n := newNet(t, Config{Seed: 5, DetectDelay: 100 * time.Millisecond, UpDelay: 10 * time.Millisecond})
+		var prev []NodeID
+		for a := range areas {
+			ids := make([]NodeID, 25)
+			for i := range ids {
+				id, err := n.AddNodeInArea(fmt.Sprintf("a%d-%d", a, i), uint32(a+1))
+				must(t, err)
+				ids[i] = id
+			}
+			must(t, n.Grid(ids, 5, clean))
+			if prev != nil {
+				must(t, n.Connect(prev[24], ids[0], clean))
+			}
+			prev = ids
+		}
+		converge(t, n, 10*time.Second)
+		n.RunFor(time.Second)
+		victim := n.Nodes()[12] // the centre of the first area
+		n.Kill(victim)
+		n.RunFor(time.Second)
+		before := n.Counters
+		must(t, n.Revive(victim))
+		n.RunFor(2 * time.Second)
+		must(t, n.CheckRoutes())
+		return n.Counters.Sent - before.Sent, n.Counters.Bytes - before.Bytes
+	}
+	m2, b2 := restart(2)
+	m6, b6 := restart(6)
+	t.Logf("restart in a chain of 2 areas: %d messages, %d bytes; of 6 areas: %d messages, %d bytes", m2, b2, m6, b6)
+	if m2 == 0 || m6 > m2*5/4 || b6 > b2*5/4 {
+		t.Fatalf("a restart costs %d messages (%d bytes) with 6 areas, %d (%d) with 2", m6, b6, m2, b2)
+	}
+}
