@@ -50,6 +50,14 @@ type Config struct {
 	// router floods and accepts only records of its own area. 0, the default, is a mesh that is a
 	// single area, and signs records every earlier release reads.
 	Area uint32
+	// Level2 makes this router a gateway's level-2 router (docs/routing.md, Level 2): it signs
+	// level-2 records of its Area, accepts level-2 records of every area and nothing else, and
+	// floods to every neighbour whatever its area. Its neighbours are the gateway's neighbours in
+	// other areas and the other gateways of its area, at their level-1 distance (Metrics.Cost).
+	Level2 bool
+	// Gateway is signed into the records of a level-1 router whose node also runs a level-2
+	// router: nodes of its area send traffic for other areas to their nearest gateway.
+	Gateway bool
 
 	RefreshInterval        time.Duration // 60 s: re-originate unchanged records this often
 	Lifetime               time.Duration // 180 s: a record expires this long after origination
@@ -83,6 +91,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxNodes <= 0 {
 		c.MaxNodes = 4096
+	}
+	if (c.Level2 || c.Gateway) && c.Area == 0 {
+		return errors.New("routing: a gateway or a level-2 router needs an area other than 0")
+	}
+	if c.Level2 && c.Gateway {
+		return errors.New("routing: Gateway is for the level-1 router of a gateway")
 	}
 	if err := c.Damping.setDefaults(); err != nil {
 		return err
@@ -474,15 +488,16 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 		r.stats.Malformed++
 		return fmt.Errorf("%w: record header", ErrMalformed)
 	}
-	if h.origin == r.self {
-		return r.handleOwnRecord(now, nb, h, certRaw, raw)
-	}
-	if h.area != r.cfg.Area {
-		// A record of another area (a neighbour across a border, or a node lying about its area):
-		// it has no place in this area's database, so it is neither verified nor flooded.
+	if !r.accepts(h) {
+		// A record of another area (a neighbour across a border, or a node lying about its area)
+		// or of the other level: it has no place in this database, so it is neither verified nor
+		// flooded.
 		r.stats.OtherArea++
 		r.ack(nb, h.origin, h.seq)
 		return nil
+	}
+	if h.origin == r.self {
+		return r.handleOwnRecord(now, nb, h, certRaw, raw)
 	}
 	expires := time.UnixMilli(h.expires)
 	if !expires.After(now) {
@@ -594,6 +609,19 @@ func (r *Router) checkCert(cert *meshca.Certificate, now time.Time) error {
 	return nil
 }
 
+// accepts reports whether a record belongs in this router's database: level 1 holds the records of
+// its own area, level 2 the level-2 records of every area.
+func (r *Router) accepts(h recordHead) bool {
+	if r.cfg.Level2 {
+		return h.level2
+	}
+	return !h.level2 && h.area == r.cfg.Area
+}
+
+// floodsTo reports whether records are flooded to a neighbour: at level 1 only inside the area, at
+// level 2 to every neighbour.
+func (r *Router) floodsTo(nb *neighbour) bool { return r.cfg.Level2 || nb.area == r.cfg.Area }
+
 // handleOwnRecord deals with a copy of one of our own records: an echo of the current one, an older
 // one, or one from a previous incarnation with a sequence number at or above ours.
 func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, certRaw, raw []byte) error {
@@ -661,7 +689,7 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 		switch {
 		case nb == from:
 			r.addHolder(l, nb.adj)
-		case nb.id == rec.Origin, nb.area != r.cfg.Area:
+		case nb.id == rec.Origin, !r.floodsTo(nb):
 			// The originator has it (or something newer); a neighbour of another area refuses it.
 		default:
 			r.sendRecord(nb, l, now, false)
@@ -742,7 +770,7 @@ func (r *Router) sortedIDs() []NodeID {
 func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 	r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeSummaryAck(m.adj, m.part)})
 	nb.area = m.area
-	if nb.area != r.cfg.Area {
+	if !r.floodsTo(nb) {
 		return // a border link: nothing of this area goes across it
 	}
 	i, _ := r.entryIndex(m.lo)
@@ -976,6 +1004,8 @@ func (r *Router) originate(now time.Time) {
 		Incarnation:     r.cfg.Incarnation,
 		NoTransit:       r.cfg.NoTransit,
 		Area:            r.cfg.Area,
+		Level2:          r.cfg.Level2,
+		Gateway:         r.cfg.Gateway,
 		Endpoints:       r.endpoints,
 		Links:           r.localLinks(),
 		cert:            r.cert,
@@ -1008,7 +1038,7 @@ func (r *Router) originate(now time.Time) {
 	l := newLSA(rec, now, old)
 	r.put(l, old)
 	for _, nb := range r.nbl {
-		if nb.area == r.cfg.Area {
+		if r.floodsTo(nb) {
 			r.sendRecord(nb, l, now, false)
 		}
 	}

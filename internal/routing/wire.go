@@ -47,6 +47,8 @@ const (
 	linkSize           = 32 + 4 + 4 + 2
 	endpointSize       = 16 + 2 + 1
 	flagNoTransit      = 1 << 0
+	flagLevel2         = 1 << 1 // version 3 only: a level-2 record (docs/routing.md, Level 2)
+	flagGateway        = 1 << 2 // version 3 only: the originator is a gateway of its area
 	entrySize          = 32 + 8
 	maxLossBP          = 10000
 	minRecordSize      = recordHeaderSizeV1 + 2 + identity.SignatureSize
@@ -77,6 +79,9 @@ var ErrMalformed = errors.New("routing: malformed message")
 type Metrics struct {
 	RTT  time.Duration // round-trip time
 	Loss float64       // one-way loss fraction, 0 to 1
+	// Cost, when not 0, is the link's cost as is, instead of one computed from RTT and Loss: a
+	// level-2 link between two gateways of one area costs their level-1 distance.
+	Cost uint32
 }
 
 // EndpointKind says how a node knows one of its endpoints.
@@ -126,6 +131,14 @@ type Record struct {
 	Incarnation uint64
 	// NoTransit says the originator does not relay: routes may end at it but never pass through it.
 	NoTransit bool
+	// Level2 marks a level-2 record (docs/routing.md, Level 2): its links are the originator's
+	// links between areas and its level-1 distances to gateways of its own area. Only a record of
+	// an area other than 0 can be one.
+	Level2 bool
+	// Gateway says the originator is a gateway of its area: it also runs a level-2 router, and
+	// nodes of its area send traffic for other areas towards it. Only a level-1 record of an area
+	// other than 0 can say so.
+	Gateway bool
 	// Area is the originator's routing area (docs/routing.md, Areas): records are flooded, and
 	// accepted, only inside their area. 0 is the area of a mesh that is a single area.
 	Area uint32
@@ -239,6 +252,12 @@ func (r *Record) appendTBS(b []byte) []byte {
 		if r.NoTransit {
 			flags |= flagNoTransit
 		}
+		if r.Level2 {
+			flags |= flagLevel2
+		}
+		if r.Gateway {
+			flags |= flagGateway
+		}
 		b = append(b, flags)
 		if r.version == recordVersionArea {
 			b = binary.BigEndian.AppendUint32(b, r.Area)
@@ -304,6 +323,12 @@ func (r *Record) checkFields() error {
 	}
 	if r.version != 0 && (r.version == recordVersionArea) != (r.Area != 0) {
 		return errors.New("area 0 is signed as version 2, any other area as version 3")
+	}
+	if r.Level2 && r.Area == 0 {
+		return errors.New("a level-2 record needs an area other than 0")
+	}
+	if r.Gateway && (r.Area == 0 || r.Level2) {
+		return errors.New("only a level-1 record of an area other than 0 names a gateway")
 	}
 	if len(r.Endpoints) > MaxEndpoints {
 		return fmt.Errorf("%d endpoints, at most %d", len(r.Endpoints), MaxEndpoints)
@@ -375,10 +400,16 @@ func parseRecord(b []byte) (*Record, error) {
 		r.Incarnation = binary.BigEndian.Uint64(b[p:])
 		p += 8
 		flags := b[p]
-		if flags&^flagNoTransit != 0 {
+		known := byte(flagNoTransit)
+		if r.version == recordVersionArea {
+			known |= flagLevel2 | flagGateway
+		}
+		if flags&^known != 0 {
 			return nil, fmt.Errorf("unknown flags %#x", flags)
 		}
 		r.NoTransit = flags&flagNoTransit != 0
+		r.Level2 = flags&flagLevel2 != 0
+		r.Gateway = flags&flagGateway != 0
 		p++
 		if r.version == recordVersionArea {
 			if len(b) < p+areaSize+1 {
@@ -453,6 +484,7 @@ type recordHead struct {
 	expires int64 // Unix milliseconds
 	certFP  meshca.Fingerprint
 	area    uint32
+	level2  bool
 }
 
 func peekRecord(b []byte) (recordHead, bool) {
@@ -467,6 +499,7 @@ func peekRecord(b []byte) (recordHead, bool) {
 	copy(h.certFP[:], b[53:])
 	if b[4] == recordVersionArea {
 		h.area = binary.BigEndian.Uint32(b[areaOffset:])
+		h.level2 = b[areaOffset-1]&flagLevel2 != 0
 	}
 	return h, true
 }

@@ -205,6 +205,13 @@ func FuzzDecodeRecord(f *testing.F) {
 	v3.Area, v3.version = 0x01020304, 0
 	v3.raw = v3.encode()
 	addSplit(f, v3.raw)
+	// Level-2 and gateway flags (version 3 only).
+	for _, l2 := range []bool{true, false} {
+		r := fakeRecord(4, 9, 2)
+		r.Area, r.Level2, r.Gateway, r.version = 7, l2, !l2, 0
+		r.raw = r.encode()
+		addSplit(f, r.raw)
+	}
 	f.Fuzz(func(t *testing.T, prefix []byte, pad uint16) {
 		b := withPad(prefix, pad)
 		rec, err := ParseRecord(b)
@@ -221,7 +228,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err := rec.checkFields(); err != nil {
 			t.Fatal(err)
 		}
-		if !peeked || h.origin != rec.Origin || h.seq != rec.Seq || h.expires != rec.Expires.UnixMilli() || h.certFP != rec.CertFingerprint || h.area != rec.Area {
+		if !peeked || h.origin != rec.Origin || h.seq != rec.Seq || h.expires != rec.Expires.UnixMilli() || h.certFP != rec.CertFingerprint || h.area != rec.Area || h.level2 != rec.Level2 {
 			t.Fatal("peek disagrees with the decoder")
 		}
 	})
