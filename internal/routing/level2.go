@@ -3,8 +3,8 @@ package routing
 import (
 	"cmp"
 	"errors"
-	"slices"
 	"math"
+	"slices"
 	"time"
 
 	"x0tta6bl4/internal/meshca"

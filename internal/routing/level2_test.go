@@ -108,7 +108,7 @@ func TestLevel2LiarAttractsNothing(t *testing.T) {
 	x.m.order = append(x.m.order, liar.ID())
 	x.m.connect(x.l2[0], liar, fast)
 	liar.LinkUp(x.m.now, ids[3], Metrics{Cost: 1}) // gateway 3 has no such link
-	for range 50 {                                   // and it floods fresh records, again and again
+	for range 50 {                                 // and it floods fresh records, again and again
 		liar.LinkUp(x.m.now, ids[0], Metrics{Cost: 1})
 		x.m.advance(200*time.Millisecond, 10*time.Millisecond)
 	}
