@@ -44,11 +44,14 @@ type LinkParams struct {
 	Delay  time.Duration // one-way propagation delay
 	Jitter time.Duration // extra one-way delay, uniform in [0, Jitter)
 	Loss   float64       // probability that a message is lost, per direction
+	// Cost, when not 0, is the link's cost as is (a level-2 link between two gateways of one area
+	// costs their level-1 distance).
+	Cost uint32
 }
 
 // Metrics returns what an ideal link layer would measure on the link.
 func (p LinkParams) Metrics() routing.Metrics {
-	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss}
+	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss, Cost: p.Cost}
 }
 
 // Node is a simulated node.
@@ -60,6 +63,9 @@ type Node struct {
 	Router *routing.Router // replaced by Revive
 	Alive  bool
 	Area   uint32 // routing area (0: the mesh is one area)
+	// Gateway: the node is a gateway of its area (its level-1 router signs so; Backbone gives it a
+	// level-2 router).
+	Gateway bool
 
 	incarnation uint64
 	tickToken   uint64
@@ -287,6 +293,15 @@ func (n *Network) AddNode(name string) (NodeID, error) { return n.AddNodeInArea(
 
 // AddNodeInArea is AddNode for a node of routing area area.
 func (n *Network) AddNodeInArea(name string, area uint32) (NodeID, error) {
+	return n.addNode(name, area, false)
+}
+
+// AddGateway is AddNodeInArea for a gateway of area.
+func (n *Network) AddGateway(name string, area uint32) (NodeID, error) {
+	return n.addNode(name, area, true)
+}
+
+func (n *Network) addNode(name string, area uint32, gateway bool) (NodeID, error) {
 	key, err := n.NewKey()
 	if err != nil {
 		return NodeID{}, err
@@ -295,7 +310,11 @@ func (n *Network) AddNodeInArea(name string, area uint32) (NodeID, error) {
 	if err != nil {
 		return NodeID{}, fmt.Errorf("issue %s: %w", name, err)
 	}
-	node := &Node{ID: cert.SignPublicKey.ID(), Name: name, Key: key, Cert: cert, Area: area}
+	return n.addKeyed(&Node{ID: cert.SignPublicKey.ID(), Name: name, Key: key, Cert: cert, Area: area, Gateway: gateway})
+}
+
+// addKeyed adds a node whose key and certificate are set.
+func (n *Network) addKeyed(node *Node) (NodeID, error) {
 	if _, dup := n.nodes[node.ID]; dup {
 		return NodeID{}, errors.New("duplicate node key")
 	}
@@ -326,6 +345,7 @@ func (n *Network) startRouter(node *Node) error {
 	cfg := n.cfg.Router
 	cfg.Key, cfg.Certificate, cfg.Verifier, cfg.Cache = node.Key.Sign, node.Cert, n.certs, n.cache
 	cfg.Area = node.Area
+	cfg.Gateway = node.Gateway && !cfg.Level2
 	r, err := routing.New(cfg)
 	if err != nil {
 		return err
