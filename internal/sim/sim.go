@@ -112,9 +112,13 @@ type Config struct {
 	// NoBackgroundLoss makes healthy links lossless (by default each loses 0–1 %).
 	NoBackgroundLoss bool
 	// AreaSize splits the mesh into connected routing areas of about this many nodes
-	// (docs/routing.md, Areas); 0 keeps one area. Flows then stay inside their area: routes between
-	// areas are not built yet.
+	// (docs/routing.md, Areas); 0 keeps one area. With areas, the cheapest link between every two
+	// adjacent areas makes both its ends gateways, level 2 runs after the level-1 cold start, and
+	// CrossPairs pairs of nodes in different areas are routed end to end and checked. The
+	// telemetry's flows stay inside their area.
 	AreaSize int
+	// CrossPairs is how many cross-area pairs are checked (default 200).
+	CrossPairs int
 }
 
 // MaxNodes is the largest simulation; beyond maxSingleArea nodes the mesh must be split into areas
@@ -145,6 +149,9 @@ func (c *Config) defaults() error {
 	}
 	if c.FaultTo <= 0 {
 		c.FaultFrom, c.FaultTo = 0.2, 0.5
+	}
+	if c.CrossPairs <= 0 {
+		c.CrossPairs = 200
 	}
 	if c.Flows <= 0 {
 		c.Flows = 3 * c.Nodes
@@ -250,6 +257,8 @@ type Result struct {
 	// StateMax and StateMean are the bytes of records and certificates a router holds after the
 	// cold start: the largest and the mean over nodes.
 	StateMax, StateMean int
+	// Level2 is the level-2 cold start and the cross-area checks (nil with one area).
+	Level2 *Level2
 }
 
 type flow struct{ src, dst int }
@@ -343,9 +352,14 @@ func New(cfg Config) (*Sim, error) {
 	}
 	s.Net = net
 	s.Area = partitionAreas(s.Adj, cfg.AreaSize)
+	gateway := designateGateways(edges, s.Area)
 	s.IDs = make([]routingsim.NodeID, cfg.Nodes)
 	for i := range s.IDs {
-		if s.IDs[i], err = net.AddNodeInArea(fmt.Sprintf("n-%d", i), s.Area[i]); err != nil {
+		add := net.AddNodeInArea
+		if gateway[i] {
+			add = net.AddGateway
+		}
+		if s.IDs[i], err = add(fmt.Sprintf("n-%d", i), s.Area[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -421,6 +435,11 @@ func Run(cfg Config) (*Result, error) {
 		total += b
 	}
 	res.Areas, res.StateMean = len(areas), total/len(s.IDs)
+	if len(areas) > 1 {
+		if res.Level2, err = s.RunLevel2(s.cfg.CrossPairs); err != nil {
+			return nil, err
+		}
+	}
 	for _, id := range s.IDs {
 		res.Names = append(res.Names, s.Net.Node(id).Name)
 	}

@@ -146,7 +146,7 @@ func (b *Backbone) Route(src, dst NodeID) (Path, error) {
 		if g == nil {
 			return p, fmt.Errorf("%s→%s: %s has no level-2 router", s.Name, d.Name, l1.nodes[cur].Name)
 		}
-		ar, err := g.Router.RouteByProof(l1.now, proof, d.Cert)
+		ar, err := g.Router.RouteByProof(b.L2.now, proof, d.Cert)
 		if err != nil {
 			return p, fmt.Errorf("%s→%s at %s: %w", s.Name, d.Name, g.Name, err)
 		}
