@@ -35,6 +35,9 @@ type File struct {
 	Discovery   []string   `yaml:"discovery,omitempty"` // interfaces for LAN discovery
 	// Relay: forward traffic for other nodes (default true); false makes the node a destination only.
 	Relay *bool `yaml:"relay,omitempty"`
+	// RoutingArea: the node's routing area (docs/routing.md, Areas); 0, the default, for a mesh that
+	// is one area.
+	RoutingArea uint32 `yaml:"routing_area,omitempty"`
 	// Punch: make direct links, through NATs, to nodes learnt from routing (default true).
 	Punch    *bool           `yaml:"punch,omitempty"`
 	Link     LinkFile        `yaml:"link,omitempty"`
@@ -240,6 +243,7 @@ func (f *File) options() (Options, error) {
 	}
 	o.Discovery = f.Discovery
 	o.NoTransit = f.Relay != nil && !*f.Relay
+	o.RoutingArea = f.RoutingArea
 	o.NoPunch = f.Punch != nil && !*f.Punch
 	o.EBPF = f.EBPF.Enabled
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter

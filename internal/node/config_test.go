@@ -62,8 +62,12 @@ firewall:
 	if err != nil {
 		t.Fatalf("good config: %v", err)
 	}
-	if o.Listen.Port() != 7946 || len(o.Peers) != 1 || o.ProbeInterval != 100*time.Millisecond || len(o.Firewall.Inbound) != 1 {
+	if o.Listen.Port() != 7946 || len(o.Peers) != 1 || o.ProbeInterval != 100*time.Millisecond || len(o.Firewall.Inbound) != 1 || o.RoutingArea != 0 {
 		t.Errorf("loaded %+v", o)
+	}
+	os.WriteFile(path, []byte(good+"routing_area: 7\n"), 0o644)
+	if o, err := LoadConfig(path); err != nil || o.RoutingArea != 7 {
+		t.Errorf("routing_area 7: %v, area %d", err, o.RoutingArea)
 	}
 
 	tests := []struct{ name, yaml, want string }{

@@ -143,7 +143,7 @@ func New(opts Options) (*Node, error) {
 	}
 	// The incarnation tells peers that this process is not the one they had sessions with.
 	if n.router, err = routing.New(routing.Config{Key: opts.Key.Sign, Certificate: opts.Cert, Verifier: verifier,
-		Incarnation: uint64(now.UnixNano()), NoTransit: opts.NoTransit, MaxOriginationHold: maxOriginationHold}); err != nil {
+		Incarnation: uint64(now.UnixNano()), NoTransit: opts.NoTransit, Area: opts.RoutingArea, MaxOriginationHold: maxOriginationHold}); err != nil {
 		return nil, err
 	}
 	if err := n.initGovernance(now); err != nil {

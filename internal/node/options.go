@@ -51,6 +51,9 @@ type Options struct {
 	// NoTransit makes the node a destination only: it does not relay for others, and routes never
 	// pass through it (config relay: false).
 	NoTransit bool
+	// RoutingArea is the node's routing area (docs/routing.md, Areas): it floods and accepts
+	// link-state records only of this area, and routes only inside it. 0 is a mesh of one area.
+	RoutingArea uint32
 	// NoPunch stops the node from making direct links to nodes it learns of through routing
 	// (docs/connectivity.md); it then links only to configured and discovered peers.
 	NoPunch bool

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -127,11 +128,29 @@ type Config struct {
 	// both only for the tests that check no feature is computed from the labels.
 	hideLabels bool
 	cpu        func(st *nodeState, util float64, rng *rand.Rand) float64
+	// AreaSize splits the mesh into connected routing areas of about this many nodes
+	// (docs/routing.md, Areas); 0 keeps one area. With areas, the cheapest link between every two
+	// adjacent areas makes both its ends gateways, level 2 runs after the level-1 cold start, and
+	// CrossPairs pairs of nodes in different areas are routed end to end and checked. The
+	// telemetry's flows stay inside their area.
+	AreaSize int
+	// CrossPairs is how many cross-area pairs are checked (default 200).
+	CrossPairs int
 }
 
+// MaxNodes is the largest simulation; beyond maxSingleArea nodes the mesh must be split into areas
+// (a router holds at most 4096 originators).
+const (
+	MaxNodes      = 20000
+	maxSingleArea = 4096
+)
+
 func (c *Config) defaults() error {
-	if c.Nodes < 2 || c.Nodes > 4096 {
-		return fmt.Errorf("sim: nodes must be 2–4096, have %d", c.Nodes)
+	if c.Nodes < 2 || c.Nodes > MaxNodes {
+		return fmt.Errorf("sim: nodes must be 2–%d, have %d", MaxNodes, c.Nodes)
+	}
+	if c.AreaSize < 0 || c.AreaSize > maxSingleArea || (c.AreaSize == 0 && c.Nodes > maxSingleArea) {
+		return fmt.Errorf("sim: %d nodes need areas of 1–%d nodes, have area size %d", c.Nodes, maxSingleArea, c.AreaSize)
 	}
 	if c.Topology == "" {
 		c.Topology = Geometric
@@ -147,6 +166,9 @@ func (c *Config) defaults() error {
 	}
 	if c.FaultTo <= 0 {
 		c.FaultFrom, c.FaultTo = 0.2, 0.5
+	}
+	if c.CrossPairs <= 0 {
+		c.CrossPairs = 200
 	}
 	if c.Flows <= 0 {
 		c.Flows = 3 * c.Nodes
@@ -259,6 +281,12 @@ type Result struct {
 	SteadyBytes      uint64
 	RoutingRecords   uint64 // records signed by all routers during the telemetry period
 	HandleErrorCount int
+	Areas            int // routing areas (1: the mesh is one area)
+	// StateMax and StateMean are the bytes of records and certificates a router holds after the
+	// cold start: the largest and the mean over nodes.
+	StateMax, StateMean int
+	// Level2 is the level-2 cold start and the cross-area checks (nil with one area).
+	Level2 *Level2
 }
 
 type flow struct{ src, dst int }
@@ -301,6 +329,7 @@ type Sim struct {
 	cfg     Config
 	Net     *routingsim.Network
 	IDs     []routingsim.NodeID
+	Area    []uint32 // routing area of each node
 	index   map[routingsim.NodeID]int
 	Edges   []Edge
 	Adj     [][]int
@@ -363,8 +392,17 @@ func New(cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s.Net = net
-	if s.IDs, err = net.AddNodes("n", cfg.Nodes); err != nil {
-		return nil, err
+	s.Area = partitionAreas(s.Adj, cfg.AreaSize)
+	gateway := designateGateways(edges, s.Area)
+	s.IDs = make([]routingsim.NodeID, cfg.Nodes)
+	for i := range s.IDs {
+		add := net.AddNodeInArea
+		if gateway[i] {
+			add = net.AddGateway
+		}
+		if s.IDs[i], err = add(fmt.Sprintf("n-%d", i), s.Area[i]); err != nil {
+			return nil, err
+		}
 	}
 	s.index = make(map[routingsim.NodeID]int, cfg.Nodes)
 	for i, id := range s.IDs {
@@ -384,13 +422,22 @@ func New(cfg Config) (*Sim, error) {
 		s.st[i].txTransit, s.st[i].txLie, s.st[i].rxTransit = make([]int, d), make([]int, d), make([]int, d)
 		s.st[i].txRing, s.st[i].rxRing = make([][Window]int, d), make([][Window]int, d)
 	}
+	members := map[uint32][]int{}
+	for v, a := range s.Area {
+		members[a] = append(members[a], v)
+	}
 	for range cfg.Flows {
 		a := s.rng.IntN(cfg.Nodes)
-		b := s.rng.IntN(cfg.Nodes - 1)
-		if b >= a {
-			b++
+		peers := members[s.Area[a]]
+		if len(peers) < 2 {
+			continue
 		}
-		s.flows = append(s.flows, flow{a, b})
+		// One area: the same draws as a uniform pair of distinct nodes.
+		j := s.rng.IntN(len(peers) - 1)
+		if j >= slices.Index(peers, a) {
+			j++
+		}
+		s.flows = append(s.flows, flow{a, peers[j]})
 	}
 	return s, nil
 }
@@ -421,6 +468,20 @@ func Run(cfg Config) (*Result, error) {
 	}
 	res := &Result{Config: s.cfg, Edges: s.Edges, Adj: s.Adj, Convergence: conv,
 		ColdMessages: s.Net.Counters.Sent, ColdBytes: s.Net.Counters.Bytes}
+	areas := map[uint32]bool{}
+	total := 0
+	for i, id := range s.IDs {
+		areas[s.Area[i]] = true
+		b := s.Net.Router(id).DatabaseBytes()
+		res.StateMax = max(res.StateMax, b)
+		total += b
+	}
+	res.Areas, res.StateMean = len(areas), total/len(s.IDs)
+	if len(areas) > 1 {
+		if res.Level2, err = s.RunLevel2(s.cfg.CrossPairs); err != nil {
+			return nil, err
+		}
+	}
 	for _, id := range s.IDs {
 		res.Names = append(res.Names, s.Net.Node(id).Name)
 	}

@@ -255,3 +255,88 @@ func TestLabelLeakCaught(t *testing.T) {
 	}
 	t.Logf("caught: %v", leaks)
 }
+
+// Areas are connected, cover every node, and are about the size asked for.
+func TestPartitionAreas(t *testing.T) {
+	for _, n := range []int{300, 2000} {
+		edges, err := Topology(Geometric, n, 6, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adj := make([][]int, n)
+		for _, e := range edges {
+			adj[e.A] = append(adj[e.A], e.B)
+			adj[e.B] = append(adj[e.B], e.A)
+		}
+		area := partitionAreas(adj, 100)
+		members := map[uint32][]int{}
+		for v, a := range area {
+			if a == 0 {
+				t.Fatalf("node %d has no area", v)
+			}
+			members[a] = append(members[a], v)
+		}
+		if len(members) < n/200 || len(members) > n/25 {
+			t.Fatalf("%d nodes: %d areas for size 100", n, len(members))
+		}
+		for a, vs := range members {
+			seen := map[int]bool{vs[0]: true}
+			queue := []int{vs[0]}
+			for len(queue) > 0 {
+				v := queue[0]
+				queue = queue[1:]
+				for _, u := range adj[v] {
+					if area[u] == a && !seen[u] {
+						seen[u] = true
+						queue = append(queue, u)
+					}
+				}
+			}
+			if len(seen) != len(vs) {
+				t.Fatalf("%d nodes: area %d is not connected (%d of %d reached)", n, a, len(seen), len(vs))
+			}
+		}
+	}
+	if a := partitionAreas([][]int{{1}, {0}}, 0); a[0] != 0 || a[1] != 0 {
+		t.Fatal("size 0 must give one area, 0")
+	}
+}
+
+// With areas, level 2 runs after the cold start: every gateway holds every level-2 record, and
+// pairs of nodes in different areas are routed end to end by the routers' own decisions (RunLevel2
+// fails on a dead end, a loop, a path that costs other than quoted or less than the flat shortest
+// path).
+func TestLevel2Sim(t *testing.T) {
+	s, err := New(Config{Topology: Geometric, Nodes: 300, Degree: 6, Seed: 4, AreaSize: 60, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Converge(); err != nil {
+		t.Fatal(err)
+	}
+	areas := map[uint32]bool{}
+	adjacent := map[[2]uint32]int{}
+	gateway := designateGateways(s.Edges, s.Area)
+	for v, a := range s.Area {
+		areas[a] = true
+		if gateway[v] != s.Net.Node(s.IDs[v]).Gateway {
+			t.Fatalf("node %d: gateway %v in the network, designated %v", v, s.Net.Node(s.IDs[v]).Gateway, gateway[v])
+		}
+	}
+	for _, e := range s.Edges {
+		if a, b := s.Area[e.A], s.Area[e.B]; a != b && gateway[e.A] && gateway[e.B] {
+			adjacent[[2]uint32{min(a, b), max(a, b)}]++
+		}
+	}
+	if len(areas) < 3 || len(adjacent) < len(areas)-1 {
+		t.Fatalf("%d areas, %d adjacent pairs with a gateway link", len(areas), len(adjacent))
+	}
+	l2, err := s.RunLevel2(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Pairs != 100 || l2.Gateways == 0 || l2.Bytes == 0 || l2.StretchMean < 1 || l2.StretchMax < l2.StretchMean {
+		t.Fatalf("level 2: %+v", l2)
+	}
+	t.Logf("%d areas: %+v", len(areas), *l2)
+}

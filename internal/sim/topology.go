@@ -187,3 +187,83 @@ func components(n int, edges []Edge) comps {
 	}
 	return c
 }
+
+// partitionAreas splits the nodes of a connected topology into routing areas of about size nodes,
+// each connected: breadth-first regions grown from the lowest unassigned node, then every region
+// smaller than size/4 merged into the neighbouring area it has most links to (merging adjacent
+// regions keeps areas connected). Areas are numbered from 1; size < 1 or ≥ n gives one area, 0.
+func partitionAreas(adj [][]int, size int) []uint32 {
+	n := len(adj)
+	area := make([]uint32, n)
+	if size < 1 || size >= n {
+		return area
+	}
+	next := uint32(0)
+	queue := make([]int, 0, size)
+	for s := range n {
+		if area[s] != 0 {
+			continue
+		}
+		next++
+		area[s] = next
+		queue = append(queue[:0], s)
+		count := 1
+		for h := 0; h < len(queue) && count < size; h++ {
+			for _, u := range adj[queue[h]] {
+				if area[u] == 0 && count < size {
+					area[u] = next
+					queue = append(queue, u)
+					count++
+				}
+			}
+		}
+	}
+	sizes := make([]int, next+1)
+	for _, a := range area {
+		sizes[a]++
+	}
+	for changed := true; changed; {
+		changed = false
+		for a := uint32(1); a <= next; a++ {
+			if sizes[a] == 0 || sizes[a] >= max(size/4, 1) {
+				continue
+			}
+			links := map[uint32]int{}
+			for v := range n {
+				if area[v] == a {
+					for _, u := range adj[v] {
+						if area[u] != a {
+							links[area[u]]++
+						}
+					}
+				}
+			}
+			best, bestLinks := uint32(0), 0
+			for b, l := range links {
+				if l > bestLinks || (l == bestLinks && b < best) {
+					best, bestLinks = b, l
+				}
+			}
+			if best == 0 {
+				continue // an isolated region: nothing to merge into
+			}
+			for v := range n {
+				if area[v] == a {
+					area[v] = best
+				}
+			}
+			sizes[best] += sizes[a]
+			sizes[a] = 0
+			changed = true
+		}
+	}
+	// Renumber 1..k in order of first appearance, so that the numbering is dense.
+	renum := map[uint32]uint32{}
+	for v, a := range area {
+		if renum[a] == 0 {
+			renum[a] = uint32(len(renum) + 1)
+		}
+		area[v] = renum[a]
+	}
+	return area
+}
