@@ -12,7 +12,8 @@ import (
 // and every model trained so far ignore it, because the simulator the models are trained in has no
 // kernel of its own (docs/intelligence.md, "Kernel inputs"). The control plane derives the block
 // for every prediction and returns it with the answer, so an operator sees the kernel's independent
-// evidence next to the model's score. A node without eBPF, or a report without a feature, gives the
+// evidence next to the model's score. Each value is followed by its presence input, so values sit
+// at even indices and presences at odd ones. A node without eBPF, or a report without a feature, gives the
 // value 0 and presence 0: unknown, never "no drops".
 const (
 	KIRxUnread            = iota // (kernel-seen − daemon-read datagrams) over the node's packets, −1…1

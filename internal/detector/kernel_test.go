@@ -2,6 +2,7 @@ package detector
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"x0tta6bl4/internal/telemetry"
@@ -58,5 +59,15 @@ func TestKernelInputs(t *testing.T) {
 	missing[telemetry.FMissing] = 1
 	if k := KernelInputs(missing, kernel(20, -4, 50, 9)); k != ([NumKernelInputs]float64{}) {
 		t.Fatalf("missing report: %v", k)
+	}
+}
+
+// TestKernelInputLayout: every value input is followed by its presence input, which readers of the
+// block (ctl predict) rely on.
+func TestKernelInputLayout(t *testing.T) {
+	for i := 0; i < NumKernelInputs; i += 2 {
+		if !strings.HasSuffix(KernelInputNames[i+1], "_present") || strings.HasSuffix(KernelInputNames[i], "_present") {
+			t.Fatalf("inputs %d, %d: %q, %q", i, i+1, KernelInputNames[i], KernelInputNames[i+1])
+		}
 	}
 }
