@@ -24,7 +24,9 @@ type metrics struct {
 	revocations  prometheus.Counter
 	reports      prometheus.Counter
 	crlNumber    prometheus.Gauge
-	handler      http.Handler
+	// tlsHandshakes counts handshakes by group, hybrid or classical key exchange, and certificate.
+	tlsHandshakes *prometheus.CounterVec
+	handler       http.Handler
 }
 
 func newMetrics(s *Server) *metrics {
@@ -62,8 +64,12 @@ func newMetrics(s *Server) *metrics {
 		crlNumber: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "x0tta6bl4_control_crl_number", Help: "Number of the current signed revocation list.",
 		}),
+		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "x0tta6bl4_control_tls_handshakes_total",
+			Help: "Completed TLS handshakes by key-exchange group, key exchange (hybrid: post-quantum X25519MLKEM768; classical) and server certificate (ml-dsa-65, ecdsa-p256, ed25519).",
+		}, []string{"group", "key_exchange", "certificate"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
+	reg.MustRegister(m.tlsHandshakes, m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
 		m.revocations, m.reports, m.crlNumber,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newMeshCollector(s))
