@@ -77,6 +77,12 @@ type Server struct {
 	viewMu    sync.Mutex
 	viewCache *meshView
 	viewGen   atomic.Uint64
+	// viewEvents wakes the console's event streams when the view may have changed.
+	viewEvents   *generation
+	eventStreams chan struct{} // one slot per open event stream
+	scores       scoreCache    // the map's anomaly scores
+	closing      chan struct{} // closed when Serve begins to shut down: event streams end
+	closeOnce    sync.Once
 
 	handler http.Handler
 	routes  []*route
@@ -153,6 +159,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("control: rate_limits.auth: %w", err)
 	}
 	s.crlWaiters = make(chan struct{}, cfg.Limits.MaxCRLWaiters)
+	s.viewEvents = newGeneration(0)
+	s.eventStreams = make(chan struct{}, maxEventStreams)
+	s.closing = make(chan struct{})
 	if s.st, err = store.Open(ctx, store.Config{
 		Driver: cfg.Database.Driver, Path: cfg.Database.Path, DSN: cfg.Database.DSN,
 		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns,
@@ -410,6 +419,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.crl.wakeAll() // long-polling CRL readers return at once
 	s.records.gen.wakeAll()
 	s.policy.gen.wakeAll()
