@@ -49,7 +49,9 @@ func csrfToken(sessionToken string) string {
 	return hex.EncodeToString(h[:])
 }
 
-func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 // checkCSRF refuses a state change authenticated by the session cookie unless it carries the
 // session's CSRF token and, when the browser names one, comes from this origin.
@@ -126,8 +128,6 @@ func (s *Server) handleConsoleEvents(w http.ResponseWriter, r *http.Request, rc 
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	ctx := r.Context()
-	check := time.NewTicker(time.Second) // staleness comes with time, not with a report
-	defer check.Stop()
 	var last []byte
 	lastWrite := time.Time{}
 	for {
@@ -159,14 +159,26 @@ func (s *Server) handleConsoleEvents(w http.ResponseWriter, r *http.Request, rc 
 			}
 			last, lastWrite = cmp, now
 		}
+		// Staleness comes with time, not with a report: wake when the next online node's report
+		// grows older than stale_after, or for the heartbeat.
+		wait := eventHeartbeat
+		for _, n := range t.Nodes {
+			if n.Status == string(api.NodeOnline) && n.LastReport != nil {
+				wait = min(wait, max(0, n.LastReport.Add(s.cfg.Mesh.StaleAfter).Sub(s.now()))+10*time.Millisecond)
+			}
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-changed:
-		case <-check.C:
+		case <-timer.C:
 		case <-ctx.Done():
+			timer.Stop()
 			return
 		case <-s.closing:
+			timer.Stop()
 			return
 		}
+		timer.Stop()
 		// Coalesce bursts of reports into one event.
 		pause := time.NewTimer(eventMinInterval)
 		select {

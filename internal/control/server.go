@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -204,8 +205,9 @@ func (s *Server) Close() error { return s.st.Close() }
 
 // TLSConfig is the API's server configuration, TLS 1.3 only, chosen per ClientHello:
 //
-//   - a client that accepts ML-DSA-65 signatures (our CLI, client library and nodes) gets the
-//     server's ML-DSA-65 X.509-SVID from the mesh CA and must agree X25519MLKEM768. A client
+//   - a client that asks for the mesh CA (ALPN api.MeshCAProtocol: our CLI, client library and
+//     nodes) and accepts ML-DSA-65 signatures gets the server's ML-DSA-65 X.509-SVID and must
+//     agree X25519MLKEM768. A client
 //     certificate is optional (operators use tokens), but one that is presented must be a valid,
 //     unrevoked X.509-SVID of this trust domain, or the handshake fails;
 //   - any other client (browsers, curl, Prometheus) gets the classical certificate and may fall
@@ -256,7 +258,7 @@ func (s *Server) TLSConfig() *tls.Config {
 		NextProtos: []string{"h2", "http/1.1"},
 	}
 	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		if c := s.tlsCert.Load(); c != nil && hello.SupportsCertificate(c) == nil {
+		if c := s.tlsCert.Load(); c != nil && slices.Contains(hello.SupportedProtos, api.MeshCAProtocol) && hello.SupportsCertificate(c) == nil {
 			return pq, nil
 		}
 		if s.classicCert.Load() == nil {

@@ -62,6 +62,24 @@ func TestTLSStandardClients(t *testing.T) {
 		t.Fatalf("Go client: group %v, leaf %v", r.TLS.CurveID, r.TLS.PeerCertificates[0].Subject)
 	}
 
+	// A client that offers ML-DSA-65 but does not ask for the mesh CA (as Chromium does) gets the
+	// classical certificate, over the hybrid group it prefers.
+	caPEM, err := os.ReadFile(pins.CACertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	browserLike := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}}
+	r, err = browserLike.Get(h.url + "/health")
+	if err != nil {
+		t.Fatalf("browser-like client: %v", err)
+	}
+	r.Body.Close()
+	if r.TLS.CurveID != tls.X25519MLKEM768 || h.handshakes("X25519MLKEM768", "hybrid", "ecdsa-p256") != 1 {
+		t.Fatalf("browser-like client: group %v", r.TLS.CurveID)
+	}
+
 	// curl, pinning the leaf key and verifying against the classical CA.
 	out, err := exec.Command(curl, "-sS", "--fail-with-body", "--tlsv1.3", "--cacert", pins.CACertFile,
 		"--pinnedpubkey", "sha256//"+pins.SPKIPin, "-H", "Authorization: Bearer "+h.adminKey,

@@ -2,6 +2,14 @@ package api
 
 import "time"
 
+// MeshCAProtocol is an ALPN protocol name that our clients (CLI, client library, nodes) offer and
+// the control plane never selects: it asks for the ML-DSA-65 chain from the mesh CA. Browsers now
+// offer ML-DSA-65 signatures too but trust only their own roots, so the signature algorithms
+// alone cannot tell who pins the mesh CA; in the spirit of TLS trust anchor IDs
+// (draft-ietf-tls-trust-anchor-ids), which crypto/tls does not expose, the client names the trust
+// anchor it holds. Everyone else gets the classical certificate.
+const MeshCAProtocol = "x0tta6bl4-mesh-ca"
+
 // ConsoleSession is the web console's view of its login: who, with which role, and the token
 // every state-changing request from the console must carry in X-CSRF-Token. The session token
 // itself is only in an HttpOnly cookie.

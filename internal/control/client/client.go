@@ -105,6 +105,9 @@ func (t Trust) serverTLS(client *tls.Certificate) (*tls.Config, error) {
 		// instead of host names.
 		InsecureSkipVerify: true,
 		VerifyConnection:   verify,
+		// The last entry asks for the mesh CA's ML-DSA-65 chain (api.MeshCAProtocol); it is
+		// never selected.
+		NextProtos: []string{"h2", "http/1.1", api.MeshCAProtocol},
 	}
 	if client != nil {
 		cfg.Certificates = []tls.Certificate{*client}

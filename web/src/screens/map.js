@@ -22,6 +22,8 @@ function render(main, ctx) {
     el("aside", { class: "side" }, el("h1", {}, "Mesh"), counts, live, legend, filter, list)));
 
   const map = new TopologyMap(container, (name) => ctx.navigate(`#/node/${encodeURIComponent(name)}`));
+  // The graph on its element, for the browser tests to compare with the server's topology.
+  container.x6graph = map.graph;
   const items = new Map();
   let es = null;
 
