@@ -273,8 +273,19 @@ func run(t *testing.T, ctx context.Context, what string, timeout time.Duration, 
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := chromedp.Do(tctx, steps...); err != nil {
-		t.Fatalf("%s: %v", what, err)
+		t.Fatalf("%s: %v\npage: %s", what, err, pageState(ctx))
 	}
+}
+
+// pageState describes the page for a failure message.
+func pageState(ctx context.Context) string {
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(tctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText.slice(0, 2000)`))
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	return s
 }
 
 // eval evaluates a JavaScript expression in the page, awaiting a promise.
@@ -295,7 +306,7 @@ func waitFor(t *testing.T, ctx context.Context, what string, within time.Duratio
 	tctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	if _, err := chromedp.Run(tctx, chromedp.Poll[bool](predicate)); err != nil {
-		t.Fatalf("%s (within %v): %v", what, within, err)
+		t.Fatalf("%s (within %v): %v\npage: %s", what, within, err, pageState(ctx))
 	}
 }
 
@@ -312,14 +323,21 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 	}
 }
 
+// goTo follows a link inside the console (a same-document navigation, which fires no load event).
+func goTo(t *testing.T, ctx context.Context, hash string) {
+	eval[bool](t, ctx, fmt.Sprintf(`(() => { location.hash = %q; return true; })()`, hash))
+}
+
+// login signs in through the console's form, as a person would: fill both fields, submit.
 func login(t *testing.T, ctx context.Context, url, user, password string) {
-	run(t, ctx, "log in as "+user, 30*time.Second,
-		chromedp.Navigate(url+"/ui/"),
-		chromedp.WaitVisible(chromedp.CSS("#login-form")),
-		chromedp.SendKeys(chromedp.CSS("#login-username"), user),
-		chromedp.SendKeys(chromedp.CSS("#login-password"), password),
-		chromedp.Click(chromedp.CSS("#login-submit")),
-	)
+	run(t, ctx, "open the console", 30*time.Second, chromedp.Navigate(url+"/ui/"))
+	waitFor(t, ctx, "the login form", 20*time.Second, `document.querySelector("#login-form") !== null`)
+	eval[bool](t, ctx, fmt.Sprintf(`(() => {
+		document.querySelector("#login-username").value = %q;
+		document.querySelector("#login-password").value = %q;
+		document.querySelector("#login-form").requestSubmit();
+		return true;
+	})()`, user, password))
 	waitFor(t, ctx, "the map after logging in as "+user, 30*time.Second, `document.querySelector("#map[data-painted=true]") !== null`)
 }
 
@@ -413,11 +431,9 @@ func TestConsoleInChromium(t *testing.T) {
 
 	// Revoke a node from its page.
 	target := nodes[12]
-	run(t, b, "revoke "+target.name, 30*time.Second,
-		chromedp.Navigate(cp.url+"/ui/#/node/"+target.name),
-		chromedp.WaitVisible(chromedp.CSS("#revoke")),
-		chromedp.Click(chromedp.CSS("#revoke")),
-		chromedp.Click(chromedp.CSS("#revoke-confirm")))
+	goTo(t, b, "#/node/"+target.name)
+	waitFor(t, b, "the revoke button", 20*time.Second, `document.querySelector("#revoke") !== null`)
+	eval[bool](t, b, `(() => { document.querySelector("#revoke").click(); document.querySelector("#revoke-confirm").click(); return true; })()`)
 	waitFor(t, b, "the revocation's answer", 20*time.Second, `(document.querySelector("#revoke-result")?.textContent || "").startsWith("revoked")`)
 	screenshot(t, b, dir, "console-node.png")
 	if st, err := cp.admin.MeshStatus(ctx); err != nil || st.Counts.Revoked != 1 {
@@ -425,14 +441,14 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 
 	// Markup in names renders as text: no element is made from it, no script runs.
-	run(t, b, "users screen", 20*time.Second, chromedp.Navigate(cp.url+"/ui/#/users"))
+	goTo(t, b, "#/users")
 	waitFor(t, b, "the users table", 20*time.Second, `document.querySelector("#users table") !== null`)
 	userText := eval[string](t, b, `[...document.querySelectorAll("#users .username")].map(e => e.textContent).find(s => s.startsWith("<img")) || ""`)
 	if imgs := eval[int](t, b, `document.querySelectorAll("main img").length`); userText != xssName || imgs != 0 {
 		t.Fatalf("XSS name shown as %q with %d img elements", userText, imgs)
 	}
 	screenshot(t, b, dir, "console-xss-as-text.png")
-	run(t, b, "tokens screen", 20*time.Second, chromedp.Navigate(cp.url+"/ui/#/tokens"))
+	goTo(t, b, "#/tokens")
 	waitFor(t, b, "the token description as text", 20*time.Second,
 		`[...document.querySelectorAll("main td")].some(td => td.textContent === "<script>alert(2)</script>")`)
 	if scripts := eval[int](t, b, `document.querySelectorAll("main script").length`); scripts != 0 || len(dialogs()) != 0 {
@@ -440,12 +456,14 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 
 	// A viewer sees no admin screen, and the server refuses the admin API to the viewer's session.
-	run(t, b, "log out", 20*time.Second, chromedp.Click(chromedp.CSS("#logout")), chromedp.WaitVisible(chromedp.CSS("#login-form")))
+	eval[bool](t, b, `(() => { document.querySelector("#logout").click(); return true; })()`)
+	waitFor(t, b, "the login form after logging out", 20*time.Second, `document.querySelector("#login-form") !== null`)
 	login(t, b, cp.url, "vera", viewerPassword)
 	if n := eval[int](t, b, `document.querySelectorAll("#nav-users, #nav-tokens, #nav-audit").length`); n != 0 {
 		t.Fatalf("viewer sees %d admin links", n)
 	}
-	run(t, b, "viewer on an admin screen", 20*time.Second, chromedp.Navigate(cp.url+"/ui/#/users"), chromedp.WaitVisible(chromedp.CSS("#forbidden")))
+	goTo(t, b, "#/users")
+	waitFor(t, b, "the refusal", 20*time.Second, `document.querySelector("#forbidden") !== null`)
 	if st := eval[int](t, b, `fetch("/api/v1/users").then(r => r.status)`); st != 403 {
 		t.Fatalf("viewer's GET /api/v1/users: %d", st)
 	}

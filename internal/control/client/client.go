@@ -106,8 +106,10 @@ func (t Trust) serverTLS(client *tls.Certificate) (*tls.Config, error) {
 		InsecureSkipVerify: true,
 		VerifyConnection:   verify,
 		// The last entry asks for the mesh CA's ML-DSA-65 chain (api.MeshCAProtocol); it is
-		// never selected.
-		NextProtos: []string{"h2", "http/1.1", api.MeshCAProtocol},
+		// never selected. "h2" is left to transports that set ForceAttemptHTTP2 (they add it), so
+		// a plain http.Transport built on this configuration does not negotiate a protocol it
+		// would not speak.
+		NextProtos: []string{"http/1.1", api.MeshCAProtocol},
 	}
 	if client != nil {
 		cfg.Certificates = []tls.Certificate{*client}
