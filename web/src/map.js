@@ -85,17 +85,24 @@ export class TopologyMap {
     return fresh.length > 0;
   }
 
-  // layoutAll runs ForceAtlas2 once, for a bounded number of iterations (Barnes-Hut above a few
-  // hundred nodes), after the first paint so the map shows at once.
+  // layoutAll runs ForceAtlas2 once for a bounded number of iterations (Barnes-Hut above a few
+  // hundred nodes), a few per animation frame after the first paint, so the map shows at once and
+  // the page stays responsive while it settles.
   layoutAll() {
     this.laidOut = true;
     const g = this.graph;
-    requestAnimationFrame(() => setTimeout(() => {
-      const settings = forceAtlas2.inferSettings(g);
-      settings.barnesHutOptimize = g.order > 300;
-      forceAtlas2.assign(g, { iterations: g.order > 500 ? 60 : 150, settings });
-      this.container.dataset.layout = "done";
-    }, 0));
+    const settings = forceAtlas2.inferSettings(g);
+    settings.barnesHutOptimize = g.order > 300;
+    let left = g.order > 500 ? 60 : 150;
+    const perFrame = g.order > 500 ? 2 : 10;
+    const step = () => {
+      if (this.killed) return;
+      forceAtlas2.assign(g, { iterations: Math.min(perFrame, left), settings });
+      left -= perFrame;
+      if (left > 0) requestAnimationFrame(step);
+      else this.container.dataset.layout = "done";
+    };
+    requestAnimationFrame(() => requestAnimationFrame(step));
   }
 
   // placeNear puts a new node at the centre of its placed neighbours, slightly offset.
@@ -106,5 +113,5 @@ export class TopologyMap {
     if (k > 0) g.mergeNodeAttributes(name, { x: x / k + hash01(name, 3) * 4 - 2, y: y / k + hash01(name, 4) * 4 - 2 });
   }
 
-  kill() { this.sigma.kill(); }
+  kill() { this.killed = true; this.sigma.kill(); }
 }

@@ -63,6 +63,7 @@ function render(main, ctx) {
 
   ctx.onLeave(() => { if (es) es.close(); map.kill(); });
   return get("/api/v1/console/topology").then((topo) => {
+    performance.mark("x6-topology-fetched");
     apply(topo);
     requestAnimationFrame(() => {
       performance.mark("x6-map-painted");
