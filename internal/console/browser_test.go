@@ -1,3 +1,9 @@
+// The browser tests drive a real Chromium against real nodes; under the race detector the nodes'
+// handshakes are too slow for the console's timing (stale within 5 s) to mean anything, and the Go
+// code they run is raced by internal/control's and internal/agent's tests.
+
+//go:build !race
+
 package console_test
 
 import (
@@ -551,10 +557,8 @@ func TestConsoleFirstPaint(t *testing.T) {
 		}
 		paints = append(paints, ms)
 	}
-	waitFor(t, b, "the layout", 180*time.Second, `document.querySelector("#map[data-layout=done]") !== null`)
-	layout := eval[float64](t, b, `performance.now()`) // an upper bound: when the poll saw it
 	slices.Sort(paints)
-	t.Logf("first paint with %d nodes: median %.0f ms (runs %.0f ms); layout settled by %.0f ms", count, paints[1], paints, layout)
+	t.Logf("first paint with %d nodes: median %.0f ms (runs %.0f ms)", count, paints[1], paints)
 	dir := artefacts(t)
 	screenshot(t, b, dir, "console-1000.png")
 	if paints[1] > 30000 {
