@@ -167,30 +167,30 @@ func (s *Server) handleConsoleEvents(w http.ResponseWriter, r *http.Request, rc 
 				wait = min(wait, max(0, n.LastReport.Add(s.cfg.Mesh.StaleAfter).Sub(s.now()))+10*time.Millisecond)
 			}
 		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-changed:
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-			return
-		case <-s.closing:
-			timer.Stop()
+		if !s.streamWait(ctx, changed, wait) {
 			return
 		}
-		timer.Stop()
 		// Coalesce bursts of reports into one event.
-		pause := time.NewTimer(eventMinInterval)
-		select {
-		case <-pause.C:
-		case <-ctx.Done():
-			pause.Stop()
-			return
-		case <-s.closing:
-			pause.Stop()
+		if !s.streamWait(ctx, nil, eventMinInterval) {
 			return
 		}
 	}
+}
+
+// streamWait waits for wake (nil: never), d, the client leaving or the server closing; it returns
+// false when the stream must end.
+func (s *Server) streamWait(ctx context.Context, wake <-chan struct{}, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-wake:
+	case <-timer.C:
+	case <-ctx.Done():
+		return false
+	case <-s.closing:
+		return false
+	}
+	return true
 }
 
 // topology builds the map from the mesh view (cached for a second) and the detector's scores.
