@@ -164,7 +164,7 @@ func (a *agent) report(ctx context.Context) {
 			state = "up"
 		}
 		pr := api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
-			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss}
+			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss, TxBytes: p.TxBytes, RxBytes: p.RxBytes}
 		if i := slices.Index(tv.Peers, p.Name); haveTelemetry && i >= 0 {
 			pr.Features = tv.EdgeMap(i)
 		}

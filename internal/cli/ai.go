@@ -26,7 +26,7 @@ func runSim(e *env, args []string) error {
 	dur := fs.Duration("duration", 60*time.Second, "virtual time of telemetry after the cold start")
 	heal := fs.String("heal", "", "model file: run the MAPE-K loop with this detector and report MTTD/MTTR (one blackhole or greyhole fault)")
 	lossless := fs.Bool("lossless", false, "healthy links lose nothing (default: 0–1 % each)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	fl, err := sim.ParseFaults(*faults)
@@ -162,7 +162,7 @@ func runAITrain(e *env, args []string) error {
 	krum := fs.Float64("krum", 0.2, "federated: fraction of clients Multi-Krum assumes Byzantine (f = fraction × clients, rounded down); 0: no Multi-Krum")
 	noClip := fs.Bool("no-clip", false, "federated: do not clip update norms (to show what clipping prevents)")
 	df := addDataFlags(fs)
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "out", *out); err != nil {
@@ -267,7 +267,7 @@ func runAIEval(e *env, args []string) error {
 	valSeeds := fs.String("val-seeds", "51-53", "validation seeds (the baselines' thresholds)")
 	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
 	df := addDataFlags(fs)
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "model", *model); err != nil {

@@ -21,7 +21,7 @@ func runCAInit(e *env, args []string) error {
 	name := fs.String("name", "root", "CA name")
 	groups := fs.String("groups", "", "comma-separated groups this CA may grant (empty: any)")
 	duration := fs.Duration("duration", 365*24*time.Hour, "CA certificate lifetime")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "trust-domain", *td); err != nil {
@@ -51,7 +51,7 @@ func runCAIssue(e *env, args []string) error {
 	out := fs.String("out", ".", "directory for <name>.crt, <name>-svid.pem and, with generated keys, <name>.key")
 	svid := fs.Bool("svid", true, "also write an X.509-SVID for TLS")
 	force := fs.Bool("force", false, "replace existing files in --out")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "name", *name); err != nil {
@@ -126,7 +126,7 @@ func runCAIssue(e *env, args []string) error {
 func runCAList(e *env, args []string) error {
 	fs := newFlags(e, "ca list", "[--dir DIR]")
 	dir := fs.String("dir", defaultCADir, "CA directory")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	s, err := meshca.OpenStore(*dir)
@@ -161,7 +161,7 @@ func runCARevoke(e *env, args []string) error {
 	dir := fs.String("dir", defaultCADir, "CA directory")
 	serialFlag := fs.String("serial", "", "serial of the certificate to revoke")
 	name := fs.String("name", "", "revoke every certificate issued to this node name, and its keys")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if (*serialFlag == "") == (*name == "") {
@@ -209,7 +209,7 @@ func runCACRL(e *env, args []string) error {
 	fs := newFlags(e, "ca crl", "[--dir DIR] [--json]")
 	dir := fs.String("dir", defaultCADir, "CA directory")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	s, err := meshca.OpenStore(*dir)
@@ -248,7 +248,7 @@ func runCertVerify(e *env, args []string) error {
 	fs := newFlags(e, "cert verify", "--ca ca.crt [--crl crl.pem] CERT")
 	caPath := fs.String("ca", filepath.Join(defaultCADir, "ca.crt"), "trusted CA certificate")
 	crlPath := fs.String("crl", "", "revocation list to apply")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	v, err := loadVerifier(*caPath, *crlPath)

@@ -63,21 +63,56 @@ const Version = "0.1.0-dev"
 // errUsage marks errors whose message is usage help, already printed.
 var errUsage = errors.New("usage")
 
+// errHelp says help was asked for (-h, -help or --help anywhere before "--") and printed: exit 0.
+var errHelp = errors.New("help")
+
+// groups are the first words of two-word commands, which alone print their commands.
+var groups = []string{"ai", "ca", "cert", "keys"}
+
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" || a == "--h" }
+
+// wantsHelp says whether args ask for help before any "--".
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if isHelpFlag(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // Run executes the command line args (without the program name) and returns the exit code:
 // 0 on success, 1 when the command failed, 2 for a usage error.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{ctx: ctx, stdout: stdout, stderr: stderr, now: time.Now}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || (len(args) == 1 && args[0] == "help") || isHelpFlag(args[0]) {
 		printHelp(stdout)
 		return 0
 	}
+	if args[0] == "help" { // help CMD: CMD's own help
+		args = append(slices.Clone(args[1:]), "-h")
+	}
 	cmd, rest, ok := lookup(args)
 	if !ok {
+		if slices.Contains(groups, args[0]) && (len(args) == 1 || wantsHelp(args[1:2])) {
+			printGroupHelp(stdout, args[0])
+			return 0
+		}
 		fmt.Fprintf(stderr, "x0tta6bl4: unknown command %q\n\n", strings.Join(args[:min(2, len(args))], " "))
-		printHelp(stderr)
+		if slices.Contains(groups, args[0]) {
+			printGroupHelp(stderr, args[0])
+		} else {
+			printHelp(stderr)
+		}
 		return 2
 	}
 	if err := cmd.run(e, rest); err != nil {
+		if errors.Is(err, errHelp) {
+			return 0
+		}
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			return 2
 		}
@@ -110,19 +145,35 @@ func printHelp(w io.Writer) {
 	}
 }
 
-// newFlags returns a flag set that reports errors instead of exiting and prints usage to stderr.
+func printGroupHelp(w io.Writer, group string) {
+	fmt.Fprintf(w, "Usage: x0tta6bl4 %s <command> [flags]   (x0tta6bl4 %s <command> -h for its flags)\n\nCommands:\n", group, group)
+	for _, c := range commands() {
+		if strings.HasPrefix(c.name, group+" ") {
+			fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
+		}
+	}
+}
+
+// newFlags returns a flag set that reports errors instead of exiting and prints usage to stderr
+// (to stdout when help was asked for).
 func newFlags(e *env, name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: x0tta6bl4 %s %s\n\nFlags:\n", name, usage)
+		fmt.Fprintf(fs.Output(), "Usage: x0tta6bl4 %s %s\n\nFlags:\n", name, usage)
 		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parse parses flags and rejects stray positional arguments beyond want.
-func parse(fs *flag.FlagSet, args []string, positional int) error {
+// parse parses flags and rejects stray positional arguments beyond want. Help asked for anywhere
+// among the arguments prints the usage to stdout and returns errHelp.
+func (e *env) parse(fs *flag.FlagSet, args []string, positional int) error {
+	if wantsHelp(args) {
+		fs.SetOutput(e.stdout)
+		fs.Usage()
+		return errHelp
+	}
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -157,7 +208,7 @@ func splitList(s string) []string {
 
 func runVersion(e *env, args []string) error {
 	fs := newFlags(e, "version", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "x0tta6bl4 %s\n", Version)

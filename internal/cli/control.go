@@ -30,7 +30,7 @@ func runControl(e *env, args []string) error {
 	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
 	insecure := fs.Bool("insecure-dev", false, "serve plain HTTP on a loopback address, for local development only")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -69,7 +69,7 @@ func runControlInit(e *env, args []string) error {
 	caDuration := fs.Duration("ca-duration", 10*365*24*time.Hour, "lifetime of a new CA")
 	admin := fs.String("admin", "", "create this admin account and print an admin API key once")
 	pwFile := fs.String("password-file", "", "file holding the admin's password on its first line ('-': standard input); without it the admin logs in with API keys only")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := control.LoadConfig(*cfgPath)
@@ -108,6 +108,29 @@ func runControlInit(e *env, args []string) error {
 }
 
 // readPassword reads the first line of a file or of standard input.
+// joinTokenEnv holds a join token, for commands that must not take it on the command line.
+const joinTokenEnv = "X0TTA6BL4_JOIN_TOKEN"
+
+// joinToken returns the join token from file (first line; '-': standard input), else from
+// arg (a deprecated command-line flag, with a warning: every local user sees it in ps), else from
+// the environment.
+func joinToken(e *env, arg, file string) (string, error) {
+	switch {
+	case file != "":
+		t, err := readPassword(file)
+		if err != nil {
+			return "", fmt.Errorf("token file: %w", err)
+		}
+		return strings.TrimSpace(t), nil
+	case arg != "":
+		fmt.Fprintf(e.stderr, "warning: --token puts the join token on the command line, where ps shows it to every local user; use --token-file or %s\n", joinTokenEnv)
+		return arg, nil
+	case os.Getenv(joinTokenEnv) != "":
+		return strings.TrimSpace(os.Getenv(joinTokenEnv)), nil
+	}
+	return "", fmt.Errorf("no join token: use --token-file or %s", joinTokenEnv)
+}
+
 func readPassword(path string) (string, error) {
 	var r io.Reader
 	if path == "-" {
@@ -217,12 +240,18 @@ func runCtl(e *env, args []string) error {
 		{"audit", "show the audit log", ctlAudit},
 		{"policy get", "show the mesh access policy (YAML source with its version)", ctlPolicyGet},
 		{"policy set", "set the mesh access policy: ctl policy set --file policy.yaml", ctlPolicySet},
+		{"billing plans", "list billing plans", ctlBillingPlans},
+		{"billing plan create", "create a plan: --name --price-usdt MICRO --node-quota N --duration 720h", ctlBillingPlanCreate},
+		{"billing invoice create", "ask an account to pay for a plan: --account A --plan ID --network tron-usdt|ton-usdt|ton", ctlBillingInvoiceCreate},
+		{"billing invoice show", "an invoice and its payments: ctl billing invoice show ID", ctlBillingInvoiceShow},
+		{"billing verify", "check one transaction on its chain now: --network N --tx ID [--invoice ID]", ctlBillingVerify},
+		{"billing subscription", "an account's subscription: ctl billing subscription ACCOUNT", ctlBillingSubscription},
 		{"join", "enrol this machine as a node with a join token (writes its certificate bundle)", ctlJoin},
 	}
 	usage := func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: x0tta6bl4 ctl <verb> [flags]   (x0tta6bl4 ctl <verb> -h for its flags)\n\nVerbs:")
 		for _, v := range verbs {
-			fmt.Fprintf(w, "  %-13s %s\n", v.name, v.summary)
+			fmt.Fprintf(w, "  %-22s %s\n", v.name, v.summary)
 		}
 		fmt.Fprintln(w, "\nConnection: --url (or X0TTA6BL4_CONTROL_URL), the API key in X0TTA6BL4_API_KEY or --api-key-file,\nand --ca-pin (or X0TTA6BL4_CA_PIN) or --ca ca-x509.pem to recognise the control plane.")
 	}
@@ -239,6 +268,10 @@ func runCtl(e *env, args []string) error {
 			return v.run(e, args[len(words):])
 		}
 	}
+	if wantsHelp(args) {
+		usage(e.stdout)
+		return errHelp
+	}
 	fmt.Fprintf(e.stderr, "ctl: unknown verb %q\n\n", strings.Join(args[:min(2, len(args))], " "))
 	usage(e.stderr)
 	return errUsage
@@ -250,7 +283,7 @@ func withTimeout(e *env) (context.Context, context.CancelFunc) {
 
 func ctlRevoke(e *env, args []string) error {
 	fs, c := ctlFlags(e, "revoke", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.RevokeResponse, error) { return a.Revoke(ctx, fs.Arg(0)) })
@@ -263,17 +296,18 @@ func ctlRevoke(e *env, args []string) error {
 }
 
 func ctlTokenCreate(e *env, args []string) error {
-	fs, c := ctlFlags(e, "token create", "[--node-name N] [--groups a,b] [--ttl 1h] [--cert-ttl 24h] [--description TEXT]")
+	fs, c := ctlFlags(e, "token create", "[--node-name N] [--groups a,b] [--ttl 1h] [--cert-ttl 24h] [--description TEXT] [--account A]")
 	nodeName := fs.String("node-name", "", "the only node name the token may enrol (default: any)")
 	groups := fs.String("groups", "", "comma-separated groups for the node's certificate")
 	ttl := fs.Duration("ttl", 0, "how long the token is valid (default: the server's enrollment.token_ttl)")
 	certTTL := fs.Duration("cert-ttl", 0, "certificate lifetime (default: the server's enrollment.cert_duration)")
 	desc := fs.String("description", "", "a note stored with the token")
-	if err := parse(fs, args, 0); err != nil {
+	account := fs.String("account", "", "the account charged for the node (required when billing is enabled)")
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	req := api.CreateJoinTokenRequest{NodeName: *nodeName, Groups: splitList(*groups),
-		TTLSeconds: int64(*ttl / time.Second), CertTTLSeconds: int64(*certTTL / time.Second), Description: *desc}
+		TTLSeconds: int64(*ttl / time.Second), CertTTLSeconds: int64(*certTTL / time.Second), Description: *desc, Account: *account}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenCreated, error) {
 		return a.CreateJoinToken(ctx, req)
 	})
@@ -287,7 +321,7 @@ func ctlTokenCreate(e *env, args []string) error {
 
 func ctlTokenList(e *env, args []string) error {
 	fs, c := ctlFlags(e, "token list", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.JoinTokenList, error) { return a.JoinTokens(ctx) })
@@ -325,7 +359,7 @@ func dash(s string) string {
 
 func ctlNodes(e *env, args []string) error {
 	fs, c := ctlFlags(e, "nodes", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.NodeList, error) { return a.Nodes(ctx) })
@@ -342,7 +376,7 @@ func ctlNodes(e *env, args []string) error {
 
 func ctlStatus(e *env, args []string) error {
 	fs, c := ctlFlags(e, "status", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.MeshStatus, error) { return a.MeshStatus(ctx) })
@@ -366,7 +400,7 @@ func ctlStatus(e *env, args []string) error {
 
 func ctlPredict(e *env, args []string) error {
 	fs, c := ctlFlags(e, "predict", "NODE")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.Prediction, error) { return a.Predict(ctx, fs.Arg(0)) })
@@ -394,7 +428,7 @@ func ctlUserAdd(e *env, args []string) error {
 	name := fs.String("username", "", "account name")
 	role := fs.String("role", "viewer", "viewer, operator or admin")
 	pwFile := fs.String("password-file", "", "file holding the password on its first line ('-': standard input); without it the account uses API keys only")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "username", *name); err != nil {
@@ -418,7 +452,7 @@ func ctlUserAdd(e *env, args []string) error {
 
 func ctlUsers(e *env, args []string) error {
 	fs, c := ctlFlags(e, "users", "")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.UserList, error) { return a.Users(ctx) })
@@ -438,7 +472,7 @@ func ctlKeyCreate(e *env, args []string) error {
 	name := fs.String("name", "", "what the key is for")
 	role := fs.String("role", "", "role of the key, at most yours (default: yours)")
 	exp := fs.Duration("expires-in", 0, "lifetime (default: never expires)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "name", *name); err != nil {
@@ -458,7 +492,7 @@ func ctlKeyCreate(e *env, args []string) error {
 func ctlKeys(e *env, args []string) error {
 	fs, c := ctlFlags(e, "keys", "[--all]")
 	all := fs.Bool("all", false, "every account's keys (admin)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.APIKeyList, error) { return a.APIKeys(ctx, *all) })
@@ -482,7 +516,7 @@ func ctlKeys(e *env, args []string) error {
 func ctlAudit(e *env, args []string) error {
 	fs, c := ctlFlags(e, "audit", "[--limit N]")
 	limit := fs.Int("limit", 50, "entries to show (at most 1000)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.AuditList, error) { return a.Audit(ctx, *limit) })
@@ -500,14 +534,14 @@ func ctlAudit(e *env, args []string) error {
 // ctlJoin enrols with a join token using keys made on this machine (keys generate), and writes the
 // bundle: node.crt, node-svid.pem, ca.crt, ca-x509.pem, crl.pem and bundle.json.
 func ctlJoin(e *env, args []string) error {
-	fs := newFlags(e, "ctl join", "--url URL --token TOKEN --key node.key --name NAME --out DIR")
+	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR")
 	url := fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the join token (default: env X0TTA6BL4_JOIN_TOKEN)")
 	keyPath := fs.String("key", "", "the node's private key file (x0tta6bl4 keys generate); only its public key is sent")
 	name := fs.String("name", "", "node name")
 	out := fs.String("out", "", "directory for the certificate bundle")
 	insecure := fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	for _, f := range []struct{ n, v string }{{"url", *url}, {"key", *keyPath}, {"name", *name}, {"out", *out}} {
@@ -515,16 +549,9 @@ func ctlJoin(e *env, args []string) error {
 			return err
 		}
 	}
-	token := os.Getenv("X0TTA6BL4_JOIN_TOKEN")
-	if *tokenFile != "" {
-		t, err := readPassword(*tokenFile)
-		if err != nil {
-			return fmt.Errorf("token file: %w", err)
-		}
-		token = t
-	}
-	if token == "" {
-		return errors.New("no join token: use --token-file or X0TTA6BL4_JOIN_TOKEN")
+	token, err := joinToken(e, "", *tokenFile)
+	if err != nil {
+		return err
 	}
 	key, err := identity.LoadNodeKeyFile(*keyPath)
 	if err != nil {

@@ -20,7 +20,7 @@ const maxInspectFile = 1 << 20
 func runCertInspect(e *env, args []string) error {
 	fs := newFlags(e, "cert inspect", "[--json] FILE")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	path := fs.Arg(0)

@@ -12,7 +12,7 @@ func runKeysGenerate(e *env, args []string) error {
 	fs := newFlags(e, "keys generate", "--out node.key")
 	out := fs.String("out", "", "private key file to write (mode 0600); the public key goes to the same name with .pub")
 	force := fs.Bool("force", false, "replace existing files")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "out", *out); err != nil {

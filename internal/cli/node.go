@@ -33,12 +33,13 @@ func socketFlag(fs *flag.FlagSet) *string {
 }
 
 func runNode(e *env, args []string) error {
-	fs := newFlags(e, "node", "--config node.yaml [--join URL --token TOKEN --name NAME]")
+	fs := newFlags(e, "node", "--config node.yaml [--join URL [--token-file FILE] --name NAME]")
 	config := fs.String("config", "", "node configuration file (docs/node.md)")
 	join := fs.String("join", "", "control plane URL to enrol with before starting (needs control.state in the config)")
-	token := fs.String("token", "", "one-time join token from 'ctl token create' (with --join)")
+	tokenFile := fs.String("token-file", "", "file holding the one-time join token from 'ctl token create' (with --join; default: env "+joinTokenEnv+"; '-': standard input)")
+	token := fs.String("token", "", "the join token itself (deprecated: ps shows it to every local user; use --token-file or "+joinTokenEnv+")")
 	name := fs.String("name", "", "node name to enrol as (with --join)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "config", *config); err != nil {
@@ -51,12 +52,16 @@ func runNode(e *env, args []string) error {
 	// The signed records of the enrolment answer: the node learns them before it first dials.
 	var records *api.MeshRecords
 	if *join != "" {
-		if *token == "" || *name == "" {
-			fmt.Fprintln(e.stderr, "--join needs --token and --name")
+		if *name == "" {
+			fmt.Fprintln(e.stderr, "--join needs --name")
 			fs.Usage()
 			return errUsage
 		}
-		b, err := enrol(e, f.Control.State, *join, *token, *name)
+		tok, err := joinToken(e, *token, *tokenFile)
+		if err != nil {
+			return err
+		}
+		b, err := enrol(e, f.Control.State, *join, tok, *name)
 		if err != nil {
 			return err
 		}
@@ -136,7 +141,7 @@ func adminQuery(e *env, name string, args []string, out any) (printed bool, err 
 	fs := newFlags(e, name, "[--socket PATH] [--json]")
 	socket := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return false, err
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
@@ -242,7 +247,7 @@ func runMemory(e *env, args []string) error {
 	socket := socketFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	profile := fs.String("heap-profile", "", "also write the node's pprof heap profile to FILE (go tool pprof FILE)")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	op := "memory"
@@ -276,7 +281,7 @@ func runPing(e *env, args []string) error {
 	fs := newFlags(e, "ping", "[--socket PATH] [-c COUNT] NAME|ADDRESS")
 	socket := socketFlag(fs)
 	count := fs.Int("c", 4, "echo requests to send (1-100)")
-	if err := parse(fs, args, 1); err != nil {
+	if err := e.parse(fs, args, 1); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(*count+2)*3*time.Second)

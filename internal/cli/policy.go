@@ -20,7 +20,7 @@ import (
 // a comment with its version.
 func ctlPolicyGet(e *env, args []string) error {
 	fs, c := ctlFlags(e, "policy get", "[--json]")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	res, err := query(e, c, func(ctx context.Context, a *client.API) (*api.Policy, error) { return a.Policy(ctx) })
@@ -61,7 +61,7 @@ func policySourceYAML(src *policy.Source) ([]byte, error) {
 func ctlPolicySet(e *env, args []string) error {
 	fs, c := ctlFlags(e, "policy set", "--file policy.yaml|-")
 	file := fs.String("file", "", "the policy source, YAML or JSON ('-': standard input); docs/control.md, \"Policy\"")
-	if err := parse(fs, args, 0); err != nil {
+	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "file", *file); err != nil {

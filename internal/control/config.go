@@ -37,6 +37,7 @@ type Config struct {
 	Metrics    MetricsConfig    `yaml:"metrics"`
 	Mesh       MeshConfig       `yaml:"mesh"`
 	AI         AIConfig         `yaml:"ai"`
+	Billing    BillingConfig    `yaml:"billing"`
 	// AuditRetention is how long audit log entries are kept.
 	AuditRetention time.Duration `yaml:"audit_retention"`
 }
@@ -48,6 +49,9 @@ type DatabaseConfig struct {
 	DSN          string `yaml:"dsn"`         // PostgreSQL; or set X0TTA6BL4_CONTROL_DSN so it stays out of the file
 	Synchronous  string `yaml:"synchronous"` // SQLite: "full" (default) or "normal"
 	MaxOpenConns int    `yaml:"max_open_conns"`
+	// QueryTimeout bounds every database statement (a transaction: twice that), so a frozen
+	// database answers requests with 503 in seconds instead of hanging them.
+	QueryTimeout time.Duration `yaml:"query_timeout"`
 }
 
 // TLSConfig configures the API's certificate.
@@ -110,12 +114,15 @@ type EnrollmentConfig struct {
 
 // LimitsConfig bounds what a client can make the server hold.
 type LimitsConfig struct {
-	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
-	MaxReportBytes   int64         `yaml:"max_report_bytes"`
-	MaxConnections   int           `yaml:"max_connections"`
-	MaxCRLWaiters    int           `yaml:"max_crl_waiters"`
-	MaxRecordWaiters int           `yaml:"max_record_waiters"`
-	MaxCRLWait       time.Duration `yaml:"max_crl_wait"` // bounds every long poll's wait (revocation lists, records)
+	MaxBodyBytes   int64 `yaml:"max_body_bytes"`
+	MaxReportBytes int64 `yaml:"max_report_bytes"`
+	MaxConnections int   `yaml:"max_connections"`
+	// MaxConnectionsPerSource bounds one IPv4 address or IPv6 /64. Nodes behind one NAT share an
+	// address and each holds up to three long polls, so it is generous by default.
+	MaxConnectionsPerSource int           `yaml:"max_connections_per_source"`
+	MaxCRLWaiters           int           `yaml:"max_crl_waiters"`
+	MaxRecordWaiters        int           `yaml:"max_record_waiters"`
+	MaxCRLWait              time.Duration `yaml:"max_crl_wait"` // bounds every long poll's wait (revocation lists, records)
 }
 
 // MetricsConfig configures /metrics.
@@ -145,7 +152,7 @@ type MeshConfig struct {
 func Defaults() Config {
 	return Config{
 		Listen:   "127.0.0.1:8443",
-		Database: DatabaseConfig{Driver: store.SQLite, Synchronous: "full", MaxOpenConns: 16},
+		Database: DatabaseConfig{Driver: store.SQLite, Synchronous: "full", MaxOpenConns: 16, QueryTimeout: store.DefaultQueryTimeout},
 		TLS:      TLSConfig{CertDuration: 7 * 24 * time.Hour},
 		Auth: AuthConfig{
 			SessionTTL:         12 * time.Hour,
@@ -172,14 +179,16 @@ func Defaults() Config {
 			MaxPendingTokens: 1000,
 		},
 		Limits: LimitsConfig{
-			MaxBodyBytes:     64 << 10,
-			MaxReportBytes:   1 << 20,
-			MaxConnections:   4096,
-			MaxCRLWaiters:    1024,
-			MaxRecordWaiters: 1024,
-			MaxCRLWait:       60 * time.Second,
+			MaxBodyBytes:            64 << 10,
+			MaxReportBytes:          1 << 20,
+			MaxConnections:          4096,
+			MaxConnectionsPerSource: 1024,
+			MaxCRLWaiters:           1024,
+			MaxRecordWaiters:        1024,
+			MaxCRLWait:              60 * time.Second,
 		},
 		Mesh:           MeshConfig{StaleAfter: 60 * time.Second},
+		Billing:        defaultBilling(),
 		AuditRetention: 365 * 24 * time.Hour,
 	}
 }
@@ -276,15 +285,23 @@ func (c *Config) Validate() error {
 		"auth.max_users": c.Auth.MaxUsers, "auth.max_sessions_per_user": c.Auth.MaxSessionsPerUser,
 		"auth.max_api_keys_per_user": c.Auth.MaxKeysPerUser, "rate_limits.max_tracked": c.RateLimits.MaxTracked,
 		"enrollment.max_pending_tokens": c.Enrollment.MaxPendingTokens, "limits.max_connections": c.Limits.MaxConnections,
-		"limits.max_crl_waiters": c.Limits.MaxCRLWaiters, "limits.max_record_waiters": c.Limits.MaxRecordWaiters,
+		"limits.max_connections_per_source": c.Limits.MaxConnectionsPerSource,
+		"limits.max_crl_waiters":            c.Limits.MaxCRLWaiters, "limits.max_record_waiters": c.Limits.MaxRecordWaiters,
 	}
 	for name, v := range ints {
 		if v < 1 {
 			return fmt.Errorf("config: %s must be at least 1", name)
 		}
 	}
+	if c.Limits.MaxConnectionsPerSource > c.Limits.MaxConnections {
+		return fmt.Errorf("config: limits.max_connections_per_source (%d) must be at most limits.max_connections (%d)",
+			c.Limits.MaxConnectionsPerSource, c.Limits.MaxConnections)
+	}
 	if c.Limits.MaxBodyBytes < 1024 || c.Limits.MaxReportBytes < 1024 {
 		return errors.New("config: limits.max_body_bytes and max_report_bytes must be at least 1024")
+	}
+	if err := c.Billing.validate(); err != nil {
+		return err
 	}
 	for name, l := range map[string]auth.LimitConfig{"per_ip": c.RateLimits.PerIP, "per_key": c.RateLimits.PerKey, "auth": c.RateLimits.Auth} {
 		if _, err := auth.NewLimiter(l, 1); err != nil {

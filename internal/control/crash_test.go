@@ -30,14 +30,20 @@ func TestCrashChild(t *testing.T) {
 	if cfgPath == "" {
 		t.Skip("helper process of TestCrashRecovery")
 	}
+	serveChild(t, cfgPath, filepath.Join(filepath.Dir(cfgPath), "addr"), Options{Version: "crash-child"})
+}
+
+// serveChild is the body of a control-plane process a test starts (and may kill): it serves the
+// configuration at cfgPath on a fresh loopback port, which it writes to addrFile.
+func serveChild(t *testing.T, cfgPath, addrFile string, opts Options) {
 	// Bounded even if the parent never kills it.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cfg, err := LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := New(ctx, cfg, Options{Version: "crash-child"})
+	srv, err := New(ctx, cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +51,7 @@ func TestCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := secfile.Write(filepath.Join(filepath.Dir(cfgPath), "addr"), []byte(ln.Addr().String()), 0o600, true); err != nil {
+	if err := secfile.Write(addrFile, []byte(ln.Addr().String()), 0o600, true); err != nil {
 		t.Fatal(err)
 	}
 	srv.Serve(ctx, ln)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"x0tta6bl4/internal/control/api"
@@ -128,6 +129,12 @@ func (s *Server) handleCreateJoinToken(w http.ResponseWriter, r *http.Request, r
 		badRequest(w, "description: "+err.Error())
 		return
 	}
+	if req.Account != "" || s.bill != nil {
+		if err := validUsername(req.Account); err != nil {
+			badRequest(w, "account (charged for the nodes this token enrols; required with billing): "+strings.TrimPrefix(err.Error(), "username: "))
+			return
+		}
+	}
 	ttl, err := secondsIn("ttl_seconds", req.TTLSeconds, ec.TokenTTL, ec.MaxTokenTTL)
 	if err != nil {
 		badRequest(w, err.Error())
@@ -161,6 +168,11 @@ func (s *Server) handleCreateJoinToken(w http.ResponseWriter, r *http.Request, r
 		}
 		if err := tx.CreateJoinToken(r.Context(), jt); err != nil {
 			return err
+		}
+		if req.Account != "" {
+			if err := tx.SetJoinTokenAccount(r.Context(), jt.ID, req.Account); err != nil {
+				return err
+			}
 		}
 		return s.audit(r.Context(), tx.Ops, rc, "jointoken.create", tok.Prefix,
 			fmt.Sprintf("node_name=%q groups=%v cert_ttl=%s expires=%s", req.NodeName, groups, certTTL, jt.ExpiresAt.UTC().Format(time.RFC3339)))
@@ -205,6 +217,9 @@ type errEnroll struct {
 }
 
 func (e *errEnroll) Error() string { return e.msg }
+
+// errBilling is an enrolment or renewal refused for billing, noted after the transaction ends.
+type errBilling struct{ account, reason, msg string }
 
 func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	var req api.EnrollRequest
@@ -261,6 +276,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		cert     *meshca.Certificate
 		svid     *x509.Certificate
 		enrolled *store.Node
+		billErr  *errBilling
 	)
 	err = s.st.InTx(r.Context(), func(tx *store.Tx) error {
 		// Consuming is the first write: a concurrent enrollment with the same token finds it used.
@@ -281,6 +297,19 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		account, err := tx.JoinTokenAccount(r.Context(), jt.ID)
+		if err != nil {
+			return err
+		}
+		if s.bill != nil {
+			// Refusing rolls the transaction back: the token stays usable once the account pays.
+			if reason, msg, err := s.billingRefusal(r.Context(), tx.Ops, account, false); err != nil {
+				return err
+			} else if reason != "" {
+				billErr = &errBilling{account: account, reason: reason, msg: msg}
+				return &errEnroll{http.StatusPaymentRequired, msg}
+			}
+		}
 		if cert, svid, err = s.issue(req.Name, jt.Groups, pub, jt.CertTTL); err != nil {
 			return &errEnroll{http.StatusBadRequest, "cannot issue: " + err.Error()}
 		}
@@ -291,10 +320,18 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		if err := tx.InsertNode(r.Context(), n); err != nil {
 			return err
 		}
+		if account != "" {
+			if err := tx.SetNodeAccount(r.Context(), n.ID, account); err != nil {
+				return err
+			}
+		}
 		enrolled = n
 		return s.audit(r.Context(), tx.Ops, rc, "node.enroll", req.Name,
 			fmt.Sprintf("join token %s serial %s key %s groups %v", jt.Prefix, cert.Serial, keyID, cert.Groups))
 	})
+	if billErr != nil {
+		s.noteBillingRefusal(r.Context(), rc, "enroll", req.Name, billErr.account, billErr.reason, billErr.msg)
+	}
 	var ee *errEnroll
 	switch {
 	case errors.As(err, &ee):
@@ -328,8 +365,9 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 		}
 	}
 	var (
-		cert *meshca.Certificate
-		svid *x509.Certificate
+		cert    *meshca.Certificate
+		svid    *x509.Certificate
+		billErr *errBilling
 	)
 	err := s.st.InTx(r.Context(), func(tx *store.Tx) error {
 		n, err := tx.NodeByName(r.Context(), rc.node.name)
@@ -345,6 +383,21 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 		if n.KeyID != rc.node.keyID.String() {
 			return &errEnroll{http.StatusForbidden, "the presented certificate's key is not the enrolled key of this node"}
 		}
+		if s.bill != nil {
+			// Nodes enrolled before billing was enabled count against no account and renew freely.
+			account, err := tx.NodeAccount(r.Context(), n.ID)
+			if err != nil {
+				return err
+			}
+			if account != "" {
+				if reason, msg, err := s.billingRefusal(r.Context(), tx.Ops, account, true); err != nil {
+					return err
+				} else if reason != "" {
+					billErr = &errBilling{account: account, reason: reason, msg: msg}
+					return &errEnroll{http.StatusPaymentRequired, msg}
+				}
+			}
+		}
 		pub, err := identity.ParseNodePublicKey([]byte(n.PublicKeyPEM))
 		if err != nil {
 			return fmt.Errorf("stored public key of %q: %w", n.Name, err)
@@ -359,6 +412,9 @@ func (s *Server) handleRenew(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 		}
 		return s.audit(r.Context(), tx.Ops, rc, "node.renew", n.Name, "serial "+cert.Serial.String())
 	})
+	if billErr != nil {
+		s.noteBillingRefusal(r.Context(), rc, "renew", rc.node.name, billErr.account, billErr.reason, billErr.msg)
+	}
 	var ee *errEnroll
 	switch {
 	case errors.As(err, &ee):
@@ -463,18 +519,14 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 		s.internal(w, r, fmt.Errorf("stored key ID of %q: %w", n.Name, err))
 		return
 	}
-	// The signed list comes first: it is what nodes act on. If recording the revocation in the
-	// database then fails, the node is revoked anyway and a retry signs a list with the same entries.
-	crl, err := s.ca.Revoke(serials, []identity.KeyID{keyID}, s.now())
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	s.crl.set(crl)
-	s.m.crlNumber.Set(float64(crl.Number))
-	s.m.revocations.Inc()
-	defer s.meshChanged()
+	// Signing, storing and announcing the list, and marking the node, commit together: an
+	// acknowledged revocation is in the database, and every instance serves it.
+	var crl *meshca.RevocationList
 	err = s.st.InTx(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if crl, err = s.signRevocation(r.Context(), tx, serials, []identity.KeyID{keyID}); err != nil {
+			return err
+		}
 		if err := tx.MarkNodeRevoked(r.Context(), n.ID, s.now()); err != nil {
 			return err
 		}
@@ -485,6 +537,9 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 		s.internal(w, r, err)
 		return
 	}
+	s.installCRL(crl)
+	s.m.revocations.Inc()
+	s.meshChanged()
 	s.log.Warn("node revoked", "node", n.Name, "crl_number", crl.Number, "by", rc.actor())
 	slices.Sort(serialHex)
 	writeJSON(w, http.StatusOK, api.RevokeResponse{Node: n.Name, CRLNumber: crl.Number, RevokedSerials: serialHex, RevokedKeyID: n.KeyID})

@@ -61,17 +61,26 @@ func logger(t testing.TB) *slog.Logger {
 }
 
 func newHarness(t *testing.T, db store.Config, mutate func(*Config)) *harness {
+	return newHarnessAt(t, db, mutate, nil)
+}
+
+// newHarnessAt is newHarness with the server's clock (nil: time.Now).
+func newHarnessAt(t *testing.T, db store.Config, mutate func(*Config), now func() time.Time) *harness {
 	t.Helper()
 	cfg := testConfig(t, db)
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	ctx := context.Background()
-	res, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD, CAGroups: []string{"ops", "web"}, Admin: testAdmin, AdminPassword: testPassword}, time.Now())
+	initAt := time.Now()
+	if now != nil {
+		initAt = now()
+	}
+	res, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD, CAGroups: []string{"ops", "web"}, Admin: testAdmin, AdminPassword: testPassword}, initAt)
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
-	srv, err := New(ctx, cfg, Options{Logger: logger(t), Version: "test"})
+	srv, err := New(ctx, cfg, Options{Logger: logger(t), Version: "test", Now: now})
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/auth"
@@ -224,8 +226,7 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	if err != nil {
 		var ae *authError
 		if !errors.As(err, &ae) {
-			s.log.Error("authentication", "err", err)
-			writeError(w, http.StatusInternalServerError, "internal", "internal error")
+			s.internal(w, r, fmt.Errorf("authentication: %w", err))
 			return false
 		}
 		s.m.authFailures.WithLabelValues(ae.reason).Inc()
@@ -377,7 +378,7 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// clientKey is the per-address limiters' key for a client address: the address for IPv4, its /64
+// clientKey is the per-address limiters' key for a client address: its /24 for IPv4, its /64
 // for IPv6 (ratelimit.AddrKey), so that one IPv6 subscriber cannot fill the tables.
 func clientKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
@@ -426,9 +427,19 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 			return false
 		}
 	}
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	// encoding/json would turn invalid UTF-8 into U+FFFD without a word, so a name sent in another
+	// encoding would be stored mangled; JSON is UTF-8 (RFC 8259 §8.1), and the body is refused.
+	body, err := io.ReadAll(r.Body)
+	if err == nil && !utf8.Valid(body) {
+		writeError(w, http.StatusBadRequest, "bad_json", "request body is not valid UTF-8")
+		return false
+	}
+	var dec *json.Decoder
+	if err == nil {
+		dec = json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+	}
 	if err == nil {
 		if err2 := dec.Decode(&json.RawMessage{}); err2 != io.EOF {
 			err = errors.New("trailing data after the JSON object")
@@ -462,10 +473,25 @@ func badRequest(w http.ResponseWriter, msg string) {
 	writeError(w, http.StatusBadRequest, "bad_request", msg)
 }
 
+// A database that did not answer in time or could not be reached (store.ErrUnavailable, which
+// every store call reports under its deadline) is 503 with Retry-After instead: the client should
+// come back, and a load balancer should try another instance. Handlers therefore need nothing of
+// their own to get this right; they pass store errors here.
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrUnavailable) {
+		s.log.Warn("request failed: database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.m.dbUnavailable.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(unavailableRetryAfter/time.Second)))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the database is not answering; retry later")
+		return
+	}
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "internal error")
 }
+
+// unavailableRetryAfter is what a 503 for an unavailable database asks clients to wait: about
+// one health check period, after which the database may be back.
+const unavailableRetryAfter = 5 * time.Second
 
 // queryInt reads an optional non-negative integer query parameter.
 // pageQuery reads a list page's cursor (the named parameter) and limit.

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"x0tta6bl4/internal/netguard"
 )
 
 // metrics are the server's Prometheus metrics, in a registry of its own (no global state).
@@ -26,6 +28,8 @@ type metrics struct {
 	crlNumber    prometheus.Gauge
 	// tlsHandshakes counts handshakes by group, hybrid or classical key exchange, and certificate.
 	tlsHandshakes *prometheus.CounterVec
+	// dbUnavailable counts requests answered 503 because the database did not answer.
+	dbUnavailable prometheus.Counter
 	handler       http.Handler
 }
 
@@ -68,9 +72,12 @@ func newMetrics(s *Server) *metrics {
 			Name: "x0tta6bl4_control_tls_handshakes_total",
 			Help: "Completed TLS handshakes by key-exchange group, key exchange (hybrid: post-quantum X25519MLKEM768; classical) and server certificate (ml-dsa-65, ecdsa-p256, ed25519).",
 		}, []string{"group", "key_exchange", "certificate"}),
+		dbUnavailable: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "x0tta6bl4_control_database_unavailable_total", Help: "Requests answered 503 because the database did not answer in time.",
+		}),
 	}
 	reg.MustRegister(m.tlsHandshakes, m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
-		m.revocations, m.reports, m.crlNumber,
+		m.revocations, m.reports, m.crlNumber, m.dbUnavailable, connCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newMeshCollector(s))
 	// Every known label value starts at zero, so dashboards and alerts see a series before the
@@ -176,5 +183,30 @@ func (c *meshCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.routes, prometheus.GaugeValue, float64(n.Routes), n.Name)
 		}
 		ch <- prometheus.MustNewConstMetric(c.certLeft, prometheus.GaugeValue, n.CertNotAfter.Sub(v.at).Seconds(), n.Name)
+	}
+}
+
+var (
+	descConnsOpen = prometheus.NewDesc("x0tta6bl4_control_connections_open", "Connections open, by listener.", []string{"listener"}, nil)
+	descConnsShed = prometheus.NewDesc("x0tta6bl4_control_connections_shed_total",
+		"Connections closed by the listener guard, by listener and reason (refused: no slot; evicted: idle, to make room; timeout: idle or silent too long).",
+		[]string{"listener", "reason"}, nil)
+)
+
+// connCollector reports the guarded listeners' counters.
+type connCollector struct{ s *Server }
+
+func (c connCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descConnsOpen; ch <- descConnsShed }
+
+func (c connCollector) Collect(ch chan<- prometheus.Metric) {
+	for name, l := range map[string]*netguard.Listener{"api": c.s.apiListener.Load(), "metrics": c.s.metricsListener.Load()} {
+		if l == nil {
+			continue
+		}
+		st := l.Stats()
+		ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(st.Open), name)
+		ch <- prometheus.MustNewConstMetric(descConnsShed, prometheus.CounterValue, float64(st.Refused), name, "refused")
+		ch <- prometheus.MustNewConstMetric(descConnsShed, prometheus.CounterValue, float64(st.Evicted), name, "evicted")
+		ch <- prometheus.MustNewConstMetric(descConnsShed, prometheus.CounterValue, float64(st.TimedOut), name, "timeout")
 	}
 }

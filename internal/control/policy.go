@@ -64,6 +64,33 @@ func (s *Server) initPolicy(ctx context.Context) error {
 	return nil
 }
 
+// refreshPolicy serves the database's newest policy if it is newer than the one served: another
+// instance on the same database set it.
+func (s *Server) refreshPolicy(ctx context.Context) error {
+	ps := &s.policy
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	rec, err := s.st.LatestPolicy(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cur, _ := ps.gen.wait(); rec.Version <= cur {
+		return nil
+	}
+	p, err := meshca.ParsePolicy(rec.Signed)
+	if err == nil {
+		err = p.CheckSignature(s.caCert.SignPublicKey)
+	}
+	if err != nil || p.Version != rec.Version {
+		return fmt.Errorf("stored access policy %d does not verify with this CA: %w", rec.Version, err)
+	}
+	s.installPolicy(p, rec)
+	return nil
+}
+
 // installPolicy makes p (stored as rec) the policy served and wakes the long polls.
 func (s *Server) installPolicy(p *meshca.Policy, rec *store.Policy) {
 	doc := &api.Policy{Version: p.Version, TrustDomain: p.TrustDomain, IssuedAt: timePtr(p.IssuedAt),
@@ -137,6 +164,9 @@ func (s *Server) handlePutPolicy(w http.ResponseWriter, r *http.Request, rc *req
 	rec := &store.Policy{Version: p.Version, IssuedAt: p.IssuedAt, IssuedBy: rc.actor(), Signed: p.Bytes(), Source: string(source)}
 	err = s.st.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.InsertPolicy(ctx, rec); err != nil {
+			return err
+		}
+		if err := tx.NotifyPolicy(ctx); err != nil {
 			return err
 		}
 		return tx.AddAudit(ctx, &store.AuditEntry{At: now, Actor: rc.actor(), Action: "policy.set",

@@ -2,6 +2,7 @@ package control
 
 import (
 	"net/http"
+	"strconv"
 	"time"
 
 	"x0tta6bl4/internal/control/api"
@@ -37,8 +38,8 @@ func (s *Server) buildRoutes() []*route {
 	return []*route{
 		{method: "GET", path: "/api/v1/health", aliases: []string{"/health"}, access: accessPublic, h: s.handleHealth, doc: opDoc{
 			id: "health", tag: "service", summary: "Liveness and database health",
-			desc: "Always 200 while the process serves; `status` is `degraded` when the last database check (every 5 s) failed.",
-			resp: api.Health{}, status: 200}},
+			desc: "200 while the instance can serve; 503 (with Retry-After, `status` `degraded`) when the last database check (every 5 s, 5 s timeout) failed, so a load balancer takes the instance out of rotation.",
+			resp: api.Health{}, status: 200, extra: map[int]string{503: "the database is unavailable"}}},
 		{method: "GET", path: "/openapi.json", access: accessPublic, h: s.handleOpenAPI, doc: opDoc{
 			id: "openapi", tag: "service", summary: "This API as an OpenAPI 3.1 document", status: 200, contentType: "application/json"}},
 		{method: "GET", path: "/docs", access: accessPublic, h: s.handleDocs, doc: opDoc{
@@ -173,6 +174,30 @@ func (s *Server) buildRoutes() []*route {
 			h: s.handleNotImplemented("DAO voting", "the governance issue (internal/governance)"), doc: opDoc{
 				id: "daoVote", tag: "planned", summary: "Cast a governance vote (not implemented: 501)", status: 501}},
 
+		{method: "GET", path: "/api/v1/billing/plans", access: accessUser, role: auth.Viewer, h: s.handleListPlans, doc: opDoc{
+			id: "listPlans", tag: "billing", summary: "The plans an account can buy", resp: api.BillingPlanList{}, status: 200}},
+		{method: "POST", path: "/api/v1/billing/plans", access: accessUser, role: auth.Admin, h: s.handleCreatePlan, doc: opDoc{
+			id: "createPlan", tag: "billing", summary: "Create a plan: prices in the smallest unit, node quota, duration",
+			desc: "Amounts are strings of decimal digits: `price_usdt` in micro-USDT (6 decimals, for tron-usdt and ton-usdt), `price_ton` in nanotons (9 decimals; empty or 0: not sold for Toncoin).",
+			req:  api.CreatePlanRequest{}, resp: api.BillingPlan{}, status: 201, extra: map[int]string{409: "name taken"}}},
+		{method: "PATCH", path: "/api/v1/billing/plans/{id}", access: accessUser, role: auth.Admin, h: s.handleSetPlanPrice, doc: opDoc{
+			id: "setPlanPrice", tag: "billing", summary: "Change a plan's prices (issued invoices keep theirs)",
+			req: api.SetPlanPriceRequest{}, resp: api.BillingPlan{}, status: 200, params: []param{{"id", "integer", "plan ID"}}, extra: map[int]string{404: "no such plan"}}},
+		{method: "POST", path: "/api/v1/billing/invoices", access: accessUser, role: auth.Operator, h: s.handleCreateInvoice, doc: opDoc{
+			id: "createInvoice", tag: "billing", summary: "Ask an account to pay for a plan on tron-usdt, ton-usdt or ton",
+			desc: "On tron-usdt the amount is the plan's price plus 1 to 9999 micro-USDT, unique among open invoices: a TRC-20 transfer has no memo, so the exact amount identifies the invoice. On TON the payment's comment must be the invoice's `reference`. `instructions` says what to send. 404 when billing is disabled.",
+			req:  api.CreateInvoiceRequest{}, resp: api.Invoice{}, status: 201, extra: map[int]string{404: "no such plan, or billing disabled", 409: "too many open invoices"}}},
+		{method: "GET", path: "/api/v1/billing/invoices/{id}", access: accessUser, role: auth.Viewer, h: s.handleGetInvoice, doc: opDoc{
+			id: "getInvoice", tag: "billing", summary: "An invoice and every transfer recorded against it",
+			resp: api.Invoice{}, status: 200, params: []param{{"id", "integer", "invoice ID"}}, extra: map[int]string{404: "no such invoice"}}},
+		{method: "POST", path: "/api/v1/billing/verify", access: accessUser, role: auth.Operator, h: s.handleVerify, doc: opDoc{
+			id: "verifyPayment", tag: "billing", summary: "Check one transaction against its chain now and record the result",
+			desc: "Applies the watcher's rules (official USDT contract or our USDT jetton wallet, our address, success, finality) and records the transfer once, crediting the invoice it identifies. With `invoice_id` the operator attests which invoice a transfer pays (a TON payment whose comment was lost); amount and time are still checked. `pending`: not final yet.",
+			req:  api.VerifyRequest{}, resp: api.VerifyResponse{}, status: 200, extra: map[int]string{404: "no such invoice, or billing disabled", 409: "the invoice is not open", 502: "the provider failed; try again"}}},
+		{method: "GET", path: "/api/v1/billing/subscriptions/{account}", access: accessUser, role: auth.Viewer, h: s.handleGetSubscription, doc: opDoc{
+			id: "getSubscription", tag: "billing", summary: "An account's subscription: quota, nodes used, expiry and grace",
+			resp: api.Subscription{}, status: 200, params: []param{{"account", "string", "account name"}}, extra: map[int]string{404: "no subscription"}}},
+
 		{method: "GET", path: "/api/v1/audit", access: accessUser, role: auth.Admin, h: s.handleAudit, doc: opDoc{
 			id: "audit", tag: "audit", summary: "The audit log, newest first", resp: api.AuditList{}, status: 200,
 			query: []param{{"before_id", "integer", "entries older than this ID (paging)"}, {"limit", "integer", "at most this many (default and maximum 1000)"}}}},
@@ -181,11 +206,12 @@ func (s *Server) buildRoutes() []*route {
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	h := s.dbHealth.Load()
-	status := "ok"
+	status, code := "ok", http.StatusOK
 	if !h.ok {
-		status = "degraded"
+		status, code = "degraded", http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", strconv.Itoa(int(unavailableRetryAfter/time.Second)))
 	}
-	writeJSON(w, http.StatusOK, api.Health{Status: status, Version: s.version, Database: s.st.Driver(), DatabaseOK: h.ok,
+	writeJSON(w, code, api.Health{Status: status, Version: s.version, Database: s.st.Driver(), DatabaseOK: h.ok,
 		DatabaseCheckedAt: h.at.UTC(), UptimeSeconds: int64(s.now().Sub(s.started) / time.Second), TrustDomain: s.td,
 		CRLNumber: s.crl.get().list.Number})
 }

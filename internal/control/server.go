@@ -24,6 +24,7 @@ import (
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/netguard"
 )
 
 const serverKeyFile = "control.key"
@@ -34,6 +35,9 @@ type Options struct {
 	Version string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// CRLPoll is how often the revocation list is re-read from the database as a backstop to
+	// notifications; 0 means DefaultCRLPoll. Tests lengthen it to show notifications alone suffice.
+	CRLPoll time.Duration
 }
 
 // Server is the control plane: the HTTP API over the store and the mesh CA.
@@ -60,9 +64,11 @@ type Server struct {
 
 	crl        crlHolder
 	crlWaiters chan struct{}
-	records    recordsState // signed link-state records handed to nodes (records.go)
-	policy     policyState  // the mesh access policy (policy.go)
-	revokeMu   sync.Mutex   // one revocation at a time, so lists are signed in order
+	crlPoll    time.Duration
+	records    recordsState  // signed link-state records handed to nodes (records.go)
+	policy     policyState   // the mesh access policy (policy.go)
+	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
+	revokeMu   sync.Mutex    // one revocation at a time in this process (the database serialises instances)
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -72,6 +78,8 @@ type Server struct {
 	classicIssuer *classicalIssuer
 
 	dbHealth atomic.Pointer[dbHealth]
+
+	apiListener, metricsListener atomic.Pointer[netguard.Listener] // set by Serve, for metrics and tests
 
 	// The mesh view is rebuilt at most once a second, and at once after a change (viewGen), so
 	// many viewers and the metrics scrape share one build.
@@ -100,7 +108,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now}
+	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, crlPoll: opts.CRLPoll}
+	if s.crlPoll <= 0 {
+		s.crlPoll = DefaultCRLPoll
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -126,7 +137,6 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: read revocation list: %w", err)
 	}
-	s.crl.set(crl)
 	if !cfg.InsecureDev {
 		if s.tlsKey, err = identity.LoadNodeKeyFile(filepath.Join(cfg.DataDir, serverKeyFile)); err != nil {
 			return nil, fmt.Errorf("control: server key (run 'x0tta6bl4 control init' first): %w", err)
@@ -165,12 +175,21 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	s.closing = make(chan struct{})
 	if s.st, err = store.Open(ctx, store.Config{
 		Driver: cfg.Database.Driver, Path: cfg.Database.Path, DSN: cfg.Database.DSN,
-		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns,
+		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns, QueryTimeout: cfg.Database.QueryTimeout,
 	}); err != nil {
 		return nil, fmt.Errorf("control: %w", err)
 	}
 	s.dbHealth.Store(&dbHealth{ok: true, at: s.now()})
+	s.crl.set(crl)
 	s.m = newMetrics(s)
+	if err := s.initCRL(ctx, crl); err != nil {
+		s.st.Close()
+		return nil, err
+	}
+	if s.bill, err = newBilling(cfg.Billing, s.m.reg); err != nil {
+		s.st.Close()
+		return nil, fmt.Errorf("control: %w", err)
+	}
 	if err := s.initRecords(ctx); err != nil {
 		s.st.Close()
 		return nil, err
@@ -179,7 +198,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.st.Close()
 		return nil, err
 	}
-	s.m.crlNumber.Set(float64(crl.Number))
+	s.m.crlNumber.Set(float64(s.crl.get().list.Number))
 	s.routes = s.buildRoutes()
 	s.handler = s.buildHandler()
 	if !cfg.InsecureDev {
@@ -369,7 +388,14 @@ func (s *Server) renewServerCert() error {
 // background work: database health checks, server certificate renewal and cleanup of expired
 // sessions, join tokens and old audit entries.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	ln = &limitListener{Listener: ln, sem: make(chan struct{}, s.cfg.Limits.MaxConnections)}
+	gl, err := netguard.Wrap(ln, netguard.Config{Name: "api", MaxConns: s.cfg.Limits.MaxConnections,
+		MaxConnsPerSource: s.cfg.Limits.MaxConnectionsPerSource, HandshakeTimeout: apiHandshakeTimeout,
+		IdleTimeout: apiIdleTimeout, Logger: s.log})
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	s.apiListener.Store(gl)
+	ln = gl
 	if s.cfg.InsecureDev {
 		s.log.Warn("INSECURE DEVELOPMENT MODE: serving plain HTTP without TLS; credentials and tokens cross the wire in clear text. Never use this outside a local machine.",
 			"listen", ln.Addr().String())
@@ -378,31 +404,43 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	srv := &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+		ConnState:         gl.HTTPConnState,
+		ReadHeaderTimeout: apiHandshakeTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      s.cfg.Limits.MaxCRLWait + 30*time.Second,
-		IdleTimeout:       120 * time.Second,
+		IdleTimeout:       apiIdleTimeout,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	var wg sync.WaitGroup
 	bg, stop := context.WithCancel(ctx)
 	defer func() { stop(); wg.Wait() }()
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); s.background(bg) }()
+	go func() { defer wg.Done(); s.watchCRL(bg) }()
+	if s.bill != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.runBilling(bg) }()
+	}
 
 	errc := make(chan error, 2)
 	if s.cfg.Metrics.Listen != "" {
-		mln, err := net.Listen("tcp", s.cfg.Metrics.Listen)
+		ml, err := net.Listen("tcp", s.cfg.Metrics.Listen)
 		if err != nil {
 			return fmt.Errorf("control: metrics listener: %w", err)
 		}
+		mln, err := netguard.Wrap(ml, netguard.Config{Name: "metrics", MaxConns: metricsMaxConns, MaxConnsPerSource: metricsMaxConnsPerSource,
+			HandshakeTimeout: apiHandshakeTimeout, IdleTimeout: metricsIdleTimeout, Logger: s.log})
+		if err != nil {
+			ml.Close()
+			return fmt.Errorf("control: metrics listener: %w", err)
+		}
+		s.metricsListener.Store(mln)
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.m.handler)
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 16 << 10,
+		msrv := &http.Server{Handler: mux, ConnState: mln.HTTPConnState, ReadHeaderTimeout: apiHandshakeTimeout, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: metricsIdleTimeout, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
-		mln = &limitListener{Listener: mln, sem: make(chan struct{}, 64)}
 		go func() {
 			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics listener: %w", err)
@@ -497,33 +535,16 @@ func (s *Server) cleanup(ctx context.Context) {
 	}
 }
 
-// limitListener bounds the number of open connections; Accept waits for a free slot.
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
+// Connection bounds (docs/control.md, "Limits"). A client has 10 s from connecting to sending a
+// request head, TLS handshake included, and may keep a connection idle for two minutes; the
+// listener cuts both tenfold when slots run short. The metrics listener serves a few scrapers.
+const (
+	apiHandshakeTimeout      = 10 * time.Second
+	apiIdleTimeout           = 120 * time.Second
+	metricsMaxConns          = 64
+	metricsMaxConnsPerSource = 16
+	metricsIdleTimeout       = time.Minute
+)
 
 // InitOptions describe a new control plane installation.
 type InitOptions struct {

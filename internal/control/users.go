@@ -21,11 +21,30 @@ const (
 	maxNameLen     = 128 // API key names, token descriptions
 )
 
-// validUsername accepts 1-64 bytes of UTF-8 without control characters or surrounding spaces.
-// Anything else, quotes and SQL keywords included, is data: it is bound, never spliced.
+// validUsername accepts 1-64 bytes of UTF-8 without control characters or surrounding spaces,
+// and without characters a reader cannot see or that reorder what they see: format characters
+// (zero-width spaces and joiners, bidirectional overrides and isolates, the byte order mark),
+// default-ignorable ones (variation selectors, Hangul fillers), spaces other than U+0020 and the
+// replacement character U+FFFD. Otherwise "admin" and "admin​", or a name whose bidi
+// override makes it display as another, would be two accounts that look alike in every listing
+// and audit entry. Anything else, quotes and SQL keywords included, is data: it is bound, never
+// spliced.
 func validUsername(s string) error {
 	if err := validText(s, maxUsernameLen, false); err != nil {
 		return fmt.Errorf("username: %w", err)
+	}
+	for i, r := range s {
+		switch {
+		case unicode.Is(unicode.Bidi_Control, r):
+			return fmt.Errorf("username: must not contain bidirectional control characters (U+%04X at byte %d)", r, i)
+		case unicode.Is(unicode.Cf, r), unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r),
+			unicode.Is(unicode.Variation_Selector, r), unicode.Is(unicode.Zl, r), unicode.Is(unicode.Zp, r):
+			return fmt.Errorf("username: must not contain invisible characters (U+%04X at byte %d)", r, i)
+		case unicode.IsSpace(r) && r != ' ':
+			return fmt.Errorf("username: the only space allowed is U+0020 (U+%04X at byte %d)", r, i)
+		case r == utf8.RuneError:
+			return fmt.Errorf("username: must not contain U+FFFD, the mark of bytes that were not UTF-8 (byte %d)", i)
+		}
 	}
 	return nil
 }

@@ -177,6 +177,24 @@ func (s *Store) Issued() ([]*Certificate, error) {
 	return out, nil
 }
 
+// StoreRevocationList replaces the stored list with l, a list this CA signed elsewhere (a control
+// plane keeps the signed lists in its database and mirrors the newest here). It refuses a list
+// with a bad signature and keeps the stored list if l is not newer.
+func (s *Store) StoreRevocationList(l *RevocationList) error {
+	if err := l.CheckSignature(s.ca.cert.SignPublicKey); err != nil {
+		return err
+	}
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if cur, err := s.RevocationList(); err == nil && cur.Number >= l.Number {
+		return nil
+	}
+	return secfile.Write(s.RevocationListPath(), EncodeRevocationListPEM(l), 0o644, true)
+}
+
 // Revoke adds serials and keys to the revocation list and signs its successor.
 func (s *Store) Revoke(serials []Serial, keys []identity.KeyID, now time.Time) (*RevocationList, error) {
 	unlock, err := s.lock()

@@ -100,7 +100,7 @@ func NewServer(r *Responder, cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	lim, err := ratelimit.New[netip.Addr](ratelimit.Config{Rate: cfg.Rate, Burst: cfg.Burst, Max: maxSources, Overflow: true})
+	lim, err := ratelimit.New[netip.Addr](ratelimit.Config{Rate: cfg.Rate, Burst: cfg.Burst, Max: maxSources, EvictLRU: true})
 	if err != nil {
 		return nil, fmt.Errorf("names: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"x0tta6bl4/internal/netguard"
 )
 
 // The admin socket speaks one JSON object per line: a request {"op": "status"|"peers"|"routes"|"graph"|
@@ -42,10 +44,15 @@ const (
 	maxPingCount    = 100
 	pingTimeout     = 2 * time.Second
 	adminTimeout    = 5 * time.Minute
+	// Only the node's user reaches the socket (mode 0600), so the bounds are against a stuck or
+	// runaway local client, not strangers: a few dozen operators' commands at once, and a request
+	// line that must arrive promptly.
+	adminMaxConns       = 32
+	adminRequestTimeout = 10 * time.Second
 )
 
 type adminServer struct {
-	ln   net.Listener
+	ln   *netguard.Listener
 	path string
 	wg   sync.WaitGroup
 }
@@ -67,19 +74,30 @@ func (n *Node) serveAdmin(path string) (*adminServer, error) {
 		ln.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	s := &adminServer{ln: ln, path: path}
+	// The guard keeps accepting through EMFILE and the like, backing off, so one moment without
+	// file descriptors does not end the socket for the life of the process.
+	gl, err := netguard.Wrap(ln, netguard.Config{Name: "admin socket", MaxConns: adminMaxConns, MaxConnsPerSource: adminMaxConns,
+		HandshakeTimeout: adminRequestTimeout, Logger: n.log})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	s := &adminServer{ln: gl, path: path}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		for {
-			c, err := ln.Accept()
+			c, err := gl.Accept()
 			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					n.log.Error("admin socket: accept failed; the socket is closed", "err", err)
+				}
 				return
 			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				n.serveAdminConn(c)
+				n.serveAdminConn(c, gl)
 			}()
 		}
 	}()
@@ -92,15 +110,17 @@ func (s *adminServer) close() {
 	os.Remove(s.path)
 }
 
-func (n *Node) serveAdminConn(c net.Conn) {
+func (n *Node) serveAdminConn(c net.Conn, gl *netguard.Listener) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(adminTimeout))
+	c.SetDeadline(time.Now().Add(adminRequestTimeout))
 	r := bufio.NewReader(&limitedReader{r: c, n: maxAdminRequest})
 	line, err := r.ReadBytes('\n')
 	if err != nil {
 		json.NewEncoder(c).Encode(AdminResponse{Error: "request must be one JSON line of at most 4096 bytes"})
 		return
 	}
+	gl.SetState(c, netguard.Active) // a ping or a heap profile may take a while
+	c.SetDeadline(time.Now().Add(adminTimeout))
 	var req AdminRequest
 	resp := AdminResponse{}
 	if err := json.Unmarshal(line, &req); err != nil {

@@ -152,6 +152,9 @@ func (b *txBatch) flush(now time.Time) {
 		n.stats.txPackets.Add(uint64(sent))
 		n.stats.txBytes.Add(uint64(len(b.buf)))
 		b.t.lastSent.Store(now.UnixNano())
+		if b.t.kind == kindLink {
+			b.t.txBytes.Add(uint64(len(b.buf)))
+		}
 	}
 	b.buf, b.t, b.count, b.short = b.buf[:0], nil, 0, false
 }

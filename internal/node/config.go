@@ -186,6 +186,9 @@ func (f *File) options() (Options, error) {
 	o.NoPunch = f.Punch != nil && !*f.Punch
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
 	o.Heal = f.Heal.config()
+	if err := o.Heal.Validate(); err != nil {
+		return o, err
+	}
 	if o.DNS, err = f.DNS.config(); err != nil {
 		return o, err
 	}

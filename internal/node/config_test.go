@@ -66,6 +66,10 @@ firewall:
 
 	tests := []struct{ name, yaml, want string }{
 		{"unknown key", good + "bogus: 1\n", "bogus"},
+		{"heal probe interval", good + "heal: {probe_interval: 1ns}\n", "heal.probe_interval 1ns: want 50ms to 1m0s"},
+		{"heal confidence", good + "heal: {confidence: 2}\n", "heal.confidence 2: want 0.5 to 1"},
+		{"heal negative hold", good + "heal: {hold: -1s}\n", "heal.hold -1s: want 1s to 1h0m0s"},
+		{"heal max hold below hold", good + "heal: {hold: 1m, max_hold: 30s}\n", "heal.max_hold 30s: want at least heal.hold 1m0s"},
 		{"bad yaml", "key: [\n", "yaml"},
 		{"missing identity", "listen: \"127.0.0.1:1\"\n", "key, cert and ca are required"},
 		{"missing key file", strings.Replace(good, "n1.key", "nope.key", 1), "no such file"},
@@ -100,6 +104,16 @@ func TestOptionsCheck(t *testing.T) {
 	bad.Device = "floppy"
 	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "device mode") {
 		t.Errorf("bad device: %v", err)
+	}
+	bad = o
+	bad.ProbeInterval = time.Nanosecond
+	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "link.probe_interval 1ns: want 10ms to 1m0s") {
+		t.Errorf("1 ns link probes: %v", err)
+	}
+	bad = o
+	bad.Heal.Confidence = 2
+	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "heal.confidence 2: want 0.5 to 1") {
+		t.Errorf("confidence 2: %v", err)
 	}
 	bad = o
 	bad.ProbeInterval, bad.DeadAfter = time.Second, time.Second

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -52,7 +53,7 @@ func (c *HealConfig) setDefaults() {
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = time.Second
 	}
-	if c.Confidence <= 0 || c.Confidence > 1 {
+	if c.Confidence == 0 {
 		c.Confidence = 0.99
 	}
 	if c.Consecutive <= 0 {
@@ -83,6 +84,52 @@ type HealFile struct {
 func (f HealFile) config() HealConfig {
 	return HealConfig{Disabled: f.Enabled != nil && !*f.Enabled, ProbeInterval: f.ProbeInterval,
 		ProbeTimeout: f.ProbeTimeout, Confidence: f.Confidence, Hold: f.Hold, MaxHold: f.MaxHold, Grace: f.Grace}
+}
+
+// Ranges of the healing settings (0 means the default). Outside them the loop would probe faster
+// than links are measured or the probes could answer, give up before a probe could return, judge
+// on a coin toss, or hold a penalty for longer than an operator would wait; such values are refused
+// with the field's name, never clamped.
+var healRanges = []durationRange{
+	{"heal.probe_interval", 50 * time.Millisecond, time.Minute},
+	{"heal.probe_timeout", 100 * time.Millisecond, time.Minute},
+	{"heal.hold", time.Second, time.Hour},
+	{"heal.max_hold", time.Second, 24 * time.Hour},
+	{"heal.grace", time.Second, time.Hour},
+}
+
+const minHealConfidence, maxHealConfidence = 0.5, 1.0
+
+// Validate refuses settings outside their ranges.
+func (c HealConfig) Validate() error {
+	for i, v := range []time.Duration{c.ProbeInterval, c.ProbeTimeout, c.Hold, c.MaxHold, c.Grace} {
+		if err := healRanges[i].check(v); err != nil {
+			return err
+		}
+	}
+	if c.Confidence != 0 && !(c.Confidence >= minHealConfidence && c.Confidence <= maxHealConfidence) {
+		return fmt.Errorf("heal.confidence %v: want %v to %v (or 0 for the default 0.99)", c.Confidence, minHealConfidence, maxHealConfidence)
+	}
+	if c.Consecutive < 0 || c.Consecutive > 100 {
+		return fmt.Errorf("heal consecutive %d: want 1 to 100 (or 0 for the default 2)", c.Consecutive)
+	}
+	if c.Hold != 0 && c.MaxHold != 0 && c.MaxHold < c.Hold {
+		return fmt.Errorf("heal.max_hold %s: want at least heal.hold %s", c.MaxHold, c.Hold)
+	}
+	return nil
+}
+
+// durationRange is the allowed range of a duration setting; 0 (unset: the default) is allowed too.
+type durationRange struct {
+	field    string
+	min, max time.Duration
+}
+
+func (r durationRange) check(v time.Duration) error {
+	if v != 0 && (v < r.min || v > r.max) {
+		return fmt.Errorf("%s %s: want %s to %s (or unset for the default)", r.field, v, r.min, r.max)
+	}
+	return nil
 }
 
 const (

@@ -3,9 +3,12 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"x0tta6bl4/internal/netguard"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -37,6 +40,7 @@ var (
 	descNotices   = prometheus.NewDesc("x0tta6bl4_node_unknown_session_notices_total", "Unknown-session notices: sent for packets naming a session this node does not know; received and acted on (accepted), not about a packet this node sent (ignored), or over the rate limit (limited).", []string{"event"}, nil)
 	descPunch     = prometheus.NewDesc("x0tta6bl4_node_punch_total", "Hole punching towards nodes reached through relays: attempts, direct links they made, attempts that ended without one, and initiations held back by the punch budget.", []string{"result"}, nil)
 	descPathBytes = prometheus.NewDesc("x0tta6bl4_node_sent_bytes_total", "Bytes of overlay packets sent from the device, by path: straight to the destination's link (direct) or through relays (relayed).", []string{"path"}, nil)
+	descLinkBytes = prometheus.NewDesc("x0tta6bl4_link_bytes_total", "UDP payload bytes sent to the neighbour (tx) and authenticated from it (rx) over the link.", []string{"peer", "direction"}, nil)
 	descTransit   = prometheus.NewDesc("x0tta6bl4_link_transit_packets_total", "Transit packets on the link for nodes beyond its ends: handed to the neighbour to relay (out), relayed by the neighbour to us (in).", []string{"peer", "direction"}, nil)
 )
 
@@ -55,7 +59,7 @@ func (ch metricSink) gauge(d *prometheus.Desc, v float64, labels ...string) {
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descBursts, descHSErrors, descRouteChg,
-		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descTransit, descRestarts, descNotices, descPunch, descPathBytes} {
+		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descLinkBytes, descTransit, descRestarts, descNotices, descPunch, descPathBytes} {
 		ch <- d
 	}
 }
@@ -109,6 +113,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		out.gauge(descLinkJit, p.Jitter.Seconds(), p.Name)
 		out.gauge(descLinkLoss, p.Loss, p.Name)
 		out.gauge(descLinkQuiet, p.Silence.Seconds(), p.Name)
+		out.counter(descLinkBytes, p.TxBytes, p.Name, "tx")
+		out.counter(descLinkBytes, p.RxBytes, p.Name, "rx")
 		out.counter(descTransit, p.TransitOut, p.Name, "out")
 		out.counter(descTransit, p.TransitIn, p.Name, "in")
 	}
@@ -116,8 +122,18 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 
 type metricsServer struct {
 	srv *http.Server
-	ln  net.Listener
+	ln  *netguard.Listener
 }
+
+// The metrics listener serves a few scrapers; strangers who reach it get a bounded share. A scrape
+// of this node takes milliseconds, so a minute of idle keep-alive is plenty for Prometheus (which
+// scrapes every 15 s to 1 min and reconnects when it must).
+const (
+	metricsMaxConns          = 64
+	metricsMaxConnsPerSource = 16
+	metricsHandshakeTimeout  = 10 * time.Second
+	metricsIdleTimeout       = time.Minute
+)
 
 // metricsHandler serves the node's Prometheus metrics at /metrics.
 func (n *Node) metricsHandler() http.Handler {
@@ -135,9 +151,17 @@ func (n *Node) serveMetrics(addr string) (*metricsServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics listener: %w", err)
 	}
-	m := &metricsServer{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}}
+	gl, err := netguard.Wrap(ln, netguard.Config{Name: "metrics", MaxConns: metricsMaxConns, MaxConnsPerSource: metricsMaxConnsPerSource,
+		HandshakeTimeout: metricsHandshakeTimeout, IdleTimeout: metricsIdleTimeout, Logger: n.log})
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	m := &metricsServer{ln: gl, srv: &http.Server{Handler: mux, ConnState: gl.HTTPConnState, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: metricsIdleTimeout, MaxHeaderBytes: 8 << 10,
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)}}
 	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := m.srv.Serve(gl); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Warn("metrics server", "err", err)
 		}
 	}()

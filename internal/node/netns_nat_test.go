@@ -1063,7 +1063,8 @@ func (l *natLab) join(c natControl, name, home, pubCert string) *natNode {
 	config := l.nodeConfig(File{Control: ControlFile{State: state}, AdminSocket: name + ".sock", DNS: DNSFile{Enabled: true}}, pubCert)
 	n := &natNode{name: name, ns: l.tag + home, socket: filepath.Join(l.dir, name+".sock"), started: time.Now()}
 	l.nodes[name] = n
-	n.proc = l.spawn(name, n.ns, natCLIEnv("node", "--config", config, "--join", c.url, "--token", tok, "--name", name))
+	// The token travels in the environment, as a service manager would pass it, not on the command line.
+	n.proc = l.spawn(name, n.ns, append(natCLIEnv("node", "--config", config, "--join", c.url, "--name", name), "X0TTA6BL4_JOIN_TOKEN="+tok))
 	return n
 }
 

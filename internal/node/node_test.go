@@ -54,9 +54,41 @@ func TestMetrics(t *testing.T) {
 		`x0tta6bl4_node_mesh_nodes{state="reachable"}`,
 		`x0tta6bl4_node_route_changes_total`,
 		`process_resident_memory_bytes`,
+		`x0tta6bl4_link_bytes_total{direction="tx",peer="b"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+// Each link counts the bytes it carries both ways, for the agent's reports (mesh/peers tx_bytes
+// and rx_bytes) and the link byte counters.
+func TestLinkByteCounters(t *testing.T) {
+	w, nodes, devs := memChain(t, 2)
+	a, b := nodes[0], nodes[1]
+	peer := func(n *Node, name string) PeerStatus {
+		for _, p := range n.Peers() {
+			if p.Name == name {
+				return p
+			}
+		}
+		t.Fatalf("no link to %s", name)
+		return PeerStatus{}
+	}
+	w.Run(2 * time.Second)
+	txBefore, rxBefore := peer(a, "b").TxBytes, peer(b, "a").RxBytes
+	const packets, size = 20, 1000
+	pkt := make([]byte, size)
+	for range packets {
+		udpPacket(pkt, a.Addr(), b.Addr())
+		a.sendPacket(w.Now(), pkt)
+	}
+	if _, ok := w.RunUntil(func() bool { return devs[1].delivered() >= packets }, 5*time.Second); !ok {
+		t.Fatal("packets not delivered")
+	}
+	tx, rx := peer(a, "b").TxBytes-txBefore, peer(b, "a").RxBytes-rxBefore
+	if tx < packets*size || rx < packets*size {
+		t.Fatalf("after %d packets of %d bytes: a counted %d bytes sent to b, b %d received from a", packets, size, tx, rx)
 	}
 }

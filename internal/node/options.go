@@ -126,6 +126,21 @@ func (o *Options) check() error {
 	if o.MTU == 0 {
 		o.MTU = defaultMTU
 	}
+	for _, c := range []struct {
+		r durationRange
+		v time.Duration
+	}{{durationRange{"link.probe_interval", 10 * time.Millisecond, time.Minute}, o.ProbeInterval},
+		{durationRange{"link.dead_after", 20 * time.Millisecond, 10 * time.Minute}, o.DeadAfter}} {
+		if c.v < 0 {
+			return fmt.Errorf("node: %s %s: must not be negative", c.r.field, c.v)
+		}
+		if err := c.r.check(c.v); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+	}
+	if err := o.Heal.Validate(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	if o.ProbeInterval <= 0 {
 		o.ProbeInterval = 150 * time.Millisecond
 	}

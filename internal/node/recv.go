@@ -65,6 +65,7 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, o *
 		}
 	}
 	t.heard(now)
+	t.rxBytes.Add(uint64(len(pkt)))
 	if from != t.remoteAddr() {
 		t.setRemote(from)
 		n.sendObserved(now, t) // it moved, or its NAT gave it a new mapping
@@ -142,6 +143,9 @@ func (n *Node) handleTransport(now time.Time, from netip.AddrPort, pkt []byte, v
 		}
 	}
 	t.heard(now)
+	if via == nil && t.kind == kindLink {
+		t.rxBytes.Add(uint64(len(pkt)))
+	}
 	if t.kind == kindLink {
 		if from != t.remoteAddr() {
 			// An authenticated packet from a new address: the neighbour moved (WireGuard's roaming).
@@ -320,6 +324,9 @@ func (n *Node) writeUDP(pkt []byte, to netip.AddrPort, t *tunnel, now time.Time)
 	n.stats.txBytes.Add(uint64(len(pkt)))
 	if t != nil {
 		t.lastSent.Store(now.UnixNano())
+		if t.kind == kindLink {
+			t.txBytes.Add(uint64(len(pkt)))
+		}
 	}
 	return true
 }

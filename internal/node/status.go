@@ -41,6 +41,10 @@ type PeerStatus struct {
 	// transit packets it relayed to us from nodes beyond it.
 	TransitOut uint64 `json:"transit_out"`
 	TransitIn  uint64 `json:"transit_in"`
+	// TxBytes and RxBytes count the UDP payload bytes sent to the neighbour and authenticated from
+	// it over this link (everything it carries: our traffic, transit, control frames).
+	TxBytes uint64 `json:"tx_bytes"`
+	RxBytes uint64 `json:"rx_bytes"`
 	// Path is "direct" (a link to the node itself is up), "relayed" (through Via) or "down"; Why
 	// says how the link came to be, or why the node is not reached directly.
 	Path string `json:"path"`
@@ -97,7 +101,8 @@ func (n *Node) Peers() []PeerStatus {
 		p := PeerStatus{Name: c.Name, SPIFFEID: c.SPIFFEID().String(), Overlay: c.Overlay,
 			Remote: t.remoteAddr().String(), Up: t.up, RTT: m.RTT, Jitter: m.Jitter, Loss: m.Loss,
 			Silence: now.Sub(time.Unix(0, t.lastHeard.Load())), Static: t.static != nil,
-			TransitOut: t.transitOut.Load(), TransitIn: t.transitIn.Load(), Path: "down", Why: t.how}
+			TransitOut: t.transitOut.Load(), TransitIn: t.transitIn.Load(), TxBytes: t.txBytes.Load(), RxBytes: t.rxBytes.Load(),
+			Path: "down", Why: t.how}
 		if t.up {
 			p.Path = "direct"
 		}

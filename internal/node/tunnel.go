@@ -38,6 +38,9 @@ type tunnel struct {
 	// neighbour relayed to us from a node beyond it. Honest neighbours' counts are the evidence a
 	// relay that drops what it should forward cannot falsify (docs/intelligence.md).
 	transitOut, transitIn atomic.Uint64
+	// Link: UDP payload bytes sent to and authenticated from the neighbour, for the control
+	// plane's per-link throughput (the agent's reports).
+	txBytes, rxBytes atomic.Uint64
 
 	// End-to-end bursts (burst.go).
 	burstOffUntil atomic.Int64 // Unix nanoseconds until which bursts to the peer are split

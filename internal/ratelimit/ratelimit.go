@@ -16,9 +16,12 @@ type Config struct {
 	// SweepEvery is the least time between two sweeps for idle keys; a table that stays full then
 	// costs one walk per period, not one per request. 0 means one second.
 	SweepEvery time.Duration
-	// Overflow lets every new key share one extra bucket while the table is full. Without it a new
-	// key is refused until a sweep frees a slot.
-	Overflow bool
+	// EvictLRU makes room for a new key in a full table by dropping the key used least recently.
+	// Without it a new key is refused until a sweep frees a slot. Eviction suits tables that must
+	// never lock a newcomer out (logins, DNS): filling the table only pushes out the filler's own
+	// stale keys, and an evicted key comes back with a full bucket, which a second, global limiter
+	// bounds. Refusal suits tables where a newcomer may be made to wait (handshakes under load).
+	EvictLRU bool
 }
 
 // Limiter is the table of buckets. Tokens are kept as nanoseconds of refill time (one token is
@@ -28,15 +31,18 @@ type Limiter[K comparable] struct {
 	capacity   int64 // cost × burst
 	maxKeys    int
 	sweepEvery time.Duration
-	overflow   bool
-	spill      bucket // the overflow bucket
-	table      map[K]bucket
-	lastSweep  time.Time
+	evict      bool
+	table      map[K]*bucket[K]
+	// lru is the sentinel of a circular list of the table's buckets, most recently used first.
+	lru       bucket[K]
+	lastSweep time.Time
 }
 
-type bucket struct {
-	tokens int64
-	last   time.Time
+type bucket[K comparable] struct {
+	key        K
+	tokens     int64
+	last       time.Time
+	prev, next *bucket[K]
 }
 
 // Result is the answer to one request.
@@ -45,9 +51,11 @@ type Result struct {
 	// Wait, when not OK, is how long until the bucket holds a token; 0 when the key was refused
 	// because the table was full.
 	Wait time.Duration
-	// TableFull says the key was new and found no room: it shared the overflow bucket, or was
-	// refused when the limiter has none.
+	// TableFull says the key was new and found no room, so it was refused (limiters without
+	// EvictLRU).
 	TableFull bool
+	// Evicted says the key was new and the least recently used key was dropped to make room.
+	Evicted bool
 }
 
 // New returns an empty limiter.
@@ -71,34 +79,52 @@ func New[K comparable](c Config) (*Limiter[K], error) {
 	if c.SweepEvery <= 0 {
 		c.SweepEvery = time.Second
 	}
-	capacity := cost * int64(c.Burst)
-	return &Limiter[K]{cost: cost, capacity: capacity, maxKeys: c.Max, sweepEvery: c.SweepEvery,
-		overflow: c.Overflow, spill: bucket{tokens: capacity}, table: make(map[K]bucket)}, nil
+	l := &Limiter[K]{cost: cost, capacity: cost * int64(c.Burst), maxKeys: c.Max, sweepEvery: c.SweepEvery,
+		evict: c.EvictLRU, table: make(map[K]*bucket[K])}
+	l.lru.prev, l.lru.next = &l.lru, &l.lru
+	return l, nil
 }
 
 // Allow takes one token from key's bucket at time now.
 func (l *Limiter[K]) Allow(now time.Time, key K) Result {
 	b, found := l.table[key]
-	if !found {
+	evicted := false
+	if found {
+		l.unlink(b)
+	} else {
 		if len(l.table) >= l.maxKeys {
 			l.Sweep(now)
 		}
 		if len(l.table) >= l.maxKeys {
-			if !l.overflow {
+			if !l.evict {
 				return Result{TableFull: true}
 			}
-			r := l.take(&l.spill, now)
-			r.TableFull = true
-			return r
+			oldest := l.lru.prev
+			l.unlink(oldest)
+			delete(l.table, oldest.key)
+			evicted = true
 		}
-		b = bucket{tokens: l.capacity, last: now}
+		b = &bucket[K]{key: key, tokens: l.capacity, last: now}
+		l.table[key] = b
 	}
-	r := l.take(&b, now)
-	l.table[key] = b
+	l.pushFront(b)
+	r := l.take(b, now)
+	r.Evicted = evicted
 	return r
 }
 
-func (l *Limiter[K]) take(b *bucket, now time.Time) Result {
+func (l *Limiter[K]) unlink(b *bucket[K]) {
+	b.prev.next, b.next.prev = b.next, b.prev
+	b.prev, b.next = nil, nil
+}
+
+func (l *Limiter[K]) pushFront(b *bucket[K]) {
+	b.prev, b.next = &l.lru, l.lru.next
+	l.lru.next.prev = b
+	l.lru.next = b
+}
+
+func (l *Limiter[K]) take(b *bucket[K], now time.Time) Result {
 	l.refill(b, now)
 	if b.tokens < l.cost {
 		return Result{Wait: time.Duration(l.cost - b.tokens)}
@@ -107,7 +133,7 @@ func (l *Limiter[K]) take(b *bucket, now time.Time) Result {
 	return Result{OK: true}
 }
 
-func (l *Limiter[K]) refill(b *bucket, now time.Time) {
+func (l *Limiter[K]) refill(b *bucket[K], now time.Time) {
 	elapsed := now.Sub(b.last)
 	b.last = now
 	switch {
@@ -130,6 +156,7 @@ func (l *Limiter[K]) Sweep(now time.Time) {
 	l.lastSweep = now
 	for k, b := range l.table {
 		if el := now.Sub(b.last); el >= 0 && el >= time.Duration(l.capacity-b.tokens) {
+			l.unlink(b)
 			delete(l.table, k)
 		}
 	}
@@ -139,12 +166,14 @@ func (l *Limiter[K]) Sweep(now time.Time) {
 func (l *Limiter[K]) Len() int { return len(l.table) }
 
 // AddrKey is the key that stands for a client address in a per-client table: an IPv4 address
-// stands for itself, an IPv6 address for its /64. One IPv6 subscriber is normally given a whole
-// /64 and can send from any address in it, so keying by address would let a single host take
-// every slot of the table and push everyone else's new addresses into the overflow bucket.
+// stands for its /24, an IPv6 address for its /64. One IPv6 subscriber is normally given a whole
+// /64 and can send from any address in it, and one IPv4 host or hosting customer often holds many
+// addresses of one /24, so keying by address would let a single party take a slot per address
+// and push everyone else out of the table. The price is that clients sharing a /24 (a carrier
+// NAT pool) share one bucket: the per-address rates are sized for that (docs/control.md).
 func AddrKey(a netip.Addr) netip.Prefix {
 	a = a.Unmap().WithZone("")
-	bits := 32
+	bits := 24
 	if a.Is6() {
 		bits = 64
 	}

@@ -63,31 +63,41 @@ func TestClockBackwards(t *testing.T) {
 }
 
 func TestTableFull(t *testing.T) {
-	t.Run("overflow", func(t *testing.T) {
-		l := mustNew[string](t, Config{Rate: 1, Burst: 2, Max: 10, Overflow: true})
-		// 1000 distinct keys: the table never grows past 10, and the keys beyond share one bucket.
-		allowed, full := 0, 0
+	t.Run("evict", func(t *testing.T) {
+		l := mustNew[string](t, Config{Rate: 1, Burst: 2, Max: 10, EvictLRU: true})
+		// 1000 distinct keys: the table never grows past 10, and each new key gets a bucket of its
+		// own by pushing out the least recently used one.
+		allowed, evicted := 0, 0
 		for i := range 1000 {
 			r := l.Allow(t0, fmt.Sprintf("ip-%d", i))
 			if r.OK {
 				allowed++
 			}
+			if r.Evicted {
+				evicted++
+			}
 			if r.TableFull {
-				full++
+				t.Fatalf("key %d refused in a limiter that evicts: %+v", i, r)
 			}
 			if l.Len() > 10 {
 				t.Fatalf("table grew to %d", l.Len())
 			}
 		}
-		if allowed != 12 || full != 990 {
-			t.Fatalf("%d allowed, %d found the table full; want 12 (10 tracked + the overflow burst of 2) and 990", allowed, full)
+		if allowed != 1000 || evicted != 990 {
+			t.Fatalf("%d allowed, %d evictions; want 1000 and 990", allowed, evicted)
 		}
-		// Keys already tracked keep their own buckets, with the second token of their burst.
-		if r := l.Allow(t0, "ip-0"); !r.OK || r.TableFull {
-			t.Fatalf("tracked key: %+v", r)
+		// A key used again moves to the front: after touching ip-990, the next newcomer evicts
+		// ip-991, the least recently used, and ip-990 keeps its bucket with one token left.
+		l.Allow(t0, "ip-990")
+		l.Allow(t0, "new")
+		if r := l.Allow(t0, "ip-990"); r.OK || r.Evicted {
+			t.Fatalf("ip-990 lost its bucket: %+v", r)
 		}
-		// Once the tracked keys have refilled they are swept, and new keys get buckets of their own.
-		if r := l.Allow(t0.Add(10*time.Second), "fresh"); !r.OK || r.TableFull {
+		if r := l.Allow(t0, "ip-991"); !r.OK || !r.Evicted {
+			t.Fatalf("ip-991 was not the one evicted: %+v", r)
+		}
+		// Once the tracked keys have refilled they are swept, and new keys find room without eviction.
+		if r := l.Allow(t0.Add(10*time.Second), "fresh"); !r.OK || r.Evicted {
 			t.Fatalf("new key after the idle ones could be swept: %+v", r)
 		}
 		if l.Len() != 1 {
@@ -154,8 +164,8 @@ func TestConfig(t *testing.T) {
 
 func TestAddrKey(t *testing.T) {
 	for _, c := range []struct{ addr, key string }{
-		{"192.0.2.7", "192.0.2.7/32"},
-		{"::ffff:192.0.2.7", "192.0.2.7/32"},
+		{"192.0.2.7", "192.0.2.0/24"},
+		{"::ffff:192.0.2.7", "192.0.2.0/24"},
 		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
 		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"},
 		{"fe80::1%eth0", "fe80::/64"},
@@ -164,8 +174,13 @@ func TestAddrKey(t *testing.T) {
 			t.Errorf("AddrKey(%s) = %s, want %s", c.addr, got, c.key)
 		}
 	}
+}
+
+// TestPrefixFloodLocksNoOneOut is the login-table finding: one party that sends from many
+// addresses, whether of one /64 or of many prefixes, must not lock a newcomer out.
+func TestPrefixFloodLocksNoOneOut(t *testing.T) {
 	// One /64 can hold only one slot of a table, however many addresses it sends from.
-	l := mustNew[netip.Prefix](t, Config{Rate: 1, Burst: 1, Max: 4, Overflow: true})
+	l := mustNew[netip.Prefix](t, Config{Rate: 1, Burst: 1, Max: 4, EvictLRU: true})
 	base := netip.MustParseAddr("2001:db8::").As16()
 	for i := range 1000 {
 		a := base
@@ -178,11 +193,26 @@ func TestAddrKey(t *testing.T) {
 	if r := l.Allow(t0, AddrKey(netip.MustParseAddr("2001:db8:0:1::1"))); !r.OK || r.TableFull {
 		t.Fatalf("another /64 after a flood from one: %+v", r)
 	}
+	// A party holding many /64s fills the table and keeps hammering it; a newcomer still gets a
+	// bucket of its own with its whole burst, rather than a share of a bucket the flood has drained.
+	for i := range 10000 {
+		a := base
+		binary.BigEndian.PutUint64(a[:8], 0x20010db8_00010000|uint64(i))
+		l.Allow(t0, AddrKey(netip.AddrFrom16(a)))
+	}
+	for _, a := range []string{"192.0.2.7", "2001:db8:ffff:1::1"} {
+		if r := l.Allow(t0, AddrKey(netip.MustParseAddr(a))); !r.OK || r.TableFull {
+			t.Fatalf("%s locked out after a flood of /64s: %+v", a, r)
+		}
+	}
+	if l.Len() > 4 {
+		t.Fatalf("table grew to %d", l.Len())
+	}
 }
 
 // FuzzLimiter drives a limiter with arbitrary keys and forward time steps and checks the bounds
 // that must hold whatever the callers do: the table never holds more than Max keys; no key's own
-// bucket, and not the overflow bucket, grants more than Burst plus what the elapsed time refills;
+// bucket grants more than Burst plus what the elapsed time refills while the key stays tracked;
 // and a refusal with a wait is lifted exactly when the wait is over.
 func FuzzLimiter(f *testing.F) {
 	f.Add([]byte{0x21, 0, 0, 1, 0, 2, 0, 3, 0, 0, 40, 1, 1})
@@ -191,9 +221,9 @@ func FuzzLimiter(f *testing.F) {
 		if len(b) < 1 {
 			return
 		}
-		burst, maxKeys, overflow := int(b[0]&3)+1, int(b[0]>>2&7)+1, b[0]&0x20 != 0
+		burst, maxKeys, evict := int(b[0]&3)+1, int(b[0]>>2&7)+1, b[0]&0x20 != 0
 		const rate = 4 // tokens per second: one every 250 ms
-		l, err := New[byte](Config{Rate: rate, Burst: burst, Max: maxKeys, Overflow: overflow, SweepEvery: 100 * time.Millisecond})
+		l, err := New[byte](Config{Rate: rate, Burst: burst, Max: maxKeys, EvictLRU: evict, SweepEvery: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -203,7 +233,6 @@ func FuzzLimiter(f *testing.F) {
 		}
 		budget := func(u *use, now time.Time) int { return burst + int(now.Sub(u.first)/(time.Second/rate)) }
 		own := map[byte]*use{}
-		var spill *use
 		now := t0
 		for i := 1; i+1 < len(b); i += 2 {
 			key := b[i] & 15
@@ -212,16 +241,22 @@ func FuzzLimiter(f *testing.F) {
 			if l.Len() > maxKeys {
 				t.Fatalf("%d keys tracked, max %d", l.Len(), maxKeys)
 			}
-			if r.TableFull && !overflow && (r.OK || r.Wait != 0) {
-				t.Fatalf("table full without overflow: %+v", r)
+			if r.TableFull && (evict || r.OK || r.Wait != 0) {
+				t.Fatalf("table full: %+v", r)
+			}
+			if r.Evicted && !evict {
+				t.Fatalf("evicted without EvictLRU: %+v", r)
+			}
+			if r.TableFull {
+				continue
+			}
+			if r.Evicted {
+				// Some key lost its bucket and will come back with a full one. No bucket ever
+				// holds more than Burst, so restarting every budget now keeps them upper bounds.
+				clear(own)
 			}
 			u := own[key]
-			if r.TableFull {
-				if spill == nil {
-					spill = &use{first: now}
-				}
-				u = spill
-			} else if u == nil {
+			if u == nil {
 				u = &use{first: now}
 				own[key] = u
 			}

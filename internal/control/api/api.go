@@ -121,6 +121,8 @@ type CreateJoinTokenRequest struct {
 	TTLSeconds     int64    `json:"ttl_seconds,omitempty"`      // how long the token is valid; default from config
 	CertTTLSeconds int64    `json:"cert_ttl_seconds,omitempty"` // lifetime of the node's certificates
 	Description    string   `json:"description,omitempty"`
+	// Account is charged for the nodes the token enrols; required when billing is enabled.
+	Account string `json:"account,omitempty"`
 }
 
 // JoinToken describes a join token without its secret.

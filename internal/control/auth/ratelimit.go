@@ -12,10 +12,10 @@ import (
 // request takes one.
 //
 // The table is bounded: when it holds max keys, buckets that have refilled completely (idle
-// clients) are dropped, at most once a second; if it is still full, every new key shares one
-// overflow bucket. Spreading requests over many keys therefore buys an attacker no more than one
-// extra bucket, and costs no memory beyond max entries. Callers key clients with
-// ratelimit.AddrKey, so that one IPv6 /64 counts as one client.
+// clients) are dropped, at most once a second; if it is still full, the key used least recently
+// is dropped to make room. Filling the table therefore never locks a newcomer out: it only pushes
+// out keys that have gone quiet, and costs no memory beyond max entries. Callers key clients with
+// ratelimit.AddrKey, so that one IPv6 /64 or IPv4 /24 counts as one client.
 type Limiter struct {
 	mu sync.Mutex
 	l  *ratelimit.Limiter[string]
@@ -33,7 +33,7 @@ func NewLimiter(cfg LimitConfig, max int) (*Limiter, error) {
 	if cfg.Rate == 0 {
 		return nil, nil
 	}
-	l, err := ratelimit.New[string](ratelimit.Config{Rate: cfg.Rate, Burst: cfg.Burst, Max: max, SweepEvery: time.Second, Overflow: true})
+	l, err := ratelimit.New[string](ratelimit.Config{Rate: cfg.Rate, Burst: cfg.Burst, Max: max, SweepEvery: time.Second, EvictLRU: true})
 	if err != nil {
 		return nil, err
 	}

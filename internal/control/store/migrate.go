@@ -130,6 +130,83 @@ var migrations = []string{
 		signed TEXT NOT NULL,
 		source TEXT NOT NULL
 	);`,
+	// 4: plans, invoices, on-chain payments and subscriptions (billing.go). Money is BIGINT in the
+	// network's smallest unit. UNIQUE (network, tx_id, event_index) makes the database, not only
+	// the code, record each on-chain transfer once; the partial indexes keep each invoice credited
+	// at most once and each open TRON invoice's amount unique (it is what identifies the invoice).
+	`CREATE TABLE billing_plans (
+		id {{ID}},
+		name TEXT NOT NULL UNIQUE,
+		price_usdt BIGINT NOT NULL,
+		price_ton BIGINT NOT NULL,
+		node_quota INTEGER NOT NULL,
+		duration_ms BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE TABLE billing_invoices (
+		id {{ID}},
+		account TEXT NOT NULL,
+		plan_id BIGINT NOT NULL REFERENCES billing_plans(id),
+		network TEXT NOT NULL,
+		amount BIGINT NOT NULL,
+		receiver TEXT NOT NULL,
+		reference TEXT NOT NULL UNIQUE,
+		status TEXT NOT NULL,
+		created_by TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		paid_at BIGINT NOT NULL DEFAULT 0,
+		paid_amount BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE INDEX billing_invoices_account ON billing_invoices(account);
+	CREATE INDEX billing_invoices_status ON billing_invoices(status, network);
+	CREATE UNIQUE INDEX billing_invoices_open_tron_amount ON billing_invoices(amount) WHERE status = 'open' AND network = 'tron-usdt';
+	CREATE TABLE billing_payments (
+		id {{ID}},
+		network TEXT NOT NULL,
+		tx_id TEXT NOT NULL,
+		event_index INTEGER NOT NULL,
+		invoice_id BIGINT NOT NULL DEFAULT 0,
+		outcome TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		sender TEXT NOT NULL,
+		amount BIGINT NOT NULL,
+		block_time BIGINT NOT NULL,
+		recorded_at BIGINT NOT NULL,
+		recorded_by TEXT NOT NULL,
+		UNIQUE (network, tx_id, event_index)
+	);
+	CREATE UNIQUE INDEX billing_payments_credit ON billing_payments(invoice_id) WHERE outcome IN ('paid', 'overpaid');
+	CREATE INDEX billing_payments_invoice ON billing_payments(invoice_id);
+	CREATE TABLE billing_subscriptions (
+		account TEXT NOT NULL PRIMARY KEY,
+		plan_id BIGINT NOT NULL REFERENCES billing_plans(id),
+		node_quota INTEGER NOT NULL,
+		expires_at BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE TABLE billing_cursors (
+		network TEXT NOT NULL PRIMARY KEY,
+		position BIGINT NOT NULL,
+		updated_at BIGINT NOT NULL
+	);
+	CREATE TABLE billing_join_tokens (
+		join_token_id BIGINT NOT NULL PRIMARY KEY REFERENCES join_tokens(id) ON DELETE CASCADE,
+		account TEXT NOT NULL
+	);
+	CREATE TABLE billing_nodes (
+		node_id BIGINT NOT NULL PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+		account TEXT NOT NULL
+	);
+	CREATE INDEX billing_nodes_account ON billing_nodes(account);`,
+	// 5: the signed revocation lists, so that every control-plane instance on one database serves
+	// the same newest list (crl.go).
+	`CREATE TABLE revocation_lists (
+		number BIGINT NOT NULL PRIMARY KEY,
+		signed_at BIGINT NOT NULL,
+		pem TEXT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

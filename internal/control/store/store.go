@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,14 @@ const (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("already exists")
+	// ErrUnavailable says the database did not answer in time or could not be reached: the
+	// request may succeed later (HTTP 503 with Retry-After), it is not a bug (500).
+	ErrUnavailable = errors.New("database unavailable")
 )
+
+// DefaultQueryTimeout bounds one statement, and DefaultQueryTimeout × 2 one transaction, when
+// Config.QueryTimeout is 0. A frozen database then costs a request seconds, not forever.
+const DefaultQueryTimeout = 5 * time.Second
 
 // Config says which database to open.
 type Config struct {
@@ -41,6 +49,9 @@ type Config struct {
 	Synchronous string
 	// MaxOpenConns bounds the connection pool (default 16).
 	MaxOpenConns int
+	// QueryTimeout bounds every statement, including the wait for a pooled connection; a
+	// transaction gets twice as long in all (default DefaultQueryTimeout).
+	QueryTimeout time.Duration
 }
 
 // dialect holds the few places where SQLite and PostgreSQL differ.
@@ -84,27 +95,71 @@ type querier interface {
 
 // Ops are the store's operations. They run on the database directly (Store) or inside a
 // transaction (Tx).
+//
+// Every statement runs under a deadline (Config.QueryTimeout) whatever the caller's context, so
+// every method, including those added later, fails with ErrUnavailable rather than hanging when
+// the database freezes.
 type Ops struct {
-	q querier
-	d dialect
+	q       querier
+	d       dialect
+	timeout time.Duration
 }
 
 func (o Ops) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return o.q.ExecContext(ctx, o.d.rebind(query), args...)
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	res, err := o.q.ExecContext(ctx, o.d.rebind(query), args...)
+	return res, markUnavailable(ctx, err)
 }
 
-func (o Ops) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return o.q.QueryContext(ctx, o.d.rebind(query), args...)
+// rows are query results whose deadline ends when they are closed.
+type rows struct {
+	*sql.Rows
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
-func (o Ops) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return o.q.QueryRowContext(ctx, o.d.rebind(query), args...)
+func (r *rows) Close() error {
+	err := r.Rows.Close()
+	r.cancel()
+	return err
+}
+
+func (r *rows) Err() error { return markUnavailable(r.ctx, r.Rows.Err()) }
+
+func (o Ops) query(ctx context.Context, query string, args ...any) (*rows, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	rs, err := o.q.QueryContext(ctx, o.d.rebind(query), args...)
+	if err != nil {
+		cancel()
+		return nil, markUnavailable(ctx, err)
+	}
+	return &rows{Rows: rs, ctx: ctx, cancel: cancel}, nil
+}
+
+// row is one result row whose deadline ends when it is scanned.
+type row struct {
+	*sql.Row
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (r *row) Scan(dest ...any) error {
+	err := r.Row.Scan(dest...)
+	r.cancel()
+	return markUnavailable(r.ctx, err)
+}
+
+func (o Ops) queryRow(ctx context.Context, query string, args ...any) *row {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	return &row{Row: o.q.QueryRowContext(ctx, o.d.rebind(query), args...), ctx: ctx, cancel: cancel}
 }
 
 // Store is an open database with its schema migrated.
 type Store struct {
 	Ops
-	db *sql.DB
+	db  *sql.DB
+	dsn string // PostgreSQL: for the notification listener's own connection
 }
 
 // Tx is a transaction; every Ops method is available on it.
@@ -123,6 +178,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	maxOpen := cfg.MaxOpenConns
 	if maxOpen <= 0 {
 		maxOpen = 16
+	}
+	timeout := cfg.QueryTimeout
+	if timeout <= 0 {
+		timeout = DefaultQueryTimeout
 	}
 	switch cfg.Driver {
 	case "", SQLite:
@@ -147,6 +206,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		q.Add("_pragma", "synchronous("+syncMode+")")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Set("_txlock", "immediate")
+		if err := privateFiles(cfg.Path); err != nil {
+			return nil, err
+		}
 		dsn := "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() + "?" + q.Encode()
 		db, err = sql.Open("sqlite", dsn)
 	case Postgres:
@@ -164,11 +226,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	db.SetMaxOpenConns(maxOpen)
 	db.SetMaxIdleConns(maxOpen)
 	db.SetConnMaxIdleTime(5 * time.Minute)
-	if err := db.PingContext(ctx); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, 2*timeout)
+	err = db.PingContext(pctx)
+	cancel()
+	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: connect to %s: %w", d.name, err)
+		return nil, fmt.Errorf("store: connect to %s: %w", d.name, markUnavailable(pctx, err))
 	}
-	s := &Store{Ops: Ops{q: db, d: d}, db: db}
+	s := &Store{Ops: Ops{q: db, d: d, timeout: timeout}, db: db, dsn: cfg.DSN}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -181,8 +246,10 @@ func (s *Store) Driver() string { return s.d.name }
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	if err := s.db.PingContext(ctx); err != nil {
-		return fmt.Errorf("store: ping: %w", err)
+		return fmt.Errorf("store: ping: %w", markUnavailable(ctx, err))
 	}
 	return nil
 }
@@ -191,17 +258,20 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error { return s.db.Close() }
 
 // InTx runs fn in a transaction, committing when it returns nil and rolling back otherwise.
+// The whole transaction, commit included, has twice the statement timeout.
 func (s *Store) InTx(ctx context.Context, fn func(tx *Tx) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*s.timeout)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", mapErr(err))
+		return fmt.Errorf("store: begin: %w", markUnavailable(ctx, mapErr(err)))
 	}
-	if err := fn(&Tx{Ops: Ops{q: tx, d: s.d}, tx: tx}); err != nil {
+	if err := fn(&Tx{Ops: Ops{q: tx, d: s.d, timeout: s.timeout}, tx: tx}); err != nil {
 		tx.Rollback()
-		return err
+		return markUnavailable(ctx, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: commit: %w", mapErr(err))
+		return fmt.Errorf("store: commit: %w", markUnavailable(ctx, mapErr(err)))
 	}
 	return nil
 }
@@ -249,4 +319,31 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// privateFiles creates the SQLite database file with mode 0600 if it is missing, and takes group
+// and other permissions off it and its WAL and shared-memory files if they exist: the database
+// holds password hashes and session digests, whatever the umask or the service manager. SQLite
+// creates the WAL and shared-memory files with the database file's permissions.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", path, err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("store: make %s private: %w", p, err)
+			}
+		}
+	}
+	return nil
 }

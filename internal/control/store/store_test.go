@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,4 +324,36 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("Open(%+v) succeeded", cfg)
 		}
 	}
+}
+
+// The SQLite database and its WAL and shared-memory files are private to the service's user,
+// whatever the umask, and an older database left readable by others is tightened on open.
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "control.db")
+	check := func() {
+		t.Helper()
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if perm := fi.Mode().Perm(); perm != 0o600 {
+				t.Errorf("%s: mode %o, want 600", filepath.Base(p), perm)
+			}
+		}
+	}
+	s := storetest.Open(t, store.Config{Driver: store.SQLite, Path: path})
+	if _, err := s.CountNodes(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	s.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		os.Chmod(p, 0o644)
+	}
+	storetest.Open(t, store.Config{Driver: store.SQLite, Path: path})
+	check()
 }
