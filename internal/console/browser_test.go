@@ -298,7 +298,7 @@ func pageState(ctx context.Context) string {
 // eval evaluates a JavaScript expression in the page, awaiting a promise.
 func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
-	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second) // the page may be busy drawing
 	defer cancel()
 	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
