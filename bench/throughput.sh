@@ -19,6 +19,10 @@
 #   ROUNDS=3 ...                             # repeat every system that often, interleaved; the table
 #                                            # gives each figure's median over the rounds, and a
 #                                            # last section our ratio to each peer within each round
+#   SYSTEMS="x0tta6bl4 x0tta6bl4-ebpf" CHAIN=0 ROUNDS=5 ...
+#                                            # the cost of eBPF observation (docs/ebpf.md): the same
+#                                            # nodes with ebpf: {enabled: true}; its ratio column is
+#                                            # off / on, and a last line gives the programs' own CPU
 #
 # Needs root, /dev/net/tun, Go (GOTOOLCHAIN=auto) and Debian's apt. Cleans up on exit.
 set -euo pipefail
@@ -55,7 +59,7 @@ log() { echo "[$(date +%T)] $*" >&2; }
 # ---------------------------------------------------------------------------------------------------
 # Packages: the peers come from Debian; nothing of theirs is copied into the repository.
 if [ -z "${NO_APT:-}" ]; then
-  pkgs=(iperf3 iproute2 iputils-ping jq procps wireguard-go wireguard-tools nebula yggdrasil)
+  pkgs=(iperf3 iproute2 iputils-ping jq procps wireguard-go wireguard-tools nebula yggdrasil bpftool)
   missing=()
   for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -259,6 +263,7 @@ setup_x0tta6bl4() {
     {
       echo "key: $me.key"; echo "cert: $me.crt"; echo "ca: [ca/ca.crt]"; echo "listen: 0.0.0.0:7946"
       echo "admin_socket: $me.sock"; echo "log_level: info"
+      if [ -n "${EBPF:-}" ]; then echo "ebpf: {enabled: true}"; fi
       echo "device: {mode: tun, name: x6, mtu: $X6_MTU}"
       if [ "$i" -gt 0 ]; then echo "peers:"; echo "  - {address: 10.201.$i.1:7946, cert: ${names[$((i - 1))]}.crt}"; fi
       echo "firewall:"
@@ -276,6 +281,12 @@ setup_x0tta6bl4() {
     [ -n "$DST" ] && break; sleep 0.1
   done
   [ -n "$DST" ] || die "x0tta6bl4: no overlay address on $last"
+  if [ -n "${EBPF:-}" ]; then
+    for ((i = 0; i < n; i++)); do
+      for _ in $(seq 50); do grep -q 'eBPF observation' "$d/${names[$i]}.log" && break; sleep 0.1; done
+      grep -q 'eBPF observation on' "$d/${names[$i]}.log" || die "x0tta6bl4-ebpf: $(grep -m1 'eBPF observation' "$d/${names[$i]}.log")"
+    done
+  fi
   # link handshake latency: "node starting" to "link up" in b's log (b dials a)
   for _ in $(seq 100); do grep -q 'link up' "$d/b.log" && break; sleep 0.1; done
   local t0 t1
@@ -284,6 +295,32 @@ setup_x0tta6bl4() {
   if [ -n "$t0" ] && [ -n "$t1" ]; then
     HANDSHAKE=$(awk -v a="$(date -d "$t0" +%s.%N)" -v b="$(date -d "$t1" +%s.%N)" 'BEGIN{printf "%.1f", (b-a)*1000}')
   fi
+}
+
+# The same nodes with kernel-side observation on: the programs of both nodes are attached.
+setup_x0tta6bl4-ebpf() { EBPF=1 setup_x0tta6bl4 "$@"; }
+
+# bpf_ns: the run time of every loaded x0tta6bl4 program so far (kernel.bpf_stats_enabled counts it).
+bpf_ns() {
+  bpftool -j prog show 2>/dev/null | jq '[.[] | select(.name | startswith("x6_")) | .run_time_ns // 0] | add // 0'
+}
+
+# bpf_cpu KEY FROM ADDR: one more TCPx1 run with the kernel's program statistics on, giving the
+# programs' own CPU (cores per Gbit/s). Statistics cost a clock read per run, so the throughput
+# figures come from the runs without them.
+bpf_cpu() {
+  local key=$1 from=$2 addr=$3 was n0 n1 t0 j g
+  command -v bpftool >/dev/null || { log "no bpftool: no eBPF CPU figure"; return 0; }
+  was=$(sysctl -n kernel.bpf_stats_enabled)
+  sysctl -qw kernel.bpf_stats_enabled=1
+  n0=$(bpf_ns); t0=$(date +%s.%N)
+  j=$(iperf "$from" b "$addr")
+  n1=$(bpf_ns)
+  sysctl -qw kernel.bpf_stats_enabled="$was"
+  g=$(jq -r '.end.sum_received.bits_per_second // empty | . / 1e9' <<<"$j" 2>/dev/null || true)
+  [ -n "$g" ] && put "$key" bpf_cpu "$(awk -v n=$((n1 - n0)) -v t0="$t0" -v t1="$(date +%s.%N)" -v g="$g" \
+    'BEGIN{ if (g>0) printf "%.4f", n/1e9/(t1-t0)/g; else print "n/a" }')"
+  log "$key: eBPF programs $(got "$key" bpf_cpu) cores per Gbit/s"
 }
 
 setup_wireguard-go() {
@@ -376,6 +413,7 @@ run_system() {
   [ -n "$HANDSHAKE" ] && put "$key" handshake "$HANDSHAKE"
   sleep 0.5
   measure "$key" a "$last" "$DST"
+  [ "$sys" != x0tta6bl4-ebpf ] || bpf_cpu "$key" a "$DST"
   if [ -n "${DEBUG_STATS:-}" ]; then # drops and retransmissions per namespace, for diagnosis
     for x in a b c; do
       ip netns list | grep -q "^$(ns $x)\b" || continue
@@ -411,7 +449,7 @@ ratio() { # ratio OURS THEIRS
 ver() {
   case $1 in
     raw) echo "veth" ;;
-    x0tta6bl4) if [ -n "${X6_BIN:-}" ]; then echo "X6_BIN"; else (cd "$root" && git describe --always --dirty 2>/dev/null) || echo "?"; fi ;;
+    x0tta6bl4|x0tta6bl4-ebpf) if [ -n "${X6_BIN:-}" ]; then echo "X6_BIN"; else (cd "$root" && git describe --always --dirty 2>/dev/null) || echo "?"; fi ;;
     wireguard-go|nebula)
       if [ -n "$PEERS" ]; then # the commit the peers' README records
         awk -F'|' -v b="$1" '$2 ~ "^ *"b"[ ,]" { gsub(/ /, "", $4); print $4 " (src)" }' "$PEERS/README.md"
@@ -474,4 +512,8 @@ table() { # table SECTION_TITLE PREFIX SYSTEMS...
     [ "$CHAIN" = 1 ] && for s in $CHAIN_SYSTEMS; do [ "$s" = x0tta6bl4 ] || paired chain- "$s"; done
   fi
   echo "CPU/G: daemons' CPU (cores, both ends, during TCPx1) per Gbit/s of goodput. RSS: daemons' total."
+  if [[ " $SYSTEMS " == *" x0tta6bl4-ebpf "* ]]; then
+    echo "eBPF observation: TCPx1 with it on is $(ratio "$(get x0tta6bl4-ebpf tcp1)" "$(get x0tta6bl4 tcp1)") of off;" \
+      "its programs' own CPU: $(get x0tta6bl4-ebpf bpf_cpu) cores per Gbit/s (kernel.bpf_stats_enabled, both nodes)"
+  fi
 }

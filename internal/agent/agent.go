@@ -156,7 +156,7 @@ func (a *agent) report(ctx context.Context) {
 	r := &api.MeshReport{Sequence: a.seq, Version: a.cfg.Version, UptimeSeconds: int64(st.Uptime / time.Second)}
 	tv, haveTelemetry := n.Telemetry()
 	if haveTelemetry {
-		r.Features = tv.NodeMap()
+		r.Features, r.KernelFeatures = tv.NodeMap(), tv.Kernel
 	}
 	for _, p := range n.Peers() {
 		state := "down"

@@ -39,6 +39,7 @@ func commands() []command {
 		{"routes", "show the running node's routes", runRoutes},
 		{"ping", "ping a node through the mesh", runPing},
 		{"heal", "show the running node's self-healing state and decisions", runNodeHeal},
+		{"flows", "show the kernel's view of the node's traffic, live: top flows, drops by reason, TCP health", runFlows},
 		{"memory", "show the running node's Go memory figures (--heap-profile FILE: and its heap profile)", runMemory},
 		{"control", "run the control plane API (control init: create its CA, key, schema and first admin)", runControl},
 		{"ctl", "operate a control plane: join tokens, revoke, nodes, mesh status, users, API keys, audit", runCtl},

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"reflect"
 	"strings"
@@ -396,6 +397,9 @@ func TestNodeReportValidation(t *testing.T) {
 		{Peers: []api.PeerReport{{Name: "beta", State: up, Endpoint: "example.org:1"}}},
 		{Routes: []api.RouteReport{{Destination: "beta", NextHop: "gamma", Hops: 0}}},
 		{UptimeSeconds: -5},
+		{KernelFeatures: map[string]float64{"cpu": 1}},                                // not a kernel feature
+		{KernelFeatures: map[string]float64{"kernel_drop_Not-A-Reason": 1}},           // reason syntax
+		{KernelFeatures: map[string]float64{"kernel_drops": 2 * api.MaxFeatureValue}}, // out of range
 	} {
 		// Validate runs on the client too; send it raw to test the server's check.
 		if st := postRaw(t, hc, h.url+"/api/v1/mesh/report", rep); st != 400 {
@@ -408,8 +412,14 @@ func TestNodeReportValidation(t *testing.T) {
 	if st := postRaw(t, hc, h.url+"/api/v1/mesh/report", `{"peers": [], "extra": 1}`); st != 400 {
 		t.Errorf("unknown field: %d", st)
 	}
-	if _, err := n.c.Report(ctx, &api.MeshReport{Sequence: 1}); err != nil {
+	kernel := map[string]float64{"kernel_rx_unread": 3, "kernel_drops": 1.5, "kernel_drop_socket_rcvbuff": 1.5}
+	if _, err := n.c.Report(ctx, &api.MeshReport{Sequence: 1, KernelFeatures: kernel}); err != nil {
 		t.Fatal(err)
+	}
+	var status api.MeshStatus
+	h.must(200, "GET", "/mesh/status", h.adminKey, nil, &status)
+	if len(status.Nodes) != 1 || !maps.Equal(status.Nodes[0].KernelFeatures, kernel) {
+		t.Errorf("mesh status nodes %+v, want alpha with kernel features %v", status.Nodes, kernel)
 	}
 }
 

@@ -170,6 +170,7 @@ func (s *Server) buildMeshView(ctx context.Context) (*meshView, error) {
 		if p != nil {
 			mn.LastReport = timePtr(p.at)
 			mn.Sequence, mn.Version, mn.UptimeSeconds = p.rep.Sequence, p.rep.Version, p.rep.UptimeSeconds
+			mn.KernelFeatures = p.rep.KernelFeatures
 			mn.Peers, mn.Routes = len(p.rep.Peers), len(p.rep.Routes)
 			linkTo := map[string]api.MeshLink{}
 			for _, peer := range p.rep.Peers {

@@ -15,7 +15,7 @@ import (
 )
 
 // The admin socket speaks one JSON object per line: a request {"op": "status"|"peers"|"routes"|"graph"|
-// "heal"|"memory"|"heap_profile"|"ping", "target": "...", "count": N} and a response {"ok": bool, "error": "...", "result": ...}. It
+// "heal"|"flows"|"memory"|"heap_profile"|"ping", "target": "...", "count": N} and a response {"ok": bool, "error": "...", "result": ...}. It
 // is a unix socket with mode 0600, so only the node's user (and root) can use it.
 
 // AdminRequest is a request on the admin socket.
@@ -160,6 +160,8 @@ func (n *Node) admin(req AdminRequest) (any, error) {
 		return n.Graph(), nil
 	case "heal":
 		return n.Heal(), nil
+	case "flows":
+		return n.Flows(req.Count)
 	case "memory":
 		return Memory(false)
 	case "heap_profile":
@@ -186,7 +188,7 @@ func (n *Node) admin(req AdminRequest) (any, error) {
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("unknown op %q: use status, peers, routes, graph, heal, memory, heap_profile or ping", req.Op)
+	return nil, fmt.Errorf("unknown op %q: use status, peers, routes, graph, heal, flows, memory, heap_profile or ping", req.Op)
 }
 
 // AdminCall sends one request to a node's admin socket and decodes the result into out.

@@ -40,6 +40,12 @@ type File struct {
 	LogLevel string          `yaml:"log_level,omitempty"`
 	Heal     HealFile        `yaml:"heal,omitempty"`
 	DNS      DNSFile         `yaml:"dns,omitempty"`
+	EBPF     EBPFFile        `yaml:"ebpf,omitempty"`
+}
+
+// EBPFFile is the ebpf section: kernel-side observation (docs/ebpf.md).
+type EBPFFile struct {
+	Enabled bool `yaml:"enabled"`
 }
 
 // DeviceFile is the device section.
@@ -184,6 +190,7 @@ func (f *File) options() (Options, error) {
 	o.Discovery = f.Discovery
 	o.NoTransit = f.Relay != nil && !*f.Relay
 	o.NoPunch = f.Punch != nil && !*f.Punch
+	o.EBPF = f.EBPF.Enabled
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
 	o.Heal = f.Heal.config()
 	if err := o.Heal.Validate(); err != nil {

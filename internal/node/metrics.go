@@ -62,6 +62,9 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descLinkBytes, descTransit, descRestarts, descNotices, descPunch, descPathBytes} {
 		ch <- d
 	}
+	for _, d := range kernelDescs {
+		ch <- d
+	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
@@ -118,6 +121,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		out.counter(descTransit, p.TransitOut, p.Name, "out")
 		out.counter(descTransit, p.TransitIn, p.Name, "in")
 	}
+	c.collectKernel(out)
 }
 
 type metricsServer struct {

@@ -46,11 +46,14 @@ type lab struct {
 	t        *testing.T
 	discover bool   // nodes find each other by LAN discovery instead of static peers
 	extra    string // appended to the configuration of every node started after it is set
-	dir      string
-	tag      string // unique per run, in namespace names
-	ca       *meshca.CA
-	nodes    []*labNode
-	links    [][2]int
+	// wrap runs before the node binary inside its namespace (a command and its arguments), for
+	// nodes started after it is set.
+	wrap  []string
+	dir   string
+	tag   string // unique per run, in namespace names
+	ca    *meshca.CA
+	nodes []*labNode
+	links [][2]int
 }
 
 type labNode struct {
@@ -204,7 +207,8 @@ func (l *lab) checkAlive() {
 
 // inNS prepares this test binary to run in n's namespace with the given environment.
 func (l *lab) inNS(n *labNode, env []string) *exec.Cmd {
-	cmd := exec.Command("ip", "netns", "exec", n.ns, os.Args[0], "-test.run=^$")
+	args := append(append([]string{"netns", "exec", n.ns}, l.wrap...), os.Args[0], "-test.run=^$")
+	cmd := exec.Command("ip", args...)
 	cmd.Env = append(os.Environ(), env...)
 	return cmd
 }

@@ -34,8 +34,9 @@ type Node struct {
 	now      func() time.Time
 	fw       *firewall.Firewall
 	idx      *indexSpace
-	heal     *healer         // self-healing loop (heal.go)
-	tel      *telemetryState // detector telemetry (telemetry.go)
+	heal     *healer                     // self-healing loop (heal.go)
+	tel      *telemetryState             // detector telemetry (telemetry.go)
+	kernel   atomic.Pointer[kernelState] // eBPF observation (kernel.go), set by Run
 	start    time.Time
 
 	noticeMu sync.Mutex    // guards notices

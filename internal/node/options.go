@@ -62,6 +62,10 @@ type Options struct {
 	// it and can never be rolled back to an older one (policy.go); empty: not kept.
 	PolicyFile string
 
+	// EBPF loads the kernel-side observation programs in Run (kernel.go, docs/ebpf.md); where they
+	// cannot load, the node logs why and runs without them.
+	EBPF bool
+
 	AdminSocket   string // unix socket path for status/peers/routes/ping; empty: none
 	MetricsListen string // host:port for Prometheus metrics at /metrics (plain HTTP); empty: none
 

@@ -44,6 +44,8 @@ func (n *Node) Run(ctx context.Context) error {
 		n.Close()
 		return err
 	}
+	n.startKernel()
+	defer n.stopKernel() // after Close: the counters stay readable while the loops drain
 	n.Start(n.now())
 	n.workers = startWorkers(cryptoHelpers(n.opts.CryptoWorkers))
 	defer n.workers.stop() // after Close, which waits for the loops

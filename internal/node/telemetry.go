@@ -67,6 +67,7 @@ func (n *Node) sampleTelemetry(now time.Time) {
 		ProbesResolved: h.ProbesOK + h.ProbesLost, ProbesAnswered: h.ProbesOK,
 	}}
 	sample.Node.CPUSeconds, _ = processCPUSeconds()
+	sample.Kernel = n.kernelCounters()
 	for _, p := range n.Peers() {
 		d, ok := delivery[p.Name]
 		if !ok {

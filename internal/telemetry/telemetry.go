@@ -91,6 +91,8 @@ type Sample struct {
 	Node  NodeCounters
 	Links []LinkCounters
 	CPUs  int // cores the CPU time is shared by
+	// Kernel is what the node's eBPF programs counted; nil when it has none.
+	Kernel *KernelCounters
 }
 
 // Vector is one interval's features: the node's and, per configured neighbour, the link's.
@@ -99,6 +101,9 @@ type Vector struct {
 	Node  [NumNode]float64
 	Peers []string // the neighbours, in the order of Edges
 	Edges [][NumEdge]float64
+	// Kernel are the kernel features (kernel.go) by name; nil when the node or the interval's
+	// first sample had none.
+	Kernel map[string]float64
 }
 
 // NodeMap returns the node features by name.
@@ -235,5 +240,6 @@ func (c *Collector) Add(s Sample) (v Vector, ok bool) {
 	if s.CPUs > 0 && n.CPUSeconds >= p.CPUSeconds {
 		x[FCPU] = max(0, min(1, (n.CPUSeconds-p.CPUSeconds)/secs/float64(s.CPUs)))
 	}
+	v.Kernel = kernelFeatures(s.Kernel, prev.Kernel, secs)
 	return v, true
 }

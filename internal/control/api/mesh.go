@@ -39,6 +39,10 @@ type MeshReport struct {
 	// Features are the node's anomaly-detector features (internal/telemetry) for its last complete
 	// one-second interval, by name; absent until the node has taken two samples.
 	Features map[string]float64 `json:"features,omitempty"`
+	// KernelFeatures are what the node's eBPF programs counted in the same interval
+	// (internal/telemetry, kernel.go), by name; absent when the node runs without eBPF, which
+	// means unknown, not zero.
+	KernelFeatures map[string]float64 `json:"kernel_features,omitempty"`
 	// Record is the node's latest signed link-state record with its certificate, which the control
 	// plane hands to the nodes that may reach it (GET /api/v1/mesh/records); absent before the
 	// node's first record, and when the control plane already has this one.
@@ -127,6 +131,12 @@ func (r *MeshReport) Validate(self string) error {
 	if err := validFeatures(r.Features, telemetry.NodeNames[:]); err != nil {
 		return fmt.Errorf("features: %w", err)
 	}
+	if len(r.KernelFeatures) > telemetry.MaxKernelFeatures {
+		return fmt.Errorf("kernel_features: %d, at most %d", len(r.KernelFeatures), telemetry.MaxKernelFeatures)
+	}
+	if err := validValues(r.KernelFeatures, telemetry.ValidKernelName); err != nil {
+		return fmt.Errorf("kernel_features: %w", err)
+	}
 	if r.Record != nil {
 		if r.Record.Node != "" && r.Record.Node != self {
 			return fmt.Errorf("record.node %q: a node reports only its own record", r.Record.Node)
@@ -159,8 +169,13 @@ const MaxFeatureValue = 1e12
 
 // validFeatures checks that every feature is a known name with a finite value of bounded size.
 func validFeatures(f map[string]float64, names []string) error {
+	return validValues(f, func(name string) bool { return slices.Contains(names, name) })
+}
+
+// validValues checks that every feature's name is known and its value finite and bounded.
+func validValues(f map[string]float64, known func(string) bool) error {
 	for name, v := range f {
-		if !slices.Contains(names, name) {
+		if !known(name) {
 			return fmt.Errorf("unknown feature %q", name)
 		}
 		if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > MaxFeatureValue {
@@ -191,6 +206,9 @@ type MeshNode struct {
 	Peers         int        `json:"peers"`
 	Routes        int        `json:"routes"`
 	CertNotAfter  time.Time  `json:"cert_not_after"`
+	// KernelFeatures are the kernel features of the node's latest report (MeshReport), absent
+	// when it runs without eBPF.
+	KernelFeatures map[string]float64 `json:"kernel_features,omitempty"`
 }
 
 // MeshCounts summarises the mesh.

@@ -1,0 +1,304 @@
+//go:build linux
+
+package ebpf
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Where a drop was seen, as the programs number it.
+const (
+	whereUnderlay = 1
+	whereOverlay  = 2
+	whereSocket   = 3
+)
+
+var whereNames = map[uint32]string{whereUnderlay: "underlay", whereOverlay: "overlay", whereSocket: "socket"}
+
+// Indices of the totals map (observe.c's enum).
+const (
+	totalOverlayTxPackets = iota
+	totalOverlayTxBytes
+	totalOverlayRxPackets
+	totalOverlayRxBytes
+	totalUnderlayTxPackets
+	totalUnderlayTxBytes
+	totalUnderlayRxPackets
+	totalUnderlayRxBytes
+	totalFlowsCreated
+	totalTCPRetransmits
+	numTotals
+)
+
+// Probe is the loaded, attached programs of one node. Its methods are safe for concurrent use.
+type Probe struct {
+	objs    observeObjects
+	links   []link.Link
+	reasons map[uint32]string
+	progIDs []ebpf.ProgramID
+	linkIDs []link.ID
+}
+
+// Open loads the programs, attaches them to the configured devices and the kernel's tracepoints,
+// and returns the probe. Its error says why eBPF cannot run here (no BTF, no privilege, a kernel
+// without tcx or a missing device); nothing is left loaded then.
+func Open(cfg Config) (*Probe, error) {
+	if cfg.Port == 0 {
+		return nil, errors.New("no UDP port to observe")
+	}
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return nil, fmt.Errorf("kernel has no BTF (/sys/kernel/btf/vmlinux), which the programs need: %w", err)
+	}
+	spec, err := loadObserve()
+	if err != nil {
+		return nil, fmt.Errorf("embedded programs: %w", err)
+	}
+	var ns syscall.Stat_t
+	if err := syscall.Stat("/proc/thread-self/ns/net", &ns); err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	consts := map[string]any{"mesh_port": cfg.Port, "netns_ino": uint32(ns.Ino)}
+	if cfg.OverlayPrefix.IsValid() && cfg.OverlayPrefix.Addr().Is6() {
+		consts["overlay_prefix"] = cfg.OverlayPrefix.Masked().Addr().As16()
+		consts["overlay_prefix_len"] = uint32(cfg.OverlayPrefix.Bits())
+	}
+	for name, v := range consts {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	p := &Probe{reasons: dropReasonNames(kernel)}
+	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("loading programs needs CAP_BPF and CAP_NET_ADMIN (run the node as root): %w", err)
+		}
+		return nil, fmt.Errorf("the kernel refused the programs: %w", err)
+	}
+	if err := p.attach(cfg); err != nil {
+		p.Close()
+		return nil, err
+	}
+	for _, prog := range p.programs() {
+		if info, err := prog.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				p.progIDs = append(p.progIDs, id)
+			}
+		}
+	}
+	for _, l := range p.links {
+		if info, err := l.Info(); err == nil {
+			p.linkIDs = append(p.linkIDs, info.ID)
+		}
+	}
+	return p, nil
+}
+
+func (p *Probe) programs() []*ebpf.Program {
+	o := &p.objs.observePrograms
+	return []*ebpf.Program{o.X6UnderlayIn, o.X6UnderlayOut, o.X6OverlayIn, o.X6OverlayOut, o.X6KfreeSkb,
+		o.X6TcpRetransmit, o.X6TcpProbe}
+}
+
+func (p *Probe) attach(cfg Config) error {
+	underlay := cfg.Underlay
+	if len(underlay) == 0 {
+		ifs, err := net.Interfaces()
+		if err != nil {
+			return fmt.Errorf("list interfaces: %w", err)
+		}
+		for _, i := range ifs {
+			if i.Flags&net.FlagUp != 0 && i.Flags&net.FlagLoopback == 0 && i.Name != cfg.Overlay {
+				underlay = append(underlay, i.Name)
+			}
+		}
+	}
+	tcx := func(dev string, where uint32, in, out *ebpf.Program) error {
+		i, err := net.InterfaceByName(dev)
+		if err != nil {
+			return fmt.Errorf("device %s: %w", dev, err)
+		}
+		for _, a := range []struct {
+			prog *ebpf.Program
+			typ  ebpf.AttachType
+		}{{in, ebpf.AttachTCXIngress}, {out, ebpf.AttachTCXEgress}} {
+			l, err := link.AttachTCX(link.TCXOptions{Interface: i.Index, Program: a.prog, Attach: a.typ})
+			if err != nil {
+				return fmt.Errorf("attach to %s with tcx (needs Linux 6.6 or later): %w", dev, err)
+			}
+			p.links = append(p.links, l)
+		}
+		return p.objs.Watched.Put(uint32(i.Index), where)
+	}
+	for _, dev := range underlay {
+		if err := tcx(dev, whereUnderlay, p.objs.X6UnderlayIn, p.objs.X6UnderlayOut); err != nil {
+			return err
+		}
+	}
+	if cfg.Overlay != "" {
+		if err := tcx(cfg.Overlay, whereOverlay, p.objs.X6OverlayIn, p.objs.X6OverlayOut); err != nil {
+			return err
+		}
+	}
+	for _, prog := range []*ebpf.Program{p.objs.X6KfreeSkb, p.objs.X6TcpRetransmit, p.objs.X6TcpProbe} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			return fmt.Errorf("attach to the kernel's tracepoints: %w", err)
+		}
+		p.links = append(p.links, l)
+	}
+	return nil
+}
+
+// ProgramIDs are the kernel's ids of the loaded programs, so a test can check they are gone.
+func (p *Probe) ProgramIDs() []uint32 {
+	ids := make([]uint32, len(p.progIDs))
+	for i, id := range p.progIDs {
+		ids[i] = uint32(id)
+	}
+	return ids
+}
+
+// LinkIDs are the kernel's ids of the attachments.
+func (p *Probe) LinkIDs() []uint32 {
+	ids := make([]uint32, len(p.linkIDs))
+	for i, id := range p.linkIDs {
+		ids[i] = uint32(id)
+	}
+	return ids
+}
+
+// Close detaches and unloads everything. Nothing is pinned, so nothing outlives it.
+func (p *Probe) Close() error {
+	var errs []error
+	for _, l := range p.links {
+		errs = append(errs, l.Close())
+	}
+	p.links = nil
+	errs = append(errs, p.objs.Close())
+	return errors.Join(errs...)
+}
+
+// FlowCapacity is the bound of the flow map.
+func (p *Probe) FlowCapacity() int { return int(p.objs.Flows.MaxEntries()) }
+
+// Totals reads the counters no eviction loses: cheap enough to call every second.
+func (p *Probe) Totals() (Totals, error) {
+	var t Totals
+	sum := make([]uint64, numTotals)
+	for i := range uint32(numTotals) {
+		var perCPU []uint64
+		if err := p.objs.Totals.Lookup(i, &perCPU); err != nil {
+			return t, fmt.Errorf("totals: %w", err)
+		}
+		for _, v := range perCPU {
+			sum[i] += v
+		}
+	}
+	t.OverlayTx = PacketsBytes{sum[totalOverlayTxPackets], sum[totalOverlayTxBytes]}
+	t.OverlayRx = PacketsBytes{sum[totalOverlayRxPackets], sum[totalOverlayRxBytes]}
+	t.UnderlayTx = PacketsBytes{sum[totalUnderlayTxPackets], sum[totalUnderlayTxBytes]}
+	t.UnderlayRx = PacketsBytes{sum[totalUnderlayRxPackets], sum[totalUnderlayRxBytes]}
+	t.FlowsCreated, t.TCPRetransmits = sum[totalFlowsCreated], sum[totalTCPRetransmits]
+	return t, nil
+}
+
+// Drops reads the drop counts, sorted by count (most first).
+func (p *Probe) Drops() ([]Drop, error) {
+	var out []Drop
+	var k observeDropKey
+	var n uint64
+	it := p.objs.Drops.Iterate()
+	for it.Next(&k, &n) {
+		reason, ok := p.reasons[k.Reason]
+		if !ok {
+			reason = fmt.Sprintf("reason_%d", k.Reason)
+		}
+		out = append(out, Drop{Reason: reason, Where: whereNames[k.Where], Count: n})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("drops: %w", err)
+	}
+	slices.SortFunc(out, func(a, b Drop) int {
+		if a.Count != b.Count {
+			if a.Count > b.Count {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Where+a.Reason, b.Where+b.Reason)
+	})
+	return out, nil
+}
+
+// Snapshot reads every map.
+func (p *Probe) Snapshot() (Snapshot, error) {
+	s := Snapshot{FlowCapacity: p.FlowCapacity()}
+	var err error
+	if s.Totals, err = p.Totals(); err != nil {
+		return s, err
+	}
+	if s.Drops, err = p.Drops(); err != nil {
+		return s, err
+	}
+	var ek observeEndpointKey
+	var ev observeEndpointValue
+	it := p.objs.Endpoints.Iterate()
+	for it.Next(&ek, &ev) {
+		s.Endpoints = append(s.Endpoints, Endpoint{Addr: netip.AddrPortFrom(netip.AddrFrom16(ek.Addr).Unmap(), ek.Port),
+			Counts: Counts{RxPackets: ev.RxPackets, RxBytes: ev.RxBytes, TxPackets: ev.TxPackets, TxBytes: ev.TxBytes}})
+	}
+	if err := it.Err(); err != nil {
+		return s, fmt.Errorf("endpoints: %w", err)
+	}
+	slices.SortFunc(s.Endpoints, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
+	var fk observeFlowKey
+	var fv observeFlowValue
+	it = p.objs.Flows.Iterate()
+	for it.Next(&fk, &fv) {
+		s.Flows = append(s.Flows, Flow{FlowKey: FlowKey{Src: netip.AddrFrom16(fk.Saddr), Dst: netip.AddrFrom16(fk.Daddr),
+			SrcPort: fk.Sport, DstPort: fk.Dport, Proto: fk.Proto, Dir: Direction(fk.Dir)}, Packets: fv.Packets, Bytes: fv.Bytes})
+	}
+	if err := it.Err(); err != nil {
+		return s, fmt.Errorf("flows: %w", err)
+	}
+	var tk observeTcpKey
+	var tv observeTcpValue
+	it = p.objs.TcpFlows.Iterate()
+	for it.Next(&tk, &tv) {
+		s.TCP = append(s.TCP, TCPFlow{Local: netip.AddrPortFrom(netip.AddrFrom16(tk.Laddr), tk.Lport),
+			Remote: netip.AddrPortFrom(netip.AddrFrom16(tk.Raddr), tk.Rport), Retransmits: tv.Retransmits, SRTTMicros: tv.SrttUs})
+	}
+	if err := it.Err(); err != nil {
+		return s, fmt.Errorf("tcp flows: %w", err)
+	}
+	slices.SortFunc(s.TCP, func(a, b TCPFlow) int {
+		return cmp.Or(a.Local.Compare(b.Local), a.Remote.Compare(b.Remote))
+	})
+	return s, nil
+}
+
+// dropReasonNames reads the kernel's enum skb_drop_reason, whose values change between kernels.
+func dropReasonNames(kernel *btf.Spec) map[uint32]string {
+	names := make(map[uint32]string)
+	var e *btf.Enum
+	if err := kernel.TypeByName("skb_drop_reason", &e); err != nil {
+		return names
+	}
+	for _, v := range e.Values {
+		names[uint32(v.Value)] = strings.ToLower(strings.TrimPrefix(v.Name, "SKB_DROP_REASON_"))
+	}
+	return names
+}
