@@ -390,15 +390,15 @@ func TestConsoleInChromium(t *testing.T) {
 	login(t, b, cp.url, "root", adminPassword)
 
 	// The map renders every node and every link: the graph drawn equals the control plane's
-	// topology of the same moment (links come and go as the mesh settles, so this is asked again
-	// until a moment when both agree).
+	// topology of the same moment, with links up (links come and go as the mesh settles, so this
+	// is asked again until a moment when both agree).
 	const sameAsServer = `fetch("/api/v1/console/topology").then(r => r.json()).then(t => {
 		const g = document.querySelector("#map").x6graph;
-		return t.nodes.length === g.order && t.links.length === g.size &&
+		return t.links.length > 0 && t.nodes.length === g.order && t.links.length === g.size &&
 			t.nodes.every(n => g.hasNode(n.name)) && t.links.every(l => g.hasEdge(l.a + "\u0000" + l.b));
 	})`
 	agreed := false
-	for end := time.Now().Add(30 * time.Second); !agreed && time.Now().Before(end); {
+	for end := time.Now().Add(90 * time.Second); !agreed && time.Now().Before(end); {
 		agreed = eval[bool](t, b, sameAsServer)
 	}
 	if !agreed {
