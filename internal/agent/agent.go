@@ -60,6 +60,9 @@ func Run(ctx context.Context, cfg Config) {
 	wg.Add(5)
 	go func() { defer wg.Done(); a.crlLoop(ctx) }()
 	go func() { defer wg.Done(); a.policyLoop(ctx) }()
+	if _, governed := cfg.Node.Governance(); governed {
+		wg.Go(func() { a.decisionsLoop(ctx) })
+	}
 	go func() { defer wg.Done(); a.recordsLoop(ctx) }()
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
 	go func() {

@@ -30,7 +30,7 @@ func TestEnrollMeshRevoke(t *testing.T) {
 
 	_, url, admin := startControlPlane(t, ctx, "agent.test", func(c *control.Config) {
 		// A detector (untrained: this test checks the plumbing, not the model) for /ai/predict.
-		model, err := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
+		model, err := detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 8, 8, len(telemetry.Classes), 1).MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,12 +15,14 @@ import (
 	"x0tta6bl4/internal/mapek"
 	"x0tta6bl4/internal/rca"
 	"x0tta6bl4/internal/sim"
+	"x0tta6bl4/internal/telemetry"
 )
 
 // runSim runs the mesh simulator and prints a summary.
 func runSim(e *env, args []string) error {
-	fs := newFlags(e, "sim", "[--nodes 100] [--topology geometric|grid|scalefree] [--seed 1] [--faults blackhole:3,...] [--duration 60s]")
-	nodes := fs.Int("nodes", 100, "number of nodes (2–4096)")
+	fs := newFlags(e, "sim", "[--nodes 100] [--area-size 0] [--topology geometric|grid|scalefree] [--seed 1] [--faults blackhole:3,...] [--duration 60s]")
+	nodes := fs.Int("nodes", 100, fmt.Sprintf("number of nodes (2–%d; above 4096 with --area-size)", sim.MaxNodes))
+	areaSize := fs.Int("area-size", 0, "split the mesh into routing areas of about this many nodes (0: one area); level 2 then runs and 200 cross-area pairs are routed and checked; telemetry flows stay inside areas")
 	topo := fs.String("topology", sim.Geometric, "geometric, grid or scalefree")
 	seed := fs.Uint64("seed", 1, "seed: the same seed gives the same run")
 	faults := fs.String("faults", "", "faults to inject: kind:count,... (linkdeg, crash, overload, blackhole, greyhole, flapping)")
@@ -38,7 +41,7 @@ func runSim(e *env, args []string) error {
 	}
 	start := time.Now()
 	bar := newBar(e.stderr, "simulating")
-	r, err := sim.Run(sim.Config{Nodes: *nodes, Topology: *topo, Seed: *seed, Duration: *dur, Faults: fl, Progress: bar.set, NoBackgroundLoss: *lossless})
+	r, err := sim.Run(sim.Config{Nodes: *nodes, Topology: *topo, Seed: *seed, Duration: *dur, Faults: fl, Progress: bar.set, NoBackgroundLoss: *lossless, AreaSize: *areaSize})
 	bar.done()
 	if err != nil {
 		return err
@@ -53,9 +56,9 @@ func runHeal(e *env, modelPath string, cfg sim.Config) error {
 	if err != nil {
 		return err
 	}
-	if m.F != sim.NumFeatures || m.E != sim.NumEdgeFeatures || m.K != int(sim.NumKinds) {
-		return fmt.Errorf("model has %d node features, %d edge features and %d classes, the simulator %d, %d and %d",
-			m.F, m.E, m.K, sim.NumFeatures, sim.NumEdgeFeatures, sim.NumKinds)
+	if m.F != detector.NumRobust || m.E != detector.NumRobustEdge || m.K != int(sim.NumKinds) {
+		return fmt.Errorf("model has %d node features, %d edge features and %d classes, this build derives %d, %d and %d",
+			m.F, m.E, m.K, detector.NumRobust, detector.NumRobustEdge, sim.NumKinds)
 	}
 	if len(cfg.Faults) != 1 || cfg.Faults[0].Count != 1 || (cfg.Faults[0].Kind != sim.Blackhole && cfg.Faults[0].Kind != sim.GreyHole) {
 		return fmt.Errorf("--heal needs exactly one fault: --faults blackhole:1 or greyhole:1")
@@ -70,26 +73,34 @@ func runHeal(e *env, modelPath string, cfg sim.Config) error {
 
 // dataFlags are the simulator settings shared by ai train and ai eval.
 type dataFlags struct {
-	nodes    *int
-	duration *time.Duration
-	faults   *string
-	features *string
+	nodes     *int
+	duration  *time.Duration
+	faults    *string
+	features  *string
+	randomise *bool
+	// raw generates the raw telemetry vectors, for a model of the earlier feature set.
+	raw bool
+	// scenario, if set, shifts the runs (ai eval --suite shift).
+	scenario *experiment.Scenario
 }
 
 func addDataFlags(fs interface {
 	Int(string, int, string) *int
 	Duration(string, time.Duration, string) *time.Duration
 	String(string, string, string) *string
+	Bool(string, bool, string) *bool
 }) dataFlags {
 	return dataFlags{
-		nodes:    fs.Int("nodes", 100, "nodes per simulated mesh"),
-		duration: fs.Duration("duration", 60*time.Second, "telemetry per run (one graph per second)"),
-		faults:   fs.String("faults", "blackhole:2,greyhole:2,crash:1,overload:1,linkdeg:1,flapping:1", "faults per run"),
-		features: fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
+		nodes:     fs.Int("nodes", 100, "nodes per simulated mesh"),
+		duration:  fs.Duration("duration", 60*time.Second, "telemetry per run (one graph per second)"),
+		faults:    fs.String("faults", "blackhole:2,greyhole:2,crash:1,overload:1,linkdeg:1,flapping:1", "faults per run"),
+		features:  fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
+		randomise: fs.Bool("randomise", true, "draw training and validation runs from the training distribution (traffic, size, intensities, transient faults, telemetry gaps); false: fixed settings"),
 	}
 }
 
-func (d dataFlags) generate(e *env, label, seeds string) ([]detector.Graph, error) {
+// generate simulates the runs of seeds; randomise draws them from the training distribution.
+func (d dataFlags) generate(e *env, label, seeds string, randomise bool) ([]detector.Graph, error) {
 	ss, err := parseSeeds(seeds)
 	if err != nil {
 		return nil, err
@@ -102,8 +113,15 @@ func (d dataFlags) generate(e *env, label, seeds string) ([]detector.Graph, erro
 		return nil, fmt.Errorf("--features must be all or self, not %q", *d.features)
 	}
 	bar := newBar(e.stderr, label)
-	gs, err := experiment.Generate(experiment.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
-		SelfOnly: *d.features == "self", Progress: bar.set})
+	dc := experiment.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
+		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, Progress: bar.set}
+	if sc := d.scenario; sc != nil {
+		dc.Sim, dc.Perturb = sc.Sim, sc.Perturb
+		if sc.Nodes > 0 {
+			dc.Nodes = sc.Nodes
+		}
+	}
+	gs, err := experiment.Generate(dc)
 	bar.done()
 	return gs, err
 }
@@ -141,7 +159,7 @@ func runAITrain(e *env, args []string) error {
 	out := fs.String("out", "", "model file to write")
 	seeds := fs.String("seeds", "1-24", "simulator seeds of the training runs")
 	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (validation runs use --faults)")
-	valSeeds := fs.String("val-seeds", "51-53", "simulator seeds of the validation runs (detection threshold)")
+	valSeeds := fs.String("val-seeds", "51-56", "simulator seeds of the validation runs (detection threshold)")
 	epochs := fs.Int("epochs", 20, "training epochs (cosine learning-rate decay; the epoch with the best validation macro-F1 is kept)")
 	hidden := fs.Int("hidden", 32, "hidden units per layer")
 	lr := fs.Float64("lr", 0.005, "Adam learning rate")
@@ -157,7 +175,7 @@ func runAITrain(e *env, args []string) error {
 	trim := fs.Float64("trim", 0.2, "federated: fraction trimmed at each end")
 	robustStats := fs.Bool("robust-stats", false, "federated: aggregate normalisation statistics and class frequencies with the rule (false: pooled sums)")
 	poison := fs.Float64("poison", 0, "federated: fraction of clients sending poisoned updates")
-	attack := fs.String("attack", "scale", "federated: poisoned update: scale (−10 × the honest update) or noise (Gaussian, 10 × its norm)")
+	attack := fs.String("attack", "scale", "federated: poisoned update: scale (−10 × the honest update), noise (Gaussian, 10 × its norm), alie (a little is enough) or ipm (inner-product manipulation)")
 	poisonStats := fs.Bool("poison-stats", false, "federated: poisoned clients also send false statistics (×100 means)")
 	krum := fs.Float64("krum", 0.2, "federated: fraction of clients Multi-Krum assumes Byzantine (f = fraction × clients, rounded down); 0: no Multi-Krum")
 	noClip := fs.Bool("no-clip", false, "federated: do not clip update norms (to show what clipping prevents)")
@@ -170,11 +188,11 @@ func runAITrain(e *env, args []string) error {
 	}
 	tdf := df
 	tdf.faults = trainFaults
-	trainSet, err := tdf.generate(e, "simulating", *seeds)
+	trainSet, err := tdf.generate(e, "simulating", *seeds, *df.randomise)
 	if err != nil {
 		return err
 	}
-	val, err := df.generate(e, "simulating validation", *valSeeds)
+	val, err := df.generate(e, "simulating validation", *valSeeds, *df.randomise)
 	if err != nil {
 		return err
 	}
@@ -257,15 +275,18 @@ func edgeDim(gs []detector.Graph) int {
 	return 0
 }
 
-// runAIEval evaluates a model and the baselines on held-out simulator runs.
+// runAIEval evaluates a model and the baselines on held-out simulator runs: the default held-out
+// runs, or (--suite shift) every distribution-shift scenario.
 func runAIEval(e *env, args []string) error {
-	fs := newFlags(e, "ai eval", "--model model.x6m [--seeds 101-105] [--train-seeds 1-12] [--val-seeds 51-53]")
+	fs := newFlags(e, "ai eval", "--model model.x6m [--suite default|shift] [--seeds 301-305] [--train-seeds 1-24] [--val-seeds 51-56]")
 	model := fs.String("model", "", "model file from ai train")
-	seeds := fs.String("seeds", "101-105", "held-out simulator seeds")
+	suite := fs.String("suite", "default", "default: the held-out runs, per-interval and per-fault tables; shift: every distribution-shift scenario (held out from training)")
+	seeds := fs.String("seeds", "301-305", "held-out simulator seeds")
 	trainSeeds := fs.String("train-seeds", "1-24", "training seeds (to fit the baselines)")
 	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (as given to ai train)")
-	valSeeds := fs.String("val-seeds", "51-53", "validation seeds (the baselines' thresholds)")
+	valSeeds := fs.String("val-seeds", "51-56", "validation seeds (every method's threshold)")
 	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
+	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
 	df := addDataFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
@@ -273,50 +294,75 @@ func runAIEval(e *env, args []string) error {
 	if err := required(fs, "model", *model); err != nil {
 		return err
 	}
+	scenarios, err := pickScenarios(*only)
+	if err != nil {
+		return err
+	}
+	if *suite != "default" && *suite != "shift" {
+		return fmt.Errorf("--suite must be default or shift, not %q", *suite)
+	}
 	m, err := detector.Load(*model)
 	if err != nil {
 		return err
 	}
-	wantE := sim.NumEdgeFeatures
+	// A model of the earlier feature set reads the raw telemetry vectors.
+	df.raw = m.F == telemetry.NumNode
+	wantF, wantE := detector.NumRobust, detector.NumRobustEdge
+	if df.raw {
+		wantF, wantE = telemetry.NumNode, telemetry.NumEdge
+	}
 	if *df.features == "self" {
 		wantE = 0
 	}
-	if m.F != sim.NumFeatures || m.E != wantE || m.K != int(sim.NumKinds) {
+	if m.F != wantF || m.E != wantE || m.K != int(sim.NumKinds) {
 		return fmt.Errorf("model has %d node features, %d edge features and %d classes; --features %s gives %d and %d, the simulator %d classes",
-			m.F, m.E, m.K, *df.features, sim.NumFeatures, wantE, sim.NumKinds)
+			m.F, m.E, m.K, *df.features, wantF, wantE, sim.NumKinds)
 	}
 	tdf := df
 	tdf.faults = trainFaults
-	trainSet, err := tdf.generate(e, "simulating training runs", *trainSeeds)
+	trainSet, err := tdf.generate(e, "simulating training runs", *trainSeeds, *df.randomise)
 	if err != nil {
 		return err
 	}
-	val, err := df.generate(e, "simulating validation runs", *valSeeds)
+	val, err := df.generate(e, "simulating validation runs", *valSeeds, *df.randomise)
 	if err != nil {
 		return err
 	}
-	test, err := df.generate(e, "simulating held-out runs", *seeds)
+	ds := append([]experiment.Method{experiment.Classifier(m), experiment.Anomaly(m)}, experiment.Baselines(trainSet, val, 1)...)
+	perRun := int(*df.duration / time.Second)
+	if *suite == "shift" {
+		fmt.Fprintf(e.stdout, "model %s (version %s); shift suite on seeds %s; thresholds from validation seeds %s\n", *model, m.Version(), *seeds, *valSeeds)
+		fmt.Fprintln(e.stdout, "event F1 per fault kind (independent faults detected vs false-alarm stretches); goals: any ≥ 0.90, every kind ≥ 0.80")
+		for _, sc := range scenarios {
+			tf := df
+			tf.scenario = &sc
+			test, err := tf.generate(e, "scenario "+sc.Name, *seeds, false)
+			if err != nil {
+				return fmt.Errorf("scenario %s: %w", sc.Name, err)
+			}
+			// Each scenario's rows as soon as they exist: a long suite shows its progress.
+			experiment.PrintShift(e.stdout, experiment.ShiftRows(sc.Name, experiment.EvaluateEvents(ds, test, perRun, 1), experiment.EvaluateAll(ds, test)))
+		}
+		return nil
+	}
+	test, err := df.generate(e, "simulating held-out runs", *seeds, false)
 	if err != nil {
 		return err
-	}
-	base := experiment.Baselines(trainSet, val, 1)
-	ds := append([]experiment.Method{experiment.Classifier(m), experiment.Anomaly(m)}, base...)
-	if *df.features == "all" {
-		// For reference, not a baseline: a hand-made rule on the neighbours' link counters.
-		ds = append(ds, experiment.FlowConservation(val))
 	}
 	fmt.Fprintf(e.stdout, "model %s (version %s); held-out seeds %s: %d graphs, %d node-intervals\n", *model, m.Version(), *seeds, len(test), len(test)*len(test[0].X))
-	fmt.Fprintln(e.stdout, "detection: each fault type against normal nodes, at each method's validation-set threshold")
-	fmt.Fprintln(e.stdout, "(baselines: each node's own vector; flow conservation: a hand-made rule on the neighbours' link counters, for reference)")
+	fmt.Fprintln(e.stdout, "independent faults: detected if flagged for their kind in any of their intervals; false alarms: stretches of flags on normal nodes")
+	fmt.Fprintln(e.stdout, "(every method reads the model's own inputs; thresholds from the validation runs only)")
+	experiment.PrintEvents(e.stdout, experiment.EvaluateEvents(ds, test, perRun, 1))
+	fmt.Fprintln(e.stdout, "\nper node-interval: each fault type against normal nodes")
 	experiment.PrintTable(e.stdout, experiment.EvaluateAll(ds, test))
 	printConfusion(e.stdout, experiment.Confusion(m, test))
-	if *rcaFlag && *df.features == "all" {
+	if *rcaFlag && *df.features == "all" && !df.raw {
 		ss, err := parseSeeds(*seeds)
 		if err != nil {
 			return err
 		}
 		bar := newBar(e.stderr, "rca incidents")
-		res, err := rca.EvaluateSim(rca.EvalConfig{Seeds: ss, Nodes: *df.nodes, Model: m, Others: base, Progress: bar.set})
+		res, err := rca.EvaluateSim(rca.EvalConfig{Seeds: ss, Nodes: *df.nodes, Model: m, Others: ds[2:], Progress: bar.set})
 		bar.done()
 		if err != nil {
 			return err
@@ -324,6 +370,27 @@ func runAIEval(e *env, args []string) error {
 		res.Print(e.stdout)
 	}
 	return nil
+}
+
+// pickScenarios returns the shift scenarios named in the comma-separated list (all when empty).
+func pickScenarios(list string) ([]experiment.Scenario, error) {
+	all := experiment.ShiftSuite()
+	if list == "" {
+		return all, nil
+	}
+	var out []experiment.Scenario
+	for _, name := range strings.Split(list, ",") {
+		i := slices.IndexFunc(all, func(sc experiment.Scenario) bool { return sc.Name == strings.TrimSpace(name) })
+		if i < 0 {
+			names := make([]string, len(all))
+			for j, sc := range all {
+				names[j] = sc.Name
+			}
+			return nil, fmt.Errorf("unknown scenario %q (want %s)", name, strings.Join(names, ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
 }
 
 func printConfusion(w io.Writer, cm [][]int) {

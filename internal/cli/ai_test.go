@@ -42,8 +42,17 @@ func TestAICommands(t *testing.T) {
 		t.Fatalf("train: %d %s %s", code, out, stderr)
 	}
 	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--rca=false"}, small...)...)
-	if code != 0 || !strings.Contains(out, "robust z-score") || !strings.Contains(out, "isolation forest") || !strings.Contains(out, "ROC-AUC") {
-		t.Fatalf("eval: %d %s %s", code, out, stderr)
+	for _, want := range []string{"robust z-score", "isolation forest", "flow conservation", "ratio rule", "ROC-AUC", "F1 [95% CI]"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("eval: %d, no %q in %s %s", code, want, out, stderr)
+		}
+	}
+	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)
+	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") {
+		t.Fatalf("eval --suite shift: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "shift", "--scenarios", "moon"); code == 0 || !strings.Contains(stderr, "unknown scenario") {
+		t.Fatalf("unknown scenario: %d %s", code, stderr)
 	}
 	// A model for another feature set is refused with a clear error.
 	_, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--features", "self", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)

@@ -23,10 +23,17 @@ import (
 
 // runControl runs the control plane, or with "init" first prepares its data directory.
 func runControl(e *env, args []string) error {
-	if len(args) > 0 && args[0] == "init" {
-		return runControlInit(e, args[1:])
+	if len(args) > 0 {
+		switch args[0] {
+		case "init":
+			return runControlInit(e, args[1:])
+		case "backup":
+			return runControlBackup(e, args[1:])
+		case "restore":
+			return runControlRestore(e, args[1:])
+		}
 	}
-	fs := newFlags(e, "control", "--config control.yaml [--insecure-dev]   |   control init --config control.yaml --trust-domain D --admin NAME")
+	fs := newFlags(e, "control", "--config control.yaml [--insecure-dev]   |   control init --config control.yaml --trust-domain D --admin NAME   |   control backup --config control.yaml --out FILE   |   control restore --config control.yaml --in FILE")
 	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
 	insecure := fs.Bool("insecure-dev", false, "serve plain HTTP on a loopback address, for local development only")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -69,6 +76,8 @@ func runControlInit(e *env, args []string) error {
 	caDuration := fs.Duration("ca-duration", 10*365*24*time.Hour, "lifetime of a new CA")
 	admin := fs.String("admin", "", "create this admin account and print an admin API key once")
 	pwFile := fs.String("password-file", "", "file holding the admin's password on its first line ('-': standard input); without it the admin logs in with API keys only")
+	var members memberFlags
+	fs.Var(&members, "dao-member", "a member of the genesis governance roster: NAME=PUBLIC-KEY-FILE[:WEIGHT] (repeat; keys from 'ctl dao keygen')")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -86,9 +95,13 @@ func runControlInit(e *env, args []string) error {
 		}
 	}
 	res, err := control.Init(e.ctx, cfg, control.InitOptions{TrustDomain: *td, CAName: *caName, CAGroups: splitList(*caGroups),
-		CADuration: *caDuration, Admin: *admin, AdminPassword: password}, e.now())
+		CADuration: *caDuration, Admin: *admin, AdminPassword: password, DAOMembers: members}, e.now())
 	if err != nil {
 		return err
+	}
+	if res.GenesisRoster != "" {
+		fmt.Fprintf(e.stdout, "genesis roster: %s (%d members)\nroster hash:    %s   (nodes pin it: governance.genesis_sha256)\n",
+			res.GenesisRoster, len(members), res.GenesisHash)
 	}
 	if res.CreatedCA {
 		fmt.Fprintf(e.stdout, "created CA for trust domain %s in %s\n", res.TrustDomain, cfg.CADir)
@@ -240,6 +253,11 @@ func runCtl(e *env, args []string) error {
 		{"audit", "show the audit log", ctlAudit},
 		{"policy get", "show the mesh access policy (YAML source with its version)", ctlPolicyGet},
 		{"policy set", "set the mesh access policy: ctl policy set --file policy.yaml", ctlPolicySet},
+		{"dao keygen", "make a governance member key locally: ctl dao keygen --out alice.key", ctlDAOKeygen},
+		{"dao propose", "put an action to the members: ctl dao propose --title T --action policy --policy-file p.yaml", ctlDAOPropose},
+		{"dao vote", "sign a ballot locally and cast it: ctl dao vote --key alice.key --proposal ID --choice yes", ctlDAOVote},
+		{"dao show", "proposals with state and tally: ctl dao show [ID]", ctlDAOShow},
+		{"dao verify", "recompute every tally and the chain from the governance log", ctlDAOVerify},
 		{"billing plans", "list billing plans", ctlBillingPlans},
 		{"billing plan create", "create a plan: --name --price-usdt MICRO --node-quota N --duration 720h", ctlBillingPlanCreate},
 		{"billing invoice create", "ask an account to pay for a plan: --account A --plan ID --network tron-usdt|ton-usdt|ton", ctlBillingInvoiceCreate},
@@ -576,4 +594,74 @@ func enrolAndSave(e *env, url, token string, key *identity.NodeKey, name, dir st
 	fmt.Fprintf(e.stdout, "enrolled %s (%s, overlay %s); certificate valid until %s, renew after %s\nbundle written to %s\n",
 		b.Raw.Name, b.Raw.SPIFFEID, b.Raw.Overlay, b.Raw.NotAfter.Format(time.RFC3339), b.Raw.RenewAfter.Format(time.RFC3339), dir)
 	return b, nil
+}
+
+// runControlBackup writes a backup of a control plane, running or not.
+func runControlBackup(e *env, args []string) error {
+	fs := newFlags(e, "control backup", "--config control.yaml --out FILE")
+	cfgPath := fs.String("config", "control.yaml", "configuration file (docs/control.md)")
+	out := fs.String("out", "", "backup file to create (mode 0600; never overwritten)")
+	if err := e.parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "out", *out); err != nil {
+		return err
+	}
+	cfg, err := control.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	sum, err := control.Backup(e.ctx, cfg, f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(*out)
+		return err
+	}
+	fmt.Fprintf(e.stdout, "backup %s: schema version %d, %s, %d CA files\n", *out, sum.Schema, rowSummary(sum.Rows), sum.CAFiles)
+	return nil
+}
+
+// runControlRestore restores a backup into a new control plane (empty database, no CA yet).
+func runControlRestore(e *env, args []string) error {
+	fs := newFlags(e, "control restore", "--config control.yaml --in FILE")
+	cfgPath := fs.String("config", "control.yaml", "configuration file of the new control plane (either database driver)")
+	in := fs.String("in", "", "backup file from 'control backup'")
+	if err := e.parse(fs, args, 0); err != nil {
+		return err
+	}
+	if err := required(fs, "in", *in); err != nil {
+		return err
+	}
+	cfg, err := control.LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(*in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sum, err := control.Restore(e.ctx, cfg, f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "restored %s into %s: schema version %d, %s, %d CA files\n", *in, cfg.Database.Driver, sum.Schema, rowSummary(sum.Rows), sum.CAFiles)
+	return nil
+}
+
+func rowSummary(rows map[string]int) string {
+	total := 0
+	for _, n := range rows {
+		total += n
+	}
+	return fmt.Sprintf("%d rows in %d tables (%d users, %d nodes, %d audit entries)", total, len(rows), rows["users"], rows["nodes"], rows["audit_log"])
 }

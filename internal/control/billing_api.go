@@ -14,6 +14,7 @@ import (
 	"x0tta6bl4/internal/billing"
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/governance"
 )
 
 // badInput marks an error that is the caller's (400), as opposed to the store's or a provider's.
@@ -404,4 +405,65 @@ func (s *Server) handleGetSubscription(w http.ResponseWriter, r *http.Request, r
 	}
 	writeJSON(w, http.StatusOK, api.Subscription{Account: sub.Account, PlanID: sub.PlanID, NodeQuota: sub.NodeQuota, NodesUsed: used,
 		ExpiresAt: sub.ExpiresAt, GraceEndsAt: grace, Status: status})
+}
+
+// checkPlanPrices refuses a plan-prices action that names a plan that does not exist, or gives a
+// period other than the plan's duration: a price is per plan period, so a vote must not silently
+// change what a customer gets for it.
+func checkPlanPrices(ctx context.Context, o store.Ops, pp governance.PlanPrices) error {
+	plans, err := o.ListPlans(ctx)
+	if err != nil {
+		return err
+	}
+	for _, want := range pp.Plans {
+		if _, err := matchPlan(plans, want); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func matchPlan(plans []store.Plan, want governance.PlanPrice) (*store.Plan, error) {
+	for i := range plans {
+		p := &plans[i]
+		if p.Name != want.Plan {
+			continue
+		}
+		if p.Duration != time.Duration(want.PeriodDays)*24*time.Hour {
+			return nil, fmt.Errorf("prices: plan %q lasts %s, not %d days", p.Name, p.Duration, want.PeriodDays)
+		}
+		if want.MicroUSDT == 0 || want.MicroUSDT > 1<<62 {
+			return nil, fmt.Errorf("prices: plan %q: price must be 1 to 2^62 micro-USDT", p.Name)
+		}
+		return p, nil
+	}
+	return nil, fmt.Errorf("prices: no plan named %q", want.Plan)
+}
+
+// applyPlanPrices carries out an enacted plan-prices decision: each named plan takes its new
+// USDT price (its Toncoin price is not governed and stays). Plans are checked again here, since
+// one may have changed between the proposal and its enactment; a plan that no longer matches is
+// skipped with an error, the others still change.
+func (s *Server) applyPlanPrices(a governance.Action) error {
+	pp, ok := a.(governance.PlanPrices)
+	if !ok {
+		return fmt.Errorf("prices applier given a %s action", a.Type())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plans, err := s.st.ListPlans(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, want := range pp.Plans {
+		p, err := matchPlan(plans, want)
+		if err == nil {
+			_, err = s.SetPlanPrice(ctx, p.ID, int64(want.MicroUSDT), p.PriceTON, "governance", "")
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

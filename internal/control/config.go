@@ -133,12 +133,14 @@ type MetricsConfig struct {
 	// (e.g. 127.0.0.1:9464), for a Prometheus that cannot speak TLS with ML-DSA-65 certificates.
 	// Metrics carry node names and link figures, never secrets.
 	Listen string `yaml:"listen"`
+	// NodeSD writes a Prometheus file_sd file of the enrolled nodes' metrics listeners.
+	NodeSD NodeSDConfig `yaml:"node_sd"`
 }
 
 // AIConfig configures GET /api/v1/ai/predict.
 type AIConfig struct {
-	// Model is a detector file made by `x0tta6bl4 ai train` (.x6m, docs/intelligence.md); without
-	// one, predictions answer 503.
+	// Model is a detector file made by `x0tta6bl4 ai train` (.x6m, docs/intelligence.md); empty:
+	// the model shipped in the binary; "none": no detector, predictions answer 503.
 	Model string `yaml:"model"`
 }
 
@@ -235,6 +237,14 @@ func (c *Config) Validate() error {
 		ip := net.ParseIP(host)
 		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 			return fmt.Errorf("config: insecure_dev serves plain HTTP and is allowed only on a loopback address, not %q", c.Listen)
+		}
+	}
+	if c.Metrics.NodeSD.File != "" {
+		if c.Metrics.NodeSD.Port == 0 {
+			c.Metrics.NodeSD.Port = 9474
+		}
+		if c.Metrics.NodeSD.Port < 1 || c.Metrics.NodeSD.Port > 65535 {
+			return fmt.Errorf("config: metrics.node_sd.port %d: want 1-65535", c.Metrics.NodeSD.Port)
 		}
 	}
 	if c.Metrics.Listen != "" {

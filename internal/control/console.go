@@ -16,6 +16,7 @@ import (
 
 	"x0tta6bl4/internal/console"
 	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/detector"
 )
 
 // The web console (docs/console.md): static files embedded in the binary under /ui/, a session in
@@ -251,16 +252,18 @@ func (c *scoreCache) get(ctx context.Context, s *Server) scoreSnapshot {
 	if c.score != nil && time.Since(c.at) < scoreMaxAge {
 		return scoreSnapshot{c.score, c.threshold}
 	}
-	mg, err := s.buildMeshGraph(ctx, m)
+	mg, err := s.buildMeshGraph(ctx)
+	var in detector.Graph
 	if err == nil {
-		err = m.CheckGraph(&mg.g)
+		in = detector.Robust(&mg.g) // what the model reads, as in GET /ai/predict
+		err = m.CheckGraph(&in)
 	}
 	if err != nil {
 		s.log.Error("console: anomaly scores", "err", err)
 		return scoreSnapshot{c.score, c.threshold}
 	}
 	score := make(map[string]float64, len(mg.names))
-	for i, p := range m.Predict(&mg.g) {
+	for i, p := range m.Predict(&in) {
 		score[mg.names[i]] = 1 - p[0]
 	}
 	c.score, c.threshold, c.at = score, m.Threshold, time.Now()

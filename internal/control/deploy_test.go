@@ -36,21 +36,7 @@ func TestDeployFiles(t *testing.T) {
 		}
 	}
 
-	data, err := os.ReadFile(filepath.Join(deployDir, "grafana", "x0tta6bl4-control.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(data, &dash); err != nil {
-		t.Fatalf("dashboard: %v", err)
-	}
+	dash := readDashboard(t, "x0tta6bl4-control.json")
 
 	h := sqliteHarness(t, nil)
 	admin := h.apiClient(h.adminKey)
@@ -98,4 +84,80 @@ func TestDeployFiles(t *testing.T) {
 	if used < 15 {
 		t.Fatalf("dashboard queries only %d metrics", used)
 	}
+}
+
+// TestMeshDashboardMetrics: every metric the mesh dashboard queries is exported, by the control
+// plane (x0tta6bl4_mesh_*, checked against a live /metrics in TestDeployFiles' way) or declared by
+// the node (a prometheus.NewDesc name in internal/node), so a renamed metric fails here.
+func TestMeshDashboardMetrics(t *testing.T) {
+	dash := readDashboard(t, "x0tta6bl4-mesh.json")
+	declared := map[string]bool{}
+	files, _ := filepath.Glob(filepath.Join("..", "node", "*.go"))
+	desc := regexp.MustCompile(`prometheus\.NewDesc\("(x0tta6bl4_[a-z0-9_]+)"`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range desc.FindAllStringSubmatch(string(src), -1) {
+			declared[m[1]] = true
+		}
+	}
+	if len(declared) < 20 {
+		t.Fatalf("found only %d node metrics in internal/node", len(declared))
+	}
+	h := sqliteHarness(t, nil)
+	admin := h.apiClient(h.adminKey)
+	a, b := h.enrollNode(t, admin, "alpha"), h.enrollNode(t, admin, "beta")
+	for _, n := range []*testNode{a, b} { // per-link series exist once nodes report links
+		other := map[*testNode]string{a: "beta", b: "alpha"}[n]
+		if _, err := n.c.Report(t.Context(), &api.MeshReport{Sequence: 1, Peers: []api.PeerReport{{Name: other, State: api.PeerUp, RTTMillis: 2}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, line := range strings.Split(string(h.must(200, "GET", "/metrics", h.adminKey, nil, nil).body), "\n") {
+		if strings.HasPrefix(line, "# TYPE ") {
+			declared[strings.Fields(line)[2]] = true
+		}
+	}
+	re := regexp.MustCompile(`\bx0tta6bl4_[a-z0-9_]+`)
+	used := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range re.FindAllString(tg.Expr, -1) {
+				used++
+				if !declared[m] {
+					t.Errorf("mesh dashboard panel %q queries %s, which neither the node nor the control plane exports", p.Title, m)
+				}
+			}
+		}
+	}
+	if used < 15 {
+		t.Fatalf("mesh dashboard queries only %d metrics", used)
+	}
+}
+
+type dashboard struct {
+	Panels []struct {
+		Title   string `json:"title"`
+		Targets []struct {
+			Expr string `json:"expr"`
+		} `json:"targets"`
+	} `json:"panels"`
+}
+
+func readDashboard(t *testing.T, name string) dashboard {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir, "grafana", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("dashboard %s: %v", name, err)
+	}
+	return d
 }

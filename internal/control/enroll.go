@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -498,51 +499,59 @@ func (s *Server) handleRevokeNode(w http.ResponseWriter, r *http.Request, rc *re
 		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("node %q was already revoked at %s", n.Name, n.RevokedAt.Format(time.RFC3339)))
 		return
 	}
-	s.revokeMu.Lock()
-	defer s.revokeMu.Unlock()
-	serialHex, err := s.st.NodeSerials(r.Context(), n.ID)
-	if err != nil {
-		s.internal(w, r, err)
-		return
-	}
-	serials := make([]meshca.Serial, 0, len(serialHex))
-	for _, h := range serialHex {
-		sn, err := meshca.ParseSerial(h)
-		if err != nil {
-			s.internal(w, r, fmt.Errorf("stored serial of %q: %w", n.Name, err))
-			return
-		}
-		serials = append(serials, sn)
-	}
-	keyID, err := parseKeyID(n.KeyID)
-	if err != nil {
-		s.internal(w, r, fmt.Errorf("stored key ID of %q: %w", n.Name, err))
-		return
-	}
-	// Signing, storing and announcing the list, and marking the node, commit together: an
-	// acknowledged revocation is in the database, and every instance serves it.
-	var crl *meshca.RevocationList
-	err = s.st.InTx(r.Context(), func(tx *store.Tx) error {
-		var err error
-		if crl, err = s.signRevocation(r.Context(), tx, serials, []identity.KeyID{keyID}); err != nil {
-			return err
-		}
-		if err := tx.MarkNodeRevoked(r.Context(), n.ID, s.now()); err != nil {
-			return err
-		}
+	crl, serialHex, err := s.revokeNode(r.Context(), n, func(tx *store.Tx, crl *meshca.RevocationList, serials int) error {
 		return s.audit(r.Context(), tx.Ops, rc, "node.revoke", n.Name,
-			fmt.Sprintf("revocation list %d: %d serials, key %s", crl.Number, len(serials), n.KeyID))
+			fmt.Sprintf("revocation list %d: %d serials, key %s", crl.Number, serials, n.KeyID))
 	})
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	s.installCRL(crl)
-	s.m.revocations.Inc()
-	s.meshChanged()
 	s.log.Warn("node revoked", "node", n.Name, "crl_number", crl.Number, "by", rc.actor())
 	slices.Sort(serialHex)
 	writeJSON(w, http.StatusOK, api.RevokeResponse{Node: n.Name, CRLNumber: crl.Number, RevokedSerials: serialHex, RevokedKeyID: n.KeyID})
+}
+
+// revokeNode puts every serial of the node and its key on the CA's next revocation list. Signing,
+// storing and announcing the list, marking the node and audit's entry commit together: an
+// acknowledged revocation is in the database, and every instance serves it.
+func (s *Server) revokeNode(ctx context.Context, n *store.Node, audit func(tx *store.Tx, crl *meshca.RevocationList, serials int) error) (*meshca.RevocationList, []string, error) {
+	s.revokeMu.Lock()
+	defer s.revokeMu.Unlock()
+	serialHex, err := s.st.NodeSerials(ctx, n.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	serials := make([]meshca.Serial, 0, len(serialHex))
+	for _, h := range serialHex {
+		sn, err := meshca.ParseSerial(h)
+		if err != nil {
+			return nil, nil, fmt.Errorf("stored serial of %q: %w", n.Name, err)
+		}
+		serials = append(serials, sn)
+	}
+	keyID, err := parseKeyID(n.KeyID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("stored key ID of %q: %w", n.Name, err)
+	}
+	var crl *meshca.RevocationList
+	err = s.st.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		if crl, err = s.signRevocation(ctx, tx, serials, []identity.KeyID{keyID}); err != nil {
+			return err
+		}
+		if err := tx.MarkNodeRevoked(ctx, n.ID, s.now()); err != nil {
+			return err
+		}
+		return audit(tx, crl, len(serials))
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	s.installCRL(crl)
+	s.m.revocations.Inc()
+	s.meshChanged()
+	return crl, serialHex, nil
 }
 
 func parseKeyID(s string) (identity.KeyID, error) {

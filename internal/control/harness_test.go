@@ -61,11 +61,18 @@ func logger(t testing.TB) *slog.Logger {
 }
 
 func newHarness(t *testing.T, db store.Config, mutate func(*Config)) *harness {
+	t.Helper()
 	return newHarnessAt(t, db, mutate, nil)
 }
 
 // newHarnessAt is newHarness with the server's clock (nil: time.Now).
 func newHarnessAt(t *testing.T, db store.Config, mutate func(*Config), now func() time.Time) *harness {
+	t.Helper()
+	return newHarnessWith(t, db, mutate, Options{Logger: logger(t), Version: "test", Now: now})
+}
+
+// newHarnessWith is newHarness with the server's options (a clock, governance appliers).
+func newHarnessWith(t *testing.T, db store.Config, mutate func(*Config), opts Options) *harness {
 	t.Helper()
 	cfg := testConfig(t, db)
 	if mutate != nil {
@@ -73,14 +80,14 @@ func newHarnessAt(t *testing.T, db store.Config, mutate func(*Config), now func(
 	}
 	ctx := context.Background()
 	initAt := time.Now()
-	if now != nil {
-		initAt = now()
+	if opts.Now != nil {
+		initAt = opts.Now()
 	}
 	res, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD, CAGroups: []string{"ops", "web"}, Admin: testAdmin, AdminPassword: testPassword}, initAt)
 	if err != nil {
 		t.Fatalf("init: %v", err)
 	}
-	srv, err := New(ctx, cfg, Options{Logger: logger(t), Version: "test", Now: now})
+	srv, err := New(ctx, cfg, opts)
 	if err != nil {
 		t.Fatalf("new: %v", err)
 	}

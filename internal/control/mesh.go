@@ -88,7 +88,7 @@ func (s *Server) meshView(ctx context.Context) (*meshView, error) {
 }
 
 // meshChanged invalidates the cached mesh view.
-func (s *Server) meshChanged() { s.viewEvents.set(s.viewGen.Add(1)) }
+func (s *Server) meshChanged() { s.viewEvents.set(s.viewGen.Add(1)); s.kickNodeSD() }
 
 // nodesAndReports reads every enrolled node and every node's latest report.
 func (s *Server) nodesAndReports(ctx context.Context) ([]store.Node, []store.Report, error) {
@@ -326,11 +326,4 @@ func (s *Server) verifyMeshCert(c *meshca.Certificate) error {
 		return err
 	}
 	return v.Verify(c, s.now())
-}
-
-func (s *Server) handleNotImplemented(what, issue string) func(http.ResponseWriter, *http.Request, *reqCtx) {
-	return func(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
-		writeError(w, http.StatusNotImplemented, "not_implemented", what+" is not implemented yet; it lands with "+issue+
-			". Nothing was computed or recorded.")
-	}
 }

@@ -217,7 +217,7 @@ func (s *Server) openAPI() map[string]any {
 		"tags": []any{
 			map[string]any{"name": "service"}, map[string]any{"name": "users"}, map[string]any{"name": "keys"},
 			map[string]any{"name": "enrollment"}, map[string]any{"name": "nodes"}, map[string]any{"name": "mesh"},
-			map[string]any{"name": "security"}, map[string]any{"name": "audit"}, map[string]any{"name": "planned"},
+			map[string]any{"name": "security"}, map[string]any{"name": "audit"}, map[string]any{"name": "governance"},
 		},
 	}
 }

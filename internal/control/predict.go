@@ -13,6 +13,7 @@ import (
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/defaultmodel"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/telemetry"
 )
@@ -28,9 +29,17 @@ const maxModelBytes = 64 << 20
 // topNeighbours is how many neighbour contributions a prediction lists.
 const topNeighbours = 5
 
-// loadDetector reads and checks the configured model; no model configured is not an error.
+// loadDetector reads and checks the configured model: the shipped one (internal/detector/defaultmodel)
+// when none is configured, none at all with "none".
 func loadDetector(path string) (*detector.Model, error) {
-	if path == "" {
+	switch path {
+	case "":
+		m, err := defaultmodel.Load()
+		if err != nil {
+			return nil, fmt.Errorf("control: the shipped detector model: %w", err)
+		}
+		return m, nil
+	case "none":
 		return nil, nil
 	}
 	f, err := os.Open(path)
@@ -49,9 +58,9 @@ func loadDetector(path string) (*detector.Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: ai.model %s: %w", path, err)
 	}
-	if m.F != telemetry.NumNode || (m.E != 0 && m.E != telemetry.NumEdge) || m.K != len(telemetry.Classes) {
-		return nil, fmt.Errorf("control: ai.model %s: %d node features, %d edge features, %d classes; this build reports %d, %d and %d",
-			path, m.F, m.E, m.K, telemetry.NumNode, telemetry.NumEdge, len(telemetry.Classes))
+	if m.F != detector.NumRobust || (m.E != 0 && m.E != detector.NumRobustEdge) || m.K != len(telemetry.Classes) {
+		return nil, fmt.Errorf("control: ai.model %s: %d node features, %d edge features, %d classes; this build derives %d, %d and %d (a model from an earlier build: retrain it with 'x0tta6bl4 ai train')",
+			path, m.F, m.E, m.K, detector.NumRobust, detector.NumRobustEdge, len(telemetry.Classes))
 	}
 	return m, nil
 }
@@ -64,7 +73,8 @@ type meshGraph struct {
 	reported []*store.Report // per node: its fresh report with features, or nil
 }
 
-func (s *Server) buildMeshGraph(ctx context.Context, m *detector.Model) (*meshGraph, error) {
+// buildMeshGraph builds the graph of raw telemetry vectors (the model reads detector.Robust of it).
+func (s *Server) buildMeshGraph(ctx context.Context) (*meshGraph, error) {
 	nodes, reports, err := s.nodesAndReports(ctx)
 	if err != nil {
 		return nil, err
@@ -113,10 +123,7 @@ func (s *Server) buildMeshGraph(ctx context.Context, m *detector.Model) (*meshGr
 			}
 		}
 	}
-	g := detector.Graph{X: make([][]float64, count), Adj: adj}
-	if m.E > 0 {
-		g.E = make([][][]float64, count)
-	}
+	g := detector.Graph{X: make([][]float64, count), Adj: adj, E: make([][][]float64, count)}
 	for v := range count {
 		x := make([]float64, telemetry.NumNode)
 		fresh := mg.reported[v] != nil
@@ -129,9 +136,6 @@ func (s *Server) buildMeshGraph(ctx context.Context, m *detector.Model) (*meshGr
 			x[telemetry.FMissing] = 1
 		}
 		g.X[v] = x
-		if m.E == 0 {
-			continue
-		}
 		g.E[v] = make([][]float64, len(adj[v]))
 		for i, u := range adj[v] {
 			e := make([]float64, telemetry.NumEdge)
@@ -182,7 +186,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	m := s.detector
 	if m == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable",
-			"no detector model is configured: set ai.model in the control configuration to a file made by 'x0tta6bl4 ai train'")
+			"the detector is switched off (ai.model: none): set ai.model to a file made by 'x0tta6bl4 ai train', or leave it empty for the shipped model")
 		return
 	}
 	name := r.PathValue("node_id")
@@ -190,7 +194,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 		badRequest(w, "node_id: "+err.Error())
 		return
 	}
-	mg, err := s.buildMeshGraph(r.Context(), m)
+	mg, err := s.buildMeshGraph(r.Context())
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -200,11 +204,12 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no enrolled, unrevoked node %q", name))
 		return
 	}
-	if err := m.CheckGraph(&mg.g); err != nil {
+	in := detector.Robust(&mg.g)
+	if err := m.CheckGraph(&in); err != nil {
 		s.internal(w, r, fmt.Errorf("detector graph: %w", err))
 		return
 	}
-	probs := m.Predict(&mg.g)
+	probs := m.Predict(&in)
 	p := probs[v]
 	out := api.Prediction{Node: name, ModelVersion: m.Version(), ComputedAt: s.now(), GraphNodes: len(mg.names),
 		TelemetryMissing: mg.reported[v] == nil, Score: 1 - p[0], Threshold: m.Threshold,
@@ -228,16 +233,15 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	}
 	for i, u := range mg.g.Adj[v] {
 		lf := map[string]float64{}
-		if mg.g.E != nil {
-			for k, name := range telemetry.EdgeNames {
-				lf[name] = mg.g.E[v][i][k]
-			}
+		for k, name := range telemetry.EdgeNames {
+			lf[name] = mg.g.E[v][i][k]
 		}
 		out.LinkFeatures[mg.names[u]] = lf
 	}
 	for _, u := range mg.g.Adj[v] {
 		g := mg.without(u)
-		q := m.Predict(&g)[v]
+		gi := detector.Robust(&g)
+		q := m.Predict(&gi)[v]
 		out.TopNeighbours = append(out.TopNeighbours, api.NeighbourContribution{Name: mg.names[u],
 			Contribution: out.Score - (1 - q[0]), Score: 1 - probs[u][0]})
 	}

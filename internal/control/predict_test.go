@@ -45,7 +45,7 @@ func edgeFeatures(tx, rx float64) map[string]float64 {
 // (checked against the model run directly on a graph built here), with the features it read, the
 // model version, and neighbours ranked by how much cutting them out changes the score.
 func TestPredict(t *testing.T) {
-	m := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 8, 8, len(telemetry.Classes), 3)
+	m := detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 8, 8, len(telemetry.Classes), 3)
 	m.Threshold = 0.5
 	path := writeModel(t, m)
 	h := sqliteHarness(t, func(c *Config) { c.AI.Model = path })
@@ -99,7 +99,8 @@ func TestPredict(t *testing.T) {
 		Adj: [][]int{{1}, {0, 2}, {1}},
 		E:   [][][]float64{{e(edgeFeatures(40, 0))}, {e(edgeFeatures(0, 0)), e(edgeFeatures(0, 0))}, {zero}},
 	}
-	want := m.Predict(&g)
+	in := detector.Robust(&g)
+	want := m.Predict(&in)
 	if math.Abs(p.Score-(1-want[1][0])) > 1e-9 {
 		t.Fatalf("score %v, the model says %v", p.Score, 1-want[1][0])
 	}
@@ -123,7 +124,8 @@ func TestPredict(t *testing.T) {
 	// Cutting alpha out of the graph: beta's score computed directly.
 	cut := detector.Graph{X: g.X, Adj: [][]int{nil, {2}, {1}}, E: [][][]float64{nil, {g.E[1][1]}, {zero}}}
 	for _, nc := range p.TopNeighbours {
-		if nc.Name == "alpha" && math.Abs(nc.Contribution-(p.Score-(1-m.Predict(&cut)[1][0]))) > 1e-9 {
+		cutIn := detector.Robust(&cut)
+		if nc.Name == "alpha" && math.Abs(nc.Contribution-(p.Score-(1-m.Predict(&cutIn)[1][0]))) > 1e-9 {
 			t.Fatalf("alpha's contribution %v", nc.Contribution)
 		}
 	}
@@ -153,10 +155,20 @@ func TestPredict(t *testing.T) {
 	}
 }
 
+// TestPredictOutOfTheBox: with no ai.model configured the shipped model answers (here: 404 for a
+// node that is not enrolled, not 503).
+func TestPredictOutOfTheBox(t *testing.T) {
+	h := sqliteHarness(t, nil)
+	viewer := h.user("vic", auth.Viewer)
+	if r := h.do("GET", "/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("shipped model: %d %s", r.status, r.body)
+	}
+}
+
 // A detector file that is damaged, or made for other features, stops the control plane at start
 // with a clear error.
 func TestPredictModelRefused(t *testing.T) {
-	good := detector.NewModel(telemetry.NumNode, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1)
+	good := detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 4, 4, len(telemetry.Classes), 1)
 	b, err := good.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
@@ -170,14 +182,17 @@ func TestPredictModelRefused(t *testing.T) {
 	if _, err := loadDetector(damaged); err == nil || !strings.Contains(err.Error(), "ai.model") || !strings.Contains(err.Error(), "malformed") {
 		t.Fatalf("damaged model: %v", err)
 	}
-	other := writeModel(t, detector.NewModel(telemetry.NumNode+1, telemetry.NumEdge, 4, 4, len(telemetry.Classes), 1))
-	if _, err := loadDetector(other); err == nil || !strings.Contains(err.Error(), "this build reports") {
+	other := writeModel(t, detector.NewModel(detector.NumRobust+1, detector.NumRobustEdge, 4, 4, len(telemetry.Classes), 1))
+	if _, err := loadDetector(other); err == nil || !strings.Contains(err.Error(), "this build derives") {
 		t.Fatalf("model for other features: %v", err)
 	}
 	if _, err := loadDetector(filepath.Join(dir, "absent.x6m")); err == nil {
 		t.Fatal("absent model accepted")
 	}
-	if m, err := loadDetector(""); m != nil || err != nil {
-		t.Fatalf("no model configured: %v %v", m, err)
+	if m, err := loadDetector("none"); m != nil || err != nil {
+		t.Fatalf("detector switched off: %v %v", m, err)
+	}
+	if m, err := loadDetector(""); m == nil || err != nil {
+		t.Fatalf("no model configured: the shipped one should load: %v %v", m, err)
 	}
 }

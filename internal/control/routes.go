@@ -170,9 +170,26 @@ func (s *Server) buildRoutes() []*route {
 				desc: "Runs the configured GraphSAGE detector (`ai.model`) on the mesh as the latest reports describe it: every enrolled node, the links the reports list, each node's and link's detector features (a node without a fresh report counts as missing). Returns the node's score (1 − p(normal)), class probabilities, the features used, the model version and the neighbours whose removal from the graph changes the score most.",
 				resp: api.Prediction{}, status: 200, params: []param{{"node_id", "string", "node name"}},
 				extra: map[int]string{404: "no such node", 503: "no detector model configured"}}},
-		{method: "POST", path: "/api/v1/dao/vote", aliases: []string{"/dao/vote"}, access: accessUser, role: auth.Operator,
-			h: s.handleNotImplemented("DAO voting", "the governance issue (internal/governance)"), doc: opDoc{
-				id: "daoVote", tag: "planned", summary: "Cast a governance vote (not implemented: 501)", status: 501}},
+		{method: "POST", path: "/api/v1/dao/proposals", access: accessUser, role: auth.Operator, maxBody: maxGovBody, h: s.handlePropose, doc: opDoc{
+			id: "daoPropose", tag: "governance", summary: "Put an action to the members (docs/governance.md)",
+			desc: "Freezes the current roster, opens the voting window now, and logs the proposal. A policy action's source is compiled and signed with the CA key under the next policy version nobody holds or reserved; nodes that govern the policy apply it only with the members' quorum certificate. `encoded` is the canonical proposal whose hash is the id: members' CLIs recompute it before signing a ballot.",
+			req:  api.ProposalRequest{}, resp: api.Proposal{}, status: 201, extra: map[int]string{409: "governance is not set up (no genesis roster)"}}},
+		{method: "GET", path: "/api/v1/dao/proposals", access: accessUser, role: auth.Viewer, h: s.handleProposals, doc: opDoc{
+			id: "daoProposals", tag: "governance", summary: "Proposals, newest first, with state and tally", resp: api.Proposals{}, status: 200}},
+		{method: "GET", path: "/api/v1/dao/proposals/{id}", access: accessUser, role: auth.Viewer, h: s.handleProposal, doc: opDoc{
+			id: "daoProposal", tag: "governance", summary: "One proposal with state and tally", resp: api.Proposal{}, status: 200,
+			params: []param{{"id", "string", "proposal id (64 hex digits)"}}, extra: map[int]string{404: "no such proposal"}}},
+		{method: "POST", path: "/api/v1/dao/vote", aliases: []string{"/dao/vote"}, access: accessUser, role: auth.Operator, maxBody: maxGovBody, h: s.handleVote, doc: opDoc{
+			id: "daoVote", tag: "governance", summary: "Cast a member's signed ballot; answers with a receipt",
+			desc: "The ballot is signed by the member's own ML-DSA-65 key (`ctl dao vote`); the control plane never holds it. Refused (409): a bad signature, a non-member, a ballot for another proposal, outside the window (by the control plane's clock), or a sequence not above the counted one (the same ballot again returns the same receipt). The receipt names the log entry that holds the ballot.",
+			req:  api.VoteRequest{}, resp: api.VoteReceipt{}, status: 200, extra: map[int]string{404: "no such proposal", 409: "refused"}}},
+		{method: "GET", path: "/api/v1/dao/log", access: accessUser, role: auth.Viewer, h: s.handleGovLog, doc: opDoc{
+			id: "daoLog", tag: "governance", summary: "The hash-chained governance log, for ctl dao verify", resp: api.GovernanceLog{}, status: 200,
+			query: []param{{"after", "integer", "only entries after this sequence (256 per page)"}}}},
+		{method: "GET", path: "/api/v1/dao/decisions", access: accessNodeOrUser, role: auth.Viewer, h: s.handleDecisions, doc: opDoc{
+			id: "daoDecisions", tag: "governance", summary: "Quorum certificates of enacted proposals, in order (node: mutual TLS)",
+			desc: "A passed proposal is enacted once its timelock ends. Nodes verify each certificate against the roster they follow before they apply it.",
+			resp: api.Decisions{}, status: 200, query: []param{{"after", "integer", "only decisions logged after this sequence"}}}},
 
 		{method: "GET", path: "/api/v1/billing/plans", access: accessUser, role: auth.Viewer, h: s.handleListPlans, doc: opDoc{
 			id: "listPlans", tag: "billing", summary: "The plans an account can buy", resp: api.BillingPlanList{}, status: 200}},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,9 +23,11 @@ import (
 	"x0tta6bl4/internal/control/auth"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/netguard"
+	"x0tta6bl4/internal/secfile"
 )
 
 const serverKeyFile = "control.key"
@@ -35,6 +38,9 @@ type Options struct {
 	Version string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Appliers carry out enacted governance actions of the types governance itself does not apply
+	// (plan prices, detector model, healing thresholds); see docs/governance.md.
+	Appliers map[governance.ActionType]governance.Applier
 	// CRLPoll is how often the revocation list is re-read from the database as a backstop to
 	// notifications; 0 means DefaultCRLPoll. Tests lengthen it to show notifications alone suffice.
 	CRLPoll time.Duration
@@ -68,7 +74,9 @@ type Server struct {
 	records    recordsState  // signed link-state records handed to nodes (records.go)
 	policy     policyState   // the mesh access policy (policy.go)
 	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
-	revokeMu   sync.Mutex    // one revocation at a time in this process (the database serialises instances)
+	gov        govState      // member governance (governance.go)
+	appliers   map[governance.ActionType]governance.Applier
+	revokeMu   sync.Mutex // one revocation at a time in this process (the database serialises instances)
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
@@ -92,6 +100,8 @@ type Server struct {
 	scores       scoreCache    // the map's anomaly scores
 	closing      chan struct{} // closed when Serve begins to shut down: event streams end
 	closeOnce    sync.Once
+	// sdKick wakes the node service discovery writer (nodesd.go); buffered, never blocks.
+	sdKick chan struct{}
 
 	handler http.Handler
 	routes  []*route
@@ -108,7 +118,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, crlPoll: opts.CRLPoll}
+	s := &Server{cfg: cfg, log: opts.Logger, version: opts.Version, now: opts.Now, crlPoll: opts.CRLPoll, sdKick: make(chan struct{}, 1)}
+	s.appliers = map[governance.ActionType]governance.Applier{governance.ActionPrices: governance.ApplierFunc(s.applyPlanPrices)}
+	maps.Copy(s.appliers, opts.Appliers)
 	if s.crlPoll <= 0 {
 		s.crlPoll = DefaultCRLPoll
 	}
@@ -418,6 +430,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); s.background(bg) }()
 	go func() { defer wg.Done(); s.watchCRL(bg) }()
+	if s.cfg.Metrics.NodeSD.File != "" {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.runNodeSD(bg) }()
+	}
 	if s.bill != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.runBilling(bg) }()
@@ -556,14 +572,22 @@ type InitOptions struct {
 	Admin string
 	// AdminPassword is its password; empty makes an account that logs in with API keys only.
 	AdminPassword string
+	// DAOMembers, if set, make the genesis roster of member governance (docs/governance.md): the
+	// first entry of the governance log, also written to <data_dir>/genesis-roster.pem for nodes.
+	DAOMembers []governance.Member
 }
+
+// GenesisRosterFile is the genesis roster's file in the data directory.
+const GenesisRosterFile = "genesis-roster.pem"
 
 // InitResult is what Init made.
 type InitResult struct {
-	CreatedCA   bool
-	CAPin       string
-	TrustDomain string
-	AdminAPIKey string // shown once
+	GenesisRoster string // the genesis roster file, when DAOMembers were given
+	GenesisHash   string // its hash, hex: what node operators pin
+	CreatedCA     bool
+	CAPin         string
+	TrustDomain   string
+	AdminAPIKey   string // shown once
 	// Classical identifies the certificate served to clients without ML-DSA-65, for pinning.
 	Classical *ClassicalPins
 }
@@ -636,6 +660,20 @@ func Init(ctx context.Context, cfg Config, opts InitOptions, now time.Time) (*In
 		return nil, fmt.Errorf("control init: %w", err)
 	}
 	defer st.Close()
+	if len(opts.DAOMembers) > 0 {
+		genesis, err := governance.Genesis(res.TrustDomain, opts.DAOMembers)
+		if err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		if err := InitGovernance(ctx, st, genesis, now); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		res.GenesisRoster = filepath.Join(cfg.DataDir, GenesisRosterFile)
+		if err := secfile.Write(res.GenesisRoster, genesis.EncodePEM(), 0o644, true); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		res.GenesisHash = hexHash(genesis.Hash())
+	}
 	if opts.Admin == "" {
 		return res, nil
 	}

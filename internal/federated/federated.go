@@ -126,7 +126,7 @@ type Rule string
 
 // Rules.
 const (
-	FedAvg      Rule = "fedavg"  // sample-weighted mean
+	FedAvg      Rule = "fedavg"  // mean weighted by sample counts, each capped at the upper median count
 	TrimmedMean Rule = "trimmed" // per coordinate, drop the Trim fraction at each end, mean the rest
 	Median      Rule = "median"  // per coordinate median
 )
@@ -175,6 +175,22 @@ func Combine(us []*Update, rule Rule, trim float64, noClip bool, krum int) ([]fl
 	return agg, clip, err
 }
 
+// sampleWeights are FedAvg's weights: each update's sample count (at least 1), capped at the upper median
+// count of the round. A sample count is what a client says about itself; capped, a client claiming
+// a billion samples weighs no more than a typical one, and moving the cap needs half the clients.
+func sampleWeights(us []*Update) []float64 {
+	counts := make([]float64, len(us))
+	for i, u := range us {
+		counts[i] = float64(max(u.Samples, 1))
+	}
+	// The upper median: with an even count, the larger of the middle two.
+	capAt := slices.Sorted(slices.Values(counts))[len(counts)/2]
+	for i := range counts {
+		counts[i] = min(counts[i], capAt)
+	}
+	return counts
+}
+
 // Aggregate combines updates (already clipped) with rule; trim is the fraction dropped at each end
 // by TrimmedMean.
 func Aggregate(us []*Update, rule Rule, trim float64) ([]float64, error) {
@@ -185,12 +201,13 @@ func Aggregate(us []*Update, rule Rule, trim float64) ([]float64, error) {
 	out := make([]float64, dim)
 	switch rule {
 	case FedAvg:
+		weight := sampleWeights(us)
 		var w float64
-		for _, u := range us {
-			w += float64(max(u.Samples, 1))
+		for _, x := range weight {
+			w += x
 		}
-		for _, u := range us {
-			f := float64(max(u.Samples, 1)) / w
+		for j, u := range us {
+			f := weight[j] / w
 			for i, v := range u.Delta {
 				out[i] += f * v
 			}

@@ -68,6 +68,21 @@ func TestAggregate(t *testing.T) {
 	}
 }
 
+// TestSampleCountCapped: a client claiming far more samples than the others weighs no more than
+// the median client in FedAvg; honest counts below the median keep their proportions.
+func TestSampleCountCapped(t *testing.T) {
+	us := []*Update{{Samples: 100, Delta: []float64{1}}, {Samples: 100, Delta: []float64{1}},
+		{Samples: 50, Delta: []float64{1}}, {Samples: math.MaxUint32, Delta: []float64{-1000}}}
+	avg, err := Aggregate(us, FedAvg, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Weights 100, 100, 50, 100 (capped at the median, 100).
+	if want := (100 + 100 + 50 - 100*1000.0) / 350; math.Abs(avg[0]-want) > 1e-9 {
+		t.Fatalf("avg %v, want %v", avg[0], want)
+	}
+}
+
 // TestPoisoning: a task only the neighbourhood reveals, 10 clients, 2 of them poisoned (−10 × their
 // update, or Gaussian noise of 10 × its norm). Trimmed mean (with or without Multi-Krum) and clipped
 // FedAvg stay close to clean training; FedAvg without clipping is broken by the −10× attack.
@@ -100,6 +115,13 @@ func TestPoisoning(t *testing.T) {
 	krum, noise, noiseNaive := f1(TrimmedMean, 2, false, 2, ""), f1(TrimmedMean, 2, false, 0, AttackNoise), f1(FedAvg, 2, true, 0, AttackNoise)
 	t.Logf("F1 clean %.3f; 20%% poisoned (−10×): trimmed mean %.3f, Multi-Krum + trimmed mean %.3f, clipped FedAvg %.3f, unclipped FedAvg %.3f; "+
 		"noise: trimmed mean %.3f, unclipped FedAvg %.3f", clean, robust, krum, clipped, naive, noise, noiseNaive)
+	// Adaptive, omniscient attacks crafted from the round's honest updates.
+	alie, alieKrum, ipm, ipmKrum := f1(TrimmedMean, 2, false, 0, AttackALIE), f1(TrimmedMean, 2, false, 2, AttackALIE),
+		f1(TrimmedMean, 2, false, 0, AttackIPM), f1(TrimmedMean, 2, false, 2, AttackIPM)
+	t.Logf("ALIE: trimmed mean %.3f, Multi-Krum + trimmed mean %.3f; IPM: trimmed mean %.3f, Multi-Krum + trimmed mean %.3f", alie, alieKrum, ipm, ipmKrum)
+	if alie < clean-0.05 || alieKrum < clean-0.05 || ipm < clean-0.05 || ipmKrum < clean-0.05 {
+		t.Fatalf("adaptive attacks: clean %.3f ALIE %.3f / %.3f IPM %.3f / %.3f", clean, alie, alieKrum, ipm, ipmKrum)
+	}
 	// (Noise is not asserted to break unclipped FedAvg: on this task random directions mostly average out.)
 	if clean < 0.75 || robust < clean-0.05 || krum < clean-0.05 || clipped < clean-0.05 || naive > robust-0.1 || noise < clean-0.05 {
 		t.Fatalf("clean %.3f robust %.3f krum %.3f clipped %.3f naive %.3f noise %.3f / %.3f", clean, robust, krum, clipped, naive, noise, noiseNaive)

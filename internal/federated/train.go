@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/detector/train"
@@ -57,6 +58,15 @@ type Attack string
 const (
 	AttackScale Attack = "scale" // −10 × the honest update
 	AttackNoise Attack = "noise" // Gaussian noise with 10 × the honest update's norm
+	// AttackALIE is "a little is enough" (Baruch, Baruch, Goldberg 2019): every poisoned client
+	// sends the honest updates' coordinate-wise mean minus z standard deviations, z the largest
+	// that keeps it inside the majority (z = Φ⁻¹((n − s)/n), s = ⌊n/2 + 1⌋ − f). Omniscient: the
+	// attackers see the honest updates of the round.
+	AttackALIE Attack = "alie"
+	// AttackIPM is inner-product manipulation (Xie, Koyejo, Gupta 2020): every poisoned client
+	// sends −ε times the honest updates' mean, ε = 0.5, so the aggregate's inner product with the
+	// true direction shrinks or turns negative. Omniscient too.
+	AttackIPM Attack = "ipm"
 )
 
 // Report describes a run.
@@ -84,7 +94,7 @@ func Train(clients [][]detector.Graph, f int, cfg TrainConfig) (*detector.Model,
 	if cfg.Attack == "" {
 		cfg.Attack = AttackScale
 	}
-	if cfg.Attack != AttackScale && cfg.Attack != AttackNoise {
+	if !slices.Contains([]Attack{AttackScale, AttackNoise, AttackALIE, AttackIPM}, cfg.Attack) {
 		return nil, nil, fmt.Errorf("federated: unknown attack %q", cfg.Attack)
 	}
 	if len(clients) == 0 {
@@ -114,6 +124,8 @@ func Train(clients [][]detector.Graph, f int, cfg TrainConfig) (*detector.Model,
 	for r := range cfg.Rounds {
 		base := global.Params()
 		var msgs [][]byte
+		var deltas [][]float64
+		var counts []int
 		for ci, c := range clients {
 			local := global.Clone()
 			lr := cfg.LR
@@ -137,7 +149,14 @@ func Train(clients [][]detector.Graph, f int, cfg TrainConfig) (*detector.Model,
 			if ci < cfg.Poisoned {
 				poison(delta, cfg.Attack, rng)
 			}
-			b, err := Encode(keys[ci], Update{Round: uint32(r), Samples: uint32(samples(data)), Delta: delta})
+			deltas = append(deltas, delta)
+			counts = append(counts, samples(data))
+		}
+		if cfg.Attack == AttackALIE || cfg.Attack == AttackIPM {
+			omniscient(deltas, cfg.Poisoned, cfg.Attack)
+		}
+		for ci, delta := range deltas {
+			b, err := Encode(keys[ci], Update{Round: uint32(r), Samples: uint32(counts[ci]), Delta: delta})
 			if err != nil {
 				return nil, nil, err
 			}
@@ -186,8 +205,45 @@ func samples(gs []detector.Graph) int {
 }
 
 // poison turns an honest update into the attack's.
+// omniscient replaces the first f deltas by an attack crafted from the honest rest.
+func omniscient(deltas [][]float64, f int, a Attack) {
+	n := len(deltas)
+	if f <= 0 || f >= n {
+		return
+	}
+	honest := deltas[f:]
+	dim := len(deltas[0])
+	mean, std := make([]float64, dim), make([]float64, dim)
+	for _, d := range honest {
+		for i, v := range d {
+			mean[i] += v / float64(len(honest))
+		}
+	}
+	for _, d := range honest {
+		for i, v := range d {
+			std[i] += (v - mean[i]) * (v - mean[i]) / float64(len(honest))
+		}
+	}
+	s := n/2 + 1 - f
+	z := 1.0
+	if p := float64(n-s) / float64(n); p > 0 && p < 1 {
+		z = math.Sqrt2 * math.Erfinv(2*p-1)
+	}
+	for _, d := range deltas[:f] {
+		for i := range d {
+			if a == AttackALIE {
+				d[i] = mean[i] - z*math.Sqrt(std[i])
+			} else {
+				d[i] = -0.5 * mean[i]
+			}
+		}
+	}
+}
+
 func poison(delta []float64, a Attack, rng *rand.Rand) {
 	switch a {
+	case AttackALIE, AttackIPM:
+		// Crafted from the honest updates once all are known (omniscient).
 	case AttackNoise:
 		norm := Clip(delta, 0)
 		var s float64

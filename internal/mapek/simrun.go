@@ -59,7 +59,8 @@ func RunSim(cfg SimConfig) (*SimResult, error) {
 	res.MTTRRel = -1
 	c := cfg.Sim
 	c.OnInterval = func(s *sim.Sim, iv *sim.Interval) {
-		g := experiment.FromInterval(s.Adj, iv)
+		raw := experiment.FromInterval(s.Adj, iv)
+		g := detector.Robust(&raw)
 		probs := cfg.Detect(&g)
 		// Evidence: what the neighbours' link counters say v was handed to relay and relayed.
 		relayIn, relayOut := make([]float64, len(iv.X)), make([]float64, len(iv.X))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 // Kind says whether a certificate belongs to a CA or to a node.
@@ -188,11 +189,11 @@ func (c *Certificate) tbs() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(c.NotBefore.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(c.NotAfter.Unix()))
 	b = append(b, c.Issuer[:]...)
-	b = appendString8(b, c.TrustDomain)
-	b = appendString8(b, c.Name)
+	b = wire.AppendStr8(b, c.TrustDomain)
+	b = wire.AppendStr8(b, c.Name)
 	b = append(b, byte(len(c.Groups)))
 	for _, g := range c.Groups {
-		b = appendString8(b, g)
+		b = wire.AppendStr8(b, g)
 	}
 	var overlay [16]byte
 	if c.Overlay.IsValid() {
@@ -200,11 +201,11 @@ func (c *Certificate) tbs() []byte {
 	}
 	b = append(b, overlay[:]...)
 	if c.KEMPublicKey != nil {
-		b = appendBytes16(b, c.KEMPublicKey.Bytes())
+		b = wire.AppendBytes16(b, c.KEMPublicKey.Bytes())
 	} else {
-		b = appendBytes16(b, nil)
+		b = wire.AppendBytes16(b, nil)
 	}
-	b = appendBytes16(b, c.SignPublicKey.Bytes())
+	b = wire.AppendBytes16(b, c.SignPublicKey.Bytes())
 	return b
 }
 
@@ -221,7 +222,7 @@ func (c *Certificate) sign(key *identity.SigningKey) error {
 		return err
 	}
 	c.Signature = sig
-	c.raw = appendBytes16(tbs, sig)
+	c.raw = wire.AppendBytes16(tbs, sig)
 	return nil
 }
 
@@ -258,40 +259,40 @@ func parseCertificate(data []byte) (*Certificate, error) {
 	if len(data) > MaxCertificateSize {
 		return nil, fmt.Errorf("%d bytes, at most %d allowed", len(data), MaxCertificateSize)
 	}
-	r := reader{b: data}
-	if magic := r.bytes(4); string(magic) != certMagic {
+	r := wire.NewReader(data)
+	if magic := r.Bytes(4); string(magic) != certMagic {
 		return nil, errors.New("not a mesh certificate (bad magic)")
 	}
-	if v := r.u8(); v != certVersion {
+	if v := r.U8(); v != certVersion {
 		return nil, fmt.Errorf("certificate version %d, this build reads version %d", v, certVersion)
 	}
-	c := &Certificate{Kind: Kind(r.u8())}
-	copy(c.Serial[:], r.bytes(serialSize))
-	c.NotBefore = time.Unix(int64(r.u64()), 0).UTC()
-	c.NotAfter = time.Unix(int64(r.u64()), 0).UTC()
-	copy(c.Issuer[:], r.bytes(32))
-	c.TrustDomain = string(r.bytes8())
-	c.Name = string(r.bytes8())
-	n := int(r.u8())
+	c := &Certificate{Kind: Kind(r.U8())}
+	copy(c.Serial[:], r.Bytes(serialSize))
+	c.NotBefore = time.Unix(int64(r.U64()), 0).UTC()
+	c.NotAfter = time.Unix(int64(r.U64()), 0).UTC()
+	copy(c.Issuer[:], r.Bytes(32))
+	c.TrustDomain = string(r.Bytes8())
+	c.Name = string(r.Bytes8())
+	n := int(r.U8())
 	if n > MaxGroups {
 		return nil, fmt.Errorf("%d groups, at most %d allowed", n, MaxGroups)
 	}
 	for range n {
-		c.Groups = append(c.Groups, string(r.bytes8()))
+		c.Groups = append(c.Groups, string(r.Bytes8()))
 	}
-	overlay := netip.AddrFrom16([16]byte(r.bytes(16)))
+	overlay := netip.AddrFrom16([16]byte(r.Bytes(16)))
 	if overlay != netip.IPv6Unspecified() {
 		c.Overlay = overlay
 	}
-	kemPub := r.bytes16()
-	signPub := r.bytes16()
-	tbsEnd := r.off
-	c.Signature = r.bytes16()
-	if r.err != nil {
-		return nil, r.err
+	kemPub := r.Bytes16()
+	signPub := r.Bytes16()
+	tbsEnd := r.Offset()
+	c.Signature = r.Bytes16()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	if r.off != len(data) {
-		return nil, fmt.Errorf("%d trailing bytes", len(data)-r.off)
+	if r.Offset() != len(data) {
+		return nil, fmt.Errorf("%d trailing bytes", r.Remaining())
 	}
 	if len(kemPub) != 0 {
 		k, err := identity.ParseKEMPublicKey(kemPub)

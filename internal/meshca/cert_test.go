@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 func keyBytes(k interface{ Bytes() []byte }) []byte {
@@ -337,7 +338,7 @@ func TestParseCertificateNonCanonical(t *testing.T) {
 		{"kind 3", set(5, 3), "kind"},
 		{"kind CA with node keys", set(5, byte(KindCA)), "CA certificate must not carry"},
 		{"trailing byte", append(bytes.Clone(enc), 0), "trailing"},
-		{"trailing signature", append(bytes.Clone(enc), appendBytes16(nil, sig)...), "trailing"},
+		{"trailing signature", append(bytes.Clone(enc), wire.AppendBytes16(nil, sig)...), "trailing"},
 		{"unsorted groups", variant(func(c *Certificate) { c.Groups = []string{"web", "ops"} }), "sorted"},
 		{"duplicate groups", variant(func(c *Certificate) { c.Groups = []string{"ops", "ops"} }), "sorted"},
 		{"empty group", variant(func(c *Certificate) { c.Groups = []string{"", "ops"} }), "group"},
@@ -351,8 +352,8 @@ func TestParseCertificateNonCanonical(t *testing.T) {
 		{"node without KEM key", variant(func(c *Certificate) { c.KEMPublicKey = nil }), "KEM"},
 		{"empty validity", variant(func(c *Certificate) { c.NotAfter = c.NotBefore }), "validity"},
 		{"inverted validity", variant(func(c *Certificate) { c.NotAfter = c.NotBefore.Add(-time.Second) }), "validity"},
-		{"short signature", appendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), sig[1:]), "signature"},
-		{"long signature", appendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), append(bytes.Clone(sig), 0)), "signature"},
+		{"short signature", wire.AppendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), sig[1:]), "signature"},
+		{"long signature", wire.AppendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), append(bytes.Clone(sig), 0)), "signature"},
 		{"empty", nil, "magic"},
 		{"header only", enc[:6], "truncated"},
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 const (
@@ -81,7 +82,7 @@ func (l *RevocationList) tbs() []byte {
 	b = append(b, crlMagic...)
 	b = append(b, crlVersion)
 	b = append(b, l.Issuer[:]...)
-	b = appendString8(b, l.TrustDomain)
+	b = wire.AppendStr8(b, l.TrustDomain)
 	b = binary.BigEndian.AppendUint64(b, l.Number)
 	b = binary.BigEndian.AppendUint64(b, uint64(l.IssuedAt.Unix()))
 	b = binary.BigEndian.AppendUint32(b, uint32(len(l.Serials)))
@@ -108,7 +109,7 @@ func (l *RevocationList) sign(key *identity.SigningKey) error {
 		return err
 	}
 	l.Signature = sig
-	l.raw = appendBytes16(tbs, sig)
+	l.raw = wire.AppendBytes16(tbs, sig)
 	return nil
 }
 
@@ -152,43 +153,43 @@ func parseRevocationList(data []byte) (*RevocationList, error) {
 	if len(data) > MaxCRLSize {
 		return nil, fmt.Errorf("%d bytes, at most %d allowed", len(data), MaxCRLSize)
 	}
-	r := reader{b: data}
-	if string(r.bytes(4)) != crlMagic {
+	r := wire.NewReader(data)
+	if string(r.Bytes(4)) != crlMagic {
 		return nil, errors.New("not a revocation list (bad magic)")
 	}
-	if v := r.u8(); v != crlVersion {
+	if v := r.U8(); v != crlVersion {
 		return nil, fmt.Errorf("revocation list version %d, this build reads version %d", v, crlVersion)
 	}
 	l := &RevocationList{}
-	copy(l.Issuer[:], r.bytes(32))
-	l.TrustDomain = string(r.bytes8())
-	l.Number = r.u64()
-	l.IssuedAt = time.Unix(int64(r.u64()), 0).UTC()
+	copy(l.Issuer[:], r.Bytes(32))
+	l.TrustDomain = string(r.Bytes8())
+	l.Number = r.U64()
+	l.IssuedAt = time.Unix(int64(r.U64()), 0).UTC()
 	// Counts are checked against the bytes actually present before anything is allocated.
 	// Compared as uint32 before conversion: int(uint32) can be negative on 32-bit platforms.
-	n := r.u32()
-	if n > MaxRevoked || int(n)*serialSize > len(data)-r.off {
+	n := r.U32()
+	if n > MaxRevoked || int(n)*serialSize > r.Remaining() {
 		return nil, fmt.Errorf("serial count %d exceeds the data", n)
 	}
 	l.Serials = make([]Serial, n)
 	for i := range l.Serials {
-		copy(l.Serials[i][:], r.bytes(serialSize))
+		copy(l.Serials[i][:], r.Bytes(serialSize))
 	}
-	n = r.u32()
-	if n > MaxRevoked || int(n)*32 > len(data)-r.off {
+	n = r.U32()
+	if n > MaxRevoked || int(n)*32 > r.Remaining() {
 		return nil, fmt.Errorf("key count %d exceeds the data", n)
 	}
 	l.Keys = make([]identity.KeyID, n)
 	for i := range l.Keys {
-		copy(l.Keys[i][:], r.bytes(32))
+		copy(l.Keys[i][:], r.Bytes(32))
 	}
-	tbsEnd := r.off
-	l.Signature = r.bytes16()
-	if r.err != nil {
-		return nil, r.err
+	tbsEnd := r.Offset()
+	l.Signature = r.Bytes16()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	if r.off != len(data) {
-		return nil, fmt.Errorf("%d trailing bytes", len(data)-r.off)
+	if r.Offset() != len(data) {
+		return nil, fmt.Errorf("%d trailing bytes", r.Remaining())
 	}
 	if len(l.Signature) != identity.SignatureSize {
 		return nil, fmt.Errorf("signature is %d bytes, want %d", len(l.Signature), identity.SignatureSize)

@@ -9,10 +9,11 @@ import (
 	"testing"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 // crlEncoding returns l's to-be-signed bytes and a signature field, without sorting or validating l.
-func crlEncoding(l *RevocationList, sig []byte) []byte { return appendBytes16(l.tbs(), sig) }
+func crlEncoding(l *RevocationList, sig []byte) []byte { return wire.AppendBytes16(l.tbs(), sig) }
 
 // crlCountOffsets returns the offsets of the serial count and key count of an encoded list.
 func crlCountOffsets(l *RevocationList) (serialCount, keyCount int) {
@@ -63,8 +64,8 @@ func TestParseRevocationListNonCanonical(t *testing.T) {
 		{"duplicate keys", variant(func(l *RevocationList) { l.Keys = append(l.Keys, l.Keys[1]) }), "sorted"},
 		{"bad trust domain", variant(func(l *RevocationList) { l.TrustDomain = "UPPER" }), "trust domain"},
 		{"empty trust domain", variant(func(l *RevocationList) { l.TrustDomain = "" }), "trust domain"},
-		{"short signature", appendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), sig[:len(sig)-1]), "signature"},
-		{"no signature", appendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), nil), "signature"},
+		{"short signature", wire.AppendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), sig[:len(sig)-1]), "signature"},
+		{"no signature", wire.AppendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), nil), "signature"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"testing"
+	"x0tta6bl4/internal/wire"
 )
 
 // FuzzParseCertificate checks that the decoder never panics and accepts only canonical encodings: a
@@ -32,7 +33,7 @@ func FuzzParseCertificate(f *testing.F) {
 		if !bytes.Equal(c.Bytes(), data) {
 			t.Fatal("accepted a non-canonical encoding")
 		}
-		if !bytes.Equal(appendBytes16(c.tbs(), c.Signature), data) {
+		if !bytes.Equal(wire.AppendBytes16(c.tbs(), c.Signature), data) {
 			t.Fatal("fields do not re-encode to the input")
 		}
 		if c.Fingerprint() != sha256.Sum256(data) {
@@ -75,7 +76,7 @@ func FuzzParseRevocationList(f *testing.F) {
 		if !bytes.Equal(l.Bytes(), data) {
 			t.Fatal("accepted a non-canonical encoding")
 		}
-		if !bytes.Equal(appendBytes16(l.tbs(), l.Signature), data) {
+		if !bytes.Equal(wire.AppendBytes16(l.tbs(), l.Signature), data) {
 			t.Fatal("fields do not re-encode to the input")
 		}
 		if err := l.validate(); err != nil {

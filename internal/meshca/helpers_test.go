@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/wire"
 )
 
 const testTrustDomain = "mesh.test"
@@ -135,7 +136,7 @@ func (f *fixture) craftNode(tb testing.TB, key *identity.SigningKey, mutate func
 // unsignedEncoding returns c's to-be-signed bytes followed by a signature field holding sig, without
 // validating c: it lets tests build encodings that sign would refuse.
 func unsignedEncoding(c *Certificate, sig []byte) []byte {
-	return appendBytes16(c.tbs(), sig)
+	return wire.AppendBytes16(c.tbs(), sig)
 }
 
 func newTestVerifier(tb testing.TB, roots ...*Certificate) *Verifier {

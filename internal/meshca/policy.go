@@ -12,6 +12,7 @@ import (
 
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/secfile"
+	"x0tta6bl4/internal/wire"
 )
 
 // The mesh access policy: one CA-signed, numbered list of grants that says which nodes may reach
@@ -337,7 +338,7 @@ func (p *Policy) tbs() []byte {
 	b = append(b, policyMagic...)
 	b = append(b, policyFormat)
 	b = append(b, p.Issuer[:]...)
-	b = appendString8(b, p.TrustDomain)
+	b = wire.AppendStr8(b, p.TrustDomain)
 	b = binary.BigEndian.AppendUint64(b, p.Version)
 	b = binary.BigEndian.AppendUint64(b, uint64(p.IssuedAt.Unix()))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(p.Grants)))
@@ -361,10 +362,10 @@ func appendSelectors(b []byte, sels []Selector) []byte {
 		b = append(b, byte(s.Kind))
 		switch s.Kind {
 		case SelectGroup:
-			b = appendString8(b, s.Group)
+			b = wire.AppendStr8(b, s.Group)
 		case SelectNode:
-			b = appendString8(b, s.TrustDomain)
-			b = appendString8(b, s.Name)
+			b = wire.AppendStr8(b, s.TrustDomain)
+			b = wire.AppendStr8(b, s.Name)
 		}
 	}
 	return b
@@ -392,7 +393,7 @@ func (ca *CA) SignPolicy(version uint64, grants []Grant, now time.Time) (*Policy
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	p.Signature = sig
-	p.raw = appendBytes16(tbs, sig)
+	p.raw = wire.AppendBytes16(tbs, sig)
 	return p, nil
 }
 
@@ -472,46 +473,46 @@ func parsePolicy(data []byte) (*Policy, error) {
 	if len(data) > MaxPolicySize {
 		return nil, fmt.Errorf("%d bytes, at most %d allowed", len(data), MaxPolicySize)
 	}
-	r := reader{b: data}
-	if string(r.bytes(4)) != policyMagic {
+	r := wire.NewReader(data)
+	if string(r.Bytes(4)) != policyMagic {
 		return nil, errors.New("not a policy (bad magic)")
 	}
-	if v := r.u8(); v != policyFormat {
+	if v := r.U8(); v != policyFormat {
 		return nil, fmt.Errorf("policy format %d, this build reads format %d", v, policyFormat)
 	}
 	p := &Policy{}
-	copy(p.Issuer[:], r.bytes(32))
-	p.TrustDomain = string(r.bytes8())
-	p.Version = r.u64()
-	p.IssuedAt = time.Unix(int64(r.u64()), 0).UTC()
-	n := int(r.u16())
-	if n > MaxPolicyGrants || n*minGrantSize > len(data)-r.off {
+	copy(p.Issuer[:], r.Bytes(32))
+	p.TrustDomain = string(r.Bytes8())
+	p.Version = r.U64()
+	p.IssuedAt = time.Unix(int64(r.U64()), 0).UTC()
+	n := int(r.U16())
+	if n > MaxPolicyGrants || n*minGrantSize > r.Remaining() {
 		return nil, fmt.Errorf("grant count %d exceeds the data", n)
 	}
 	p.Grants = make([]Grant, n)
 	for i := range p.Grants {
 		g := &p.Grants[i]
-		g.Src = readSelectors(&r)
-		g.Dst = readSelectors(&r)
-		m := int(r.u8())
-		if r.err == nil && m*portEntrySize > len(data)-r.off {
+		g.Src = readSelectors(r)
+		g.Dst = readSelectors(r)
+		m := int(r.U8())
+		if r.Err() == nil && m*portEntrySize > r.Remaining() {
 			return nil, fmt.Errorf("grant %d: port count %d exceeds the data", i, m)
 		}
-		if r.err != nil {
-			return nil, r.err
+		if r.Err() != nil {
+			return nil, r.Err()
 		}
 		g.Ports = make([]PortRange, m)
 		for j := range g.Ports {
-			g.Ports[j] = PortRange{Proto: r.u8(), Lo: r.u16(), Hi: r.u16()}
+			g.Ports[j] = PortRange{Proto: r.U8(), Lo: r.U16(), Hi: r.U16()}
 		}
 	}
-	tbsEnd := r.off
-	p.Signature = r.bytes16()
-	if r.err != nil {
-		return nil, r.err
+	tbsEnd := r.Offset()
+	p.Signature = r.Bytes16()
+	if r.Err() != nil {
+		return nil, r.Err()
 	}
-	if r.off != len(data) {
-		return nil, fmt.Errorf("%d trailing bytes", len(data)-r.off)
+	if r.Offset() != len(data) {
+		return nil, fmt.Errorf("%d trailing bytes", r.Remaining())
 	}
 	if len(p.Signature) != identity.SignatureSize {
 		return nil, fmt.Errorf("signature is %d bytes, want %d", len(p.Signature), identity.SignatureSize)
@@ -526,31 +527,31 @@ func parsePolicy(data []byte) (*Policy, error) {
 	return p, nil
 }
 
-// readSelectors reads a selector list; on malformed input it sets r.err and returns what it has.
-func readSelectors(r *reader) []Selector {
-	n := int(r.u8())
-	if r.err != nil || n*minSelectorSize > len(r.b)-r.off {
-		if r.err == nil {
-			r.err = fmt.Errorf("selector count %d exceeds the data", n)
+// readSelectors reads a selector list; on malformed input it sets r.Err() and returns what it has.
+func readSelectors(r *wire.Reader) []Selector {
+	n := int(r.U8())
+	if r.Err() != nil || n*minSelectorSize > r.Remaining() {
+		if r.Err() == nil {
+			r.Fail(fmt.Errorf("selector count %d exceeds the data", n))
 		}
 		return nil
 	}
 	out := make([]Selector, n)
 	for i := range out {
-		s := Selector{Kind: SelectorKind(r.u8())}
+		s := Selector{Kind: SelectorKind(r.U8())}
 		switch s.Kind {
 		case SelectAny:
 		case SelectGroup:
-			s.Group = string(r.bytes8())
+			s.Group = string(r.Bytes8())
 		case SelectNode:
-			s.TrustDomain = string(r.bytes8())
-			s.Name = string(r.bytes8())
+			s.TrustDomain = string(r.Bytes8())
+			s.Name = string(r.Bytes8())
 		default:
-			if r.err == nil {
-				r.err = fmt.Errorf("unknown selector kind %d", s.Kind)
+			if r.Err() == nil {
+				r.Fail(fmt.Errorf("unknown selector kind %d", s.Kind))
 			}
 		}
-		if r.err != nil {
+		if r.Err() != nil {
 			return nil
 		}
 		out[i] = s

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"x0tta6bl4/internal/wire"
 )
 
 var (
@@ -51,7 +52,7 @@ func getPolicy(tb testing.TB) (*fixture, *Policy) {
 
 // policyEncoding returns p's to-be-signed bytes and a signature field, without normalizing or
 // validating p.
-func policyEncoding(p *Policy, sig []byte) []byte { return appendBytes16(p.tbs(), sig) }
+func policyEncoding(p *Policy, sig []byte) []byte { return wire.AppendBytes16(p.tbs(), sig) }
 
 func TestPolicyRoundTrip(t *testing.T) {
 	f, p := getPolicy(t)
@@ -220,8 +221,8 @@ func TestParsePolicyNonCanonical(t *testing.T) {
 		{"port * with others", variant(func(q *Policy) { q.Grants[2].Ports = []PortRange{{Proto: ProtoAny}, {Proto: ProtoTCP}} }), "alone"},
 		{"icmp with a port", variant(func(q *Policy) { q.Grants[0].Ports[2].Lo = 1; q.Grants[0].Ports[2].Hi = 1 }), "no ports"},
 		{"empty destinations", variant(func(q *Policy) { q.Grants[0].Dst = nil }), "selectors"},
-		{"short signature", appendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), sig[:len(sig)-1]), "signature"},
-		{"no signature", appendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), nil), "signature"},
+		{"short signature", wire.AppendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), sig[:len(sig)-1]), "signature"},
+		{"no signature", wire.AppendBytes16(bytes.Clone(enc[:len(enc)-2-len(sig)]), nil), "signature"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -34,6 +34,9 @@ type Verifier struct {
 	roots    map[identity.KeyID]*Certificate
 	crls     map[identity.KeyID]*RevocationList
 	verified map[Fingerprint]struct{}
+	// revokedKeys are signing keys revoked by a decision outside any CA's lists (a quorum
+	// certificate of the members, internal/governance): no CA list can take them back.
+	revokedKeys map[identity.KeyID]struct{}
 }
 
 // NewVerifier trusts the given self-signed CA certificates.
@@ -42,9 +45,10 @@ func NewVerifier(roots ...*Certificate) (*Verifier, error) {
 		return nil, errors.New("verifier: no CA certificate")
 	}
 	v := &Verifier{
-		roots:    make(map[identity.KeyID]*Certificate),
-		crls:     make(map[identity.KeyID]*RevocationList),
-		verified: make(map[Fingerprint]struct{}),
+		roots:       make(map[identity.KeyID]*Certificate),
+		crls:        make(map[identity.KeyID]*RevocationList),
+		verified:    make(map[Fingerprint]struct{}),
+		revokedKeys: make(map[identity.KeyID]struct{}),
 	}
 	for _, r := range roots {
 		if r.Kind != KindCA {
@@ -93,6 +97,16 @@ func (v *Verifier) UpdateCRL(l *RevocationList) (bool, error) {
 	return true, nil
 }
 
+// RevokeKey revokes every certificate of a signing key, whichever CA issued it, for as long as the
+// verifier lives. It reports whether the key was not revoked this way before.
+func (v *Verifier) RevokeKey(id identity.KeyID) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, held := v.revokedKeys[id]
+	v.revokedKeys[id] = struct{}{}
+	return !held
+}
+
 // CRL returns the revocation list held for a CA, or nil.
 func (v *Verifier) CRL(ca identity.KeyID) *RevocationList {
 	v.mu.RLock()
@@ -115,6 +129,7 @@ func (v *Verifier) Verify(c *Certificate, now time.Time) error {
 	root, ok := v.roots[c.Issuer]
 	crl := v.crls[c.Issuer]
 	_, cached := v.verified[c.Fingerprint()]
+	_, keyRevoked := v.revokedKeys[c.SignPublicKey.ID()]
 	v.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("%w (issuer key %s)", ErrUnknownIssuer, c.Issuer)
@@ -141,6 +156,9 @@ func (v *Verifier) Verify(c *Certificate, now time.Time) error {
 	}
 	if err := groupsAllowed(root, c.Groups); err != nil {
 		return err
+	}
+	if keyRevoked {
+		return fmt.Errorf("%w: the key of %q, by a governance decision", ErrRevoked, c.Name)
 	}
 	if crl.Revokes(c) {
 		return fmt.Errorf("%w: serial %s of %q (revocation list %d)", ErrRevoked, c.Serial, c.Name, crl.Number)

@@ -2,17 +2,20 @@ package node
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"x0tta6bl4/internal/firewall"
+	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/secfile"
@@ -32,6 +35,9 @@ type File struct {
 	Discovery   []string   `yaml:"discovery,omitempty"` // interfaces for LAN discovery
 	// Relay: forward traffic for other nodes (default true); false makes the node a destination only.
 	Relay *bool `yaml:"relay,omitempty"`
+	// RoutingArea: the node's routing area (docs/routing.md, Areas); 0, the default, for a mesh that
+	// is one area.
+	RoutingArea uint32 `yaml:"routing_area,omitempty"`
 	// Punch: make direct links, through NATs, to nodes learnt from routing (default true).
 	Punch    *bool           `yaml:"punch,omitempty"`
 	Link     LinkFile        `yaml:"link,omitempty"`
@@ -41,11 +47,54 @@ type File struct {
 	Heal     HealFile        `yaml:"heal,omitempty"`
 	DNS      DNSFile         `yaml:"dns,omitempty"`
 	EBPF     EBPFFile        `yaml:"ebpf,omitempty"`
+	// Governance makes the node follow the members' decisions (docs/governance.md, "Nodes").
+	Governance *GovernanceFile `yaml:"governance,omitempty"`
 }
 
 // EBPFFile is the ebpf section: kernel-side observation (docs/ebpf.md).
 type EBPFFile struct {
 	Enabled bool `yaml:"enabled"`
+}
+
+// GovernanceFile is the governance section.
+type GovernanceFile struct {
+	Genesis       string   `yaml:"genesis"`                  // the genesis roster file (control init wrote it)
+	GenesisSHA256 string   `yaml:"genesis_sha256,omitempty"` // its hash, as control init printed it; a mismatch refuses to start
+	Governed      []string `yaml:"governed,omitempty"`       // action types only a quorum certificate applies: policy, revoke, …
+	// Decisions keeps the applied decisions; default: governance.pem in the control state directory.
+	Decisions string `yaml:"decisions,omitempty"`
+}
+
+// maxRosterFile bounds a genesis roster file.
+const maxRosterFile = 1 << 20
+
+func (g *GovernanceFile) options(stateDir string) (*GovernanceOptions, error) {
+	data, err := secfile.Read(g.Genesis, maxRosterFile)
+	if err != nil {
+		return nil, fmt.Errorf("governance: %w", err)
+	}
+	r, err := governance.ParseRosterPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("governance: %s: %w", g.Genesis, err)
+	}
+	if g.GenesisSHA256 != "" {
+		h := r.Hash()
+		if got := hex.EncodeToString(h[:]); !strings.EqualFold(got, g.GenesisSHA256) {
+			return nil, fmt.Errorf("governance: %s has hash %s, the configuration pins %s", g.Genesis, got, g.GenesisSHA256)
+		}
+	}
+	o := &GovernanceOptions{Genesis: r, File: g.Decisions}
+	for _, name := range g.Governed {
+		t, err := governance.ParseActionType(name)
+		if err != nil {
+			return nil, err
+		}
+		o.Governed = append(o.Governed, t)
+	}
+	if o.File == "" && stateDir != "" {
+		o.File = filepath.Join(stateDir, stateGovernanceFile)
+	}
+	return o, nil
 }
 
 // DeviceFile is the device section.
@@ -105,6 +154,8 @@ const (
 	stateCRLFile  = "crl.pem"
 	// statePolicyFile keeps the newest access policy the node applied (Options.PolicyFile).
 	statePolicyFile = "policy.pem"
+	// stateGovernanceFile keeps the governance decisions the node applied (GovernanceOptions.File).
+	stateGovernanceFile = "governance.pem"
 )
 
 func (f *File) resolve(dir string) {
@@ -125,6 +176,9 @@ func (f *File) resolve(dir string) {
 	}
 	for i := range f.Peers {
 		f.Peers[i].Cert = rel(f.Peers[i].Cert)
+	}
+	if g := f.Governance; g != nil {
+		g.Genesis, g.Decisions = rel(g.Genesis), rel(g.Decisions)
 	}
 }
 
@@ -189,6 +243,7 @@ func (f *File) options() (Options, error) {
 	}
 	o.Discovery = f.Discovery
 	o.NoTransit = f.Relay != nil && !*f.Relay
+	o.RoutingArea = f.RoutingArea
 	o.NoPunch = f.Punch != nil && !*f.Punch
 	o.EBPF = f.EBPF.Enabled
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter
@@ -205,6 +260,11 @@ func (f *File) options() (Options, error) {
 	o.Firewall = f.Firewall
 	if f.Control.State != "" {
 		o.PolicyFile = filepath.Join(f.Control.State, statePolicyFile)
+	}
+	if f.Governance != nil {
+		if o.Governance, err = f.Governance.options(f.Control.State); err != nil {
+			return o, err
+		}
 	}
 	level := slog.LevelInfo
 	if f.LogLevel != "" {

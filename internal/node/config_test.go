@@ -1,12 +1,14 @@
 package node
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/secfile"
@@ -60,8 +62,12 @@ firewall:
 	if err != nil {
 		t.Fatalf("good config: %v", err)
 	}
-	if o.Listen.Port() != 7946 || len(o.Peers) != 1 || o.ProbeInterval != 100*time.Millisecond || len(o.Firewall.Inbound) != 1 {
+	if o.Listen.Port() != 7946 || len(o.Peers) != 1 || o.ProbeInterval != 100*time.Millisecond || len(o.Firewall.Inbound) != 1 || o.RoutingArea != 0 {
 		t.Errorf("loaded %+v", o)
+	}
+	os.WriteFile(path, []byte(good+"routing_area: 7\n"), 0o644)
+	if o, err := LoadConfig(path); err != nil || o.RoutingArea != 7 {
+		t.Errorf("routing_area 7: %v, area %d", err, o.RoutingArea)
 	}
 
 	tests := []struct{ name, yaml, want string }{
@@ -128,5 +134,43 @@ func TestOptionsCheck(t *testing.T) {
 	bad.Key = other
 	if _, err := New(bad); err == nil || !strings.Contains(err.Error(), "does not belong") {
 		t.Errorf("key of another node: %v", err)
+	}
+}
+
+// TestLoadConfigGovernance: the governance section loads the genesis roster, checks its pinned hash
+// and the action type names, and keeps decisions in the control state directory by default.
+func TestLoadConfigGovernance(t *testing.T) {
+	dir := t.TempDir()
+	writeIdentity(t, dir)
+	k, err := identity.GenerateSigningKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := governance.Genesis("cfg.test", []governance.Member{{Name: "alice", Weight: 1, Key: k.PublicKey()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "genesis.pem"), r.EncodePEM(), 0o644)
+	h := r.Hash()
+	base := "key: n1.key\ncert: n1.crt\nca: [ca.crt]\ndevice: {mode: none}\ncontrol: {state: st}\n"
+	path := filepath.Join(dir, "node.yaml")
+	os.WriteFile(path, []byte(base+fmt.Sprintf("governance: {genesis: genesis.pem, genesis_sha256: %x, governed: [policy, revoke]}\n", h[:])), 0o644)
+	o, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := o.Governance
+	if g == nil || g.Genesis.Hash() != h || len(g.Governed) != 2 || g.File != filepath.Join(dir, "st", "governance.pem") {
+		t.Fatalf("governance options %+v", g)
+	}
+	for name, section := range map[string]string{
+		"pinned hash mismatch": fmt.Sprintf("{genesis: genesis.pem, genesis_sha256: %064x}", 1),
+		"unknown action type":  "{genesis: genesis.pem, governed: [everything]}",
+		"missing roster":       "{genesis: nope.pem}",
+	} {
+		os.WriteFile(path, []byte(base+"governance: "+section+"\n"), 0o644)
+		if _, err := LoadConfig(path); err == nil {
+			t.Errorf("%s: loaded", name)
+		}
 	}
 }

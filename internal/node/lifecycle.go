@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/handshake"
 	"x0tta6bl4/internal/linkmon"
 	"x0tta6bl4/internal/meshca"
@@ -261,6 +262,7 @@ func (n *Node) tick(now time.Time) {
 	}
 	n.tickConnectivityLocked(now)
 	n.tickPolicyLocked(now)
+	n.tickGovernanceLocked(now)
 	n.router.Tick(now)
 	n.flushRoutingLocked(now)
 }
@@ -368,7 +370,12 @@ func (n *Node) rebuildFIBLocked() {
 
 // UpdateCRL installs a newer revocation list, spreads it to every neighbour and drops the sessions of
 // peers it revokes. It reports whether the list was new.
+// When revocation is governed, every list after the one the node started with is refused
+// (governance.ErrGoverned): only a quorum certificate (ApplyDecision) revokes.
 func (n *Node) UpdateCRL(l *meshca.RevocationList) (bool, error) {
+	if n.governs(governance.ActionRevoke) {
+		return false, fmt.Errorf("node: revocation list %d: %w", l.Number, governance.ErrGoverned)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.updateCRLLocked(n.now(), l, nil)
@@ -378,6 +385,9 @@ func (n *Node) handleCRLLocked(now time.Time, raw []byte, from *tunnel) {
 	l, err := meshca.ParseRevocationList(raw)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
+		return
+	}
+	if n.governs(governance.ActionRevoke) {
 		return
 	}
 	if _, err := n.updateCRLLocked(now, l, from); err != nil && !errors.Is(err, meshca.ErrCRLRollback) {

@@ -27,6 +27,7 @@ type Node struct {
 	selfID   routing.NodeID
 	addr     netip.Addr
 	verifier *meshca.Verifier
+	gov      *govState // nil: governance off
 	conn     underlay.Conn
 	dev      Device         // nil with DeviceNone
 	raw      RawDevice      // dev when it moves whole bursts with virtio-net headers, else nil
@@ -142,7 +143,10 @@ func New(opts Options) (*Node, error) {
 	}
 	// The incarnation tells peers that this process is not the one they had sessions with.
 	if n.router, err = routing.New(routing.Config{Key: opts.Key.Sign, Certificate: opts.Cert, Verifier: verifier,
-		Incarnation: uint64(now.UnixNano()), NoTransit: opts.NoTransit, MaxOriginationHold: maxOriginationHold}); err != nil {
+		Incarnation: uint64(now.UnixNano()), NoTransit: opts.NoTransit, Area: opts.RoutingArea, MaxOriginationHold: maxOriginationHold}); err != nil {
+		return nil, err
+	}
+	if err := n.initGovernance(now); err != nil {
 		return nil, err
 	}
 	if n.conn = opts.Conn; n.conn == nil {

@@ -51,6 +51,9 @@ type Options struct {
 	// NoTransit makes the node a destination only: it does not relay for others, and routes never
 	// pass through it (config relay: false).
 	NoTransit bool
+	// RoutingArea is the node's routing area (docs/routing.md, Areas): it floods and accepts
+	// link-state records only of this area, and routes only inside it. 0 is a mesh of one area.
+	RoutingArea uint32
 	// NoPunch stops the node from making direct links to nodes it learns of through routing
 	// (docs/connectivity.md); it then links only to configured and discovered peers.
 	NoPunch bool
@@ -61,6 +64,9 @@ type Options struct {
 	// PolicyFile keeps the newest access policy the node has applied, so that a restart starts with
 	// it and can never be rolled back to an older one (policy.go); empty: not kept.
 	PolicyFile string
+	// Governance makes the node follow the members' decisions and refuse governed action types from
+	// anywhere else (governance.go); nil: off, and the node behaves as without it.
+	Governance *GovernanceOptions
 
 	// EBPF loads the kernel-side observation programs in Run (kernel.go, docs/ebpf.md); where they
 	// cannot load, the node logs why and runs without them.

@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"x0tta6bl4/internal/firewall"
+	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/overlay"
 	"x0tta6bl4/internal/policy"
@@ -47,7 +49,9 @@ func (n *Node) initPolicy(now time.Time) {
 	ps := &n.policy
 	ps.local, ps.file = n.opts.Firewall, n.opts.PolicyFile
 	ps.lastAnnounce, ps.links = now, make(map[*tunnel]*policyLink)
-	if ps.file == "" {
+	// A governed policy comes back from the kept decisions (initGovernance), never from a file
+	// alone.
+	if ps.file == "" || n.opts.Governance != nil && slices.Contains(n.opts.Governance.Governed, governance.ActionPolicy) {
 		return
 	}
 	p, err := meshca.LoadPolicyFile(ps.file)
@@ -73,8 +77,12 @@ func (n *Node) Policy() *meshca.Policy { return n.policy.current.Load() }
 // UpdatePolicy installs a newer access policy: it verifies it against the node's CAs, applies it to
 // the firewall (live flows are re-checked at their next packet), keeps it in PolicyFile and sends
 // it to every neighbour. It reports whether the policy was newer than the one in force; an older
-// one is meshca.ErrPolicyRollback.
+// one is meshca.ErrPolicyRollback. When the policy is governed, it is governance.ErrGoverned: only
+// a quorum certificate (ApplyDecision) changes it.
 func (n *Node) UpdatePolicy(p *meshca.Policy) (bool, error) {
+	if n.governs(governance.ActionPolicy) {
+		return false, fmt.Errorf("node: access policy %d: %w", p.Version, governance.ErrGoverned)
+	}
 	return n.installPolicy(n.now(), p, nil)
 }
 
@@ -89,6 +97,14 @@ func (n *Node) handlePolicyFrame(now time.Time, from *tunnel, raw []byte) {
 	p, err := meshca.ParsePolicy(raw)
 	if err != nil {
 		n.stats.dropMalformed.Add(1)
+		return
+	}
+	if n.governs(governance.ActionPolicy) {
+		if ok, _ := meshca.PolicySupersedes(n.policy.current.Load(), p); ok {
+			n.log.Debug("access policy without a quorum certificate refused: the policy is governed", "from", from.peer().Name, "version", p.Version)
+		} else {
+			n.answerPolicy(now, from)
+		}
 		return
 	}
 	_, err = n.installPolicy(now, p, from)

@@ -217,6 +217,8 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 		n.handleObserved(now, t, frame)
 	case overlay.TypePolicy:
 		n.handlePolicyFrame(now, t, frame[1:])
+	case overlay.TypeDecision:
+		n.handleDecisionFrame(now, t, frame[1:])
 	}
 }
 

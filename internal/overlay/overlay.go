@@ -28,10 +28,11 @@ const (
 	TypeBurstOK   Type = 8  // the neighbour's burst probe arrived: bursts work on this link
 	TypeObserved  Type = 9  // the UDP address the neighbour sees our packets come from
 	TypePolicy    Type = 10 // a signed access policy being spread over the mesh
+	TypeDecision  Type = 11 // a governance quorum certificate being spread over the mesh
 )
 
 // lastType is the highest frame type this build knows.
-const lastType = TypePolicy
+const lastType = TypeDecision
 
 // Sizes.
 const (
@@ -198,7 +199,7 @@ func Payload(frame []byte) ([]byte, error) {
 		return nil, err
 	}
 	switch t {
-	case TypeDirect, TypeLinkState, TypeCRL, TypePolicy:
+	case TypeDirect, TypeLinkState, TypeCRL, TypePolicy, TypeDecision:
 		if len(frame) < 2 {
 			return nil, ErrShort
 		}

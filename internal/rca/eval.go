@@ -64,6 +64,9 @@ func EvaluateSim(cfg EvalConfig) (*Result, error) {
 			}
 			f := r.Faults[0]
 			gs := experiment.FromSim(r)
+			for i := range gs {
+				gs[i] = detector.Robust(&gs[i])
+			}
 			from := int(f.Start/r.Config.Interval) + 2
 			for t := from; t < len(gs); t++ {
 				for di, d := range ds {

@@ -33,7 +33,7 @@ func TestRankHub(t *testing.T) {
 // TestEvaluateSim runs the incident evaluation end to end on a small mesh with an untrained model
 // (the plumbing, not the accuracy: the accuracy is measured by ai eval, docs/intelligence.md).
 func TestEvaluateSim(t *testing.T) {
-	m := detector.NewModel(sim.NumFeatures, sim.NumEdgeFeatures, 2, 2, int(sim.NumKinds), 1)
+	m := detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 2, 2, int(sim.NumKinds), 1)
 	m.Threshold = 0.5
 	res, err := EvaluateSim(EvalConfig{Seeds: []uint64{1}, Nodes: 30, Model: m, Kinds: []sim.Kind{sim.Crash}})
 	if err != nil {

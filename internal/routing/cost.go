@@ -25,6 +25,9 @@ const PenaltyLoss = maxLossUsed
 //
 // The second factor is ETX: a delivery needs both the packet and the reverse traffic through.
 func LinkCost(m Metrics) uint32 {
+	if m.Cost != 0 {
+		return min(m.Cost, MaxLinkCost)
+	}
 	rtt := m.RTT
 	if rtt < 0 {
 		rtt = 0

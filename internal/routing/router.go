@@ -46,6 +46,18 @@ type Config struct {
 	// NoTransit is signed into every own record: routes may end at this node but never pass through
 	// it (a node that should not relay for others).
 	NoTransit bool
+	// Area is the node's routing area, signed into every own record (docs/routing.md, Areas): the
+	// router floods and accepts only records of its own area. 0, the default, is a mesh that is a
+	// single area, and signs records every earlier release reads.
+	Area uint32
+	// Level2 makes this router a gateway's level-2 router (docs/routing.md, Level 2): it signs
+	// level-2 records of its Area, accepts level-2 records of every area and nothing else, and
+	// floods to every neighbour whatever its area. Its neighbours are the gateway's neighbours in
+	// other areas and the other gateways of its area, at their level-1 distance (Metrics.Cost).
+	Level2 bool
+	// Gateway is signed into the records of a level-1 router whose node also runs a level-2
+	// router: nodes of its area send traffic for other areas to their nearest gateway.
+	Gateway bool
 
 	RefreshInterval        time.Duration // 60 s: re-originate unchanged records this often
 	Lifetime               time.Duration // 180 s: a record expires this long after origination
@@ -79,6 +91,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxNodes <= 0 {
 		c.MaxNodes = 4096
+	}
+	if (c.Level2 || c.Gateway) && c.Area == 0 {
+		return errors.New("routing: a gateway or a level-2 router needs an area other than 0")
+	}
+	if c.Level2 && c.Gateway {
+		return errors.New("routing: Gateway is for the level-1 router of a gateway")
 	}
 	if err := c.Damping.setDefaults(); err != nil {
 		return err
@@ -122,6 +140,7 @@ type Stats struct {
 	SignErrors      uint64
 	AcksDropped     uint64 // acknowledgements not queued because the per-neighbour queue was full
 	Restarts        uint64 // records installed with a larger incarnation than the one they replaced
+	OtherArea       uint64 // records of another area refused (acknowledged, neither installed nor flooded)
 }
 
 // Route is the way to one destination.
@@ -145,6 +164,9 @@ type neighbour struct {
 	advCost uint32        // the cost this router advertises for the link
 	rto     time.Duration // retransmission timeout
 	adj     uint32        // current adjacency number (echoed by SummaryAcks)
+	// area is the neighbour's routing area as its Summary says (0 until one arrives): records are
+	// flooded only to neighbours of the router's own area.
+	area uint32
 
 	sumParts map[uint16][]byte // summary parts not yet acknowledged; nil when none
 	sumTotal uint16            // parts in this adjacency's summary
@@ -410,7 +432,7 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 				}
 			}
 		}
-	case MsgSummary:
+	case MsgSummary, MsgAreaSummary:
 		r.handleSummary(now, nb, m)
 	case MsgSummaryAck:
 		if m.adj == nb.adj {
@@ -465,6 +487,14 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 	if !ok {
 		r.stats.Malformed++
 		return fmt.Errorf("%w: record header", ErrMalformed)
+	}
+	if !r.accepts(h) {
+		// A record of another area (a neighbour across a border, or a node lying about its area)
+		// or of the other level: it has no place in this database, so it is neither verified nor
+		// flooded.
+		r.stats.OtherArea++
+		r.ack(nb, h.origin, h.seq)
+		return nil
 	}
 	if h.origin == r.self {
 		return r.handleOwnRecord(now, nb, h, certRaw, raw)
@@ -579,6 +609,19 @@ func (r *Router) checkCert(cert *meshca.Certificate, now time.Time) error {
 	return nil
 }
 
+// accepts reports whether a record belongs in this router's database: level 1 holds the records of
+// its own area, level 2 the level-2 records of every area.
+func (r *Router) accepts(h recordHead) bool {
+	if r.cfg.Level2 {
+		return h.level2
+	}
+	return !h.level2 && h.area == r.cfg.Area
+}
+
+// floodsTo reports whether records are flooded to a neighbour: at level 1 only inside the area, at
+// level 2 to every neighbour.
+func (r *Router) floodsTo(nb *neighbour) bool { return r.cfg.Level2 || nb.area == r.cfg.Area }
+
 // handleOwnRecord deals with a copy of one of our own records: an echo of the current one, an older
 // one, or one from a previous incarnation with a sequence number at or above ours.
 func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, certRaw, raw []byte) error {
@@ -646,8 +689,8 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 		switch {
 		case nb == from:
 			r.addHolder(l, nb.adj)
-		case nb.id == rec.Origin:
-			// The originator has it (or something newer).
+		case nb.id == rec.Origin, !r.floodsTo(nb):
+			// The originator has it (or something newer); a neighbour of another area refuses it.
 		default:
 			r.sendRecord(nb, l, now, false)
 		}
@@ -693,7 +736,7 @@ func (r *Router) buildSummary(adj uint32) map[uint16][]byte {
 		if len(ids) > 0 {
 			hi = es[n-1].origin
 		}
-		parts[uint16(p)] = encodeSummary(adj, uint16(p), lo, hi, es)
+		parts[uint16(p)] = encodeSummary(r.cfg.Area, adj, uint16(p), lo, hi, es)
 		if len(ids) == 0 {
 			return parts
 		}
@@ -726,6 +769,10 @@ func (r *Router) sortedIDs() []NodeID {
 // version of, and acknowledges the part.
 func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 	r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeSummaryAck(m.adj, m.part)})
+	nb.area = m.area
+	if !r.floodsTo(nb) {
+		return // a border link: nothing of this area goes across it
+	}
 	i, _ := r.entryIndex(m.lo)
 	for _, l := range r.entries[i:] {
 		id := l.rec.Origin
@@ -956,6 +1003,9 @@ func (r *Router) originate(now time.Time) {
 		CertFingerprint: r.certFP,
 		Incarnation:     r.cfg.Incarnation,
 		NoTransit:       r.cfg.NoTransit,
+		Area:            r.cfg.Area,
+		Level2:          r.cfg.Level2,
+		Gateway:         r.cfg.Gateway,
 		Endpoints:       r.endpoints,
 		Links:           r.localLinks(),
 		cert:            r.cert,
@@ -988,7 +1038,9 @@ func (r *Router) originate(now time.Time) {
 	l := newLSA(rec, now, old)
 	r.put(l, old)
 	for _, nb := range r.nbl {
-		r.sendRecord(nb, l, now, false)
+		if r.floodsTo(nb) {
+			r.sendRecord(nb, l, now, false)
+		}
 	}
 }
 
@@ -1062,6 +1114,19 @@ func (r *Router) Certificate(id NodeID) *meshca.Certificate {
 		return l.rec.cert
 	}
 	return nil
+}
+
+// DatabaseBytes returns the bytes of the records and certificates the router holds: its routing
+// state, which grows with the size of its area.
+func (r *Router) DatabaseBytes() int {
+	n := 0
+	for _, l := range r.entries {
+		n += len(l.rec.raw)
+		if l.rec.cert != nil {
+			n += len(l.rec.cert.Bytes())
+		}
+	}
+	return n
 }
 
 // Record returns the record held for a node, or nil. It must not be modified.

@@ -29,20 +29,26 @@ const (
 	// MaxEntries bounds the entries of one Ack or Summary message.
 	MaxEntries = 1024
 	// MaxRecordSize is the size of a record with MaxLinks links.
-	MaxRecordSize = recordHeaderSize + MaxEndpoints*endpointSize + MaxLinks*linkSize + 2 + identity.SignatureSize
+	MaxRecordSize = recordHeaderSize + areaSize + MaxEndpoints*endpointSize + MaxLinks*linkSize + 2 + identity.SignatureSize
 	// MaxEndpoints bounds the endpoints a record publishes.
 	MaxEndpoints = 8
 
 	recordMagic = "X6LS"
-	// recordVersion is what routers sign. Version 1 records (no incarnation) from nodes of an
-	// earlier release are still read, with incarnation 0.
+	// recordVersion is what routers of area 0 (a mesh that is one area) sign; recordVersionArea,
+	// which adds the area, is what routers of any other area sign. Version 1 records (no
+	// incarnation) from nodes of an earlier release are still read, with incarnation 0.
 	recordVersion      = 2
 	recordVersion1     = 1
+	recordVersionArea  = 3
 	recordHeaderSize   = recordHeaderSizeV1 + 8 + 1 + 1 // through the link count, with no endpoint
+	areaSize           = 4
+	areaOffset         = recordHeaderSizeV1 - 2 + 8 + 1 // the area of a version 3 record
 	recordHeaderSizeV1 = 4 + 1 + 32 + 8 + 8 + 32 + 2    // without incarnation, flags and endpoints
 	linkSize           = 32 + 4 + 4 + 2
 	endpointSize       = 16 + 2 + 1
 	flagNoTransit      = 1 << 0
+	flagLevel2         = 1 << 1 // version 3 only: a level-2 record (docs/routing.md, Level 2)
+	flagGateway        = 1 << 2 // version 3 only: the originator is a gateway of its area
 	entrySize          = 32 + 8
 	maxLossBP          = 10000
 	minRecordSize      = recordHeaderSizeV1 + 2 + identity.SignatureSize
@@ -55,6 +61,9 @@ const (
 	MsgAck        = 2
 	MsgSummary    = 3
 	MsgSummaryAck = 4
+	// MsgAreaSummary is a Summary that also says the sender's routing area; routers of area 0 send
+	// plain Summaries, which say area 0.
+	MsgAreaSummary = 5
 )
 
 const (
@@ -70,6 +79,9 @@ var ErrMalformed = errors.New("routing: malformed message")
 type Metrics struct {
 	RTT  time.Duration // round-trip time
 	Loss float64       // one-way loss fraction, 0 to 1
+	// Cost, when not 0, is the link's cost as is, instead of one computed from RTT and Loss: a
+	// level-2 link between two gateways of one area costs their level-1 distance.
+	Cost uint32
 }
 
 // EndpointKind says how a node knows one of its endpoints.
@@ -119,6 +131,17 @@ type Record struct {
 	Incarnation uint64
 	// NoTransit says the originator does not relay: routes may end at it but never pass through it.
 	NoTransit bool
+	// Level2 marks a level-2 record (docs/routing.md, Level 2): its links are the originator's
+	// links between areas and its level-1 distances to gateways of its own area. Only a record of
+	// an area other than 0 can be one.
+	Level2 bool
+	// Gateway says the originator is a gateway of its area: it also runs a level-2 router, and
+	// nodes of its area send traffic for other areas towards it. Only a level-1 record of an area
+	// other than 0 can say so.
+	Gateway bool
+	// Area is the originator's routing area (docs/routing.md, Areas): records are flooded, and
+	// accepted, only inside their area. 0 is the area of a mesh that is a single area.
+	Area uint32
 	// Endpoints are the UDP addresses at which the originator can be dialled (docs/connectivity.md).
 	Endpoints []Endpoint
 	Links     []LinkInfo // sorted by neighbour, unique, never the origin
@@ -215,7 +238,7 @@ func lossBP(l float64) uint16 {
 // appendTBS appends the signed part of the record.
 func (r *Record) appendTBS(b []byte) []byte {
 	if r.version == 0 {
-		r.version = recordVersion
+		r.version = signingVersion(r.Area)
 	}
 	b = append(b, recordMagic...)
 	b = append(b, r.version)
@@ -229,7 +252,17 @@ func (r *Record) appendTBS(b []byte) []byte {
 		if r.NoTransit {
 			flags |= flagNoTransit
 		}
-		b = append(b, flags, byte(len(r.Endpoints)))
+		if r.Level2 {
+			flags |= flagLevel2
+		}
+		if r.Gateway {
+			flags |= flagGateway
+		}
+		b = append(b, flags)
+		if r.version == recordVersionArea {
+			b = binary.BigEndian.AppendUint32(b, r.Area)
+		}
+		b = append(b, byte(len(r.Endpoints)))
 		for _, e := range r.Endpoints {
 			a := e.Addr.Addr().As16()
 			b = append(b, a[:]...)
@@ -247,6 +280,15 @@ func (r *Record) appendTBS(b []byte) []byte {
 	return b
 }
 
+// signingVersion is the version a record of area is signed as: area 0 keeps version 2, which every
+// release reads, so that a mesh that is one area never needs the new encoding.
+func signingVersion(area uint32) byte {
+	if area == 0 {
+		return recordVersion
+	}
+	return recordVersionArea
+}
+
 // encode returns the full encoding of a record whose Signature is set.
 func (r *Record) encode() []byte {
 	b := r.appendTBS(make([]byte, 0, recordHeaderSize+len(r.Links)*linkSize+2+len(r.Signature)))
@@ -260,7 +302,7 @@ func SignRecord(key Signer, rec *Record) ([]byte, error) {
 	if err := rec.checkFields(); err != nil {
 		return nil, fmt.Errorf("routing: sign record: %w", err)
 	}
-	rec.version = recordVersion
+	rec.version = signingVersion(rec.Area)
 	rec.Expires = time.UnixMilli(rec.Expires.UnixMilli())
 	sig, err := key.Sign(SignatureContext, rec.appendTBS(nil))
 	if err != nil {
@@ -276,8 +318,17 @@ func (r *Record) checkFields() error {
 	if len(r.Links) > MaxLinks {
 		return fmt.Errorf("%d links, at most %d", len(r.Links), MaxLinks)
 	}
-	if r.version == recordVersion1 && (r.Incarnation != 0 || r.NoTransit || len(r.Endpoints) > 0) {
-		return errors.New("a version 1 record has no incarnation, flags or endpoints")
+	if r.version == recordVersion1 && (r.Incarnation != 0 || r.NoTransit || len(r.Endpoints) > 0 || r.Area != 0) {
+		return errors.New("a version 1 record has no incarnation, flags, area or endpoints")
+	}
+	if r.version != 0 && (r.version == recordVersionArea) != (r.Area != 0) {
+		return errors.New("area 0 is signed as version 2, any other area as version 3")
+	}
+	if r.Level2 && r.Area == 0 {
+		return errors.New("a level-2 record needs an area other than 0")
+	}
+	if r.Gateway && (r.Area == 0 || r.Level2) {
+		return errors.New("only a level-1 record of an area other than 0 names a gateway")
 	}
 	if len(r.Endpoints) > MaxEndpoints {
 		return fmt.Errorf("%d endpoints, at most %d", len(r.Endpoints), MaxEndpoints)
@@ -327,10 +378,12 @@ func parseRecord(b []byte) (*Record, error) {
 	header := recordHeaderSize
 	switch b[4] {
 	case recordVersion:
+	case recordVersionArea:
+		header += areaSize
 	case recordVersion1:
 		header = recordHeaderSizeV1
 	default:
-		return nil, fmt.Errorf("version %d, this build reads %d and %d", b[4], recordVersion1, recordVersion)
+		return nil, fmt.Errorf("version %d, this build reads %d to %d", b[4], recordVersion1, recordVersionArea)
 	}
 	r := &Record{raw: b, version: b[4]}
 	p := 5
@@ -347,12 +400,26 @@ func parseRecord(b []byte) (*Record, error) {
 		r.Incarnation = binary.BigEndian.Uint64(b[p:])
 		p += 8
 		flags := b[p]
-		if flags&^flagNoTransit != 0 {
+		known := byte(flagNoTransit)
+		if r.version == recordVersionArea {
+			known |= flagLevel2 | flagGateway
+		}
+		if flags&^known != 0 {
 			return nil, fmt.Errorf("unknown flags %#x", flags)
 		}
 		r.NoTransit = flags&flagNoTransit != 0
-		endpoints = int(b[p+1])
-		p += 2
+		r.Level2 = flags&flagLevel2 != 0
+		r.Gateway = flags&flagGateway != 0
+		p++
+		if r.version == recordVersionArea {
+			if len(b) < p+areaSize+1 {
+				return nil, errors.New("too short for an area")
+			}
+			r.Area = binary.BigEndian.Uint32(b[p:])
+			p += areaSize
+		}
+		endpoints = int(b[p])
+		p++
 		if endpoints > MaxEndpoints {
 			return nil, fmt.Errorf("%d endpoints, at most %d", endpoints, MaxEndpoints)
 		}
@@ -416,18 +483,24 @@ type recordHead struct {
 	seq     uint64
 	expires int64 // Unix milliseconds
 	certFP  meshca.Fingerprint
+	area    uint32
+	level2  bool
 }
 
 func peekRecord(b []byte) (recordHead, bool) {
 	var h recordHead
 	if len(b) < minRecordSize || len(b) > MaxRecordSize || string(b[:4]) != recordMagic ||
-		(b[4] != recordVersion && b[4] != recordVersion1) {
+		(b[4] != recordVersion && b[4] != recordVersion1 && b[4] != recordVersionArea) {
 		return h, false
 	}
 	copy(h.origin[:], b[5:])
 	h.seq = binary.BigEndian.Uint64(b[37:])
 	h.expires = int64(binary.BigEndian.Uint64(b[45:]))
 	copy(h.certFP[:], b[53:])
+	if b[4] == recordVersionArea {
+		h.area = binary.BigEndian.Uint32(b[areaOffset:])
+		h.level2 = b[areaOffset-1]&flagLevel2 != 0
+	}
 	return h, true
 }
 
@@ -446,6 +519,7 @@ type message struct {
 	adj     uint32 // MsgSummary, MsgSummaryAck
 	part    uint16
 	lo, hi  NodeID // MsgSummary
+	area    uint32 // MsgSummary: the sender's area (0 for a plain Summary)
 }
 
 // parseMessageInto decodes a routing message strictly, with the entries of an Ack or Summary
@@ -498,6 +572,24 @@ func parseMessageInner(b []byte, scratch []entry) (message, error) {
 			return m, fmt.Errorf("ack of %d bytes with %d entries", len(b), n)
 		}
 		m.entries = parseEntries(b[3:], n, scratch)
+	case MsgAreaSummary:
+		if len(b) < 1+areaSize+summaryHeader {
+			return m, errors.New("truncated area summary")
+		}
+		m.area = binary.BigEndian.Uint32(b[1:])
+		if m.area == 0 {
+			return m, errors.New("area summary for area 0 (a plain summary says that)")
+		}
+		// The rest is a plain Summary: parse it as one and keep the area.
+		if b[1+areaSize] != MsgSummary {
+			return m, errors.New("area summary without a summary")
+		}
+		inner, err := parseMessageInner(b[1+areaSize:], scratch)
+		if err != nil {
+			return m, err
+		}
+		inner.typ, inner.area = MsgAreaSummary, m.area
+		return inner, nil
 	case MsgSummary:
 		if len(b) < summaryHeader {
 			return m, errors.New("truncated summary")
@@ -577,8 +669,13 @@ func encodeAck(es []entry) []byte {
 	return appendEntries(b, es)
 }
 
-func encodeSummary(adj uint32, part uint16, lo, hi NodeID, es []entry) []byte {
-	b := make([]byte, 0, summaryHeader+len(es)*entrySize)
+// encodeSummary encodes one part of a Summary; area ≠ 0 makes it an area summary.
+func encodeSummary(area uint32, adj uint32, part uint16, lo, hi NodeID, es []entry) []byte {
+	b := make([]byte, 0, 1+areaSize+summaryHeader+len(es)*entrySize)
+	if area != 0 {
+		b = append(b, MsgAreaSummary)
+		b = binary.BigEndian.AppendUint32(b, area)
+	}
 	b = append(b, MsgSummary)
 	b = binary.BigEndian.AppendUint32(b, adj)
 	b = binary.BigEndian.AppendUint16(b, part)

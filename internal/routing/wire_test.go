@@ -108,7 +108,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		t.Fatalf("ack: %+v %v", m, err)
 	}
 	lo, hi := f.ids[1], f.ids[3]
-	m, err = parseMessage(encodeSummary(77, 3, lo, hi, es))
+	m, err = parseMessage(encodeSummary(0, 77, 3, lo, hi, es))
 	if err != nil || m.typ != MsgSummary || m.adj != 77 || m.part != 3 || m.lo != lo || m.hi != hi || len(m.entries) != 2 {
 		t.Fatalf("summary: %+v %v", m, err)
 	}
@@ -125,9 +125,9 @@ func TestMessageRoundTrip(t *testing.T) {
 		"cert length":       {MsgRecord, 1, 0xff, 0xff},
 		"ack empty":         encodeAck(nil),
 		"ack trailing":      append(encodeAck(es), 0),
-		"summary unsorted":  encodeSummary(1, 0, lo, hi, []entry{es[1], es[0]}),
-		"summary range":     encodeSummary(1, 0, f.ids[2], f.ids[3], es),
-		"summary empty rng": encodeSummary(1, 0, hi, lo, nil),
+		"summary unsorted":  encodeSummary(0, 1, 0, lo, hi, []entry{es[1], es[0]}),
+		"summary range":     encodeSummary(0, 1, 0, f.ids[2], f.ids[3], es),
+		"summary empty rng": encodeSummary(0, 1, 0, hi, lo, nil),
 		"summary ack long":  append(encodeSummaryAck(1, 1), 0),
 	}
 	for name, b := range bad {
@@ -200,6 +200,18 @@ func FuzzDecodeRecord(f *testing.F) {
 	v1 := append(bytes.Clone(v2[:recordHeaderSizeV1-2]), v2[recordHeaderSize-2:]...)
 	v1[4] = recordVersion1
 	addSplit(f, v1)
+	// A version 3 record: an area after the flags.
+	v3 := fakeRecord(3, 9, 1)
+	v3.Area, v3.version = 0x01020304, 0
+	v3.raw = v3.encode()
+	addSplit(f, v3.raw)
+	// Level-2 and gateway flags (version 3 only).
+	for _, l2 := range []bool{true, false} {
+		r := fakeRecord(4, 9, 2)
+		r.Area, r.Level2, r.Gateway, r.version = 7, l2, !l2, 0
+		r.raw = r.encode()
+		addSplit(f, r.raw)
+	}
 	f.Fuzz(func(t *testing.T, prefix []byte, pad uint16) {
 		b := withPad(prefix, pad)
 		rec, err := ParseRecord(b)
@@ -216,7 +228,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err := rec.checkFields(); err != nil {
 			t.Fatal(err)
 		}
-		if !peeked || h.origin != rec.Origin || h.seq != rec.Seq || h.expires != rec.Expires.UnixMilli() || h.certFP != rec.CertFingerprint {
+		if !peeked || h.origin != rec.Origin || h.seq != rec.Seq || h.expires != rec.Expires.UnixMilli() || h.certFP != rec.CertFingerprint || h.area != rec.Area || h.level2 != rec.Level2 {
 			t.Fatal("peek disagrees with the decoder")
 		}
 	})
@@ -229,8 +241,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	addSplit(f, appendRecordMessage(nil, nil, rec.raw))
 	addSplit(f, appendRecordMessage(nil, []byte("not a certificate"), rec.raw))
 	f.Add(encodeAck([]entry{{NodeID{2}, 5}}), uint16(0))
-	f.Add(encodeSummary(1, 0, NodeID{1}, NodeID{3}, []entry{{NodeID{2}, 5}}), uint16(0))
+	f.Add(encodeSummary(0, 1, 0, NodeID{1}, NodeID{3}, []entry{{NodeID{2}, 5}}), uint16(0))
 	f.Add(encodeSummaryAck(1, 0), uint16(0))
+	f.Add(encodeSummary(9, 1, 0, NodeID{1}, NodeID{3}, []entry{{NodeID{2}, 5}}), uint16(0))
 	f.Fuzz(func(t *testing.T, prefix []byte, pad uint16) {
 		b := withPad(prefix, pad)
 		m, err := parseMessage(b)
@@ -250,7 +263,15 @@ func FuzzDecodeMessage(f *testing.F) {
 		case MsgAck:
 			re = encodeAck(m.entries)
 		case MsgSummary:
-			re = encodeSummary(m.adj, m.part, m.lo, m.hi, m.entries)
+			if m.area != 0 {
+				t.Fatal("plain summary with an area")
+			}
+			re = encodeSummary(0, m.adj, m.part, m.lo, m.hi, m.entries)
+		case MsgAreaSummary:
+			if m.area == 0 {
+				t.Fatal("area summary for area 0")
+			}
+			re = encodeSummary(m.area, m.adj, m.part, m.lo, m.hi, m.entries)
 		case MsgSummaryAck:
 			re = encodeSummaryAck(m.adj, m.part)
 		default:

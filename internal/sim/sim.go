@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,11 +111,46 @@ type Config struct {
 	OnInterval func(s *Sim, iv *Interval)
 	// NoBackgroundLoss makes healthy links lossless (by default each loses 0–1 %).
 	NoBackgroundLoss bool
+	// Intensity overrides the range a kind's intensity is drawn from: link degradation's loss
+	// (default 0.15–0.40), a grey hole's drop fraction (0.3–0.7) and an overload's offered load over
+	// its remaining capacity (1.25–2.5).
+	Intensity map[Kind][2]float64
+	// Transient is the fraction of faults other than crashes that do not last: half of them end
+	// after 5–15 s, half go on and off (2–6 s each way). The label follows the fault's activity.
+	Transient float64
+	// Simultaneous starts every fault at the same interval.
+	Simultaneous bool
+	// Frame makes lying relays also under-report what their upstream relays hand them, by the
+	// fraction they drop, so that their neighbours seem to lose it.
+	Frame bool
+
+	// hideLabels applies every fault but labels all nodes Normal, and cpu replaces the CPU model:
+	// both only for the tests that check no feature is computed from the labels.
+	hideLabels bool
+	cpu        func(st *nodeState, util float64, rng *rand.Rand) float64
+	// AreaSize splits the mesh into connected routing areas of about this many nodes
+	// (docs/routing.md, Areas); 0 keeps one area. With areas, the cheapest link between every two
+	// adjacent areas makes both its ends gateways, level 2 runs after the level-1 cold start, and
+	// CrossPairs pairs of nodes in different areas are routed end to end and checked. The
+	// telemetry's flows stay inside their area.
+	AreaSize int
+	// CrossPairs is how many cross-area pairs are checked (default 200).
+	CrossPairs int
 }
 
+// MaxNodes is the largest simulation; beyond maxSingleArea nodes the mesh must be split into areas
+// (a router holds at most 4096 originators).
+const (
+	MaxNodes      = 20000
+	maxSingleArea = 4096
+)
+
 func (c *Config) defaults() error {
-	if c.Nodes < 2 || c.Nodes > 4096 {
-		return fmt.Errorf("sim: nodes must be 2–4096, have %d", c.Nodes)
+	if c.Nodes < 2 || c.Nodes > MaxNodes {
+		return fmt.Errorf("sim: nodes must be 2–%d, have %d", MaxNodes, c.Nodes)
+	}
+	if c.AreaSize < 0 || c.AreaSize > maxSingleArea || (c.AreaSize == 0 && c.Nodes > maxSingleArea) {
+		return fmt.Errorf("sim: %d nodes need areas of 1–%d nodes, have area size %d", c.Nodes, maxSingleArea, c.AreaSize)
 	}
 	if c.Topology == "" {
 		c.Topology = Geometric
@@ -130,6 +166,9 @@ func (c *Config) defaults() error {
 	}
 	if c.FaultTo <= 0 {
 		c.FaultFrom, c.FaultTo = 0.2, 0.5
+	}
+	if c.CrossPairs <= 0 {
+		c.CrossPairs = 200
 	}
 	if c.Flows <= 0 {
 		c.Flows = 3 * c.Nodes
@@ -166,6 +205,17 @@ type Fault struct {
 	// Replaced is the victim first planned for a relay fault when it relayed nothing an interval
 	// before the start (an earlier fault had rerouted its flows) and Node was drawn instead; else -1.
 	Replaced int
+	// End, when not zero, is when the fault stops (since telemetry start); Period, when not zero,
+	// makes it go on and off, Period each way, from Start.
+	End, Period time.Duration
+}
+
+// activeAt reports whether the fault acts at time t.
+func (f *Fault) activeAt(t time.Duration) bool {
+	if t < f.Start || (f.End > 0 && t >= f.End) {
+		return false
+	}
+	return f.Period == 0 || ((t-f.Start)/f.Period)%2 == 0
 }
 
 // Feature indices and names: the simulator emits exactly the vectors real nodes export, defined
@@ -231,13 +281,29 @@ type Result struct {
 	SteadyBytes      uint64
 	RoutingRecords   uint64 // records signed by all routers during the telemetry period
 	HandleErrorCount int
+	Areas            int // routing areas (1: the mesh is one area)
+	// StateMax and StateMean are the bytes of records and certificates a router holds after the
+	// cold start: the largest and the mean over nodes.
+	StateMax, StateMean int
+	// Level2 is the level-2 cold start and the cross-area checks (nil with one area).
+	Level2 *Level2
 }
 
 type flow struct{ src, dst int }
 
 type nodeState struct {
-	kind      Kind // active fault
-	drop      float64
+	label Kind // ground truth: what the node's interval is labelled; no feature may read it
+	fault Kind // the fault acting on the node now
+	drop  float64
+	// capacity is what the node can process per interval (packets); an overload takes most of it.
+	// stepLoad counts the packets it processed in the current traffic step; util is the last
+	// step's load over the step's capacity, which sets queueing drops and delay.
+	capacity  float64
+	hog       float64 // capacity taken by something else (an overload)
+	stepLoad  int
+	util      float64
+	qdelay    time.Duration
+	load      int // packets processed in the last interval
 	lies      bool
 	flapNext  time.Duration
 	flapDown  bool
@@ -263,11 +329,14 @@ type Sim struct {
 	cfg     Config
 	Net     *routingsim.Network
 	IDs     []routingsim.NodeID
+	Area    []uint32 // routing area of each node
 	index   map[routingsim.NodeID]int
 	Edges   []Edge
 	Adj     [][]int
 	edgeOf  map[[2]int]int
 	cur     []routingsim.LinkParams // current parameters per edge
+	base    []routingsim.LinkParams // per edge, without the ends' queueing delay
+	active  []bool                  // per fault: acting now
 	cut     []bool                  // link cut by flapping
 	Faults  []Fault
 	rng     *rand.Rand
@@ -308,6 +377,7 @@ func New(cfg Config) (*Sim, error) {
 		s.Adj[e.B] = append(s.Adj[e.B], e.A)
 		s.edgeOf[[2]int{e.A, e.B}] = i
 		s.cur = append(s.cur, e.P)
+		s.base = append(s.base, e.P)
 	}
 	for i := range s.Adj {
 		sortInts(s.Adj[i])
@@ -322,8 +392,17 @@ func New(cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	s.Net = net
-	if s.IDs, err = net.AddNodes("n", cfg.Nodes); err != nil {
-		return nil, err
+	s.Area = partitionAreas(s.Adj, cfg.AreaSize)
+	gateway := designateGateways(edges, s.Area)
+	s.IDs = make([]routingsim.NodeID, cfg.Nodes)
+	for i := range s.IDs {
+		add := net.AddNodeInArea
+		if gateway[i] {
+			add = net.AddGateway
+		}
+		if s.IDs[i], err = add(fmt.Sprintf("n-%d", i), s.Area[i]); err != nil {
+			return nil, err
+		}
 	}
 	s.index = make(map[routingsim.NodeID]int, cfg.Nodes)
 	for i, id := range s.IDs {
@@ -338,17 +417,27 @@ func New(cfg Config) (*Sim, error) {
 	for i := range s.st {
 		s.st[i].hopSent, s.st[i].hopRecv = map[int]int{}, map[int]int{}
 		s.st[i].costHigh = map[int]bool{}
+		s.st[i].capacity = NodeCapacity
 		d := len(s.Adj[i])
 		s.st[i].txTransit, s.st[i].txLie, s.st[i].rxTransit = make([]int, d), make([]int, d), make([]int, d)
 		s.st[i].txRing, s.st[i].rxRing = make([][Window]int, d), make([][Window]int, d)
 	}
+	members := map[uint32][]int{}
+	for v, a := range s.Area {
+		members[a] = append(members[a], v)
+	}
 	for range cfg.Flows {
 		a := s.rng.IntN(cfg.Nodes)
-		b := s.rng.IntN(cfg.Nodes - 1)
-		if b >= a {
-			b++
+		peers := members[s.Area[a]]
+		if len(peers) < 2 {
+			continue
 		}
-		s.flows = append(s.flows, flow{a, b})
+		// One area: the same draws as a uniform pair of distinct nodes.
+		j := s.rng.IntN(len(peers) - 1)
+		if j >= slices.Index(peers, a) {
+			j++
+		}
+		s.flows = append(s.flows, flow{a, peers[j]})
 	}
 	return s, nil
 }
@@ -379,6 +468,20 @@ func Run(cfg Config) (*Result, error) {
 	}
 	res := &Result{Config: s.cfg, Edges: s.Edges, Adj: s.Adj, Convergence: conv,
 		ColdMessages: s.Net.Counters.Sent, ColdBytes: s.Net.Counters.Bytes}
+	areas := map[uint32]bool{}
+	total := 0
+	for i, id := range s.IDs {
+		areas[s.Area[i]] = true
+		b := s.Net.Router(id).DatabaseBytes()
+		res.StateMax = max(res.StateMax, b)
+		total += b
+	}
+	res.Areas, res.StateMean = len(areas), total/len(s.IDs)
+	if len(areas) > 1 {
+		if res.Level2, err = s.RunLevel2(s.cfg.CrossPairs); err != nil {
+			return nil, err
+		}
+	}
 	for _, id := range s.IDs {
 		res.Names = append(res.Names, s.Net.Node(id).Name)
 	}
@@ -440,8 +543,22 @@ func (s *Sim) PlanFaults() error {
 	for _, fs := range s.cfg.Faults {
 		for range fs.Count {
 			f := Fault{Kind: fs.Kind, Peer: -1, Replaced: -1, Start: time.Duration(lo+s.rng.IntN(hi-lo)) * s.cfg.Interval}
-			// Faults of relays hit nodes that relay at least one flow.
+			if s.cfg.Simultaneous {
+				f.Start = time.Duration(lo) * s.cfg.Interval
+			}
+			if fs.Kind != Crash && s.cfg.Transient > 0 && s.rng.Float64() < s.cfg.Transient {
+				if s.rng.IntN(2) == 0 {
+					f.End = f.Start + time.Duration(5+s.rng.IntN(11))*s.cfg.Interval
+				} else {
+					f.Period = time.Duration(2+s.rng.IntN(5)) * s.cfg.Interval
+				}
+			}
+			// Faults of relays hit nodes that relay at least one flow; a degraded link needs a
+			// victim with a neighbour no other fault has taken.
 			v, ok := pick(fs.Kind == Blackhole || fs.Kind == GreyHole || fs.Kind == Overload)
+			for tries := 0; ok && fs.Kind == LinkDegradation && !s.hasFree(v, used) && tries < 1000; tries++ {
+				v, ok = pick(false)
+			}
 			if !ok {
 				return errors.New("sim: not enough eligible nodes for the faults")
 			}
@@ -459,19 +576,45 @@ func (s *Sim) PlanFaults() error {
 				}
 				f.Peer = free[s.rng.IntN(len(free))]
 				used[f.Peer] = true
-				f.Rate = 0.15 + 0.25*s.rng.Float64()
+				f.Rate = s.intensity(LinkDegradation, 0.15, 0.40)
 			case GreyHole:
-				f.Rate = 0.3 + 0.4*s.rng.Float64()
+				f.Rate = s.intensity(GreyHole, 0.3, 0.7)
 			case Overload:
-				f.Rate = 0.2 + 0.3*s.rng.Float64()
+				f.Rate = s.intensity(Overload, 1.25, 2.5)
 			}
 			used[v] = true
 			s.Faults = append(s.Faults, f)
 		}
 	}
 	s.checked = make([]bool, len(s.Faults))
+	s.active = make([]bool, len(s.Faults))
 	return nil
 }
+
+// hasFree reports whether v has a neighbour no fault has taken.
+func (s *Sim) hasFree(v int, used []bool) bool {
+	for _, u := range s.Adj[v] {
+		if !used[u] {
+			return true
+		}
+	}
+	return false
+}
+
+// intensity draws a fault's intensity uniformly from Config.Intensity's range for k, or [lo, hi).
+func (s *Sim) intensity(k Kind, lo, hi float64) float64 {
+	if r, ok := s.cfg.Intensity[k]; ok {
+		lo, hi = r[0], r[1]
+	}
+	return lo + (hi-lo)*s.rng.Float64()
+}
+
+// NodeCapacity is what a healthy node can process per interval, in packets: a hub of the default
+// traffic uses a few per cent of it, ten times that traffic under half.
+const NodeCapacity = 20000
+
+// maxQueueDelay is the delay a full queue adds to everything a saturated node handles.
+const maxQueueDelay = 50 * time.Millisecond
 
 func relayFault(k Kind) bool { return k == Blackhole || k == GreyHole || k == Overload }
 
@@ -556,46 +699,111 @@ func (s *Sim) adjIndex(v, u int) int {
 	return -1
 }
 
+// setParams sets an edge's parameters without queueing; the ends' queueing delay is added.
 func (s *Sim) setParams(e int, p routingsim.LinkParams) {
+	s.base[e] = p
+	s.applyParams(e)
+}
+
+func (s *Sim) applyParams(e int) {
+	p := s.base[e]
+	q := s.st[s.Edges[e].A].qdelay + s.st[s.Edges[e].B].qdelay
+	p.Delay += q
+	p.Jitter += q / 4
 	s.cur[e] = p
 	s.Net.SetLinkParams(s.IDs[s.Edges[e].A], s.IDs[s.Edges[e].B], p)
 }
 
-// activate starts fault f.
-func (s *Sim) activate(f Fault) {
+// queue updates node v's utilisation from the traffic step just run and, when its queueing delay
+// moved by more than a millisecond, its links' delay: an M/M/1 wait below saturation, a full
+// buffer above; above saturation the node drops the excess (1 − 1/ρ) of what it relays.
+func (s *Sim) queue(v int, stepCap float64) {
+	st := &s.st[v]
+	st.util = float64(st.stepLoad) / stepCap
+	st.stepLoad = 0
+	var q time.Duration
+	switch service := float64(s.cfg.Interval/4) / stepCap; {
+	case st.util >= 1:
+		q = maxQueueDelay
+	default:
+		q = min(maxQueueDelay, time.Duration(service*st.util/(1-st.util)))
+	}
+	if st.fault != Blackhole && st.fault != GreyHole {
+		st.drop = 0
+		if st.util > 1 {
+			st.drop = 1 - 1/st.util
+		}
+	}
+	if d := q - st.qdelay; d > time.Millisecond || d < -time.Millisecond {
+		st.qdelay = q
+		for _, u := range s.Adj[v] {
+			s.applyParams(s.edge(v, u))
+		}
+	}
+}
+
+// activate starts fault f, or stops it (on = false): a transient or on-off fault.
+func (s *Sim) activate(f Fault, on bool) {
 	st := &s.st[f.Node]
-	st.kind = f.Kind
+	kind := Normal
+	if on {
+		kind = f.Kind
+	}
+	st.fault = kind
+	if !s.cfg.hideLabels {
+		st.label = kind
+	}
 	switch f.Kind {
 	case LinkDegradation:
-		s.st[f.Peer].kind = f.Kind
+		s.st[f.Peer].fault = kind
+		if !s.cfg.hideLabels {
+			s.st[f.Peer].label = kind
+		}
 		e := s.edge(f.Node, f.Peer)
-		p := s.cur[e]
-		p.Loss, p.Delay, p.Jitter = f.Rate, 4*p.Delay+10*time.Millisecond, 5*time.Millisecond
+		p := s.Edges[e].P
+		if s.cfg.NoBackgroundLoss {
+			p.Loss = 0
+		}
+		if on {
+			p.Loss, p.Delay, p.Jitter = f.Rate, 4*p.Delay+10*time.Millisecond, 5*time.Millisecond
+		}
 		s.setParams(e, p)
 	case Crash:
-		s.Net.Kill(s.IDs[f.Node])
-	case Overload:
-		st.drop = f.Rate
-		for _, u := range s.Adj[f.Node] {
-			e := s.edge(f.Node, u)
-			p := s.cur[e]
-			p.Delay += 15 * time.Millisecond
-			p.Jitter += 10 * time.Millisecond
-			s.setParams(e, p)
+		if on {
+			s.Net.Kill(s.IDs[f.Node])
 		}
+	case Overload:
+		// Something else takes the node's processor: what is left serves 1/Rate of its last
+		// interval's load; queueing, drops, delay and CPU follow from the traffic (queue).
+		st.capacity = NodeCapacity
+		if on {
+			st.capacity = max(4, float64(st.load)/f.Rate)
+		}
+		st.hog = NodeCapacity - st.capacity
 	case Blackhole:
-		st.drop, st.lies = 1, true
+		st.drop, st.lies = 0, on
+		if on {
+			st.drop = 1
+		}
 	case GreyHole:
-		st.drop, st.lies = f.Rate, true
+		st.drop, st.lies = 0, on
+		if on {
+			st.drop = f.Rate
+		}
 	case Flapping:
 		st.flapNext = s.elapsed
+		if !on && st.flapDown {
+			st.fault = Flapping // one last toggle brings the links back up
+			s.flap(f.Node)
+			st.fault = Normal
+		}
 	}
 }
 
 // flap toggles a flapping node's links when due.
 func (s *Sim) flap(v int) {
 	st := &s.st[v]
-	if st.kind != Flapping || s.elapsed < st.flapNext {
+	if st.fault != Flapping || s.elapsed < st.flapNext {
 		return
 	}
 	st.flapDown = !st.flapDown
@@ -647,6 +855,7 @@ func (s *Sim) step(pkts int) {
 		s.FlowSent[fi] = pkts
 		src := &s.st[f.src]
 		src.own += pkts
+		src.stepLoad += pkts
 		s.StepSent += pkts
 		alive, cur, first := pkts, f.src, -1
 		dstID := s.IDs[f.dst]
@@ -660,6 +869,7 @@ func (s *Sim) step(pkts int) {
 			lied := 0 // dropped by a lying relay, which reports handing them on
 			if cur != f.src {
 				cs.transitIn += alive
+				cs.stepLoad += alive
 				d := s.binomialLoss(alive, cs.drop)
 				cs.dropped += d
 				alive -= d
@@ -718,9 +928,13 @@ func (s *Sim) RunInterval() Interval {
 		s.confirmVictims()
 	}
 	for i := range steps {
-		for _, f := range s.Faults {
-			if f.Start == s.elapsed {
-				s.activate(f)
+		if len(s.active) != len(s.Faults) {
+			s.active = make([]bool, len(s.Faults))
+		}
+		for fi := range s.Faults {
+			if on := s.Faults[fi].activeAt(s.elapsed); on != s.active[fi] {
+				s.active[fi] = on
+				s.activate(s.Faults[fi], on)
 			}
 		}
 		for v := range s.st {
@@ -733,6 +947,9 @@ func (s *Sim) RunInterval() Interval {
 			pk++
 		}
 		s.step(pk)
+		for v := range s.st {
+			s.queue(v, s.st[v].capacity/steps)
+		}
 		if s.cfg.Control != nil {
 			s.cfg.Control(s)
 		}
@@ -753,7 +970,7 @@ func (s *Sim) collect() Interval {
 	s.intervals++
 	for v := range n {
 		st := &s.st[v]
-		iv.Labels[v] = st.kind
+		iv.Labels[v] = st.label
 		iv.Sent += st.own
 		iv.Recv += st.ownRecv
 		x := &iv.X[v]
@@ -783,7 +1000,8 @@ func (s *Sim) collect() Interval {
 			loss := 1.0
 			if s.linkUsable(e, u) {
 				p := s.cur[e]
-				rt := 1 - (1-p.Loss)*(1-p.Loss)
+				// A probe crosses the link both ways and is answered by u; saturated ends drop it too.
+				rt := 1 - (1-p.Loss)*(1-p.Loss)*(1-s.queueDrop(u))*(1-s.queueDrop(v))
 				lost := s.binomialLoss(10, rt)
 				loss = float64(lost) / 10
 				var linkRTT float64
@@ -804,14 +1022,18 @@ func (s *Sim) collect() Interval {
 			if st.lies {
 				tx += st.txLie[i]
 			}
-			st.txRing[i][pos], st.rxRing[i][pos] = tx, st.rxTransit[i]
+			rx := st.rxTransit[i]
+			if st.lies && s.cfg.Frame {
+				rx = int(float64(rx) * (1 - st.drop))
+			}
+			st.txRing[i][pos], st.rxRing[i][pos] = tx, rx
 			var txW, rxW int
 			for k := range Window {
 				txW += st.txRing[i][k]
 				rxW += st.rxRing[i][k]
 			}
 			ev[i][ETxTransit] = float32(tx)
-			ev[i][ERxTransit] = float32(st.rxTransit[i])
+			ev[i][ERxTransit] = float32(rx)
 			ev[i][ETxTransitW] = float32(txW) / Window
 			ev[i][ERxTransitW] = float32(rxW) / Window
 		}
@@ -839,15 +1061,30 @@ func (s *Sim) collect() Interval {
 		x[FForwarded] = log1p(fwd)
 		x[FDropped] = log1p(drp)
 		x[FRouteChg] = log1p(s.routeChanges(v, r))
-		load := float64(st.transitIn+st.own) / 3000
-		cpu := 0.05 + 0.6*math.Min(1, load) + 0.03*s.rng.NormFloat64()
-		if st.kind == Overload {
-			cpu = 0.9 + 0.1*s.rng.Float64()
+		st.load = st.transitIn + st.own
+		cpuModel := s.cfg.cpu
+		if cpuModel == nil {
+			cpuModel = cpuFromLoad
 		}
-		x[FCPU] = float32(math.Max(0, math.Min(1, cpu)))
+		busy := (st.hog + math.Min(float64(st.load), st.capacity)) / NodeCapacity
+		x[FCPU] = float32(math.Max(0, math.Min(1, cpuModel(st, busy, s.rng))))
 		s.resetCounters(st)
 	}
 	return iv
+}
+
+// cpuFromLoad is the CPU a node reports: a small base plus the share of its processor busy in the
+// interval (its packets and whatever else runs), with measurement noise.
+func cpuFromLoad(_ *nodeState, util float64, rng *rand.Rand) float64 {
+	return 0.04 + 0.92*math.Min(1, util) + 0.02*rng.NormFloat64()
+}
+
+// queueDrop is the fraction of what node v handles that it drops for lack of capacity.
+func (s *Sim) queueDrop(v int) float64 {
+	if st := &s.st[v]; st.util > 1 {
+		return 1 - 1/st.util
+	}
+	return 0
 }
 
 func (s *Sim) resetCounters(st *nodeState) {

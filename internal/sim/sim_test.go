@@ -2,6 +2,8 @@ package sim
 
 import (
 	"bytes"
+	"math"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"testing"
@@ -88,8 +90,10 @@ func TestFaultsVisible(t *testing.T) {
 				t.Fatalf("%s does not lie: %v", f.Kind, x)
 			}
 		case Overload:
-			if x[FCPU] < 0.9 {
-				t.Fatalf("overload cpu %v", x[FCPU])
+			// Its processor is taken: busy, and what it relays beyond what is left is dropped
+			// and reported.
+			if x[FCPU] < 0.9 || x[FDropped] == 0 {
+				t.Fatalf("overload cpu %v, dropped %v", x[FCPU], x[FDropped])
 			}
 		}
 	}
@@ -170,4 +174,169 @@ func TestKindsAreTelemetryClasses(t *testing.T) {
 			t.Fatalf("kind %d is %q, telemetry says %q", k, k, telemetry.Classes[k])
 		}
 	}
+}
+
+// labelLeaks runs cfg twice, once labelled and once with every label hidden (the faults act the
+// same), and returns the names of the features whose values differ between the two runs: a feature
+// that differs was computed from the ground truth rather than from what the faults did.
+func labelLeaks(t *testing.T, cfg Config) []string {
+	t.Helper()
+	a, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.hideLabels = true
+	b, err := Run(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelled := 0
+	leaks := map[string]bool{}
+	for i := range a.Intervals {
+		for v := range a.Intervals[i].X {
+			if a.Intervals[i].Labels[v] != Normal {
+				labelled++
+			}
+			if b.Intervals[i].Labels[v] != Normal {
+				t.Fatal("hidden labels still set")
+			}
+			for j := range NumFeatures {
+				if a.Intervals[i].X[v][j] != b.Intervals[i].X[v][j] {
+					leaks[FeatureNames[j]] = true
+				}
+			}
+			for k := range a.Intervals[i].E[v] {
+				for j := range NumEdgeFeatures {
+					if a.Intervals[i].E[v][k][j] != b.Intervals[i].E[v][k][j] {
+						leaks["edge "+EdgeFeatureNames[j]] = true
+					}
+				}
+			}
+		}
+	}
+	if labelled == 0 {
+		t.Fatal("no labelled node-interval: the check would be vacuous")
+	}
+	var out []string
+	for n := range leaks {
+		out = append(out, n)
+	}
+	return out
+}
+
+var leakConfig = Config{Nodes: 40, Seed: 5, Duration: 12 * time.Second, Transient: 0.5,
+	Faults: []FaultSpec{{Blackhole, 1}, {GreyHole, 1}, {Crash, 1}, {Overload, 2}, {LinkDegradation, 1}, {Flapping, 1}}}
+
+// TestNoFeatureFromLabels: every feature is computed from what the faults do, none from the labels.
+func TestNoFeatureFromLabels(t *testing.T) {
+	if leaks := labelLeaks(t, leakConfig); len(leaks) > 0 {
+		t.Fatalf("features computed from the labels: %v", leaks)
+	}
+}
+
+// legacyOverloadCPU is the earlier simulator's CPU model: load-driven, except that an overloaded
+// node's CPU was drawn from the fault kind.
+func legacyOverloadCPU(st *nodeState, _ float64, rng *rand.Rand) float64 {
+	cpu := 0.05 + 0.6*math.Min(1, float64(st.load)/3000) + 0.03*rng.NormFloat64()
+	if st.label == Overload {
+		cpu = 0.9 + 0.1*rng.Float64()
+	}
+	return cpu
+}
+
+// TestLabelLeakCaught shows TestNoFeatureFromLabels can fail: with the earlier CPU model plugged in,
+// the check names the cpu feature.
+func TestLabelLeakCaught(t *testing.T) {
+	cfg := leakConfig
+	cfg.cpu = legacyOverloadCPU
+	leaks := labelLeaks(t, cfg)
+	if !slices.Contains(leaks, "cpu") {
+		t.Fatalf("the label-derived CPU was not caught: leaks %v", leaks)
+	}
+	t.Logf("caught: %v", leaks)
+}
+
+// Areas are connected, cover every node, and are about the size asked for.
+func TestPartitionAreas(t *testing.T) {
+	for _, n := range []int{300, 2000} {
+		edges, err := Topology(Geometric, n, 6, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		adj := make([][]int, n)
+		for _, e := range edges {
+			adj[e.A] = append(adj[e.A], e.B)
+			adj[e.B] = append(adj[e.B], e.A)
+		}
+		area := partitionAreas(adj, 100)
+		members := map[uint32][]int{}
+		for v, a := range area {
+			if a == 0 {
+				t.Fatalf("node %d has no area", v)
+			}
+			members[a] = append(members[a], v)
+		}
+		if len(members) < n/200 || len(members) > n/25 {
+			t.Fatalf("%d nodes: %d areas for size 100", n, len(members))
+		}
+		for a, vs := range members {
+			seen := map[int]bool{vs[0]: true}
+			queue := []int{vs[0]}
+			for len(queue) > 0 {
+				v := queue[0]
+				queue = queue[1:]
+				for _, u := range adj[v] {
+					if area[u] == a && !seen[u] {
+						seen[u] = true
+						queue = append(queue, u)
+					}
+				}
+			}
+			if len(seen) != len(vs) {
+				t.Fatalf("%d nodes: area %d is not connected (%d of %d reached)", n, a, len(seen), len(vs))
+			}
+		}
+	}
+	if a := partitionAreas([][]int{{1}, {0}}, 0); a[0] != 0 || a[1] != 0 {
+		t.Fatal("size 0 must give one area, 0")
+	}
+}
+
+// With areas, level 2 runs after the cold start: every gateway holds every level-2 record, and
+// pairs of nodes in different areas are routed end to end by the routers' own decisions (RunLevel2
+// fails on a dead end, a loop, a path that costs other than quoted or less than the flat shortest
+// path).
+func TestLevel2Sim(t *testing.T) {
+	s, err := New(Config{Topology: Geometric, Nodes: 300, Degree: 6, Seed: 4, AreaSize: 60, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Converge(); err != nil {
+		t.Fatal(err)
+	}
+	areas := map[uint32]bool{}
+	adjacent := map[[2]uint32]int{}
+	gateway := designateGateways(s.Edges, s.Area)
+	for v, a := range s.Area {
+		areas[a] = true
+		if gateway[v] != s.Net.Node(s.IDs[v]).Gateway {
+			t.Fatalf("node %d: gateway %v in the network, designated %v", v, s.Net.Node(s.IDs[v]).Gateway, gateway[v])
+		}
+	}
+	for _, e := range s.Edges {
+		if a, b := s.Area[e.A], s.Area[e.B]; a != b && gateway[e.A] && gateway[e.B] {
+			adjacent[[2]uint32{min(a, b), max(a, b)}]++
+		}
+	}
+	if len(areas) < 3 || len(adjacent) < len(areas)-1 {
+		t.Fatalf("%d areas, %d adjacent pairs with a gateway link", len(areas), len(adjacent))
+	}
+	l2, err := s.RunLevel2(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l2.Pairs != 100 || l2.Gateways == 0 || l2.Bytes == 0 || l2.StretchMean < 1 || l2.StretchMax < l2.StretchMean {
+		t.Fatalf("level 2: %+v", l2)
+	}
+	t.Logf("%d areas: %+v", len(areas), *l2)
 }

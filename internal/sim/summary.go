@@ -13,6 +13,15 @@ func (r *Result) Summary(w io.Writer) {
 		c.Topology, c.Nodes, len(r.Edges), c.Seed, c.Duration, c.Interval, c.Flows, c.Rate)
 	fmt.Fprintf(w, "cold start: converged in %s (virtual); %d routing messages, %.1f MB\n",
 		r.Convergence.Round(time.Millisecond), r.ColdMessages, float64(r.ColdBytes)/1e6)
+	fmt.Fprintf(w, "per node: %.2f MB routing traffic sent at cold start; routing state %.2f MB mean, %.2f MB max; %d area(s)\n",
+		float64(r.ColdBytes)/1e6/float64(c.Nodes), float64(r.StateMean)/1e6, float64(r.StateMax)/1e6, r.Areas)
+	if l := r.Level2; l != nil {
+		fmt.Fprintf(w, "level 2: %d gateways, converged in %s (virtual); %d messages, %.1f MB (%.2f MB per gateway; %.1f MB with level-1 relays, %.2f MB per node); state %.2f MB max per gateway\n",
+			l.Gateways, l.Convergence.Round(time.Millisecond), l.Messages, float64(l.Bytes)/1e6, float64(l.Bytes)/1e6/float64(max(l.Gateways, 1)),
+			float64(l.RelayedBytes)/1e6, float64(l.RelayedBytes)/1e6/float64(c.Nodes), float64(l.StateMax)/1e6)
+		fmt.Fprintf(w, "cross-area routes: %d pairs routed end to end and checked; stretch against the flat shortest path %.3f mean, %.3f max\n",
+			l.Pairs, l.StretchMean, l.StretchMax)
+	}
 	secs := c.Duration.Seconds()
 	fmt.Fprintf(w, "steady state: %d routing messages, %.1f KB/s in total (%.2f KB/s per node), %d records signed\n",
 		r.SteadyMessages, float64(r.SteadyBytes)/1e3/secs, float64(r.SteadyBytes)/1e3/secs/float64(c.Nodes), r.RoutingRecords)

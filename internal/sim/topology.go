@@ -12,7 +12,7 @@ import (
 // Topology names accepted by Config.Topology.
 const (
 	Geometric = "geometric" // random geometric graph in the unit square, made connected
-	Grid      = "grid"      // ⌈√n⌉ columns
+	Grid      = "grid"      // a grid of seeded shape with some links missing and a few diagonals
 	ScaleFree = "scalefree" // Barabási–Albert preferential attachment, m = 2
 )
 
@@ -94,13 +94,39 @@ func generate(kind string, n int, degree float64, rng *rand.Rand) ([]Edge, error
 			add(bi, bj, bd)
 		}
 	case Grid:
-		w := int(math.Ceil(math.Sqrt(float64(n))))
+		// A grid whose shape varies with the seed: width 0.7–1.4 × √n, about one link in eight
+		// missing (never one that would disconnect the mesh), and n/20 diagonal shortcuts.
+		sq := math.Sqrt(float64(n))
+		w := max(2, int(math.Round(sq*(0.7+0.7*rng.Float64()))))
+		type pair struct{ a, b int }
+		var cand []pair
 		for i := range n {
 			if (i+1)%w != 0 && i+1 < n {
-				add(i, i+1, -1)
+				cand = append(cand, pair{i, i + 1})
 			}
 			if i+w < n {
-				add(i, i+w, -1)
+				cand = append(cand, pair{i, i + w})
+			}
+		}
+		for i := n / 20; i > 0; i-- {
+			a := rng.IntN(n)
+			if b := a + w + 1 - 2*rng.IntN(2); (a+1)%w != 0 && b < n && b != a {
+				cand = append(cand, pair{a, b})
+			}
+		}
+		keep := make([]bool, len(cand))
+		for i := range keep {
+			keep[i] = rng.Float64() >= 0.125
+		}
+		for i, c := range cand {
+			if keep[i] {
+				add(c.a, c.b, -1)
+			}
+		}
+		// Put back dropped links until the mesh is connected.
+		for i, c := range cand {
+			if !keep[i] && components(n, edges).count > 1 {
+				add(c.a, c.b, -1)
 			}
 		}
 	case ScaleFree:
@@ -160,4 +186,84 @@ func components(n int, edges []Edge) comps {
 		c.count++
 	}
 	return c
+}
+
+// partitionAreas splits the nodes of a connected topology into routing areas of about size nodes,
+// each connected: breadth-first regions grown from the lowest unassigned node, then every region
+// smaller than size/4 merged into the neighbouring area it has most links to (merging adjacent
+// regions keeps areas connected). Areas are numbered from 1; size < 1 or ≥ n gives one area, 0.
+func partitionAreas(adj [][]int, size int) []uint32 {
+	n := len(adj)
+	area := make([]uint32, n)
+	if size < 1 || size >= n {
+		return area
+	}
+	next := uint32(0)
+	queue := make([]int, 0, size)
+	for s := range n {
+		if area[s] != 0 {
+			continue
+		}
+		next++
+		area[s] = next
+		queue = append(queue[:0], s)
+		count := 1
+		for h := 0; h < len(queue) && count < size; h++ {
+			for _, u := range adj[queue[h]] {
+				if area[u] == 0 && count < size {
+					area[u] = next
+					queue = append(queue, u)
+					count++
+				}
+			}
+		}
+	}
+	sizes := make([]int, next+1)
+	for _, a := range area {
+		sizes[a]++
+	}
+	for changed := true; changed; {
+		changed = false
+		for a := uint32(1); a <= next; a++ {
+			if sizes[a] == 0 || sizes[a] >= max(size/4, 1) {
+				continue
+			}
+			links := map[uint32]int{}
+			for v := range n {
+				if area[v] == a {
+					for _, u := range adj[v] {
+						if area[u] != a {
+							links[area[u]]++
+						}
+					}
+				}
+			}
+			best, bestLinks := uint32(0), 0
+			for b, l := range links {
+				if l > bestLinks || (l == bestLinks && b < best) {
+					best, bestLinks = b, l
+				}
+			}
+			if best == 0 {
+				continue // an isolated region: nothing to merge into
+			}
+			for v := range n {
+				if area[v] == a {
+					area[v] = best
+				}
+			}
+			sizes[best] += sizes[a]
+			sizes[a] = 0
+			changed = true
+		}
+	}
+	// Renumber 1..k in order of first appearance, so that the numbering is dense.
+	renum := map[uint32]uint32{}
+	for v, a := range area {
+		if renum[a] == 0 {
+			renum[a] = uint32(len(renum) + 1)
+		}
+		area[v] = renum[a]
+	}
+	return area
 }

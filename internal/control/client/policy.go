@@ -56,3 +56,14 @@ func (a *API) SetPolicy(ctx context.Context, src *policy.Source) (*api.Policy, e
 	var out api.Policy
 	return &out, a.do(ctx, http.MethodPut, "/api/v1/policy", src, &out)
 }
+
+// FetchDecisions returns the quorum certificates of the proposals enacted after log entry after,
+// in order (mutual TLS). The node verifies each itself; nothing here is trusted.
+func (n *Node) FetchDecisions(ctx context.Context, after uint64) ([]api.Decision, error) {
+	hc, _ := n.client()
+	var doc api.Decisions
+	if err := call(ctx, hc, http.MethodGet, n.base, "/api/v1/dao/decisions?after="+strconv.FormatUint(after, 10), nil, nil, &doc); err != nil {
+		return nil, fmt.Errorf("fetch decisions: %w", err)
+	}
+	return doc.Decisions, nil
+}

@@ -207,6 +207,30 @@ var migrations = []string{
 		signed_at BIGINT NOT NULL,
 		pem TEXT NOT NULL
 	);`,
+	// 6: member governance (governance.go): the hash-chained log is the record; proposals and
+	// ballots index it. The log's sequence is the primary key, so two control planes that append
+	// at once cannot both succeed: one retries on the new head.
+	`CREATE TABLE gov_log (
+		seq BIGINT NOT NULL PRIMARY KEY,
+		hash TEXT NOT NULL,
+		kind INTEGER NOT NULL,
+		at BIGINT NOT NULL,
+		entry TEXT NOT NULL
+	);
+	CREATE TABLE gov_proposals (
+		id TEXT NOT NULL PRIMARY KEY,
+		log_seq BIGINT NOT NULL,
+		created_by TEXT NOT NULL,
+		policy_version BIGINT NOT NULL DEFAULT 0,
+		enacted_seq BIGINT NOT NULL DEFAULT 0
+	);
+	CREATE TABLE gov_ballots (
+		proposal TEXT NOT NULL,
+		voter TEXT NOT NULL,
+		sequence BIGINT NOT NULL,
+		log_seq BIGINT NOT NULL,
+		PRIMARY KEY (proposal, voter)
+	);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

@@ -4,7 +4,129 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/sim"
 )
+
+// Inputs returns, per node of g, exactly what the model's first layer reads before its
+// standardisation: the node's vector, the mean of its neighbours' vectors and the aggregated
+// per-link vectors, in and out (detector.EdgeInputs). The baselines read these, so that no method
+// sees less than the model.
+func Inputs(g *detector.Graph) [][]float64 {
+	n := len(g.X)
+	if n == 0 {
+		return nil
+	}
+	f, e := len(g.X[0]), 0
+	for _, links := range g.E {
+		if len(links) > 0 {
+			e = len(links[0])
+			break
+		}
+	}
+	var agg []float64
+	if e > 0 {
+		agg = detector.EdgeInputs(g, e)
+	}
+	out := make([][]float64, n)
+	for v := range n {
+		row := make([]float64, 0, 2*f+2*e)
+		row = append(row, g.X[v]...)
+		mean := make([]float64, f)
+		for _, u := range g.Adj[v] {
+			for j, a := range g.X[u] {
+				mean[j] += a
+			}
+		}
+		for j := range mean {
+			if d := len(g.Adj[v]); d > 0 {
+				mean[j] /= float64(d)
+			}
+		}
+		row = append(row, mean...)
+		if e > 0 {
+			row = append(row, agg[v*2*e:(v+1)*2*e]...)
+		}
+		out[v] = row
+	}
+	return out
+}
+
+// inputRows flattens the Inputs of graphs.
+func inputRows(gs []detector.Graph) [][]float64 {
+	var xs [][]float64
+	for i := range gs {
+		xs = append(xs, Inputs(&gs[i])...)
+	}
+	return xs
+}
+
+// perInput turns a row scorer into a graph scorer over Inputs.
+func perInput(score func([]float64) float64) func(g *detector.Graph) []float64 {
+	return func(g *detector.Graph) []float64 {
+		in := Inputs(g)
+		s := make([]float64, len(in))
+		for v, x := range in {
+			s[v] = score(x)
+		}
+		return s
+	}
+}
+
+// withThreshold sets d's threshold to the F1-optimal one on the validation graphs (all faults
+// positive): the one decision protocol every binary method follows.
+func withThreshold(d Method, val []detector.Graph) Method {
+	var scores []float64
+	for i := range val {
+		scores = append(scores, d.Score(&val[i])...)
+	}
+	_, ys := rows(val)
+	d.Threshold = BestThreshold(scores, anomalous(ys))
+	return d
+}
+
+// RatioRule is a hand-made rule on the volume-invariant ratios (graphs of detector.Robust
+// features): the largest of the node's windowed flow deficit by its neighbours' counters, the least
+// probe loss any reporting neighbour sees towards it, its own worst probe loss to a neighbour and
+// its own reported drop ratio.
+func RatioRule(val []detector.Graph) Method {
+	score := func(g *detector.Graph) []float64 {
+		s := make([]float64, len(g.X))
+		for v, x := range g.X {
+			s[v] = max(x[detector.RDeficitW], x[detector.RNbrLossMin], x[detector.RLossMax], x[detector.RDropRatio])
+		}
+		return s
+	}
+	return withThreshold(Method{Name: "ratio rule", Score: score}, val)
+}
+
+// flowDeficit is the flow-conservation score of every node: by its neighbours' counters, 1 −
+// what they received from it that it relayed over what they handed it to relay in the interval
+// (0 when nothing was handed to it); from the derived feature on graphs of detector.Robust
+// features, from the raw counters on raw graphs.
+func flowDeficit(g *detector.Graph) []float64 {
+	s := make([]float64, len(g.X))
+	if len(g.X) > 0 && len(g.X[0]) == detector.NumRobust {
+		for v, x := range g.X {
+			s[v] = x[detector.RDeficit]
+		}
+		return s
+	}
+	in, out := make([]float64, len(g.X)), make([]float64, len(g.X))
+	for u, links := range g.E {
+		for i, v := range g.Adj[u] {
+			in[v] += links[i][sim.ETxTransit]
+			out[v] += links[i][sim.ERxTransit]
+		}
+	}
+	for v := range s {
+		if in[v] > 0.5 {
+			s[v] = math.Max(0, 1-out[v]/in[v])
+		}
+	}
+	return s
+}
 
 // ZScore is the robust z-score detector: per feature, the median and the median absolute deviation
 // (MAD) of the training data; a sample's score is its largest |x − median| / (1.4826·MAD) over the

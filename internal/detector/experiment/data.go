@@ -2,6 +2,8 @@ package experiment
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"time"
 
 	"x0tta6bl4/internal/detector"
@@ -15,6 +17,16 @@ type DataConfig struct {
 	Duration   time.Duration
 	Faults     []sim.FaultSpec
 	Topologies []string
+	// Sim, if set, adjusts each run's simulator configuration (a shift scenario's settings).
+	Sim func(c *sim.Config)
+	// Randomise draws each run's traffic, size, fault counts, intensities, transient faults and
+	// telemetry gaps from the training distribution (TrainDistribution) instead of the fixed settings.
+	Randomise bool
+	// Perturb damages the telemetry as a control plane would receive it.
+	Perturb Perturb
+	// Raw keeps the raw telemetry vectors (a model of the earlier feature set) instead of the
+	// derived, volume-invariant ones (detector.Robust).
+	Raw bool
 	// SelfOnly drops the edge features (the per-link counters), leaving what each node reports
 	// about itself: the ablation of docs/intelligence.md.
 	SelfOnly bool
@@ -31,21 +43,47 @@ var DefaultFaults = []sim.FaultSpec{{Kind: sim.Blackhole, Count: 2}, {Kind: sim.
 // rather than 48 — with fewer, the model learnt the victims rather than the fault.
 const TrainFaults = "blackhole:4,greyhole:4,crash:2,overload:2,linkdeg:2,flapping:2"
 
-// Generate runs the simulator and returns the labelled graphs.
+// TrainDistribution is what Randomise draws each run from (docs/intelligence.md, "Training
+// distribution"); the shift suite's scenarios lie outside it.
+var TrainDistribution = struct {
+	Rate              [2]float64 // packets per flow per interval, log-uniform
+	Nodes             [2]int
+	GreyHole, LinkDeg [2]float64 // drop fraction, loss
+	Overload          [2]float64 // offered load over remaining capacity
+	Transient         float64
+	Missing, Late     [2]float64 // per-interval fraction of nodes, uniform per run
+	Noise             [2]float64 // relative counter noise
+}{Rate: [2]float64{8, 50}, Nodes: [2]int{60, 140}, GreyHole: [2]float64{0.1, 0.7}, LinkDeg: [2]float64{0.12, 0.4},
+	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}}
+
+// Generate runs the simulator and returns the labelled graphs, every run the same number of
+// graphs (Duration / interval), in seed order.
 func Generate(dc DataConfig) ([]detector.Graph, error) {
 	if len(dc.Topologies) == 0 {
 		dc.Topologies = []string{sim.Geometric, sim.ScaleFree, sim.Grid}
 	}
 	var out []detector.Graph
 	for i, seed := range dc.Seeds {
-		r, err := sim.Run(sim.Config{Nodes: dc.Nodes, Topology: dc.Topologies[i%len(dc.Topologies)], Seed: seed,
-			Duration: dc.Duration, Faults: dc.Faults})
+		cfg := sim.Config{Nodes: dc.Nodes, Topology: dc.Topologies[i%len(dc.Topologies)], Seed: seed,
+			Duration: dc.Duration, Faults: dc.Faults}
+		pert := dc.Perturb
+		if dc.Randomise {
+			pert = randomise(&cfg, seed)
+		}
+		if dc.Sim != nil {
+			dc.Sim(&cfg)
+		}
+		r, err := sim.Run(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("seed %d: %w", seed, err)
 		}
 		gs := FromSim(r)
-		if dc.SelfOnly {
-			for i := range gs {
+		pert.apply(gs, seed)
+		for i := range gs {
+			if !dc.Raw {
+				gs[i] = detector.Robust(&gs[i])
+			}
+			if dc.SelfOnly {
 				gs[i].E = nil
 			}
 		}
@@ -55,6 +93,24 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 		}
 	}
 	return out, nil
+}
+
+// randomise draws one training run's settings from TrainDistribution.
+func randomise(c *sim.Config, seed uint64) Perturb {
+	rng := rand.New(rand.NewPCG(seed, 0x72616e64))
+	d := TrainDistribution
+	uni := func(r [2]float64) float64 { return r[0] + (r[1]-r[0])*rng.Float64() }
+	c.Rate = int(math.Round(math.Exp(uni([2]float64{math.Log(d.Rate[0]), math.Log(d.Rate[1])}))))
+	c.Nodes = d.Nodes[0] + rng.IntN(d.Nodes[1]-d.Nodes[0]+1)
+	c.Intensity = map[sim.Kind][2]float64{sim.GreyHole: d.GreyHole, sim.LinkDegradation: d.LinkDeg, sim.Overload: d.Overload}
+	c.Transient = d.Transient
+	c.Simultaneous = rng.IntN(4) == 0
+	var fs []sim.FaultSpec
+	for _, f := range c.Faults {
+		fs = append(fs, sim.FaultSpec{Kind: f.Kind, Count: max(1, f.Count/2+rng.IntN(f.Count+1))})
+	}
+	c.Faults = fs
+	return Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
 }
 
 // FromSim turns a simulator run into one labelled graph per telemetry interval, over the known

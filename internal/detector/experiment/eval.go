@@ -39,63 +39,37 @@ type Method struct {
 	Classes func(g *detector.Graph) [][]float64
 }
 
-// Baselines fits the robust z-score and the isolation forest on the training graphs' rows, without
-// labels; each method's threshold is then the F1-optimal one on the validation graphs.
+// Baselines fits the robust z-score and the isolation forest on the training graphs' Inputs (the
+// model's own first-layer inputs: node, neighbours and per-link features), without labels, and adds
+// the flow-conservation rule and, on derived features, the ratio rule; every threshold is the
+// F1-optimal one on the validation graphs.
 func Baselines(train, val []detector.Graph, seed uint64) []Method {
-	xs, _ := rows(train)
-	_, ys := rows(val)
-	pos := anomalous(ys)
+	xs := inputRows(train)
 	z := FitZScore(xs)
 	f := FitIForest(xs, 100, 256, seed)
-	per := func(score func([]float64) float64) func(g *detector.Graph) []float64 {
-		return func(g *detector.Graph) []float64 {
-			s := make([]float64, len(g.X))
-			for v, x := range g.X {
-				s[v] = score(x)
-			}
-			return s
-		}
+	ds := []Method{withThreshold(Method{Name: "robust z-score", Score: perInput(z.Score)}, val),
+		withThreshold(Method{Name: "isolation forest", Score: perInput(f.Score)}, val)}
+	if hasEdges(val) {
+		ds = append(ds, FlowConservation(val))
 	}
-	ds := []Method{{Name: "robust z-score", Score: per(z.Score)}, {Name: "isolation forest", Score: per(f.Score)}}
-	for i := range ds {
-		var scores []float64
-		for gi := range val {
-			scores = append(scores, ds[i].Score(&val[gi])...)
-		}
-		ds[i].Threshold = BestThreshold(scores, pos)
+	if len(val[0].X[0]) == detector.NumRobust {
+		ds = append(ds, RatioRule(val))
 	}
 	return ds
 }
 
-// FlowConservation is a hand-made rule on the neighbours' link counters, for reference (it is not a
-// per-node detector on the node's own vector, so it is not one of the baselines): what the
-// neighbours received from v that v relayed, over what they handed v to relay, in the interval;
-// score 1 − that ratio (0 when nothing was handed to v). Its threshold is the F1-optimal one on val.
+func hasEdges(gs []detector.Graph) bool {
+	for _, links := range gs[0].E {
+		if len(links) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// FlowConservation is the flow-conservation rule (flowDeficit) with its validation threshold.
 func FlowConservation(val []detector.Graph) Method {
-	score := func(g *detector.Graph) []float64 {
-		in, out := make([]float64, len(g.X)), make([]float64, len(g.X))
-		for u, links := range g.E {
-			for i, v := range g.Adj[u] {
-				in[v] += links[i][sim.ETxTransit]
-				out[v] += links[i][sim.ERxTransit]
-			}
-		}
-		s := make([]float64, len(g.X))
-		for v := range s {
-			if in[v] > 0.5 {
-				s[v] = math.Max(0, 1-out[v]/in[v])
-			}
-		}
-		return s
-	}
-	d := Method{Name: "flow conservation", Score: score}
-	var scores []float64
-	for i := range val {
-		scores = append(scores, score(&val[i])...)
-	}
-	_, ys := rows(val)
-	d.Threshold = BestThreshold(scores, anomalous(ys))
-	return d
+	return withThreshold(Method{Name: "flow conservation", Score: flowDeficit}, val)
 }
 
 // SetThreshold sets the model's detection threshold (on 1 − p(normal)) to the F1-optimal one on gs.

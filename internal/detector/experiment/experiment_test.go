@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"x0tta6bl4/internal/sim"
 )
 
 func TestMetrics(t *testing.T) {
@@ -35,5 +37,23 @@ func TestBaselines(t *testing.T) {
 	}
 	if f.Score(out) < 0.6 || f.Score([]float64{0, 0}) > 0.5 {
 		t.Fatalf("iforest %v %v", f.Score(out), f.Score([]float64{0, 0}))
+	}
+}
+
+// TestScenariosLeaveFaultsAlone: a scenario applied to run after run scales the fault counts once
+// per run, never cumulatively (the list is shared by the data set's runs).
+func TestScenariosLeaveFaultsAlone(t *testing.T) {
+	base := []sim.FaultSpec{{Kind: sim.Blackhole, Count: 2}}
+	for _, sc := range ShiftSuite() {
+		if sc.Sim == nil {
+			continue
+		}
+		for range 3 {
+			c := sim.Config{Faults: base}
+			sc.Sim(&c)
+		}
+		if base[0].Count != 2 {
+			t.Fatalf("%s changed the shared fault list: %v", sc.Name, base)
+		}
 	}
 }

@@ -44,11 +44,14 @@ type LinkParams struct {
 	Delay  time.Duration // one-way propagation delay
 	Jitter time.Duration // extra one-way delay, uniform in [0, Jitter)
 	Loss   float64       // probability that a message is lost, per direction
+	// Cost, when not 0, is the link's cost as is (a level-2 link between two gateways of one area
+	// costs their level-1 distance).
+	Cost uint32
 }
 
 // Metrics returns what an ideal link layer would measure on the link.
 func (p LinkParams) Metrics() routing.Metrics {
-	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss}
+	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss, Cost: p.Cost}
 }
 
 // Node is a simulated node.
@@ -59,6 +62,10 @@ type Node struct {
 	Cert   *meshca.Certificate
 	Router *routing.Router // replaced by Revive
 	Alive  bool
+	Area   uint32 // routing area (0: the mesh is one area)
+	// Gateway: the node is a gateway of its area (its level-1 router signs so; Backbone gives it a
+	// level-2 router).
+	Gateway bool
 
 	incarnation uint64
 	tickToken   uint64
@@ -150,7 +157,11 @@ type Network struct {
 	outBuf   []routing.Outgoing
 	seq      uint64
 	version  uint64 // bumped by every topology change
-	syncHint int    // where CheckSynchronised failed last
+	syncHint [2]int // where CheckSynchronised failed last: area index, pair index
+
+	areas        map[uint32][]NodeID // nodes by area, for CheckSynchronised, as of areasVersion
+	areaList     []uint32
+	areasVersion uint64
 
 	// Counters of what the links carried.
 	Counters Counters
@@ -278,7 +289,19 @@ func (n *Network) NewKey() (*identity.NodeKey, error) {
 }
 
 // AddNode creates a node with a fresh key, a certificate from the network's CA and a router.
-func (n *Network) AddNode(name string) (NodeID, error) {
+func (n *Network) AddNode(name string) (NodeID, error) { return n.AddNodeInArea(name, 0) }
+
+// AddNodeInArea is AddNode for a node of routing area area.
+func (n *Network) AddNodeInArea(name string, area uint32) (NodeID, error) {
+	return n.addNode(name, area, false)
+}
+
+// AddGateway is AddNodeInArea for a gateway of area.
+func (n *Network) AddGateway(name string, area uint32) (NodeID, error) {
+	return n.addNode(name, area, true)
+}
+
+func (n *Network) addNode(name string, area uint32, gateway bool) (NodeID, error) {
 	key, err := n.NewKey()
 	if err != nil {
 		return NodeID{}, err
@@ -287,7 +310,11 @@ func (n *Network) AddNode(name string) (NodeID, error) {
 	if err != nil {
 		return NodeID{}, fmt.Errorf("issue %s: %w", name, err)
 	}
-	node := &Node{ID: cert.SignPublicKey.ID(), Name: name, Key: key, Cert: cert}
+	return n.addKeyed(&Node{ID: cert.SignPublicKey.ID(), Name: name, Key: key, Cert: cert, Area: area, Gateway: gateway})
+}
+
+// addKeyed adds a node whose key and certificate are set.
+func (n *Network) addKeyed(node *Node) (NodeID, error) {
 	if _, dup := n.nodes[node.ID]; dup {
 		return NodeID{}, errors.New("duplicate node key")
 	}
@@ -317,6 +344,8 @@ func (n *Network) AddNodes(prefix string, count int) ([]NodeID, error) {
 func (n *Network) startRouter(node *Node) error {
 	cfg := n.cfg.Router
 	cfg.Key, cfg.Certificate, cfg.Verifier, cfg.Cache = node.Key.Sign, node.Cert, n.certs, n.cache
+	cfg.Area = node.Area
+	cfg.Gateway = node.Gateway && !cfg.Level2
 	r, err := routing.New(cfg)
 	if err != nil {
 		return err
@@ -711,24 +740,42 @@ func (n *Network) RunUntilConverged(limit time.Duration) (time.Duration, error) 
 	return d, nil
 }
 
-// CheckSynchronised checks that every live node holds the latest record of every live node. It
-// starts with the pair that failed last time, so that polling it during a cold start costs little
-// until it passes.
+// CheckSynchronised checks that every live node holds the latest record of every live node of its
+// area. It starts with the pair that failed last time, so that polling it during a cold start costs
+// little until it passes.
 func (n *Network) CheckSynchronised() error {
-	m := len(n.order)
-	start := n.syncHint
-	if start >= m*m {
-		start = 0
-	}
-	for k := range m * m {
-		p := (start + k) % (m * m)
-		id, other := n.nodes[n.order[p/m]], n.nodes[n.order[p%m]]
-		if !id.Alive || !other.Alive {
-			continue
+	if n.areas == nil || n.areasVersion != n.version {
+		n.areas = make(map[uint32][]NodeID)
+		for _, id := range n.order {
+			a := n.nodes[id].Area
+			n.areas[a] = append(n.areas[a], id)
 		}
-		if rec := other.Router.Record(id.ID); rec == nil || rec.Seq != id.Router.Seq() {
-			n.syncHint = p
-			return fmt.Errorf("%s does not hold %s's latest record", other.Name, id.Name)
+		n.areaList = n.areaList[:0]
+		for a := range n.areas {
+			n.areaList = append(n.areaList, a)
+		}
+		slices.Sort(n.areaList)
+		n.areasVersion = n.version
+		n.syncHint = [2]int{}
+	}
+	for k := range len(n.areaList) {
+		ai := (n.syncHint[0] + k) % len(n.areaList)
+		members := n.areas[n.areaList[ai]]
+		m := len(members)
+		start := 0
+		if k == 0 && n.syncHint[1] < m*m {
+			start = n.syncHint[1]
+		}
+		for j := range m*m - start {
+			p := start + j
+			id, other := n.nodes[members[p/m]], n.nodes[members[p%m]]
+			if !id.Alive || !other.Alive {
+				continue
+			}
+			if rec := other.Router.Record(id.ID); rec == nil || rec.Seq != id.Router.Seq() {
+				n.syncHint = [2]int{ai, p}
+				return fmt.Errorf("%s does not hold %s's latest record", other.Name, id.Name)
+			}
 		}
 	}
 	return nil
@@ -745,8 +792,8 @@ func (n *Network) truth(cost LinkCostFunc) (idx map[NodeID]int, adj [][]truthEdg
 	for _, l := range n.links {
 		ia, oka := idx[l.key.a]
 		ib, okb := idx[l.key.b]
-		if !l.up || !oka || !okb {
-			continue
+		if !l.up || !oka || !okb || n.nodes[l.key.a].Area != n.nodes[l.key.b].Area {
+			continue // routes stay inside an area
 		}
 		c := cost(l.key.a, l.key.b, l.p)
 		adj[ia] = append(adj[ia], truthEdge{ib, c})

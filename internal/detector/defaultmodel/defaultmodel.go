@@ -1,0 +1,34 @@
+// Package defaultmodel is the detector model shipped in the binary: the control plane answers
+// /ai/predict with it unless ai.model names another file (or "none"). It was trained by
+//
+//	x0tta6bl4 ai train --out internal/detector/defaultmodel/detector.x6m
+//
+// (seeds 1–24 drawn from the training distribution, validation seeds 51–56, initialisation seed 1,
+// 20 epochs; docs/intelligence.md gives its version and evaluation). Retrain it, with the same
+// command, whenever the derived features change: Load refuses a file that does not match.
+//
+// It must never hold anything but that file and its loader: no training code, no simulator.
+package defaultmodel
+
+import (
+	_ "embed"
+	"fmt"
+
+	"x0tta6bl4/internal/detector"
+)
+
+//go:embed detector.x6m
+var file []byte
+
+// Load decodes the shipped model and checks it reads this build's derived features.
+func Load() (*detector.Model, error) {
+	m, err := detector.UnmarshalModel(file)
+	if err != nil {
+		return nil, fmt.Errorf("defaultmodel: %w", err)
+	}
+	if m.F != detector.NumRobust || m.E != detector.NumRobustEdge {
+		return nil, fmt.Errorf("defaultmodel: the shipped model reads %d node and %d edge features, this build derives %d and %d: retrain it",
+			m.F, m.E, detector.NumRobust, detector.NumRobustEdge)
+	}
+	return m, nil
+}

@@ -1,0 +1,125 @@
+package experiment
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"x0tta6bl4/internal/sim"
+)
+
+// Scenario is one distribution shift of the held-out suite: settings outside the training
+// distribution (TrainDistribution), applied to the evaluation's default runs.
+type Scenario struct {
+	Name, What string
+	Nodes      int // 0: the evaluation's
+	Faults     []sim.FaultSpec
+	Sim        func(c *sim.Config)
+	Perturb    Perturb
+}
+
+// ShiftSuite is `ai eval --suite shift` (docs/intelligence.md, "Distribution shift"). None of its
+// settings is drawn in training: traffic 8–50 packets per flow per interval in training, 200 and 2
+// here; grey holes 10–70 % in training, 5–9 % and 75–95 % here; link loss 12–40 % against 45–70 %;
+// overload 1.25–2.5 against 2.5–4; at most 8 % of reports missing or late per interval against a
+// quarter missing for the whole run or 30 % late; noise up to 10 % against 30 %; 60–140 nodes
+// against 300; and relays that also frame their neighbours.
+func ShiftSuite() []Scenario {
+	return []Scenario{
+		{Name: "nominal", What: "the evaluation's default runs"},
+		{Name: "volume×10", What: "200 packets per flow per interval", Sim: func(c *sim.Config) { c.Rate = 200 }},
+		{Name: "volume×0.1", What: "2 packets per flow per interval", Sim: func(c *sim.Config) { c.Rate = 2 }},
+		{Name: "intensity", What: "grey holes 5–9 % or 75–95 %, link loss 45–70 %, overload 2.5–4", Sim: func(c *sim.Config) {
+			grey := [2]float64{0.05, 0.09}
+			if c.Seed%2 == 0 {
+				grey = [2]float64{0.75, 0.95}
+			}
+			c.Intensity = map[sim.Kind][2]float64{sim.GreyHole: grey, sim.LinkDegradation: {0.45, 0.7}, sim.Overload: {2.5, 4}}
+		}},
+		{Name: "missing", What: "a quarter of the nodes never report", Perturb: Perturb{Missing: 0.25, Sticky: true}},
+		{Name: "late", What: "30 % of the nodes report one interval late", Perturb: Perturb{Late: 0.3}},
+		{Name: "noise", What: "30 % multiplicative counter noise", Perturb: Perturb{Noise: 0.3}},
+		{Name: "simultaneous", What: "twice the faults, all starting in the same interval", Sim: func(c *sim.Config) {
+			c.Simultaneous = true
+			c.Faults = scaleFaults(c.Faults, 2)
+		}},
+		{Name: "large", What: "300 nodes, three times the faults", Nodes: 300, Sim: func(c *sim.Config) {
+			c.Faults = scaleFaults(c.Faults, 3)
+		}},
+		{Name: "liar", What: "blackholes and grey holes also under-report what upstream relays hand them", Sim: func(c *sim.Config) { c.Frame = true }},
+	}
+}
+
+// scaleFaults returns a new fault list with every count multiplied by k: the list it is given is
+// shared by every run of a data set and must not change.
+func scaleFaults(fs []sim.FaultSpec, k int) []sim.FaultSpec {
+	out := make([]sim.FaultSpec, len(fs))
+	for i, f := range fs {
+		out[i] = sim.FaultSpec{Kind: f.Kind, Count: f.Count * k}
+	}
+	return out
+}
+
+// ShiftRow is one method's event F1 per fault kind (index sim.Kind; 0: any fault) in a scenario,
+// and its interval-level any-fault F1.
+type ShiftRow struct {
+	Scenario, Method string
+	F1               [sim.NumKinds]float64
+	IntervalAnyF1    float64
+}
+
+// Goals reports whether r meets the suite's goals: any fault ≥ 0.90, every kind ≥ 0.80.
+func (r ShiftRow) Goals() bool {
+	if r.F1[0] < 0.9 {
+		return false
+	}
+	for _, f := range r.F1[1:] {
+		if f < 0.8 {
+			return false
+		}
+	}
+	return true
+}
+
+// ShiftRows condenses one scenario's evaluation.
+func ShiftRows(scenario string, ev []EventRow, iv []Row) []ShiftRow {
+	var out []ShiftRow
+	for _, e := range ev {
+		if e.Fault == sim.Normal {
+			out = append(out, ShiftRow{Scenario: scenario, Method: e.Method})
+		}
+		out[len(out)-1].F1[e.Fault] = e.F1
+	}
+	for _, r := range iv {
+		if r.Fault == sim.Normal {
+			for i := range out {
+				if out[i].Method == r.Method {
+					out[i].IntervalAnyF1 = r.F1
+				}
+			}
+		}
+	}
+	return out
+}
+
+// PrintShift writes the suite's table.
+func PrintShift(w io.Writer, rs []ShiftRow) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "scenario\tmethod\tany")
+	for k := sim.Kind(1); k < sim.NumKinds; k++ {
+		fmt.Fprintf(tw, "\t%s", k)
+	}
+	fmt.Fprintln(tw, "\tinterval any\tgoals\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s", r.Scenario, r.Method)
+		for _, f := range r.F1 {
+			fmt.Fprintf(tw, "\t%.3f", f)
+		}
+		goal := "no"
+		if r.Goals() {
+			goal = "met"
+		}
+		fmt.Fprintf(tw, "\t%.3f\t%s\t\n", r.IntervalAnyF1, goal)
+	}
+	tw.Flush()
+}

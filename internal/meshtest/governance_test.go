@@ -1,0 +1,297 @@
+package meshtest
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/governance"
+	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/node"
+)
+
+// govMesh is a governed mesh: a1 (group A) – r (relay) – b1 (group B), c1 (group C) and x hang off
+// r. Every node but x follows a three-member genesis roster and governs the policy and revocation;
+// x has no governance and takes whatever its admin gives it, standing for a node (or a control
+// plane) that passes on changes without a quorum certificate.
+type govMesh struct {
+	*Mesh
+	members []*identity.SigningKey
+	genesis *governance.Roster
+	dir     string
+}
+
+func newGovMesh(t *testing.T) *govMesh {
+	t.Helper()
+	g := &govMesh{dir: t.TempDir()}
+	var ms []governance.Member
+	for i, name := range []string{"alice", "bob", "carol"} {
+		k, err := identity.NewSigningKey(bytes.Repeat([]byte{byte(0xa0 + i)}, identity.SigningSeedSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.members = append(g.members, k)
+		ms = append(ms, governance.Member{Name: name, Weight: 1, Key: k.PublicKey()})
+	}
+	var err error
+	if g.genesis, err = governance.Genesis("meshtest.mesh", ms); err != nil {
+		t.Fatal(err)
+	}
+	governed := []governance.ActionType{governance.ActionPolicy, governance.ActionRevoke}
+	m, err := New(Config{Seed: 16, Heal: node.HealConfig{Disabled: true}, Options: func(name string, o *node.Options) {
+		o.PolicyFile = filepath.Join(g.dir, name+"-policy.pem")
+		if name != "x" {
+			o.Governance = &node.GovernanceOptions{Genesis: g.genesis, Governed: governed, File: filepath.Join(g.dir, name+"-decisions.pem")}
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Mesh = m
+	for _, n := range [][2]string{{"a1", "A"}, {"b1", "B"}, {"r", "relay"}, {"c1", "C"}, {"x", "relay"}} {
+		if _, err := m.AddNode(n[0], n[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range [][2]string{{"a1", "r"}, {"r", "b1"}, {"r", "c1"}, {"r", "x"}} {
+		if err := m.Link(l[0], l[1], LinkParams{Delay: 2 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{"b1", "c1"} {
+		if _, ok := m.RunUntil(hasRoute(m.Node("a1"), to, 2, "r"), 5*time.Second); !ok {
+			t.Fatalf("no route a1 -> %s\n%s", to, dump(m))
+		}
+	}
+	return g
+}
+
+// propose makes a proposal frozen on the genesis roster whose voting starts now and lasts a minute,
+// with a minute's timelock, quorum one half and threshold 60 %.
+func (g *govMesh) propose(t *testing.T, title string, a governance.Action) *governance.Proposal {
+	t.Helper()
+	start := g.Now().Truncate(time.Second)
+	p, err := governance.NewProposal(governance.Proposal{TrustDomain: "meshtest.mesh", Roster: g.genesis.Hash(), Title: title,
+		Start: start, End: start.Add(time.Minute), Timelock: time.Minute, QuorumBPS: 5000, ThresholdBPS: 6000, Action: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (g *govMesh) vote(t *testing.T, member int, p *governance.Proposal, c governance.Choice) *governance.Ballot {
+	t.Helper()
+	b, err := governance.SignBallot(g.members[member], p.ID(), c, 1, g.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func certificate(t *testing.T, p *governance.Proposal, ballots ...*governance.Ballot) []byte {
+	t.Helper()
+	c, err := governance.NewCertificate(p, ballots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Bytes()
+}
+
+func (g *govMesh) governed() []*Node {
+	return []*Node{g.Node("a1"), g.Node("r"), g.Node("b1"), g.Node("c1")}
+}
+
+func decisions(n *Node) int {
+	s, _ := n.Governance()
+	return s.Decisions
+}
+
+// refusedEverywhere checks that no governed node took what x was given: each still applies policy
+// version v.
+func (g *govMesh) policyEverywhere(t *testing.T, v uint64) {
+	t.Helper()
+	for _, n := range g.governed() {
+		if got := policyVersion(n); got != v {
+			t.Fatalf("%s applies policy version %d, want %d", n.Name, got, v)
+		}
+	}
+}
+
+// TestGovernedPolicy is the acceptance run for a policy decision: three members, a proposal to
+// forbid group A from reaching group B, two yes votes, the timelock, and every governed node applies
+// it; a1 pinged b1 before and cannot after. The same policy pushed by an admin alone (to a governed
+// node's API, or through x over the mesh) is refused by every governed node, and so are
+// certificates short of quorum, with a forged ballot, from a non-member or before the timelock.
+func TestGovernedPolicy(t *testing.T) {
+	g := newGovMesh(t)
+	a1, b1, x := g.Node("a1"), g.Node("b1"), g.Node("x")
+	if !ping(g.Mesh, a1, b1, 1, 2*time.Second) {
+		t.Fatalf("a1 cannot ping b1 before any policy\n%s", dump(g.Mesh))
+	}
+
+	sel := func(group string) meshca.Selector { return meshca.Selector{Kind: meshca.SelectGroup, Group: group} }
+	all := []meshca.PortRange{{Proto: meshca.ProtoAny}}
+	anyNode := []meshca.Selector{{Kind: meshca.SelectAny}}
+	// A may reach the relays and C; B, C and the relays may reach anyone. Nothing lets A reach B.
+	forbidAB, err := g.CA().SignPolicy(1, []meshca.Grant{
+		{Src: []meshca.Selector{sel("A")}, Dst: []meshca.Selector{sel("relay"), sel("C")}, Ports: all},
+		{Src: []meshca.Selector{sel("B"), sel("C"), sel("relay")}, Dst: anyNode, Ports: all},
+	}, g.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The admin alone: a governed node's API refuses it; x takes it and floods it, and no governed
+	// node applies it.
+	if ok, err := a1.UpdatePolicy(forbidAB); ok || !errors.Is(err, governance.ErrGoverned) {
+		t.Fatalf("a1 took the admin's policy: %v %v", ok, err)
+	}
+	if ok, err := x.UpdatePolicy(forbidAB); !ok || err != nil {
+		t.Fatalf("ungoverned x: %v %v", ok, err)
+	}
+	g.Run(3 * time.Second)
+	g.policyEverywhere(t, 0)
+	if !ping(g.Mesh, a1, b1, 2, 2*time.Second) {
+		t.Fatal("a1 cannot ping b1 after the refused admin push")
+	}
+
+	// The members decide.
+	p := g.propose(t, "forbid A to B", governance.PolicyAction{Policy: forbidAB})
+	g.Run(5 * time.Second)
+	yes0, yes1 := g.vote(t, 0, p, governance.Yes), g.vote(t, 1, p, governance.Yes)
+	g.Run(p.ExecutableAt().Sub(g.Now()) - 10*time.Second)
+
+	// Before the timelock ends, even the full certificate is refused.
+	full := certificate(t, p, yes0, yes1)
+	if ok, err := a1.ApplyDecision(full); ok || !errors.Is(err, governance.ErrTimelock) {
+		t.Fatalf("before the timelock: %v %v", ok, err)
+	}
+	g.Run(11 * time.Second)
+
+	// Short of quorum, a forged ballot, a non-member's ballot: refused, whoever hands them over.
+	if ok, err := a1.ApplyDecision(certificate(t, p, yes0)); ok || !errors.Is(err, governance.ErrNotPassed) {
+		t.Fatalf("one yes of three: %v %v", ok, err)
+	}
+	forgedRaw := bytes.Clone(yes1.Bytes())
+	forgedRaw[len(forgedRaw)-7] ^= 1
+	forged, err := governance.ParseBallot(forgedRaw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := a1.ApplyDecision(certificate(t, p, yes0, forged)); ok || !errors.Is(err, governance.ErrBadSignature) {
+		t.Fatalf("forged ballot: %v %v", ok, err)
+	}
+	outsider, err := identity.NewSigningKey(bytes.Repeat([]byte{0xee}, identity.SigningSeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	strangerBallot, err := governance.SignBallot(outsider, p.ID(), governance.Yes, 1, p.Start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := a1.ApplyDecision(certificate(t, p, yes0, strangerBallot)); ok || !errors.Is(err, governance.ErrNotMember) {
+		t.Fatalf("non-member ballot: %v %v", ok, err)
+	}
+	g.policyEverywhere(t, 0)
+
+	// The valid certificate, given to a1 alone, reaches every governed node over the mesh.
+	if ok, err := a1.ApplyDecision(full); !ok || err != nil {
+		t.Fatalf("valid certificate: %v %v", ok, err)
+	}
+	took, ok := g.RunUntil(hasPolicy(1, g.governed()...), 2*time.Second)
+	if !ok {
+		for _, n := range g.governed() {
+			t.Logf("%s: policy %d, %d decisions", n.Name, policyVersion(n), decisions(n))
+		}
+		t.Fatal("the decision did not reach every governed node")
+	}
+	t.Logf("the decision reached every governed node %s after a1 applied it", took)
+	dropped := a1.Status().Stats.DropFirewall
+	if ping(g.Mesh, a1, b1, 3, 2*time.Second) {
+		t.Fatal("a1 still pings b1 after the members forbade it")
+	}
+	if a1.Status().Stats.DropFirewall == dropped {
+		t.Fatal("a1's firewall dropped nothing: the ping failed for another reason")
+	}
+	if !ping(g.Mesh, a1, g.Node("c1"), 4, 2*time.Second) {
+		t.Fatal("a1 cannot ping c1, which the policy allows")
+	}
+
+	// A restart re-verifies and re-applies the kept decision before the node hears from anyone.
+	if err := g.Restart("b1"); err != nil {
+		t.Fatal(err)
+	}
+	if policyVersion(g.Node("b1")) != 1 || decisions(g.Node("b1")) != 1 {
+		t.Fatalf("restarted b1: policy %d, %d decisions", policyVersion(g.Node("b1")), decisions(g.Node("b1")))
+	}
+}
+
+// TestGovernedRevocation is the acceptance run for a revocation decision: an admin's revocation
+// list (to a governed node's API, or through x over the mesh) revokes nobody on a governed node;
+// the members' decision, given to one node, revokes c1 everywhere, and a1 no longer reaches it.
+func TestGovernedRevocation(t *testing.T) {
+	g := newGovMesh(t)
+	a1, r, c1, x := g.Node("a1"), g.Node("r"), g.Node("c1"), g.Node("x")
+	if !ping(g.Mesh, a1, c1, 1, 2*time.Second) {
+		t.Fatalf("a1 cannot ping c1 before any revocation\n%s", dump(g.Mesh))
+	}
+	crl, err := g.CA().SignRevocationList(nil, []meshca.Serial{c1.Cert.Serial}, []identity.KeyID{c1.Cert.SignPublicKey.ID()}, g.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := a1.UpdateCRL(crl); ok || !errors.Is(err, governance.ErrGoverned) {
+		t.Fatalf("a1 took the admin's revocation list: %v %v", ok, err)
+	}
+	if ok, err := x.UpdateCRL(crl); !ok || err != nil {
+		t.Fatalf("ungoverned x: %v %v", ok, err)
+	}
+	g.Run(3 * time.Second)
+	hasPeer := func(n *Node, name string) bool {
+		return slices.ContainsFunc(n.Peers(), func(p node.PeerStatus) bool { return p.Name == name })
+	}
+	if !hasPeer(r, "c1") {
+		t.Fatal("r dropped c1 on an admin's revocation list")
+	}
+	if !ping(g.Mesh, a1, c1, 2, 2*time.Second) {
+		t.Fatal("a1 cannot ping c1 after the refused admin revocation")
+	}
+
+	p := g.propose(t, "revoke c1", governance.RevokeNode{Name: "c1", Key: c1.Cert.SignPublicKey.ID()})
+	g.Run(time.Second)
+	qc := certificate(t, p, g.vote(t, 1, p, governance.Yes), g.vote(t, 2, p, governance.Yes))
+	g.Run(p.ExecutableAt().Sub(g.Now()))
+	if ok, err := g.Node("b1").ApplyDecision(qc); !ok || err != nil {
+		t.Fatalf("valid certificate: %v %v", ok, err)
+	}
+	applied := func() bool {
+		for _, n := range []*Node{a1, r, g.Node("b1")} {
+			if decisions(n) != 1 {
+				return false
+			}
+		}
+		return !hasPeer(r, "c1")
+	}
+	if took, ok := g.RunUntil(applied, 2*time.Second); !ok {
+		t.Fatalf("the revocation did not spread, or r kept c1: a1 %d, r %d decisions", decisions(a1), decisions(r))
+	} else {
+		t.Logf("every governed node applied the revocation, and r dropped c1, %s after b1 did", took)
+	}
+	if ping(g.Mesh, a1, c1, 3, 2*time.Second) {
+		t.Fatal("a1 still reaches c1 after the members revoked it")
+	}
+	// A restart of r keeps c1 revoked.
+	if err := g.Restart("r"); err != nil {
+		t.Fatal(err)
+	}
+	g.Run(3 * time.Second)
+	if hasPeer(g.Node("r"), "c1") {
+		t.Fatal("restarted r took c1 back")
+	}
+}

@@ -1,0 +1,176 @@
+package routing
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// level2Fixture: level-2 routers of gateways 0 (area 1), 1 and 2 (area 2, 300 apart inside it) and
+// 3 (area 3), in a chain 0–1=2–3; node 5 is a plain node of area 3 behind gateway 3; node 4 is
+// free for an adversary.
+type level2Fixture struct {
+	f     *fixture
+	m     *mesh
+	l2    []*Router // by fixture index; nil where no level-2 router runs
+	proof *Record   // node 5's destination proof
+}
+
+func newLevel2Fixture(t *testing.T) *level2Fixture {
+	t.Helper()
+	f := getFixture(t)
+	x := &level2Fixture{f: f, l2: make([]*Router, fixtureNodes)}
+	areas := []uint32{1, 2, 2, 3}
+	var rs []*Router
+	for i, a := range areas {
+		x.l2[i] = f.router(t, i, func(c *Config) { c.Area, c.Level2 = a, true })
+		rs = append(rs, x.l2[i])
+	}
+	// Level 1 of area 3: gateway 3 and node 5, one fast link apart.
+	gw := f.router(t, 3, func(c *Config) { c.Area, c.Gateway = 3, true })
+	dst := f.router(t, 5, func(c *Config) { c.Area = 3 })
+	x.m = newMesh(t, f.now, rs...) // level 2 only: gateway 3's two routers share its ID
+	x.m.connect(x.l2[0], x.l2[1], fast)
+	x.m.connect(x.l2[1], x.l2[2], Metrics{Cost: 300})
+	x.m.connect(x.l2[2], x.l2[3], fast)
+	gw.LinkUp(f.now, dst.ID(), fast)
+	dst.LinkUp(f.now, gw.ID(), fast)
+	x.m.advance(time.Second, 10*time.Millisecond)
+	// The level-1 pair exchanges directly.
+	for range 20 {
+		for _, o := range gw.Drain() {
+			_ = dst.HandleMessage(x.m.now, gw.ID(), o.Msg)
+		}
+		for _, o := range dst.Drain() {
+			_ = gw.HandleMessage(x.m.now, dst.ID(), o.Msg)
+		}
+		x.m.now = x.m.now.Add(10 * time.Millisecond)
+		gw.Tick(x.m.now)
+		dst.Tick(x.m.now)
+	}
+	if got := dst.Gateways(); len(got) != 1 || got[0] != f.ids[3] {
+		t.Fatalf("node 5 sees gateways %v, want gateway 3", got)
+	}
+	if got := gw.Gateways(); len(got) != 1 || got[0] != f.ids[3] {
+		t.Fatalf("gateway 3 sees gateways %v, want itself", got)
+	}
+	var err error
+	if x.proof, err = dst.DestinationProof(x.m.now); err != nil {
+		t.Fatal(err)
+	}
+	if !x.proof.Level2 || x.proof.Area != 3 || len(x.proof.Links) != 1 || x.proof.Links[0].Neighbour != f.ids[3] || x.proof.Links[0].Cost != 110 {
+		t.Fatalf("proof: %+v", x.proof)
+	}
+	return x
+}
+
+func (x *level2Fixture) route(t *testing.T, from int, proof *Record, cert int) (AreaRoute, error) {
+	t.Helper()
+	return x.l2[from].RouteByProof(x.m.now, proof, x.f.certs[cert])
+}
+
+// Gateways route to a node of another area through the level-2 graph, towards the gateway the
+// destination named, at the sum of level-2 costs and the destination's own distance.
+func TestLevel2RoutesByProof(t *testing.T) {
+	x := newLevel2Fixture(t)
+	ids := x.f.ids
+	for _, c := range []struct {
+		from    int
+		next    NodeID
+		entry   NodeID
+		costSum uint64
+	}{
+		{0, ids[1], ids[3], 110 + 300 + 110 + 110},
+		{1, ids[2], ids[3], 300 + 110 + 110},
+		{2, ids[3], ids[3], 110 + 110},
+		{3, NodeID{}, ids[3], 110},
+	} {
+		rt, err := x.route(t, c.from, x.proof, 5)
+		if err != nil || rt.NextHop != c.next || rt.Entry != c.entry || rt.Cost != c.costSum {
+			t.Errorf("from %d: %+v, %v; want next %x entry %x cost %d", c.from, rt, err, c.next[:4], c.entry[:4], c.costSum)
+		}
+	}
+	// A level-1 router never takes a level-2 record, and the other way round.
+	if x.l2[0].Record(ids[1]) == nil || !x.l2[0].Record(ids[1]).Level2 {
+		t.Fatal("level-2 record of gateway 1 not held at gateway 0")
+	}
+}
+
+// An adversary next to gateway 0 claims area 3 in its level-2 record and signs cost-1 links to
+// gateway 0 and to gateway 3 (which never confirms it). It is named by no destination of area 3,
+// so no route to node 5 goes through it; its unconfirmed link counts for nothing; it cannot forge
+// node 5's proof, nor make a proof name a gateway of another area.
+func TestLevel2LiarAttractsNothing(t *testing.T) {
+	x := newLevel2Fixture(t)
+	f, ids := x.f, x.f.ids
+	liar := f.router(t, 4, func(c *Config) { c.Area, c.Level2 = 3, true }) // really a node of area 1
+	x.m.rs[liar.ID()] = liar
+	x.m.order = append(x.m.order, liar.ID())
+	x.m.connect(x.l2[0], liar, fast)
+	liar.LinkUp(x.m.now, ids[3], Metrics{Cost: 1}) // gateway 3 has no such link
+	for range 50 {                                 // and it floods fresh records, again and again
+		liar.LinkUp(x.m.now, ids[0], Metrics{Cost: 1})
+		x.m.advance(200*time.Millisecond, 10*time.Millisecond)
+	}
+	if x.l2[2].Record(ids[4]) == nil {
+		t.Fatal("the liar's record did not spread: the test tests nothing")
+	}
+	for from := range 3 {
+		rt, err := x.route(t, from, x.proof, 5)
+		if err != nil || rt.NextHop == ids[4] || rt.Entry != ids[3] {
+			t.Fatalf("from %d: %+v, %v", from, rt, err)
+		}
+	}
+	if rt, _ := x.l2[0].NextHop(ids[3]); rt.NextHop != ids[1] {
+		t.Fatalf("gateway 0 → gateway 3 through %x: the liar's unconfirmed link counted", rt.NextHop[:4])
+	}
+	// The liar's own proof names itself; it routes only to the liar's own address.
+	forged := &Record{Origin: ids[5], Seq: 1, Expires: x.m.now.Add(time.Minute), CertFingerprint: f.certs[5].Fingerprint(), Area: 3, Level2: true,
+		Links: []LinkInfo{{Neighbour: ids[4], Cost: 1}}}
+	raw, err := SignRecord(f.keys[4].Sign, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := ParseRecord(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.route(t, 0, fp, 5); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("proof for node 5 signed by the liar: %v", err)
+	}
+	if _, err := x.route(t, 0, fp, 4); err == nil {
+		t.Fatal("proof for node 5 checked against the liar's certificate was accepted")
+	}
+	// Node 5 itself naming a gateway of area 2 gets no route: an entry must be of the proof's area.
+	other := &Record{Origin: ids[5], Seq: 2, Expires: x.m.now.Add(time.Minute), CertFingerprint: f.certs[5].Fingerprint(), Area: 3, Level2: true,
+		Links: []LinkInfo{{Neighbour: ids[1], Cost: 1}}}
+	if raw, err = SignRecord(f.keys[5].Sign, other); err != nil {
+		t.Fatal(err)
+	}
+	op, err := ParseRecord(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.route(t, 0, op, 5); !errors.Is(err, ErrNoAreaRoute) {
+		t.Fatalf("proof naming a gateway of area 2 for area 3: %v", err)
+	}
+}
+
+// Level-1 and level-2 records never mix: each router refuses the other level's records unverified.
+func TestLevelsDoNotMix(t *testing.T) {
+	f := getFixture(t)
+	l1 := f.router(t, 0, func(c *Config) { c.Area = 2 })
+	l2 := f.router(t, 1, func(c *Config) { c.Area, c.Level2 = 2, true })
+	m := newMesh(t, f.now, l1, l2)
+	m.connect(l1, l2, fast)
+	m.advance(time.Second, 10*time.Millisecond)
+	if l1.Record(f.ids[1]) != nil || l2.Record(f.ids[0]) != nil {
+		t.Fatal("a record crossed levels")
+	}
+	if l1.Stats().OtherArea == 0 || l2.Stats().OtherArea == 0 {
+		t.Fatalf("refusals not counted: %d, %d", l1.Stats().OtherArea, l2.Stats().OtherArea)
+	}
+	if _, err := New(Config{Key: f.keys[0].Sign, Certificate: f.certs[0], Verifier: f.verifier, Level2: true}); err == nil {
+		t.Fatal("a level-2 router of area 0 was accepted")
+	}
+}
