@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
 )
 
 func testLinks(f *fixture, n int) []LinkInfo {
