@@ -174,3 +174,77 @@ func TestLevelsDoNotMix(t *testing.T) {
 		t.Fatal("a level-2 router of area 0 was accepted")
 	}
 }
+
+// certMessages counts the record messages that carry a certificate.
+func certMessages(m *mesh) *int {
+	n := new(int)
+	m.drop = func(_, _ NodeID, msg []byte) bool {
+		if len(msg) > 1 && msg[0] == MsgRecord && msg[1]&flagCertificate != 0 {
+			*n++
+		}
+		return false
+	}
+	return n
+}
+
+// In a clique of level-2 routers every router receives each other originator's certificate once,
+// on its own request, although every neighbour floods it the record; level 1 still attaches it.
+func TestLevel2CertificateOncePerOriginator(t *testing.T) {
+	f := getFixture(t)
+	const n = 4
+	for _, level2 := range []bool{true, false} {
+		var rs []*Router
+		for i := range n {
+			rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Level2 = 2, level2 }))
+		}
+		m := newMesh(t, f.now, rs...)
+		certs := certMessages(m)
+		for i := range rs {
+			for _, s := range rs[i+1:] {
+				m.connect(rs[i], s, fast)
+			}
+		}
+		m.advance(2*time.Second, 10*time.Millisecond)
+		var requests, answers uint64
+		for _, r := range rs {
+			for _, o := range rs {
+				if r.Record(o.ID()) == nil {
+					t.Fatalf("level 2 %v: a router lacks a record", level2)
+				}
+			}
+			requests += r.Stats().CertRequests
+			answers += r.Stats().CertAnswers
+		}
+		switch {
+		case level2 && (requests != n*(n-1) || answers != n*(n-1) || *certs != n*(n-1)):
+			t.Fatalf("level 2: %d requests, %d answers, %d certificates sent; want %d each", requests, answers, *certs, n*(n-1))
+		case !level2 && (requests != 0 || answers != 0 || *certs < n*(n-1)):
+			t.Fatalf("level 1: %d requests, %d answers, %d certificates sent", requests, answers, *certs)
+		}
+	}
+}
+
+// A neighbour repeating a certificate request gets one answer per retransmission timeout, and a
+// request naming another certificate or an unknown originator gets none.
+func TestLevel2CertRequestBounded(t *testing.T) {
+	f := getFixture(t)
+	a := f.router(t, 0, func(c *Config) { c.Area, c.Level2 = 2, true })
+	b := f.router(t, 1, func(c *Config) { c.Area, c.Level2 = 3, true })
+	m := newMesh(t, f.now, a, b)
+	m.connect(a, b, fast)
+	m.advance(time.Second, 10*time.Millisecond)
+	before := a.Stats().CertAnswers
+	for range 50 {
+		_ = a.HandleMessage(m.now, b.ID(), encodeCertRequest(a.ID(), f.certs[0].Fingerprint()))
+		_ = a.HandleMessage(m.now, b.ID(), encodeCertRequest(a.ID(), f.certs[1].Fingerprint()))
+		_ = a.HandleMessage(m.now, b.ID(), encodeCertRequest(f.ids[5], f.certs[5].Fingerprint()))
+	}
+	if got := a.Stats().CertAnswers - before; got != 1 {
+		t.Fatalf("%d answers to 150 requests, want 1", got)
+	}
+	m.now = m.now.Add(5 * time.Second)
+	_ = a.HandleMessage(m.now, b.ID(), encodeCertRequest(a.ID(), f.certs[0].Fingerprint()))
+	if got := a.Stats().CertAnswers - before; got != 2 {
+		t.Fatalf("%d answers after the timeout, want 2", got)
+	}
+}

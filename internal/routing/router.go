@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -127,6 +128,8 @@ type Stats struct {
 	Conflicts       uint64 // same sequence, different bytes
 	TooFrequent     uint64 // newer, but inside MinArrival: dropped unacknowledged
 	NeedCertificate uint64 // sent without a certificate the router lacks: dropped unacknowledged
+	CertRequests    uint64 // level 2: certificates asked for
+	CertAnswers     uint64 // level 2: certificates sent on request
 	TableFull       uint64 // new originator refused because the LSDB is full
 	Malformed       uint64
 	BadSignature    uint64
@@ -182,6 +185,10 @@ type neighbour struct {
 
 	acks  []entry   // acknowledgements to send
 	ackBy time.Time // when the oldest of them must go
+
+	// certSent: level 2, when a certificate went to it on request, by originator, so that requests
+	// are answered at most once per retransmission timeout (at most MaxNodes entries).
+	certSent map[NodeID]time.Time
 }
 
 // Router is one node's link-state routing core. It is not safe for concurrent use.
@@ -235,6 +242,10 @@ type Router struct {
 	endpoints []Endpoint // published in own records (SetEndpoints); never modified, only replaced
 	scratch   []entry    // decoded Ack and Summary entries, reused
 	stats     Stats
+
+	// certWanted: level 2, the certificates asked for and until when the request stands, so that
+	// copies arriving meanwhile from other neighbours ask nobody else (at most MaxNodes entries).
+	certWanted map[meshca.Fingerprint]time.Time
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -417,6 +428,8 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 	switch m.typ {
 	case MsgRecord:
 		return r.handleRecord(now, nb, m.cert, m.record)
+	case MsgCertRequest:
+		r.handleCertRequest(now, nb, m.lo, m.certFP)
 	case MsgAck:
 		// Look the entries up a chunk at a time before touching them: independent lookups let the
 		// processor overlap their cache misses.
@@ -552,7 +565,10 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 	}
 	if cert == nil {
 		r.stats.NeedCertificate++
-		return nil // unacknowledged: the retransmission carries the certificate
+		if r.cfg.Level2 {
+			r.requestCert(now, nb, h)
+		}
+		return nil // unacknowledged: the retransmission (level 1) or the answer (level 2) carries the certificate
 	}
 	// The certificate of the held record was checked when that record was installed and is
 	// re-checked by Revalidate; any other is checked now.
@@ -697,10 +713,14 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 	}
 }
 
-// sendRecord queues l for nb and keeps it pending until nb acknowledges it. The certificate goes
-// along when nb is not known to hold it, and always on retransmission.
+// sendRecord queues l for nb and keeps it pending until nb acknowledges it. At level 1 the
+// certificate goes along when nb is not known to hold it, and always on retransmission; at level 2
+// only when nb asks for it (handleCertRequest).
 func (r *Router) sendRecord(nb *neighbour, l *lsa, now time.Time, retransmission bool) {
-	withCert := retransmission || !l.holds(nb.adj)
+	r.queueRecord(nb, l, now, retransmission, !r.cfg.Level2 && (retransmission || !l.holds(nb.adj)))
+}
+
+func (r *Router) queueRecord(nb *neighbour, l *lsa, now time.Time, retransmission, withCert bool) {
 	r.out = append(r.out, Outgoing{To: nb.id, Msg: l.rec.message(withCert)})
 	r.addHolder(l, nb.adj)
 	due := now.Add(nb.rto)
@@ -712,6 +732,52 @@ func (r *Router) sendRecord(nb *neighbour, l *lsa, now time.Time, retransmission
 	if retransmission {
 		r.stats.Retransmitted++
 	}
+}
+
+// requestCert asks nb for the certificate of the record h it sent without one, unless a request
+// for that certificate already stands: the copies other neighbours send meanwhile stay
+// unacknowledged and are acknowledged by the flood once the record is installed.
+func (r *Router) requestCert(now time.Time, nb *neighbour, h recordHead) {
+	if due, ok := r.certWanted[h.certFP]; ok && now.Before(due) {
+		return
+	}
+	if r.certWanted == nil {
+		r.certWanted = make(map[meshca.Fingerprint]time.Time)
+	}
+	if len(r.certWanted) >= r.cfg.MaxNodes {
+		maps.DeleteFunc(r.certWanted, func(_ meshca.Fingerprint, due time.Time) bool { return !now.Before(due) })
+		if len(r.certWanted) >= r.cfg.MaxNodes {
+			return // asked again by the next copy, once requests expire
+		}
+	}
+	r.certWanted[h.certFP] = now.Add(nb.rto)
+	r.stats.CertRequests++
+	r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeCertRequest(h.origin, h.certFP)})
+}
+
+// handleCertRequest sends nb the held record of origin with its certificate, when that record
+// names the certificate asked for, at most once per retransmission timeout per originator: a
+// request costs 65 bytes and its answer some 10 KB.
+func (r *Router) handleCertRequest(now time.Time, nb *neighbour, origin NodeID, fp meshca.Fingerprint) {
+	l := r.lsdb.get(origin)
+	if !r.cfg.Level2 || l == nil || l.rec.CertFingerprint != fp || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
+		return
+	}
+	if t, ok := nb.certSent[origin]; ok && now.Before(t.Add(nb.rto)) {
+		return
+	}
+	if nb.certSent == nil {
+		nb.certSent = make(map[NodeID]time.Time)
+	}
+	if len(nb.certSent) >= r.cfg.MaxNodes {
+		maps.DeleteFunc(nb.certSent, func(_ NodeID, t time.Time) bool { return !now.Before(t.Add(nb.rto)) })
+		if len(nb.certSent) >= r.cfg.MaxNodes {
+			return
+		}
+	}
+	nb.certSent[origin] = now
+	r.stats.CertAnswers++
+	r.queueRecord(nb, l, now, false, true)
 }
 
 // ---- database synchronisation ----

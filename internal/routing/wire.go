@@ -64,12 +64,16 @@ const (
 	// MsgAreaSummary is a Summary that also says the sender's routing area; routers of area 0 send
 	// plain Summaries, which say area 0.
 	MsgAreaSummary = 5
+	// MsgCertRequest asks a neighbour for the certificate of a record it sent without one (level 2
+	// only: docs/routing.md, Level 2, "Certificates on request").
+	MsgCertRequest = 6
 )
 
 const (
 	flagCertificate = 1 << 0
 	summaryHeader   = 1 + 4 + 2 + 32 + 32 + 2
 	summaryAckSize  = 1 + 4 + 2
+	certRequestSize = 1 + 32 + 32
 )
 
 // ErrMalformed wraps every decoding error.
@@ -520,6 +524,8 @@ type message struct {
 	part    uint16
 	lo, hi  NodeID // MsgSummary
 	area    uint32 // MsgSummary: the sender's area (0 for a plain Summary)
+	// MsgCertRequest: the certificate of origin lo's record with this fingerprint
+	certFP meshca.Fingerprint
 }
 
 // parseMessageInto decodes a routing message strictly, with the entries of an Ack or Summary
@@ -539,6 +545,12 @@ func parseMessageInner(b []byte, scratch []entry) (message, error) {
 	}
 	m := message{typ: b[0]}
 	switch m.typ {
+	case MsgCertRequest:
+		if len(b) != certRequestSize {
+			return m, fmt.Errorf("certificate request of %d bytes", len(b))
+		}
+		copy(m.lo[:], b[1:])
+		copy(m.certFP[:], b[33:])
 	case MsgRecord:
 		if len(b) < 2 {
 			return m, errors.New("truncated record message")
@@ -683,6 +695,14 @@ func encodeSummary(area uint32, adj uint32, part uint16, lo, hi NodeID, es []ent
 	b = append(b, hi[:]...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(es)))
 	return appendEntries(b, es)
+}
+
+// encodeCertRequest asks for the certificate of origin's record, named by its fingerprint.
+func encodeCertRequest(origin NodeID, fp meshca.Fingerprint) []byte {
+	b := make([]byte, 0, certRequestSize)
+	b = append(b, MsgCertRequest)
+	b = append(b, origin[:]...)
+	return append(b, fp[:]...)
 }
 
 func encodeSummaryAck(adj uint32, part uint16) []byte {

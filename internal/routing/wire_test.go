@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
 )
 
 func testLinks(f *fixture, n int) []LinkInfo {
@@ -244,6 +245,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(encodeSummary(0, 1, 0, NodeID{1}, NodeID{3}, []entry{{NodeID{2}, 5}}), uint16(0))
 	f.Add(encodeSummaryAck(1, 0), uint16(0))
 	f.Add(encodeSummary(9, 1, 0, NodeID{1}, NodeID{3}, []entry{{NodeID{2}, 5}}), uint16(0))
+	f.Add(encodeCertRequest(NodeID{2}, meshca.Fingerprint{7}), uint16(0))
 	f.Fuzz(func(t *testing.T, prefix []byte, pad uint16) {
 		b := withPad(prefix, pad)
 		m, err := parseMessage(b)
@@ -274,6 +276,8 @@ func FuzzDecodeMessage(f *testing.F) {
 			re = encodeSummary(m.area, m.adj, m.part, m.lo, m.hi, m.entries)
 		case MsgSummaryAck:
 			re = encodeSummaryAck(m.adj, m.part)
+		case MsgCertRequest:
+			re = encodeCertRequest(m.lo, m.certFP)
 		default:
 			t.Fatalf("accepted type %d", m.typ)
 		}
