@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +29,12 @@ type govMesh struct {
 
 func newGovMesh(t *testing.T) *govMesh {
 	t.Helper()
+	return newGovMeshHealing(t, node.HealConfig{Disabled: true})
+}
+
+// newGovMeshHealing is newGovMesh with every node's self-healing configured as heal.
+func newGovMeshHealing(t *testing.T, heal node.HealConfig) *govMesh {
+	t.Helper()
 	g := &govMesh{dir: t.TempDir()}
 	var ms []governance.Member
 	for i, name := range []string{"alice", "bob", "carol"} {
@@ -42,7 +50,7 @@ func newGovMesh(t *testing.T) *govMesh {
 		t.Fatal(err)
 	}
 	governed := []governance.ActionType{governance.ActionPolicy, governance.ActionRevoke}
-	m, err := New(Config{Seed: 16, Heal: node.HealConfig{Disabled: true}, Options: func(name string, o *node.Options) {
+	m, err := New(Config{Seed: 16, Heal: heal, Options: func(name string, o *node.Options) {
 		o.PolicyFile = filepath.Join(g.dir, name+"-policy.pem")
 		if name != "x" {
 			o.Governance = &node.GovernanceOptions{Genesis: g.genesis, Governed: governed, File: filepath.Join(g.dir, name+"-decisions.pem")}
@@ -293,5 +301,83 @@ func TestGovernedRevocation(t *testing.T) {
 	g.Run(3 * time.Second)
 	if hasPeer(g.Node("r"), "c1") {
 		t.Fatal("restarted r took c1 back")
+	}
+}
+
+// TestGovernedHealThresholds: an enacted heal-thresholds decision, given to one node, changes the
+// running healer of every governed node (not x's) without a restart, and the loop follows it: a1
+// probes once per voted interval instead of once per configured one. A restart re-applies it from
+// the kept file, and a decision outside the node's own ranges is refused.
+func TestGovernedHealThresholds(t *testing.T) {
+	g := newGovMeshHealing(t, node.HealConfig{ProbeInterval: 200 * time.Millisecond})
+	a1, x := g.Node("a1"), g.Node("x")
+	probesIn := func(d time.Duration) uint64 {
+		before := a1.Heal().ProbesSent
+		g.Run(d)
+		return a1.Heal().ProbesSent - before
+	}
+	g.Run(2 * time.Second)
+	if n := probesIn(10 * time.Second); n < 40 || n > 60 {
+		t.Fatalf("a1 sent %d probes in 10 s at a 200 ms interval, want about 50", n)
+	}
+
+	voted := governance.HealThresholds{ProbeInterval: time.Second, ProbeTimeout: 700 * time.Millisecond, Hold: 20 * time.Second,
+		MaxHold: 10 * time.Minute, Grace: 5 * time.Second, ConfidencePPM: 950_000, Consecutive: 3}
+	want := node.HealStatus{Enabled: true, ProbeInterval: time.Second, ProbeTimeout: 700 * time.Millisecond, Confidence: 0.95,
+		Consecutive: 3, Hold: 20 * time.Second, MaxHold: 10 * time.Minute, Grace: 5 * time.Second}
+	settings := func(s node.HealStatus) node.HealStatus {
+		return node.HealStatus{Enabled: s.Enabled, ProbeInterval: s.ProbeInterval, ProbeTimeout: s.ProbeTimeout, Confidence: s.Confidence,
+			Consecutive: s.Consecutive, Hold: s.Hold, MaxHold: s.MaxHold, Grace: s.Grace}
+	}
+
+	// Outside the node's own range (a probe timeout under 100 ms): refused, nothing changes.
+	tooShort := voted
+	tooShort.ProbeTimeout = 50 * time.Millisecond
+	bad := g.propose(t, "heal: too short a timeout", tooShort)
+	badQC := certificate(t, bad, g.vote(t, 0, bad, governance.Yes), g.vote(t, 1, bad, governance.Yes))
+	p := g.propose(t, "heal: calmer probing", voted)
+	g.Run(time.Second)
+	qc := certificate(t, p, g.vote(t, 0, p, governance.Yes), g.vote(t, 2, p, governance.Yes))
+	g.Run(p.ExecutableAt().Sub(g.Now()))
+	if ok, err := a1.ApplyDecision(badQC); ok || err == nil || !strings.Contains(err.Error(), "heal.probe_timeout") {
+		t.Fatalf("a decision outside the node's ranges: %v %v", ok, err)
+	}
+	if got := a1.Heal().ProbeTimeout; got != time.Second {
+		t.Fatalf("a1's probe timeout %s after a refused decision, want the default 1s", got)
+	}
+
+	if ok, err := g.Node("b1").ApplyDecision(qc); !ok || err != nil {
+		t.Fatalf("valid certificate: %v %v", ok, err)
+	}
+	allHeal := func() bool {
+		for _, n := range g.governed() {
+			if !reflect.DeepEqual(settings(n.Heal()), want) {
+				return false
+			}
+		}
+		return true
+	}
+	if _, ok := g.RunUntil(allHeal, 2*time.Second); !ok {
+		for _, n := range g.governed() {
+			t.Logf("%s: %+v", n.Name, settings(n.Heal()))
+		}
+		t.Fatal("the heal decision did not reach every governed node")
+	}
+	if s, _ := a1.Governance(); s.Heal == nil || *s.Heal != voted {
+		t.Fatalf("a1's governance state records heal %+v, want %+v", s.Heal, voted)
+	}
+	if got := x.Heal().ProbeInterval; got != 200*time.Millisecond {
+		t.Fatalf("ungoverned x probes every %s, want its own 200ms", got)
+	}
+	g.Run(2 * time.Second)
+	if n := probesIn(10 * time.Second); n < 8 || n > 12 {
+		t.Fatalf("a1 sent %d probes in 10 s at the voted 1 s interval, want about 10", n)
+	}
+
+	if err := g.Restart("a1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := settings(g.Node("a1").Heal()); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restarted a1 heals with %+v, want the voted %+v", got, want)
 	}
 }
