@@ -3,10 +3,14 @@ package control
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,9 +20,12 @@ import (
 	"x0tta6bl4/internal/control/auth"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/control/store/storetest"
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/defaultmodel"
 	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/policy"
+	"x0tta6bl4/internal/telemetry"
 )
 
 // govHarness is a control plane with a genesis roster of n members of weight 1.
@@ -449,5 +456,69 @@ func TestGovernancePrices(t *testing.T) {
 	}
 	if changes != 2 {
 		t.Fatalf("%d governance price changes in the audit log, want 2 (one per plan, once)", changes)
+	}
+}
+
+// TestGovernanceDetectorModel: once the members enact a detector model, /ai/predict serves only a
+// model file of that SHA-256. The instance running the shipped model refuses with a 503 naming both
+// hashes; an instance whose ai.model is the governed file serves; with no model decision the shipped
+// model serves.
+func TestGovernanceDetectorModel(t *testing.T) {
+	h, clk, keys, _ := govHarness(t, func(tb testing.TB) store.Config {
+		return store.Config{Driver: store.SQLite, Path: tb.TempDir() + "/c.db"}
+	}, 2)
+	viewer := h.user("vic", auth.Viewer)
+	governed := writeModel(t, detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 4, 4, len(telemetry.Classes), 5))
+	raw, err := os.ReadFile(governed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	// A second instance, on the same database, whose operator points ai.model at the file the
+	// members will pin.
+	cfg := h.cfg
+	cfg.AI.Model = governed
+	srv2, err := New(context.Background(), cfg, Options{Logger: logger(t), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv2.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done; srv2.Close() }()
+	h2 := *h
+	h2.url = strings.Replace(h.url, h.url[strings.LastIndex(h.url, "/")+1:], ln.Addr().String(), 1)
+	if r := h2.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("ai.model before any decision: %d %s", r.status, r.body)
+	}
+	if r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("shipped model before any decision: %d %s", r.status, r.body)
+	}
+
+	var p api.Proposal
+	h.must(201, "POST", "/api/v1/dao/proposals", h.adminKey, api.ProposalRequest{Title: "detector v2", VotingSeconds: 60,
+		QuorumBPS: 10000, ThresholdBPS: 10000, Action: api.ProposalAction{Type: "model", Model: &api.ModelSpec{SHA256: hex.EncodeToString(sum[:]), Name: "v2"}}}, &p)
+	for _, k := range keys {
+		h.must(200, "POST", "/api/v1/dao/vote", h.adminKey, sign(t, k, p, governance.Yes, 1, clk.Now()), nil)
+	}
+	if r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("shipped model while the vote is open: %d %s", r.status, r.body)
+	}
+	clk.Advance(61 * time.Second)
+	r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil)
+	shipped := defaultmodel.SHA256()
+	if r.status != 503 || !strings.Contains(string(r.body), hex.EncodeToString(sum[:])) || !strings.Contains(string(r.body), hex.EncodeToString(shipped[:])) {
+		t.Fatalf("shipped model after the members pinned another: %d %s", r.status, r.body)
+	}
+
+	if r := h2.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("the governed model: %d %s", r.status, r.body)
+	}
+	if r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 503 {
+		t.Fatalf("the shipped model is still not the governed one: %d %s", r.status, r.body)
 	}
 }
