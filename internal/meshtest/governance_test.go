@@ -85,8 +85,14 @@ func newGovMeshHealing(t *testing.T, heal node.HealConfig) *govMesh {
 // with a minute's timelock, quorum one half and threshold 60 %.
 func (g *govMesh) propose(t *testing.T, title string, a governance.Action) *governance.Proposal {
 	t.Helper()
+	return g.proposeOn(t, g.genesis, title, a)
+}
+
+// proposeOn is propose frozen on roster r.
+func (g *govMesh) proposeOn(t *testing.T, r *governance.Roster, title string, a governance.Action) *governance.Proposal {
+	t.Helper()
 	start := g.Now().Truncate(time.Second)
-	p, err := governance.NewProposal(governance.Proposal{TrustDomain: "meshtest.mesh", Roster: g.genesis.Hash(), Title: title,
+	p, err := governance.NewProposal(governance.Proposal{TrustDomain: "meshtest.mesh", Roster: r.Hash(), Title: title,
 		Start: start, End: start.Add(time.Minute), Timelock: time.Minute, QuorumBPS: 5000, ThresholdBPS: 6000, Action: a})
 	if err != nil {
 		t.Fatal(err)
@@ -379,5 +385,80 @@ func TestGovernedHealThresholds(t *testing.T) {
 	}
 	if got := settings(g.Node("a1").Heal()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("restarted a1 heals with %+v, want the voted %+v", got, want)
+	}
+}
+
+// TestGovernedAdmitMember: a member admitted by vote, on a live mesh, then votes on a later
+// proposal, and every governed node accepts that decision; before the admission the same ballot
+// was a non-member's and refused.
+func TestGovernedAdmitMember(t *testing.T) {
+	g := newGovMesh(t)
+	a1, r, c1 := g.Node("a1"), g.Node("r"), g.Node("c1")
+	dave, err := identity.NewSigningKey(bytes.Repeat([]byte{0xd0}, identity.SigningSeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := governance.AdmitMember{Name: "dave", Weight: 1, Key: dave.PublicKey()}
+	next, err := g.genesis.Next(admit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa := g.propose(t, "admit dave", admit)
+	g.Run(time.Second)
+	admitQC := certificate(t, pa, g.vote(t, 0, pa, governance.Yes), g.vote(t, 1, pa, governance.Yes))
+	g.Run(pa.ExecutableAt().Sub(g.Now()))
+
+	// Frozen on the roster that admits dave: dave and carol vote to revoke c1. Until the nodes follow
+	// that roster, the certificate is refused.
+	pr := g.proposeOn(t, next, "revoke c1", governance.RevokeNode{Name: "c1", Key: c1.Cert.SignPublicKey.ID()})
+	g.Run(time.Second)
+	daveYes, err := governance.SignBallot(dave, pr.ID(), governance.Yes, 1, g.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeQC := certificate(t, pr, daveYes, g.vote(t, 2, pr, governance.Yes))
+	g.Run(pr.ExecutableAt().Sub(g.Now()))
+	if ok, err := a1.ApplyDecision(revokeQC); ok || err == nil {
+		t.Fatalf("a decision on a roster the node does not follow yet: %v %v", ok, err)
+	}
+
+	if ok, err := a1.ApplyDecision(admitQC); !ok || err != nil {
+		t.Fatalf("admission: %v %v", ok, err)
+	}
+	following := func() bool {
+		for _, n := range g.governed() {
+			if s, _ := n.Governance(); s.RosterHash != next.Hash() || s.Members != 4 {
+				return false
+			}
+		}
+		return true
+	}
+	if _, ok := g.RunUntil(following, 2*time.Second); !ok {
+		t.Fatal("the admission did not reach every governed node")
+	}
+
+	if ok, err := g.Node("b1").ApplyDecision(revokeQC); !ok || err != nil {
+		t.Fatalf("the decision dave voted for: %v %v", ok, err)
+	}
+	hasC1 := func() bool {
+		return slices.ContainsFunc(r.Peers(), func(p node.PeerStatus) bool { return p.Name == "c1" })
+	}
+	revoked := func() bool {
+		for _, n := range g.governed()[:3] {
+			if decisions(n) != 2 {
+				return false
+			}
+		}
+		return !hasC1()
+	}
+	if _, ok := g.RunUntil(revoked, 2*time.Second); !ok {
+		t.Fatalf("the revocation dave voted for did not apply everywhere: a1 %d, r %d decisions, r has c1: %v", decisions(a1), decisions(r), hasC1())
+	}
+	// A restart re-applies both, in order: the roster first, then the decision resting on it.
+	if err := g.Restart("a1"); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := g.Node("a1").Governance(); s.RosterHash != next.Hash() || s.Decisions != 2 {
+		t.Fatalf("restarted a1: roster epoch %d, %d decisions", s.RosterEpoch, s.Decisions)
 	}
 }
