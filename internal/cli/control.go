@@ -107,6 +107,13 @@ func runControlInit(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "created CA for trust domain %s in %s\n", res.TrustDomain, cfg.CADir)
 	}
 	fmt.Fprintf(e.stdout, "data directory: %s\ndatabase:       %s\nCA pin:         %s\n", cfg.DataDir, cfg.Database.Driver, res.CAPin)
+	if c := res.Classical; c != nil {
+		// For browsers, curl and Prometheus, which cannot verify ML-DSA-65.
+		if c.CACertFile != "" {
+			fmt.Fprintf(e.stdout, "classical CA:   %s (SHA-256 %s)\n", c.CACertFile, c.CAFingerprint)
+		}
+		fmt.Fprintf(e.stdout, "classical pin:  sha256//%s   (curl --pinnedpubkey; Chromium --ignore-certificate-errors-spki-list=%s)\n", c.SPKIPin, c.SPKIPin)
+	}
 	if res.AdminAPIKey != "" {
 		fmt.Fprintf(e.stdout, "admin %q API key (shown once; store it now):\n%s\n", *admin, res.AdminAPIKey)
 	}

@@ -58,6 +58,17 @@ type DatabaseConfig struct {
 type TLSConfig struct {
 	// CertDuration is the lifetime of the server's X.509-SVID; it is renewed at two thirds of it.
 	CertDuration time.Duration `yaml:"cert_duration"`
+	// ClassicalCertFile and ClassicalKeyFile are an operator's ECDSA P-256 or Ed25519 certificate
+	// chain and key (PEM) for clients that cannot verify ML-DSA-65 (browsers, curl, Prometheus).
+	// Without them, a leaf from the classical CA that `control init` made is served.
+	ClassicalCertFile string `yaml:"classical_cert_file"`
+	ClassicalKeyFile  string `yaml:"classical_key_file"`
+	// Hostnames are the DNS names and addresses the issued classical leaf carries; default
+	// localhost, 127.0.0.1, ::1 and the listen address's host.
+	Hostnames []string `yaml:"hostnames"`
+	// RequireHybrid refuses any client that cannot agree X25519MLKEM768, browsers and curl
+	// included. Without it, a client that takes the classical certificate may fall back to X25519.
+	RequireHybrid bool `yaml:"require_hybrid"`
 }
 
 // Argon2Config is the password hashing cost.
@@ -269,6 +280,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			return fmt.Errorf("config: %s must be positive", name)
 		}
+	}
+	if (c.TLS.ClassicalCertFile == "") != (c.TLS.ClassicalKeyFile == "") {
+		return errors.New("config: tls.classical_cert_file and tls.classical_key_file go together")
 	}
 	if c.TLS.CertDuration < 10*time.Minute {
 		return errors.New("config: tls.cert_duration must be at least 10m")

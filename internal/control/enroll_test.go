@@ -447,6 +447,7 @@ func nodeHTTP(t *testing.T, n *testNode) *http.Client {
 	roots := x509.NewCertPool()
 	roots.AddCert(n.bundle.CAX509)
 	cfg := meshca.TLSConfig(n.bundle.TLSCertificate(n.key), roots, testTD, nil)
+	cfg.NextProtos = []string{"http/1.1", api.MeshCAProtocol} // ask for the mesh CA's chain
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	t.Cleanup(hc.CloseIdleConnections)
 	return hc

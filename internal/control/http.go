@@ -67,6 +67,10 @@ type principal struct {
 	sessionID int64
 	apiKeyID  int64
 	prefix    string
+	// cookie: the session came in the console's cookie, so state changes need the CSRF token.
+	cookie  bool
+	csrf    string
+	expires time.Time // the session's expiry
 }
 
 func (p *principal) actor() string {
@@ -128,6 +132,9 @@ func (s *Server) buildHandler() http.Handler {
 	for _, p := range paths {
 		mux.Handle(p, s.pathHandler(p, byPath[p]))
 	}
+	ui := s.consoleHandler()
+	mux.Handle("/ui", ui)
+	mux.Handle("/ui/", ui)
 	mux.Handle("/", s.pathHandler("unmatched", nil))
 	return mux
 }
@@ -235,6 +242,9 @@ func (s *Server) checkAccess(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 		return false
 	}
 	rc.user = p
+	if !s.checkCSRF(w, r, p) {
+		return false
+	}
 	key := "session:" + p.prefix
 	if p.method == "api_key" {
 		key = "key:" + p.prefix
@@ -277,7 +287,11 @@ var (
 )
 
 func hasCredentials(r *http.Request) bool {
-	return r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != ""
+	if r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" {
+		return true
+	}
+	_, err := cookieToken(r)
+	return err == nil
 }
 
 func bearerToken(r *http.Request) (string, bool) {
@@ -299,11 +313,16 @@ func bearerToken(r *http.Request) (string, bool) {
 // is not told apart in the answer.
 func (s *Server) authenticate(ctx context.Context, r *http.Request) (*principal, error) {
 	tok, ok := bearerToken(r)
+	viaCookie := false
 	if !ok {
-		if hasCredentials(r) {
+		if r.Header.Get("Authorization") != "" || r.Header.Get("X-API-Key") != "" {
 			return nil, errBadCredentials
 		}
-		return nil, errNoCredentials
+		var err error
+		if tok, err = cookieToken(r); err != nil {
+			return nil, errNoCredentials
+		}
+		viaCookie = true
 	}
 	now := s.now()
 	kind := auth.KindOf(tok)
@@ -322,7 +341,8 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (*principal,
 		if !auth.CheckSecret(kind, secret, sess.Hash) || !sess.RevokedAt.IsZero() || !now.Before(sess.ExpiresAt) || u.Disabled {
 			return nil, errBadCredentials
 		}
-		return &principal{user: u, role: auth.Role(u.Role), method: "session", sessionID: sess.ID, prefix: prefix}, nil
+		return &principal{user: u, role: auth.Role(u.Role), method: "session", sessionID: sess.ID, prefix: prefix,
+			cookie: viaCookie, csrf: csrfToken(tok), expires: sess.ExpiresAt}, nil
 	}
 	k, u, err := s.st.APIKeyByPrefix(ctx, prefix)
 	if errors.Is(err, store.ErrNotFound) {

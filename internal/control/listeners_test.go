@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
 )
 
@@ -52,7 +53,7 @@ func TestOneSourceCannotTakeAPISlots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsCfg.NextProtos = []string{"http/1.1"}
+	tlsCfg.NextProtos = []string{"http/1.1", api.MeshCAProtocol} // HTTP/1.1, and the mesh CA's chain
 
 	t.Run("idle keep-alives", func(t *testing.T) {
 		// Each new connection is served, making room by closing the source's oldest idle one.

@@ -88,7 +88,7 @@ func (s *Server) meshView(ctx context.Context) (*meshView, error) {
 }
 
 // meshChanged invalidates the cached mesh view.
-func (s *Server) meshChanged() { s.viewGen.Add(1); s.kickNodeSD() }
+func (s *Server) meshChanged() { s.viewEvents.set(s.viewGen.Add(1)); s.kickNodeSD() }
 
 // nodesAndReports reads every enrolled node and every node's latest report.
 func (s *Server) nodesAndReports(ctx context.Context) ([]store.Node, []store.Report, error) {

@@ -26,6 +26,8 @@ type metrics struct {
 	revocations  prometheus.Counter
 	reports      prometheus.Counter
 	crlNumber    prometheus.Gauge
+	// tlsHandshakes counts handshakes by group, hybrid or classical key exchange, and certificate.
+	tlsHandshakes *prometheus.CounterVec
 	// dbUnavailable counts requests answered 503 because the database did not answer.
 	dbUnavailable prometheus.Counter
 	handler       http.Handler
@@ -66,11 +68,15 @@ func newMetrics(s *Server) *metrics {
 		crlNumber: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "x0tta6bl4_control_crl_number", Help: "Number of the current signed revocation list.",
 		}),
+		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "x0tta6bl4_control_tls_handshakes_total",
+			Help: "Completed TLS handshakes by key-exchange group, key exchange (hybrid: post-quantum X25519MLKEM768; classical) and server certificate (ml-dsa-65, ecdsa-p256, ed25519).",
+		}, []string{"group", "key_exchange", "certificate"}),
 		dbUnavailable: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "x0tta6bl4_control_database_unavailable_total", Help: "Requests answered 503 because the database did not answer in time.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
+	reg.MustRegister(m.tlsHandshakes, m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
 		m.revocations, m.reports, m.crlNumber, m.dbUnavailable, connCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newMeshCollector(s))

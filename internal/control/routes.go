@@ -144,6 +144,21 @@ func (s *Server) buildRoutes() []*route {
 		{method: "GET", path: "/api/v1/mesh/routes", aliases: []string{"/mesh/routes"}, access: accessUser, role: auth.Viewer, h: s.handleMeshRoutes, doc: opDoc{
 			id: "meshRoutes", tag: "mesh", summary: "Every node's reported routes, with the metrics of the first hop", resp: api.MeshRoutes{}, status: 200}},
 
+		{method: "POST", path: "/api/v1/console/login", access: accessPublic, authLimited: true, h: s.handleConsoleLogin, doc: opDoc{
+			id: "consoleLogin", tag: "console", summary: "Log in to the web console: the session goes in a cookie",
+			desc: "As POST /api/v1/users/login, but the session token is set as an HttpOnly, Secure, SameSite=Strict cookie and not shown; the answer carries the CSRF token that every state-changing request made with the cookie must send in `X-CSRF-Token`. Rate-limited as logins are.",
+			req:  api.LoginRequest{}, resp: api.ConsoleSession{}, status: 200, extra: map[int]string{503: "password hashing busy"}}},
+		{method: "GET", path: "/api/v1/console/session", access: accessUser, role: auth.Viewer, h: s.handleConsoleSession, doc: opDoc{
+			id: "consoleSession", tag: "console", summary: "The console's session: account, role and CSRF token",
+			resp: api.ConsoleSession{}, status: 200}},
+		{method: "GET", path: "/api/v1/console/topology", access: accessUser, role: auth.Viewer, h: s.handleConsoleTopology, doc: opDoc{
+			id: "consoleTopology", tag: "console", summary: "The mesh map: every node with its state and anomaly score, every link up with its loss and RTT",
+			resp: api.Topology{}, status: 200}},
+		{method: "GET", path: "/api/v1/console/events", access: accessUser, role: auth.Viewer, h: s.handleConsoleEvents, doc: opDoc{
+			id: "consoleEvents", tag: "console", summary: "The mesh map as server-sent events",
+			desc:   "`event: topology` with the document of GET /api/v1/console/topology at once, then whenever it changes (a report, an enrolment, a revocation, a node turning stale), at most twice a second, and every 15 s regardless. At most 256 streams are open at once (503 beyond).",
+			status: 200, contentType: "text/event-stream", extra: map[int]string{503: "too many open event streams"}}},
+
 		{method: "POST", path: "/api/v1/security/handshake", aliases: []string{"/security/handshake"}, access: accessUser, role: auth.Viewer, h: s.handleHandshake, doc: opDoc{
 			id: "securityHandshake", tag: "security", summary: "A node's certified keys (deprecated: performs no handshake)",
 			deprecated: "GET /api/v1/nodes/{name}/keys",

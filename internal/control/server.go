@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +81,10 @@ type Server struct {
 
 	tlsKey  *identity.NodeKey
 	tlsCert atomic.Pointer[tls.Certificate]
+	// classicCert is served to clients that cannot verify ML-DSA-65; classicIssuer re-issues it
+	// (nil with an operator's certificate).
+	classicCert   atomic.Pointer[tls.Certificate]
+	classicIssuer *classicalIssuer
 
 	dbHealth atomic.Pointer[dbHealth]
 
@@ -89,6 +95,12 @@ type Server struct {
 	viewMu    sync.Mutex
 	viewCache *meshView
 	viewGen   atomic.Uint64
+	// viewEvents wakes the console's event streams when the view may have changed.
+	viewEvents   *generation
+	eventStreams chan struct{} // one slot per open event stream
+	scores       scoreCache    // the map's anomaly scores
+	closing      chan struct{} // closed when Serve begins to shut down: event streams end
+	closeOnce    sync.Once
 	// sdKick wakes the node service discovery writer (nodesd.go); buffered, never blocks.
 	sdKick chan struct{}
 
@@ -145,6 +157,19 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		if s.tlsKey, err = identity.LoadNodeKeyFile(filepath.Join(cfg.DataDir, serverKeyFile)); err != nil {
 			return nil, fmt.Errorf("control: server key (run 'x0tta6bl4 control init' first): %w", err)
 		}
+		if cfg.TLS.ClassicalCertFile != "" {
+			c, err := loadOperatorCertificate(cfg.TLS.ClassicalCertFile, cfg.TLS.ClassicalKeyFile)
+			if err != nil {
+				return nil, err
+			}
+			s.classicCert.Store(c)
+		} else {
+			ca, caKey, leafKey, err := loadClassicalCA(cfg.DataDir)
+			if err != nil {
+				return nil, fmt.Errorf("control: classical certificate authority (run 'x0tta6bl4 control init' again): %w", err)
+			}
+			s.classicIssuer = &classicalIssuer{ca: ca, caKey: caKey, leafKey: leafKey, names: classicalNames(cfg)}
+		}
 	}
 	p := auth.Params{Time: cfg.Auth.Argon2.Time, MemoryKiB: cfg.Auth.Argon2.MemoryKiB, Threads: cfg.Auth.Argon2.Threads}
 	if s.hasher, err = auth.NewHasher(p, cfg.Auth.MaxConcurrentHash, cfg.Auth.HashWait); err != nil {
@@ -161,6 +186,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("control: rate_limits.auth: %w", err)
 	}
 	s.crlWaiters = make(chan struct{}, cfg.Limits.MaxCRLWaiters)
+	s.viewEvents = newGeneration(0)
+	s.eventStreams = make(chan struct{}, maxEventStreams)
+	s.closing = make(chan struct{})
 	if s.st, err = store.Open(ctx, store.Config{
 		Driver: cfg.Database.Driver, Path: cfg.Database.Path, DSN: cfg.Database.DSN,
 		Synchronous: cfg.Database.Synchronous, MaxOpenConns: cfg.Database.MaxOpenConns, QueryTimeout: cfg.Database.QueryTimeout,
@@ -210,12 +238,19 @@ func (s *Server) Store() *store.Store { return s.st }
 // Close releases the store.
 func (s *Server) Close() error { return s.st.Close() }
 
-// TLSConfig is the API's server configuration: TLS 1.3 only, X25519MLKEM768 only, the server's
-// ML-DSA-65 X.509-SVID from the mesh CA. A client certificate is optional (operators authenticate
-// with tokens), but one that is presented must be a valid, unrevoked X.509-SVID of this trust
-// domain, or the handshake fails.
+// TLSConfig is the API's server configuration, TLS 1.3 only, chosen per ClientHello:
+//
+//   - a client that asks for the mesh CA (ALPN api.MeshCAProtocol: our CLI, client library and
+//     nodes) and accepts ML-DSA-65 signatures gets the server's ML-DSA-65 X.509-SVID and must
+//     agree X25519MLKEM768. A client
+//     certificate is optional (operators use tokens), but one that is presented must be a valid,
+//     unrevoked X.509-SVID of this trust domain, or the handshake fails;
+//   - any other client (browsers, curl, Prometheus) gets the classical certificate and may fall
+//     back to X25519 unless tls.require_hybrid is set; no client certificate is asked for, so node
+//     mutual TLS never runs over a classical certificate or group.
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
+	base := &tls.Config{MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS13}
+	pq := &tls.Config{
 		MinVersion:       tls.VersionTLS13,
 		MaxVersion:       tls.VersionTLS13,
 		CurvePreferences: []tls.CurveID{tls.X25519MLKEM768},
@@ -224,6 +259,10 @@ func (s *Server) TLSConfig() *tls.Config {
 		},
 		ClientAuth: tls.RequestClientCert,
 		VerifyConnection: func(cs tls.ConnectionState) error {
+			if cs.CurveID != tls.X25519MLKEM768 {
+				return fmt.Errorf("key exchange %v refused: this certificate needs X25519MLKEM768", cs.CurveID)
+			}
+			s.countHandshake(cs, "ml-dsa-65")
 			if len(cs.PeerCertificates) == 0 {
 				return nil
 			}
@@ -232,6 +271,57 @@ func (s *Server) TLSConfig() *tls.Config {
 		},
 		NextProtos: []string{"h2", "http/1.1"},
 	}
+	classicCurves := []tls.CurveID{tls.X25519MLKEM768, tls.X25519}
+	if s.cfg.TLS.RequireHybrid {
+		classicCurves = classicCurves[:1]
+	}
+	classic := &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		MaxVersion:       tls.VersionTLS13,
+		CurvePreferences: classicCurves,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.classicCert.Load(), nil
+		},
+		ClientAuth: tls.NoClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) != 0 {
+				return errors.New("client certificates need the ML-DSA-65 server certificate")
+			}
+			s.countHandshake(cs, classicalKind(s.classicCert.Load()))
+			return nil
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+	base.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if c := s.tlsCert.Load(); c != nil && slices.Contains(hello.SupportedProtos, api.MeshCAProtocol) && hello.SupportsCertificate(c) == nil {
+			return pq, nil
+		}
+		if s.classicCert.Load() == nil {
+			return pq, nil
+		}
+		return classic, nil
+	}
+	return base
+}
+
+// countHandshake logs and counts a completed handshake by key-exchange group and certificate.
+func (s *Server) countHandshake(cs tls.ConnectionState, cert string) {
+	kind := "classical"
+	if cs.CurveID == tls.X25519MLKEM768 {
+		kind = "hybrid"
+	}
+	s.m.tlsHandshakes.WithLabelValues(cs.CurveID.String(), kind, cert).Inc()
+	s.log.Debug("tls handshake", "group", cs.CurveID.String(), "key_exchange", kind, "certificate", cert,
+		"resumed", cs.DidResume, "server_name", cs.ServerName)
+}
+
+func classicalKind(c *tls.Certificate) string {
+	if c != nil {
+		if _, ok := c.PrivateKey.(ed25519.PrivateKey); ok {
+			return "ed25519"
+		}
+	}
+	return "ecdsa-p256"
 }
 
 // nodePeer is a node authenticated by its X.509-SVID.
@@ -298,6 +388,15 @@ func (s *Server) renewServerCert() error {
 	})
 	s.log.Info("server certificate issued", "spiffe_id", svid.URIs[0].String(), "serial", c.Serial.String(),
 		"not_after", svid.NotAfter.UTC().Format(time.RFC3339))
+	if s.classicIssuer != nil {
+		cc, err := s.classicIssuer.issue(now, s.cfg.TLS.CertDuration)
+		if err != nil {
+			return fmt.Errorf("control: issue classical certificate: %w", err)
+		}
+		s.classicCert.Store(cc)
+		s.log.Info("classical certificate issued", "names", s.classicIssuer.names,
+			"not_after", cc.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 	return nil
 }
 
@@ -380,6 +479,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	s.closeOnce.Do(func() { close(s.closing) })
 	s.crl.wakeAll() // long-polling CRL readers return at once
 	s.records.gen.wakeAll()
 	s.policy.gen.wakeAll()
@@ -492,6 +592,8 @@ type InitResult struct {
 	CAPin         string
 	TrustDomain   string
 	AdminAPIKey   string // shown once
+	// Classical identifies the certificate served to clients without ML-DSA-65, for pinning.
+	Classical *ClassicalPins
 }
 
 // Init prepares cfg.DataDir: a mesh CA (unless cfg.CADir already holds one), the server's key, the
@@ -529,6 +631,19 @@ func Init(ctx context.Context, cfg Config, opts InitOptions, now time.Time) (*In
 			ca.CA().Certificate().TrustDomain, opts.TrustDomain)
 	}
 	res.CAPin = ca.CA().Certificate().SignPublicKey.ID().String()
+	if cfg.TLS.ClassicalCertFile == "" {
+		if res.Classical, err = initClassical(cfg.DataDir, now); err != nil {
+			return nil, fmt.Errorf("control init: classical certificate authority: %w", err)
+		}
+	} else {
+		c, err := loadOperatorCertificate(cfg.TLS.ClassicalCertFile, cfg.TLS.ClassicalKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+		if res.Classical, err = classicalPins("", nil, c.Leaf.PublicKey); err != nil {
+			return nil, fmt.Errorf("control init: %w", err)
+		}
+	}
 	res.TrustDomain = ca.CA().Certificate().TrustDomain
 	keyPath := filepath.Join(cfg.DataDir, serverKeyFile)
 	if _, err := identity.LoadNodeKeyFile(keyPath); err != nil {

@@ -164,13 +164,21 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request, rc *reqC
 var errLimit = errors.New("limit reached")
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	if res, ok := s.login(w, r, rc); ok {
+		writeJSON(w, http.StatusOK, res)
+	}
+}
+
+// login checks a username and password and starts a session; it writes the error answer and
+// returns false when it fails.
+func (s *Server) login(w http.ResponseWriter, r *http.Request, rc *reqCtx) (*api.LoginResponse, bool) {
 	var req api.LoginRequest
 	if !decodeJSON(w, r, &req) {
-		return
+		return nil, false
 	}
 	if len(req.Username) > maxUsernameLen || len(req.Password) > auth.MaxPasswordLen {
 		badRequest(w, "username or password too long")
-		return
+		return nil, false
 	}
 	fail := func() {
 		s.m.authFailures.WithLabelValues("login").Inc()
@@ -181,28 +189,28 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 		// Spend the time a real check takes, so response times do not reveal which names exist.
 		if err := s.hasher.VerifyDummy(r.Context(), req.Password); err != nil {
 			s.hashErr(w, r, err)
-			return
+			return nil, false
 		}
 		fail()
-		return
+		return nil, false
 	}
 	if err != nil {
 		s.internal(w, r, err)
-		return
+		return nil, false
 	}
 	ok, rehash, err := s.hasher.Verify(r.Context(), req.Password, u.PasswordHash)
 	if err != nil {
 		s.hashErr(w, r, err)
-		return
+		return nil, false
 	}
 	if !ok || u.Disabled {
 		fail()
-		return
+		return nil, false
 	}
 	tok, err := auth.NewToken(auth.KindSession)
 	if err != nil {
 		s.internal(w, r, err)
-		return
+		return nil, false
 	}
 	now := s.now()
 	sess := &store.Session{Prefix: tok.Prefix, Hash: tok.Hash(), UserID: u.ID, CreatedAt: now, ExpiresAt: now.Add(s.cfg.Auth.SessionTTL)}
@@ -232,9 +240,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request, rc *reqCtx)
 	})
 	if err != nil {
 		s.internal(w, r, err)
-		return
+		return nil, false
 	}
-	writeJSON(w, http.StatusOK, api.LoginResponse{Token: tok.String(), ExpiresAt: sess.ExpiresAt.UTC(), User: toAPIUser(u)})
+	return &api.LoginResponse{Token: tok.String(), ExpiresAt: sess.ExpiresAt.UTC(), User: toAPIUser(u)}, true
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
@@ -251,6 +259,9 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	if err != nil {
 		s.internal(w, r, err)
 		return
+	}
+	if rc.user.cookie {
+		clearSessionCookie(w)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -105,6 +105,11 @@ func (t Trust) serverTLS(client *tls.Certificate) (*tls.Config, error) {
 		// instead of host names.
 		InsecureSkipVerify: true,
 		VerifyConnection:   verify,
+		// The last entry asks for the mesh CA's ML-DSA-65 chain (api.MeshCAProtocol); it is
+		// never selected. "h2" is left to transports that set ForceAttemptHTTP2 (they add it), so
+		// a plain http.Transport built on this configuration does not negotiate a protocol it
+		// would not speak.
+		NextProtos: []string{"http/1.1", api.MeshCAProtocol},
 	}
 	if client != nil {
 		cfg.Certificates = []tls.Certificate{*client}
