@@ -60,6 +60,28 @@ func govHarness(t *testing.T, db func(testing.TB) store.Config, n int, appliers 
 	return h, clk, keys, genesis
 }
 
+// serveAnother starts a second control-plane instance with cfg (h's database) and returns its URL;
+// it stops when the test ends.
+func serveAnother(t *testing.T, h *harness, cfg Config, clk *testClock) string {
+	t.Helper()
+	srv, err := New(context.Background(), cfg, Options{Logger: logger(t), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	if h.cfg.InsecureDev {
+		return "http://" + ln.Addr().String()
+	}
+	return "https://" + ln.Addr().String()
+}
+
 func sign(t *testing.T, k *identity.SigningKey, p api.Proposal, c governance.Choice, seq uint32, at time.Time) api.VoteRequest {
 	t.Helper()
 	parsed, err := governance.ParseProposal(p.Encoded)
@@ -262,22 +284,7 @@ func TestGovernanceConcurrentInstances(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			h, clk, keys, _ := govHarness(t, b.Config, 8)
 			operator := h.user("opal", auth.Operator)
-			srv2, err := New(context.Background(), h.cfg, Options{Logger: logger(t), Now: clk.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- srv2.Serve(ctx, ln) }()
-			defer func() { cancel(); <-done; srv2.Close() }()
-			url2 := "https://" + ln.Addr().String()
-			if h.cfg.InsecureDev {
-				url2 = "http://" + ln.Addr().String()
-			}
+			url2 := serveAnother(t, h, h.cfg, clk)
 
 			var p api.Proposal
 			h.must(201, "POST", "/api/v1/dao/proposals", operator, api.ProposalRequest{Title: "race", VotingSeconds: 120,
@@ -478,20 +485,8 @@ func TestGovernanceDetectorModel(t *testing.T) {
 	// members will pin.
 	cfg := h.cfg
 	cfg.AI.Model = governed
-	srv2, err := New(context.Background(), cfg, Options{Logger: logger(t), Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv2.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done; srv2.Close() }()
 	h2 := *h
-	h2.url = strings.Replace(h.url, h.url[strings.LastIndex(h.url, "/")+1:], ln.Addr().String(), 1)
+	h2.url = serveAnother(t, h, cfg, clk)
 	if r := h2.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
 		t.Fatalf("ai.model before any decision: %d %s", r.status, r.body)
 	}
