@@ -17,6 +17,7 @@ import (
 	"x0tta6bl4/internal/control"
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 )
@@ -438,7 +439,24 @@ func ctlPredict(e *env, args []string) error {
 		for _, nc := range res.TopNeighbours {
 			fmt.Fprintf(w, "  neighbour %s\tcontribution %+.3f\tits own score %.3f\n", nc.Name, nc.Contribution, nc.Score)
 		}
+		printKernelInputs(w, res.KernelInputs)
 	})
+}
+
+// printKernelInputs prints the reported part of the detector's kernel block (value and presence
+// inputs alternate, detector.KernelInputNames), or says there is none.
+func printKernelInputs(w io.Writer, in map[string]float64) {
+	var parts []string
+	for i := 0; i+1 < detector.NumKernelInputs; i += 2 {
+		if in[detector.KernelInputNames[i+1]] == 1 {
+			parts = append(parts, fmt.Sprintf("%s %.4f", detector.KernelInputNames[i], in[detector.KernelInputNames[i]]))
+		}
+	}
+	if len(parts) == 0 {
+		fmt.Fprintln(w, "kernel (eBPF) evidence: none reported")
+		return
+	}
+	fmt.Fprintf(w, "kernel (eBPF) evidence, not read by the model: %s\n", strings.Join(parts, ", "))
 }
 
 func ctlUserAdd(e *env, args []string) error {

@@ -160,3 +160,19 @@ auth: {argon2: {time: 1, memory_kib: 64, threads: 1}}
 		t.Fatal("unknown verb accepted")
 	}
 }
+
+// TestPrintKernelInputs: ctl predict prints the kernel inputs that were reported, and says so when
+// none were.
+func TestPrintKernelInputs(t *testing.T) {
+	var b bytes.Buffer
+	printKernelInputs(&b, map[string]float64{"kernel_drops_per_packet": 0.15, "kernel_drops_present": 1,
+		"kernel_rx_unread_frac": 0, "kernel_rx_unread_present": 0})
+	if got := b.String(); !strings.Contains(got, "kernel_drops_per_packet 0.1500") || strings.Contains(got, "rx_unread") {
+		t.Fatalf("printed %q", got)
+	}
+	b.Reset()
+	printKernelInputs(&b, map[string]float64{"kernel_drops_per_packet": 0, "kernel_drops_present": 0})
+	if got := b.String(); !strings.Contains(got, "none reported") {
+		t.Fatalf("printed %q", got)
+	}
+}

@@ -107,7 +107,8 @@ type meshGraph struct {
 	g        detector.Graph
 	names    []string
 	index    map[string]int
-	reported []*store.Report // per node: its fresh report with features, or nil
+	reported []*store.Report      // per node: its fresh report with features, or nil
+	kernel   []map[string]float64 // per node: the kernel features of its fresh report, or nil
 }
 
 // buildMeshGraph builds the graph of raw telemetry vectors (the model reads detector.Robust of it).
@@ -126,6 +127,7 @@ func (s *Server) buildMeshGraph(ctx context.Context) (*meshGraph, error) {
 	count := len(mg.names)
 	parsed := make([]*api.MeshReport, count)
 	mg.reported = make([]*store.Report, count)
+	mg.kernel = make([]map[string]float64, count)
 	now := s.now()
 	for _, r := range reports {
 		v, ok := mg.index[r.NodeName]
@@ -140,6 +142,7 @@ func (s *Server) buildMeshGraph(ctx context.Context) (*meshGraph, error) {
 		parsed[v] = &rep
 		if len(rep.Features) > 0 && now.Sub(r.ReportedAt) <= s.cfg.Mesh.StaleAfter {
 			mg.reported[v] = &r
+			mg.kernel[v] = rep.KernelFeatures
 		}
 	}
 	// Links: every pair a report lists, both directions.
@@ -277,6 +280,12 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	out.Class = telemetry.Classes[best]
 	for i, name := range telemetry.NodeNames {
 		out.Features[name] = mg.g.X[v][i]
+	}
+	out.KernelFeatures = mg.kernel[v]
+	out.KernelInputsVersion = detector.KernelInputsVersion
+	out.KernelInputs = make(map[string]float64, detector.NumKernelInputs)
+	for i, x := range detector.KernelInputs(mg.g.X[v], mg.kernel[v]) {
+		out.KernelInputs[detector.KernelInputNames[i]] = x
 	}
 	for i, u := range mg.g.Adj[v] {
 		lf := map[string]float64{}

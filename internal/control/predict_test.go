@@ -196,3 +196,73 @@ func TestPredictModelRefused(t *testing.T) {
 		t.Fatalf("no model configured: the shipped one should load: %v %v", m, err)
 	}
 }
+
+// TestPredictKernelInputs: a report's kernel_features reach /ai/predict as the detector's kernel
+// block, computed from that report's fields; a node without them gets the block with every presence
+// 0; and the score of a model that does not read the block is the same with or without them.
+func TestPredictKernelInputs(t *testing.T) {
+	m := detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 8, 8, len(telemetry.Classes), 5)
+	m.Threshold = 0.5
+	h := sqliteHarness(t, func(c *Config) { c.AI.Model = writeModel(t, m) })
+	ctx := t.Context()
+	admin := h.apiClient(h.adminKey)
+	alpha, beta := h.enrollNode(t, admin, "alpha", "web"), h.enrollNode(t, admin, "beta", "web")
+	peer := func(name string) []api.PeerReport {
+		return []api.PeerReport{{Name: name, State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(10, 10)}}
+	}
+	features := func() map[string]float64 {
+		f := nodeFeatures(0)
+		f["sent"], f["transit_in"] = math.Log1p(99), math.Log1p(100) // 200 packets per second with the +1
+		return f
+	}
+	if _, err := alpha.c.Report(ctx, &api.MeshReport{Sequence: 1, Features: features(), Peers: peer("beta")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := beta.c.Report(ctx, &api.MeshReport{Sequence: 1, Features: features(), Peers: peer("alpha")}); err != nil {
+		t.Fatal(err)
+	}
+	viewer := h.user("vic", auth.Viewer)
+	var before api.Prediction
+	h.must(200, "GET", "/api/v1/ai/predict/beta", viewer, nil, &before)
+	if before.KernelInputsVersion != detector.KernelInputsVersion || len(before.KernelInputs) != detector.NumKernelInputs ||
+		before.KernelFeatures != nil {
+		t.Fatalf("without eBPF: %+v", before)
+	}
+	for name, x := range before.KernelInputs {
+		if x != 0 {
+			t.Fatalf("without eBPF %s = %v, want 0 (unknown)", name, x)
+		}
+	}
+
+	// beta now reports what its kernel saw: 40 datagrams a second it never read, 30 drops a second
+	// (all full socket buffer), 4 retransmits a second.
+	kernel := map[string]float64{"kernel_rx_unread": 40, "kernel_tx_unseen": 0, "kernel_drops": math.Log1p(30),
+		"kernel_tcp_retransmits": math.Log1p(4), "kernel_drop_socket_rcvbuff": math.Log1p(30)}
+	if _, err := beta.c.Report(ctx, &api.MeshReport{Sequence: 2, Features: features(), Peers: peer("alpha"),
+		KernelFeatures: kernel}); err != nil {
+		t.Fatal(err)
+	}
+	var after api.Prediction
+	h.must(200, "GET", "/api/v1/ai/predict/beta", viewer, nil, &after)
+	want := map[string]float64{"kernel_rx_unread_frac": 0.2, "kernel_rx_unread_present": 1,
+		"kernel_tx_unseen_frac": 0, "kernel_tx_unseen_present": 1, "kernel_drops_per_packet": 0.15,
+		"kernel_drops_present": 1, "kernel_retransmits_per_sent": 0.04, "kernel_retransmits_present": 1}
+	for name, w := range want {
+		if got, ok := after.KernelInputs[name]; !ok || math.Abs(got-w) > 1e-9 {
+			t.Fatalf("%s = %v, want %v (all %v)", name, got, w, after.KernelInputs)
+		}
+	}
+	if len(after.KernelInputs) != len(want) || after.KernelFeatures["kernel_drop_socket_rcvbuff"] != kernel["kernel_drop_socket_rcvbuff"] {
+		t.Fatalf("kernel in the answer: %v %v", after.KernelInputs, after.KernelFeatures)
+	}
+	// The model reads NumRobust inputs, not the kernel block: its score is unchanged.
+	if after.Score != before.Score {
+		t.Fatalf("score moved from %v to %v for a model that does not read the kernel block", before.Score, after.Score)
+	}
+	// alpha, without eBPF, is still unknown.
+	var a api.Prediction
+	h.must(200, "GET", "/api/v1/ai/predict/alpha", viewer, nil, &a)
+	if a.KernelFeatures != nil || a.KernelInputs["kernel_drops_present"] != 0 {
+		t.Fatalf("alpha: %v %v", a.KernelFeatures, a.KernelInputs)
+	}
+}

@@ -296,6 +296,14 @@ type Prediction struct {
 	// links as the node counted them.
 	Features     map[string]float64            `json:"features"`
 	LinkFeatures map[string]map[string]float64 `json:"link_features"`
+	// KernelFeatures are the kernel features of the node's fresh report (absent without eBPF);
+	// KernelInputs, the detector's kernel block derived from them (detector.KernelInputs: ratios to
+	// the node's packets, each with a presence input that is 0 when the feature was not reported),
+	// in layout KernelInputsVersion. The model's score does not read the block unless the model was
+	// trained with it; the shipped one was not (docs/intelligence.md, "Kernel inputs").
+	KernelFeatures      map[string]float64 `json:"kernel_features,omitempty"`
+	KernelInputs        map[string]float64 `json:"kernel_inputs"`
+	KernelInputsVersion int                `json:"kernel_inputs_version"`
 	// TopNeighbours are the neighbours whose removal from the graph changes the node's score most,
 	// largest change first (occlusion): positive means the neighbour's evidence raised the score.
 	TopNeighbours []NeighbourContribution `json:"top_neighbours"`
