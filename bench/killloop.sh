@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # SIGKILL loop (docs/control.md, "Crash safety"): kills the control plane with SIGKILL in the middle
-# of enrolments and revocations, ITERATIONS times, on SQLite and on PostgreSQL, and after each restart
-# checks that
+# of enrolments, revocations, governance proposals and ballots, ITERATIONS times, on SQLite and on
+# PostgreSQL, and after each restart checks that
 #   - nothing acknowledged is lost: every enrolment a client saw succeed (ctl join exit 0) is a
-#     node, and every revocation a client saw succeed (ctl revoke exit 0) is revoked;
+#     node, every revocation a client saw succeed (ctl revoke exit 0) is revoked, every proposal
+#     acknowledged (ctl dao propose) exists and every ballot acknowledged (ctl dao vote) is counted
+#     in its proposal;
 #   - nothing is half-applied: every node has a used token of its name, every used token a node, every
-#     node a certificate serial; SQLite's integrity_check says ok.
+#     node a certificate serial; the governance log replays (ctl dao verify --genesis) and no
+#     proposal counts more ballots than its one voter; SQLite's integrity_check says ok.
+# Each voter is one governance member (key from ctl dao keygen, in the genesis roster).
+# Billing payments are not exercised yet (they need a simulated TRON/TON provider).
 # It prints one line per iteration and a summary per driver; exit 1 on any violation.
 #
 #   bash bench/killloop.sh                     # 20 iterations on each driver
@@ -20,7 +25,8 @@ cd "$(dirname "$0")/.."
 
 ITERATIONS=${ITERATIONS:-20}
 DRIVERS=${DRIVERS:-"sqlite postgres"}
-WORKERS=${WORKERS:-4}
+WORKERS=${WORKERS:-4} # enrol and revoke
+VOTERS=${VOTERS:-2}   # governance members proposing and voting
 # The kill comes a random time in [KILL_MIN, KILL_MAX] seconds after the workers start; one
 # enrolment takes ~0.3 s on an idle machine and several seconds on a loaded one.
 KILL_MIN=${KILL_MIN:-3} KILL_MAX=${KILL_MAX:-8}
@@ -73,12 +79,33 @@ worker() {
   done
 }
 
+# voter DIR ID: as governance member mID, put proposals that only it votes on (one of several equal
+# members: each stays active) and vote yes on each, until killed; records each acknowledged step.
+voter() {
+  local d=$1 id=$2 k=0 name pid
+  while true; do
+    k=$((k + 1)); name="p$id-$(date +%s%N | tail -c 7)-$k"
+    pid=$("$X6" ctl dao propose --json --title "$name" --action model --model-name "$name" \
+      --model-sha256 "$(printf %s "$name" | sha256sum | cut -c1-64)" 2>/dev/null |
+      sed -n 's/^  "id": "\([0-9a-f]\{64\}\)",$/\1/p') && [ -n "$pid" ] || continue
+    echo "$pid" >>"$d/acked-propose.$id"
+    if "$X6" ctl dao vote --key "$d/members/m$id.key" --proposal "$pid" --choice yes >/dev/null 2>&1; then
+      echo "$pid" >>"$d/acked-vote.$id"
+    fi
+  done
+}
+
 check() { # check DIR: prints a verdict line; returns 1 on a violation
   local d=$1
-  "$X6" ctl nodes --json >"$d/nodes.json" && "$X6" ctl token list --json >"$d/tokens.json" || { echo "listing failed"; return 1; }
+  "$X6" ctl nodes --json >"$d/nodes.json" && "$X6" ctl token list --json >"$d/tokens.json" &&
+    "$X6" ctl dao show --json >"$d/proposals.json" || { echo "listing failed"; return 1; }
+  local verify=ok
+  "$X6" ctl dao verify --genesis "$GENESIS" >"$d/verify.out" 2>&1 || verify="FAILED: $(tail -1 "$d/verify.out")"
   cat "$d"/acked-enrol.* 2>/dev/null | sort -u >"$d/acked-enrol" || true
   cat "$d"/acked-revoke.* 2>/dev/null | sort -u >"$d/acked-revoke" || true
-  python3 - "$d" <<'EOF'
+  cat "$d"/acked-propose.* 2>/dev/null | sort -u >"$d/acked-propose" || true
+  cat "$d"/acked-vote.* 2>/dev/null | sort -u >"$d/acked-vote" || true
+  VERIFY=$verify python3 - "$d" <<'EOF'
 import json, sys, os
 d = sys.argv[1]
 nodes = json.load(open(f"{d}/nodes.json"))
@@ -102,8 +129,22 @@ no_node = sorted(t for t in used if t not in by_name)
 if no_node: bad.append(f"used tokens without a node: {no_node[:3]}")
 no_cert = sorted(n["name"] for n in nodes if not (n.get("serial") or n.get("cert_expires") or n.get("not_after")))
 if no_cert: bad.append(f"nodes without a certificate: {no_cert[:3]}")
+props = json.load(open(f"{d}/proposals.json"))
+props = {p["id"]: p for p in ((props.get("proposals") if isinstance(props, dict) else props) or [])}
+props_acked = set(open(f"{d}/acked-propose").read().split())
+votes_acked = set(open(f"{d}/acked-vote").read().split())
+lost_props = sorted(props_acked - set(props))
+if lost_props: bad.append(f"{len(lost_props)} acknowledged proposals lost: {lost_props[:3]}")
+lost_votes = sorted(p for p in votes_acked if props.get(p, {}).get("ballots", 0) < 1)
+if lost_votes: bad.append(f"{len(lost_votes)} acknowledged ballots lost: {lost_votes[:3]}")
+# Only the proposing member votes, once: more than one ballot would be a duplicate.
+dup = sorted(p for p, v in props.items() if v.get("ballots", 0) > 1)
+if dup: bad.append(f"proposals with more ballots than voters: {dup[:3]}")
+if os.environ["VERIFY"] != "ok": bad.append("dao verify " + os.environ["VERIFY"])
 nrev = sum(1 for n in nodes if is_revoked(n))
-print(f"nodes {len(nodes)} (revoked {nrev}), acknowledged enrolments {len(acked)}, revocations {len(revoked_acked)}: "
+nballots = sum(p.get("ballots", 0) for p in props.values())
+print(f"nodes {len(nodes)} (revoked {nrev}), acknowledged enrolments {len(acked)}, revocations {len(revoked_acked)}; "
+      f"proposals {len(props)}, ballots {nballots}, acknowledged proposals {len(props_acked)}, ballots {len(votes_acked)}, log verifies: "
       + ("ok" if not bad else "VIOLATION " + "; ".join(bad)))
 sys.exit(1 if bad else 0)
 EOF
@@ -131,7 +172,15 @@ metrics: {listen: "127.0.0.1:$((BASE + 1))"}
 rate_limits: {per_ip: {rate: 100000, burst: 100000}, per_key: {rate: 100000, burst: 100000}, auth: {rate: 100000, burst: 100000}}
 enrollment: {max_pending_tokens: 100000}
 EOF
-  "$X6" control init --config "$d/control.yaml" --trust-domain kill.test --admin killer >"$d/init.out" 2>&1 || die "init: $(cat "$d/init.out")"
+  mkdir -p "$d/members"
+  members=()
+  for w in $(seq "$VOTERS"); do
+    "$X6" ctl dao keygen --out "$d/members/m$w.key" >/dev/null 2>&1 || die "dao keygen failed"
+    members+=(--dao-member "m$w=$d/members/m$w.pub")
+  done
+  "$X6" control init --config "$d/control.yaml" --trust-domain kill.test --admin killer "${members[@]}" >"$d/init.out" 2>&1 || die "init: $(cat "$d/init.out")"
+  GENESIS=$(awk '/^genesis roster:/ { print $3 }' "$d/init.out")
+  case $GENESIS in /*) ;; *) GENESIS=$d/$GENESIS ;; esac
   export X0TTA6BL4_CONTROL_URL=https://127.0.0.1:$BASE
   X0TTA6BL4_CA_PIN=$(awk '/CA pin:/ { print $3 }' "$d/init.out")
   X0TTA6BL4_API_KEY=$(grep '^x6k_' "$d/init.out")
@@ -140,6 +189,7 @@ EOF
   for i in $(seq "$ITERATIONS"); do
     WORKER_PIDS=()
     for w in $(seq "$WORKERS"); do worker "$d" "$w" & WORKER_PIDS+=($!); done
+    for w in $(seq "$VOTERS"); do voter "$d" "$w" & WORKER_PIDS+=($!); done
     sleep "$(awk -v s="$RANDOM" -v a="$KILL_MIN" -v b="$KILL_MAX" 'BEGIN { srand(s); printf "%.2f", a + rand() * (b - a) }')"
     kill -9 "$CTL_PID"; wait "$CTL_PID" 2>/dev/null || true
     sleep 0.5 # let the clients see the dead connection and fail
@@ -154,6 +204,6 @@ EOF
     if line=$(check "$d"); then echo "$driver kill $i:$integrity $line"; else echo "$driver kill $i:$integrity $line"; status=1; fi
   done
   kill "$CTL_PID"; wait "$CTL_PID" 2>/dev/null || true; CTL_PID=""
-  echo "$driver: $ITERATIONS SIGKILLs, $(wc -l <"$d/acked-enrol") acknowledged enrolments, $(wc -l <"$d/acked-revoke") acknowledged revocations"
+  echo "$driver: $ITERATIONS SIGKILLs, $(wc -l <"$d/acked-enrol") acknowledged enrolments, $(wc -l <"$d/acked-revoke") acknowledged revocations, $(wc -l <"$d/acked-propose") proposals, $(wc -l <"$d/acked-vote") ballots"
 done
 exit $status

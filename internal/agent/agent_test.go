@@ -104,6 +104,27 @@ func TestEnrollMeshRevoke(t *testing.T) {
 		return err == nil && st.Counts.LinksConfirmed >= 2 && st.Counts.Online == 3
 	})
 
+	// The links' byte counters reach /mesh/peers: every link of the chain has carried the pings
+	// (and probes) both ways, so each end reports bytes sent and received.
+	var links []api.MeshLink
+	waitFor(t, 10*time.Second, "/mesh/peers shows bytes on every link both ways", func() bool {
+		peers, err := admin.MeshPeers(ctx)
+		if err != nil {
+			return false
+		}
+		links = peers.Links
+		counted := map[string]bool{}
+		for _, l := range links {
+			if l.TxBytes > 0 && l.RxBytes > 0 {
+				counted[l.From+">"+l.To] = true
+			}
+		}
+		return counted["alpha>bravo"] && counted["bravo>alpha"] && counted["bravo>charlie"] && counted["charlie>bravo"]
+	})
+	for _, l := range links {
+		t.Logf("link %s>%s: tx %d rx %d bytes", l.From, l.To, l.TxBytes, l.RxBytes)
+	}
+
 	// The nodes' own telemetry reaches the control plane's detector: bravo's features and both of
 	// its links, as bravo counted them.
 	var pred *api.Prediction

@@ -287,6 +287,7 @@ func runAIEval(e *env, args []string) error {
 	valSeeds := fs.String("val-seeds", "51-56", "validation seeds (every method's threshold)")
 	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
 	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
+	persistMax := fs.Int("persist-max", 5, "persistence rule: largest k (flag after k consecutive intervals) tried on the validation runs; 1: no persistence table")
 	df := addDataFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
@@ -352,7 +353,17 @@ func runAIEval(e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "model %s (version %s); held-out seeds %s: %d graphs, %d node-intervals\n", *model, m.Version(), *seeds, len(test), len(test)*len(test[0].X))
 	fmt.Fprintln(e.stdout, "independent faults: detected if flagged for their kind in any of their intervals; false alarms: stretches of flags on normal nodes")
 	fmt.Fprintln(e.stdout, "(every method reads the model's own inputs; thresholds from the validation runs only)")
-	experiment.PrintEvents(e.stdout, experiment.EvaluateEvents(ds, test, perRun, 1))
+	before := experiment.EvaluateEvents(ds, test, perRun, 1)
+	experiment.PrintEvents(e.stdout, before)
+	if *persistMax > 1 {
+		k, means := experiment.ChoosePersistence(ds, val, perRun, *persistMax)
+		fmt.Fprintf(e.stdout, "\npersistence rule (flag after k consecutive intervals, same k for every method): k = %d, chosen on the validation runs only; their mean any-fault event F1 for k = 1..%d:", k, *persistMax)
+		for _, m := range means {
+			fmt.Fprintf(e.stdout, " %.3f", m)
+		}
+		fmt.Fprintln(e.stdout)
+		experiment.PrintPersistence(e.stdout, before, experiment.EvaluatePersistent(ds, test, perRun, k, 1), k)
+	}
 	fmt.Fprintln(e.stdout, "\nper node-interval: each fault type against normal nodes")
 	experiment.PrintTable(e.stdout, experiment.EvaluateAll(ds, test))
 	printConfusion(e.stdout, experiment.Confusion(m, test))

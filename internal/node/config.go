@@ -130,7 +130,9 @@ type LinkFile struct {
 const maxConfigSize = 1 << 20
 
 // ReadFile parses a node configuration file without loading what it names. Relative paths in it are
-// made absolute against the file's directory.
+// made absolute against the file's directory, so every reader of the result (enrolment writing the
+// state directory, the node loading keys from it) finds the same files whatever its working
+// directory.
 func ReadFile(path string) (File, error) {
 	data, err := secfile.Read(path, maxConfigSize)
 	if err != nil {
@@ -142,7 +144,11 @@ func ReadFile(path string) (File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
-	f.resolve(filepath.Dir(path))
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return File{}, fmt.Errorf("%s: %w", path, err)
+	}
+	f.resolve(dir)
 	return f, nil
 }
 
@@ -166,13 +172,15 @@ func (f *File) resolve(dir string) {
 		return filepath.Join(dir, p)
 	}
 	f.Control.State = rel(f.Control.State)
-	if s := f.Control.State; s != "" && f.Key == "" && f.Cert == "" && len(f.CA) == 0 {
-		f.Key, f.Cert, f.CA, f.CRL = filepath.Join(s, StateKeyFile), filepath.Join(s, stateCertFile),
-			[]string{filepath.Join(s, stateCAFile)}, filepath.Join(s, stateCRLFile)
-	}
 	f.Key, f.Cert, f.CRL, f.AdminSocket = rel(f.Key), rel(f.Cert), rel(f.CRL), rel(f.AdminSocket)
 	for i := range f.CA {
 		f.CA[i] = rel(f.CA[i])
+	}
+	// Identity paths derived from the state directory are already resolved: joining them with dir
+	// again would name a directory inside the configuration's directory twice.
+	if s := f.Control.State; s != "" && f.Key == "" && f.Cert == "" && len(f.CA) == 0 {
+		f.Key, f.Cert, f.CA, f.CRL = filepath.Join(s, StateKeyFile), filepath.Join(s, stateCertFile),
+			[]string{filepath.Join(s, stateCAFile)}, filepath.Join(s, stateCRLFile)
 	}
 	for i := range f.Peers {
 		f.Peers[i].Cert = rel(f.Peers[i].Cert)

@@ -174,3 +174,32 @@ func TestLoadConfigGovernance(t *testing.T) {
 		}
 	}
 }
+
+// A relative control.state names one directory, inside the configuration file's directory, for
+// enrolment (which reads the file with ReadFile) and for the keys LoadConfig derives from it, even
+// when the configuration itself is named by a relative path from another working directory.
+func TestRelativeStateResolvedOnce(t *testing.T) {
+	root := t.TempDir()
+	t.Chdir(root)
+	if err := os.MkdirAll(filepath.Join("t1", "n1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join("t1", "n1", "node.yaml")
+	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\ncontrol:\n  state: st\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantState := filepath.Join(root, "t1", "n1", "st")
+	if f.Control.State != wantState {
+		t.Fatalf("control.state %q; want %q", f.Control.State, wantState)
+	}
+	if want := filepath.Join(wantState, StateKeyFile); f.Key != want {
+		t.Fatalf("key %q; want %q (inside the state directory enrolment writes)", f.Key, want)
+	}
+	if want := filepath.Join(wantState, stateCAFile); len(f.CA) != 1 || f.CA[0] != want {
+		t.Fatalf("ca %q; want [%q]", f.CA, want)
+	}
+}

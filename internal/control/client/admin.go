@@ -67,6 +67,12 @@ func (a *API) MeshStatus(ctx context.Context) (*api.MeshStatus, error) {
 	return &out, a.do(ctx, http.MethodGet, "/api/v1/mesh/status", nil, &out)
 }
 
+// MeshPeers is GET /api/v1/mesh/peers: every link the nodes reported, with its counters.
+func (a *API) MeshPeers(ctx context.Context) (*api.MeshPeers, error) {
+	var out api.MeshPeers
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/mesh/peers", nil, &out)
+}
+
 // Predict asks the control plane's anomaly detector about node name.
 func (a *API) Predict(ctx context.Context, name string) (*api.Prediction, error) {
 	var out api.Prediction

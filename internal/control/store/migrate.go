@@ -236,7 +236,8 @@ var migrations = []string{
 // SchemaVersion is the number of migrations this build knows.
 var SchemaVersion = len(migrations)
 
-func (s *Store) migrate(ctx context.Context) error {
+// migrate applies the migrations after the database's version up to and including target.
+func (s *Store) migrate(ctx context.Context, target int) error {
 	return s.InTx(ctx, func(tx *Tx) error {
 		if s.d.name == Postgres {
 			// Two control processes starting at once migrate one after the other.
@@ -256,7 +257,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		if have > len(migrations) {
 			return fmt.Errorf("store: database schema version %d is newer than this build's %d; upgrade the binary", have, len(migrations))
 		}
-		for v := have + 1; v <= len(migrations); v++ {
+		for v := have + 1; v <= target; v++ {
 			text := strings.ReplaceAll(migrations[v-1], "{{ID}}", s.d.autoID)
 			for _, stmt := range strings.Split(text, ";") {
 				if strings.TrimSpace(stmt) == "" {

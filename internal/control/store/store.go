@@ -170,6 +170,12 @@ type Tx struct {
 
 // Open opens (creating if needed) the database and applies pending migrations.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
+	return open(ctx, cfg, len(migrations))
+}
+
+// open opens the database and migrates it to schema version target; only tests ask for less than
+// the newest, to build the databases older releases left behind.
+func open(ctx context.Context, cfg Config, target int) (*Store, error) {
 	var (
 		db  *sql.DB
 		d   dialect
@@ -234,7 +240,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: connect to %s: %w", d.name, markUnavailable(pctx, err))
 	}
 	s := &Store{Ops: Ops{q: db, d: d, timeout: timeout}, db: db, dsn: cfg.DSN}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, target); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -24,6 +24,7 @@ type EventRow struct {
 	RecallLo, RecallHi       float64 // Wilson 95 % interval
 	F1Lo, F1Hi               float64 // bootstrap 95 % interval over runs
 	MedianDelay              float64 // intervals from a fault's start to its first flag
+	IntervalF1               float64 // per node-interval F1 of the same decisions
 	Runs                     int
 	perRun                   [][3]int // per run: detected, missed, false alarms
 }
@@ -74,84 +75,193 @@ func episodes(run int, gs []detector.Graph) []episode {
 }
 
 // EvaluateEvents scores the test graphs (runs of perRun graphs each) with every method and counts
-// independent faults detected and false alarms, per fault kind, with confidence intervals.
+// independent faults detected and false alarms, per fault kind, with confidence intervals; every
+// interval's own decision counts (no persistence).
 func EvaluateEvents(ds []Method, test []detector.Graph, perRun int, seed uint64) []EventRow {
+	return EvaluatePersistent(ds, test, perRun, 1, seed)
+}
+
+// EvaluatePersistent is EvaluateEvents under the persistence rule: a node is flagged for a kind
+// only at the k-th consecutive interval of its run in which the method's own decision flags it for
+// that kind (k = 1: every decision counts). The rule is the same for every method.
+func EvaluatePersistent(ds []Method, test []detector.Graph, perRun, k int, seed uint64) []EventRow {
 	runs := len(test) / perRun
 	var out []EventRow
 	for _, d := range ds {
-		// flags[t][v][k]: flagged for kind k (0: any fault) at graph t.
-		flags := make([][][]bool, len(test))
-		for t := range test {
-			g := &test[t]
-			var probs [][]float64
-			if d.Classes != nil {
-				probs = d.Classes(g)
-			}
-			scores := d.Score(g)
-			flags[t] = make([][]bool, len(g.X))
-			for v := range g.X {
-				f := make([]bool, sim.NumKinds)
-				if probs != nil {
-					a := argmax(probs[v])
-					f[0], f[a] = a != 0, a != 0
-				} else if scores[v] >= d.Threshold {
-					for k := range f {
-						f[k] = true
-					}
-				}
-				flags[t][v] = f
-			}
+		flags := persist(decide(d, test), perRun, k)
+		out = append(out, countEvents(d.Name, test, flags, perRun, runs, seed)...)
+	}
+	return out
+}
+
+// decide returns a method's own per-interval decisions: flags[t][v][k] is true when node v of
+// graph t is flagged for kind k (0: any fault).
+func decide(d Method, test []detector.Graph) [][][]bool {
+	flags := make([][][]bool, len(test))
+	for t := range test {
+		g := &test[t]
+		var probs [][]float64
+		if d.Classes != nil {
+			probs = d.Classes(g)
 		}
-		for k := range int(sim.NumKinds) {
-			row := EventRow{Method: d.Name, Fault: sim.Kind(k), Runs: runs, perRun: make([][3]int, runs)}
-			var delays []float64
-			for r := range runs {
-				gs := test[r*perRun : (r+1)*perRun]
-				fl := flags[r*perRun : (r+1)*perRun]
-				for _, ep := range episodes(r, gs) {
-					if k != 0 && ep.kind != k {
-						continue
-					}
-					row.Faults++
-					found := -1
-					for t := ep.t0; t <= ep.t1 && found < 0; t++ {
-						for _, v := range ep.nodes {
-							if fl[t][v][k] {
-								found = t
-							}
-						}
-					}
-					if found >= 0 {
-						row.Detected++
-						row.perRun[r][0]++
-						delays = append(delays, float64(found-ep.t0))
-					} else {
-						row.perRun[r][1]++
-					}
-				}
-				for v := range gs[0].Y {
-					in := false
-					for t := range gs {
-						on := gs[t].Y[v] == 0 && fl[t][v][k]
-						if on && !in {
-							row.Alarms++
-							row.perRun[r][2]++
-						}
-						in = on
-					}
+		scores := d.Score(g)
+		flags[t] = make([][]bool, len(g.X))
+		for v := range g.X {
+			f := make([]bool, sim.NumKinds)
+			if probs != nil {
+				a := argmax(probs[v])
+				f[0], f[a] = a != 0, a != 0
+			} else if scores[v] >= d.Threshold {
+				for k := range f {
+					f[k] = true
 				}
 			}
-			row.Precision, row.Recall, row.F1 = eventF1(row.Detected, row.Faults-row.Detected, row.Alarms)
-			row.RecallLo, row.RecallHi = Wilson(row.Detected, row.Faults)
-			row.F1Lo, row.F1Hi = bootstrapF1(row.perRun, seed)
-			row.MedianDelay = math.NaN()
-			if len(delays) > 0 {
-				row.MedianDelay = median(delays)
+			flags[t][v] = f
+		}
+	}
+	return flags
+}
+
+// persist keeps a flag only where the same node was flagged for the same kind in the k−1
+// intervals before it in the same run (runs are perRun consecutive graphs).
+func persist(flags [][][]bool, perRun, k int) [][][]bool {
+	if k <= 1 {
+		return flags
+	}
+	out := make([][][]bool, len(flags))
+	for t := range flags {
+		out[t] = make([][]bool, len(flags[t]))
+		start := t - t%perRun
+		for v := range flags[t] {
+			f := make([]bool, len(flags[t][v]))
+			for kind := range f {
+				on := t-start >= k-1
+				for u := t; on && u > t-k; u-- {
+					on = flags[u][v][kind]
+				}
+				f[kind] = on
 			}
-			out = append(out, row)
+			out[t][v] = f
 		}
 	}
 	return out
+}
+
+// countEvents turns decisions into event rows per kind, each with the per-interval F1 of the same
+// decisions (that kind against normal nodes; "any": every fault against normal nodes).
+func countEvents(name string, test []detector.Graph, flags [][][]bool, perRun, runs int, seed uint64) []EventRow {
+	var out []EventRow
+	for k := range int(sim.NumKinds) {
+		row := EventRow{Method: name, Fault: sim.Kind(k), Runs: runs, perRun: make([][3]int, runs)}
+		row.IntervalF1 = intervalF1(test, flags, k)
+		var delays []float64
+		for r := range runs {
+			gs := test[r*perRun : (r+1)*perRun]
+			fl := flags[r*perRun : (r+1)*perRun]
+			for _, ep := range episodes(r, gs) {
+				if k != 0 && ep.kind != k {
+					continue
+				}
+				row.Faults++
+				found := -1
+				for t := ep.t0; t <= ep.t1 && found < 0; t++ {
+					for _, v := range ep.nodes {
+						if fl[t][v][k] {
+							found = t
+						}
+					}
+				}
+				if found >= 0 {
+					row.Detected++
+					row.perRun[r][0]++
+					delays = append(delays, float64(found-ep.t0))
+				} else {
+					row.perRun[r][1]++
+				}
+			}
+			for v := range gs[0].Y {
+				in := false
+				for t := range gs {
+					on := gs[t].Y[v] == 0 && fl[t][v][k]
+					if on && !in {
+						row.Alarms++
+						row.perRun[r][2]++
+					}
+					in = on
+				}
+			}
+		}
+		row.Precision, row.Recall, row.F1 = eventF1(row.Detected, row.Faults-row.Detected, row.Alarms)
+		row.RecallLo, row.RecallHi = Wilson(row.Detected, row.Faults)
+		row.F1Lo, row.F1Hi = bootstrapF1(row.perRun, seed)
+		row.MedianDelay = math.NaN()
+		if len(delays) > 0 {
+			row.MedianDelay = median(delays)
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+// intervalF1 is the per node-interval F1 of the flags for kind k (0: any fault) against normal
+// nodes; nodes with another fault are left out, as in EvaluateAll.
+func intervalF1(test []detector.Graph, flags [][][]bool, k int) float64 {
+	var tp, fp, fn int
+	for t := range test {
+		for v, y := range test[t].Y {
+			if k != 0 && y != 0 && y != k {
+				continue
+			}
+			switch f := flags[t][v][k]; {
+			case f && y != 0:
+				tp++
+			case f:
+				fp++
+			case y != 0:
+				fn++
+			}
+		}
+	}
+	_, _, f1 := eventF1(tp, fn, fp)
+	return f1
+}
+
+// ChoosePersistence returns the k in 1..maxK under which the methods' mean any-fault event F1 on
+// the validation graphs (runs of perRun graphs) is highest, the smallest k on a tie, and that mean
+// for every k. It must be given validation graphs only: k is then fixed before any test run.
+func ChoosePersistence(ds []Method, val []detector.Graph, perRun, maxK int) (int, []float64) {
+	runs := len(val) / perRun
+	flags := make([][][][]bool, len(ds))
+	for i, d := range ds {
+		flags[i] = decide(d, val)
+	}
+	best, means := 1, make([]float64, maxK)
+	for k := 1; k <= maxK; k++ {
+		for i, d := range ds {
+			rows := countEvents(d.Name, val, persist(flags[i], perRun, k), perRun, runs, 1)
+			means[k-1] += rows[0].F1 / float64(len(ds))
+		}
+		if means[k-1] > means[best-1] {
+			best = k
+		}
+	}
+	return best, means
+}
+
+// PrintPersistence writes each method's any-fault event and per-interval F1 without persistence
+// (before) and under the persistence rule with k intervals (after).
+func PrintPersistence(w io.Writer, before, after []EventRow, k int) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "method	event F1 k=1	event F1 k=%d	interval F1 k=1	interval F1 k=%d	alarms k=1	alarms k=%d	median delay s k=%d	\n", k, k, k, k)
+	for i, b := range before {
+		if b.Fault != sim.Normal {
+			continue
+		}
+		a := after[i]
+		fmt.Fprintf(tw, "%s	%.3f [%.2f–%.2f]	%.3f [%.2f–%.2f]	%.3f	%.3f	%d	%d	%.0f	\n", b.Method, b.F1, b.F1Lo, b.F1Hi, a.F1, a.F1Lo, a.F1Hi,
+			b.IntervalF1, a.IntervalF1, b.Alarms, a.Alarms, a.MedianDelay)
+	}
+	tw.Flush()
 }
 
 func eventF1(tp, fn, fp int) (p, r, f float64) {

@@ -57,3 +57,26 @@ func TestScenariosLeaveFaultsAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestPersistence: under k = 2 a flag survives only at the second consecutive flagged interval of
+// the same node and kind, never across a run boundary; k = 1 keeps every decision.
+func TestPersistence(t *testing.T) {
+	// Two runs of 3 intervals, one node; kind 0 flagged at t = 0, 1 (run 1) and 2, 3 (across runs).
+	on := []bool{true, true, false, false, false, false}
+	on[2], on[3] = true, true
+	flags := make([][][]bool, len(on))
+	for i, f := range on {
+		flags[i] = [][]bool{make([]bool, sim.NumKinds)}
+		flags[i][0][0] = f
+	}
+	got := persist(flags, 3, 2)
+	want := []bool{false, true, true, false, false, false}
+	for i := range want {
+		if got[i][0][0] != want[i] {
+			t.Fatalf("interval %d: got %v, want %v", i, got[i][0][0], want[i])
+		}
+	}
+	if same := persist(flags, 3, 1); &same[0] != &flags[0] {
+		t.Fatal("k = 1 must keep the decisions as they are")
+	}
+}
