@@ -3,10 +3,14 @@ package control
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,9 +20,12 @@ import (
 	"x0tta6bl4/internal/control/auth"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/control/store/storetest"
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/detector/defaultmodel"
 	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/policy"
+	"x0tta6bl4/internal/telemetry"
 )
 
 // govHarness is a control plane with a genesis roster of n members of weight 1.
@@ -51,6 +58,28 @@ func govHarness(t *testing.T, db func(testing.TB) store.Config, n int, appliers 
 		t.Fatalf("same genesis again: %v", err)
 	}
 	return h, clk, keys, genesis
+}
+
+// serveAnother starts a second control-plane instance with cfg (h's database) and returns its URL;
+// it stops when the test ends.
+func serveAnother(t *testing.T, h *harness, cfg Config, clk *testClock) string {
+	t.Helper()
+	srv, err := New(context.Background(), cfg, Options{Logger: logger(t), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	if h.cfg.InsecureDev {
+		return "http://" + ln.Addr().String()
+	}
+	return "https://" + ln.Addr().String()
 }
 
 func sign(t *testing.T, k *identity.SigningKey, p api.Proposal, c governance.Choice, seq uint32, at time.Time) api.VoteRequest {
@@ -255,22 +284,7 @@ func TestGovernanceConcurrentInstances(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			h, clk, keys, _ := govHarness(t, b.Config, 8)
 			operator := h.user("opal", auth.Operator)
-			srv2, err := New(context.Background(), h.cfg, Options{Logger: logger(t), Now: clk.Now})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- srv2.Serve(ctx, ln) }()
-			defer func() { cancel(); <-done; srv2.Close() }()
-			url2 := "https://" + ln.Addr().String()
-			if h.cfg.InsecureDev {
-				url2 = "http://" + ln.Addr().String()
-			}
+			url2 := serveAnother(t, h, h.cfg, clk)
 
 			var p api.Proposal
 			h.must(201, "POST", "/api/v1/dao/proposals", operator, api.ProposalRequest{Title: "race", VotingSeconds: 120,
@@ -449,5 +463,57 @@ func TestGovernancePrices(t *testing.T) {
 	}
 	if changes != 2 {
 		t.Fatalf("%d governance price changes in the audit log, want 2 (one per plan, once)", changes)
+	}
+}
+
+// TestGovernanceDetectorModel: once the members enact a detector model, /ai/predict serves only a
+// model file of that SHA-256. The instance running the shipped model refuses with a 503 naming both
+// hashes; an instance whose ai.model is the governed file serves; with no model decision the shipped
+// model serves.
+func TestGovernanceDetectorModel(t *testing.T) {
+	h, clk, keys, _ := govHarness(t, func(tb testing.TB) store.Config {
+		return store.Config{Driver: store.SQLite, Path: tb.TempDir() + "/c.db"}
+	}, 2)
+	viewer := h.user("vic", auth.Viewer)
+	governed := writeModel(t, detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 4, 4, len(telemetry.Classes), 5))
+	raw, err := os.ReadFile(governed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	// A second instance, on the same database, whose operator points ai.model at the file the
+	// members will pin.
+	cfg := h.cfg
+	cfg.AI.Model = governed
+	h2 := *h
+	h2.url = serveAnother(t, h, cfg, clk)
+	if r := h2.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("ai.model before any decision: %d %s", r.status, r.body)
+	}
+	if r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("shipped model before any decision: %d %s", r.status, r.body)
+	}
+
+	var p api.Proposal
+	h.must(201, "POST", "/api/v1/dao/proposals", h.adminKey, api.ProposalRequest{Title: "detector v2", VotingSeconds: 60,
+		QuorumBPS: 10000, ThresholdBPS: 10000, Action: api.ProposalAction{Type: "model", Model: &api.ModelSpec{SHA256: hex.EncodeToString(sum[:]), Name: "v2"}}}, &p)
+	for _, k := range keys {
+		h.must(200, "POST", "/api/v1/dao/vote", h.adminKey, sign(t, k, p, governance.Yes, 1, clk.Now()), nil)
+	}
+	if r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("shipped model while the vote is open: %d %s", r.status, r.body)
+	}
+	clk.Advance(61 * time.Second)
+	r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil)
+	shipped := defaultmodel.SHA256()
+	if r.status != 503 || !strings.Contains(string(r.body), hex.EncodeToString(sum[:])) || !strings.Contains(string(r.body), hex.EncodeToString(shipped[:])) {
+		t.Fatalf("shipped model after the members pinned another: %d %s", r.status, r.body)
+	}
+
+	if r := h2.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 404 {
+		t.Fatalf("the governed model: %d %s", r.status, r.body)
+	}
+	if r := h.do("GET", "/api/v1/ai/predict/alpha", viewer, nil); r.status != 503 {
+		t.Fatalf("the shipped model is still not the governed one: %d %s", r.status, r.body)
 	}
 }

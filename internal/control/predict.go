@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/detector/defaultmodel"
+	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/telemetry"
 )
@@ -30,39 +33,73 @@ const maxModelBytes = 64 << 20
 const topNeighbours = 5
 
 // loadDetector reads and checks the configured model: the shipped one (internal/detector/defaultmodel)
-// when none is configured, none at all with "none".
-func loadDetector(path string) (*detector.Model, error) {
+// when none is configured, none at all with "none". It returns the SHA-256 of the model's file too,
+// by which an enacted governance decision pins the model the control plane may serve.
+func loadDetector(path string) (*detector.Model, [32]byte, error) {
 	switch path {
 	case "":
 		m, err := defaultmodel.Load()
 		if err != nil {
-			return nil, fmt.Errorf("control: the shipped detector model: %w", err)
+			return nil, [32]byte{}, fmt.Errorf("control: the shipped detector model: %w", err)
 		}
-		return m, nil
+		return m, defaultmodel.SHA256(), nil
 	case "none":
-		return nil, nil
+		return nil, [32]byte{}, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("control: ai.model: %w", err)
+		return nil, [32]byte{}, fmt.Errorf("control: ai.model: %w", err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, maxModelBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("control: ai.model %s: %w", path, err)
+		return nil, [32]byte{}, fmt.Errorf("control: ai.model %s: %w", path, err)
 	}
 	if len(b) > maxModelBytes {
-		return nil, fmt.Errorf("control: ai.model %s: larger than %d MiB", path, maxModelBytes>>20)
+		return nil, [32]byte{}, fmt.Errorf("control: ai.model %s: larger than %d MiB", path, maxModelBytes>>20)
 	}
 	m, err := detector.UnmarshalModel(b)
 	if err != nil {
-		return nil, fmt.Errorf("control: ai.model %s: %w", path, err)
+		return nil, [32]byte{}, fmt.Errorf("control: ai.model %s: %w", path, err)
 	}
 	if m.F != detector.NumRobust || (m.E != 0 && m.E != detector.NumRobustEdge) || m.K != len(telemetry.Classes) {
-		return nil, fmt.Errorf("control: ai.model %s: %d node features, %d edge features, %d classes; this build derives %d, %d and %d (a model from an earlier build: retrain it with 'x0tta6bl4 ai train')",
+		return nil, [32]byte{}, fmt.Errorf("control: ai.model %s: %d node features, %d edge features, %d classes; this build derives %d, %d and %d (a model from an earlier build: retrain it with 'x0tta6bl4 ai train')",
 			path, m.F, m.E, m.K, detector.NumRobust, detector.NumRobustEdge, len(telemetry.Classes))
 	}
-	return m, nil
+	return m, sha256.Sum256(b), nil
+}
+
+// governedModelRefusal is why the loaded model may not be served, or "" when it may: once the
+// members have enacted a detector model (docs/governance.md), only a model file of that SHA-256 is
+// served, whatever ai.model says. Without governance, or before any model decision, ai.model
+// decides alone.
+func (s *Server) governedModelRefusal(ctx context.Context) (string, error) {
+	var pin *governance.DetectorModel
+	err := s.govRead(ctx, func(sum *governance.LogSummary) {
+		if sum.State.Model != nil {
+			m := *sum.State.Model
+			pin = &m
+		}
+	})
+	if errors.Is(err, errNoGovernance) || (err == nil && pin == nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if pin.SHA256 == s.detectorSHA {
+		return "", nil
+	}
+	return fmt.Sprintf("the members enacted detector model %q (sha256 %x), and ai.model (%s) is a file of sha256 %x: "+
+		"point ai.model at the enacted model's file and restart; until then no prediction is served",
+		pin.Name, pin.SHA256, modelSource(s.cfg.AI.Model), s.detectorSHA), nil
+}
+
+func modelSource(path string) string {
+	if path == "" {
+		return "the shipped model"
+	}
+	return path
 }
 
 // meshGraph is the detector's input built from the stored reports.
@@ -190,6 +227,16 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	if m == nil {
 		writeError(w, http.StatusServiceUnavailable, "unavailable",
 			"the detector is switched off (ai.model: none): set ai.model to a file made by 'x0tta6bl4 ai train', or leave it empty for the shipped model")
+		return
+	}
+	refusal, err := s.governedModelRefusal(r.Context())
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	if refusal != "" {
+		s.log.Warn("ai/predict refused: the loaded detector model is not the governed one", "reason", refusal)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", refusal)
 		return
 	}
 	name := r.PathValue("node_id")

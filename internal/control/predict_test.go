@@ -179,20 +179,20 @@ func TestPredictModelRefused(t *testing.T) {
 	if err := os.WriteFile(damaged, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadDetector(damaged); err == nil || !strings.Contains(err.Error(), "ai.model") || !strings.Contains(err.Error(), "malformed") {
+	if _, _, err := loadDetector(damaged); err == nil || !strings.Contains(err.Error(), "ai.model") || !strings.Contains(err.Error(), "malformed") {
 		t.Fatalf("damaged model: %v", err)
 	}
 	other := writeModel(t, detector.NewModel(detector.NumRobust+1, detector.NumRobustEdge, 4, 4, len(telemetry.Classes), 1))
-	if _, err := loadDetector(other); err == nil || !strings.Contains(err.Error(), "this build derives") {
+	if _, _, err := loadDetector(other); err == nil || !strings.Contains(err.Error(), "this build derives") {
 		t.Fatalf("model for other features: %v", err)
 	}
-	if _, err := loadDetector(filepath.Join(dir, "absent.x6m")); err == nil {
+	if _, _, err := loadDetector(filepath.Join(dir, "absent.x6m")); err == nil {
 		t.Fatal("absent model accepted")
 	}
-	if m, err := loadDetector("none"); m != nil || err != nil {
+	if m, _, err := loadDetector("none"); m != nil || err != nil {
 		t.Fatalf("detector switched off: %v %v", m, err)
 	}
-	if m, err := loadDetector(""); m == nil || err != nil {
+	if m, _, err := loadDetector(""); m == nil || err != nil {
 		t.Fatalf("no model configured: the shipped one should load: %v %v", m, err)
 	}
 }

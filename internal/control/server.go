@@ -60,9 +60,10 @@ type Server struct {
 	caX509 *x509.Certificate
 	caPin  string
 
-	detector *detector.Model // ai.model, nil without one; never modified after New
-	roots    *x509.CertPool
-	td       string
+	detector    *detector.Model // ai.model, nil without one; never modified after New
+	detectorSHA [32]byte        // the SHA-256 of detector's file
+	roots       *x509.CertPool
+	td          string
 
 	hasher                 *auth.Hasher
 	ipLim, keyLim, authLim *auth.Limiter
@@ -131,11 +132,14 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.now = time.Now
 	}
 	s.started = s.now()
-	detector, err := loadDetector(cfg.AI.Model)
+	detector, sum, err := loadDetector(cfg.AI.Model)
 	if err != nil {
 		return nil, err
 	}
-	s.detector = detector
+	s.detector, s.detectorSHA = detector, sum
+	if detector != nil {
+		s.log.Info("detector model loaded", "model", modelSource(cfg.AI.Model), "version", detector.Version(), "sha256", fmt.Sprintf("%x", sum))
+	}
 	ca, err := meshca.OpenStore(cfg.CADir)
 	if err != nil {
 		return nil, fmt.Errorf("control: open CA (run 'x0tta6bl4 control init' first): %w", err)

@@ -89,3 +89,33 @@ func TestSimRecovery(t *testing.T) {
 		t.Fatalf("no recovery: %+v", r)
 	}
 }
+
+// TestSetRules: rules changed on a running loop apply from the next step (a stricter confidence,
+// more intervals), and the hold a node already had is clamped into the new range.
+func TestSetRules(t *testing.T) {
+	l := New(Rules{Consecutive: 2, Hold: 5 * time.Second})
+	act := &recorder{}
+	bad := []Judgement{{Node: 1, Class: "blackhole", Confidence: 0.9}}
+	l.Step(time.Second, bad, act)
+	l.SetRules(Rules{Consecutive: 3, Confidence: 0.95, Hold: 20 * time.Second, MaxHold: time.Minute})
+	if d := l.Step(2*time.Second, bad, act); len(d) != 0 {
+		t.Fatalf("acted under the old rules: %v", d)
+	}
+	strong := []Judgement{{Node: 1, Class: "blackhole", Confidence: 0.99}}
+	for i, now := range []time.Duration{3 * time.Second, 4 * time.Second} {
+		if d := l.Step(now, strong, act); len(d) != 0 {
+			t.Fatalf("step %d: acted before 3 strong intervals: %v", i, d)
+		}
+	}
+	d := l.Step(5*time.Second, strong, act)
+	if len(d) != 1 || d[0].Action != Penalise {
+		t.Fatalf("%v", d)
+	}
+	// Held 20 s (the new Hold), not the old 5 s.
+	if l.Step(24*time.Second, strong, act); !l.Penalised(1) {
+		t.Fatal("released after the old hold")
+	}
+	if d := l.Step(25*time.Second, strong, act); len(d) != 1 || d[0].Action != Restore {
+		t.Fatalf("%v", d)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +29,12 @@ type govMesh struct {
 
 func newGovMesh(t *testing.T) *govMesh {
 	t.Helper()
+	return newGovMeshHealing(t, node.HealConfig{Disabled: true})
+}
+
+// newGovMeshHealing is newGovMesh with every node's self-healing configured as heal.
+func newGovMeshHealing(t *testing.T, heal node.HealConfig) *govMesh {
+	t.Helper()
 	g := &govMesh{dir: t.TempDir()}
 	var ms []governance.Member
 	for i, name := range []string{"alice", "bob", "carol"} {
@@ -42,7 +50,7 @@ func newGovMesh(t *testing.T) *govMesh {
 		t.Fatal(err)
 	}
 	governed := []governance.ActionType{governance.ActionPolicy, governance.ActionRevoke}
-	m, err := New(Config{Seed: 16, Heal: node.HealConfig{Disabled: true}, Options: func(name string, o *node.Options) {
+	m, err := New(Config{Seed: 16, Heal: heal, Options: func(name string, o *node.Options) {
 		o.PolicyFile = filepath.Join(g.dir, name+"-policy.pem")
 		if name != "x" {
 			o.Governance = &node.GovernanceOptions{Genesis: g.genesis, Governed: governed, File: filepath.Join(g.dir, name+"-decisions.pem")}
@@ -77,8 +85,14 @@ func newGovMesh(t *testing.T) *govMesh {
 // with a minute's timelock, quorum one half and threshold 60 %.
 func (g *govMesh) propose(t *testing.T, title string, a governance.Action) *governance.Proposal {
 	t.Helper()
+	return g.proposeOn(t, g.genesis, title, a)
+}
+
+// proposeOn is propose frozen on roster r.
+func (g *govMesh) proposeOn(t *testing.T, r *governance.Roster, title string, a governance.Action) *governance.Proposal {
+	t.Helper()
 	start := g.Now().Truncate(time.Second)
-	p, err := governance.NewProposal(governance.Proposal{TrustDomain: "meshtest.mesh", Roster: g.genesis.Hash(), Title: title,
+	p, err := governance.NewProposal(governance.Proposal{TrustDomain: "meshtest.mesh", Roster: r.Hash(), Title: title,
 		Start: start, End: start.Add(time.Minute), Timelock: time.Minute, QuorumBPS: 5000, ThresholdBPS: 6000, Action: a})
 	if err != nil {
 		t.Fatal(err)
@@ -293,5 +307,158 @@ func TestGovernedRevocation(t *testing.T) {
 	g.Run(3 * time.Second)
 	if hasPeer(g.Node("r"), "c1") {
 		t.Fatal("restarted r took c1 back")
+	}
+}
+
+// TestGovernedHealThresholds: an enacted heal-thresholds decision, given to one node, changes the
+// running healer of every governed node (not x's) without a restart, and the loop follows it: a1
+// probes once per voted interval instead of once per configured one. A restart re-applies it from
+// the kept file, and a decision outside the node's own ranges is refused.
+func TestGovernedHealThresholds(t *testing.T) {
+	g := newGovMeshHealing(t, node.HealConfig{ProbeInterval: 200 * time.Millisecond})
+	a1, x := g.Node("a1"), g.Node("x")
+	probesIn := func(d time.Duration) uint64 {
+		before := a1.Heal().ProbesSent
+		g.Run(d)
+		return a1.Heal().ProbesSent - before
+	}
+	g.Run(2 * time.Second)
+	if n := probesIn(10 * time.Second); n < 40 || n > 60 {
+		t.Fatalf("a1 sent %d probes in 10 s at a 200 ms interval, want about 50", n)
+	}
+
+	voted := governance.HealThresholds{ProbeInterval: time.Second, ProbeTimeout: 700 * time.Millisecond, Hold: 20 * time.Second,
+		MaxHold: 10 * time.Minute, Grace: 5 * time.Second, ConfidencePPM: 950_000, Consecutive: 3}
+	want := node.HealStatus{Enabled: true, ProbeInterval: time.Second, ProbeTimeout: 700 * time.Millisecond, Confidence: 0.95,
+		Consecutive: 3, Hold: 20 * time.Second, MaxHold: 10 * time.Minute, Grace: 5 * time.Second}
+	settings := func(s node.HealStatus) node.HealStatus {
+		return node.HealStatus{Enabled: s.Enabled, ProbeInterval: s.ProbeInterval, ProbeTimeout: s.ProbeTimeout, Confidence: s.Confidence,
+			Consecutive: s.Consecutive, Hold: s.Hold, MaxHold: s.MaxHold, Grace: s.Grace}
+	}
+
+	// Outside the node's own range (a probe timeout under 100 ms): refused, nothing changes.
+	tooShort := voted
+	tooShort.ProbeTimeout = 50 * time.Millisecond
+	bad := g.propose(t, "heal: too short a timeout", tooShort)
+	badQC := certificate(t, bad, g.vote(t, 0, bad, governance.Yes), g.vote(t, 1, bad, governance.Yes))
+	p := g.propose(t, "heal: calmer probing", voted)
+	g.Run(time.Second)
+	qc := certificate(t, p, g.vote(t, 0, p, governance.Yes), g.vote(t, 2, p, governance.Yes))
+	g.Run(p.ExecutableAt().Sub(g.Now()))
+	if ok, err := a1.ApplyDecision(badQC); ok || err == nil || !strings.Contains(err.Error(), "heal.probe_timeout") {
+		t.Fatalf("a decision outside the node's ranges: %v %v", ok, err)
+	}
+	if got := a1.Heal().ProbeTimeout; got != time.Second {
+		t.Fatalf("a1's probe timeout %s after a refused decision, want the default 1s", got)
+	}
+
+	if ok, err := g.Node("b1").ApplyDecision(qc); !ok || err != nil {
+		t.Fatalf("valid certificate: %v %v", ok, err)
+	}
+	allHeal := func() bool {
+		for _, n := range g.governed() {
+			if !reflect.DeepEqual(settings(n.Heal()), want) {
+				return false
+			}
+		}
+		return true
+	}
+	if _, ok := g.RunUntil(allHeal, 2*time.Second); !ok {
+		for _, n := range g.governed() {
+			t.Logf("%s: %+v", n.Name, settings(n.Heal()))
+		}
+		t.Fatal("the heal decision did not reach every governed node")
+	}
+	if s, _ := a1.Governance(); s.Heal == nil || *s.Heal != voted {
+		t.Fatalf("a1's governance state records heal %+v, want %+v", s.Heal, voted)
+	}
+	if got := x.Heal().ProbeInterval; got != 200*time.Millisecond {
+		t.Fatalf("ungoverned x probes every %s, want its own 200ms", got)
+	}
+	g.Run(2 * time.Second)
+	if n := probesIn(10 * time.Second); n < 8 || n > 12 {
+		t.Fatalf("a1 sent %d probes in 10 s at the voted 1 s interval, want about 10", n)
+	}
+
+	if err := g.Restart("a1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := settings(g.Node("a1").Heal()); !reflect.DeepEqual(got, want) {
+		t.Fatalf("restarted a1 heals with %+v, want the voted %+v", got, want)
+	}
+}
+
+// TestGovernedAdmitMember: a member admitted by vote, on a live mesh, then votes on a later
+// proposal, and every governed node accepts that decision; before the admission the same ballot
+// was a non-member's and refused.
+func TestGovernedAdmitMember(t *testing.T) {
+	g := newGovMesh(t)
+	a1, r, c1 := g.Node("a1"), g.Node("r"), g.Node("c1")
+	dave, err := identity.NewSigningKey(bytes.Repeat([]byte{0xd0}, identity.SigningSeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admit := governance.AdmitMember{Name: "dave", Weight: 1, Key: dave.PublicKey()}
+	next, err := g.genesis.Next(admit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa := g.propose(t, "admit dave", admit)
+	g.Run(time.Second)
+	admitQC := certificate(t, pa, g.vote(t, 0, pa, governance.Yes), g.vote(t, 1, pa, governance.Yes))
+	g.Run(pa.ExecutableAt().Sub(g.Now()))
+
+	// Frozen on the roster that admits dave: dave and carol vote to revoke c1. Until the nodes follow
+	// that roster, the certificate is refused.
+	pr := g.proposeOn(t, next, "revoke c1", governance.RevokeNode{Name: "c1", Key: c1.Cert.SignPublicKey.ID()})
+	g.Run(time.Second)
+	daveYes, err := governance.SignBallot(dave, pr.ID(), governance.Yes, 1, g.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokeQC := certificate(t, pr, daveYes, g.vote(t, 2, pr, governance.Yes))
+	g.Run(pr.ExecutableAt().Sub(g.Now()))
+	if ok, err := a1.ApplyDecision(revokeQC); ok || err == nil {
+		t.Fatalf("a decision on a roster the node does not follow yet: %v %v", ok, err)
+	}
+
+	if ok, err := a1.ApplyDecision(admitQC); !ok || err != nil {
+		t.Fatalf("admission: %v %v", ok, err)
+	}
+	following := func() bool {
+		for _, n := range g.governed() {
+			if s, _ := n.Governance(); s.RosterHash != next.Hash() || s.Members != 4 {
+				return false
+			}
+		}
+		return true
+	}
+	if _, ok := g.RunUntil(following, 2*time.Second); !ok {
+		t.Fatal("the admission did not reach every governed node")
+	}
+
+	if ok, err := g.Node("b1").ApplyDecision(revokeQC); !ok || err != nil {
+		t.Fatalf("the decision dave voted for: %v %v", ok, err)
+	}
+	hasC1 := func() bool {
+		return slices.ContainsFunc(r.Peers(), func(p node.PeerStatus) bool { return p.Name == "c1" })
+	}
+	revoked := func() bool {
+		for _, n := range g.governed()[:3] {
+			if decisions(n) != 2 {
+				return false
+			}
+		}
+		return !hasC1()
+	}
+	if _, ok := g.RunUntil(revoked, 2*time.Second); !ok {
+		t.Fatalf("the revocation dave voted for did not apply everywhere: a1 %d, r %d decisions, r has c1: %v", decisions(a1), decisions(r), hasC1())
+	}
+	// A restart re-applies both, in order: the roster first, then the decision resting on it.
+	if err := g.Restart("a1"); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := g.Node("a1").Governance(); s.RosterHash != next.Hash() || s.Decisions != 2 {
+		t.Fatalf("restarted a1: roster epoch %d, %d decisions", s.RosterEpoch, s.Decisions)
 	}
 }

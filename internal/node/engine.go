@@ -37,11 +37,11 @@ func (n *Node) Tick(now time.Time) {
 		n.lastSample = now
 		n.sampleTelemetry(now)
 	}
-	if !n.heal.cfg.Disabled && !now.Before(n.nextHeal) {
+	if on, interval := n.heal.schedule(); on && !now.Before(n.nextHeal) {
 		// A step every ProbeInterval on average, whatever the tick granularity.
-		n.nextHeal = n.nextHeal.Add(n.heal.cfg.ProbeInterval)
+		n.nextHeal = n.nextHeal.Add(interval)
 		if n.nextHeal.Before(now) {
-			n.nextHeal = now.Add(n.heal.cfg.ProbeInterval)
+			n.nextHeal = now.Add(interval)
 		}
 		n.healStep(now)
 	}

@@ -178,6 +178,12 @@ func (n *Node) applyDecision(now time.Time, c *governance.Certificate, from *tun
 		n.mu.Lock()
 		n.enforceCertificatesLocked(now)
 		n.mu.Unlock()
+	case governance.HealThresholds:
+		cfg := governedHealConfig(a)
+		if err := cfg.Validate(); err != nil {
+			return false, fmt.Errorf("node: governed heal thresholds: %w", err)
+		}
+		n.heal.setThresholds(cfg)
 	}
 	if err := g.state.Commit(c); err != nil {
 		return false, err
@@ -230,4 +236,12 @@ func (n *Node) tickGovernanceLocked(now time.Time) {
 			g.offered[t] = true
 		}
 	}
+}
+
+// governedHealConfig is the healer configuration an enacted HealThresholds decision sets. It
+// replaces every threshold of the node's own heal section (docs/governance.md, "Nodes"); whether
+// the loop runs at all stays the operator's choice.
+func governedHealConfig(a governance.HealThresholds) HealConfig {
+	return HealConfig{ProbeInterval: a.ProbeInterval, ProbeTimeout: a.ProbeTimeout, Hold: a.Hold, MaxHold: a.MaxHold,
+		Grace: a.Grace, Confidence: float64(a.ConfidencePPM) / 1e6, Consecutive: int(a.Consecutive)}
 }

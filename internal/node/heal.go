@@ -213,10 +213,33 @@ func newHealer(cfg HealConfig, now time.Time) *healer {
 	return h
 }
 
+// schedule reports whether the loop runs and its probe interval; a governance decision may change
+// the interval while the node runs.
+func (h *healer) schedule() (bool, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.cfg.Disabled, h.cfg.ProbeInterval
+}
+
+// setThresholds makes the running loop use cfg's thresholds from its next step on, keeping what it
+// knows (penalties in force, probes in flight, the evidence gathered). Disabled stays as it was.
+func (h *healer) setThresholds(cfg HealConfig) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cfg.Disabled = h.cfg.Disabled
+	cfg.setDefaults()
+	h.cfg = cfg
+	h.det.r.Timeout, h.det.r.Grace = cfg.ProbeTimeout, cfg.Grace
+	h.loop.SetRules(h.loopRules())
+}
+
+func (h *healer) loopRules() mapek.Rules {
+	return mapek.Rules{Confidence: h.cfg.Confidence, Consecutive: h.cfg.Consecutive, Hold: h.cfg.Hold, MaxHold: h.cfg.MaxHold}
+}
+
 func (h *healer) reset() {
 	h.det = newDetector(detectRules{Timeout: h.cfg.ProbeTimeout, Grace: h.cfg.Grace})
-	h.loop = mapek.New(mapek.Rules{Confidence: h.cfg.Confidence, Consecutive: h.cfg.Consecutive,
-		Hold: h.cfg.Hold, MaxHold: h.cfg.MaxHold})
+	h.loop = mapek.New(h.loopRules())
 	h.ids, h.keys, h.penalised = nil, map[routing.NodeID]int{}, map[routing.NodeID]bool{}
 }
 

@@ -11,6 +11,7 @@
 package defaultmodel
 
 import (
+	"crypto/sha256"
 	_ "embed"
 	"fmt"
 
@@ -32,3 +33,6 @@ func Load() (*detector.Model, error) {
 	}
 	return m, nil
 }
+
+// SHA256 is the hash of the shipped model's file, by which governance pins a model.
+func SHA256() [32]byte { return sha256.Sum256(file) }

@@ -70,6 +70,20 @@ type Loop struct {
 
 // New returns a loop with the rules.
 func New(r Rules) *Loop {
+	return &Loop{rules: r.withDefaults(), nodes: map[int]*nodeState{}}
+}
+
+// SetRules changes the rules of a running loop. What it knows stays: a penalty in force keeps its
+// end, and a streak counts on under the new rules; the hold of the next penalty is at least the new
+// Hold and at most the new MaxHold.
+func (l *Loop) SetRules(r Rules) {
+	l.rules = r.withDefaults()
+	for _, s := range l.nodes {
+		s.hold = min(max(s.hold, l.rules.Hold), l.rules.MaxHold)
+	}
+}
+
+func (r Rules) withDefaults() Rules {
 	if len(r.Classes) == 0 {
 		r.Classes = []string{"blackhole", "greyhole"}
 	}
@@ -85,7 +99,7 @@ func New(r Rules) *Loop {
 	if r.MaxHold <= 0 {
 		r.MaxHold = 5 * time.Minute
 	}
-	return &Loop{rules: r, nodes: map[int]*nodeState{}}
+	return r
 }
 
 func (l *Loop) state(n int) *nodeState {
