@@ -181,12 +181,12 @@ func (a HealThresholds) validate() error {
 	switch {
 	case a.ProbeInterval < 50*time.Millisecond || a.ProbeInterval > 10*time.Second:
 		return fmt.Errorf("heal: probe interval %s, 50ms to 10s allowed", a.ProbeInterval)
-	case a.ProbeTimeout <= 0 || a.ProbeTimeout > time.Minute:
-		return fmt.Errorf("heal: probe timeout %s, up to 1m allowed", a.ProbeTimeout)
-	case a.Hold <= 0 || a.Hold > a.MaxHold || a.MaxHold > time.Hour:
-		return fmt.Errorf("heal: hold %s and max hold %s: 0 < hold <= max hold <= 1h", a.Hold, a.MaxHold)
-	case a.Grace > 10*time.Minute:
-		return fmt.Errorf("heal: grace %s, up to 10m allowed", a.Grace)
+	case a.ProbeTimeout < 100*time.Millisecond || a.ProbeTimeout > time.Minute:
+		return fmt.Errorf("heal: probe timeout %s, 100ms to 1m allowed", a.ProbeTimeout)
+	case a.Hold < time.Second || a.Hold > a.MaxHold || a.MaxHold > time.Hour:
+		return fmt.Errorf("heal: hold %s and max hold %s: 1s <= hold <= max hold <= 1h", a.Hold, a.MaxHold)
+	case a.Grace != 0 && a.Grace < time.Second || a.Grace > 10*time.Minute:
+		return fmt.Errorf("heal: grace %s, 0 (the node's default) or 1s to 10m allowed", a.Grace)
 	case a.ConfidencePPM < 500_000 || a.ConfidencePPM >= 1_000_000:
 		return fmt.Errorf("heal: confidence %d ppm, 500000 to 999999 allowed", a.ConfidencePPM)
 	case a.Consecutive < 1 || a.Consecutive > 20:
