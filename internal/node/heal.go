@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mapek "x0tta6bl4/internal/mapek/loop"
+	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/routing"
 )
 
@@ -147,12 +148,19 @@ var healPayload = []byte("x0tta6bl4 heal probe")
 type HealDecision struct {
 	Time       time.Time          `json:"time"`
 	Peer       string             `json:"peer"`
-	Action     string             `json:"action"` // penalise or restore
+	Action     string             `json:"action"` // penalise, restore, advise, unadvise or no-alternative
 	Rule       string             `json:"rule"`
 	Class      string             `json:"class"`
 	Confidence float64            `json:"confidence"`
 	Evidence   map[string]float64 `json:"evidence"`
 }
+
+// Journal actions besides the loop's own (mapek.Penalise, mapek.Restore).
+const (
+	healAdvise        = "advise"         // a control-plane advisory raised the cost of the link to the peer
+	healUnadvise      = "unadvise"       // it was withdrawn, lapsed or overruled by the node's own probes
+	healNoAlternative = "no-alternative" // the peer is avoided, but some destinations are reachable only through it
+)
 
 // HealPeer is the detector's current view of one neighbour.
 type HealPeer struct {
@@ -162,6 +170,10 @@ type HealPeer struct {
 	Class      string             `json:"class"`
 	Confidence float64            `json:"confidence"`
 	Evidence   map[string]float64 `json:"evidence,omitempty"`
+	// Advised is the cost multiplier a control-plane advisory puts on the link to the peer (0: none).
+	Advised int `json:"advised,omitempty"`
+	// OnlyThrough lists the destinations reachable only through the peer while it is avoided.
+	OnlyThrough []string `json:"only_through,omitempty"`
 }
 
 // HealStatus is the self-healing loop's state: rules, counters, neighbours and recent decisions.
@@ -180,11 +192,16 @@ type HealStatus struct {
 	// ProbesUnjudged are the probes whose outcome was set aside: sent in a grace period or on an
 	// unsettled way back, to a destination that restarted or has not answered yet, or cut short
 	// when their neighbour or destination went away.
-	ProbesUnjudged uint64         `json:"probes_unjudged"`
-	Penalties      uint64         `json:"penalties"`
-	Restores       uint64         `json:"restores"`
-	Peers          []HealPeer     `json:"peers"`
-	Decisions      []HealDecision `json:"decisions"` // oldest first, the last 256
+	ProbesUnjudged uint64 `json:"probes_unjudged"`
+	Penalties      uint64 `json:"penalties"`
+	Restores       uint64 `json:"restores"`
+	Advises        uint64 `json:"advises"`
+	Unadvises      uint64 `json:"unadvises"`
+	CutVertices    uint64 `json:"cut_vertices"` // no-alternative entries
+	// AdvisoriesSequence is the sequence of the control plane's advisory list held (0: none).
+	AdvisoriesSequence uint64         `json:"advisories_sequence"`
+	Peers              []HealPeer     `json:"peers"`
+	Decisions          []HealDecision `json:"decisions"` // oldest first, the last 256
 }
 
 type healer struct {
@@ -201,6 +218,12 @@ type healer struct {
 	penalties uint64
 	restores  uint64
 
+	advisories                      *meshca.Advisories                 // the newest verified list, or nil
+	advised                         map[routing.NodeID]meshca.Advisory // neighbours whose link cost an advisory raises now
+	cut                             map[routing.NodeID][]string        // avoided neighbours some destinations are reachable only through
+	overruled                       map[routing.NodeID]uint64          // the advisory list last journalled as overruled, per neighbour
+	advises, unadvises, cutVertices uint64
+
 	// transitDrop is a fault for tests only: the fraction (of 1<<16) of transit packets this node
 	// drops while still answering link probes and routing (SetTransitFault).
 	transitDrop, transitDropAcc atomic.Uint32
@@ -208,7 +231,8 @@ type healer struct {
 
 func newHealer(cfg HealConfig, now time.Time) *healer {
 	cfg.setDefaults()
-	h := &healer{cfg: cfg, start: now}
+	h := &healer{cfg: cfg, start: now, advised: map[routing.NodeID]meshca.Advisory{},
+		cut: map[routing.NodeID][]string{}, overruled: map[routing.NodeID]uint64{}}
 	h.reset()
 	return h
 }
@@ -255,10 +279,14 @@ func (h *healer) key(id routing.NodeID) int {
 }
 
 // adjustLocked returns the metrics to advertise for the link to id: penalised links report the
-// penalty loss. h.mu is held.
+// penalty loss; links to a subject of a control-plane advisory cost its multiplier times their
+// measured cost (the penalty, ×400, wins over it). h.mu is held.
 func (h *healer) adjustLocked(id routing.NodeID, m routing.Metrics) routing.Metrics {
 	if h.penalised[id] {
 		m.Loss = max(m.Loss, healPenaltyLoss)
+		m.Cost = 0
+	} else if a := h.advised[id]; a.Multiplier > 0 {
+		m.Cost = uint32(min(uint64(routing.LinkCost(m))*uint64(a.Multiplier), routing.MaxLinkCost))
 	}
 	return m
 }
@@ -449,6 +477,7 @@ func (n *Node) healStep(now time.Time) {
 	}
 	h.det.update(now, views)
 	h.det.expire(now)
+	n.applyAdvisoriesLocked(now)
 	js := make([]mapek.Judgement, 0, len(views))
 	for _, v := range views {
 		js = append(js, h.det.judge(now, h.key(v.id), v.id))
@@ -527,6 +556,9 @@ func (a healActuator) Penalise(k int) {
 	id := a.n.heal.ids[k]
 	a.n.heal.penalised[id] = true
 	a.n.healApplyLocked(a.now, id)
+	if t := a.n.links[id]; t != nil {
+		a.n.checkAlternativeLocked(a.now, id, t.peer().Name)
+	}
 }
 
 func (a healActuator) Restore(k int) {
@@ -534,6 +566,11 @@ func (a healActuator) Restore(k int) {
 	delete(a.n.heal.penalised, id)
 	a.n.heal.det.afresh(id)
 	a.n.healApplyLocked(a.now, id)
+	if t := a.n.links[id]; t != nil {
+		a.n.checkAlternativeLocked(a.now, id, t.peer().Name)
+	} else {
+		delete(a.n.heal.cut, id)
+	}
 }
 
 func (n *Node) healApplyLocked(now time.Time, id routing.NodeID) {
@@ -554,10 +591,7 @@ func (n *Node) recordHealLocked(now time.Time, d mapek.Decision) {
 	}
 	hd := HealDecision{Time: now, Peer: name, Action: string(d.Action), Rule: d.Rule, Class: d.Evidence.Class,
 		Confidence: d.Evidence.Confidence, Evidence: d.Evidence.Evidence}
-	if len(h.journal) >= maxHealJournal {
-		h.journal = append(h.journal[:0], h.journal[len(h.journal)-maxHealJournal+1:]...)
-	}
-	h.journal = append(h.journal, hd)
+	n.appendJournalLocked(hd)
 	args := []any{"peer", name, "rule", d.Rule, "class", hd.Class, "confidence", hd.Confidence}
 	for _, k := range []string{"link_loss", "next_loss", "explained_loss", "path_loss", "probes", "lost", "run", "chance"} {
 		if v, ok := hd.Evidence[k]; ok {
@@ -573,6 +607,29 @@ func (n *Node) recordHealLocked(now time.Time, d mapek.Decision) {
 	}
 }
 
+// appendJournalLocked keeps hd in the bounded journal. healer.mu is held.
+func (n *Node) appendJournalLocked(hd HealDecision) {
+	h := n.heal
+	if len(h.journal) >= maxHealJournal {
+		h.journal = append(h.journal[:0], h.journal[len(h.journal)-maxHealJournal+1:]...)
+	}
+	h.journal = append(h.journal, hd)
+}
+
+// recordHealDecisionLocked journals, logs and counts an advisory decision. healer.mu is held.
+func (n *Node) recordHealDecisionLocked(hd HealDecision) {
+	h := n.heal
+	n.appendJournalLocked(hd)
+	args := []any{"peer", hd.Peer, "rule", hd.Rule, "class", hd.Class, "confidence", hd.Confidence}
+	if hd.Action == healAdvise {
+		h.advises++
+		n.log.Warn("heal: control-plane advisory raises the cost of the link to neighbour", args...)
+	} else {
+		h.unadvises++
+		n.log.Info("heal: control-plane advisory lifted", args...)
+	}
+}
+
 // Heal returns the self-healing loop's state.
 func (n *Node) Heal() HealStatus {
 	h := n.heal
@@ -582,10 +639,15 @@ func (n *Node) Heal() HealStatus {
 	st := HealStatus{Enabled: !c.Disabled, ProbeInterval: c.ProbeInterval, ProbeTimeout: c.ProbeTimeout,
 		Confidence: c.Confidence, Consecutive: c.Consecutive, Hold: c.Hold, MaxHold: c.MaxHold, Grace: c.Grace,
 		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, ProbesUnjudged: h.det.unjudged, Penalties: h.penalties,
-		Restores: h.restores, Peers: []HealPeer{}, Decisions: slices.Clone(h.journal)}
+		Restores: h.restores, Advises: h.advises, Unadvises: h.unadvises, CutVertices: h.cutVertices,
+		Peers: []HealPeer{}, Decisions: slices.Clone(h.journal)}
+	if h.advisories != nil {
+		st.AdvisoriesSequence = h.advisories.Sequence
+	}
 	for id, s := range h.det.nbrs {
 		p := HealPeer{Name: s.name, Penalised: h.penalised[id], Targets: []string{}, Class: s.last.Class,
-			Confidence: s.last.Confidence, Evidence: s.last.Evidence}
+			Confidence: s.last.Confidence, Evidence: s.last.Evidence, Advised: int(h.advised[id].Multiplier),
+			OnlyThrough: slices.Clone(h.cut[id])}
 		for _, t := range s.targets {
 			p.Targets = append(p.Targets, t.name)
 		}

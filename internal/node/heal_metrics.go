@@ -5,15 +5,17 @@ import "github.com/prometheus/client_golang/prometheus"
 // The self-healing loop's Prometheus metrics, read at scrape time like the node's others.
 var (
 	descHealProbes    = prometheus.NewDesc("x0tta6bl4_heal_probes_total", "Self-healing path probes: sent; answered and lost, of those judged; unjudged (sent in a grace period or on an unsettled way back, or to a destination that has not answered since it became one or restarted).", []string{"result"}, nil)
-	descHealDecisions = prometheus.NewDesc("x0tta6bl4_heal_decisions_total", "Self-healing decisions by action (penalise: route around a neighbour; restore: lift the penalty to re-probe it).", []string{"action"}, nil)
+	descHealDecisions = prometheus.NewDesc("x0tta6bl4_heal_decisions_total", "Self-healing decisions by action (penalise: route around a neighbour; restore: lift the penalty to re-probe it; advise and unadvise: a control-plane advisory applied to or lifted from the link to a neighbour; no_alternative: a neighbour avoided is a cut vertex).", []string{"action"}, nil)
 	descHealPenalised = prometheus.NewDesc("x0tta6bl4_heal_penalised", "1 while the loop routes around the neighbour.", []string{"peer"}, nil)
 	descHealPathLoss  = prometheus.NewDesc("x0tta6bl4_heal_path_loss_ratio", "Loss of the recent path probes through the neighbour.", []string{"peer"}, nil)
+	descHealAdvised   = prometheus.NewDesc("x0tta6bl4_heal_advised", "The cost multiplier a control-plane advisory puts on the link to the neighbour (0: none).", []string{"peer"}, nil)
+	descHealCut       = prometheus.NewDesc("x0tta6bl4_heal_cut_vertex", "1 while the neighbour is avoided but some destinations are reachable only through it (avoiding it moves no traffic there).", []string{"peer"}, nil)
 )
 
 type healCollector struct{ n *Node }
 
 func (c healCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHealProbes, descHealDecisions, descHealPenalised, descHealPathLoss} {
+	for _, d := range []*prometheus.Desc{descHealProbes, descHealDecisions, descHealPenalised, descHealPathLoss, descHealAdvised, descHealCut} {
 		ch <- d
 	}
 }
@@ -27,6 +29,9 @@ func (c healCollector) Collect(ch chan<- prometheus.Metric) {
 	out.counter(descHealProbes, h.ProbesUnjudged, "unjudged")
 	out.counter(descHealDecisions, h.Penalties, "penalise")
 	out.counter(descHealDecisions, h.Restores, "restore")
+	out.counter(descHealDecisions, h.Advises, "advise")
+	out.counter(descHealDecisions, h.Unadvises, "unadvise")
+	out.counter(descHealDecisions, h.CutVertices, "no_alternative")
 	for _, p := range h.Peers {
 		v := 0.0
 		if p.Penalised {
@@ -34,5 +39,11 @@ func (c healCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		out.gauge(descHealPenalised, v, p.Name)
 		out.gauge(descHealPathLoss, p.Evidence["path_loss"], p.Name)
+		out.gauge(descHealAdvised, float64(p.Advised), p.Name)
+		cut := 0.0
+		if len(p.OnlyThrough) > 0 {
+			cut = 1
+		}
+		out.gauge(descHealCut, cut, p.Name)
 	}
 }
