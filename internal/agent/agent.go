@@ -2,16 +2,17 @@
 // and hands every newer one to the node (which spreads it over the mesh and drops revoked peers),
 // long-polls the access policy likewise (the node applies it to its firewall and spreads it),
 // long-polls the signed records of the nodes it may reach and hands them to the node (which can then
-// dial them), reports the node's links, routes and own signed record, and renews the node's
-// certificate before it expires.
+// dial them), reports the node's links, routes and own signed record, hands the cost advisories that
+// come back with each report to the node, and renews the node's certificate before it expires.
 //
-// It must never install a revocation list, policy, certificate or record the node has not verified
-// (the node checks all four), never block the node's packet path, and never retry in a tight loop.
+// It must never install a revocation list, policy, certificate, record or advisory the node has not
+// verified (the node checks all five), never block the node's packet path, and never retry in a tight loop.
 package agent
 
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
 )
 
@@ -181,20 +183,45 @@ func (a *agent) report(ctx context.Context) {
 		sr := api.EncodeSignedRecord("", own.Cert, own.Record)
 		r.Record = &sr
 	}
-	_, err := a.cfg.Client.Report(ctx, r)
+	acc, err := a.cfg.Client.Report(ctx, r)
 	var ae *client.Error
 	if err != nil && r.Record != nil && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
 		// Whatever the control plane holds against this record, it would hold it against every
 		// copy: report without it, and send the next one.
 		a.log.Warn("the control plane refused the node's signed record; reporting without it", "err", err)
 		a.recordSent, r.Record = own.Record, nil
-		_, err = a.cfg.Client.Report(ctx, r)
+		acc, err = a.cfg.Client.Report(ctx, r)
+	}
+	if err == nil && acc.Advisories != "" {
+		a.advisories(acc.Advisories)
 	}
 	switch {
 	case err == nil && r.Record != nil:
 		a.recordSent = own.Record
 	case err != nil && ctx.Err() == nil:
 		a.log.Debug("report failed", "err", err)
+	}
+}
+
+// advisories hands the control plane's cost advisories to the node, which verifies them and keeps
+// them only if they are newer than the ones it holds.
+func (a *agent) advisories(encoded string) {
+	raw, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil || len(raw) > meshca.MaxAdvisoriesSize {
+		a.log.Warn("cost advisories from the control plane unreadable", "err", err, "bytes", len(raw))
+		return
+	}
+	adv, err := meshca.ParseAdvisories(raw)
+	if err != nil {
+		a.log.Warn("cost advisories from the control plane unreadable", "err", err)
+		return
+	}
+	changed, err := a.cfg.Node.UpdateAdvisories(adv)
+	switch {
+	case err != nil:
+		a.log.Warn("cost advisories refused by the node", "sequence", adv.Sequence, "err", err)
+	case changed:
+		a.log.Info("cost advisories from the control plane installed", "sequence", adv.Sequence, "entries", len(adv.Entries))
 	}
 }
 

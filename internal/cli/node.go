@@ -49,6 +49,9 @@ func runNode(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := f.Control.CheckReportInterval(); err != nil {
+		return fmt.Errorf("%s: %w", *config, err)
+	}
 	// The signed records of the enrolment answer: the node learns them before it first dials.
 	var records *api.MeshRecords
 	if *join != "" {
@@ -94,7 +97,8 @@ func runNode(e *env, args []string) error {
 			return err
 		}
 		defer cl.Close()
-		go agent.Run(e.ctx, agent.Config{Node: n, Client: cl, StateDir: f.Control.State, Records: records, Logger: opts.Logger, Version: Version})
+		go agent.Run(e.ctx, agent.Config{Node: n, Client: cl, StateDir: f.Control.State, Records: records, Logger: opts.Logger, Version: Version,
+			ReportInterval: f.Control.ReportInterval})
 	}
 	// SIGHUP re-reads the configuration file and applies its firewall rules; a file that does not
 	// load leaves the running rules in place.

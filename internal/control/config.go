@@ -142,6 +142,8 @@ type AIConfig struct {
 	// Model is a detector file made by `x0tta6bl4 ai train` (.x6m, docs/intelligence.md); empty:
 	// the model shipped in the binary; "none": no detector, predictions answer 503.
 	Model string `yaml:"model"`
+	// Advisories: signed link-cost advisories from the detector's judgements (advisory.go).
+	Advisories AdvisoryConfig `yaml:"advisories"`
 }
 
 // MeshConfig configures the mesh view.
@@ -280,6 +282,10 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			return fmt.Errorf("config: %s must be positive", name)
 		}
+	}
+	c.AI.Advisories.setDefaults()
+	if err := c.AI.Advisories.validate(); err != nil {
+		return err
 	}
 	if (c.TLS.ClassicalCertFile == "") != (c.TLS.ClassicalKeyFile == "") {
 		return errors.New("config: tls.classical_cert_file and tls.classical_key_file go together")

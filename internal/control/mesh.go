@@ -55,7 +55,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	}
 	s.m.reports.Inc()
 	s.meshChanged()
-	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number, Record: record})
+	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number, Record: record,
+		Advisories: s.currentAdvisories()})
 }
 
 // meshView is the mesh as the stored reports describe it.

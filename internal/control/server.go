@@ -74,6 +74,7 @@ type Server struct {
 	crlPoll    time.Duration
 	records    recordsState  // signed link-state records handed to nodes (records.go)
 	policy     policyState   // the mesh access policy (policy.go)
+	adv        advisor       // cost advisories from the detector (advisory.go)
 	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
 	gov        govState      // member governance (governance.go)
 	appliers   map[governance.ActionType]governance.Applier
@@ -441,6 +442,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.bill != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.runBilling(bg) }()
+	}
+	if s.cfg.AI.Advisories.Enabled && s.detector != nil {
+		wg.Go(func() { s.advisoryLoop(bg) })
 	}
 
 	errc := make(chan error, 2)

@@ -119,6 +119,21 @@ type PeerFile struct {
 type ControlFile struct {
 	URL   string `yaml:"url,omitempty"`
 	State string `yaml:"state,omitempty"`
+	// ReportInterval is how often the node reports to the control plane (default 10 s, 1 s to
+	// 5 min). The answer to each report carries the control plane's cost advisories, so it is also
+	// how late a node can learn of one.
+	ReportInterval time.Duration `yaml:"report_interval,omitempty"`
+}
+
+// Range of control.report_interval.
+const minReportInterval, maxReportInterval = time.Second, 5 * time.Minute
+
+// CheckReportInterval refuses a report interval outside its range (0: the default).
+func (c ControlFile) CheckReportInterval() error {
+	if d := c.ReportInterval; d != 0 && (d < minReportInterval || d > maxReportInterval) {
+		return fmt.Errorf("control.report_interval %s: want %s to %s (or unset for the default 10s)", d, minReportInterval, maxReportInterval)
+	}
+	return nil
 }
 
 // LinkFile tunes failure detection.

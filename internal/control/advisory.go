@@ -1,0 +1,215 @@
+package control
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/telemetry"
+)
+
+// Cost advisories (docs/control.md, "Cost advisories"): with ai.advisories enabled, the control
+// plane runs its detector over the nodes' latest reports every interval. A node judged a relay
+// fault (blackhole or grey hole: the detector's score at or above the model's threshold, that class
+// the most likely, with at least min_confidence) in `consecutive` distinct fresh reports in a row
+// is named in a CA-signed list that every node receives with the answer to its next report
+// (api.ReportAccepted.Advisories); `clear_after` distinct fresh reports judged otherwise withdraw
+// it, and so does the lack of any fresh report for a list lifetime. The list is re-signed when it
+// changes and at half its lifetime while it names anyone. Nodes weigh it alongside their own probes
+// (internal/node/heal_advisory.go).
+
+// AdvisoryConfig is the ai.advisories section.
+type AdvisoryConfig struct {
+	Enabled       bool          `yaml:"enabled"`        // default false: see docs/control.md, "Cost advisories"
+	Interval      time.Duration `yaml:"interval"`       // 2 s: how often the detector is run over the reports
+	MinConfidence float64       `yaml:"min_confidence"` // 0.5: the class's probability at least this
+	Consecutive   int           `yaml:"consecutive"`    // 3 distinct fresh reports judged faulty in a row
+	ClearAfter    int           `yaml:"clear_after"`    // 3 distinct fresh reports judged otherwise in a row
+	Lifetime      time.Duration `yaml:"lifetime"`       // 2 min: expires-at − issued-at of each list
+	Multiplier    int           `yaml:"multiplier"`     // 8: the link-cost multiplier named (2 to 16)
+}
+
+func (c *AdvisoryConfig) setDefaults() {
+	if c.Interval == 0 {
+		c.Interval = 2 * time.Second
+	}
+	if c.MinConfidence == 0 {
+		c.MinConfidence = 0.5
+	}
+	if c.Consecutive == 0 {
+		c.Consecutive = 3
+	}
+	if c.ClearAfter == 0 {
+		c.ClearAfter = 3
+	}
+	if c.Lifetime == 0 {
+		c.Lifetime = 2 * time.Minute
+	}
+	if c.Multiplier == 0 {
+		c.Multiplier = 8
+	}
+}
+
+func (c *AdvisoryConfig) validate() error {
+	switch {
+	case c.Interval < 100*time.Millisecond || c.Interval > 10*time.Minute:
+		return fmt.Errorf("config: ai.advisories.interval %s: want 100ms to 10m", c.Interval)
+	case !(c.MinConfidence > 0 && c.MinConfidence <= 1):
+		return fmt.Errorf("config: ai.advisories.min_confidence %v: want more than 0, at most 1", c.MinConfidence)
+	case c.Consecutive < 1 || c.Consecutive > 100 || c.ClearAfter < 1 || c.ClearAfter > 100:
+		return fmt.Errorf("config: ai.advisories.consecutive %d and clear_after %d: want 1 to 100", c.Consecutive, c.ClearAfter)
+	case c.Lifetime < 10*time.Second || c.Lifetime > meshca.MaxAdvisoryLifetime:
+		return fmt.Errorf("config: ai.advisories.lifetime %s: want 10s to %s", c.Lifetime, meshca.MaxAdvisoryLifetime)
+	case c.Multiplier < meshca.MinAdvisoryMultiplier || c.Multiplier > meshca.MaxAdvisoryMultiplier:
+		return fmt.Errorf("config: ai.advisories.multiplier %d: want %d to %d", c.Multiplier, meshca.MinAdvisoryMultiplier, meshca.MaxAdvisoryMultiplier)
+	}
+	return nil
+}
+
+// advisor is the control plane's advisory state. Suspects are per node name.
+type advisor struct {
+	mu       sync.Mutex
+	suspects map[string]*suspect
+	cur      *meshca.Advisories
+	encoded  string // cur's encoding, base64, for report answers
+}
+
+type suspect struct {
+	lastReport    time.Time // the report last judged: only a newer one counts again
+	lastFresh     time.Time // when a fresh report was last judged
+	faulty, clean int       // distinct reports in a row judged so, and not
+	named         bool      // in the list
+	class         string
+	confidence    float64
+}
+
+// currentAdvisories is the signed list to hand a node with a report answer, or "".
+func (s *Server) currentAdvisories() string {
+	s.adv.mu.Lock()
+	defer s.adv.mu.Unlock()
+	if s.adv.cur == nil || !s.now().Before(s.adv.cur.ExpiresAt) {
+		return ""
+	}
+	return s.adv.encoded
+}
+
+// advisoryLoop judges the mesh every interval until ctx ends.
+func (s *Server) advisoryLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.AI.Advisories.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.advise(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("cost advisories", "err", err)
+			}
+		}
+	}
+}
+
+// advise runs the detector over the latest reports once, updates the suspects and signs a new
+// list when the named set changes or the held list is past half its lifetime.
+func (s *Server) advise(ctx context.Context) error {
+	m := s.detector
+	if m == nil {
+		return nil
+	}
+	if refusal, err := s.governedModelRefusal(ctx); err != nil || refusal != "" {
+		return err // a model the members did not enact judges nothing
+	}
+	mg, err := s.buildMeshGraph(ctx)
+	if err != nil {
+		return err
+	}
+	in := detector.Robust(&mg.g)
+	if err := m.CheckGraph(&in); err != nil {
+		return fmt.Errorf("detector graph: %w", err)
+	}
+	probs := m.Predict(&in)
+	cfg := s.cfg.AI.Advisories
+	now := s.now()
+
+	s.adv.mu.Lock()
+	defer s.adv.mu.Unlock()
+	if s.adv.suspects == nil {
+		s.adv.suspects = map[string]*suspect{}
+	}
+	for v, name := range mg.names {
+		rep := mg.reported[v]
+		if rep == nil {
+			continue
+		}
+		sp := s.adv.suspects[name]
+		if sp == nil {
+			if len(s.adv.suspects) >= maxSuspects {
+				continue
+			}
+			sp = &suspect{}
+			s.adv.suspects[name] = sp
+		}
+		if !rep.ReportedAt.After(sp.lastReport) {
+			continue // the same report judged again is no new evidence
+		}
+		sp.lastReport, sp.lastFresh = rep.ReportedAt, now
+		p := probs[v]
+		best := slices.Index(p, slices.Max(p))
+		class := telemetry.Classes[best]
+		if 1-p[0] >= m.Threshold && (class == "blackhole" || class == "greyhole") && p[best] >= cfg.MinConfidence {
+			sp.faulty, sp.clean = sp.faulty+1, 0
+			sp.class, sp.confidence = class, p[best]
+		} else {
+			sp.faulty, sp.clean = 0, sp.clean+1
+		}
+	}
+	changed := false
+	for name, sp := range s.adv.suspects {
+		_, enrolled := mg.index[name]
+		switch {
+		case !sp.named && sp.faulty >= cfg.Consecutive && enrolled:
+			sp.named, changed = true, true
+			s.log.Warn("cost advisory: the detector judges a relay faulty", "node", name, "class", sp.class,
+				"confidence", sp.confidence, "reports", sp.faulty, "multiplier", cfg.Multiplier)
+		case sp.named && (sp.clean >= cfg.ClearAfter || !enrolled || now.Sub(sp.lastFresh) > cfg.Lifetime):
+			sp.named, changed = false, true
+			s.log.Info("cost advisory withdrawn", "node", name, "clean_reports", sp.clean, "enrolled", enrolled,
+				"last_fresh_report", sp.lastFresh)
+		}
+		if !sp.named && !enrolled {
+			delete(s.adv.suspects, name)
+		}
+	}
+	cur := s.adv.cur
+	renew := cur != nil && len(cur.Entries) > 0 && now.After(cur.IssuedAt.Add(cfg.Lifetime/2))
+	if !changed && !renew {
+		return nil
+	}
+	var entries []meshca.Advisory
+	for name, sp := range s.adv.suspects {
+		if sp.named && len(entries) < meshca.MaxAdvisories {
+			entries = append(entries, meshca.Advisory{Subject: name, Multiplier: uint8(cfg.Multiplier), Confidence: sp.confidence, Reason: sp.class})
+		}
+	}
+	// The sequence follows the clock (milliseconds), so that it keeps rising across restarts
+	// without being stored; within a run it rises by at least one.
+	seq := uint64(max(now.UnixMilli(), 1))
+	if cur != nil {
+		seq = max(seq, cur.Sequence+1)
+	}
+	a, err := s.ca.CA().SignAdvisories(seq, entries, now, cfg.Lifetime)
+	if err != nil {
+		return err
+	}
+	s.adv.cur, s.adv.encoded = a, base64.StdEncoding.EncodeToString(a.Bytes())
+	s.log.Info("cost advisories signed", "sequence", a.Sequence, "entries", len(a.Entries), "expires", a.ExpiresAt)
+	return nil
+}
+
+// maxSuspects bounds the nodes the advisor tracks (each enrolled node at most once).
+const maxSuspects = 1 << 16
