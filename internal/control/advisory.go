@@ -75,8 +75,17 @@ func (c *AdvisoryConfig) validate() error {
 type advisor struct {
 	mu       sync.Mutex
 	suspects map[string]*suspect
+	operator map[string]operatorAdvisory // set by an admin (PUT /api/v1/advisories/{node}), in memory
 	cur      *meshca.Advisories
 	encoded  string // cur's encoding, base64, for report answers
+}
+
+// operatorAdvisory is an advisory an admin set by hand.
+type operatorAdvisory struct {
+	multiplier int
+	reason     string
+	expires    time.Time
+	by         string
 }
 
 type suspect struct {
@@ -114,23 +123,49 @@ func (s *Server) advisoryLoop(ctx context.Context) {
 	}
 }
 
-// advise runs the detector over the latest reports once, updates the suspects and signs a new
-// list when the named set changes or the held list is past half its lifetime.
+// advise runs the detector over the latest reports once (when ai.advisories is enabled and a
+// detector is loaded), drops lapsed operator advisories, and signs a new list when the named set
+// changes or the held list is past half its lifetime.
 func (s *Server) advise(ctx context.Context) error {
-	m := s.detector
-	if m == nil {
+	changed := false
+	if s.cfg.AI.Advisories.Enabled && s.detector != nil {
+		var err error
+		if changed, err = s.judgeRelays(ctx); err != nil {
+			return err
+		}
+	}
+	now := s.now()
+	s.adv.mu.Lock()
+	defer s.adv.mu.Unlock()
+	for name, o := range s.adv.operator {
+		if !now.Before(o.expires) {
+			delete(s.adv.operator, name)
+			changed = true
+			s.log.Info("operator cost advisory lapsed", "node", name, "set_by", o.by)
+		}
+	}
+	cur := s.adv.cur
+	renew := cur != nil && len(cur.Entries) > 0 && now.After(cur.IssuedAt.Add(s.cfg.AI.Advisories.Lifetime/2))
+	if !changed && !renew {
 		return nil
 	}
+	return s.signAdvisoriesLocked(now)
+}
+
+// judgeRelays runs the detector once and updates the suspects; it reports whether the set of
+// relays the detector names changed.
+func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
+	m := s.detector
 	if refusal, err := s.governedModelRefusal(ctx); err != nil || refusal != "" {
-		return err // a model the members did not enact judges nothing
+		return false, err // a model the members did not enact judges nothing
 	}
 	mg, err := s.buildMeshGraph(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	in := detector.Robust(&mg.g)
 	if err := m.CheckGraph(&in); err != nil {
-		return fmt.Errorf("detector graph: %w", err)
+		return false, fmt.Errorf("detector graph: %w", err)
 	}
 	probs := m.Predict(&in)
 	cfg := s.cfg.AI.Advisories
@@ -185,21 +220,32 @@ func (s *Server) advise(ctx context.Context) error {
 			delete(s.adv.suspects, name)
 		}
 	}
-	cur := s.adv.cur
-	renew := cur != nil && len(cur.Entries) > 0 && now.After(cur.IssuedAt.Add(cfg.Lifetime/2))
-	if !changed && !renew {
-		return nil
-	}
-	var entries []meshca.Advisory
+	return changed, nil
+}
+
+// signAdvisoriesLocked signs the list of what the detector and the operators name now (an operator's
+// entry wins for its subject). s.adv.mu is held.
+func (s *Server) signAdvisoriesLocked(now time.Time) error {
+	cfg := s.cfg.AI.Advisories
+	byName := map[string]meshca.Advisory{}
 	for name, sp := range s.adv.suspects {
-		if sp.named && len(entries) < meshca.MaxAdvisories {
-			entries = append(entries, meshca.Advisory{Subject: name, Multiplier: uint8(cfg.Multiplier), Confidence: sp.confidence, Reason: sp.class})
+		if sp.named {
+			byName[name] = meshca.Advisory{Subject: name, Multiplier: uint8(cfg.Multiplier), Confidence: sp.confidence, Reason: sp.class}
+		}
+	}
+	for name, o := range s.adv.operator {
+		byName[name] = meshca.Advisory{Subject: name, Multiplier: uint8(o.multiplier), Confidence: 1, Reason: "operator: " + o.reason}
+	}
+	entries := make([]meshca.Advisory, 0, len(byName))
+	for _, e := range byName {
+		if len(entries) < meshca.MaxAdvisories {
+			entries = append(entries, e)
 		}
 	}
 	// The sequence follows the clock (milliseconds), so that it keeps rising across restarts
 	// without being stored; within a run it rises by at least one.
 	seq := uint64(max(now.UnixMilli(), 1))
-	if cur != nil {
+	if cur := s.adv.cur; cur != nil {
 		seq = max(seq, cur.Sequence+1)
 	}
 	a, err := s.ca.CA().SignAdvisories(seq, entries, now, cfg.Lifetime)

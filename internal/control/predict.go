@@ -281,6 +281,10 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	for i, name := range telemetry.NodeNames {
 		out.Features[name] = mg.g.X[v][i]
 	}
+	out.Inputs = make(map[string]float64, len(detector.RobustNames))
+	for i, name := range detector.RobustNames {
+		out.Inputs[name] = in.X[v][i]
+	}
 	out.KernelFeatures = mg.kernel[v]
 	out.KernelInputsVersion = detector.KernelInputsVersion
 	out.KernelInputs = make(map[string]float64, detector.NumKernelInputs)

@@ -170,6 +170,19 @@ func (s *Server) buildRoutes() []*route {
 				desc: "Runs the configured GraphSAGE detector (`ai.model`) on the mesh as the latest reports describe it: every enrolled node, the links the reports list, each node's and link's detector features (a node without a fresh report counts as missing). Returns the node's score (1 − p(normal)), class probabilities, the features used, the model version and the neighbours whose removal from the graph changes the score most.",
 				resp: api.Prediction{}, status: 200, params: []param{{"node_id", "string", "node name"}},
 				extra: map[int]string{404: "no such node", 503: "no detector model configured"}}},
+		{method: "GET", path: "/api/v1/advisories", access: accessUser, role: auth.Viewer, h: s.handleListAdvisories, doc: opDoc{
+			id: "listAdvisories", tag: "ai", summary: "The cost advisories in force: relays the detector or an admin names",
+			desc: "The CA-signed list nodes receive with their report answers (`signed`, base64), and its entries readable, each with its source: `detector` (ai.advisories) or `operator`. Sequence 0: none signed yet.",
+			resp: api.AdvisoryList{}, status: 200}},
+		{method: "PUT", path: "/api/v1/advisories/{node_id}", access: accessUser, role: auth.Admin, h: s.handleSetAdvisory, doc: opDoc{
+			id: "setAdvisory", tag: "ai", summary: "Name a relay by hand: its neighbours raise their link costs to it",
+			desc: "Adds (or replaces) an operator advisory for the node, in force for `ttl_seconds` (default an hour, at most a day), and signs a new list at once. Nodes weigh it as they weigh the detector's: within the multiplier cap, never removing a link, overruled by their own clean probes. Kept in memory: a restart of the control plane forgets it.",
+			req:  api.SetAdvisoryRequest{}, resp: api.AdvisoryList{}, status: 200, params: []param{{"node_id", "string", "node name"}},
+			extra: map[int]string{404: "no such node", 409: "the node is revoked, or too many operator advisories"}}},
+		{method: "DELETE", path: "/api/v1/advisories/{node_id}", access: accessUser, role: auth.Admin, h: s.handleClearAdvisory, doc: opDoc{
+			id: "clearAdvisory", tag: "ai", summary: "Withdraw an operator advisory",
+			desc: "Removes the node's operator advisory and signs a new list at once (a newer sequence withdraws it on every node).",
+			resp: api.AdvisoryList{}, status: 200, params: []param{{"node_id", "string", "node name"}}, extra: map[int]string{404: "no operator advisory for the node"}}},
 		{method: "POST", path: "/api/v1/dao/proposals", access: accessUser, role: auth.Operator, maxBody: maxGovBody, h: s.handlePropose, doc: opDoc{
 			id: "daoPropose", tag: "governance", summary: "Put an action to the members (docs/governance.md)",
 			desc: "Freezes the current roster, opens the voting window now, and logs the proposal. A policy action's source is compiled and signed with the CA key under the next policy version nobody holds or reserved; nodes that govern the policy apply it only with the members' quorum certificate. `encoded` is the canonical proposal whose hash is the id: members' CLIs recompute it before signing a ballot.",

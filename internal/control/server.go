@@ -443,9 +443,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.runBilling(bg) }()
 	}
-	if s.cfg.AI.Advisories.Enabled && s.detector != nil {
-		wg.Go(func() { s.advisoryLoop(bg) })
-	}
+	wg.Go(func() { s.advisoryLoop(bg) })
 
 	errc := make(chan error, 2)
 	if s.cfg.Metrics.Listen != "" {

@@ -296,6 +296,9 @@ type Prediction struct {
 	// links as the node counted them.
 	Features     map[string]float64            `json:"features"`
 	LinkFeatures map[string]map[string]float64 `json:"link_features"`
+	// Inputs are the derived node inputs the model read (detector.Robust, by detector.RobustNames):
+	// the flow-conservation deficit its neighbours' counters show, among others.
+	Inputs map[string]float64 `json:"inputs"`
 	// KernelFeatures are the kernel features of the node's fresh report (absent without eBPF);
 	// KernelInputs, the detector's kernel block derived from them (detector.KernelInputs: ratios to
 	// the node's packets, each with a presence input that is 0 when the feature was not reported),

@@ -1,0 +1,399 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The control plane's detector against a low-rate grey hole, on real kernels and processes: a ring
+// of five namespaces whose nodes enrol with a control plane (the real command line, as in the NAT
+// lab's join test) in a sixth namespace, reachable from each node over a management link of its own
+// that carries no mesh traffic. A UDP flow runs from n1 to n3 through relay n2; then n2 drops 15 %
+// of the datagrams of 150 to 600 bytes it sends on its ring links (nftables in its namespace: the
+// transit of the flow and of every probe through it, not its link probes or keepalives, which are
+// smaller). n2 itself counts nothing dropped — the kernel drops after it — so only its neighbours'
+// per-link counters show the deficit.
+//
+// Two phases in one run, with the same fault: first the probe rule alone (the control plane runs
+// without advisories), then the control plane restarted with ai.advisories enabled. In each, MTTD is
+// the time from the fault to n1's route to n3 leaving n2, and the test records which decision moved
+// it (a probe-rule penalty or a control-plane advisory).
+
+const (
+	advisoryWatch   = 60 * time.Second // how long each phase waits for the mesh to leave n2
+	advisoryGreyPct = 15
+)
+
+// advisoryLab is the ring with its control plane.
+type advisoryLab struct {
+	*natLab
+	names   []string
+	url     func(i int) string // node i's control plane URL, over its management link
+	control *natProc
+	env     []string // ctl commands inside the control namespace
+	config  func(advise bool) string
+}
+
+func TestNetnsHealAdvisoryGreyhole(t *testing.T) {
+	requireNATLab(t)
+	l := &advisoryLab{natLab: &natLab{tb: t, dir: t.TempDir(), tag: fmt.Sprintf("x6g%d", os.Getpid()%100000), nodes: map[string]*natNode{}}}
+	t.Cleanup(l.cleanup)
+	l.build(5)
+	a := l.startAdvisoryControl()
+
+	// n1 first, then each node with the lower-numbered ends of its ring links as peers.
+	ring := [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {0, 4}}
+	for i, name := range l.names {
+		var peers []PeerFile
+		for k, e := range ring {
+			if e[1] == i {
+				peers = append(peers, PeerFile{Address: fmt.Sprintf("10.99.%d.1:7946", k), Cert: filepath.Join(l.dir, l.names[e[0]]+"-state", "node.crt")})
+			}
+		}
+		l.joinRing(a, i, peers)
+		cert := filepath.Join(l.dir, name+"-state", "node.crt")
+		l.waitFor(name+" enrolled", 30*time.Second, func() bool { _, err := os.Stat(cert); return err == nil })
+	}
+	l.waitFor("every ring link up", 60*time.Second, func() bool {
+		for _, e := range ring {
+			if p, ok := l.peer(l.names[e[1]], l.names[e[0]]); !ok || !p.Up {
+				return false
+			}
+		}
+		return true
+	})
+	l.waitFor("n1 routes to n3 through n2", 30*time.Second, func() bool {
+		r, ok := l.route("n1", "n3")
+		return ok && r.Hops == 2 && r.NextHop == "n2"
+	})
+	n3 := l.status("n3").Overlay
+	echo := fmt.Sprintf("[%s]:5002", n3)
+	l.spawn("echo", l.tag+"n3", []string{"X0TTA6BL4_TEST_UDP_ECHO=" + echo})
+	time.Sleep(200 * time.Millisecond)
+	l.spawn("flow", l.tag+"n1", []string{"X0TTA6BL4_TEST_UDP_FLOW=" + echo, "X0TTA6BL4_TEST_UDP_SECONDS=290"})
+	l.waitOutOfGrace("n1", "n3")
+
+	probe := l.greyPhase("probe rule alone", nil)
+	l.settle()
+	l.restartControl(true)
+	detected := l.greyPhase("probe rule and the detector's advisories", nil)
+	l.settle()
+	var set time.Time
+	operator := l.greyPhase("probe rule and an operator's advisory", func() {
+		set = time.Now()
+		if out, err := l.cliErr("ctl", l.env, "ctl", "advisory", "set", "n2", "--reason", "grey hole test", "--multiplier", "8", "--ttl", "10m"); err != nil {
+			t.Fatalf("ctl advisory set: %v\n%s", err, out)
+		}
+	})
+	t.Logf("grey hole n2 (drops %d %% of its 150–600-byte datagrams on its ring links; a round trip through it loses about %d %%):\n  probe rule alone:                %s\n  with the detector's advisories:  %s\n  with an operator's advisory:     %s",
+		advisoryGreyPct, 100-(100-advisoryGreyPct)*(100-advisoryGreyPct)/100, probe, detected, operator)
+
+	// An advisory reaches the nodes within a report interval (1 s here) and moves the traffic.
+	if !operator.found || operator.decision.Action != "advise" || operator.decision.Time.Sub(set) > 5*time.Second || operator.reroute < 0 {
+		t.Errorf("operator advisory: want n1 or n3 to apply it within 5 s of 'ctl advisory set' and n1's route to leave n2: %s", operator)
+	}
+	// The detector's advisories: whatever it judged, it named nobody but the grey hole.
+	if out, err := l.cliErr("ctl", l.env, "ctl", "advisory", "list"); err == nil {
+		t.Logf("advisories at the end:\n%s", out)
+	}
+	if detected.found && detected.decision.Action == "advise" {
+		t.Logf("the detector's advisory moved the mesh off n2 %s after the fault", detected.mttd.Round(time.Millisecond))
+	} else {
+		t.Logf("the control plane's detector did not name n2 before the probe rule acted (or within %s): see its judgements above", advisoryWatch)
+	}
+	if fa := l.falseActions(); len(fa) > 0 {
+		t.Errorf("decisions against healthy nodes: %v", fa)
+	}
+}
+
+// build makes the namespaces: n1..n<count> in a ring of veths (10.99.k.0/30, the lower-numbered
+// node .1), and "ctl" with a management veth to each node (10.98.i.0/30, ctl .1).
+func (l *advisoryLab) build(count int) {
+	for i := range count {
+		l.names = append(l.names, fmt.Sprintf("n%d", i+1))
+	}
+	for _, name := range append(l.names, "ctl") {
+		ns := l.tag + name
+		l.ip("netns", "add", ns)
+		l.spaces = append(l.spaces, ns)
+		l.ip("-n", ns, "link", "set", "lo", "up")
+	}
+	veth := func(k int, a, b, devA, devB, addrA, addrB string) {
+		va, vb := fmt.Sprintf("%sa%d", l.tag, k), fmt.Sprintf("%sb%d", l.tag, k)
+		l.ip("link", "add", va, "type", "veth", "peer", "name", vb)
+		l.ip("link", "set", va, "netns", l.tag+a, "name", devA)
+		l.ip("link", "set", vb, "netns", l.tag+b, "name", devB)
+		l.ip("-n", l.tag+a, "addr", "add", addrA, "dev", devA)
+		l.ip("-n", l.tag+b, "addr", "add", addrB, "dev", devB)
+		l.ip("-n", l.tag+a, "link", "set", devA, "up")
+		l.ip("-n", l.tag+b, "link", "set", devB, "up")
+	}
+	ring := [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {0, 4}}
+	for k, e := range ring {
+		dev := fmt.Sprintf("e%d", k)
+		veth(k, l.names[e[0]], l.names[e[1]], dev, dev, fmt.Sprintf("10.99.%d.1/30", k), fmt.Sprintf("10.99.%d.2/30", k))
+	}
+	for i, name := range l.names {
+		veth(10+i, "ctl", name, fmt.Sprintf("m%d", i), "mg", fmt.Sprintf("10.98.%d.1/30", i), fmt.Sprintf("10.98.%d.2/30", i))
+	}
+	l.url = func(i int) string { return fmt.Sprintf("https://10.98.%d.1:8443", i) }
+}
+
+// startAdvisoryControl initialises the control plane and starts it without advisories.
+func (l *advisoryLab) startAdvisoryControl() natControl {
+	l.tb.Helper()
+	configs := map[bool]string{}
+	for _, advise := range []bool{false, true} {
+		configs[advise] = l.write(fmt.Sprintf("control-%v.yaml", advise), fmt.Appendf(nil, `listen: "0.0.0.0:8443"
+data_dir: %s
+auth: {argon2: {time: 1, memory_kib: 64, threads: 1}}
+ai:
+  advisories: {enabled: %v, interval: 1s}
+`, filepath.Join(l.dir, "control"), advise), 0o600)
+	}
+	l.config = func(advise bool) string { return configs[advise] }
+	out := l.cli("", "control", "init", "--config", l.config(false), "--trust-domain", "advisory.test", "--admin", "admin")
+	var c natControl
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	for i, line := range lines {
+		if p, ok := strings.CutPrefix(line, "CA pin:"); ok {
+			c.pin = strings.TrimSpace(p)
+		}
+		if strings.HasPrefix(line, "admin ") && i+1 < len(lines) {
+			c.apiKey = strings.TrimSpace(lines[i+1])
+		}
+	}
+	if c.pin == "" || c.apiKey == "" {
+		l.tb.Fatalf("control init printed no CA pin or API key:\n%s", out)
+	}
+	c.url = "https://127.0.0.1:8443"
+	l.env = c.env()
+	l.restartControl(false)
+	return c
+}
+
+// restartControl (re)starts the control plane in its namespace, with or without advisories, and
+// waits until it answers.
+func (l *advisoryLab) restartControl(advise bool) {
+	l.tb.Helper()
+	if p := l.control; p != nil {
+		p.cmd.Process.Signal(os.Interrupt)
+		<-p.exited
+	}
+	l.control = l.spawn("control", l.tag+"ctl", natCLIEnv("control", "--config", l.config(advise)))
+	l.waitFor("control plane answers", 30*time.Second, func() bool {
+		_, err := l.cliErr("ctl", l.env, "ctl", "nodes")
+		return err == nil
+	})
+}
+
+// joinRing starts node i with `node --join` over its management link, reporting every second.
+func (l *advisoryLab) joinRing(c natControl, i int, peers []PeerFile) {
+	l.tb.Helper()
+	name := l.names[i]
+	out, err := l.cliErr("ctl", l.env, "ctl", "token", "create", "--groups", "lab", "--node-name", name)
+	if err != nil {
+		l.tb.Fatalf("token create: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	tok := strings.TrimSpace(lines[len(lines)-1])
+	f := File{Listen: "0.0.0.0:7946", AdminSocket: filepath.Join(l.dir, name+".sock"), Device: DeviceFile{Mode: "tun", Name: "x6"},
+		LogLevel: "debug", Peers: peers,
+		Control: ControlFile{State: filepath.Join(l.dir, name+"-state"), ReportInterval: time.Second}}
+	data, err := yaml.Marshal(f)
+	if err != nil {
+		l.tb.Fatal(err)
+	}
+	config := l.write(name+".yaml", append(data, labFirewall...), 0o644)
+	n := &natNode{name: name, ns: l.tag + name, socket: f.AdminSocket, started: time.Now()}
+	l.nodes[name] = n
+	n.proc = l.spawn(name, n.ns, append(natCLIEnv("node", "--config", config, "--join", l.url(i), "--name", name), "X0TTA6BL4_JOIN_TOKEN="+tok))
+}
+
+func (l *advisoryLab) heal(name string) HealStatus {
+	var h HealStatus
+	if err := l.admin(name, AdminRequest{Op: "heal"}, &h); err != nil {
+		l.tb.Fatalf("heal status of %s: %v", name, err)
+	}
+	return h
+}
+
+// waitOutOfGrace waits until the named nodes judge every neighbour (none in its grace period).
+func (l *advisoryLab) waitOutOfGrace(names ...string) {
+	l.tb.Helper()
+	l.waitFor("probes judged", 60*time.Second, func() bool {
+		for _, name := range names {
+			h := l.heal(name)
+			if len(h.Peers) != 2 || h.ProbesOK < 20 {
+				return false
+			}
+			for _, p := range h.Peers {
+				if p.Class == "" || p.Class == classGrace {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+// greyResult is one phase's outcome.
+type greyResult struct {
+	found    bool
+	mttd     time.Duration // fault → the first decision about n2 by n1 or n3
+	reroute  time.Duration // that decision → n1's route to n3 off n2 (-1: it did not move)
+	decision HealDecision
+	who      string
+	flaps    []string // n1's route to n3 leaving n2 with no decision yet, and when
+	verdicts []string // the control plane's judgement of n2 while the phase ran
+}
+
+func (r greyResult) String() string {
+	v := strings.Join(r.verdicts, "; ")
+	f := ""
+	if len(r.flaps) > 0 {
+		f = fmt.Sprintf("; route left n2 with no decision yet at %s", strings.Join(r.flaps, ", "))
+	}
+	if !r.found {
+		return fmt.Sprintf("no decision about n2 within %s%s (control plane's judgements of n2: %s)", advisoryWatch, f, v)
+	}
+	return fmt.Sprintf("MTTD %s: %s %s (%s p=%.4f: %s), n1's route off n2 %s later%s (control plane's judgements of n2: %s)",
+		r.mttd.Round(time.Millisecond), r.who, r.decision.Action, r.decision.Class, r.decision.Confidence, r.decision.Rule,
+		r.reroute.Round(time.Millisecond), f, v)
+}
+
+// greyPhase turns n2 into a grey hole, calls act (if any), and waits up to advisoryWatch for the
+// first decision about n2 by n1 or n3 (a penalty or an applied advisory), then for n1's route to
+// n3 to leave n2. It then clears the fault and waits until the mesh is back through n2 with no
+// decision in force.
+func (l *advisoryLab) greyPhase(what string, act func()) greyResult {
+	l.tb.Helper()
+	l.waitFor("n1 routes to n3 through n2", 60*time.Second, func() bool {
+		r, ok := l.route("n1", "n3")
+		return ok && r.NextHop == "n2"
+	})
+	l.sh(l.tag+"n2", fmt.Sprintf(`nft -f - <<'EOF'
+table inet x6grey {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		oifname { "e0", "e1" } udp length 150-600 numgen random mod 100 < %d drop
+	}
+}
+EOF`, advisoryGreyPct))
+	fault := time.Now()
+	if act != nil {
+		act()
+	}
+	res := greyResult{reroute: -1}
+	first := func() (HealDecision, string, bool) {
+		var best HealDecision
+		who := ""
+		for _, n := range []string{"n1", "n3"} {
+			for _, d := range l.heal(n).Decisions {
+				if d.Peer == "n2" && d.Time.After(fault) && (d.Action == "penalise" || d.Action == "advise") &&
+					(who == "" || d.Time.Before(best.Time)) {
+					best, who = d, n
+				}
+			}
+		}
+		return best, who, who != ""
+	}
+	lastVerdict, offN2 := time.Time{}, false
+	for time.Since(fault) < advisoryWatch && !res.found {
+		l.checkAlive()
+		if time.Since(lastVerdict) >= 3*time.Second {
+			lastVerdict = time.Now()
+			res.verdicts = append(res.verdicts, fmt.Sprintf("+%ds %s", int(time.Since(fault).Seconds()), l.verdict("n2")))
+		}
+		if r, ok := l.route("n1", "n3"); ok && (r.NextHop != "n2") != offN2 {
+			offN2 = !offN2
+			if offN2 {
+				res.flaps = append(res.flaps, fmt.Sprintf("+%s (via %s, cost %d)", time.Since(fault).Round(time.Millisecond), r.NextHop, r.Cost))
+			}
+		}
+		res.decision, res.who, res.found = first()
+		time.Sleep(50 * time.Millisecond)
+	}
+	if res.found {
+		res.mttd = res.decision.Time.Sub(fault)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if r, ok := l.route("n1", "n3"); ok && r.NextHop != "n2" {
+				res.reroute = max(0, time.Since(res.decision.Time))
+				break
+			}
+		}
+	}
+	for _, who := range l.names {
+		for _, d := range l.heal(who).Decisions {
+			if d.Time.After(fault) {
+				l.tb.Logf("%s: %s at +%s: %s %s (%s p=%.4f) %s %v", what, who, d.Time.Sub(fault).Round(time.Millisecond), d.Action, d.Peer,
+					d.Class, d.Confidence, d.Rule, d.Evidence)
+			}
+		}
+	}
+	l.tb.Logf("%s: %s", what, res)
+	l.sh(l.tag+"n2", "nft delete table inet x6grey")
+	return res
+}
+
+// settle waits until n2 is no longer avoided by n1 or n3 and n1 routes to n3 through it again.
+func (l *advisoryLab) settle() {
+	l.tb.Helper()
+	l.waitFor("n2 no longer avoided", 3*time.Minute, func() bool {
+		for _, who := range []string{"n1", "n3"} {
+			for _, p := range l.heal(who).Peers {
+				if p.Name == "n2" && (p.Penalised || p.Advised > 0) {
+					return false
+				}
+			}
+		}
+		r, ok := l.route("n1", "n3")
+		return ok && r.NextHop == "n2"
+	})
+}
+
+// falseActions lists decisions by nodes other than n2 against nodes other than n2. (n2's own
+// probes cross its own fault, so what it decides about its neighbours is not judged here.)
+func (l *advisoryLab) falseActions() []string {
+	var out []string
+	for _, who := range l.names {
+		if who == "n2" {
+			continue
+		}
+		for _, d := range l.heal(who).Decisions {
+			if d.Peer != "n2" {
+				out = append(out, fmt.Sprintf("%s %s %s (%s)", who, d.Action, d.Peer, d.Rule))
+			}
+		}
+	}
+	return out
+}
+
+// verdict is the control plane's detector's judgement of node name, in a few words.
+func (l *advisoryLab) verdict(name string) string {
+	out, err := l.cliErr("ctl", l.env, "ctl", "predict", "--json", name)
+	if err != nil {
+		return "predict failed: " + strings.TrimSpace(out)
+	}
+	var p struct {
+		Score         float64            `json:"score"`
+		Class         string             `json:"class"`
+		Probabilities map[string]float64 `json:"probabilities"`
+		Inputs        map[string]float64 `json:"inputs"`
+	}
+	if i := strings.IndexByte(out, '{'); i >= 0 {
+		out = out[i:]
+	}
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return fmt.Sprintf("score %.4f %s (greyhole %.4f; deficit %.3f, deficit_w %.3f)", p.Score, p.Class, p.Probabilities["greyhole"],
+		p.Inputs["deficit"], p.Inputs["deficit_w"])
+}
