@@ -14,7 +14,7 @@ import (
 // ctl advisory set|clear|list: cost advisories by hand (docs/control.md, "Cost advisories").
 
 func ctlAdvisorySet(e *env, args []string) error {
-	fs, c := ctlFlags(e, "advisory set", "NODE --reason TEXT [--multiplier 8] [--ttl 1h]")
+	fs, c := ctlFlags(e, "advisory set", "--reason TEXT [--multiplier 8] [--ttl 1h] NODE")
 	reason := fs.String("reason", "", "why (1 to 54 printable ASCII characters; shown to every node's journal)")
 	mult := fs.Int("multiplier", 0, "link-cost multiplier, 2 to 16 (default: the server's ai.advisories.multiplier)")
 	ttl := fs.Duration("ttl", time.Hour, "how long it stays in force (1m to 24h)")

@@ -248,7 +248,7 @@ func runCtl(e *env, args []string) error {
 		{"status", "show the mesh as nodes report it", ctlStatus},
 		{"predict", "the anomaly detector's judgement of a node, with its evidence", ctlPredict},
 		{"advisory list", "the cost advisories in force (relays the detector or an admin names)", ctlAdvisoryList},
-		{"advisory set", "name a relay by hand: ctl advisory set NODE --reason TEXT [--multiplier 8] [--ttl 1h]", ctlAdvisorySet},
+		{"advisory set", "name a relay by hand: ctl advisory set --reason TEXT [--multiplier 8] [--ttl 1h] NODE", ctlAdvisorySet},
 		{"advisory clear", "withdraw an operator advisory: ctl advisory clear NODE", ctlAdvisoryClear},
 		{"user add", "create an account (password from --password-file)", ctlUserAdd},
 		{"users", "list accounts", ctlUsers},

@@ -176,7 +176,7 @@ func (s *Server) buildRoutes() []*route {
 			resp: api.AdvisoryList{}, status: 200}},
 		{method: "PUT", path: "/api/v1/advisories/{node_id}", access: accessUser, role: auth.Admin, h: s.handleSetAdvisory, doc: opDoc{
 			id: "setAdvisory", tag: "ai", summary: "Name a relay by hand: its neighbours raise their link costs to it",
-			desc: "Adds (or replaces) an operator advisory for the node, in force for `ttl_seconds` (default an hour, at most a day), and signs a new list at once. Nodes weigh it as they weigh the detector's: within the multiplier cap, never removing a link, overruled by their own clean probes. Kept in memory: a restart of the control plane forgets it.",
+			desc: "Adds (or replaces) an operator advisory for the node, in force for `ttl_seconds` (default an hour, at most a day), and signs a new list at once. Nodes weigh it as they weigh the detector's: within the multiplier cap, never removing a link, alongside their own probes. Kept in memory: a restart of the control plane forgets it.",
 			req:  api.SetAdvisoryRequest{}, resp: api.AdvisoryList{}, status: 200, params: []param{{"node_id", "string", "node name"}},
 			extra: map[int]string{404: "no such node", 409: "the node is revoked, or too many operator advisories"}}},
 		{method: "DELETE", path: "/api/v1/advisories/{node_id}", access: accessUser, role: auth.Admin, h: s.handleClearAdvisory, doc: opDoc{

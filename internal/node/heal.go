@@ -158,7 +158,7 @@ type HealDecision struct {
 // Journal actions besides the loop's own (mapek.Penalise, mapek.Restore).
 const (
 	healAdvise        = "advise"         // a control-plane advisory raised the cost of the link to the peer
-	healUnadvise      = "unadvise"       // it was withdrawn, lapsed or overruled by the node's own probes
+	healUnadvise      = "unadvise"       // it was withdrawn or lapsed
 	healNoAlternative = "no-alternative" // the peer is avoided, but some destinations are reachable only through it
 )
 
@@ -221,7 +221,6 @@ type healer struct {
 	advisories                      *meshca.Advisories                 // the newest verified list, or nil
 	advised                         map[routing.NodeID]meshca.Advisory // neighbours whose link cost an advisory raises now
 	cut                             map[routing.NodeID][]string        // avoided neighbours some destinations are reachable only through
-	overruled                       map[routing.NodeID]uint64          // the advisory list last journalled as overruled, per neighbour
 	advises, unadvises, cutVertices uint64
 
 	// transitDrop is a fault for tests only: the fraction (of 1<<16) of transit packets this node
@@ -232,7 +231,7 @@ type healer struct {
 func newHealer(cfg HealConfig, now time.Time) *healer {
 	cfg.setDefaults()
 	h := &healer{cfg: cfg, start: now, advised: map[routing.NodeID]meshca.Advisory{},
-		cut: map[routing.NodeID][]string{}, overruled: map[routing.NodeID]uint64{}}
+		cut: map[routing.NodeID][]string{}}
 	h.reset()
 	return h
 }

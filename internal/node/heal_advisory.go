@@ -13,13 +13,15 @@ import (
 // Cost advisories and cut vertices (docs/node.md, "Self-healing": "Cost advisories" and "No way
 // around"). The control plane's detector sees the whole mesh's telemetry and may judge a relay
 // faulty that no single neighbour's probes can convict; it says so in a CA-signed, short-lived list
-// (meshca.Advisories). A neighbour of the subject weighs it alongside its own evidence:
+// (meshca.Advisories). A neighbour of the subject weighs it alongside its own evidence, never
+// instead of it:
 //
 //   - the advisory raises the advertised cost of the link to the subject by its multiplier (at most
 //     ×16, below the probe rule's own ×400), so traffic goes round the subject where another way
-//     exists; it never takes a link down, and a penalty of the probe rule wins over it;
-//   - the node's own probes overrule it when they are unambiguous: a full window of outcomes
-//     through the subject (32), every one answered;
+//     exists; it never takes a link down, and a penalty of the probe rule wins over it. The node's
+//     probing and verdicts go on unchanged. Clean probes do not veto it: a relay can tell the
+//     probes from the data by their size and spare them (the netns test's grey hole does), so
+//     answered probes do not prove that it relays the data;
 //   - it lapses at the list's expiry, and a newer list (higher sequence) without the subject
 //     withdraws it; an older or replayed list is refused.
 //
@@ -55,9 +57,9 @@ func (n *Node) installAdvisories(now time.Time, a *meshca.Advisories) (bool, err
 	return true, nil
 }
 
-// adviceFor is the multiplier the held advisories set for the link to the neighbour id named name
-// at now, and why it is not applied when it is not: 0 and "" when no advisory names it.
-func (h *healer) adviceFor(now time.Time, id routing.NodeID, name string) (meshca.Advisory, string) {
+// adviceFor is the entry the held advisories have for the neighbour named name at now, or why there
+// is none ("withdrawn", "expired"; "" when no list is held).
+func (h *healer) adviceFor(now time.Time, name string) (meshca.Advisory, string) {
 	a := h.advisories
 	if a == nil {
 		return meshca.Advisory{}, ""
@@ -68,10 +70,6 @@ func (h *healer) adviceFor(now time.Time, id routing.NodeID, name string) (meshc
 	}
 	if !now.Before(a.ExpiresAt) {
 		return meshca.Advisory{}, "expired"
-	}
-	if s := h.det.nbrs[id]; s != nil && len(s.window) >= h.det.r.Window &&
-		!slices.ContainsFunc(s.window, func(o healOutcome) bool { return o.lost }) {
-		return meshca.Advisory{}, fmt.Sprintf("own probes overrule it: the last %d through it all answered", len(s.window))
 	}
 	return e, ""
 }
@@ -85,17 +83,8 @@ func (n *Node) applyAdvisoriesLocked(now time.Time) {
 			continue
 		}
 		name := t.peer().Name
-		e, why := h.adviceFor(now, id, name)
+		e, why := h.adviceFor(now, name)
 		if e.Multiplier == h.advised[id].Multiplier {
-			if h.advisories == nil {
-				continue
-			}
-			if held, ok := h.advisories.Find(name); ok && e.Multiplier == 0 && why != "expired" && h.overruled[id] != h.advisories.Sequence {
-				// An advisory the node's own probes overrule from the start is journalled once per list.
-				h.overruled[id] = h.advisories.Sequence
-				n.recordHealDecisionLocked(HealDecision{Time: now, Peer: name, Action: healUnadvise, Rule: "control-plane advisory not applied: " + why,
-					Class: held.Reason, Confidence: held.Confidence, Evidence: map[string]float64{"multiplier": float64(held.Multiplier)}})
-			}
 			continue
 		}
 		if e.Multiplier == 0 {

@@ -985,7 +985,19 @@ func (l *natLab) startControl() natControl {
 data_dir: control
 auth: {argon2: {time: 1, memory_kib: 64, threads: 1}}
 `, natPubAddr)), 0o600)
-	out := l.cli("", "control", "init", "--config", config, "--trust-domain", "nat.test", "--admin", "admin")
+	c := parseControlInit(l.tb, l.cli("", "control", "init", "--config", config, "--trust-domain", "nat.test", "--admin", "admin"))
+	c.url = "https://" + natPubAddr + ":8443"
+	l.spawn("control", l.tag+"pub", natCLIEnv("control", "--config", config))
+	l.waitFor("control plane answers", 30*time.Second, func() bool {
+		_, err := l.cliErr("pub", c.env(), "ctl", "nodes")
+		return err == nil
+	})
+	return c
+}
+
+// parseControlInit reads the CA pin and the admin's API key from what `control init` printed.
+func parseControlInit(tb testing.TB, out string) natControl {
+	tb.Helper()
 	var c natControl
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	for i, line := range lines {
@@ -997,14 +1009,8 @@ auth: {argon2: {time: 1, memory_kib: 64, threads: 1}}
 		}
 	}
 	if c.pin == "" || c.apiKey == "" {
-		l.tb.Fatalf("control init printed no CA pin or API key:\n%s", out)
+		tb.Fatalf("control init printed no CA pin or API key:\n%s", out)
 	}
-	c.url = "https://" + natPubAddr + ":8443"
-	l.spawn("control", l.tag+"pub", natCLIEnv("control", "--config", config))
-	l.waitFor("control plane answers", 30*time.Second, func() bool {
-		_, err := l.cliErr("pub", c.env(), "ctl", "nodes")
-		return err == nil
-	})
 	return c
 }
 
