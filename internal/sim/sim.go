@@ -1066,7 +1066,9 @@ func (s *Sim) collect() Interval {
 		if cpuModel == nil {
 			cpuModel = cpuFromLoad
 		}
-		busy := (st.hog + math.Min(float64(st.load), st.capacity)) / NodeCapacity
+		// The processor is what the node's packets can use plus what something else took: a
+		// node with less capacity (a weak relay) is busier for the same load.
+		busy := (st.hog + math.Min(float64(st.load), st.capacity)) / (st.hog + st.capacity)
 		x[FCPU] = float32(math.Max(0, math.Min(1, cpuModel(st, busy, s.rng))))
 		s.resetCounters(st)
 	}
