@@ -47,6 +47,10 @@ type IncidentConfig struct {
 	History, After time.Duration
 	// Fault is SingleFault's kind (default: drawn from the seed).
 	Fault Kind
+
+	// withoutRoot builds a cascade (the same relay, the same capacity) but never fails its root:
+	// the control of the test that the symptom comes from the reroute.
+	withoutRoot bool
 }
 
 // Incident is a run with its ground truth: the root causes, and for cascades the relay whose
@@ -317,12 +321,12 @@ func runCascade(cfg IncidentConfig, sc Config, inc *Incident, rng *rand.Rand) (*
 		rootNodes, label = []int{plan.root.a, plan.root.b}, LinkDegradation
 	}
 	inc.Roots, inc.RootKinds = [][]int{rootNodes}, []Kind{label}
-	down := false
+	down, flapping := false, false
 	var flapNext time.Duration
 	var utilMax float64
 	s.cfg.Control = func(s *Sim) {
 		utilMax = max(utilMax, s.st[plan.relay].util)
-		if cfg.Kind == FlapCascade && s.elapsed >= cfg.History && s.elapsed >= flapNext {
+		if flapping && s.elapsed >= flapNext {
 			down = !down
 			s.setCut(ls, down)
 			flapNext = s.elapsed + flapMin + time.Duration(rng.Int64N(int64(flapSpread)))
@@ -330,7 +334,7 @@ func runCascade(cfg IncidentConfig, sc Config, inc *Incident, rng *rand.Rand) (*
 	}
 	total := int(sc.Duration / time.Second)
 	for t := range total {
-		if t == inc.Start {
+		if t == inc.Start && !cfg.withoutRoot {
 			// Only the label: the fault itself is the cut or the crash below (a node whose
 			// fault is Flapping would flap all its links).
 			for _, v := range rootNodes {
@@ -338,7 +342,7 @@ func runCascade(cfg IncidentConfig, sc Config, inc *Incident, rng *rand.Rand) (*
 			}
 			switch {
 			case cfg.Kind == FlapCascade:
-				down, flapNext = true, s.elapsed+flapMin+time.Duration(rng.Int64N(int64(flapSpread)))
+				down, flapping, flapNext = true, true, s.elapsed+flapMin+time.Duration(rng.Int64N(int64(flapSpread)))
 				s.setCut(ls, true)
 			case plan.root.b < 0:
 				s.Net.Kill(s.IDs[plan.root.a])
