@@ -11,9 +11,9 @@ import (
 // "Root-cause analysis"); validation and test seeds are disjoint, and disjoint from the seeds the
 // rankings were developed on (1–6).
 const (
-	rcaTestSeeds = "301-330"
-	rcaValSeeds  = "401-420"
-	rcaNodes     = 60
+	rcaTestSeeds = "301-316"
+	rcaValSeeds  = "401-408"
+	rcaNodes     = 40
 )
 
 // runRCASuite evaluates every root-cause ranking on the validation incidents, names the winner

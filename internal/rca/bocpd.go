@@ -19,7 +19,10 @@ type bocpdConfig struct {
 	Beta0  float64 // prior rate of the precision
 }
 
-var defaultBOCPD = bocpdConfig{Hazard: 1.0 / 50, Kappa0: 1, Alpha0: 1, Beta0: 1}
+// The prior says a standardised metric has unit variance, firmly (α = β = 3): with a vague prior a
+// new regime pays for relearning every quiet dimension, and over hundreds of metrics that cost
+// hid every change.
+var defaultBOCPD = bocpdConfig{Hazard: 1.0 / 50, Kappa0: 1, Alpha0: 3, Beta0: 3}
 
 // changeProb returns, for every step t ≥ 1, the posterior probability that a change happened at t
 // (a new regime began with x[t]) given the observations up to t+lag (or the series' end): the

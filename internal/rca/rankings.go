@@ -170,12 +170,30 @@ func (w *Window) globalChange() int {
 	all := make([][]float64, end)
 	for v := range w.Adj {
 		s := w.standardised(v, end)
-		for t := range end {
-			all[t] = append(all[t], s[t]...)
+		for j := range s[0] {
+			if constant(s, j) {
+				continue // no change to find, and a new regime would pay to relearn it
+			}
+			for t := range end {
+				all[t] = append(all[t], s[t][j])
+			}
 		}
+	}
+	if len(all[0]) == 0 {
+		return w.Open
 	}
 	cp, _ := firstChange(changeProb(all, changeLag, defaultBOCPD))
 	return cp
+}
+
+// constant reports whether column j of x never moves.
+func constant(x [][]float64, j int) bool {
+	for _, row := range x {
+		if row[j] != x[0][j] {
+			return false
+		}
+	}
+	return true
 }
 
 // rankBARO is BARO: multivariate BOCPD finds when the incident began; nodes are ranked by the
