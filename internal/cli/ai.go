@@ -285,6 +285,7 @@ func runAIEval(e *env, args []string) error {
 	trainSeeds := fs.String("train-seeds", "1-24", "training seeds (to fit the baselines)")
 	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (as given to ai train)")
 	valSeeds := fs.String("val-seeds", "51-56", "validation seeds (every method's threshold)")
+	rcaFlag := fs.Bool("rca", true, "default suite: also run the rca suite (its own seeds "+rcaTestSeeds+", validation "+rcaValSeeds+", "+fmt.Sprint(rcaNodes)+" nodes)")
 	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
 	persistMax := fs.Int("persist-max", 5, "persistence rule: largest k (flag after k consecutive intervals) tried on the validation runs; 1: no persistence table")
 	df := addDataFlags(fs)
@@ -380,6 +381,9 @@ func runAIEval(e *env, args []string) error {
 	fmt.Fprintln(e.stdout, "\nper node-interval: each fault type against normal nodes")
 	experiment.PrintTable(e.stdout, experiment.EvaluateAll(ds, test))
 	printConfusion(e.stdout, experiment.Confusion(m, test))
+	if *rcaFlag && *df.features == "all" && !df.raw {
+		return runRCASuite(e, m, *model, rcaTestSeeds, rcaValSeeds, rcaNodes)
+	}
 	return nil
 }
 
