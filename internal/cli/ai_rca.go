@@ -11,8 +11,8 @@ import (
 // "Root-cause analysis"); validation and test seeds are disjoint, and disjoint from the seeds the
 // rankings were developed on (1–6).
 const (
-	rcaTestSeeds = "301-316"
-	rcaValSeeds  = "401-408"
+	rcaTestSeeds = "301-340"
+	rcaValSeeds  = "401-420"
 	rcaNodes     = 40
 )
 

@@ -42,7 +42,7 @@ const (
 // DefaultRanking is the ranking kept for root-cause analysis: the one with the highest top-1,
 // averaged over the four incident types, on the validation incidents (docs/intelligence.md,
 // "Root-cause analysis"; ai eval --suite rca prints the validation table it was chosen from).
-const DefaultRanking = ScoreRanking
+const DefaultRanking = LoadShiftRanking
 
 // Rankings returns every ranking, the default first.
 func Rankings() []Ranking {
