@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
 	"x0tta6bl4/internal/detector"
@@ -45,21 +46,33 @@ type Result struct {
 const cascadeAttempts = 4
 
 // Hit reports whether order names every root within the first k + len(roots) − 1 places: top-1 of
-// a single root is rank 1, of two roots both within the first 2.
+// a single root is rank 1, of two roots both within the first 2. A root is named by any of its nodes
+// (a link: either end); once it is named, its other nodes take no place (a link's second end is
+// not a second answer).
 func Hit(order []int, roots [][]int, k int) bool {
-	limit := min(len(order), k+len(roots)-1)
-	for _, root := range roots {
-		found := false
-		for _, v := range order[:limit] {
-			for _, r := range root {
-				found = found || v == r
+	limit := k + len(roots) - 1
+	named := make([]bool, len(roots))
+	left, places := len(roots), 0
+	for _, v := range order {
+		if places == limit || left == 0 {
+			break
+		}
+		of := -1
+		for i, root := range roots {
+			if slices.Contains(root, v) {
+				of = i
 			}
 		}
-		if !found {
-			return false
+		if of >= 0 && named[of] {
+			continue
+		}
+		places++
+		if of >= 0 {
+			named[of] = true
+			left--
 		}
 	}
-	return true
+	return left == 0
 }
 
 // EvaluateIncidents runs the incidents and ranks each with every ranking. Single faults cycle

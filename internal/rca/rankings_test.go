@@ -123,6 +123,10 @@ func TestHit(t *testing.T) {
 	if Hit(order, [][]int{{3}}, 3) || !Hit(order, [][]int{{9}}, 4) {
 		t.Fatal("single hit")
 	}
+	// A link's second end takes no place: the link and the next root are the first two answers.
+	if !Hit([]int{4, 7, 1}, [][]int{{4, 7}, {1}}, 1) || Hit([]int{4, 2, 7, 1}, [][]int{{4, 7}, {1}}, 1) {
+		t.Fatal("link hit")
+	}
 }
 
 // TestDefaultFirst: the default ranking is listed first.
