@@ -56,7 +56,21 @@ func Rankings() []Ranking {
 	}
 	i := slices.IndexFunc(all, func(r Ranking) bool { return r.Name == DefaultRanking })
 	all[0], all[i] = all[i], all[0]
+	for i := range all {
+		all[i].Rank = guarded(all[i].Rank)
+	}
 	return all
+}
+
+// guarded answers a window without intervals, or whose scores and metrics disagree in length, with
+// the nodes in index order rather than reading past its end.
+func guarded(rank func(w *Window) []int) func(w *Window) []int {
+	return func(w *Window) []int {
+		if len(w.Metrics) == 0 || len(w.Scores) != len(w.Metrics) || (w.LinkUp != nil && len(w.LinkUp) != len(w.Metrics)) {
+			return ByScore(make([]float64, len(w.Adj)))
+		}
+		return rank(w)
+	}
 }
 
 // meanScores is each node's mean anomaly score since the incident opened.

@@ -135,3 +135,13 @@ func TestDefaultFirst(t *testing.T) {
 		t.Fatal(Rankings()[0].Name)
 	}
 }
+
+// TestEmptyWindow: a window without intervals gets an answer, not a panic.
+func TestEmptyWindow(t *testing.T) {
+	w := &Window{Adj: [][]int{{1}, {0}}, Threshold: 0.5}
+	for _, r := range Rankings() {
+		if order := r.Rank(w); len(order) != 2 {
+			t.Fatalf("%s: %v", r.Name, order)
+		}
+	}
+}
