@@ -307,6 +307,7 @@ func runCascade(cfg IncidentConfig, sc Config, inc *Incident, rng *rand.Rand) (*
 	if err := s.PlanFaults(); err != nil {
 		return nil, err
 	}
+	// The routing-message counters stay zero: the rehearsal's reconvergence would blur them.
 	res := &Result{Config: s.cfg, Edges: s.Edges, Adj: s.Adj, Convergence: conv, Areas: 1}
 	for _, id := range s.IDs {
 		res.Names = append(res.Names, s.Net.Node(id).Name)
