@@ -124,3 +124,54 @@ func recordsOf(t *testing.T, srv *control.Server, names ...string) []string {
 	}
 	return out
 }
+
+// TestJoinedNodesWithoutPeersMeet: nodes that all joined through the control plane, none with a
+// configured peer, find each other. A router signs no record before its first neighbour, so such
+// nodes used to report none and stay alone (seen with the real binary on 127.0.0.1: no peer after
+// 20 s); the agent now has the node announce itself, and the others dial it from its record.
+func TestJoinedNodesWithoutPeersMeet(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	quiet := slog.New(slog.DiscardHandler)
+	_, url, admin := startControlPlane(t, ctx, "meet.test", nil)
+	var nodes []*node.Node
+	for _, name := range []string{"alpha", "bravo", "charlie"} {
+		tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := identity.GenerateNodeKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
+		if err != nil {
+			t.Fatalf("enroll %s: %v", name, err)
+		}
+		n, err := node.New(node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go n.Run(ctx)
+		cl, err := client.NewNode(url, key, b, client.NodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		go Run(ctx, Config{Node: n, Client: cl, Records: &b.Records, ReportInterval: 10 * time.Second, CRLWait: 20 * time.Second, Logger: quiet})
+		nodes = append(nodes, n)
+	}
+	up := func(n *node.Node) int {
+		k := 0
+		for _, p := range n.Peers() {
+			if p.Up {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(t, 20*time.Second, "every node has a link up to both others", func() bool {
+		return up(nodes[0]) == 2 && up(nodes[1]) == 2 && up(nodes[2]) == 2
+	})
+}
