@@ -32,18 +32,7 @@ func TestRecordsFromControlPlane(t *testing.T) {
 	// start enrols a node, starts it (dialling the named peers, if any) and its agent.
 	start := func(name string, peers ...string) *client.Bundle {
 		t.Helper()
-		tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := identity.GenerateNodeKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
-		if err != nil {
-			t.Fatalf("enroll %s: %v", name, err)
-		}
+		key, b := enrolNew(t, ctx, admin, url, name)
 		// Punching off: every node here can reach every other on 127.0.0.1, and the test is about
 		// what reaches a node through the control plane, not through links it would then make.
 		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
@@ -106,6 +95,24 @@ func TestRecordsFromControlPlane(t *testing.T) {
 	waitFor(t, 15*time.Second, "charlie learns delta's record from its long poll", func() bool { return knows(nodes["charlie"], "delta") })
 }
 
+// enrolNew makes a node key and enrols it as name with a fresh join token.
+func enrolNew(t *testing.T, ctx context.Context, admin *client.API, url, name string) (*identity.NodeKey, *client.Bundle) {
+	t.Helper()
+	tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.GenerateNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
+	if err != nil {
+		t.Fatalf("enroll %s: %v", name, err)
+	}
+	return key, b
+}
+
 // recordsOf returns the named nodes' records as the control plane hands them to a node that is
 // none of them.
 func recordsOf(t *testing.T, srv *control.Server, names ...string) []string {
@@ -136,18 +143,7 @@ func TestJoinedNodesWithoutPeersMeet(t *testing.T) {
 	_, url, admin := startControlPlane(t, ctx, "meet.test", nil)
 	var nodes []*node.Node
 	for _, name := range []string{"alpha", "bravo", "charlie"} {
-		tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := identity.GenerateNodeKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
-		if err != nil {
-			t.Fatalf("enroll %s: %v", name, err)
-		}
+		key, b := enrolNew(t, ctx, admin, url, name)
 		n, err := node.New(node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet})
 		if err != nil {
