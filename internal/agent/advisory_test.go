@@ -2,17 +2,11 @@ package agent
 
 import (
 	"context"
-	"log/slog"
-	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
 	"x0tta6bl4/internal/control/api"
-	"x0tta6bl4/internal/control/client"
-	"x0tta6bl4/internal/firewall"
-	"x0tta6bl4/internal/identity"
-	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
 )
 
@@ -22,45 +16,11 @@ import (
 func TestAdvisoriesReachNodes(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	quiet := slog.New(slog.DiscardHandler)
 	_, url, admin := startControlPlane(t, ctx, "advisory.test", nil)
-	nodes := map[string]*node.Node{}
-	var first *client.Bundle
-	for _, name := range []string{"alpha", "bravo"} {
-		tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name, Groups: []string{"ops"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := identity.GenerateNodeKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
-			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet,
-			Firewall: firewall.Config{Inbound: []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
-				Outbound: []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}}}}
-		if first != nil {
-			opts.Peers = []node.Peer{{Addr: nodes["alpha"].UDPAddr(), Cert: first.Certificate}}
-		}
-		first = b
-		n, err := node.New(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go n.Run(ctx)
-		cl, err := client.NewNode(url, key, b, client.NodeOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cl.Close()
-		go Run(ctx, Config{Node: n, Client: cl, ReportInterval: 200 * time.Millisecond, CRLWait: 5 * time.Second, Logger: quiet})
-		nodes[name] = n
-	}
-	alpha := nodes["alpha"]
+	alpha, ab := startJoined(t, ctx, admin, url, "alpha", 200*time.Millisecond, nil)
+	bravo, _ := startJoined(t, ctx, admin, url, "bravo", 200*time.Millisecond, func(o *node.Options) {
+		o.Peers = []node.Peer{{Addr: alpha.UDPAddr(), Cert: ab.Certificate}}
+	})
 	advised := func(mult int) func() bool {
 		return func() bool {
 			h := alpha.Heal()
@@ -89,7 +49,7 @@ func TestAdvisoriesReachNodes(t *testing.T) {
 	if h := alpha.Heal(); h.AdvisoriesSequence != l.Sequence || h.Advises != 1 {
 		t.Fatalf("alpha holds advisories %d (want %d), %d applied", h.AdvisoriesSequence, l.Sequence, h.Advises)
 	}
-	if h := nodes["bravo"].Heal(); h.Advises != 0 {
+	if h := bravo.Heal(); h.Advises != 0 {
 		t.Fatal("bravo applied an advisory about itself")
 	}
 	if _, err := admin.ClearAdvisory(ctx, "bravo"); err != nil {
