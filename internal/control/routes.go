@@ -156,7 +156,7 @@ func (s *Server) buildRoutes() []*route {
 			resp: api.Topology{}, status: 200}},
 		{method: "GET", path: "/api/v1/console/events", access: accessUser, role: auth.Viewer, h: s.handleConsoleEvents, doc: opDoc{
 			id: "consoleEvents", tag: "console", summary: "The mesh map as server-sent events",
-			desc:   "`event: topology` with the document of GET /api/v1/console/topology at once, then whenever it changes (a report, an enrolment, a revocation, a node turning stale), at most twice a second, and every 15 s regardless. At most 256 streams are open at once (503 beyond).",
+			desc:   "`event: snapshot` with the whole map in a compact form at once, then `event: diff` with what changed (a report, an enrolment, a revocation, a node turning stale), at most twice a second, and an empty diff every 15 s. Nodes are `[name, status, score|null, anomalous 0|1]`; a snapshot's links are `[index a, index b, rtt_ms, loss_ratio, confirmed 0|1]`, a diff's `[a, b, rtt_ms, loss_ratio, confirmed]`, with `gone` (names) and `cut` (`[a, b]`) for what went (docs/console.md). At most 256 streams are open at once (503 beyond).",
 			status: 200, contentType: "text/event-stream", extra: map[int]string{503: "too many open event streams"}}},
 
 		{method: "POST", path: "/api/v1/security/handshake", aliases: []string{"/security/handshake"}, access: accessUser, role: auth.Viewer, h: s.handleHandshake, doc: opDoc{
