@@ -104,18 +104,10 @@ export class TopologyMap {
     else this.graph.addEdgeWithKey(key, a, b, attrs);
   }
 
-  // load applies the stream's snapshot: the whole map (also after a reconnection). The first one
-  // is built in a graph sigma does not watch yet, then handed over whole: sigma processes it once
-  // instead of on each of thousands of additions.
+  // load applies the stream's snapshot: the whole map (also after a reconnection). (Sigma 4's
+  // setGraph would let the first one be built unwatched and handed over whole, but its index of
+  // parallel edges keeps the old graph, so the map is filled in place.)
   load(s) {
-    if (this.graph.order === 0) {
-      const g = this.graph;
-      this.graph = new Graph({ type: "undirected" });
-      this.loadInto(s);
-      this.sigma.setGraph(this.graph);
-      g.clear();
-      return;
-    }
     this.loadInto(s);
   }
 

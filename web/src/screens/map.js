@@ -105,6 +105,8 @@ function render(main, ctx) {
         });
       }
       map.load(doc);
+      // Drawn even when nothing changed the graph (an empty mesh).
+      map.sigma.scheduleRender();
       painted = true;
       // The list after the map: it is not needed for the first picture.
       setTimeout(() => {
