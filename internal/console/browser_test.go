@@ -300,7 +300,9 @@ func run(t *testing.T, ctx context.Context, what string, timeout time.Duration, 
 func pageState(ctx context.Context) string {
 	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(tctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText.slice(0, 2000)`))
+	s, err := chromedp.Run(tctx, chromedp.Evaluate[string](`location.href + "\nmap: " + JSON.stringify(Object.assign({}, document.querySelector("#map")?.dataset)) +
+		"\nmarks: " + performance.getEntriesByType("mark").map(m => m.name + " " + Math.round(m.startTime)).join(", ") +
+		"\n" + document.body.innerText.slice(0, 2000)`))
 	if err != nil {
 		return "(unreadable: " + err.Error() + ")"
 	}
@@ -319,12 +321,13 @@ func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 	return v
 }
 
-// waitFor polls a JavaScript predicate in the page until it holds or the time is up.
+// waitFor polls a JavaScript predicate in the page until it holds or the time is up (the poll's own
+// timeout, 30 s unless set, is set to the same bound).
 func waitFor(t *testing.T, ctx context.Context, what string, within time.Duration, predicate string) {
 	t.Helper()
 	tctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
-	if _, err := chromedp.Run(tctx, chromedp.Poll[bool](predicate)); err != nil {
+	if _, err := chromedp.Run(tctx, chromedp.Poll[bool](predicate, chromedp.WithPollingTimeout(within))); err != nil {
 		t.Fatalf("%s (within %v): %v\npage: %s", what, within, err, pageState(ctx))
 	}
 }
