@@ -88,6 +88,11 @@ function render(main, ctx) {
     container.dataset.links = String(map.graph.size);
   }
 
+  function fillList() {
+    for (const name of [...items.keys()]) if (!map.nodes.has(name)) updateList([name]);
+    updateList(null);
+  }
+
   let painted = false;
   handle = (kind, data) => {
     const doc = JSON.parse(data);
@@ -101,18 +106,17 @@ function render(main, ctx) {
           requestAnimationFrame(() => {
             performance.mark("x6-map-painted");
             container.dataset.painted = "true";
+            setTimeout(fillList, 0);
           });
         });
       }
       map.load(doc);
       // Drawn even when nothing changed the graph (an empty mesh).
       map.sigma.scheduleRender();
+      // The list comes after the map's first picture (it is not needed for it); after a
+      // reconnection's snapshot, it is filled again at once.
+      if (painted) setTimeout(fillList, 0);
       painted = true;
-      // The list after the map: it is not needed for the first picture.
-      setTimeout(() => {
-        for (const name of [...items.keys()]) if (!map.nodes.has(name)) updateList([name]);
-        updateList(null);
-      }, 0);
     } else {
       map.applyDiff(doc);
       updateList([...(doc.nodes || []).map((n) => n[0]), ...(doc.gone || [])]);
