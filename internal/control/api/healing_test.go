@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -48,4 +49,30 @@ func TestValidateHealing(t *testing.T) {
 	if err := r.Validate("alpha"); err == nil || !strings.Contains(err.Error(), "healing[1].confidence") {
 		t.Errorf("report with a bad journal: %v", err)
 	}
+}
+
+// FuzzMeshReportHealing: any report body decodes and validates without a crash, and a report that
+// passes carries a journal within its bounds.
+func FuzzMeshReportHealing(f *testing.F) {
+	f.Add([]byte(`{"sequence":1,"healing":[{"time":"2026-12-06T23:00:00Z","peer":"bravo","action":"penalise","rule":"blackhole with p ≥ 0.99","class":"blackhole","confidence":1,"evidence":{"chance":1e-9}}]}`))
+	f.Add([]byte(`{"healing":[{"time":"2026-12-06T23:00:00Z","peer":"<b>","action":"restore","confidence":0.5}]}`))
+	f.Add([]byte(`{"healing":null}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var r MeshReport
+		if json.Unmarshal(body, &r) != nil {
+			return
+		}
+		if r.Validate("alpha") != nil {
+			return
+		}
+		if len(r.Healing) > MaxHealingEntries {
+			t.Fatalf("%d entries passed", len(r.Healing))
+		}
+		for _, e := range r.Healing {
+			if len(e.Peer) > MaxHealingText || len(e.Class) > MaxHealingText || len(e.Rule) > MaxHealingRule || len(e.Evidence) > MaxHealingEvidence ||
+				e.Confidence < 0 || e.Confidence > 1 {
+				t.Fatalf("entry out of bounds passed: %+v", e)
+			}
+		}
+	})
 }
