@@ -1,0 +1,111 @@
+package experiment
+
+import (
+	"math"
+
+	"x0tta6bl4/internal/detector"
+)
+
+// absent is the kernel rule's score for a node without kernel evidence: below every score a
+// present node can have, so such a node is never flagged by it (absent is not a fault).
+const absent = -1
+
+// kernelDiscrepancy is the kernel rule's score of every node of g: how far the daemon's own counts
+// disagree with its kernel's, as a fraction of the packets the node handled — the larger of
+// |kernel-seen − daemon-read| and |daemon-sent − kernel-seen| (detector.KIRxUnread, KITxUnseen).
+// A daemon that claims to have relayed what it dropped, or that cannot read what reaches it, shows
+// here whatever it reports about itself. Nodes without kernel evidence score absent.
+func kernelDiscrepancy(g *detector.Graph) []float64 {
+	s := make([]float64, len(g.X))
+	for v := range s {
+		s[v] = absent
+		if g.K == nil {
+			continue
+		}
+		k := &g.K[v]
+		if k[detector.KIRxUnreadPresent] == 0 && k[detector.KITxUnseenPresent] == 0 {
+			continue
+		}
+		s[v] = max(math.Abs(k[detector.KIRxUnread]), math.Abs(k[detector.KITxUnseen]))
+	}
+	return s
+}
+
+// hasKernel reports whether any node of gs has kernel evidence.
+func hasKernel(gs []detector.Graph) bool {
+	for i := range gs {
+		for _, s := range kernelDiscrepancy(&gs[i]) {
+			if s != absent {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// KernelRule is the kernel-evidence rule (kernelDiscrepancy) with its validation threshold, or
+// false when no validation node has kernel evidence to set a threshold on.
+func KernelRule(val []detector.Graph) (Method, bool) {
+	if !hasKernel(val) {
+		return Method{}, false
+	}
+	return withThreshold(Method{Name: "kernel rule", Score: kernelDiscrepancy}, val), true
+}
+
+// Fusion is how WithKernel combines a method's decision with the kernel rule's.
+type Fusion string
+
+// Fusions.
+const (
+	// FuseOr flags a node that either flags.
+	FuseOr Fusion = "OR"
+	// FuseAnd flags a node with kernel evidence only when both flag it, and a node without
+	// kernel evidence when the method does.
+	FuseAnd Fusion = "AND"
+)
+
+// Fuse returns base and the kernel rule as one binary method under fusion f. Its score is base's
+// margin over its threshold, fused with the kernel rule's margin over its own (OR: the larger, AND:
+// the smaller, where the node has kernel evidence), and its threshold 0: each side decides at
+// its own validation threshold. A node without kernel evidence gets base's decision unchanged.
+func Fuse(base, kernel Method, f Fusion) Method {
+	score := func(g *detector.Graph) []float64 {
+		b, k := base.Score(g), kernel.Score(g)
+		s := make([]float64, len(b))
+		for v := range s {
+			s[v] = b[v] - base.Threshold
+			if k[v] == absent {
+				continue
+			}
+			if f == FuseOr {
+				s[v] = max(s[v], k[v]-kernel.Threshold)
+			} else {
+				s[v] = min(s[v], k[v]-kernel.Threshold)
+			}
+		}
+		return s
+	}
+	return Method{Name: base.Name + " + kernel (" + string(f) + ")", Score: score}
+}
+
+// WithKernel fuses a binary method with the kernel rule, OR or AND, whichever gives the higher
+// any-fault F1 per node-interval on the validation graphs (OR on a tie), and returns the choice
+// with both validation F1s (OR, AND). Neither the test graphs nor the shift scenarios are read.
+func WithKernel(base, kernel Method, val []detector.Graph) (Method, [2]float64) {
+	_, ys := rows(val)
+	pos := anomalous(ys)
+	var f1 [2]float64
+	var ms [2]Method
+	for i, f := range []Fusion{FuseOr, FuseAnd} {
+		ms[i] = Fuse(base, kernel, f)
+		var scores []float64
+		for j := range val {
+			scores = append(scores, ms[i].Score(&val[j])...)
+		}
+		f1[i] = Evaluate(scores, pos, 0).F1
+	}
+	if f1[1] > f1[0] {
+		return ms[1], f1
+	}
+	return ms[0], f1
+}
