@@ -264,11 +264,11 @@ type Interval struct {
 	X      [][NumFeatures]float32       // per node
 	E      [][][NumEdgeFeatures]float32 // E[v][i]: node v's counters on its link to Adj[v][i] (zero when v is dead)
 	Labels []Kind                       // ground truth per node
+	Sent   int                          // data packets sent by all sources in the interval
+	Recv   int                          // delivered end to end
 	// Kernel holds each node's kernel features (telemetry.KernelFeatures), nil for a node without
 	// eBPF or without a report; Kernel itself is nil when no node has eBPF.
 	Kernel []map[string]float64
-	Sent   int                          // data packets sent by all sources in the interval
-	Recv   int                          // delivered end to end
 }
 
 // Result is what a run produced.
@@ -350,7 +350,7 @@ type Sim struct {
 	checked []bool // per fault: relay victim confirmed
 	flows   []flow
 	st      []nodeState
-	kern    *kernels // nil when no node has eBPF
+	kern    *kernels      // nil when no node has eBPF
 	elapsed time.Duration // since telemetry start
 	// intervals counts collected intervals (the windowed counters' ring position).
 	intervals int
