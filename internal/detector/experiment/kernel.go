@@ -12,9 +12,12 @@ const absent = -1
 
 // kernelDiscrepancy is the kernel rule's score of every node of g: how far the daemon's own counts
 // disagree with its kernel's, as a fraction of the packets the node handled — the larger of
-// |kernel-seen − daemon-read| and |daemon-sent − kernel-seen| (detector.KIRxUnread, KITxUnseen).
-// A daemon that claims to have relayed what it dropped, or that cannot read what reaches it, shows
-// here whatever it reports about itself. Nodes without kernel evidence score absent.
+// |kernel-seen − kernel-dropped − daemon-read| and |daemon-sent − kernel-seen| (detector.KIRxUnread
+// less KIDropRatio, and KITxUnseen). Datagrams the kernel itself dropped (a firewall refusing a
+// stray datagram, a full socket buffer) are the kernel's decision, not a disagreement, so they
+// are taken out of the unread ones. A daemon that claims to have relayed what it dropped, or to have
+// read less than reached it, shows here whatever it reports about itself. Nodes without kernel
+// evidence score absent.
 func kernelDiscrepancy(g *detector.Graph) []float64 {
 	s := make([]float64, len(g.X))
 	for v := range s {
@@ -26,7 +29,7 @@ func kernelDiscrepancy(g *detector.Graph) []float64 {
 		if k[detector.KIRxUnreadPresent] == 0 && k[detector.KITxUnseenPresent] == 0 {
 			continue
 		}
-		s[v] = max(math.Abs(k[detector.KIRxUnread]), math.Abs(k[detector.KITxUnseen]))
+		s[v] = max(math.Abs(k[detector.KIRxUnread]-k[detector.KIDropRatio]), math.Abs(k[detector.KITxUnseen]))
 	}
 	return s
 }
