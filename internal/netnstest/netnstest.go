@@ -17,10 +17,11 @@ import (
 	"testing"
 )
 
-// Require skips t, with "<what> needs <why>", unless the test runs as root with iproute2 and every
-// path in paths exists (for example /dev/net/tun, /sys/kernel/btf/vmlinux). Under CI (CI set) it
-// fails instead: a skip there would hide that nothing ran.
-func Require(t testing.TB, what string, paths ...string) {
+// Require skips t, with "<what> needs <why>", unless the test runs as root with iproute2 and has
+// every one of needs: a need starting with "/" is a file that must exist (/dev/net/tun,
+// /sys/kernel/btf/vmlinux), any other a command that must be on PATH (nft, conntrack). Under CI (CI
+// set) it fails instead: a skip there would hide that nothing ran.
+func Require(t testing.TB, what string, needs ...string) {
 	t.Helper()
 	var why string
 	if os.Geteuid() != 0 {
@@ -28,9 +29,15 @@ func Require(t testing.TB, what string, paths ...string) {
 	} else if _, err := exec.LookPath("ip"); err != nil {
 		why = "needs iproute2 (ip)"
 	} else {
-		for _, p := range paths {
-			if _, err := os.Stat(p); err != nil {
-				why = "needs " + p
+		for _, n := range needs {
+			var err error
+			if strings.HasPrefix(n, "/") {
+				_, err = os.Stat(n)
+			} else {
+				_, err = exec.LookPath(n)
+			}
+			if err != nil {
+				why = "needs " + n
 				break
 			}
 		}
