@@ -614,3 +614,52 @@ func TestCloseLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotDuringFlood: while a flood of distinct 5-tuples keeps the flow map evicting, every
+// snapshot succeeds and holds each flow once: an operator reads the map when it is under attack.
+// (A snapshot of a map that changes while it is read is not atomic, so it may list a few more flows
+// than the bound; the map's own bound is TestFlowFloodBounded's.)
+func TestSnapshotDuringFlood(t *testing.T) {
+	pr := newPair(t)
+	tun := openTUN(t, pr.a, "x6t")
+	probe := openProbe(t, pr.a, Config{Port: 7946, Underlay: []string{pr.vethA}, Overlay: "x6t"})
+	dst := netip.MustParseAddrPort("[fd74::1]:9")
+	stop, flooded := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				flooded <- nil
+				return
+			default:
+			}
+			a := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x74, 2: 0x20, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+			if _, err := tun.Write(udp6(netip.AddrPortFrom(a, uint16(i)), dst, nil)); err != nil {
+				flooded <- err
+				return
+			}
+		}
+	}()
+	// Let the flood fill the map before reading it.
+	eventually(t, func() bool {
+		tot, err := probe.Totals()
+		return err == nil && tot.FlowsCreated > 2*uint64(probe.FlowCapacity())
+	})
+	for i := range 20 {
+		s, err := probe.Snapshot()
+		if err != nil {
+			t.Fatalf("snapshot %d during the flood: %v", i, err)
+		}
+		seen := make(map[FlowKey]bool, len(s.Flows))
+		for _, f := range s.Flows {
+			if seen[f.FlowKey] {
+				t.Fatalf("snapshot %d: flow %+v twice", i, f.FlowKey)
+			}
+			seen[f.FlowKey] = true
+		}
+	}
+	close(stop)
+	if err := <-flooded; err != nil {
+		t.Fatal(err)
+	}
+}
