@@ -343,9 +343,10 @@ func runAIEval(e *env, args []string) error {
 	noKernel := slices.Clone(ds)
 	if kr, ok := experiment.KernelRule(val); ok {
 		fused, f1 := experiment.WithKernel(experiment.Anomaly(m), kr, val)
-		fmt.Fprintf(e.stdout, "kernel evidence on %.0f %% of the nodes; kernel rule threshold %.4f; fusion with the model chosen on the validation runs: %s (validation F1 per node-interval OR %.3f, AND %.3f)\n",
-			100*df.kernel, kr.Threshold, fused.Name, f1[0], f1[1])
-		ds = append(ds, kr, fused)
+		classes, macro := experiment.ClassesWithKernel(experiment.Classifier(m), kr, val)
+		fmt.Fprintf(e.stdout, "kernel evidence on %.0f %% of the nodes; kernel rule threshold %.4f; fusions with the model chosen on the validation runs: %s (any-fault F1 per node-interval OR %.3f, AND %.3f), %s (macro-F1 OR %.3f, AND %.3f)\n",
+			100*df.kernel, kr.Threshold, fused.Name, f1[0], f1[1], classes.Name, macro[0], macro[1])
+		ds = append(ds, kr, fused, classes)
 	}
 	perRun := int(*df.duration / time.Second)
 	if *suite == "shift" {

@@ -43,7 +43,7 @@ func TestAICommands(t *testing.T) {
 	}
 	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--rca=false"}, small...)...)
 	for _, want := range []string{"robust z-score", "isolation forest", "flow conservation", "ratio rule", "ROC-AUC", "F1 [95% CI]", "persistence rule", "event F1 k=1",
-		"kernel evidence on 50 % of the nodes", "kernel rule", "GraphSAGE anomaly + kernel ("} {
+		"kernel evidence on 50 % of the nodes", "kernel rule", "GraphSAGE anomaly + kernel (", "GraphSAGE class + kernel ("} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("eval: %d, no %q in %s %s", code, want, out, stderr)
 		}

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"x0tta6bl4/internal/detector"
+	"x0tta6bl4/internal/sim"
 )
 
 // absent is the kernel rule's score for a node without kernel evidence: below every score a
@@ -106,6 +107,69 @@ func WithKernel(base, kernel Method, val []detector.Graph) (Method, [2]float64) 
 			scores = append(scores, ms[i].Score(&val[j])...)
 		}
 		f1[i] = Evaluate(scores, pos, 0).F1
+	}
+	if f1[1] > f1[0] {
+		return ms[1], f1
+	}
+	return ms[0], f1
+}
+
+// FuseClasses returns a classifier (a method with Classes) and the kernel rule as one classifier.
+// The kernel witnesses one thing, a relay whose daemon claims to have handed on what it dropped,
+// so it only ever decides between normal and the two lying-relay kinds, and only on nodes with
+// kernel evidence. OR: a node the classifier calls normal but the kernel rule flags becomes the
+// more probable of blackhole and grey hole; AND: a node the classifier calls a blackhole or grey
+// hole but whose kernel sees it relay what it says becomes normal. Every other decision, and every
+// node without kernel evidence, is the classifier's own.
+func FuseClasses(base, kernel Method, f Fusion) Method {
+	classes := func(g *detector.Graph) [][]float64 {
+		probs, k := base.Classes(g), kernel.Score(g)
+		out := make([][]float64, len(probs))
+		for v, p := range probs {
+			out[v] = p
+			if k[v] == absent {
+				continue
+			}
+			a, flagged := argmax(p), k[v] >= kernel.Threshold
+			liar := sim.Blackhole
+			if p[sim.GreyHole] > p[sim.Blackhole] {
+				liar = sim.GreyHole
+			}
+			switch {
+			case f == FuseOr && a == int(sim.Normal) && flagged:
+				out[v] = onehot(len(p), int(liar))
+			case f == FuseAnd && (a == int(sim.Blackhole) || a == int(sim.GreyHole)) && !flagged:
+				out[v] = onehot(len(p), int(sim.Normal))
+			}
+		}
+		return out
+	}
+	return Method{Name: base.Name + " + kernel (" + string(f) + ")", Threshold: base.Threshold, Score: base.Score, Classes: classes}
+}
+
+func onehot(n, k int) []float64 {
+	p := make([]float64, n)
+	p[k] = 1
+	return p
+}
+
+// ClassesWithKernel fuses a classifier with the kernel rule, OR or AND (FuseClasses), whichever
+// gives the higher macro-F1 over the fault kinds per node-interval on the validation graphs (OR on
+// a tie), and returns the choice with both validation figures (OR, AND).
+func ClassesWithKernel(base, kernel Method, val []detector.Graph) (Method, [2]float64) {
+	_, ys := rows(val)
+	var f1 [2]float64
+	var ms [2]Method
+	for i, f := range []Fusion{FuseOr, FuseAnd} {
+		ms[i] = FuseClasses(base, kernel, f)
+		var probs [][]float64
+		for j := range val {
+			probs = append(probs, ms[i].Classes(&val[j])...)
+		}
+		rs := classRows("", probs, ys)
+		for _, r := range rs[1:] {
+			f1[i] += r.F1 / float64(len(rs)-1)
+		}
 	}
 	if f1[1] > f1[0] {
 		return ms[1], f1

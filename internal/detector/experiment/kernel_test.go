@@ -36,6 +36,45 @@ func TestFuse(t *testing.T) {
 	}
 }
 
+// TestFuseClasses: OR turns a node the classifier calls normal but the kernel rule flags into the
+// more probable lying-relay kind; AND turns a lying-relay call the kernel contradicts into normal;
+// other kinds, and nodes without kernel evidence, keep the classifier's call.
+func TestFuseClasses(t *testing.T) {
+	p := func(k int, grey bool) []float64 {
+		q := make([]float64, sim.NumKinds)
+		q[k] = 0.6
+		if grey {
+			q[sim.GreyHole] += 0.2
+		} else {
+			q[sim.Blackhole] += 0.2
+		}
+		return q
+	}
+	// Nodes: 0 normal, kernel flags, grey hole the likelier liar; 1 blackhole, kernel honest;
+	// 2 crash, kernel honest; 3 normal, no kernel evidence; 4 normal, kernel flags, blackhole likelier.
+	probs := [][]float64{p(0, true), p(int(sim.Blackhole), false), p(int(sim.Crash), false), p(0, false), p(0, false)}
+	g := detector.Graph{X: make([][]float64, 5), K: make([][detector.NumKernelInputs]float64, 5)}
+	for v, d := range []float64{0.3, 0.01, 0.01, 0, 0.3} {
+		if v != 3 {
+			g.K[v][detector.KITxUnseen], g.K[v][detector.KITxUnseenPresent] = d, 1
+		}
+	}
+	base := Method{Name: "base", Classes: func(*detector.Graph) [][]float64 { return probs }, Score: func(*detector.Graph) []float64 { return make([]float64, 5) }}
+	kernel := Method{Name: "kernel rule", Threshold: 0.1, Score: kernelDiscrepancy}
+	want := map[Fusion][]sim.Kind{
+		FuseOr:  {sim.GreyHole, sim.Blackhole, sim.Crash, sim.Normal, sim.Blackhole},
+		FuseAnd: {sim.Normal, sim.Normal, sim.Crash, sim.Normal, sim.Normal},
+	}
+	for f, w := range want {
+		got := FuseClasses(base, kernel, f).Classes(&g)
+		for v := range w {
+			if sim.Kind(argmax(got[v])) != w[v] {
+				t.Errorf("%s: node %d is %s, want %s", f, v, sim.Kind(argmax(got[v])), w[v])
+			}
+		}
+	}
+}
+
 // TestKernelRuleOnSim: on simulated runs where half the nodes have eBPF, the kernel rule's
 // validation threshold catches the lying relays it can see, and fusing it with a method leaves
 // every node without kernel evidence with that method's own decision.
