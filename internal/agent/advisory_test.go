@@ -56,6 +56,18 @@ func TestAdvisoriesReachNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "alpha lifts it", advised(0))
+	// Both decisions are reportable: the agent would otherwise leave the journal out of reports.
+	var entries []api.HealingEntry
+	for _, d := range alpha.HealJournal(api.MaxHealingEntries) {
+		entries = append(entries, api.HealingEntry{Time: d.Time, Peer: d.Peer, Action: d.Action, Rule: d.Rule, Class: d.Class,
+			Confidence: d.Confidence, Evidence: d.Evidence})
+	}
+	if len(entries) != 2 {
+		t.Fatalf("alpha's journal %+v, want advise and unadvise", entries)
+	}
+	if err := api.ValidateHealing(entries); err != nil {
+		t.Fatalf("advisory decisions not reportable: %v", err)
+	}
 	if _, err := admin.ClearAdvisory(ctx, "bravo"); err == nil {
 		t.Fatal("clearing an advisory that is not there succeeded")
 	}

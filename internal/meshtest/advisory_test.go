@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
 )
@@ -127,6 +128,17 @@ func TestHealCutVertexSaysSo(t *testing.T) {
 	}
 	if _, ok := m.RunUntil(journalHas(hotel, "golf", "no-alternative", "reachable only through it"), 20*time.Second); !ok {
 		t.Fatalf("hotel did not report golf as its only way out: %+v", hotel.Heal().Decisions)
+	}
+	// Every entry is reportable to the control plane (bounded rule, plain class).
+	for _, n := range []*Node{foxtrot, hotel} {
+		var entries []api.HealingEntry
+		for _, d := range n.HealJournal(api.MaxHealingEntries) {
+			entries = append(entries, api.HealingEntry{Time: d.Time, Peer: d.Peer, Action: d.Action, Rule: d.Rule, Class: d.Class,
+				Confidence: d.Confidence, Evidence: d.Evidence})
+		}
+		if err := api.ValidateHealing(entries); err != nil {
+			t.Fatalf("%s's journal is not reportable: %v", n.Name, err)
+		}
 	}
 	// The entry is made once per penalty, not on every step.
 	if n := len(slices.DeleteFunc(foxtrot.Heal().Decisions, func(d node.HealDecision) bool { return d.Action != "no-alternative" })); n != 1 {

@@ -30,8 +30,9 @@ import (
 // a "no-alternative" entry naming those destinations, the log a warning, and the gauge
 // x0tta6bl4_heal_cut_vertex{peer} stays 1 while the neighbour is avoided.
 
-// maxCutNames bounds the destinations a no-alternative entry names.
-const maxCutNames = 8
+// maxCutNames bounds the destinations a no-alternative entry names, and maxCutRuleNames the bytes
+// of the neighbour's and those names together.
+const maxCutNames, maxCutRuleNames = 8, 96
 
 // UpdateAdvisories verifies a list of cost advisories from the control plane and, if it is newer
 // than the one held, installs it; it reports whether it did. A list whose sequence is lower than
@@ -90,15 +91,16 @@ func (n *Node) applyAdvisoriesLocked(now time.Time) {
 		if e.Multiplier == 0 {
 			prev := h.advised[id]
 			delete(h.advised, id)
-			n.recordHealDecisionLocked(HealDecision{Time: now, Peer: name, Action: healUnadvise, Rule: "control-plane advisory lifted: " + why,
-				Class: prev.Reason, Confidence: prev.Confidence, Evidence: map[string]float64{"multiplier": float64(prev.Multiplier)}})
+			n.recordHealDecisionLocked(HealDecision{Time: now, Peer: name, Action: healUnadvise,
+				Rule:  fmt.Sprintf("control-plane advisory (%s) lifted: %s", prev.Reason, why),
+				Class: adviceClass(prev), Confidence: prev.Confidence, Evidence: map[string]float64{"multiplier": float64(prev.Multiplier)}})
 		} else {
 			h.advised[id] = e
 			n.recordHealDecisionLocked(HealDecision{Time: now, Peer: name, Action: healAdvise,
-				Rule: fmt.Sprintf("control-plane advisory %d: link cost ×%d until %s", h.advisories.Sequence, e.Multiplier,
-					h.advisories.ExpiresAt.UTC().Format(time.RFC3339)),
-				Class: e.Reason, Confidence: e.Confidence,
-				Evidence: map[string]float64{"multiplier": float64(e.Multiplier), "sequence": float64(h.advisories.Sequence)}})
+				Rule: fmt.Sprintf("control-plane advisory %d (%s): link cost ×%d until %s", h.advisories.Sequence, e.Reason,
+					e.Multiplier, h.advisories.ExpiresAt.UTC().Format(time.RFC3339)),
+				Class: adviceClass(e), Confidence: e.Confidence,
+				Evidence: map[string]float64{"multiplier": float64(e.Multiplier)}}) // the sequence is in the rule: it exceeds what a reported figure may be
 		}
 		n.healApplyLocked(now, id)
 		n.checkAlternativeLocked(now, id, name)
@@ -108,6 +110,17 @@ func (n *Node) applyAdvisoriesLocked(now time.Time) {
 			delete(h.advised, id) // applied again, if still in force, when the link is back
 		}
 	}
+}
+
+// adviceClass is the class a journal entry gives an advisory: the detector's class it names, or
+// "operator" for one an admin set by hand (whose reason is free text, kept in the rule).
+func adviceClass(e meshca.Advisory) string {
+	if strings.HasPrefix(e.Reason, "operator:") || strings.ContainsFunc(e.Reason, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) {
+		return "operator"
+	}
+	return e.Reason
 }
 
 // avoidedLocked reports whether the loop avoids neighbour id, by a penalty or an advisory.
@@ -135,10 +148,18 @@ func (n *Node) checkAlternativeLocked(now time.Time, id routing.NodeID, name str
 	}
 	h.cut[id] = cut
 	h.cutVertices++
-	shown := cut[:min(len(cut), maxCutNames)]
+	// The names shown are bounded by count and by the rule's length (a reported journal's rule is
+	// at most 160 bytes).
+	shown := cut[:0:0]
+	for _, d := range cut[:min(len(cut), maxCutNames)] {
+		if len(name)+len(strings.Join(append(shown, d), ", ")) > maxCutRuleNames {
+			break
+		}
+		shown = append(shown, d)
+	}
 	rule := fmt.Sprintf("no way around %s: %s reachable only through it", name, strings.Join(shown, ", "))
 	if len(cut) > len(shown) {
-		rule += fmt.Sprintf(" (and %d more)", len(cut)-len(shown))
+		rule = fmt.Sprintf("no way around %s: %s and %d more reachable only through it", name, strings.Join(shown, ", "), len(cut)-len(shown))
 	}
 	hd := HealDecision{Time: now, Peer: name, Action: healNoAlternative, Rule: rule,
 		Evidence: map[string]float64{"cut_off": float64(len(cut))}}
