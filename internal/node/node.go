@@ -49,7 +49,7 @@ type Node struct {
 	linkHS         *handshake.Machine
 	e2eHS          *handshake.Machine
 	router         *routing.Router
-	l2             *level2                     // a gateway's level 2 (level2.go), nil on other nodes
+	l2             *level2                    // a gateway's level 2 (level2.go), nil on other nodes
 	remote         map[netip.Addr]*remoteDest // destination proofs of other areas (level2.go)
 	ownProof       ownProof                   // the node's own destination proof (level2.go)
 	links          map[routing.NodeID]*tunnel
