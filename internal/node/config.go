@@ -256,6 +256,12 @@ func (f *File) options() (Options, error) {
 	o.NoTransit = f.Relay != nil && !*f.Relay
 	o.RoutingArea = f.RoutingArea
 	o.RoutingGateway = f.RoutingGateway
+	switch {
+	case o.RoutingGateway && o.RoutingArea == 0:
+		return o, errors.New("node: routing_gateway needs a routing_area other than 0")
+	case o.RoutingGateway && o.NoTransit:
+		return o, errors.New("node: routing_gateway relays between areas: it cannot have relay: false")
+	}
 	o.NoPunch = f.Punch != nil && !*f.Punch
 	o.EBPF = f.EBPF.Enabled
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter

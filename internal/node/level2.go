@@ -174,6 +174,9 @@ func (n *Node) learnProofLocked(now time.Time, certRaw, raw []byte) error {
 	if n.opts.RoutingArea == 0 {
 		return errors.New("node: level 2 needs a routing_area")
 	}
+	if len(certRaw) > 0xffff {
+		return errors.New("node: the proof's certificate is too large")
+	}
 	cert, rec, err := checkProof(n.verifier, now, certRaw, raw)
 	if err != nil {
 		return err
