@@ -21,9 +21,9 @@ type Level2 struct {
 	// What the gateways' level-2 routers did, summed: records signed and sent again for lack of an
 	// acknowledgement, records offered and asked for, certificates sent on request.
 	Originated, Retransmitted, Offered, Requested, CertAnswers uint64
-	Pairs        int    // cross-area pairs routed end to end and checked
-	StretchMean  float64
-	StretchMax   float64
+	Pairs                                                      int // cross-area pairs routed end to end and checked
+	StretchMean                                                float64
+	StretchMax                                                 float64
 }
 
 // designateGateways marks, for every pair of adjacent areas, both ends of the cheapest link between
