@@ -24,6 +24,11 @@ func (r *Result) Summary(w io.Writer) {
 		fmt.Fprintf(w, "cross-area routes: %d pairs routed end to end and checked; stretch against the flat shortest path %.3f mean, %.3f max\n",
 			l.Pairs, l.StretchMean, l.StretchMax)
 	}
+	if len(r.Restarts) > 0 {
+		msgs, bytes, perLogN, perArea := restartSummary(r.Restarts, c.Nodes)
+		fmt.Fprintf(w, "restarts: %d nodes restarted one at a time; %.0f messages, %.2f MB each (mean); per degree: %.1f × log2(N), %.2f × area size\n",
+			len(r.Restarts), msgs, bytes/1e6, perLogN, perArea)
+	}
 	secs := c.Duration.Seconds()
 	fmt.Fprintf(w, "steady state: %d routing messages, %.1f KB/s in total (%.2f KB/s per node), %d records signed\n",
 		r.SteadyMessages, float64(r.SteadyBytes)/1e3/secs, float64(r.SteadyBytes)/1e3/secs/float64(c.Nodes), r.RoutingRecords)

@@ -3,6 +3,7 @@ package routingsim
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"x0tta6bl4/internal/routing"
@@ -55,7 +56,8 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 			}
 		}
 	}
-	for _, gws := range byArea {
+	for _, a := range slices.Sorted(maps.Keys(byArea)) { // in order: the same seed makes the same run
+		gws := byArea[a]
 		for i, g := range gws {
 			for _, h := range gws[i+1:] {
 				p, hops, err := l1.pathParams(g, h)
