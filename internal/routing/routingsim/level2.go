@@ -1,6 +1,7 @@
 package routingsim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"maps"
@@ -47,7 +48,14 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 			byArea[nd.Area] = append(byArea[nd.Area], id)
 		}
 	}
-	for _, l := range l1.links {
+	keys := slices.SortedFunc(maps.Keys(l1.links), func(x, y linkKey) int { // in order, as below
+		if c := bytes.Compare(x.a[:], y.a[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.b[:], y.b[:])
+	})
+	for _, k := range keys {
+		l := l1.links[k]
 		a, c := l1.nodes[l.key.a], l1.nodes[l.key.b]
 		if a.Gateway && c.Gateway && a.Area != c.Area && l.up {
 			b.relayHops[l.key] = 1
