@@ -829,19 +829,9 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 		if l == nil || l.seq < e.seq || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
 			continue
 		}
-		if t, ok := nb.answered[e.origin]; ok && now.Before(t.Add(nb.rto)) {
+		if !r.oncePerRTO(&nb.answered, nb, e.origin, now) {
 			continue
 		}
-		if nb.answered == nil {
-			nb.answered = make(map[NodeID]time.Time)
-		}
-		if len(nb.answered) >= r.cfg.MaxNodes {
-			maps.DeleteFunc(nb.answered, func(_ NodeID, t time.Time) bool { return !now.Before(t.Add(nb.rto)) })
-			if len(nb.answered) >= r.cfg.MaxNodes {
-				continue
-			}
-		}
-		nb.answered[e.origin] = now
 		r.queueRecord(nb, l, now, false, withCert)
 	}
 }
@@ -896,21 +886,31 @@ func (r *Router) handleCertRequest(now time.Time, nb *neighbour, origin NodeID, 
 	if !r.cfg.Level2 || l == nil || l.rec.CertFingerprint != fp || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
 		return
 	}
-	if t, ok := nb.certSent[origin]; ok && now.Before(t.Add(nb.rto)) {
+	if !r.oncePerRTO(&nb.certSent, nb, origin, now) {
 		return
 	}
-	if nb.certSent == nil {
-		nb.certSent = make(map[NodeID]time.Time)
-	}
-	if len(nb.certSent) >= r.cfg.MaxNodes {
-		maps.DeleteFunc(nb.certSent, func(_ NodeID, t time.Time) bool { return !now.Before(t.Add(nb.rto)) })
-		if len(nb.certSent) >= r.cfg.MaxNodes {
-			return
-		}
-	}
-	nb.certSent[origin] = now
 	r.stats.CertAnswers++
 	r.queueRecord(nb, l, now, false, true)
+}
+
+// oncePerRTO reports whether an answer to nb about origin may go now, at most one per nb's
+// retransmission timeout, and notes it in *sent (at most MaxNodes entries; when full, the answer
+// waits for entries to expire).
+func (r *Router) oncePerRTO(sent *map[NodeID]time.Time, nb *neighbour, origin NodeID, now time.Time) bool {
+	if t, ok := (*sent)[origin]; ok && now.Before(t.Add(nb.rto)) {
+		return false
+	}
+	if *sent == nil {
+		*sent = make(map[NodeID]time.Time)
+	}
+	if len(*sent) >= r.cfg.MaxNodes {
+		maps.DeleteFunc(*sent, func(_ NodeID, t time.Time) bool { return !now.Before(t.Add(nb.rto)) })
+		if len(*sent) >= r.cfg.MaxNodes {
+			return false
+		}
+	}
+	(*sent)[origin] = now
+	return true
 }
 
 // ---- database synchronisation ----
