@@ -193,11 +193,14 @@ type HealStatus struct {
 	// unsettled way back, to a destination that restarted or has not answered yet, or cut short
 	// when their neighbour or destination went away.
 	ProbesUnjudged uint64 `json:"probes_unjudged"`
-	Penalties      uint64 `json:"penalties"`
-	Restores       uint64 `json:"restores"`
-	Advises        uint64 `json:"advises"`
-	Unadvises      uint64 `json:"unadvises"`
-	CutVertices    uint64 `json:"cut_vertices"` // no-alternative entries
+	// LocalStalls counts the gaps in the node's own schedule after which the evidence was set aside
+	// (docs/node.md, "Local stalls").
+	LocalStalls uint64 `json:"local_stalls"`
+	Penalties   uint64 `json:"penalties"`
+	Restores    uint64 `json:"restores"`
+	Advises     uint64 `json:"advises"`
+	Unadvises   uint64 `json:"unadvises"`
+	CutVertices uint64 `json:"cut_vertices"` // no-alternative entries
 	// AdvisoriesSequence is the sequence of the control plane's advisory list held (0: none).
 	AdvisoriesSequence uint64         `json:"advisories_sequence"`
 	Peers              []HealPeer     `json:"peers"`
@@ -242,6 +245,14 @@ func (h *healer) schedule() (bool, time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return !h.cfg.Disabled, h.cfg.ProbeInterval
+}
+
+// clock tells the detector the engine's time at a tick (the node's ticks are tick apart); it
+// reports the gap since the last tick and whether it was long enough to set the evidence aside.
+func (h *healer) clock(now time.Time, tick time.Duration) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.det.tick(now, tick)
 }
 
 // setThresholds makes the running loop use cfg's thresholds from its next step on, keeping what it
@@ -645,7 +656,8 @@ func (n *Node) Heal() HealStatus {
 	c := h.cfg
 	st := HealStatus{Enabled: !c.Disabled, ProbeInterval: c.ProbeInterval, ProbeTimeout: c.ProbeTimeout,
 		Confidence: c.Confidence, Consecutive: c.Consecutive, Hold: c.Hold, MaxHold: c.MaxHold, Grace: c.Grace,
-		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, ProbesUnjudged: h.det.unjudged, Penalties: h.penalties,
+		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, ProbesUnjudged: h.det.unjudged,
+		LocalStalls: h.det.stalls, Penalties: h.penalties,
 		Restores: h.restores, Advises: h.advises, Unadvises: h.unadvises, CutVertices: h.cutVertices,
 		Peers: []HealPeer{}, Decisions: slices.Clone(h.journal)}
 	if h.advisories != nil {

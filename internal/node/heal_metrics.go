@@ -7,6 +7,7 @@ var (
 	descHealProbes    = prometheus.NewDesc("x0tta6bl4_heal_probes_total", "Self-healing path probes: sent; answered and lost, of those judged; unjudged (sent in a grace period or on an unsettled way back, or to a destination that has not answered since it became one or restarted).", []string{"result"}, nil)
 	descHealDecisions = prometheus.NewDesc("x0tta6bl4_heal_decisions_total", "Self-healing decisions by action (penalise: route around a neighbour; restore: lift the penalty to re-probe it; advise and unadvise: a control-plane advisory applied to or lifted from the link to a neighbour; no_alternative: a neighbour avoided is a cut vertex).", []string{"action"}, nil)
 	descHealPenalised = prometheus.NewDesc("x0tta6bl4_heal_penalised", "1 while the loop routes around the neighbour.", []string{"peer"}, nil)
+	descHealStalls    = prometheus.NewDesc("x0tta6bl4_heal_local_stalls_total", "Gaps in the node's own schedule (the engine's clock jumped by more than 5 tick intervals) after which the probes in flight and the evidence were set aside.", nil, nil)
 	descHealPathLoss  = prometheus.NewDesc("x0tta6bl4_heal_path_loss_ratio", "Loss of the recent path probes through the neighbour.", []string{"peer"}, nil)
 	descHealAdvised   = prometheus.NewDesc("x0tta6bl4_heal_advised", "The cost multiplier a control-plane advisory puts on the link to the neighbour (0: none).", []string{"peer"}, nil)
 	descHealCut       = prometheus.NewDesc("x0tta6bl4_heal_cut_vertex", "1 while the neighbour is avoided but some destinations are reachable only through it (avoiding it moves no traffic there).", []string{"peer"}, nil)
@@ -15,7 +16,7 @@ var (
 type healCollector struct{ n *Node }
 
 func (c healCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHealProbes, descHealDecisions, descHealPenalised, descHealPathLoss, descHealAdvised, descHealCut} {
+	for _, d := range []*prometheus.Desc{descHealProbes, descHealDecisions, descHealPenalised, descHealPathLoss, descHealStalls, descHealAdvised, descHealCut} {
 		ch <- d
 	}
 }
@@ -32,6 +33,7 @@ func (c healCollector) Collect(ch chan<- prometheus.Metric) {
 	out.counter(descHealDecisions, h.Advises, "advise")
 	out.counter(descHealDecisions, h.Unadvises, "unadvise")
 	out.counter(descHealDecisions, h.CutVertices, "no_alternative")
+	out.counter(descHealStalls, h.LocalStalls)
 	for _, p := range h.Peers {
 		v := 0.0
 		if p.Penalised {
