@@ -155,7 +155,7 @@ func parseSeeds(s string) ([]uint64, error) {
 
 // runAITrain trains the GraphSAGE detector on simulator data and saves it.
 func runAITrain(e *env, args []string) error {
-	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-24] [--val-seeds 51-53] [--epochs 20] [--train-faults ...]")
+	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-24] [--val-seeds 51-53] [--epochs 20] [--train-faults ...]\n   or: x0tta6bl4 ai train --out model.x6m --from-records FILE|--control URL [--base shipped|FILE|none]")
 	out := fs.String("out", "", "model file to write")
 	seeds := fs.String("seeds", "1-24", "simulator seeds of the training runs")
 	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (validation runs use --faults)")
@@ -180,11 +180,15 @@ func runAITrain(e *env, args []string) error {
 	krum := fs.Float64("krum", 0.2, "federated: fraction of clients Multi-Krum assumes Byzantine (f = fraction × clients, rounded down); 0: no Multi-Krum")
 	noClip := fs.Bool("no-clip", false, "federated: do not clip update norms (to show what clipping prevents)")
 	df := addDataFlags(fs)
+	rf := addRecordFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "out", *out); err != nil {
 		return err
+	}
+	if rf.used(fs) {
+		return trainFromRecords(e, fs, rf, *out, *epochs, *lr, *hidden, *initSeed)
 	}
 	tdf := df
 	tdf.faults = trainFaults

@@ -53,7 +53,7 @@ func commands() []command {
 		{"cert verify", "verify a node certificate against a CA and revocation list", runCertVerify},
 		{"version", "print the version", runVersion},
 		{"sim", "run the mesh simulator and print a summary", runSim},
-		{"ai train", "train the GraphSAGE anomaly detector (node and per-link features) on simulator data", runAITrain},
+		{"ai train", "train the GraphSAGE anomaly detector (node and per-link features) on simulator data, or on recorded reports", runAITrain},
 		{"ai eval", "evaluate the detector and the baselines on held-out simulator runs", runAIEval},
 	}
 }

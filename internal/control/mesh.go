@@ -49,10 +49,12 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		s.internal(w, r, err)
 		return
 	}
-	if err := s.st.PutReport(r.Context(), &store.Report{NodeID: n.ID, ReportedAt: s.now(), Sequence: int64(rep.Sequence & (1<<63 - 1)), Body: string(body)}); err != nil {
+	at := s.now()
+	if err := s.st.PutReport(r.Context(), &store.Report{NodeID: n.ID, ReportedAt: at, Sequence: int64(rep.Sequence & (1<<63 - 1)), Body: string(body)}); err != nil {
 		s.internal(w, r, err)
 		return
 	}
+	s.recordReport(r.Context(), n.ID, at, &rep)
 	s.m.reports.Inc()
 	s.meshChanged()
 	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number, Record: record})
