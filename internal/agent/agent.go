@@ -155,27 +155,7 @@ func (a *agent) report(ctx context.Context) {
 	n := a.cfg.Node
 	a.lastReport = time.Now()
 	a.seq++
-	st := n.Status()
-	r := &api.MeshReport{Sequence: a.seq, Version: a.cfg.Version, UptimeSeconds: int64(st.Uptime / time.Second)}
-	tv, haveTelemetry := n.Telemetry()
-	if haveTelemetry {
-		r.Features, r.KernelFeatures = tv.NodeMap(), tv.Kernel
-	}
-	for _, p := range n.Peers() {
-		state := "down"
-		if p.Up {
-			state = "up"
-		}
-		pr := api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
-			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss, TxBytes: p.TxBytes, RxBytes: p.RxBytes}
-		if i := slices.Index(tv.Peers, p.Name); haveTelemetry && i >= 0 {
-			pr.Features = tv.EdgeMap(i)
-		}
-		r.Peers = append(r.Peers, pr)
-	}
-	for _, rt := range n.Routes() {
-		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})
-	}
+	r := BuildReport(n, a.seq, a.cfg.Version)
 	own := n.OwnRecord()
 	if own.Record != nil && !bytes.Equal(own.Record, a.recordSent) {
 		sr := api.EncodeSignedRecord("", own.Cert, own.Record)
@@ -196,6 +176,33 @@ func (a *agent) report(ctx context.Context) {
 	case err != nil && ctx.Err() == nil:
 		a.log.Debug("report failed", "err", err)
 	}
+}
+
+// BuildReport is the report of node n's links, routes and detector telemetry, with sequence
+// number seq, without its signed record.
+func BuildReport(n *node.Node, seq uint64, version string) *api.MeshReport {
+	st := n.Status()
+	r := &api.MeshReport{Sequence: seq, Version: version, UptimeSeconds: int64(st.Uptime / time.Second)}
+	tv, haveTelemetry := n.Telemetry()
+	if haveTelemetry {
+		r.Features, r.KernelFeatures = tv.NodeMap(), tv.Kernel
+	}
+	for _, p := range n.Peers() {
+		state := "down"
+		if p.Up {
+			state = "up"
+		}
+		pr := api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
+			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss, TxBytes: p.TxBytes, RxBytes: p.RxBytes}
+		if i := slices.Index(tv.Peers, p.Name); haveTelemetry && i >= 0 {
+			pr.Features = tv.EdgeMap(i)
+		}
+		r.Peers = append(r.Peers, pr)
+	}
+	for _, rt := range n.Routes() {
+		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})
+	}
+	return r
 }
 
 // renewed installs a renewed certificate in the node and saves the bundle.
