@@ -120,7 +120,7 @@ const maxArchiveReports = 2_000_000
 // ReportArchive collects the recorded reports received in [from, to] (zero times: unbounded) and
 // the incidents overlapping them, page by page (admin).
 func (a *API) ReportArchive(ctx context.Context, from, to time.Time) (*api.ReportArchive, error) {
-	out := &api.ReportArchive{Format: api.ReportArchiveFormat}
+	out := &api.ReportArchive{Format: api.ReportArchiveFormat, Reports: []api.RecordedReport{}, Incidents: []api.Incident{}}
 	q := url.Values{}
 	if !from.IsZero() {
 		q.Set("from", from.UTC().Format(time.RFC3339))
