@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,9 +128,13 @@ func TestTrainFromRecordedMesh(t *testing.T) {
 	if _, ok := m.RunUntil(func() bool { return len(alpha.Routes()) == 3 }, 30*time.Second); !ok {
 		t.Fatal("alpha has no route to every node")
 	}
+	// The control plane's clock follows the mesh's virtual one; only this goroutine steps the mesh,
+	// so it publishes the time for the server's goroutines.
 	base := time.Now().Truncate(time.Second)
 	start := m.Elapsed()
-	now := func() time.Time { return base.Add(m.Elapsed() - start) }
+	var virtual atomic.Int64
+	now := func() time.Time { return base.Add(time.Duration(virtual.Load())) }
+	tick := func() { virtual.Store(int64(m.Elapsed() - start)) }
 	h := newHarnessAt(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "control.db")},
 		func(c *Config) { c.AI.Record.Enabled, c.AI.Record.Every = true, 0 }, now)
 	ctx := t.Context()
@@ -147,6 +152,7 @@ func TestTrainFromRecordedMesh(t *testing.T) {
 				alpha.Inject(meshtest.UDPPacket(alpha.Addr(), m.Node("charlie").Addr(), 40001, 7, []byte{byte(i)}))
 				m.Run(10 * time.Millisecond)
 			}
+			tick()
 			seq++
 			for _, n := range names {
 				if _, err := clients[n].c.Report(ctx, agent.BuildReport(m.Node(n).Node, seq, "test")); err != nil {
