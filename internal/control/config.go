@@ -209,7 +209,7 @@ func Defaults() Config {
 			MaxRecordWaiters:        1024,
 			MaxCRLWait:              60 * time.Second,
 		},
-		Mesh:           MeshConfig{StaleAfter: 60 * time.Second},
+		Mesh: MeshConfig{StaleAfter: 60 * time.Second},
 		AI: AIConfig{Record: RecordConfig{Every: 5 * time.Second, Retention: 14 * 24 * time.Hour,
 			MaxRows: 2_000_000, MaxBytes: 2 << 30, MaxReportBytes: 64 << 10}},
 		Billing:        defaultBilling(),

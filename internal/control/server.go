@@ -72,11 +72,11 @@ type Server struct {
 	crl        crlHolder
 	crlWaiters chan struct{}
 	crlPoll    time.Duration
-	records    recordsState  // signed link-state records handed to nodes (records.go)
+	records    recordsState   // signed link-state records handed to nodes (records.go)
 	recorder   reportRecorder // reports recorded for training (reportlog.go)
-	policy     policyState   // the mesh access policy (policy.go)
-	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
-	gov        govState      // member governance (governance.go)
+	policy     policyState    // the mesh access policy (policy.go)
+	bill       *billingState  // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
+	gov        govState       // member governance (governance.go)
 	appliers   map[governance.ActionType]governance.Applier
 	revokeMu   sync.Mutex // one revocation at a time in this process (the database serialises instances)
 
