@@ -34,10 +34,11 @@ import (
 // neighbour the healing loop penalises as a blackhole or grey hole carries that class, everything
 // else is normal. Labels never touch the features.
 type Window struct {
-	mu      sync.Mutex
-	size    int
-	samples []detector.Graph
-	last    time.Time
+	mu       sync.Mutex
+	size     int
+	samples  []detector.Graph
+	last     time.Time
+	labelled int // node-samples ever added with a fault label
 }
 
 // NewWindow keeps the newest size samples.
@@ -53,6 +54,11 @@ func (w *Window) Add(self string, v telemetry.Vector, heal []node.HealPeer) {
 	}
 	w.last = v.At
 	g := OwnGraph(self, v, heal)
+	for _, y := range g.Y {
+		if y != 0 {
+			w.labelled++
+		}
+	}
 	if len(w.samples) == w.size {
 		w.samples = slices.Delete(w.samples, 0, 1)
 	}
@@ -64,6 +70,13 @@ func (w *Window) Len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.samples)
+}
+
+// Labelled is the number of node-samples ever added with a fault label.
+func (w *Window) Labelled() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.labelled
 }
 
 // Graphs returns the newest n samples.
@@ -106,6 +119,8 @@ type DaemonConfig struct {
 	Settings node.FederatedFile
 	// Coordinator is the coordinator's certificate (participants).
 	Coordinator *meshca.Certificate
+	// Window, if set, is the participant's window (nil: one of Settings.Window).
+	Window *Window
 	// Save writes the final model (Settings.ModelOut); nil: detector.Model.Save.
 	Save   func(m *detector.Model, path string) error
 	Logger *slog.Logger
@@ -175,7 +190,10 @@ func runParticipant(ctx context.Context, cfg DaemonConfig, log *slog.Logger) (*d
 		return nil, errors.New("federated: a participant needs the coordinator's certificate")
 	}
 	n := cfg.Node
-	w := NewWindow(int(s.Window / telemetry.Interval))
+	w := cfg.Window
+	if w == nil {
+		w = NewWindow(int(s.Window / telemetry.Interval))
+	}
 	self := n.Certificate().Name
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
