@@ -102,8 +102,8 @@ const nasty = `x'); DROP TABLE incidents;-- "名前"`
 // built as the agent builds it, goes to a control plane that records it. An operator labels the
 // first episode; the shipped model is fine-tuned on the reports up to the second one, written to
 // a file and loaded as the control plane loads ai.model; on the second episode, which training
-// never saw, bravo's mean score must rise well above the shipped model's and above the healthy
-// nodes' mean.
+// never saw, bravo's mean score must rise by 0.1 over the shipped model's (or reach 0.9 should the
+// shipped model already know the fault) and stand 0.5 above the healthy nodes' mean.
 func TestTrainFromRecordedMesh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 140 s virtual run")
@@ -226,7 +226,9 @@ func TestTrainFromRecordedMesh(t *testing.T) {
 	if n < 20 {
 		t.Fatalf("only %d labelled node-intervals in the held-out episode", n)
 	}
-	if after < before+0.1 || after <= normalAfter {
+	// Higher than before by 0.1, or at least 0.9 should the shipped model already know this fault;
+	// and well apart from the healthy nodes.
+	if after < min(before+0.1, 0.9) || after < normalAfter+0.5 {
 		t.Fatalf("fine-tuning did not teach the grey hole: %.3f → %.3f (healthy %.3f)", before, after, normalAfter)
 	}
 }
