@@ -32,9 +32,9 @@ const (
 
 // reportRecorder decides which reports are recorded and keeps the table within its bounds.
 type reportRecorder struct {
-	mu        sync.Mutex
-	last      map[int64]time.Time // node ID -> when its last recorded report was received (enrolled nodes only)
-	sincePrun int64               // reports recorded since the last pruning
+	mu         sync.Mutex
+	last       map[int64]time.Time // node ID -> when its last recorded report was received (enrolled nodes only)
+	sincePrune int64               // reports recorded since the last pruning
 }
 
 // recordReport keeps the detector's part of an accepted report, if recording is on and the node
@@ -55,10 +55,10 @@ func (s *Server) recordReport(ctx context.Context, nodeID int64, at time.Time, r
 		rr.last = map[int64]time.Time{}
 	}
 	rr.last[nodeID] = at
-	rr.sincePrun++
-	prune := rr.sincePrun >= max(1, cfg.MaxRows/recordPruneEvery)
+	rr.sincePrune++
+	prune := rr.sincePrune >= max(1, cfg.MaxRows/recordPruneEvery)
 	if prune {
-		rr.sincePrun = 0
+		rr.sincePrune = 0
 	}
 	rr.mu.Unlock()
 	trimmed := reports.Trim(rep)
