@@ -231,7 +231,14 @@ var migrations = []string{
 		log_seq BIGINT NOT NULL,
 		PRIMARY KEY (proposal, voter)
 	);`,
-	// 7: recorded reports (the detector's telemetry, opt-in with ai.record_reports) and labelled
+	// The latest self-healing journal each node reported: kept apart from mesh_reports so the
+	// mesh view, rebuilt from every report, does not read it.
+	`CREATE TABLE node_healing (
+		node_id BIGINT NOT NULL PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+		reported_at BIGINT NOT NULL,
+		journal TEXT NOT NULL
+	);`,
+	// 8: recorded reports (the detector's telemetry, opt-in with ai.record) and labelled
 	// incidents, the training data of `ai train --from-records` (reportlog.go).
 	`CREATE TABLE report_log (
 		id {{ID}},

@@ -113,9 +113,11 @@ func (mg *Mesh) Without(u int) detector.Graph {
 }
 
 // Trim keeps of a report what the detector reads — features, kernel features, and each peer's
-// name, state and features — which is what the control plane records.
+// name, state and features — and the healing journal it carries (the labels JournalIncidents
+// derives), which is what the control plane records.
 func Trim(r *api.MeshReport) api.MeshReport {
-	out := api.MeshReport{Sequence: r.Sequence, Features: r.Features, KernelFeatures: r.KernelFeatures, Peers: make([]api.PeerReport, 0, len(r.Peers))}
+	out := api.MeshReport{Sequence: r.Sequence, Features: r.Features, KernelFeatures: r.KernelFeatures, Healing: r.Healing,
+		Peers: make([]api.PeerReport, 0, len(r.Peers))}
 	for _, p := range r.Peers {
 		out.Peers = append(out.Peers, api.PeerReport{Name: p.Name, State: p.State, Features: p.Features})
 	}

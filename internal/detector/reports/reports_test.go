@@ -155,3 +155,68 @@ func FuzzReadArchive(f *testing.F) {
 		}
 	})
 }
+
+// TestJournalIncidents: the healing journals the reports carry become incidents — once per
+// decision although every report repeats the journal, from penalise to restore, or to the node's
+// last report — and label the samples without touching their inputs.
+func TestJournalIncidents(t *testing.T) {
+	a := archive()
+	pen := api.HealingEntry{Time: t0.Add(15 * time.Second), Peer: "beta", Action: "penalise", Rule: "r", Class: "greyhole", Confidence: 0.99}
+	res := api.HealingEntry{Time: t0.Add(35 * time.Second), Peer: "beta", Action: "restore", Rule: "r", Class: "healthy", Confidence: 1}
+	lossy := api.HealingEntry{Time: t0.Add(50 * time.Second), Peer: "beta", Action: "penalise", Rule: "r", Class: "lossy-path", Confidence: 1}
+	for i := range a.Reports {
+		r := &a.Reports[i]
+		if r.Node != "alpha" {
+			continue
+		}
+		switch s := r.At.Sub(t0); {
+		case s >= 50*time.Second:
+			r.Report.Healing = []api.HealingEntry{pen, res, lossy}
+		case s >= 40*time.Second:
+			r.Report.Healing = []api.HealingEntry{pen, res}
+		case s >= 20*time.Second:
+			r.Report.Healing = []api.HealingEntry{pen}
+		}
+	}
+	in := JournalIncidents(a)
+	if len(in) != 1 || in[0].Node != "beta" || in[0].Kind != "greyhole" || !in[0].From.Equal(pen.Time) || !in[0].To.Equal(res.Time) ||
+		in[0].Source != "journal" || in[0].CreatedBy != "node:alpha" {
+		t.Fatalf("journal incidents %+v; want beta greyhole 15–35 s (lossy-path is no detector class)", in)
+	}
+	plain, err := Samples(archive(), SampleConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadArchive(bytes.NewReader(b), MaxArchiveBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelled, err := Samples(back, SampleConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	beta := labelled[0].Mesh.Index["beta"]
+	for i := range labelled {
+		if !reflect.DeepEqual(plain[i].Graph.X, labelled[i].Graph.X) || !reflect.DeepEqual(plain[i].Graph.E, labelled[i].Graph.E) {
+			t.Fatalf("sample %d: the journal changed the inputs", i)
+		}
+		// beta is judged at 10 s … by its reports of 1 s, 11 s, 21 s, 31 s, 41 s: greyhole at 30 s and 40 s.
+		want := map[bool]int{true: 5, false: 0}[i == 3 || i == 4]
+		if labelled[i].Graph.Y[beta] != want {
+			t.Fatalf("sample %d: beta labelled %d, want %d", i, labelled[i].Graph.Y[beta], want)
+		}
+	}
+	open := archive()
+	for i := range open.Reports {
+		if open.Reports[i].Node == "alpha" && open.Reports[i].At.After(t0.Add(20*time.Second)) {
+			open.Reports[i].Report.Healing = []api.HealingEntry{pen}
+		}
+	}
+	if in := JournalIncidents(open); len(in) != 1 || !in[0].To.Equal(t0.Add(60*time.Second)) {
+		t.Fatalf("a penalty never restored: %+v; want it to last to alpha's last report (60 s)", in)
+	}
+}

@@ -58,7 +58,7 @@ func Samples(a *api.ReportArchive, cfg SampleConfig) ([]Sample, error) {
 	if len(a.Reports) == 0 {
 		return nil, errors.New("reports: the archive holds no recorded reports")
 	}
-	kinds, err := incidentKinds(a.Incidents)
+	kinds, err := incidentKinds(append(slices.Clone(a.Incidents), JournalIncidents(a)...))
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +194,9 @@ func ReadArchive(r io.Reader, limit int64) (*api.ReportArchive, error) {
 		if err := checkValues(rec.Report.Features, rec.Report.KernelFeatures); err != nil {
 			return nil, fmt.Errorf("reports: archive: report %d: %w", i+1, err)
 		}
+		if err := api.ValidateHealing(rec.Report.Healing); err != nil {
+			return nil, fmt.Errorf("reports: archive: report %d: healing%w", i+1, err)
+		}
 		for _, p := range rec.Report.Peers {
 			if err := checkValues(p.Features); err != nil {
 				return nil, fmt.Errorf("reports: archive: report %d: peer %q: %w", i+1, p.Name, err)
@@ -219,4 +222,77 @@ func checkValues(ms ...map[string]float64) error {
 		}
 	}
 	return nil
+}
+
+// JournalIncidents derives incidents from the healing journals the recorded reports carry: a
+// neighbour a node penalised as a blackhole or grey hole was faulty that way from the decision
+// until the same node restored it (or, without a restore, until the node's last recorded report).
+// A node sends its whole recent journal whenever it changes, so the same decision arrives many
+// times; each is counted once. These labels are the probe rule's verdicts: a fault the rule
+// misses is never labelled by them.
+func JournalIncidents(a *api.ReportArchive) []api.Incident {
+	type key struct {
+		node, peer, action string
+		at                 time.Time
+	}
+	seen := map[key]bool{}
+	type decision struct {
+		peer, action, class string
+		at                  time.Time
+	}
+	byNode := map[string][]decision{}
+	lastReport := map[string]time.Time{}
+	for _, r := range a.Reports {
+		if r.At.After(lastReport[r.Node]) {
+			lastReport[r.Node] = r.At
+		}
+		for _, h := range r.Report.Healing {
+			k := key{r.Node, h.Peer, h.Action, h.Time}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			byNode[r.Node] = append(byNode[r.Node], decision{h.Peer, h.Action, h.Class, h.Time})
+		}
+	}
+	var out []api.Incident
+	nodes := make([]string, 0, len(byNode))
+	for n := range byNode {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		ds := byNode[n]
+		sort.SliceStable(ds, func(i, j int) bool { return ds[i].at.Before(ds[j].at) })
+		open := map[string]*api.Incident{}
+		for _, d := range ds {
+			switch d.action {
+			case "penalise":
+				if _, err := ClassOf(d.class); err != nil || open[d.peer] != nil || identity.ValidateNodeName(d.peer) != nil {
+					continue
+				}
+				open[d.peer] = &api.Incident{Node: d.peer, Kind: d.class, From: d.at, Source: "journal", CreatedBy: "node:" + n}
+			case "restore":
+				if in := open[d.peer]; in != nil {
+					in.To = d.at
+					out = append(out, *in)
+					delete(open, d.peer)
+				}
+			}
+		}
+		peers := make([]string, 0, len(open))
+		for p := range open {
+			peers = append(peers, p)
+		}
+		sort.Strings(peers)
+		for _, p := range peers {
+			in := open[p]
+			in.To = lastReport[n]
+			if in.To.Before(in.From) {
+				in.To = in.From
+			}
+			out = append(out, *in)
+		}
+	}
+	return out
 }
