@@ -32,9 +32,13 @@ const (
 
 // reportRecorder decides which reports are recorded and keeps the table within its bounds.
 type reportRecorder struct {
-	mu         sync.Mutex
-	last       map[int64]time.Time // node ID -> when its last recorded report was received (enrolled nodes only)
-	sincePrune int64               // reports recorded since the last pruning
+	mu   sync.Mutex
+	last map[int64]time.Time // node ID -> when its last recorded report was received (enrolled nodes only)
+	// pending holds a healing journal that came with a report not recorded (within every): it
+	// goes with the node's next recorded report, since a node sends its journal only when it
+	// changed. At most api.MaxHealingEntries entries per enrolled node.
+	pending    map[int64][]api.HealingEntry
+	sincePrune int64 // reports recorded since the last pruning
 }
 
 // recordReport keeps the detector's part of an accepted report, if recording is on and the node
@@ -47,13 +51,21 @@ func (s *Server) recordReport(ctx context.Context, nodeID int64, at time.Time, r
 	}
 	rr := &s.recorder
 	rr.mu.Lock()
+	if rr.last == nil {
+		rr.last, rr.pending = map[int64]time.Time{}, map[int64][]api.HealingEntry{}
+	}
 	if last, ok := rr.last[nodeID]; ok && at.Sub(last) < cfg.Every {
+		if rep.Healing != nil {
+			rr.pending[nodeID] = rep.Healing
+		}
 		rr.mu.Unlock()
 		return
 	}
-	if rr.last == nil {
-		rr.last = map[int64]time.Time{}
+	healing := rep.Healing
+	if healing == nil {
+		healing = rr.pending[nodeID]
 	}
+	delete(rr.pending, nodeID)
 	rr.last[nodeID] = at
 	rr.sincePrune++
 	prune := rr.sincePrune >= max(1, cfg.MaxRows/recordPruneEvery)
@@ -62,6 +74,7 @@ func (s *Server) recordReport(ctx context.Context, nodeID int64, at time.Time, r
 	}
 	rr.mu.Unlock()
 	trimmed := reports.Trim(rep)
+	trimmed.Healing = healing
 	body, err := json.Marshal(trimmed)
 	if err != nil {
 		s.log.Error("record report", "err", err)

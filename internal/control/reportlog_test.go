@@ -43,6 +43,9 @@ func recordReports(t *testing.T, db store.Config) {
 			rep := &api.MeshReport{Sequence: uint64(i + 1), Features: nodeFeatures(float64(i)),
 				Peers:  []api.PeerReport{{Name: "beta", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(40, 0)}},
 				Routes: []api.RouteReport{{Destination: "beta", NextHop: "beta", Cost: 1, Hops: 1}}}
+			if i == 1 { // not recorded (within every): its journal goes with the next recorded report
+				rep.Healing = []api.HealingEntry{{Time: clock, Peer: "beta", Action: "penalise", Rule: "run of losses", Class: "blackhole", Confidence: 0.999}}
+			}
 			if _, err := alpha.c.Report(ctx, rep); err != nil {
 				t.Fatal(err)
 			}
@@ -56,6 +59,9 @@ func recordReports(t *testing.T, db store.Config) {
 		if len(a.Reports) != 2 || !a.More || a.Reports[0].Node != "alpha" || a.Reports[0].Report.Features["sent"] != nodeFeatures(0)["sent"] ||
 			a.Reports[1].Report.Sequence != 3 || len(a.Reports[0].Report.Routes) != 0 || a.Reports[0].Report.Peers[0].Features["tx_transit"] != 40 {
 			t.Fatalf("first page: %+v", a)
+		}
+		if len(a.Reports[0].Report.Healing) != 0 || len(a.Reports[1].Report.Healing) != 1 || a.Reports[1].Report.Healing[0].Class != "blackhole" {
+			t.Fatalf("healing journals of the recorded reports: %+v, %+v", a.Reports[0].Report.Healing, a.Reports[1].Report.Healing)
 		}
 		var rest api.ReportArchive
 		h.must(200, "GET", fmt.Sprintf("/api/v1/ai/reports?after_id=%d", a.NextAfterID), h.adminKey, nil, &rest)
