@@ -197,7 +197,8 @@ func trainFromRecords(e *env, fs *flag.FlagSet, rf recordFlags, out string, epoc
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%d recorded reports, %d incidents: %d graphs every %s\n", len(a.Reports), len(a.Incidents), len(ss), *rf.step)
+	fmt.Fprintf(e.stdout, "%d recorded reports, %d labelled incidents and %d from healing journals: %d graphs every %s\n",
+		len(a.Reports), len(a.Incidents), len(reports.JournalIncidents(a)), len(ss), *rf.step)
 	for k := 1; k < len(telemetry.Classes); k++ {
 		after, n := reports.MeanScore(m, ss, k)
 		if n == 0 {
