@@ -229,6 +229,9 @@ func runNodeHeal(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "probes: %d sent, %d answered, %d lost; decisions: %d penalise, %d restore\n",
 		h.ProbesSent, h.ProbesOK, h.ProbesLost, h.Penalties, h.Restores)
+	if h.LocalStalls > 0 {
+		fmt.Fprintf(e.stdout, "local stalls: %d (this node's own schedule stalled; the probes in flight were set aside)\n", h.LocalStalls)
+	}
 	w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NEIGHBOUR\tSTATE\tVERDICT\tP\tPATH LOSS\tTARGETS")
 	for _, p := range h.Peers {

@@ -37,7 +37,14 @@ func (n *Node) Tick(now time.Time) {
 		n.lastSample = now
 		n.sampleTelemetry(now)
 	}
-	if on, interval := n.heal.schedule(); on && !now.Before(n.nextHeal) {
+	on, interval := n.heal.schedule()
+	if on {
+		if gap, stalled := n.heal.clock(now, n.opts.TickInterval); stalled {
+			n.log.Warn("self-healing: the node's own schedule stalled, probe evidence set aside",
+				"gap", gap, "tick", n.opts.TickInterval)
+		}
+	}
+	if on && !now.Before(n.nextHeal) {
 		// A step every ProbeInterval on average, whatever the tick granularity.
 		n.nextHeal = n.nextHeal.Add(interval)
 		if n.nextHeal.Before(now) {

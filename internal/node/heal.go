@@ -180,11 +180,14 @@ type HealStatus struct {
 	// ProbesUnjudged are the probes whose outcome was set aside: sent in a grace period or on an
 	// unsettled way back, to a destination that restarted or has not answered yet, or cut short
 	// when their neighbour or destination went away.
-	ProbesUnjudged uint64         `json:"probes_unjudged"`
-	Penalties      uint64         `json:"penalties"`
-	Restores       uint64         `json:"restores"`
-	Peers          []HealPeer     `json:"peers"`
-	Decisions      []HealDecision `json:"decisions"` // oldest first, the last 256
+	ProbesUnjudged uint64 `json:"probes_unjudged"`
+	// LocalStalls counts the gaps in the node's own schedule after which the evidence was set aside
+	// (docs/node.md, "Local stalls").
+	LocalStalls uint64         `json:"local_stalls"`
+	Penalties   uint64         `json:"penalties"`
+	Restores    uint64         `json:"restores"`
+	Peers       []HealPeer     `json:"peers"`
+	Decisions   []HealDecision `json:"decisions"` // oldest first, the last 256
 }
 
 type healer struct {
@@ -219,6 +222,14 @@ func (h *healer) schedule() (bool, time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return !h.cfg.Disabled, h.cfg.ProbeInterval
+}
+
+// clock tells the detector the engine's time at a tick (the node's ticks are tick apart); it
+// reports the gap since the last tick and whether it was long enough to set the evidence aside.
+func (h *healer) clock(now time.Time, tick time.Duration) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.det.tick(now, tick)
 }
 
 // setThresholds makes the running loop use cfg's thresholds from its next step on, keeping what it
@@ -589,7 +600,8 @@ func (n *Node) Heal() HealStatus {
 	c := h.cfg
 	st := HealStatus{Enabled: !c.Disabled, ProbeInterval: c.ProbeInterval, ProbeTimeout: c.ProbeTimeout,
 		Confidence: c.Confidence, Consecutive: c.Consecutive, Hold: c.Hold, MaxHold: c.MaxHold, Grace: c.Grace,
-		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, ProbesUnjudged: h.det.unjudged, Penalties: h.penalties,
+		ProbesSent: h.det.sent, ProbesOK: h.det.ok, ProbesLost: h.det.lost, ProbesUnjudged: h.det.unjudged,
+		LocalStalls: h.det.stalls, Penalties: h.penalties,
 		Restores: h.restores, Peers: []HealPeer{}, Decisions: slices.Clone(h.journal)}
 	for id, s := range h.det.nbrs {
 		p := HealPeer{Name: s.name, Penalised: h.penalised[id], Targets: []string{}, Class: s.last.Class,

@@ -28,7 +28,10 @@ import (
 //   - outcomes are set aside while the path is unsettled: during a grace period after B's link
 //     comes up (a new adjacency: B, or we, just started) or B restarts, for Settle after the way
 //     back from a destination changes, and a destination that restarted must answer again before
-//     its losses count.
+//     its losses count;
+//   - outcomes are set aside when the node itself stalled: the engine's clock jumped by more than
+//     StallTicks tick intervals between two ticks, so the probes in flight across the gap are
+//     neither lost nor answered, and every neighbour's evidence starts afresh.
 
 // detectRules are the detector's explicit rules.
 type detectRules struct {
@@ -68,6 +71,10 @@ type detectRules struct {
 	// Partial loss is also what a link that has just turned lossy produces, and the link's reports
 	// (a loss estimate over its window of probes, then a record) take this long to say so.
 	ReportLag time.Duration
+	// StallTicks (5): a gap between two ticks longer than this many tick intervals is a local stall
+	// (the process was not scheduled, or a tick took that long): a stalled node cannot tell a lost
+	// probe from its own absence.
+	StallTicks int
 }
 
 func (r *detectRules) setDefaults() {
@@ -127,6 +134,9 @@ func (r *detectRules) setDefaults() {
 	}
 	if r.ReportLag <= 0 {
 		r.ReportLag = 3 * time.Second
+	}
+	if r.StallTicks <= 0 {
+		r.StallTicks = 5
 	}
 }
 
@@ -222,6 +232,8 @@ type detector struct {
 	ok       uint64
 	lost     uint64
 	unjudged uint64
+	lastTick time.Time // the engine's time at the last tick, to see local stalls
+	stalls   uint64    // local stalls seen
 }
 
 func newDetector(r detectRules) *detector {
@@ -282,6 +294,29 @@ func (d *detector) update(now time.Time, views []nbrView) {
 		}
 	}
 	d.dropPending(func(p healProbe) bool { s := d.nbrs[p.nbr]; return s == nil || s.target(p.target) == nil })
+}
+
+// tick is told the engine's time at every tick (tick apart, if the node keeps its schedule). When
+// the gap since the last tick is longer than StallTicks intervals, the node itself stalled: the
+// answers to the probes in flight may be waiting unread, or their neighbours may have stalled with
+// it, so those probes are dropped unjudged (an answer still to come is no longer one of ours) and
+// every neighbour's window of outcomes starts afresh. It reports the gap and whether it was a stall.
+func (d *detector) tick(now time.Time, tick time.Duration) (time.Duration, bool) {
+	last := d.lastTick
+	d.lastTick = now
+	if last.IsZero() || tick <= 0 {
+		return 0, false
+	}
+	gap := now.Sub(last)
+	if gap <= time.Duration(d.r.StallTicks)*tick {
+		return gap, false
+	}
+	d.stalls++
+	d.dropPending(func(healProbe) bool { return true })
+	for _, s := range d.nbrs {
+		s.window = s.window[:0]
+	}
+	return gap, true
 }
 
 // dropPending forgets the probes in flight that match; their outcomes will not be judged.

@@ -23,17 +23,24 @@ type healBench struct {
 	now     time.Time
 	start   time.Time
 	step    time.Duration
+	tick    time.Duration // the engine's tick interval the detector's clock is told
 	rtt     time.Duration
 	view    nbrView
-	replies []struct {
-		at  time.Time
-		seq uint16
-		src netip.Addr
-	}
+	replies []benchReply
+	// hold, while set, keeps the answers to the probes sent in held instead of letting them arrive
+	// (their neighbour stalled); release lets them arrive.
+	hold bool
+	held []benchReply
 	act  *healRecorder
 	sent int
 	// before, if set, runs at the start of every step (to change the view, say).
 	before func()
+}
+
+type benchReply struct {
+	at  time.Time
+	seq uint16
+	src netip.Addr
 }
 
 type healRecorder struct{ log []string }
@@ -49,7 +56,7 @@ func healAddr(b byte) netip.Addr { return netip.AddrFrom16([16]byte{0xfd, 0x74, 
 // with targets whose answers come back through it.
 func newHealBench(t *testing.T, targets int) *healBench {
 	b := &healBench{t: t, det: newDetector(detectRules{}), now: time.Unix(1000, 0), step: 200 * time.Millisecond,
-		rtt: 2 * time.Millisecond, act: &healRecorder{},
+		tick: 50 * time.Millisecond, rtt: 2 * time.Millisecond, act: &healRecorder{},
 		loop: mapek.New(mapek.Rules{Confidence: 0.99, Consecutive: 2, Hold: 10 * time.Second})}
 	b.start = b.now
 	b.view = nbrView{id: healID(1), addr: healAddr(1), name: "B", linkSamples: 24,
@@ -67,42 +74,64 @@ func (b *healBench) run(n int, drop func(i int) bool) ([]mapek.Decision, mapek.J
 	var ds []mapek.Decision
 	var j mapek.Judgement
 	for range n {
-		b.now = b.now.Add(b.step)
-		if b.before != nil {
-			b.before()
-		}
-		kept := b.replies[:0]
-		for _, r := range b.replies {
-			if !r.at.After(b.now) {
-				b.det.reply(r.at, r.seq, r.src)
-			} else {
-				kept = append(kept, r)
-			}
-		}
-		b.replies = kept
-		b.det.update(b.now, []nbrView{b.view})
-		b.det.expire(b.now)
-		j = b.det.judge(b.now, 0, b.view.id)
-		for _, d := range b.loop.Step(b.now.Sub(b.start), []mapek.Judgement{j}, b.act) {
-			if d.Action == mapek.Restore {
-				b.det.afresh(b.view.id) // as healActuator.Restore does
-			}
-			ds = append(ds, d)
-		}
-		tg, seq, ok := b.det.next(b.now, b.view.id)
-		if !ok {
-			continue // no target
-		}
-		if !drop(b.sent) {
-			b.replies = append(b.replies, struct {
-				at  time.Time
-				seq uint16
-				src netip.Addr
-			}{b.now.Add(b.rtt), seq, tg.addr})
-		}
-		b.sent++
+		d, jj := b.stepAfter(b.step, drop)
+		ds, j = append(ds, d...), jj
 	}
 	return ds, j
+}
+
+// stepAfter is one step gap after the last: the detector's clock ticks (the bench ticks once per
+// step, which is within the stall threshold at the default step), the answers due arrive, the
+// detector and the loop judge, and a probe goes out unless drop says it is lost.
+func (b *healBench) stepAfter(gap time.Duration, drop func(i int) bool) ([]mapek.Decision, mapek.Judgement) {
+	var ds []mapek.Decision
+	b.now = b.now.Add(gap)
+	b.det.tick(b.now, b.tick)
+	if b.before != nil {
+		b.before()
+	}
+	kept := b.replies[:0]
+	for _, r := range b.replies {
+		if !r.at.After(b.now) {
+			b.det.reply(r.at, r.seq, r.src)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	b.replies = kept
+	b.det.update(b.now, []nbrView{b.view})
+	b.det.expire(b.now)
+	j := b.det.judge(b.now, 0, b.view.id)
+	for _, d := range b.loop.Step(b.now.Sub(b.start), []mapek.Judgement{j}, b.act) {
+		if d.Action == mapek.Restore {
+			b.det.afresh(b.view.id) // as healActuator.Restore does
+		}
+		ds = append(ds, d)
+	}
+	tg, seq, ok := b.det.next(b.now, b.view.id)
+	if !ok {
+		return ds, j // no target
+	}
+	if !drop(b.sent) {
+		r := benchReply{b.now.Add(b.rtt), seq, tg.addr}
+		if b.hold {
+			b.held = append(b.held, r)
+		} else {
+			b.replies = append(b.replies, r)
+		}
+	}
+	b.sent++
+	return ds, j
+}
+
+// release lets the held answers arrive rtt from now, as a neighbour that stalled answers what
+// waited in its socket once it runs again.
+func (b *healBench) release() {
+	for _, r := range b.held {
+		r.at = b.now.Add(b.rtt)
+		b.replies = append(b.replies, r)
+	}
+	b.held, b.hold = nil, false
 }
 
 func never(int) bool { return false }
@@ -616,4 +645,78 @@ func nameOf(nodes []*Node, id routing.NodeID) string {
 		}
 	}
 	return id.String()
+}
+
+// TestHealDetectorLocalStall: a stall of the node's own host is no evidence against a neighbour.
+// The host stalls: the neighbour's process stops first (for a second the answers to the probes
+// through it wait in its socket), then ours, and 1.5 s pass without a tick of ours and without a
+// packet. Without the stall rule those five probes all time out at our first tick after the gap,
+// a run of losses no clean path explains: a blackhole verdict against a healthy neighbour. The same
+// 1.5 s of lost probes on a node that keeps its schedule is a blackhole.
+func TestHealDetectorLocalStall(t *testing.T) {
+	verdicts := func(b *healBench, steps int) (bad []mapek.Judgement, ds []mapek.Decision) {
+		for range steps {
+			d, j := b.stepAfter(b.step, never)
+			if j.Class == "blackhole" || j.Class == "greyhole" {
+				bad = append(bad, j)
+			}
+			ds = append(ds, d...)
+		}
+		return bad, ds
+	}
+
+	b := newHealBench(t, 1)
+	b.run(20, never)
+	b.hold = true
+	b.run(5, never)
+	d, j := b.stepAfter(1500*time.Millisecond, never)
+	if j.Class == "blackhole" || j.Class == "greyhole" || len(d) != 0 {
+		t.Fatalf("first tick after a 1.5 s stall: judgement %+v, decisions %v", j, d)
+	}
+	b.release()
+	if bad, ds := verdicts(b, 50); len(bad) != 0 || len(ds) != 0 || len(b.act.log) != 0 {
+		t.Fatalf("after the stall: verdicts %+v, decisions %v", bad, ds)
+	}
+	if b.det.stalls != 1 || b.det.lost != 0 {
+		t.Fatalf("stalls %d, probes counted lost %d; want 1 and 0", b.det.stalls, b.det.lost)
+	}
+	if j := b.det.judge(b.now, 0, b.view.id); j.Class != classHealthy {
+		t.Fatalf("judgement after the stall %+v", j)
+	}
+
+	// Control: 1.5 s of probes whose answers never come while the node ticks on schedule (the
+	// neighbour really stopped forwarding, and then recovered).
+	b = newHealBench(t, 1)
+	b.run(20, never)
+	b.hold = true
+	b.run(int(1500*time.Millisecond/b.step), never)
+	b.held = nil // what a blackhole dropped never arrives
+	b.hold = false
+	bad, _ := verdicts(b, 10)
+	if len(bad) == 0 || b.det.stalls != 0 {
+		t.Fatalf("1.5 s of lost probes on schedule: no blackhole verdict (stalls %d)", b.det.stalls)
+	}
+	if bad[0].Class != "blackhole" {
+		t.Fatalf("verdict %+v", bad[0])
+	}
+}
+
+// TestHealDetectorStallThreshold: a tick late by up to StallTicks intervals is scheduling jitter,
+// one later than that a stall.
+func TestHealDetectorStallThreshold(t *testing.T) {
+	d := newDetector(detectRules{})
+	at := time.Unix(1000, 0)
+	tick := 50 * time.Millisecond
+	for i, c := range []struct {
+		gap   time.Duration
+		stall bool
+	}{{0, false}, {tick, false}, {5 * tick, false}, {5*tick + time.Millisecond, true}, {tick, false}, {2 * time.Second, true}} {
+		at = at.Add(c.gap)
+		if gap, stall := d.tick(at, tick); stall != c.stall || (i > 0 && gap != c.gap) {
+			t.Errorf("gap %s: stall %v (gap %s), want %v", c.gap, stall, gap, c.stall)
+		}
+	}
+	if d.stalls != 2 {
+		t.Fatalf("stalls %d, want 2", d.stalls)
+	}
 }

@@ -132,6 +132,9 @@ func New(opts Options) (*Node, error) {
 		nextHeal: now, lastExpire: now, lastSample: now,
 	}
 	n.fib.Store(&fib{byAddr: map[netip.Addr]fibEntry{}})
+	if msg := closedFirewallWarning(opts.Firewall); msg != "" {
+		n.log.Warn(msg, "inbound_rules", len(opts.Firewall.Inbound), "outbound_rules", len(opts.Firewall.Outbound))
+	}
 	n.initPolicy(now)
 	n.bursts.reasm = session.NewReassembler(session.ReassemblySlots)
 	// Every fragment transit packet fits the datagram a full-sized packet of ours needs.

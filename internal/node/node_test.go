@@ -129,3 +129,25 @@ func TestHandshakeCounters(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedFirewallWarning: a node with no local rules in a direction says at start that it will
+// refuse that direction's traffic; one with rules both ways says nothing.
+func TestClosedFirewallWarning(t *testing.T) {
+	inOnly := firewall.Config{Inbound: allowAll.Inbound}
+	outOnly := firewall.Config{Outbound: allowAll.Outbound}
+	for _, c := range []struct {
+		name string
+		cfg  firewall.Config
+		want string // in the warning; "" for none
+	}{
+		{"none", firewall.Config{}, "every packet to and from the mesh will be refused"},
+		{"inbound only", inOnly, "no local outbound rules"},
+		{"outbound only", outOnly, "no local inbound rules"},
+		{"both", allowAll, ""},
+	} {
+		got := closedFirewallWarning(c.cfg)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("%s: warning %q, want one containing %q", c.name, got, c.want)
+		}
+	}
+}

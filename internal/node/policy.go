@@ -249,3 +249,20 @@ func (n *Node) answerPolicy(now time.Time, t *tunnel) {
 	l.answered = now
 	n.sendFrame(now, t, policyFrame(p))
 }
+
+// closedFirewallWarning is the warning a node logs at start when a direction has no local firewall
+// rule: local rules are deny by default and the mesh policy can only narrow them, so such a node
+// refuses that direction's traffic whatever the policy allows (docs/firewall.md, "No local rules").
+// It returns "" when both directions have rules.
+func closedFirewallWarning(cfg firewall.Config) string {
+	in, out := len(cfg.Inbound) == 0, len(cfg.Outbound) == 0
+	switch {
+	case in && out:
+		return "firewall: no local rules in node.yaml: every packet to and from the mesh will be refused, whatever the mesh policy allows (add a firewall: section, docs/firewall.md)"
+	case in:
+		return "firewall: no local inbound rules in node.yaml: every flow the mesh opens to this node will be refused, whatever the mesh policy allows (add firewall.inbound, docs/firewall.md)"
+	case out:
+		return "firewall: no local outbound rules in node.yaml: every flow this node opens will be refused, self-healing probes included, whatever the mesh policy allows (add firewall.outbound, docs/firewall.md)"
+	}
+	return ""
+}
