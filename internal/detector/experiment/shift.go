@@ -60,11 +60,14 @@ func scaleFaults(fs []sim.FaultSpec, k int) []sim.FaultSpec {
 	return out
 }
 
-// ShiftRow is one method's event F1 per fault kind (index sim.Kind; 0: any fault) in a scenario,
-// and its interval-level any-fault F1.
+// ShiftRow is one method's event F1 per fault kind (index sim.Kind; 0: any fault) in a scenario
+// under the persistence rule with K intervals (1: none), the any-fault F1's bootstrap interval, and
+// the per-interval any-fault F1 of the same decisions.
 type ShiftRow struct {
 	Scenario, Method string
+	K                int
 	F1               [sim.NumKinds]float64
+	AnyLo, AnyHi     float64
 	IntervalAnyF1    float64
 }
 
@@ -81,23 +84,14 @@ func (r ShiftRow) Goals() bool {
 	return true
 }
 
-// ShiftRows condenses one scenario's evaluation.
-func ShiftRows(scenario string, ev []EventRow, iv []Row) []ShiftRow {
+// ShiftRows condenses one scenario's event rows, evaluated with the persistence rule's k.
+func ShiftRows(scenario string, k int, ev []EventRow) []ShiftRow {
 	var out []ShiftRow
 	for _, e := range ev {
 		if e.Fault == sim.Normal {
-			out = append(out, ShiftRow{Scenario: scenario, Method: e.Method})
+			out = append(out, ShiftRow{Scenario: scenario, Method: e.Method, K: k, AnyLo: e.F1Lo, AnyHi: e.F1Hi, IntervalAnyF1: e.IntervalF1})
 		}
 		out[len(out)-1].F1[e.Fault] = e.F1
-	}
-	for _, r := range iv {
-		if r.Fault == sim.Normal {
-			for i := range out {
-				if out[i].Method == r.Method {
-					out[i].IntervalAnyF1 = r.F1
-				}
-			}
-		}
 	}
 	return out
 }
@@ -105,14 +99,14 @@ func ShiftRows(scenario string, ev []EventRow, iv []Row) []ShiftRow {
 // PrintShift writes the suite's table.
 func PrintShift(w io.Writer, rs []ShiftRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "scenario\tmethod\tany")
+	fmt.Fprint(tw, "scenario\tmethod\tk\tany [95% CI]")
 	for k := sim.Kind(1); k < sim.NumKinds; k++ {
 		fmt.Fprintf(tw, "\t%s", k)
 	}
 	fmt.Fprintln(tw, "\tinterval any\tgoals\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s", r.Scenario, r.Method)
-		for _, f := range r.F1 {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.3f [%.2f–%.2f]", r.Scenario, r.Method, r.K, r.F1[0], r.AnyLo, r.AnyHi)
+		for _, f := range r.F1[1:] {
 			fmt.Fprintf(tw, "\t%.3f", f)
 		}
 		goal := "no"
