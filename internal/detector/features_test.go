@@ -78,3 +78,52 @@ func TestRobustMissingIsUnknown(t *testing.T) {
 		t.Fatalf("neighbours' view of the silent node: %v", g.X[1])
 	}
 }
+
+// TestRobustAgainstHistoryAndMesh: a node as busy as its own baseline reads cpu_rel 0 however busy
+// that is, a rise above it reads positive, a report without the baseline reads unknown (0); route
+// churn that the whole mesh shares cancels, one node's own does not.
+func TestRobustAgainstHistoryAndMesh(t *testing.T) {
+	g := rawLine(1, 100, 100)
+	for v, cpu := range []float64{0.1, 0.5, 0.9} {
+		g.X[v][telemetry.FCPU], g.X[v][telemetry.FCPUW] = cpu, cpu
+		g.X[v][telemetry.FRouteChg] = math.Log1p(2) // every node: both destinations moved
+	}
+	h := Robust(&g)
+	for v := range h.X {
+		if h.X[v][RCPURel] != 0 || h.X[v][RRouteChg] != 0 {
+			t.Fatalf("node %d at its own baseline, churn shared by the mesh: cpu_rel %v, route_change_excess %v", v, h.X[v][RCPURel], h.X[v][RRouteChg])
+		}
+	}
+	g.X[1][telemetry.FCPU], g.X[1][telemetry.FCPUW] = 0.9, 0.26
+	g.X[2][telemetry.FRouteChg] = 0
+	g.X[0][telemetry.FRouteChg] = 0
+	h = Robust(&g)
+	if want := math.Log((cpuEps + 0.9) / (cpuEps + 0.26)); math.Abs(h.X[1][RCPURel]-want) > 1e-9 {
+		t.Fatalf("cpu_rel %v after a rise, want %v", h.X[1][RCPURel], want)
+	}
+	if math.Abs(h.X[1][RRouteChg]-1) > 1e-9 || h.X[0][RRouteChg] != 0 {
+		t.Fatalf("one node's churn: %v, its quiet neighbour's %v", h.X[1][RRouteChg], h.X[0][RRouteChg])
+	}
+	old := g.X[1][:telemetry.FCPUW] // a report from a node that sends no baseline
+	g.X[1] = old
+	if h = Robust(&g); h.X[1][RCPURel] != 0 || h.X[1][RCPU] != 0.9 {
+		t.Fatalf("no baseline: cpu_rel %v (want unknown, 0), cpu %v", h.X[1][RCPURel], h.X[1][RCPU])
+	}
+}
+
+// TestRobustFilledDeficit: b relays a's frames to c; when c sends no report, b's own count of what
+// it handed c stands in for c's, so the filled deficit stays 0 where the plain one reads 1.
+func TestRobustFilledDeficit(t *testing.T) {
+	raw := rawLine(1, 100, 100)
+	raw.E[1][1][telemetry.ETxTransit], raw.E[1][1][telemetry.ETxTransitW] = 100, 100
+	raw.X[2] = make([]float64, telemetry.NumNode)
+	raw.X[2][telemetry.FMissing] = 1
+	g := Robust(&raw)
+	if g.X[1][RDeficitW] != 1 || g.X[1][RDeficitFilledW] != 0 {
+		t.Fatalf("deficit_w %v, filled %v, want 1 and 0", g.X[1][RDeficitW], g.X[1][RDeficitFilledW])
+	}
+	raw = rawLine(1, 100, 60)
+	if g = Robust(&raw); math.Abs(g.X[1][RDeficitFilledW]-g.X[1][RDeficitW]) > 1e-12 || math.Abs(g.X[1][RDeficitW]-0.4) > 1e-9 {
+		t.Fatalf("every neighbour reporting: filled %v, plain %v, want both 0.4", g.X[1][RDeficitFilledW], g.X[1][RDeficitW])
+	}
+}
