@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"x0tta6bl4/internal/detector"
@@ -398,6 +399,50 @@ func runAIEval(e *env, args []string) error {
 		res.Print(e.stdout)
 	}
 	return nil
+}
+
+// runAIInputs prints where healthy nodes' derived inputs lie under shift scenarios: the diagnostic
+// behind the inputs added against shift (docs/intelligence.md). Its default seeds are used by no
+// training, validation or test set.
+func runAIInputs(e *env, args []string) error {
+	fs := newFlags(e, "ai inputs", "[--scenarios nominal,volume×10,noise,missing] [--seeds 901-903]")
+	seeds := fs.String("seeds", "901-903", "simulator seeds (none of training 1-24, validation 51-56 or test 301-305)")
+	only := fs.String("scenarios", "nominal,volume×10,noise,missing", "shift scenarios (comma-separated names)")
+	df := addDataFlags(fs)
+	if err := e.parse(fs, args, 0); err != nil {
+		return err
+	}
+	scenarios, err := pickScenarios(*only)
+	if err != nil {
+		return err
+	}
+	var qs [][][3]float64
+	for _, sc := range scenarios {
+		d := df
+		d.scenario = &sc
+		gs, err := d.generate(e, "scenario "+sc.Name, *seeds, false)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", sc.Name, err)
+		}
+		qs = append(qs, experiment.InputQuantiles(gs))
+	}
+	fmt.Fprintf(e.stdout, "healthy node-intervals, seeds %s: 50th / 95th / 99th percentile of each derived input\n", *seeds)
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "input\t")
+	for _, sc := range scenarios {
+		fmt.Fprintf(tw, "%s\t", sc.Name)
+	}
+	fmt.Fprintln(tw)
+	for j, name := range detector.RobustNames {
+		fmt.Fprintf(tw, "%s\t", name)
+		for _, q := range qs {
+			if j < len(q) {
+				fmt.Fprintf(tw, "%.3f %.3f %.3f\t", q[j][0], q[j][1], q[j][2])
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
 }
 
 // printChoice writes a persistence choice: k, made on the validation runs only, and the methods'

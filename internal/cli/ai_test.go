@@ -20,6 +20,8 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 		err = runAITrain(e, args[1:])
 	case "eval":
 		err = runAIEval(e, args[1:])
+	case "inputs":
+		err = runAIInputs(e, args[1:])
 	}
 	code := 0
 	if err != nil {
@@ -50,6 +52,10 @@ func TestAICommands(t *testing.T) {
 	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)
 	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") {
 		t.Fatalf("eval --suite shift: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = runCLI(t, "inputs", "--scenarios", "nominal,volume×10", "--seeds", "4", "--nodes", "20", "--duration", "4s", "--faults", "blackhole:1")
+	if code != 0 || !strings.Contains(out, "cpu_rel") || !strings.Contains(out, "volume×10") {
+		t.Fatalf("inputs: %d %s %s", code, out, stderr)
 	}
 	if _, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "shift", "--scenarios", "moon"); code == 0 || !strings.Contains(stderr, "unknown scenario") {
 		t.Fatalf("unknown scenario: %d %s", code, stderr)

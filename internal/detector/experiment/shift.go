@@ -3,8 +3,10 @@ package experiment
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
 )
 
@@ -122,4 +124,35 @@ func PrintShift(w io.Writer, rs []ShiftRow) {
 		fmt.Fprintf(tw, "\t%.3f\t%s\t\n", r.IntervalAnyF1, goal)
 	}
 	tw.Flush()
+}
+
+// InputQuantiles returns, for every node input of graphs gs (detector.Robust's), the 50th, 95th
+// and 99th percentiles over the normal node-intervals: where a healthy node's inputs lie, so that
+// a shift's effect on each input can be read off against the nominal runs.
+func InputQuantiles(gs []detector.Graph) [][3]float64 {
+	if len(gs) == 0 || len(gs[0].X) == 0 {
+		return nil
+	}
+	cols := make([][]float64, len(gs[0].X[0]))
+	for _, g := range gs {
+		for v, x := range g.X {
+			if g.Y[v] != int(sim.Normal) {
+				continue
+			}
+			for j, f := range x {
+				cols[j] = append(cols[j], f)
+			}
+		}
+	}
+	out := make([][3]float64, len(cols))
+	for j, c := range cols {
+		if len(c) == 0 {
+			continue
+		}
+		slices.Sort(c)
+		for i, q := range []float64{0.5, 0.95, 0.99} {
+			out[j][i] = c[int(q*float64(len(c)-1))]
+		}
+	}
+	return out
 }
