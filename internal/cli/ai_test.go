@@ -54,7 +54,7 @@ func TestAICommands(t *testing.T) {
 		t.Fatalf("eval --suite shift: %d %s %s", code, out, stderr)
 	}
 	out, stderr, code = runCLI(t, "inputs", "--scenarios", "nominal,volume×10", "--seeds", "4", "--nodes", "20", "--duration", "4s", "--faults", "blackhole:1")
-	if code != 0 || !strings.Contains(out, "cpu_rel") || !strings.Contains(out, "volume×10") {
+	if code != 0 || !strings.Contains(out, "deficit_w") || !strings.Contains(out, "volume×10") {
 		t.Fatalf("inputs: %d %s %s", code, out, stderr)
 	}
 	if _, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "shift", "--scenarios", "moon"); code == 0 || !strings.Contains(stderr, "unknown scenario") {

@@ -2,7 +2,6 @@ package detector
 
 import (
 	"math"
-	"slices"
 
 	"x0tta6bl4/internal/telemetry"
 )
@@ -10,8 +9,7 @@ import (
 // Model inputs derived from the raw telemetry vectors (internal/telemetry). The raw vectors carry
 // counts whose scale is the traffic's (a hub relays 50× what a leaf does, a busy mesh 10× a quiet
 // one); the model, every baseline and every rule read these instead: ratios, log-ratios and rates
-// against the node's own recent history or the mesh's, which do not move when the traffic's volume
-// does.
+// against the node's own recent history, which do not move when the traffic's volume does.
 //
 // Availability is explicit. A node whose report is missing or stale has Reported = 0 and every one
 // of its own features 0, meaning "unknown", and its links' vectors are all 0 too; what its
@@ -20,34 +18,31 @@ import (
 // kernel's own counters, when a node has them) is added the same way: a presence feature that is 1
 // when the group was reported, and the group's values 0 when it was not.
 const (
-	RReported       = iota // 1 when the node's own report is present and fresh
-	RDelivery              // own traffic's end-to-end delivery ratio
-	RWorstHop              // worst delivery ratio of own traffic by first hop
-	RLossMean              // mean probe loss to its neighbours
-	RLossMax               // worst probe loss to a neighbour
-	RLogRTT                // log1p(mean probe RTT, ms)
-	RDropRatio             // reported dropped over reported transit received
-	RRouteChg              // destinations whose next hop changed, over the other nodes, less the mesh's median of that
-	RCPU                   // CPU load 0–1
-	RCPURel                // log((ε+CPU)/(ε+its mean over the previous 30 intervals)): the load against the node's own history
-	RDegree                // adjacencies up over configured links
-	RNbrReported           // fraction of the neighbours whose report is present
-	RNbrLossMean           // mean probe loss the reporting neighbours see towards the node
-	RNbrLossMin            // least probe loss a reporting neighbour sees towards it
-	RNbrUp                 // fraction of reporting neighbours with the adjacency up
-	RNbrRTTExcess          // mean of log((1+RTT to it)/(1+the neighbour's mean RTT)) over reporting neighbours
-	RDeficit               // 1 − relayed-by-it / handed-to-it-to-relay, in the interval, by the neighbours' counters
-	RDeficitW              // the same over the window
-	RLogDeficitW           // log1p(handed, window mean) − log1p(relayed, window mean)
-	RDeficitFilledW        // RDeficitW with the node's own count of what it sent silent neighbours in place of theirs
+	RReported     = iota // 1 when the node's own report is present and fresh
+	RDelivery            // own traffic's end-to-end delivery ratio
+	RWorstHop            // worst delivery ratio of own traffic by first hop
+	RLossMean            // mean probe loss to its neighbours
+	RLossMax             // worst probe loss to a neighbour
+	RLogRTT              // log1p(mean probe RTT, ms)
+	RDropRatio           // reported dropped over reported transit received
+	RRouteChg            // destinations whose next hop changed, over the other nodes
+	RCPU                 // CPU load 0–1
+	RDegree              // adjacencies up over configured links
+	RNbrReported         // fraction of the neighbours whose report is present
+	RNbrLossMean         // mean probe loss the reporting neighbours see towards the node
+	RNbrLossMin          // least probe loss a reporting neighbour sees towards it
+	RNbrUp               // fraction of reporting neighbours with the adjacency up
+	RNbrRTTExcess        // mean of log((1+RTT to it)/(1+the neighbour's mean RTT)) over reporting neighbours
+	RDeficit             // 1 − relayed-by-it / handed-to-it-to-relay, in the interval, by the neighbours' counters
+	RDeficitW            // the same over the window
+	RLogDeficitW         // log1p(handed, window mean) − log1p(relayed, window mean)
 	NumRobust
 )
 
 // RobustNames names the derived node features in order.
 var RobustNames = [NumRobust]string{"reported", "delivery", "worst_hop_delivery", "loss_mean", "loss_max",
-	"log_rtt", "drop_ratio", "route_change_excess", "cpu", "cpu_rel", "degree_frac", "nbr_reported", "nbr_loss_mean",
-	"nbr_loss_min", "nbr_up", "nbr_rtt_excess", "deficit", "deficit_w", "log_deficit_w",
-	"deficit_w_filled"}
+	"log_rtt", "drop_ratio", "route_change_frac", "cpu", "degree_frac", "nbr_reported", "nbr_loss_mean",
+	"nbr_loss_min", "nbr_up", "nbr_rtt_excess", "deficit", "deficit_w", "log_deficit_w"}
 
 // Derived per-link features: what node v's report says about its link to u.
 const (
@@ -85,10 +80,6 @@ func Robust(raw *Graph) Graph {
 			}
 			x[RRouteChg] = clamp(math.Expm1(r[telemetry.FRouteChg])/float64(max(1, n-1)), 0, 1)
 			x[RCPU] = clamp(r[telemetry.FCPU], 0, 1)
-			// A report without the baseline (an older node) leaves the input unknown, 0.
-			if len(r) > telemetry.FCPUW && r[telemetry.FCPUW] > 0 {
-				x[RCPURel] = clamp(math.Log((cpuEps+x[RCPU])/(cpuEps+clamp(r[telemetry.FCPUW], 0, 1))), -3, 3)
-			}
 			if deg > 0 {
 				x[RDegree] = clamp(r[telemetry.FDegree]/float64(deg), 0, 1)
 			}
@@ -110,23 +101,6 @@ func Robust(raw *Graph) Graph {
 			e[RERxRel] = math.Log1p(max(0, re[telemetry.ERxTransit])) - math.Log1p(max(0, re[telemetry.ERxTransitW]))
 		}
 		g.E[v] = links
-	}
-	// Route churn against the mesh's: a reroute that moves most of the mesh's next hops at once (ten
-	// times the traffic shifting link costs everywhere) is the network's, not one node's.
-	var churn []float64
-	for v := range n {
-		if reported(v) {
-			churn = append(churn, g.X[v][RRouteChg])
-		}
-	}
-	if len(churn) > 0 {
-		slices.Sort(churn)
-		med := churn[len(churn)/2]
-		for v := range n {
-			if reported(v) {
-				g.X[v][RRouteChg] -= med
-			}
-		}
 	}
 	// The neighbours' view of each node, from the neighbours that reported.
 	type view struct {
@@ -166,21 +140,6 @@ func Robust(raw *Graph) Graph {
 			w.outW += max(0, e[telemetry.ERxTransitW])
 		}
 	}
-	// What a reporting node says it sent its silent neighbours to relay stands in for what they would
-	// have said they received from it: without it, a relay next to a node with no agent looks as if it
-	// dropped everything it passed that way. A lying relay can inflate it, so it is a second input,
-	// not a replacement for the neighbours' own counts.
-	filled := make([]float64, n)
-	for v := range n {
-		if !reported(v) || raw.E == nil {
-			continue
-		}
-		for i, s := range raw.Adj[v] {
-			if i < len(raw.E[v]) && !reported(s) {
-				filled[v] += max(0, raw.E[v][i][telemetry.ETxTransitW])
-			}
-		}
-	}
 	for v := range n {
 		w, x := &views[v], g.X[v]
 		if deg := len(raw.Adj[v]); deg > 0 {
@@ -200,15 +159,11 @@ func Robust(raw *Graph) Graph {
 		}
 		if w.inW >= 1 {
 			x[RDeficitW] = clamp(1-w.outW/w.inW, -1, 1)
-			x[RDeficitFilledW] = clamp(1-(w.outW+filled[v])/w.inW, -1, 1)
 		}
 		x[RLogDeficitW] = math.Log1p(w.inW) - math.Log1p(w.outW)
 	}
 	return g
 }
-
-// cpuEps keeps cpu_rel finite and quiet for an idle node: 0.01 → 0.02 is noise, not a doubling.
-const cpuEps = 0.05
 
 func clamp(a, lo, hi float64) float64 {
 	if math.IsNaN(a) {

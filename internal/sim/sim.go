@@ -235,7 +235,6 @@ const (
 	FRouteChg   = telemetry.FRouteChg
 	FCPU        = telemetry.FCPU
 	FMissing    = telemetry.FMissing
-	FCPUW       = telemetry.FCPUW
 	NumFeatures = telemetry.NumNode
 
 	ETxTransit      = telemetry.ETxTransit
@@ -320,8 +319,6 @@ type nodeState struct {
 	// rings hold the last Window intervals' counts.
 	txTransit, txLie, rxTransit []int
 	txRing, rxRing              [][Window]int
-	cpuRing                     [telemetry.CPUWindow]float64 // the CPU it reported, last CPUWindow intervals
-	cpuSeen, cpuPos             int
 	hopSent                     map[int]int
 	hopRecv                     map[int]int
 	costHigh                    map[int]bool // neighbours whose cost the MAPE-K loop raised
@@ -1071,17 +1068,6 @@ func (s *Sim) collect() Interval {
 		}
 		busy := (st.hog + math.Min(float64(st.load), st.capacity)) / NodeCapacity
 		x[FCPU] = float32(math.Max(0, math.Min(1, cpuModel(st, busy, s.rng))))
-		// The baseline, as a real node's telemetry computes it: the intervals before this one.
-		if st.cpuSeen > 0 {
-			var cpuW float64
-			for _, c := range st.cpuRing {
-				cpuW += c
-			}
-			x[FCPUW] = float32(cpuW / float64(st.cpuSeen))
-		}
-		st.cpuRing[st.cpuPos] = float64(x[FCPU])
-		st.cpuPos = (st.cpuPos + 1) % telemetry.CPUWindow
-		st.cpuSeen = min(st.cpuSeen+1, telemetry.CPUWindow)
 		s.resetCounters(st)
 	}
 	return iv

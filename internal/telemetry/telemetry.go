@@ -4,7 +4,7 @@
 // the simulator reads real nodes (docs/intelligence.md, "Telemetry").
 //
 // It is pure: samples and their times are passed in. It must never read sockets, clocks or the
-// node's internals itself, and never keep more than Window intervals of history per link, nor more than CPUWindow of its own CPU.
+// node's internals itself, and never keep more than Window intervals of history per link.
 package telemetry
 
 import (
@@ -31,14 +31,12 @@ const (
 	FRouteChg         // log1p(destinations whose next hop changed)
 	FCPU              // CPU load 0–1
 	FMissing          // 1 when the node exported nothing (dead or silent)
-	FCPUW             // CPU averaged over the CPUWindow intervals before this one (those seen, when fewer; 0: none): the node's own baseline
 	NumNode
 )
 
 // NodeNames names the node features in order.
 var NodeNames = [NumNode]string{"degree", "rtt_ms", "loss_mean", "loss_max", "sent", "delivery",
-	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing",
-	"cpu_30s_mean"}
+	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing"}
 
 // Edge feature indices: what node v's own counters say about its link to neighbour u. The transit
 // counts are linear (per second), not log1p: a relay conserves frames across its links, and only
@@ -60,10 +58,6 @@ var EdgeNames = [NumEdge]string{"tx_transit", "rx_transit", "tx_transit_5s_mean"
 
 // Window is the number of intervals the windowed edge features cover.
 const Window = 5
-
-// CPUWindow is the number of intervals the CPU baseline covers: long enough that an overload's
-// first seconds are judged against the load before it, not against themselves.
-const CPUWindow = 30
 
 // Interval is the collection interval the features are defined for: counts are per second.
 const Interval = time.Second
@@ -136,29 +130,6 @@ type Collector struct {
 	prev  Sample
 	have  bool
 	rings map[string]*ring
-	cpu   cpuRing
-}
-
-// cpuRing holds the node's last CPUWindow CPU loads.
-type cpuRing struct {
-	load [CPUWindow]float64
-	pos  int
-	seen int
-}
-
-// add returns the mean of the loads held (0 when none), then records this interval's.
-func (r *cpuRing) add(load float64) float64 {
-	var mean float64
-	if r.seen > 0 {
-		for _, l := range r.load {
-			mean += l
-		}
-		mean /= float64(r.seen)
-	}
-	r.load[r.pos] = load
-	r.pos = (r.pos + 1) % CPUWindow
-	r.seen = min(r.seen+1, CPUWindow)
-	return mean
 }
 
 type ring struct {
@@ -269,7 +240,6 @@ func (c *Collector) Add(s Sample) (v Vector, ok bool) {
 	if s.CPUs > 0 && n.CPUSeconds >= p.CPUSeconds {
 		x[FCPU] = max(0, min(1, (n.CPUSeconds-p.CPUSeconds)/secs/float64(s.CPUs)))
 	}
-	x[FCPUW] = c.cpu.add(x[FCPU])
 	v.Kernel = kernelFeatures(s.Kernel, prev.Kernel, secs)
 	return v, true
 }

@@ -35,7 +35,7 @@ func TestCollector(t *testing.T) {
 	want := map[int]float64{
 		FDegree: 1, FRTT: 2, FLossMean: 0.55, FLossMax: 1, FSent: math.Log1p(100), FDelivery: 0.5,
 		FWorstHop: 0.25, FTransitIn: math.Log1p(100), FForwarded: math.Log1p(50), FDropped: math.Log1p(50),
-		FRouteChg: math.Log1p(2), FCPU: 0.25, FMissing: 0, FCPUW: 0,
+		FRouteChg: math.Log1p(2), FCPU: 0.25, FMissing: 0,
 	}
 	for i, w := range want {
 		if !near(x[i], w) {
@@ -65,10 +65,6 @@ func TestCollector(t *testing.T) {
 	if !ok || v.Node[FSent] != 0 {
 		t.Fatalf("restarted counter: %v %v", v.Node[FSent], ok)
 	}
-	// The CPU baseline is the mean of the intervals before this one: none for the first, then 0.25.
-	if !near(v.Node[FCPU], 0) || !near(v.Node[FCPUW], 0.25) {
-		t.Errorf("cpu %v, its baseline %v, want 0 and 0.25", v.Node[FCPU], v.Node[FCPUW])
-	}
 	if len(c.rings) != 1 {
 		t.Fatalf("history kept for %d links, want the 1 configured", len(c.rings))
 	}
@@ -79,30 +75,5 @@ func TestCollector(t *testing.T) {
 	stale.At = t0
 	if _, ok := c.Add(stale); ok || !c.prev.At.Equal(third.At) {
 		t.Fatal("an older sample was taken as the interval's start")
-	}
-}
-
-// TestCPUBaselineWindow: the baseline leaves the current interval out and forgets a load after
-// CPUWindow intervals.
-func TestCPUBaselineWindow(t *testing.T) {
-	c := NewCollector()
-	s := Sample{At: time.Unix(1000, 0), CPUs: 1}
-	c.Add(s)
-	var v Vector
-	for i := range CPUWindow + 2 {
-		s.At = s.At.Add(time.Second)
-		if i == 0 {
-			s.Node.CPUSeconds++ // a fully busy first interval
-		}
-		v, _ = c.Add(s)
-		switch {
-		case i == 0 && (v.Node[FCPU] != 1 || v.Node[FCPUW] != 0):
-			t.Fatalf("first interval: cpu %v, baseline %v, want 1 and none (0)", v.Node[FCPU], v.Node[FCPUW])
-		case i == CPUWindow && !near(v.Node[FCPUW], 1.0/CPUWindow):
-			t.Fatalf("after %d intervals the baseline is %v, want %v", CPUWindow, v.Node[FCPUW], 1.0/CPUWindow)
-		}
-	}
-	if v.Node[FCPU] != 0 || v.Node[FCPUW] != 0 {
-		t.Fatalf("cpu %v, baseline %v after the busy interval left the window", v.Node[FCPU], v.Node[FCPUW])
 	}
 }

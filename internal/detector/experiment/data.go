@@ -44,9 +44,7 @@ var DefaultFaults = []sim.FaultSpec{{Kind: sim.Blackhole, Count: 2}, {Kind: sim.
 const TrainFaults = "blackhole:4,greyhole:4,crash:2,overload:2,linkdeg:2,flapping:2"
 
 // TrainDistribution is what Randomise draws each run from (docs/intelligence.md, "Training
-// distribution"); the shift suite's scenarios lie outside it: its traffic (2 and 200 packets per
-// flow per interval), noise (30 %) and silent quarter of the mesh are each at least 1.7 times beyond
-// the nearest training setting.
+// distribution"); the shift suite's scenarios lie outside it.
 var TrainDistribution = struct {
 	Rate              [2]float64 // packets per flow per interval, log-uniform
 	Nodes             [2]int
@@ -54,14 +52,9 @@ var TrainDistribution = struct {
 	Overload          [2]float64 // offered load over remaining capacity
 	Transient         float64
 	Missing, Late     [2]float64 // per-interval fraction of nodes, uniform per run
-	// SilentRuns is the share of runs in which, instead of Missing, a fixed set of nodes (a
-	// fraction drawn from Silent) never reports: the telemetry gap of nodes without an agent.
-	SilentRuns float64
-	Silent     [2]float64
-	Noise      [2]float64 // relative counter noise
-}{Rate: [2]float64{4, 100}, Nodes: [2]int{60, 140}, GreyHole: [2]float64{0.1, 0.7}, LinkDeg: [2]float64{0.12, 0.4},
-	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08},
-	SilentRuns: 1.0 / 3, Silent: [2]float64{0, 0.15}, Noise: [2]float64{0, 0.2}}
+	Noise             [2]float64 // relative counter noise
+}{Rate: [2]float64{8, 50}, Nodes: [2]int{60, 140}, GreyHole: [2]float64{0.1, 0.7}, LinkDeg: [2]float64{0.12, 0.4},
+	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}}
 
 // Generate runs the simulator and returns the labelled graphs, every run the same number of
 // graphs (Duration / interval), in seed order.
@@ -117,11 +110,7 @@ func randomise(c *sim.Config, seed uint64) Perturb {
 		fs = append(fs, sim.FaultSpec{Kind: f.Kind, Count: max(1, f.Count/2+rng.IntN(f.Count+1))})
 	}
 	c.Faults = fs
-	p := Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
-	if rng.Float64() < d.SilentRuns {
-		p.Missing, p.Sticky = uni(d.Silent), true
-	}
-	return p
+	return Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
 }
 
 // FromSim turns a simulator run into one labelled graph per telemetry interval, over the known

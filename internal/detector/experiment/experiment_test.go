@@ -102,8 +102,8 @@ func TestShiftOutsideTraining(t *testing.T) {
 				t.Errorf("noise %v within training's %v", p.Noise, d.Noise)
 			}
 		case "missing":
-			if !p.Sticky || p.Missing <= d.Silent[1] {
-				t.Errorf("silent %v within training's %v", p.Missing, d.Silent)
+			if !p.Sticky || p.Missing <= d.Missing[1] {
+				t.Errorf("silent %v within training's %v", p.Missing, d.Missing)
 			}
 		case "late":
 			if p.Late <= d.Late[1] {
@@ -115,7 +115,7 @@ func TestShiftOutsideTraining(t *testing.T) {
 	for seed := range uint64(200) {
 		c := sim.Config{Faults: DefaultFaults}
 		p := randomise(&c, seed)
-		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || (p.Sticky && p.Missing > d.Silent[1]) || (!p.Sticky && p.Missing > d.Missing[1]) {
+		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] {
 			t.Fatalf("seed %d drew rate %d, %+v", seed, c.Rate, p)
 		}
 	}

@@ -21,11 +21,11 @@ type Scenario struct {
 }
 
 // ShiftSuite is `ai eval --suite shift` (docs/intelligence.md, "Distribution shift"). None of its
-// settings is drawn in training: traffic 4–100 packets per flow per interval in training, 200 and 2
+// settings is drawn in training: traffic 8–50 packets per flow per interval in training, 200 and 2
 // here; grey holes 10–70 % in training, 5–9 % and 75–95 % here; link loss 12–40 % against 45–70 %;
-// overload 1.25–2.5 against 2.5–4; at most 8 % of reports missing or late per interval, or up to
-// 15 % of the nodes silent for a run, against a quarter silent or 30 % late; noise up to 20 %
-// against 30 %; 60–140 nodes against 300; and relays that also frame their neighbours.
+// overload 1.25–2.5 against 2.5–4; at most 8 % of reports missing or late per interval against a
+// quarter missing for the whole run or 30 % late; noise up to 10 % against 30 %; 60–140 nodes
+// against 300; and relays that also frame their neighbours (TestShiftOutsideTraining).
 func ShiftSuite() []Scenario {
 	return []Scenario{
 		{Name: "nominal", What: "the evaluation's default runs"},
