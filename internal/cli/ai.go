@@ -127,6 +127,16 @@ func (d dataFlags) generate(e *env, label, seeds string, randomise bool) ([]dete
 	return gs, err
 }
 
+// scenarioRuns simulates the held-out runs of seeds under one shift scenario.
+func (d dataFlags) scenarioRuns(e *env, sc experiment.Scenario, seeds string) ([]detector.Graph, error) {
+	d.scenario = &sc
+	gs, err := d.generate(e, "scenario "+sc.Name, seeds, false)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	return gs, nil
+}
+
 func mustSeeds(s string) []uint64 {
 	ss, _ := parseSeeds(s)
 	return ss
@@ -344,11 +354,9 @@ func runAIEval(e *env, args []string) error {
 		}
 		fmt.Fprintln(e.stdout, "event F1 per fault kind (independent faults detected vs false-alarm stretches), without persistence (k = 1) and with the rule; interval any: per node-interval F1 of the same decisions; goals: any ≥ 0.90, every kind ≥ 0.80")
 		for _, sc := range scenarios {
-			tf := df
-			tf.scenario = &sc
-			test, err := tf.generate(e, "scenario "+sc.Name, *seeds, false)
+			test, err := df.scenarioRuns(e, sc, *seeds)
 			if err != nil {
-				return fmt.Errorf("scenario %s: %w", sc.Name, err)
+				return err
 			}
 			// Each scenario's rows as soon as they exist: a long suite shows its progress.
 			rows := experiment.ShiftRows(sc.Name, 1, false, experiment.EvaluateEvents(ds, test, perRun, 1))
@@ -418,11 +426,9 @@ func runAIInputs(e *env, args []string) error {
 	}
 	var qs [][][3]float64
 	for _, sc := range scenarios {
-		d := df
-		d.scenario = &sc
-		gs, err := d.generate(e, "scenario "+sc.Name, *seeds, false)
+		gs, err := df.scenarioRuns(e, sc, *seeds)
 		if err != nil {
-			return fmt.Errorf("scenario %s: %w", sc.Name, err)
+			return err
 		}
 		qs = append(qs, experiment.InputQuantiles(gs))
 	}
