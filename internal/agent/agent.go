@@ -120,6 +120,9 @@ func (a *agent) crlLoop(ctx context.Context) {
 }
 
 func (a *agent) reportLoop(ctx context.Context) {
+	// A node with no link yet would sign no record: the control plane would have nothing to give
+	// the others, and nodes that all joined without a configured peer would never meet.
+	a.cfg.Node.Announce()
 	t := time.NewTicker(a.cfg.ReportInterval)
 	defer t.Stop()
 	// Until the control plane holds the node's first signed record, look for it often: a node that

@@ -23,7 +23,6 @@ import (
 func TestRecordsFromControlPlane(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	quiet := slog.New(slog.DiscardHandler)
 
 	srv, url, admin := startControlPlane(t, ctx, "records.test", nil)
 
@@ -32,36 +31,14 @@ func TestRecordsFromControlPlane(t *testing.T) {
 	// start enrols a node, starts it (dialling the named peers, if any) and its agent.
 	start := func(name string, peers ...string) *client.Bundle {
 		t.Helper()
-		tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, err := identity.GenerateNodeKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
-		if err != nil {
-			t.Fatalf("enroll %s: %v", name, err)
-		}
-		// Punching off: every node here can reach every other on 127.0.0.1, and the test is about
-		// what reaches a node through the control plane, not through links it would then make.
-		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
-			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet, NoPunch: true}
-		for _, p := range peers {
-			opts.Peers = append(opts.Peers, node.Peer{Addr: nodes[p].UDPAddr(), Cert: certs[p]})
-		}
-		n, err := node.New(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go n.Run(ctx)
-		cl, err := client.NewNode(url, key, b, client.NodeOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		go Run(ctx, Config{Node: n, Client: cl, Records: &b.Records, ReportInterval: 200 * time.Millisecond, CRLWait: 20 * time.Second, Logger: quiet})
+		n, b := startJoined(t, ctx, admin, url, name, 200*time.Millisecond, func(opts *node.Options) {
+			// Punching off: every node here can reach every other on 127.0.0.1, and the test is
+			// about what reaches a node through the control plane, not through links it would then make.
+			opts.NoPunch = true
+			for _, p := range peers {
+				opts.Peers = append(opts.Peers, node.Peer{Addr: nodes[p].UDPAddr(), Cert: certs[p]})
+			}
+		})
 		nodes[name], certs[name] = n, b.Certificate
 		return b
 	}
@@ -106,6 +83,42 @@ func TestRecordsFromControlPlane(t *testing.T) {
 	waitFor(t, 15*time.Second, "charlie learns delta's record from its long poll", func() bool { return knows(nodes["charlie"], "delta") })
 }
 
+// startJoined enrols a fresh key as name with a new join token, then runs the node on 127.0.0.1
+// (its options changed by mod, if any) and its agent, reporting every report.
+func startJoined(t *testing.T, ctx context.Context, admin *client.API, url, name string, report time.Duration, mod func(*node.Options)) (*node.Node, *client.Bundle) {
+	t.Helper()
+	tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{NodeName: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.GenerateNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := client.Enroll(ctx, url, tok.Token, key, name, client.EnrollOptions{})
+	if err != nil {
+		t.Fatalf("enroll %s: %v", name, err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
+		Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet}
+	if mod != nil {
+		mod(&opts)
+	}
+	n, err := node.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go n.Run(ctx)
+	cl, err := client.NewNode(url, key, b, client.NodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	go Run(ctx, Config{Node: n, Client: cl, Records: &b.Records, ReportInterval: report, CRLWait: 20 * time.Second, Logger: quiet})
+	return n, b
+}
+
 // recordsOf returns the named nodes' records as the control plane hands them to a node that is
 // none of them.
 func recordsOf(t *testing.T, srv *control.Server, names ...string) []string {
@@ -123,4 +136,31 @@ func recordsOf(t *testing.T, srv *control.Server, names ...string) []string {
 		}
 	}
 	return out
+}
+
+// TestJoinedNodesWithoutPeersMeet: nodes that all joined through the control plane, none with a
+// configured peer, find each other. A router signs no record before its first neighbour, so such
+// nodes used to report none and stay alone (seen with the real binary on 127.0.0.1: no peer after
+// 20 s); the agent now has the node announce itself, and the others dial it from its record.
+func TestJoinedNodesWithoutPeersMeet(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, url, admin := startControlPlane(t, ctx, "meet.test", nil)
+	var nodes []*node.Node
+	for _, name := range []string{"alpha", "bravo", "charlie"} {
+		n, _ := startJoined(t, ctx, admin, url, name, 10*time.Second, nil)
+		nodes = append(nodes, n)
+	}
+	up := func(n *node.Node) int {
+		k := 0
+		for _, p := range n.Peers() {
+			if p.Up {
+				k++
+			}
+		}
+		return k
+	}
+	waitFor(t, 20*time.Second, "every node has a link up to both others", func() bool {
+		return up(nodes[0]) == 2 && up(nodes[1]) == 2 && up(nodes[2]) == 2
+	})
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -14,7 +15,6 @@ import (
 	"x0tta6bl4/internal/detector/train"
 	"x0tta6bl4/internal/federated"
 	"x0tta6bl4/internal/mapek"
-	"x0tta6bl4/internal/rca"
 	"x0tta6bl4/internal/sim"
 	"x0tta6bl4/internal/telemetry"
 )
@@ -289,14 +289,14 @@ func edgeDim(gs []detector.Graph) int {
 // runAIEval evaluates a model and the baselines on held-out simulator runs: the default held-out
 // runs, or (--suite shift) every distribution-shift scenario.
 func runAIEval(e *env, args []string) error {
-	fs := newFlags(e, "ai eval", "--model model.x6m [--suite default|shift] [--seeds 301-305] [--train-seeds 1-24] [--val-seeds 51-56]")
+	fs := newFlags(e, "ai eval", "--model model.x6m [--suite default|shift|rca] [--seeds 301-305] [--train-seeds 1-24] [--val-seeds 51-56]")
 	model := fs.String("model", "", "model file from ai train")
-	suite := fs.String("suite", "default", "default: the held-out runs, per-interval and per-fault tables; shift: every distribution-shift scenario (held out from training)")
+	suite := fs.String("suite", "default", "default: the held-out runs, per-interval and per-fault tables; shift: every distribution-shift scenario (held out from training); rca: root-cause rankings on single, cascade and two-fault incidents (seeds default to "+rcaTestSeeds+", validation "+rcaValSeeds+", nodes to "+fmt.Sprint(rcaNodes)+")")
 	seeds := fs.String("seeds", "301-305", "held-out simulator seeds")
 	trainSeeds := fs.String("train-seeds", "1-24", "training seeds (to fit the baselines)")
 	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (as given to ai train)")
 	valSeeds := fs.String("val-seeds", "51-56", "validation seeds (every method's threshold)")
-	rcaFlag := fs.Bool("rca", true, "also evaluate root-cause ranking on single-fault incidents")
+	rcaFlag := fs.Bool("rca", true, "default suite: also run the rca suite (its own seeds "+rcaTestSeeds+", validation "+rcaValSeeds+", "+fmt.Sprint(rcaNodes)+" nodes)")
 	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
 	persistMax := fs.Int("persist-max", 5, "persistence rule: largest k (flag after k consecutive intervals) tried on the validation runs; 1: no persistence table")
 	df := addDataFlags(fs)
@@ -310,8 +310,8 @@ func runAIEval(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *suite != "default" && *suite != "shift" {
-		return fmt.Errorf("--suite must be default or shift, not %q", *suite)
+	if *suite != "default" && *suite != "shift" && *suite != "rca" {
+		return fmt.Errorf("--suite must be default, shift or rca, not %q", *suite)
 	}
 	m, err := detector.Load(*model)
 	if err != nil {
@@ -329,6 +329,20 @@ func runAIEval(e *env, args []string) error {
 	if m.F != wantF || m.E != wantE || m.K != int(sim.NumKinds) {
 		return fmt.Errorf("model has %d node features, %d edge features and %d classes; --features %s gives %d and %d, the simulator %d classes",
 			m.F, m.E, m.K, *df.features, wantF, wantE, sim.NumKinds)
+	}
+	if *suite == "rca" {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["seeds"] {
+			*seeds = rcaTestSeeds
+		}
+		if !set["val-seeds"] {
+			*valSeeds = rcaValSeeds
+		}
+		if !set["nodes"] {
+			*df.nodes = rcaNodes
+		}
+		return runRCASuite(e, m, *model, *seeds, *valSeeds, *df.nodes)
 	}
 	tdf := df
 	tdf.faults = trainFaults
@@ -394,17 +408,7 @@ func runAIEval(e *env, args []string) error {
 	experiment.PrintTable(e.stdout, experiment.EvaluateAll(ds, test))
 	printConfusion(e.stdout, experiment.Confusion(m, test))
 	if *rcaFlag && *df.features == "all" && !df.raw {
-		ss, err := parseSeeds(*seeds)
-		if err != nil {
-			return err
-		}
-		bar := newBar(e.stderr, "rca incidents")
-		res, err := rca.EvaluateSim(rca.EvalConfig{Seeds: ss, Nodes: *df.nodes, Model: m, Others: ds[2:], Progress: bar.set})
-		bar.done()
-		if err != nil {
-			return err
-		}
-		res.Print(e.stdout)
+		return runRCASuite(e, m, *model, rcaTestSeeds, rcaValSeeds, rcaNodes)
 	}
 	return nil
 }

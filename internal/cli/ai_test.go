@@ -57,6 +57,12 @@ func TestAICommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "deficit_w") || !strings.Contains(out, "volume×10") {
 		t.Fatalf("inputs: %d %s %s", code, out, stderr)
 	}
+	out, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "rca", "--seeds", "3", "--val-seeds", "2", "--nodes", "30")
+	for _, want := range []string{"validation incidents", "held-out test incidents", "cascade-flap", "two-fault", "load-shift", "baro", "95 % CI"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("eval --suite rca: %d, no %q in %s %s", code, want, out, stderr)
+		}
+	}
 	if _, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "shift", "--scenarios", "moon"); code == 0 || !strings.Contains(stderr, "unknown scenario") {
 		t.Fatalf("unknown scenario: %d %s", code, stderr)
 	}

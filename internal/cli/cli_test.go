@@ -163,3 +163,28 @@ func TestHelp(t *testing.T) {
 		t.Errorf("help:\n%s", out)
 	}
 }
+
+// TestKeygenPublicKeyName: both key generators put the public key where their help says: the
+// private key's name with its extension replaced by .pub.
+func TestKeygenPublicKeyName(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ cmd []string }{{[]string{"keys", "generate"}}, {[]string{"ctl", "dao", "keygen"}}} {
+		for _, out := range []struct{ priv, pub string }{{"a.key", "a.pub"}, {"b", "b.pub"}, {"c.pem", "c.pub"}} {
+			prefix := strings.ReplaceAll(strings.Join(c.cmd, "-"), " ", "")
+			priv, pub := prefix+"-"+out.priv, prefix+"-"+out.pub
+			mustRun(t, dir, append(c.cmd, "--out", priv)...)
+			for _, f := range []string{priv, pub} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("%v --out %s: %v", c.cmd, priv, err)
+				}
+			}
+		}
+		_, help, _ := run(t, dir, append(c.cmd, "--help")...)
+		if !strings.Contains(help, "extension replaced by .pub") {
+			t.Errorf("%v --help does not say where the public key goes:\n%s", c.cmd, help)
+		}
+	}
+	if code, _, errOut := run(t, dir, "ctl", "dao", "keygen", "--out", "m.pub"); code == 0 || !strings.Contains(errOut, "same name") {
+		t.Errorf("dao keygen --out m.pub: exit %d, %s", code, errOut)
+	}
+}

@@ -63,7 +63,7 @@ func loadMemberPublicKey(path string) (*identity.VerifyKey, error) {
 // file that 'control init --dao-member' or an admit proposal takes. Nothing is sent anywhere.
 func ctlDAOKeygen(e *env, args []string) error {
 	fs := newFlags(e, "ctl dao keygen", "--out alice.key")
-	out := fs.String("out", "", "private key file to create (the public key goes to the same name with .pub)")
+	out := fs.String("out", "", "private key file to create; the public key goes next to it, its extension replaced by .pub (m1.key: m1.pub; m1: m1.pub)")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -74,7 +74,10 @@ func ctlDAOKeygen(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	pub := strings.TrimSuffix(*out, ".key") + ".pub"
+	pub := publicKeyPath(*out)
+	if pub == *out {
+		return fmt.Errorf("--out %s: the public key would take the same name; name the private key otherwise (m1.key)", *out)
+	}
 	if err := secfile.Write(*out, governance.MarshalMemberKey(k), 0o600, false); err != nil {
 		return err
 	}

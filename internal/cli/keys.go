@@ -10,7 +10,7 @@ import (
 
 func runKeysGenerate(e *env, args []string) error {
 	fs := newFlags(e, "keys generate", "--out node.key")
-	out := fs.String("out", "", "private key file to write (mode 0600); the public key goes to the same name with .pub")
+	out := fs.String("out", "", "private key file to write (mode 0600); the public key goes next to it, its extension replaced by .pub (node.key: node.pub; node: node.pub)")
 	force := fs.Bool("force", false, "replace existing files")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err

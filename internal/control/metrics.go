@@ -79,7 +79,7 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(m.tlsHandshakes, m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
 		m.revocations, m.reports, m.crlNumber, m.dbUnavailable, connCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newMeshCollector(s))
+		newMeshCollector(s), newAnomalyCollector(s))
 	// Every known label value starts at zero, so dashboards and alerts see a series before the
 	// first event.
 	for _, l := range []string{"per_ip", "per_key", "auth"} {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"x0tta6bl4/internal/netguard"
 	"x0tta6bl4/internal/ratelimit"
 )
 
@@ -40,18 +41,25 @@ type ServerConfig struct {
 	// costs about 40 µs (most of it verifying the certificate), so the default caps the server at
 	// under a tenth of a core whoever asks.
 	TotalRate float64
-	MaxTCP    int           // concurrent TCP connections; one more is closed at once
-	Timeout   time.Duration // for each query of a TCP connection to arrive and its answer to leave
-	Logger    *slog.Logger
+	// MaxTCP bounds concurrent TCP connections, MaxTCPPerSource those of one source (an IPv4
+	// address or an IPv6 /64; default MaxTCP/4). A newcomer over either takes the slot of the
+	// oldest connection of that source, or of all, that is not being answered; only when every
+	// slot is answering is it closed at once (internal/netguard).
+	MaxTCP          int
+	MaxTCPPerSource int
+	// Timeout bounds each query of a TCP connection: the wait for it to arrive (the first, or the
+	// next on a kept-open connection) and the answer's write. Once half the slots are taken, in
+	// all or by the connection's source, waiting connections get a tenth of it.
+	Timeout time.Duration
+	Logger  *slog.Logger
 }
 
 // Server serves a Responder on a UDP socket and a TCP listener. It reads the wall clock and runs
 // goroutines: it is the node's shell around the responder.
 type Server struct {
-	r     *Responder
-	cfg   ServerConfig
-	log   *slog.Logger
-	slots chan struct{} // one per TCP connection being served
+	r   *Responder
+	cfg ServerConfig
+	log *slog.Logger
 
 	mu    sync.Mutex // guards limit and total
 	limit *ratelimit.Limiter[netip.Addr]
@@ -61,9 +69,10 @@ type Server struct {
 	closed  bool
 	closers []io.Closer
 	conns   map[net.Conn]struct{}
+	tcp     *netguard.Listener // the guarded TCP listener, nil before Start gives one
 	wg      sync.WaitGroup
 
-	stats struct{ answered, malformed, limited, tcpRefused atomic.Uint64 }
+	stats struct{ answered, malformed, limited atomic.Uint64 }
 }
 
 // Stats counts what the server did with what it received.
@@ -71,7 +80,10 @@ type Stats struct {
 	Answered   uint64 // responses sent, FORMERR included
 	Malformed  uint64 // messages miekg/dns could not parse
 	Limited    uint64 // queries dropped: from outside Allow, or over the source's or the total rate
-	TCPRefused uint64 // connections closed at once because MaxTCP were being served
+	TCPRefused uint64 // connections closed at once: every slot of theirs was being answered
+	TCPEvicted uint64 // waiting connections closed to make room for a newcomer
+	TCPTimeout uint64 // waiting connections closed after their timeout
+	TCPOpen    int    // TCP connections open now
 }
 
 // NewServer returns a server for r; Start gives it its sockets.
@@ -94,6 +106,12 @@ func NewServer(r *Responder, cfg ServerConfig) (*Server, error) {
 	if cfg.MaxTCP <= 0 {
 		cfg.MaxTCP = DefaultMaxTCP
 	}
+	if cfg.MaxTCPPerSource <= 0 {
+		cfg.MaxTCPPerSource = max(1, cfg.MaxTCP/4)
+	}
+	if cfg.MaxTCPPerSource > cfg.MaxTCP {
+		return nil, fmt.Errorf("names: %d TCP connections per source: want at most MaxTCP (%d)", cfg.MaxTCPPerSource, cfg.MaxTCP)
+	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTCPTimeout
 	}
@@ -108,14 +126,20 @@ func NewServer(r *Responder, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("names: %w", err)
 	}
-	return &Server{r: r, cfg: cfg, log: cfg.Logger, slots: make(chan struct{}, cfg.MaxTCP), limit: lim, total: total,
-		conns: make(map[net.Conn]struct{})}, nil
+	return &Server{r: r, cfg: cfg, log: cfg.Logger, limit: lim, total: total, conns: make(map[net.Conn]struct{})}, nil
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Answered: s.stats.answered.Load(), Malformed: s.stats.malformed.Load(),
-		Limited: s.stats.limited.Load(), TCPRefused: s.stats.tcpRefused.Load()}
+	st := Stats{Answered: s.stats.answered.Load(), Malformed: s.stats.malformed.Load(), Limited: s.stats.limited.Load()}
+	s.connMu.Lock()
+	gl := s.tcp
+	s.connMu.Unlock()
+	if gl != nil {
+		g := gl.Stats()
+		st.TCPRefused, st.TCPEvicted, st.TCPTimeout, st.TCPOpen = g.Refused, g.Evicted, g.TimedOut, g.Open
+	}
+	return st
 }
 
 // Start serves queries arriving on pc and connections accepted on ln (either may be nil) until
@@ -129,9 +153,18 @@ func (s *Server) Start(pc net.PacketConn, ln net.Listener) {
 		go s.serveUDP(pc)
 	}
 	if ln != nil {
-		s.closers = append(s.closers, ln)
+		// NewServer checked the bounds, so wrapping cannot fail.
+		gl, err := netguard.Wrap(ln, netguard.Config{Name: "dns tcp", MaxConns: s.cfg.MaxTCP, MaxConnsPerSource: s.cfg.MaxTCPPerSource,
+			HandshakeTimeout: s.cfg.Timeout, IdleTimeout: s.cfg.Timeout, Logger: s.log})
+		if err != nil {
+			s.log.Error("dns: not serving TCP", "err", err)
+			ln.Close()
+			return
+		}
+		s.tcp = gl
+		s.closers = append(s.closers, gl)
 		s.wg.Add(1)
-		go s.serveTCP(ln)
+		go s.serveTCP(gl)
 	}
 }
 
@@ -236,7 +269,8 @@ func (s *Server) serveUDP(pc net.PacketConn) {
 	}
 }
 
-func (s *Server) serveTCP(ln net.Listener) {
+// serveTCP serves the connections the guard admits; it retries temporary accept errors itself.
+func (s *Server) serveTCP(ln *netguard.Listener) {
 	defer s.wg.Done()
 	for {
 		c, err := ln.Accept()
@@ -248,19 +282,11 @@ func (s *Server) serveTCP(ln net.Listener) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
-			s.stats.tcpRefused.Add(1)
-			c.Close()
-			continue
-		}
 		if !s.track(c) {
 			c.Close()
-			<-s.slots
 			return
 		}
-		go s.serveConn(c)
+		go s.serveConn(c, ln)
 	}
 }
 
@@ -278,14 +304,14 @@ func (s *Server) track(c net.Conn) bool {
 
 // serveConn answers the queries of one connection (RFC 7766: each is a 2-byte length and a message)
 // until the client closes it, sends something we do not answer, is too slow, or has sent
-// maxQueriesPerConn.
-func (s *Server) serveConn(c net.Conn) {
+// maxQueriesPerConn. It tells the guard when it is working out an answer (Active: never evicted)
+// and when it waits for the client (Idle: may be evicted, times out).
+func (s *Server) serveConn(c net.Conn, gl *netguard.Listener) {
 	defer func() {
 		s.connMu.Lock()
 		delete(s.conns, c)
 		s.connMu.Unlock()
 		c.Close()
-		<-s.slots
 		s.wg.Done()
 	}()
 	src, ok := addrOf(c.RemoteAddr())
@@ -301,10 +327,14 @@ func (s *Server) serveConn(c net.Conn) {
 		if err != nil {
 			return
 		}
+		gl.SetState(c, netguard.Active)
 		out := s.handle(time.Now(), src, q)
 		if out == nil {
 			return
 		}
+		// Waiting again from here: a client that does not read its answers (the write blocks on a
+		// full buffer) holds its slot no more firmly than a silent one.
+		gl.SetState(c, netguard.Idle)
 		if err := writeFrame(c, out); err != nil {
 			return
 		}

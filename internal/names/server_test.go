@@ -3,6 +3,7 @@ package names
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -182,8 +183,8 @@ func TestSockets(t *testing.T) {
 	}
 }
 
-// TestTCPBounds: connections beyond the limit are closed at once, silent ones when their time is
-// up.
+// TestTCPBounds: a connection over the limit takes the slot of the oldest one waiting for a
+// query, and a silent connection is closed when its time is up.
 func TestTCPBounds(t *testing.T) {
 	m := newTestMeshAt(t, time.Now(), "n1")
 	s := newServer(t, m, ServerConfig{Allow: loopback, MaxTCP: 1, Timeout: 200 * time.Millisecond}, "n1")
@@ -200,25 +201,33 @@ func TestTCPBounds(t *testing.T) {
 	if _, err := first.ReadMsg(); err != nil { // answered: the connection holds the only slot
 		t.Fatal(err)
 	}
-	second, err := net.Dial("tcp", tcp)
+	second, err := dns.Dial("tcp", tcp)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	second.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := second.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Fatalf("a connection over the limit: read %v, want EOF", err)
+	if err := second.WriteMsg(query("n1.mesh.", dns.TypeAAAA)); err != nil {
+		t.Fatal(err)
 	}
-	if got := s.Stats().TCPRefused; got != 1 {
-		t.Fatalf("%d connections refused, want 1", got)
+	second.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := second.ReadMsg(); err != nil {
+		t.Fatalf("a connection over the limit, with the only slot waiting: %v, want an answer", err)
+	}
+	first.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := first.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the waiting connection: read %v, want EOF (evicted)", err)
+	}
+	if st := s.Stats(); st.TCPEvicted != 1 || st.TCPRefused != 0 {
+		t.Fatalf("stats %+v, want one eviction", st)
 	}
 
-	// The first connection, now silent, is closed after its timeout; its slot is then free.
-	first.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := first.ReadMsg(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+	// The second connection, now silent, is closed after its timeout.
+	if _, err := second.ReadMsg(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a silent connection: read %v, want it closed by the server", err)
 	}
-
+	if st := s.Stats(); st.TCPOpen != 0 { // the slot is freed before the socket closes
+		t.Fatalf("stats %+v after the timeout", st)
+	}
 }
 
 // TestTCPOversize: a connection that announces a message over MaxQuery is closed at once (long
@@ -270,5 +279,65 @@ func BenchmarkHandle(b *testing.B) {
 		if s.handle(now, src, q) == nil {
 			b.Fatal("no answer")
 		}
+	}
+}
+
+// TestTCPExhaustion: silent connections, from one mesh member or from several, used to take every
+// TCP slot and lock everyone else out of DNS over TCP until their timeout (and then the holder
+// reconnected). Now one source holds at most its share, and a newcomer takes the slot of the
+// oldest connection that is not being answered.
+func TestTCPExhaustion(t *testing.T) {
+	for _, c := range []struct {
+		name           string
+		sources, conns int // silent connections from each of sources addresses
+	}{{"one source", 1, 3 * DefaultMaxTCP}, {"every slot from several sources", 4, DefaultMaxTCP / 4}} {
+		t.Run(c.name, func(t *testing.T) {
+			m := newTestMeshAt(t, time.Now(), "n1")
+			s := newServer(t, m, ServerConfig{Allow: loopback, Timeout: time.Minute}, "n1")
+			_, tcp := startServer(t, s)
+			dial := func(src string) net.Conn {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 10 * time.Second}
+				conn, err := d.Dial("tcp", tcp)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { conn.Close() })
+				return conn
+			}
+			var held []net.Conn
+			for i := range c.sources {
+				for range c.conns {
+					held = append(held, dial(fmt.Sprintf("127.0.0.%d", 10+i)))
+				}
+			}
+			// The server accepts in order, so it has dealt with every silent connection before
+			// this one; with a minute's timeout none of them has timed out.
+			cl := &dns.Client{Net: "tcp", Timeout: 10 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.99")}}}
+			resp, _, err := cl.Exchange(query("n1.mesh.", dns.TypeAAAA), tcp)
+			if err != nil {
+				t.Fatalf("a query from another member after %d silent connections: %v", len(held), err)
+			}
+			wantAAAA(t, resp, m.certs["n1"].Overlay)
+
+			// Of the silent connections, each source keeps at most its share open.
+			open := make(chan bool, len(held))
+			for _, h := range held {
+				go func() {
+					h.SetReadDeadline(time.Now().Add(time.Second))
+					_, err := h.Read(make([]byte, 1))
+					open <- errors.Is(err, os.ErrDeadlineExceeded)
+				}()
+			}
+			n := 0
+			for range held {
+				if <-open {
+					n++
+				}
+			}
+			if limit := c.sources * DefaultMaxTCP / 4; n > limit {
+				t.Errorf("%d silent connections still open, want at most %d (%d per source)", n, limit, DefaultMaxTCP/4)
+			}
+			t.Logf("%d silent connections from %d sources: %d still open; stats %+v", len(held), c.sources, n, s.Stats())
+		})
 	}
 }

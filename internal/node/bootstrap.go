@@ -21,6 +21,19 @@ func (n *Node) OwnRecord() SignedRecord {
 	return SignedRecord{Cert: cert, Record: rec}
 }
 
+// Announce signs the node's own link-state record now, with its endpoints, even before it has a
+// link: for a control plane to hand to nodes that have no other way to find this one (a mesh of
+// nodes that all joined through the control plane, none with a configured peer).
+func (n *Node) Announce() {
+	now := n.now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.publishEndpointsLocked(now)
+	n.router.Announce()
+	n.router.Tick(now)
+	n.flushRoutingLocked(now)
+}
+
 // LearnRecords installs records from outside the mesh (a control plane's answer). Each is verified
 // as a flooded record is, so a control plane can neither forge nor roll back what the node knows;
 // the ones that are not newer than what the node holds are ignored. It returns the errors of the

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"x0tta6bl4/internal/governance"
@@ -67,6 +68,7 @@ func (n *Node) handleLinkOutputLocked(now time.Time, out handshake.Output, err e
 		n.log.Info("link handshake gave up", "peer", f.Peer.Name, "addr", f.To, "err", f.Err)
 	}
 	if out.Result != nil {
+		countHandshake(out.Result, &n.stats.linkHSInitiated, &n.stats.linkHSAnswered)
 		n.installLinkLocked(now, out.Result)
 	}
 }
@@ -101,7 +103,17 @@ func (n *Node) handleE2EOutputLocked(now time.Time, out handshake.Output, err er
 		}
 	}
 	if out.Result != nil {
+		countHandshake(out.Result, &n.stats.e2eHSInitiated, &n.stats.e2eHSAnswered)
 		n.installE2ELocked(now, out.Result)
+	}
+}
+
+// countHandshake counts a completed handshake by our role in it.
+func countHandshake(r *handshake.Result, initiated, answered *atomic.Uint64) {
+	if r.Initiator {
+		initiated.Add(1)
+	} else {
+		answered.Add(1)
 	}
 }
 

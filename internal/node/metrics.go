@@ -27,6 +27,7 @@ var (
 	descDrops     = prometheus.NewDesc("x0tta6bl4_node_drops_total", "Packets dropped, by reason.", []string{"reason"}, nil)
 	descBursts    = prometheus.NewDesc("x0tta6bl4_node_bursts_total", "TCP bursts carried whole end to end: sent, delivered, lost in reassembly, and loss reports that made this node split its own.", []string{"event"}, nil)
 	descHSErrors  = prometheus.NewDesc("x0tta6bl4_node_handshake_errors_total", "Handshake packets refused or failed.", nil, nil)
+	descHandshake = prometheus.NewDesc("x0tta6bl4_node_handshakes_total", "Handshakes completed, by kind (link: with a neighbour; e2e: end to end through the mesh) and our role (initiator, responder).", []string{"kind", "role"}, nil)
 	descRouteChg  = prometheus.NewDesc("x0tta6bl4_node_route_changes_total", "Times the forwarding table was rebuilt because routes or links changed.", nil, nil)
 	descNodes     = prometheus.NewDesc("x0tta6bl4_node_mesh_nodes", "Nodes in the link-state database, and how many are reachable.", []string{"state"}, nil)
 	descRoutes    = prometheus.NewDesc("x0tta6bl4_node_routes", "Entries of the forwarding table.", nil, nil)
@@ -58,7 +59,7 @@ func (ch metricSink) gauge(d *prometheus.Desc, v float64, labels ...string) {
 }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descBursts, descHSErrors, descRouteChg,
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descIP, descDrops, descBursts, descHSErrors, descHandshake, descRouteChg,
 		descNodes, descRoutes, descE2E, descLinkUp, descLinkRTT, descLinkJit, descLinkLoss, descLinkQuiet, descLinkBytes, descTransit, descRestarts, descNotices, descPunch, descPathBytes} {
 		ch <- d
 	}
@@ -86,6 +87,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		out.counter(descDrops, v, reason)
 	}
 	out.counter(descHSErrors, s.HandshakeErrors)
+	out.counter(descHandshake, s.LinkHandshakesInitiated, "link", "initiator")
+	out.counter(descHandshake, s.LinkHandshakesAnswered, "link", "responder")
+	out.counter(descHandshake, s.E2EHandshakesInitiated, "e2e", "initiator")
+	out.counter(descHandshake, s.E2EHandshakesAnswered, "e2e", "responder")
 	for event, v := range map[string]uint64{"sent": s.BurstsSent, "delivered": s.BurstsDelivered,
 		"lost": s.BurstsLost, "backoff": s.BurstBackoffs} {
 		out.counter(descBursts, v, event)

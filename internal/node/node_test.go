@@ -92,3 +92,40 @@ func TestLinkByteCounters(t *testing.T) {
 		t.Fatalf("after %d packets of %d bytes: a counted %d bytes sent to b, b %d received from a", packets, size, tx, rx)
 	}
 }
+
+// TestHandshakeCounters: each completed handshake is counted once on each side, by kind and role:
+// in the chain a-b-c, b and c dial their predecessor (links), and a packet from a to c needs an
+// end-to-end session that a initiates and c answers.
+func TestHandshakeCounters(t *testing.T) {
+	w, nodes, devs := memChain(t, 3)
+	a, c := nodes[0], nodes[2]
+	pkt := make([]byte, 100)
+	udpPacket(pkt, a.Addr(), c.Addr())
+	if _, ok := w.RunUntil(func() bool { return a.Status().Reachable >= 3 }, 10*time.Second); !ok {
+		t.Fatal("a never learned a route to c")
+	}
+	a.sendPacket(w.Now(), pkt)
+	if _, ok := w.RunUntil(func() bool { return devs[2].delivered() > 0 }, 10*time.Second); !ok {
+		t.Fatal("nothing delivered a -> c")
+	}
+	want := []struct {
+		n                                    *Node
+		linkInit, linkResp, e2eInit, e2eResp uint64
+	}{{nodes[0], 0, 1, 1, 0}, {nodes[1], 1, 1, 0, 0}, {nodes[2], 1, 0, 0, 1}}
+	for _, x := range want {
+		s := x.n.Status().Stats
+		if s.LinkHandshakesInitiated != x.linkInit || s.LinkHandshakesAnswered != x.linkResp || s.E2EHandshakesInitiated != x.e2eInit || s.E2EHandshakesAnswered != x.e2eResp {
+			t.Errorf("%s: link %d initiated %d answered, e2e %d initiated %d answered; want %d %d %d %d", x.n.self.Name,
+				s.LinkHandshakesInitiated, s.LinkHandshakesAnswered, s.E2EHandshakesInitiated, s.E2EHandshakesAnswered, x.linkInit, x.linkResp, x.e2eInit, x.e2eResp)
+		}
+	}
+	rec := httptest.NewRecorder()
+	c.metricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Result().Body)
+	for _, line := range []string{`x0tta6bl4_node_handshakes_total{kind="e2e",role="responder"} 1`, `x0tta6bl4_node_handshakes_total{kind="link",role="initiator"} 1`,
+		`x0tta6bl4_node_handshakes_total{kind="link",role="responder"} 0`} {
+		if !strings.Contains(string(body), line) {
+			t.Errorf("c's metrics lack %q", line)
+		}
+	}
+}

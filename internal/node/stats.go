@@ -16,6 +16,9 @@ type counters struct {
 	dropNotOverlay               atomic.Uint64 // from the device but not from our overlay address
 	routeChanges                 atomic.Uint64 // forwarding table rebuilds
 	handshakeErrors              atomic.Uint64
+	// Handshakes completed: link (hop-by-hop) and end-to-end, as initiator and as responder.
+	linkHSInitiated, linkHSAnswered atomic.Uint64
+	e2eHSInitiated, e2eHSAnswered   atomic.Uint64
 	// Bursts (burst.go): sent whole, delivered whole, given up on before they were complete, and
 	// loss reports that made us split ours.
 	burstsSent, burstsDelivered atomic.Uint64
@@ -45,6 +48,10 @@ type Stats struct {
 	DropNotOverlay                         uint64
 	RouteChanges                           uint64
 	HandshakeErrors                        uint64
+	LinkHandshakesInitiated                uint64
+	LinkHandshakesAnswered                 uint64
+	E2EHandshakesInitiated                 uint64
+	E2EHandshakesAnswered                  uint64
 	BurstsSent, BurstsDelivered            uint64
 	BurstsLost, BurstBackoffs              uint64
 	PeerRestarts                           uint64
@@ -64,8 +71,10 @@ func (c *counters) snapshot() Stats {
 		DropAuth: c.dropAuth.Load(), DropMalformed: c.dropMalformed.Load(),
 		DropQueueFull: c.dropQueueFull.Load(), DropNoSession: c.dropNoSession.Load(),
 		DropNotOverlay: c.dropNotOverlay.Load(), HandshakeErrors: c.handshakeErrors.Load(),
-		RouteChanges: c.routeChanges.Load(),
-		BurstsSent:   c.burstsSent.Load(), BurstsDelivered: c.burstsDelivered.Load(),
+		RouteChanges:            c.routeChanges.Load(),
+		LinkHandshakesInitiated: c.linkHSInitiated.Load(), LinkHandshakesAnswered: c.linkHSAnswered.Load(),
+		E2EHandshakesInitiated: c.e2eHSInitiated.Load(), E2EHandshakesAnswered: c.e2eHSAnswered.Load(),
+		BurstsSent: c.burstsSent.Load(), BurstsDelivered: c.burstsDelivered.Load(),
 		BurstsLost: c.burstsLost.Load(), BurstBackoffs: c.burstBackoffs.Load(),
 		PeerRestarts: c.peerRestarts.Load(),
 		NoticesSent:  c.noticesSent.Load(), NoticesAccepted: c.noticesAccepted.Load(),

@@ -1,146 +1,196 @@
 package rca
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
-	"time"
 
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/detector/experiment"
 	"x0tta6bl4/internal/sim"
+	"x0tta6bl4/internal/telemetry"
 )
 
-// EvalConfig describes single-fault incidents in the simulator.
+// EvalConfig describes the incident evaluation: one incident per seed and incident kind, each its
+// own simulator run, so incidents are independent.
 type EvalConfig struct {
 	Seeds []uint64
-	Nodes int
-	Kinds []sim.Kind      // default: every fault kind
-	Model *detector.Model // anomaly scores
-	// Others are further scorers (the unsupervised baselines), ranked the same two ways; their
-	// scores s are mapped to s/(s+threshold) so that the threshold maps to 0.5.
-	Others   []experiment.Method
+	Nodes int                // 60
+	Kinds []sim.IncidentKind // default: every kind
+	Model *detector.Model    // anomaly scores
+	// Rankings default to every ranking (Rankings).
+	Rankings []Ranking
 	Progress func(done, total int)
 }
 
-// Counts are hits among incidents.
-type Counts struct{ Incidents, Top1, Top3 int }
-
-// Result holds top-1/top-3 per fault kind for each scorer, ranked by personalised PageRank over
-// its scores (PPR) and by the score alone (Score).
-type Result struct {
-	Kinds   []sim.Kind
-	Scorers []string
-	PPR     []map[sim.Kind]*Counts
-	Score   []map[sim.Kind]*Counts
+// Tally counts an incident kind's incidents and each ranking's hits.
+type Tally struct {
+	Incidents int
+	Top1      []int // per ranking
+	Top3      []int
+	// Rejected counts cascade attempts whose relay never saturated (sim.ErrNoCascade): the seed's
+	// next attempt replaced them.
+	Rejected int
 }
 
-// EvaluateSim runs, for each seed and fault kind, a 12 s simulation with that one fault starting at
-// 3 s, and at every interval from 2 s after the fault to the end forms an incident from the nodes
-// the model flags (at least the 5 highest-scoring). A hit is the faulty node (either end of a
-// degraded link) at rank 1 (top-1) or within the first 3 (top-3).
-func EvaluateSim(cfg EvalConfig) (*Result, error) {
+// Result is the evaluation: per incident kind, per ranking.
+type Result struct {
+	Kinds    []sim.IncidentKind
+	Rankings []string
+	Tallies  map[sim.IncidentKind]*Tally
+}
+
+// cascadeAttempts is how many derived seeds a cascade incident tries before the seed is given up.
+const cascadeAttempts = 4
+
+// Hit reports whether order names every root within the first k + len(roots) − 1 places: top-1 of
+// a single root is rank 1, of two roots both within the first 2. A root is named by any of its nodes
+// (a link: either end); once it is named, its other nodes take no place (a link's second end is
+// not a second answer).
+func Hit(order []int, roots [][]int, k int) bool {
+	limit := k + len(roots) - 1
+	named := make([]bool, len(roots))
+	left, places := len(roots), 0
+	for _, v := range order {
+		if places == limit || left == 0 {
+			break
+		}
+		of := -1
+		for i, root := range roots {
+			if slices.Contains(root, v) {
+				of = i
+			}
+		}
+		if of >= 0 && named[of] {
+			continue
+		}
+		places++
+		if of >= 0 {
+			named[of] = true
+			left--
+		}
+	}
+	return left == 0
+}
+
+// EvaluateIncidents runs the incidents and ranks each with every ranking. Single faults cycle
+// through the fault kinds by seed; topologies cycle through geometric, scale-free and grid.
+func EvaluateIncidents(cfg EvalConfig) (*Result, error) {
 	if len(cfg.Kinds) == 0 {
-		for k := sim.Kind(1); k < sim.NumKinds; k++ {
+		for k := range sim.NumIncidentKinds {
 			cfg.Kinds = append(cfg.Kinds, k)
 		}
 	}
-	ds := append([]experiment.Method{experiment.Anomaly(cfg.Model)}, cfg.Others...)
-	res := &Result{Kinds: cfg.Kinds}
-	for _, d := range ds {
-		res.Scorers = append(res.Scorers, d.Name)
-		res.PPR = append(res.PPR, map[sim.Kind]*Counts{})
-		res.Score = append(res.Score, map[sim.Kind]*Counts{})
+	if len(cfg.Rankings) == 0 {
+		cfg.Rankings = Rankings()
 	}
-	total := len(cfg.Seeds) * len(cfg.Kinds)
-	done := 0
+	res := &Result{Kinds: cfg.Kinds, Tallies: map[sim.IncidentKind]*Tally{}}
+	for _, r := range cfg.Rankings {
+		res.Rankings = append(res.Rankings, r.Name)
+	}
 	topos := []string{sim.Geometric, sim.ScaleFree, sim.Grid}
-	for si, seed := range cfg.Seeds {
-		for _, k := range cfg.Kinds {
-			r, err := sim.Run(sim.Config{Nodes: cfg.Nodes, Topology: topos[si%len(topos)], Seed: seed*1000 + uint64(k),
-				Duration: 12 * time.Second, FaultFrom: 0.25, FaultTo: 0.26, Faults: []sim.FaultSpec{{Kind: k, Count: 1}}})
-			if err != nil {
-				return nil, err
-			}
-			f := r.Faults[0]
-			gs := experiment.FromSim(r)
-			for i := range gs {
-				gs[i] = detector.Robust(&gs[i])
-			}
-			from := int(f.Start/r.Config.Interval) + 2
-			for t := from; t < len(gs); t++ {
-				for di, d := range ds {
-					scores := d.Score(&gs[t])
-					th := d.Threshold
-					if di > 0 {
-						for i, s := range scores {
-							scores[i] = s / (s + th)
-						}
-						th = 0.5
-					}
-					byScore := ByScore(scores)
-					anom := make([]bool, len(scores))
-					for i, v := range byScore {
-						anom[v] = i < 5 || scores[v] >= th
-					}
-					ppr, _ := Rank(r.Adj, scores, anom, Config{})
-					tally(res.PPR[di], k, ppr, f)
-					tally(res.Score[di], k, byScore, f)
+	total, done := len(cfg.Seeds)*len(cfg.Kinds), 0
+	for _, k := range cfg.Kinds {
+		t := &Tally{Top1: make([]int, len(cfg.Rankings)), Top3: make([]int, len(cfg.Rankings))}
+		res.Tallies[k] = t
+		for _, seed := range cfg.Seeds {
+			ic := sim.IncidentConfig{Kind: k, Nodes: cfg.Nodes, Topology: topos[seed%uint64(len(topos))],
+				Fault: sim.Kind(1 + seed%uint64(sim.NumKinds-1))}
+			var inc *sim.Incident
+			var err error
+			for a := range uint64(cascadeAttempts) {
+				ic.Seed = seed*100 + uint64(k)*10 + a
+				inc, err = sim.RunIncident(ic)
+				if !errors.Is(err, sim.ErrNoCascade) {
+					break
 				}
+				t.Rejected++
 			}
 			done++
 			if cfg.Progress != nil {
 				cfg.Progress(done, total)
+			}
+			if errors.Is(err, sim.ErrNoCascade) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s incident, seed %d: %w", k, ic.Seed, err)
+			}
+			w := WindowOf(inc.Result, cfg.Model, inc.Start)
+			t.Incidents++
+			for i, r := range cfg.Rankings {
+				order := r.Rank(w)
+				if Hit(order, inc.Roots, 1) {
+					t.Top1[i]++
+				}
+				if Hit(order, inc.Roots, 3) {
+					t.Top3[i]++
+				}
 			}
 		}
 	}
 	return res, nil
 }
 
-func tally(m map[sim.Kind]*Counts, k sim.Kind, order []int, f sim.Fault) {
-	c := m[k]
-	if c == nil {
-		c = &Counts{}
-		m[k] = c
-	}
-	c.Incidents++
-	for i, v := range order[:3] {
-		if v == f.Node || v == f.Peer {
-			if i == 0 {
-				c.Top1++
+// WindowOf builds a ranking window from a run: the raw telemetry (node vectors and link states),
+// and the model's scores on the derived inputs of every interval.
+func WindowOf(r *sim.Result, m *detector.Model, open int) *Window {
+	w := &Window{Adj: r.Adj, Threshold: m.Threshold, Open: open}
+	for _, g := range experiment.FromSim(r) {
+		rg := detector.Robust(&g)
+		w.Scores = append(w.Scores, m.Scores(&rg))
+		w.Metrics = append(w.Metrics, g.X)
+		up := make([][]bool, len(g.E))
+		for v, links := range g.E {
+			up[v] = make([]bool, len(links))
+			for i, l := range links {
+				up[v][i] = l[telemetry.EUp] == 1
 			}
-			c.Top3++
-			break
+		}
+		w.LinkUp = append(w.LinkUp, up)
+	}
+	return w
+}
+
+// Best returns the ranking with the highest top-1 averaged over the incident kinds (ties: the
+// earlier in Rankings).
+func (r *Result) Best() string {
+	best, bestV := "", -1.0
+	for i, name := range r.Rankings {
+		var sum float64
+		for _, k := range r.Kinds {
+			t := r.Tallies[k]
+			sum += frac(t.Top1[i], t.Incidents)
+		}
+		if sum > bestV+1e-12 {
+			best, bestV = name, sum
 		}
 	}
+	return best
 }
 
-// Print writes the table.
-func (r *Result) Print(w io.Writer) {
-	fmt.Fprintln(w, "\nroot-cause ranking on single-fault incidents (top-1 / top-3)")
-	for i, name := range r.Scorers {
-		fmt.Fprintf(w, "scores from %s:\n", name)
-		printOne(w, r.Kinds, r.PPR[i], r.Score[i])
-	}
-}
-
-func printOne(w io.Writer, kinds []sim.Kind, pm, sm map[sim.Kind]*Counts) {
+// Print writes the table: per incident kind and ranking, top-1 and top-3 with Wilson 95 % intervals.
+func (r *Result) Print(w io.Writer, title string) {
+	fmt.Fprintf(w, "\n%s\n", title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fault\tincidents\tPPR top-1\tPPR top-3\tscore top-1\tscore top-3\t")
-	var tp, ts Counts
-	for _, k := range kinds {
-		p, s := pm[k], sm[k]
-		if p == nil {
-			continue
+	fmt.Fprintln(tw, "incident\tincidents\tranking\ttop-1\t95 % CI\ttop-3\t95 % CI\t")
+	for _, k := range r.Kinds {
+		t := r.Tallies[k]
+		for i, name := range r.Rankings {
+			l1, h1 := experiment.Wilson(t.Top1[i], t.Incidents)
+			l3, h3 := experiment.Wilson(t.Top3[i], t.Incidents)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t[%.2f, %.2f]\t%.3f\t[%.2f, %.2f]\t\n", k, t.Incidents, name,
+				frac(t.Top1[i], t.Incidents), l1, h1, frac(t.Top3[i], t.Incidents), l3, h3)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t\n", k, p.Incidents, frac(p.Top1, p.Incidents), frac(p.Top3, p.Incidents),
-			frac(s.Top1, s.Incidents), frac(s.Top3, s.Incidents))
-		tp.Incidents, tp.Top1, tp.Top3 = tp.Incidents+p.Incidents, tp.Top1+p.Top1, tp.Top3+p.Top3
-		ts.Top1, ts.Top3 = ts.Top1+s.Top1, ts.Top3+s.Top3
 	}
-	fmt.Fprintf(tw, "all\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t\n", tp.Incidents, frac(tp.Top1, tp.Incidents), frac(tp.Top3, tp.Incidents),
-		frac(ts.Top1, tp.Incidents), frac(ts.Top3, tp.Incidents))
 	tw.Flush()
+	for _, k := range r.Kinds {
+		if t := r.Tallies[k]; t.Rejected > 0 {
+			fmt.Fprintf(w, "%s: %d attempts rejected (the relay never saturated) and replaced by the seed's next attempt\n", k, t.Rejected)
+		}
+	}
 }
 
 func frac(a, b int) float64 {

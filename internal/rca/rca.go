@@ -1,9 +1,12 @@
 // Package rca ranks the likely root cause of an incident — several anomalous nodes at once — over
-// the known mesh topology, with personalised PageRank: a random walk that restarts at the anomalous
-// nodes (in proportion to their anomaly scores) and moves to a neighbour in proportion to that
-// neighbour's score, so it concentrates on the anomalous node that anomalous neighbours surround.
+// the known mesh topology. Rankings (rankings.go) read a window of the nodes' telemetry, link states
+// and anomaly scores: by score alone, personalised PageRank (below), BARO-style change points, time
+// ordering, and the default, load shift, which takes a node whose relayed traffic rose while another
+// node lost a link as a symptom of that loss. EvaluateIncidents compares them on simulated
+// incidents (docs/intelligence.md, "Root-cause analysis").
 //
-// It is pure computation: no clock, no randomness.
+// The rankings are pure computation: no clock, no randomness, no simulator; only the evaluation
+// runs the simulator.
 package rca
 
 import (
@@ -17,7 +20,10 @@ type Config struct {
 	Floor      float64 // 0.01: score added to every node so the walk can cross normal nodes
 }
 
-// Rank returns node indices from most to least likely root cause (by PageRank mass × own score), and
+// Rank is personalised PageRank: a random walk that restarts at the anomalous nodes (in proportion
+// to their anomaly scores) and moves to a neighbour in proportion to that neighbour's score, so it
+// concentrates on the anomalous node that anomalous neighbours surround.
+// It returns node indices from most to least likely root cause (by PageRank mass × own score), and
 // the PageRank mass of each node.
 // scores are per-node anomaly scores in [0, 1]; anomalous marks the incident's nodes (the
 // personalisation); adj is the topology.

@@ -2,9 +2,6 @@ package rca
 
 import (
 	"testing"
-
-	"x0tta6bl4/internal/detector"
-	"x0tta6bl4/internal/sim"
 )
 
 // A faulty hub whose neighbours all look somewhat anomalous must outrank a neighbour that scores a
@@ -27,20 +24,5 @@ func TestRankHub(t *testing.T) {
 	}
 	if sum < 0.999 || sum > 1.001 {
 		t.Fatalf("mass %v", sum)
-	}
-}
-
-// TestEvaluateSim runs the incident evaluation end to end on a small mesh with an untrained model
-// (the plumbing, not the accuracy: the accuracy is measured by ai eval, docs/intelligence.md).
-func TestEvaluateSim(t *testing.T) {
-	m := detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 2, 2, int(sim.NumKinds), 1)
-	m.Threshold = 0.5
-	res, err := EvaluateSim(EvalConfig{Seeds: []uint64{1}, Nodes: 30, Model: m, Kinds: []sim.Kind{sim.Crash}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := res.PPR[0][sim.Crash]
-	if c == nil || c.Incidents != 12-3-2 {
-		t.Fatalf("%+v", c)
 	}
 }

@@ -69,6 +69,16 @@ func (r *Router) Learn(now time.Time, certRaw, raw []byte) error {
 	return nil
 }
 
+// Announce makes a router that has not originated yet originate at its next Tick, neighbours or
+// not. On its own a router waits for its first neighbour (a record nobody receives is useless);
+// a node whose records also travel through a control plane calls this, since the others can only
+// dial it once they hold its record and the endpoints in it.
+func (r *Router) Announce() {
+	if !r.originated {
+		r.originateNow = true
+	}
+}
+
 // Own returns the router's latest record and its certificate, encoded (nil before the first
 // record): what the node reports to a control plane for others to Learn.
 func (r *Router) Own() (cert, record []byte) {

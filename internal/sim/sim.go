@@ -2,7 +2,9 @@
 // internal/routing/routingsim: virtual clock, virtual links, real ML-DSA-signed link-state records) on
 // a generated topology, forwards data traffic hop by hop along the routers' own routes, injects
 // faults (link degradation, node crash, overload, blackhole, grey hole, flapping), and emits
-// per-node, per-interval telemetry with ground-truth labels for the anomaly detector.
+// per-node, per-interval telemetry with ground-truth labels for the anomaly detector. RunIncident
+// (incident.go) builds incidents with their root causes: cascades whose symptom appears elsewhere,
+// and two simultaneous faults.
 //
 // It must never read the wall clock or use randomness other than PRNGs seeded from Config.Seed: the
 // same Config gives the same Result.
@@ -1066,7 +1068,9 @@ func (s *Sim) collect() Interval {
 		if cpuModel == nil {
 			cpuModel = cpuFromLoad
 		}
-		busy := (st.hog + math.Min(float64(st.load), st.capacity)) / NodeCapacity
+		// The processor is what the node's packets can use plus what something else took: a
+		// node with less capacity (a weak relay) is busier for the same load.
+		busy := (st.hog + math.Min(float64(st.load), st.capacity)) / (st.hog + st.capacity)
 		x[FCPU] = float32(math.Max(0, math.Min(1, cpuModel(st, busy, s.rng))))
 		s.resetCounters(st)
 	}
