@@ -6,15 +6,19 @@ import { cpSync, mkdirSync, rmSync } from "node:fs";
 const out = "../internal/console/dist";
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-await esbuild.build({
-  entryPoints: ["src/app.js"],
-  bundle: true,
-  minify: true,
-  format: "esm",
-  target: ["chrome110", "firefox115"],
-  outfile: `${out}/app.js`,
-  legalComments: "linked",
-  logLevel: "info",
-});
+// The page's bundle, and the map's layout worker (a file of its own: the CSP allows workers only
+// from this origin, not from blob: URLs).
+for (const name of ["app", "layout-worker"]) {
+  await esbuild.build({
+    entryPoints: [`src/${name}.js`],
+    bundle: true,
+    minify: true,
+    format: "esm",
+    target: ["chrome110", "firefox115"],
+    outfile: `${out}/${name}.js`,
+    legalComments: "linked",
+    logLevel: "info",
+  });
+}
 cpSync("src/index.html", `${out}/index.html`);
 cpSync("src/style.css", `${out}/style.css`);

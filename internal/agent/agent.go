@@ -81,7 +81,9 @@ type agent struct {
 	// recordSent is the encoding of the node's own record the control plane last answered for
 	// (report loop only): a record is sent once, not with every report.
 	recordSent []byte
-	lastReport time.Time // when report last ran (reportLoop alone reads and writes it)
+	// healingSent identifies the healing journal the control plane last took.
+	healingSent healingMark
+	lastReport  time.Time // when report last ran (reportLoop alone reads and writes it)
 }
 
 func (a *agent) crlLoop(ctx context.Context) {
@@ -150,6 +152,12 @@ func (a *agent) reportLoop(ctx context.Context) {
 	}
 }
 
+// healingMark identifies a state of the node's append-only healing journal.
+type healingMark struct {
+	n           int
+	first, last time.Time
+}
+
 // firstRecordPoll is how often the agent looks for the node's first signed record.
 const firstRecordPoll = 100 * time.Millisecond
 
@@ -179,6 +187,25 @@ func (a *agent) report(ctx context.Context) {
 	for _, rt := range n.Routes() {
 		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})
 	}
+	// The healing journal goes only when it changed since the control plane last took it: the
+	// journal is append-only, so its length and its newest decision's time identify it.
+	journal := n.HealJournal(api.MaxHealingEntries)
+	var mark healingMark
+	if len(journal) > 0 {
+		mark = healingMark{n: len(journal), first: journal[0].Time, last: journal[len(journal)-1].Time}
+		if mark != a.healingSent {
+			r.Healing = make([]api.HealingEntry, len(journal))
+			for i, d := range journal {
+				r.Healing[i] = api.HealingEntry{Time: d.Time.UTC(), Peer: d.Peer, Action: d.Action, Rule: d.Rule, Class: d.Class,
+					Confidence: d.Confidence, Evidence: d.Evidence}
+			}
+			// The control plane would refuse the whole report for it: report without the journal.
+			if err := api.ValidateHealing(r.Healing); err != nil {
+				a.log.Warn("healing journal not reportable; reporting without it", "err", err)
+				r.Healing = nil
+			}
+		}
+	}
 	own := n.OwnRecord()
 	if own.Record != nil && !bytes.Equal(own.Record, a.recordSent) {
 		sr := api.EncodeSignedRecord("", own.Cert, own.Record)
@@ -192,6 +219,9 @@ func (a *agent) report(ctx context.Context) {
 		a.log.Warn("the control plane refused the node's signed record; reporting without it", "err", err)
 		a.recordSent, r.Record = own.Record, nil
 		_, err = a.cfg.Client.Report(ctx, r)
+	}
+	if err == nil {
+		a.healingSent = mark
 	}
 	switch {
 	case err == nil && r.Record != nil:

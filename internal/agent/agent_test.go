@@ -62,6 +62,7 @@ func TestEnrollMeshRevoke(t *testing.T) {
 		}
 		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet,
+			Heal: node.HealConfig{Grace: 2 * time.Second}, // the healing journal is checked below
 			Firewall: firewall.Config{
 				Inbound:  []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
 				Outbound: []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
@@ -137,6 +138,32 @@ func TestEnrollMeshRevoke(t *testing.T) {
 	if pred.GraphNodes != 3 || pred.Score < 0 || pred.Score > 1 || len(pred.TopNeighbours) != 2 {
 		t.Fatalf("prediction %+v", pred)
 	}
+
+	// The self-healing journal reaches the API: bravo drops what it relays, alpha's loop routes
+	// around it, the agent reports the decision, and GET /nodes/alpha/healing shows it as alpha
+	// recorded it.
+	if h, err := admin.NodeHealing(ctx, "alpha"); err != nil || len(h.Entries) != 0 || h.ReportedAt != nil {
+		t.Fatalf("healing journal before any decision: %+v %v", h, err)
+	}
+	nodes["bravo"].SetTransitFault(1)
+	var decided []node.HealDecision
+	waitFor(t, 60*time.Second, "alpha's healing loop decides against bravo", func() bool {
+		decided = nodes["alpha"].HealJournal(api.MaxHealingEntries)
+		return len(decided) > 0
+	})
+	var reported *api.NodeHealing
+	waitFor(t, 10*time.Second, "alpha's decision in GET /api/v1/nodes/alpha/healing", func() bool {
+		var err error
+		reported, err = admin.NodeHealing(ctx, "alpha")
+		return err == nil && len(reported.Entries) >= len(decided)
+	})
+	nodes["bravo"].SetTransitFault(0)
+	got, want := reported.Entries[0], decided[0]
+	if !got.Time.Equal(want.Time) || got.Peer != "bravo" || got.Peer != want.Peer || got.Action != want.Action || got.Rule != want.Rule ||
+		got.Class != want.Class || got.Confidence != want.Confidence || len(got.Evidence) != len(want.Evidence) || reported.ReportedAt == nil {
+		t.Fatalf("reported %+v, alpha decided %+v", reported, want)
+	}
+	t.Logf("alpha's decision on the API: %s %s (%s, p=%.3f, rule %q)", got.Action, got.Peer, got.Class, got.Confidence, got.Rule)
 
 	revoked := time.Now()
 	if _, err := admin.Revoke(ctx, "charlie"); err != nil {

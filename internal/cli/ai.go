@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,6 +84,8 @@ type dataFlags struct {
 	raw bool
 	// scenario, if set, shifts the runs (ai eval --suite shift).
 	scenario *experiment.Scenario
+	// kernel is the fraction of nodes with eBPF kernel evidence (ai eval --kernel-fraction).
+	kernel float64
 }
 
 func addDataFlags(fs interface {
@@ -115,7 +118,7 @@ func (d dataFlags) generate(e *env, label, seeds string, randomise bool) ([]dete
 	}
 	bar := newBar(e.stderr, label)
 	dc := experiment.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
-		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, Progress: bar.set}
+		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, KernelFraction: d.kernel, Progress: bar.set}
 	if sc := d.scenario; sc != nil {
 		dc.Sim, dc.Perturb = sc.Sim, sc.Perturb
 		if sc.Nodes > 0 {
@@ -299,10 +302,15 @@ func runAIEval(e *env, args []string) error {
 	rcaFlag := fs.Bool("rca", true, "default suite: also run the rca suite (its own seeds "+rcaTestSeeds+", validation "+rcaValSeeds+", "+fmt.Sprint(rcaNodes)+" nodes)")
 	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
 	persistMax := fs.Int("persist-max", 5, "persistence rule: largest k (flag after k consecutive intervals) tried on the validation runs; 1: no persistence table")
+	kernelFrac := fs.Float64("kernel-fraction", 0.5, "fraction of each run's nodes with eBPF kernel counters, for the kernel rule and the model fused with it (0: no kernel rows)")
 	df := addDataFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
+	if *kernelFrac < 0 || *kernelFrac > 1 || math.IsNaN(*kernelFrac) {
+		return fmt.Errorf("--kernel-fraction must be 0–1, not %v", *kernelFrac)
+	}
+	df.kernel = *kernelFrac
 	if err := required(fs, "model", *model); err != nil {
 		return err
 	}
@@ -355,14 +363,24 @@ func runAIEval(e *env, args []string) error {
 		return err
 	}
 	ds := append([]experiment.Method{experiment.Classifier(m), experiment.Anomaly(m)}, experiment.Baselines(trainSet, val, 1)...)
+	// The persistence rule's k is chosen over the methods that need no kernel, so that it does not
+	// depend on how many nodes have eBPF.
+	noKernel := slices.Clone(ds)
+	if kr, ok := experiment.KernelRule(val); ok {
+		fused, f1 := experiment.WithKernel(experiment.Anomaly(m), kr, val)
+		classes, macro := experiment.ClassesWithKernel(experiment.Classifier(m), kr, val)
+		fmt.Fprintf(e.stdout, "kernel evidence on %.0f %% of the nodes; kernel rule threshold %.4f; fusions with the model chosen on the validation runs: %s (any-fault F1 per node-interval OR %.3f, AND %.3f), %s (macro-F1 OR %.3f, AND %.3f)\n",
+			100*df.kernel, kr.Threshold, fused.Name, f1[0], f1[1], classes.Name, macro[0], macro[1])
+		ds = append(ds, kr, fused, classes)
+	}
 	perRun := int(*df.duration / time.Second)
 	if *suite == "shift" {
 		fmt.Fprintf(e.stdout, "model %s (version %s); shift suite on seeds %s; thresholds from validation seeds %s\n", *model, m.Version(), *seeds, *valSeeds)
 		k, kj, dsJoint := 1, 1, ds
 		if *persistMax > 1 {
 			var means, jmeans []float64
-			k, means = experiment.ChoosePersistence(ds, val, perRun, *persistMax)
-			kj, jmeans, dsJoint = experiment.ChooseJoint(ds, val, perRun, *persistMax)
+			k, means = experiment.ChoosePersistence(noKernel, val, perRun, *persistMax)
+			kj, jmeans, dsJoint = experiment.ChooseJoint(noKernel, val, perRun, *persistMax)
 			printChoice(e.stdout, "persistence rule", k, means)
 			printChoice(e.stdout, "persistence rule with thresholds chosen jointly with k", kj, jmeans)
 		}
@@ -392,15 +410,15 @@ func runAIEval(e *env, args []string) error {
 	before := experiment.EvaluateEvents(ds, test, perRun, 1)
 	experiment.PrintEvents(e.stdout, before)
 	if *persistMax > 1 {
-		k, means := experiment.ChoosePersistence(ds, val, perRun, *persistMax)
+		k, means := experiment.ChoosePersistence(noKernel, val, perRun, *persistMax)
 		fmt.Fprintln(e.stdout)
 		printChoice(e.stdout, "persistence rule (flag after k consecutive intervals, same k for every method)", k, means)
 		experiment.PrintPersistence(e.stdout, before, experiment.EvaluatePersistent(ds, test, perRun, k, 1), k)
-		kj, jmeans, dsJoint := experiment.ChooseJoint(ds, val, perRun, *persistMax)
+		kj, jmeans, dsJoint := experiment.ChooseJoint(noKernel, val, perRun, *persistMax)
 		fmt.Fprintln(e.stdout)
-		printChoice(e.stdout, "persistence rule with each binary method's threshold chosen jointly with k", kj, jmeans)
+		printChoice(e.stdout, "persistence rule with each binary method's threshold chosen jointly with k (methods without kernel evidence)", kj, jmeans)
 		joint := experiment.EvaluatePersistent(dsJoint, test, perRun, kj, 1)
-		experiment.PrintPersistence(e.stdout, before, joint, kj)
+		experiment.PrintPersistence(e.stdout, before[:len(joint)], joint, kj)
 		fmt.Fprintf(e.stdout, "\nper fault kind under the joint rule (k = %d)\n", kj)
 		experiment.PrintEvents(e.stdout, joint)
 	}

@@ -44,10 +44,19 @@ func TestAICommands(t *testing.T) {
 		t.Fatalf("train: %d %s %s", code, out, stderr)
 	}
 	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--rca=false"}, small...)...)
-	for _, want := range []string{"robust z-score", "isolation forest", "flow conservation", "ratio rule", "ROC-AUC", "F1 [95% CI]", "persistence rule", "event F1 k=1"} {
+	for _, want := range []string{"robust z-score", "isolation forest", "flow conservation", "ratio rule", "ROC-AUC", "F1 [95% CI]", "persistence rule", "event F1 k=1",
+		"kernel evidence on 50 % of the nodes", "kernel rule", "GraphSAGE anomaly + kernel (", "GraphSAGE class + kernel ("} {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("eval: %d, no %q in %s %s", code, want, out, stderr)
 		}
+	}
+	// Without eBPF anywhere there is no kernel evidence to set a threshold on, and no kernel row.
+	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--rca=false", "--persist-max", "1", "--kernel-fraction", "0"}, small...)...)
+	if code != 0 || strings.Contains(out, "kernel") || !strings.Contains(out, "ratio rule") {
+		t.Fatalf("eval --kernel-fraction 0: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code = runCLI(t, "eval", "--model", model, "--kernel-fraction", "1.5"); code == 0 || !strings.Contains(stderr, "--kernel-fraction") {
+		t.Fatalf("kernel fraction 1.5: %d %s", code, stderr)
 	}
 	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)
 	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") {

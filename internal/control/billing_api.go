@@ -390,10 +390,20 @@ func (s *Server) handleGetSubscription(w http.ResponseWriter, r *http.Request, r
 		s.internal(w, r, err)
 		return
 	}
-	used, err := s.st.CountAccountNodes(r.Context(), account)
+	out, err := s.toAPISubscription(r.Context(), sub)
 	if err != nil {
 		s.internal(w, r, err)
 		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// toAPISubscription adds the nodes the account uses and where it stands: active, in its grace
+// period (renewals only) or expired.
+func (s *Server) toAPISubscription(ctx context.Context, sub *store.Subscription) (api.Subscription, error) {
+	used, err := s.st.CountAccountNodes(ctx, sub.Account)
+	if err != nil {
+		return api.Subscription{}, err
 	}
 	grace := sub.ExpiresAt.Add(s.cfg.Billing.Grace)
 	status := "active"
@@ -403,8 +413,42 @@ func (s *Server) handleGetSubscription(w http.ResponseWriter, r *http.Request, r
 	case !now.Before(sub.ExpiresAt):
 		status = "grace"
 	}
-	writeJSON(w, http.StatusOK, api.Subscription{Account: sub.Account, PlanID: sub.PlanID, NodeQuota: sub.NodeQuota, NodesUsed: used,
-		ExpiresAt: sub.ExpiresAt, GraceEndsAt: grace, Status: status})
+	return api.Subscription{Account: sub.Account, PlanID: sub.PlanID, NodeQuota: sub.NodeQuota, NodesUsed: used,
+		ExpiresAt: sub.ExpiresAt, GraceEndsAt: grace, Status: status}, nil
+}
+
+// listPageSize is how many invoices or subscriptions a list answers.
+const listPageSize = 200
+
+func (s *Server) handleListInvoices(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	invs, err := s.st.ListInvoices(r.Context(), listPageSize)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	out := api.InvoiceList{Invoices: make([]api.Invoice, 0, len(invs))}
+	for i := range invs {
+		out.Invoices = append(out.Invoices, toAPIInvoice(&invs[i], nil))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) handleListSubscriptions(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	subs, err := s.st.ListSubscriptions(r.Context(), listPageSize)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	out := api.SubscriptionList{Subscriptions: make([]api.Subscription, 0, len(subs))}
+	for i := range subs {
+		sub, err := s.toAPISubscription(r.Context(), &subs[i])
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		out.Subscriptions = append(out.Subscriptions, sub)
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // checkPlanPrices refuses a plan-prices action that names a plan that does not exist, or gives a

@@ -216,6 +216,15 @@ func TestBillingEndToEnd(t *testing.T) {
 			if err != nil || sub.Status != "active" || sub.NodeQuota != 1 || !sub.ExpiresAt.Equal(clock.Now().Add(24*time.Hour)) {
 				t.Fatalf("subscription %+v %v", sub, err)
 			}
+			// The lists the console shows agree with the single reads.
+			invs, err := admin.Invoices(ctx)
+			if err != nil || len(invs.Invoices) != 1 || invs.Invoices[0].ID != inv.ID || invs.Invoices[0].Status != "paid" {
+				t.Fatalf("invoice list %+v %v", invs, err)
+			}
+			subs, err := admin.Subscriptions(ctx)
+			if err != nil || len(subs.Subscriptions) != 1 || subs.Subscriptions[0] != *sub {
+				t.Fatalf("subscription list %+v %v, want %+v", subs, err, sub)
+			}
 			// Paid: the same token now enrols; the quota of one refuses a second node.
 			alpha, err := enrollToken(t, h, tok.Token, "alpha")
 			if err != nil {

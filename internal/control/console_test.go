@@ -119,43 +119,50 @@ func TestConsoleEvents(t *testing.T) {
 	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("events: %d %q", res.StatusCode, res.Header.Get("Content-Type"))
 	}
-	events := make(chan api.Topology, 16)
+	// Each event's state of alpha, and the event's kind: a snapshot first, then diffs.
+	type event struct{ kind, alpha string }
+	events := make(chan event, 16)
 	go func() {
 		sc := bufio.NewScanner(res.Body)
 		sc.Buffer(nil, 1<<20)
+		kind := ""
 		for sc.Scan() {
+			if k, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				kind = k
+			}
 			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var top api.Topology
-				if json.Unmarshal([]byte(data), &top) == nil {
-					events <- top
+				var doc struct{ Nodes [][]any }
+				if json.Unmarshal([]byte(data), &doc) != nil {
+					t.Errorf("event %s: not JSON: %s", kind, data)
+					break
 				}
+				ev := event{kind: kind}
+				for _, n := range doc.Nodes {
+					if n[0] == "alpha" {
+						ev.alpha, _ = n[1].(string)
+					}
+				}
+				events <- ev
 			}
 		}
 		close(events)
 	}()
-	status := func(top api.Topology) string {
-		for _, n := range top.Nodes {
-			if n.Name == "alpha" {
-				return n.Status
-			}
-		}
-		return ""
-	}
-	next := func(within time.Duration) api.Topology {
+	status := func(ev event) string { return ev.alpha }
+	next := func(within time.Duration) event {
 		t.Helper()
 		select {
-		case top, ok := <-events:
+		case ev, ok := <-events:
 			if !ok {
 				t.Fatal("stream ended")
 			}
-			return top
+			return ev
 		case <-time.After(within):
 			t.Fatalf("no event within %v", within)
 		}
-		return api.Topology{}
+		return event{}
 	}
-	if top := next(5 * time.Second); status(top) != "silent" {
-		t.Fatalf("first event: %+v", top)
+	if ev := next(5 * time.Second); ev.kind != "snapshot" || status(ev) != "silent" {
+		t.Fatalf("first event: %+v", ev)
 	}
 	sent := time.Now()
 	if _, err := n.c.Report(t.Context(), &api.MeshReport{Sequence: 1}); err != nil {

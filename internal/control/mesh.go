@@ -44,6 +44,10 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	if !ok {
 		return
 	}
+	// The healing journal is kept apart from the report: the mesh view reads every report often
+	// and never needs it.
+	healing := rep.Healing
+	rep.Healing = nil
 	body, err := json.Marshal(rep)
 	if err != nil {
 		s.internal(w, r, err)
@@ -52,6 +56,16 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	if err := s.st.PutReport(r.Context(), &store.Report{NodeID: n.ID, ReportedAt: s.now(), Sequence: int64(rep.Sequence & (1<<63 - 1)), Body: string(body)}); err != nil {
 		s.internal(w, r, err)
 		return
+	}
+	if healing != nil {
+		journal, err := json.Marshal(healing)
+		if err == nil {
+			err = s.st.PutHealing(r.Context(), &store.Healing{NodeID: n.ID, ReportedAt: s.now(), Journal: string(journal)})
+		}
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
 	}
 	s.m.reports.Inc()
 	s.meshChanged()
@@ -256,6 +270,29 @@ const (
 )
 
 // handleNodeKeys returns a node's certified public keys and the algorithms they are used with.
+// handleNodeHealing answers the latest self-healing journal the node reported.
+func (s *Server) handleNodeHealing(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	n := s.nodeFromPath(w, r)
+	if n == nil {
+		return
+	}
+	out := api.NodeHealing{Node: n.Name, Entries: []api.HealingEntry{}}
+	h, err := s.st.HealingOf(r.Context(), n.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		s.internal(w, r, err)
+		return
+	default:
+		if err := json.Unmarshal([]byte(h.Journal), &out.Entries); err != nil {
+			s.internal(w, r, fmt.Errorf("stored healing journal of %s: %w", n.Name, err))
+			return
+		}
+		out.ReportedAt = timePtr(h.ReportedAt)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) handleNodeKeys(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	n := s.nodeFromPath(w, r)
 	if n == nil {

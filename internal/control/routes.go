@@ -118,6 +118,10 @@ func (s *Server) buildRoutes() []*route {
 		{method: "GET", path: "/api/v1/nodes/{name}", access: accessUser, role: auth.Viewer, h: s.handleGetNode, doc: opDoc{
 			id: "getNode", tag: "nodes", summary: "One enrolled node", resp: api.Node{}, status: 200,
 			params: []param{{"name", "string", "node name"}}, extra: map[int]string{404: "no such node"}}},
+		{method: "GET", path: "/api/v1/nodes/{name}/healing", access: accessUser, role: auth.Viewer, h: s.handleNodeHealing, doc: opDoc{
+			id: "getNodeHealing", tag: "nodes", summary: "The latest self-healing journal the node reported",
+			desc: "The node's most recent self-healing decisions (at most 32, oldest first: which neighbour it routed around or probed again, the rule, the detector's class, confidence and evidence), as its last report that carried them said. `entries` is empty and `reported_at` absent until the node reports a decision.",
+			resp: api.NodeHealing{}, status: 200, params: []param{{"name", "string", "node name"}}, extra: map[int]string{404: "no such node"}}},
 		{method: "GET", path: "/api/v1/nodes/{name}/keys", access: accessUser, role: auth.Viewer, h: s.handleNodeKeys, doc: opDoc{
 			id: "getNodeKeys", tag: "nodes", summary: "A node's certified post-quantum public keys and algorithms",
 			desc: "Reads the node's current certificate, verifies it now (CA signature, validity, revocation) and returns its X-Wing (ML-KEM-768+X25519) and ML-DSA-65 public keys, SPIFFE ID and overlay address, with the algorithms they are used with. It contacts no node.",
@@ -156,7 +160,7 @@ func (s *Server) buildRoutes() []*route {
 			resp: api.Topology{}, status: 200}},
 		{method: "GET", path: "/api/v1/console/events", access: accessUser, role: auth.Viewer, h: s.handleConsoleEvents, doc: opDoc{
 			id: "consoleEvents", tag: "console", summary: "The mesh map as server-sent events",
-			desc:   "`event: topology` with the document of GET /api/v1/console/topology at once, then whenever it changes (a report, an enrolment, a revocation, a node turning stale), at most twice a second, and every 15 s regardless. At most 256 streams are open at once (503 beyond).",
+			desc:   "`event: snapshot` with the whole map in a compact form at once, then `event: diff` with what changed (a report, an enrolment, a revocation, a node turning stale), at most twice a second, and an empty diff every 15 s. Nodes are `[name, status, score|null, anomalous 0|1]`; a snapshot's links are `[index a, index b, rtt_ms, loss_ratio, confirmed 0|1]`, a diff's `[a, b, rtt_ms, loss_ratio, confirmed]`, with `gone` (names) and `cut` (`[a, b]`) for what went (docs/console.md). At most 256 streams are open at once (503 beyond).",
 			status: 200, contentType: "text/event-stream", extra: map[int]string{503: "too many open event streams"}}},
 
 		{method: "POST", path: "/api/v1/security/handshake", aliases: []string{"/security/handshake"}, access: accessUser, role: auth.Viewer, h: s.handleHandshake, doc: opDoc{
@@ -204,6 +208,10 @@ func (s *Server) buildRoutes() []*route {
 			id: "createInvoice", tag: "billing", summary: "Ask an account to pay for a plan on tron-usdt, ton-usdt or ton",
 			desc: "On tron-usdt the amount is the plan's price plus 1 to 9999 micro-USDT, unique among open invoices: a TRC-20 transfer has no memo, so the exact amount identifies the invoice. On TON the payment's comment must be the invoice's `reference`. `instructions` says what to send. 404 when billing is disabled.",
 			req:  api.CreateInvoiceRequest{}, resp: api.Invoice{}, status: 201, extra: map[int]string{404: "no such plan, or billing disabled", 409: "too many open invoices"}}},
+		{method: "GET", path: "/api/v1/billing/invoices", access: accessUser, role: auth.Viewer, h: s.handleListInvoices, doc: opDoc{
+			id: "listInvoices", tag: "billing", summary: "The newest invoices first (200), without their payments", resp: api.InvoiceList{}, status: 200}},
+		{method: "GET", path: "/api/v1/billing/subscriptions", access: accessUser, role: auth.Viewer, h: s.handleListSubscriptions, doc: opDoc{
+			id: "listSubscriptions", tag: "billing", summary: "Subscriptions by account (200): quota, nodes used, expiry and grace", resp: api.SubscriptionList{}, status: 200}},
 		{method: "GET", path: "/api/v1/billing/invoices/{id}", access: accessUser, role: auth.Viewer, h: s.handleGetInvoice, doc: opDoc{
 			id: "getInvoice", tag: "billing", summary: "An invoice and every transfer recorded against it",
 			resp: api.Invoice{}, status: 200, params: []param{{"id", "integer", "invoice ID"}}, extra: map[int]string{404: "no such invoice"}}},

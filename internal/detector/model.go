@@ -13,6 +13,9 @@ type Graph struct {
 	E   [][][]float64 // [node v][i][edge feature]: v's counters on its link to Adj[v][i], raw; nil for a model without edge features
 	Adj [][]int       // neighbour indices (symmetric)
 	Y   []int         // class per node (0 = normal); nil when unknown
+	// K is each node's kernel block (KernelInputs), nil when no node has one. The model never reads
+	// it; the kernel rules of internal/detector/experiment do.
+	K [][NumKernelInputs]float64
 }
 
 // Model is a trained GraphSAGE classifier.

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,38 +16,13 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"x0tta6bl4/internal/netnstest"
 )
 
 // These tests load the programs into the running kernel and drive real traffic through network
 // namespaces, veths and a TUN device they create; names carry the test's pid so parallel runs
 // never collide.
-
-// requireRoot skips without root, except under CI, where a skip would hide that nothing ran.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	var why string
-	if os.Geteuid() != 0 {
-		why = "needs root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "needs iproute2 (ip)"
-	} else if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		why = "needs a kernel with BTF"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("eBPF test %s, and CI must run it", why)
-	}
-	t.Skip("eBPF test " + why)
-}
-
-func run(t *testing.T, name string, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
-	}
-}
 
 // pair is two namespaces joined by a veth: a (10.98.0.1, fd98::1) and b (10.98.0.2, fd98::2).
 type pair struct {
@@ -58,57 +32,25 @@ type pair struct {
 
 func newPair(t *testing.T) pair {
 	t.Helper()
-	requireRoot(t)
-	tag := fmt.Sprintf("x6e%d", os.Getpid()%100000)
+	netnstest.Require(t, "eBPF test", "/sys/kernel/btf/vmlinux")
+	tag := netnstest.Tag("x6e")
 	p := pair{a: tag + "a", b: tag + "b", vethA: "va", vethB: "vb"}
-	for _, ns := range []string{p.a, p.b} {
-		exec.Command("ip", "netns", "del", ns).Run() // left by a killed run
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-		run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-	}
-	run(t, "ip", "link", "add", tag+"va", "type", "veth", "peer", "name", tag+"vb")
-	run(t, "ip", "link", "set", tag+"va", "netns", p.a, "name", p.vethA)
-	run(t, "ip", "link", "set", tag+"vb", "netns", p.b, "name", p.vethB)
+	netnstest.Namespace(t, p.a)
+	netnstest.Namespace(t, p.b)
+	netnstest.Veth(t, p.a, p.vethA, p.b, p.vethB)
 	for _, e := range []struct{ ns, dev, v4, v6 string }{{p.a, p.vethA, "10.98.0.1/30", "fd98::1/64"}, {p.b, p.vethB, "10.98.0.2/30", "fd98::2/64"}} {
-		run(t, "ip", "-n", e.ns, "addr", "add", e.v4, "dev", e.dev)
-		run(t, "ip", "-n", e.ns, "addr", "add", e.v6, "dev", e.dev, "nodad")
-		run(t, "ip", "-n", e.ns, "link", "set", e.dev, "up")
+		netnstest.IP(t, "-n", e.ns, "addr", "add", e.v4, "dev", e.dev)
+		netnstest.IP(t, "-n", e.ns, "addr", "add", e.v6, "dev", e.dev, "nodad")
+		netnstest.IP(t, "-n", e.ns, "link", "set", e.dev, "up")
 	}
 	return p
-}
-
-// inNS runs fn on an OS thread that has entered namespace ns. Sockets and devices fn opens stay in
-// ns; programs it attaches by ifindex attach there.
-func inNS(t *testing.T, ns string, fn func()) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine, namespace and all
-		target, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			done <- err
-			return
-		}
-		defer unix.Close(target)
-		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		defer func() { done <- nil }()
-		fn()
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("enter namespace %s: %v", ns, err)
-	}
 }
 
 func openProbe(t *testing.T, ns string, cfg Config) *Probe {
 	t.Helper()
 	var p *Probe
 	var err error
-	inNS(t, ns, func() { p, err = Open(cfg) })
+	netnstest.In(t, ns, func() { p, err = Open(cfg) })
 	if err != nil {
 		t.Fatalf("open probe: %v", err)
 	}
@@ -120,7 +62,7 @@ func listenUDP(t *testing.T, ns, addr string) *net.UDPConn {
 	t.Helper()
 	var c *net.UDPConn
 	var err error
-	inNS(t, ns, func() { c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))) })
+	netnstest.In(t, ns, func() { c, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr))) })
 	if err != nil {
 		t.Fatalf("listen %s in %s: %v", addr, ns, err)
 	}
@@ -203,7 +145,7 @@ func openTUN(t *testing.T, ns, dev string) *os.File {
 	t.Helper()
 	var f *os.File
 	var err error
-	inNS(t, ns, func() {
+	netnstest.In(t, ns, func() {
 		var fd int
 		if fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
 			return
@@ -225,8 +167,8 @@ func openTUN(t *testing.T, ns, dev string) *os.File {
 		t.Fatalf("tun: %v", err)
 	}
 	t.Cleanup(func() { f.Close() })
-	run(t, "ip", "-n", ns, "addr", "add", "fd74::1/64", "dev", dev, "nodad")
-	run(t, "ip", "-n", ns, "link", "set", dev, "up")
+	netnstest.IP(t, "-n", ns, "addr", "add", "fd74::1/64", "dev", dev, "nodad")
+	netnstest.IP(t, "-n", ns, "link", "set", dev, "up")
 	return f
 }
 
@@ -421,7 +363,7 @@ func TestDropReasonFirewall(t *testing.T) {
 	pr := newPair(t)
 	probe := openProbe(t, pr.a, Config{Port: 7946, Underlay: []string{pr.vethA}})
 	node := listenUDP(t, pr.a, "0.0.0.0:7946")
-	run(t, "ip", "netns", "exec", pr.a, "nft", "add table inet x6; add chain inet x6 in { type filter hook input priority 0; }; add rule inet x6 in udp sport 5002 drop")
+	netnstest.IP(t, "netns", "exec", pr.a, "nft", "add table inet x6; add chain inet x6 in { type filter hook input priority 0; }; add rule inet x6 in udp sport 5002 drop")
 	refused := listenUDP(t, pr.b, "10.98.0.2:5002")
 	allowed := listenUDP(t, pr.b, "10.98.0.2:5003")
 	to := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.98.0.1:7946"))
@@ -509,10 +451,10 @@ func TestTCPRetransmits(t *testing.T) {
 	probe := openProbe(t, pr.a, Config{Port: 7946, Underlay: []string{pr.vethA}, OverlayPrefix: netip.MustParsePrefix("fd98::/64")})
 	// On the receiving side: a drop in the sender's own output hook would be a local transmit
 	// failure, which TCP retries without counting a retransmission.
-	run(t, "ip", "netns", "exec", pr.b, "nft", "add table inet x6; add chain inet x6 in { type filter hook input priority 0; }; add rule inet x6 in tcp dport 5201 meta length > 1000 numgen inc mod 10 == 0 drop")
+	netnstest.IP(t, "netns", "exec", pr.b, "nft", "add table inet x6; add chain inet x6 in { type filter hook input priority 0; }; add rule inet x6 in tcp dport 5201 meta length > 1000 numgen inc mod 10 == 0 drop")
 	var ln net.Listener
 	var err error
-	inNS(t, pr.b, func() { ln, err = net.Listen("tcp", "[fd98::2]:5201") })
+	netnstest.In(t, pr.b, func() { ln, err = net.Listen("tcp", "[fd98::2]:5201") })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +479,7 @@ func TestTCPRetransmits(t *testing.T) {
 		}
 	}()
 	var c *net.TCPConn
-	inNS(t, pr.a, func() {
+	netnstest.In(t, pr.a, func() {
 		var nc net.Conn
 		if nc, err = net.Dial("tcp", "[fd98::2]:5201"); err == nil {
 			c = nc.(*net.TCPConn)
@@ -606,7 +548,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 	openTUN(t, pr.a, "x6t")
 	var probe *Probe
 	var err error
-	inNS(t, pr.a, func() { probe, err = Open(Config{Port: 7946, Overlay: "x6t"}) })
+	netnstest.In(t, pr.a, func() { probe, err = Open(Config{Port: 7946, Overlay: "x6t"}) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -616,7 +558,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 	}
 	attached := func() int {
 		var n int
-		inNS(t, pr.a, func() {
+		netnstest.In(t, pr.a, func() {
 			for _, dev := range []string{pr.vethA, "x6t"} {
 				i, err := net.InterfaceByName(dev)
 				if err != nil {
@@ -670,5 +612,54 @@ func TestCloseLeavesNothing(t *testing.T) {
 				t.Errorf("pinned: /sys/fs/bpf/%s", e.Name())
 			}
 		}
+	}
+}
+
+// TestSnapshotDuringFlood: while a flood of distinct 5-tuples keeps the flow map evicting, every
+// snapshot succeeds and holds each flow once: an operator reads the map when it is under attack.
+// (A snapshot of a map that changes while it is read is not atomic, so it may list a few more flows
+// than the bound; the map's own bound is TestFlowFloodBounded's.)
+func TestSnapshotDuringFlood(t *testing.T) {
+	pr := newPair(t)
+	tun := openTUN(t, pr.a, "x6t")
+	probe := openProbe(t, pr.a, Config{Port: 7946, Underlay: []string{pr.vethA}, Overlay: "x6t"})
+	dst := netip.MustParseAddrPort("[fd74::1]:9")
+	stop, flooded := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				flooded <- nil
+				return
+			default:
+			}
+			a := netip.AddrFrom16([16]byte{0: 0xfd, 1: 0x74, 2: 0x20, 12: byte(i >> 24), 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)})
+			if _, err := tun.Write(udp6(netip.AddrPortFrom(a, uint16(i)), dst, nil)); err != nil {
+				flooded <- err
+				return
+			}
+		}
+	}()
+	// Let the flood fill the map before reading it.
+	eventually(t, func() bool {
+		tot, err := probe.Totals()
+		return err == nil && tot.FlowsCreated > 2*uint64(probe.FlowCapacity())
+	})
+	for i := range 20 {
+		s, err := probe.Snapshot()
+		if err != nil {
+			t.Fatalf("snapshot %d during the flood: %v", i, err)
+		}
+		seen := make(map[FlowKey]bool, len(s.Flows))
+		for _, f := range s.Flows {
+			if seen[f.FlowKey] {
+				t.Fatalf("snapshot %d: flow %+v twice", i, f.FlowKey)
+			}
+			seen[f.FlowKey] = true
+		}
+	}
+	close(stop)
+	if err := <-flooded; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -217,19 +217,17 @@ func (p *Probe) Totals() (Totals, error) {
 
 // Drops reads the drop counts, sorted by count (most first).
 func (p *Probe) Drops() ([]Drop, error) {
-	var out []Drop
-	var k observeDropKey
-	var n uint64
-	it := p.objs.Drops.Iterate()
-	for it.Next(&k, &n) {
+	keys, counts, err := readMap[observeDropKey, uint64](p.objs.Drops)
+	if err != nil {
+		return nil, fmt.Errorf("drops: %w", err)
+	}
+	out := make([]Drop, len(keys))
+	for i, k := range keys {
 		reason, ok := p.reasons[k.Reason]
 		if !ok {
 			reason = fmt.Sprintf("reason_%d", k.Reason)
 		}
-		out = append(out, Drop{Reason: reason, Where: whereNames[k.Where], Count: n})
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("drops: %w", err)
+		out[i] = Drop{Reason: reason, Where: whereNames[k.Where], Count: counts[i]}
 	}
 	slices.SortFunc(out, func(a, b Drop) int {
 		if a.Count != b.Count {
@@ -243,7 +241,9 @@ func (p *Probe) Drops() ([]Drop, error) {
 	return out, nil
 }
 
-// Snapshot reads every map.
+// Snapshot reads every map. It is not atomic: while traffic changes a map, the snapshot holds each
+// entry once, but an entry evicted after it was read and one added after its place was passed can
+// both be in it, so a flood can make it list a few more flows than the map's bound.
 func (p *Probe) Snapshot() (Snapshot, error) {
 	s := Snapshot{FlowCapacity: p.FlowCapacity()}
 	var err error
@@ -253,41 +253,62 @@ func (p *Probe) Snapshot() (Snapshot, error) {
 	if s.Drops, err = p.Drops(); err != nil {
 		return s, err
 	}
-	var ek observeEndpointKey
-	var ev observeEndpointValue
-	it := p.objs.Endpoints.Iterate()
-	for it.Next(&ek, &ev) {
+	eks, evs, err := readMap[observeEndpointKey, observeEndpointValue](p.objs.Endpoints)
+	if err != nil {
+		return s, fmt.Errorf("endpoints: %w", err)
+	}
+	for i, ek := range eks {
+		ev := evs[i]
 		s.Endpoints = append(s.Endpoints, Endpoint{Addr: netip.AddrPortFrom(netip.AddrFrom16(ek.Addr).Unmap(), ek.Port),
 			Counts: Counts{RxPackets: ev.RxPackets, RxBytes: ev.RxBytes, TxPackets: ev.TxPackets, TxBytes: ev.TxBytes}})
 	}
-	if err := it.Err(); err != nil {
-		return s, fmt.Errorf("endpoints: %w", err)
-	}
 	slices.SortFunc(s.Endpoints, func(a, b Endpoint) int { return a.Addr.Compare(b.Addr) })
-	var fk observeFlowKey
-	var fv observeFlowValue
-	it = p.objs.Flows.Iterate()
-	for it.Next(&fk, &fv) {
-		s.Flows = append(s.Flows, Flow{FlowKey: FlowKey{Src: netip.AddrFrom16(fk.Saddr), Dst: netip.AddrFrom16(fk.Daddr),
-			SrcPort: fk.Sport, DstPort: fk.Dport, Proto: fk.Proto, Dir: Direction(fk.Dir)}, Packets: fv.Packets, Bytes: fv.Bytes})
-	}
-	if err := it.Err(); err != nil {
+	fks, fvs, err := readMap[observeFlowKey, observeFlowValue](p.objs.Flows)
+	if err != nil {
 		return s, fmt.Errorf("flows: %w", err)
 	}
-	var tk observeTcpKey
-	var tv observeTcpValue
-	it = p.objs.TcpFlows.Iterate()
-	for it.Next(&tk, &tv) {
-		s.TCP = append(s.TCP, TCPFlow{Local: netip.AddrPortFrom(netip.AddrFrom16(tk.Laddr), tk.Lport),
-			Remote: netip.AddrPortFrom(netip.AddrFrom16(tk.Raddr), tk.Rport), Retransmits: tv.Retransmits, SRTTMicros: tv.SrttUs})
+	for i, fk := range fks {
+		s.Flows = append(s.Flows, Flow{FlowKey: FlowKey{Src: netip.AddrFrom16(fk.Saddr), Dst: netip.AddrFrom16(fk.Daddr),
+			SrcPort: fk.Sport, DstPort: fk.Dport, Proto: fk.Proto, Dir: Direction(fk.Dir)}, Packets: fvs[i].Packets, Bytes: fvs[i].Bytes})
 	}
-	if err := it.Err(); err != nil {
+	tks, tvs, err := readMap[observeTcpKey, observeTcpValue](p.objs.TcpFlows)
+	if err != nil {
 		return s, fmt.Errorf("tcp flows: %w", err)
+	}
+	for i, tk := range tks {
+		s.TCP = append(s.TCP, TCPFlow{Local: netip.AddrPortFrom(netip.AddrFrom16(tk.Laddr), tk.Lport),
+			Remote: netip.AddrPortFrom(netip.AddrFrom16(tk.Raddr), tk.Rport), Retransmits: tvs[i].Retransmits, SRTTMicros: tvs[i].SrttUs})
 	}
 	slices.SortFunc(s.TCP, func(a, b TCPFlow) int {
 		return cmp.Or(a.Local.Compare(b.Local), a.Remote.Compare(b.Remote))
 	})
 	return s, nil
+}
+
+// readBatch is how many entries readMap asks the kernel for at a time.
+const readBatch = 256
+
+// readMap reads every entry of a hash map, in batches. A key-by-key iteration starts again from
+// the first key whenever the key it stands on is deleted, and gives up after max_entries steps: on
+// an LRU map that a flood keeps evicting, it fails ("iteration aborted") or returns a key twice,
+// just when an operator wants to see the flood. A batch read walks the hash table bucket by bucket,
+// so it ends, with each key once, however fast the map evicts (entries added behind it are missed,
+// as in any snapshot of a changing map).
+func readMap[K, V any](m *ebpf.Map) ([]K, []V, error) {
+	kb, vb := make([]K, readBatch), make([]V, readBatch)
+	var keys []K
+	var vals []V
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, kb, vb, nil)
+		keys, vals = append(keys, kb[:n]...), append(vals, vb[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, vals, nil
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+	}
 }
 
 // dropReasonNames reads the kernel's enum skb_drop_reason, whose values change between kernels.

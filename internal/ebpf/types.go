@@ -136,8 +136,9 @@ type Snapshot struct {
 }
 
 // TopFlows returns the k flows with the most bytes (ties: more packets, then key order, so the
-// answer is deterministic), and what the rest of the traffic in each direction adds up to. The
-// rest is the totals minus the top flows, so it includes flows evicted from the bounded map.
+// answer is deterministic), none when k ≤ 0, and what the rest of the traffic in each direction
+// adds up to. The rest is the totals minus the top flows, so it includes flows evicted from the
+// bounded map.
 func TopFlows(s Snapshot, k int) (top []Flow, otherOut, otherIn PacketsBytes) {
 	fs := slices.Clone(s.Flows)
 	slices.SortFunc(fs, func(a, b Flow) int {
@@ -149,7 +150,7 @@ func TopFlows(s Snapshot, k int) (top []Flow, otherOut, otherIn PacketsBytes) {
 		}
 		return compareKeys(a.FlowKey, b.FlowKey)
 	})
-	top = fs[:min(k, len(fs))]
+	top = fs[:max(0, min(k, len(fs)))]
 	otherOut, otherIn = s.Totals.OverlayTx, s.Totals.OverlayRx
 	for _, f := range top {
 		o := &otherOut

@@ -573,6 +573,14 @@ func (n *Node) recordHealLocked(now time.Time, d mapek.Decision) {
 	}
 }
 
+// HealJournal returns the loop's last max decisions, oldest first.
+func (n *Node) HealJournal(max int) []HealDecision {
+	h := n.heal
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.journal[len(h.journal)-min(max, len(h.journal)):])
+}
+
 // Heal returns the self-healing loop's state.
 func (n *Node) Heal() HealStatus {
 	h := n.heal

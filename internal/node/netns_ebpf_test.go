@@ -8,37 +8,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	ebpfobs "x0tta6bl4/internal/ebpf"
+	"x0tta6bl4/internal/netnstest"
 )
-
-// inNetns runs fn on an OS thread inside namespace ns, so that the sockets fn opens live there.
-func inNetns(t *testing.T, ns string, fn func()) {
-	t.Helper()
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err == nil {
-			err = unix.Setns(fd, unix.CLONE_NEWNET)
-			unix.Close(fd)
-		}
-		if err == nil {
-			fn()
-		}
-		done <- err
-	}()
-	if err := <-done; err != nil {
-		t.Fatalf("enter namespace %s: %v", ns, err)
-	}
-}
 
 func (l *lab) flows(i int) FlowsView {
 	l.t.Helper()
@@ -74,12 +52,12 @@ func TestNetnsEBPF(t *testing.T) {
 	dst := netip.AddrPortFrom(l.nodes[1].cert.Overlay, 9000)
 	var rx, tx *net.UDPConn
 	var err error
-	inNetns(t, l.nodes[1].ns, func() { rx, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(dst)) })
+	netnstest.In(t, l.nodes[1].ns, func() { rx, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(dst)) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rx.Close()
-	inNetns(t, l.nodes[0].ns, func() { tx, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(src)) })
+	netnstest.In(t, l.nodes[0].ns, func() { tx, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(src)) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/netnstest"
 	"x0tta6bl4/internal/secfile"
 )
 
@@ -110,26 +111,7 @@ func requireNATLab(tb testing.TB) {
 	if raceEnabled {
 		tb.Skip("NAT traversal in real processes is not meaningful under the race detector")
 	}
-	var why string
-	if os.Geteuid() != 0 {
-		why = "needs root"
-	} else if _, err := os.Stat("/dev/net/tun"); err != nil {
-		why = "needs /dev/net/tun"
-	} else {
-		for _, tool := range []string{"ip", "nft", "conntrack"} {
-			if _, err := exec.LookPath(tool); err != nil {
-				why = "needs " + tool
-				break
-			}
-		}
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("NAT lab %s, and CI must run it", why)
-	}
-	tb.Skip("NAT lab " + why)
+	netnstest.Require(tb, "NAT lab", "/dev/net/tun", "nft", "conntrack")
 }
 
 type natLab struct {

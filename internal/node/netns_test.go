@@ -15,6 +15,7 @@ import (
 
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/netnstest"
 	"x0tta6bl4/internal/secfile"
 )
 
@@ -25,21 +26,7 @@ import (
 // requireRoot skips without root, except under CI, where a skip would hide that nothing ran.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	var why string
-	if os.Geteuid() != 0 {
-		why = "needs root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "needs iproute2 (ip)"
-	} else if _, err := os.Stat("/dev/net/tun"); err != nil {
-		why = "needs /dev/net/tun"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("netns test %s, and CI must run it", why)
-	}
-	t.Skip("netns test " + why)
+	netnstest.Require(t, "netns test", "/dev/net/tun")
 }
 
 type lab struct {
@@ -73,7 +60,7 @@ func newLab(t *testing.T, count int, links [][2]int) *lab {
 func newLabWith(t *testing.T, count int, links [][2]int, discover bool) *lab {
 	t.Helper()
 	requireRoot(t)
-	l := &lab{t: t, dir: t.TempDir(), tag: fmt.Sprintf("x6%d", os.Getpid()%100000), links: links, discover: discover}
+	l := &lab{t: t, dir: t.TempDir(), tag: netnstest.Tag("x6"), links: links, discover: discover}
 	now := time.Now()
 	caKey, err := identity.GenerateSigningKey()
 	if err != nil {
@@ -104,29 +91,20 @@ func newLabWith(t *testing.T, count int, links [][2]int, discover bool) *lab {
 		write(name+".crt", meshca.EncodeCertificatePEM(c), 0o644)
 		l.nodes = append(l.nodes, &labNode{name: name, ns: l.tag + name, cert: c, socket: filepath.Join(l.dir, name+".sock")})
 	}
-	t.Cleanup(l.cleanup)
 	for _, n := range l.nodes {
-		l.ip("netns", "add", n.ns)
-		l.ip("-n", n.ns, "link", "set", "lo", "up")
-		// No duplicate address detection on the lab's links: link-local addresses are usable at once.
-		for _, k := range []string{"all", "default"} {
-			if out, err := exec.Command("ip", "netns", "exec", n.ns, "sh", "-c",
-				"echo 0 > /proc/sys/net/ipv6/conf/"+k+"/accept_dad").CombinedOutput(); err != nil {
-				t.Fatalf("disable DAD: %v: %s", err, out)
-			}
-		}
+		netnstest.Namespace(t, n.ns)
 	}
 	for k, e := range links {
 		a, b := l.nodes[e[0]], l.nodes[e[1]]
 		va, vb := fmt.Sprintf("v%da", k), fmt.Sprintf("v%db", k)
-		l.ip("link", "add", l.tag+va, "type", "veth", "peer", "name", l.tag+vb)
-		l.ip("link", "set", l.tag+va, "netns", a.ns, "name", va)
-		l.ip("link", "set", l.tag+vb, "netns", b.ns, "name", vb)
+		netnstest.Veth(t, a.ns, va, b.ns, vb)
 		l.ip("-n", a.ns, "addr", "add", fmt.Sprintf("10.99.%d.1/30", k), "dev", va)
 		l.ip("-n", b.ns, "addr", "add", fmt.Sprintf("10.99.%d.2/30", k), "dev", vb)
 		l.ip("-n", a.ns, "link", "set", va, "up")
 		l.ip("-n", b.ns, "link", "set", vb, "up")
 	}
+	// Registered after the namespaces, so it runs first: the nodes stop before their namespaces go.
+	t.Cleanup(l.cleanup)
 	for i := range l.nodes {
 		l.startNode(i)
 	}
@@ -143,9 +121,7 @@ const labFirewall = `firewall:
 
 func (l *lab) ip(args ...string) {
 	l.t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
+	netnstest.IP(l.t, args...)
 }
 
 // startNode writes node i's configuration (the higher-numbered end of each link dials the lower one)
@@ -236,9 +212,6 @@ func (l *lab) cleanup() {
 				<-n.exited
 			}
 		}
-	}
-	for _, n := range l.nodes {
-		exec.Command("ip", "netns", "del", n.ns).Run()
 	}
 	if l.t.Failed() || os.Getenv("X0TTA6BL4_TEST_LOGS") != "" {
 		for _, n := range l.nodes {

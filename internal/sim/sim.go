@@ -125,6 +125,9 @@ type Config struct {
 	// Frame makes lying relays also under-report what their upstream relays hand them, by the
 	// fraction they drop, so that their neighbours seem to lose it.
 	Frame bool
+	// KernelFraction is the fraction of nodes, a fixed set per run, whose kernel counts their
+	// traffic (eBPF, docs/ebpf.md): their intervals carry kernel features (kernel.go). 0: none.
+	KernelFraction float64
 
 	// hideLabels applies every fault but labels all nodes Normal, and cpu replaces the CPU model:
 	// both only for the tests that check no feature is computed from the labels.
@@ -265,6 +268,9 @@ type Interval struct {
 	Labels []Kind                       // ground truth per node
 	Sent   int                          // data packets sent by all sources in the interval
 	Recv   int                          // delivered end to end
+	// Kernel holds each node's kernel features (telemetry.KernelFeatures), nil for a node without
+	// eBPF or without a report; Kernel itself is nil when no node has eBPF.
+	Kernel []map[string]float64
 }
 
 // Result is what a run produced.
@@ -346,6 +352,7 @@ type Sim struct {
 	checked []bool // per fault: relay victim confirmed
 	flows   []flow
 	st      []nodeState
+	kern    *kernels      // nil when no node has eBPF
 	elapsed time.Duration // since telemetry start
 	// intervals counts collected intervals (the windowed counters' ring position).
 	intervals int
@@ -424,6 +431,7 @@ func New(cfg Config) (*Sim, error) {
 		s.st[i].txTransit, s.st[i].txLie, s.st[i].rxTransit = make([]int, d), make([]int, d), make([]int, d)
 		s.st[i].txRing, s.st[i].rxRing = make([][Window]int, d), make([][Window]int, d)
 	}
+	s.kern = newKernels(cfg)
 	members := map[uint32][]int{}
 	for v, a := range s.Area {
 		members[a] = append(members[a], v)
@@ -864,12 +872,14 @@ func (s *Sim) step(pkts int) {
 		for hops := 0; alive > 0 && cur != f.dst; hops++ {
 			cs := &s.st[cur]
 			if hops > 64 {
+				s.kern.arrive(cur, alive)
 				cs.dropped += alive // hop limit
 				alive = 0
 				break
 			}
 			lied := 0 // dropped by a lying relay, which reports handing them on
 			if cur != f.src {
+				s.kern.arrive(cur, alive)
 				cs.transitIn += alive
 				cs.stepLoad += alive
 				d := s.binomialLoss(alive, cs.drop)
@@ -878,6 +888,8 @@ func (s *Sim) step(pkts int) {
 				cs.forwarded += alive
 				if cs.lies {
 					lied = d
+				} else {
+					s.kern.socketDrop(cur, d)
 				}
 			}
 			if alive == 0 && lied == 0 {
@@ -899,6 +911,7 @@ func (s *Sim) step(pkts int) {
 				cs.txTransit[ni] += alive
 				cs.txLie[ni] += lied
 			}
+			s.kern.send(cur, alive, lied)
 			if alive == 0 || !s.linkUsable(e, next) {
 				alive = 0
 				break
@@ -912,6 +925,7 @@ func (s *Sim) step(pkts int) {
 		if cur != f.dst {
 			alive = 0
 		}
+		s.kern.arrive(f.dst, alive)
 		src.ownRecv += alive
 		s.StepRecv += alive
 		s.FlowRecv[fi] = alive
@@ -968,6 +982,9 @@ func (s *Sim) RunInterval() Interval {
 func (s *Sim) collect() Interval {
 	n := s.cfg.Nodes
 	iv := Interval{X: make([][NumFeatures]float32, n), E: make([][][NumEdgeFeatures]float32, n), Labels: make([]Kind, n)}
+	if s.kern != nil {
+		iv.Kernel = make([]map[string]float64, n)
+	}
 	pos := s.intervals % Window
 	s.intervals++
 	for v := range n {
@@ -1027,6 +1044,7 @@ func (s *Sim) collect() Interval {
 			rx := st.rxTransit[i]
 			if st.lies && s.cfg.Frame {
 				rx = int(float64(rx) * (1 - st.drop))
+				s.kern.underRead(v, st.rxTransit[i]-rx)
 			}
 			st.txRing[i][pos], st.rxRing[i][pos] = tx, rx
 			var txW, rxW int
@@ -1072,6 +1090,9 @@ func (s *Sim) collect() Interval {
 		// node with less capacity (a weak relay) is busier for the same load.
 		busy := (st.hog + math.Min(float64(st.load), st.capacity)) / (st.hog + st.capacity)
 		x[FCPU] = float32(math.Max(0, math.Min(1, cpuModel(st, busy, s.rng))))
+		if iv.Kernel != nil {
+			iv.Kernel[v] = s.kern.sample(v, s.cfg.Interval)
+		}
 		s.resetCounters(st)
 	}
 	return iv

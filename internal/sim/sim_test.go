@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -205,6 +206,9 @@ func labelLeaks(t *testing.T, cfg Config) []string {
 					leaks[FeatureNames[j]] = true
 				}
 			}
+			if a.Intervals[i].Kernel != nil && !maps.Equal(a.Intervals[i].Kernel[v], b.Intervals[i].Kernel[v]) {
+				leaks["kernel features"] = true
+			}
 			for k := range a.Intervals[i].E[v] {
 				for j := range NumEdgeFeatures {
 					if a.Intervals[i].E[v][k][j] != b.Intervals[i].E[v][k][j] {
@@ -224,7 +228,7 @@ func labelLeaks(t *testing.T, cfg Config) []string {
 	return out
 }
 
-var leakConfig = Config{Nodes: 40, Seed: 5, Duration: 12 * time.Second, Transient: 0.5,
+var leakConfig = Config{Nodes: 40, Seed: 5, Duration: 12 * time.Second, Transient: 0.5, KernelFraction: 1,
 	Faults: []FaultSpec{{Blackhole, 1}, {GreyHole, 1}, {Crash, 1}, {Overload, 2}, {LinkDegradation, 1}, {Flapping, 1}}}
 
 // TestNoFeatureFromLabels: every feature is computed from what the faults do, none from the labels.

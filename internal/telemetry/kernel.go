@@ -53,8 +53,10 @@ type KernelCounters struct {
 	TCPRetransmits         uint64
 }
 
-// kernelFeatures computes the interval's kernel features, or nil when either end lacks them.
-func kernelFeatures(now, before *KernelCounters, secs float64) map[string]float64 {
+// KernelFeatures computes an interval's kernel features from the counters at its two ends, secs
+// apart, or nil when either end lacks them. Nodes and the simulator (internal/sim) both use it, so
+// simulated kernel evidence has exactly the definitions a real node reports.
+func KernelFeatures(now, before *KernelCounters, secs float64) map[string]float64 {
 	if now == nil || before == nil {
 		return nil
 	}

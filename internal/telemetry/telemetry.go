@@ -240,6 +240,6 @@ func (c *Collector) Add(s Sample) (v Vector, ok bool) {
 	if s.CPUs > 0 && n.CPUSeconds >= p.CPUSeconds {
 		x[FCPU] = max(0, min(1, (n.CPUSeconds-p.CPUSeconds)/secs/float64(s.CPUs)))
 	}
-	v.Kernel = kernelFeatures(s.Kernel, prev.Kernel, secs)
+	v.Kernel = KernelFeatures(s.Kernel, prev.Kernel, secs)
 	return v, true
 }

@@ -103,3 +103,14 @@ type Subscription struct {
 	GraceEndsAt time.Time `json:"grace_ends_at"`
 	Status      string    `json:"status"` // active, grace (renewals only), expired
 }
+
+// InvoiceList is GET /api/v1/billing/invoices: the newest invoices first (at most 200), without
+// their payments (GET /api/v1/billing/invoices/{id} has them).
+type InvoiceList struct {
+	Invoices []Invoice `json:"invoices"`
+}
+
+// SubscriptionList is GET /api/v1/billing/subscriptions: by account (at most 200).
+type SubscriptionList struct {
+	Subscriptions []Subscription `json:"subscriptions"`
+}

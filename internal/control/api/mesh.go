@@ -6,7 +6,9 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"x0tta6bl4/internal/identity"
@@ -47,6 +49,95 @@ type MeshReport struct {
 	// plane hands to the nodes that may reach it (GET /api/v1/mesh/records); absent before the
 	// node's first record, and when the control plane already has this one.
 	Record *SignedRecord `json:"record,omitempty"`
+	// Healing is the node's latest self-healing decisions (`x0tta6bl4 heal` on the node), oldest
+	// first, at most MaxHealingEntries; absent when they did not change since the node's last
+	// report, so the control plane keeps the journal it has.
+	Healing []HealingEntry `json:"healing,omitempty"`
+}
+
+// Bounds of a reported self-healing journal.
+const (
+	MaxHealingEntries  = 32  // decisions per report (the node keeps more; the newest are sent)
+	MaxHealingText     = 64  // bytes of a peer, a class or an evidence name
+	MaxHealingRule     = 160 // bytes of a rule (text, as the loop words it)
+	MaxHealingEvidence = 16  // evidence figures per decision
+)
+
+// HealingEntry is one decision of a node's self-healing loop: which neighbour it routed around
+// (penalise) or probed again (restore), by which rule, with the detector's class, confidence and
+// evidence.
+type HealingEntry struct {
+	Time       time.Time          `json:"time"`
+	Peer       string             `json:"peer"`   // node name, or key ID when the name is unknown
+	Action     string             `json:"action"` // penalise or restore
+	Rule       string             `json:"rule"`
+	Class      string             `json:"class"`
+	Confidence float64            `json:"confidence"` // 0 to 1
+	Evidence   map[string]float64 `json:"evidence,omitempty"`
+}
+
+// NodeHealing is GET /api/v1/nodes/{name}/healing: the latest journal the node reported.
+type NodeHealing struct {
+	Node       string         `json:"node"`
+	ReportedAt *time.Time     `json:"reported_at,omitempty"` // absent when the node never reported one
+	Entries    []HealingEntry `json:"entries"`
+}
+
+// ValidateHealing checks a reported journal: bounded counts and lengths, known actions, plain
+// characters, finite figures.
+func ValidateHealing(entries []HealingEntry) error {
+	if len(entries) > MaxHealingEntries {
+		return fmt.Errorf(": %d entries, at most %d", len(entries), MaxHealingEntries)
+	}
+	for i, e := range entries {
+		if e.Time.IsZero() {
+			return fmt.Errorf("[%d].time is missing", i)
+		}
+		if e.Action != "penalise" && e.Action != "restore" {
+			return fmt.Errorf("[%d].action %q: want penalise or restore", i, e.Action)
+		}
+		for field, v := range map[string]string{"peer": e.Peer, "class": e.Class} {
+			if !plainText(v) {
+				return fmt.Errorf("[%d].%s: at most %d bytes of a-z, A-Z, 0-9, '-', '_', '.', ':'", i, field, MaxHealingText)
+			}
+		}
+		if len(e.Rule) > MaxHealingRule || !utf8.ValidString(e.Rule) || strings.ContainsFunc(e.Rule, unicode.IsControl) {
+			return fmt.Errorf("[%d].rule: at most %d bytes of UTF-8 text without control characters", i, MaxHealingRule)
+		}
+		if e.Peer == "" {
+			return fmt.Errorf("[%d].peer is empty", i)
+		}
+		if math.IsNaN(e.Confidence) || e.Confidence < 0 || e.Confidence > 1 {
+			return fmt.Errorf("[%d].confidence must be between 0 and 1", i)
+		}
+		if len(e.Evidence) > MaxHealingEvidence {
+			return fmt.Errorf("[%d].evidence: %d figures, at most %d", i, len(e.Evidence), MaxHealingEvidence)
+		}
+		for k, v := range e.Evidence {
+			if k == "" || !plainText(k) {
+				return fmt.Errorf("[%d].evidence: name %q: at most %d bytes of a-z, A-Z, 0-9, '-', '_', '.', ':'", i, k, MaxHealingText)
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > MaxFeatureValue {
+				return fmt.Errorf("[%d].evidence[%s] must be a finite number of magnitude at most %g", i, k, MaxFeatureValue)
+			}
+		}
+	}
+	return nil
+}
+
+// plainText reports whether s is at most MaxHealingText bytes of the characters rule names,
+// classes, node names and key IDs use.
+func plainText(s string) bool {
+	if len(s) > MaxHealingText {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
 }
 
 // PeerReport is one link as its reporting end sees it.
@@ -144,6 +235,9 @@ func (r *MeshReport) Validate(self string) error {
 		if _, _, err := r.Record.Decode(); err != nil {
 			return fmt.Errorf("record: %w", err)
 		}
+	}
+	if err := ValidateHealing(r.Healing); err != nil {
+		return fmt.Errorf("healing%w", err)
 	}
 	for i, rt := range r.Routes {
 		if err := identity.ValidateNodeName(rt.Destination); err != nil {

@@ -43,6 +43,12 @@ func (a *API) Revoke(ctx context.Context, node string) (*api.RevokeResponse, err
 	return &out, a.do(ctx, http.MethodPost, "/api/v1/nodes/"+url.PathEscape(node)+"/revoke", nil, &out)
 }
 
+// NodeHealing returns the latest self-healing journal the node reported.
+func (a *API) NodeHealing(ctx context.Context, node string) (*api.NodeHealing, error) {
+	var out api.NodeHealing
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/nodes/"+url.PathEscape(node)+"/healing", nil, &out)
+}
+
 // CreateJoinToken creates a one-time join token.
 func (a *API) CreateJoinToken(ctx context.Context, req api.CreateJoinTokenRequest) (*api.JoinTokenCreated, error) {
 	var out api.JoinTokenCreated

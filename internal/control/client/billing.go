@@ -44,3 +44,15 @@ func (a *API) Subscription(ctx context.Context, account string) (*api.Subscripti
 	var out api.Subscription
 	return &out, a.do(ctx, http.MethodGet, "/api/v1/billing/subscriptions/"+url.PathEscape(account), nil, &out)
 }
+
+// Invoices lists the newest invoices (without their payments).
+func (a *API) Invoices(ctx context.Context) (*api.InvoiceList, error) {
+	var out api.InvoiceList
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/billing/invoices", nil, &out)
+}
+
+// Subscriptions lists subscriptions by account.
+func (a *API) Subscriptions(ctx context.Context) (*api.SubscriptionList, error) {
+	var out api.SubscriptionList
+	return &out, a.do(ctx, http.MethodGet, "/api/v1/billing/subscriptions", nil, &out)
+}

@@ -34,7 +34,7 @@ var restoreOrder = []string{
 	"audit_log", "mesh_records", "mesh_record_generation", "policies",
 	"billing_plans", "billing_invoices", "billing_payments", "billing_subscriptions", "billing_cursors",
 	"billing_join_tokens", "billing_nodes", "revocation_lists",
-	"gov_log", "gov_proposals", "gov_ballots",
+	"gov_log", "gov_proposals", "gov_ballots", "node_healing",
 }
 
 // dataTables must be empty for a restore: they hold what users and nodes created. The others hold

@@ -163,6 +163,24 @@ func (o Ops) InvoiceByID(ctx context.Context, id int64) (*Invoice, error) {
 	return i, nil
 }
 
+// ListInvoices returns the newest invoices first, at most limit (clamped to MaxList).
+func (o Ops) ListInvoices(ctx context.Context, limit int) ([]Invoice, error) {
+	rows, err := o.query(ctx, "SELECT "+invoiceCols+" FROM billing_invoices ORDER BY id DESC LIMIT ?", clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: list invoices: %w", err)
+	}
+	defer rows.Close()
+	var out []Invoice
+	for rows.Next() {
+		i, err := scanInvoice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list invoices: %w", err)
+		}
+		out = append(out, *i)
+	}
+	return out, rows.Err()
+}
+
 // MaxOpenInvoices bounds how many open invoices a payment is matched against.
 const MaxOpenInvoices = 10000
 
@@ -327,6 +345,26 @@ func (o Ops) SubscriptionOf(ctx context.Context, account string) (*Subscription,
 	}
 	s.ExpiresAt, s.UpdatedAt = fromMS(e), fromMS(u)
 	return &s, nil
+}
+
+// ListSubscriptions returns subscriptions by account name, at most limit (clamped to MaxList).
+func (o Ops) ListSubscriptions(ctx context.Context, limit int) ([]Subscription, error) {
+	rows, err := o.query(ctx, "SELECT account, plan_id, node_quota, expires_at, updated_at FROM billing_subscriptions ORDER BY account LIMIT ?", clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: list subscriptions: %w", err)
+	}
+	defer rows.Close()
+	var out []Subscription
+	for rows.Next() {
+		var s Subscription
+		var e, u int64
+		if err := rows.Scan(&s.Account, &s.PlanID, &s.NodeQuota, &e, &u); err != nil {
+			return nil, fmt.Errorf("store: list subscriptions: %w", err)
+		}
+		s.ExpiresAt, s.UpdatedAt = fromMS(e), fromMS(u)
+		out = append(out, s)
+	}
+	return out, rows.Err()
 }
 
 // ExtendSubscription adds a paid plan to an account: the subscription runs the plan's duration

@@ -231,6 +231,13 @@ var migrations = []string{
 		log_seq BIGINT NOT NULL,
 		PRIMARY KEY (proposal, voter)
 	);`,
+	// The latest self-healing journal each node reported: kept apart from mesh_reports so the
+	// mesh view, rebuilt from every report, does not read it.
+	`CREATE TABLE node_healing (
+		node_id BIGINT NOT NULL PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+		reported_at BIGINT NOT NULL,
+		journal TEXT NOT NULL
+	);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

@@ -69,6 +69,12 @@ var migrationSeeds = []struct {
 		},
 		counts: map[string]int{"gov_log": 1, "gov_proposals": 1, "gov_ballots": 1},
 	},
+	{ // 7
+		rows: []string{
+			`INSERT INTO node_healing (node_id, reported_at, journal) VALUES ((SELECT id FROM nodes WHERE name = 'n1'), 1, '[]')`,
+		},
+		counts: map[string]int{"node_healing": 1},
+	},
 }
 
 // TestMigrateForwardFromEveryVersion builds the database every earlier schema version left behind,

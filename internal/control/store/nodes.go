@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -339,6 +341,39 @@ func (o Ops) ListReports(ctx context.Context, limit int) ([]Report, error) {
 		return nil, fmt.Errorf("store: list reports: %w", err)
 	}
 	return out, nil
+}
+
+// Healing is the latest self-healing journal a node reported.
+type Healing struct {
+	NodeID     int64
+	ReportedAt time.Time
+	Journal    string // the validated entries, JSON
+}
+
+// PutHealing stores a node's journal, replacing the one it reported before.
+func (o Ops) PutHealing(ctx context.Context, h *Healing) error {
+	_, err := o.exec(ctx, `INSERT INTO node_healing (node_id, reported_at, journal) VALUES (?, ?, ?)
+		ON CONFLICT (node_id) DO UPDATE SET reported_at = excluded.reported_at, journal = excluded.journal`,
+		h.NodeID, ms(h.ReportedAt), h.Journal)
+	if err != nil {
+		return fmt.Errorf("store: put healing journal: %w", err)
+	}
+	return nil
+}
+
+// HealingOf returns the latest journal node nodeID reported, or ErrNotFound.
+func (o Ops) HealingOf(ctx context.Context, nodeID int64) (*Healing, error) {
+	h := Healing{NodeID: nodeID}
+	var at int64
+	err := o.queryRow(ctx, `SELECT reported_at, journal FROM node_healing WHERE node_id = ?`, nodeID).Scan(&at, &h.Journal)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read healing journal: %w", err)
+	}
+	h.ReportedAt = fromMS(at)
+	return &h, nil
 }
 
 // AuditEntry is one line of the audit log: who changed what.

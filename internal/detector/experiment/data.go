@@ -30,6 +30,9 @@ type DataConfig struct {
 	// SelfOnly drops the edge features (the per-link counters), leaving what each node reports
 	// about itself: the ablation of docs/intelligence.md.
 	SelfOnly bool
+	// KernelFraction is the fraction of each run's nodes with eBPF kernel counters
+	// (sim.Config.KernelFraction): their graphs' kernel blocks (detector.Graph.K) are present.
+	KernelFraction float64
 	// Progress, if set, is called after each run.
 	Progress func(done, total int)
 }
@@ -65,7 +68,7 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 	var out []detector.Graph
 	for i, seed := range dc.Seeds {
 		cfg := sim.Config{Nodes: dc.Nodes, Topology: dc.Topologies[i%len(dc.Topologies)], Seed: seed,
-			Duration: dc.Duration, Faults: dc.Faults}
+			Duration: dc.Duration, Faults: dc.Faults, KernelFraction: dc.KernelFraction}
 		pert := dc.Perturb
 		if dc.Randomise {
 			pert = randomise(&cfg, seed)
@@ -81,7 +84,9 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 		pert.apply(gs, seed)
 		for i := range gs {
 			if !dc.Raw {
+				k := gs[i].K
 				gs[i] = detector.Robust(&gs[i])
+				gs[i].K = k
 			}
 			if dc.SelfOnly {
 				gs[i].E = nil
@@ -146,6 +151,12 @@ func FromInterval(adj [][]int, iv *sim.Interval) detector.Graph {
 			links[i] = l
 		}
 		g.E[v] = links
+	}
+	if iv.Kernel != nil {
+		g.K = make([][detector.NumKernelInputs]float64, len(iv.X))
+		for v, k := range iv.Kernel {
+			g.K[v] = detector.KernelInputs(g.X[v], k)
+		}
 	}
 	return g
 }

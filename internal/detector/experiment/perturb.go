@@ -19,7 +19,9 @@ type Perturb struct {
 	// the control plane holds their previous interval's: late reports, or a reporter's skewed clock.
 	Late float64
 	// Noise is the relative standard deviation of multiplicative noise on every counter and RTT,
-	// and a fifth of it additive on probe loss.
+	// and a fifth of it additive on probe loss. It leaves the kernel blocks alone: their counters
+	// carry the simulator's own noise (internal/sim, kernel.go), and their ratios were taken on the
+	// node, from exact counts.
 	Noise float64
 }
 
@@ -44,6 +46,9 @@ func (p Perturb) apply(gs []detector.Graph, seed uint64) {
 				if l {
 					gs[i].X[v] = slices.Clone(gs[i-1].X[v])
 					gs[i].E[v] = cloneRows(gs[i-1].E[v])
+					if gs[i].K != nil {
+						gs[i].K[v] = gs[i-1].K[v]
+					}
 				}
 			}
 		}
@@ -83,6 +88,9 @@ func (p Perturb) apply(gs []detector.Graph, seed uint64) {
 				if g {
 					gs[i].X[v] = make([]float64, len(gs[i].X[v]))
 					gs[i].X[v][telemetry.FMissing] = 1
+					if gs[i].K != nil {
+						gs[i].K[v] = [detector.NumKernelInputs]float64{}
+					}
 					gs[i].E[v] = make([][]float64, len(gs[i].E[v]))
 					for k := range gs[i].E[v] {
 						gs[i].E[v][k] = make([]float64, telemetry.NumEdge)

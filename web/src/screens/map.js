@@ -1,12 +1,33 @@
-// The map screen: the topology, live from the server's event stream, and a list of nodes.
+// The map screen: the topology, live from the server's event stream (a snapshot, then diffs),
+// and a list of nodes.
 import { el, fmtTime } from "../dom.js";
-import { get } from "../api.js";
+import { get, APIError } from "../api.js";
 import { TopologyMap, nodeColor } from "../map.js";
 
 function render(main, ctx) {
+  // The stream opens first, so the server builds the snapshot while the map is being set up.
+  performance.mark("x6-topology-requested");
+  let es = null;
+  const pending = [];
+  let handle = (kind, data) => pending.push([kind, data]);
+  let retry = null;
+  function open() {
+    es = new EventSource("/api/v1/console/events");
+    es.addEventListener("snapshot", (ev) => handle("snapshot", ev.data));
+    es.addEventListener("diff", (ev) => handle("diff", ev.data));
+    es.addEventListener("error", () => {
+      live.textContent = "reconnecting…";
+      if (es.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+      // Refused (an ended session, too many streams): find out which, and try again later.
+      get("/api/v1/console/session").then(() => { retry = setTimeout(open, 5000); },
+        (e) => { if (e instanceof APIError && e.status === 401) ctx.expired(); else retry = setTimeout(open, 5000); });
+    });
+  }
+  const live = el("p", { class: "live", id: "map-live" }, "connecting…");
+  open();
+
   const container = el("div", { id: "map" });
   const counts = el("p", { id: "map-counts" });
-  const live = el("p", { class: "live", id: "map-live" }, "connecting…");
   const filter = el("input", { id: "node-filter", placeholder: "filter nodes", type: "search" });
   const list = el("ul", { class: "nodes", id: "node-list" });
   const legend = el("div", { class: "legend" },
@@ -22,57 +43,93 @@ function render(main, ctx) {
     el("aside", { class: "side" }, el("h1", {}, "Mesh"), counts, live, legend, filter, list)));
 
   const map = new TopologyMap(container, (name) => ctx.navigate(`#/node/${encodeURIComponent(name)}`));
+  performance.mark("x6-sigma-ready");
   // The graph on its element, for the browser tests to compare with the server's topology.
-  container.x6graph = map.graph;
+  Object.defineProperty(container, "x6graph", { get: () => map.graph });
   const items = new Map();
-  let es = null;
 
-  function apply(topo) {
-    map.update(topo);
-    const by = { online: 0, stale: 0, silent: 0, revoked: 0 };
-    const seen = new Set();
-    for (const n of topo.nodes) {
-      by[n.status] = (by[n.status] || 0) + 1;
-      seen.add(n.name);
-      let li = items.get(n.name);
-      if (!li) {
-        const dot = el("span", { class: "dot" });
-        const link = el("a", { href: `#/node/${encodeURIComponent(n.name)}` }, n.name);
-        const st = el("span", { class: "note" });
-        li = el("li", { dataset: { node: n.name } }, dot, link, " ", st);
-        li._dot = dot;
-        li._st = st;
-        items.set(n.name, li);
-        list.appendChild(li);
+  function item(name) {
+    let li = items.get(name);
+    if (!li) {
+      const dot = el("span", { class: "dot" });
+      const link = el("a", { href: `#/node/${encodeURIComponent(name)}` }, name);
+      const st = el("span", { class: "note" });
+      li = el("li", { dataset: { node: name } }, dot, link, " ", st);
+      li._dot = dot;
+      li._st = st;
+      items.set(name, li);
+    }
+    return li;
+  }
+
+  // updateList brings the side list up to date with the named nodes (all of them: null).
+  function updateList(names) {
+    const fresh = document.createDocumentFragment();
+    for (const name of names || map.nodes.keys()) {
+      const n = map.nodes.get(name);
+      if (!n) {
+        const li = items.get(name);
+        if (li) { li.remove(); items.delete(name); }
+        continue;
       }
+      const known = items.has(name);
+      const li = item(name);
+      if (!known) fresh.appendChild(li);
       li.dataset.status = n.status;
       li._dot.style.background = nodeColor(n);
       li._st.textContent = n.status + (typeof n.score === "number" ? ` · score ${n.score.toFixed(2)}` : "");
-      li.hidden = filter.value !== "" && !n.name.includes(filter.value);
+      li.hidden = filter.value !== "" && !name.includes(filter.value);
     }
-    for (const [name, li] of items) if (!seen.has(name)) { li.remove(); items.delete(name); }
-    counts.textContent = `${topo.nodes.length} nodes (${by.online} online, ${by.stale} stale, ${by.silent} silent, ${by.revoked} revoked), ${topo.links.length} links`;
+    list.appendChild(fresh);
+    const by = { online: 0, stale: 0, silent: 0, revoked: 0 };
+    for (const n of map.nodes.values()) by[n.status] = (by[n.status] || 0) + 1;
+    counts.textContent = `${map.nodes.size} nodes (${by.online} online, ${by.stale} stale, ${by.silent} silent, ${by.revoked} revoked), ${map.graph.size} links`;
     container.dataset.nodes = String(map.graph.order);
     container.dataset.links = String(map.graph.size);
-    live.textContent = `live · ${fmtTime(topo.generated_at)}`;
   }
+
+  function fillList() {
+    for (const name of [...items.keys()]) if (!map.nodes.has(name)) updateList([name]);
+    updateList(null);
+  }
+
+  let painted = false;
+  handle = (kind, data) => {
+    const doc = JSON.parse(data);
+    if (kind === "snapshot") {
+      if (!painted) {
+        performance.mark("x6-topology-fetched");
+        map.sigma.once("beforeRender", () => performance.mark("x6-graph-built"));
+        map.sigma.once("afterRender", () => {
+          performance.mark("x6-map-rendered");
+          // The next frame starts once the drawn one is on screen.
+          requestAnimationFrame(() => {
+            performance.mark("x6-map-painted");
+            container.dataset.painted = "true";
+            setTimeout(fillList, 0);
+          });
+        });
+      }
+      map.load(doc);
+      // Drawn even when nothing changed the graph (an empty mesh).
+      map.sigma.scheduleRender();
+      // The list comes after the map's first picture (it is not needed for it); after a
+      // reconnection's snapshot, it is filled again at once.
+      if (painted) setTimeout(fillList, 0);
+      painted = true;
+    } else {
+      map.applyDiff(doc);
+      updateList([...(doc.nodes || []).map((n) => n[0]), ...(doc.gone || [])]);
+    }
+    live.textContent = `live · ${fmtTime(doc.at)}`;
+  };
+  for (const [kind, data] of pending.splice(0)) handle(kind, data);
 
   filter.addEventListener("input", () => {
     for (const [name, li] of items) li.hidden = filter.value !== "" && !name.includes(filter.value);
   });
 
-  ctx.onLeave(() => { if (es) es.close(); map.kill(); });
-  return get("/api/v1/console/topology").then((topo) => {
-    performance.mark("x6-topology-fetched");
-    apply(topo);
-    requestAnimationFrame(() => {
-      performance.mark("x6-map-painted");
-      container.dataset.painted = "true";
-    });
-    es = new EventSource("/api/v1/console/events");
-    es.addEventListener("topology", (ev) => apply(JSON.parse(ev.data)));
-    es.addEventListener("error", () => { live.textContent = "reconnecting…"; });
-  });
+  ctx.onLeave(() => { clearTimeout(retry); if (es) es.close(); map.kill(); });
 }
 
 export const mapScreen = { id: "map", title: "Map", role: "viewer", nav: true, render };

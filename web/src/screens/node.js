@@ -1,4 +1,4 @@
-// The node page: status, peers with link metrics, routes, the detector's judgement with the
+// The node page: status, peers with link metrics, routes, the self-healing journal, the detector's judgement with the
 // neighbours that weighed most, the certificate, and (admins) revocation.
 import { el, table, fmtTime, fmtNum } from "../dom.js";
 import { get, post, APIError } from "../api.js";
@@ -14,9 +14,10 @@ async function optional(p) {
 async function render(main, ctx) {
   const name = ctx.args[0] || "";
   const q = encodeURIComponent(name);
-  const [node, keys, status, peers, routes, pred] = await Promise.all([
+  const [node, keys, status, peers, routes, pred, healing] = await Promise.all([
     get(`/api/v1/nodes/${q}`), optional(`/api/v1/nodes/${q}/keys`), get("/api/v1/mesh/status"),
     get("/api/v1/mesh/peers"), get("/api/v1/mesh/routes"), optional(`/api/v1/ai/predict/${q}`),
+    get(`/api/v1/nodes/${q}/healing`),
   ]);
   const ms = status.nodes.find((n) => n.name === name) || {};
   main.appendChild(el("h1", {}, "Node ", el("span", { id: "node-name" }, name)));
@@ -68,7 +69,15 @@ async function render(main, ctx) {
   }
 
   main.appendChild(el("h2", {}, "Self-healing journal"));
-  main.appendChild(el("p", { class: "note" }, "Nodes keep their healing decisions locally (x0tta6bl4 heal on the node); reports do not carry them to the control plane yet."));
+  if (healing.entries.length === 0) {
+    main.appendChild(el("p", { class: "note", id: "healing-none" }, "No healing decision reported: the node has not routed around a neighbour since it started (or reports no journal)."));
+  } else {
+    main.appendChild(el("p", { class: "note" }, `The node's latest decisions, newest first, as reported ${fmtTime(healing.reported_at)}.`));
+    main.appendChild(el("div", { id: "healing" }, table(["time", "neighbour", "action", "class", "confidence", "rule", "evidence"],
+      healing.entries.slice().reverse().map((e) => [fmtTime(e.time), el("a", { href: `#/node/${encodeURIComponent(e.peer)}` }, e.peer),
+        el("strong", {}, e.action), e.class, fmtNum(e.confidence, 3), e.rule,
+        Object.entries(e.evidence || {}).map(([k, v]) => `${k} ${fmtNum(v, 4)}`).join(", ")]))));
+  }
 
   main.appendChild(el("h2", {}, "Certificate"));
   const k = keys.unavailable ? {} : keys;
