@@ -22,7 +22,7 @@ import (
 
 // runSim runs the mesh simulator and prints a summary.
 func runSim(e *env, args []string) error {
-	fs := newFlags(e, "sim", "[--nodes 100] [--area-size 0] [--topology geometric|grid|scalefree] [--seed 1] [--faults blackhole:3,...] [--duration 60s]")
+	fs := newFlags(e, "sim", "[--nodes 100] [--area-size 0] [--restarts 0] [--topology geometric|grid|scalefree] [--seed 1] [--faults blackhole:3,...] [--duration 60s]")
 	nodes := fs.Int("nodes", 100, fmt.Sprintf("number of nodes (2–%d; above 4096 with --area-size)", sim.MaxNodes))
 	areaSize := fs.Int("area-size", 0, "split the mesh into routing areas of about this many nodes (0: one area); level 2 then runs and 200 cross-area pairs are routed and checked; telemetry flows stay inside areas")
 	topo := fs.String("topology", sim.Geometric, "geometric, grid or scalefree")
@@ -31,6 +31,7 @@ func runSim(e *env, args []string) error {
 	dur := fs.Duration("duration", 60*time.Second, "virtual time of telemetry after the cold start")
 	heal := fs.String("heal", "", "model file: run the MAPE-K loop with this detector and report MTTD/MTTR (one blackhole or greyhole fault)")
 	lossless := fs.Bool("lossless", false, "healthy links lose nothing (default: 0–1 % each)")
+	restarts := fs.Int("restarts", 0, "after the cold start, restart this many nodes (not gateways) one at a time and report what each restart cost")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -43,7 +44,7 @@ func runSim(e *env, args []string) error {
 	}
 	start := time.Now()
 	bar := newBar(e.stderr, "simulating")
-	r, err := sim.Run(sim.Config{Nodes: *nodes, Topology: *topo, Seed: *seed, Duration: *dur, Faults: fl, Progress: bar.set, NoBackgroundLoss: *lossless, AreaSize: *areaSize})
+	r, err := sim.Run(sim.Config{Nodes: *nodes, Topology: *topo, Seed: *seed, Duration: *dur, Faults: fl, Progress: bar.set, NoBackgroundLoss: *lossless, AreaSize: *areaSize, Restarts: *restarts})
 	bar.done()
 	if err != nil {
 		return err

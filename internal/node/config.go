@@ -38,6 +38,9 @@ type File struct {
 	// RoutingArea: the node's routing area (docs/routing.md, Areas); 0, the default, for a mesh that
 	// is one area.
 	RoutingArea uint32 `yaml:"routing_area,omitempty"`
+	// RoutingGateway: run level 2 and carry traffic between this area and the others
+	// (docs/routing.md, "Level 2"); needs routing_area.
+	RoutingGateway bool `yaml:"routing_gateway,omitempty"`
 	// Punch: make direct links, through NATs, to nodes learnt from routing (default true).
 	Punch    *bool           `yaml:"punch,omitempty"`
 	Link     LinkFile        `yaml:"link,omitempty"`
@@ -252,6 +255,13 @@ func (f *File) options() (Options, error) {
 	o.Discovery = f.Discovery
 	o.NoTransit = f.Relay != nil && !*f.Relay
 	o.RoutingArea = f.RoutingArea
+	o.RoutingGateway = f.RoutingGateway
+	switch {
+	case o.RoutingGateway && o.RoutingArea == 0:
+		return o, errors.New("node: routing_gateway needs a routing_area other than 0")
+	case o.RoutingGateway && o.NoTransit:
+		return o, errors.New("node: routing_gateway relays between areas: it cannot have relay: false")
+	}
 	o.NoPunch = f.Punch != nil && !*f.Punch
 	o.EBPF = f.EBPF.Enabled
 	o.ProbeInterval, o.DeadAfter = f.Link.ProbeInterval, f.Link.DeadAfter

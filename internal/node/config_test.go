@@ -69,6 +69,10 @@ firewall:
 	if o, err := LoadConfig(path); err != nil || o.RoutingArea != 7 {
 		t.Errorf("routing_area 7: %v, area %d", err, o.RoutingArea)
 	}
+	os.WriteFile(path, []byte(good+"routing_area: 7\nrouting_gateway: true\n"), 0o644)
+	if o, err := LoadConfig(path); err != nil || !o.RoutingGateway {
+		t.Errorf("routing_gateway: %v, gateway %v", err, o.RoutingGateway)
+	}
 
 	tests := []struct{ name, yaml, want string }{
 		{"unknown key", good + "bogus: 1\n", "bogus"},
@@ -83,6 +87,8 @@ firewall:
 		{"bad peer address", strings.Replace(good, `"127.0.0.1:7947"`, `"x"`, 1), "peer 0 address"},
 		{"bad firewall rule", strings.Replace(good, "proto: icmp", "proto: sctp", 1), "sctp"},
 		{"bad log level", good + "log_level: loud\n", "log_level"},
+		{"gateway without area", good + "routing_gateway: true\n", "routing_gateway needs a routing_area"},
+		{"gateway not relaying", good + "routing_area: 3\nrouting_gateway: true\nrelay: false\n", "cannot have relay: false"},
 	}
 	for _, tt := range tests {
 		os.WriteFile(path, []byte(tt.yaml), 0o644)

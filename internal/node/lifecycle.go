@@ -170,6 +170,9 @@ func (n *Node) linkUpLocked(now time.Time, t *tunnel) {
 	}
 	t.mon = linkmon.New(linkmon.Config{ProbeInterval: n.opts.ProbeInterval, DeadAfter: n.opts.DeadAfter}, now)
 	n.router.LinkUp(now, t.id, routing.Metrics{})
+	if n.l2 != nil {
+		n.sendLevel2Hello(now, t)
+	}
 	n.log.Info("link up", "peer", t.peer().Name, "addr", t.remoteAddr())
 	n.flushRoutingLocked(now)
 }
@@ -177,6 +180,10 @@ func (n *Node) linkUpLocked(now time.Time, t *tunnel) {
 func (n *Node) linkDownLocked(now time.Time, t *tunnel, why string) {
 	t.up = false
 	n.router.LinkDown(now, t.id)
+	if n.l2 != nil {
+		delete(n.l2.hello, t.id)
+		n.reconcileLevel2Locked(now)
+	}
 	n.log.Info("link down", "peer", t.peer().Name, "why", why)
 	n.flushRoutingLocked(now)
 }
@@ -277,6 +284,7 @@ func (n *Node) tick(now time.Time) {
 	n.tickGovernanceLocked(now)
 	n.router.Tick(now)
 	n.flushRoutingLocked(now)
+	n.tickLevel2Locked(now)
 }
 
 func (n *Node) tickLinkLocked(now time.Time, t *tunnel) {
@@ -354,6 +362,12 @@ func (n *Node) flushRoutingLocked(now time.Time) {
 	if g := n.router.Generation(); g != n.gen || n.dirty {
 		n.gen, n.dirty = g, false
 		n.rebuildFIBLocked()
+		if n.l2 != nil {
+			n.reconcileLevel2Locked(now)
+			n.flushLevel2Locked(now)
+		} else {
+			n.pushProofsLocked(now)
+		}
 	}
 }
 
@@ -376,6 +390,7 @@ func (n *Node) rebuildFIBLocked() {
 			f.byAddr[t.addr] = fibEntry{id: id, cert: t.peer(), nextHop: t, direct: true, hops: 1}
 		}
 	}
+	n.addLevel2RoutesLocked(f)
 	n.fib.Store(f)
 	n.stats.routeChanges.Add(1)
 }

@@ -49,6 +49,9 @@ type Node struct {
 	linkHS         *handshake.Machine
 	e2eHS          *handshake.Machine
 	router         *routing.Router
+	l2             *level2                    // a gateway's level 2 (level2.go), nil on other nodes
+	remote         map[netip.Addr]*remoteDest // destination proofs of other areas (level2.go)
+	ownProof       ownProof                   // the node's own destination proof (level2.go)
 	links          map[routing.NodeID]*tunnel
 	e2e            map[netip.Addr]*tunnel
 	gen            uint64 // router generation the forwarding table was built from
@@ -79,6 +82,11 @@ type Node struct {
 // fib is the forwarding table: for every reachable node, the neighbour to hand its packets to.
 type fib struct {
 	byAddr map[netip.Addr]fibEntry
+	// Level 2 (level2.go): on a node of an area, the link towards its nearest gateway, where what
+	// the area does not hold goes (nil: none); on a gateway, level2 is set and such packets go by
+	// level 2 instead.
+	dflt   *tunnel
+	level2 bool
 }
 
 type fibEntry struct {
@@ -86,6 +94,7 @@ type fibEntry struct {
 	cert    *meshca.Certificate
 	nextHop *tunnel // the link tunnel of the next hop
 	direct  bool    // the destination is the neighbour itself
+	level2  bool    // (relayEntry only) a gateway carries it by level 2: nextHop is nil
 	hops    int
 	cost    uint64
 }
@@ -143,7 +152,11 @@ func New(opts Options) (*Node, error) {
 	}
 	// The incarnation tells peers that this process is not the one they had sessions with.
 	if n.router, err = routing.New(routing.Config{Key: opts.Key.Sign, Certificate: opts.Cert, Verifier: verifier,
-		Incarnation: uint64(now.UnixNano()), NoTransit: opts.NoTransit, Area: opts.RoutingArea, MaxOriginationHold: maxOriginationHold}); err != nil {
+		Incarnation: uint64(now.UnixNano()), NoTransit: opts.NoTransit, Area: opts.RoutingArea, Gateway: opts.RoutingGateway,
+		MaxOriginationHold: maxOriginationHold}); err != nil {
+		return nil, err
+	}
+	if err := n.initLevel2(now); err != nil {
 		return nil, err
 	}
 	if err := n.initGovernance(now); err != nil {

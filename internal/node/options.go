@@ -54,6 +54,10 @@ type Options struct {
 	// RoutingArea is the node's routing area (docs/routing.md, Areas): it floods and accepts
 	// link-state records only of this area, and routes only inside it. 0 is a mesh of one area.
 	RoutingArea uint32
+	// RoutingGateway makes the node a gateway of its area (docs/routing.md, "Level 2"; docs/node.md,
+	// "Areas and gateways"): it runs a level-2 router next to its level-1 one and carries traffic
+	// between its area and the others. It needs a RoutingArea other than 0 and relaying (not NoTransit).
+	RoutingGateway bool
 	// NoPunch stops the node from making direct links to nodes it learns of through routing
 	// (docs/connectivity.md); it then links only to configured and discovered peers.
 	NoPunch bool
@@ -129,6 +133,12 @@ func (o *Options) check() error {
 	case DeviceNone, DeviceNetstack, DeviceTUN:
 	default:
 		return fmt.Errorf("node: device mode %q: use none, netstack or tun", o.Device)
+	}
+	switch {
+	case o.RoutingGateway && o.RoutingArea == 0:
+		return errors.New("node: routing_gateway needs a routing_area other than 0")
+	case o.RoutingGateway && o.NoTransit:
+		return errors.New("node: a routing_gateway relays between areas: it cannot have relay: false")
 	}
 	if o.Device == DeviceTUN && o.DeviceName == "" {
 		o.DeviceName = "x6l0"

@@ -94,6 +94,10 @@ func (n *Node) handleTransit(now time.Time, from netip.AddrPort, pkt []byte, o *
 	if !ok {
 		return
 	}
+	if e.level2 {
+		n.forwardLevel2(now, encapTransit, head, inner)
+		return
+	}
 	var sent bool
 	if rx != nil {
 		sent = rx.tx.addTransit(now, e.nextHop, head, inner)
@@ -231,12 +235,18 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 		n.countRoutedError(err)
 		return
 	}
-	// Handshake initiation, response and cookie reply, unknown-session notices and punch messages.
-	if (payload[0] < 1 || payload[0] > 3) && payload[0] != session.TypeUnknownSession && payload[0] != punchTypeByte {
+	// Handshake initiation, response and cookie reply, unknown-session notices, punch messages and
+	// level 2's messages, proofs and encapsulated packets (level2.go).
+	isLevel2 := payload[0] >= l2PayloadMessage && payload[0] <= l2PayloadEncap
+	if (payload[0] < 1 || payload[0] > 3) && payload[0] != session.TypeUnknownSession && payload[0] != punchTypeByte && !isLevel2 {
 		n.stats.dropMalformed.Add(1)
 		return
 	}
 	if h.Dst == n.addr {
+		if isLevel2 {
+			n.handleLevel2Payload(now, via, h.Src, payload, rx)
+			return
+		}
 		switch payload[0] {
 		case session.TypeUnknownSession:
 			n.handleNotice(now, h.Src, payload)
@@ -253,6 +263,10 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 	}
 	e, ok := n.relayEntry(frame, h.Dst, via)
 	if !ok {
+		return
+	}
+	if e.level2 {
+		n.forwardLevel2(now, encapRouted, frame[:overlay.RoutedHeaderSize], payload)
 		return
 	}
 	if rx != nil {
@@ -283,7 +297,17 @@ func (n *Node) relayEntry(head []byte, dst netip.Addr, via *tunnel) (fibEntry, b
 		n.stats.dropHopLimit.Add(1)
 		return fibEntry{}, false
 	}
-	e, ok := n.fib.Load().byAddr[dst]
+	f := n.fib.Load()
+	e, ok := f.byAddr[dst]
+	if !ok {
+		// Not of this area: to the nearest gateway, or, at a gateway, by level 2 (level2.go).
+		switch {
+		case f.level2:
+			return fibEntry{level2: true}, true
+		case f.dflt != nil:
+			e, ok = fibEntry{nextHop: f.dflt}, true
+		}
+	}
 	if !ok || e.nextHop == via {
 		n.stats.dropNoRoute.Add(1)
 		return fibEntry{}, false

@@ -34,6 +34,9 @@ type counters struct {
 	punchFailed, punchLimited  atomic.Uint64
 	// Bytes of the packets sent from the device: to a neighbour directly, or through relays.
 	sentDirectBytes, sentRelayedBytes atomic.Uint64
+	// Level 2 (level2.go): packets a gateway carried towards another area's gateway or handed, at
+	// the destination's area, to level 1.
+	level2Forwarded atomic.Uint64
 }
 
 // Stats is a snapshot of the counters.
@@ -60,6 +63,7 @@ type Stats struct {
 	PunchAttempts, PunchDirect             uint64
 	PunchFailed, PunchLimited              uint64
 	SentDirectBytes, SentRelayedBytes      uint64
+	Level2Forwarded                        uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -82,5 +86,6 @@ func (c *counters) snapshot() Stats {
 		PunchAttempts: c.punchAttempts.Load(), PunchDirect: c.punchDirect.Load(),
 		PunchFailed: c.punchFailed.Load(), PunchLimited: c.punchLimited.Load(),
 		SentDirectBytes: c.sentDirectBytes.Load(), SentRelayedBytes: c.sentRelayedBytes.Load(),
+		Level2Forwarded: c.level2Forwarded.Load(),
 	}
 }

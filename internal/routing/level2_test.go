@@ -175,20 +175,25 @@ func TestLevelsDoNotMix(t *testing.T) {
 	}
 }
 
-// certMessages counts the record messages that carry a certificate.
-func certMessages(m *mesh) *int {
-	n := new(int)
+// recordMessages counts the record messages, and those that carry a certificate.
+func recordMessages(m *mesh) (records, certs *int) {
+	records, certs = new(int), new(int)
 	m.drop = func(_, _ NodeID, msg []byte) bool {
-		if len(msg) > 1 && msg[0] == MsgRecord && msg[1]&flagCertificate != 0 {
-			*n++
+		if len(msg) > 1 && msg[0] == MsgRecord {
+			*records++
+			if msg[1]&flagCertificate != 0 {
+				*certs++
+			}
 		}
 		return false
 	}
-	return n
+	return records, certs
 }
 
-// In a clique of level-2 routers every router receives each other originator's certificate once,
-// on its own request, although every neighbour floods it the record; level 1 still attaches it.
+// In a clique of level-2 routers every router receives each other originator's record, and its
+// certificate, once: records are offered, and asked for (with the certificate when the router
+// holds nothing of that originator) by one neighbour each. Level 1 floods records and attaches
+// certificates as before.
 func TestLevel2CertificateOncePerOriginator(t *testing.T) {
 	f := getFixture(t)
 	const n = 4
@@ -198,14 +203,14 @@ func TestLevel2CertificateOncePerOriginator(t *testing.T) {
 			rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Level2 = 2, level2 }))
 		}
 		m := newMesh(t, f.now, rs...)
-		certs := certMessages(m)
+		records, certs := recordMessages(m)
 		for i := range rs {
 			for _, s := range rs[i+1:] {
 				m.connect(rs[i], s, fast)
 			}
 		}
 		m.advance(2*time.Second, 10*time.Millisecond)
-		var requests, answers uint64
+		var requests, answers, offered uint64
 		for _, r := range rs {
 			for _, o := range rs {
 				if r.Record(o.ID()) == nil {
@@ -214,12 +219,13 @@ func TestLevel2CertificateOncePerOriginator(t *testing.T) {
 			}
 			requests += r.Stats().CertRequests
 			answers += r.Stats().CertAnswers
+			offered += r.Stats().Offered
 		}
 		switch {
-		case level2 && (requests != n*(n-1) || answers != n*(n-1) || *certs != n*(n-1)):
-			t.Fatalf("level 2: %d requests, %d answers, %d certificates sent; want %d each", requests, answers, *certs, n*(n-1))
-		case !level2 && (requests != 0 || answers != 0 || *certs < n*(n-1)):
-			t.Fatalf("level 1: %d requests, %d answers, %d certificates sent", requests, answers, *certs)
+		case level2 && (*records != n*(n-1) || *certs != n*(n-1) || offered == 0):
+			t.Fatalf("level 2: %d records, %d certificates sent, %d offered; want %d records and certificates", *records, *certs, offered, n*(n-1))
+		case !level2 && (requests != 0 || answers != 0 || offered != 0 || *certs < n*(n-1)):
+			t.Fatalf("level 1: %d requests, %d answers, %d offers, %d certificates sent", requests, answers, offered, *certs)
 		}
 	}
 }

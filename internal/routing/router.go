@@ -130,6 +130,8 @@ type Stats struct {
 	NeedCertificate uint64 // sent without a certificate the router lacks: dropped unacknowledged
 	CertRequests    uint64 // level 2: certificates asked for
 	CertAnswers     uint64 // level 2: certificates sent on request
+	Offered         uint64 // level 2: records offered instead of sent
+	Requested       uint64 // level 2: offered records asked for
 	TableFull       uint64 // new originator refused because the LSDB is full
 	Malformed       uint64
 	BadSignature    uint64
@@ -183,12 +185,16 @@ type neighbour struct {
 	sent        []*lsa
 	outstanding int
 
-	acks  []entry   // acknowledgements to send
-	ackBy time.Time // when the oldest of them must go
+	acks   []entry   // acknowledgements to send
+	offers []entry   // level 2: records to offer it (sent with the acknowledgements)
+	ackBy  time.Time // when the oldest of them must go
 
 	// certSent: level 2, when a certificate went to it on request, by originator, so that requests
 	// are answered at most once per retransmission timeout (at most MaxNodes entries).
 	certSent map[NodeID]time.Time
+	// answered: level 2, when a record went to it on request, by originator, so that requests are
+	// answered at most once per retransmission timeout (at most MaxNodes entries).
+	answered map[NodeID]time.Time
 }
 
 // Router is one node's link-state routing core. It is not safe for concurrent use.
@@ -246,6 +252,16 @@ type Router struct {
 	// certWanted: level 2, the certificates asked for and until when the request stands, so that
 	// copies arriving meanwhile from other neighbours ask nobody else (at most MaxNodes entries).
 	certWanted map[meshca.Fingerprint]time.Time
+	// waiting: level 2, the records asked for after an offer, by originator, with the neighbours
+	// that offered the same version meanwhile (at most MaxNodes entries).
+	waiting map[NodeID]*offerWait
+}
+
+// offerWait is a record a level-2 router asked a neighbour for.
+type offerWait struct {
+	seq  uint64
+	due  time.Time // until then, offers of it from other neighbours ask nobody else
+	from []NodeID  // neighbours that offered this version
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -332,7 +348,7 @@ func (r *Router) LinkUp(now time.Time, id NodeID, m Metrics) {
 	nb.metrics = m
 	nb.rto = rto(m.RTT)
 	nb.rxmtDue, nb.outstanding, nb.sent = time.Time{}, 0, nil
-	nb.acks = nil
+	nb.acks, nb.offers = nil, nil
 	delete(r.byAdj, nb.adj)
 	r.nextAdj++
 	nb.adj = r.nextAdj
@@ -430,6 +446,14 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 		return r.handleRecord(now, nb, m.cert, m.record)
 	case MsgCertRequest:
 		r.handleCertRequest(now, nb, m.lo, m.certFP)
+	case MsgOffer:
+		if r.cfg.Level2 {
+			r.handleOffer(now, nb, m.entries)
+		}
+	case MsgRequest, MsgRequestCert:
+		if r.cfg.Level2 {
+			r.handleRequest(now, nb, m.entries, m.typ == MsgRequestCert)
+		}
 	case MsgAck:
 		// Look the entries up a chunk at a time before touching them: independent lookups let the
 		// processor overlap their cache misses.
@@ -464,14 +488,19 @@ func (r *Router) ack(nb *neighbour, origin NodeID, seq uint64) {
 		r.stats.AcksDropped++
 		return
 	}
-	if len(nb.acks) == 0 {
+	r.queueEntry(nb, &nb.acks, entry{origin, seq})
+}
+
+// queueEntry queues an acknowledgement or an offer for nb; both wait up to ackDelay to be batched.
+func (r *Router) queueEntry(nb *neighbour, list *[]entry, e entry) {
+	if len(nb.acks) == 0 && len(nb.offers) == 0 {
 		nb.ackBy = r.now.Add(ackDelay)
 		r.lowerNbDue(nb.ackBy)
 		if r.acksDue.IsZero() || nb.ackBy.Before(r.acksDue) {
 			r.acksDue = nb.ackBy
 		}
 	}
-	nb.acks = append(nb.acks, entry{origin, seq})
+	*list = append(*list, e)
 }
 
 // neighbour returns the up neighbour id, or nil. With a few neighbours a scan of their IDs, which sit
@@ -701,15 +730,109 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 		r.nextExpiry = rec.Expires
 	}
 	r.stats.Accepted++
+	var offeredBy []NodeID // level 2: neighbours that offered this version while it was asked for
+	if w := r.waiting[rec.Origin]; w != nil {
+		if w.seq == rec.Seq {
+			offeredBy = w.from
+		}
+		delete(r.waiting, rec.Origin)
+	}
 	for _, nb := range r.nbl {
 		switch {
 		case nb == from:
 			r.addHolder(l, nb.adj)
 		case nb.id == rec.Origin, !r.floodsTo(nb):
 			// The originator has it (or something newer); a neighbour of another area refuses it.
+		case slices.Contains(offeredBy, nb.id):
+			r.addHolder(l, nb.adj) // it has it: acknowledge its offer instead of offering it back
+			r.ack(nb, rec.Origin, rec.Seq)
+		case r.cfg.Level2:
+			r.offerRecord(nb, l, now)
 		default:
 			r.sendRecord(nb, l, now, false)
 		}
+	}
+}
+
+// offerRecord offers l to nb (level 2): nb asks for it if it lacks it and acknowledges it if not.
+// It stays outstanding as a sent record does, so that a lost offer, request or answer ends in the
+// record itself being sent when the retransmission timer fires.
+func (r *Router) offerRecord(nb *neighbour, l *lsa, now time.Time) {
+	due := now.Add(nb.rto + 2*ackDelay) // the offer and the acknowledgement each wait to be batched
+	r.setPending(l, nb, due)
+	if nb.rxmtDue.IsZero() || due.Before(nb.rxmtDue) {
+		nb.rxmtDue = due
+		r.lowerNbDue(due)
+	}
+	if len(nb.offers) >= maxPendingAcks {
+		return // sent whole when the timer fires
+	}
+	r.stats.Offered++
+	r.queueEntry(nb, &nb.offers, entry{l.origin, l.seq})
+}
+
+// handleOffer asks nb for the offered records the router lacks, unless it asked another neighbour
+// for the same version less than a retransmission timeout ago, and acknowledges those it holds.
+func (r *Router) handleOffer(now time.Time, nb *neighbour, es []entry) {
+	var req, reqCert []entry // the second for originators it holds no record of, so no certificate
+	for _, e := range es {
+		l := r.lsdb.get(e.origin)
+		if l != nil && l.seq >= e.seq {
+			r.ack(nb, e.origin, e.seq)
+			if l.seq == e.seq {
+				r.addHolder(l, nb.adj)
+				r.clearPending(l, nb) // it has what we would have offered
+			}
+			continue
+		}
+		if w := r.waiting[e.origin]; w != nil && w.seq >= e.seq && now.Before(w.due) {
+			if w.seq == e.seq && !slices.Contains(w.from, nb.id) && len(w.from) < len(r.nbl) {
+				w.from = append(w.from, nb.id)
+			}
+			continue
+		}
+		if r.waiting == nil {
+			r.waiting = make(map[NodeID]*offerWait)
+		}
+		if _, held := r.waiting[e.origin]; !held && len(r.waiting) >= r.cfg.MaxNodes {
+			maps.DeleteFunc(r.waiting, func(_ NodeID, w *offerWait) bool { return !now.Before(w.due) })
+			if len(r.waiting) >= r.cfg.MaxNodes {
+				continue // nb sends it whole when its timer fires
+			}
+		}
+		r.waiting[e.origin] = &offerWait{seq: e.seq, due: now.Add(nb.rto), from: []NodeID{nb.id}}
+		if l == nil && e.origin != r.self {
+			reqCert = append(reqCert, e)
+		} else {
+			req = append(req, e)
+		}
+	}
+	r.stats.Requested += uint64(len(req) + len(reqCert))
+	for _, q := range [...]struct {
+		typ byte
+		es  []entry
+	}{{MsgRequest, req}, {MsgRequestCert, reqCert}} {
+		for typ, es := q.typ, q.es; len(es) > 0; {
+			k := min(len(es), MaxEntries)
+			r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeEntries(typ, es[:k])})
+			es = es[k:]
+		}
+	}
+}
+
+// handleRequest sends nb the records it asked for, with their certificates if it asked so, each at
+// most once per retransmission timeout (a request of 40 bytes per record cannot make the router send
+// a record more often than its own retransmissions would).
+func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCert bool) {
+	for _, e := range es {
+		l := r.lsdb.get(e.origin)
+		if l == nil || l.seq < e.seq || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
+			continue
+		}
+		if !r.oncePerRTO(&nb.answered, nb, e.origin, now) {
+			continue
+		}
+		r.queueRecord(nb, l, now, false, withCert)
 	}
 }
 
@@ -763,21 +886,31 @@ func (r *Router) handleCertRequest(now time.Time, nb *neighbour, origin NodeID, 
 	if !r.cfg.Level2 || l == nil || l.rec.CertFingerprint != fp || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
 		return
 	}
-	if t, ok := nb.certSent[origin]; ok && now.Before(t.Add(nb.rto)) {
+	if !r.oncePerRTO(&nb.certSent, nb, origin, now) {
 		return
 	}
-	if nb.certSent == nil {
-		nb.certSent = make(map[NodeID]time.Time)
-	}
-	if len(nb.certSent) >= r.cfg.MaxNodes {
-		maps.DeleteFunc(nb.certSent, func(_ NodeID, t time.Time) bool { return !now.Before(t.Add(nb.rto)) })
-		if len(nb.certSent) >= r.cfg.MaxNodes {
-			return
-		}
-	}
-	nb.certSent[origin] = now
 	r.stats.CertAnswers++
 	r.queueRecord(nb, l, now, false, true)
+}
+
+// oncePerRTO reports whether an answer to nb about origin may go now, at most one per nb's
+// retransmission timeout, and notes it in *sent (at most MaxNodes entries; when full, the answer
+// waits for entries to expire).
+func (r *Router) oncePerRTO(sent *map[NodeID]time.Time, nb *neighbour, origin NodeID, now time.Time) bool {
+	if t, ok := (*sent)[origin]; ok && now.Before(t.Add(nb.rto)) {
+		return false
+	}
+	if *sent == nil {
+		*sent = make(map[NodeID]time.Time)
+	}
+	if len(*sent) >= r.cfg.MaxNodes {
+		maps.DeleteFunc(*sent, func(_ NodeID, t time.Time) bool { return !now.Before(t.Add(nb.rto)) })
+		if len(*sent) >= r.cfg.MaxNodes {
+			return false
+		}
+	}
+	(*sent)[origin] = now
+	return true
 }
 
 // ---- database synchronisation ----
@@ -850,6 +983,8 @@ func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 		}
 		j, found := slices.BinarySearchFunc(m.entries, id, func(e entry, id NodeID) int { return cmpID(e.origin, id) })
 		switch {
+		case !found && r.cfg.Level2:
+			r.queueRecord(nb, l, now, false, true) // it holds nothing of this originator: nor its certificate
 		case !found || m.entries[j].seq < l.rec.Seq:
 			r.sendRecord(nb, l, now, false)
 		case m.entries[j].seq == l.rec.Seq:
@@ -917,7 +1052,7 @@ func (r *Router) NextDeadline() time.Time {
 			if !nb.rxmtDue.IsZero() {
 				r.lowerNbDue(nb.rxmtDue)
 			}
-			if len(nb.acks) > 0 {
+			if len(nb.acks) > 0 || len(nb.offers) > 0 {
 				r.lowerNbDue(nb.ackBy)
 			}
 		}
@@ -1104,7 +1239,10 @@ func (r *Router) originate(now time.Time) {
 	l := newLSA(rec, now, old)
 	r.put(l, old)
 	for _, nb := range r.nbl {
-		if r.floodsTo(nb) {
+		switch {
+		case r.cfg.Level2:
+			r.offerRecord(nb, l, now)
+		case r.floodsTo(nb):
 			r.sendRecord(nb, l, now, false)
 		}
 	}
@@ -1138,7 +1276,7 @@ func (r *Router) queueAcks() {
 	}
 	r.acksDue = time.Time{}
 	for _, nb := range r.nbl {
-		if len(nb.acks) == 0 {
+		if len(nb.acks) == 0 && len(nb.offers) == 0 {
 			continue
 		}
 		if r.now.Before(nb.ackBy) {
@@ -1151,7 +1289,10 @@ func (r *Router) queueAcks() {
 		for i := 0; i < len(nb.acks); i += MaxEntries {
 			r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeAck(nb.acks[i:min(i+MaxEntries, len(nb.acks))])})
 		}
-		nb.acks = nb.acks[:0]
+		for i := 0; i < len(nb.offers); i += MaxEntries {
+			r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeEntries(MsgOffer, nb.offers[i:min(i+MaxEntries, len(nb.offers))])})
+		}
+		nb.acks, nb.offers = nb.acks[:0], nb.offers[:0]
 	}
 }
 

@@ -67,6 +67,13 @@ const (
 	// MsgCertRequest asks a neighbour for the certificate of a record it sent without one (level 2
 	// only: docs/routing.md, Level 2, "Certificates on request").
 	MsgCertRequest = 6
+	// MsgOffer lists records a level-2 router installed, by (origin, sequence), for a neighbour to
+	// ask for those it lacks; MsgRequest asks for them (level 2 only: docs/routing.md, Level 2,
+	// "Offers"). MsgRequestCert asks for them with their certificates, for originators the router
+	// holds no record of. All three are shaped as an Ack.
+	MsgOffer       = 7
+	MsgRequest     = 8
+	MsgRequestCert = 9
 )
 
 const (
@@ -575,13 +582,13 @@ func parseMessageInner(b []byte, scratch []entry) (message, error) {
 			return m, fmt.Errorf("record of %d bytes", len(b)-p)
 		}
 		m.record = b[p:]
-	case MsgAck:
+	case MsgAck, MsgOffer, MsgRequest, MsgRequestCert:
 		if len(b) < 3 {
-			return m, errors.New("truncated ack")
+			return m, fmt.Errorf("truncated message of type %d", m.typ)
 		}
 		n := int(binary.BigEndian.Uint16(b[1:]))
 		if n == 0 || n > MaxEntries || len(b) != 3+n*entrySize {
-			return m, fmt.Errorf("ack of %d bytes with %d entries", len(b), n)
+			return m, fmt.Errorf("message of type %d: %d bytes with %d entries", m.typ, len(b), n)
 		}
 		m.entries = parseEntries(b[3:], n, scratch)
 	case MsgAreaSummary:
@@ -674,9 +681,12 @@ func appendEntries(b []byte, es []entry) []byte {
 }
 
 // encodeAck encodes 1 to MaxEntries acknowledgements.
-func encodeAck(es []entry) []byte {
+func encodeAck(es []entry) []byte { return encodeEntries(MsgAck, es) }
+
+// encodeEntries encodes an Ack, Offer or Request of 1 to MaxEntries entries.
+func encodeEntries(typ byte, es []entry) []byte {
 	b := make([]byte, 0, 3+len(es)*entrySize)
-	b = append(b, MsgAck)
+	b = append(b, typ)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(es)))
 	return appendEntries(b, es)
 }

@@ -246,6 +246,9 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(encodeSummaryAck(1, 0), uint16(0))
 	f.Add(encodeSummary(9, 1, 0, NodeID{1}, NodeID{3}, []entry{{NodeID{2}, 5}}), uint16(0))
 	f.Add(encodeCertRequest(NodeID{2}, meshca.Fingerprint{7}), uint16(0))
+	f.Add(encodeEntries(MsgOffer, []entry{{NodeID{2}, 5}, {NodeID{3}, 6}}), uint16(0))
+	f.Add(encodeEntries(MsgRequest, []entry{{NodeID{2}, 5}}), uint16(0))
+	f.Add(encodeEntries(MsgRequestCert, []entry{{NodeID{2}, 5}}), uint16(0))
 	f.Fuzz(func(t *testing.T, prefix []byte, pad uint16) {
 		b := withPad(prefix, pad)
 		m, err := parseMessage(b)
@@ -262,8 +265,8 @@ func FuzzDecodeMessage(f *testing.F) {
 			if len(m.record) > MaxRecordSize {
 				t.Fatal("unbounded record")
 			}
-		case MsgAck:
-			re = encodeAck(m.entries)
+		case MsgAck, MsgOffer, MsgRequest, MsgRequestCert:
+			re = encodeEntries(m.typ, m.entries)
 		case MsgSummary:
 			if m.area != 0 {
 				t.Fatal("plain summary with an area")

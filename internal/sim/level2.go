@@ -17,9 +17,13 @@ type Level2 struct {
 	Bytes        uint64 // level-2 bytes sent by the gateways
 	RelayedBytes uint64 // the same times the level-1 links each crossed: what level 2 costs all nodes
 	StateMax     int    // bytes of level-2 records and certificates a gateway holds, the largest
-	Pairs        int    // cross-area pairs routed end to end and checked
-	StretchMean  float64
-	StretchMax   float64
+	BytesMax     uint64 // level-2 bytes sent by one gateway, the largest
+	// What the gateways' level-2 routers did, summed: records signed and sent again for lack of an
+	// acknowledgement, records offered and asked for, certificates sent on request.
+	Originated, Retransmitted, Offered, Requested, CertAnswers uint64
+	Pairs                                                      int // cross-area pairs routed end to end and checked
+	StretchMean                                                float64
+	StretchMax                                                 float64
 }
 
 // designateGateways marks, for every pair of adjacent areas, both ends of the cheapest link between
@@ -83,7 +87,15 @@ func (s *Sim) RunLevel2(pairs int) (*Level2, error) {
 	}
 	res.Convergence, res.Messages, res.Bytes, res.RelayedBytes = d, b.L2.Counters.Sent, b.L2.Counters.Bytes, b.RelayedBytes
 	for _, g := range gws {
-		res.StateMax = max(res.StateMax, b.L2.Router(g).DatabaseBytes())
+		r := b.L2.Router(g)
+		res.StateMax = max(res.StateMax, r.DatabaseBytes())
+		res.BytesMax = max(res.BytesMax, b.L2.SentBytes(g))
+		st := r.Stats()
+		res.Originated += st.Originated
+		res.Retransmitted += st.Retransmitted
+		res.Offered += st.Offered
+		res.Requested += st.Requested
+		res.CertAnswers += st.CertAnswers
 	}
 	rng := newRand(s.cfg.Seed ^ 0x6c6576656c32) // its own draws: the run's faults and flows stay as without level 2
 	for tries := 0; res.Pairs < pairs && tries < 100*pairs; tries++ {

@@ -141,6 +141,9 @@ type Config struct {
 	AreaSize int
 	// CrossPairs is how many cross-area pairs are checked (default 200).
 	CrossPairs int
+	// Restarts nodes that are not gateways are restarted one at a time after the cold start, and what
+	// each restart cost is measured (Result.Restarts); 0: none.
+	Restarts int
 }
 
 // MaxNodes is the largest simulation; beyond maxSingleArea nodes the mesh must be split into areas
@@ -295,6 +298,8 @@ type Result struct {
 	StateMax, StateMean int
 	// Level2 is the level-2 cold start and the cross-area checks (nil with one area).
 	Level2 *Level2
+	// Restarts is what each restart of Config.Restarts cost.
+	Restarts []Restart
 }
 
 type flow struct{ src, dst int }
@@ -492,10 +497,15 @@ func Run(cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
+	if s.cfg.Restarts > 0 {
+		if res.Restarts, err = s.MeasureRestarts(s.cfg.Restarts); err != nil {
+			return nil, err
+		}
+	}
 	for _, id := range s.IDs {
 		res.Names = append(res.Names, s.Net.Node(id).Name)
 	}
-	origBefore := s.originated()
+	origBefore, steadyFrom := s.originated(), s.Net.Counters // what the restarts cost is not steady state
 	if err := s.PlanFaults(); err != nil {
 		return nil, err
 	}
@@ -508,8 +518,8 @@ func Run(cfg Config) (*Result, error) {
 			s.cfg.Progress(t+1, n)
 		}
 	}
-	res.SteadyMessages = s.Net.Counters.Sent - res.ColdMessages
-	res.SteadyBytes = s.Net.Counters.Bytes - res.ColdBytes
+	res.SteadyMessages = s.Net.Counters.Sent - steadyFrom.Sent
+	res.SteadyBytes = s.Net.Counters.Bytes - steadyFrom.Bytes
 	res.RoutingRecords = s.originated() - origBefore
 	for _, c := range s.Net.HandleErrors {
 		res.HandleErrorCount += c

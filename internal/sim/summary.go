@@ -19,8 +19,15 @@ func (r *Result) Summary(w io.Writer) {
 		fmt.Fprintf(w, "level 2: %d gateways, converged in %s (virtual); %d messages, %.1f MB (%.2f MB per gateway; %.1f MB with level-1 relays, %.2f MB per node); state %.2f MB max per gateway\n",
 			l.Gateways, l.Convergence.Round(time.Millisecond), l.Messages, float64(l.Bytes)/1e6, float64(l.Bytes)/1e6/float64(max(l.Gateways, 1)),
 			float64(l.RelayedBytes)/1e6, float64(l.RelayedBytes)/1e6/float64(c.Nodes), float64(l.StateMax)/1e6)
+		fmt.Fprintf(w, "level 2, per gateway: %.2f MB sent at most; records: %d signed, %d sent again, %d offered, %d asked for; %d certificates on request\n",
+			float64(l.BytesMax)/1e6, l.Originated, l.Retransmitted, l.Offered, l.Requested, l.CertAnswers)
 		fmt.Fprintf(w, "cross-area routes: %d pairs routed end to end and checked; stretch against the flat shortest path %.3f mean, %.3f max\n",
 			l.Pairs, l.StretchMean, l.StretchMax)
+	}
+	if len(r.Restarts) > 0 {
+		msgs, bytes, perLogN, perArea := restartSummary(r.Restarts, c.Nodes)
+		fmt.Fprintf(w, "restarts: %d nodes restarted one at a time; %.0f messages, %.2f MB each (mean); per degree: %.1f × log2(N), %.2f × area size\n",
+			len(r.Restarts), msgs, bytes/1e6, perLogN, perArea)
 	}
 	secs := c.Duration.Seconds()
 	fmt.Fprintf(w, "steady state: %d routing messages, %.1f KB/s in total (%.2f KB/s per node), %d records signed\n",

@@ -1,8 +1,10 @@
 package routingsim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"x0tta6bl4/internal/routing"
@@ -46,7 +48,14 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 			byArea[nd.Area] = append(byArea[nd.Area], id)
 		}
 	}
-	for _, l := range l1.links {
+	keys := slices.SortedFunc(maps.Keys(l1.links), func(x, y linkKey) int { // in order, as below
+		if c := bytes.Compare(x.a[:], y.a[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.b[:], y.b[:])
+	})
+	for _, k := range keys {
+		l := l1.links[k]
 		a, c := l1.nodes[l.key.a], l1.nodes[l.key.b]
 		if a.Gateway && c.Gateway && a.Area != c.Area && l.up {
 			b.relayHops[l.key] = 1
@@ -55,7 +64,8 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 			}
 		}
 	}
-	for _, gws := range byArea {
+	for _, a := range slices.Sorted(maps.Keys(byArea)) { // in order: the same seed makes the same run
+		gws := byArea[a]
 		for i, g := range gws {
 			for _, h := range gws[i+1:] {
 				p, hops, err := l1.pathParams(g, h)

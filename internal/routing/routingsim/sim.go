@@ -66,6 +66,8 @@ type Node struct {
 	// Gateway: the node is a gateway of its area (its level-1 router signs so; Backbone gives it a
 	// level-2 router).
 	Gateway bool
+	// SentBytes counts the routing bytes the node sent (all its routers' messages, on every link).
+	SentBytes uint64
 
 	incarnation uint64
 	tickToken   uint64
@@ -417,6 +419,7 @@ func (n *Network) send(from *Node, to NodeID, msg []byte) {
 	l, dst := n.linkTo(from, to)
 	n.Counters.Sent++
 	n.Counters.Bytes += uint64(len(msg))
+	from.SentBytes += uint64(len(msg))
 	if l == nil || !l.up {
 		n.Counters.Undeliver++
 		return
@@ -984,4 +987,12 @@ func (n *Network) Random(ids []NodeID, degree float64, param func(i int) LinkPar
 		}
 	}
 	return nil
+}
+
+// SentBytes returns the routing bytes node id sent, or 0 for an unknown node.
+func (n *Network) SentBytes(id NodeID) uint64 {
+	if nd := n.nodes[id]; nd != nil {
+		return nd.SentBytes
+	}
+	return 0
 }

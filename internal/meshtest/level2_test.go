@@ -1,0 +1,146 @@
+package meshtest
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/node"
+)
+
+// areaMesh builds three areas joined by gateways (names starting with g are gateways):
+//
+//	area 1: a1 - ga1 (near), a1 - ga2 (far)
+//	area 2: gb1 - b1 - gb2, b1 - gb3
+//	area 3: gc1 - c1 - c2
+//	borders: ga1 - gb1, ga2 - gb2, gb3 - gc1
+//
+// x, if liar is set, is a node linked to ga1 and a1 that claims to be a gateway of area 3.
+func areaMesh(t *testing.T, liar bool) *Mesh {
+	t.Helper()
+	area := map[string]uint32{"a1": 1, "ga1": 1, "ga2": 1, "gb1": 2, "gb2": 2, "gb3": 2, "b1": 2, "gc1": 3, "c1": 3, "c2": 3, "x": 3}
+	gateway := map[string]bool{"ga1": true, "ga2": true, "gb1": true, "gb2": true, "gb3": true, "gc1": true, "x": true}
+	m, err := New(Config{Seed: 22, Options: func(name string, o *node.Options) {
+		o.RoutingArea, o.RoutingGateway = area[name], gateway[name]
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a1", "ga1", "ga2", "gb1", "gb2", "gb3", "b1", "gc1", "c1", "c2"}
+	if liar {
+		names = append(names, "x")
+	}
+	if err := m.AddNodes(names...); err != nil {
+		t.Fatal(err)
+	}
+	links := [][2]string{{"a1", "ga1"}, {"ga1", "gb1"}, {"ga2", "gb2"}, {"gb1", "b1"}, {"b1", "gb2"},
+		{"b1", "gb3"}, {"gb3", "gc1"}, {"gc1", "c1"}, {"c1", "c2"}}
+	if liar {
+		links = append(links, [2]string{"ga1", "x"}, [2]string{"a1", "x"})
+	}
+	for _, l := range links {
+		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// ga2 is a1's second, slower way out.
+	if err := m.Link("a1", "ga2", LinkParams{Delay: 8 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// exchangeProofs does what the directory does: it hands each of a and b the other's destination
+// proof, once both have one.
+func exchangeProofs(t *testing.T, m *Mesh, a, b *Node) {
+	t.Helper()
+	var pa, pb node.SignedRecord
+	have := func() bool {
+		var err error
+		if pa, err = a.OwnDestinationProof(); err != nil {
+			return false
+		}
+		pb, err = b.OwnDestinationProof()
+		return err == nil
+	}
+	if _, ok := m.RunUntil(have, 10*time.Second); !ok {
+		t.Fatalf("no destination proofs\n%s", dump(m))
+	}
+	if err := a.LearnProofs([]node.SignedRecord{pb}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.LearnProofs([]node.SignedRecord{pa}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLevel2AcrossAreas: a node of area 1 reaches a node of area 3 through area 2, by the gateways'
+// level-2 routers and the destinations' proofs; when its nearest gateway dies, traffic heals to the
+// other gateway of its area.
+func TestLevel2AcrossAreas(t *testing.T) {
+	m := areaMesh(t, false)
+	a1, c2 := m.Node("a1"), m.Node("c2")
+	m.Run(2 * time.Second)
+	if s := m.Node("ga1").Level2(); !s.Gateway || s.Nodes != 6 || len(s.Neighbours) != 2 {
+		t.Errorf("ga1's level 2: %+v, want 6 gateways known and 2 neighbours (gb1, ga2)", s)
+	}
+	// Without c2's proof a1 has no way to it: the proof is what routes across areas.
+	if ping(m, a1, c2, 99, time.Second) {
+		t.Fatal("a1 reached c2 without its destination proof")
+	}
+	exchangeProofs(t, m, a1, c2)
+	if !ping(m, a1, c2, 1, 10*time.Second) {
+		t.Fatalf("no echo reply a1 -> c2 across three areas\n%s", dump(m))
+	}
+	for _, g := range []string{"ga1", "gb1", "gb3", "gc1"} {
+		if s := m.Node(g).Status().Stats; s.Level2Forwarded == 0 {
+			t.Errorf("gateway %s carried nothing at level 2: %+v", g, s)
+		}
+	}
+	if s := m.Node("ga2").Status().Stats; s.Level2Forwarded != 0 {
+		t.Errorf("ga2, the farther gateway, carried %d packets while ga1 was up", s.Level2Forwarded)
+	}
+
+	if err := m.Kill("ga1"); err != nil {
+		t.Fatal(err)
+	}
+	start := m.Now()
+	if !ping(m, a1, c2, 2, 20*time.Second) {
+		t.Fatalf("no echo reply a1 -> c2 after ga1 died\n%s", dump(m))
+	}
+	t.Logf("healed around the dead gateway in %s", m.Now().Sub(start))
+	if s := m.Node("ga2").Status().Stats; s.Level2Forwarded == 0 {
+		t.Errorf("ga2 carried nothing after ga1 died: %+v", s)
+	}
+}
+
+// TestLevel2AreaLiarAttractsNothing: a node next to area 1's gateway claims to be a gateway of area 3
+// (it runs level 2 and says so to its neighbours); traffic from area 1 to area 3 still goes by the
+// gateways the destination named, and nothing crosses the liar.
+func TestLevel2AreaLiarAttractsNothing(t *testing.T) {
+	m := areaMesh(t, true)
+	a1, c2, x := m.Node("a1"), m.Node("c2"), m.Node("x")
+	m.Run(2 * time.Second)
+	if s := m.Node("ga1").Level2(); !slices.Contains(s.Neighbours, x.ID()) {
+		t.Fatalf("the liar is not ga1's level-2 neighbour, so this tests nothing: %+v", s)
+	}
+	exchangeProofs(t, m, a1, c2)
+	// The liar pushes its own proof (it is a gateway of "area 3" that only it is in) to ga1.
+	if p, err := x.OwnDestinationProof(); err == nil {
+		_ = a1.LearnProofs([]node.SignedRecord{p})
+	}
+	for seq := 1; seq <= 5; seq++ {
+		if !ping(m, a1, c2, seq, 10*time.Second) {
+			t.Fatalf("no echo reply a1 -> c2 (seq %d)\n%s", seq, dump(m))
+		}
+	}
+	if s := x.Status().Stats; s.Forwarded != 0 || s.TransitIn != 0 || s.Level2Forwarded != 0 {
+		t.Errorf("the liar carried traffic: %+v", s)
+	}
+	if s := m.Node("gc1").Status().Stats; s.Level2Forwarded == 0 {
+		t.Errorf("gc1, the gateway c2 named, carried nothing: %+v", s)
+	}
+}
