@@ -26,6 +26,8 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 		err = runAITrain(e, args[1:])
 	case "eval":
 		err = runAIEval(e, args[1:])
+	case "inputs":
+		err = runAIInputs(e, args[1:])
 	}
 	code := 0
 	if err != nil {
@@ -65,6 +67,10 @@ func TestAICommands(t *testing.T) {
 	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)
 	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") {
 		t.Fatalf("eval --suite shift: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = runCLI(t, "inputs", "--scenarios", "nominal,volume×10", "--seeds", "4", "--nodes", "20", "--duration", "4s", "--faults", "blackhole:1")
+	if code != 0 || !strings.Contains(out, "deficit_w") || !strings.Contains(out, "volume×10") {
+		t.Fatalf("inputs: %d %s %s", code, out, stderr)
 	}
 	out, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "rca", "--seeds", "3", "--val-seeds", "2", "--nodes", "30")
 	for _, want := range []string{"validation incidents", "held-out test incidents", "cascade-flap", "two-fault", "load-shift", "baro", "95 % CI"} {
