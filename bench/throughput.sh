@@ -23,6 +23,8 @@
 #                                            # the cost of eBPF observation (docs/ebpf.md): the same
 #                                            # nodes with ebpf: {enabled: true}; its ratio column is
 #                                            # off / on, and a last line gives the programs' own CPU
+#   FLOWS_OUT=DIR ...                        # with x0tta6bl4-ebpf: save `x0tta6bl4 flows --once` and the
+#                                            # kernel metrics of node a, taken halfway through a TCP run
 #
 # Needs root, /dev/net/tun, Go (GOTOOLCHAIN=auto) and Debian's apt. Cleans up on exit.
 set -euo pipefail
@@ -263,7 +265,7 @@ setup_x0tta6bl4() {
     {
       echo "key: $me.key"; echo "cert: $me.crt"; echo "ca: [ca/ca.crt]"; echo "listen: 0.0.0.0:7946"
       echo "admin_socket: $me.sock"; echo "log_level: info"
-      if [ -n "${EBPF:-}" ]; then echo "ebpf: {enabled: true}"; fi
+      if [ -n "${EBPF:-}" ]; then echo "ebpf: {enabled: true}"; echo "metrics_listen: 127.0.0.1:9474"; fi
       echo "device: {mode: tun, name: x6, mtu: $X6_MTU}"
       if [ "$i" -gt 0 ]; then echo "peers:"; echo "  - {address: 10.201.$i.1:7946, cert: ${names[$((i - 1))]}.crt}"; fi
       echo "firewall:"
@@ -305,6 +307,15 @@ bpf_ns() {
   bpftool -j prog show 2>/dev/null | jq '[.[] | select(.name | startswith("x6_")) | .run_time_ns // 0] | add // 0'
 }
 
+# kernel_view KEY NODE: what an operator sees in the middle of a TCP run: `x0tta6bl4 flows --once` over
+# the node's admin socket and its kernel-side metrics, saved under FLOWS_OUT.
+kernel_view() {
+  local key=$1 node=$2
+  mkdir -p "$FLOWS_OUT"
+  "$X6" flows --socket "$tmp/x6/$node.sock" --once >"$FLOWS_OUT/$key-flows.txt" 2>&1 || true
+  ip netns exec "$(ns "$node")" curl -s 127.0.0.1:9474/metrics 2>/dev/null | grep '^x0tta6bl4_kernel' >"$FLOWS_OUT/$key-metrics.txt" || true
+}
+
 # bpf_cpu KEY FROM ADDR: one more TCPx1 run with the kernel's program statistics on, giving the
 # programs' own CPU (cores per Gbit/s). Statistics cost a clock read per run, so the throughput
 # figures come from the runs without them.
@@ -314,8 +325,11 @@ bpf_cpu() {
   was=$(sysctl -n kernel.bpf_stats_enabled)
   sysctl -qw kernel.bpf_stats_enabled=1
   n0=$(bpf_ns); t0=$(date +%s.%N)
+  local view=""
+  if [ -n "${FLOWS_OUT:-}" ]; then (sleep "$(awk -v d="$DURATION" 'BEGIN{print d/2}')"; kernel_view "$key" "$from") & view=$!; fi
   j=$(iperf "$from" b "$addr")
   n1=$(bpf_ns)
+  [ -z "$view" ] || wait "$view" || true
   sysctl -qw kernel.bpf_stats_enabled="$was"
   g=$(jq -r '.end.sum_received.bits_per_second // empty | . / 1e9' <<<"$j" 2>/dev/null || true)
   [ -n "$g" ] && put "$key" bpf_cpu "$(awk -v n=$((n1 - n0)) -v t0="$t0" -v t1="$(date +%s.%N)" -v g="$g" \

@@ -168,27 +168,7 @@ func (a *agent) report(ctx context.Context) {
 	n := a.cfg.Node
 	a.lastReport = time.Now()
 	a.seq++
-	st := n.Status()
-	r := &api.MeshReport{Sequence: a.seq, Version: a.cfg.Version, UptimeSeconds: int64(st.Uptime / time.Second)}
-	tv, haveTelemetry := n.Telemetry()
-	if haveTelemetry {
-		r.Features, r.KernelFeatures = tv.NodeMap(), tv.Kernel
-	}
-	for _, p := range n.Peers() {
-		state := "down"
-		if p.Up {
-			state = "up"
-		}
-		pr := api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
-			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss, TxBytes: p.TxBytes, RxBytes: p.RxBytes}
-		if i := slices.Index(tv.Peers, p.Name); haveTelemetry && i >= 0 {
-			pr.Features = tv.EdgeMap(i)
-		}
-		r.Peers = append(r.Peers, pr)
-	}
-	for _, rt := range n.Routes() {
-		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})
-	}
+	r := BuildReport(n, a.seq, a.cfg.Version)
 	// The healing journal goes only when it changed since the control plane last took it: the
 	// journal is append-only, so its length and its newest decision's time identify it.
 	journal := n.HealJournal(api.MaxHealingEntries)
@@ -256,6 +236,33 @@ func (a *agent) advisories(encoded string) {
 	case changed:
 		a.log.Info("cost advisories from the control plane installed", "sequence", adv.Sequence, "entries", len(adv.Entries))
 	}
+}
+
+// BuildReport is the report of node n's links, routes and detector telemetry, with sequence
+// number seq, without its signed record.
+func BuildReport(n *node.Node, seq uint64, version string) *api.MeshReport {
+	st := n.Status()
+	r := &api.MeshReport{Sequence: seq, Version: version, UptimeSeconds: int64(st.Uptime / time.Second)}
+	tv, haveTelemetry := n.Telemetry()
+	if haveTelemetry {
+		r.Features, r.KernelFeatures = tv.NodeMap(), tv.Kernel
+	}
+	for _, p := range n.Peers() {
+		state := "down"
+		if p.Up {
+			state = "up"
+		}
+		pr := api.PeerReport{Name: p.Name, Overlay: p.Overlay.String(), Endpoint: p.Remote, State: state,
+			RTTMillis: float64(p.RTT.Microseconds()) / 1000, LossRatio: p.Loss, TxBytes: p.TxBytes, RxBytes: p.RxBytes}
+		if i := slices.Index(tv.Peers, p.Name); haveTelemetry && i >= 0 {
+			pr.Features = tv.EdgeMap(i)
+		}
+		r.Peers = append(r.Peers, pr)
+	}
+	for _, rt := range n.Routes() {
+		r.Routes = append(r.Routes, api.RouteReport{Destination: rt.Name, NextHop: rt.NextHop, Cost: float64(rt.Cost), Hops: rt.Hops})
+	}
+	return r
 }
 
 // renewed installs a renewed certificate in the node and saves the bundle.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"x0tta6bl4/internal/detector"
@@ -130,6 +131,16 @@ func (d dataFlags) generate(e *env, label, seeds string, randomise bool) ([]dete
 	return gs, err
 }
 
+// scenarioRuns simulates the held-out runs of seeds under one shift scenario.
+func (d dataFlags) scenarioRuns(e *env, sc experiment.Scenario, seeds string) ([]detector.Graph, error) {
+	d.scenario = &sc
+	gs, err := d.generate(e, "scenario "+sc.Name, seeds, false)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	return gs, nil
+}
+
 func mustSeeds(s string) []uint64 {
 	ss, _ := parseSeeds(s)
 	return ss
@@ -159,7 +170,7 @@ func parseSeeds(s string) ([]uint64, error) {
 
 // runAITrain trains the GraphSAGE detector on simulator data and saves it.
 func runAITrain(e *env, args []string) error {
-	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-24] [--val-seeds 51-53] [--epochs 20] [--train-faults ...]")
+	fs := newFlags(e, "ai train", "--out model.x6m [--seeds 1-24] [--val-seeds 51-53] [--epochs 20] [--train-faults ...]\n   or: x0tta6bl4 ai train --out model.x6m --from-records FILE|--control URL [--base shipped|FILE|none]")
 	out := fs.String("out", "", "model file to write")
 	seeds := fs.String("seeds", "1-24", "simulator seeds of the training runs")
 	trainFaults := fs.String("train-faults", experiment.TrainFaults, "faults per training run (validation runs use --faults)")
@@ -184,11 +195,15 @@ func runAITrain(e *env, args []string) error {
 	krum := fs.Float64("krum", 0.2, "federated: fraction of clients Multi-Krum assumes Byzantine (f = fraction × clients, rounded down); 0: no Multi-Krum")
 	noClip := fs.Bool("no-clip", false, "federated: do not clip update norms (to show what clipping prevents)")
 	df := addDataFlags(fs)
+	rf := addRecordFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
 	if err := required(fs, "out", *out); err != nil {
 		return err
+	}
+	if rf.used(fs) {
+		return trainFromRecords(e, fs, rf, *out, *epochs, *lr, *hidden, *initSeed)
 	}
 	tdf := df
 	tdf.faults = trainFaults
@@ -366,16 +381,27 @@ func runAIEval(e *env, args []string) error {
 	perRun := int(*df.duration / time.Second)
 	if *suite == "shift" {
 		fmt.Fprintf(e.stdout, "model %s (version %s); shift suite on seeds %s; thresholds from validation seeds %s\n", *model, m.Version(), *seeds, *valSeeds)
-		fmt.Fprintln(e.stdout, "event F1 per fault kind (independent faults detected vs false-alarm stretches); goals: any ≥ 0.90, every kind ≥ 0.80")
+		k, kj, dsJoint := 1, 1, ds
+		if *persistMax > 1 {
+			var means, jmeans []float64
+			k, means = experiment.ChoosePersistence(noKernel, val, perRun, *persistMax)
+			kj, jmeans, dsJoint = experiment.ChooseJoint(noKernel, val, perRun, *persistMax)
+			printChoice(e.stdout, "persistence rule", k, means)
+			printChoice(e.stdout, "persistence rule with thresholds chosen jointly with k", kj, jmeans)
+		}
+		fmt.Fprintln(e.stdout, "event F1 per fault kind (independent faults detected vs false-alarm stretches), without persistence (k = 1) and with the rule; interval any: per node-interval F1 of the same decisions; goals: any ≥ 0.90, every kind ≥ 0.80")
 		for _, sc := range scenarios {
-			tf := df
-			tf.scenario = &sc
-			test, err := tf.generate(e, "scenario "+sc.Name, *seeds, false)
+			test, err := df.scenarioRuns(e, sc, *seeds)
 			if err != nil {
-				return fmt.Errorf("scenario %s: %w", sc.Name, err)
+				return err
 			}
 			// Each scenario's rows as soon as they exist: a long suite shows its progress.
-			experiment.PrintShift(e.stdout, experiment.ShiftRows(sc.Name, experiment.EvaluateEvents(ds, test, perRun, 1), experiment.EvaluateAll(ds, test)))
+			rows := experiment.ShiftRows(sc.Name, 1, false, experiment.EvaluateEvents(ds, test, perRun, 1))
+			if *persistMax > 1 {
+				rows = append(rows, experiment.ShiftRows(sc.Name, k, false, experiment.EvaluatePersistent(ds, test, perRun, k, 1))...)
+				rows = append(rows, experiment.ShiftRows(sc.Name, kj, true, experiment.EvaluatePersistent(dsJoint, test, perRun, kj, 1))...)
+			}
+			experiment.PrintShift(e.stdout, rows)
 		}
 		return nil
 	}
@@ -390,12 +416,16 @@ func runAIEval(e *env, args []string) error {
 	experiment.PrintEvents(e.stdout, before)
 	if *persistMax > 1 {
 		k, means := experiment.ChoosePersistence(noKernel, val, perRun, *persistMax)
-		fmt.Fprintf(e.stdout, "\npersistence rule (flag after k consecutive intervals, same k for every method): k = %d, chosen on the validation runs only; their mean any-fault event F1 for k = 1..%d:", k, *persistMax)
-		for _, m := range means {
-			fmt.Fprintf(e.stdout, " %.3f", m)
-		}
 		fmt.Fprintln(e.stdout)
+		printChoice(e.stdout, "persistence rule (flag after k consecutive intervals, same k for every method)", k, means)
 		experiment.PrintPersistence(e.stdout, before, experiment.EvaluatePersistent(ds, test, perRun, k, 1), k)
+		kj, jmeans, dsJoint := experiment.ChooseJoint(noKernel, val, perRun, *persistMax)
+		fmt.Fprintln(e.stdout)
+		printChoice(e.stdout, "persistence rule with each binary method's threshold chosen jointly with k (methods without kernel evidence)", kj, jmeans)
+		joint := experiment.EvaluatePersistent(dsJoint, test, perRun, kj, 1)
+		experiment.PrintPersistence(e.stdout, before[:len(joint)], joint, kj)
+		fmt.Fprintf(e.stdout, "\nper fault kind under the joint rule (k = %d)\n", kj)
+		experiment.PrintEvents(e.stdout, joint)
 	}
 	fmt.Fprintln(e.stdout, "\nper node-interval: each fault type against normal nodes")
 	experiment.PrintTable(e.stdout, experiment.EvaluateAll(ds, test))
@@ -404,6 +434,58 @@ func runAIEval(e *env, args []string) error {
 		return runRCASuite(e, m, *model, rcaTestSeeds, rcaValSeeds, rcaNodes)
 	}
 	return nil
+}
+
+// runAIInputs prints where healthy nodes' derived inputs lie under shift scenarios: the diagnostic
+// behind the inputs added against shift (docs/intelligence.md). Its default seeds are used by no
+// training, validation or test set.
+func runAIInputs(e *env, args []string) error {
+	fs := newFlags(e, "ai inputs", "[--scenarios nominal,volume×10,noise,missing] [--seeds 901-903]")
+	seeds := fs.String("seeds", "901-903", "simulator seeds (none of training 1-24, validation 51-56 or test 301-305)")
+	only := fs.String("scenarios", "nominal,volume×10,noise,missing", "shift scenarios (comma-separated names)")
+	df := addDataFlags(fs)
+	if err := e.parse(fs, args, 0); err != nil {
+		return err
+	}
+	scenarios, err := pickScenarios(*only)
+	if err != nil {
+		return err
+	}
+	var qs [][][3]float64
+	for _, sc := range scenarios {
+		gs, err := df.scenarioRuns(e, sc, *seeds)
+		if err != nil {
+			return err
+		}
+		qs = append(qs, experiment.InputQuantiles(gs))
+	}
+	fmt.Fprintf(e.stdout, "healthy node-intervals, seeds %s: 50th / 95th / 99th percentile of each derived input\n", *seeds)
+	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "input\t")
+	for _, sc := range scenarios {
+		fmt.Fprintf(tw, "%s\t", sc.Name)
+	}
+	fmt.Fprintln(tw)
+	for j, name := range detector.RobustNames {
+		fmt.Fprintf(tw, "%s\t", name)
+		for _, q := range qs {
+			if j < len(q) {
+				fmt.Fprintf(tw, "%.3f %.3f %.3f\t", q[j][0], q[j][1], q[j][2])
+			}
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// printChoice writes a persistence choice: k, made on the validation runs only, and the methods'
+// mean any-fault event F1 there for every k tried.
+func printChoice(w io.Writer, what string, k int, means []float64) {
+	fmt.Fprintf(w, "%s: k = %d, chosen on the validation runs only; their mean any-fault event F1 for k = 1..%d:", what, k, len(means))
+	for _, m := range means {
+		fmt.Fprintf(w, " %.3f", m)
+	}
+	fmt.Fprintln(w)
 }
 
 // pickScenarios returns the shift scenarios named in the comma-separated list (all when empty).

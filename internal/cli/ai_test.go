@@ -3,9 +3,15 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"x0tta6bl4/internal/control/api"
+	"x0tta6bl4/internal/detector"
 )
 
 func runCLI(t *testing.T, args ...string) (string, string, int) {
@@ -20,6 +26,8 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 		err = runAITrain(e, args[1:])
 	case "eval":
 		err = runAIEval(e, args[1:])
+	case "inputs":
+		err = runAIInputs(e, args[1:])
 	}
 	code := 0
 	if err != nil {
@@ -60,6 +68,10 @@ func TestAICommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") {
 		t.Fatalf("eval --suite shift: %d %s %s", code, out, stderr)
 	}
+	out, stderr, code = runCLI(t, "inputs", "--scenarios", "nominal,volume×10", "--seeds", "4", "--nodes", "20", "--duration", "4s", "--faults", "blackhole:1")
+	if code != 0 || !strings.Contains(out, "deficit_w") || !strings.Contains(out, "volume×10") {
+		t.Fatalf("inputs: %d %s %s", code, out, stderr)
+	}
 	out, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "rca", "--seeds", "3", "--val-seeds", "2", "--nodes", "30")
 	for _, want := range []string{"validation incidents", "held-out test incidents", "cascade-flap", "two-fault", "load-shift", "baro", "95 % CI"} {
 		if code != 0 || !strings.Contains(out, want) {
@@ -89,5 +101,50 @@ func TestParseSeeds(t *testing.T) {
 		if _, err := parseSeeds(bad); err == nil {
 			t.Fatalf("%q accepted", bad)
 		}
+	}
+}
+
+// TestAITrainFromRecords: ai train reads an archive file, fine-tunes the shipped model or trains a
+// new one, prints the labelled classes' scores and writes a model that loads.
+func TestAITrainFromRecords(t *testing.T) {
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := api.ReportArchive{Format: api.ReportArchiveFormat}
+	for s := range 30 {
+		at := t0.Add(time.Duration(s) * time.Second)
+		for i, n := range []string{"alpha", "beta", "gamma"} {
+			f := map[string]float64{"degree": 1, "sent": 3, "transit_in": 4, "forwarded": 4, "delivery": 1, "worst_hop_delivery": 1}
+			if n == "beta" && s >= 10 && s < 20 {
+				f["forwarded"], f["dropped"] = 0, 4
+			}
+			peer := []string{"beta", "alpha", "beta"}[i]
+			a.Reports = append(a.Reports, api.RecordedReport{Node: n, At: at, Report: api.MeshReport{Features: f,
+				Peers: []api.PeerReport{{Name: peer, State: "up", Features: map[string]float64{"tx_transit": 50, "rx_transit": 50, "up": 1}}}}})
+		}
+	}
+	a.Incidents = []api.Incident{{Node: "beta", Kind: "blackhole", From: t0.Add(10 * time.Second), To: t0.Add(19 * time.Second)}}
+	b, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "reports.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, base := range []string{"shipped", "none"} {
+		model := filepath.Join(dir, base+".x6m")
+		out, stderr, code := runCLI(t, "train", "--from-records", file, "--base", base, "--step", "1s", "--epochs", "2", "--out", model)
+		if code != 0 || !strings.Contains(out, "10 labelled node-intervals") || !strings.Contains(out, "model "+model) {
+			t.Fatalf("--base %s: %d\n%s\n%s", base, code, out, stderr)
+		}
+		if base == "shipped" && !strings.Contains(out, "(base model") {
+			t.Fatalf("fine-tuning does not compare with the base model:\n%s", out)
+		}
+		if _, err := detector.Load(model); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, stderr, code := runCLI(t, "train", "--from-records", file, "--base", filepath.Join(dir, "missing.x6m"), "--out", filepath.Join(dir, "x.x6m")); code == 0 || !strings.Contains(stderr, "--base") {
+		t.Fatalf("a missing base model: %d %s", code, stderr)
 	}
 }

@@ -53,8 +53,9 @@ func commands() []command {
 		{"cert verify", "verify a node certificate against a CA and revocation list", runCertVerify},
 		{"version", "print the version", runVersion},
 		{"sim", "run the mesh simulator and print a summary", runSim},
-		{"ai train", "train the GraphSAGE anomaly detector (node and per-link features) on simulator data", runAITrain},
+		{"ai train", "train the GraphSAGE anomaly detector (node and per-link features) on simulator data, or on recorded reports", runAITrain},
 		{"ai eval", "evaluate the detector and the baselines on held-out simulator runs", runAIEval},
+		{"ai inputs", "where healthy nodes' derived inputs lie under distribution-shift scenarios", runAIInputs},
 	}
 }
 

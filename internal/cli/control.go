@@ -176,15 +176,20 @@ type ctlConn struct {
 
 func ctlFlags(e *env, name, usage string) (*flag.FlagSet, *ctlConn) {
 	fs := newFlags(e, "ctl "+name, usage)
-	c := &ctlConn{
-		url:      fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL (env X0TTA6BL4_CONTROL_URL)"),
+	c := connFlags(fs, "url")
+	c.asJSON = fs.Bool("json", false, "print the API's JSON answer")
+	return fs, c
+}
+
+// connFlags adds the flags that reach a control plane with an API key; urlFlag names the URL's.
+func connFlags(fs *flag.FlagSet, urlFlag string) *ctlConn {
+	return &ctlConn{
+		url:      fs.String(urlFlag, os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL (env X0TTA6BL4_CONTROL_URL)"),
 		keyFile:  fs.String("api-key-file", "", "file holding the API key (default: env X0TTA6BL4_API_KEY)"),
 		pin:      fs.String("ca-pin", os.Getenv("X0TTA6BL4_CA_PIN"), "CA pin printed by 'control init' (env X0TTA6BL4_CA_PIN)"),
 		caFile:   fs.String("ca", "", "the CA's X.509 certificate (ca-x509.pem), instead of --ca-pin"),
 		insecure: fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)"),
-		asJSON:   fs.Bool("json", false, "print the API's JSON answer"),
 	}
-	return fs, c
 }
 
 func (c *ctlConn) trust() (client.Trust, error) {
@@ -250,6 +255,8 @@ func runCtl(e *env, args []string) error {
 		{"advisory list", "the cost advisories in force (relays the detector or an admin names)", ctlAdvisoryList},
 		{"advisory set", "name a relay by hand: ctl advisory set --reason TEXT [--multiplier 8] [--ttl 1h] NODE", ctlAdvisorySet},
 		{"advisory clear", "withdraw an operator advisory: ctl advisory clear NODE", ctlAdvisoryClear},
+		{"incident label", "label a fault for training: --node N --kind blackhole --from T --to T", ctlIncidentLabel},
+		{"reports export", "write the recorded reports and incidents to a file for ai train --from-records", ctlReportsExport},
 		{"user add", "create an account (password from --password-file)", ctlUserAdd},
 		{"users", "list accounts", ctlUsers},
 		{"key create", "create an API key for yourself (shown once)", ctlKeyCreate},

@@ -151,6 +151,25 @@ auth: {argon2: {time: 1, memory_kib: 64, threads: 1}}
 	if out := mustCall(t, runCtl, "audit"); !strings.Contains(out, "node.revoke") || !strings.Contains(out, "node.enroll") {
 		t.Fatalf("audit:\n%s", out)
 	}
+	// Incident labels and the report archive; recording is off, so the archive has no reports.
+	out = mustCall(t, runCtl, "incident", "label", "--node", "n1", "--kind", "greyhole", "--from", "2026-12-06T22:00:00Z", "--to", "2026-12-06T22:10:00Z", "--note", "seen by hand")
+	if !strings.Contains(out, "n1 greyhole from 2026-12-06T22:00:00Z") {
+		t.Fatalf("incident label:\n%s", out)
+	}
+	if _, err := call(t, context.Background(), runCtl, "incident", "label", "--node", "n1", "--kind", "gremlins", "--from", "2026-12-06T22:00:00Z", "--to", "2026-12-06T22:10:00Z"); err == nil {
+		t.Fatal("unknown incident kind accepted")
+	}
+	archive := filepath.Join(dir, "reports.json")
+	mustCall(t, runCtl, "reports", "export", "--out", archive)
+	if b, err := os.ReadFile(archive); err != nil || !strings.Contains(string(b), `"kind":"greyhole"`) || !strings.Contains(string(b), `"reports":[]`) {
+		t.Fatalf("reports export: %s, %v", b, err)
+	}
+	if _, err := call(t, context.Background(), runAITrain, "--from-records", archive, "--out", filepath.Join(dir, "m.x6m")); err == nil || !strings.Contains(err.Error(), "no recorded reports") {
+		t.Fatalf("ai train on an empty archive: %v", err)
+	}
+	if out := mustCall(t, runCtl, "audit"); !strings.Contains(out, "incident.label") {
+		t.Fatalf("audit:\n%s", out)
+	}
 	// Wrong pin: refused before any credential is sent.
 	t.Setenv("X0TTA6BL4_CA_PIN", strings.Repeat("0", 64))
 	if _, err := call(t, context.Background(), runCtl, "nodes"); err == nil || !strings.Contains(err.Error(), "pinned") {

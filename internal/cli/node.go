@@ -17,7 +17,9 @@ import (
 	"x0tta6bl4/internal/agent"
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
+	"x0tta6bl4/internal/federated"
 	"x0tta6bl4/internal/identity"
+	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
 )
 
@@ -99,6 +101,11 @@ func runNode(e *env, args []string) error {
 		defer cl.Close()
 		go agent.Run(e.ctx, agent.Config{Node: n, Client: cl, StateDir: f.Control.State, Records: records, Logger: opts.Logger, Version: Version,
 			ReportInterval: f.Control.ReportInterval})
+	}
+	if fl := f.Federated; fl != nil && fl.Enabled {
+		if err := startFederated(e.ctx, n, opts, *fl); err != nil {
+			return err
+		}
 	}
 	// SIGHUP re-reads the configuration file and applies its firewall rules; a file that does not
 	// load leaves the running rules in place.
@@ -310,5 +317,32 @@ func runPing(e *env, args []string) error {
 	if lost == len(res) {
 		return fmt.Errorf("no reply from %s", fs.Arg(0))
 	}
+	return nil
+}
+
+// startFederated starts the node's part in federated training (the federated: section, already
+// checked by node.LoadConfig).
+func startFederated(ctx context.Context, n *node.Node, opts node.Options, fl node.FederatedFile) error {
+	fl.Defaults()
+	ver, err := meshca.NewVerifier(opts.CA...)
+	if err != nil {
+		return fmt.Errorf("federated: %w", err)
+	}
+	if opts.CRL != nil {
+		if _, err := ver.UpdateCRL(opts.CRL); err != nil {
+			return fmt.Errorf("federated: revocation list: %w", err)
+		}
+	}
+	cfg := federated.DaemonConfig{Node: n, Key: opts.Key.Sign, Verifier: ver, Settings: fl, Logger: opts.Logger}
+	if fl.Role == "participant" {
+		if cfg.Coordinator, err = meshca.LoadCertificateFile(fl.Coordinator); err != nil {
+			return fmt.Errorf("federated.coordinator: %w", err)
+		}
+	}
+	go func() {
+		if _, err := federated.RunDaemon(ctx, cfg); err != nil && ctx.Err() == nil {
+			opts.Logger.Error("federated training stopped", "err", err)
+		}
+	}()
 	return nil
 }

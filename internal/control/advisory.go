@@ -163,7 +163,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	in := detector.Robust(&mg.g)
+	in := detector.Robust(&mg.Graph)
 	if err := m.CheckGraph(&in); err != nil {
 		return false, fmt.Errorf("detector graph: %w", err)
 	}
@@ -176,7 +176,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	if s.adv.suspects == nil {
 		s.adv.suspects = map[string]*suspect{}
 	}
-	for v, name := range mg.names {
+	for v, name := range mg.Names {
 		rep := mg.reported[v]
 		if rep == nil {
 			continue
@@ -205,7 +205,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	}
 	changed := false
 	for name, sp := range s.adv.suspects {
-		_, enrolled := mg.index[name]
+		_, enrolled := mg.Index[name]
 		switch {
 		case !sp.named && sp.faulty >= cfg.Consecutive && enrolled:
 			sp.named, changed = true, true

@@ -144,6 +144,26 @@ type AIConfig struct {
 	Model string `yaml:"model"`
 	// Advisories: signed link-cost advisories from the detector's judgements (advisory.go).
 	Advisories AdvisoryConfig `yaml:"advisories"`
+	// Record keeps node reports for training (`ai train --from-records`).
+	Record RecordConfig `yaml:"record"`
+}
+
+// RecordConfig configures the recording of node reports (docs/control.md, "Recording reports").
+type RecordConfig struct {
+	// Enabled records the detector's part of node reports (features, kernel features, peers'
+	// features). Off by default: it is the mesh's telemetry history.
+	Enabled bool `yaml:"enabled"`
+	// Every is the least time between two recorded reports of one node: a node that reports more
+	// often is recorded once per interval.
+	Every time.Duration `yaml:"every"`
+	// Retention is how long recorded reports, and incidents that ended, are kept.
+	Retention time.Duration `yaml:"retention"`
+	// MaxRows and MaxBytes cap the recorded reports; the oldest go first.
+	MaxRows  int64 `yaml:"max_rows"`
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxReportBytes is the largest recorded report (its detector part as JSON); larger ones are
+	// counted and not recorded.
+	MaxReportBytes int64 `yaml:"max_report_bytes"`
 }
 
 // MeshConfig configures the mesh view.
@@ -191,7 +211,9 @@ func Defaults() Config {
 			MaxRecordWaiters:        1024,
 			MaxCRLWait:              60 * time.Second,
 		},
-		Mesh:           MeshConfig{StaleAfter: 60 * time.Second},
+		Mesh: MeshConfig{StaleAfter: 60 * time.Second},
+		AI: AIConfig{Record: RecordConfig{Every: 5 * time.Second, Retention: 14 * 24 * time.Hour,
+			MaxRows: 2_000_000, MaxBytes: 2 << 30, MaxReportBytes: 64 << 10}},
 		Billing:        defaultBilling(),
 		AuditRetention: 365 * 24 * time.Hour,
 	}
@@ -313,6 +335,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: limits.max_connections_per_source (%d) must be at most limits.max_connections (%d)",
 			c.Limits.MaxConnectionsPerSource, c.Limits.MaxConnections)
 	}
+	if err := c.AI.Record.validate(); err != nil {
+		return err
+	}
 	if c.Limits.MaxBodyBytes < 1024 || c.Limits.MaxReportBytes < 1024 {
 		return errors.New("config: limits.max_body_bytes and max_report_bytes must be at least 1024")
 	}
@@ -323,6 +348,22 @@ func (c *Config) Validate() error {
 		if _, err := auth.NewLimiter(l, 1); err != nil {
 			return fmt.Errorf("config: rate_limits.%s: %w", name, err)
 		}
+	}
+	return nil
+}
+
+func (r RecordConfig) validate() error {
+	switch {
+	case r.Every < 0 || r.Every > time.Hour:
+		return fmt.Errorf("config: ai.record.every %s: want 0 (every report) to 1h", r.Every)
+	case r.Retention < time.Hour || r.Retention > 366*24*time.Hour:
+		return fmt.Errorf("config: ai.record.retention %s: want 1h to 366 days", r.Retention)
+	case r.MaxRows < 1 || r.MaxRows > 1_000_000_000:
+		return fmt.Errorf("config: ai.record.max_rows %d: want 1 to 1e9", r.MaxRows)
+	case r.MaxBytes < 1<<20 || r.MaxBytes > 1<<40:
+		return fmt.Errorf("config: ai.record.max_bytes %d: want 1 MiB to 1 TiB", r.MaxBytes)
+	case r.MaxReportBytes < 1024 || r.MaxReportBytes > r.MaxBytes:
+		return fmt.Errorf("config: ai.record.max_report_bytes %d: want 1024 to ai.record.max_bytes", r.MaxReportBytes)
 	}
 	return nil
 }

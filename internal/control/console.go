@@ -265,16 +265,16 @@ func (c *scoreCache) get(ctx context.Context, s *Server) scoreSnapshot {
 	mg, err := s.buildMeshGraph(ctx)
 	var in detector.Graph
 	if err == nil {
-		in = detector.Robust(&mg.g) // what the model reads, as in GET /ai/predict
+		in = detector.Robust(&mg.Graph) // what the model reads, as in GET /ai/predict
 		err = m.CheckGraph(&in)
 	}
 	if err != nil {
 		s.log.Error("console: anomaly scores", "err", err)
 		return scoreSnapshot{c.score, c.threshold}
 	}
-	score := make(map[string]float64, len(mg.names))
+	score := make(map[string]float64, len(mg.Names))
 	for i, p := range m.Predict(&in) {
-		score[mg.names[i]] = 1 - p[0]
+		score[mg.Names[i]] = 1 - p[0]
 	}
 	c.score, c.threshold, c.at = score, m.Threshold, time.Now()
 	return scoreSnapshot{c.score, c.threshold}

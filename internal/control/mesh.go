@@ -53,7 +53,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		s.internal(w, r, err)
 		return
 	}
-	if err := s.st.PutReport(r.Context(), &store.Report{NodeID: n.ID, ReportedAt: s.now(), Sequence: int64(rep.Sequence & (1<<63 - 1)), Body: string(body)}); err != nil {
+	at := s.now()
+	if err := s.st.PutReport(r.Context(), &store.Report{NodeID: n.ID, ReportedAt: at, Sequence: int64(rep.Sequence & (1<<63 - 1)), Body: string(body)}); err != nil {
 		s.internal(w, r, err)
 		return
 	}
@@ -67,6 +68,8 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 			return
 		}
 	}
+	rep.Healing = healing // recorded with the report: the labels of ai train --from-records
+	s.recordReport(r.Context(), n.ID, at, &rep)
 	s.m.reports.Inc()
 	s.meshChanged()
 	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number, Record: record,

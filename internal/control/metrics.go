@@ -26,6 +26,8 @@ type metrics struct {
 	revocations  prometheus.Counter
 	reports      prometheus.Counter
 	crlNumber    prometheus.Gauge
+	// recorded and recordSkipped count reports recorded for training and ones too large to record.
+	recorded, recordSkipped prometheus.Counter
 	// tlsHandshakes counts handshakes by group, hybrid or classical key exchange, and certificate.
 	tlsHandshakes *prometheus.CounterVec
 	// dbUnavailable counts requests answered 503 because the database did not answer.
@@ -68,6 +70,12 @@ func newMetrics(s *Server) *metrics {
 		crlNumber: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "x0tta6bl4_control_crl_number", Help: "Number of the current signed revocation list.",
 		}),
+		recorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "x0tta6bl4_control_reports_recorded_total", Help: "Node reports recorded for training (ai.record) since start.",
+		}),
+		recordSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "x0tta6bl4_control_reports_record_skipped_total", Help: "Node reports not recorded because their detector part exceeded ai.record.max_report_bytes.",
+		}),
 		tlsHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "x0tta6bl4_control_tls_handshakes_total",
 			Help: "Completed TLS handshakes by key-exchange group, key exchange (hybrid: post-quantum X25519MLKEM768; classical) and server certificate (ml-dsa-65, ecdsa-p256, ed25519).",
@@ -77,7 +85,7 @@ func newMetrics(s *Server) *metrics {
 		}),
 	}
 	reg.MustRegister(m.tlsHandshakes, m.requests, m.duration, m.inflight, m.rateLimited, m.authFailures, m.enrollments, m.renewals,
-		m.revocations, m.reports, m.crlNumber, m.dbUnavailable, connCollector{s},
+		m.revocations, m.reports, m.crlNumber, m.recorded, m.recordSkipped, m.dbUnavailable, connCollector{s},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newMeshCollector(s), newAnomalyCollector(s))
 	// Every known label value starts at zero, so dashboards and alerts see a series before the

@@ -9,13 +9,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"sort"
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/detector/defaultmodel"
+	"x0tta6bl4/internal/detector/reports"
 	"x0tta6bl4/internal/governance"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/telemetry"
@@ -104,33 +104,32 @@ func modelSource(path string) string {
 
 // meshGraph is the detector's input built from the stored reports.
 type meshGraph struct {
-	g        detector.Graph
-	names    []string
-	index    map[string]int
-	reported []*store.Report      // per node: its fresh report with features, or nil
-	kernel   []map[string]float64 // per node: the kernel features of its fresh report, or nil
+	*reports.Mesh
+	reported []*store.Report // per node: its fresh report with features, or nil
 }
 
-// buildMeshGraph builds the graph of raw telemetry vectors (the model reads detector.Robust of it).
+// buildMeshGraph builds the graph of raw telemetry vectors (the model reads detector.Robust of it)
+// from every enrolled, unrevoked node's latest report, as `ai train --from-records` does from
+// recorded ones (internal/detector/reports).
 func (s *Server) buildMeshGraph(ctx context.Context) (*meshGraph, error) {
-	nodes, reports, err := s.nodesAndReports(ctx)
+	nodes, stored, err := s.nodesAndReports(ctx)
 	if err != nil {
 		return nil, err
 	}
-	mg := &meshGraph{index: map[string]int{}}
+	var names []string
+	index := map[string]int{}
 	for _, n := range nodes {
 		if !n.Revoked() {
-			mg.index[n.Name] = len(mg.names)
-			mg.names = append(mg.names, n.Name)
+			index[n.Name] = len(names)
+			names = append(names, n.Name)
 		}
 	}
-	count := len(mg.names)
-	parsed := make([]*api.MeshReport, count)
-	mg.reported = make([]*store.Report, count)
-	mg.kernel = make([]map[string]float64, count)
+	latest := make([]*api.MeshReport, len(names))
+	fresh := make([]bool, len(names))
+	byNode := make([]*store.Report, len(names))
 	now := s.now()
-	for _, r := range reports {
-		v, ok := mg.index[r.NodeName]
+	for _, r := range stored {
+		v, ok := index[r.NodeName]
 		if !ok {
 			continue
 		}
@@ -139,87 +138,16 @@ func (s *Server) buildMeshGraph(ctx context.Context) (*meshGraph, error) {
 			s.log.Error("stored report unreadable", "node", r.NodeName, "err", err)
 			continue
 		}
-		parsed[v] = &rep
-		if len(rep.Features) > 0 && now.Sub(r.ReportedAt) <= s.cfg.Mesh.StaleAfter {
-			mg.reported[v] = &r
-			mg.kernel[v] = rep.KernelFeatures
+		latest[v], byNode[v] = &rep, &r
+		fresh[v] = now.Sub(r.ReportedAt) <= s.cfg.Mesh.StaleAfter
+	}
+	mg := &meshGraph{Mesh: reports.Build(names, latest, fresh), reported: make([]*store.Report, len(names))}
+	for v := range names {
+		if mg.Fresh[v] {
+			mg.reported[v] = byNode[v]
 		}
 	}
-	// Links: every pair a report lists, both directions.
-	adj := make([][]int, count)
-	link := func(a, b int) {
-		if !slices.Contains(adj[a], b) {
-			adj[a] = append(adj[a], b)
-		}
-	}
-	for v, rep := range parsed {
-		if rep == nil {
-			continue
-		}
-		for _, p := range rep.Peers {
-			if u, ok := mg.index[p.Name]; ok && u != v {
-				link(v, u)
-				link(u, v)
-			}
-		}
-	}
-	g := detector.Graph{X: make([][]float64, count), Adj: adj, E: make([][][]float64, count)}
-	for v := range count {
-		x := make([]float64, telemetry.NumNode)
-		fresh := mg.reported[v] != nil
-		if fresh {
-			for i, name := range telemetry.NodeNames {
-				x[i] = parsed[v].Features[name]
-			}
-			x[telemetry.FMissing] = 0
-		} else {
-			x[telemetry.FMissing] = 1
-		}
-		g.X[v] = x
-		g.E[v] = make([][]float64, len(adj[v]))
-		for i, u := range adj[v] {
-			e := make([]float64, telemetry.NumEdge)
-			if fresh {
-				for _, p := range parsed[v].Peers {
-					if p.Name == mg.names[u] {
-						for k, name := range telemetry.EdgeNames {
-							e[k] = p.Features[name]
-						}
-					}
-				}
-			}
-			g.E[v][i] = e
-		}
-	}
-	mg.g = g
 	return mg, nil
-}
-
-// without returns the graph with node u cut off from its neighbours (its edge rows dropped too).
-func (mg *meshGraph) without(u int) detector.Graph {
-	g := detector.Graph{X: mg.g.X, Adj: make([][]int, len(mg.g.Adj))}
-	if mg.g.E != nil {
-		g.E = make([][][]float64, len(mg.g.E))
-	}
-	for v, nbrs := range mg.g.Adj {
-		if v == u {
-			g.Adj[v] = nil
-			if g.E != nil {
-				g.E[v] = nil
-			}
-			continue
-		}
-		for i, w := range nbrs {
-			if w == u {
-				continue
-			}
-			g.Adj[v] = append(g.Adj[v], w)
-			if g.E != nil {
-				g.E[v] = append(g.E[v], mg.g.E[v][i])
-			}
-		}
-	}
-	return g
 }
 
 func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
@@ -249,19 +177,19 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 		s.internal(w, r, err)
 		return
 	}
-	v, ok := mg.index[name]
+	v, ok := mg.Index[name]
 	if !ok {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no enrolled, unrevoked node %q", name))
 		return
 	}
-	in := detector.Robust(&mg.g)
+	in := detector.Robust(&mg.Graph)
 	if err := m.CheckGraph(&in); err != nil {
 		s.internal(w, r, fmt.Errorf("detector graph: %w", err))
 		return
 	}
 	probs := m.Predict(&in)
 	p := probs[v]
-	out := api.Prediction{Node: name, ModelVersion: m.Version(), ComputedAt: s.now(), GraphNodes: len(mg.names),
+	out := api.Prediction{Node: name, ModelVersion: m.Version(), ComputedAt: s.now(), GraphNodes: len(mg.Names),
 		TelemetryMissing: mg.reported[v] == nil, Score: 1 - p[0], Threshold: m.Threshold,
 		Probabilities: map[string]float64{}, Features: map[string]float64{}, LinkFeatures: map[string]map[string]float64{},
 		TopNeighbours: []api.NeighbourContribution{}}
@@ -279,30 +207,30 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	}
 	out.Class = telemetry.Classes[best]
 	for i, name := range telemetry.NodeNames {
-		out.Features[name] = mg.g.X[v][i]
+		out.Features[name] = mg.Graph.X[v][i]
 	}
 	out.Inputs = make(map[string]float64, len(detector.RobustNames))
 	for i, name := range detector.RobustNames {
 		out.Inputs[name] = in.X[v][i]
 	}
-	out.KernelFeatures = mg.kernel[v]
+	out.KernelFeatures = mg.Kernel[v]
 	out.KernelInputsVersion = detector.KernelInputsVersion
 	out.KernelInputs = make(map[string]float64, detector.NumKernelInputs)
-	for i, x := range detector.KernelInputs(mg.g.X[v], mg.kernel[v]) {
+	for i, x := range detector.KernelInputs(mg.Graph.X[v], mg.Kernel[v]) {
 		out.KernelInputs[detector.KernelInputNames[i]] = x
 	}
-	for i, u := range mg.g.Adj[v] {
+	for i, u := range mg.Graph.Adj[v] {
 		lf := map[string]float64{}
 		for k, name := range telemetry.EdgeNames {
-			lf[name] = mg.g.E[v][i][k]
+			lf[name] = mg.Graph.E[v][i][k]
 		}
-		out.LinkFeatures[mg.names[u]] = lf
+		out.LinkFeatures[mg.Names[u]] = lf
 	}
-	for _, u := range mg.g.Adj[v] {
-		g := mg.without(u)
+	for _, u := range mg.Graph.Adj[v] {
+		g := mg.Without(u)
 		gi := detector.Robust(&g)
 		q := m.Predict(&gi)[v]
-		out.TopNeighbours = append(out.TopNeighbours, api.NeighbourContribution{Name: mg.names[u],
+		out.TopNeighbours = append(out.TopNeighbours, api.NeighbourContribution{Name: mg.Names[u],
 			Contribution: out.Score - (1 - q[0]), Score: 1 - probs[u][0]})
 	}
 	sort.SliceStable(out.TopNeighbours, func(i, j int) bool {

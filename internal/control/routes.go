@@ -187,6 +187,16 @@ func (s *Server) buildRoutes() []*route {
 			id: "clearAdvisory", tag: "ai", summary: "Withdraw an operator advisory",
 			desc: "Removes the node's operator advisory and signs a new list at once (a newer sequence withdraws it on every node).",
 			resp: api.AdvisoryList{}, status: 200, params: []param{{"node_id", "string", "node name"}}, extra: map[int]string{404: "no operator advisory for the node"}}},
+		{method: "GET", path: "/api/v1/ai/reports", access: accessUser, role: auth.Admin, h: s.handleReportArchive, doc: opDoc{
+			id: "aiReports", tag: "ai", summary: "Recorded node reports and labelled incidents, for `ai train --from-records`",
+			desc: "The reports recorded with `ai.record.enabled` (the detector's part: features, kernel features, peers with their features), oldest first, received in [from, to], at most `limit` (1000) and 4 MiB of reports per answer; `more` says to ask again with `after_id` = `next_after_id`. The first page (no `after_id`) also carries the incidents that overlap [from, to] (at most 1000).",
+			resp: api.ReportArchive{}, status: 200,
+			query: []param{{"from", "string", "RFC 3339: only reports received at or after this time"}, {"to", "string", "RFC 3339: only reports received at or before this time"},
+				{"after_id", "integer", "only reports with larger IDs (paging)"}, {"limit", "integer", "at most this many (default and maximum 1000)"}}}},
+		{method: "POST", path: "/api/v1/ai/incidents", access: accessUser, role: auth.Operator, h: s.handleLabelIncident, doc: opDoc{
+			id: "aiLabelIncident", tag: "ai", summary: "Label an incident: a node was faulty in a named way for a time",
+			desc: "`kind` is a detector class other than normal (linkdeg, crash, overload, blackhole, greyhole, flapping); `to` after `from`, at most 30 days apart; `note` at most 1 KiB. The node must be enrolled. Stored with an audit entry (`incident.label`); at most 100 000 incidents, pruned with `ai.record.retention` after they end. `ai train --from-records` labels the recorded reports with them.",
+			req:  api.Incident{}, resp: api.Incident{}, status: 201, extra: map[int]string{404: "no such node", 409: "incident limit reached"}}},
 		{method: "POST", path: "/api/v1/dao/proposals", access: accessUser, role: auth.Operator, maxBody: maxGovBody, h: s.handlePropose, doc: opDoc{
 			id: "daoPropose", tag: "governance", summary: "Put an action to the members (docs/governance.md)",
 			desc: "Freezes the current roster, opens the voting window now, and logs the proposal. A policy action's source is compiled and signed with the CA key under the next policy version nobody holds or reserved; nodes that govern the policy apply it only with the members' quorum certificate. `encoded` is the canonical proposal whose hash is the id: members' CLIs recompute it before signing a ballot.",

@@ -72,11 +72,12 @@ type Server struct {
 	crl        crlHolder
 	crlWaiters chan struct{}
 	crlPoll    time.Duration
-	records    recordsState  // signed link-state records handed to nodes (records.go)
-	policy     policyState   // the mesh access policy (policy.go)
-	adv        advisor       // cost advisories from the detector (advisory.go)
-	bill       *billingState // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
-	gov        govState      // member governance (governance.go)
+	records    recordsState   // signed link-state records handed to nodes (records.go)
+	recorder   reportRecorder // reports recorded for training (reportlog.go)
+	policy     policyState    // the mesh access policy (policy.go)
+	adv        advisor        // cost advisories from the detector (advisory.go)
+	bill       *billingState  // plans, invoices, payments; nil when billing is disabled (billing_watch.go)
+	gov        govState       // member governance (governance.go)
 	appliers   map[governance.ActionType]governance.Applier
 	revokeMu   sync.Mutex // one revocation at a time in this process (the database serialises instances)
 
@@ -550,6 +551,7 @@ func (s *Server) cleanup(ctx context.Context) {
 	} else if n > 0 {
 		s.log.Info("removed old join tokens", "count", n)
 	}
+	s.pruneRecorded(ctx) // also with recording off: what an earlier configuration recorded ages out
 	if n, err := s.st.PruneAudit(ctx, now.Add(-s.cfg.AuditRetention)); err != nil {
 		s.log.Error("prune audit log", "err", err)
 	} else if n > 0 {

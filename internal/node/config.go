@@ -52,6 +52,8 @@ type File struct {
 	EBPF     EBPFFile        `yaml:"ebpf,omitempty"`
 	// Governance makes the node follow the members' decisions (docs/governance.md, "Nodes").
 	Governance *GovernanceFile `yaml:"governance,omitempty"`
+	// Federated is the daemon's part in federated training of the detector (federated_config.go).
+	Federated *FederatedFile `yaml:"federated,omitempty"`
 }
 
 // EBPFFile is the ebpf section: kernel-side observation (docs/ebpf.md).
@@ -206,6 +208,9 @@ func (f *File) resolve(dir string) {
 	if g := f.Governance; g != nil {
 		g.Genesis, g.Decisions = rel(g.Genesis), rel(g.Decisions)
 	}
+	if fl := f.Federated; fl != nil {
+		fl.resolve(dir)
+	}
 }
 
 // LoadConfig reads a node configuration file and everything it names.
@@ -293,6 +298,12 @@ func (f *File) options() (Options, error) {
 	o.Firewall = f.Firewall
 	if f.Control.State != "" {
 		o.PolicyFile = filepath.Join(f.Control.State, statePolicyFile)
+	}
+	if fl := f.Federated; fl != nil {
+		fl.Defaults()
+		if err := fl.Validate(); err != nil {
+			return o, err
+		}
 	}
 	if f.Governance != nil {
 		if o.Governance, err = f.Governance.options(f.Control.State); err != nil {

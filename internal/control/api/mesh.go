@@ -415,3 +415,40 @@ type NeighbourContribution struct {
 	Contribution float64 `json:"contribution"` // score − score with the neighbour cut out of the graph
 	Score        float64 `json:"score"`        // the neighbour's own score
 }
+
+// RecordedReport is a node report the control plane kept for training (ai.record_reports): the
+// detector's part of it (features, kernel features, peers with their features), as received.
+type RecordedReport struct {
+	ID     int64      `json:"id"`
+	Node   string     `json:"node"`
+	At     time.Time  `json:"at"` // when the control plane received it
+	Report MeshReport `json:"report"`
+}
+
+// Incident is a labelled fault: node Node was faulty in the way Kind names (a detector class other
+// than normal) from From to To.
+type Incident struct {
+	ID        int64     `json:"id,omitempty"`
+	Node      string    `json:"node"`
+	Kind      string    `json:"kind"`
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	Note      string    `json:"note,omitempty"`
+	Source    string    `json:"source,omitempty"` // "operator" (ctl incident label) or "journal" (the healing journal)
+	CreatedBy string    `json:"created_by,omitempty"`
+}
+
+// ReportArchive is recorded reports with the incidents that overlap them: an answer of
+// GET /api/v1/ai/reports (one page) and the file `ctl reports export` writes and
+// `ai train --from-records` reads.
+type ReportArchive struct {
+	Format    string           `json:"format"` // ReportArchiveFormat
+	Reports   []RecordedReport `json:"reports"`
+	Incidents []Incident       `json:"incidents"`
+	// More says a page limit cut the answer: ask again with after_id = NextAfterID.
+	More        bool  `json:"more,omitempty"`
+	NextAfterID int64 `json:"next_after_id,omitempty"`
+}
+
+// ReportArchiveFormat names the archive's format and version.
+const ReportArchiveFormat = "x0tta6bl4-report-archive-1"

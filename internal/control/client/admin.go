@@ -118,3 +118,47 @@ func (a *API) Audit(ctx context.Context, limit int) (*api.AuditList, error) {
 	var out api.AuditList
 	return &out, a.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/audit?limit=%d", limit), nil, &out)
 }
+
+// maxArchiveReports bounds what ReportArchive collects, so a large recording cannot exhaust memory:
+// export a shorter window.
+const maxArchiveReports = 2_000_000
+
+// ReportArchive collects the recorded reports received in [from, to] (zero times: unbounded) and
+// the incidents overlapping them, page by page (admin).
+func (a *API) ReportArchive(ctx context.Context, from, to time.Time) (*api.ReportArchive, error) {
+	out := &api.ReportArchive{Format: api.ReportArchiveFormat, Reports: []api.RecordedReport{}, Incidents: []api.Incident{}}
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339))
+	}
+	for {
+		var page api.ReportArchive
+		if err := a.do(ctx, http.MethodGet, "/api/v1/ai/reports?"+q.Encode(), nil, &page); err != nil {
+			return nil, err
+		}
+		if page.Format != api.ReportArchiveFormat {
+			return nil, fmt.Errorf("control plane answered a report archive of format %q, want %q", page.Format, api.ReportArchiveFormat)
+		}
+		out.Reports = append(out.Reports, page.Reports...)
+		out.Incidents = append(out.Incidents, page.Incidents...)
+		if len(out.Reports) > maxArchiveReports {
+			return nil, fmt.Errorf("more than %d recorded reports: ask for a shorter window (from, to)", maxArchiveReports)
+		}
+		if !page.More {
+			return out, nil
+		}
+		if page.NextAfterID <= 0 || len(page.Reports) == 0 {
+			return nil, fmt.Errorf("control plane said more reports follow but gave no next page")
+		}
+		q.Set("after_id", fmt.Sprint(page.NextAfterID))
+	}
+}
+
+// LabelIncident stores an incident label (operator).
+func (a *API) LabelIncident(ctx context.Context, in api.Incident) (*api.Incident, error) {
+	var out api.Incident
+	return &out, a.do(ctx, http.MethodPost, "/api/v1/ai/incidents", in, &out)
+}

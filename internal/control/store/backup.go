@@ -35,11 +35,12 @@ var restoreOrder = []string{
 	"billing_plans", "billing_invoices", "billing_payments", "billing_subscriptions", "billing_cursors",
 	"billing_join_tokens", "billing_nodes", "revocation_lists",
 	"gov_log", "gov_proposals", "gov_ballots", "node_healing",
+	"report_log", "incidents",
 }
 
 // dataTables must be empty for a restore: they hold what users and nodes created. The others hold
 // only rows that migrations seed, which the restore replaces.
-var dataTables = []string{"users", "nodes", "join_tokens", "audit_log", "policies", "billing_plans", "billing_invoices", "billing_payments", "revocation_lists", "gov_log"}
+var dataTables = []string{"users", "nodes", "join_tokens", "audit_log", "policies", "billing_plans", "billing_invoices", "billing_payments", "revocation_lists", "gov_log", "report_log", "incidents"}
 
 // BackupHeader is the first line of a dump.
 type BackupHeader struct {

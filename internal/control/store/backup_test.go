@@ -44,6 +44,9 @@ func fill(t *testing.T, s *store.Store) {
 		if err := s.PutReport(ctx, &store.Report{NodeID: n.ID, ReportedAt: t0, Sequence: 7, Body: `{"v":"` + nasty[3] + `"}`}); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.AddRecordedReport(ctx, &store.RecordedReport{NodeID: n.ID, ReportedAt: t0, Body: `{"v":"` + nasty[4] + `"}`}); err != nil {
+			t.Fatal(err)
+		}
 		g, err := s.NextRecordGeneration(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -59,6 +62,9 @@ func fill(t *testing.T, s *store.Store) {
 		}
 	}
 	if err := s.InsertPolicy(ctx, &store.Policy{Version: 1, IssuedAt: t0, IssuedBy: "user:alice", Signed: []byte{0, 1, 2, 255}, Source: nasty[5]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.InsertIncident(ctx, &store.Incident{NodeName: "alpha", Kind: "greyhole", From: t0, To: t0.Add(time.Minute), Note: nasty[0], CreatedBy: "user:alice", CreatedAt: t0}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -238,6 +238,27 @@ var migrations = []string{
 		reported_at BIGINT NOT NULL,
 		journal TEXT NOT NULL
 	);`,
+	// 8: recorded reports (the detector's telemetry, opt-in with ai.record) and labelled
+	// incidents, the training data of `ai train --from-records` (reportlog.go).
+	`CREATE TABLE report_log (
+		id {{ID}},
+		node_id BIGINT NOT NULL REFERENCES nodes(id),
+		reported_at BIGINT NOT NULL,
+		size BIGINT NOT NULL,
+		report TEXT NOT NULL
+	);
+	CREATE INDEX report_log_at ON report_log(reported_at);
+	CREATE TABLE incidents (
+		id {{ID}},
+		node_name TEXT NOT NULL,
+		kind TEXT NOT NULL,
+		from_at BIGINT NOT NULL,
+		to_at BIGINT NOT NULL,
+		note TEXT NOT NULL,
+		created_by TEXT NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE INDEX incidents_from ON incidents(from_at);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

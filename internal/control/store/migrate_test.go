@@ -75,6 +75,13 @@ var migrationSeeds = []struct {
 		},
 		counts: map[string]int{"node_healing": 1},
 	},
+	{ // 8
+		rows: []string{
+			`INSERT INTO report_log (node_id, reported_at, size, report) VALUES ((SELECT id FROM nodes WHERE name = 'n1'), 1, 2, '{}')`,
+			`INSERT INTO incidents (node_name, kind, from_at, to_at, note, created_by, created_at) VALUES ('n1', 'blackhole', 1, 2, '', 'alice', 1)`,
+		},
+		counts: map[string]int{"report_log": 1, "incidents": 1},
+	},
 }
 
 // TestMigrateForwardFromEveryVersion builds the database every earlier schema version left behind,

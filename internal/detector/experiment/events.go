@@ -248,6 +248,85 @@ func ChoosePersistence(ds []Method, val []detector.Graph, perRun, maxK int) (int
 	return best, means
 }
 
+// ChooseJoint is ChoosePersistence with each binary method's threshold chosen together with k: for
+// every k in 1..maxK, each method without classes gets the threshold (among quantiles of its
+// validation scores, and its own) under which its any-fault event F1 on the validation graphs is
+// highest; k is the one with the highest mean over the methods, the smallest on a tie. It returns
+// that k, the means, and the methods with the thresholds chosen for it. Like ChoosePersistence it
+// must be given validation graphs only.
+func ChooseJoint(ds []Method, val []detector.Graph, perRun, maxK int) (int, []float64, []Method) {
+	runs := len(val) / perRun
+	type cand struct {
+		threshold float64
+		flags     [][][]bool
+	}
+	cands := make([][]cand, len(ds))
+	for i, d := range ds {
+		if d.Classes != nil {
+			cands[i] = []cand{{d.Threshold, decide(d, val)}}
+			continue
+		}
+		scores := make([][]float64, len(val))
+		var all []float64
+		for t := range val {
+			scores[t] = d.Score(&val[t])
+			all = append(all, scores[t]...)
+		}
+		slices.Sort(all)
+		ts := []float64{d.Threshold}
+		// Quantiles from the median to the top 0.01 %, denser towards the top, where faults are.
+		for j := range 40 {
+			q := 1 - 0.5*math.Pow(2e-4, float64(j)/39)
+			ts = append(ts, all[min(len(all)-1, int(q*float64(len(all))))])
+		}
+		slices.Sort(ts)
+		ts = slices.Compact(ts)
+		for _, th := range ts {
+			cands[i] = append(cands[i], cand{th, decideScores(val, scores, th)})
+		}
+	}
+	best, means := 1, make([]float64, maxK)
+	picks := make([][]float64, maxK)
+	for k := 1; k <= maxK; k++ {
+		picks[k-1] = make([]float64, len(ds))
+		for i, d := range ds {
+			bestF := -1.0
+			for _, c := range cands[i] {
+				if f := countEvents(d.Name, val, persist(c.flags, perRun, k), perRun, runs, 1)[0].F1; f > bestF {
+					bestF, picks[k-1][i] = f, c.threshold
+				}
+			}
+			means[k-1] += bestF / float64(len(ds))
+		}
+		if means[k-1] > means[best-1] {
+			best = k
+		}
+	}
+	out := slices.Clone(ds)
+	for i := range out {
+		out[i].Threshold = picks[best-1][i]
+	}
+	return best, means, out
+}
+
+// decideScores is decide for a binary method whose scores are already computed.
+func decideScores(test []detector.Graph, scores [][]float64, threshold float64) [][][]bool {
+	flags := make([][][]bool, len(test))
+	for t := range test {
+		flags[t] = make([][]bool, len(test[t].X))
+		for v := range test[t].X {
+			f := make([]bool, sim.NumKinds)
+			if scores[t][v] >= threshold {
+				for k := range f {
+					f[k] = true
+				}
+			}
+			flags[t][v] = f
+		}
+	}
+	return flags
+}
+
 // PrintPersistence writes each method's any-fault event and per-interval F1 without persistence
 // (before) and under the persistence rule with k intervals (after).
 func PrintPersistence(w io.Writer, before, after []EventRow, k int) {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
 )
 
@@ -78,5 +79,68 @@ func TestPersistence(t *testing.T) {
 	}
 	if same := persist(flags, 3, 1); &same[0] != &flags[0] {
 		t.Fatal("k = 1 must keep the decisions as they are")
+	}
+}
+
+// TestShiftOutsideTraining: the suite's traffic, noise, silent and late fractions lie outside what
+// training draws, so a widened training distribution cannot quietly swallow a scenario.
+func TestShiftOutsideTraining(t *testing.T) {
+	d := TrainDistribution
+	for _, sc := range ShiftSuite() {
+		c := sim.Config{Rate: 20}
+		if sc.Sim != nil {
+			sc.Sim(&c)
+		}
+		p := sc.Perturb
+		switch sc.Name {
+		case "volume×10", "volume×0.1":
+			if r := float64(c.Rate); r >= d.Rate[0] && r <= d.Rate[1] {
+				t.Errorf("%s: %v packets per flow is inside training's %v", sc.Name, r, d.Rate)
+			}
+		case "noise":
+			if p.Noise <= d.Noise[1] {
+				t.Errorf("noise %v within training's %v", p.Noise, d.Noise)
+			}
+		case "missing":
+			if !p.Sticky || p.Missing <= d.Missing[1] {
+				t.Errorf("silent %v within training's %v", p.Missing, d.Missing)
+			}
+		case "late":
+			if p.Late <= d.Late[1] {
+				t.Errorf("late %v within training's %v", p.Late, d.Late)
+			}
+		}
+	}
+	// Every draw stays inside the ranges.
+	for seed := range uint64(200) {
+		c := sim.Config{Faults: DefaultFaults}
+		p := randomise(&c, seed)
+		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] {
+			t.Fatalf("seed %d drew rate %d, %+v", seed, c.Rate, p)
+		}
+	}
+}
+
+// TestChooseJoint: a fault scoring 0.5 for three intervals and a one-interval spike of 0.9 on a
+// normal node. The interval-optimal threshold (0.5 or below) flags both; with k = 2 the spike goes
+// and the fault stays, so the joint choice is k = 2 with a threshold that still flags the fault.
+func TestChooseJoint(t *testing.T) {
+	const perRun = 4
+	score := [perRun][2]float64{{0, 0.1}, {0.5, 0.9}, {0.5, 0.1}, {0.5, 0.1}}
+	val := make([]detector.Graph, perRun)
+	for i := range val {
+		val[i] = detector.Graph{X: [][]float64{{0}, {0}}, Adj: [][]int{{1}, {0}}, Y: []int{0, 0}}
+		if i > 0 {
+			val[i].Y[0] = int(sim.Blackhole)
+		}
+		val[i].X[0][0], val[i].X[1][0] = score[i][0], score[i][1]
+	}
+	m := Method{Name: "x", Threshold: 0.3, Score: func(g *detector.Graph) []float64 { return []float64{g.X[0][0], g.X[1][0]} }}
+	k, means, tuned := ChooseJoint([]Method{m}, val, perRun, 3)
+	if k != 2 || means[1] != 1 || tuned[0].Threshold > 0.5 || tuned[0].Threshold <= 0.1 {
+		t.Fatalf("k %d, means %v, threshold %v; want k 2, mean F1 1 at k 2, threshold in (0.1, 0.5]", k, means, tuned[0].Threshold)
+	}
+	if m.Threshold != 0.3 {
+		t.Fatal("the methods given were changed")
 	}
 }

@@ -3,8 +3,10 @@ package experiment
 import (
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
+	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
 )
 
@@ -23,7 +25,7 @@ type Scenario struct {
 // here; grey holes 10–70 % in training, 5–9 % and 75–95 % here; link loss 12–40 % against 45–70 %;
 // overload 1.25–2.5 against 2.5–4; at most 8 % of reports missing or late per interval against a
 // quarter missing for the whole run or 30 % late; noise up to 10 % against 30 %; 60–140 nodes
-// against 300; and relays that also frame their neighbours.
+// against 300; and relays that also frame their neighbours (TestShiftOutsideTraining).
 func ShiftSuite() []Scenario {
 	return []Scenario{
 		{Name: "nominal", What: "the evaluation's default runs"},
@@ -60,11 +62,15 @@ func scaleFaults(fs []sim.FaultSpec, k int) []sim.FaultSpec {
 	return out
 }
 
-// ShiftRow is one method's event F1 per fault kind (index sim.Kind; 0: any fault) in a scenario,
-// and its interval-level any-fault F1.
+// ShiftRow is one method's event F1 per fault kind (index sim.Kind; 0: any fault) in a scenario
+// under the persistence rule with K intervals (1: none), the any-fault F1's bootstrap interval, and
+// the per-interval any-fault F1 of the same decisions.
 type ShiftRow struct {
 	Scenario, Method string
+	K                int
+	Joint            bool // thresholds chosen together with K (ChooseJoint)
 	F1               [sim.NumKinds]float64
+	AnyLo, AnyHi     float64
 	IntervalAnyF1    float64
 }
 
@@ -81,23 +87,15 @@ func (r ShiftRow) Goals() bool {
 	return true
 }
 
-// ShiftRows condenses one scenario's evaluation.
-func ShiftRows(scenario string, ev []EventRow, iv []Row) []ShiftRow {
+// ShiftRows condenses one scenario's event rows, evaluated with the persistence rule's k (and
+// thresholds chosen jointly with it, when joint).
+func ShiftRows(scenario string, k int, joint bool, ev []EventRow) []ShiftRow {
 	var out []ShiftRow
 	for _, e := range ev {
 		if e.Fault == sim.Normal {
-			out = append(out, ShiftRow{Scenario: scenario, Method: e.Method})
+			out = append(out, ShiftRow{Scenario: scenario, Method: e.Method, K: k, Joint: joint, AnyLo: e.F1Lo, AnyHi: e.F1Hi, IntervalAnyF1: e.IntervalF1})
 		}
 		out[len(out)-1].F1[e.Fault] = e.F1
-	}
-	for _, r := range iv {
-		if r.Fault == sim.Normal {
-			for i := range out {
-				if out[i].Method == r.Method {
-					out[i].IntervalAnyF1 = r.F1
-				}
-			}
-		}
 	}
 	return out
 }
@@ -105,14 +103,18 @@ func ShiftRows(scenario string, ev []EventRow, iv []Row) []ShiftRow {
 // PrintShift writes the suite's table.
 func PrintShift(w io.Writer, rs []ShiftRow) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "scenario\tmethod\tany")
+	fmt.Fprint(tw, "scenario\tmethod\tdecision\tany [95% CI]")
 	for k := sim.Kind(1); k < sim.NumKinds; k++ {
 		fmt.Fprintf(tw, "\t%s", k)
 	}
 	fmt.Fprintln(tw, "\tinterval any\tgoals\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s", r.Scenario, r.Method)
-		for _, f := range r.F1 {
+		rule := fmt.Sprintf("k=%d", r.K)
+		if r.Joint {
+			rule += " joint"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.3f [%.2f–%.2f]", r.Scenario, r.Method, rule, r.F1[0], r.AnyLo, r.AnyHi)
+		for _, f := range r.F1[1:] {
 			fmt.Fprintf(tw, "\t%.3f", f)
 		}
 		goal := "no"
@@ -122,4 +124,35 @@ func PrintShift(w io.Writer, rs []ShiftRow) {
 		fmt.Fprintf(tw, "\t%.3f\t%s\t\n", r.IntervalAnyF1, goal)
 	}
 	tw.Flush()
+}
+
+// InputQuantiles returns, for every node input of graphs gs (detector.Robust's), the 50th, 95th
+// and 99th percentiles over the normal node-intervals: where a healthy node's inputs lie, so that
+// a shift's effect on each input can be read off against the nominal runs.
+func InputQuantiles(gs []detector.Graph) [][3]float64 {
+	if len(gs) == 0 || len(gs[0].X) == 0 {
+		return nil
+	}
+	cols := make([][]float64, len(gs[0].X[0]))
+	for _, g := range gs {
+		for v, x := range g.X {
+			if g.Y[v] != int(sim.Normal) {
+				continue
+			}
+			for j, f := range x {
+				cols[j] = append(cols[j], f)
+			}
+		}
+	}
+	out := make([][3]float64, len(cols))
+	for j, c := range cols {
+		if len(c) == 0 {
+			continue
+		}
+		slices.Sort(c)
+		for i, q := range []float64{0.5, 0.95, 0.99} {
+			out[j][i] = c[int(q*float64(len(c)-1))]
+		}
+	}
+	return out
 }
