@@ -212,5 +212,8 @@ func (s *Server) watchCRL(ctx context.Context) {
 		if err := s.refreshPolicy(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("access policy refresh failed", "err", err)
 		}
+		if err := s.refreshRecordGeneration(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("mesh record generation refresh failed", "err", err)
+		}
 	}
 }

@@ -210,6 +210,21 @@ func (s *Server) storeRecord(ctx context.Context, n *store.Node, rec *routing.Re
 	return outcome, nil
 }
 
+// refreshRecordGeneration takes in the records other instances on the same database published: the
+// long polls here wait on this instance's generation, which its own publications move on, so
+// without this a node long-polling one instance would learn of a record published through another
+// only when its poll timed out.
+func (s *Server) refreshRecordGeneration(ctx context.Context) error {
+	g, err := s.st.RecordGeneration(ctx)
+	if err != nil {
+		return fmt.Errorf("control: record generation: %w", err)
+	}
+	if s.records.gen.advance(g) {
+		s.records.current.Set(float64(g))
+	}
+	return nil
+}
+
 // isNews reports whether a record with the given digest and expiry must be published, given the
 // record stored before (nil: none).
 func isNews(old *store.MeshRecord, digest string, expires, now time.Time) bool {

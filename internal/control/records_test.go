@@ -524,3 +524,45 @@ func TestRecordPublicationRate(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordGenerationAcrossInstances: a record published through one instance wakes the long polls
+// of another instance on the same database at its next refresh, and a refresh never moves an
+// instance's generation back.
+func TestRecordGenerationAcrossInstances(t *testing.T) {
+	a, n, alpha := recordServer(t, time.Now)
+	ctx := t.Context()
+	b, err := New(ctx, a.cfg, Options{Logger: logger(t), Version: "test-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	before, changed := b.records.gen.wait()
+	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "192.0.2.1:4242")
+	out, err := a.acceptRecord(ctx, n, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
+		Record: base64.StdEncoding.EncodeToString(raw)})
+	if err != nil || out != api.RecordPublished {
+		t.Fatalf("publish through a: %q %v", out, err)
+	}
+	published, _ := a.records.gen.wait()
+	if got, _ := b.records.gen.wait(); got != before {
+		t.Fatalf("b moved on before refreshing: %d", got)
+	}
+	if err := b.refreshRecordGeneration(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Fatal("b's long polls were not woken by the refresh")
+	}
+	if got, _ := b.records.gen.wait(); got != published || got <= before {
+		t.Fatalf("b's generation %d after refresh, a published %d (b had %d)", got, published, before)
+	}
+	b.records.gen.set(published + 5) // b's own publication, racing with an older read
+	if err := b.refreshRecordGeneration(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := b.records.gen.wait(); got != published+5 {
+		t.Fatalf("refresh moved b's generation back to %d", got)
+	}
+}
