@@ -18,12 +18,13 @@ const (
 // simulator and the training code stay out of their dependency graphs; federated training makes
 // models on real nodes' data, so it may train but never simulate.
 var mustNotLink = map[string][]string{
-	"x0tta6bl4/internal/node":      {simPkg, routingsimPkg, trainPkg, experimentPkg},
-	"x0tta6bl4/internal/control":   {simPkg, routingsimPkg, trainPkg, experimentPkg},
-	"x0tta6bl4/internal/agent":     {simPkg, routingsimPkg, trainPkg, experimentPkg},
-	"x0tta6bl4/internal/detector":  {simPkg, routingsimPkg, trainPkg, experimentPkg},
-	trainPkg:                       {simPkg, routingsimPkg, experimentPkg},
-	"x0tta6bl4/internal/federated": {simPkg, routingsimPkg, experimentPkg},
+	"x0tta6bl4/internal/node":             {simPkg, routingsimPkg, trainPkg, experimentPkg},
+	"x0tta6bl4/internal/control":          {simPkg, routingsimPkg, trainPkg, experimentPkg},
+	"x0tta6bl4/internal/agent":            {simPkg, routingsimPkg, trainPkg, experimentPkg},
+	"x0tta6bl4/internal/detector":         {simPkg, routingsimPkg, trainPkg, experimentPkg},
+	"x0tta6bl4/internal/detector/reports": {simPkg, routingsimPkg, trainPkg, experimentPkg},
+	trainPkg:                              {simPkg, routingsimPkg, experimentPkg},
+	"x0tta6bl4/internal/federated":        {simPkg, routingsimPkg, experimentPkg},
 }
 
 // TestLayering asks the go command for each package's dependency graph (tests excluded) and fails

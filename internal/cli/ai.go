@@ -270,7 +270,7 @@ func runAITrain(e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "kept epoch %d of %d (validation macro-F1 %.3f)\n", bestEp, *epochs, bestF1)
 	}
-	experiment.SetThreshold(m, val)
+	detector.SetThreshold(m, val)
 	fmt.Fprintf(e.stdout, "validation (seeds %s): %s\n", *valSeeds, experiment.Summary(m, val))
 	if err := m.Save(*out); err != nil {
 		return err

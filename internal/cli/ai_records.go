@@ -14,6 +14,7 @@ import (
 	"x0tta6bl4/internal/control/client"
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/detector/defaultmodel"
+	"x0tta6bl4/internal/detector/finetune"
 	"x0tta6bl4/internal/detector/reports"
 	"x0tta6bl4/internal/secfile"
 	"x0tta6bl4/internal/telemetry"
@@ -183,7 +184,7 @@ func trainFromRecords(e *env, fs *flag.FlagSet, rf recordFlags, out string, epoc
 	// Flags left at ai train's simulator defaults take the defaults of fine-tuning.
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	cfg := reports.TrainConfig{Hidden: hidden, Seed: seed}
+	cfg := finetune.Config{Hidden: hidden, Seed: seed}
 	if set["epochs"] {
 		cfg.Epochs = epochs
 	}
@@ -192,7 +193,7 @@ func trainFromRecords(e *env, fs *flag.FlagSet, rf recordFlags, out string, epoc
 	}
 	bar := newBar(e.stderr, "training on recorded reports")
 	cfg.Progress = func(ep, n int, loss float64) { bar.setMsg(ep, n, fmt.Sprintf("loss %.4f", loss)) }
-	m, loss, err := reports.Train(base, reports.Graphs(ss), cfg)
+	m, loss, err := finetune.Train(base, reports.Graphs(ss), cfg)
 	bar.done()
 	if err != nil {
 		return err
@@ -200,18 +201,18 @@ func trainFromRecords(e *env, fs *flag.FlagSet, rf recordFlags, out string, epoc
 	fmt.Fprintf(e.stdout, "%d recorded reports, %d labelled incidents and %d from healing journals: %d graphs every %s\n",
 		len(a.Reports), len(a.Incidents), len(reports.JournalIncidents(a)), len(ss), *rf.step)
 	for k := 1; k < len(telemetry.Classes); k++ {
-		after, n := reports.MeanScore(m, ss, k)
+		after, n := finetune.MeanScore(m, ss, k)
 		if n == 0 {
 			continue
 		}
 		line := fmt.Sprintf("  %-9s %5d labelled node-intervals: mean score %.3f", telemetry.Classes[k], n, after)
 		if base != nil {
-			before, _ := reports.MeanScore(base, ss, k)
+			before, _ := finetune.MeanScore(base, ss, k)
 			line += fmt.Sprintf(" (base model %.3f)", before)
 		}
 		fmt.Fprintln(e.stdout, line)
 	}
-	normal, n := reports.MeanScore(m, ss, 0)
+	normal, n := finetune.MeanScore(m, ss, 0)
 	fmt.Fprintf(e.stdout, "  %-9s %5d node-intervals: mean score %.3f\n", "normal", n, normal)
 	if err := m.Save(out); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"x0tta6bl4/internal/control/store"
 	"x0tta6bl4/internal/control/store/storetest"
 	"x0tta6bl4/internal/detector/defaultmodel"
+	"x0tta6bl4/internal/detector/finetune"
 	"x0tta6bl4/internal/detector/reports"
 	"x0tta6bl4/internal/meshtest"
 	"x0tta6bl4/internal/node"
@@ -210,7 +211,7 @@ func TestTrainFromRecordedMesh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tuned, loss, err := reports.Train(shipped, reports.Graphs(trainSet), reports.TrainConfig{Epochs: 10})
+	tuned, loss, err := finetune.Train(shipped, reports.Graphs(trainSet), finetune.Config{Epochs: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,10 +224,10 @@ func TestTrainFromRecordedMesh(t *testing.T) {
 		t.Fatalf("the fine-tuned model as ai.model: %v", err)
 	}
 	greyhole, _ := reports.ClassOf("greyhole")
-	before, n := reports.MeanScore(shipped, heldOut, greyhole)
-	after, _ := reports.MeanScore(loaded, heldOut, greyhole)
-	normalBefore, _ := reports.MeanScore(shipped, heldOut, 0)
-	normalAfter, _ := reports.MeanScore(loaded, heldOut, 0)
+	before, n := finetune.MeanScore(shipped, heldOut, greyhole)
+	after, _ := finetune.MeanScore(loaded, heldOut, greyhole)
+	normalBefore, _ := finetune.MeanScore(shipped, heldOut, 0)
+	normalAfter, _ := finetune.MeanScore(loaded, heldOut, 0)
 	t.Logf("held-out episode, %d grey-hole node-intervals: mean score %.3f shipped → %.3f fine-tuned; healthy %.3f → %.3f; final loss %.4f, %d training graphs",
 		n, before, after, normalBefore, normalAfter, loss, len(trainSet))
 	if n < 20 {

@@ -40,7 +40,7 @@ func HeldOutF1(m *detector.Model, test []detector.Graph) float64 {
 	for s := range 3 {
 		val = append(val, RingTask(uint64(900+s)))
 	}
-	experiment.SetThreshold(m, val)
+	detector.SetThreshold(m, val)
 	var s []float64
 	var pos []bool
 	for i := range test {

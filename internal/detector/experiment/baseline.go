@@ -82,7 +82,7 @@ func withThreshold(d Method, val []detector.Graph) Method {
 		scores = append(scores, d.Score(&val[i])...)
 	}
 	_, ys := rows(val)
-	d.Threshold = BestThreshold(scores, anomalous(ys))
+	d.Threshold = detector.BestThreshold(scores, anomalous(ys))
 	return d
 }
 

@@ -3,7 +3,6 @@ package experiment
 import (
 	"fmt"
 	"io"
-	"math"
 	"text/tabwriter"
 
 	"x0tta6bl4/internal/detector"
@@ -70,16 +69,6 @@ func hasEdges(gs []detector.Graph) bool {
 // FlowConservation is the flow-conservation rule (flowDeficit) with its validation threshold.
 func FlowConservation(val []detector.Graph) Method {
 	return withThreshold(Method{Name: "flow conservation", Score: flowDeficit}, val)
-}
-
-// SetThreshold sets the model's detection threshold (on 1 − p(normal)) to the F1-optimal one on gs.
-func SetThreshold(m *detector.Model, gs []detector.Graph) {
-	var scores []float64
-	for i := range gs {
-		scores = append(scores, m.Scores(&gs[i])...)
-	}
-	_, ys := rows(gs)
-	m.Threshold = math.Min(1, math.Max(0, BestThreshold(scores, anomalous(ys))))
 }
 
 // Anomaly returns the model as an anomaly detector: score 1 − p(normal), the model's threshold.

@@ -19,7 +19,7 @@ func TestMetrics(t *testing.T) {
 	if b.TP != 2 || b.FP != 1 || math.Abs(b.F1-0.8) > 1e-12 {
 		t.Fatalf("%+v", b)
 	}
-	if th := BestThreshold(s, p); th != 0.8 && th != 0.35 {
+	if th := detector.BestThreshold(s, p); th != 0.8 && th != 0.35 {
 		t.Fatalf("threshold %v", th)
 	}
 }

@@ -124,7 +124,7 @@ func trainHeldOut(t *testing.T, m *detector.Model, gs []detector.Graph, failure 
 	if _, err := Run(m, gs[:15], Config{Epochs: 60, LR: 0.01, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	experiment.SetThreshold(m, gs[:15])
+	detector.SetThreshold(m, gs[:15])
 	r := experiment.EvaluateAll([]experiment.Method{experiment.Anomaly(m)}, gs[15:])[0]
 	t.Logf("held-out F1 %.3f AUC %.3f", r.F1, r.AUC)
 	if r.F1 < 0.8 {

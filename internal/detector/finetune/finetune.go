@@ -1,17 +1,20 @@
-package reports
+// Package finetune trains or fine-tunes a detector model on samples rebuilt from recorded reports
+// (internal/detector/reports). It is training code: the running node and control plane must never
+// link it, only the CLI and tests do.
+package finetune
 
 import (
 	"errors"
 	"fmt"
 
 	"x0tta6bl4/internal/detector"
-	"x0tta6bl4/internal/detector/experiment"
+	"x0tta6bl4/internal/detector/reports"
 	"x0tta6bl4/internal/detector/train"
 	"x0tta6bl4/internal/telemetry"
 )
 
-// TrainConfig configures Train.
-type TrainConfig struct {
+// Config configures Train.
+type Config struct {
 	Epochs int     // [10]
 	LR     float64 // Adam learning rate [0.001 when fine-tuning, 0.005 for a new model]
 	Hidden int     // hidden units per layer of a new model [32]
@@ -25,9 +28,9 @@ type TrainConfig struct {
 // they meant before and only the weights move; a new model takes its normalisation from the
 // graphs and its threshold from them too (there is no separate validation set in one archive:
 // the threshold is the one that maximises F1 on the training samples, which flatters it).
-func Train(base *detector.Model, gs []detector.Graph, cfg TrainConfig) (*detector.Model, float64, error) {
+func Train(base *detector.Model, gs []detector.Graph, cfg Config) (*detector.Model, float64, error) {
 	if len(gs) == 0 {
-		return nil, 0, errors.New("reports: no samples to train on")
+		return nil, 0, errors.New("finetune: no samples to train on")
 	}
 	labelled := 0
 	for _, g := range gs {
@@ -38,7 +41,7 @@ func Train(base *detector.Model, gs []detector.Graph, cfg TrainConfig) (*detecto
 		}
 	}
 	if labelled == 0 {
-		return nil, 0, errors.New("reports: no sample is labelled with a fault: label incidents first (ctl incident label)")
+		return nil, 0, errors.New("finetune: no sample is labelled with a fault: label incidents first (ctl incident label)")
 	}
 	if cfg.Epochs <= 0 {
 		cfg.Epochs = 10
@@ -64,17 +67,17 @@ func Train(base *detector.Model, gs []detector.Graph, cfg TrainConfig) (*detecto
 	}
 	loss, err := train.Run(m, gs, train.Config{Epochs: cfg.Epochs, LR: cfg.LR, Seed: cfg.Seed, Cosine: true, Progress: cfg.Progress})
 	if err != nil {
-		return nil, 0, fmt.Errorf("reports: %w", err)
+		return nil, 0, fmt.Errorf("finetune: %w", err)
 	}
 	if base == nil {
-		experiment.SetThreshold(m, gs)
+		detector.SetThreshold(m, gs)
 	}
 	return m, loss, nil
 }
 
 // MeanScore is the model's mean score (1 − p(normal)) over the nodes of the samples labelled
 // class, and how many there were.
-func MeanScore(m *detector.Model, ss []Sample, class int) (float64, int) {
+func MeanScore(m *detector.Model, ss []reports.Sample, class int) (float64, int) {
 	var sum float64
 	n := 0
 	for i := range ss {
