@@ -63,6 +63,10 @@ func TestEnrollMeshRevoke(t *testing.T) {
 		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet,
 			Heal: node.HealConfig{Grace: 2 * time.Second}, // the healing journal is checked below
+			// The chain must stay a chain for bravo to relay alpha's traffic to charlie: without
+			// this, alpha and charlie may link directly on learning of each other, and then bravo's
+			// transit fault touches nothing alpha sends.
+			NoPunch: true,
 			Firewall: firewall.Config{
 				Inbound:  []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
 				Outbound: []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
@@ -145,8 +149,20 @@ func TestEnrollMeshRevoke(t *testing.T) {
 	if h, err := admin.NodeHealing(ctx, "alpha"); err != nil || len(h.Entries) != 0 || h.ReportedAt != nil {
 		t.Fatalf("healing journal before any decision: %+v %v", h, err)
 	}
-	nodes["bravo"].SetTransitFault(1)
 	var decided []node.HealDecision
+	// The healing loop judges only destinations that have answered through a neighbour before
+	// (docs/node.md): the fault starts once charlie has answered alpha's probes through bravo.
+	waitFor(t, 30*time.Second, "alpha's probes through bravo are answered", func() bool {
+		return nodes["alpha"].Heal().ProbesOK >= 3
+	})
+	nodes["bravo"].SetTransitFault(1)
+	t.Cleanup(func() {
+		if t.Failed() {
+			h := nodes["alpha"].Heal()
+			h.Decisions = nil
+			t.Logf("alpha's healing status: %+v", h)
+		}
+	})
 	waitFor(t, 60*time.Second, "alpha's healing loop decides against bravo", func() bool {
 		decided = nodes["alpha"].HealJournal(api.MaxHealingEntries)
 		return len(decided) > 0
