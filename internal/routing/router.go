@@ -146,6 +146,7 @@ type Stats struct {
 	AcksDropped     uint64 // acknowledgements not queued because the per-neighbour queue was full
 	Restarts        uint64 // records installed with a larger incarnation than the one they replaced
 	OtherArea       uint64 // records of another area refused (acknowledged, neither installed nor flooded)
+	Adopted         uint64 // own records from before a restart taken back unchanged instead of re-signed
 }
 
 // Route is the way to one destination.
@@ -157,6 +158,9 @@ type Route struct {
 
 const (
 	maxRestarts        = 256
+	// firstRecordHold bounds how long a router of an area waits for its neighbours' summaries (and
+	// its own record from before a restart) before it signs its first record.
+	firstRecordHold = time.Second
 	maxPendingAcks     = 4096
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
@@ -172,6 +176,8 @@ type neighbour struct {
 	// area is the neighbour's routing area as its Summary says (0 until one arrives): records are
 	// flooded only to neighbours of the router's own area.
 	area uint32
+	// sumSeen: its summary on this adjacency arrived (the last part, which covers the highest IDs).
+	sumSeen bool
 
 	sumParts map[uint16][]byte // summary parts not yet acknowledged; nil when none
 	sumTotal uint16            // parts in this adjacency's summary
@@ -226,6 +232,7 @@ type Router struct {
 	pendingMetric bool
 	originateNow  bool
 	nextAdj       uint32
+	firstLinkUp   time.Time // when the first link came up before the first own record (zero: none yet)
 	nextExpiry    time.Time
 	nextRevalid   time.Time
 
@@ -349,6 +356,10 @@ func (r *Router) LinkUp(now time.Time, id NodeID, m Metrics) {
 	nb.rto = rto(m.RTT)
 	nb.rxmtDue, nb.outstanding, nb.sent = time.Time{}, 0, nil
 	nb.acks, nb.offers = nil, nil
+	nb.sumSeen = false
+	if !r.originated && r.firstLinkUp.IsZero() {
+		r.firstLinkUp = now
+	}
 	delete(r.byAdj, nb.adj)
 	r.nextAdj++
 	nb.adj = r.nextAdj
@@ -447,11 +458,11 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 	case MsgCertRequest:
 		r.handleCertRequest(now, nb, m.lo, m.certFP)
 	case MsgOffer:
-		if r.cfg.Level2 {
+		if r.pulls() {
 			r.handleOffer(now, nb, m.entries)
 		}
 	case MsgRequest, MsgRequestCert:
-		if r.cfg.Level2 {
+		if r.pulls() {
 			r.handleRequest(now, nb, m.entries, m.typ == MsgRequestCert)
 		}
 	case MsgAck:
@@ -663,6 +674,15 @@ func (r *Router) accepts(h recordHead) bool {
 	return !h.level2 && h.area == r.cfg.Area
 }
 
+// pulls reports whether the router synchronises by digest (offers, requests): level 2 for flooding
+// and synchronisation, level-1 routers of an area other than 0 for synchronisation only (docs/
+// routing.md, Restarts inside an area). Area 0 pushes, as earlier releases do.
+func (r *Router) pulls() bool { return r.cfg.Level2 || r.cfg.Area != 0 }
+
+// graceful reports whether the router holds its first record for its neighbours' digests and takes
+// back an unchanged own record after a restart: level-1 routers of an area other than 0.
+func (r *Router) graceful() bool { return !r.cfg.Level2 && r.cfg.Area != 0 }
+
 // floodsTo reports whether records are flooded to a neighbour: at level 1 only inside the area, at
 // level 2 to every neighbour.
 func (r *Router) floodsTo(nb *neighbour) bool { return r.cfg.Level2 || nb.area == r.cfg.Area }
@@ -687,12 +707,13 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 	// cache remembers forgeries, so replaying one costs no second verification; it is used only when
 	// the record names our current certificate, the one its parsed form is then tied to.
 	var err error
+	var rec *Record
 	if h.certFP == r.certFP {
-		_, err = r.cache.verify(raw, r.cert)
+		rec, err = r.cache.verify(raw, r.cert)
 	} else {
-		var rec *Record
-		if rec, err = ParseRecord(raw); err == nil {
-			if err = r.cert.SignPublicKey.Verify(SignatureContext, rec.tbs(), rec.Signature); err != nil {
+		var old *Record
+		if old, err = ParseRecord(raw); err == nil {
+			if err = r.cert.SignPublicKey.Verify(SignatureContext, old.tbs(), old.Signature); err != nil {
 				err = fmt.Errorf("%w: %w", ErrBadSignature, err)
 			}
 		}
@@ -707,9 +728,50 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 		return err
 	}
 	r.ack(nb, h.origin, h.seq)
+	if w := r.waiting[r.self]; w != nil && w.seq <= h.seq {
+		delete(r.waiting, r.self)
+	}
+	if rec != nil && r.adopt(now, nb, rec) {
+		return nil
+	}
 	r.seq = max(r.seq, h.seq)
 	r.originateNow = true
 	return nil
+}
+
+// adopt takes back rec, the router's own record from before a restart, verified with its own key,
+// instead of signing a new one, when it says what the router would sign now: the same certificate,
+// area, flags and endpoints, and links to exactly the neighbours that are up at costs within the
+// hysteresis of what it advertises (docs/routing.md, Restarts inside an area). The periodic refresh
+// then comes when it would have without the restart, and carries the new incarnation.
+func (r *Router) adopt(now time.Time, from *neighbour, rec *Record) bool {
+	origination := rec.Expires.Add(-r.cfg.Lifetime)
+	if !r.graceful() || r.originated || r.originateNow || r.pendingMetric ||
+		!now.Before(origination.Add(r.cfg.RefreshInterval)) || origination.After(now) ||
+		rec.CertFingerprint != r.certFP || rec.Area != r.cfg.Area || rec.Level2 || rec.Gateway != r.cfg.Gateway ||
+		rec.NoTransit != r.cfg.NoTransit || !slices.Equal(rec.Endpoints, r.endpoints) {
+		return false
+	}
+	links := r.localLinks()
+	if len(links) != len(rec.Links) || len(links) != len(r.nbl) {
+		return false
+	}
+	for i, l := range links {
+		if l.Neighbour != rec.Links[i].Neighbour || beyondHysteresis(rec.Links[i].Cost, l.Cost, r.cfg.CostHysteresis) {
+			return false
+		}
+	}
+	for i, nb := range r.nbl { // r.nbl and links are both sorted by neighbour
+		nb.advCost = rec.Links[i].Cost
+	}
+	r.seq = rec.Seq
+	r.originated, r.lastOrig = true, origination
+	r.pendingTopo = false
+	r.stats.Adopted++
+	l := newLSA(rec, now, nil)
+	r.put(l, nil)
+	r.ackedBy(from, l)
+	return true
 }
 
 // install puts a verified record into the LSDB in place of old (the entry held until now, or nil)
@@ -928,10 +990,7 @@ func (r *Router) buildSummary(adj uint32) map[uint16][]byte {
 			es[i] = entry{id, r.lsdb.get(id).rec.Seq}
 		}
 		ids = ids[n:]
-		hi := NodeID{}
-		for i := range hi {
-			hi[i] = 0xff
-		}
+		hi := maxID
 		if len(ids) > 0 {
 			hi = es[n-1].origin
 		}
@@ -942,6 +1001,14 @@ func (r *Router) buildSummary(adj uint32) map[uint16][]byte {
 		lo = incID(hi)
 	}
 }
+
+// maxID is the highest node ID, the upper end of a summary's last part.
+var maxID = func() (id NodeID) {
+	for i := range id {
+		id[i] = 0xff
+	}
+	return id
+}()
 
 func incID(id NodeID) NodeID {
 	for i := len(id) - 1; i >= 0; i-- {
@@ -969,8 +1036,19 @@ func (r *Router) sortedIDs() []NodeID {
 func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 	r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeSummaryAck(m.adj, m.part)})
 	nb.area = m.area
+	if m.hi == maxID && !nb.sumSeen {
+		nb.sumSeen = true
+		r.nbDueOK = false // a held first record may be due now
+	}
 	if !r.floodsTo(nb) {
 		return // a border link: nothing of this area goes across it
+	}
+	if r.graceful() {
+		// Our own record from before a restart: ask for it at once, so that the first record waits
+		// for it and takes it back if nothing changed (adopt).
+		if j, found := slices.BinarySearchFunc(m.entries, r.self, func(e entry, id NodeID) int { return cmpID(e.origin, id) }); found && m.entries[j].seq > r.seq {
+			r.handleOffer(now, nb, []entry{m.entries[j]})
+		}
 	}
 	i, _ := r.entryIndex(m.lo)
 	for _, l := range r.entries[i:] {
@@ -985,6 +1063,8 @@ func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 		switch {
 		case !found && r.cfg.Level2:
 			r.queueRecord(nb, l, now, false, true) // it holds nothing of this originator: nor its certificate
+		case (!found || m.entries[j].seq < l.rec.Seq) && r.graceful():
+			r.offerRecord(nb, l, now) // it asks for it from one of the neighbours that offer it
 		case !found || m.entries[j].seq < l.rec.Seq:
 			r.sendRecord(nb, l, now, false)
 		case m.entries[j].seq == l.rec.Seq:
@@ -1002,7 +1082,13 @@ func (r *Router) originationDue() (due time.Time, ok bool) {
 		return r.now, true
 	}
 	if !r.originated {
-		return r.now, len(r.nbl) > 0
+		if len(r.nbl) == 0 {
+			return r.now, false
+		}
+		if hold := r.firstLinkUp.Add(firstRecordHold); r.graceful() && r.now.Before(hold) && r.awaitingDigests() {
+			return hold, true
+		}
+		return r.now, true
 	}
 	due = r.lastOrig.Add(r.cfg.RefreshInterval)
 	if r.pendingTopo {
@@ -1018,6 +1104,18 @@ func (r *Router) originationDue() (due time.Time, ok bool) {
 		due = minTime(due, r.lastOrig.Add(r.cfg.MetricInterval))
 	}
 	return due, true
+}
+
+// awaitingDigests reports whether a neighbour that is up has not sent its summary yet, or the
+// router's own record from before a restart has been asked for and has not arrived.
+func (r *Router) awaitingDigests() bool {
+	for _, nb := range r.nbl {
+		if !nb.sumSeen {
+			return true
+		}
+	}
+	w := r.waiting[r.self]
+	return w != nil && r.now.Before(w.due)
 }
 
 func minTime(a, b time.Time) time.Time {

@@ -11,8 +11,15 @@ type Restart struct {
 	Node      string
 	Degree    int // the node's links
 	AreaNodes int // nodes of its area
-	Messages  uint64
-	Bytes     uint64
+	// Noticed: the node was down longer than the link layer's dead interval, so its neighbours
+	// flooded records without its links (a crash and return); otherwise it came back before they
+	// noticed (a restart: an upgrade, a process restarted by its supervisor).
+	Noticed  bool
+	Messages uint64
+	Bytes    uint64
+	// Senders is how many nodes sent a routing message in the window: the restarted node and its
+	// neighbours for a restart that floods nothing, the whole area for one that floods.
+	Senders int
 }
 
 // restartWindow is how long the routing messages after a restart are counted: the restarted node's
@@ -21,9 +28,10 @@ type Restart struct {
 // nothing else is counted.
 const restartWindow = 3 * time.Second
 
-// MeasureRestarts restarts k nodes that are not gateways, one at a time, each after its neighbours
-// have seen it die, and counts the level-1 routing messages and bytes from its return until the
-// window ends; the mesh must be synchronised again by then.
+// MeasureRestarts restarts k nodes that are not gateways, one at a time, and counts the level-1
+// routing messages and bytes from each one's return until the window ends; the mesh must be
+// synchronised again by then. Each node is restarted twice: first back before its neighbours notice
+// (down a third of the dead interval), then back after they noticed and flooded the loss (down 2 s).
 func (s *Sim) MeasureRestarts(k int) ([]Restart, error) {
 	rng := newRand(s.cfg.Seed ^ 0x72657374) // its own draws: faults and flows draw as without it
 	areaNodes := map[uint32]int{}
@@ -31,39 +39,67 @@ func (s *Sim) MeasureRestarts(k int) ([]Restart, error) {
 		areaNodes[a]++
 	}
 	var out []Restart
-	for tries := 0; len(out) < k && tries < 100*k; tries++ {
+	for tries, done := 0, 0; done < k && tries < 100*k; tries++ {
 		i := rng.IntN(s.cfg.Nodes)
 		id := s.IDs[i]
 		nd := s.Net.Node(id)
 		if nd.Gateway || !nd.Alive {
 			continue
 		}
-		s.Net.Kill(id)
-		s.Net.RunFor(2 * time.Second) // its neighbours detect the silence and flood the loss
-		before := s.Net.Counters
-		if err := s.Net.Revive(id); err != nil {
-			return nil, err
+		done++
+		for _, down := range []time.Duration{s.cfg.DetectDelay / 3, 2 * time.Second} {
+			s.Net.Kill(id)
+			s.Net.RunFor(down)
+			before := s.Net.Counters
+			sent := make([]uint64, len(s.IDs))
+			for j, x := range s.IDs {
+				sent[j] = s.Net.Node(x).SentBytes
+			}
+			if err := s.Net.Revive(id); err != nil {
+				return nil, err
+			}
+			s.Net.RunFor(restartWindow)
+			if err := s.Net.CheckSynchronised(); err != nil {
+				return nil, fmt.Errorf("sim: not synchronised %s after restarting %s: %w", restartWindow, nd.Name, err)
+			}
+			senders := 0
+			for j, x := range s.IDs {
+				if s.Net.Node(x).SentBytes != sent[j] {
+					senders++
+				}
+			}
+			out = append(out, Restart{Node: nd.Name, Degree: len(s.Adj[i]), AreaNodes: areaNodes[s.Area[i]],
+				Noticed: down >= s.cfg.DetectDelay, Messages: s.Net.Counters.Sent - before.Sent,
+				Bytes: s.Net.Counters.Bytes - before.Bytes, Senders: senders})
 		}
-		s.Net.RunFor(restartWindow)
-		if err := s.Net.CheckSynchronised(); err != nil {
-			return nil, fmt.Errorf("sim: not synchronised %s after restarting %s: %w", restartWindow, nd.Name, err)
-		}
-		out = append(out, Restart{Node: nd.Name, Degree: len(s.Adj[i]), AreaNodes: areaNodes[s.Area[i]],
-			Messages: s.Net.Counters.Sent - before.Sent, Bytes: s.Net.Counters.Bytes - before.Bytes})
 	}
 	return out, nil
 }
 
-// restartSummary is the mean of restarts, and the mean of messages over degree × log2(N) and over
-// degree × area size.
-func restartSummary(rs []Restart, nodes int) (msgs, bytes, perDegLogN, perDegArea float64) {
+// restartStats is the mean over restarts of one kind.
+type restartStats struct {
+	Count                    int
+	Messages, Bytes, Senders float64
+	PerDegLogN, PerDegArea   float64 // messages over degree × log2(N), over degree × area size
+}
+
+// restartSummary is the mean of the restarts that were (noticed) or were not noticed.
+func restartSummary(rs []Restart, nodes int, noticed bool) restartStats {
+	var st restartStats
 	for _, r := range rs {
-		msgs += float64(r.Messages)
-		bytes += float64(r.Bytes)
+		if r.Noticed != noticed {
+			continue
+		}
+		st.Count++
+		st.Messages += float64(r.Messages)
+		st.Bytes += float64(r.Bytes)
+		st.Senders += float64(r.Senders)
 		d := float64(max(r.Degree, 1))
-		perDegLogN += float64(r.Messages) / (d * math.Log2(float64(nodes)))
-		perDegArea += float64(r.Messages) / (d * float64(r.AreaNodes))
+		st.PerDegLogN += float64(r.Messages) / (d * math.Log2(float64(nodes)))
+		st.PerDegArea += float64(r.Messages) / (d * float64(r.AreaNodes))
 	}
-	k := float64(max(len(rs), 1))
-	return msgs / k, bytes / k, perDegLogN / k, perDegArea / k
+	k := float64(max(st.Count, 1))
+	st.Messages, st.Bytes, st.Senders = st.Messages/k, st.Bytes/k, st.Senders/k
+	st.PerDegLogN, st.PerDegArea = st.PerDegLogN/k, st.PerDegArea/k
+	return st
 }

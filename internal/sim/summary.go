@@ -25,9 +25,15 @@ func (r *Result) Summary(w io.Writer) {
 			l.Pairs, l.StretchMean, l.StretchMax)
 	}
 	if len(r.Restarts) > 0 {
-		msgs, bytes, perLogN, perArea := restartSummary(r.Restarts, c.Nodes)
-		fmt.Fprintf(w, "restarts: %d nodes restarted one at a time; %.0f messages, %.2f MB each (mean); per degree: %.1f × log2(N), %.2f × area size\n",
-			len(r.Restarts), msgs, bytes/1e6, perLogN, perArea)
+		for _, noticed := range []bool{false, true} {
+			st := restartSummary(r.Restarts, c.Nodes, noticed)
+			kind := "restarts (back before the neighbours notice)"
+			if noticed {
+				kind = "crashes (back after the neighbours flooded the loss)"
+			}
+			fmt.Fprintf(w, "%s: %d, one at a time; %.0f messages, %.3f MB, %.1f nodes sending, each (mean); per degree: %.2f × log2(N), %.3f × area size\n",
+				kind, st.Count, st.Messages, st.Bytes/1e6, st.Senders, st.PerDegLogN, st.PerDegArea)
+		}
 	}
 	secs := c.Duration.Seconds()
 	fmt.Fprintf(w, "steady state: %d routing messages, %.1f KB/s in total (%.2f KB/s per node), %d records signed\n",
