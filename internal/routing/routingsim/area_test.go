@@ -138,3 +138,74 @@ func TestRestartCostStaysInArea(t *testing.T) {
 		t.Fatalf("a restart costs %d messages (%d bytes) with 6 areas, %d (%d) with 2", m6, b6, m2, b2)
 	}
 }
+
+// restartQuickly restarts the centre of a 5×5 grid of the given area, back before its neighbours
+// notice, and returns the nodes that sent routing messages after its return, its router and its
+// sequence number before the restart. cut, if set, is cut while it is down.
+func restartQuickly(t *testing.T, area uint32, cut bool) (senders map[NodeID]bool, victim NodeID, seqBefore uint64, n *Network) {
+	t.Helper()
+	n = newNet(t, Config{Seed: 9, DetectDelay: 300 * time.Millisecond, UpDelay: 10 * time.Millisecond})
+	ids := make([]NodeID, 25)
+	for i := range ids {
+		id, err := n.AddNodeInArea(fmt.Sprintf("n%d", i), area)
+		must(t, err)
+		ids[i] = id
+	}
+	must(t, n.Grid(ids, 5, clean))
+	converge(t, n, 10*time.Second)
+	n.RunFor(time.Second)
+	victim = ids[12]
+	seqBefore = n.Router(victim).Seq()
+	n.Kill(victim)
+	if cut {
+		n.Cut(victim, ids[13])
+	}
+	n.RunFor(100 * time.Millisecond) // a third of the dead interval
+	sent := map[NodeID]uint64{}
+	for _, id := range ids {
+		sent[id] = n.Node(id).SentBytes
+	}
+	must(t, n.Revive(victim))
+	n.RunFor(3 * time.Second)
+	must(t, n.CheckSynchronised())
+	must(t, n.CheckRoutes())
+	senders = map[NodeID]bool{}
+	for _, id := range ids {
+		if n.Node(id).SentBytes != sent[id] {
+			senders[id] = true
+		}
+	}
+	return senders, victim, seqBefore, n
+}
+
+func TestRestartFloodsNothingInArea(t *testing.T) {
+	senders, victim, seq, n := restartQuickly(t, 1, false)
+	st := n.Router(victim).Stats()
+	if st.Adopted != 1 || st.Originated != 0 || n.Router(victim).Seq() != seq {
+		t.Fatalf("restarted node: adopted %d, signed %d, sequence %d (was %d); want its old record taken back", st.Adopted, st.Originated, n.Router(victim).Seq(), seq)
+	}
+	if len(senders) != 5 || !senders[victim] {
+		t.Fatalf("%d nodes sent routing messages after the restart, want the node and its 4 neighbours", len(senders))
+	}
+	// The database came once: each record from one neighbour, none flooded back.
+	if st.Accepted != 24 {
+		t.Fatalf("restarted node installed %d records, want its area's 24", st.Accepted)
+	}
+
+	// Area 0 keeps the earlier behaviour: the new record floods the mesh.
+	senders0, victim0, seq0, n0 := restartQuickly(t, 0, false)
+	if n0.Router(victim0).Seq() <= seq0 || len(senders0) < 20 {
+		t.Fatalf("area 0: sequence %d → %d, %d nodes sent; want a new record flooded", seq0, n0.Router(victim0).Seq(), len(senders0))
+	}
+}
+
+func TestRestartWithChangedLinksSignsNewRecord(t *testing.T) {
+	_, victim, seq, n := restartQuickly(t, 1, true)
+	st := n.Router(victim).Stats()
+	if st.Adopted != 0 || st.Originated == 0 || n.Router(victim).Seq() <= seq {
+		t.Fatalf("restarted node with a link less: adopted %d, signed %d, sequence %d (was %d); want a new record", st.Adopted, st.Originated, n.Router(victim).Seq(), seq)
+	}
+	if links := n.Router(victim).Record(victim).Links; len(links) != 3 {
+		t.Fatalf("its record lists %d links, want 3", len(links))
+	}
+}
