@@ -192,15 +192,19 @@ func recordMessages(m *mesh) (records, certs *int) {
 
 // In a clique of level-2 routers every router receives each other originator's record, and its
 // certificate, once: records are offered, and asked for (with the certificate when the router
-// holds nothing of that originator) by one neighbour each. Level 1 floods records and attaches
-// certificates as before.
+// holds nothing of that originator) by one neighbour each. Level 1 of an area does the same for
+// the first record of each originator; area 0 floods records and attaches certificates as before.
 func TestLevel2CertificateOncePerOriginator(t *testing.T) {
 	f := getFixture(t)
 	const n = 4
-	for _, level2 := range []bool{true, false} {
+	for _, tc := range []struct {
+		level2 bool
+		area   uint32
+	}{{true, 2}, {false, 2}, {false, 0}} {
+		level2, pull := tc.level2, tc.area != 0
 		var rs []*Router
 		for i := range n {
-			rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Level2 = 2, level2 }))
+			rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Level2 = tc.area, level2 }))
 		}
 		m := newMesh(t, f.now, rs...)
 		records, certs := recordMessages(m)
@@ -222,10 +226,10 @@ func TestLevel2CertificateOncePerOriginator(t *testing.T) {
 			offered += r.Stats().Offered
 		}
 		switch {
-		case level2 && (*records != n*(n-1) || *certs != n*(n-1) || offered == 0):
-			t.Fatalf("level 2: %d records, %d certificates sent, %d offered; want %d records and certificates", *records, *certs, offered, n*(n-1))
-		case !level2 && (requests != 0 || answers != 0 || offered != 0 || *certs < n*(n-1)):
-			t.Fatalf("level 1: %d requests, %d answers, %d offers, %d certificates sent", requests, answers, offered, *certs)
+		case pull && (*records != n*(n-1) || *certs != n*(n-1) || offered == 0):
+			t.Fatalf("level 2 %v, area %d: %d records, %d certificates sent, %d offered; want %d records and certificates", level2, tc.area, *records, *certs, offered, n*(n-1))
+		case !pull && (requests != 0 || answers != 0 || offered != 0 || *certs < n*(n-1)):
+			t.Fatalf("area 0: %d requests, %d answers, %d offers, %d certificates sent", requests, answers, offered, *certs)
 		}
 	}
 }

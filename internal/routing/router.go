@@ -477,6 +477,9 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 			for i, e := range chunk {
 				if l := ls[i]; l != nil && l.seq <= e.seq {
 					r.clearPending(l, nb)
+					if l.seq == e.seq && r.areaPull() {
+						r.addHolder(l, nb.adj) // it holds this version, so its certificate
+					}
 				}
 			}
 		}
@@ -605,7 +608,7 @@ func (r *Router) handleRecord(now time.Time, nb *neighbour, certRaw, raw []byte)
 	}
 	if cert == nil {
 		r.stats.NeedCertificate++
-		if r.cfg.Level2 {
+		if r.pulls() {
 			r.requestCert(now, nb, h)
 		}
 		return nil // unacknowledged: the retransmission (level 1) or the answer (level 2) carries the certificate
@@ -679,9 +682,11 @@ func (r *Router) accepts(h recordHead) bool {
 // routing.md, Restarts inside an area). Area 0 pushes, as earlier releases do.
 func (r *Router) pulls() bool { return r.cfg.Level2 || r.cfg.Area != 0 }
 
-// graceful reports whether the router holds its first record for its neighbours' digests and takes
-// back an unchanged own record after a restart: level-1 routers of an area other than 0.
-func (r *Router) graceful() bool { return !r.cfg.Level2 && r.cfg.Area != 0 }
+// areaPull reports whether the router is a level-1 router of an area other than 0, which lets its
+// neighbours pull what they hold no record of (offers, certificates on request), holds its first
+// record for its neighbours' digests and takes back an unchanged own record after a restart
+// (docs/routing.md, Restarts inside an area, and Level 1: pulling first records).
+func (r *Router) areaPull() bool { return !r.cfg.Level2 && r.cfg.Area != 0 }
 
 // floodsTo reports whether records are flooded to a neighbour: at level 1 only inside the area, at
 // level 2 to every neighbour.
@@ -746,7 +751,7 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 // then comes when it would have without the restart, and carries the new incarnation.
 func (r *Router) adopt(now time.Time, from *neighbour, rec *Record) bool {
 	origination := rec.Expires.Add(-r.cfg.Lifetime)
-	if !r.graceful() || r.originated || r.originateNow || r.pendingMetric ||
+	if !r.areaPull() || r.originated || r.originateNow || r.pendingMetric ||
 		!now.Before(origination.Add(r.cfg.RefreshInterval)) || origination.After(now) ||
 		rec.CertFingerprint != r.certFP || rec.Area != r.cfg.Area || rec.Level2 || rec.Gateway != r.cfg.Gateway ||
 		rec.NoTransit != r.cfg.NoTransit || !slices.Equal(rec.Endpoints, r.endpoints) {
@@ -808,7 +813,7 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 		case slices.Contains(offeredBy, nb.id):
 			r.addHolder(l, nb.adj) // it has it: acknowledge its offer instead of offering it back
 			r.ack(nb, rec.Origin, rec.Seq)
-		case r.cfg.Level2:
+		case r.cfg.Level2, r.areaPull() && !l.holds(nb.adj):
 			r.offerRecord(nb, l, now)
 		default:
 			r.sendRecord(nb, l, now, false)
@@ -902,7 +907,15 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 // certificate goes along when nb is not known to hold it, and always on retransmission; at level 2
 // only when nb asks for it (handleCertRequest).
 func (r *Router) sendRecord(nb *neighbour, l *lsa, now time.Time, retransmission bool) {
-	r.queueRecord(nb, l, now, retransmission, !r.cfg.Level2 && (retransmission || !l.holds(nb.adj)))
+	var withCert bool
+	switch {
+	case r.cfg.Level2: // only on request
+	case r.areaPull(): // on request, and on the retransmission of an offer nobody asked for
+		withCert = retransmission && !l.holds(nb.adj)
+	default:
+		withCert = retransmission || !l.holds(nb.adj)
+	}
+	r.queueRecord(nb, l, now, retransmission, withCert)
 }
 
 func (r *Router) queueRecord(nb *neighbour, l *lsa, now time.Time, retransmission, withCert bool) {
@@ -945,7 +958,7 @@ func (r *Router) requestCert(now time.Time, nb *neighbour, h recordHead) {
 // request costs 65 bytes and its answer some 10 KB.
 func (r *Router) handleCertRequest(now time.Time, nb *neighbour, origin NodeID, fp meshca.Fingerprint) {
 	l := r.lsdb.get(origin)
-	if !r.cfg.Level2 || l == nil || l.rec.CertFingerprint != fp || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
+	if !r.pulls() || l == nil || l.rec.CertFingerprint != fp || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
 		return
 	}
 	if !r.oncePerRTO(&nb.certSent, nb, origin, now) {
@@ -1043,7 +1056,7 @@ func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 	if !r.floodsTo(nb) {
 		return // a border link: nothing of this area goes across it
 	}
-	if r.graceful() {
+	if r.areaPull() {
 		// Our own record from before a restart: ask for it at once, so that the first record waits
 		// for it and takes it back if nothing changed (adopt).
 		if j, found := slices.BinarySearchFunc(m.entries, r.self, func(e entry, id NodeID) int { return cmpID(e.origin, id) }); found && m.entries[j].seq > r.seq {
@@ -1063,7 +1076,7 @@ func (r *Router) handleSummary(now time.Time, nb *neighbour, m message) {
 		switch {
 		case !found && r.cfg.Level2:
 			r.queueRecord(nb, l, now, false, true) // it holds nothing of this originator: nor its certificate
-		case (!found || m.entries[j].seq < l.rec.Seq) && r.graceful():
+		case (!found || m.entries[j].seq < l.rec.Seq) && r.areaPull():
 			r.offerRecord(nb, l, now) // it asks for it from one of the neighbours that offer it
 		case !found || m.entries[j].seq < l.rec.Seq:
 			r.sendRecord(nb, l, now, false)
@@ -1085,7 +1098,7 @@ func (r *Router) originationDue() (due time.Time, ok bool) {
 		if len(r.nbl) == 0 {
 			return r.now, false
 		}
-		if hold := r.firstLinkUp.Add(firstRecordHold); r.graceful() && r.now.Before(hold) && r.awaitingDigests() {
+		if hold := r.firstLinkUp.Add(firstRecordHold); r.areaPull() && r.now.Before(hold) && r.awaitingDigests() {
 			return hold, true
 		}
 		return r.now, true
@@ -1338,7 +1351,7 @@ func (r *Router) originate(now time.Time) {
 	r.put(l, old)
 	for _, nb := range r.nbl {
 		switch {
-		case r.cfg.Level2:
+		case r.cfg.Level2, r.areaPull() && r.floodsTo(nb) && !l.holds(nb.adj):
 			r.offerRecord(nb, l, now)
 		case r.floodsTo(nb):
 			r.sendRecord(nb, l, now, false)

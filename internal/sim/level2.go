@@ -21,9 +21,14 @@ type Level2 struct {
 	// What the gateways' level-2 routers did, summed: records signed and sent again for lack of an
 	// acknowledgement, records offered and asked for, certificates sent on request.
 	Originated, Retransmitted, Offered, Requested, CertAnswers uint64
-	Pairs                                                      int // cross-area pairs routed end to end and checked
-	StretchMean                                                float64
-	StretchMax                                                 float64
+	// Busiest is the node that sent the most routing bytes over the whole cold start: its level-1
+	// bytes, its level-2 bytes if it is a gateway, and the level-2 bytes it relayed on virtual links.
+	Busiest                              string
+	BusiestL1, BusiestL2, BusiestRelayed uint64
+	BusiestL2Degree                      int // its level-2 neighbours (0: not a gateway)
+	Pairs                                int // cross-area pairs routed end to end and checked
+	StretchMean                          float64
+	StretchMax                           float64
 }
 
 // designateGateways marks, for every pair of adjacent areas, both ends of the cheapest link between
@@ -96,6 +101,16 @@ func (s *Sim) RunLevel2(pairs int) (*Level2, error) {
 		res.Offered += st.Offered
 		res.Requested += st.Requested
 		res.CertAnswers += st.CertAnswers
+	}
+	for _, id := range s.IDs {
+		l1, l2, relayed := s.Net.SentBytes(id), uint64(0), b.RelayedBy[id]
+		deg := 0
+		if b.L2.Node(id) != nil {
+			l2, deg = b.L2.SentBytes(id), len(b.L2.Router(id).Neighbours())
+		}
+		if l1+l2+relayed > res.BusiestL1+res.BusiestL2+res.BusiestRelayed {
+			res.Busiest, res.BusiestL1, res.BusiestL2, res.BusiestRelayed, res.BusiestL2Degree = s.Net.Node(id).Name, l1, l2, relayed, deg
+		}
 	}
 	rng := newRand(s.cfg.Seed ^ 0x6c6576656c32) // its own draws: the run's faults and flows stay as without level 2
 	for tries := 0; res.Pairs < pairs && tries < 100*pairs; tries++ {

@@ -18,9 +18,14 @@ type Backbone struct {
 	L1, L2 *Network
 	// relayHops[k] is how many level-1 links a virtual link's messages cross (1 for a real link).
 	relayHops map[linkKey]int
+	// relays[k] are the level-1 nodes strictly inside a virtual link's path, in both directions.
+	relays map[linkKey][]NodeID
 	// RelayedBytes counts level-2 bytes times the level-1 links they crossed: what level 2 costs
 	// the nodes that carry it, relays included.
 	RelayedBytes uint64
+	// RelayedBy counts the level-2 bytes each level-1 node forwarded on a virtual link it lies on
+	// (the ends' own bytes are the level-2 network's SentBytes).
+	RelayedBy map[NodeID]uint64
 }
 
 // NewBackbone builds the level-2 network over l1, whose level-1 routes must have converged (the
@@ -35,9 +40,13 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 	}
 	l2.ca, l2.verifier, l2.certs, l2.cache, l2.verdicts = l1.ca, l1.verifier, l1.certs, l1.cache, l1.verdicts
 	l2.now = l1.now
-	b := &Backbone{L1: l1, L2: l2, relayHops: make(map[linkKey]int)}
+	b := &Backbone{L1: l1, L2: l2, relayHops: make(map[linkKey]int), relays: make(map[linkKey][]NodeID), RelayedBy: make(map[NodeID]uint64)}
 	l2.OnDeliver = func(from, to NodeID, msg []byte) {
-		b.RelayedBytes += uint64(len(msg) * b.relayHops[keyOf(from, to)])
+		k := keyOf(from, to)
+		b.RelayedBytes += uint64(len(msg) * b.relayHops[k])
+		for _, id := range b.relays[k] {
+			b.RelayedBy[id] += uint64(len(msg))
+		}
 	}
 	byArea := make(map[uint32][]NodeID)
 	for _, id := range l1.order {
@@ -68,11 +77,12 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 		gws := byArea[a]
 		for i, g := range gws {
 			for _, h := range gws[i+1:] {
-				p, hops, err := l1.pathParams(g, h)
+				p, inner, err := l1.pathParams(g, h)
 				if err != nil {
 					return nil, err
 				}
-				b.relayHops[keyOf(g, h)] = hops
+				b.relayHops[keyOf(g, h)] = len(inner) + 1
+				b.relays[keyOf(g, h)] = inner
 				if err := l2.Connect(g, h, p); err != nil {
 					return nil, err
 				}
@@ -83,23 +93,27 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 }
 
 // pathParams returns the link parameters of a virtual link from a to b of one area along a's
-// level-1 route: the route's cost, the sum of the delays, and the number of links.
-func (n *Network) pathParams(a, b NodeID) (LinkParams, int, error) {
+// level-1 route: the route's cost, the sum of the delays, and the nodes strictly between a and b
+// (one fewer than the links).
+func (n *Network) pathParams(a, b NodeID) (LinkParams, []NodeID, error) {
 	rt, ok := n.nodes[a].Router.NextHop(b)
 	if !ok {
-		return LinkParams{}, 0, fmt.Errorf("routingsim: no level-1 route %s→%s", n.nodes[a].Name, n.nodes[b].Name)
+		return LinkParams{}, nil, fmt.Errorf("routingsim: no level-1 route %s→%s", n.nodes[a].Name, n.nodes[b].Name)
 	}
 	p := LinkParams{Cost: uint32(min(rt.Cost, routing.MaxLinkCost))}
-	hops := 0
-	for cur := a; cur != b; hops++ {
+	var inner []NodeID
+	for cur := a; cur != b; {
+		if cur != a {
+			inner = append(inner, cur)
+		}
 		r, ok := n.nodes[cur].Router.NextHop(b)
-		if !ok || hops > len(n.order) {
-			return LinkParams{}, 0, fmt.Errorf("routingsim: level-1 path %s→%s broken at %s", n.nodes[a].Name, n.nodes[b].Name, n.nodes[cur].Name)
+		if !ok || len(inner) > len(n.order) {
+			return LinkParams{}, nil, fmt.Errorf("routingsim: level-1 path %s→%s broken at %s", n.nodes[a].Name, n.nodes[b].Name, n.nodes[cur].Name)
 		}
 		p.Delay += n.links[keyOf(cur, r.NextHop)].p.Delay
 		cur = r.NextHop
 	}
-	return p, hops, nil
+	return p, inner, nil
 }
 
 // Path is the way a packet travels between two nodes of any areas, with what each step cost.
