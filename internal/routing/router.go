@@ -157,10 +157,10 @@ type Route struct {
 }
 
 const (
-	maxRestarts        = 256
+	maxRestarts = 256
 	// firstRecordHold bounds how long a router of an area waits for its neighbours' summaries (and
 	// its own record from before a restart) before it signs its first record.
-	firstRecordHold = time.Second
+	firstRecordHold    = time.Second
 	maxPendingAcks     = 4096
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
