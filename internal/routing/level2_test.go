@@ -258,3 +258,79 @@ func TestLevel2CertRequestBounded(t *testing.T) {
 		t.Fatalf("%d answers after the timeout, want 2", got)
 	}
 }
+
+// A level-2 router sends each record version it did not sign to at most maxAnswers neighbours
+// that ask for it, and answers the others Busy; they get it from another neighbour that offered it,
+// so every router still ends up holding every record.
+func TestLevel2AnswersShared(t *testing.T) {
+	f := getFixture(t)
+	const n = 6 // 0 is the hub, 1..4 a clique around it, 5 hangs off the hub alone
+	var rs []*Router
+	for i := range n {
+		rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Level2 = 2, true }))
+	}
+	m := newMesh(t, f.now, rs...)
+	sent := map[[2]NodeID]int{} // (sender, origin) → record messages
+	m.drop = func(from, _ NodeID, msg []byte) bool {
+		if p, err := parseMessage(msg); err == nil && p.typ == MsgRecord {
+			if h, ok := peekRecord(p.record); ok && h.origin != from {
+				sent[[2]NodeID{from, h.origin}]++
+			}
+		}
+		return false
+	}
+	for i := 1; i < n; i++ {
+		m.connect(rs[0], rs[i], fast)
+		for j := i + 1; j < n-1; j++ {
+			m.connect(rs[i], rs[j], fast)
+		}
+	}
+	m.advance(3*time.Second, 10*time.Millisecond)
+	for _, r := range rs {
+		for _, o := range rs {
+			if r.Record(o.ID()) == nil {
+				t.Fatal("a router lacks a record")
+			}
+		}
+	}
+	if rs[0].Stats().Busy == 0 {
+		t.Fatal("the hub never answered Busy")
+	}
+	for _, c := range sent {
+		if c > maxAnswers+1 { // one more: a Busy neighbour that nobody else served gets it on retransmission
+			t.Fatalf("a router sent another's record %d times", c)
+		}
+	}
+	// A Busy for a record nobody asked for, or from a neighbour not asked, changes nothing.
+	before := rs[1].Stats()
+	if err := rs[1].HandleMessage(m.now, rs[0].ID(), encodeEntries(MsgBusy, []entry{{rs[3].ID(), 1}, {NodeID{9}, 7}})); err != nil {
+		t.Fatal(err)
+	}
+	if rs[1].Stats().Requested != before.Requested || len(rs[1].Drain()) != 0 {
+		t.Fatal("a stray Busy made the router ask for something")
+	}
+}
+
+// A router of an area whose neighbour never sends its summary signs its first record anyway once
+// the hold (firstRecordHold) is over.
+func TestFirstRecordHoldBounded(t *testing.T) {
+	f := getFixture(t)
+	a := f.router(t, 0, func(c *Config) { c.Area = 4 })
+	b := f.router(t, 1, func(c *Config) { c.Area = 4 })
+	m := newMesh(t, f.now, a, b)
+	m.drop = func(from, _ NodeID, msg []byte) bool {
+		return from == b.ID() && (msg[0] == MsgAreaSummary || msg[0] == MsgSummary)
+	}
+	m.connect(a, b, fast)
+	m.advance(firstRecordHold-50*time.Millisecond, 10*time.Millisecond)
+	if a.Seq() != 0 {
+		t.Fatal("signed before the hold ended, without the neighbour's summary")
+	}
+	if b.Seq() == 0 {
+		t.Fatal("the neighbour that got a summary did not sign at once")
+	}
+	m.advance(100*time.Millisecond, 10*time.Millisecond)
+	if a.Seq() == 0 {
+		t.Fatal("still no record after the hold")
+	}
+}

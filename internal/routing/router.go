@@ -132,6 +132,7 @@ type Stats struct {
 	CertAnswers     uint64 // level 2: certificates sent on request
 	Offered         uint64 // level 2: records offered instead of sent
 	Requested       uint64 // level 2: offered records asked for
+	Busy            uint64 // level 2: requests answered Busy (this version already sent to maxAnswers neighbours)
 	TableFull       uint64 // new originator refused because the LSDB is full
 	Malformed       uint64
 	BadSignature    uint64
@@ -162,6 +163,11 @@ const (
 	// its own record from before a restart) before it signs its first record.
 	firstRecordHold    = time.Second
 	maxPendingAcks     = 4096
+	// maxAnswers is how many requests for one record version a level-2 router answers; beyond it
+	// it answers Busy and the requester asks another neighbour that offered it, so that the
+	// gateways holding a version first do not send it to every other gateway (docs/routing.md,
+	// Level 2, "Answers shared").
+	maxAnswers = 2
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
 	throttleReset      = 10 * time.Second
@@ -266,9 +272,10 @@ type Router struct {
 
 // offerWait is a record a level-2 router asked a neighbour for.
 type offerWait struct {
-	seq  uint64
-	due  time.Time // until then, offers of it from other neighbours ask nobody else
-	from []NodeID  // neighbours that offered this version
+	seq   uint64
+	due   time.Time // until then, offers of it from other neighbours ask nobody else
+	from  []NodeID  // neighbours that offered this version
+	asked int       // the one of them asked (level 2: the next is asked when it answers Busy)
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -464,6 +471,10 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 	case MsgRequest, MsgRequestCert:
 		if r.pulls() {
 			r.handleRequest(now, nb, m.entries, m.typ == MsgRequestCert)
+		}
+	case MsgBusy:
+		if r.cfg.Level2 {
+			r.handleBusy(now, nb, m.entries)
 		}
 	case MsgAck:
 		// Look the entries up a chunk at a time before touching them: independent lookups let the
@@ -891,6 +902,7 @@ func (r *Router) handleOffer(now time.Time, nb *neighbour, es []entry) {
 // most once per retransmission timeout (a request of 40 bytes per record cannot make the router send
 // a record more often than its own retransmissions would).
 func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCert bool) {
+	var busy []entry
 	for _, e := range es {
 		l := r.lsdb.get(e.origin)
 		if l == nil || l.seq < e.seq || !l.rec.Expires.After(now) || !r.floodsTo(nb) {
@@ -899,7 +911,63 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 		if !r.oncePerRTO(&nb.answered, nb, e.origin, now) {
 			continue
 		}
+		if r.cfg.Level2 && l.answers >= maxAnswers && l.origin != r.self {
+			// The record stays offered (outstanding) to nb: if nobody else gives it to nb, the
+			// retransmission timer sends it whole.
+			busy = append(busy, entry{l.origin, l.seq})
+			continue
+		}
+		l.answers++
 		r.queueRecord(nb, l, now, false, withCert)
+	}
+	if len(busy) > 0 {
+		r.stats.Busy += uint64(len(busy))
+		r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeEntries(MsgBusy, busy)})
+	}
+}
+
+// handleBusy asks the next neighbour that offered each record nb will not send now; when none
+// is left, the next offer asks at once (and nb's retransmission timer still sends the record).
+func (r *Router) handleBusy(now time.Time, nb *neighbour, es []entry) {
+	type ask struct {
+		to           *neighbour
+		req, reqCert []entry
+	}
+	var asks []ask
+	for _, e := range es {
+		w := r.waiting[e.origin]
+		if w == nil || w.seq != e.seq || w.asked >= len(w.from) || w.from[w.asked] != nb.id {
+			continue
+		}
+		w.asked++
+		for w.asked < len(w.from) && r.neighbour(w.from[w.asked]) == nil {
+			w.asked++
+		}
+		if w.asked == len(w.from) {
+			w.due = now
+			continue
+		}
+		next := r.neighbour(w.from[w.asked])
+		w.due = now.Add(next.rto)
+		i := slices.IndexFunc(asks, func(a ask) bool { return a.to == next })
+		if i < 0 {
+			asks = append(asks, ask{to: next})
+			i = len(asks) - 1
+		}
+		if r.lsdb.get(e.origin) == nil && e.origin != r.self {
+			asks[i].reqCert = append(asks[i].reqCert, e)
+		} else {
+			asks[i].req = append(asks[i].req, e)
+		}
+	}
+	for _, a := range asks {
+		r.stats.Requested += uint64(len(a.req) + len(a.reqCert))
+		if len(a.req) > 0 {
+			r.out = append(r.out, Outgoing{To: a.to.id, Msg: encodeEntries(MsgRequest, a.req)})
+		}
+		if len(a.reqCert) > 0 {
+			r.out = append(r.out, Outgoing{To: a.to.id, Msg: encodeEntries(MsgRequestCert, a.reqCert)})
+		}
 	}
 }
 

@@ -74,6 +74,10 @@ const (
 	MsgOffer       = 7
 	MsgRequest     = 8
 	MsgRequestCert = 9
+	// MsgBusy answers requested records a level-2 router will not send now, because it already sent
+	// that version to as many neighbours as it answers for (docs/routing.md, Level 2, "Answers
+	// shared"): the requester asks another neighbour that offered it. Shaped as an Ack.
+	MsgBusy = 10
 )
 
 const (
@@ -582,7 +586,7 @@ func parseMessageInner(b []byte, scratch []entry) (message, error) {
 			return m, fmt.Errorf("record of %d bytes", len(b)-p)
 		}
 		m.record = b[p:]
-	case MsgAck, MsgOffer, MsgRequest, MsgRequestCert:
+	case MsgAck, MsgOffer, MsgRequest, MsgRequestCert, MsgBusy:
 		if len(b) < 3 {
 			return m, fmt.Errorf("truncated message of type %d", m.typ)
 		}

@@ -249,6 +249,7 @@ func FuzzDecodeMessage(f *testing.F) {
 	f.Add(encodeEntries(MsgOffer, []entry{{NodeID{2}, 5}, {NodeID{3}, 6}}), uint16(0))
 	f.Add(encodeEntries(MsgRequest, []entry{{NodeID{2}, 5}}), uint16(0))
 	f.Add(encodeEntries(MsgRequestCert, []entry{{NodeID{2}, 5}}), uint16(0))
+	f.Add(encodeEntries(MsgBusy, []entry{{NodeID{2}, 5}, {NodeID{4}, 1}}), uint16(0))
 	f.Fuzz(func(t *testing.T, prefix []byte, pad uint16) {
 		b := withPad(prefix, pad)
 		m, err := parseMessage(b)
@@ -265,7 +266,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			if len(m.record) > MaxRecordSize {
 				t.Fatal("unbounded record")
 			}
-		case MsgAck, MsgOffer, MsgRequest, MsgRequestCert:
+		case MsgAck, MsgOffer, MsgRequest, MsgRequestCert, MsgBusy:
 			re = encodeEntries(m.typ, m.entries)
 		case MsgSummary:
 			if m.area != 0 {
