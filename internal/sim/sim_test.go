@@ -344,3 +344,34 @@ func TestLevel2Sim(t *testing.T) {
 	}
 	t.Logf("%d areas: %+v", len(areas), *l2)
 }
+
+// A restart that the neighbours do not notice floods nothing: only the node and its neighbours
+// send; one they noticed floods their changed records through the area.
+func TestMeasureRestarts(t *testing.T) {
+	s, err := New(Config{Topology: Geometric, Nodes: 200, Degree: 6, Seed: 3, AreaSize: 50, Duration: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Converge(); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.MeasureRestarts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 4 {
+		t.Fatalf("%d measurements, want 2 restarts and 2 crashes", len(rs))
+	}
+	for i := 0; i < len(rs); i += 2 {
+		quick, crash := rs[i], rs[i+1]
+		if quick.Noticed || !crash.Noticed || quick.Node != crash.Node {
+			t.Fatalf("measurements out of order: %+v, %+v", quick, crash)
+		}
+		if quick.Senders > quick.Degree+1 || quick.Messages == 0 {
+			t.Fatalf("%s (degree %d): a restart made %d nodes send %d messages", quick.Node, quick.Degree, quick.Senders, quick.Messages)
+		}
+		if crash.Senders <= crash.Degree+1 || crash.Messages <= quick.Messages {
+			t.Fatalf("%s: a crash made %d nodes send %d messages, a restart %d", crash.Node, crash.Senders, crash.Messages, quick.Messages)
+		}
+	}
+}
