@@ -121,6 +121,58 @@ func (r *Router) Gateways() []NodeID {
 	return ids
 }
 
+// VirtualLink is a level-2 link a gateway keeps to another gateway of its area, at their level-1
+// distance. Flood says whether level-2 records travel over it (docs/routing.md, Level 2, "Flooding
+// topology"); every virtual link counts for routes either way.
+type VirtualLink struct {
+	Gateway NodeID
+	Cost    uint64
+	Flood   bool
+}
+
+// VirtualLinks returns the gateways of the router's area (the router being a gateway's level-1
+// router) that its level-2 router links to: every gateway it reaches, at its level-1 distance.
+// Records are flooded only over the links of the area's relative neighbourhood graph: a link to g is
+// left out of flooding when some other gateway h is nearer than g to both ends. That graph contains
+// a minimum spanning tree of the gateways, so flooding still reaches every gateway, and both ends
+// decide alike from the same database (link costs are symmetric). It costs one shortest-path
+// computation per gateway of the area.
+func (r *Router) VirtualLinks() []VirtualLink {
+	gws := r.Gateways()
+	me := slices.Index(gws, r.self)
+	if len(gws) < 2 || me < 0 {
+		return nil
+	}
+	t := r.buildTopo()
+	self := t.self
+	dist := make([][]uint64, len(gws)) // dist[i][j]: from gateway i to gateway j
+	for i, g := range gws {
+		t.self = t.idx[g]
+		d, _, _ := t.spf()
+		dist[i] = make([]uint64, len(gws))
+		for j, h := range gws {
+			dist[i][j] = d[t.idx[h]]
+		}
+	}
+	t.self = self
+	var out []VirtualLink
+	for j, g := range gws {
+		d := dist[me][j]
+		if j == me || d == math.MaxUint64 {
+			continue
+		}
+		flood := true
+		for h := range gws {
+			if h != me && h != j && max(dist[me][h], dist[h][j]) < d {
+				flood = false
+				break
+			}
+		}
+		out = append(out, VirtualLink{Gateway: g, Cost: d, Flood: flood})
+	}
+	return out
+}
+
 // DestinationProof signs the router's destination proof (docs/routing.md, Level 2): a level-2
 // record of its area whose links are the gateways of its area it reaches (at most MaxLinks, the
 // nearest), at its level-1 distance from each. A source's

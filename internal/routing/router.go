@@ -701,7 +701,12 @@ func (r *Router) areaPull() bool { return !r.cfg.Level2 && r.cfg.Area != 0 }
 
 // floodsTo reports whether records are flooded to a neighbour: at level 1 only inside the area, at
 // level 2 to every neighbour.
-func (r *Router) floodsTo(nb *neighbour) bool { return r.cfg.Level2 || nb.area == r.cfg.Area }
+func (r *Router) floodsTo(nb *neighbour) bool {
+	if r.cfg.Level2 {
+		return !nb.metrics.NoFlood
+	}
+	return nb.area == r.cfg.Area
+}
 
 // handleOwnRecord deals with a copy of one of our own records: an echo of the current one, an older
 // one, or one from a previous incarnation with a sequence number at or above ours.
@@ -1419,9 +1424,10 @@ func (r *Router) originate(now time.Time) {
 	r.put(l, old)
 	for _, nb := range r.nbl {
 		switch {
-		case r.cfg.Level2, r.areaPull() && r.floodsTo(nb) && !l.holds(nb.adj):
+		case !r.floodsTo(nb):
+		case r.cfg.Level2, r.areaPull() && !l.holds(nb.adj):
 			r.offerRecord(nb, l, now)
-		case r.floodsTo(nb):
+		default:
 			r.sendRecord(nb, l, now, false)
 		}
 	}

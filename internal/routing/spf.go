@@ -140,7 +140,7 @@ func (t *topo) spf() (dist []uint64, first, hops []int32) {
 			continue
 		}
 		done[u] = true
-		if u != t.self && t.recs[u].NoTransit {
+		if u != t.self && t.recs[u] != nil && t.recs[u].NoTransit {
 			continue // a destination, never a relay
 		}
 		for _, l := range t.links[u] {

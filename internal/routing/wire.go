@@ -97,6 +97,9 @@ type Metrics struct {
 	// Cost, when not 0, is the link's cost as is, instead of one computed from RTT and Loss: a
 	// level-2 link between two gateways of one area costs their level-1 distance.
 	Cost uint32
+	// NoFlood (level 2 only) keeps records from being flooded over the link, which still counts
+	// for routes: a virtual link off the area's flooding topology (Router.VirtualLinks).
+	NoFlood bool
 }
 
 // EndpointKind says how a node knows one of its endpoints.

@@ -12,8 +12,8 @@ import (
 
 // Backbone is the level-2 network of a network of areas (docs/routing.md, Level 2): a level-2
 // router for every gateway, with the gateway's key, linked to its neighbours in other areas over
-// the same links and to every other gateway of its area over a virtual link at their level-1
-// distance (its delay the level-1 path's, its messages relayed by the level-1 nodes on the way).
+// the same links and to the other gateways of its area that its level-1 router names
+// (Router.VirtualLinks) over a virtual link at their level-1 distance (its delay the level-1 path's, its messages relayed by the level-1 nodes on the way).
 type Backbone struct {
 	L1, L2 *Network
 	// relayHops[k] is how many level-1 links a virtual link's messages cross (1 for a real link).
@@ -75,12 +75,23 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 	}
 	for _, a := range slices.Sorted(maps.Keys(byArea)) { // in order: the same seed makes the same run
 		gws := byArea[a]
+		// Records flood over a virtual link where both ends' level-1 routers say so
+		// (Router.VirtualLinks); every virtual link counts for routes.
+		flood := make(map[linkKey]int)
+		for _, g := range gws {
+			for _, v := range l1.nodes[g].Router.VirtualLinks() {
+				if v.Flood {
+					flood[keyOf(g, v.Gateway)]++
+				}
+			}
+		}
 		for i, g := range gws {
 			for _, h := range gws[i+1:] {
 				p, inner, err := l1.pathParams(g, h)
 				if err != nil {
 					return nil, err
 				}
+				p.NoFlood = flood[keyOf(g, h)] != 2
 				b.relayHops[keyOf(g, h)] = len(inner) + 1
 				b.relays[keyOf(g, h)] = inner
 				if err := l2.Connect(g, h, p); err != nil {

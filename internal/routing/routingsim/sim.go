@@ -47,11 +47,13 @@ type LinkParams struct {
 	// Cost, when not 0, is the link's cost as is (a level-2 link between two gateways of one area
 	// costs their level-1 distance).
 	Cost uint32
+	// NoFlood: level-2 records are not flooded over the link (routing.Metrics.NoFlood).
+	NoFlood bool
 }
 
 // Metrics returns what an ideal link layer would measure on the link.
 func (p LinkParams) Metrics() routing.Metrics {
-	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss, Cost: p.Cost}
+	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss, Cost: p.Cost, NoFlood: p.NoFlood}
 }
 
 // Node is a simulated node.
