@@ -161,13 +161,13 @@ const (
 	maxRestarts = 256
 	// firstRecordHold bounds how long a router of an area waits for its neighbours' summaries (and
 	// its own record from before a restart) before it signs its first record.
-	firstRecordHold    = time.Second
-	maxPendingAcks     = 4096
+	firstRecordHold = time.Second
+	maxPendingAcks  = 4096
 	// maxAnswers is how many requests for one record version a level-2 router answers; beyond it
 	// it answers Busy and the requester asks another neighbour that offered it, so that the
 	// gateways holding a version first do not send it to every other gateway (docs/routing.md,
 	// Level 2, "Answers shared").
-	maxAnswers = 2
+	maxAnswers         = 2
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
 	throttleReset      = 10 * time.Second
