@@ -78,8 +78,9 @@ type level2 struct {
 }
 
 type l2Neighbour struct {
-	cost uint32
-	addr netip.Addr
+	cost    uint32
+	noFlood bool // a virtual link off the area's flooding topology (routing.Router.VirtualLinks)
+	addr    netip.Addr
 }
 
 // l2Dest is a destination proof a gateway holds, with the route it gave at a level-2 generation.
@@ -313,11 +314,8 @@ func (n *Node) pushProofsLocked(now time.Time) {
 func (n *Node) reconcileLevel2Locked(now time.Time) {
 	l2 := n.l2
 	want := make(map[routing.NodeID]l2Neighbour)
-	routes := n.router.Routes()
-	for _, g := range n.router.Gateways() {
-		if rt, ok := routes[g]; ok && g != n.selfID {
-			want[g] = l2Neighbour{cost: uint32(max(1, min(rt.Cost, routing.MaxLinkCost))), addr: n.router.Certificate(g).Overlay}
-		}
+	for _, v := range n.router.VirtualLinks() {
+		want[v.Gateway] = l2Neighbour{cost: uint32(max(1, min(v.Cost, routing.MaxLinkCost))), noFlood: !v.Flood, addr: n.router.Certificate(v.Gateway).Overlay}
 	}
 	for id := range l2.hello {
 		t := n.links[id]
@@ -334,9 +332,9 @@ func (n *Node) reconcileLevel2Locked(now time.Time) {
 		old, ok := l2.nbrs[id]
 		switch {
 		case !ok:
-			l2.r.LinkUp(now, id, routing.Metrics{Cost: w.cost})
-		case old.cost != w.cost:
-			l2.r.UpdateMetrics(now, id, routing.Metrics{Cost: w.cost})
+			l2.r.LinkUp(now, id, routing.Metrics{Cost: w.cost, NoFlood: w.noFlood})
+		case old.cost != w.cost || old.noFlood != w.noFlood:
+			l2.r.UpdateMetrics(now, id, routing.Metrics{Cost: w.cost, NoFlood: w.noFlood})
 		}
 		l2.nbrs[id] = w
 	}
