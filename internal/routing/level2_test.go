@@ -334,3 +334,74 @@ func TestFirstRecordHoldBounded(t *testing.T) {
 		t.Fatal("still no record after the hold")
 	}
 }
+
+// On a line of five nodes whose ends and middle are gateways, every gateway links to every other
+// at its level-1 distance, but the ends flood only through the middle: it is nearer to both.
+func TestVirtualLinksFloodingTopology(t *testing.T) {
+	f := getFixture(t)
+	var rs []*Router
+	for i := range 5 {
+		rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Gateway = 1, i%2 == 0 }))
+	}
+	m := newMesh(t, f.now, rs...)
+	for i := range 4 {
+		m.connect(rs[i], rs[i+1], fast)
+	}
+	m.advance(2*time.Second, 10*time.Millisecond)
+	cost := uint64(LinkCost(fast))
+	want := map[int]map[NodeID]VirtualLink{
+		0: {rs[2].ID(): {rs[2].ID(), 2 * cost, true}, rs[4].ID(): {rs[4].ID(), 4 * cost, false}},
+		2: {rs[0].ID(): {rs[0].ID(), 2 * cost, true}, rs[4].ID(): {rs[4].ID(), 2 * cost, true}},
+		4: {rs[2].ID(): {rs[2].ID(), 2 * cost, true}, rs[0].ID(): {rs[0].ID(), 4 * cost, false}},
+	}
+	for i, w := range want {
+		got := rs[i].VirtualLinks()
+		if len(got) != len(w) {
+			t.Fatalf("gateway %d: %d virtual links, want %d", i, len(got), len(w))
+		}
+		for _, v := range got {
+			if w[v.Gateway] != v {
+				t.Fatalf("gateway %d: %+v, want %+v", i, v, w[v.Gateway])
+			}
+		}
+	}
+	if rs[1].VirtualLinks() != nil {
+		t.Fatal("a node that is not a gateway has virtual links")
+	}
+}
+
+// A level-2 link marked NoFlood carries no records, yet counts for routes.
+func TestLevel2NoFloodLink(t *testing.T) {
+	f := getFixture(t)
+	var rs []*Router
+	for i := range 3 {
+		rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Level2 = 2, true }))
+	}
+	m := newMesh(t, f.now, rs...)
+	var overNoFlood int
+	m.drop = func(from, to NodeID, msg []byte) bool {
+		if msg[0] == MsgRecord && ((from == rs[0].ID() && to == rs[2].ID()) || (from == rs[2].ID() && to == rs[0].ID())) {
+			overNoFlood++
+		}
+		return false
+	}
+	m.connect(rs[0], rs[1], fast)
+	m.connect(rs[1], rs[2], fast)
+	noFlood := fast
+	noFlood.NoFlood = true
+	m.connect(rs[0], rs[2], noFlood)
+	m.advance(2*time.Second, 10*time.Millisecond)
+	for _, r := range rs {
+		for _, o := range rs {
+			if r.Record(o.ID()) == nil {
+				t.Fatal("a router lacks a record")
+			}
+		}
+	}
+	if overNoFlood != 0 {
+		t.Fatalf("%d records crossed the NoFlood link", overNoFlood)
+	}
+	if rt, ok := rs[0].NextHop(rs[2].ID()); !ok || rt.NextHop != rs[2].ID() {
+		t.Fatalf("route 0→2 %+v (%v), want over the NoFlood link", rt, ok)
+	}
+}
