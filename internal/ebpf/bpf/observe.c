@@ -377,6 +377,9 @@ static __always_inline struct tcp_value *tcp_entry(struct sock *sk)
 		return 0;
 	k.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	k.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	/* A connecting socket enters SYN_SENT before it has a local port: it is not a connection yet. */
+	if (k.lport == 0 || k.rport == 0)
+		return 0;
 	struct tcp_value *v = bpf_map_lookup_elem(&tcp_flows, &k);
 	if (v)
 		return v;
@@ -407,11 +410,35 @@ int x6_tcp_retransmit(__u64 *ctx)
 	return 0;
 }
 
-/* tcp_probe fires for each segment an established connection receives. */
-SEC("tp_btf/tcp_probe")
-int x6_tcp_probe(__u64 *ctx)
+/* The socket's counters are copied when it retransmits, when it changes state (so a connection that
+ * closes keeps its last count), and when the node reads the maps (x6_tcp_iter). Copying them on
+ * every received segment (tcp:tcp_probe) would cost a tracepoint entry per segment of every TCP
+ * connection of the host, while the node reads them once a second at most. */
+SEC("tp_btf/inet_sock_set_state")
+int x6_tcp_state(__u64 *ctx)
 {
 	struct sock *sk = (struct sock *)ctx[0];
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	struct tcp_value *v = tcp_entry(sk);
+	if (v)
+		record(sk, v);
+	return 0;
+}
+
+/* x6_tcp_iter walks the TCP sockets of the node's namespace when the node reads the maps, so the
+ * smoothed RTT shown is the socket's current one. The iterator holds each socket's lock, as the
+ * tracepoints above run under it, so record never races with itself on one socket. */
+SEC("iter/tcp")
+int x6_tcp_iter(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	struct sock *sk = (struct sock *)tp;
 	struct tcp_value *v = tcp_entry(sk);
 	if (v)
 		record(sk, v);
