@@ -112,3 +112,38 @@ func tcp6Packet(payload int) []byte {
 	p[52] = 5 << 4
 	return p
 }
+
+// BenchmarkRead is the cost of the node's reads: Totals, which the telemetry takes every second
+// (the per-CPU totals, after the TCP socket iterator), and Snapshot, which `x0tta6bl4 flows` and a
+// metrics scrape take (every map, in batches), on a probe in an idle namespace.
+func BenchmarkRead(b *testing.B) {
+	netnstest.Require(b, "eBPF benchmark", "/sys/kernel/btf/vmlinux")
+	ns := netnstest.Tag("x6r")
+	netnstest.Namespace(b, ns)
+	var p *Probe
+	var err error
+	netnstest.In(b, ns, func() { p, err = Open(Config{Port: 7946, Underlay: []string{"lo"}}) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	// From a thread of the observed namespace, as a node reads.
+	b.Run("totals", func(b *testing.B) {
+		netnstest.In(b, ns, func() {
+			for b.Loop() {
+				if _, err := p.Totals(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("snapshot", func(b *testing.B) {
+		netnstest.In(b, ns, func() {
+			for b.Loop() {
+				if _, err := p.Snapshot(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}

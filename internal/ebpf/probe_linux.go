@@ -184,30 +184,40 @@ func (p *Probe) attach(cfg Config) error {
 }
 
 // refreshTCP runs the TCP socket iterator, which copies every overlay connection's retransmits and
-// smoothed RTT into tcp_flows. An iterator walks the namespace of the thread that opens it, so a
-// caller on a thread of another namespace (a test) opens it from a thread moved into the observed
-// one; that thread is discarded afterwards, never returned to the runtime in the wrong namespace.
+// smoothed RTT into tcp_flows. An iterator walks the namespace of the thread that opens it. A node
+// runs wholly in the observed namespace, so it opens it on its own thread; a caller on a thread of
+// another namespace (a test) opens it from a new thread moved into the observed one, which is
+// discarded afterwards, never returned to the runtime in the wrong namespace.
 func (p *Probe) refreshTCP() error {
+	runtime.LockOSThread()
+	if ino, err := threadNetns(); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	} else if ino == p.netnsID {
+		err := p.walkTCP()
+		runtime.UnlockOSThread()
+		return err
+	}
+	runtime.UnlockOSThread()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread()
-		var here syscall.Stat_t
-		if err := syscall.Stat("/proc/thread-self/ns/net", &here); err != nil {
-			errc <- fmt.Errorf("network namespace: %w", err)
-			return // the thread stays locked and exits with the goroutine
-		}
-		if here.Ino != p.netnsID {
-			if err := unix.Setns(int(p.netns.Fd()), unix.CLONE_NEWNET); err != nil {
-				errc <- fmt.Errorf("enter the observed namespace: %w", err)
-				return
-			}
-			errc <- p.walkTCP()
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Setns(int(p.netns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter the observed namespace: %w", err)
 			return
 		}
 		errc <- p.walkTCP()
-		runtime.UnlockOSThread()
 	}()
 	return <-errc
+}
+
+// threadNetns is the inode of the calling thread's network namespace.
+func threadNetns() (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("network namespace: %w", err)
+	}
+	return st.Ino, nil
 }
 
 func (p *Probe) walkTCP() error {

@@ -97,6 +97,11 @@ struct sock {
 	__u16 sk_protocol;
 } __attribute__((preserve_access_index));
 
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
 /* The context of a TCP socket iterator (iter/tcp). */
 struct bpf_iter_meta {
 	__u64 seq_num;

@@ -375,9 +375,12 @@ static __always_inline struct tcp_value *tcp_entry(struct sock *sk)
 	BPF_CORE_READ_INTO(&k.raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	if (!in_overlay(k.laddr) && !in_overlay(k.raddr))
 		return 0;
-	k.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* inet_sport, not skc_num: a socket going to TIME_WAIT hands its port to the time-wait socket,
+	 * which clears skc_num before its last state change (to CLOSE), whose counters must still land
+	 * on the connection's entry. */
+	k.lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	k.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	/* A connecting socket enters SYN_SENT before it has a local port: it is not a connection yet. */
+	/* A connecting socket enters SYN_SENT before it has a local port: not a connection yet. */
 	if (k.lport == 0 || k.rport == 0)
 		return 0;
 	struct tcp_value *v = bpf_map_lookup_elem(&tcp_flows, &k);
