@@ -315,17 +315,20 @@ int x6_kfree_skb(__u64 *ctx)
 	__u32 reason = (__u32)ctx[2];
 	struct drop_key k = {.reason = reason};
 
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	/* The tracepoint fires for every drop of every namespace of the host, so the test that
+	 * rejects other namespaces' drops comes first and reads through the BTF pointers directly
+	 * (plain loads the verifier guards), not through helper calls. */
+	struct net_device *dev = skb->dev;
+	struct sock *sk = skb->sk;
 	__u32 ns = 0;
 	if (dev)
-		ns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		ns = dev->nd_net.net->ns.inum;
 	else if (sk)
-		ns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		ns = sk->__sk_common.skc_net.net->ns.inum;
 	if (ns != netns_ino)
 		return 0;
 	if (dev) {
-		__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+		__u32 ifindex = dev->ifindex;
 		__u32 *where = bpf_map_lookup_elem(&watched, &ifindex);
 		if (where)
 			k.where = *where;
