@@ -21,7 +21,7 @@
 #                                            # the machine's speed favours none); the table gives each
 #                                            # figure's median over the rounds, and a last section our
 #                                            # ratio to each peer within each round
-#   SYSTEMS="x0tta6bl4 x0tta6bl4-ebpf" CHAIN=0 ROUNDS=15 DURATION=10 ...
+#   SYSTEMS="x0tta6bl4 x0tta6bl4-ebpf" CHAIN=0 ROUNDS=20 DURATION=10 ...
 #                                            # the cost of eBPF observation (docs/ebpf.md): the same
 #                                            # nodes with ebpf: {enabled: true}; its ratio column is
 #                                            # off / on, and a last section gives every round's pair,
