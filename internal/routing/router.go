@@ -167,7 +167,10 @@ const (
 	// it answers Busy and the requester asks another neighbour that offered it, so that the
 	// gateways holding a version first do not send it to every other gateway (docs/routing.md,
 	// Level 2, "Answers shared").
-	maxAnswers         = 2
+	maxAnswers = 2
+	// busyHold is how many retransmission timeouts a record answered Busy waits before it is sent
+	// whole to that neighbour anyway.
+	busyHold           = 4
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
 	throttleReset      = 10 * time.Second
@@ -918,8 +921,12 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 		}
 		if r.cfg.Level2 && l.answers >= maxAnswers && l.origin != r.self {
 			// The record stays offered (outstanding) to nb: if nobody else gives it to nb, the
-			// retransmission timer sends it whole.
+			// retransmission timer sends it whole, but only after the neighbours it did answer
+			// have had time to install and offer it (busyHold retransmission timeouts).
 			busy = append(busy, entry{l.origin, l.seq})
+			if l.pendingTo(nb.adj) >= 0 {
+				r.setPending(l, nb, now.Add(busyHold*nb.rto))
+			}
 			continue
 		}
 		l.answers++
