@@ -307,6 +307,7 @@ func runAIEval(e *env, args []string) error {
 	rcaFlag := fs.Bool("rca", true, "default suite: also run the rca suite (its own seeds "+rcaTestSeeds+", validation "+rcaValSeeds+", "+fmt.Sprint(rcaNodes)+" nodes)")
 	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
 	persistMax := fs.Int("persist-max", 5, "persistence rule: largest k (flag after k consecutive intervals) tried on the validation runs; 1: no persistence table")
+	detail := fs.Bool("detail", false, "with --suite shift: also print each scenario's per-kind event table at the chosen k (faults, detected, false-alarm stretches): which kinds fail, by misses or by false alarms")
 	kernelFrac := fs.Float64("kernel-fraction", 0.5, "fraction of each run's nodes with eBPF kernel counters, for the kernel rule and the model fused with it (0: no kernel rows)")
 	df := addDataFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
@@ -397,11 +398,17 @@ func runAIEval(e *env, args []string) error {
 			}
 			// Each scenario's rows as soon as they exist: a long suite shows its progress.
 			rows := experiment.ShiftRows(sc.Name, 1, false, experiment.EvaluateEvents(ds, test, perRun, 1))
+			var atK []experiment.EventRow
 			if *persistMax > 1 {
-				rows = append(rows, experiment.ShiftRows(sc.Name, k, false, experiment.EvaluatePersistent(ds, test, perRun, k, 1))...)
+				atK = experiment.EvaluatePersistent(ds, test, perRun, k, 1)
+				rows = append(rows, experiment.ShiftRows(sc.Name, k, false, atK)...)
 				rows = append(rows, experiment.ShiftRows(sc.Name, kj, true, experiment.EvaluatePersistent(dsJoint, test, perRun, kj, 1))...)
 			}
 			experiment.PrintShift(e.stdout, rows)
+			if *detail && atK != nil {
+				fmt.Fprintf(e.stdout, "%s: per fault kind at k = %d\n", sc.Name, k)
+				experiment.PrintEvents(e.stdout, atK)
+			}
 		}
 		return nil
 	}
