@@ -175,23 +175,27 @@ type flow struct{ in, out, inW, outW float64 }
 
 // conservation returns every node's flow balance. Each link to a neighbour u contributes u's
 // testimony (what u handed the node to relay, what u received that the node relayed), except
-// where that testimony is unavailable or suspect; then the node's own account of the same link
-// stands in for it (what it received that u relayed, what it handed u to relay):
+// where that testimony is unavailable or suspect:
 //
-//   - u is silent: its testimony is unknown, not zero; without the node's own account every
-//     packet the node passed towards u would read as dropped;
+//   - u is silent: what u handed the node is unknown and left out; what the node handed u is
+//     taken from the node's own report. Without it, every packet the node passed towards a silent
+//     neighbour would read as dropped.
 //   - u's own flow deficit (first pass, by its neighbours' testimony) exceeds SuspectDeficit and
 //     the node's: a relay that drops and reports handing on what it dropped inflates what it
 //     claims it handed its downstream neighbours, and a relay that also under-reports what it
-//     received frames its upstream ones. The more suspect end of a link does not testify against
-//     the less suspect one; the reverse still holds, so a lying relay is judged by its
-//     neighbours' testimony, never by its own report.
+//     received frames its upstream ones. For such a link, what was handed to the node is the
+//     smaller of u's claim and the node's own count of what u relayed to it, and what the node
+//     relayed is the larger of u's count and the node's own claim. The more suspect end of a link
+//     does not testify against the less suspect one; the reverse still holds, so a lying relay is
+//     judged by its neighbours' testimony, never by its own report.
 //
-// The stand-in is biased low (it counts the node's own packets as relayed and misses u's own
-// as handed), so a stand-in leg can hide a fault but not invent one.
+// The node's own counts are not the same quantities as its neighbours' (what it handed u includes
+// its own packets; what u relayed to it includes packets for the node itself), so they only ever
+// lower what was handed or raise what was relayed: a stand-in can hide a fault, never invent one.
 func conservation(raw *Graph, reported func(int) bool) []flow {
 	n := len(raw.X)
-	testimony := func(trust func(u, v int) bool) []flow {
+	suspect := func(u, v int) bool { return false }
+	pass := func() []flow {
 		fs := make([]flow, n)
 		if raw.E == nil {
 			return fs
@@ -199,37 +203,44 @@ func conservation(raw *Graph, reported func(int) bool) []flow {
 		for v := range n {
 			f := &fs[v]
 			for i, u := range raw.Adj[v] {
-				if trust(u, v) {
-					j := slices.Index(raw.Adj[u], v)
-					if j < 0 || j >= len(raw.E[u]) {
-						continue
-					}
-					e := raw.E[u][j]
-					f.in += max(0, e[telemetry.ETxTransit])
-					f.out += max(0, e[telemetry.ERxTransit])
-					f.inW += max(0, e[telemetry.ETxTransitW])
-					f.outW += max(0, e[telemetry.ERxTransitW])
-				} else if reported(v) && i < len(raw.E[v]) {
-					e := raw.E[v][i]
-					f.in += max(0, e[telemetry.ERxTransit])
-					f.out += max(0, e[telemetry.ETxTransit])
-					f.inW += max(0, e[telemetry.ERxTransitW])
-					f.outW += max(0, e[telemetry.ETxTransitW])
+				var own []float64
+				if reported(v) && i < len(raw.E[v]) {
+					own = raw.E[v][i]
 				}
+				if !reported(u) {
+					if own != nil {
+						f.out += max(0, own[telemetry.ETxTransit])
+						f.outW += max(0, own[telemetry.ETxTransitW])
+					}
+					continue
+				}
+				j := slices.Index(raw.Adj[u], v)
+				if j < 0 || j >= len(raw.E[u]) {
+					continue
+				}
+				e := raw.E[u][j]
+				in, out := max(0, e[telemetry.ETxTransit]), max(0, e[telemetry.ERxTransit])
+				inW, outW := max(0, e[telemetry.ETxTransitW]), max(0, e[telemetry.ERxTransitW])
+				if own != nil && suspect(u, v) {
+					in, out = min(in, max(0, own[telemetry.ERxTransit])), max(out, own[telemetry.ETxTransit])
+					inW, outW = min(inW, max(0, own[telemetry.ERxTransitW])), max(outW, own[telemetry.ETxTransitW])
+				}
+				f.in += in
+				f.out += out
+				f.inW += inW
+				f.outW += outW
 			}
 		}
 		return fs
 	}
-	first := testimony(func(u, _ int) bool { return reported(u) })
 	suspicion := make([]float64, n)
-	for v, f := range first {
+	for v, f := range pass() {
 		if f.inW >= 1 {
 			suspicion[v] = 1 - f.outW/f.inW
 		}
 	}
-	return testimony(func(u, v int) bool {
-		return reported(u) && (suspicion[u] <= SuspectDeficit || suspicion[u] <= suspicion[v])
-	})
+	suspect = func(u, v int) bool { return suspicion[u] > SuspectDeficit && suspicion[u] > suspicion[v] }
+	return pass()
 }
 
 func clamp(a, lo, hi float64) float64 {

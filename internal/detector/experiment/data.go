@@ -22,6 +22,9 @@ type DataConfig struct {
 	// Randomise draws each run's traffic, size, fault counts, intensities, transient faults and
 	// telemetry gaps from the training distribution (TrainDistribution) instead of the fixed settings.
 	Randomise bool
+	// NoBusy leaves Perturb.Busy out of the randomised runs: the training distribution before it
+	// was added, so that a model trained without it can be compared on its own validation runs.
+	NoBusy bool
 	// Perturb damages the telemetry as a control plane would receive it.
 	Perturb Perturb
 	// Raw keeps the raw telemetry vectors (a model of the earlier feature set) instead of the
@@ -73,6 +76,9 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 		pert := dc.Perturb
 		if dc.Randomise {
 			pert = randomise(&cfg, seed)
+			if dc.NoBusy {
+				pert.Busy = 0
+			}
 		}
 		if dc.Sim != nil {
 			dc.Sim(&cfg)
