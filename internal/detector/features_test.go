@@ -118,47 +118,49 @@ func flowGraph(n int, links map[int]map[int][2]float64, silent ...int) Graph {
 	return g
 }
 
-// TestConservationLyingRelay: relay b (1) drops half of what a (0) hands it and reports handing v
-// (2) all of it; v also relays e's (5) 100 to c (3) and on to d (4). By b's testimony v would
-// have dropped a quarter; b is the more suspect, so v's own account of their link stands in, and
-// v's deficit is 0 while b's stays 0.5.
-func TestConservationLyingRelay(t *testing.T) {
-	raw := flowGraph(6, map[int]map[int][2]float64{
-		0: {1: {100, 0}},
-		1: {0: {0, 0}, 2: {100, 0}}, // the lie: 50 handed on
-		2: {1: {0, 50}, 3: {150, 0}, 5: {0, 100}},
-		3: {2: {0, 150}, 4: {0, 0}},
-		4: {3: {0, 150}},
-		5: {2: {100, 0}},
-	})
-	g := Robust(&raw)
-	if d := g.X[1][RDeficitW]; math.Abs(d-0.5) > 1e-9 {
-		t.Errorf("lying relay's deficit %v, want 0.5", d)
-	}
-	if d := g.X[2][RDeficitW]; math.Abs(d) > 1e-9 {
-		t.Errorf("its downstream neighbour's deficit %v, want 0 (framed)", d)
-	}
-}
-
-// TestConservationFramedUpstream: relay g (2) drops half of the 100 u (1) hands it and reports
-// receiving only 50 from u; u passes another 100 to f (5). By g's testimony u would have dropped
-// a quarter; g is the more suspect, so u's own account of their link stands in.
-func TestConservationFramedUpstream(t *testing.T) {
-	raw := flowGraph(7, map[int]map[int][2]float64{
-		0: {1: {200, 0}},
-		1: {0: {0, 0}, 2: {100, 0}, 5: {100, 0}},
-		2: {1: {0, 50}, 3: {100, 0}}, // the lies: 50 received, 100 handed on
-		3: {2: {0, 50}, 4: {0, 0}},
-		4: {3: {0, 50}},
-		5: {1: {0, 100}, 6: {0, 0}},
-		6: {5: {0, 100}},
-	})
-	g := Robust(&raw)
-	if d := g.X[2][RDeficitW]; math.Abs(d-0.5) > 1e-9 {
-		t.Errorf("lying relay's deficit %v, want 0.5", d)
-	}
-	if d := g.X[1][RDeficitW]; math.Abs(d) > 1e-9 {
-		t.Errorf("its upstream neighbour's deficit %v, want 0 (framed)", d)
+// TestConservationLyingRelays: a relay that drops half of what it is handed and lies about it
+// must keep its deficit of 0.5 while its honest neighbour's stays 0.
+//
+//   - downstream: relay b (1) drops half of what a (0) hands it and reports handing v (2) all of
+//     it; v also relays e's (5) 100 to c (3) and on to d (4). By b's testimony v would have
+//     dropped a quarter.
+//   - upstream: relay g (2) drops half of the 100 u (1) hands it and reports receiving only 50
+//     from u; u passes another 100 to f (5). By g's testimony u would have dropped a quarter.
+//
+// In both, the liar is the more suspect end, so the honest node's own account of their link
+// stands in for the liar's testimony.
+func TestConservationLyingRelays(t *testing.T) {
+	for _, c := range []struct {
+		name         string
+		n, liar, nbr int
+		links        map[int]map[int][2]float64
+	}{
+		{"downstream framed", 6, 1, 2, map[int]map[int][2]float64{
+			0: {1: {100, 0}},
+			1: {0: {0, 0}, 2: {100, 0}}, // the lie: 50 handed on
+			2: {1: {0, 50}, 3: {150, 0}, 5: {0, 100}},
+			3: {2: {0, 150}, 4: {0, 0}},
+			4: {3: {0, 150}},
+			5: {2: {100, 0}},
+		}},
+		{"upstream framed", 7, 2, 1, map[int]map[int][2]float64{
+			0: {1: {200, 0}},
+			1: {0: {0, 0}, 2: {100, 0}, 5: {100, 0}},
+			2: {1: {0, 50}, 3: {100, 0}}, // the lies: 50 received, 100 handed on
+			3: {2: {0, 50}, 4: {0, 0}},
+			4: {3: {0, 50}},
+			5: {1: {0, 100}, 6: {0, 0}},
+			6: {5: {0, 100}},
+		}},
+	} {
+		raw := flowGraph(c.n, c.links)
+		g := Robust(&raw)
+		if d := g.X[c.liar][RDeficitW]; math.Abs(d-0.5) > 1e-9 {
+			t.Errorf("%s: lying relay's deficit %v, want 0.5", c.name, d)
+		}
+		if d := g.X[c.nbr][RDeficitW]; math.Abs(d) > 1e-9 {
+			t.Errorf("%s: its honest neighbour's deficit %v, want 0", c.name, d)
+		}
 	}
 }
 
