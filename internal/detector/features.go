@@ -166,7 +166,7 @@ func Robust(raw *Graph) Graph {
 
 // SuspectDeficit is the windowed flow deficit, by its neighbours' testimony, above which a node's
 // testimony about its links is not trusted for judging a less suspect neighbour (conservation).
-// Healthy relays away from any fault read about 0.01; the lowest grey holds in training drop 10 %.
+// Healthy relays away from any fault read about 0.01; the lowest-rate grey holes in training drop 10 %.
 const SuspectDeficit = 0.05
 
 // flow is what was handed to a node to relay and what it relayed, this interval and as the
