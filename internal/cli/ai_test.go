@@ -64,8 +64,9 @@ func TestAICommands(t *testing.T) {
 	if _, stderr, code = runCLI(t, "eval", "--model", model, "--kernel-fraction", "1.5"); code == 0 || !strings.Contains(stderr, "--kernel-fraction") {
 		t.Fatalf("kernel fraction 1.5: %d %s", code, stderr)
 	}
-	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)
-	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") {
+	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--detail", "--no-busy"}, small...)...)
+	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") ||
+		!strings.Contains(out, "validation runs (seeds 2)") || !strings.Contains(out, "liar: per fault kind at k =") || !strings.Contains(out, "false alarms") {
 		t.Fatalf("eval --suite shift: %d %s %s", code, out, stderr)
 	}
 	out, stderr, code = runCLI(t, "inputs", "--scenarios", "nominal,volume×10", "--seeds", "4", "--nodes", "20", "--duration", "4s", "--faults", "blackhole:1")
