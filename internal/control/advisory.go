@@ -4,20 +4,19 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/meshca"
-	"x0tta6bl4/internal/telemetry"
 )
 
 // Cost advisories (docs/control.md, "Cost advisories"): with ai.advisories enabled, the control
 // plane runs its detector over the nodes' latest reports every interval. A node judged a relay
-// fault (blackhole or grey hole: the detector's score at or above the model's threshold, that class
-// the most likely, with at least min_confidence) in `consecutive` distinct fresh reports in a row
-// is named in a CA-signed list that every node receives with the answer to its next report
+// fault — by the model (blackhole or grey hole: the score at or above the model's threshold, that
+// class the most likely, with at least min_confidence) or by flow conservation (the deficit its
+// neighbours' counters show that nothing else explains at or above deficit_threshold,
+// detector.UnexplainedDeficits) — in `consecutive` distinct fresh reports in a row is named in a CA-signed list that every node receives with the answer to its next report
 // (api.ReportAccepted.Advisories); `clear_after` distinct fresh reports judged otherwise withdraw
 // it, and so does the lack of any fresh report for a list lifetime. The list is re-signed when it
 // changes and at half its lifetime while it names anyone. Nodes weigh it alongside their own probes
@@ -32,6 +31,11 @@ type AdvisoryConfig struct {
 	ClearAfter    int           `yaml:"clear_after"`    // 3 distinct fresh reports judged otherwise in a row
 	Lifetime      time.Duration `yaml:"lifetime"`       // 2 min: expires-at − issued-at of each list
 	Multiplier    int           `yaml:"multiplier"`     // 8: the link-cost multiplier named (2 to 16)
+	// FlowConservation (default true) judges relays by flow conservation beside the model, with
+	// DeficitThreshold (default detector.DefaultDeficitThreshold, chosen on validation runs by
+	// `x0tta6bl4 ai advisor`): docs/intelligence.md, "The advisor's flow-conservation judgement".
+	FlowConservation *bool   `yaml:"flow_conservation"`
+	DeficitThreshold float64 `yaml:"deficit_threshold"`
 }
 
 func (c *AdvisoryConfig) setDefaults() {
@@ -53,6 +57,13 @@ func (c *AdvisoryConfig) setDefaults() {
 	if c.Multiplier == 0 {
 		c.Multiplier = 8
 	}
+	if c.FlowConservation == nil {
+		on := true
+		c.FlowConservation = &on
+	}
+	if c.DeficitThreshold == 0 {
+		c.DeficitThreshold = detector.DefaultDeficitThreshold
+	}
 }
 
 func (c *AdvisoryConfig) validate() error {
@@ -65,6 +76,8 @@ func (c *AdvisoryConfig) validate() error {
 		return fmt.Errorf("config: ai.advisories.consecutive %d and clear_after %d: want 1 to 100", c.Consecutive, c.ClearAfter)
 	case c.Lifetime < 10*time.Second || c.Lifetime > meshca.MaxAdvisoryLifetime:
 		return fmt.Errorf("config: ai.advisories.lifetime %s: want 10s to %s", c.Lifetime, meshca.MaxAdvisoryLifetime)
+	case !(c.DeficitThreshold > 0 && c.DeficitThreshold <= 1):
+		return fmt.Errorf("config: ai.advisories.deficit_threshold %v: want more than 0, at most 1", c.DeficitThreshold)
 	case c.Multiplier < meshca.MinAdvisoryMultiplier || c.Multiplier > meshca.MaxAdvisoryMultiplier:
 		return fmt.Errorf("config: ai.advisories.multiplier %d: want %d to %d", c.Multiplier, meshca.MinAdvisoryMultiplier, meshca.MaxAdvisoryMultiplier)
 	}
@@ -169,6 +182,10 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	}
 	probs := m.Predict(&in)
 	cfg := s.cfg.AI.Advisories
+	var deficits []float64
+	if cfg.FlowConservation != nil && *cfg.FlowConservation {
+		deficits = detector.UnexplainedDeficits(&in)
+	}
 	now := s.now()
 
 	s.adv.mu.Lock()
@@ -193,13 +210,17 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 			continue // the same report judged again is no new evidence
 		}
 		sp.lastReport, sp.lastFresh = rep.ReportedAt, now
-		p := probs[v]
-		best := slices.Index(p, slices.Max(p))
-		class := telemetry.Classes[best]
-		if 1-p[0] >= m.Threshold && (class == "blackhole" || class == "greyhole") && p[best] >= cfg.MinConfidence {
+		class, p, byModel := detector.ModelRelayFault(probs[v], m.Threshold, cfg.MinConfidence)
+		switch {
+		case byModel:
 			sp.faulty, sp.clean = sp.faulty+1, 0
-			sp.class, sp.confidence = class, p[best]
-		} else {
+			sp.class, sp.confidence = class, p
+		case deficits != nil && deficits[v] >= cfg.DeficitThreshold:
+			// The confidence of a flow-conservation entry is the unexplained deficit: the
+			// fraction of what the relay was handed that it did not relay.
+			sp.faulty, sp.clean = sp.faulty+1, 0
+			sp.class, sp.confidence = FlowConservationReason, min(1, deficits[v])
+		default:
 			sp.faulty, sp.clean = 0, sp.clean+1
 		}
 	}
@@ -256,6 +277,10 @@ func (s *Server) signAdvisoriesLocked(now time.Time) error {
 	s.log.Info("cost advisories signed", "sequence", a.Sequence, "entries", len(a.Entries), "expires", a.ExpiresAt)
 	return nil
 }
+
+// FlowConservationReason is the reason (and the nodes' journal class) of an advisory that flow
+// conservation, not the model, judged in the last report.
+const FlowConservationReason = "flow-conservation"
 
 // maxSuspects bounds the nodes the advisor tracks (each enrolled node at most once).
 const maxSuspects = 1 << 16

@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/base64"
+	"math"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -133,5 +134,61 @@ func TestAdvisorNamesAndWithdraws(t *testing.T) {
 	s.adv.mu.Unlock()
 	if seq <= first {
 		t.Fatalf("withdrawal signed sequence %d, not above %d", seq, first)
+	}
+}
+
+// TestAdvisorFlowConservation: with a model that judges every node normal, the flow-conservation
+// judgement names the relay whose neighbours' counters show a deficit nothing else explains (alpha
+// and gamma hand beta 100 packets to relay and get 80 back), with its own reason, and nobody else;
+// switched off, it names nobody.
+func TestAdvisorFlowConservation(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		var mu sync.Mutex
+		now := time.Now()
+		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		tick := func() { mu.Lock(); now = now.Add(time.Second); mu.Unlock() }
+		h := newHarnessAt(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db")}, func(c *Config) {
+			c.AI.Model = writeModel(t, constantModel(classIndex("normal")))
+			c.AI.Advisories = AdvisoryConfig{Enabled: true, Interval: 10 * time.Minute, FlowConservation: &on}
+		}, clock)
+		ctx := t.Context()
+		admin := h.apiClient(h.adminKey)
+		nodes := map[string]*testNode{}
+		for _, name := range []string{"alpha", "beta", "gamma"} {
+			nodes[name] = h.enrollNode(t, admin, name, "web")
+		}
+		peers := map[string][]api.PeerReport{
+			"alpha": {{Name: "beta", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(100, 80)}},
+			"gamma": {{Name: "beta", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(100, 80)}},
+			"beta": {{Name: "alpha", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(0, 0)},
+				{Name: "gamma", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(0, 0)}},
+		}
+		for seq := uint64(1); seq <= 3; seq++ {
+			tick()
+			for name, n := range nodes {
+				if _, err := n.c.Report(ctx, &api.MeshReport{Sequence: seq, Features: nodeFeatures(1), Peers: peers[name]}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := h.srv.advise(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.srv.adv.mu.Lock()
+		var entries []meshca.Advisory
+		if cur := h.srv.adv.cur; cur != nil {
+			entries = cur.Entries
+		}
+		h.srv.adv.mu.Unlock()
+		if !on {
+			if len(entries) != 0 {
+				t.Fatalf("flow conservation off: named %+v", entries)
+			}
+			continue
+		}
+		if len(entries) != 1 || entries[0].Subject != "beta" || entries[0].Reason != FlowConservationReason ||
+			math.Abs(entries[0].Confidence-0.19) > 0.001 {
+			t.Fatalf("named %+v, want beta for flow conservation with confidence 0.19 (deficit 0.2, probe loss 0.01)", entries)
+		}
 	}
 }
