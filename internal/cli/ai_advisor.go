@@ -50,8 +50,8 @@ func runAIAdvisor(e *env, args []string) error {
 		return err
 	}
 	th, cands := experiment.ChooseDeficitThreshold(val, perRun, *k)
-	fmt.Fprintf(e.stdout, "flow-conservation threshold on deficit_w chosen on validation seeds %s (relay-fault event F1, %d judgements in a row): %.2f; shipped default %.2f\n",
-		*valSeeds, *k, th, detector.DefaultDeficitThreshold)
+	fmt.Fprintf(e.stdout, "flow-conservation threshold on the unexplained deficit chosen on validation seeds %s (the lowest flagging at most %.1g of healthy node-intervals, %d judgements in a row): %.2f; shipped default %.2f\n",
+		*valSeeds, experiment.DeficitBudget, *k, th, detector.DefaultDeficitThreshold)
 	experiment.PrintDeficitChoice(e.stdout, th, cands)
 	if th != detector.DefaultDeficitThreshold {
 		fmt.Fprintf(e.stdout, "warning: the choice differs from detector.DefaultDeficitThreshold; the rows below use the choice\n")

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -274,6 +275,7 @@ func (l *advisoryLab) greyPhase(what string, act func()) greyResult {
 		r, ok := l.route("n1", "n3")
 		return ok && r.NextHop == "n2"
 	})
+	l.waitNoDeficit()
 	l.sh(l.tag+"n2", fmt.Sprintf(`nft -f - <<'EOF'
 table inet x6grey {
 	chain out {
@@ -371,25 +373,48 @@ func (l *advisoryLab) falseActions() []string {
 	return out
 }
 
-// verdict is the control plane's detector's judgement of node name, in a few words.
-func (l *advisoryLab) verdict(name string) string {
+// judgement is what the control plane's detector says about a node (ctl predict --json).
+type judgement struct {
+	Score         float64            `json:"score"`
+	Threshold     float64            `json:"threshold"`
+	Class         string             `json:"class"`
+	Probabilities map[string]float64 `json:"probabilities"`
+	Inputs        map[string]float64 `json:"inputs"`
+}
+
+// judge asks the control plane about node name.
+func (l *advisoryLab) judge(name string) (judgement, error) {
+	var p judgement
 	out, err := l.cliErr("ctl", l.env, "ctl", "predict", "--json", name)
 	if err != nil {
-		return "predict failed: " + strings.TrimSpace(out)
-	}
-	var p struct {
-		Score         float64            `json:"score"`
-		Threshold     float64            `json:"threshold"`
-		Class         string             `json:"class"`
-		Probabilities map[string]float64 `json:"probabilities"`
-		Inputs        map[string]float64 `json:"inputs"`
+		return p, fmt.Errorf("predict failed: %s", strings.TrimSpace(out))
 	}
 	if i := strings.IndexByte(out, '{'); i >= 0 {
 		out = out[i:]
 	}
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
-		return "unreadable: " + err.Error()
+		return p, fmt.Errorf("unreadable: %w", err)
+	}
+	return p, nil
+}
+
+// verdict is the control plane's detector's judgement of node name, in a few words.
+func (l *advisoryLab) verdict(name string) string {
+	p, err := l.judge(name)
+	if err != nil {
+		return err.Error()
 	}
 	return fmt.Sprintf("score %.4f/%.3f %s (greyhole %.4f; deficit %.3f, deficit_w %.3f, nbr_loss_mean %.3f)", p.Score, p.Threshold, p.Class,
 		p.Probabilities["greyhole"], p.Inputs["deficit"], p.Inputs["deficit_w"], p.Inputs["nbr_loss_mean"])
+}
+
+// waitNoDeficit waits until the control plane's view of n2 holds no trace of an earlier fault:
+// its interval and windowed deficits both under 0.03, from the reports that followed the fault's
+// removal. Without it a phase could start on the last phase's window and its MTTD would be short.
+func (l *advisoryLab) waitNoDeficit() {
+	l.tb.Helper()
+	l.waitFor("no deficit at n2 in the control plane's view", 60*time.Second, func() bool {
+		p, err := l.judge("n2")
+		return err == nil && p.Inputs != nil && math.Abs(p.Inputs["deficit"]) < 0.03 && math.Abs(p.Inputs["deficit_w"]) < 0.03
+	})
 }

@@ -66,12 +66,18 @@ type DeficitCandidate struct {
 	HealthyFlagged, Healthy int // healthy node-intervals flagged, and all of them
 }
 
-// ChooseDeficitThreshold returns the flow-conservation threshold, among 0.01 to 0.50 in steps of
-// 0.01, under which the relay-fault event F1 on the validation graphs (runs of perRun graphs) is
-// highest with persistence k, the lowest on a tie, and every candidate's figures. A relay fault is
-// a blackhole or grey hole, detected when flagged in one of its intervals; a false alarm is a
-// stretch of flags on a healthy node; nodes with other faults count neither way. It must be given
-// validation graphs only.
+// DeficitBudget is the false-alarm budget the flow-conservation threshold is chosen under: the
+// fraction of healthy node-intervals of the validation runs that the judgement, under the advisor's
+// persistence, may flag. An advisory is soft (a cost, capped, expiring, never a link taken down), so
+// the judgement is as sensitive as this budget allows rather than F1-optimal.
+const DeficitBudget = 1e-3
+
+// ChooseDeficitThreshold returns the lowest flow-conservation threshold, among 0.01 to 0.50 in
+// steps of 0.01, under which the judgement with persistence k flags at most DeficitBudget of the
+// healthy node-intervals of the validation graphs (runs of perRun graphs), and every candidate's
+// figures, among them the relay-fault event F1: a relay fault is a blackhole or grey hole,
+// detected when flagged in one of its intervals; a false alarm is a stretch of flags on a healthy
+// node; nodes with other faults count neither way. It must be given validation graphs only.
 func ChooseDeficitThreshold(val []detector.Graph, perRun, k int) (float64, []DeficitCandidate) {
 	scores := make([][]float64, len(val))
 	rule := DeficitRule(0)
@@ -79,18 +85,21 @@ func ChooseDeficitThreshold(val []detector.Graph, perRun, k int) (float64, []Def
 		scores[t] = rule.Score(&val[t])
 	}
 	var cands []DeficitCandidate
-	best := -1
+	chosen := math.NaN()
 	for i := 1; i <= 50; i++ {
 		th := float64(i) / 100
 		flags := persist(decideScores(val, scores, th), perRun, k)
 		c := relayCounts(val, flags, perRun)
 		c.Threshold = th
 		cands = append(cands, c)
-		if best < 0 || c.F1 > cands[best].F1 {
-			best = len(cands) - 1
+		if math.IsNaN(chosen) && float64(c.HealthyFlagged) <= DeficitBudget*float64(c.Healthy) {
+			chosen = th
 		}
 	}
-	return cands[best].Threshold, cands
+	if math.IsNaN(chosen) {
+		chosen = cands[len(cands)-1].Threshold
+	}
+	return chosen, cands
 }
 
 // relayCounts counts relay faults detected, false alarms and flagged healthy node-intervals.
@@ -177,7 +186,7 @@ func EvaluateAdvisor(ds []Method, test []detector.Graph, perRun, k int) []Adviso
 // PrintDeficitChoice writes the validation candidates around the chosen threshold.
 func PrintDeficitChoice(w io.Writer, chosen float64, cands []DeficitCandidate) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "deficit_w ≥\trelay faults\tdetected\tfalse alarms\thealthy node-intervals flagged\tprecision\trecall\tF1\t")
+	fmt.Fprintln(tw, "unexplained deficit ≥\trelay faults\tdetected\tfalse alarms\thealthy node-intervals flagged\tprecision\trecall\tF1\t")
 	for _, c := range cands {
 		if math.Abs(c.Threshold-chosen) > 0.055 && int(math.Round(c.Threshold*100))%5 != 0 {
 			continue
