@@ -182,16 +182,28 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	}
 	probs := m.Predict(&in)
 	cfg := s.cfg.AI.Advisories
-	var deficits []float64
-	if cfg.FlowConservation != nil && *cfg.FlowConservation {
-		deficits = detector.UnexplainedDeficits(&in)
-	}
 	now := s.now()
 
 	s.adv.mu.Lock()
 	defer s.adv.mu.Unlock()
 	if s.adv.suspects == nil {
 		s.adv.suspects = map[string]*suspect{}
+	}
+	var deficits []float64
+	if cfg.FlowConservation != nil && *cfg.FlowConservation {
+		// Explaining away over time: the neighbours of a relay named now are not judged by flow
+		// conservation, nor do their deficits clear it (detector.UnexplainedDeficits).
+		nextToNamed := make([]bool, len(mg.Names))
+		for v, name := range mg.Names {
+			if sp := s.adv.suspects[name]; sp != nil && sp.named {
+				for _, u := range in.Adj[v] {
+					if !(s.adv.suspects[mg.Names[u]] != nil && s.adv.suspects[mg.Names[u]].named) {
+						nextToNamed[u] = true
+					}
+				}
+			}
+		}
+		deficits = detector.UnexplainedDeficits(&in, nextToNamed)
 	}
 	for v, name := range mg.Names {
 		rep := mg.reported[v]

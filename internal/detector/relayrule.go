@@ -30,16 +30,23 @@ const DefaultDeficitThreshold = 0.10
 // windowed flow deficit that neither its links' probe loss nor a neighbour's larger deficit
 // explains, or −2 where it is not judged (a neighbour did not report, or a neighbour's deficit is
 // larger). A relay is judged to lose what it relays where the value is at least a threshold.
-func UnexplainedDeficits(g *Graph) []float64 {
+//
+// explained, if not nil, marks nodes whose deficit is already put down to a neighbour (the control
+// plane marks the neighbours of a relay it has named: a named relay that lies about what it handed
+// on goes on framing them after the traffic has left it, and for a telemetry window after its
+// fault ends, while its own deficit fades). Those nodes are not judged, and their deficits explain
+// nothing away.
+func UnexplainedDeficits(g *Graph, explained []bool) []float64 {
+	isExplained := func(v int) bool { return v < len(explained) && explained[v] }
 	out := make([]float64, len(g.X))
 	for v, x := range g.X {
 		out[v] = -2
-		if len(x) != NumRobust || x[RNbrReported] != 1 {
+		if len(x) != NumRobust || x[RNbrReported] != 1 || isExplained(v) {
 			continue
 		}
 		largest := true
 		for _, u := range g.Adj[v] {
-			if u < len(g.X) && len(g.X[u]) == NumRobust && g.X[u][RDeficitW] > x[RDeficitW] {
+			if u < len(g.X) && len(g.X[u]) == NumRobust && !isExplained(u) && g.X[u][RDeficitW] > x[RDeficitW] {
 				largest = false
 			}
 		}

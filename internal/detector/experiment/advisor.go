@@ -24,9 +24,13 @@ const AdvisorPersistence = 3
 const AdvisorMinConfidence = 0.5
 
 // DeficitRule is the advisor's flow-conservation judgement as a method: the unexplained deficit
-// (detector.UnexplainedDeficits).
+// (detector.UnexplainedDeficits). It holds no state, so the advisor's explaining away over time
+// (the neighbours of a relay it has named are not judged) is not part of it: that can only remove
+// flags from neighbours of named relays.
 func DeficitRule(threshold float64) Method {
-	return Method{Name: "flow conservation (advisor)", Threshold: threshold, Score: detector.UnexplainedDeficits}
+	return Method{Name: "flow conservation (advisor)", Threshold: threshold, Score: func(g *detector.Graph) []float64 {
+		return detector.UnexplainedDeficits(g, nil)
+	}}
 }
 
 // ModelRelayRule is the model's part of the advisor's judgement as a method (1: judged a relay
