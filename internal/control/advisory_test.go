@@ -40,10 +40,7 @@ func classIndex(name string) int {
 // list to nodes in their report answers; and withdraws it by a newer list after `clear_after`
 // reports judged otherwise.
 func TestAdvisorNamesAndWithdraws(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	tick := func() { mu.Lock(); now = now.Add(time.Second); mu.Unlock() }
+	clock, tick := steppedClock()
 	h := newHarnessAt(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db")}, func(c *Config) {
 		c.AI.Model = writeModel(t, constantModel(classIndex("greyhole")))
 		c.AI.Advisories = AdvisoryConfig{Enabled: true, Interval: 10 * time.Minute, Consecutive: 3, ClearAfter: 2}
@@ -137,16 +134,21 @@ func TestAdvisorNamesAndWithdraws(t *testing.T) {
 	}
 }
 
+// steppedClock is a clock that moves only when tick is called, by a second.
+func steppedClock() (clock func() time.Time, tick func()) {
+	var mu sync.Mutex
+	now := time.Now()
+	return func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		func() { mu.Lock(); now = now.Add(time.Second); mu.Unlock() }
+}
+
 // TestAdvisorFlowConservation: with a model that judges every node normal, the flow-conservation
 // judgement names the relay whose neighbours' counters show a deficit nothing else explains (alpha
 // and gamma hand beta 100 packets to relay and get 80 back), with its own reason, and nobody else;
 // switched off, it names nobody.
 func TestAdvisorFlowConservation(t *testing.T) {
 	for _, on := range []bool{true, false} {
-		var mu sync.Mutex
-		now := time.Now()
-		clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-		tick := func() { mu.Lock(); now = now.Add(time.Second); mu.Unlock() }
+		clock, tick := steppedClock()
 		h := newHarnessAt(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db")}, func(c *Config) {
 			c.AI.Model = writeModel(t, constantModel(classIndex("normal")))
 			c.AI.Advisories = AdvisoryConfig{Enabled: true, Interval: 10 * time.Minute, FlowConservation: &on}
