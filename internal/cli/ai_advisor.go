@@ -19,7 +19,8 @@ func runAIAdvisor(e *env, args []string) error {
 	valSeeds := fs.String("val-seeds", "51-56", "validation seeds (the threshold)")
 	seeds := fs.String("seeds", "301-305", "held-out simulator seeds")
 	only := fs.String("scenarios", "", "shift scenarios to measure on (comma-separated names; default all)")
-	k := fs.Int("consecutive", experiment.AdvisorPersistence, "judgements in a row before a relay is named (ai.advisories.consecutive)")
+	k := fs.Int("consecutive", experiment.AdvisorPersistence, "the model's judgements in a row before a relay is named (ai.advisories.consecutive)")
+	kd := fs.Int("deficit-consecutive", detector.DeficitConsecutive, "flow conservation's judgements in a row before a relay is named (ai.advisories.deficit_consecutive)")
 	df := addDataFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
@@ -27,8 +28,8 @@ func runAIAdvisor(e *env, args []string) error {
 	if err := required(fs, "model", *model); err != nil {
 		return err
 	}
-	if *k < 1 || *k > 100 {
-		return fmt.Errorf("--consecutive must be 1 to 100, not %d", *k)
+	if *k < 1 || *k > 100 || *kd < 1 || *kd > 100 {
+		return fmt.Errorf("--consecutive and --deficit-consecutive must be 1 to 100, not %d and %d", *k, *kd)
 	}
 	if *df.features != "all" {
 		return fmt.Errorf("--features must be all: flow conservation reads the per-link counters")
@@ -49,22 +50,23 @@ func runAIAdvisor(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	th, cands := experiment.ChooseDeficitThreshold(val, perRun, *k)
-	fmt.Fprintf(e.stdout, "flow-conservation threshold on the unexplained deficit chosen on validation seeds %s (the lowest flagging at most %.1g of healthy node-intervals, %d judgements in a row): %.2f; shipped default %.2f\n",
-		*valSeeds, experiment.DeficitBudget, *k, th, detector.DefaultDeficitThreshold)
+	th, cands := experiment.ChooseDeficitThreshold(val, perRun, *kd)
+	fmt.Fprintf(e.stdout, "flow-conservation threshold on the unexplained deficit chosen on validation seeds %s (relay-fault event F1, %d judgements in a row): %.2f; shipped default %.2f\n",
+		*valSeeds, *kd, th, detector.DefaultDeficitThreshold)
 	experiment.PrintDeficitChoice(e.stdout, th, cands)
 	if th != detector.DefaultDeficitThreshold {
 		fmt.Fprintf(e.stdout, "warning: the choice differs from detector.DefaultDeficitThreshold; the rows below use the choice\n")
 	}
-	ds := []experiment.Method{experiment.ModelRelayRule(m), experiment.DeficitRule(th), experiment.AdvisorRule(m, th)}
-	fmt.Fprintf(e.stdout, "\nmodel %s (version %s, threshold %.3f); held-out seeds %s; %d judgements in a row\n", *model, m.Version(), m.Threshold, *seeds, *k)
+	fmt.Fprintf(e.stdout, "\nmodel %s (version %s, threshold %.3f); held-out seeds %s; named after %d of the model's judgements in a row or %d of flow conservation's\n",
+		*model, m.Version(), m.Threshold, *seeds, *k, *kd)
 	fmt.Fprintln(e.stdout, "relay faults named / faults; false alarms: stretches of flags on healthy nodes; other kinds: faults whose node was named (not relay faults: the advisory would move traffic off a node that is not a grey hole)")
 	for _, sc := range scenarios {
 		test, err := df.scenarioRuns(e, sc, *seeds)
 		if err != nil {
 			return err
 		}
-		experiment.PrintAdvisor(e.stdout, sc.Name, experiment.EvaluateAdvisor(ds, test, perRun, *k))
+		names, decisions := experiment.AdvisorJudgements(m, th, test, perRun, *k, *kd)
+		experiment.PrintAdvisor(e.stdout, sc.Name, experiment.EvaluateAdvisor(names, decisions, test, perRun))
 	}
 	return nil
 }

@@ -36,6 +36,10 @@ type AdvisoryConfig struct {
 	// `x0tta6bl4 ai advisor`): docs/intelligence.md, "The advisor's flow-conservation judgement".
 	FlowConservation *bool   `yaml:"flow_conservation"`
 	DeficitThreshold float64 `yaml:"deficit_threshold"`
+	// DeficitConsecutive (default detector.DeficitConsecutive: the telemetry window plus one) is
+	// how many distinct fresh reports in a row flow conservation must judge a relay faulty: a
+	// re-route leaves a deficit in the windowed counters for up to a window, which this outlasts.
+	DeficitConsecutive int `yaml:"deficit_consecutive"`
 }
 
 func (c *AdvisoryConfig) setDefaults() {
@@ -64,6 +68,9 @@ func (c *AdvisoryConfig) setDefaults() {
 	if c.DeficitThreshold == 0 {
 		c.DeficitThreshold = detector.DefaultDeficitThreshold
 	}
+	if c.DeficitConsecutive == 0 {
+		c.DeficitConsecutive = detector.DeficitConsecutive
+	}
 }
 
 func (c *AdvisoryConfig) validate() error {
@@ -72,8 +79,8 @@ func (c *AdvisoryConfig) validate() error {
 		return fmt.Errorf("config: ai.advisories.interval %s: want 100ms to 10m", c.Interval)
 	case !(c.MinConfidence > 0 && c.MinConfidence <= 1):
 		return fmt.Errorf("config: ai.advisories.min_confidence %v: want more than 0, at most 1", c.MinConfidence)
-	case c.Consecutive < 1 || c.Consecutive > 100 || c.ClearAfter < 1 || c.ClearAfter > 100:
-		return fmt.Errorf("config: ai.advisories.consecutive %d and clear_after %d: want 1 to 100", c.Consecutive, c.ClearAfter)
+	case c.Consecutive < 1 || c.Consecutive > 100 || c.ClearAfter < 1 || c.ClearAfter > 100 || c.DeficitConsecutive < 1 || c.DeficitConsecutive > 100:
+		return fmt.Errorf("config: ai.advisories.consecutive %d, deficit_consecutive %d and clear_after %d: want 1 to 100", c.Consecutive, c.DeficitConsecutive, c.ClearAfter)
 	case c.Lifetime < 10*time.Second || c.Lifetime > meshca.MaxAdvisoryLifetime:
 		return fmt.Errorf("config: ai.advisories.lifetime %s: want 10s to %s", c.Lifetime, meshca.MaxAdvisoryLifetime)
 	case !(c.DeficitThreshold > 0 && c.DeficitThreshold <= 1):
@@ -104,7 +111,9 @@ type operatorAdvisory struct {
 type suspect struct {
 	lastReport    time.Time // the report last judged: only a newer one counts again
 	lastFresh     time.Time // when a fresh report was last judged
-	faulty, clean int       // distinct reports in a row judged so, and not
+	faulty, clean int       // distinct reports in a row judged faulty (by the model or flow conservation), and neither
+	byModel       int       // distinct reports in a row the model judged faulty
+	byDeficit     int       // distinct reports in a row flow conservation judged faulty
 	named         bool      // in the list
 	class         string
 	confidence    float64
@@ -223,11 +232,13 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 		}
 		sp.lastReport, sp.lastFresh = rep.ReportedAt, now
 		class, p, byModel := detector.ModelRelayFault(probs[v], m.Threshold, cfg.MinConfidence)
+		byDeficit := deficits != nil && deficits[v] >= cfg.DeficitThreshold
+		sp.byModel, sp.byDeficit = countRun(sp.byModel, byModel), countRun(sp.byDeficit, byDeficit)
 		switch {
 		case byModel:
 			sp.faulty, sp.clean = sp.faulty+1, 0
 			sp.class, sp.confidence = class, p
-		case deficits != nil && deficits[v] >= cfg.DeficitThreshold:
+		case byDeficit:
 			// The confidence of a flow-conservation entry is the unexplained deficit: the
 			// fraction of what the relay was handed that it did not relay.
 			sp.faulty, sp.clean = sp.faulty+1, 0
@@ -240,7 +251,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	for name, sp := range s.adv.suspects {
 		_, enrolled := mg.Index[name]
 		switch {
-		case !sp.named && sp.faulty >= cfg.Consecutive && enrolled:
+		case !sp.named && (sp.byModel >= cfg.Consecutive || sp.byDeficit >= cfg.DeficitConsecutive) && enrolled:
 			sp.named, changed = true, true
 			s.log.Warn("cost advisory: the detector judges a relay faulty", "node", name, "class", sp.class,
 				"confidence", sp.confidence, "reports", sp.faulty, "multiplier", cfg.Multiplier)
@@ -288,6 +299,14 @@ func (s *Server) signAdvisoriesLocked(now time.Time) error {
 	s.adv.cur, s.adv.encoded = a, base64.StdEncoding.EncodeToString(a.Bytes())
 	s.log.Info("cost advisories signed", "sequence", a.Sequence, "entries", len(a.Entries), "expires", a.ExpiresAt)
 	return nil
+}
+
+// countRun extends a run of consecutive judgements, or ends it.
+func countRun(run int, judged bool) int {
+	if judged {
+		return run + 1
+	}
+	return 0
 }
 
 // FlowConservationReason is the reason (and the nodes' journal class) of an advisory that flow

@@ -144,8 +144,8 @@ func steppedClock() (clock func() time.Time, tick func()) {
 
 // TestAdvisorFlowConservation: with a model that judges every node normal, the flow-conservation
 // judgement names the relay whose neighbours' counters show a deficit nothing else explains (alpha
-// and gamma hand beta 100 packets to relay and get 80 back), with its own reason, and nobody else;
-// switched off, it names nobody.
+// and gamma hand beta 100 packets to relay and get 80 back) after deficit_consecutive reports, not
+// before, with its own reason, and nobody else; switched off, it names nobody.
 func TestAdvisorFlowConservation(t *testing.T) {
 	for _, on := range []bool{true, false} {
 		clock, tick := steppedClock()
@@ -165,7 +165,20 @@ func TestAdvisorFlowConservation(t *testing.T) {
 			"beta": {{Name: "alpha", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(0, 0)},
 				{Name: "gamma", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(0, 0)}},
 		}
-		for seq := uint64(1); seq <= 3; seq++ {
+		named := func() []meshca.Advisory {
+			h.srv.adv.mu.Lock()
+			defer h.srv.adv.mu.Unlock()
+			if cur := h.srv.adv.cur; cur != nil {
+				return cur.Entries
+			}
+			return nil
+		}
+		for seq := uint64(1); seq <= detector.DeficitConsecutive; seq++ {
+			if seq == detector.DeficitConsecutive {
+				if e := named(); len(e) != 0 {
+					t.Fatalf("named after %d reports, before deficit_consecutive: %+v", seq-1, e)
+				}
+			}
 			tick()
 			for name, n := range nodes {
 				if _, err := n.c.Report(ctx, &api.MeshReport{Sequence: seq, Features: nodeFeatures(1), Peers: peers[name]}); err != nil {
@@ -176,12 +189,7 @@ func TestAdvisorFlowConservation(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		h.srv.adv.mu.Lock()
-		var entries []meshca.Advisory
-		if cur := h.srv.adv.cur; cur != nil {
-			entries = cur.Entries
-		}
-		h.srv.adv.mu.Unlock()
+		entries := named()
 		if !on {
 			if len(entries) != 0 {
 				t.Fatalf("flow conservation off: named %+v", entries)

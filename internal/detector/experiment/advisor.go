@@ -11,13 +11,13 @@ import (
 )
 
 // The control plane's advisor (internal/control/advisory.go) names a relay when the model judges
-// it a relay fault or flow conservation does (detector.ModelRelayFault, detector.RelayDeficit), in
-// AdvisorPersistence distinct reports in a row. These functions choose the flow-conservation
+// it a relay fault in AdvisorPersistence distinct reports in a row, or flow conservation does in
+// detector.DeficitConsecutive (detector.ModelRelayFault, detector.UnexplainedDeficits). These functions choose the flow-conservation
 // threshold on validation runs and measure the advisor's judgements, as deployed, on held-out runs
 // (`x0tta6bl4 ai advisor`).
 
-// AdvisorPersistence is the advisor's default persistence (ai.advisories.consecutive): a node is
-// named at its third judgement in a row.
+// AdvisorPersistence is the advisor's default persistence for the model's judgement
+// (ai.advisories.consecutive): a node is named at its third judgement in a row.
 const AdvisorPersistence = 3
 
 // AdvisorMinConfidence is the advisor's default ai.advisories.min_confidence.
@@ -47,20 +47,6 @@ func ModelRelayRule(m *detector.Model) Method {
 	}}
 }
 
-// AdvisorRule is the advisor as deployed: the model's judgement or flow conservation's.
-func AdvisorRule(m *detector.Model, threshold float64) Method {
-	model, deficit := ModelRelayRule(m), DeficitRule(threshold)
-	return Method{Name: "advisor (model or flow conservation)", Threshold: 0.5, Score: func(g *detector.Graph) []float64 {
-		s, d := model.Score(g), deficit.Score(g)
-		for v := range s {
-			if d[v] >= threshold {
-				s[v] = 1
-			}
-		}
-		return s
-	}}
-}
-
 // DeficitCandidate is one flow-conservation threshold tried on the validation runs.
 type DeficitCandidate struct {
 	Threshold               float64
@@ -70,18 +56,12 @@ type DeficitCandidate struct {
 	HealthyFlagged, Healthy int // healthy node-intervals flagged, and all of them
 }
 
-// DeficitBudget is the false-alarm budget the flow-conservation threshold is chosen under: the
-// fraction of healthy node-intervals of the validation runs that the judgement, under the advisor's
-// persistence, may flag. An advisory is soft (a cost, capped, expiring, never a link taken down), so
-// the judgement is as sensitive as this budget allows rather than F1-optimal.
-const DeficitBudget = 1e-3
-
-// ChooseDeficitThreshold returns the lowest flow-conservation threshold, among 0.01 to 0.50 in
-// steps of 0.01, under which the judgement with persistence k flags at most DeficitBudget of the
-// healthy node-intervals of the validation graphs (runs of perRun graphs), and every candidate's
-// figures, among them the relay-fault event F1: a relay fault is a blackhole or grey hole,
-// detected when flagged in one of its intervals; a false alarm is a stretch of flags on a healthy
-// node; nodes with other faults count neither way. It must be given validation graphs only.
+// ChooseDeficitThreshold returns the flow-conservation threshold, among 0.01 to 0.50 in steps of
+// 0.01, under which the relay-fault event F1 on the validation graphs (runs of perRun graphs) is
+// highest with persistence k, the lowest on a tie, and every candidate's figures. A relay fault is
+// a blackhole or grey hole, detected when flagged in one of its intervals; a false alarm is a
+// stretch of flags on a healthy node; nodes with other faults count neither way. It must be given
+// validation graphs only.
 func ChooseDeficitThreshold(val []detector.Graph, perRun, k int) (float64, []DeficitCandidate) {
 	scores := make([][]float64, len(val))
 	rule := DeficitRule(0)
@@ -89,21 +69,18 @@ func ChooseDeficitThreshold(val []detector.Graph, perRun, k int) (float64, []Def
 		scores[t] = rule.Score(&val[t])
 	}
 	var cands []DeficitCandidate
-	chosen := math.NaN()
+	best := -1
 	for i := 1; i <= 50; i++ {
 		th := float64(i) / 100
 		flags := persist(decideScores(val, scores, th), perRun, k)
 		c := relayCounts(val, flags, perRun)
 		c.Threshold = th
 		cands = append(cands, c)
-		if math.IsNaN(chosen) && float64(c.HealthyFlagged) <= DeficitBudget*float64(c.Healthy) {
-			chosen = th
+		if best < 0 || c.F1 > cands[best].F1 {
+			best = len(cands) - 1
 		}
 	}
-	if math.IsNaN(chosen) {
-		chosen = cands[len(cands)-1].Threshold
-	}
-	return chosen, cands
+	return cands[best].Threshold, cands
 }
 
 // relayCounts counts relay faults detected, false alarms and flagged healthy node-intervals.
@@ -148,17 +125,37 @@ type AdvisorRow struct {
 	AlarmNodes, Nodes       int                   // healthy nodes (per run) flagged at least once, and all nodes that were healthy all run
 }
 
-// EvaluateAdvisor measures each method on the test graphs (runs of perRun graphs) with persistence
-// k: faults of every kind flagged (for the relay kinds, detections; for the others, a relay named
-// where the fault lies elsewhere or is no relay's), false alarms on healthy nodes, and the rate of
-// healthy node-intervals flagged.
-func EvaluateAdvisor(ds []Method, test []detector.Graph, perRun, k int) []AdvisorRow {
+// AdvisorJudgements returns the advisor's decisions on the graphs (runs of perRun graphs), as
+// deployed: the model's judgement after kModel in a row, flow conservation's (at threshold) after
+// kDeficit in a row, and either; with their names.
+func AdvisorJudgements(m *detector.Model, threshold float64, test []detector.Graph, perRun, kModel, kDeficit int) ([]string, [][][][]bool) {
+	model := persist(decide(ModelRelayRule(m), test), perRun, kModel)
+	deficit := persist(decide(DeficitRule(threshold), test), perRun, kDeficit)
+	either := make([][][]bool, len(test))
+	for t := range test {
+		either[t] = make([][]bool, len(test[t].X))
+		for v := range either[t] {
+			f := make([]bool, sim.NumKinds)
+			for k := range f {
+				f[k] = model[t][v][k] || deficit[t][v][k]
+			}
+			either[t][v] = f
+		}
+	}
+	return []string{"model (advisor)", "flow conservation (advisor)", "advisor (model or flow conservation)"}, [][][][]bool{model, deficit, either}
+}
+
+// EvaluateAdvisor measures decisions (one set per name) on the test graphs (runs of perRun
+// graphs): faults of every kind flagged (for the relay kinds, detections; for the others, a node
+// named that is no grey hole or blackhole), false alarms on healthy nodes, and the rate of healthy
+// node-intervals flagged.
+func EvaluateAdvisor(names []string, decisions [][][][]bool, test []detector.Graph, perRun int) []AdvisorRow {
 	runs := len(test) / perRun
 	var out []AdvisorRow
-	for _, d := range ds {
-		flags := persist(decide(d, test), perRun, k)
-		row := AdvisorRow{Method: d.Name}
-		for _, r := range countEvents(d.Name, test, flags, perRun, runs, 1) {
+	for i, name := range names {
+		flags := decisions[i]
+		row := AdvisorRow{Method: name}
+		for _, r := range countEvents(name, test, flags, perRun, runs, 1) {
 			if r.Fault == sim.Normal {
 				row.Alarms = r.Alarms
 				continue

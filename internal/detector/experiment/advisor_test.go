@@ -9,7 +9,7 @@ import (
 
 // TestDefaultDeficitThreshold: the shipped flow-conservation threshold is the one chosen on the
 // validation runs (seeds 51–56 from the training distribution, the defaults of `ai advisor`) under
-// the advisor's persistence. It fails when the simulator, the judgement or the constant change
+// the advisor's persistence for it. It fails when the simulator, the judgement or the constant change
 // without the others.
 func TestDefaultDeficitThreshold(t *testing.T) {
 	if testing.Short() {
@@ -19,7 +19,7 @@ func TestDefaultDeficitThreshold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	th, cands := ChooseDeficitThreshold(val, 60, AdvisorPersistence)
+	th, cands := ChooseDeficitThreshold(val, 60, detector.DeficitConsecutive)
 	if th != detector.DefaultDeficitThreshold {
 		t.Fatalf("validation chooses %.2f, detector.DefaultDeficitThreshold is %.2f: re-run `x0tta6bl4 ai advisor` and update the constant and docs/intelligence.md", th, detector.DefaultDeficitThreshold)
 	}
