@@ -66,6 +66,9 @@ func Run(ctx context.Context, cfg Config) {
 		wg.Go(func() { a.decisionsLoop(ctx) })
 	}
 	go func() { defer wg.Done(); a.recordsLoop(ctx) }()
+	if cfg.Node.RoutingArea() != 0 {
+		wg.Go(func() { a.proofsLoop(ctx) })
+	}
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -83,6 +86,8 @@ type agent struct {
 	// recordSent is the encoding of the node's own record the control plane last answered for
 	// (report loop only): a record is sent once, not with every report.
 	recordSent []byte
+	// proofSent is, likewise, the node's own destination proof the control plane last answered for.
+	proofSent []byte
 	// healingSent identifies the healing journal the control plane last took.
 	healingSent healingMark
 	lastReport  time.Time // when report last ran (reportLoop alone reads and writes it)
@@ -193,14 +198,32 @@ func (a *agent) report(ctx context.Context) {
 		sr := api.EncodeSignedRecord("", own.Cert, own.Record)
 		r.Record = &sr
 	}
+	var proof node.SignedRecord
+	if n.RoutingArea() != 0 {
+		// No proof until the node reaches a gateway of its area: nothing to report yet.
+		if p, err := n.OwnDestinationProof(); err == nil && !bytes.Equal(p.Record, a.proofSent) {
+			proof = p
+			sr := api.EncodeSignedRecord("", p.Cert, p.Record)
+			r.Proof = &sr
+		}
+	}
 	acc, err := a.cfg.Client.Report(ctx, r)
 	var ae *client.Error
-	if err != nil && r.Record != nil && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
-		// Whatever the control plane holds against this record, it would hold it against every
-		// copy: report without it, and send the next one.
-		a.log.Warn("the control plane refused the node's signed record; reporting without it", "err", err)
-		a.recordSent, r.Record = own.Record, nil
+	if err != nil && (r.Record != nil || r.Proof != nil) && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		// Whatever the control plane holds against this record or proof, it would hold it against
+		// every copy: report without them, and send the next ones.
+		a.log.Warn("the control plane refused the node's signed record or proof; reporting without them", "err", err)
+		if r.Record != nil {
+			a.recordSent = own.Record
+		}
+		if r.Proof != nil {
+			a.proofSent = proof.Record
+		}
+		r.Record, r.Proof = nil, nil
 		acc, err = a.cfg.Client.Report(ctx, r)
+	}
+	if err == nil && r.Proof != nil {
+		a.proofSent = proof.Record
 	}
 	if err == nil && acc.Advisories != "" {
 		a.advisories(acc.Advisories)

@@ -364,7 +364,7 @@ func TestRecordsPaging(t *testing.T) {
 	var got, pages []string
 	after := uint64(0)
 	for {
-		m, err := h.srv.recordsFor(ctx, caller, after)
+		m, err := h.srv.signedFor(ctx, &h.srv.records, caller, after)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -418,7 +418,7 @@ func FuzzReportedRecord(f *testing.F) {
 		if _, _, err := sr.Decode(); err != nil {
 			return // refused by the report's validation before the server looks
 		}
-		out, err := srv.acceptRecord(ctx, n, &sr)
+		out, err := srv.acceptSigned(ctx, n, &srv.records, &sr)
 		var bad *badRecordError
 		switch {
 		case err == nil && out == "":
@@ -500,7 +500,7 @@ func TestRecordPublicationRate(t *testing.T) {
 		if clock%refresh == 0 { // the router re-originates
 			cert, raw = signRecord(t, alpha, nil, uint64(clock/refresh)+1, start.Add(clock+lifetime), "192.0.2.1:4242")
 		}
-		out, err := srv.acceptRecord(ctx, n, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
+		out, err := srv.acceptSigned(ctx, n, &srv.records, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
 			Record: base64.StdEncoding.EncodeToString(raw)})
 		if err != nil {
 			t.Fatal(err)
@@ -538,7 +538,7 @@ func TestRecordGenerationAcrossInstances(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	before, changed := b.records.gen.wait()
 	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "192.0.2.1:4242")
-	out, err := a.acceptRecord(ctx, n, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
+	out, err := a.acceptSigned(ctx, n, &a.records, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
 		Record: base64.StdEncoding.EncodeToString(raw)})
 	if err != nil || out != api.RecordPublished {
 		t.Fatalf("publish through a: %q %v", out, err)

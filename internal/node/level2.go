@@ -680,3 +680,6 @@ func (n *Node) Level2() Level2Status {
 	}
 	return s
 }
+
+// RoutingArea is the node's routing area (0: a mesh of one area, no level 2).
+func (n *Node) RoutingArea() uint32 { return n.opts.RoutingArea }
