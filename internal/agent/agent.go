@@ -2,11 +2,14 @@
 // and hands every newer one to the node (which spreads it over the mesh and drops revoked peers),
 // long-polls the access policy likewise (the node applies it to its firewall and spreads it),
 // long-polls the signed records of the nodes it may reach and hands them to the node (which can then
-// dial them), reports the node's links, routes and own signed record, hands the cost advisories that
+// dial them), on a node of a routing area long-polls the destination proofs of the other areas' nodes
+// it may reach likewise (the node then routes to them through its area's gateways), reports the
+// node's links, routes, own signed record and own destination proof, hands the cost advisories that
 // come back with each report to the node, and renews the node's certificate before it expires.
 //
-// It must never install a revocation list, policy, certificate, record or advisory the node has not
-// verified (the node checks all five), never block the node's packet path, and never retry in a tight loop.
+// It must never install a revocation list, policy, certificate, record, proof or advisory the node has
+// not verified (the node checks all six), never block the node's packet path, and never retry in a
+// tight loop.
 package agent
 
 import (
@@ -32,7 +35,7 @@ type Config struct {
 	Client         *client.Node
 	StateDir       string        // where the bundle is saved after a renewal or a new revocation list; empty: not saved
 	ReportInterval time.Duration // default 10 s
-	CRLWait        time.Duration // long-poll wait (revocation lists and records), default 25 s
+	CRLWait        time.Duration // long-poll wait (revocation lists, records and proofs), default 25 s
 	// Records are the signed records of the enrolment answer: the node learns them at start, and
 	// the agent then asks only for what was published since. Nil: it asks for all of them.
 	Records *api.MeshRecords
