@@ -56,6 +56,13 @@ func TestProofsFromControlPlane(t *testing.T) {
 		_, err := nodes[from].Ping(pctx, bundles[to].Certificate.Overlay)
 		return err
 	}
+	defer func() {
+		if t.Failed() {
+			for _, name := range []string{"a1", "g1", "g2", "b2"} {
+				t.Logf("%s: level 2 %+v\n  stats %+v\n  routes %+v", name, nodes[name].Level2(), nodes[name].Status().Stats, nodes[name].Routes())
+			}
+		}
+	}()
 	waitFor(t, 20*time.Second, "a1 pings b2 across the areas", func() bool { return ping("a1", "b2") == nil })
 	if s := nodes["g1"].Status().Stats; s.Level2Forwarded == 0 {
 		t.Errorf("g1 carried nothing by level 2: %+v", s)
