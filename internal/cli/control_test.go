@@ -43,63 +43,89 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestControlCommands drives the control plane through the CLI: init, serve over TLS, create a join
-// token, enrol a node with `ctl join`, list, revoke, and manage users and keys.
-func TestControlCommands(t *testing.T) {
-	dir := t.TempDir()
-	addr := freePort(t)
-	cfg := filepath.Join(dir, "control.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %q
-data_dir: data
-auth: {argon2: {time: 1, memory_kib: 64, threads: 1}}
-`, addr)), 0o600)
-	os.WriteFile(filepath.Join(dir, "pw"), []byte("a long enough password\n"), 0o600)
+// cliControl is a control plane set up through the CLI for a test: its config file, listen address,
+// CA pin and the first admin's API key, as 'control init' printed them.
+type cliControl struct {
+	cfg, addr, pin, key string
+}
 
-	out := mustCall(t, runControl, "init", "--config", cfg, "--trust-domain", "mesh.example.org", "--admin", "root", "--password-file", filepath.Join(dir, "pw"))
-	var pin, key string
+// initCLIControl writes a control-plane config in dir and runs 'control init' on it with the
+// extra arguments; out is what init printed.
+func initCLIControl(t *testing.T, dir string, now func() time.Time, args ...string) (c cliControl, out string) {
+	t.Helper()
+	c.addr = freePort(t)
+	c.cfg = filepath.Join(dir, "control.yaml")
+	if err := os.WriteFile(c.cfg, []byte(fmt.Sprintf("listen: %q\ndata_dir: data\nauth: {argon2: {time: 1, memory_kib: 64, threads: 1}}\n", c.addr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"init", "--config", c.cfg, "--trust-domain", "mesh.example.org", "--admin", "root"}, args...)
+	if err := runControl(&env{ctx: context.Background(), stdout: &stdout, stderr: &stderr, now: now}, args); err != nil {
+		t.Fatalf("%v: %v\nstderr: %s", args, err, stderr.String())
+	}
+	out = stdout.String()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	for i, l := range lines {
 		if p, ok := strings.CutPrefix(l, "CA pin:"); ok {
-			pin = strings.TrimSpace(p)
+			c.pin = strings.TrimSpace(p)
 		}
 		if strings.HasPrefix(l, "admin ") && i+1 < len(lines) {
-			key = lines[i+1]
+			c.key = lines[i+1]
 		}
 	}
-	if len(pin) != 64 || !strings.HasPrefix(key, "x6k_") {
+	if len(c.pin) != 64 || !strings.HasPrefix(c.key, "x6k_") {
 		t.Fatalf("init output:\n%s", out)
 	}
-	if _, err := call(t, context.Background(), runControl, "init", "--config", cfg, "--admin", "root"); err == nil {
-		t.Fatal("second init with the same admin succeeded")
-	}
+	return c, out
+}
 
+// serve runs the control plane until the test ends, points the ctl commands' environment at it
+// with the admin's key, and returns once it answers.
+func (c cliControl) serve(t *testing.T, now func() time.Time) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		_, err := call(t, ctx, runControl, "--config", cfg)
+		var stderr bytes.Buffer
+		err := runControl(&env{ctx: ctx, stdout: &bytes.Buffer{}, stderr: &stderr, now: now}, []string{"--config", c.cfg})
+		if err != nil {
+			err = fmt.Errorf("%w\nstderr: %s", err, stderr.String())
+		}
 		served <- err
 	}()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-served; err != nil {
 			t.Errorf("control: %v", err)
 		}
-	}()
-	url := "https://" + addr
-	t.Setenv("X0TTA6BL4_CONTROL_URL", url)
-	t.Setenv("X0TTA6BL4_CA_PIN", pin)
-	t.Setenv("X0TTA6BL4_API_KEY", key)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := call(t, context.Background(), runCtl, "nodes"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
+	})
+	t.Setenv("X0TTA6BL4_CONTROL_URL", "https://"+c.addr)
+	t.Setenv("X0TTA6BL4_CA_PIN", c.pin)
+	t.Setenv("X0TTA6BL4_API_KEY", c.key)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := call(t, context.Background(), runCtl, "nodes")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("control plane did not come up: %v", err)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
+}
 
-	out = mustCall(t, runCtl, "token", "create", "--groups", "web", "--description", "cli test")
+// TestControlCommands drives the control plane through the CLI: init, serve over TLS, create a join
+// token, enrol a node with `ctl join`, list, revoke, and manage users and keys.
+func TestControlCommands(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "pw"), []byte("a long enough password\n"), 0o600)
+	cp, _ := initCLIControl(t, dir, time.Now, "--password-file", filepath.Join(dir, "pw"))
+	if _, err := call(t, context.Background(), runControl, "init", "--config", cp.cfg, "--admin", "root"); err == nil {
+		t.Fatal("second init with the same admin succeeded")
+	}
+	cp.serve(t, time.Now)
+	pin := cp.pin
+
+	out := mustCall(t, runCtl, "token", "create", "--groups", "web", "--description", "cli test")
 	tok := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
 	if !strings.HasPrefix(tok, "x6j_") || !strings.HasSuffix(tok, pin) {
 		t.Fatalf("token create output:\n%s", out)

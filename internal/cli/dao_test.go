@@ -49,45 +49,11 @@ func TestCtlDAO(t *testing.T) {
 		t.Fatalf("member key file: %v %v", fi.Mode(), err)
 	}
 
-	addr := freePort(t)
-	cfg := filepath.Join(dir, "control.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %q\ndata_dir: data\nauth: {argon2: {time: 1, memory_kib: 64, threads: 1}}\n", addr)), 0o600)
-	out := must(runControl, append([]string{"init", "--config", cfg, "--trust-domain", "mesh.example.org", "--admin", "root"}, members...)...)
-	var pin, key string
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	for i, l := range lines {
-		if p, ok := strings.CutPrefix(l, "CA pin:"); ok {
-			pin = strings.TrimSpace(p)
-		}
-		if strings.HasPrefix(l, "admin ") && i+1 < len(lines) {
-			key = lines[i+1]
-		}
-	}
+	cp, out := initCLIControl(t, dir, now, members...)
 	if !strings.Contains(out, "genesis roster:") || !strings.Contains(out, "(3 members)") {
 		t.Fatalf("control init:\n%s", out)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		err := runControl(&env{ctx: ctx, stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, now: now}, []string{"--config", cfg})
-		served <- err
-	}()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("control: %v", err)
-		}
-	}()
-	t.Setenv("X0TTA6BL4_CONTROL_URL", "https://"+addr)
-	t.Setenv("X0TTA6BL4_CA_PIN", pin)
-	t.Setenv("X0TTA6BL4_API_KEY", key)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := callAt(runCtl, "dao", "show"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("control plane did not come up: %v", err)
-		}
-	}
+	cp.serve(t, now)
 
 	file := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(file, []byte("grants:\n  - src: [group:ops]\n    dst: [group:web]\n    ports: [icmp]\n"), 0o644)

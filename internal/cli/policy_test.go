@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,47 +30,10 @@ tests:
 // policy get' prints it back as YAML that 'set' takes again, with the next version.
 func TestCtlPolicy(t *testing.T) {
 	dir := t.TempDir()
-	addr := freePort(t)
-	cfg := filepath.Join(dir, "control.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %q\ndata_dir: data\nauth: {argon2: {time: 1, memory_kib: 64, threads: 1}}\n", addr)), 0o600)
-	out := mustCall(t, runControl, "init", "--config", cfg, "--trust-domain", "mesh.example.org", "--admin", "root")
-	var pin, key string
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	for i, l := range lines {
-		if p, ok := strings.CutPrefix(l, "CA pin:"); ok {
-			pin = strings.TrimSpace(p)
-		}
-		if strings.HasPrefix(l, "admin ") && i+1 < len(lines) {
-			key = lines[i+1]
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() {
-		_, err := call(t, ctx, runControl, "--config", cfg)
-		served <- err
-	}()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("control: %v", err)
-		}
-	}()
-	t.Setenv("X0TTA6BL4_CONTROL_URL", "https://"+addr)
-	t.Setenv("X0TTA6BL4_CA_PIN", pin)
-	t.Setenv("X0TTA6BL4_API_KEY", key)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, err := call(t, context.Background(), runCtl, "policy", "get")
-		if err == nil {
-			if !strings.Contains(out, "no access policy set") {
-				t.Fatalf("policy get before any set:\n%s", out)
-			}
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("control plane did not come up: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	cp, _ := initCLIControl(t, dir, time.Now)
+	cp.serve(t, time.Now)
+	if out := mustCall(t, runCtl, "policy", "get"); !strings.Contains(out, "no access policy set") {
+		t.Fatalf("policy get before any set:\n%s", out)
 	}
 
 	file := filepath.Join(dir, "policy.yaml")

@@ -433,7 +433,10 @@ func TestConsoleInChromium(t *testing.T) {
 		t.Fatalf("%v classical handshakes: Chromium should have used the hybrid group", x)
 	}
 
-	// Kill a node: it turns stale on the open map, without a reload, within 5 s.
+	// Kill a node: it turns stale on the open map, without a reload. It takes stale_after (3 s)
+	// plus a report interval and the stream's coalescing; the bound is generous because a loaded
+	// machine slows the browser, not the server's timer (TestConsoleEvents follows that on the
+	// stream itself): it catches a map that never updates, and the time taken is logged.
 	var victim *meshNode
 	for end := time.Now().Add(30 * time.Second); victim == nil && time.Now().Before(end); {
 		for _, n := range nodes[1:12] {
@@ -448,7 +451,7 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	victim.stop()
 	killed := time.Now()
-	waitFor(t, b, victim.name+" stale on the map", 5*time.Second,
+	waitFor(t, b, victim.name+" stale on the map", 30*time.Second,
 		fmt.Sprintf(`document.querySelector('li[data-node=%q][data-status=stale]') !== null`, victim.name))
 	t.Logf("%s shown stale %v after it was killed (stale_after 3 s)", victim.name, time.Since(killed).Round(10*time.Millisecond))
 	screenshot(t, b, dir, "console-stale.png")

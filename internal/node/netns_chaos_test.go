@@ -103,11 +103,14 @@ type chaosPhase struct {
 	lossy     []chaosLinkFault
 	// Bounds asserted on how long the UDP streams and the TCP stream stand still after from (0: none).
 	stallMax, tcpStallMax time.Duration
-	recovered             bool      // every flow delivered steadily again within chaosRecoverWithin
-	recoveredAt           time.Time // when that was seen
-	hopsStart             uint64
-	hopsEnd               uint64
-	rssMaxKiB             uint64
+	// quiet: nothing changes the topology during the phase, so the nodes' databases agree and
+	// forwarding cannot loop (docs/routing.md, loop freedom).
+	quiet       bool
+	recovered   bool      // every flow delivered steadily again within chaosRecoverWithin
+	recoveredAt time.Time // when that was seen
+	hopsStart   uint64
+	hopsEnd     uint64
+	rssMaxKiB   uint64
 }
 
 type chaosDeath struct {
@@ -164,6 +167,7 @@ func TestNetnsChaos(t *testing.T) {
 	t.Logf("phase \"start-up\": every flow delivering steadily %.1f s after the nodes started", startup.recoveredAt.Sub(begun).Seconds())
 
 	steady := c.beginPhase("steady", "no fault", "phase start")
+	steady.quiet = true
 	c.settle(steady, time.Now())
 
 	// A link on stream A's path, between its two relays, cut and restored.
@@ -831,8 +835,14 @@ func (c *chaosLab) check(rows []chaosRow) {
 		if r.dups > 0 {
 			t.Errorf("%s: %d datagrams arrived twice", name, r.dups)
 		}
-		if r.hopDrops > 0 {
-			t.Errorf("%s: %d frames dropped for an exhausted hop limit: a routing loop", name, r.hopDrops)
+		// While the topology changes, the nodes' databases differ for a moment and a transient loop
+		// is possible, which the hop limit ends (docs/routing.md); a loop that outlived the change
+		// would keep the flows from delivering again, which the recovery check below catches.
+		switch {
+		case r.hopDrops > 0 && r.p.quiet:
+			t.Errorf("%s: %d frames dropped for an exhausted hop limit with no change under way: a lasting routing loop", name, r.hopDrops)
+		case r.hopDrops > 0:
+			t.Logf("%s: %d frames dropped for an exhausted hop limit: a transient loop while the databases converged", name, r.hopDrops)
 		}
 		if !r.p.recovered {
 			t.Errorf("%s: the flows did not deliver steadily again within %s", name, chaosRecoverWithin)
