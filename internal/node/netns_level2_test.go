@@ -205,6 +205,18 @@ func TestNetnsLevel2GatewayFailover(t *testing.T) {
 			}()
 		}
 	}()
+	// Apart from the echoes: when a's own route to b moved to the other gateway (the way there; the
+	// way back is b's gateways' level 2).
+	rerouted := make(chan time.Duration, 1)
+	go func() {
+		for pctx.Err() == nil {
+			if nextHop() == other {
+				rerouted <- time.Since(failed)
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	var healed time.Duration
 	select {
 	case healed = <-answered:
@@ -222,7 +234,14 @@ func TestNetnsLevel2GatewayFailover(t *testing.T) {
 		break
 	}
 	cancel()
-	t.Logf("healed to %s %s after %s failed (first echo answered)", other, healed.Round(time.Millisecond), carrier)
+	var moved string
+	select {
+	case d := <-rerouted:
+		moved = d.Round(time.Millisecond).String()
+	default:
+		moved = "not yet"
+	}
+	t.Logf("healed to %s %s after %s failed (first echo answered; a's route moved after %s)", other, healed.Round(time.Millisecond), carrier, moved)
 	if nh := nextHop(); nh != other {
 		t.Errorf("a's route to b goes to %q after %s failed, want %s", nh, carrier, other)
 	}
