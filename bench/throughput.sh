@@ -16,13 +16,18 @@
 #   DURATION=10 SYSTEMS="x0tta6bl4 yggdrasil" CHAIN=0 sudo -E bench/throughput.sh
 #   NO_APT=1 ...                             # skip apt-get (packages already installed)
 #   X6_BIN=/path/to/x0tta6bl4 ...            # use this binary instead of building one
-#   ROUNDS=3 ...                             # repeat every system that often, interleaved; the table
-#                                            # gives each figure's median over the rounds, and a
-#                                            # last section our ratio to each peer within each round
-#   SYSTEMS="x0tta6bl4 x0tta6bl4-ebpf" CHAIN=0 ROUNDS=5 ...
+#   ROUNDS=3 ...                             # repeat every system that often, interleaved (even
+#                                            # rounds run the systems in reverse order, so a drift of
+#                                            # the machine's speed favours none); the table gives each
+#                                            # figure's median over the rounds, and a last section our
+#                                            # ratio to each peer within each round
+#   SYSTEMS="x0tta6bl4 x0tta6bl4-ebpf" CHAIN=0 ROUNDS=20 DURATION=10 ...
 #                                            # the cost of eBPF observation (docs/ebpf.md): the same
 #                                            # nodes with ebpf: {enabled: true}; its ratio column is
-#                                            # off / on, and a last line gives the programs' own CPU
+#                                            # off / on, and a last section gives every round's pair,
+#                                            # the median on/off ratios of throughput and CPU per
+#                                            # Gbit/s with a sign-test confidence interval, the load
+#                                            # average, and each program's own cost
 #   FLOWS_OUT=DIR ...                        # with x0tta6bl4-ebpf: save `x0tta6bl4 flows --once` and the
 #                                            # kernel metrics of node a, taken halfway through a TCP run
 #
@@ -135,6 +140,7 @@ teardown() {
     kill -9 "$pid" 2>/dev/null || true
   done
   PIDS=()
+  rm -f "$tmp/progids"
   local n
   for n in a b c; do
     ip netns pids "$(ns $n)" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
@@ -185,6 +191,9 @@ proc_sum() { # proc_sum FILE AWK: the sum over the recorded daemons of what AWK 
   echo $s
 }
 cpu_ticks() { proc_sum stat '{print $14+$15}'; } # total utime+stime
+# busy_ticks: the whole machine's busy time (user, nice, system, irq, softirq): unlike the daemons'
+# figure it includes stack and program work done in other contexts (iperf3's own sends, softirqs)
+busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 rss_kb() { proc_sum status '/^VmRSS/{print $2}'; }
 
 wait_ping() { # wait_ping FROM ADDR SECONDS
@@ -210,18 +219,22 @@ gbit() { if [ -n "$1" ]; then printf '%.2f' "$1"; else echo "n/a"; fi; }
 measure() { # measure KEY FROM TO ADDR
   local key=$1 from=$2 to=$3 addr=$4 j t0 c0 c1 g
   local hz; hz=$(getconf CLK_TCK)
+  put "$key" load "$(cut -d' ' -f1 /proc/loadavg)" # the machine's 1-minute load average as the system starts
   put "$key" rss_idle "$(( $(rss_kb) / 1024 ))"
   # ping first, on an idle tunnel
   local p; p=$(ip netns exec "$(ns "$from")" ping -c 50 -i 0.02 -q "$addr" 2>/dev/null | awk -F/ '/^rtt|^round-trip/{print $5}' || true)
   put "$key" rtt "${p:-n/a}"
   # TCP, one stream; CPU of the daemons over the test
-  c0=$(cpu_ticks); t0=$(date +%s.%N)
+  local b0 b1
+  c0=$(cpu_ticks); b0=$(busy_ticks); t0=$(date +%s.%N)
   j=$(iperf "$from" "$to" "$addr")
-  c1=$(cpu_ticks)
+  c1=$(cpu_ticks); b1=$(busy_ticks)
   g=$(jq -r '.end.sum_received.bits_per_second // empty | . / 1e9' <<<"$j" 2>/dev/null || true)
   put "$key" tcp1 "$(gbit "$g")"
   if [ -n "$g" ] && [ "${#PIDS[@]}" -gt 0 ]; then
     put "$key" cpu "$(awk -v c=$((c1 - c0)) -v hz="$hz" -v t0="$t0" -v t1="$(date +%s.%N)" -v g="$g" \
+      'BEGIN{ if (g>0) printf "%.2f", (c/hz)/(t1-t0)/g; else print "n/a" }')"
+    put "$key" syscpu "$(awk -v c=$((b1 - b0)) -v hz="$hz" -v t0="$t0" -v t1="$(date +%s.%N)" -v g="$g" \
       'BEGIN{ if (g>0) printf "%.2f", (c/hz)/(t1-t0)/g; else print "n/a" }')"
   fi
   # TCP, four streams; RSS sampled under load
@@ -264,8 +277,9 @@ setup_x0tta6bl4() {
     local me=${names[$i]}
     {
       echo "key: $me.key"; echo "cert: $me.crt"; echo "ca: [ca/ca.crt]"; echo "listen: 0.0.0.0:7946"
-      echo "admin_socket: $me.sock"; echo "log_level: info"
-      if [ -n "${EBPF:-}" ]; then echo "ebpf: {enabled: true}"; echo "metrics_listen: 127.0.0.1:9474"; fi
+      # metrics are read only when scraped; both variants listen, so eBPF on and off differ in nothing else
+      echo "admin_socket: $me.sock"; echo "log_level: info"; echo "metrics_listen: 127.0.0.1:9474"
+      if [ -n "${EBPF:-}" ]; then echo "ebpf: {enabled: true}"; fi
       echo "device: {mode: tun, name: x6, mtu: $X6_MTU}"
       if [ "$i" -gt 0 ]; then echo "peers:"; echo "  - {address: 10.201.$i.1:7946, cert: ${names[$((i - 1))]}.crt}"; fi
       echo "firewall:"
@@ -279,7 +293,9 @@ setup_x0tta6bl4() {
   done
   local last=${names[$((n - 1))]}
   for _ in $(seq 100); do
-    DST=$(ip -n "$(ns "$last")" -6 addr show dev x6 scope global 2>/dev/null | awk '/inet6 fd74/{print $2}' | cut -d/ -f1)
+    # (|| true: until the node has made its device, ip fails, and under set -e and pipefail that
+    # failure would end the system's run without a word)
+    DST=$(ip -n "$(ns "$last")" -6 addr show dev x6 scope global 2>/dev/null | awk '/inet6 fd74/{print $2}' | cut -d/ -f1 || true)
     [ -n "$DST" ] && break; sleep 0.1
   done
   [ -n "$DST" ] || die "x0tta6bl4: no overlay address on $last"
@@ -287,13 +303,15 @@ setup_x0tta6bl4() {
     for ((i = 0; i < n; i++)); do
       for _ in $(seq 50); do grep -q 'eBPF observation' "$d/${names[$i]}.log" && break; sleep 0.1; done
       grep -q 'eBPF observation on' "$d/${names[$i]}.log" || die "x0tta6bl4-ebpf: $(grep -m1 'eBPF observation' "$d/${names[$i]}.log")"
+      # the ids of this run's programs: other x6_ programs on the machine (tests) are not ours to count
+      "$X6" flows --socket "$d/${names[$i]}.sock" --json | jq -r '.program_ids[]' >>"$tmp/progids"
     done
   fi
   # link handshake latency: "node starting" to "link up" in b's log (b dials a)
   for _ in $(seq 100); do grep -q 'link up' "$d/b.log" && break; sleep 0.1; done
   local t0 t1
-  t0=$(grep -m1 'node starting' "$d/b.log" | sed -n 's/^time=\([^ ]*\).*/\1/p')
-  t1=$(grep -m1 'link up' "$d/b.log" | sed -n 's/^time=\([^ ]*\).*/\1/p')
+  t0=$(grep -m1 'node starting' "$d/b.log" | sed -n 's/^time=\([^ ]*\).*/\1/p' || true)
+  t1=$(grep -m1 'link up' "$d/b.log" | sed -n 's/^time=\([^ ]*\).*/\1/p' || true)
   if [ -n "$t0" ] && [ -n "$t1" ]; then
     HANDSHAKE=$(awk -v a="$(date -d "$t0" +%s.%N)" -v b="$(date -d "$t1" +%s.%N)" 'BEGIN{printf "%.1f", (b-a)*1000}')
   fi
@@ -302,9 +320,16 @@ setup_x0tta6bl4() {
 # The same nodes with kernel-side observation on: the programs of both nodes are attached.
 setup_x0tta6bl4-ebpf() { EBPF=1 setup_x0tta6bl4 "$@"; }
 
-# bpf_ns: the run time of every loaded x0tta6bl4 program so far (kernel.bpf_stats_enabled counts it).
+# ours: this run's programs in bpftool's JSON list (ids recorded by setup_x0tta6bl4).
+ours() { jq --slurpfile ids "$tmp/progids" 'map(select(.id as $i | $ids | index($i)))'; }
+# bpf_ns: the run time of our programs so far (kernel.bpf_stats_enabled counts it).
 bpf_ns() {
-  bpftool -j prog show 2>/dev/null | jq '[.[] | select(.name | startswith("x6_")) | .run_time_ns // 0] | add // 0'
+  bpftool -j prog show 2>/dev/null | ours | jq '[.[] | .run_time_ns // 0] | add // 0'
+}
+# bpf_progs: per program name (both nodes summed), "name run_time_ns run_cnt", one a line.
+bpf_progs() {
+  bpftool -j prog show 2>/dev/null | ours | jq -r 'group_by(.name)[]
+    | "\(.[0].name) \(map(.run_time_ns // 0) | add) \(map(.run_cnt // 0) | add)"'
 }
 
 # kernel_view KEY NODE: what an operator sees in the middle of a TCP run: `x0tta6bl4 flows --once` over
@@ -324,16 +349,24 @@ bpf_cpu() {
   command -v bpftool >/dev/null || { log "no bpftool: no eBPF CPU figure"; return 0; }
   was=$(sysctl -n kernel.bpf_stats_enabled)
   sysctl -qw kernel.bpf_stats_enabled=1
-  n0=$(bpf_ns); t0=$(date +%s.%N)
+  n0=$(bpf_ns); bpf_progs >"$tmp/progs0"; t0=$(date +%s.%N)
   local view=""
   if [ -n "${FLOWS_OUT:-}" ]; then (sleep "$(awk -v d="$DURATION" 'BEGIN{print d/2}')"; kernel_view "$key" "$from") & view=$!; fi
   j=$(iperf "$from" b "$addr")
-  n1=$(bpf_ns)
+  n1=$(bpf_ns); bpf_progs >"$tmp/progs1"
   [ -z "$view" ] || wait "$view" || true
   sysctl -qw kernel.bpf_stats_enabled="$was"
   g=$(jq -r '.end.sum_received.bits_per_second // empty | . / 1e9' <<<"$j" 2>/dev/null || true)
   [ -n "$g" ] && put "$key" bpf_cpu "$(awk -v n=$((n1 - n0)) -v t0="$t0" -v t1="$(date +%s.%N)" -v g="$g" \
     'BEGIN{ if (g>0) printf "%.4f", n/1e9/(t1-t0)/g; else print "n/a" }')"
+  # each program: runs and run time per Gbit of goodput, both nodes together
+  if [ -n "$g" ]; then
+    local gbits; gbits=$(awk -v g="$g" -v t0="$t0" -v t1="$(date +%s.%N)" 'BEGIN{print g*(t1-t0)}')
+    join "$tmp/progs0" "$tmp/progs1" | while read -r name ns0 c0 ns1 c1; do
+      put "$key" "prog_$name" "$(awk -v n=$((ns1 - ns0)) -v c=$((c1 - c0)) -v gb="$gbits" \
+        'BEGIN{ printf "%.0f %.0f %.4f", c/gb, (c>0 ? n/c : 0), n/1e9/gb }')"
+    done
+  fi
   log "$key: eBPF programs $(got "$key" bpf_cpu) cores per Gbit/s"
 }
 
@@ -449,7 +482,9 @@ guarded() {
 
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
   [ "$ROUNDS" = 1 ] || log "=== round $ROUND of $ROUNDS"
-  for sys in $SYSTEMS; do guarded "$sys" 2 "$sys"; done
+  order=$SYSTEMS
+  [ $((ROUND % 2)) = 1 ] || order=$(printf '%s\n' $SYSTEMS | tac | tr '\n' ' ')
+  for sys in $order; do guarded "$sys" 2 "$sys"; done
   if [ "$CHAIN" = 1 ]; then
     for sys in $CHAIN_SYSTEMS; do guarded "$sys" 3 "chain-$sys"; done
   fi
@@ -486,6 +521,68 @@ paired() { # paired PREFIX PEER: our ratio to PEER in each round, then the media
   med() { local m; m=$(printf '%s\n' "$@" | grep . | median); [ "$m" = n/a ] && echo - || echo "${m}x"; }
   local where="single hop"; [ -z "$prefix" ] || where="chain"
   echo "  $where, $peer:$line; median $(med $x1) / $(med $x4)"
+}
+signci() { # stdin: one value a line; prints "median [low–high] coverage%": the median and the
+  # distribution-free confidence interval of the sign test (order statistics k and n+1-k, the
+  # narrowest pair whose coverage is at least 95 %; with fewer than 6 values, min and max, whose
+  # coverage is below 95 % and printed as it is)
+  sort -g | awk '
+    /^-?[0-9.]+$/ { v[++n] = $1 + 0 }
+    END {
+      if (n == 0) { print "n/a"; exit }
+      med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+      c = 1; cdf = 0; k = 0           # cdf = P(Bin(n, 1/2) <= i - 1) before adding term i
+      for (i = 0; i <= n; i++) {
+        if (i > 0) c = c * (n - i + 1) / i
+        if (cdf + c / 2 ^ n > 0.025) break
+        cdf += c / 2 ^ n; k = i + 1
+      }
+      if (k < 1) { k = 1; cdf = 1 / 2 ^ n }
+      else { cdf = 0; c = 1; for (i = 0; i < k; i++) { if (i > 0) c = c * (n - i + 1) / i; cdf += c / 2 ^ n } }
+      printf "%.3f [%.3f–%.3f] %.1f%%\n", med, v[k], v[n + 1 - k], 100 * (1 - 2 * cdf)
+    }'
+}
+ebpf_summary() { # every round's off/on pair, the median on/off ratios with their intervals, each program's cost
+  local r d off on line x1="" x4="" xc="" xs="" q
+  echo "eBPF observation, off and on in the same round (odd rounds run off first, even rounds on first):"
+  printf '  %5s %11s %13s %13s %11s %11s | %7s %7s %7s %7s\n' round load "TCPx1 off->on" "TCPx4 off->on" "CPU/G" "machine/G" "on/off1" "on/off4" "CPU/G" "mach/G"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    d=$tmp/round/$r; off=$d/x0tta6bl4; on=$d/x0tta6bl4-ebpf
+    rd() { cat "$1" 2>/dev/null || echo n/a; }
+    local q1 q4 qc qs
+    q1=$(awk -v a="$(rd "$on/tcp1")" -v b="$(rd "$off/tcp1")" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.3f", a/b; else print "-" }')
+    q4=$(awk -v a="$(rd "$on/tcp4")" -v b="$(rd "$off/tcp4")" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.3f", a/b; else print "-" }')
+    qc=$(awk -v a="$(rd "$on/cpu")" -v b="$(rd "$off/cpu")" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.3f", a/b; else print "-" }')
+    qs=$(awk -v a="$(rd "$on/syscpu")" -v b="$(rd "$off/syscpu")" 'BEGIN{ if (a+0>0 && b+0>0) printf "%.3f", a/b; else print "-" }')
+    printf '  %5s %11s %13s %13s %11s %11s | %7s %7s %7s %7s\n' "$r" "$(rd "$off/load")/$(rd "$on/load")" \
+      "$(rd "$off/tcp1")->$(rd "$on/tcp1")" "$(rd "$off/tcp4")->$(rd "$on/tcp4")" "$(rd "$off/cpu")->$(rd "$on/cpu")" \
+      "$(rd "$off/syscpu")->$(rd "$on/syscpu")" "$q1" "$q4" "$qc" "$qs"
+    [ "$q1" = - ] || x1="$x1 $q1"; [ "$q4" = - ] || x4="$x4 $q4"; [ "$qc" = - ] || xc="$xc $qc"; [ "$qs" = - ] || xs="$xs $qs"
+  done
+  local c1 c4 cc cs
+  c1=$(printf '%s\n' $x1 | signci); c4=$(printf '%s\n' $x4 | signci); cc=$(printf '%s\n' $xc | signci); cs=$(printf '%s\n' $xs | signci)
+  echo "  median on/off [sign-test interval, coverage] over the rounds that completed both:"
+  echo "    TCPx1 goodput: $c1;  TCPx4 goodput: $c4"
+  echo "    daemons' CPU per Gbit/s: $cc;  the machine's CPU per Gbit/s: $cs"
+  echo "    CPU per Gbit/s during TCPx1, median: both daemons off $(get x0tta6bl4 cpu), on $(get x0tta6bl4-ebpf cpu) cores;" \
+    "the whole machine (meaningful only when nothing else runs) off $(get x0tta6bl4 syscpu), on $(get x0tta6bl4-ebpf syscpu) cores"
+  # shown: the interval's low end is at least 0.970 and its coverage at least 95 %, for both
+  local verdict
+  verdict=$(printf '%s\n%s\n' "$c1" "$c4" | awk '
+    { gsub(/[\[\]%]/, ""); split($2, a, "–"); if (!(a[1] + 0 >= 0.97 && $3 + 0 >= 95)) bad = 1 }
+    END { print (NR == 2 && !bad) ? "shown" : "not shown" }')
+  echo "    goal, at most 3 % less TCP goodput with eBPF on (for TCPx1 and TCPx4, an interval of at least 95 % coverage whose low end is >= 0.970): $verdict"
+  echo "  each program's own cost (kernel.bpf_stats_enabled, both nodes; median over the rounds):"
+  printf '    %-20s %12s %9s %14s\n' program "runs/Gbit" "ns/run" "cores/(Gbit/s)"
+  local f name
+  for f in "$tmp"/round/1/x0tta6bl4-ebpf/prog_*; do
+    [ -e "$f" ] || continue
+    name=${f##*/prog_}
+    printf '    %-20s %12s %9s %14s\n' "$name" \
+      "$(cat "$tmp"/round/*/x0tta6bl4-ebpf/prog_"$name" | awk '{print $1}' | median)" \
+      "$(cat "$tmp"/round/*/x0tta6bl4-ebpf/prog_"$name" | awk '{print $2}' | median)" \
+      "$(cat "$tmp"/round/*/x0tta6bl4-ebpf/prog_"$name" | awk '{print $3}' | median)"
+  done
 }
 table() { # table SECTION_TITLE PREFIX SYSTEMS...
   local title=$1 prefix=$2; shift 2
@@ -529,5 +626,6 @@ table() { # table SECTION_TITLE PREFIX SYSTEMS...
   if [[ " $SYSTEMS " == *" x0tta6bl4-ebpf "* ]]; then
     echo "eBPF observation: TCPx1 with it on is $(ratio "$(get x0tta6bl4-ebpf tcp1)" "$(get x0tta6bl4 tcp1)") of off;" \
       "its programs' own CPU: $(get x0tta6bl4-ebpf bpf_cpu) cores per Gbit/s (kernel.bpf_stats_enabled, both nodes)"
+    [[ " $SYSTEMS " != *" x0tta6bl4 "* ]] || ebpf_summary
   fi
 }

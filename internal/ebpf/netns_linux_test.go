@@ -553,8 +553,8 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	progs, links := probe.ProgramIDs(), probe.LinkIDs()
-	if len(progs) != 7 || len(links) != 7 { // 2 devices × 2 directions + 3 tracepoints
-		t.Fatalf("%d programs, %d links loaded, want 7 and 7", len(progs), len(links))
+	if len(progs) != 8 || len(links) != 8 { // 2 devices × 2 directions, 3 tracepoints, the TCP iterator
+		t.Fatalf("%d programs, %d links loaded, want 8 and 8", len(progs), len(links))
 	}
 	attached := func() int {
 		var n int

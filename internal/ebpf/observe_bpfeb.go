@@ -79,8 +79,9 @@ const (
 	observeProgX6KfreeSkb      = "x6_kfree_skb"
 	observeProgX6OverlayIn     = "x6_overlay_in"
 	observeProgX6OverlayOut    = "x6_overlay_out"
-	observeProgX6TcpProbe      = "x6_tcp_probe"
+	observeProgX6TcpIter       = "x6_tcp_iter"
 	observeProgX6TcpRetransmit = "x6_tcp_retransmit"
+	observeProgX6TcpState      = "x6_tcp_state"
 	observeProgX6UnderlayIn    = "x6_underlay_in"
 	observeProgX6UnderlayOut   = "x6_underlay_out"
 	observeVarMeshPort         = "mesh_port"
@@ -134,8 +135,9 @@ type observeProgramSpecs struct {
 	X6KfreeSkb      *ebpf.ProgramSpec `ebpf:"x6_kfree_skb"`
 	X6OverlayIn     *ebpf.ProgramSpec `ebpf:"x6_overlay_in"`
 	X6OverlayOut    *ebpf.ProgramSpec `ebpf:"x6_overlay_out"`
-	X6TcpProbe      *ebpf.ProgramSpec `ebpf:"x6_tcp_probe"`
+	X6TcpIter       *ebpf.ProgramSpec `ebpf:"x6_tcp_iter"`
 	X6TcpRetransmit *ebpf.ProgramSpec `ebpf:"x6_tcp_retransmit"`
+	X6TcpState      *ebpf.ProgramSpec `ebpf:"x6_tcp_state"`
 	X6UnderlayIn    *ebpf.ProgramSpec `ebpf:"x6_underlay_in"`
 	X6UnderlayOut   *ebpf.ProgramSpec `ebpf:"x6_underlay_out"`
 }
@@ -218,8 +220,9 @@ type observePrograms struct {
 	X6KfreeSkb      *ebpf.Program `ebpf:"x6_kfree_skb"`
 	X6OverlayIn     *ebpf.Program `ebpf:"x6_overlay_in"`
 	X6OverlayOut    *ebpf.Program `ebpf:"x6_overlay_out"`
-	X6TcpProbe      *ebpf.Program `ebpf:"x6_tcp_probe"`
+	X6TcpIter       *ebpf.Program `ebpf:"x6_tcp_iter"`
 	X6TcpRetransmit *ebpf.Program `ebpf:"x6_tcp_retransmit"`
+	X6TcpState      *ebpf.Program `ebpf:"x6_tcp_state"`
 	X6UnderlayIn    *ebpf.Program `ebpf:"x6_underlay_in"`
 	X6UnderlayOut   *ebpf.Program `ebpf:"x6_underlay_out"`
 }
@@ -229,8 +232,9 @@ func (p *observePrograms) Close() error {
 		p.X6KfreeSkb,
 		p.X6OverlayIn,
 		p.X6OverlayOut,
-		p.X6TcpProbe,
+		p.X6TcpIter,
 		p.X6TcpRetransmit,
+		p.X6TcpState,
 		p.X6UnderlayIn,
 		p.X6UnderlayOut,
 	)

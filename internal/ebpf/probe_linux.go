@@ -6,9 +6,11 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Where a drop was seen, as the programs number it.
@@ -46,6 +49,9 @@ const (
 type Probe struct {
 	objs    observeObjects
 	links   []link.Link
+	tcpIter *link.Iter // walks the namespace's TCP sockets (x6_tcp_iter)
+	netns   *os.File   // the observed namespace, which the iterator must be opened in
+	netnsID uint64     // its inode
 	reasons map[uint32]string
 	progIDs []ebpf.ProgramID
 	linkIDs []link.ID
@@ -66,8 +72,15 @@ func Open(cfg Config) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded programs: %w", err)
 	}
+	// The namespace of this thread is the one observed: its inode filters the tracepoints, and
+	// the iterator is opened in it.
+	netns, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
 	var ns syscall.Stat_t
-	if err := syscall.Stat("/proc/thread-self/ns/net", &ns); err != nil {
+	if err := syscall.Fstat(int(netns.Fd()), &ns); err != nil {
+		netns.Close()
 		return nil, fmt.Errorf("network namespace: %w", err)
 	}
 	consts := map[string]any{"mesh_port": cfg.Port, "netns_ino": uint32(ns.Ino)}
@@ -77,11 +90,13 @@ func Open(cfg Config) (*Probe, error) {
 	}
 	for name, v := range consts {
 		if err := spec.Variables[name].Set(v); err != nil {
+			netns.Close()
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	p := &Probe{reasons: dropReasonNames(kernel)}
+	p := &Probe{reasons: dropReasonNames(kernel), netns: netns, netnsID: ns.Ino}
 	if err := spec.LoadAndAssign(&p.objs, &ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}}); err != nil {
+		netns.Close()
 		if errors.Is(err, os.ErrPermission) {
 			return nil, fmt.Errorf("loading programs needs CAP_BPF and CAP_NET_ADMIN (run the node as root): %w", err)
 		}
@@ -109,7 +124,7 @@ func Open(cfg Config) (*Probe, error) {
 func (p *Probe) programs() []*ebpf.Program {
 	o := &p.objs.observePrograms
 	return []*ebpf.Program{o.X6UnderlayIn, o.X6UnderlayOut, o.X6OverlayIn, o.X6OverlayOut, o.X6KfreeSkb,
-		o.X6TcpRetransmit, o.X6TcpProbe}
+		o.X6TcpRetransmit, o.X6TcpState, o.X6TcpIter}
 }
 
 func (p *Probe) attach(cfg Config) error {
@@ -152,12 +167,67 @@ func (p *Probe) attach(cfg Config) error {
 			return err
 		}
 	}
-	for _, prog := range []*ebpf.Program{p.objs.X6KfreeSkb, p.objs.X6TcpRetransmit, p.objs.X6TcpProbe} {
+	for _, prog := range []*ebpf.Program{p.objs.X6KfreeSkb, p.objs.X6TcpRetransmit, p.objs.X6TcpState} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 		if err != nil {
 			return fmt.Errorf("attach to the kernel's tracepoints: %w", err)
 		}
 		p.links = append(p.links, l)
+	}
+	it, err := link.AttachIter(link.IterOptions{Program: p.objs.X6TcpIter})
+	if err != nil {
+		return fmt.Errorf("attach the TCP socket iterator (needs Linux 5.9 or later): %w", err)
+	}
+	p.tcpIter = it
+	p.links = append(p.links, it)
+	return nil
+}
+
+// refreshTCP runs the TCP socket iterator, which copies every overlay connection's retransmits and
+// smoothed RTT into tcp_flows. An iterator walks the namespace of the thread that opens it. A node
+// runs wholly in the observed namespace, so it opens it on its own thread; a caller on a thread of
+// another namespace (a test) opens it from a new thread moved into the observed one, which is
+// discarded afterwards, never returned to the runtime in the wrong namespace.
+func (p *Probe) refreshTCP() error {
+	runtime.LockOSThread()
+	if ino, err := threadNetns(); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	} else if ino == p.netnsID {
+		err := p.walkTCP()
+		runtime.UnlockOSThread()
+		return err
+	}
+	runtime.UnlockOSThread()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Setns(int(p.netns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter the observed namespace: %w", err)
+			return
+		}
+		errc <- p.walkTCP()
+	}()
+	return <-errc
+}
+
+// threadNetns is the inode of the calling thread's network namespace.
+func threadNetns() (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("network namespace: %w", err)
+	}
+	return st.Ino, nil
+}
+
+func (p *Probe) walkTCP() error {
+	r, err := p.tcpIter.Open()
+	if err != nil {
+		return fmt.Errorf("tcp sockets: %w", err)
+	}
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("tcp sockets: %w", err)
 	}
 	return nil
 }
@@ -188,15 +258,22 @@ func (p *Probe) Close() error {
 	}
 	p.links = nil
 	errs = append(errs, p.objs.Close())
+	if p.netns != nil {
+		errs = append(errs, p.netns.Close())
+	}
 	return errors.Join(errs...)
 }
 
 // FlowCapacity is the bound of the flow map.
 func (p *Probe) FlowCapacity() int { return int(p.objs.Flows.MaxEntries()) }
 
-// Totals reads the counters no eviction loses: cheap enough to call every second.
+// Totals reads the counters no eviction loses, after copying the overlay TCP connections' current
+// counters: cheap enough to call every second.
 func (p *Probe) Totals() (Totals, error) {
 	var t Totals
+	if err := p.refreshTCP(); err != nil {
+		return t, err
+	}
 	sum := make([]uint64, numTotals)
 	for i := range uint32(numTotals) {
 		var perCPU []uint64

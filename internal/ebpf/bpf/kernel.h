@@ -94,6 +94,23 @@ struct sock_common {
 
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_protocol;
+} __attribute__((preserve_access_index));
+
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
+/* The context of a TCP socket iterator (iter/tcp). */
+struct bpf_iter_meta {
+	__u64 seq_num;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
+	__u32 uid;
 } __attribute__((preserve_access_index));
 
 struct tcp_sock {

@@ -315,17 +315,20 @@ int x6_kfree_skb(__u64 *ctx)
 	__u32 reason = (__u32)ctx[2];
 	struct drop_key k = {.reason = reason};
 
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
+	/* The tracepoint fires for every drop of every namespace of the host, so the test that
+	 * rejects other namespaces' drops comes first and reads through the BTF pointers directly
+	 * (plain loads the verifier guards), not through helper calls. */
+	struct net_device *dev = skb->dev;
+	struct sock *sk = skb->sk;
 	__u32 ns = 0;
 	if (dev)
-		ns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
+		ns = dev->nd_net.net->ns.inum;
 	else if (sk)
-		ns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		ns = sk->__sk_common.skc_net.net->ns.inum;
 	if (ns != netns_ino)
 		return 0;
 	if (dev) {
-		__u32 ifindex = BPF_CORE_READ(dev, ifindex);
+		__u32 ifindex = dev->ifindex;
 		__u32 *where = bpf_map_lookup_elem(&watched, &ifindex);
 		if (where)
 			k.where = *where;
@@ -375,8 +378,14 @@ static __always_inline struct tcp_value *tcp_entry(struct sock *sk)
 	BPF_CORE_READ_INTO(&k.raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	if (!in_overlay(k.laddr) && !in_overlay(k.raddr))
 		return 0;
-	k.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	/* inet_sport, not skc_num: a socket going to TIME_WAIT hands its port to the time-wait socket,
+	 * which clears skc_num before its last state change (to CLOSE), whose counters must still land
+	 * on the connection's entry. */
+	k.lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	k.rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	/* A connecting socket enters SYN_SENT before it has a local port: not a connection yet. */
+	if (k.lport == 0 || k.rport == 0)
+		return 0;
 	struct tcp_value *v = bpf_map_lookup_elem(&tcp_flows, &k);
 	if (v)
 		return v;
@@ -407,11 +416,35 @@ int x6_tcp_retransmit(__u64 *ctx)
 	return 0;
 }
 
-/* tcp_probe fires for each segment an established connection receives. */
-SEC("tp_btf/tcp_probe")
-int x6_tcp_probe(__u64 *ctx)
+/* The socket's counters are copied when it retransmits, when it changes state (so a connection that
+ * closes keeps its last count), and when the node reads the maps (x6_tcp_iter). Copying them on
+ * every received segment (tcp:tcp_probe) would cost a tracepoint entry per segment of every TCP
+ * connection of the host, while the node reads them once a second at most. */
+SEC("tp_btf/inet_sock_set_state")
+int x6_tcp_state(__u64 *ctx)
 {
 	struct sock *sk = (struct sock *)ctx[0];
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	struct tcp_value *v = tcp_entry(sk);
+	if (v)
+		record(sk, v);
+	return 0;
+}
+
+/* x6_tcp_iter walks the TCP sockets of the node's namespace when the node reads the maps, so the
+ * smoothed RTT shown is the socket's current one. The iterator holds each socket's lock, as the
+ * tracepoints above run under it, so record never races with itself on one socket. */
+SEC("iter/tcp")
+int x6_tcp_iter(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0;
+	struct sock *sk = (struct sock *)tp;
 	struct tcp_value *v = tcp_entry(sk);
 	if (v)
 		record(sk, v);
