@@ -62,10 +62,8 @@ func TestEnrollMeshRevoke(t *testing.T) {
 		}
 		opts := node.Options{Key: key, Cert: b.Certificate, CA: []*meshca.Certificate{b.CA}, CRL: b.CRL,
 			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: quiet,
-			Heal: node.HealConfig{Grace: 2 * time.Second}, // the healing journal is checked below
-			// The chain must stay a chain for bravo to relay alpha's traffic to charlie: without
-			// this, alpha and charlie may link directly on learning of each other, and then bravo's
-			// transit fault touches nothing alpha sends.
+			// The mesh stays the chain the test builds, bravo relaying between alpha and charlie,
+			// rather than alpha and charlie linking directly on learning of each other.
 			NoPunch: true,
 			Firewall: firewall.Config{
 				Inbound:  []firewall.Rule{{Proto: "any", Port: "any", Group: "ops"}},
@@ -143,58 +141,51 @@ func TestEnrollMeshRevoke(t *testing.T) {
 		t.Fatalf("prediction %+v", pred)
 	}
 
-	// The self-healing journal reaches the API: bravo drops what it relays, the healing loop of an
-	// end of the chain routes around it, the agent reports the decision, and
-	// GET /nodes/{name}/healing shows it as the node recorded it. Alpha and charlie both probe
-	// through bravo, and whichever decides first advertises its link to bravo as lossy, which
-	// disqualifies it as the other's probe target (docs/node.md): so the test follows whichever
-	// end decides, not one chosen in advance.
-	ends := []string{"alpha", "charlie"}
-	for _, name := range ends {
-		if h, err := admin.NodeHealing(ctx, name); err != nil || len(h.Entries) != 0 || h.ReportedAt != nil {
-			t.Fatalf("%s's healing journal before any decision: %+v %v", name, h, err)
-		}
+	// The self-healing journal reaches the API: an operator's cost advisory names bravo, alpha's
+	// healing loop applies it, the agent reports the journal, and GET /nodes/alpha/healing shows
+	// the decision as alpha recorded it. The probe rule's own verdicts are tested on a virtual clock
+	// (internal/meshtest) and over real sockets (internal/node's netns tests); on a machine loaded
+	// enough to stall these in-process nodes it rightly judges nothing, while an advisory gives the
+	// loop a decision that does not depend on timing.
+	if h, err := admin.NodeHealing(ctx, "alpha"); err != nil || len(h.Entries) != 0 || h.ReportedAt != nil {
+		t.Fatalf("alpha's healing journal before any decision: %+v %v", h, err)
 	}
-	// The healing loop judges only destinations that have answered through a neighbour before
-	// (docs/node.md): the fault starts once alpha and charlie have answered each other's probes
-	// through bravo.
-	waitFor(t, 30*time.Second, "the ends' probes through bravo are answered", func() bool {
-		return nodes["alpha"].Heal().ProbesOK >= 3 && nodes["charlie"].Heal().ProbesOK >= 3
-	})
-	nodes["bravo"].SetTransitFault(1)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, name := range ends {
-				h := nodes[name].Heal()
-				h.Decisions = nil
-				t.Logf("%s's healing status: %+v", name, h)
-			}
-		}
-	})
-	var decider string
-	var decided []node.HealDecision
-	waitFor(t, 60*time.Second, "an end's healing loop decides against bravo", func() bool {
-		for _, name := range ends {
-			if decided = nodes[name].HealJournal(api.MaxHealingEntries); len(decided) > 0 {
-				decider = name
+	if _, err := admin.SetAdvisory(ctx, "bravo", api.SetAdvisoryRequest{Reason: "journal check", TTLSeconds: 600}); err != nil {
+		t.Fatalf("advisory: %v", err)
+	}
+	var want node.HealDecision
+	waitFor(t, 30*time.Second, "alpha's healing loop applies the advisory against bravo", func() bool {
+		for _, d := range nodes["alpha"].HealJournal(api.MaxHealingEntries) {
+			if d.Action == "advise" {
+				want = d
 				return true
 			}
 		}
 		return false
 	})
+	var got api.HealingEntry
 	var reported *api.NodeHealing
-	waitFor(t, 10*time.Second, decider+"'s decision in GET /api/v1/nodes/"+decider+"/healing", func() bool {
+	waitFor(t, 10*time.Second, "alpha's decision in GET /api/v1/nodes/alpha/healing", func() bool {
 		var err error
-		reported, err = admin.NodeHealing(ctx, decider)
-		return err == nil && len(reported.Entries) >= len(decided)
+		if reported, err = admin.NodeHealing(ctx, "alpha"); err != nil {
+			return false
+		}
+		for _, e := range reported.Entries {
+			if e.Time.Equal(want.Time) {
+				got = e
+				return true
+			}
+		}
+		return false
 	})
-	nodes["bravo"].SetTransitFault(0)
-	got, want := reported.Entries[0], decided[0]
-	if !got.Time.Equal(want.Time) || got.Peer != "bravo" || got.Peer != want.Peer || got.Action != want.Action || got.Rule != want.Rule ||
+	if got.Peer != "bravo" || got.Peer != want.Peer || got.Action != want.Action || got.Rule != want.Rule ||
 		got.Class != want.Class || got.Confidence != want.Confidence || len(got.Evidence) != len(want.Evidence) || reported.ReportedAt == nil {
-		t.Fatalf("reported %+v, %s decided %+v", reported, decider, want)
+		t.Fatalf("reported %+v, alpha decided %+v", reported, want)
 	}
-	t.Logf("%s's decision on the API: %s %s (%s, p=%.3f, rule %q)", decider, got.Action, got.Peer, got.Class, got.Confidence, got.Rule)
+	t.Logf("alpha's decision on the API: %s %s (%s, rule %q)", got.Action, got.Peer, got.Class, got.Rule)
+	if _, err := admin.ClearAdvisory(ctx, "bravo"); err != nil {
+		t.Fatalf("clear advisory: %v", err)
+	}
 
 	revoked := time.Now()
 	if _, err := admin.Revoke(ctx, "charlie"); err != nil {

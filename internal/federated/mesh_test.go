@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -162,8 +163,14 @@ func (m *flMesh) run(t *testing.T, r flRun) flResult {
 		go func() {
 			defer wg.Done()
 			final, err := p.Run(ctx, func(err error) {
-				// A poll before the first round finds no announcement; anything else is a failure.
-				if !errors.Is(err, context.Canceled) && !isNoRound(err) {
+				// A poll before the first round finds no announcement; on a loaded machine a request
+				// may time out and its retry arrive after the round closed (the rounds' own checks
+				// below still want every update). Anything else is a failure.
+				switch {
+				case errors.Is(err, context.Canceled) || isNoRound(err):
+				case isTransient(err):
+					t.Logf("%s (transient): %v", name, err)
+				default:
 					t.Errorf("%s: %v", name, err)
 				}
 			})
@@ -201,6 +208,15 @@ func (m *flMesh) run(t *testing.T, r flRun) flResult {
 		}
 	}
 	return out
+}
+
+// isTransient reports a request that timed out or lost its connection, or an update that arrived
+// after its round closed (the retry of one that timed out).
+func isTransient(err error) bool {
+	var ne net.Error
+	var refused *federated.RefusedError
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &refused) && refused.Status == 409 && strings.Contains(refused.Message, federated.ErrRound.Error())
 }
 
 func isNoRound(err error) bool {

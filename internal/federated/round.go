@@ -302,7 +302,10 @@ type RoundResult struct {
 	Kind     Kind
 	Round    uint32
 	Accepted int
-	Refused  int     // requests refused while the round was open
+	Refused  int // requests refused while the round was open, other than Late ones
+	// Late counts the updates for another round (or sent when none was open) that arrived while
+	// this one was open: a participant's retry after its request timed out, not misbehaviour.
+	Late     int
 	ClipNorm float64 // train rounds: the median update norm every update was clipped to
 	Bytes    int     // update request bodies accepted (envelope: certificate + update)
 	Took     time.Duration
@@ -326,6 +329,7 @@ type Coordinator struct {
 	got      map[identity.KeyID]*Update
 	bytes    int
 	refused  int
+	late     int
 	notify   chan struct{} // closed and replaced on every accepted update
 	finished bool
 }
@@ -379,7 +383,7 @@ func (c *Coordinator) Open(kind Kind) (uint32, error) {
 	c.etag = `"` + hex.EncodeToString(sum[:12]) + `"`
 	c.kind, c.ann, c.open, c.opened = kind, b, kind != KindFinal, time.Now()
 	c.finished = kind == KindFinal
-	c.got, c.bytes, c.refused = map[identity.KeyID]*Update{}, 0, 0
+	c.got, c.bytes, c.refused, c.late = map[identity.KeyID]*Update{}, 0, 0, 0
 	return c.round, nil
 }
 
@@ -424,7 +428,11 @@ func (c *Coordinator) Submit(src netip.Addr, body []byte) (*Update, error) {
 	u, err := c.submit(src, body)
 	if err != nil {
 		c.mu.Lock()
-		c.refused++
+		if errors.Is(err, ErrRound) {
+			c.late++
+		} else {
+			c.refused++
+		}
 		c.mu.Unlock()
 	}
 	return u, err
@@ -523,7 +531,7 @@ func (c *Coordinator) Close() (*RoundResult, error) {
 		return nil, errors.New("federated: no round is open")
 	}
 	c.open = false
-	res := &RoundResult{Kind: c.kind, Round: c.round, Accepted: len(c.got), Refused: c.refused, Bytes: c.bytes, Took: time.Since(c.opened)}
+	res := &RoundResult{Kind: c.kind, Round: c.round, Accepted: len(c.got), Refused: c.refused, Late: c.late, Bytes: c.bytes, Took: time.Since(c.opened)}
 	if len(c.got) == 0 {
 		return res, fmt.Errorf("federated: round %d closed with no update", c.round)
 	}
