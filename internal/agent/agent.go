@@ -2,11 +2,14 @@
 // and hands every newer one to the node (which spreads it over the mesh and drops revoked peers),
 // long-polls the access policy likewise (the node applies it to its firewall and spreads it),
 // long-polls the signed records of the nodes it may reach and hands them to the node (which can then
-// dial them), reports the node's links, routes and own signed record, hands the cost advisories that
+// dial them), on a node of a routing area long-polls the destination proofs of the other areas' nodes
+// it may reach likewise (the node then routes to them through its area's gateways), reports the
+// node's links, routes, own signed record and own destination proof, hands the cost advisories that
 // come back with each report to the node, and renews the node's certificate before it expires.
 //
-// It must never install a revocation list, policy, certificate, record or advisory the node has not
-// verified (the node checks all five), never block the node's packet path, and never retry in a tight loop.
+// It must never install a revocation list, policy, certificate, record, proof or advisory the node has
+// not verified (the node checks all six), never block the node's packet path, and never retry in a
+// tight loop.
 package agent
 
 import (
@@ -32,7 +35,7 @@ type Config struct {
 	Client         *client.Node
 	StateDir       string        // where the bundle is saved after a renewal or a new revocation list; empty: not saved
 	ReportInterval time.Duration // default 10 s
-	CRLWait        time.Duration // long-poll wait (revocation lists and records), default 25 s
+	CRLWait        time.Duration // long-poll wait (revocation lists, records and proofs), default 25 s
 	// Records are the signed records of the enrolment answer: the node learns them at start, and
 	// the agent then asks only for what was published since. Nil: it asks for all of them.
 	Records *api.MeshRecords
@@ -66,6 +69,9 @@ func Run(ctx context.Context, cfg Config) {
 		wg.Go(func() { a.decisionsLoop(ctx) })
 	}
 	go func() { defer wg.Done(); a.recordsLoop(ctx) }()
+	if cfg.Node.RoutingArea() != 0 {
+		wg.Go(func() { a.proofsLoop(ctx) })
+	}
 	go func() { defer wg.Done(); a.reportLoop(ctx) }()
 	go func() {
 		defer wg.Done()
@@ -83,6 +89,8 @@ type agent struct {
 	// recordSent is the encoding of the node's own record the control plane last answered for
 	// (report loop only): a record is sent once, not with every report.
 	recordSent []byte
+	// proofSent is, likewise, the node's own destination proof the control plane last answered for.
+	proofSent []byte
 	// healingSent identifies the healing journal the control plane last took.
 	healingSent healingMark
 	lastReport  time.Time // when report last ran (reportLoop alone reads and writes it)
@@ -193,14 +201,32 @@ func (a *agent) report(ctx context.Context) {
 		sr := api.EncodeSignedRecord("", own.Cert, own.Record)
 		r.Record = &sr
 	}
+	var proof node.SignedRecord
+	if n.RoutingArea() != 0 {
+		// No proof until the node reaches a gateway of its area: nothing to report yet.
+		if p, err := n.OwnDestinationProof(); err == nil && !bytes.Equal(p.Record, a.proofSent) {
+			proof = p
+			sr := api.EncodeSignedRecord("", p.Cert, p.Record)
+			r.Proof = &sr
+		}
+	}
 	acc, err := a.cfg.Client.Report(ctx, r)
 	var ae *client.Error
-	if err != nil && r.Record != nil && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
-		// Whatever the control plane holds against this record, it would hold it against every
-		// copy: report without it, and send the next one.
-		a.log.Warn("the control plane refused the node's signed record; reporting without it", "err", err)
-		a.recordSent, r.Record = own.Record, nil
+	if err != nil && (r.Record != nil || r.Proof != nil) && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
+		// Whatever the control plane holds against this record or proof, it would hold it against
+		// every copy: report without them, and send the next ones.
+		a.log.Warn("the control plane refused the node's signed record or proof; reporting without them", "err", err)
+		if r.Record != nil {
+			a.recordSent = own.Record
+		}
+		if r.Proof != nil {
+			a.proofSent = proof.Record
+		}
+		r.Record, r.Proof = nil, nil
 		acc, err = a.cfg.Client.Report(ctx, r)
+	}
+	if err == nil && r.Proof != nil {
+		a.proofSent = proof.Record
 	}
 	if err == nil && acc.Advisories != "" {
 		a.advisories(acc.Advisories)

@@ -81,6 +81,7 @@ type dataFlags struct {
 	faults    *string
 	features  *string
 	randomise *bool
+	noBusy    *bool
 	// raw generates the raw telemetry vectors, for a model of the earlier feature set.
 	raw bool
 	// scenario, if set, shifts the runs (ai eval --suite shift).
@@ -101,6 +102,7 @@ func addDataFlags(fs interface {
 		faults:    fs.String("faults", "blackhole:2,greyhole:2,crash:1,overload:1,linkdeg:1,flapping:1", "faults per run"),
 		features:  fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
 		randomise: fs.Bool("randomise", true, "draw training and validation runs from the training distribution (traffic, size, intensities, transient faults, telemetry gaps); false: fixed settings"),
+		noBusy:    fs.Bool("no-busy", false, "leave busy processors (CPU used by something else) out of the randomised runs: the training distribution of models trained before they were added"),
 	}
 }
 
@@ -119,7 +121,7 @@ func (d dataFlags) generate(e *env, label, seeds string, randomise bool) ([]dete
 	}
 	bar := newBar(e.stderr, label)
 	dc := experiment.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
-		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, KernelFraction: d.kernel, Progress: bar.set}
+		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, NoBusy: *d.noBusy, KernelFraction: d.kernel, Progress: bar.set}
 	if sc := d.scenario; sc != nil {
 		dc.Sim, dc.Perturb = sc.Sim, sc.Perturb
 		if sc.Nodes > 0 {
@@ -307,6 +309,7 @@ func runAIEval(e *env, args []string) error {
 	rcaFlag := fs.Bool("rca", true, "default suite: also run the rca suite (its own seeds "+rcaTestSeeds+", validation "+rcaValSeeds+", "+fmt.Sprint(rcaNodes)+" nodes)")
 	only := fs.String("scenarios", "", "with --suite shift: only these scenarios (comma-separated names; default all)")
 	persistMax := fs.Int("persist-max", 5, "persistence rule: largest k (flag after k consecutive intervals) tried on the validation runs; 1: no persistence table")
+	detail := fs.Bool("detail", false, "with --suite shift: also print each scenario's per-kind event table at the chosen k (faults, detected, false-alarm stretches): which kinds fail, by misses or by false alarms")
 	kernelFrac := fs.Float64("kernel-fraction", 0.5, "fraction of each run's nodes with eBPF kernel counters, for the kernel rule and the model fused with it (0: no kernel rows)")
 	df := addDataFlags(fs)
 	if err := e.parse(fs, args, 0); err != nil {
@@ -388,6 +391,10 @@ func runAIEval(e *env, args []string) error {
 			kj, jmeans, dsJoint = experiment.ChooseJoint(noKernel, val, perRun, *persistMax)
 			printChoice(e.stdout, "persistence rule", k, means)
 			printChoice(e.stdout, "persistence rule with thresholds chosen jointly with k", kj, jmeans)
+			// The gate a retrained model must pass before the held-out runs are looked at: every
+			// method on the validation runs, at the chosen k.
+			fmt.Fprintf(e.stdout, "validation runs (seeds %s), k = %d:\n", *valSeeds, k)
+			experiment.PrintShift(e.stdout, experiment.ShiftRows("validation", k, false, experiment.EvaluatePersistent(noKernel, val, perRun, k, 1)))
 		}
 		fmt.Fprintln(e.stdout, "event F1 per fault kind (independent faults detected vs false-alarm stretches), without persistence (k = 1) and with the rule; interval any: per node-interval F1 of the same decisions; goals: any ≥ 0.90, every kind ≥ 0.80")
 		for _, sc := range scenarios {
@@ -397,11 +404,17 @@ func runAIEval(e *env, args []string) error {
 			}
 			// Each scenario's rows as soon as they exist: a long suite shows its progress.
 			rows := experiment.ShiftRows(sc.Name, 1, false, experiment.EvaluateEvents(ds, test, perRun, 1))
+			var atK []experiment.EventRow
 			if *persistMax > 1 {
-				rows = append(rows, experiment.ShiftRows(sc.Name, k, false, experiment.EvaluatePersistent(ds, test, perRun, k, 1))...)
+				atK = experiment.EvaluatePersistent(ds, test, perRun, k, 1)
+				rows = append(rows, experiment.ShiftRows(sc.Name, k, false, atK)...)
 				rows = append(rows, experiment.ShiftRows(sc.Name, kj, true, experiment.EvaluatePersistent(dsJoint, test, perRun, kj, 1))...)
 			}
 			experiment.PrintShift(e.stdout, rows)
+			if *detail && atK != nil {
+				fmt.Fprintf(e.stdout, "%s: per fault kind at k = %d\n", sc.Name, k)
+				experiment.PrintEvents(e.stdout, atK)
+			}
 		}
 		return nil
 	}

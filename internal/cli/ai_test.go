@@ -28,6 +28,8 @@ func runCLI(t *testing.T, args ...string) (string, string, int) {
 		err = runAIEval(e, args[1:])
 	case "inputs":
 		err = runAIInputs(e, args[1:])
+	case "advisor":
+		err = runAIAdvisor(e, args[1:])
 	}
 	code := 0
 	if err != nil {
@@ -64,13 +66,20 @@ func TestAICommands(t *testing.T) {
 	if _, stderr, code = runCLI(t, "eval", "--model", model, "--kernel-fraction", "1.5"); code == 0 || !strings.Contains(stderr, "--kernel-fraction") {
 		t.Fatalf("kernel fraction 1.5: %d %s", code, stderr)
 	}
-	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2"}, small...)...)
-	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") {
+	out, stderr, code = runCLI(t, append([]string{"eval", "--model", model, "--suite", "shift", "--scenarios", "nominal,liar", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--detail", "--no-busy"}, small...)...)
+	if code != 0 || !strings.Contains(out, "liar") || !strings.Contains(out, "goals") || strings.Contains(out, "volume") ||
+		!strings.Contains(out, "validation runs (seeds 2)") || !strings.Contains(out, "liar: per fault kind at k =") || !strings.Contains(out, "false alarms") {
 		t.Fatalf("eval --suite shift: %d %s %s", code, out, stderr)
 	}
 	out, stderr, code = runCLI(t, "inputs", "--scenarios", "nominal,volume×10", "--seeds", "4", "--nodes", "20", "--duration", "4s", "--faults", "blackhole:1")
 	if code != 0 || !strings.Contains(out, "deficit_w") || !strings.Contains(out, "volume×10") {
 		t.Fatalf("inputs: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code = runCLI(t, append([]string{"advisor", "--model", model, "--scenarios", "nominal,intensity", "--seeds", "3", "--val-seeds", "2"}, small[:6]...)...)
+	for _, want := range []string{"unexplained deficit ≥", "shipped default", "advisor (model or flow conservation)", "intensity", "healthy node-intervals flagged"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("advisor: %d, no %q in %s %s", code, want, out, stderr)
+		}
 	}
 	out, stderr, code = runCLI(t, "eval", "--model", model, "--suite", "rca", "--seeds", "3", "--val-seeds", "2", "--nodes", "30")
 	for _, want := range []string{"validation incidents", "held-out test incidents", "cascade-flap", "two-fault", "load-shift", "baro", "95 % CI"} {

@@ -56,6 +56,7 @@ func commands() []command {
 		{"ai train", "train the GraphSAGE anomaly detector (node and per-link features) on simulator data, or on recorded reports", runAITrain},
 		{"ai eval", "evaluate the detector and the baselines on held-out simulator runs", runAIEval},
 		{"ai inputs", "where healthy nodes' derived inputs lie under distribution-shift scenarios", runAIInputs},
+		{"ai advisor", "choose the control plane advisor's flow-conservation threshold on validation runs and measure the advisor on held-out ones", runAIAdvisor},
 	}
 }
 

@@ -4,20 +4,19 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/meshca"
-	"x0tta6bl4/internal/telemetry"
 )
 
 // Cost advisories (docs/control.md, "Cost advisories"): with ai.advisories enabled, the control
 // plane runs its detector over the nodes' latest reports every interval. A node judged a relay
-// fault (blackhole or grey hole: the detector's score at or above the model's threshold, that class
-// the most likely, with at least min_confidence) in `consecutive` distinct fresh reports in a row
-// is named in a CA-signed list that every node receives with the answer to its next report
+// fault — by the model (blackhole or grey hole: the score at or above the model's threshold, that
+// class the most likely, with at least min_confidence) or by flow conservation (the deficit its
+// neighbours' counters show that nothing else explains at or above deficit_threshold,
+// detector.UnexplainedDeficits) — in `consecutive` distinct fresh reports in a row is named in a CA-signed list that every node receives with the answer to its next report
 // (api.ReportAccepted.Advisories); `clear_after` distinct fresh reports judged otherwise withdraw
 // it, and so does the lack of any fresh report for a list lifetime. The list is re-signed when it
 // changes and at half its lifetime while it names anyone. Nodes weigh it alongside their own probes
@@ -32,6 +31,15 @@ type AdvisoryConfig struct {
 	ClearAfter    int           `yaml:"clear_after"`    // 3 distinct fresh reports judged otherwise in a row
 	Lifetime      time.Duration `yaml:"lifetime"`       // 2 min: expires-at − issued-at of each list
 	Multiplier    int           `yaml:"multiplier"`     // 8: the link-cost multiplier named (2 to 16)
+	// FlowConservation (default true) judges relays by flow conservation beside the model, with
+	// DeficitThreshold (default detector.DefaultDeficitThreshold, chosen on validation runs by
+	// `x0tta6bl4 ai advisor`): docs/intelligence.md, "The advisor's flow-conservation judgement".
+	FlowConservation *bool   `yaml:"flow_conservation"`
+	DeficitThreshold float64 `yaml:"deficit_threshold"`
+	// DeficitConsecutive (default detector.DeficitConsecutive: the telemetry window plus one) is
+	// how many distinct fresh reports in a row flow conservation must judge a relay faulty: a
+	// re-route leaves a deficit in the windowed counters for up to a window, which this outlasts.
+	DeficitConsecutive int `yaml:"deficit_consecutive"`
 }
 
 func (c *AdvisoryConfig) setDefaults() {
@@ -53,6 +61,16 @@ func (c *AdvisoryConfig) setDefaults() {
 	if c.Multiplier == 0 {
 		c.Multiplier = 8
 	}
+	if c.FlowConservation == nil {
+		on := true
+		c.FlowConservation = &on
+	}
+	if c.DeficitThreshold == 0 {
+		c.DeficitThreshold = detector.DefaultDeficitThreshold
+	}
+	if c.DeficitConsecutive == 0 {
+		c.DeficitConsecutive = detector.DeficitConsecutive
+	}
 }
 
 func (c *AdvisoryConfig) validate() error {
@@ -61,10 +79,12 @@ func (c *AdvisoryConfig) validate() error {
 		return fmt.Errorf("config: ai.advisories.interval %s: want 100ms to 10m", c.Interval)
 	case !(c.MinConfidence > 0 && c.MinConfidence <= 1):
 		return fmt.Errorf("config: ai.advisories.min_confidence %v: want more than 0, at most 1", c.MinConfidence)
-	case c.Consecutive < 1 || c.Consecutive > 100 || c.ClearAfter < 1 || c.ClearAfter > 100:
-		return fmt.Errorf("config: ai.advisories.consecutive %d and clear_after %d: want 1 to 100", c.Consecutive, c.ClearAfter)
+	case c.Consecutive < 1 || c.Consecutive > 100 || c.ClearAfter < 1 || c.ClearAfter > 100 || c.DeficitConsecutive < 1 || c.DeficitConsecutive > 100:
+		return fmt.Errorf("config: ai.advisories.consecutive %d, deficit_consecutive %d and clear_after %d: want 1 to 100", c.Consecutive, c.DeficitConsecutive, c.ClearAfter)
 	case c.Lifetime < 10*time.Second || c.Lifetime > meshca.MaxAdvisoryLifetime:
 		return fmt.Errorf("config: ai.advisories.lifetime %s: want 10s to %s", c.Lifetime, meshca.MaxAdvisoryLifetime)
+	case !(c.DeficitThreshold > 0 && c.DeficitThreshold <= 1):
+		return fmt.Errorf("config: ai.advisories.deficit_threshold %v: want more than 0, at most 1", c.DeficitThreshold)
 	case c.Multiplier < meshca.MinAdvisoryMultiplier || c.Multiplier > meshca.MaxAdvisoryMultiplier:
 		return fmt.Errorf("config: ai.advisories.multiplier %d: want %d to %d", c.Multiplier, meshca.MinAdvisoryMultiplier, meshca.MaxAdvisoryMultiplier)
 	}
@@ -91,7 +111,9 @@ type operatorAdvisory struct {
 type suspect struct {
 	lastReport    time.Time // the report last judged: only a newer one counts again
 	lastFresh     time.Time // when a fresh report was last judged
-	faulty, clean int       // distinct reports in a row judged so, and not
+	faulty, clean int       // distinct reports in a row judged faulty (by the model or flow conservation), and neither
+	byModel       int       // distinct reports in a row the model judged faulty
+	byDeficit     int       // distinct reports in a row flow conservation judged faulty
 	named         bool      // in the list
 	class         string
 	confidence    float64
@@ -176,6 +198,22 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	if s.adv.suspects == nil {
 		s.adv.suspects = map[string]*suspect{}
 	}
+	var deficits []float64
+	if cfg.FlowConservation != nil && *cfg.FlowConservation {
+		// Explaining away over time: the neighbours of a relay named now are not judged by flow
+		// conservation, nor do their deficits clear it (detector.UnexplainedDeficits).
+		nextToNamed := make([]bool, len(mg.Names))
+		for v, name := range mg.Names {
+			if sp := s.adv.suspects[name]; sp != nil && sp.named {
+				for _, u := range in.Adj[v] {
+					if !(s.adv.suspects[mg.Names[u]] != nil && s.adv.suspects[mg.Names[u]].named) {
+						nextToNamed[u] = true
+					}
+				}
+			}
+		}
+		deficits = detector.UnexplainedDeficits(&in, nextToNamed)
+	}
 	for v, name := range mg.Names {
 		rep := mg.reported[v]
 		if rep == nil {
@@ -193,13 +231,19 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 			continue // the same report judged again is no new evidence
 		}
 		sp.lastReport, sp.lastFresh = rep.ReportedAt, now
-		p := probs[v]
-		best := slices.Index(p, slices.Max(p))
-		class := telemetry.Classes[best]
-		if 1-p[0] >= m.Threshold && (class == "blackhole" || class == "greyhole") && p[best] >= cfg.MinConfidence {
+		class, p, byModel := detector.ModelRelayFault(probs[v], m.Threshold, cfg.MinConfidence)
+		byDeficit := deficits != nil && deficits[v] >= cfg.DeficitThreshold
+		sp.byModel, sp.byDeficit = countRun(sp.byModel, byModel), countRun(sp.byDeficit, byDeficit)
+		switch {
+		case byModel:
 			sp.faulty, sp.clean = sp.faulty+1, 0
-			sp.class, sp.confidence = class, p[best]
-		} else {
+			sp.class, sp.confidence = class, p
+		case byDeficit:
+			// The confidence of a flow-conservation entry is the unexplained deficit: the
+			// fraction of what the relay was handed that it did not relay.
+			sp.faulty, sp.clean = sp.faulty+1, 0
+			sp.class, sp.confidence = FlowConservationReason, min(1, deficits[v])
+		default:
 			sp.faulty, sp.clean = 0, sp.clean+1
 		}
 	}
@@ -207,7 +251,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 	for name, sp := range s.adv.suspects {
 		_, enrolled := mg.Index[name]
 		switch {
-		case !sp.named && sp.faulty >= cfg.Consecutive && enrolled:
+		case !sp.named && (sp.byModel >= cfg.Consecutive || sp.byDeficit >= cfg.DeficitConsecutive) && enrolled:
 			sp.named, changed = true, true
 			s.log.Warn("cost advisory: the detector judges a relay faulty", "node", name, "class", sp.class,
 				"confidence", sp.confidence, "reports", sp.faulty, "multiplier", cfg.Multiplier)
@@ -256,6 +300,18 @@ func (s *Server) signAdvisoriesLocked(now time.Time) error {
 	s.log.Info("cost advisories signed", "sequence", a.Sequence, "entries", len(a.Entries), "expires", a.ExpiresAt)
 	return nil
 }
+
+// countRun extends a run of consecutive judgements, or ends it.
+func countRun(run int, judged bool) int {
+	if judged {
+		return run + 1
+	}
+	return 0
+}
+
+// FlowConservationReason is the reason (and the nodes' journal class) of an advisory that flow
+// conservation, not the model, judged in the last report.
+const FlowConservationReason = "flow-conservation"
 
 // maxSuspects bounds the nodes the advisor tracks (each enrolled node at most once).
 const maxSuspects = 1 << 16

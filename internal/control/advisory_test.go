@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/base64"
+	"math"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -39,10 +40,7 @@ func classIndex(name string) int {
 // list to nodes in their report answers; and withdraws it by a newer list after `clear_after`
 // reports judged otherwise.
 func TestAdvisorNamesAndWithdraws(t *testing.T) {
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	tick := func() { mu.Lock(); now = now.Add(time.Second); mu.Unlock() }
+	clock, tick := steppedClock()
 	h := newHarnessAt(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db")}, func(c *Config) {
 		c.AI.Model = writeModel(t, constantModel(classIndex("greyhole")))
 		c.AI.Advisories = AdvisoryConfig{Enabled: true, Interval: 10 * time.Minute, Consecutive: 3, ClearAfter: 2}
@@ -133,5 +131,74 @@ func TestAdvisorNamesAndWithdraws(t *testing.T) {
 	s.adv.mu.Unlock()
 	if seq <= first {
 		t.Fatalf("withdrawal signed sequence %d, not above %d", seq, first)
+	}
+}
+
+// steppedClock is a clock that moves only when tick is called, by a second.
+func steppedClock() (clock func() time.Time, tick func()) {
+	var mu sync.Mutex
+	now := time.Now()
+	return func() time.Time { mu.Lock(); defer mu.Unlock(); return now },
+		func() { mu.Lock(); now = now.Add(time.Second); mu.Unlock() }
+}
+
+// TestAdvisorFlowConservation: with a model that judges every node normal, the flow-conservation
+// judgement names the relay whose neighbours' counters show a deficit nothing else explains (alpha
+// and gamma hand beta 100 packets to relay and get 80 back) after deficit_consecutive reports, not
+// before, with its own reason, and nobody else; switched off, it names nobody.
+func TestAdvisorFlowConservation(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		clock, tick := steppedClock()
+		h := newHarnessAt(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "c.db")}, func(c *Config) {
+			c.AI.Model = writeModel(t, constantModel(classIndex("normal")))
+			c.AI.Advisories = AdvisoryConfig{Enabled: true, Interval: 10 * time.Minute, FlowConservation: &on}
+		}, clock)
+		ctx := t.Context()
+		admin := h.apiClient(h.adminKey)
+		nodes := map[string]*testNode{}
+		for _, name := range []string{"alpha", "beta", "gamma"} {
+			nodes[name] = h.enrollNode(t, admin, name, "web")
+		}
+		peers := map[string][]api.PeerReport{
+			"alpha": {{Name: "beta", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(100, 80)}},
+			"gamma": {{Name: "beta", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(100, 80)}},
+			"beta": {{Name: "alpha", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(0, 0)},
+				{Name: "gamma", State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(0, 0)}},
+		}
+		named := func() []meshca.Advisory {
+			h.srv.adv.mu.Lock()
+			defer h.srv.adv.mu.Unlock()
+			if cur := h.srv.adv.cur; cur != nil {
+				return cur.Entries
+			}
+			return nil
+		}
+		for seq := uint64(1); seq <= detector.DeficitConsecutive; seq++ {
+			if seq == detector.DeficitConsecutive {
+				if e := named(); len(e) != 0 {
+					t.Fatalf("named after %d reports, before deficit_consecutive: %+v", seq-1, e)
+				}
+			}
+			tick()
+			for name, n := range nodes {
+				if _, err := n.c.Report(ctx, &api.MeshReport{Sequence: seq, Features: nodeFeatures(1), Peers: peers[name]}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := h.srv.advise(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		entries := named()
+		if !on {
+			if len(entries) != 0 {
+				t.Fatalf("flow conservation off: named %+v", entries)
+			}
+			continue
+		}
+		if len(entries) != 1 || entries[0].Subject != "beta" || entries[0].Reason != FlowConservationReason ||
+			math.Abs(entries[0].Confidence-0.19) > 0.001 {
+			t.Fatalf("named %+v, want beta for flow conservation with confidence 0.19 (deficit 0.2, probe loss 0.01)", entries)
+		}
 	}
 }

@@ -40,7 +40,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		writeError(w, http.StatusForbidden, "forbidden", "node certificate is revoked or not the enrolled key")
 		return
 	}
-	record, ok := s.reportedRecord(w, r, n, &rep)
+	record, proof, ok := s.reportedRecord(w, r, n, &rep)
 	if !ok {
 		return
 	}
@@ -72,7 +72,7 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	s.recordReport(r.Context(), n.ID, at, &rep)
 	s.m.reports.Inc()
 	s.meshChanged()
-	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number, Record: record,
+	writeJSON(w, http.StatusAccepted, api.ReportAccepted{Accepted: true, CRLNumber: s.crl.get().list.Number, Record: record, Proof: proof,
 		Advisories: s.currentAdvisories()})
 }
 

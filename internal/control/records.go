@@ -36,6 +36,7 @@ import (
 
 // recordsState is the control plane's part in handing out records.
 type recordsState struct {
+	dir     store.Directory
 	mu      sync.Mutex // one publication at a time, so that generations become visible in order
 	gen     *generation
 	waiters chan struct{}
@@ -47,23 +48,32 @@ type recordsState struct {
 var recordResults = []string{api.RecordPublished, api.RecordStored, api.RecordStale, api.RecordOldCertificate, api.RecordExpired, "refused"}
 
 func (s *Server) initRecords(ctx context.Context) error {
-	g, err := s.st.RecordGeneration(ctx)
+	if err := s.initDirectory(ctx, &s.records, store.Records, "x0tta6bl4_control_mesh_records_total",
+		"Signed records received in reports, by result (published, stored, stale, old_certificate, expired, refused).",
+		"x0tta6bl4_control_mesh_record_generation", "Generation number of the latest published signed record."); err != nil {
+		return err
+	}
+	return s.initDirectory(ctx, &s.proofs, store.Proofs, "x0tta6bl4_control_mesh_proofs_total",
+		"Destination proofs received in reports, by result (published, stored, stale, old_certificate, expired, refused).",
+		"x0tta6bl4_control_mesh_proof_generation", "Generation number of the latest published destination proof.")
+}
+
+// initDirectory sets up the hand-out state of records or proofs, with its metrics.
+func (s *Server) initDirectory(ctx context.Context, st *recordsState, d store.Directory, results, resultsHelp, current, currentHelp string) error {
+	g, err := s.st.Generation(ctx, d)
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
-	s.records.gen = newGeneration(g)
-	s.records.waiters = make(chan struct{}, s.cfg.Limits.MaxRecordWaiters)
-	s.records.results = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "x0tta6bl4_control_mesh_records_total", Help: "Signed records received in reports, by result (published, stored, stale, old_certificate, expired, refused).",
-	}, []string{"result"})
-	s.records.current = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "x0tta6bl4_control_mesh_record_generation", Help: "Generation number of the latest published signed record.",
-	})
-	s.m.reg.MustRegister(s.records.results, s.records.current)
+	st.dir = d
+	st.gen = newGeneration(g)
+	st.waiters = make(chan struct{}, s.cfg.Limits.MaxRecordWaiters)
+	st.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: results, Help: resultsHelp}, []string{"result"})
+	st.current = prometheus.NewGauge(prometheus.GaugeOpts{Name: current, Help: currentHelp})
+	s.m.reg.MustRegister(st.results, st.current)
 	for _, r := range recordResults {
-		s.records.results.WithLabelValues(r)
+		st.results.WithLabelValues(r)
 	}
-	s.records.current.Set(float64(g))
+	st.current.Set(float64(g))
 	return nil
 }
 
@@ -87,36 +97,52 @@ func badRecord(format string, args ...any) error {
 	return &badRecordError{msg: fmt.Sprintf(format, args...)}
 }
 
-// reportedRecord handles the record of a report from node n, and takes it out of the report (it is
-// stored on its own). It returns what became of it, or writes the error answer and returns ok false.
-func (s *Server) reportedRecord(w http.ResponseWriter, r *http.Request, n *store.Node, rep *api.MeshReport) (outcome string, ok bool) {
-	if rep.Record == nil {
+// reportedRecord handles the record and the destination proof of a report from node n, and takes
+// them out of the report (they are stored on their own). It returns what became of each, or writes
+// the error answer and returns ok false.
+func (s *Server) reportedRecord(w http.ResponseWriter, r *http.Request, n *store.Node, rep *api.MeshReport) (record, proof string, ok bool) {
+	if record, ok = s.reportedSigned(w, r, n, &s.records, &rep.Record); !ok {
+		return "", "", false
+	}
+	if proof, ok = s.reportedSigned(w, r, n, &s.proofs, &rep.Proof); !ok {
+		return "", "", false
+	}
+	return record, proof, true
+}
+
+func (s *Server) reportedSigned(w http.ResponseWriter, r *http.Request, n *store.Node, st *recordsState, field **api.SignedRecord) (outcome string, ok bool) {
+	if *field == nil {
 		return "", true
 	}
-	outcome, err := s.acceptRecord(r.Context(), n, rep.Record)
-	rep.Record = nil
+	outcome, err := s.acceptSigned(r.Context(), n, st, *field)
+	*field = nil
+	what := "record"
+	if st.dir == store.Proofs {
+		what = "proof"
+	}
 	var bad *badRecordError
 	switch {
 	case errors.As(err, &bad):
-		s.records.results.WithLabelValues("refused").Inc()
-		s.log.Warn("reported record refused", "node", n.Name, "err", err)
-		badRequest(w, "report: record: "+bad.msg)
+		st.results.WithLabelValues("refused").Inc()
+		s.log.Warn("reported "+what+" refused", "node", n.Name, "err", err)
+		badRequest(w, "report: "+what+": "+bad.msg)
 		return "", false
 	case err != nil:
 		s.internal(w, r, err)
 		return "", false
 	}
-	s.records.results.WithLabelValues(outcome).Inc()
+	st.results.WithLabelValues(outcome).Inc()
 	return outcome, true
 }
 
-// acceptRecord checks a record reported by node n and stores it if it is newer than the one held.
-// The checks are those every node makes of a flooded record (routing.Router): the certificate is
-// the one the record names, by the record's originator, verifies against the CA and the current
-// revocation list, and its key signed the record. Here it must also be the reporting node's current
-// certificate. A record that is not newer than the stored one is ignored before any signature is
-// checked.
-func (s *Server) acceptRecord(ctx context.Context, n *store.Node, sr *api.SignedRecord) (string, error) {
+// acceptSigned checks a record or proof reported by node n and stores it if it is newer than the one
+// held. The checks are those every node makes of a flooded record (routing.Router) or of a proof
+// (node.LearnProofs): the certificate is the one the record names, by the record's originator,
+// verifies against the CA and the current revocation list, and its key signed the record. Here it
+// must also be the reporting node's current certificate, and a record of level 1 or a proof of
+// level 2 of an area. A record that is not newer than the stored one is ignored before any signature
+// is checked.
+func (s *Server) acceptSigned(ctx context.Context, n *store.Node, st *recordsState, sr *api.SignedRecord) (string, error) {
 	certRaw, raw, err := sr.Decode()
 	if err != nil {
 		return "", badRecord("%v", err)
@@ -129,6 +155,7 @@ func (s *Server) acceptRecord(ctx context.Context, n *store.Node, sr *api.Signed
 	if err != nil {
 		return "", badRecord("certificate: %v", err)
 	}
+	proof := st.dir == store.Proofs
 	switch {
 	case cert.Kind != meshca.KindNode || cert.SignPublicKey == nil:
 		return "", badRecord("not a node certificate")
@@ -140,12 +167,16 @@ func (s *Server) acceptRecord(ctx context.Context, n *store.Node, sr *api.Signed
 		return "", badRecord("the record and certificate are not node %q's", n.Name)
 	case rec.Seq > math.MaxInt64:
 		return "", badRecord("sequence number %d beyond 2^63-1", rec.Seq)
+	case proof && (!rec.Level2 || rec.Area == 0):
+		return "", badRecord("a destination proof is a level-2 record of an area")
+	case !proof && rec.Level2:
+		return "", badRecord("a level-2 record is a destination proof, not a link-state record")
 	}
 	now := s.now()
 	if !rec.Expires.After(now) {
 		return api.RecordExpired, nil
 	}
-	old, err := s.st.RecordOf(ctx, n.ID)
+	old, err := s.st.SignedOf(ctx, st.dir, n.ID)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return "", err
 	}
@@ -162,18 +193,18 @@ func (s *Server) acceptRecord(ctx context.Context, n *store.Node, sr *api.Signed
 	if err := rec.VerifySignature(cert); err != nil {
 		return "", badRecord("the signature does not verify with the certificate's key")
 	}
-	return s.storeRecord(ctx, n, rec, certRaw, raw, now)
+	return s.storeSigned(ctx, st, n, rec, certRaw, raw, now)
 }
 
-// storeRecord stores a verified record newer than the one read before, publishing it if it is news.
-func (s *Server) storeRecord(ctx context.Context, n *store.Node, rec *routing.Record, certRaw, raw []byte, now time.Time) (string, error) {
+// storeSigned stores a verified record or proof newer than the one read before, publishing it if it is news.
+func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Node, rec *routing.Record, certRaw, raw []byte, now time.Time) (string, error) {
 	digest := newsDigest(rec)
-	s.records.mu.Lock()
-	defer s.records.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	outcome, gen := api.RecordStored, uint64(0)
 	err := s.st.InTx(ctx, func(tx *store.Tx) error {
 		outcome, gen = api.RecordStored, 0
-		old, err := tx.RecordOf(ctx, n.ID) // again: another report of the node may have come first
+		old, err := tx.SignedOf(ctx, st.dir, n.ID) // again: another report of the node may have come first
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -181,9 +212,9 @@ func (s *Server) storeRecord(ctx context.Context, n *store.Node, rec *routing.Re
 			outcome = api.RecordStale
 			return nil
 		}
-		m := &store.MeshRecord{NodeID: n.ID, Sequence: rec.Seq, Expires: rec.Expires, Certificate: certRaw, Record: raw, ReceivedAt: now}
+		m := &store.MeshRecord{NodeID: n.ID, Sequence: rec.Seq, Expires: rec.Expires, Certificate: certRaw, Record: raw, ReceivedAt: now, Area: rec.Area}
 		if isNews(old, digest, rec.Expires, now) {
-			if gen, err = tx.NextRecordGeneration(ctx); err != nil {
+			if gen, err = tx.NextGeneration(ctx, st.dir); err != nil {
 				return err
 			}
 			m.Generation, m.PublishedExpires, m.PublishedDigest = gen, rec.Expires, digest
@@ -191,7 +222,7 @@ func (s *Server) storeRecord(ctx context.Context, n *store.Node, rec *routing.Re
 		} else {
 			m.Generation, m.PublishedExpires, m.PublishedDigest = old.Generation, old.PublishedExpires, old.PublishedDigest
 		}
-		stored, err := tx.PutRecord(ctx, m)
+		stored, err := tx.PutSigned(ctx, st.dir, m)
 		if err != nil {
 			return err
 		}
@@ -204,23 +235,25 @@ func (s *Server) storeRecord(ctx context.Context, n *store.Node, rec *routing.Re
 		return "", err
 	}
 	if gen != 0 {
-		s.records.gen.set(gen)
-		s.records.current.Set(float64(gen))
+		st.gen.set(gen)
+		st.current.Set(float64(gen))
 	}
 	return outcome, nil
 }
 
-// refreshRecordGeneration takes in the records other instances on the same database published: the
-// long polls here wait on this instance's generation, which its own publications move on, so
-// without this a node long-polling one instance would learn of a record published through another
-// only when its poll timed out.
+// refreshRecordGeneration takes in the records and proofs other instances on the same database
+// published: the long polls here wait on this instance's generations, which its own publications
+// move on, so without this a node long-polling one instance would learn of a record published through
+// another only when its poll timed out.
 func (s *Server) refreshRecordGeneration(ctx context.Context) error {
-	g, err := s.st.RecordGeneration(ctx)
-	if err != nil {
-		return fmt.Errorf("control: record generation: %w", err)
-	}
-	if s.records.gen.advance(g) {
-		s.records.current.Set(float64(g))
+	for _, st := range []*recordsState{&s.records, &s.proofs} {
+		g, err := s.st.Generation(ctx, st.dir)
+		if err != nil {
+			return fmt.Errorf("control: generation: %w", err)
+		}
+		if st.gen.advance(g) {
+			st.current.Set(float64(g))
+		}
 	}
 	return nil
 }
@@ -281,6 +314,11 @@ func (s *Server) liveNode(w http.ResponseWriter, r *http.Request, rc *reqCtx) *s
 // handleMeshRecords answers GET /api/v1/mesh/records: the records of the nodes the caller may
 // reach, published after ?after (all of them without it); with ?wait it long-polls until one is.
 func (s *Server) handleMeshRecords(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
+	s.handleSigned(w, r, rc, &s.records)
+}
+
+// handleSigned answers a long poll for records or proofs.
+func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx, st *recordsState) {
 	caller := s.liveNode(w, r, rc)
 	if caller == nil {
 		return
@@ -290,10 +328,10 @@ func (s *Server) handleMeshRecords(w http.ResponseWriter, r *http.Request, rc *r
 		badRequest(w, err.Error())
 		return
 	}
-	if cur, changed := s.records.gen.wait(); hasAfter && after == cur {
-		longPoll(r, s.records.waiters, changed, wait)
+	if cur, changed := st.gen.wait(); hasAfter && after == cur {
+		longPoll(r, st.waiters, changed, wait)
 	}
-	out, err := s.recordsFor(r.Context(), caller, after)
+	out, err := s.signedFor(r.Context(), st, caller, after)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -301,21 +339,29 @@ func (s *Server) handleMeshRecords(w http.ResponseWriter, r *http.Request, rc *r
 	writeJSON(w, http.StatusOK, out)
 }
 
-// recordsFor returns the records the caller may reach that were published after generation after,
-// oldest publication first, cut at the page limits. A generation above the current one (from before
-// the database was restored, say) gets everything.
-func (s *Server) recordsFor(ctx context.Context, caller *store.Node, after uint64) (api.MeshRecords, error) {
+// signedFor returns the records (or proofs) the caller may reach that were published after
+// generation after, oldest publication first, cut at the page limits. A generation above the current
+// one (from before the database was restored, say) gets everything.
+func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.Node, after uint64) (api.MeshRecords, error) {
 	// The generation is read before the records: a record published meanwhile is left for the next
 	// answer rather than skipped.
-	upTo, _ := s.records.gen.wait()
+	upTo, _ := st.gen.wait()
 	if after > upTo {
 		after = 0
 	}
-	rows, err := s.st.ListRecords(ctx, after, upTo, s.now(), api.MaxRecordsPerAnswer+1)
+	out := api.MeshRecords{Generation: upTo, Records: []api.SignedRecord{}}
+	var notArea uint32
+	if st.dir == store.Proofs {
+		area, known, err := s.areaOf(ctx, caller)
+		if err != nil || (known && area == 0) {
+			return out, err // a node of area 0 routes by level 1 alone: it needs no proof
+		}
+		notArea = area
+	}
+	rows, err := s.st.ListSigned(ctx, st.dir, notArea, after, upTo, s.now(), api.MaxRecordsPerAnswer+1)
 	if err != nil {
 		return api.MeshRecords{}, err
 	}
-	out := api.MeshRecords{Generation: upTo, Records: []api.SignedRecord{}}
 	size := 0
 	for i := range rows {
 		row := &rows[i]
@@ -336,7 +382,7 @@ func (s *Server) recordsFor(ctx context.Context, caller *store.Node, after uint6
 // enrolmentRecords returns the records a newly enrolled node may reach. The enrolment has been
 // committed by then, so a failure here only leaves the node to fetch them itself.
 func (s *Server) enrolmentRecords(ctx context.Context, n *store.Node) api.MeshRecords {
-	out, err := s.recordsFor(ctx, n, 0)
+	out, err := s.signedFor(ctx, &s.records, n, 0)
 	if err != nil {
 		s.log.Error("records for a new node", "node", n.Name, "err", err)
 		return api.MeshRecords{Records: []api.SignedRecord{}}

@@ -364,7 +364,7 @@ func TestRecordsPaging(t *testing.T) {
 	var got, pages []string
 	after := uint64(0)
 	for {
-		m, err := h.srv.recordsFor(ctx, caller, after)
+		m, err := h.srv.signedFor(ctx, &h.srv.records, caller, after)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -405,20 +405,26 @@ func TestRecordsPaging(t *testing.T) {
 // written at an offset, and a length to cut to.
 func FuzzReportedRecord(f *testing.F) {
 	srv, n, alpha := recordServer(f, nil)
-	ctx := context.Background()
 	validCert, validRecord := signRecord(f, alpha, nil, 100, time.Now().Add(time.Hour), "192.0.2.1:4242")
 	f.Add([]byte{}, uint16(0), uint16(0xffff), []byte{}, uint16(0), uint16(0xffff))                   // the valid pair
 	f.Add([]byte{}, uint16(0), uint16(0xffff), []byte{0xff}, uint16(40), uint16(0xffff))              // a higher sequence number
 	f.Add([]byte{}, uint16(0), uint16(0xffff), []byte{1}, uint16(len(validRecord)-1), uint16(0xffff)) // the signature
 	f.Add([]byte{7}, uint16(100), uint16(0xffff), []byte{}, uint16(0), uint16(0xffff))                // the certificate
 	f.Add([]byte("X6LS"), uint16(0), uint16(4), []byte("X6LS"), uint16(0), uint16(9))
+	fuzzReported(f, srv, n, &srv.records, validCert, validRecord)
+}
+
+// fuzzReported runs a fuzz target over patched copies of a valid certificate and record (or proof)
+// reported to st.
+func fuzzReported(f *testing.F, srv *Server, n *store.Node, st *recordsState, validCert, validRecord []byte) {
+	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, certPatch []byte, certAt, certCut uint16, recPatch []byte, recAt, recCut uint16) {
 		c, r := patched(validCert, certPatch, certAt, certCut), patched(validRecord, recPatch, recAt, recCut)
 		sr := api.EncodeSignedRecord("", c, r)
 		if _, _, err := sr.Decode(); err != nil {
 			return // refused by the report's validation before the server looks
 		}
-		out, err := srv.acceptRecord(ctx, n, &sr)
+		out, err := srv.acceptSigned(ctx, n, st, &sr)
 		var bad *badRecordError
 		switch {
 		case err == nil && out == "":
@@ -458,22 +464,29 @@ func recordServer(t testing.TB, now func() time.Time) (*Server, *store.Node, *te
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
+	n, alpha := enrolTestNode(t, srv, "alpha")
+	return srv, n, alpha
+}
+
+// enrolTestNode enrols a new key as name straight into srv's store.
+func enrolTestNode(t testing.TB, srv *Server, name string) (*store.Node, *testNode) {
+	t.Helper()
 	key, err := identity.GenerateNodeKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, svid, err := srv.issue("alpha", nil, key.Public(), 24*time.Hour)
+	cert, svid, err := srv.issue(name, nil, key.Public(), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &store.Node{Name: "alpha", KeyID: key.Sign.PublicKey().ID().String(), Overlay: cert.Overlay.String(), SPIFFEID: cert.SPIFFEID().String(),
+	n := &store.Node{Name: name, KeyID: key.Sign.PublicKey().ID().String(), Overlay: cert.Overlay.String(), SPIFFEID: cert.SPIFFEID().String(),
 		PublicKeyPEM: string(identity.MarshalNodePublicKey(key.Public())), Serial: cert.Serial.String(),
 		CertPEM: string(meshca.EncodeCertificatePEM(cert)), SVIDPEM: x509PEM(svid), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
 		CertTTL: 24 * time.Hour, EnrolledAt: time.Now()}
-	if err := srv.st.InsertNode(ctx, n); err != nil {
+	if err := srv.st.InsertNode(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
-	return srv, n, &testNode{name: "alpha", key: key, bundle: &client.Bundle{Certificate: cert}}
+	return n, &testNode{name: name, key: key, bundle: &client.Bundle{Certificate: cert}}
 }
 
 // TestRecordPublicationRate: a node whose router refreshes its unchanged record every 60 s (180 s
@@ -500,7 +513,7 @@ func TestRecordPublicationRate(t *testing.T) {
 		if clock%refresh == 0 { // the router re-originates
 			cert, raw = signRecord(t, alpha, nil, uint64(clock/refresh)+1, start.Add(clock+lifetime), "192.0.2.1:4242")
 		}
-		out, err := srv.acceptRecord(ctx, n, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
+		out, err := srv.acceptSigned(ctx, n, &srv.records, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
 			Record: base64.StdEncoding.EncodeToString(raw)})
 		if err != nil {
 			t.Fatal(err)
@@ -538,7 +551,7 @@ func TestRecordGenerationAcrossInstances(t *testing.T) {
 	t.Cleanup(func() { b.Close() })
 	before, changed := b.records.gen.wait()
 	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "192.0.2.1:4242")
-	out, err := a.acceptRecord(ctx, n, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
+	out, err := a.acceptSigned(ctx, n, &a.records, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
 		Record: base64.StdEncoding.EncodeToString(raw)})
 	if err != nil || out != api.RecordPublished {
 		t.Fatalf("publish through a: %q %v", out, err)

@@ -134,13 +134,18 @@ func (s *Server) buildRoutes() []*route {
 
 		{method: "POST", path: "/api/v1/mesh/report", access: accessNode, maxBody: reportLimit, h: s.handleReport, doc: opDoc{
 			id: "meshReport", tag: "mesh", summary: "A node reports its status, links and routes, and its signed record (mutual TLS)",
-			desc: "The reporting node is the one named by its X.509-SVID. `record` is its latest signed link-state record with its certificate: checked (the node's current, unrevoked certificate; the signature) and kept if its sequence number is higher than the one held; a record that fails a check refuses the report (400). The answer carries the current revocation list number and what became of the record.",
+			desc: "The reporting node is the one named by its X.509-SVID. `record` is its latest signed link-state record with its certificate: checked (the node's current, unrevoked certificate; the signature) and kept if its sequence number is higher than the one held; a record that fails a check refuses the report (400). `proof` is, on a node of a routing area, its latest destination proof (its level-2 record naming its area's gateways), checked the same way and kept for GET /api/v1/mesh/proofs. The answer carries the current revocation list number and what became of the record and the proof.",
 			req:  api.MeshReport{}, resp: api.ReportAccepted{}, status: 202}},
 		{method: "GET", path: "/api/v1/mesh/records", access: accessNode, h: s.handleMeshRecords, doc: opDoc{
 			id: "meshRecords", tag: "mesh", summary: "The signed records of the nodes the calling node may reach (mutual TLS)",
 			desc: "Each node's latest signed link-state record and certificate, which the node verifies itself as it verifies a flooded record. `generation` numbers the answer: with `after=G` only records published after G are returned, and with `wait=S` the request waits up to S seconds (at most `limits.max_crl_wait`) for one. `more` says a page limit (256 records, 4 MiB) cut the answer: ask again at once with `after=generation`. Until the mesh-wide access policy exists, a node may reach every live node.",
 			resp: api.MeshRecords{}, status: 200,
 			query: []param{{"after", "integer", "only records published after this generation (long poll with wait)"}, {"wait", "integer", "seconds to wait for a newer generation (at most limits.max_crl_wait)"}}}},
+		{method: "GET", path: "/api/v1/mesh/proofs", access: accessNode, h: s.handleMeshProofs, doc: opDoc{
+			id: "meshProofs", tag: "mesh", summary: "The destination proofs of the nodes of other areas the calling node may reach (mutual TLS)",
+			desc: "Each node's latest destination proof (its own signed level-2 record naming the gateways of its routing area, docs/routing.md \"Level 2\") and certificate, for the nodes whose area is not the caller's; the node verifies each itself and routes to those nodes through its area's gateways. A caller of area 0 gets none. Paging and long polling as GET /api/v1/mesh/records (256 proofs, 4 MiB a page), with generations of their own.",
+			resp: api.MeshRecords{}, status: 200,
+			query: []param{{"after", "integer", "only proofs published after this generation (long poll with wait)"}, {"wait", "integer", "seconds to wait for a newer generation (at most limits.max_crl_wait)"}}}},
 		{method: "GET", path: "/api/v1/mesh/status", aliases: []string{"/mesh/status"}, access: accessUser, role: auth.Viewer, h: s.handleMeshStatus, doc: opDoc{
 			id: "meshStatus", tag: "mesh", summary: "Every node with its status from its latest report", resp: api.MeshStatus{}, status: 200}},
 		{method: "GET", path: "/api/v1/mesh/peers", aliases: []string{"/mesh/peers"}, access: accessUser, role: auth.Viewer, h: s.handleMeshPeers, doc: opDoc{

@@ -73,6 +73,7 @@ type Server struct {
 	crlWaiters chan struct{}
 	crlPoll    time.Duration
 	records    recordsState   // signed link-state records handed to nodes (records.go)
+	proofs     recordsState   // destination proofs handed to the nodes of other areas (proofs.go)
 	recorder   reportRecorder // reports recorded for training (reportlog.go)
 	policy     policyState    // the mesh access policy (policy.go)
 	adv        advisor        // cost advisories from the detector (advisory.go)

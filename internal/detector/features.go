@@ -2,6 +2,7 @@ package detector
 
 import (
 	"math"
+	"slices"
 
 	"x0tta6bl4/internal/telemetry"
 )
@@ -107,7 +108,6 @@ func Robust(raw *Graph) Graph {
 		reporting, up               int
 		lossSum, lossMin, rttExcess float64
 		rttN                        int
-		in, out, inW, outW          float64
 	}
 	views := make([]view, n)
 	for v := range views {
@@ -134,35 +134,113 @@ func Robust(raw *Graph) Graph {
 				w.rttExcess += math.Log((1 + rtt) / (1 + max(0, raw.X[u][telemetry.FRTT])))
 				w.rttN++
 			}
-			w.in += max(0, e[telemetry.ETxTransit])
-			w.out += max(0, e[telemetry.ERxTransit])
-			w.inW += max(0, e[telemetry.ETxTransitW])
-			w.outW += max(0, e[telemetry.ERxTransitW])
 		}
 	}
+	flows := conservation(raw, reported)
 	for v := range n {
 		w, x := &views[v], g.X[v]
 		if deg := len(raw.Adj[v]); deg > 0 {
 			x[RNbrReported] = float64(w.reporting) / float64(deg)
 		}
-		if w.reporting == 0 {
-			continue
+		if w.reporting > 0 {
+			x[RNbrLossMean] = w.lossSum / float64(w.reporting)
+			x[RNbrLossMin] = w.lossMin
+			x[RNbrUp] = float64(w.up) / float64(w.reporting)
+			if w.rttN > 0 {
+				x[RNbrRTTExcess] = w.rttExcess / float64(w.rttN)
+			}
 		}
-		x[RNbrLossMean] = w.lossSum / float64(w.reporting)
-		x[RNbrLossMin] = w.lossMin
-		x[RNbrUp] = float64(w.up) / float64(w.reporting)
-		if w.rttN > 0 {
-			x[RNbrRTTExcess] = w.rttExcess / float64(w.rttN)
+		f := flows[v]
+		if f.in >= 1 {
+			x[RDeficit] = clamp(1-f.out/f.in, -1, 1)
 		}
-		if w.in >= 1 {
-			x[RDeficit] = clamp(1-w.out/w.in, -1, 1)
+		if f.inW >= 1 {
+			x[RDeficitW] = clamp(1-f.outW/f.inW, -1, 1)
 		}
-		if w.inW >= 1 {
-			x[RDeficitW] = clamp(1-w.outW/w.inW, -1, 1)
+		if f.inW > 0 || f.outW > 0 {
+			x[RLogDeficitW] = math.Log1p(f.inW) - math.Log1p(f.outW)
 		}
-		x[RLogDeficitW] = math.Log1p(w.inW) - math.Log1p(w.outW)
 	}
 	return g
+}
+
+// SuspectDeficit is the windowed flow deficit, by its neighbours' testimony, above which a node's
+// testimony about its links is not trusted for judging a less suspect neighbour (conservation).
+// Healthy relays away from any fault read about 0.01; the lowest-rate grey holes in training drop 10 %.
+const SuspectDeficit = 0.05
+
+// flow is what was handed to a node to relay and what it relayed, this interval and as the
+// window means.
+type flow struct{ in, out, inW, outW float64 }
+
+// conservation returns every node's flow balance. Each link to a neighbour u contributes u's
+// testimony (what u handed the node to relay, what u received that the node relayed), except
+// where that testimony is unavailable or suspect:
+//
+//   - u is silent: what u handed the node is unknown and left out; what the node handed u is
+//     taken from the node's own report. Without it, every packet the node passed towards a silent
+//     neighbour would read as dropped.
+//   - u's own flow deficit (first pass, by its neighbours' testimony) exceeds SuspectDeficit and
+//     the node's: a relay that drops and reports handing on what it dropped inflates what it
+//     claims it handed its downstream neighbours, and a relay that also under-reports what it
+//     received frames its upstream ones. For such a link, what was handed to the node is the
+//     smaller of u's claim and the node's own count of what u relayed to it, and what the node
+//     relayed is the larger of u's count and the node's own claim. The more suspect end of a link
+//     does not testify against the less suspect one; the reverse still holds, so a lying relay is
+//     judged by its neighbours' testimony, never by its own report.
+//
+// The node's own counts are not the same quantities as its neighbours' (what it handed u includes
+// its own packets; what u relayed to it includes packets for the node itself), so they only ever
+// lower what was handed or raise what was relayed: a stand-in can hide a fault, never invent one.
+func conservation(raw *Graph, reported func(int) bool) []flow {
+	n := len(raw.X)
+	suspect := func(u, v int) bool { return false }
+	pass := func() []flow {
+		fs := make([]flow, n)
+		if raw.E == nil {
+			return fs
+		}
+		for v := range n {
+			f := &fs[v]
+			for i, u := range raw.Adj[v] {
+				var own []float64
+				if reported(v) && i < len(raw.E[v]) {
+					own = raw.E[v][i]
+				}
+				if !reported(u) {
+					if own != nil {
+						f.out += max(0, own[telemetry.ETxTransit])
+						f.outW += max(0, own[telemetry.ETxTransitW])
+					}
+					continue
+				}
+				j := slices.Index(raw.Adj[u], v)
+				if j < 0 || j >= len(raw.E[u]) {
+					continue
+				}
+				e := raw.E[u][j]
+				in, out := max(0, e[telemetry.ETxTransit]), max(0, e[telemetry.ERxTransit])
+				inW, outW := max(0, e[telemetry.ETxTransitW]), max(0, e[telemetry.ERxTransitW])
+				if own != nil && suspect(u, v) {
+					in, out = min(in, max(0, own[telemetry.ERxTransit])), max(out, own[telemetry.ETxTransit])
+					inW, outW = min(inW, max(0, own[telemetry.ERxTransitW])), max(outW, own[telemetry.ETxTransitW])
+				}
+				f.in += in
+				f.out += out
+				f.inW += inW
+				f.outW += outW
+			}
+		}
+		return fs
+	}
+	suspicion := make([]float64, n)
+	for v, f := range pass() {
+		if f.inW >= 1 {
+			suspicion[v] = 1 - f.outW/f.inW
+		}
+	}
+	suspect = func(u, v int) bool { return suspicion[u] > SuspectDeficit && suspicion[u] > suspicion[v] }
+	return pass()
 }
 
 func clamp(a, lo, hi float64) float64 {

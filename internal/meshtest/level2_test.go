@@ -144,3 +144,27 @@ func TestLevel2AreaLiarAttractsNothing(t *testing.T) {
 		t.Errorf("gc1, the gateway c2 named, carried nothing: %+v", s)
 	}
 }
+
+// TestLevel2GatewayOwnTraffic: a gateway talks to nodes of other areas itself, not only for its
+// area: its own packets go encapsulated along its level-2 route by the destination's proof. ga1 (a
+// gateway of area 1) reaches c2 (a plain node of area 3) and gc1 (area 3's gateway, two areas away);
+// gb3 (a gateway of area 2) reaches a1 (a plain node of area 1); and a1 reaches gc1.
+func TestLevel2GatewayOwnTraffic(t *testing.T) {
+	m := areaMesh(t, false)
+	m.Run(2 * time.Second)
+	for i, p := range [][2]string{{"ga1", "c2"}, {"ga1", "gc1"}, {"gb3", "a1"}, {"a1", "gc1"}} {
+		from, to := m.Node(p[0]), m.Node(p[1])
+		// Without the destination's proof even a gateway has no way there.
+		if ping(m, from, to, 100+i, 500*time.Millisecond) {
+			t.Fatalf("%s reached %s without its destination proof", p[0], p[1])
+		}
+		exchangeProofs(t, m, from, to)
+		before := from.Status().Stats.Level2Forwarded
+		if !ping(m, from, to, i+1, 10*time.Second) {
+			t.Fatalf("no echo reply %s -> %s\n%s", p[0], p[1], dump(m))
+		}
+		if from.Level2().Gateway && from.Status().Stats.Level2Forwarded == before {
+			t.Errorf("gateway %s's echo did not go by level 2", p[0])
+		}
+	}
+}

@@ -168,8 +168,8 @@ func (n *Node) burstTunnel(now time.Time, pkt []byte, frame int) *tunnel {
 	}
 	dst := dstOf(pkt)
 	e, ok := n.fib.Load().byAddr[dst]
-	if !ok {
-		return nil
+	if !ok || e.l2 != nil {
+		return nil // a gateway's own packets to another area are encapsulated one by one
 	}
 	t := e.nextHop
 	if !e.direct {

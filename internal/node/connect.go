@@ -372,8 +372,8 @@ func (n *Node) punchLocked(now time.Time, id routing.NodeID, cert *meshca.Certif
 // sendPunchRequestLocked asks dst, through the mesh, to punch towards us now.
 func (n *Node) sendPunchRequestLocked(now time.Time, dst netip.Addr) {
 	e, ok := n.fib.Load().byAddr[dst]
-	if !ok {
-		return
+	if !ok || e.level2 {
+		return // a node of another area: no endpoint of its is known to punch to
 	}
 	frame := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize+1),
 		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: dst})

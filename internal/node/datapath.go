@@ -49,6 +49,10 @@ func (n *Node) sendBuffered(now time.Time, tx *txBatch, buf []byte, size int) {
 func (n *Node) sendSealedE2E(now time.Time, tx *txBatch, e fibEntry, t *tunnel, head, sealed []byte) {
 	overlay.AppendRouted(head[:0], overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
 	t.lastSent.Store(now.UnixNano())
+	if e.l2 != nil {
+		n.sendOwnTransit(now, e, head, sealed)
+		return
+	}
 	if tx.addTransit(now, e.nextHop, head, sealed) {
 		e.nextHop.transitOut.Add(1)
 	}
@@ -116,6 +120,13 @@ func (n *Node) sendE2E(now time.Time, t *tunnel, pkt []byte) error {
 		n.stats.dropNoRoute.Add(1)
 		return nil // counted; queueing would not help
 	}
+	if e.l2 != nil {
+		head, inner, err := n.sealE2E(now, t, pkt)
+		if err == nil {
+			n.sendOwnTransit(now, e, head, inner)
+		}
+		return err
+	}
 	_, err := n.sendE2EVia(now, t, e.nextHop, pkt)
 	return err
 }
@@ -124,13 +135,10 @@ func (n *Node) sendE2E(now time.Time, t *tunnel, pkt []byte) error {
 // transit packet, whatever the forwarding table says (self-healing probes choose their relay). It
 // reports whether the packet was sent; an error means it could not be sealed.
 func (n *Node) sendE2EVia(now time.Time, t, link *tunnel, pkt []byte) (bool, error) {
-	inner, err := t.sess.Seal(make([]byte, 0, len(pkt)+session.MinPacketSize), pkt, now)
+	head, inner, err := n.sealE2E(now, t, pkt)
 	if err != nil {
 		return false, err
 	}
-	t.lastSent.Store(now.UnixNano())
-	head := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize),
-		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
 	if !n.sendTransit(now, link, head, inner) {
 		return false, nil
 	}
@@ -138,6 +146,19 @@ func (n *Node) sendE2EVia(now time.Time, t, link *tunnel, pkt []byte) (bool, err
 		link.transitOut.Add(1)
 	}
 	return true, nil
+}
+
+// sealE2E seals pkt under the end-to-end session t: the routed header to t's peer and the sealed
+// packet.
+func (n *Node) sealE2E(now time.Time, t *tunnel, pkt []byte) (head, inner []byte, err error) {
+	inner, err = t.sess.Seal(make([]byte, 0, len(pkt)+session.MinPacketSize), pkt, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	t.lastSent.Store(now.UnixNano())
+	head = overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize),
+		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: t.addr})
+	return head, inner, nil
 }
 
 // queueE2ELocked holds pkt until an end-to-end session to dst has keys, starting the handshake.

@@ -75,6 +75,8 @@ type level2 struct {
 	lastHello time.Time
 	// dests: destination proofs of other areas' nodes, pushed by the nodes of this area or learnt.
 	dests map[netip.Addr]*l2Dest
+	// fibGen: the level-2 generation the forwarding table's routes to other areas were built at.
+	fibGen uint64
 }
 
 type l2Neighbour struct {
@@ -375,6 +377,9 @@ func (n *Node) sendLevel2Hello(now time.Time, t *tunnel) {
 // neighbour: over the link, or through level 1 to a gateway of this area.
 func (n *Node) flushLevel2Locked(now time.Time) {
 	n.l2.r.Restarts() // a level-2 neighbour's restart shows in its level-1 record, or in its link
+	if len(n.remote) > 0 && n.l2.r.Generation() != n.l2.fibGen {
+		n.fibDirty() // the gateway's own routes to other areas follow level 2
+	}
 	f := n.fib.Load()
 	for _, o := range n.l2.r.Drain() {
 		nb, ok := n.l2.nbrs[o.To]
@@ -513,7 +518,7 @@ func (n *Node) handleEncap(now time.Time, via *tunnel, p level2Payload, rx *rxBa
 		return
 	}
 	e, ok := n.fib.Load().byAddr[rh.Dst]
-	if !ok || e.nextHop == nil {
+	if !ok || e.nextHop == nil || e.level2 {
 		n.stats.dropNoRoute.Add(1)
 		return
 	}
@@ -627,15 +632,52 @@ func (n *Node) handleLevel2Payload(now time.Time, via *tunnel, src netip.Addr, p
 	}
 }
 
+// l2Hop is how a gateway sends its own packets to a node of another area: encapsulated (as it
+// forwards others', forwardLevel2) to its level-2 next hop via, towards the entry gateway entry.
+type l2Hop struct {
+	entry, via netip.Addr
+}
+
+// sendOwnFrame sends a routed frame this node originates along e: to e's next hop, encapsulated
+// towards the entry gateway when e is a gateway's route to another area.
+func (n *Node) sendOwnFrame(now time.Time, e fibEntry, frame []byte) bool {
+	if e.l2 == nil {
+		return n.sendFrame(now, e.nextHop, frame)
+	}
+	return n.sendEncap(now, e, encapRouted, frame[:overlay.RoutedHeaderSize], frame[overlay.RoutedHeaderSize:])
+}
+
+// sendOwnTransit is sendOwnFrame for an end-to-end packet: its routed header head and the sealed
+// packet inner.
+func (n *Node) sendOwnTransit(now time.Time, e fibEntry, head, inner []byte) bool {
+	if e.l2 == nil {
+		return n.sendTransit(now, e.nextHop, head, inner)
+	}
+	return n.sendEncap(now, e, encapTransit, head, inner)
+}
+
+func (n *Node) sendEncap(now time.Time, e fibEntry, kind byte, head, payload []byte) bool {
+	frame := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize+l2EncapHeader+len(payload)),
+		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: e.l2.via})
+	frame = appendEncap(frame, kind, e.l2.entry, head)
+	if !n.sendFrame(now, e.nextHop, append(frame, payload...)) {
+		return false
+	}
+	n.stats.level2Forwarded.Add(1)
+	return true
+}
+
 // addLevel2RoutesLocked completes a forwarding table being built: a gateway carries what its area does
-// not hold by level 2; another node of an area sends it towards its nearest gateway, and reaches the
-// destinations whose proofs it learnt that way.
-func (n *Node) addLevel2RoutesLocked(f *fib) {
+// not hold by level 2, and reaches the destinations whose proofs it learnt itself by their routes by
+// proof; another node of an area sends it towards its nearest gateway, and reaches the destinations
+// whose proofs it learnt that way.
+func (n *Node) addLevel2RoutesLocked(now time.Time, f *fib) {
 	if n.opts.RoutingArea == 0 {
 		return
 	}
 	if n.l2 != nil {
 		f.level2 = true
+		n.addOwnLevel2RoutesLocked(now, f)
 		return
 	}
 	gws := n.router.Gateways()
@@ -652,6 +694,33 @@ func (n *Node) addLevel2RoutesLocked(f *fib) {
 		if _, held := f.byAddr[addr]; !held {
 			f.byAddr[addr] = fibEntry{id: d.proof.Origin, cert: d.cert, nextHop: nh, hops: rt.Hops + 1, cost: rt.Cost}
 		}
+	}
+}
+
+// addOwnLevel2RoutesLocked gives a gateway a route to each destination of another area whose proof it
+// learnt itself: its level-2 route by that proof, as the level-1 route to the level-2 next hop (a
+// neighbour over a link, or a gateway of this area) and what to encapsulate towards. Packets it
+// relays for its area find their route at forwarding time instead (forwardLevel2); these routes are
+// built only for the proofs the gateway's own directory gave it, and computed again when level 2
+// changes (flushLevel2Locked).
+func (n *Node) addOwnLevel2RoutesLocked(now time.Time, f *fib) {
+	n.l2.fibGen = n.l2.r.Generation()
+	for addr := range n.remote {
+		d := n.l2.dests[addr]
+		if _, held := f.byAddr[addr]; held || d == nil {
+			continue
+		}
+		rt, ok := n.l2RouteLocked(now, d)
+		if !ok || rt.Entry == n.selfID {
+			continue
+		}
+		entry, nb := n.l2.r.Certificate(rt.Entry), n.l2.nbrs[rt.NextHop]
+		l1, ok := f.byAddr[nb.addr]
+		if entry == nil || !nb.addr.IsValid() || !ok || l1.level2 || l1.nextHop == nil {
+			continue
+		}
+		f.byAddr[addr] = fibEntry{id: d.proof.Origin, cert: d.cert, nextHop: l1.nextHop, level2: true,
+			l2: &l2Hop{entry: entry.Overlay, via: nb.addr}, hops: l1.hops + 1, cost: rt.Cost}
 	}
 }
 
@@ -678,3 +747,6 @@ func (n *Node) Level2() Level2Status {
 	}
 	return s
 }
+
+// RoutingArea is the node's routing area (0: a mesh of one area, no level 2).
+func (n *Node) RoutingArea() uint32 { return n.opts.RoutingArea }

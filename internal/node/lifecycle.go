@@ -94,7 +94,7 @@ func (n *Node) handleE2EOutputLocked(now time.Time, out handshake.Output, err er
 		}
 		frame := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize+len(p.Data)),
 			overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: dst})
-		n.sendFrame(now, e.nextHop, append(frame, p.Data...))
+		n.sendOwnFrame(now, e, append(frame, p.Data...))
 	}
 	for _, f := range out.Failed {
 		if t := n.e2e[f.To.Addr()]; t != nil && !t.installed {
@@ -361,7 +361,7 @@ func (n *Node) flushRoutingLocked(now time.Time) {
 	}
 	if g := n.router.Generation(); g != n.gen || n.dirty {
 		n.gen, n.dirty = g, false
-		n.rebuildFIBLocked()
+		n.rebuildFIBLocked(now)
 		if n.l2 != nil {
 			n.reconcileLevel2Locked(now)
 			n.flushLevel2Locked(now)
@@ -374,7 +374,7 @@ func (n *Node) flushRoutingLocked(now time.Time) {
 func (n *Node) fibDirty() { n.dirty = true }
 
 // rebuildFIBLocked recomputes the forwarding table from the router's routes and the links that are up.
-func (n *Node) rebuildFIBLocked() {
+func (n *Node) rebuildFIBLocked(now time.Time) {
 	f := &fib{byAddr: make(map[netip.Addr]fibEntry)}
 	for id, r := range n.router.Routes() {
 		cert := n.router.Certificate(id)
@@ -390,7 +390,7 @@ func (n *Node) rebuildFIBLocked() {
 			f.byAddr[t.addr] = fibEntry{id: id, cert: t.peer(), nextHop: t, direct: true, hops: 1}
 		}
 	}
-	n.addLevel2RoutesLocked(f)
+	n.addLevel2RoutesLocked(now, f)
 	n.fib.Store(f)
 	n.stats.routeChanges.Add(1)
 }

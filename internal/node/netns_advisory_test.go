@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,10 +25,13 @@ import (
 // is what the probe rule cannot see by design; n2 itself counts nothing dropped (the kernel drops
 // after it), so only its neighbours' per-link counters show the deficit.
 //
-// Two phases in one run, with the same fault: first the probe rule alone (the control plane runs
-// without advisories), then the control plane restarted with ai.advisories enabled. In each, MTTD is
-// the time from the fault to n1's route to n3 leaving n2, and the test records which decision moved
-// it (a probe-rule penalty or a control-plane advisory).
+// Three phases in one run, with the same fault: first the probe rule alone (the control plane runs
+// without advisories), then the control plane restarted with ai.advisories enabled (its defaults:
+// the model and the flow-conservation judgement, whose threshold was chosen on simulated validation
+// runs, never on this test), then an operator's advisory. In each, MTTD is the time from the fault to
+// the first decision about n2 by n1 or n3. The test fails unless the detector's advisory (not the
+// probe rule, not an operator) moves n1's route off n2 within advisoryWatch, before the probe rule
+// alone decided anything, and unless no node acts against any node but n2.
 
 const (
 	advisoryWatch   = 60 * time.Second // how long each phase waits for the mesh to leave n2
@@ -102,14 +106,16 @@ func TestNetnsHealAdvisoryGreyhole(t *testing.T) {
 	if !operator.found || operator.decision.Action != "advise" || operator.decision.Time.Sub(set) > 5*time.Second || operator.reroute < 0 {
 		t.Errorf("operator advisory: want n1 or n3 to apply it within 5 s of 'ctl advisory set' and n1's route to leave n2: %s", operator)
 	}
-	// The detector's advisories: whatever it judged, it named nobody but the grey hole.
 	if out, err := l.cliErr("ctl", l.env, "ctl", "advisory", "list"); err == nil {
 		t.Logf("advisories at the end:\n%s", out)
 	}
-	if detected.found && detected.decision.Action == "advise" {
-		t.Logf("the detector's advisory moved the mesh off n2 %s after the fault", detected.mttd.Round(time.Millisecond))
-	} else {
-		t.Logf("the control plane's detector did not name n2 before the probe rule acted (or within %s): see its judgements above", advisoryWatch)
+	// The detector's advisory (its class, not "operator") is what moved the mesh, within the bound.
+	if !detected.found || detected.decision.Action != "advise" || detected.decision.Class == "operator" || detected.reroute < 0 {
+		t.Errorf("the control plane's detector: want its advisory applied by n1 or n3 within %s of the fault and n1's route off n2: %s", advisoryWatch, detected)
+	}
+	// ... and it led the probe rule, which alone either never decided or decided later.
+	if probe.found && probe.mttd <= detected.mttd {
+		t.Errorf("the probe rule alone decided about n2 %s after the fault, no later than the detector's advisory (%s)", probe.mttd, detected.mttd)
 	}
 	if fa := l.falseActions(); len(fa) > 0 {
 		t.Errorf("decisions against healthy nodes: %v", fa)
@@ -269,6 +275,7 @@ func (l *advisoryLab) greyPhase(what string, act func()) greyResult {
 		r, ok := l.route("n1", "n3")
 		return ok && r.NextHop == "n2"
 	})
+	l.waitNoDeficit()
 	l.sh(l.tag+"n2", fmt.Sprintf(`nft -f - <<'EOF'
 table inet x6grey {
 	chain out {
@@ -366,25 +373,48 @@ func (l *advisoryLab) falseActions() []string {
 	return out
 }
 
-// verdict is the control plane's detector's judgement of node name, in a few words.
-func (l *advisoryLab) verdict(name string) string {
+// judgement is what the control plane's detector says about a node (ctl predict --json).
+type judgement struct {
+	Score         float64            `json:"score"`
+	Threshold     float64            `json:"threshold"`
+	Class         string             `json:"class"`
+	Probabilities map[string]float64 `json:"probabilities"`
+	Inputs        map[string]float64 `json:"inputs"`
+}
+
+// judge asks the control plane about node name.
+func (l *advisoryLab) judge(name string) (judgement, error) {
+	var p judgement
 	out, err := l.cliErr("ctl", l.env, "ctl", "predict", "--json", name)
 	if err != nil {
-		return "predict failed: " + strings.TrimSpace(out)
-	}
-	var p struct {
-		Score         float64            `json:"score"`
-		Threshold     float64            `json:"threshold"`
-		Class         string             `json:"class"`
-		Probabilities map[string]float64 `json:"probabilities"`
-		Inputs        map[string]float64 `json:"inputs"`
+		return p, fmt.Errorf("predict failed: %s", strings.TrimSpace(out))
 	}
 	if i := strings.IndexByte(out, '{'); i >= 0 {
 		out = out[i:]
 	}
 	if err := json.Unmarshal([]byte(out), &p); err != nil {
-		return "unreadable: " + err.Error()
+		return p, fmt.Errorf("unreadable: %w", err)
 	}
-	return fmt.Sprintf("score %.4f/%.3f %s (greyhole %.4f; deficit %.3f, deficit_w %.3f)", p.Score, p.Threshold, p.Class,
-		p.Probabilities["greyhole"], p.Inputs["deficit"], p.Inputs["deficit_w"])
+	return p, nil
+}
+
+// verdict is the control plane's detector's judgement of node name, in a few words.
+func (l *advisoryLab) verdict(name string) string {
+	p, err := l.judge(name)
+	if err != nil {
+		return err.Error()
+	}
+	return fmt.Sprintf("score %.4f/%.3f %s (greyhole %.4f; deficit %.3f, deficit_w %.3f, nbr_loss_mean %.3f)", p.Score, p.Threshold, p.Class,
+		p.Probabilities["greyhole"], p.Inputs["deficit"], p.Inputs["deficit_w"], p.Inputs["nbr_loss_mean"])
+}
+
+// waitNoDeficit waits until the control plane's view of n2 holds no trace of an earlier fault:
+// its interval and windowed deficits both under 0.03, from the reports that followed the fault's
+// removal. Without it a phase could start on the last phase's window and its MTTD would be short.
+func (l *advisoryLab) waitNoDeficit() {
+	l.tb.Helper()
+	l.waitFor("no deficit at n2 in the control plane's view", 60*time.Second, func() bool {
+		p, err := l.judge("n2")
+		return err == nil && p.Inputs != nil && math.Abs(p.Inputs["deficit"]) < 0.03 && math.Abs(p.Inputs["deficit_w"]) < 0.03
+	})
 }

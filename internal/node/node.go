@@ -94,7 +94,8 @@ type fibEntry struct {
 	cert    *meshca.Certificate
 	nextHop *tunnel // the link tunnel of the next hop
 	direct  bool    // the destination is the neighbour itself
-	level2  bool    // (relayEntry only) a gateway carries it by level 2: nextHop is nil
+	level2  bool    // a gateway carries it by level 2: nextHop is nil, or l2 says how (level2.go)
+	l2      *l2Hop  // a gateway's own traffic to another area: encapsulated, sent to nextHop
 	hops    int
 	cost    uint64
 }

@@ -308,7 +308,7 @@ func (n *Node) relayEntry(head []byte, dst netip.Addr, via *tunnel) (fibEntry, b
 			e, ok = fibEntry{nextHop: f.dflt}, true
 		}
 	}
-	if !ok || e.nextHop == via {
+	if !ok || (e.nextHop == via && !e.level2) {
 		n.stats.dropNoRoute.Add(1)
 		return fibEntry{}, false
 	}

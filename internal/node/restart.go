@@ -63,13 +63,13 @@ func (n *Node) noticeUnknownSession(now time.Time, via *tunnel, src netip.Addr, 
 	}
 	// The answer goes by our route to src, or back the way the packet came while we have none
 	// (just after a restart, routing may not have src's record yet).
-	next := via
-	if e, found := n.fib.Load().byAddr[src]; found {
-		next = e.nextHop
+	e, found := n.fib.Load().byAddr[src]
+	if !found {
+		e = fibEntry{nextHop: via}
 	}
 	frame := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize+session.NoticeSize),
 		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: src})
-	if n.sendFrame(now, next, session.AppendUnknownSession(frame, h)) {
+	if n.sendOwnFrame(now, e, session.AppendUnknownSession(frame, h)) {
 		n.stats.noticesSent.Add(1)
 	}
 }

@@ -11,14 +11,20 @@ import (
 // nodes it may reach, so that it can dial them before it has a single link. The record goes through
 // every check a flooded one does (certificate, revocation, window, signature, sequence), so a
 // control plane cannot forge or roll back anything; a record that is not newer than the one held is
-// ignored. An installed record is flooded to the neighbours like any new one. Learn copies what it
-// keeps.
+// ignored, and so is a record of another area or level, unverified (counted in Stats.OtherArea). An
+// installed record is flooded to the neighbours like any new one. Learn copies what it keeps.
 func (r *Router) Learn(now time.Time, certRaw, raw []byte) error {
 	r.setNow(now)
 	h, ok := peekRecord(raw)
 	if !ok {
 		r.stats.Malformed++
 		return fmt.Errorf("%w: record header", ErrMalformed)
+	}
+	if !r.accepts(h) {
+		// A record of another area or of the other level (a control plane hands out the records
+		// of every node a node may reach): it has no place in this database, as when flooded.
+		r.stats.OtherArea++
+		return nil
 	}
 	if h.origin == r.self {
 		return nil // we know our own best

@@ -75,3 +75,23 @@ func TestLearn(t *testing.T) {
 		t.Fatal("a router that never originated reports a record")
 	}
 }
+
+// A record of another area learnt from outside the flood is ignored, unverified, as a flooded one
+// is: a control plane hands out the records of every node a node may reach, whatever its area, and
+// one installed would give a level-1 route across the border.
+func TestLearnOtherArea(t *testing.T) {
+	f := getFixture(t)
+	m, rs := line(t, 2, nil)
+	m.advance(time.Second, 10*time.Millisecond)
+	cert, rec := rs[0].Own() // area 0
+	joiner := f.router(t, 3, func(c *Config) { c.Area = 7 })
+	if err := joiner.Learn(m.now, cert, rec); err != nil {
+		t.Fatalf("a record of another area: %v, want it ignored", err)
+	}
+	if joiner.Record(f.ids[0]) != nil || joiner.Certificate(f.ids[0]) != nil {
+		t.Fatal("a record of another area was installed")
+	}
+	if s := joiner.Stats(); s.OtherArea != 1 || s.BadCertificate != 0 || s.BadSignature != 0 {
+		t.Fatalf("stats %+v, want one record of another area and nothing verified", s)
+	}
+}

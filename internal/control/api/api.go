@@ -295,6 +295,9 @@ type ReportAccepted struct {
 	Accepted  bool   `json:"accepted"`
 	CRLNumber uint64 `json:"crl_number"`
 	Record    string `json:"record,omitempty"`
+	// Proof is what became of the report's destination proof, in the same terms (absent when the
+	// report carried none).
+	Proof string `json:"proof,omitempty"`
 	// Advisories is the control plane's current signed list of cost advisories (meshca.Advisories,
 	// base64), when it has one in force.
 	Advisories string `json:"advisories,omitempty"`

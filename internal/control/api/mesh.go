@@ -49,6 +49,11 @@ type MeshReport struct {
 	// plane hands to the nodes that may reach it (GET /api/v1/mesh/records); absent before the
 	// node's first record, and when the control plane already has this one.
 	Record *SignedRecord `json:"record,omitempty"`
+	// Proof is the node's latest destination proof with its certificate (a node of a routing area:
+	// its level-2 record naming its area's gateways, docs/routing.md "Level 2"), which the control
+	// plane hands to the nodes of other areas that may reach it (GET /api/v1/mesh/proofs); absent on a
+	// node of area 0, before the node reaches a gateway, and when the control plane already has it.
+	Proof *SignedRecord `json:"proof,omitempty"`
 	// Healing is the node's latest self-healing decisions (`x0tta6bl4 heal` on the node), oldest
 	// first, at most MaxHealingEntries; absent when they did not change since the node's last
 	// report, so the control plane keeps the journal it has.
@@ -237,6 +242,14 @@ func (r *MeshReport) Validate(self string) error {
 		}
 		if _, _, err := r.Record.Decode(); err != nil {
 			return fmt.Errorf("record: %w", err)
+		}
+	}
+	if r.Proof != nil {
+		if r.Proof.Node != "" && r.Proof.Node != self {
+			return fmt.Errorf("proof.node %q: a node reports only its own proof", r.Proof.Node)
+		}
+		if _, _, err := r.Proof.Decode(); err != nil {
+			return fmt.Errorf("proof: %w", err)
 		}
 	}
 	if err := ValidateHealing(r.Healing); err != nil {

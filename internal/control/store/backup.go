@@ -31,7 +31,7 @@ const (
 // must place it here.
 var restoreOrder = []string{
 	"users", "sessions", "api_keys", "join_tokens", "nodes", "certificates", "mesh_reports",
-	"audit_log", "mesh_records", "mesh_record_generation", "policies",
+	"audit_log", "mesh_records", "mesh_record_generation", "mesh_proofs", "mesh_proof_generation", "policies",
 	"billing_plans", "billing_invoices", "billing_payments", "billing_subscriptions", "billing_cursors",
 	"billing_join_tokens", "billing_nodes", "revocation_lists",
 	"gov_log", "gov_proposals", "gov_ballots", "node_healing",

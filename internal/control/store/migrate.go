@@ -259,6 +259,27 @@ var migrations = []string{
 		created_at BIGINT NOT NULL
 	);
 	CREATE INDEX incidents_from ON incidents(from_at);`,
+	// 9: the latest destination proof of each node of an area (its level-2 record naming its area's
+	// gateways), handed to the nodes of other areas that may reach it, and the counter that numbers
+	// what was handed out (proofs.go).
+	`CREATE TABLE mesh_proofs (
+		node_id BIGINT NOT NULL PRIMARY KEY REFERENCES nodes(id) ON DELETE CASCADE,
+		area BIGINT NOT NULL,
+		sequence BIGINT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		certificate TEXT NOT NULL,
+		record TEXT NOT NULL,
+		received_at BIGINT NOT NULL,
+		generation BIGINT NOT NULL,
+		published_expires BIGINT NOT NULL,
+		published_digest TEXT NOT NULL
+	);
+	CREATE UNIQUE INDEX mesh_proofs_generation ON mesh_proofs(generation);
+	CREATE TABLE mesh_proof_generation (
+		id INTEGER NOT NULL PRIMARY KEY,
+		generation BIGINT NOT NULL
+	);
+	INSERT INTO mesh_proof_generation (id, generation) VALUES (1, 0);`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

@@ -82,6 +82,14 @@ var migrationSeeds = []struct {
 		},
 		counts: map[string]int{"report_log": 1, "incidents": 1},
 	},
+	{ // 9
+		rows: []string{
+			`INSERT INTO mesh_proofs (node_id, area, sequence, expires_at, certificate, record, received_at, generation, published_expires, published_digest) VALUES ((SELECT id FROM nodes WHERE name = 'n1'), 7, 1, 4102444800000, 'cert', 'proof', 1, 1, 4102444800000, 'd')`,
+			`UPDATE mesh_proof_generation SET generation = 1 WHERE id = 1`,
+		},
+		counts: map[string]int{"mesh_proofs": 1, "mesh_proof_generation": 1},
+		fresh:  map[string]int{"mesh_proof_generation": 1},
+	},
 }
 
 // TestMigrateForwardFromEveryVersion builds the database every earlier schema version left behind,

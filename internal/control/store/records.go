@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -29,17 +28,43 @@ type MeshRecord struct {
 	// server can tell whether a newer one is news (docs/control.md, "Signed records").
 	PublishedExpires time.Time
 	PublishedDigest  string
+	// Area is the routing area a destination proof names (Proofs only; 0 in Records).
+	Area uint32
 }
 
-const recordCols = "r.node_id, n.name, n.groups_list, r.sequence, r.expires_at, r.certificate, r.record, r.received_at, r.generation, r.published_expires, r.published_digest"
+// Directory names what the control plane hands out by generation: nodes' signed link-state records,
+// or their destination proofs (docs/control.md, "Destination proofs"). Both are kept the same way,
+// one row per node, numbered by their own generation counter.
+type Directory struct {
+	table    string
+	genTable string // its counter: one row, id 1
+	area     bool
+}
+
+var (
+	// Records are the nodes' latest signed link-state records (mesh_records).
+	Records = Directory{table: "mesh_records", genTable: "mesh_record_generation"}
+	// Proofs are the nodes' latest destination proofs (mesh_proofs): their level-2 records naming the
+	// gateways of their area, handed to the nodes of other areas.
+	Proofs = Directory{table: "mesh_proofs", genTable: "mesh_proof_generation", area: true}
+)
+
+func (d Directory) cols() string {
+	c := "r.node_id, n.name, n.groups_list, r.sequence, r.expires_at, r.certificate, r.record, r.received_at, r.generation, r.published_expires, r.published_digest"
+	if d.area {
+		return c + ", r.area"
+	}
+	return c + ", 0"
+}
 
 func scanRecord(sc interface{ Scan(...any) error }) (*MeshRecord, error) {
 	var (
 		r                     MeshRecord
 		groups, cert, rec     string
 		seq, gen, e, got, pub int64
+		area                  int64
 	)
-	if err := sc.Scan(&r.NodeID, &r.NodeName, &groups, &seq, &e, &cert, &rec, &got, &gen, &pub, &r.PublishedDigest); err != nil {
+	if err := sc.Scan(&r.NodeID, &r.NodeName, &groups, &seq, &e, &cert, &rec, &got, &gen, &pub, &r.PublishedDigest, &area); err != nil {
 		return nil, err
 	}
 	var err error
@@ -50,16 +75,21 @@ func scanRecord(sc interface{ Scan(...any) error }) (*MeshRecord, error) {
 		return nil, fmt.Errorf("stored record: %w", err)
 	}
 	r.NodeGroups = splitGroups(groups)
-	r.Sequence, r.Generation = uint64(seq), uint64(gen)
+	r.Sequence, r.Generation, r.Area = uint64(seq), uint64(gen), uint32(area)
 	r.Expires, r.ReceivedAt, r.PublishedExpires = fromMS(e), fromMS(got), fromMS(pub)
 	return &r, nil
 }
 
 // RecordOf returns the stored record of a node (ErrNotFound if it has none).
 func (o Ops) RecordOf(ctx context.Context, nodeID int64) (*MeshRecord, error) {
-	r, err := scanRecord(o.queryRow(ctx, "SELECT "+recordCols+" FROM mesh_records r JOIN nodes n ON n.id = r.node_id WHERE r.node_id = ?", nodeID))
+	return o.SignedOf(ctx, Records, nodeID)
+}
+
+// SignedOf returns the stored record or proof of a node (ErrNotFound if it has none).
+func (o Ops) SignedOf(ctx context.Context, d Directory, nodeID int64) (*MeshRecord, error) {
+	r, err := scanRecord(o.queryRow(ctx, "SELECT "+d.cols()+" FROM "+d.table+" r JOIN nodes n ON n.id = r.node_id WHERE r.node_id = ?", nodeID))
 	if err != nil {
-		return nil, fmt.Errorf("store: record: %w", mapErr(err))
+		return nil, fmt.Errorf("store: %s: %w", d.table, mapErr(err))
 	}
 	return r, nil
 }
@@ -68,24 +98,34 @@ func (o Ops) RecordOf(ctx context.Context, nodeID int64) (*MeshRecord, error) {
 // number, and reports whether it did: a stored record never goes back, whichever of two racing
 // writers commits last.
 func (o Ops) PutRecord(ctx context.Context, r *MeshRecord) (bool, error) {
+	return o.PutSigned(ctx, Records, r)
+}
+
+// PutSigned is PutRecord for the records or the proofs.
+func (o Ops) PutSigned(ctx context.Context, d Directory, r *MeshRecord) (bool, error) {
 	if r.Sequence > math.MaxInt64 || r.Generation > math.MaxInt64 {
-		return false, errors.New("store: put record: sequence or generation beyond 2^63-1")
+		return false, fmt.Errorf("store: put %s: sequence or generation beyond 2^63-1", d.table)
 	}
-	res, err := o.exec(ctx, `INSERT INTO mesh_records (node_id, sequence, expires_at, certificate, record, received_at, generation,
-		published_expires, published_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	cols, vals, set := "", "", ""
+	args := []any{r.NodeID, int64(r.Sequence), ms(r.Expires), base64.StdEncoding.EncodeToString(r.Certificate),
+		base64.StdEncoding.EncodeToString(r.Record), ms(r.ReceivedAt), int64(r.Generation), ms(r.PublishedExpires), r.PublishedDigest}
+	if d.area {
+		cols, vals, set = ", area", ", ?", ", area = excluded.area"
+		args = append(args, int64(r.Area))
+	}
+	res, err := o.exec(ctx, `INSERT INTO `+d.table+` (node_id, sequence, expires_at, certificate, record, received_at, generation,
+		published_expires, published_digest`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?`+vals+`)
 		ON CONFLICT (node_id) DO UPDATE SET sequence = excluded.sequence, expires_at = excluded.expires_at,
 			certificate = excluded.certificate, record = excluded.record, received_at = excluded.received_at,
 			generation = excluded.generation, published_expires = excluded.published_expires,
-			published_digest = excluded.published_digest
-		WHERE mesh_records.sequence < excluded.sequence`,
-		r.NodeID, int64(r.Sequence), ms(r.Expires), base64.StdEncoding.EncodeToString(r.Certificate),
-		base64.StdEncoding.EncodeToString(r.Record), ms(r.ReceivedAt), int64(r.Generation), ms(r.PublishedExpires), r.PublishedDigest)
+			published_digest = excluded.published_digest`+set+`
+		WHERE `+d.table+`.sequence < excluded.sequence`, args...)
 	if err != nil {
-		return false, fmt.Errorf("store: put record: %w", mapErr(err))
+		return false, fmt.Errorf("store: put %s: %w", d.table, mapErr(err))
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return false, fmt.Errorf("store: put record: %w", err)
+		return false, fmt.Errorf("store: put %s: %w", d.table, err)
 	}
 	return n == 1, nil
 }
@@ -93,18 +133,28 @@ func (o Ops) PutRecord(ctx context.Context, r *MeshRecord) (bool, error) {
 // NextRecordGeneration takes the next record generation number. Call it in the transaction that
 // publishes the record, so that a generation is visible only with its record.
 func (o Ops) NextRecordGeneration(ctx context.Context) (uint64, error) {
+	return o.NextGeneration(ctx, Records)
+}
+
+// NextGeneration is NextRecordGeneration for the records or the proofs.
+func (o Ops) NextGeneration(ctx context.Context, d Directory) (uint64, error) {
 	var g int64
-	if err := o.queryRow(ctx, "UPDATE mesh_record_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation").Scan(&g); err != nil {
-		return 0, fmt.Errorf("store: next record generation: %w", mapErr(err))
+	if err := o.queryRow(ctx, "UPDATE "+d.genTable+" SET generation = generation + 1 WHERE id = 1 RETURNING generation").Scan(&g); err != nil {
+		return 0, fmt.Errorf("store: next %s generation: %w", d.table, mapErr(err))
 	}
 	return uint64(g), nil
 }
 
 // RecordGeneration returns the last record generation number taken (0: none yet).
 func (o Ops) RecordGeneration(ctx context.Context) (uint64, error) {
+	return o.Generation(ctx, Records)
+}
+
+// Generation is RecordGeneration for the records or the proofs.
+func (o Ops) Generation(ctx context.Context, d Directory) (uint64, error) {
 	var g int64
-	if err := o.queryRow(ctx, "SELECT generation FROM mesh_record_generation WHERE id = 1").Scan(&g); err != nil {
-		return 0, fmt.Errorf("store: record generation: %w", mapErr(err))
+	if err := o.queryRow(ctx, "SELECT generation FROM "+d.genTable+" WHERE id = 1").Scan(&g); err != nil {
+		return 0, fmt.Errorf("store: %s generation: %w", d.table, mapErr(err))
 	}
 	return uint64(g), nil
 }
@@ -112,26 +162,38 @@ func (o Ops) RecordGeneration(ctx context.Context) (uint64, error) {
 // ListRecords returns, oldest publication first, at most limit records of unrevoked nodes that
 // have not expired at now and were last published at a generation in (after, upTo].
 func (o Ops) ListRecords(ctx context.Context, after, upTo uint64, now time.Time, limit int) ([]MeshRecord, error) {
+	return o.ListSigned(ctx, Records, 0, after, upTo, now, limit)
+}
+
+// ListSigned is ListRecords for the records or the proofs; a proof of area notArea is left out (0:
+// none is).
+func (o Ops) ListSigned(ctx context.Context, d Directory, notArea uint32, after, upTo uint64, now time.Time, limit int) ([]MeshRecord, error) {
 	if after > math.MaxInt64 || upTo > math.MaxInt64 {
-		return nil, errors.New("store: list records: generation beyond 2^63-1")
+		return nil, fmt.Errorf("store: list %s: generation beyond 2^63-1", d.table)
 	}
-	rows, err := o.query(ctx, "SELECT "+recordCols+` FROM mesh_records r JOIN nodes n ON n.id = r.node_id
-		WHERE n.revoked_at = 0 AND r.expires_at > ? AND r.generation > ? AND r.generation <= ?
-		ORDER BY r.generation LIMIT ?`, ms(now), int64(after), int64(upTo), clampLimit(limit))
+	where := ""
+	args := []any{ms(now), int64(after), int64(upTo)}
+	if d.area && notArea != 0 {
+		where = " AND r.area <> ?"
+		args = append(args, int64(notArea))
+	}
+	rows, err := o.query(ctx, "SELECT "+d.cols()+" FROM "+d.table+` r JOIN nodes n ON n.id = r.node_id
+		WHERE n.revoked_at = 0 AND r.expires_at > ? AND r.generation > ? AND r.generation <= ?`+where+`
+		ORDER BY r.generation LIMIT ?`, append(args, clampLimit(limit))...)
 	if err != nil {
-		return nil, fmt.Errorf("store: list records: %w", err)
+		return nil, fmt.Errorf("store: list %s: %w", d.table, err)
 	}
 	defer rows.Close()
 	var out []MeshRecord
 	for rows.Next() {
 		r, err := scanRecord(rows)
 		if err != nil {
-			return nil, fmt.Errorf("store: list records: %w", err)
+			return nil, fmt.Errorf("store: list %s: %w", d.table, err)
 		}
 		out = append(out, *r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list records: %w", err)
+		return nil, fmt.Errorf("store: list %s: %w", d.table, err)
 	}
 	return out, nil
 }

@@ -161,3 +161,67 @@ func TestRecordWritersRace(t *testing.T) {
 		}
 	})
 }
+
+// TestProofs: destination proofs are kept like records, in their own table with their own
+// generations, and a list leaves out the caller's own area.
+func TestProofs(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		alpha, beta, gamma := insertNode(t, s, "alpha"), insertNode(t, s, "beta"), insertNode(t, s, "gamma")
+		put := func(n *store.Node, seq uint64, area uint32) bool {
+			t.Helper()
+			var stored bool
+			err := s.InTx(ctx, func(tx *store.Tx) error {
+				g, err := tx.NextGeneration(ctx, store.Proofs)
+				if err != nil {
+					return err
+				}
+				stored, err = tx.PutSigned(ctx, store.Proofs, &store.MeshRecord{NodeID: n.ID, Sequence: seq, Expires: t0.Add(3 * time.Minute),
+					ReceivedAt: t0, Certificate: []byte("cert-" + n.Name), Record: []byte{byte(seq)}, Generation: g, Area: area,
+					PublishedExpires: t0.Add(3 * time.Minute), PublishedDigest: "d"})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return stored
+		}
+		if !put(alpha, 1, 1) || !put(beta, 1, 2) || !put(gamma, 1, 2) || put(beta, 1, 3) {
+			t.Fatal("proofs not stored as records are (newer only)")
+		}
+		if g, err := s.Generation(ctx, store.Proofs); err != nil || g != 4 {
+			t.Fatalf("proof generation %d %v, want 4", g, err)
+		}
+		if g, err := s.RecordGeneration(ctx); err != nil || g != 0 {
+			t.Fatalf("proofs moved the record generation to %d %v", g, err)
+		}
+		if _, err := s.RecordOf(ctx, alpha.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a proof read back as a record: %v", err)
+		}
+		got, err := s.SignedOf(ctx, store.Proofs, beta.ID)
+		if err != nil || got.Area != 2 || got.Sequence != 1 || string(got.Certificate) != "cert-beta" {
+			t.Fatalf("beta's proof: %+v %v", got, err)
+		}
+		list := func(notArea uint32) string {
+			t.Helper()
+			rs, err := s.ListSigned(ctx, store.Proofs, notArea, 0, 4, t0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, r := range rs {
+				names = append(names, fmt.Sprintf("%s/%d", r.NodeName, r.Area))
+			}
+			return fmt.Sprint(names)
+		}
+		if got := list(2); got != "[alpha/1]" {
+			t.Errorf("proofs not of area 2: %s", got)
+		}
+		if got := list(1); got != "[beta/2 gamma/2]" {
+			t.Errorf("proofs not of area 1: %s", got)
+		}
+		if got := list(0); got != "[alpha/1 beta/2 gamma/2]" {
+			t.Errorf("proofs of every area: %s", got)
+		}
+	})
+}

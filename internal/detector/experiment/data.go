@@ -22,6 +22,9 @@ type DataConfig struct {
 	// Randomise draws each run's traffic, size, fault counts, intensities, transient faults and
 	// telemetry gaps from the training distribution (TrainDistribution) instead of the fixed settings.
 	Randomise bool
+	// NoBusy leaves Perturb.Busy out of the randomised runs: the training distribution before it
+	// was added, so that a model trained without it can be compared on its own validation runs.
+	NoBusy bool
 	// Perturb damages the telemetry as a control plane would receive it.
 	Perturb Perturb
 	// Raw keeps the raw telemetry vectors (a model of the earlier feature set) instead of the
@@ -56,8 +59,9 @@ var TrainDistribution = struct {
 	Transient         float64
 	Missing, Late     [2]float64 // per-interval fraction of nodes, uniform per run
 	Noise             [2]float64 // relative counter noise
+	Busy              [2]float64 // fraction of nodes whose processor something else also uses (Perturb.Busy)
 }{Rate: [2]float64{8, 50}, Nodes: [2]int{60, 140}, GreyHole: [2]float64{0.1, 0.7}, LinkDeg: [2]float64{0.12, 0.4},
-	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}}
+	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}, Busy: [2]float64{0, 0.3}}
 
 // Generate runs the simulator and returns the labelled graphs, every run the same number of
 // graphs (Duration / interval), in seed order.
@@ -72,6 +76,9 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 		pert := dc.Perturb
 		if dc.Randomise {
 			pert = randomise(&cfg, seed)
+			if dc.NoBusy {
+				pert.Busy = 0
+			}
 		}
 		if dc.Sim != nil {
 			dc.Sim(&cfg)
@@ -115,7 +122,9 @@ func randomise(c *sim.Config, seed uint64) Perturb {
 		fs = append(fs, sim.FaultSpec{Kind: f.Kind, Count: max(1, f.Count/2+rng.IntN(f.Count+1))})
 	}
 	c.Faults = fs
-	return Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
+	p := Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
+	p.Busy = uni(d.Busy) // drawn last, so that every earlier draw of a seed is what it was without it
+	return p
 }
 
 // FromSim turns a simulator run into one labelled graph per telemetry interval, over the known

@@ -3,10 +3,12 @@ package experiment
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
+	"x0tta6bl4/internal/telemetry"
 )
 
 func TestMetrics(t *testing.T) {
@@ -115,7 +117,7 @@ func TestShiftOutsideTraining(t *testing.T) {
 	for seed := range uint64(200) {
 		c := sim.Config{Faults: DefaultFaults}
 		p := randomise(&c, seed)
-		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] {
+		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] || p.Busy > d.Busy[1] {
 			t.Fatalf("seed %d drew rate %d, %+v", seed, c.Rate, p)
 		}
 	}
@@ -142,5 +144,45 @@ func TestChooseJoint(t *testing.T) {
 	}
 	if m.Threshold != 0.3 {
 		t.Fatal("the methods given were changed")
+	}
+}
+
+// TestPerturbBusy: busy processors raise the CPU of the chosen fraction of nodes, the same nodes in
+// every interval, and touch nothing else.
+func TestPerturbBusy(t *testing.T) {
+	mk := func() []detector.Graph {
+		gs := make([]detector.Graph, 3)
+		for i := range gs {
+			gs[i].X = make([][]float64, 10)
+			for v := range gs[i].X {
+				x := make([]float64, telemetry.NumNode)
+				x[telemetry.FCPU], x[telemetry.FRTT] = 0.05, 3
+				gs[i].X[v] = x
+			}
+		}
+		return gs
+	}
+	gs, clean := mk(), mk()
+	Perturb{Busy: 0.3}.apply(gs, 7)
+	var busy []int
+	for v := range gs[0].X {
+		if gs[0].X[v][telemetry.FCPU] > 0.05 {
+			busy = append(busy, v)
+		}
+	}
+	if len(busy) != 3 {
+		t.Fatalf("%d busy nodes, want 3", len(busy))
+	}
+	for i := range gs {
+		for v, x := range gs[i].X {
+			c := x[telemetry.FCPU]
+			if slices.Contains(busy, v) != (c > 0.05) || c < 0.05 || c > 1 {
+				t.Fatalf("interval %d node %d: CPU %v (busy %v)", i, v, c, busy)
+			}
+			x[telemetry.FCPU] = 0.05
+			if !slices.Equal(x, clean[i].X[v]) {
+				t.Fatalf("interval %d node %d: busy changed more than the CPU: %v", i, v, x)
+			}
+		}
 	}
 }

@@ -23,6 +23,11 @@ type Perturb struct {
 	// carry the simulator's own noise (internal/sim, kernel.go), and their ratios were taken on the
 	// node, from exact counts.
 	Noise float64
+	// Busy is the fraction of nodes (a fixed set per run) whose processor something other than the
+	// mesh also uses: each reads a CPU of c + b·(1 − c) for its own b drawn from 0.2–0.8, with
+	// no queueing, drops or delay to go with it. It is augmentation for training only: a busy
+	// processor alone is not an overload, which is the saturation that queues and drops.
+	Busy float64
 }
 
 // apply perturbs a run's raw graphs in place (deterministic for seed).
@@ -70,6 +75,17 @@ func (p Perturb) apply(gs []detector.Graph, seed uint64) {
 						e[j] = mul(e[j])
 					}
 					e[telemetry.EProbeLoss] = max(0, min(1, e[telemetry.EProbeLoss]+p.Noise/5*rng.NormFloat64()))
+				}
+			}
+		}
+	}
+	if p.Busy > 0 {
+		busy := rand.New(rand.NewPCG(seed, 0x62757379))
+		for _, v := range busy.Perm(n)[:int(math.Round(p.Busy*float64(n)))] {
+			b := 0.2 + 0.6*busy.Float64()
+			for i := range gs {
+				if x := gs[i].X[v]; x[telemetry.FMissing] == 0 {
+					x[telemetry.FCPU] += b * (1 - max(0, min(1, x[telemetry.FCPU])))
 				}
 			}
 		}
