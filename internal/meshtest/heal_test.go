@@ -279,6 +279,19 @@ func TestHealFlapsNoDecision(t *testing.T) {
 	j.none(t, "flapping alpha–bravo")
 }
 
+// judgedHealthy reports whether n's healing loop judges its neighbour peer healthy: enough judged
+// probes through it, answered.
+func judgedHealthy(n *Node, peer string) func() bool {
+	return func() bool {
+		for _, p := range n.Heal().Peers {
+			if p.Name == peer {
+				return p.Class == "healthy"
+			}
+		}
+		return false
+	}
+}
+
 // healPhase runs the demo mesh, makes bravo drop the fraction of what it relays, and returns how long
 // alpha took to route around it and the first decision.
 func healPhase(t *testing.T, seed uint64, fraction float64, link LinkParams) (time.Duration, node.HealDecision) {
@@ -287,6 +300,13 @@ func healPhase(t *testing.T, seed uint64, fraction float64, link LinkParams) (ti
 	alpha := m.Node("alpha")
 	if _, ok := m.RunUntil(hasRoute(alpha, "delta", 3, "bravo"), 10*time.Second); !ok {
 		t.Fatalf("no 3-hop route alpha -> delta\n%s", dump(m))
+	}
+	// The loop judges a relay only by destinations that have answered through it (docs/node.md):
+	// on lossy links the end-to-end handshake with the destination behind bravo may take a retry
+	// or two (a lost fragment of eight costs the 5 s retry), and until it answers, bravo's faults
+	// are no one's to see. The fault starts once alpha has judged bravo healthy on answered probes.
+	if _, ok := m.RunUntil(judgedHealthy(alpha, "bravo"), 30*time.Second); !ok {
+		t.Fatalf("alpha never judged bravo on answered probes\nheal %+v\n%s", alpha.Heal(), dump(m))
 	}
 	m.Node("bravo").SetTransitFault(fraction)
 	took, ok := m.RunUntil(hasRoute(alpha, "delta", 4, "echo"), 30*time.Second)
