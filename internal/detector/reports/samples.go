@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -256,12 +257,7 @@ func JournalIncidents(a *api.ReportArchive) []api.Incident {
 		}
 	}
 	var out []api.Incident
-	nodes := make([]string, 0, len(byNode))
-	for n := range byNode {
-		nodes = append(nodes, n)
-	}
-	sort.Strings(nodes)
-	for _, n := range nodes {
+	for _, n := range slices.Sorted(maps.Keys(byNode)) {
 		ds := byNode[n]
 		sort.SliceStable(ds, func(i, j int) bool { return ds[i].at.Before(ds[j].at) })
 		open := map[string]*api.Incident{}
@@ -280,12 +276,7 @@ func JournalIncidents(a *api.ReportArchive) []api.Incident {
 				}
 			}
 		}
-		peers := make([]string, 0, len(open))
-		for p := range open {
-			peers = append(peers, p)
-		}
-		sort.Strings(peers)
-		for _, p := range peers {
+		for _, p := range slices.Sorted(maps.Keys(open)) {
 			in := open[p]
 			in.To = lastReport[n]
 			if in.To.Before(in.From) {
