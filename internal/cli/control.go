@@ -254,7 +254,7 @@ func runCtl(e *env, args []string) error {
 		{"predict", "the anomaly detector's judgement of a node, with its evidence", ctlPredict},
 		{"advisory list", "the cost advisories in force (relays the detector or an admin names)", ctlAdvisoryList},
 		{"advisory set", "name a relay by hand: ctl advisory set --reason TEXT [--multiplier 8] [--ttl 1h] NODE", ctlAdvisorySet},
-		{"advisory clear", "withdraw an operator advisory: ctl advisory clear NODE", ctlAdvisoryClear},
+		{"advisory clear", "withdraw what names a node (an operator advisory, the detector's hold): ctl advisory clear NODE", ctlAdvisoryClear},
 		{"incident label", "label a fault for training: --node N --kind blackhole --from T --to T", ctlIncidentLabel},
 		{"reports export", "write the recorded reports and incidents to a file for ai train --from-records", ctlReportsExport},
 		{"user add", "create an account (password from --password-file)", ctlUserAdd},

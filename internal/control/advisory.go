@@ -16,9 +16,12 @@ import (
 // fault — by the model (blackhole or grey hole: the score at or above the model's threshold, that
 // class the most likely, with at least min_confidence) or by flow conservation (the deficit its
 // neighbours' counters show that nothing else explains at or above deficit_threshold,
-// detector.UnexplainedDeficits) — in `consecutive` distinct fresh reports in a row is named in a CA-signed list that every node receives with the answer to its next report
-// (api.ReportAccepted.Advisories); `clear_after` distinct fresh reports judged otherwise withdraw
-// it, and so does the lack of any fresh report for a list lifetime. The list is re-signed when it
+// detector.UnexplainedDeficits) — in `consecutive` distinct fresh reports in a row is named in a
+// CA-signed list that every node receives with the answer to its next report
+// (api.ReportAccepted.Advisories). It is held (advisory_hold.go): withdrawn when its hold ends and
+// its latest judgement is not faulty, or earlier, unless the hold is suppressed, after `clear_after`
+// clean judgements backed by traffic (a relay handed too little to relay is unknown, not clean);
+// and when it is revoked or sends no fresh report for a list lifetime. The list is re-signed when it
 // changes and at half its lifetime while it names anyone. Nodes weigh it alongside their own probes
 // (internal/node/heal_advisory.go).
 
@@ -40,6 +43,12 @@ type AdvisoryConfig struct {
 	// how many distinct fresh reports in a row flow conservation must judge a relay faulty: a
 	// re-route leaves a deficit in the windowed counters for up to a window, which this outlasts.
 	DeficitConsecutive int `yaml:"deficit_consecutive"`
+	// A judgement that a relay is not faulty is clean evidence only when the relay was handed at
+	// least MinRelayed packets a second to relay (window mean, by its neighbours' counters) and, once
+	// named, at least EvidenceFraction of what it was handed when named; otherwise it is unknown.
+	MinRelayed       float64         `yaml:"min_relayed"`       // 10
+	EvidenceFraction float64         `yaml:"evidence_fraction"` // 0.5
+	Damping          AdvisoryDamping `yaml:"damping"`
 }
 
 func (c *AdvisoryConfig) setDefaults() {
@@ -71,6 +80,13 @@ func (c *AdvisoryConfig) setDefaults() {
 	if c.DeficitConsecutive == 0 {
 		c.DeficitConsecutive = detector.DeficitConsecutive
 	}
+	if c.MinRelayed == 0 {
+		c.MinRelayed = 10
+	}
+	if c.EvidenceFraction == 0 {
+		c.EvidenceFraction = 0.5
+	}
+	c.Damping.setDefaults()
 }
 
 func (c *AdvisoryConfig) validate() error {
@@ -87,8 +103,12 @@ func (c *AdvisoryConfig) validate() error {
 		return fmt.Errorf("config: ai.advisories.deficit_threshold %v: want more than 0, at most 1", c.DeficitThreshold)
 	case c.Multiplier < meshca.MinAdvisoryMultiplier || c.Multiplier > meshca.MaxAdvisoryMultiplier:
 		return fmt.Errorf("config: ai.advisories.multiplier %d: want %d to %d", c.Multiplier, meshca.MinAdvisoryMultiplier, meshca.MaxAdvisoryMultiplier)
+	case !(c.MinRelayed > 0 && c.MinRelayed <= 1e6):
+		return fmt.Errorf("config: ai.advisories.min_relayed %v: want more than 0, at most 1e6 packets a second", c.MinRelayed)
+	case !(c.EvidenceFraction > 0 && c.EvidenceFraction <= 1):
+		return fmt.Errorf("config: ai.advisories.evidence_fraction %v: want more than 0, at most 1", c.EvidenceFraction)
 	}
-	return nil
+	return c.Damping.validate()
 }
 
 // advisor is the control plane's advisory state. Suspects are per node name.
@@ -109,14 +129,23 @@ type operatorAdvisory struct {
 }
 
 type suspect struct {
-	lastReport    time.Time // the report last judged: only a newer one counts again
-	lastFresh     time.Time // when a fresh report was last judged
-	faulty, clean int       // distinct reports in a row judged faulty (by the model or flow conservation), and neither
-	byModel       int       // distinct reports in a row the model judged faulty
-	byDeficit     int       // distinct reports in a row flow conservation judged faulty
-	named         bool      // in the list
-	class         string
-	confidence    float64
+	lastReport time.Time // the report last judged: only a newer one counts again
+	lastFresh  time.Time // when a fresh report was last judged
+	faulty     int       // distinct reports in a row judged faulty (by the model or flow conservation)
+	clean      int       // distinct reports judged clean on enough traffic since the last judged faulty
+	byModel    int       // distinct reports in a row the model judged faulty
+	byDeficit  int       // distinct reports in a row flow conservation judged faulty
+	handed     float64   // packets a second handed to it to relay, window mean, in the last report judged
+	named      bool      // in the list
+	class      string
+	confidence float64
+
+	// While named: what it was handed when named, until when the naming holds, and whether the
+	// hold is absolute (suppressed). record is its damping state, kept while it is not named.
+	handedAtNaming float64
+	heldUntil      time.Time
+	suppressed     bool
+	record         namingRecord
 }
 
 // currentAdvisories is the signed list to hand a node with a report answer, or "".
@@ -190,6 +219,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("detector graph: %w", err)
 	}
 	probs := m.Predict(&in)
+	handed := detector.HandedToRelay(&mg.Graph)
 	cfg := s.cfg.AI.Advisories
 	now := s.now()
 
@@ -230,7 +260,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 		if !rep.ReportedAt.After(sp.lastReport) {
 			continue // the same report judged again is no new evidence
 		}
-		sp.lastReport, sp.lastFresh = rep.ReportedAt, now
+		sp.lastReport, sp.lastFresh, sp.handed = rep.ReportedAt, now, handed[v]
 		class, p, byModel := detector.ModelRelayFault(probs[v], m.Threshold, cfg.MinConfidence)
 		byDeficit := deficits != nil && deficits[v] >= cfg.DeficitThreshold
 		sp.byModel, sp.byDeficit = countRun(sp.byModel, byModel), countRun(sp.byDeficit, byDeficit)
@@ -244,7 +274,13 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 			sp.faulty, sp.clean = sp.faulty+1, 0
 			sp.class, sp.confidence = FlowConservationReason, min(1, deficits[v])
 		default:
-			sp.faulty, sp.clean = 0, sp.clean+1
+			// Not judged faulty is clean only on enough traffic, judged by every method on: too
+			// little is unknown, which neither counts nor breaks the run.
+			sp.faulty = 0
+			if handed[v] >= cfg.MinRelayed && handed[v] >= cfg.EvidenceFraction*sp.handedAtNaming &&
+				(deficits == nil || deficits[v] != detector.NotJudged) {
+				sp.clean++
+			}
 		}
 	}
 	changed := false
@@ -252,13 +288,32 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 		_, enrolled := mg.Index[name]
 		switch {
 		case !sp.named && (sp.byModel >= cfg.Consecutive || sp.byDeficit >= cfg.DeficitConsecutive) && enrolled:
-			sp.named, changed = true, true
+			penalty, hold := sp.record.named(&cfg.Damping, now)
+			sp.named, sp.clean, sp.handedAtNaming, changed = true, 0, sp.handed, true
+			sp.heldUntil, sp.suppressed = now.Add(hold), penalty >= cfg.Damping.Suppress
 			s.log.Warn("cost advisory: the detector judges a relay faulty", "node", name, "class", sp.class,
-				"confidence", sp.confidence, "reports", sp.faulty, "multiplier", cfg.Multiplier)
-		case sp.named && (sp.clean >= cfg.ClearAfter || !enrolled || now.Sub(sp.lastFresh) > cfg.Lifetime):
-			sp.named, changed = false, true
-			s.log.Info("cost advisory withdrawn", "node", name, "clean_reports", sp.clean, "enrolled", enrolled,
-				"last_fresh_report", sp.lastFresh)
+				"confidence", sp.confidence, "reports", sp.faulty, "multiplier", cfg.Multiplier,
+				"handed_pps", sp.handed, "penalty", penalty, "hold", hold, "suppressed", sp.suppressed)
+		case sp.named:
+			why := ""
+			switch {
+			case !enrolled:
+				why = "not enrolled"
+			case now.Sub(sp.lastFresh) > cfg.Lifetime:
+				why = "no fresh report for a list lifetime"
+			case !sp.suppressed && sp.clean >= cfg.ClearAfter:
+				why = "judged clean on enough traffic"
+			case !now.Before(sp.heldUntil) && sp.faulty == 0:
+				why = "hold ended"
+			}
+			if why != "" {
+				sp.named, changed = false, true
+				sp.record.released(now)
+				s.log.Info("cost advisory withdrawn", "node", name, "why", why, "clean_reports", sp.clean,
+					"handed_pps", sp.handed, "handed_pps_when_named", sp.handedAtNaming, "last_fresh_report", sp.lastFresh)
+			}
+		default:
+			sp.record.forgetIfDecayed(&cfg.Damping, now)
 		}
 		if !sp.named && !enrolled {
 			delete(s.adv.suspects, name)

@@ -109,27 +109,35 @@ func (s *Server) handleSetAdvisory(w http.ResponseWriter, r *http.Request, rc *r
 	s.handleListAdvisories(w, r, rc)
 }
 
+// handleClearAdvisory withdraws what names a node: an operator's advisory, and the detector's with
+// its hold. The detector's record of the node is forgotten too (the admin vouches for it): faulty
+// judgements must build a new run to name it again, and that naming is a first one.
 func (s *Server) handleClearAdvisory(w http.ResponseWriter, r *http.Request, rc *reqCtx) {
 	name := r.PathValue("node_id")
 	s.adv.mu.Lock()
-	_, held := s.adv.operator[name]
+	_, byOperator := s.adv.operator[name]
+	sp := s.adv.suspects[name]
+	byDetector := sp != nil && sp.named
 	s.adv.mu.Unlock()
-	if !held {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no operator advisory for %q (the detector's own are withdrawn when its judgement clears)", name))
+	if !byOperator && !byDetector {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no advisory names %q", name))
 		return
 	}
-	if err := s.audit(r.Context(), s.st.Ops, rc, "advisory.clear", name, ""); err != nil {
+	if err := s.audit(r.Context(), s.st.Ops, rc, "advisory.clear", name, fmt.Sprintf("operator=%v detector=%v", byOperator, byDetector)); err != nil {
 		s.internal(w, r, err)
 		return
 	}
 	s.adv.mu.Lock()
 	delete(s.adv.operator, name)
+	if sp := s.adv.suspects[name]; sp != nil {
+		*sp = suspect{lastReport: sp.lastReport, lastFresh: sp.lastFresh}
+	}
 	err := s.signAdvisoriesLocked(s.now())
 	s.adv.mu.Unlock()
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	s.log.Info("operator cost advisory cleared", "node", name, "by", rc.actor())
+	s.log.Info("cost advisory cleared by an admin", "node", name, "operator", byOperator, "detector", byDetector, "by", rc.actor())
 	s.handleListAdvisories(w, r, rc)
 }

@@ -189,9 +189,9 @@ func (s *Server) buildRoutes() []*route {
 			req:  api.SetAdvisoryRequest{}, resp: api.AdvisoryList{}, status: 200, params: []param{{"node_id", "string", "node name"}},
 			extra: map[int]string{404: "no such node", 409: "the node is revoked, or too many operator advisories"}}},
 		{method: "DELETE", path: "/api/v1/advisories/{node_id}", access: accessUser, role: auth.Admin, h: s.handleClearAdvisory, doc: opDoc{
-			id: "clearAdvisory", tag: "ai", summary: "Withdraw an operator advisory",
-			desc: "Removes the node's operator advisory and signs a new list at once (a newer sequence withdraws it on every node).",
-			resp: api.AdvisoryList{}, status: 200, params: []param{{"node_id", "string", "node name"}}, extra: map[int]string{404: "no operator advisory for the node"}}},
+			id: "clearAdvisory", tag: "ai", summary: "Withdraw what names a node: an operator advisory, and the detector's with its hold",
+			desc: "Removes the node's operator advisory, withdraws the detector's advisory for it however long its hold still runs and forgets the detector's record of its namings, and signs a new list at once (a newer sequence withdraws it on every node). The detector names it again only after a new run of faulty judgements.",
+			resp: api.AdvisoryList{}, status: 200, params: []param{{"node_id", "string", "node name"}}, extra: map[int]string{404: "no advisory names the node"}}},
 		{method: "GET", path: "/api/v1/ai/reports", access: accessUser, role: auth.Admin, h: s.handleReportArchive, doc: opDoc{
 			id: "aiReports", tag: "ai", summary: "Recorded node reports and labelled incidents, for `ai train --from-records`",
 			desc: "The reports recorded with `ai.record.enabled` (the detector's part: features, kernel features, peers with their features), oldest first, received in [from, to], at most `limit` (1000) and 4 MiB of reports per answer; `more` says to ask again with `after_id` = `next_after_id`. The first page (no `after_id`) also carries the incidents that overlap [from, to] (at most 1000).",

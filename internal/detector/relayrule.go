@@ -33,9 +33,12 @@ const DeficitConsecutive = telemetry.Window + 1
 // if the constant and the choice part.
 const DefaultDeficitThreshold = 0.06
 
+// NotJudged is UnexplainedDeficits' value for a node it does not judge: below any threshold.
+const NotJudged = -2
+
 // UnexplainedDeficits returns, for each node of a graph of Robust features, the part of its
 // windowed flow deficit that neither its links' probe loss nor a neighbour's larger deficit
-// explains, or −2 where it is not judged (a neighbour did not report, or a neighbour's deficit is
+// explains, or NotJudged where it is not judged (a neighbour did not report, or a neighbour's deficit is
 // larger). A relay is judged to lose what it relays where the value is at least a threshold.
 //
 // explained, if not nil, marks nodes whose deficit is already put down to a neighbour (the control
@@ -47,7 +50,7 @@ func UnexplainedDeficits(g *Graph, explained []bool) []float64 {
 	isExplained := func(v int) bool { return v < len(explained) && explained[v] }
 	out := make([]float64, len(g.X))
 	for v, x := range g.X {
-		out[v] = -2
+		out[v] = NotJudged
 		if len(x) != NumRobust || x[RNbrReported] != 1 || isExplained(v) {
 			continue
 		}
@@ -60,6 +63,21 @@ func UnexplainedDeficits(g *Graph, explained []bool) []float64 {
 		if largest {
 			out[v] = x[RDeficitW] - x[RNbrLossMean]
 		}
+	}
+	return out
+}
+
+// HandedToRelay returns, for each node of a graph of raw telemetry vectors (the graph Robust
+// reads), what its neighbours handed it to relay, packets a second, mean over the telemetry
+// window, by the same testimony its windowed deficit is computed from. A deficit is a fraction of
+// this: on little traffic it says little, and on none it says nothing. The advisor asks for enough
+// of it before it takes a judgement that a relay is not faulty as evidence that it relays what it
+// is given (docs/intelligence.md, "Holding an advisory").
+func HandedToRelay(raw *Graph) []float64 {
+	flows := conservation(raw, func(v int) bool { return raw.X[v][telemetry.FMissing] == 0 })
+	out := make([]float64, len(flows))
+	for v, f := range flows {
+		out[v] = f.inW
 	}
 	return out
 }

@@ -20,7 +20,7 @@ func (a *API) SetAdvisory(ctx context.Context, node string, req api.SetAdvisoryR
 	return &out, a.do(ctx, http.MethodPut, "/api/v1/advisories/"+url.PathEscape(node), req, &out)
 }
 
-// ClearAdvisory withdraws an operator advisory.
+// ClearAdvisory withdraws what names a node: an operator advisory, and the detector's with its hold.
 func (a *API) ClearAdvisory(ctx context.Context, node string) (*api.AdvisoryList, error) {
 	var out api.AdvisoryList
 	return &out, a.do(ctx, http.MethodDelete, "/api/v1/advisories/"+url.PathEscape(node), nil, &out)
