@@ -32,10 +32,17 @@ import (
 // the first decision about n2 by n1 or n3. The test fails unless the detector's advisory (not the
 // probe rule, not an operator) moves n1's route off n2 within advisoryWatch, before the probe rule
 // alone decided anything, and unless no node acts against any node but n2.
+//
+// In the detector's phase the fault then stays for advisoryKeep more. Its advisory must stay in force
+// all that time, though the traffic has left n2 and n2 has nothing left to lose, and be released
+// once the fault has ended, at the end of its hold. Before the advisor held advisories on absence of
+// evidence, they cycled: withdrawn as the deficit faded, the flow back on the grey hole, named again.
 
 const (
 	advisoryWatch   = 60 * time.Second // how long each phase waits for the mesh to leave n2
 	advisoryGreyPct = 15
+	advisoryKeep    = 60 * time.Second // the detector's phase keeps the fault this long after its decision
+	advisoryHold    = 2 * time.Minute  // the control plane's ai.advisories.damping.hold (its default)
 )
 
 // advisoryLab is the ring with its control plane.
@@ -87,10 +94,10 @@ func TestNetnsHealAdvisoryGreyhole(t *testing.T) {
 	l.spawn("flow", l.tag+"n1", []string{"X0TTA6BL4_TEST_UDP_FLOW=" + echo, "X0TTA6BL4_TEST_UDP_SECONDS=290"})
 	l.waitOutOfGrace("n1", "n3")
 
-	probe := l.greyPhase("probe rule alone", nil)
+	probe := l.greyPhase("probe rule alone", nil, 0)
 	l.settle()
 	l.restartControl(true)
-	detected := l.greyPhase("probe rule and the detector's advisories", nil)
+	detected := l.greyPhase("probe rule and the detector's advisories", nil, advisoryKeep)
 	l.settle()
 	var set time.Time
 	operator := l.greyPhase("probe rule and an operator's advisory", func() {
@@ -98,7 +105,7 @@ func TestNetnsHealAdvisoryGreyhole(t *testing.T) {
 		if out, err := l.cliErr("ctl", l.env, "ctl", "advisory", "set", "--reason", "grey hole test", "--multiplier", "8", "--ttl", "10m", "n2"); err != nil {
 			t.Fatalf("ctl advisory set: %v\n%s", err, out)
 		}
-	})
+	}, 0)
 	t.Logf("grey hole n2 (drops %d %% of the data it relays, each way; a round trip of the flow through it loses about %d %%):\n  probe rule alone:                %s\n  with the detector's advisories:  %s\n  with an operator's advisory:     %s",
 		advisoryGreyPct, 100-(100-advisoryGreyPct)*(100-advisoryGreyPct)/100, probe, detected, operator)
 
@@ -112,6 +119,14 @@ func TestNetnsHealAdvisoryGreyhole(t *testing.T) {
 	// The detector's advisory (its class, not "operator") is what moved the mesh, within the bound.
 	if !detected.found || detected.decision.Action != "advise" || detected.decision.Class == "operator" || detected.reroute < 0 {
 		t.Errorf("the control plane's detector: want its advisory applied by n1 or n3 within %s of the fault and n1's route off n2: %s", advisoryWatch, detected)
+	}
+	// It stayed in force for the whole fault, and was released after it, at the end of its hold: the
+	// naming came at most a report interval and an advisor interval (1 s each) before the decision.
+	if len(detected.lifted) > 0 {
+		t.Errorf("the detector's advisory was lifted while n2 was still a grey hole: %v", detected.lifted)
+	}
+	if held := advisoryKeep + detected.released; detected.found && (detected.released < 0 || held < advisoryHold-5*time.Second || held > advisoryHold+10*time.Second) {
+		t.Errorf("the detector's advisory: want it released at the end of its hold (%s after the naming) once the fault ended: %s", advisoryHold, detected)
 	}
 	// ... and it led the probe rule, which alone either never decided or decided later.
 	if probe.found && probe.mttd <= detected.mttd {
@@ -249,6 +264,12 @@ type greyResult struct {
 	who      string
 	flaps    []string // n1's route to n3 leaving n2 with no decision yet, and when
 	verdicts []string // the control plane's judgement of n2 while the phase ran
+	// With the fault kept after the decision: n1's and n3's advisories about n2 lifted while the
+	// fault lasted, and the time from the fault's end to neither advising n2 any more (-1: not
+	// within advisoryHold + advisoryWatch).
+	kept     time.Duration
+	lifted   []string
+	released time.Duration
 }
 
 func (r greyResult) String() string {
@@ -260,16 +281,22 @@ func (r greyResult) String() string {
 	if !r.found {
 		return fmt.Sprintf("no decision about n2 within %s%s (control plane's judgements of n2: %s)", advisoryWatch, f, v)
 	}
-	return fmt.Sprintf("MTTD %s: %s %s (%s p=%.4f: %s), n1's route off n2 %s later%s (control plane's judgements of n2: %s)",
+	k := ""
+	if r.kept > 0 {
+		k = fmt.Sprintf("; fault kept %s after the decision, advisory lifted during it: %d times %v; released %s after the fault ended (%s after the decision)",
+			r.kept, len(r.lifted), r.lifted, r.released.Round(time.Millisecond), (r.kept + r.released).Round(time.Millisecond))
+	}
+	return fmt.Sprintf("MTTD %s: %s %s (%s p=%.4f: %s), n1's route off n2 %s later%s%s (control plane's judgements of n2: %s)",
 		r.mttd.Round(time.Millisecond), r.who, r.decision.Action, r.decision.Class, r.decision.Confidence, r.decision.Rule,
-		r.reroute.Round(time.Millisecond), f, v)
+		r.reroute.Round(time.Millisecond), f, k, v)
 }
 
 // greyPhase turns n2 into a grey hole, calls act (if any), and waits up to advisoryWatch for the
 // first decision about n2 by n1 or n3 (a penalty or an applied advisory), then for n1's route to
-// n3 to leave n2. It then clears the fault and waits until the mesh is back through n2 with no
-// decision in force.
-func (l *advisoryLab) greyPhase(what string, act func()) greyResult {
+// n3 to leave n2. With keep, it keeps the fault that long after the decision, notes any advisory
+// about n2 that n1 or n3 lifted meanwhile, clears the fault, and waits until neither advises n2.
+// Otherwise it clears the fault at once.
+func (l *advisoryLab) greyPhase(what string, act func(), keep time.Duration) greyResult {
 	l.tb.Helper()
 	l.waitFor("n1 routes to n3 through n2", 60*time.Second, func() bool {
 		r, ok := l.route("n1", "n3")
@@ -288,7 +315,7 @@ EOF`, advisoryGreyPct))
 	if act != nil {
 		act()
 	}
-	res := greyResult{reroute: -1}
+	res := greyResult{reroute: -1, released: -1}
 	first := func() (HealDecision, string, bool) {
 		var best HealDecision
 		who := ""
@@ -327,6 +354,29 @@ EOF`, advisoryGreyPct))
 			}
 		}
 	}
+	if res.found && keep > 0 {
+		res.kept = keep
+		for end := res.decision.Time.Add(keep); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			l.checkAlive()
+		}
+		for _, n := range []string{"n1", "n3"} {
+			for _, d := range l.heal(n).Decisions {
+				if d.Peer == "n2" && d.Action == "unadvise" && d.Time.After(res.decision.Time) {
+					res.lifted = append(res.lifted, fmt.Sprintf("%s at +%s: %s", n, d.Time.Sub(fault).Round(time.Millisecond), d.Rule))
+				}
+			}
+		}
+		l.sh(l.tag+"n2", "nft delete table inet x6grey")
+		ended := time.Now()
+		for time.Since(ended) < advisoryHold+advisoryWatch {
+			l.checkAlive()
+			if !l.advised("n1", "n2") && !l.advised("n3", "n2") {
+				res.released = time.Since(ended)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	for _, who := range l.names {
 		for _, d := range l.heal(who).Decisions {
 			if d.Time.After(fault) {
@@ -336,8 +386,20 @@ EOF`, advisoryGreyPct))
 		}
 	}
 	l.tb.Logf("%s: %s", what, res)
-	l.sh(l.tag+"n2", "nft delete table inet x6grey")
+	if res.kept == 0 {
+		l.sh(l.tag+"n2", "nft delete table inet x6grey")
+	}
 	return res
+}
+
+// advised reports whether who applies an advisory to its link to peer now.
+func (l *advisoryLab) advised(who, peer string) bool {
+	for _, p := range l.heal(who).Peers {
+		if p.Name == peer && p.Advised > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // settle waits until n2 is no longer avoided by n1 or n3 and n1 routes to n3 through it again.
