@@ -74,8 +74,15 @@ func printAdvisories(w io.Writer, l *api.AdvisoryList) {
 	fmt.Fprintln(tw, "NODE\tMULTIPLIER\tSOURCE\tREASON\tCONFIDENCE\tUNTIL")
 	for _, a := range l.Entries {
 		until := "renewed while judged"
-		if a.Until != nil {
+		switch {
+		case a.Until != nil:
 			until = a.Until.UTC().Format(time.RFC3339)
+		case a.HeldUntil != nil:
+			until = fmt.Sprintf("held to %s (penalty %.2f", a.HeldUntil.UTC().Format(time.RFC3339), a.Penalty)
+			if a.Suppressed {
+				until += ", suppressed"
+			}
+			until += ")"
 		}
 		fmt.Fprintf(tw, "%s\t×%d\t%s\t%s\t%.3f\t%s\n", a.Node, a.Multiplier, a.Source, a.Reason, a.Confidence, until)
 	}

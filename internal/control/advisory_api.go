@@ -33,6 +33,10 @@ func (s *Server) handleListAdvisories(w http.ResponseWriter, r *http.Request, rc
 		out.Sequence, out.IssuedAt, out.ExpiresAt, out.Signed = a.Sequence, &issued, &expires, s.adv.encoded
 		for _, e := range a.Entries {
 			ad := api.Advisory{Node: e.Subject, Multiplier: int(e.Multiplier), Confidence: e.Confidence, Reason: e.Reason, Source: "detector"}
+			if sp := s.adv.suspects[e.Subject]; sp != nil && sp.named {
+				held := sp.heldUntil
+				ad.HeldUntil, ad.Penalty, ad.Suppressed = &held, sp.record.penalty, sp.suppressed
+			}
 			if o, ok := s.adv.operator[e.Subject]; ok {
 				until := o.expires
 				ad.Source, ad.SetBy, ad.Until = "operator", o.by, &until

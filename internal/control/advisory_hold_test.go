@@ -351,6 +351,14 @@ func TestAdvisorOperatorReleasesAHold(t *testing.T) {
 	if len(l.named) != 1 {
 		t.Fatalf("named at %v", l.named)
 	}
+	shown, err := admin.Advisories(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := shown.Entries; len(e) != 1 || e[0].Source != "detector" || e[0].HeldUntil == nil ||
+		!e[0].HeldUntil.Equal(l.named[0].Add(cfg(l).Damping.Hold)) || e[0].Penalty != 1 || e[0].Suppressed {
+		t.Fatalf("list shows %+v, want beta held %s from its naming at %s, penalty 1", e, cfg(l).Damping.Hold, l.named[0])
+	}
 	list, err := admin.ClearAdvisory(t.Context(), "beta")
 	if err != nil {
 		t.Fatal(err)

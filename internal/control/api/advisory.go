@@ -19,6 +19,12 @@ type Advisory struct {
 	Source     string     `json:"source"`           // "detector" or "operator"
 	SetBy      string     `json:"set_by,omitempty"` // operator entries: who
 	Until      *time.Time `json:"until,omitempty"`  // operator entries: when it lapses
+	// Detector entries: when the naming's hold ends (it is withdrawn then, or at the first judgement
+	// after it that is not faulty, or earlier on clean judgements unless suppressed), and the
+	// relay's damping penalty (docs/control.md, "Cost advisories").
+	HeldUntil  *time.Time `json:"held_until,omitempty"`
+	Penalty    float64    `json:"penalty,omitempty"`
+	Suppressed bool       `json:"suppressed,omitempty"`
 }
 
 // AdvisoryList is GET /api/v1/advisories: the signed list in force, readable.
