@@ -27,20 +27,18 @@ type AdvisoryDamping struct {
 }
 
 func (c *AdvisoryDamping) setDefaults() {
-	if c.Hold == 0 {
-		c.Hold = 2 * time.Minute
-	}
-	if c.MaxHold == 0 {
-		c.MaxHold = 30 * time.Minute
-	}
-	if c.HalfLife == 0 {
-		c.HalfLife = 15 * time.Minute
-	}
-	if c.Suppress == 0 {
-		c.Suppress = 1.5
-	}
-	if c.Reuse == 0 {
-		c.Reuse = 0.5
+	orDefault(&c.Hold, 2*time.Minute)
+	orDefault(&c.MaxHold, 30*time.Minute)
+	orDefault(&c.HalfLife, 15*time.Minute)
+	orDefault(&c.Suppress, 1.5)
+	orDefault(&c.Reuse, 0.5)
+}
+
+// orDefault sets *v to def where it is the zero value (the key was left out).
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 
