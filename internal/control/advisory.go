@@ -136,6 +136,7 @@ type suspect struct {
 	byModel    int       // distinct reports in a row the model judged faulty
 	byDeficit  int       // distinct reports in a row flow conservation judged faulty
 	handed     float64   // packets a second handed to it to relay, window mean, in the last report judged
+	enough     bool      // and that was enough traffic for the judgement to be evidence
 	named      bool      // in the list
 	class      string
 	confidence float64
@@ -261,6 +262,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 			continue // the same report judged again is no new evidence
 		}
 		sp.lastReport, sp.lastFresh, sp.handed = rep.ReportedAt, now, handed[v]
+		sp.enough = handed[v] >= cfg.MinRelayed && handed[v] >= cfg.EvidenceFraction*sp.handedAtNaming
 		class, p, byModel := detector.ModelRelayFault(probs[v], m.Threshold, cfg.MinConfidence)
 		byDeficit := deficits != nil && deficits[v] >= cfg.DeficitThreshold
 		sp.byModel, sp.byDeficit = countRun(sp.byModel, byModel), countRun(sp.byDeficit, byDeficit)
@@ -277,8 +279,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 			// Not judged faulty is clean only on enough traffic, judged by every method on: too
 			// little is unknown, which neither counts nor breaks the run.
 			sp.faulty = 0
-			if handed[v] >= cfg.MinRelayed && handed[v] >= cfg.EvidenceFraction*sp.handedAtNaming &&
-				(deficits == nil || deficits[v] != detector.NotJudged) {
+			if sp.enough && (deficits == nil || deficits[v] != detector.NotJudged) {
 				sp.clean++
 			}
 		}
@@ -303,11 +304,15 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 				why = "no fresh report for a list lifetime"
 			case !sp.suppressed && sp.clean >= cfg.ClearAfter:
 				why = "judged clean on enough traffic"
-			case !now.Before(sp.heldUntil) && sp.faulty == 0:
+			case !now.Before(sp.heldUntil) && !(sp.faulty > 0 && sp.enough):
+				// A faulty judgement holds it past its hold only on enough traffic: on the
+				// probes that still cross a relay the mesh has left, a deficit is noise.
 				why = "hold ended"
 			}
 			if why != "" {
-				sp.named, changed = false, true
+				// Naming it again takes a new run of judgements: those made while it was held
+				// were on what traffic was left to it.
+				sp.named, sp.faulty, sp.byModel, sp.byDeficit, changed = false, 0, 0, 0, true
 				sp.record.released(now)
 				s.log.Info("cost advisory withdrawn", "node", name, "why", why, "clean_reports", sp.clean,
 					"handed_pps", sp.handed, "handed_pps_when_named", sp.handedAtNaming, "last_fresh_report", sp.lastFresh)

@@ -32,6 +32,7 @@ type relayLoop struct {
 	seq          uint64
 	flow, probes float64
 	drop         float64 // the fraction of the flow beta loses now (0: healthy)
+	probeDrop    float64 // the fraction of the probes it loses
 	noDetour     bool    // the flow has no other way: it stays on beta while beta is named (a cut vertex)
 	// per neighbour (alpha, gamma): what it handed beta and got back from it, last Window reports
 	handed, back map[string][]float64
@@ -80,9 +81,9 @@ func (l *relayLoop) betaNamed() bool {
 func (l *relayLoop) tick() {
 	l.t.Helper()
 	named := l.betaNamed()
-	handed, back := l.probes, l.probes
+	handed, back := l.probes, l.probes*(1-l.probeDrop)
 	if !named || l.noDetour {
-		handed, back = l.flow+l.probes, l.flow*(1-l.drop)+l.probes
+		handed, back = l.flow+l.probes, l.flow*(1-l.drop)+back
 		if l.drop > 0 && !named {
 			l.exposed += l.step
 		}
@@ -334,6 +335,32 @@ func TestAdvisorReleasesOnEvidence(t *testing.T) {
 	}
 	if sp := l.suspect("beta"); sp.clean != 0 || sp.handed < cfg.MinRelayed {
 		t.Errorf("on probes alone (%.1f packets/s, above min_relayed %v): %d clean judgements counted", sp.handed, cfg.MinRelayed, sp.clean)
+	}
+	// At the end of the hold, the few probes that cross it lose a third: judged faulty on too
+	// little traffic, which does not hold it past its hold.
+	l.probeDrop = 0.3
+	l.run(30 * time.Second)
+	if len(l.withdrawn) != 3 {
+		t.Fatalf("held past its hold on a deficit of the probes alone (%+v)", l.suspect("beta"))
+	}
+	if held := l.withdrawn[2].Sub(l.named[2]); held > cfg.Damping.Hold+l.step {
+		t.Errorf("held %s, want its hold %s", held, cfg.Damping.Hold)
+	}
+	// A cut vertex still faulty on its full traffic at the end of its hold stays named until a
+	// judgement is not faulty.
+	l.probeDrop, l.noDetour = 0, true
+	l.h.srv.adv.mu.Lock()
+	l.h.srv.adv.suspects["beta"].record = namingRecord{}
+	l.h.srv.adv.mu.Unlock()
+	l.drop = 0.15
+	l.run(cfg.Damping.Hold + 30*time.Second)
+	if len(l.named) != 4 || len(l.withdrawn) != 3 {
+		t.Fatalf("a relay faulty on its full traffic at the end of its hold: named at %v, withdrawn at %v", l.named, l.withdrawn)
+	}
+	l.drop = 0
+	l.run(20 * time.Second)
+	if len(l.withdrawn) != 4 {
+		t.Fatalf("not released once judged clean after its hold: named at %v, withdrawn at %v, %+v", l.named, l.withdrawn, l.suspect("beta"))
 	}
 }
 

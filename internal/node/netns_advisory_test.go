@@ -61,6 +61,7 @@ func TestNetnsHealAdvisoryGreyhole(t *testing.T) {
 	t.Cleanup(l.cleanup)
 	l.build(5)
 	a := l.startAdvisoryControl()
+	t.Cleanup(l.logAdvisor) // before the lab's cleanup removes the control plane's log
 
 	// n1 first, then each node with the lower-numbered ends of its ring links as peers.
 	ring := [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {0, 4}}
@@ -392,14 +393,35 @@ EOF`, advisoryGreyPct))
 	return res
 }
 
-// advised reports whether who applies an advisory to its link to peer now.
+// advised reports whether who applies an advisory to its link to peer now, by its journal: its
+// last advise or unadvise entry about peer.
 func (l *advisoryLab) advised(who, peer string) bool {
-	for _, p := range l.heal(who).Peers {
-		if p.Name == peer && p.Advised > 0 {
-			return true
+	on := false
+	for _, d := range l.heal(who).Decisions {
+		if d.Peer == peer && (d.Action == "advise" || d.Action == "unadvise") {
+			on = d.Action == "advise"
 		}
 	}
-	return false
+	return on
+}
+
+// logAdvisor logs what the control plane's advisor decided (its naming and withdrawal lines).
+func (l *advisoryLab) logAdvisor() {
+	if l.control == nil {
+		return
+	}
+	data, err := os.ReadFile(l.control.log)
+	if err != nil {
+		l.tb.Logf("control plane log: %v", err)
+		return
+	}
+	var lines []string
+	for line := range strings.Lines(string(data)) {
+		if strings.Contains(line, "cost advisor") {
+			lines = append(lines, strings.TrimSpace(line))
+		}
+	}
+	l.tb.Logf("the control plane's advisor:\n%s", strings.Join(lines, "\n"))
 }
 
 // settle waits until n2 is no longer avoided by n1 or n3 and n1 routes to n3 through it again.
