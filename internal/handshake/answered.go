@@ -88,6 +88,9 @@ func (c *answeredCache) len() int {
 // expire drops entries older than AnsweredLifetime from the old end. Entries are in insertion
 // order, so it stops at the first live one; a clock that went backwards expires everything.
 func (c *answeredCache) expire(now time.Time) {
+	if c == nil {
+		return
+	}
 	for c.head < len(c.order) {
 		a := c.entries[c.order[c.head]]
 		if !expired(a.at, now, AnsweredLifetime) {
