@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/net/ipv6"
 
+	"x0tta6bl4/internal/handshake"
 	"x0tta6bl4/internal/node"
 )
 
@@ -98,9 +99,10 @@ func (r lossRun) String() string {
 }
 
 // TestHandshakeLossTimeToSession: with 2 % of datagrams lost on both links, an end-to-end session
-// across a relay loses one of its handshake fragments in about one run in three (10 fragments, two
-// links each). Without retransmission some of those runs wait for the 5 s retry; with it, every
-// seeded run has its first echo reply within 2 s.
+// across a relay loses one of its 10 handshake fragments (each crossing two links) in about one run
+// in three. Without retransmission some of those runs wait for the 5 s retry; with it, no run waits
+// for a retry and at most one in 24 needs more than two resends (0 of these seeds on every run so
+// far; 1 of 200 seeds in the benchmark below).
 func TestHandshakeLossTimeToSession(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 2 × 24 meshes")
@@ -115,7 +117,7 @@ func TestHandshakeLossTimeToSession(t *testing.T) {
 	if before.over(5*time.Second) == 0 {
 		t.Fatal("without retransmission no run waited for a retry: the loss did not hit a handshake")
 	}
-	if n := after.over(2 * time.Second); n != 0 || after.lost != 0 {
+	if n := after.over(2 * time.Second); n > 1 || after.over(handshake.RetryInterval) != 0 || after.lost != 0 {
 		t.Fatalf("with retransmission %d of %d runs took over 2 s (%d without a reply): %s", n, len(seeds), after.lost, after)
 	}
 }
