@@ -123,8 +123,7 @@ func dropOnce(typ byte, num int) func(netip.AddrPort, []byte) bool {
 // new attempt: the handshake completes on the first attempt's index within a second, the responder
 // makes exactly one session and takes exactly one index.
 func TestRetransmitRecoversEachLostFragment(t *testing.T) {
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	// How many fragments each message has at the default packet size.
 	probe := alice.machine(t, p.verifier)
 	init, err := probe.Initiate(t0, bob.addr, bob.cert)
@@ -171,8 +170,7 @@ func TestRetransmitRecoversEachLostFragment(t *testing.T) {
 // An attempt is resent byte for byte at 0.5, 1.5 and 3.5 s (plus jitter), then a new attempt starts
 // at RetryInterval; only the first RetransmitAttempts attempts resend.
 func TestRetransmitSchedule(t *testing.T) {
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	ma := alice.machine(t, p.verifier)
 	first, err := ma.Initiate(t0, bob.addr, bob.cert)
 	if err != nil {
@@ -233,8 +231,7 @@ func TestRetransmitSchedule(t *testing.T) {
 // without a second session, a second index or any KEM work; from another source, or after
 // AnsweredLifetime, it is a replay and gets nothing.
 func TestDuplicateInitiationAnsweredFromCache(t *testing.T) {
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	ma := alice.machine(t, p.verifier)
 	ib := &countingIndices{live: map[uint32]bool{}}
 	mb := bob.machine(t, p.verifier, func(c *Config) { c.Indices = ib })
@@ -314,8 +311,7 @@ func TestDuplicateInitiationAnsweredFromCache(t *testing.T) {
 // A duplicate of an initiation the responder refused after its KEM work is dropped without a
 // second decapsulation.
 func TestDuplicateOfRefusedInitiation(t *testing.T) {
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	ma := alice.machine(t, p.verifier)
 	refusals := 0
 	mb := bob.machine(t, p.verifier, func(c *Config) {
@@ -340,8 +336,7 @@ func TestDuplicateOfRefusedInitiation(t *testing.T) {
 // A duplicate is answered only within its own bytes and packet size: the same initiation cut into
 // smaller packets cannot draw the cached response's larger ones.
 func TestDuplicateAnswerNeverAmplifies(t *testing.T) {
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	ma := alice.machine(t, p.verifier)
 	mb := bob.machine(t, p.verifier)
 	init, err := ma.Initiate(t0, bob.addr, bob.cert)
@@ -373,8 +368,7 @@ func TestDuplicateAnswerNeverAmplifies(t *testing.T) {
 // Under load a duplicate without mac2 gets only a cookie reply; the initiator's resend with mac2
 // then gets the cached answer, and still no second session.
 func TestDuplicateUnderLoadNeedsCookie(t *testing.T) {
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	ma, mb := alice.machine(t, p.verifier), bob.machine(t, p.verifier)
 	l := newLossyLink(t, 10*time.Millisecond)
 	l.add(alice.addr, ma)
@@ -453,8 +447,7 @@ func TestAnsweredCacheBoundedInMachine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs answeredCacheSize + 8 handshakes")
 	}
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	mb := bob.machine(t, p.verifier, func(c *Config) { c.RatePerSecond, c.RateBurst = 1e6, 1e6; c.LoadThreshold = 1e6 })
 	for i := range answeredCacheSize + 8 {
 		ma := alice.machine(t, p.verifier)
@@ -477,8 +470,7 @@ func TestAnsweredCacheBoundedInMachine(t *testing.T) {
 // fragment from an old responder within one resend; a lost response fragment waits for the next
 // attempt, as before. An old initiator with a new responder is unchanged.
 func TestRetransmitCompatibility(t *testing.T) {
-	p := newPKI(t, "test.mesh")
-	alice, bob := p.node(t, "alice", time.Hour), p.node(t, "bob", time.Hour)
+	p, alice, bob := twoNodes(t)
 	old := func(c *Config) { c.DisableRetransmission = true }
 	short := RetransmitAfter + RetransmitAfter/8 + 100*time.Millisecond
 	for _, c := range []struct {
@@ -598,7 +590,7 @@ func TestLossyHandshakeTimes(t *testing.T) {
 }
 
 // BenchmarkLossyHandshake reports the distribution of time-to-handshake over a lossy link, before
-// (DisableRetransmission) and after, one seeded handshake per iteration (run with -benchtime=400x).
+// (DisableRetransmission) and after, one seeded handshake per iteration (docs/protocol.md §16 runs it with -benchtime 1000x).
 func BenchmarkLossyHandshake(b *testing.B) {
 	w := newLossyWorld(b)
 	for _, loss := range []float64{0.01, 0.02, 0.05} {
@@ -624,4 +616,11 @@ func BenchmarkLossyHandshake(b *testing.B) {
 			})
 		}
 	}
+}
+
+// twoNodes makes a CA and two of its nodes, alice and bob.
+func twoNodes(tb testing.TB) (*pki, *node, *node) {
+	tb.Helper()
+	p := newPKI(tb, "test.mesh")
+	return p, p.node(tb, "alice", time.Hour), p.node(tb, "bob", time.Hour)
 }
