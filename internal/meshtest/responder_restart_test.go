@@ -2,27 +2,32 @@ package meshtest
 
 import "testing"
 
-// TestResponderRestoresSession: d opens the end-to-end session with a (a ping), then a sends a flow
-// to d and d restarts, losing the session. a only ever responded to that session and has data to
-// send; d has nothing to send. a must handshake itself, by d's new incarnation or, with d's clock
-// behind at boot, by d's unknown-session notices alone, and the flow resumes within a second.
+// TestResponderRestoresSession: dst opens the end-to-end session with src (a ping), then src sends a
+// flow to dst and dst restarts, losing the session. src only ever responded to that session and has
+// data to send; dst has nothing to send. src must handshake itself, by dst's new incarnation or, with
+// dst's clock behind at boot, by dst's unknown-session notices alone, and the flow resumes within a
+// second. Both ends of the line take each role once: a restarted a dials its neighbour itself, a
+// restarted d waits to be dialled.
 func TestResponderRestoresSession(t *testing.T) {
-	for _, behind := range []bool{false, true} {
-		for seed := uint64(1); seed <= 3; seed++ {
-			res, m := flowAcrossRestart(t, restartCase{seed: seed, src: "a", dst: "d", victim: "d",
-				bootClockBehind: behind, openedByDst: true})
-			s := m.Node("a").Status().Stats
-			t.Logf("clock behind %v, seed %d: resumed %s after d's restart; a saw %d restarts, accepted %d notices",
-				behind, seed, res.resume, s.PeerRestarts, s.NoticesAccepted)
-			if behind && s.PeerRestarts != 0 {
-				t.Fatalf("seed %d: the records signalled the restart; the case does not test notices", seed)
-			}
-			if !behind && s.PeerRestarts == 0 {
-				t.Errorf("seed %d: a never saw d's new incarnation", seed)
-			}
-			if res.resume > resumeBound || res.lostAfter > 0 {
-				t.Errorf("clock behind %v, seed %d: resumed after %s, %d datagrams lost later\n%s",
-					behind, seed, res.resume, res.lostAfter, dump(m))
+	for _, ends := range [][2]string{{"a", "d"}, {"d", "a"}} {
+		for _, behind := range []bool{false, true} {
+			for seed := uint64(1); seed <= 3; seed++ {
+				src, dst := ends[0], ends[1]
+				res, m := flowAcrossRestart(t, restartCase{seed: seed, src: src, dst: dst, victim: dst,
+					bootClockBehind: behind, openedByDst: true})
+				s := m.Node(src).Status().Stats
+				t.Logf("%s → %s, clock behind %v, seed %d: resumed %s after %s's restart; %s saw %d restarts, accepted %d notices",
+					src, dst, behind, seed, res.resume, dst, src, s.PeerRestarts, s.NoticesAccepted)
+				if behind && s.PeerRestarts != 0 {
+					t.Fatalf("seed %d: the records signalled the restart; the case does not test notices", seed)
+				}
+				if !behind && s.PeerRestarts == 0 {
+					t.Errorf("seed %d: %s never saw %s's new incarnation", seed, src, dst)
+				}
+				if res.resume > resumeBound || res.lostAfter > 0 {
+					t.Errorf("%s → %s, clock behind %v, seed %d: resumed after %s, %d datagrams lost later\n%s",
+						src, dst, behind, seed, res.resume, res.lostAfter, dump(m))
+				}
 			}
 		}
 	}
