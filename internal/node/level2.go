@@ -20,6 +20,7 @@ package node
 //     level 1.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -205,13 +206,15 @@ func (n *Node) learnProofLocked(now time.Time, certRaw, raw []byte) error {
 	return nil
 }
 
-// checkProof parses and verifies a destination proof and its certificate.
+// checkProof parses and verifies a destination proof and its certificate. What it returns shares no
+// memory with certRaw or raw: a pushed proof arrives in a receive buffer that the next datagram
+// overwrites, and a gateway keeps the proof and verifies it again whenever level 2 changes.
 func checkProof(v *meshca.Verifier, now time.Time, certRaw, raw []byte) (*meshca.Certificate, *routing.Record, error) {
-	cert, err := meshca.ParseCertificate(certRaw)
+	cert, err := meshca.ParseCertificate(certRaw) // copies
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: proof certificate: %w", err)
 	}
-	rec, err := routing.ParseRecord(raw)
+	rec, err := routing.ParseRecord(bytes.Clone(raw)) // keeps a reference to its argument
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: proof: %w", err)
 	}
