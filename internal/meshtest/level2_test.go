@@ -256,3 +256,79 @@ func TestLevel2GatewayFailoverBothWays(t *testing.T) {
 		t.Errorf("echoes came back %s after %s died, want at most 1 s", healed, carrier)
 	}
 }
+
+// TestLevel2LostProofPushResent: a node pushes a destination proof it learnt to its nearest gateway
+// until the gateway acknowledges it. The first push is lost on the wire; the gateway holds the proof
+// about one retransmission timeout (250 ms) later, not at the next periodic push (60 s), and once it
+// has acknowledged, the node pushes no more.
+func TestLevel2LostProofPushResent(t *testing.T) {
+	area := map[string]uint32{"a": 1, "ga": 1, "gb": 2, "b": 2}
+	var a, ga *Node
+	armed, dropped, pushes := false, 0, 0
+	// A proof push is the only datagram from a to ga this large once the mesh has converged: the
+	// proof's certificate and record, about 9 KB (records flood without certificates by then).
+	isPush := func(from, to *Node, d []byte) bool { return from == a && to == ga && len(d) > 7000 }
+	m, err := New(Config{Seed: 24, Options: func(name string, o *node.Options) {
+		o.RoutingArea, o.RoutingGateway = area[name], name[0] == 'g'
+	}, Drop: func(from, to *Node, d []byte) bool {
+		if !armed || !isPush(from, to, d) {
+			return false
+		}
+		pushes++
+		if dropped == 0 {
+			dropped++
+			return true
+		}
+		return false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddNodes("a", "ga", "gb", "b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range [][2]string{{"a", "ga"}, {"ga", "gb"}, {"gb", "b"}} {
+		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a, ga = m.Node("a"), m.Node("ga")
+	m.Run(3 * time.Second)
+	var pb node.SignedRecord
+	if _, ok := m.RunUntil(func() bool {
+		var err error
+		pb, err = m.Node("b").OwnDestinationProof()
+		return err == nil
+	}, 10*time.Second); !ok {
+		t.Fatalf("b has no destination proof\n%s", dump(m))
+	}
+	if n := ga.Level2().Proofs; n != 0 {
+		t.Fatalf("ga holds %d proofs before a learnt any", n)
+	}
+	armed = true
+	if err := a.LearnProofs([]node.SignedRecord{pb}); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := m.RunUntil(func() bool { return ga.Level2().Proofs == 1 }, 70*time.Second)
+	if !ok {
+		t.Fatalf("ga never got the proof\n%s", dump(m))
+	}
+	t.Logf("ga holds the proof %s after a learnt it (first push lost; %d pushes)", took, pushes)
+	switch {
+	case dropped != 1:
+		t.Fatalf("no push was lost (%d pushes seen): this tests nothing", pushes)
+	case took < 200*time.Millisecond:
+		t.Fatalf("ga held the proof after %s, before any retransmission: the lost datagram was not the push", took)
+	case took > 600*time.Millisecond:
+		t.Errorf("ga held the proof %s after a learnt it, want about one retransmission timeout (250 ms)", took)
+	}
+	// Acknowledged: no more pushes until the periodic one.
+	before := pushes
+	m.Run(10 * time.Second)
+	if pushes != before {
+		t.Errorf("a pushed the acknowledged proof %d more times in 10 s", pushes-before)
+	}
+}
