@@ -204,15 +204,7 @@ func TestProofs(t *testing.T) {
 		}
 		list := func(notArea uint32) string {
 			t.Helper()
-			rs, err := s.ListSigned(ctx, store.Proofs, store.AreaFilter{Area: notArea}, 0, 4, t0, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, r := range rs {
-				names = append(names, fmt.Sprintf("%s/%d", r.NodeName, r.Area))
-			}
-			return fmt.Sprint(names)
+			return listByArea(t, s, store.Proofs, store.AreaFilter{Area: notArea}, 4)
 		}
 		if got := list(2); got != "[alpha/1]" {
 			t.Errorf("proofs not of area 2: %s", got)
@@ -250,18 +242,6 @@ func TestRecordsByArea(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		list := func(f store.AreaFilter) string {
-			t.Helper()
-			rs, err := s.ListSigned(ctx, store.Records, f, 0, 10, t0, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, r := range rs {
-				names = append(names, fmt.Sprintf("%s/%d", r.NodeName, r.Area))
-			}
-			return fmt.Sprint(names)
-		}
 		for _, c := range []struct {
 			f    store.AreaFilter
 			want string
@@ -272,9 +252,23 @@ func TestRecordsByArea(t *testing.T) {
 			{store.AreaFilter{Area: 7, Same: true}, "[]"},
 			{store.AreaFilter{}, "[alpha/1 beta/2 gamma/1 delta/0]"},
 		} {
-			if got := list(c.f); got != c.want {
+			if got := listByArea(t, s, store.Records, c.f, 10); got != c.want {
 				t.Errorf("records for %+v: %s, want %s", c.f, got, c.want)
 			}
 		}
 	})
+}
+
+// listByArea lists d's rows published up to generation upTo that f picks, as "name/area".
+func listByArea(t *testing.T, s *store.Store, d store.Directory, f store.AreaFilter, upTo uint64) string {
+	t.Helper()
+	rs, err := s.ListSigned(context.Background(), d, f, 0, upTo, t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range rs {
+		names = append(names, fmt.Sprintf("%s/%d", r.NodeName, r.Area))
+	}
+	return fmt.Sprint(names)
 }
