@@ -370,6 +370,42 @@ func TestVirtualLinksFloodingTopology(t *testing.T) {
 	}
 }
 
+// Gateway A reaches gateways B and C through the same neighbour v, and B and C are nearer to A
+// than to each other (by another path, through w). A minimum spanning tree (and the relative
+// neighbourhood graph) would flood A–B and A–C, so v would relay every level-2 record twice; the
+// flooding tree takes A–B and B–C instead, and v relays each once.
+func TestVirtualLinksSpreadOverRelays(t *testing.T) {
+	f := getFixture(t)
+	const a, v, b, c, w = 0, 1, 2, 3, 4
+	var rs []*Router
+	for i := range 5 {
+		rs = append(rs, f.router(t, i, func(cfg *Config) { cfg.Area, cfg.Gateway = 1, i == a || i == b || i == c }))
+	}
+	m := newMesh(t, f.now, rs...)
+	m.connect(rs[a], rs[v], Metrics{Cost: 1})
+	m.connect(rs[v], rs[b], Metrics{Cost: 10})
+	m.connect(rs[v], rs[c], Metrics{Cost: 10})
+	m.connect(rs[b], rs[w], Metrics{Cost: 7})
+	m.connect(rs[w], rs[c], Metrics{Cost: 7})
+	m.advance(2*time.Second, 10*time.Millisecond)
+	want := map[int]map[NodeID]VirtualLink{
+		a: {rs[b].ID(): {rs[b].ID(), 11, true}, rs[c].ID(): {rs[c].ID(), 11, false}},
+		b: {rs[a].ID(): {rs[a].ID(), 11, true}, rs[c].ID(): {rs[c].ID(), 14, true}},
+		c: {rs[a].ID(): {rs[a].ID(), 11, false}, rs[b].ID(): {rs[b].ID(), 14, true}},
+	}
+	for i, wl := range want {
+		got := rs[i].VirtualLinks()
+		if len(got) != len(wl) {
+			t.Fatalf("gateway %d: %d virtual links, want %d", i, len(got), len(wl))
+		}
+		for _, vl := range got {
+			if wl[vl.Gateway] != vl {
+				t.Fatalf("gateway %d: %+v, want %+v", i, vl, wl[vl.Gateway])
+			}
+		}
+	}
+}
+
 // A level-2 link marked NoFlood carries no records, yet counts for routes.
 func TestLevel2NoFloodLink(t *testing.T) {
 	f := getFixture(t)
