@@ -151,7 +151,7 @@ func (r *Router) VirtualLinks() []VirtualLink {
 		from[j], _, _ = t.spf()
 	}
 	t.self = self
-	dist := make([][]uint64, len(gws))     // dist[i][j]: from gateway i to gateway j
+	dist := make([][]uint64, len(gws))    // dist[i][j]: from gateway i to gateway j
 	relays := make([][][]int32, len(gws)) // relays[i][j]: the nodes between them, i to j
 	for i, g := range gws {
 		dist[i], relays[i] = make([]uint64, len(gws)), make([][]int32, len(gws))
