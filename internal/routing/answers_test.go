@@ -20,6 +20,16 @@ func recordsSent(m *mesh) map[[2]NodeID]int {
 	return sent
 }
 
+// areaRouters returns level-1 routers of area for the fixture's first n keys.
+func areaRouters(t *testing.T, f *fixture, n int, area uint32) []*Router {
+	t.Helper()
+	var rs []*Router
+	for i := range n {
+		rs = append(rs, f.router(t, i, func(c *Config) { c.Area = area }))
+	}
+	return rs
+}
+
 // A level-1 hub of an area answers the requests for a new originator's first record for at most
 // maxAnswers neighbours that another holder can serve (Busy for the rest, which get it from the
 // neighbours served), and at once for a leaf nobody else can serve: every node holds it a few
@@ -27,10 +37,7 @@ func recordsSent(m *mesh) map[[2]NodeID]int {
 func TestAreaAnswersShared(t *testing.T) {
 	f := getFixture(t)
 	// 0 is the hub, 1..3 a clique around it, 4 hangs off the hub alone, 5 joins later on the hub.
-	var rs []*Router
-	for i := range 6 {
-		rs = append(rs, f.router(t, i, func(c *Config) { c.Area = 3 }))
-	}
+	rs := areaRouters(t, f, 6, 3)
 	m := newMesh(t, f.now, rs...)
 	sent := recordsSent(m)
 	for i := 1; i <= 4; i++ {
@@ -70,10 +77,7 @@ func TestAreaAnswersShared(t *testing.T) {
 func TestAnswersCountLapses(t *testing.T) {
 	f := getFixture(t)
 	// 1 is the hub, 2..4 a clique around it, 0 joins later on the hub alone.
-	var rs []*Router
-	for i := range 5 {
-		rs = append(rs, f.router(t, i, func(c *Config) { c.Area = 3 }))
-	}
+	rs := areaRouters(t, f, 5, 3)
 	m := newMesh(t, f.now, rs...)
 	for i := 2; i <= 4; i++ {
 		m.connect(rs[1], rs[i], fast)

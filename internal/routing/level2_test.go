@@ -354,17 +354,7 @@ func TestVirtualLinksFloodingTopology(t *testing.T) {
 		2: {rs[0].ID(): {rs[0].ID(), 2 * cost, true}, rs[4].ID(): {rs[4].ID(), 2 * cost, true}},
 		4: {rs[2].ID(): {rs[2].ID(), 2 * cost, true}, rs[0].ID(): {rs[0].ID(), 4 * cost, false}},
 	}
-	for i, w := range want {
-		got := rs[i].VirtualLinks()
-		if len(got) != len(w) {
-			t.Fatalf("gateway %d: %d virtual links, want %d", i, len(got), len(w))
-		}
-		for _, v := range got {
-			if w[v.Gateway] != v {
-				t.Fatalf("gateway %d: %+v, want %+v", i, v, w[v.Gateway])
-			}
-		}
-	}
+	checkVirtualLinks(t, rs, want)
 	if rs[1].VirtualLinks() != nil {
 		t.Fatal("a node that is not a gateway has virtual links")
 	}
@@ -393,14 +383,20 @@ func TestVirtualLinksSpreadOverRelays(t *testing.T) {
 		b: {rs[a].ID(): {rs[a].ID(), 11, true}, rs[c].ID(): {rs[c].ID(), 14, true}},
 		c: {rs[a].ID(): {rs[a].ID(), 11, false}, rs[b].ID(): {rs[b].ID(), 14, true}},
 	}
-	for i, wl := range want {
+	checkVirtualLinks(t, rs, want)
+}
+
+// checkVirtualLinks fails unless each router rs[i] of want returns exactly the virtual links want[i].
+func checkVirtualLinks(t *testing.T, rs []*Router, want map[int]map[NodeID]VirtualLink) {
+	t.Helper()
+	for i, w := range want {
 		got := rs[i].VirtualLinks()
-		if len(got) != len(wl) {
-			t.Fatalf("gateway %d: %d virtual links, want %d", i, len(got), len(wl))
+		if len(got) != len(w) {
+			t.Fatalf("gateway %d: %d virtual links, want %d", i, len(got), len(w))
 		}
-		for _, vl := range got {
-			if wl[vl.Gateway] != vl {
-				t.Fatalf("gateway %d: %+v, want %+v", i, vl, wl[vl.Gateway])
+		for _, v := range got {
+			if w[v.Gateway] != v {
+				t.Fatalf("gateway %d: %+v, want %+v", i, v, w[v.Gateway])
 			}
 		}
 	}
