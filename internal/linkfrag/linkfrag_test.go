@@ -14,10 +14,9 @@ import (
 // testFrame returns a frame of n bytes that starts with the link-state frame type.
 func testFrame(n int, seed uint64) []byte {
 	b := make([]byte, n)
-	r := rand.New(rand.NewPCG(seed, 1))
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
+	var key [32]byte
+	key[0] = byte(seed)
+	rand.NewChaCha8(key).Read(b)
 	b[0] = byte(overlay.TypeLinkState)
 	return b
 }
