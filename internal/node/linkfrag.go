@@ -37,7 +37,7 @@ func (n *Node) linkDatagram() int { return n.opts.MTU + e2eOverhead }
 // larger than linkDatagram. It reports whether it was sent (every piece, and the whole frame if the
 // neighbour may not reassemble).
 func (n *Node) sendFrame(now time.Time, t *tunnel, frame []byte) bool {
-	if linkfrag.Fits(frame, n.linkDatagram()) {
+	if n.opts.NoPieceFrames || linkfrag.Fits(frame, n.linkDatagram()) {
 		return n.sendWholeFrame(now, t, frame)
 	}
 	pieces, err := linkfrag.Cut(frame, t.pieces.nextID.Add(1), linkfrag.PieceLen(n.linkDatagram()))
@@ -63,6 +63,10 @@ func (n *Node) sendFrame(now time.Time, t *tunnel, frame []byte) bool {
 // handlePiece adds a piece frame from the link t to its message, and handles the message when it is
 // whole.
 func (n *Node) handlePiece(now time.Time, t *tunnel, frame []byte, rx *rxBatch) {
+	if n.opts.NoPieceFrames {
+		n.stats.dropMalformed.Add(1) // what a build without them does with an unknown frame type
+		return
+	}
 	n.pieces.mu.Lock()
 	whole, err := n.pieces.reasm.Add(now, t, frame)
 	n.pieces.mu.Unlock()

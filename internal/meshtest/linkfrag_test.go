@@ -1,0 +1,94 @@
+package meshtest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"x0tta6bl4/internal/node"
+)
+
+// fragmentLimit is the largest UDP payload one IPv4 packet carries on a 1500-byte path; a larger
+// datagram needs IP fragments.
+const fragmentLimit = 1500 - 20 - 8
+
+// TestPieceFramesOnFragmentDroppingPaths: a chain a – b – c whose links lose every datagram that
+// would need IP fragments (as many NATs, firewalls and cloud networks do), or pass them. Nodes that
+// cut large frames into piece frames converge on both; builds without them (NoPieceFrames) converge
+// only where fragments pass, also when mixed with new nodes (docs/transport.md, "Piece frames",
+// Compatibility).
+func TestPieceFramesOnFragmentDroppingPaths(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		legacy        string // nodes without piece frames: "" none, "b", or "abc"
+		dropFragments bool
+		converges     bool
+	}{
+		{"new, fragments dropped", "", true, true},
+		{"new, fragments pass", "", false, true},
+		{"old, fragments dropped", "abc", true, false},
+		{"old, fragments pass", "abc", false, true},
+		{"mixed, fragments pass", "b", false, true},
+		{"mixed, fragments dropped", "b", true, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for seed := range uint64(3) {
+				cfg := Config{Seed: seed, Options: func(name string, o *node.Options) {
+					o.NoPieceFrames = c.legacy == "abc" || c.legacy == name
+				}}
+				if c.dropFragments {
+					cfg.Drop = func(_, _ *Node, d []byte) bool { return len(d) > fragmentLimit }
+				}
+				m, took, ok := chainUntilRoute(t, cfg)
+				if ok != c.converges {
+					t.Fatalf("seed %d: route a -> c after %s: %v, want %v\n%s", seed, took, ok, c.converges, dump(m))
+				}
+				if !ok {
+					continue
+				}
+				// Routes are up; so is the data path.
+				a, cNode := m.Node("a"), m.Node("c")
+				payload := []byte(fmt.Sprintf("over pieces %d", seed))
+				a.Inject(UDPPacket(a.Addr(), cNode.Addr(), 4000, 4001, payload))
+				if _, ok := m.RunUntil(received(cNode, payload), 5*time.Second); !ok {
+					t.Fatalf("seed %d: a's packet did not reach c\n%s", seed, dump(m))
+				}
+				sa, sb := a.Status().Stats, m.Node("b").Status().Stats
+				switch c.legacy {
+				case "":
+					if sa.FramesCut == 0 || sb.FramesReassembled == 0 {
+						t.Errorf("seed %d: a cut %d frames, b reassembled %d", seed, sa.FramesCut, sb.FramesReassembled)
+					}
+				case "b":
+					// a keeps sending its large frames whole as well, and b drops their pieces.
+					if sa.FramesCut == 0 || sb.DropMalformed == 0 || sb.FramesReassembled != 0 {
+						t.Errorf("seed %d: a cut %d frames, b dropped %d as malformed and reassembled %d",
+							seed, sa.FramesCut, sb.DropMalformed, sb.FramesReassembled)
+					}
+				}
+			}
+		})
+	}
+}
+
+// chainUntilRoute starts a – b – c and runs until a has a 2-hop route to c, or 10 s.
+func chainUntilRoute(t *testing.T, cfg Config) (*Mesh, time.Duration, bool) {
+	t.Helper()
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddNodes("a", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range [][2]string{{"a", "b"}, {"b", "c"}} {
+		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := m.RunUntil(hasRoute(m.Node("a"), "c", 2, "b"), 10*time.Second)
+	return m, took, ok
+}
