@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/linkfrag"
 	"x0tta6bl4/internal/node"
+	"x0tta6bl4/internal/session"
 )
 
 // fragmentLimit is the largest UDP payload one IPv4 packet carries on a 1500-byte path; a larger
@@ -150,4 +152,14 @@ func TestPieceFramesUnderLoss(t *testing.T) {
 		}
 	}
 	t.Logf("time until a has its 2-hop route to c, from boot, %d seeds (virtual clock):\n%s", seeds, table.String())
+}
+
+// sealedLastPiece is the size of the link data packet that carries a frame of n bytes whole or, if
+// the frame is cut into piece frames for links of datagram bytes, its last piece.
+func sealedLastPiece(n, datagram int) int {
+	if n+session.MinPacketSize <= datagram {
+		return n + session.MinPacketSize
+	}
+	l := linkfrag.PieceLen(datagram)
+	return session.MinPacketSize + linkfrag.HeaderSize + n - (n-1)/l*l
 }

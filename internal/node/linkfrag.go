@@ -30,17 +30,18 @@ type tunnelPieces struct {
 	nextID   atomic.Uint32 // message id of our next cut frame
 }
 
-// linkDatagram is the largest link datagram we send: the one our full-sized data packets need.
-func (n *Node) linkDatagram() int { return n.opts.MTU + e2eOverhead }
+// LinkDatagram is the largest link datagram the node sends: the one its full-sized data packets
+// need. Larger frames go in piece frames.
+func (n *Node) LinkDatagram() int { return n.opts.MTU + e2eOverhead }
 
 // sendFrame seals frame in the link session of t and sends it to the neighbour, in pieces if it is
-// larger than linkDatagram. It reports whether it was sent (every piece, and the whole frame if the
+// larger than LinkDatagram. It reports whether it was sent (every piece, and the whole frame if the
 // neighbour may not reassemble).
 func (n *Node) sendFrame(now time.Time, t *tunnel, frame []byte) bool {
-	if n.opts.NoPieceFrames || linkfrag.Fits(frame, n.linkDatagram()) {
+	if n.opts.NoPieceFrames || linkfrag.Fits(frame, n.LinkDatagram()) {
 		return n.sendWholeFrame(now, t, frame)
 	}
-	pieces, err := linkfrag.Cut(frame, t.pieces.nextID.Add(1), linkfrag.PieceLen(n.linkDatagram()))
+	pieces, err := linkfrag.Cut(frame, t.pieces.nextID.Add(1), linkfrag.PieceLen(n.LinkDatagram()))
 	if err != nil {
 		// Not cuttable (larger than any link packet): sealing it whole fails the same way.
 		return n.sendWholeFrame(now, t, frame)
