@@ -82,6 +82,14 @@ func (n *Node) handlePiece(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 	}
 }
 
+// expirePieces drops the messages that stayed incomplete for linkfrag.Timeout (timer; Add also
+// expires them, so this only frees the memory of a link that sends nothing more).
+func (n *Node) expirePieces(now time.Time) {
+	n.pieces.mu.Lock()
+	n.pieces.reasm.Expire(now)
+	n.pieces.mu.Unlock()
+}
+
 // forgetPieces drops what the link t left under reassembly and what we learnt about its neighbour:
 // it may come back as a build without piece frames.
 func (n *Node) forgetPieces(t *tunnel) {
