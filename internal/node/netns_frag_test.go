@@ -1,12 +1,13 @@
 package node
 
 import (
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"testing"
 	"time"
+
+	"x0tta6bl4/internal/netnstest"
 )
 
 // TestNetnsFragmentsDropped: on a path that drops IP fragments (many NATs, firewalls and cloud
@@ -14,12 +15,7 @@ import (
 // messages themselves; link-state messages with a certificate (~10 KB) are larger than one 1500-byte
 // packet and reach the neighbour only because the link session cuts them into pieces (linkfrag.go).
 func TestNetnsFragmentsDropped(t *testing.T) {
-	if _, err := exec.LookPath("nft"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs nftables (nft), and CI must run it")
-		}
-		t.Skip("needs nftables (nft)")
-	}
+	netnstest.Require(t, "netns test", "/dev/net/tun", "nft")
 	l := newLab(t, 3, [][2]int{{0, 1}, {1, 2}})
 	// The nodes start inside newLab; stop them, make every namespace drop IP fragments, and start
 	// them again, so that not one message of theirs crosses a link whole in fragments.
