@@ -65,3 +65,21 @@ func FuzzParseBeacon(f *testing.F) {
 		}
 	})
 }
+
+// TestBeaconCertificateOutlivesBuffer: the discovery loop parses each beacon in its one receive
+// buffer and keeps the certificate of a node it heard until it dials it; the next beacon must not
+// change that certificate.
+func TestBeaconCertificateOutlivesBuffer(t *testing.T) {
+	c := beaconCert(t)
+	buf := encodeBeacon(7946, c)
+	_, got, err := parseBeacon(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range buf {
+		buf[i] = 0xa5
+	}
+	if !bytes.Equal(got.Bytes(), c.Bytes()) || !bytes.Equal(got.Signature, c.Signature) {
+		t.Fatal("the beacon's certificate changed with the receive buffer")
+	}
+}
