@@ -2,6 +2,7 @@ package meshca
 
 import (
 	"bytes"
+	"errors"
 	"testing"
 )
 
@@ -23,63 +24,68 @@ func TestParsedValuesOwnTheirMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	caKey := f.caKey.PublicKey()
-	t.Run("certificate", func(t *testing.T) {
-		buf := bytes.Clone(f.node.Bytes())
-		c, err := ParseCertificate(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scribble(buf)
-		if !bytes.Equal(c.Bytes(), f.node.Bytes()) || !bytes.Equal(c.Signature, f.node.Signature) {
-			t.Fatal("the parsed certificate changed with its input buffer")
-		}
-		if !bytes.Equal(c.SignPublicKey.Bytes(), f.node.SignPublicKey.Bytes()) ||
-			!bytes.Equal(c.KEMPublicKey.Bytes(), f.node.KEMPublicKey.Bytes()) {
-			t.Fatal("the parsed certificate's keys changed with its input buffer")
-		}
-		if err := c.CheckSignature(caKey); err != nil {
-			t.Fatalf("signature after the input was overwritten: %v", err)
-		}
-	})
-	t.Run("revocation list", func(t *testing.T) {
-		buf := bytes.Clone(f.crl.Bytes())
-		l, err := ParseRevocationList(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scribble(buf)
-		if !bytes.Equal(l.Bytes(), f.crl.Bytes()) || !bytes.Equal(l.Signature, f.crl.Signature) {
-			t.Fatal("the parsed list changed with its input buffer")
-		}
-		if err := l.CheckSignature(caKey); err != nil {
-			t.Fatalf("signature after the input was overwritten: %v", err)
-		}
-	})
-	t.Run("policy", func(t *testing.T) {
-		buf := bytes.Clone(pol.Bytes())
-		p, err := ParsePolicy(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scribble(buf)
-		if !bytes.Equal(p.Bytes(), pol.Bytes()) || !bytes.Equal(p.Signature, pol.Signature) {
-			t.Fatal("the parsed policy changed with its input buffer")
-		}
-		if err := p.CheckSignature(caKey); err != nil {
-			t.Fatalf("signature after the input was overwritten: %v", err)
-		}
-	})
-	t.Run("advisories", func(t *testing.T) {
-		buf := bytes.Clone(adv.Bytes())
-		a, err := ParseAdvisories(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		scribble(buf)
-		if !bytes.Equal(a.Bytes(), adv.Bytes()) || !bytes.Equal(a.Signature, adv.Signature) {
-			t.Fatal("the parsed advisories changed with their input buffer")
-		}
-	})
+	// parsed is what a case checks after its input was overwritten: the encoding, the signature and
+	// whatever else the value keeps, and the signature check when the value has one of its own.
+	type parsed struct {
+		enc, sig []byte
+		check    func() error
+	}
+	cases := []struct {
+		name     string
+		enc, sig []byte
+		parse    func([]byte) (parsed, error)
+	}{
+		{"certificate", f.node.Bytes(), f.node.Signature, func(b []byte) (parsed, error) {
+			c, err := ParseCertificate(b)
+			if err != nil {
+				return parsed{}, err
+			}
+			return parsed{c.Bytes(), c.Signature, func() error {
+				if !bytes.Equal(c.SignPublicKey.Bytes(), f.node.SignPublicKey.Bytes()) ||
+					!bytes.Equal(c.KEMPublicKey.Bytes(), f.node.KEMPublicKey.Bytes()) {
+					return errors.New("keys changed")
+				}
+				return c.CheckSignature(caKey)
+			}}, nil
+		}},
+		{"revocation list", f.crl.Bytes(), f.crl.Signature, func(b []byte) (parsed, error) {
+			l, err := ParseRevocationList(b)
+			if err != nil {
+				return parsed{}, err
+			}
+			return parsed{l.Bytes(), l.Signature, func() error { return l.CheckSignature(caKey) }}, nil
+		}},
+		{"policy", pol.Bytes(), pol.Signature, func(b []byte) (parsed, error) {
+			p, err := ParsePolicy(b)
+			if err != nil {
+				return parsed{}, err
+			}
+			return parsed{p.Bytes(), p.Signature, func() error { return p.CheckSignature(caKey) }}, nil
+		}},
+		{"advisories", adv.Bytes(), adv.Signature, func(b []byte) (parsed, error) {
+			a, err := ParseAdvisories(b)
+			if err != nil {
+				return parsed{}, err
+			}
+			return parsed{a.Bytes(), a.Signature, func() error { return nil }}, nil
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			buf := bytes.Clone(c.enc)
+			got, err := c.parse(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			scribble(buf)
+			if !bytes.Equal(got.enc, c.enc) || !bytes.Equal(got.sig, c.sig) {
+				t.Fatal("the parsed value changed with its input buffer")
+			}
+			if err := got.check(); err != nil {
+				t.Fatalf("after the input was overwritten: %v", err)
+			}
+		})
+	}
 }
 
 // parseScribbled parses a copy of data and overwrites the copy before returning, so that a fuzz
