@@ -10,12 +10,19 @@ import (
 )
 
 func beaconCert(tb testing.TB) *meshca.Certificate {
+	_, _, c := testNodeCert(tb, "beacon.test", time.Now())
+	return c
+}
+
+// testNodeCert returns a new root CA of domain, a node key and the certificate it issued the node
+// at now, valid for an hour.
+func testNodeCert(tb testing.TB, domain string, now time.Time) (*meshca.CA, *identity.NodeKey, *meshca.Certificate) {
 	tb.Helper()
 	k, err := identity.GenerateSigningKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ca, err := meshca.NewRootCA(k, meshca.CAOptions{TrustDomain: "beacon.test", Name: "root", Duration: 2 * time.Hour}, time.Now())
+	ca, err := meshca.NewRootCA(k, meshca.CAOptions{TrustDomain: domain, Name: "root", Duration: 2 * time.Hour}, now)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -23,11 +30,11 @@ func beaconCert(tb testing.TB) *meshca.Certificate {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := ca.Issue(meshca.IssueRequest{Name: "n", PublicKey: nk.Public(), Duration: time.Hour}, time.Now())
+	c, err := ca.Issue(meshca.IssueRequest{Name: "n", PublicKey: nk.Public(), Duration: time.Hour}, now)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return c
+	return ca, nk, c
 }
 
 func TestBeaconRoundTrip(t *testing.T) {

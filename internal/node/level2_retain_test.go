@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/routing"
 )
@@ -16,22 +15,7 @@ import (
 // checked in, both must still verify, with a verifier that has not cached the certificate either.
 func TestCheckedProofOutlivesBuffer(t *testing.T) {
 	now := time.Now()
-	caKey, err := identity.GenerateSigningKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := meshca.NewRootCA(caKey, meshca.CAOptions{TrustDomain: "proof.test", Name: "root", Duration: 2 * time.Hour}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nk, err := identity.GenerateNodeKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue(meshca.IssueRequest{Name: "dest", PublicKey: nk.Public(), Duration: time.Hour}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, nk, cert := testNodeCert(t, "proof.test", now)
 	rec := &routing.Record{Origin: cert.SignPublicKey.ID(), Seq: 1, Expires: now.Add(time.Hour),
 		CertFingerprint: cert.Fingerprint(), Area: 2, Level2: true}
 	raw, err := routing.SignRecord(nk.Sign, rec)
