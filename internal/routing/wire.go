@@ -74,9 +74,10 @@ const (
 	MsgOffer       = 7
 	MsgRequest     = 8
 	MsgRequestCert = 9
-	// MsgBusy answers requested records a level-2 router will not send now, because it already sent
-	// that version to as many neighbours as it answers for (docs/routing.md, Level 2, "Answers
-	// shared"): the requester asks another neighbour that offered it. Shaped as an Ack.
+	// MsgBusy answers requested records a router that pulls (level 2, level 1 of an area other
+	// than 0) will not send now, because it already sent that version to as many neighbours as it
+	// answers for (docs/routing.md, Level 2, "Answers shared"): the requester asks another
+	// neighbour that offered it. Shaped as an Ack.
 	MsgBusy = 10
 )
 
