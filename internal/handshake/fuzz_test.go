@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -225,10 +226,13 @@ func FuzzReassembly(f *testing.F) {
 // FuzzMachine feeds random packets to a responder (bob) and to an initiator (alice) with a pending
 // handshake. Records are: control byte, length (LE u16), packet. Control byte: 0x01 = deliver to
 // alice (else to bob); 0x02 = recompute mac1 (as an attacker knowing bob's key can); 0x04 = write
-// alice's pending index into the header; 0x08 = bob is under load; high nibble = advance the clock
-// by that many seconds.
+// alice's pending index into the header; 0x08 = bob is under load; 0x70 = advance the clock by that
+// many quarter seconds and run both machines' timers (resends, retries, expiry); 0x80 = the packet
+// to bob comes from a second source address.
 // Invariants: no panic, alice completes only with bob's genuine response, bob never sends a source
-// more bytes than it received from it, and no packet is larger than MaxPacketSize.
+// more bytes than it received from it, no packet is larger than MaxPacketSize, bob makes at most one
+// session per initiation however often it is duplicated and holds exactly one index per session,
+// and alice's timers send only her attempt's own packets until the attempt is replaced.
 func FuzzMachine(f *testing.F) {
 	w := getWorld(f)
 	rec := func(ctl byte, pkts ...Packet) []byte {
@@ -247,6 +251,10 @@ func FuzzMachine(f *testing.F) {
 	f.Add(rec(5, w.resp...))
 	f.Add(rec(5, Packet{Data: w.cookie}))
 	f.Add(append(rec(0, w.init.Packets...), rec(0x10, w.init.Packets...)...))
+	f.Add(append(rec(0, w.init.Packets...), rec(0x20, w.init.Packets...)...))
+	f.Add(append(append(rec(0, w.init.Packets...), rec(0x80, w.init.Packets...)...), rec(0x70, w.init.Packets...)...))
+	f.Add(append(rec(0, w.init.Packets[1:]...), rec(0x20, w.init.Packets...)...))
+	f.Add(append(rec(0x08, w.init.Packets...), rec(0x28, w.init.Packets...)...))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		// alice gets a copy of the template's pending handshake: no KEM work per run. The copy shares
 		// only read-only values (ephemeral key, packets) with the template.
@@ -256,8 +264,23 @@ func FuzzMachine(f *testing.F) {
 		ma.pending[hs.index] = &hs
 		ma.byPeer[hs.id] = &hs
 		aliceIndex := hs.index
-		mb := w.bob.machine(t, w.p.verifier)
+		indices := &countingIndices{live: map[uint32]bool{}}
+		mb := w.bob.machine(t, w.p.verifier, func(c *Config) { c.Indices = indices })
 		bobMAC := macerFor(w.bob)
+		sessions := map[uint32]int{} // bob's results by the initiator's index
+		ownPackets := func(out Output) {
+			for _, p := range out.Packets {
+				if len(p.Data) > DefaultPacketSize {
+					t.Fatalf("initiator sent %d bytes", len(p.Data))
+				}
+				if _, still := ma.pending[aliceIndex]; still && !slices.ContainsFunc(hs.frags, func(f []byte) bool {
+					// a resend equals the attempt's packet up to mac2 (set once a cookie arrived)
+					return len(f) == len(p.Data) && bytes.Equal(f[:len(f)-macSize], p.Data[:len(f)-macSize])
+				}) {
+					t.Fatal("initiator sent a packet that is not its attempt's")
+				}
+			}
+		}
 		received := map[netip.AddrPort]int{}
 		sent := map[netip.AddrPort]int{}
 		now := t0
@@ -267,22 +290,24 @@ func FuzzMachine(f *testing.F) {
 			n = min(n, len(in))
 			pkt := bytes.Clone(in[:n])
 			in = in[n:]
-			now = now.Add(time.Duration(ctl>>4) * time.Second)
+			if step := time.Duration(ctl>>4&7) * 250 * time.Millisecond; step > 0 {
+				now = now.Add(step)
+				ownPackets(ma.Tick(now))
+				for _, p := range mb.Tick(now).Packets {
+					t.Fatalf("responder timers sent %d bytes", len(p.Data))
+				}
+			}
 			if ctl&4 != 0 && len(pkt) >= headerSize {
 				binary.LittleEndian.PutUint32(pkt[4:8], aliceIndex)
 			}
-			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i % 3)}), 7)
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, ctl >> 7}), 7)
 			if ctl&1 != 0 {
 				out, _ := ma.Handle(now, w.bob.addr, pkt)
 				if r := out.Result; r != nil && (r.SendKey != w.bobResult.RecvKey || r.RecvKey != w.bobResult.SendKey ||
 					r.RemoteIndex != w.bobResult.LocalIndex) {
 					t.Fatal("initiator completed with something other than the genuine response")
 				}
-				for _, p := range out.Packets {
-					if len(p.Data) > DefaultPacketSize {
-						t.Fatalf("initiator sent %d bytes", len(p.Data))
-					}
-				}
+				ownPackets(out)
 				continue
 			}
 			if ctl&2 != 0 {
@@ -291,6 +316,14 @@ func FuzzMachine(f *testing.F) {
 			mb.SetUnderLoad(ctl&8 != 0)
 			received[from] += len(pkt)
 			out, _ := mb.Handle(now, from, pkt)
+			if r := out.Result; r != nil {
+				if sessions[r.RemoteIndex]++; sessions[r.RemoteIndex] > 1 {
+					t.Fatalf("responder made a second session for initiator index %d", r.RemoteIndex)
+				}
+				if len(indices.live) != len(sessions) {
+					t.Fatalf("responder holds %d indices for %d sessions", len(indices.live), len(sessions))
+				}
+			}
 			for _, p := range out.Packets {
 				if p.To != from {
 					t.Fatalf("responder sent to %s, not the source %s", p.To, from)

@@ -26,11 +26,15 @@ type initiation struct {
 	// The current attempt.
 	index     uint32
 	nextRetry time.Time
-	sym       symmetricState // after the initiation was written
-	esk       *identity.KEMPrivateKey
-	frags     [][]byte // initiation packets with mac1 set and mac2 zero
-	resp      *reassembly
-	resent    bool // resent with mac2 after a cookie reply
+	// nextResend is when the attempt's packets go out again (zero: no more resends in this attempt);
+	// resends counts those already sent.
+	nextResend time.Time
+	resends    int
+	sym        symmetricState // after the initiation was written
+	esk        *identity.KEMPrivateKey
+	frags      [][]byte // initiation packets with mac1 set and mac2 zero
+	resp       *reassembly
+	resent     bool // resent with mac2 after a cookie reply
 }
 
 // heldCookie is a cookie received from a responder, kept per responder key for CookieLifetime.
@@ -89,14 +93,42 @@ func (m *Machine) newAttempt(now time.Time, hs *initiation, fingerprint bool) er
 		m.releaseIndex(idx)
 		return err
 	}
+	retryAt := now.Add(RetryInterval + jitter)
+	var resendAt time.Time
+	if !m.cfg.DisableRetransmission && hs.attempts < RetransmitAttempts {
+		if resendAt, err = m.resendAt(now, 0, retryAt); err != nil {
+			m.releaseIndex(idx)
+			return err
+		}
+	}
 	m.endAttempt(hs, true)
 	hs.index, hs.sym, hs.esk, hs.frags = idx, sym, esk, frags
 	hs.resp = newReassembly(0, ResponseSize, now)
 	hs.resent = false
 	hs.attempts++
-	hs.nextRetry = now.Add(RetryInterval + jitter)
+	hs.nextRetry = retryAt
+	hs.resends, hs.nextResend = 0, resendAt
 	m.pending[idx] = hs
 	return nil
+}
+
+// resendAt returns when resend number n (from 0) of an attempt goes out: RetransmitAfter after the
+// previous sending, doubling with each resend, plus up to an eighth of that delay of jitter. It
+// returns the zero time when there is no such resend: past RetransmitCount, or not before the
+// attempt's retry at retryAt (docs/protocol.md §12.2).
+func (m *Machine) resendAt(now time.Time, n int, retryAt time.Time) (time.Time, error) {
+	if n >= RetransmitCount {
+		return time.Time{}, nil
+	}
+	delay := RetransmitAfter << n
+	jitter, err := m.randBelow(delay / 8)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if at := now.Add(delay + jitter); at.Before(retryAt) {
+		return at, nil
+	}
+	return time.Time{}, nil
 }
 
 // writeInitiation runs the initiator's half of message 1 (docs/protocol.md §4.1).
@@ -174,12 +206,15 @@ func (m *Machine) retry(now time.Time, hs *initiation) ([]Packet, error) {
 	return m.initiationPackets(now, hs), nil
 }
 
-func (m *Machine) jitter() (time.Duration, error) {
+func (m *Machine) jitter() (time.Duration, error) { return m.randBelow(RetryJitter) }
+
+// randBelow draws a duration in [0, d) from Config.Rand; d must be positive and below 2^32 ns.
+func (m *Machine) randBelow(d time.Duration) (time.Duration, error) {
 	var b [4]byte
 	if _, err := io.ReadFull(m.rand, b[:]); err != nil {
 		return 0, fmt.Errorf("retry jitter: %w", err)
 	}
-	return time.Duration(binary.LittleEndian.Uint32(b[:]) % uint32(RetryJitter)), nil
+	return time.Duration(binary.LittleEndian.Uint32(b[:]) % uint32(d)), nil
 }
 
 // endAttempt forgets the current attempt's secrets and, unless it was handed to the transport in a

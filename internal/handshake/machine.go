@@ -69,6 +69,12 @@ type Config struct {
 	// cache of verified certificates does not hold.
 	CertByFingerprint func(meshca.Fingerprint) *meshca.Certificate
 
+	// DisableRetransmission makes the machine behave as nodes did before retransmission
+	// (docs/protocol.md §12.4): an attempt is sent once, and a complete duplicate of an answered
+	// initiation is dropped as a replay instead of being answered again. For compatibility tests
+	// and before/after measurements; the wire is the same either way.
+	DisableRetransmission bool
+
 	MaxPending      int // initiator handshakes in progress (default 1024)
 	MaxReassemblies int // incomplete initiations held for strangers (default 256)
 	LoadThreshold   int // initiations per second reaching the KEM step that mean "under load" (default 128)
@@ -135,6 +141,7 @@ type Machine struct {
 	reasm     *reassembler
 	limiter   *ratelimit.Limiter[netip.Addr] // per source address, docs/protocol.md §7 step 4
 	replays   *replayCache
+	answered  *answeredCache // nil with DisableRetransmission
 	certs     map[meshca.Fingerprint]*meshca.Certificate
 	pending   map[uint32]*initiation // by the current attempt's index
 	byPeer    map[[32]byte]*initiation
@@ -207,6 +214,9 @@ func New(cfg Config) (*Machine, error) {
 	}
 	m.limiter = lim
 	m.replays = newReplayCache(replayCacheSize)
+	if !cfg.DisableRetransmission {
+		m.answered = newAnsweredCache(answeredCacheSize)
+	}
 	m.certs = make(map[meshca.Fingerprint]*meshca.Certificate)
 	m.pending = make(map[uint32]*initiation)
 	m.byPeer = make(map[[32]byte]*initiation)
@@ -243,7 +253,8 @@ func (m *Machine) Handle(now time.Time, from netip.AddrPort, pkt []byte) (Output
 	return Output{}, ErrNotHandshake
 }
 
-// Tick drives timers: initiator retries and give-ups, and expiry of reassemblies.
+// Tick drives timers: initiator resends, retries and give-ups, and expiry of reassemblies and of
+// the answered cache. Call it at least every 100 ms (docs/protocol.md §12).
 func (m *Machine) Tick(now time.Time) Output {
 	var out Output
 	for id, hs := range m.byPeer {
@@ -253,7 +264,8 @@ func (m *Machine) Tick(now time.Time) Output {
 			m.dropInitiation(id, hs)
 			continue
 		}
-		if !now.Before(hs.nextRetry) {
+		switch {
+		case !now.Before(hs.nextRetry):
 			pkts, err := m.retry(now, hs)
 			if err != nil {
 				out.Failed = append(out.Failed, Failure{Peer: hs.peer, To: hs.to, Err: err})
@@ -261,6 +273,16 @@ func (m *Machine) Tick(now time.Time) Output {
 				continue
 			}
 			out.Packets = append(out.Packets, pkts...)
+		case !hs.nextResend.IsZero() && !now.Before(hs.nextResend):
+			out.Packets = append(out.Packets, m.initiationPackets(now, hs)...)
+			hs.resends++
+			next, err := m.resendAt(now, hs.resends, hs.nextRetry)
+			if err != nil {
+				out.Failed = append(out.Failed, Failure{Peer: hs.peer, To: hs.to, Err: err})
+				m.dropInitiation(id, hs)
+				continue
+			}
+			hs.nextResend = next
 		}
 	}
 	m.expire(now)
@@ -270,6 +292,7 @@ func (m *Machine) Tick(now time.Time) Output {
 func (m *Machine) expire(now time.Time) {
 	m.lastExpire = now
 	m.reasm.expire(now)
+	m.answered.expire(now)
 	m.limiter.Sweep(now)
 }
 

@@ -81,6 +81,7 @@ const (
 	underLoadAfter       = time.Second
 
 	replayCacheSize        = 8192
+	answeredCacheSize      = 1024
 	rateTableSize          = 4096
 	certCacheSize          = 1024
 	reassembliesPerSource  = 2
@@ -89,6 +90,20 @@ const (
 	defaultLoadThreshold   = 128
 	defaultRate            = 10
 	defaultBurst           = 20
+)
+
+// Retransmission of the current attempt and the responder's answered cache, see docs/protocol.md §12.
+const (
+	// RetransmitAfter is the delay before the first resend of an attempt's packets; each further
+	// resend waits twice as long as the one before, plus a jitter of up to an eighth of the delay.
+	RetransmitAfter = 500 * time.Millisecond
+	// RetransmitCount is the number of resends per attempt; the last falls 3.5 s after the attempt.
+	RetransmitCount = 3
+	// RetransmitAttempts is how many attempts of a handshake retransmit; later ones are sent once.
+	RetransmitAttempts = 3
+	// AnsweredLifetime is how long a responder repeats its answer to a duplicate initiation: no
+	// honest initiator's attempt lives longer.
+	AnsweredLifetime = RetryInterval + RetryJitter
 )
 
 // Labels of the key schedule and of the DoS MACs (docs/protocol.md §3, §7).

@@ -21,6 +21,23 @@ type flowResult struct {
 // records carry a smaller incarnation and only unknown-session notices can tell a of the restart.
 func restartFlow(t *testing.T, seed uint64, victim string, bootClockBehind bool) (flowResult, *Mesh) {
 	t.Helper()
+	return flowAcrossRestart(t, restartCase{seed: seed, src: "a", dst: "d", victim: victim, bootClockBehind: bootClockBehind})
+}
+
+// restartCase is a flow src → dst on the line a – b – c – d and the node restarted 3 s in.
+// openedByDst has dst ping src before the flow, so that dst opens the end-to-end session and src
+// only ever responds to it.
+type restartCase struct {
+	seed             uint64
+	src, dst, victim string
+	bootClockBehind  bool
+	openedByDst      bool
+}
+
+// flowAcrossRestart runs c's flow at 100 datagrams/s and reports what it saw around the restart.
+func flowAcrossRestart(t *testing.T, c restartCase) (flowResult, *Mesh) {
+	t.Helper()
+	seed, victim, bootClockBehind := c.seed, c.victim, c.bootClockBehind
 	var m *Mesh
 	restarting := false
 	cfg := Config{Seed: seed, Options: func(name string, o *node.Options) {
@@ -50,9 +67,12 @@ func restartFlow(t *testing.T, seed uint64, victim string, bootClockBehind bool)
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	a, d := m.Node("a"), m.Node("d")
-	if _, ok := m.RunUntil(hasRoute(a, "d", 3, "b"), 5*time.Second); !ok {
-		t.Fatalf("no route a -> d\n%s", dump(m))
+	src, dst := m.Node(c.src), m.Node(c.dst)
+	if _, ok := m.RunUntil(hasRoute(src, c.dst, 3, ""), 5*time.Second); !ok {
+		t.Fatalf("no route %s -> %s\n%s", c.src, c.dst, dump(m))
+	}
+	if c.openedByDst && !ping(m, dst, src, 1, time.Second) {
+		t.Fatalf("%s's ping to %s got no reply\n%s", c.dst, c.src, dump(m))
 	}
 
 	const interval = 10 * time.Millisecond
@@ -62,7 +82,7 @@ func restartFlow(t *testing.T, seed uint64, victim string, bootClockBehind bool)
 		for end := m.Now().Add(span); m.Now().Before(end); {
 			seq++
 			sentAt[seq] = m.Now()
-			a.Inject(UDPPacket(a.Addr(), d.Addr(), 4000, 4001, binary.BigEndian.AppendUint32([]byte("flow"), seq)))
+			src.Inject(UDPPacket(src.Addr(), dst.Addr(), 4000, 4001, binary.BigEndian.AppendUint32([]byte("flow"), seq)))
 			m.Run(interval)
 		}
 	}
@@ -76,7 +96,7 @@ func restartFlow(t *testing.T, seed uint64, victim string, bootClockBehind bool)
 	m.Run(time.Second) // let the last datagrams arrive
 
 	got := map[uint32]bool{}
-	for _, p := range d.Delivered() {
+	for _, p := range dst.Delivered() {
 		if len(p.Data) == 48+8 && string(p.Data[48:52]) == "flow" {
 			got[binary.BigEndian.Uint32(p.Data[52:])] = true
 		}

@@ -212,7 +212,7 @@ func (n *Node) openDevice() error {
 
 func (n *Node) handshakeConfig(cert *meshca.Certificate, prologue string, packet int) handshake.Config {
 	return handshake.Config{Key: n.opts.Key, Cert: cert, Verifier: n.verifier, Prologue: prologue,
-		Indices: n.idx, MaxPacketSize: packet}
+		Indices: n.idx, MaxPacketSize: packet, DisableRetransmission: n.opts.NoHandshakeRetransmit}
 }
 
 // e2eHandshakePacket: 1500 − 20 (IPv4) − 8 (UDP) − 32 (link transport) − 1 (frame) − 36 (routed header),

@@ -79,6 +79,10 @@ type Options struct {
 	AdminSocket   string // unix socket path for status/peers/routes/ping; empty: none
 	MetricsListen string // host:port for Prometheus metrics at /metrics (plain HTTP); empty: none
 
+	// NoHandshakeRetransmit makes the node's handshakes behave as before retransmission of the
+	// current attempt (docs/protocol.md §12.4): for compatibility tests and before/after figures.
+	NoHandshakeRetransmit bool
+
 	ProbeInterval time.Duration // link probes, default 150 ms
 	DeadAfter     time.Duration // link down after this much silence, default 600 ms
 	TickInterval  time.Duration // timer resolution, default 50 ms
