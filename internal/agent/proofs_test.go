@@ -44,7 +44,7 @@ func TestProofsFromControlPlane(t *testing.T) {
 	start("b2", 2, false, "g2")
 
 	waitFor(t, 30*time.Second, "the control plane holds a proof of every node", func() bool {
-		rows, err := srv.Store().ListSigned(ctx, store.Proofs, 0, 0, 1<<62, time.Now(), 0)
+		rows, err := srv.Store().ListSigned(ctx, store.Proofs, store.AreaFilter{}, 0, 1<<62, time.Now(), 0)
 		return err == nil && len(rows) == 4
 	})
 	waitFor(t, 30*time.Second, "a1 and b2 hold each other's proofs (and the gateways theirs)", func() bool {

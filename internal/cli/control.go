@@ -603,16 +603,16 @@ func ctlJoin(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = enrolAndSave(e, *url, token, key, *name, *out, client.Trust{AllowHTTP: *insecure})
+	_, err = enrolAndSave(e, *url, token, key, *name, *out, client.EnrollOptions{Trust: client.Trust{AllowHTTP: *insecure}})
 	return err
 }
 
 // enrolAndSave enrols key as node name with a join token and writes the bundle into dir; both
 // 'ctl join' and 'node --join' use it.
-func enrolAndSave(e *env, url, token string, key *identity.NodeKey, name, dir string, trust client.Trust) (*client.Bundle, error) {
+func enrolAndSave(e *env, url, token string, key *identity.NodeKey, name, dir string, opts client.EnrollOptions) (*client.Bundle, error) {
 	ctx, cancel := withTimeout(e)
 	defer cancel()
-	b, err := client.Enroll(ctx, url, token, key, name, client.EnrollOptions{Trust: trust})
+	b, err := client.Enroll(ctx, url, token, key, name, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -66,7 +66,7 @@ func runNode(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		b, err := enrol(e, f.Control.State, *join, tok, *name)
+		b, err := enrol(e, f.Control.State, *join, tok, *name, f.RoutingArea)
 		if err != nil {
 			return err
 		}
@@ -126,9 +126,9 @@ func runNode(e *env, args []string) error {
 	return n.Run(e.ctx)
 }
 
-// enrol makes (or reuses) the node's key in state, enrols with the control plane and saves the bundle
-// there.
-func enrol(e *env, state, url, token, name string) (*client.Bundle, error) {
+// enrol makes (or reuses) the node's key in state, enrols with the control plane (naming the node's
+// routing area, so that the answer carries that area's records only) and saves the bundle there.
+func enrol(e *env, state, url, token, name string, area uint32) (*client.Bundle, error) {
 	if state == "" {
 		return nil, errors.New("--join needs control.state in the configuration: the directory for the key and bundle")
 	}
@@ -145,7 +145,7 @@ func enrol(e *env, state, url, token, name string) (*client.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return enrolAndSave(e, url, token, key, name, state, client.Trust{})
+	return enrolAndSave(e, url, token, key, name, state, client.EnrollOptions{RoutingArea: &area})
 }
 
 func adminQuery(e *env, name string, args []string, out any) (printed bool, err error) {

@@ -345,7 +345,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		s.m.enrollments.WithLabelValues("ok").Inc()
 		s.meshChanged()
 		s.log.Info("node enrolled", "node", req.Name, "serial", cert.Serial.String(), "remote", rc.ip)
-		writeJSON(w, http.StatusCreated, api.Enrolment{Bundle: s.bundle(cert, svid), Records: s.enrolmentRecords(r.Context(), enrolled)})
+		writeJSON(w, http.StatusCreated, api.Enrolment{Bundle: s.bundle(cert, svid), Records: s.enrolmentRecords(r.Context(), enrolled, req.RoutingArea)})
 	}
 }
 

@@ -3,11 +3,9 @@ package control
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 
 	"x0tta6bl4/internal/control/store"
-	"x0tta6bl4/internal/routing"
 )
 
 // Destination proofs (docs/control.md, "Destination proofs"; docs/routing.md, "Level 2"): a node of a
@@ -27,7 +25,8 @@ func (s *Server) handleMeshProofs(w http.ResponseWriter, r *http.Request, rc *re
 }
 
 // areaOf returns the routing area a node signed in its stored record; known is false when it has
-// reported none yet (it then gets the proofs of every area, and refuses those of its own).
+// reported none yet, or none since the control plane keeps records' areas (it then gets the records
+// and proofs of every area, and ignores those it has no use for).
 func (s *Server) areaOf(ctx context.Context, n *store.Node) (area uint32, known bool, err error) {
 	rec, err := s.st.RecordOf(ctx, n.ID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -36,9 +35,5 @@ func (s *Server) areaOf(ctx context.Context, n *store.Node) (area uint32, known 
 	if err != nil {
 		return 0, false, err
 	}
-	h, err := routing.ParseRecord(rec.Record)
-	if err != nil {
-		return 0, false, fmt.Errorf("control: stored record of %s: %w", n.Name, err)
-	}
-	return h.Area, true, nil
+	return rec.Area, !rec.AreaUnknown, nil
 }

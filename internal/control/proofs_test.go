@@ -108,7 +108,7 @@ func TestProofsHandedToOtherAreas(t *testing.T) {
 
 	names := func(caller *store.Node) []string {
 		t.Helper()
-		m, err := srv.signedFor(ctx, &srv.proofs, caller, 0)
+		m, err := srv.signedFor(ctx, &srv.proofs, caller, 0, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

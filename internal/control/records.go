@@ -234,8 +234,9 @@ func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Nod
 	if err != nil {
 		return "", err
 	}
-	if gen != 0 {
-		st.gen.set(gen)
+	// advance, not set: another instance's publication, taken in by refreshRecordGeneration
+	// meanwhile, may have moved the number past this one.
+	if gen != 0 && st.gen.advance(gen) {
 		st.current.Set(float64(gen))
 	}
 	return outcome, nil
@@ -331,7 +332,7 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	if cur, changed := st.gen.wait(); hasAfter && after == cur {
 		longPoll(r, st.waiters, changed, wait)
 	}
-	out, err := s.signedFor(r.Context(), st, caller, after)
+	out, err := s.signedFor(r.Context(), st, caller, after, nil)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -342,23 +343,42 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 // signedFor returns the records (or proofs) the caller may reach that were published after
 // generation after, oldest publication first, cut at the page limits. A generation above the current
 // one (from before the database was restored, say) gets everything.
-func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.Node, after uint64) (api.MeshRecords, error) {
+//
+// Records go to the nodes of their own area (a node ignores the others: routing.Router.Learn), proofs
+// to the nodes of the other areas. The caller's area is the one signed in its stored record; a caller
+// that has reported none yet is taken at its word (area: a new node's enrolment request) or, failing
+// that, gets every area's.
+func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.Node, after uint64, area *uint32) (api.MeshRecords, error) {
 	// The generation is read before the records: a record published meanwhile is left for the next
-	// answer rather than skipped.
-	upTo, _ := st.gen.wait()
+	// answer rather than skipped. It is read from the database, whose counter moves in the
+	// transaction that stores the record, so that the answer carries every record committed before
+	// it, including one whose publication this instance has not announced to its long polls yet.
+	upTo, err := s.st.Generation(ctx, st.dir)
+	if err != nil {
+		return api.MeshRecords{}, err
+	}
+	if cur, _ := st.gen.wait(); cur > upTo {
+		upTo = cur // a database restored to an earlier state: the next publications catch up
+	}
 	if after > upTo {
 		after = 0
 	}
 	out := api.MeshRecords{Generation: upTo, Records: []api.SignedRecord{}}
-	var notArea uint32
-	if st.dir == store.Proofs {
-		area, known, err := s.areaOf(ctx, caller)
-		if err != nil || (known && area == 0) {
-			return out, err // a node of area 0 routes by level 1 alone: it needs no proof
-		}
-		notArea = area
+	if a, known, err := s.areaOf(ctx, caller); err != nil {
+		return api.MeshRecords{}, err
+	} else if known {
+		area = &a
 	}
-	rows, err := s.st.ListSigned(ctx, st.dir, notArea, after, upTo, s.now(), api.MaxRecordsPerAnswer+1)
+	var filter store.AreaFilter
+	switch {
+	case st.dir == store.Proofs && area != nil && *area == 0:
+		return out, nil // a node of area 0 routes by level 1 alone: it needs no proof
+	case st.dir == store.Proofs && area != nil:
+		filter = store.AreaFilter{Area: *area}
+	case area != nil:
+		filter = store.AreaFilter{Area: *area, Same: true}
+	}
+	rows, err := s.st.ListSigned(ctx, st.dir, filter, after, upTo, s.now(), api.MaxRecordsPerAnswer+1)
 	if err != nil {
 		return api.MeshRecords{}, err
 	}
@@ -379,10 +399,11 @@ func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.
 	return out, nil
 }
 
-// enrolmentRecords returns the records a newly enrolled node may reach. The enrolment has been
-// committed by then, so a failure here only leaves the node to fetch them itself.
-func (s *Server) enrolmentRecords(ctx context.Context, n *store.Node) api.MeshRecords {
-	out, err := s.signedFor(ctx, &s.records, n, 0)
+// enrolmentRecords returns the records a newly enrolled node may reach: those of area, the routing
+// area its request names, or of every area if it names none. The enrolment has been committed by
+// then, so a failure here only leaves the node to fetch them itself.
+func (s *Server) enrolmentRecords(ctx context.Context, n *store.Node, area *uint32) api.MeshRecords {
+	out, err := s.signedFor(ctx, &s.records, n, 0, area)
 	if err != nil {
 		s.log.Error("records for a new node", "node", n.Name, "err", err)
 		return api.MeshRecords{Records: []api.SignedRecord{}}

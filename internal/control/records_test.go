@@ -364,7 +364,7 @@ func TestRecordsPaging(t *testing.T) {
 	var got, pages []string
 	after := uint64(0)
 	for {
-		m, err := h.srv.signedFor(ctx, &h.srv.records, caller, after)
+		m, err := h.srv.signedFor(ctx, &h.srv.records, caller, after, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -577,5 +577,95 @@ func TestRecordGenerationAcrossInstances(t *testing.T) {
 	}
 	if got, _ := b.records.gen.wait(); got != published+5 {
 		t.Fatalf("refresh moved b's generation back to %d", got)
+	}
+}
+
+// TestRecordsForOwnArea: a node is handed the records of its own routing area only (the others it
+// would ignore), in its long polls and in its enrolment answer when its request names its area; a
+// node that names none and has reported none gets every area's.
+func TestRecordsForOwnArea(t *testing.T) {
+	srv, an, alpha := recordServer(t, nil)
+	bn, bravo := enrolTestNode(t, srv, "bravo")
+	cn, charlie := enrolTestNode(t, srv, "charlie")
+	dn, _ := enrolTestNode(t, srv, "delta") // reports nothing
+	ctx := t.Context()
+	exp := time.Now().Add(3 * time.Minute)
+	for _, c := range []struct {
+		n    *testNode
+		sn   *store.Node
+		area uint32
+	}{{alpha, an, 1}, {bravo, bn, 2}, {charlie, cn, 1}} {
+		cert := c.n.bundle.Certificate
+		raw, err := routing.SignRecord(c.n.key.Sign, &routing.Record{Origin: c.n.key.Sign.PublicKey().ID(), Seq: 1, Expires: exp,
+			CertFingerprint: cert.Fingerprint(), Area: c.area})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := srv.acceptSigned(ctx, c.sn, &srv.records, report(cert.Bytes(), raw)); err != nil || out != api.RecordPublished {
+			t.Fatalf("%s's record: %q %v", c.n.name, out, err)
+		}
+	}
+	names := func(m api.MeshRecords) string {
+		var out []string
+		for _, r := range m.Records {
+			out = append(out, r.Node)
+		}
+		slices.Sort(out)
+		return fmt.Sprint(out)
+	}
+	for _, c := range []struct {
+		caller *store.Node
+		want   string
+	}{{an, "[charlie]"}, {bn, "[]"}, {cn, "[alpha]"}, {dn, "[alpha bravo charlie]"}} {
+		m, err := srv.signedFor(ctx, &srv.records, c.caller, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := names(m); got != c.want || m.Generation != 3 {
+			t.Errorf("%s got the records of %s at generation %d, want %s at 3", c.caller.Name, got, m.Generation, c.want)
+		}
+	}
+	area2, area1 := uint32(2), uint32(1)
+	if got := names(srv.enrolmentRecords(ctx, dn, &area2)); got != "[bravo]" {
+		t.Errorf("a new node of area 2 enrols with the records of %s, want bravo's only", got)
+	}
+	if got := names(srv.enrolmentRecords(ctx, dn, &area1)); got != "[alpha charlie]" {
+		t.Errorf("a new node of area 1 enrols with the records of %s, want alpha's and charlie's", got)
+	}
+	// The area a node signs in its record counts over the one its request names.
+	if got := names(srv.enrolmentRecords(ctx, an, &area2)); got != "[charlie]" {
+		t.Errorf("alpha (area 1 by its record) got the records of %s, want charlie's", got)
+	}
+}
+
+// TestRecordsAnswerCarriesEveryCommittedRecord: an answer carries every record committed before it,
+// even one whose publication this instance has not yet announced to its long polls (the moment
+// between a report's transaction and the announcement, or a record another instance stored).
+func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
+	srv, an, alpha := recordServer(t, nil)
+	bn, _ := enrolTestNode(t, srv, "bravo")
+	ctx := t.Context()
+	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "")
+	err := srv.st.InTx(ctx, func(tx *store.Tx) error {
+		g, err := tx.NextGeneration(ctx, store.Records)
+		if err != nil {
+			return err
+		}
+		_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 1, Expires: time.Now().Add(3 * time.Minute),
+			Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: g, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := srv.records.gen.wait(); g != 0 {
+		t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
+	}
+	m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != 1 {
+		t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
 	}
 }

@@ -88,7 +88,7 @@ func (s *Server) buildRoutes() []*route {
 			id: "listJoinTokens", tag: "enrollment", summary: "List join tokens (without secrets)", resp: api.JoinTokenList{}, status: 200}},
 		{method: "POST", path: "/api/v1/enroll", access: accessPublic, authLimited: true, h: s.handleEnroll, doc: opDoc{
 			id: "enroll", tag: "enrollment", summary: "Enroll a node with a join token",
-			desc: "The node sends the token, its chosen name and its public key file (generated on the node; the private key never leaves it). It receives its mesh certificate, X.509-SVID, the CA certificates, the current revocation list, and the signed records of the nodes it may reach (the first page of GET /api/v1/mesh/records), so that it can dial them at once.",
+			desc: "The node sends the token, its chosen name and its public key file (generated on the node; the private key never leaves it). It receives its mesh certificate, X.509-SVID, the CA certificates, the current revocation list, and the signed records of the nodes it may reach (the first page of GET /api/v1/mesh/records), so that it can dial them at once: those of its routing area if the request names it (`routing_area`), otherwise of every area.",
 			req:  api.EnrollRequest{}, resp: api.Enrolment{}, status: 201, extra: map[int]string{409: "name or key already enrolled"}}},
 		{method: "POST", path: "/api/v1/renew", access: accessNode, h: s.handleRenew, doc: opDoc{
 			id: "renew", tag: "enrollment", summary: "Renew the calling node's certificate (mutual TLS)",
@@ -138,7 +138,7 @@ func (s *Server) buildRoutes() []*route {
 			req:  api.MeshReport{}, resp: api.ReportAccepted{}, status: 202}},
 		{method: "GET", path: "/api/v1/mesh/records", access: accessNode, h: s.handleMeshRecords, doc: opDoc{
 			id: "meshRecords", tag: "mesh", summary: "The signed records of the nodes the calling node may reach (mutual TLS)",
-			desc: "Each node's latest signed link-state record and certificate, which the node verifies itself as it verifies a flooded record. `generation` numbers the answer: with `after=G` only records published after G are returned, and with `wait=S` the request waits up to S seconds (at most `limits.max_crl_wait`) for one. `more` says a page limit (256 records, 4 MiB) cut the answer: ask again at once with `after=generation`. Until the mesh-wide access policy exists, a node may reach every live node.",
+			desc: "Each node's latest signed link-state record and certificate, which the node verifies itself as it verifies a flooded record, for the nodes of the caller's routing area (the area signed in the caller's last reported record; a caller that has reported none gets every area's): a node has no use for another area's records. `generation` numbers the answer: with `after=G` only records published after G are returned, and with `wait=S` the request waits up to S seconds (at most `limits.max_crl_wait`) for one. `more` says a page limit (256 records, 4 MiB) cut the answer: ask again at once with `after=generation`. Until the mesh-wide access policy exists, a node may reach every live node.",
 			resp: api.MeshRecords{}, status: 200,
 			query: []param{{"after", "integer", "only records published after this generation (long poll with wait)"}, {"wait", "integer", "seconds to wait for a newer generation (at most limits.max_crl_wait)"}}}},
 		{method: "GET", path: "/api/v1/mesh/proofs", access: accessNode, h: s.handleMeshProofs, doc: opDoc{

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/ipv6"
+
 	"x0tta6bl4/internal/node"
 )
 
@@ -166,5 +168,167 @@ func TestLevel2GatewayOwnTraffic(t *testing.T) {
 		if from.Level2().Gateway && from.Status().Stats.Level2Forwarded == before {
 			t.Errorf("gateway %s's echo did not go by level 2", p[0])
 		}
+	}
+}
+
+// TestLevel2GatewayFailoverBothWays is the netns failover test (internal/node,
+// TestNetnsLevel2GatewayFailover) on the virtual clock: two areas joined by two pairs of gateways,
+//
+//	area 1:  a - g1a, a - g1b
+//	borders: g1a - g2a, g1b - g2b
+//	area 2:  g2a - b, g2b - b
+//
+// The gateway of area 1 that a's echoes cross dies; echoes sent every 20 ms must come back, both
+// ways, within a second. The way back rests on the proof of a that b pushed to its gateway, which that
+// gateway verifies again when level 2 changes: the proof arrived in a receive buffer that later
+// datagrams overwrite (the mesh's sockets reuse their buffers, as a real reader does), so a gateway
+// that kept a reference into that buffer instead of a copy lost the proof and the replies with it.
+func TestLevel2GatewayFailoverBothWays(t *testing.T) {
+	area := map[string]uint32{"a": 1, "g1a": 1, "g1b": 1, "g2a": 2, "g2b": 2, "b": 2}
+	m, err := New(Config{Seed: 23, Options: func(name string, o *node.Options) {
+		o.RoutingArea, o.RoutingGateway = area[name], name[0] == 'g'
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddNodes("a", "g1a", "g1b", "g2a", "g2b", "b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range [][2]string{{"a", "g1a"}, {"a", "g1b"}, {"g1a", "g2a"}, {"g1b", "g2b"}, {"g2a", "b"}, {"g2b", "b"}} {
+		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a, b := m.Node("a"), m.Node("b")
+	m.Run(2 * time.Second)
+	exchangeProofs(t, m, a, b)
+	for seq := 1; seq <= 3; seq++ {
+		if !ping(m, a, b, seq, 10*time.Second) {
+			t.Fatalf("no echo reply a -> b (seq %d)\n%s", seq, dump(m))
+		}
+	}
+	carrier := ""
+	for _, r := range a.Routes() {
+		if r.Name == "b" {
+			carrier = r.NextHop
+		}
+	}
+	if carrier != "g1a" && carrier != "g1b" {
+		t.Fatalf("a's route to b goes to %q, not to a gateway of area 1", carrier)
+	}
+	// Send one echo every 20 ms and note when each went; healed at the send time of the earliest
+	// echo answered.
+	if err := m.Kill(carrier); err != nil {
+		t.Fatal(err)
+	}
+	failed := m.Now()
+	sent := map[int]time.Time{}
+	answered := func() (time.Duration, bool) {
+		best, ok := time.Duration(0), false
+		for _, p := range a.Delivered() {
+			typ, e, isEcho := ParseEcho(p.Data)
+			if at, mine := sent[e.Seq]; isEcho && mine && typ == ipv6.ICMPTypeEchoReply && e.ID == 0x77 {
+				if d := at.Sub(failed); !ok || d < best {
+					best, ok = d, true
+				}
+			}
+		}
+		return best, ok
+	}
+	for seq := 100; m.Now().Sub(failed) < 5*time.Second; seq++ {
+		sent[seq] = m.Now()
+		a.Inject(EchoRequest(a.Addr(), b.Addr(), 0x77, seq, []byte("failover")))
+		m.Run(20 * time.Millisecond)
+		if _, ok := answered(); ok {
+			break
+		}
+	}
+	m.Run(time.Second) // an echo sent earlier may be answered a little later
+	healed, ok := answered()
+	if !ok {
+		t.Fatalf("no echo a -> b came back within 5 s of %s dying\n%s", carrier, dump(m))
+	}
+	t.Logf("healed %s after %s died (send time of the earliest echo answered)", healed, carrier)
+	if healed > time.Second {
+		t.Errorf("echoes came back %s after %s died, want at most 1 s", healed, carrier)
+	}
+}
+
+// TestLevel2LostProofPushResent: a node pushes a destination proof it learnt to its nearest gateway
+// until the gateway acknowledges it. The first push is lost on the wire; the gateway holds the proof
+// about one retransmission timeout (250 ms) later, not at the next periodic push (60 s), and once it
+// has acknowledged, the node pushes no more.
+func TestLevel2LostProofPushResent(t *testing.T) {
+	area := map[string]uint32{"a": 1, "ga": 1, "gb": 2, "b": 2}
+	var a, ga *Node
+	armed, dropped, pushes := false, 0, 0
+	// A proof push is the only datagram from a to ga this large once the mesh has converged: the
+	// proof's certificate and record, about 9 KB (records flood without certificates by then).
+	isPush := func(from, to *Node, d []byte) bool { return from == a && to == ga && len(d) > 7000 }
+	m, err := New(Config{Seed: 24, Options: func(name string, o *node.Options) {
+		o.RoutingArea, o.RoutingGateway = area[name], name[0] == 'g'
+	}, Drop: func(from, to *Node, d []byte) bool {
+		if !armed || !isPush(from, to, d) {
+			return false
+		}
+		pushes++
+		if dropped == 0 {
+			dropped++
+			return true
+		}
+		return false
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddNodes("a", "ga", "gb", "b"); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range [][2]string{{"a", "ga"}, {"ga", "gb"}, {"gb", "b"}} {
+		if err := m.Link(l[0], l[1], LinkParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a, ga = m.Node("a"), m.Node("ga")
+	m.Run(3 * time.Second)
+	var pb node.SignedRecord
+	if _, ok := m.RunUntil(func() bool {
+		var err error
+		pb, err = m.Node("b").OwnDestinationProof()
+		return err == nil
+	}, 10*time.Second); !ok {
+		t.Fatalf("b has no destination proof\n%s", dump(m))
+	}
+	if n := ga.Level2().Proofs; n != 0 {
+		t.Fatalf("ga holds %d proofs before a learnt any", n)
+	}
+	armed = true
+	if err := a.LearnProofs([]node.SignedRecord{pb}); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := m.RunUntil(func() bool { return ga.Level2().Proofs == 1 }, 70*time.Second)
+	if !ok {
+		t.Fatalf("ga never got the proof\n%s", dump(m))
+	}
+	t.Logf("ga holds the proof %s after a learnt it (first push lost; %d pushes)", took, pushes)
+	switch {
+	case dropped != 1:
+		t.Fatalf("no push was lost (%d pushes seen): this tests nothing", pushes)
+	case took < 200*time.Millisecond:
+		t.Fatalf("ga held the proof after %s, before any retransmission: the lost datagram was not the push", took)
+	case took > 600*time.Millisecond:
+		t.Errorf("ga held the proof %s after a learnt it, want about one retransmission timeout (250 ms)", took)
+	}
+	// Acknowledged: no more pushes until the periodic one.
+	before := pushes
+	m.Run(10 * time.Second)
+	if pushes != before {
+		t.Errorf("a pushed the acknowledged proof %d more times in 10 s", pushes-before)
 	}
 }

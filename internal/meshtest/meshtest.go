@@ -21,6 +21,7 @@ import (
 	"x0tta6bl4/internal/memnet"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/node"
+	"x0tta6bl4/internal/underlay"
 )
 
 // Epoch is the virtual time every mesh starts at.
@@ -254,8 +255,31 @@ func (m *Mesh) boot(n *Node) error {
 		return fmt.Errorf("meshtest: node %s: %w", n.Name, err)
 	}
 	n.Node, n.rcv, n.pump = nd, nd.NewReceiver(), nd.NewDevicePump()
-	n.conn.Attach(n.rcv)
+	n.conn.Attach(&reusingReceiver{r: n.rcv})
 	return nil
+}
+
+// reusingReceiver hands datagrams to a node as a socket reader does (underlay.Datagram: a view into
+// the reader's buffers, valid until its next Read): each arrives in the same buffer, overwritten once
+// the node has handled it, so that a node keeping a reference into a received packet, instead of a
+// copy, sees that memory change here as it would in production.
+type reusingReceiver struct {
+	r   *node.Receiver
+	buf []byte
+}
+
+func (rr *reusingReceiver) Receive(now time.Time, ds []underlay.Datagram) {
+	for _, d := range ds {
+		if cap(rr.buf) < len(d.Data) {
+			rr.buf = make([]byte, len(d.Data), max(len(d.Data), 2048))
+		}
+		b := rr.buf[:len(d.Data)]
+		copy(b, d.Data)
+		rr.r.Receive(now, []underlay.Datagram{{Data: b, From: d.From}})
+		for i := range b {
+			b[i] = 0xa5
+		}
+	}
 }
 
 // Node returns the node called name, or nil.

@@ -20,6 +20,7 @@ package node
 //     level 1.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,9 +37,10 @@ import (
 // Payload types of routed frames that carry level 2 (after the handshake types, the unknown-session
 // notice and the punch request).
 const (
-	l2PayloadMessage = 10 // a level-2 routing message between gateways; empty: "I run level 2"
-	l2PayloadProof   = 11 // a destination proof pushed to a gateway
-	l2PayloadEncap   = 12 // a packet carried between gateways towards its destination's area
+	l2PayloadMessage  = 10 // a level-2 routing message between gateways; empty: "I run level 2"
+	l2PayloadProof    = 11 // a destination proof pushed to a gateway
+	l2PayloadEncap    = 12 // a packet carried between gateways towards its destination's area
+	l2PayloadProofAck = 13 // a gateway holds a pushed proof: the destination's address and sequence
 )
 
 // Kinds of encapsulated packet: what the routed header inside was in front of.
@@ -53,9 +55,16 @@ const (
 	// maxProofs bounds the destination proofs a node holds: learnt from the directory, or pushed to a
 	// gateway. A proof is keyed by its certificate's overlay address, so each key holds one slot.
 	maxProofs = 4096
-	// proofPushInterval: a proof is pushed to the node's nearest gateway again this often (and at once
-	// when the nearest gateway changes); a gateway forgets a proof at its expiry.
+	// proofPushInterval: a proof the gateway acknowledged is pushed to the node's nearest gateway
+	// again this often (and at once when the nearest gateway changes); a gateway forgets a proof at
+	// its expiry.
 	proofPushInterval = 60 * time.Second
+	// proofPushRTO: a push not acknowledged is sent again after this long, doubling up to
+	// proofPushInterval (a gateway of an earlier release never acknowledges: it gets a push per
+	// interval, as before).
+	proofPushRTO = 250 * time.Millisecond
+	// l2ProofAckSize: type, the destination's overlay address, the proof's sequence number.
+	l2ProofAckSize = 1 + 16 + 8
 	// l2HelloInterval: a gateway tells a neighbour it runs level 2 again this often, until the
 	// neighbour answers.
 	l2HelloInterval = 10 * time.Second
@@ -99,7 +108,11 @@ type remoteDest struct {
 	cert     *meshca.Certificate
 	push     []byte // the proof payload, encoded once
 	pushedTo routing.NodeID
-	pushedAt time.Time
+	// nextPush: when to push again (an acknowledgement moves it proofPushInterval on); rto: the wait
+	// after the last push not yet acknowledged.
+	nextPush time.Time
+	rto      time.Duration
+	acked    bool
 }
 
 // ownProof is the node's own destination proof, signed on use.
@@ -205,13 +218,15 @@ func (n *Node) learnProofLocked(now time.Time, certRaw, raw []byte) error {
 	return nil
 }
 
-// checkProof parses and verifies a destination proof and its certificate.
+// checkProof parses and verifies a destination proof and its certificate. What it returns shares no
+// memory with certRaw or raw: a pushed proof arrives in a receive buffer that the next datagram
+// overwrites, and a gateway keeps the proof and verifies it again whenever level 2 changes.
 func checkProof(v *meshca.Verifier, now time.Time, certRaw, raw []byte) (*meshca.Certificate, *routing.Record, error) {
-	cert, err := meshca.ParseCertificate(certRaw)
+	cert, err := meshca.ParseCertificate(certRaw) // copies
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: proof certificate: %w", err)
 	}
-	rec, err := routing.ParseRecord(raw)
+	rec, err := routing.ParseRecord(bytes.Clone(raw)) // keeps a reference to its argument
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: proof: %w", err)
 	}
@@ -250,10 +265,10 @@ func (n *Node) storeDestLocked(now time.Time, cert *meshca.Certificate, rec *rou
 	l2.dests[cert.Overlay] = &l2Dest{proof: rec, cert: cert}
 }
 
-// handleProofPush takes a proof a node pushed to this gateway. The proof speaks for itself (its
-// signer's certificate and signature are checked), so who pushed it does not matter; one already
-// held is not verified again.
-func (n *Node) handleProofPush(now time.Time, certRaw, raw []byte) {
+// handleProofPush takes a proof a node (src) pushed to this gateway and acknowledges it once held.
+// The proof speaks for itself (its signer's certificate and signature are checked), so who pushed it
+// does not matter; one already held is not verified again.
+func (n *Node) handleProofPush(now time.Time, src netip.Addr, certRaw, raw []byte) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.l2 == nil {
@@ -263,6 +278,7 @@ func (n *Node) handleProofPush(now time.Time, certRaw, raw []byte) {
 	if cert, err := meshca.ParseCertificate(certRaw); err == nil {
 		if cur := n.l2.dests[cert.Overlay]; cur != nil {
 			if h, err := routing.ParseRecord(raw); err == nil && h.Seq <= cur.proof.Seq {
+				n.sendProofAckLocked(now, src, cert.Overlay, cur.proof.Seq)
 				return
 			}
 		}
@@ -273,10 +289,43 @@ func (n *Node) handleProofPush(now time.Time, certRaw, raw []byte) {
 		return
 	}
 	n.storeDestLocked(now, cert, rec)
+	if d := n.l2.dests[cert.Overlay]; d != nil && d.proof.Seq >= rec.Seq {
+		n.sendProofAckLocked(now, src, cert.Overlay, d.proof.Seq)
+	}
 }
 
-// pushProofsLocked pushes the learnt proofs to the node's nearest gateway when it changed, and again
-// every proofPushInterval; expired proofs are forgotten.
+// sendProofAckLocked tells the node at to that this gateway holds the proof of dest up to seq.
+func (n *Node) sendProofAckLocked(now time.Time, to, dest netip.Addr, seq uint64) {
+	e, ok := n.fib.Load().byAddr[to]
+	if !ok || e.nextHop == nil || e.level2 {
+		return // the pusher is of this area; without a route it pushes again
+	}
+	frame := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize+l2ProofAckSize),
+		overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: to})
+	n.sendFrame(now, e.nextHop, appendProofAck(frame, dest, seq))
+}
+
+// handleProofAck takes a gateway's acknowledgement (from src) of a proof this node pushed: it is
+// pushed again only at the next interval. An acknowledgement from any other address, or of an older
+// proof, is ignored. Through relays the source address is not authenticated, so a member of the area
+// can forge one; that delays the push to the gateway by up to proofPushInterval, which the member
+// could do by dropping the push anyway.
+func (n *Node) handleProofAck(now time.Time, src, dest netip.Addr, seq uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d := n.remote[dest]
+	if d == nil || d.acked || d.proof.Seq > seq || d.pushedTo == (routing.NodeID{}) {
+		return
+	}
+	if c := n.router.Certificate(d.pushedTo); c == nil || c.Overlay != src {
+		return
+	}
+	d.acked, d.nextPush = true, now.Add(proofPushInterval)
+}
+
+// pushProofsLocked pushes the learnt proofs to the node's nearest gateway when it changed, again
+// after proofPushRTO (doubling) until the gateway acknowledges, and again every proofPushInterval
+// after that; expired proofs are forgotten.
 func (n *Node) pushProofsLocked(now time.Time) {
 	if len(n.remote) == 0 || n.l2 != nil {
 		return
@@ -297,14 +346,20 @@ func (n *Node) pushProofsLocked(now time.Time) {
 			n.fibDirty()
 			continue
 		}
-		if d.pushedTo == gw && now.Sub(d.pushedAt) < proofPushInterval {
+		if d.pushedTo == gw && now.Before(d.nextPush) {
 			continue
 		}
 		frame := overlay.AppendRouted(make([]byte, 0, overlay.RoutedHeaderSize+len(d.push)),
 			overlay.RoutedHeader{HopLimit: overlay.DefaultHopLimit, Src: n.addr, Dst: cert.Overlay})
-		if n.sendFrame(now, e.nextHop, append(frame, d.push...)) {
-			d.pushedTo, d.pushedAt = gw, now
+		if !n.sendFrame(now, e.nextHop, append(frame, d.push...)) {
+			continue
 		}
+		if d.pushedTo != gw || d.acked {
+			d.rto = proofPushRTO // a new gateway, or the refresh of an acknowledged push
+		} else {
+			d.rto = min(2*d.rto, proofPushInterval)
+		}
+		d.pushedTo, d.acked, d.nextPush = gw, false, now.Add(d.rto)
 	}
 }
 
@@ -561,6 +616,9 @@ type level2Payload struct {
 	entry   netip.Addr
 	head    []byte
 	payload []byte
+	// l2PayloadProofAck: the destination whose proof is held, and the proof's sequence number.
+	dest netip.Addr
+	seq  uint64
 }
 
 var errLevel2Payload = errors.New("node: malformed level-2 payload")
@@ -597,6 +655,12 @@ func parseLevel2Payload(b []byte) (level2Payload, error) {
 		if p.kind == encapRouted && len(p.payload) == 0 {
 			return level2Payload{}, errLevel2Payload
 		}
+	case l2PayloadProofAck:
+		if len(b) != l2ProofAckSize {
+			return level2Payload{}, errLevel2Payload
+		}
+		p.dest = netip.AddrFrom16([16]byte(b[1:17]))
+		p.seq = binary.BigEndian.Uint64(b[17:])
 	default:
 		return level2Payload{}, errLevel2Payload
 	}
@@ -607,6 +671,12 @@ func appendProofPayload(b, cert, record []byte) []byte {
 	b = append(b, l2PayloadProof)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(cert)))
 	return append(append(b, cert...), record...)
+}
+
+func appendProofAck(b []byte, dest netip.Addr, seq uint64) []byte {
+	a := dest.As16()
+	b = append(append(b, l2PayloadProofAck), a[:]...)
+	return binary.BigEndian.AppendUint64(b, seq)
 }
 
 func appendEncap(b []byte, kind byte, entry netip.Addr, head []byte) []byte {
@@ -626,9 +696,11 @@ func (n *Node) handleLevel2Payload(now time.Time, via *tunnel, src netip.Addr, p
 	case l2PayloadMessage:
 		n.handleLevel2Message(now, via, src, p.msg)
 	case l2PayloadProof:
-		n.handleProofPush(now, p.cert, p.record)
+		n.handleProofPush(now, src, p.cert, p.record)
 	case l2PayloadEncap:
 		n.handleEncap(now, via, p, rx)
+	case l2PayloadProofAck:
+		n.handleProofAck(now, src, p.dest, p.seq)
 	}
 }
 

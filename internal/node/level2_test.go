@@ -30,9 +30,13 @@ func TestLevel2PayloadRoundTrip(t *testing.T) {
 	if p, err := parseLevel2Payload([]byte{l2PayloadMessage}); err != nil || len(p.msg) != 0 {
 		t.Fatalf("hello: %+v, %v", p, err)
 	}
+	ack := appendProofAck(nil, entry, 1<<40+7)
+	if p, err := parseLevel2Payload(ack); err != nil || p.typ != l2PayloadProofAck || p.dest != entry || p.seq != 1<<40+7 {
+		t.Fatalf("proof acknowledgement: %+v, %v", p, err)
+	}
 	bad := [][]byte{nil, {l2PayloadProof, 0}, {l2PayloadProof, 0, 4, 'c'}, proof[:7], encap[:l2EncapHeader-1],
 		append(appendEncap(nil, 2, entry, testRoutedHeader()), 'x'), appendEncap(nil, encapRouted, entry, testRoutedHeader()),
-		{99}}
+		{99}, ack[:len(ack)-1], append(ack, 0)}
 	for i, b := range bad {
 		if _, err := parseLevel2Payload(b); err == nil {
 			t.Errorf("bad payload %d (%x) accepted", i, b)
@@ -47,6 +51,7 @@ func FuzzParseLevel2Payload(f *testing.F) {
 	f.Add(append(appendEncap(nil, encapRouted, netip.MustParseAddr("fd74::3"), testRoutedHeader()), 1))
 	f.Add(appendProofPayload(nil, []byte("cert"), []byte("record")))
 	f.Add([]byte{l2PayloadMessage, 1, 2, 3})
+	f.Add(appendProofAck(nil, netip.MustParseAddr("fd74::3"), 42))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := parseLevel2Payload(b)
 		if err != nil {
@@ -63,6 +68,8 @@ func FuzzParseLevel2Payload(f *testing.F) {
 			if _, err := overlay.ParseRoutedHeader(p.head); err != nil {
 				t.Fatalf("decoded a bad routed header: %v", err)
 			}
+		case l2PayloadProofAck:
+			again = appendProofAck(nil, p.dest, p.seq)
 		default:
 			t.Fatalf("decoded unknown type %d", p.typ)
 		}

@@ -236,8 +236,8 @@ func (n *Node) handleRouted(now time.Time, via *tunnel, frame []byte, rx *rxBatc
 		return
 	}
 	// Handshake initiation, response and cookie reply, unknown-session notices, punch messages and
-	// level 2's messages, proofs and encapsulated packets (level2.go).
-	isLevel2 := payload[0] >= l2PayloadMessage && payload[0] <= l2PayloadEncap
+	// level 2's messages, proofs, encapsulated packets and proof acknowledgements (level2.go).
+	isLevel2 := payload[0] >= l2PayloadMessage && payload[0] <= l2PayloadProofAck
 	if (payload[0] < 1 || payload[0] > 3) && payload[0] != session.TypeUnknownSession && payload[0] != punchTypeByte && !isLevel2 {
 		n.stats.dropMalformed.Add(1)
 		return

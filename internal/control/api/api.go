@@ -158,6 +158,9 @@ type EnrollRequest struct {
 	Token     string `json:"token"`
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key"` // the node's public key file (PEM "X0TTA6BL4 NODE PUBLIC KEY")
+	// RoutingArea, if set, is the routing area the node is configured with (routing_area): the
+	// enrolment answer then carries the records of that area only. Without it, every area's.
+	RoutingArea *uint32 `json:"routing_area,omitempty"`
 }
 
 // Bundle is what an enrolled or renewed node receives: its certificates, the CA and the current

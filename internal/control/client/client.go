@@ -312,6 +312,9 @@ type EnrollOptions struct {
 	Timeout time.Duration
 	// Now is the clock for checking the bundle; nil: time.Now.
 	Now func() time.Time
+	// RoutingArea, if set, is the node's routing area: the enrolment answer then carries the signed
+	// records of that area only (api.EnrollRequest).
+	RoutingArea *uint32
 }
 
 // Enroll enrolls a node: it sends the join token, the node's name and its public key file (never
@@ -347,7 +350,7 @@ func Enroll(ctx context.Context, baseURL, token string, key *identity.NodeKey, n
 	defer hc.CloseIdleConnections()
 	pub := key.Public()
 	var raw api.Enrolment
-	req := api.EnrollRequest{Token: tok, Name: name, PublicKey: string(identity.MarshalNodePublicKey(pub))}
+	req := api.EnrollRequest{Token: tok, Name: name, PublicKey: string(identity.MarshalNodePublicKey(pub)), RoutingArea: opts.RoutingArea}
 	if err := call(ctx, hc, http.MethodPost, baseURL, "/api/v1/enroll", nil, req, &raw); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}

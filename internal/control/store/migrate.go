@@ -280,6 +280,10 @@ var migrations = []string{
 		generation BIGINT NOT NULL
 	);
 	INSERT INTO mesh_proof_generation (id, generation) VALUES (1, 0);`,
+	// 10: the routing area each stored record is signed with, so that a node is handed the records of
+	// its own area only (records.go); -1 marks a record stored before the area was kept, handed to
+	// every area until the node's next report replaces it.
+	`ALTER TABLE mesh_records ADD COLUMN area BIGINT NOT NULL DEFAULT -1;`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

@@ -28,8 +28,11 @@ type MeshRecord struct {
 	// server can tell whether a newer one is news (docs/control.md, "Signed records").
 	PublishedExpires time.Time
 	PublishedDigest  string
-	// Area is the routing area a destination proof names (Proofs only; 0 in Records).
+	// Area is the routing area the record or proof is signed with.
 	Area uint32
+	// AreaUnknown marks a record stored before the area was kept (Area reads 0); it is handed to
+	// every area until its node's next report replaces it.
+	AreaUnknown bool
 }
 
 // Directory names what the control plane hands out by generation: nodes' signed link-state records,
@@ -38,23 +41,38 @@ type MeshRecord struct {
 type Directory struct {
 	table    string
 	genTable string // its counter: one row, id 1
-	area     bool
 }
 
 var (
-	// Records are the nodes' latest signed link-state records (mesh_records).
+	// Records are the nodes' latest signed link-state records (mesh_records), handed to the nodes of
+	// their area.
 	Records = Directory{table: "mesh_records", genTable: "mesh_record_generation"}
 	// Proofs are the nodes' latest destination proofs (mesh_proofs): their level-2 records naming the
 	// gateways of their area, handed to the nodes of other areas.
-	Proofs = Directory{table: "mesh_proofs", genTable: "mesh_proof_generation", area: true}
+	Proofs = Directory{table: "mesh_proofs", genTable: "mesh_proof_generation"}
 )
 
-func (d Directory) cols() string {
-	c := "r.node_id, n.name, n.groups_list, r.sequence, r.expires_at, r.certificate, r.record, r.received_at, r.generation, r.published_expires, r.published_digest"
-	if d.area {
-		return c + ", r.area"
+// AreaFilter picks the rows of a Directory by the routing area they are signed with. The zero value
+// picks every row.
+type AreaFilter struct {
+	Area uint32
+	// Same keeps the rows of Area only (and the records stored before their area was kept, which may
+	// be of any); otherwise a non-zero Area leaves the rows of Area out.
+	Same bool
+}
+
+func (f AreaFilter) where() (string, []any) {
+	switch {
+	case f.Same:
+		return " AND (r.area = ? OR r.area < 0)", []any{int64(f.Area)}
+	case f.Area != 0:
+		return " AND r.area <> ?", []any{int64(f.Area)}
 	}
-	return c + ", 0"
+	return "", nil
+}
+
+func (d Directory) cols() string {
+	return "r.node_id, n.name, n.groups_list, r.sequence, r.expires_at, r.certificate, r.record, r.received_at, r.generation, r.published_expires, r.published_digest, r.area"
 }
 
 func scanRecord(sc interface{ Scan(...any) error }) (*MeshRecord, error) {
@@ -75,7 +93,7 @@ func scanRecord(sc interface{ Scan(...any) error }) (*MeshRecord, error) {
 		return nil, fmt.Errorf("stored record: %w", err)
 	}
 	r.NodeGroups = splitGroups(groups)
-	r.Sequence, r.Generation, r.Area = uint64(seq), uint64(gen), uint32(area)
+	r.Sequence, r.Generation, r.Area, r.AreaUnknown = uint64(seq), uint64(gen), uint32(max(area, 0)), area < 0
 	r.Expires, r.ReceivedAt, r.PublishedExpires = fromMS(e), fromMS(got), fromMS(pub)
 	return &r, nil
 }
@@ -106,19 +124,15 @@ func (o Ops) PutSigned(ctx context.Context, d Directory, r *MeshRecord) (bool, e
 	if r.Sequence > math.MaxInt64 || r.Generation > math.MaxInt64 {
 		return false, fmt.Errorf("store: put %s: sequence or generation beyond 2^63-1", d.table)
 	}
-	cols, vals, set := "", "", ""
 	args := []any{r.NodeID, int64(r.Sequence), ms(r.Expires), base64.StdEncoding.EncodeToString(r.Certificate),
-		base64.StdEncoding.EncodeToString(r.Record), ms(r.ReceivedAt), int64(r.Generation), ms(r.PublishedExpires), r.PublishedDigest}
-	if d.area {
-		cols, vals, set = ", area", ", ?", ", area = excluded.area"
-		args = append(args, int64(r.Area))
-	}
+		base64.StdEncoding.EncodeToString(r.Record), ms(r.ReceivedAt), int64(r.Generation), ms(r.PublishedExpires), r.PublishedDigest,
+		int64(r.Area)}
 	res, err := o.exec(ctx, `INSERT INTO `+d.table+` (node_id, sequence, expires_at, certificate, record, received_at, generation,
-		published_expires, published_digest`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?`+vals+`)
+		published_expires, published_digest, area) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (node_id) DO UPDATE SET sequence = excluded.sequence, expires_at = excluded.expires_at,
 			certificate = excluded.certificate, record = excluded.record, received_at = excluded.received_at,
 			generation = excluded.generation, published_expires = excluded.published_expires,
-			published_digest = excluded.published_digest`+set+`
+			published_digest = excluded.published_digest, area = excluded.area
 		WHERE `+d.table+`.sequence < excluded.sequence`, args...)
 	if err != nil {
 		return false, fmt.Errorf("store: put %s: %w", d.table, mapErr(err))
@@ -162,21 +176,16 @@ func (o Ops) Generation(ctx context.Context, d Directory) (uint64, error) {
 // ListRecords returns, oldest publication first, at most limit records of unrevoked nodes that
 // have not expired at now and were last published at a generation in (after, upTo].
 func (o Ops) ListRecords(ctx context.Context, after, upTo uint64, now time.Time, limit int) ([]MeshRecord, error) {
-	return o.ListSigned(ctx, Records, 0, after, upTo, now, limit)
+	return o.ListSigned(ctx, Records, AreaFilter{}, after, upTo, now, limit)
 }
 
-// ListSigned is ListRecords for the records or the proofs; a proof of area notArea is left out (0:
-// none is).
-func (o Ops) ListSigned(ctx context.Context, d Directory, notArea uint32, after, upTo uint64, now time.Time, limit int) ([]MeshRecord, error) {
+// ListSigned is ListRecords for the records or the proofs, of the areas area picks.
+func (o Ops) ListSigned(ctx context.Context, d Directory, area AreaFilter, after, upTo uint64, now time.Time, limit int) ([]MeshRecord, error) {
 	if after > math.MaxInt64 || upTo > math.MaxInt64 {
 		return nil, fmt.Errorf("store: list %s: generation beyond 2^63-1", d.table)
 	}
-	where := ""
-	args := []any{ms(now), int64(after), int64(upTo)}
-	if d.area && notArea != 0 {
-		where = " AND r.area <> ?"
-		args = append(args, int64(notArea))
-	}
+	where, areaArgs := area.where()
+	args := append([]any{ms(now), int64(after), int64(upTo)}, areaArgs...)
 	rows, err := o.query(ctx, "SELECT "+d.cols()+" FROM "+d.table+` r JOIN nodes n ON n.id = r.node_id
 		WHERE n.revoked_at = 0 AND r.expires_at > ? AND r.generation > ? AND r.generation <= ?`+where+`
 		ORDER BY r.generation LIMIT ?`, append(args, clampLimit(limit))...)

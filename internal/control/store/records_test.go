@@ -204,15 +204,7 @@ func TestProofs(t *testing.T) {
 		}
 		list := func(notArea uint32) string {
 			t.Helper()
-			rs, err := s.ListSigned(ctx, store.Proofs, notArea, 0, 4, t0, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, r := range rs {
-				names = append(names, fmt.Sprintf("%s/%d", r.NodeName, r.Area))
-			}
-			return fmt.Sprint(names)
+			return listByArea(t, s, store.Proofs, store.AreaFilter{Area: notArea}, 4)
 		}
 		if got := list(2); got != "[alpha/1]" {
 			t.Errorf("proofs not of area 2: %s", got)
@@ -224,4 +216,59 @@ func TestProofs(t *testing.T) {
 			t.Errorf("proofs of every area: %s", got)
 		}
 	})
+}
+
+// TestRecordsByArea: records are kept with the area they are signed with, and a list for an area
+// holds that area's records only.
+func TestRecordsByArea(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		for i, c := range []struct {
+			name string
+			area uint32
+		}{{"alpha", 1}, {"beta", 2}, {"gamma", 1}, {"delta", 0}} {
+			n := insertNode(t, s, c.name)
+			err := s.InTx(ctx, func(tx *store.Tx) error {
+				g, err := tx.NextGeneration(ctx, store.Records)
+				if err != nil {
+					return err
+				}
+				_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: n.ID, Sequence: uint64(i + 1), Expires: t0.Add(3 * time.Minute),
+					ReceivedAt: t0, Certificate: []byte("cert"), Record: []byte("rec"), Generation: g, Area: c.area,
+					PublishedExpires: t0.Add(3 * time.Minute), PublishedDigest: "d"})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, c := range []struct {
+			f    store.AreaFilter
+			want string
+		}{
+			{store.AreaFilter{Area: 1, Same: true}, "[alpha/1 gamma/1]"},
+			{store.AreaFilter{Area: 2, Same: true}, "[beta/2]"},
+			{store.AreaFilter{Area: 0, Same: true}, "[delta/0]"},
+			{store.AreaFilter{Area: 7, Same: true}, "[]"},
+			{store.AreaFilter{}, "[alpha/1 beta/2 gamma/1 delta/0]"},
+		} {
+			if got := listByArea(t, s, store.Records, c.f, 10); got != c.want {
+				t.Errorf("records for %+v: %s, want %s", c.f, got, c.want)
+			}
+		}
+	})
+}
+
+// listByArea lists d's rows published up to generation upTo that f picks, as "name/area".
+func listByArea(t *testing.T, s *store.Store, d store.Directory, f store.AreaFilter, upTo uint64) string {
+	t.Helper()
+	rs, err := s.ListSigned(context.Background(), d, f, 0, upTo, t0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range rs {
+		names = append(names, fmt.Sprintf("%s/%d", r.NodeName, r.Area))
+	}
+	return fmt.Sprint(names)
 }
