@@ -132,45 +132,146 @@ type VirtualLink struct {
 
 // VirtualLinks returns the gateways of the router's area (the router being a gateway's level-1
 // router) that its level-2 router links to: every gateway it reaches, at its level-1 distance.
-// Records are flooded only over the links of the area's relative neighbourhood graph: a link to g is
-// left out of flooding when some other gateway h is nearer than g to both ends. That graph contains
-// a minimum spanning tree of the gateways, so flooding still reaches every gateway, and both ends
-// decide alike from the same database (link costs are symmetric). It costs one shortest-path
-// computation per gateway of the area.
+// Records are flooded only over the links of the area's flooding tree (floodingTree): a spanning
+// tree of the gateways, so flooding still reaches every gateway, which every gateway of the area
+// computes alike from the same database (link costs are symmetric). It costs one shortest-path
+// computation per gateway of the area and a walk along the path of every pair.
 func (r *Router) VirtualLinks() []VirtualLink {
 	gws := r.Gateways()
-	me := slices.Index(gws, r.self)
-	if len(gws) < 2 || me < 0 {
+	if len(gws) < 2 || !slices.Contains(gws, r.self) {
 		return nil
 	}
+	slices.SortFunc(gws, cmpID) // the same order at every gateway of the area
+	me := slices.Index(gws, r.self)
 	t := r.buildTopo()
 	self := t.self
-	dist := make([][]uint64, len(gws)) // dist[i][j]: from gateway i to gateway j
-	for i, g := range gws {
+	from := make([][]uint64, len(gws)) // from[j][v]: level-1 distance from gateway j to node v
+	for j, g := range gws {
 		t.self = t.idx[g]
-		d, _, _ := t.spf()
-		dist[i] = make([]uint64, len(gws))
-		for j, h := range gws {
-			dist[i][j] = d[t.idx[h]]
-		}
+		from[j], _, _ = t.spf()
 	}
 	t.self = self
+	dist := make([][]uint64, len(gws))    // dist[i][j]: from gateway i to gateway j
+	relays := make([][][]int32, len(gws)) // relays[i][j]: the nodes between them, i to j
+	for i, g := range gws {
+		dist[i], relays[i] = make([]uint64, len(gws)), make([][]int32, len(gws))
+		for j, h := range gws {
+			dist[i][j] = from[j][t.idx[g]]
+			if i < j && dist[i][j] != math.MaxUint64 {
+				relays[i][j] = t.path(t.idx[g], t.idx[h], from[j])
+			}
+		}
+	}
+	tree := floodingTree(dist, relays)
 	var out []VirtualLink
 	for j, g := range gws {
 		d := dist[me][j]
 		if j == me || d == math.MaxUint64 {
 			continue
 		}
-		flood := true
-		for h := range gws {
-			if h != me && h != j && max(dist[me][h], dist[h][j]) < d {
-				flood = false
-				break
-			}
-		}
-		out = append(out, VirtualLink{Gateway: g, Cost: d, Flood: flood})
+		out = append(out, VirtualLink{Gateway: g, Cost: d, Flood: tree[me][j]})
 	}
 	return out
+}
+
+// path returns the nodes strictly between a and b on the level-1 path from a to b, each node's
+// next hop being the neighbour on a shortest path with the lowest ID, as spf chooses; dist holds
+// the distances from b. It stops at a dead end or after as many steps as there are nodes.
+func (t *topo) path(a, b int32, dist []uint64) []int32 {
+	var inner []int32
+	for u := a; u != b && len(inner) <= len(t.ids); {
+		next := int32(-1)
+		for _, l := range t.links[u] {
+			v, back, ok := t.confirm(u, l)
+			if !ok || dist[v] == math.MaxUint64 || (v != b && t.recs[v] != nil && t.recs[v].NoTransit) {
+				continue
+			}
+			if dist[v]+uint64(max(l.Cost, back.Cost)) == dist[u] && (next < 0 || v < next) {
+				next = v
+			}
+		}
+		if next < 0 {
+			break
+		}
+		if next != b {
+			inner = append(inner, next)
+		}
+		u = next
+	}
+	return inner
+}
+
+// floodingTree chooses the virtual links of an area's gateways that level-2 records are flooded
+// over, from their level-1 distances (dist, symmetric) and the level-1 nodes on each link's path
+// (relays[i][j], i < j): a spanning forest, built by Kruskal's rule, shortest link first (ties:
+// lowest indices), first of links whose paths share no node with a link already chosen; then, while
+// parts remain apart, the link joining two parts whose busiest node carries the fewest chosen links
+// (then the shortest). A record crosses each link of a tree about once, so every link costs each
+// level-1 node on its path one copy of every level-2 record; a node on the paths of two links of a
+// tree relays every record twice. The tree avoids that while another choice keeps it connected
+// (docs/routing.md, Level 2, "Flooding topology").
+func floodingTree(dist [][]uint64, relays [][][]int32) [][]bool {
+	n := len(dist)
+	type pair struct{ i, j int }
+	var pairs []pair
+	for i := range n {
+		for j := i + 1; j < n; j++ {
+			if dist[i][j] != math.MaxUint64 {
+				pairs = append(pairs, pair{i, j})
+			}
+		}
+	}
+	slices.SortStableFunc(pairs, func(a, b pair) int { return cmp.Compare(dist[a.i][a.j], dist[b.i][b.j]) })
+	part := make([]int, n) // union-find
+	for i := range part {
+		part[i] = i
+	}
+	find := func(i int) int {
+		for part[i] != i {
+			part[i] = part[part[i]]
+			i = part[i]
+		}
+		return i
+	}
+	load := make(map[int32]int) // links chosen whose path crosses the node
+	busiest := func(p pair) int {
+		m := 0
+		for _, v := range relays[p.i][p.j] {
+			m = max(m, load[v])
+		}
+		return m
+	}
+	tree := make([][]bool, n)
+	for i := range tree {
+		tree[i] = make([]bool, n)
+	}
+	choose := func(p pair) {
+		part[find(p.i)] = find(p.j)
+		tree[p.i][p.j], tree[p.j][p.i] = true, true
+		for _, v := range relays[p.i][p.j] {
+			load[v]++
+		}
+	}
+	for _, p := range pairs {
+		if find(p.i) != find(p.j) && busiest(p) == 0 {
+			choose(p)
+		}
+	}
+	for {
+		best, bestLoad := -1, 0
+		for k, p := range pairs {
+			if find(p.i) == find(p.j) {
+				continue
+			}
+			if l := busiest(p); best < 0 || l < bestLoad {
+				best, bestLoad = k, l
+			}
+		}
+		if best < 0 {
+			return tree
+		}
+		choose(pairs[best])
+	}
 }
 
 // DestinationProof signs the router's destination proof (docs/routing.md, Level 2): a level-2

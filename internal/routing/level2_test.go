@@ -354,6 +354,41 @@ func TestVirtualLinksFloodingTopology(t *testing.T) {
 		2: {rs[0].ID(): {rs[0].ID(), 2 * cost, true}, rs[4].ID(): {rs[4].ID(), 2 * cost, true}},
 		4: {rs[2].ID(): {rs[2].ID(), 2 * cost, true}, rs[0].ID(): {rs[0].ID(), 4 * cost, false}},
 	}
+	checkVirtualLinks(t, rs, want)
+	if rs[1].VirtualLinks() != nil {
+		t.Fatal("a node that is not a gateway has virtual links")
+	}
+}
+
+// Gateway A reaches gateways B and C through the same neighbour v, and B and C are nearer to A
+// than to each other (by another path, through w). A minimum spanning tree (and the relative
+// neighbourhood graph) would flood A–B and A–C, so v would relay every level-2 record twice; the
+// flooding tree takes A–B and B–C instead, and v relays each once.
+func TestVirtualLinksSpreadOverRelays(t *testing.T) {
+	f := getFixture(t)
+	const a, v, b, c, w = 0, 1, 2, 3, 4
+	var rs []*Router
+	for i := range 5 {
+		rs = append(rs, f.router(t, i, func(cfg *Config) { cfg.Area, cfg.Gateway = 1, i == a || i == b || i == c }))
+	}
+	m := newMesh(t, f.now, rs...)
+	m.connect(rs[a], rs[v], Metrics{Cost: 1})
+	m.connect(rs[v], rs[b], Metrics{Cost: 10})
+	m.connect(rs[v], rs[c], Metrics{Cost: 10})
+	m.connect(rs[b], rs[w], Metrics{Cost: 7})
+	m.connect(rs[w], rs[c], Metrics{Cost: 7})
+	m.advance(2*time.Second, 10*time.Millisecond)
+	want := map[int]map[NodeID]VirtualLink{
+		a: {rs[b].ID(): {rs[b].ID(), 11, true}, rs[c].ID(): {rs[c].ID(), 11, false}},
+		b: {rs[a].ID(): {rs[a].ID(), 11, true}, rs[c].ID(): {rs[c].ID(), 14, true}},
+		c: {rs[a].ID(): {rs[a].ID(), 11, false}, rs[b].ID(): {rs[b].ID(), 14, true}},
+	}
+	checkVirtualLinks(t, rs, want)
+}
+
+// checkVirtualLinks fails unless each router rs[i] of want returns exactly the virtual links want[i].
+func checkVirtualLinks(t *testing.T, rs []*Router, want map[int]map[NodeID]VirtualLink) {
+	t.Helper()
 	for i, w := range want {
 		got := rs[i].VirtualLinks()
 		if len(got) != len(w) {
@@ -364,9 +399,6 @@ func TestVirtualLinksFloodingTopology(t *testing.T) {
 				t.Fatalf("gateway %d: %+v, want %+v", i, v, w[v.Gateway])
 			}
 		}
-	}
-	if rs[1].VirtualLinks() != nil {
-		t.Fatal("a node that is not a gateway has virtual links")
 	}
 }
 

@@ -18,7 +18,10 @@ type lsa struct {
 	arrival time.Time // when it was installed
 	holders []uint32  // adjacencies known to hold rec's certificate
 	pending []pending // adjacencies it was sent to that have not acknowledged it
-	answers int       // level 2: requests for this version answered (capped by maxAnswers)
+	// answers counts the requests for this version answered since answersFrom (capped by
+	// maxAnswers; the count starts again busyHold retransmission timeouts later).
+	answers     int
+	answersFrom time.Time
 
 	// Room for holders and pending with a few neighbours, in the entry itself: one allocation per
 	// record instead of a handful, and no pointer to chase on every message.

@@ -132,7 +132,7 @@ type Stats struct {
 	CertAnswers     uint64 // level 2: certificates sent on request
 	Offered         uint64 // level 2: records offered instead of sent
 	Requested       uint64 // level 2: offered records asked for
-	Busy            uint64 // level 2: requests answered Busy (this version already sent to maxAnswers neighbours)
+	Busy            uint64 // requests answered Busy (this version already sent to maxAnswers neighbours)
 	TableFull       uint64 // new originator refused because the LSDB is full
 	Malformed       uint64
 	BadSignature    uint64
@@ -163,13 +163,14 @@ const (
 	// its own record from before a restart) before it signs its first record.
 	firstRecordHold = time.Second
 	maxPendingAcks  = 4096
-	// maxAnswers is how many requests for one record version a level-2 router answers; beyond it
-	// it answers Busy and the requester asks another neighbour that offered it, so that the
-	// gateways holding a version first do not send it to every other gateway (docs/routing.md,
-	// Level 2, "Answers shared").
+	// maxAnswers is how many requests for one record version (not its own) a router that pulls
+	// answers within busyHold retransmission timeouts; beyond it it answers Busy and the requester
+	// asks another neighbour that offered it, so that the routers holding a version first (the
+	// gateways of a clique of virtual links, a level-1 hub) do not send it to every neighbour
+	// (docs/routing.md, Level 2, "Answers shared", and Restarts inside an area, item 5).
 	maxAnswers = 2
 	// busyHold is how many retransmission timeouts a record answered Busy waits before it is sent
-	// whole to that neighbour anyway.
+	// whole to that neighbour anyway, and how long the answers to one version are counted.
 	busyHold           = 4
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
@@ -278,7 +279,7 @@ type offerWait struct {
 	seq   uint64
 	due   time.Time // until then, offers of it from other neighbours ask nobody else
 	from  []NodeID  // neighbours that offered this version
-	asked int       // the one of them asked (level 2: the next is asked when it answers Busy)
+	asked int       // the one of them asked (the next is asked when it answers Busy)
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -476,7 +477,7 @@ func (r *Router) HandleMessage(now time.Time, from NodeID, msg []byte) error {
 			r.handleRequest(now, nb, m.entries, m.typ == MsgRequestCert)
 		}
 	case MsgBusy:
-		if r.cfg.Level2 {
+		if r.pulls() {
 			r.handleBusy(now, nb, m.entries)
 		}
 	case MsgAck:
@@ -919,7 +920,12 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 		if !r.oncePerRTO(&nb.answered, nb, e.origin, now) {
 			continue
 		}
-		if r.cfg.Level2 && l.answers >= maxAnswers && l.origin != r.self {
+		if !now.Before(l.answersFrom.Add(busyHold * nb.rto)) {
+			// The neighbours answered then have long offered it on: a request now (a restart, a
+			// new link) is not sent round the others by a count left from the cold start.
+			l.answers, l.answersFrom = 0, now
+		}
+		if l.answers >= maxAnswers && l.origin != r.self && (r.cfg.Level2 || r.holderLinkedTo(l, nb)) {
 			// The record stays offered (outstanding) to nb: if nobody else gives it to nb, the
 			// retransmission timer sends it whole, but only after the neighbours it did answer
 			// have had time to install and offer it (busyHold retransmission timeouts).
@@ -936,6 +942,27 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 		r.stats.Busy += uint64(len(busy))
 		r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeEntries(MsgBusy, busy)})
 	}
+}
+
+// holderLinkedTo reports whether nb's record lists a link to another neighbour known to hold l (one
+// the router answered, or the one it came from): that neighbour offers it to nb within a round trip,
+// so a Busy answer costs nb that round trip rather than the wait for the retransmission timer. A
+// level-1 router answers Busy only then; a leaf on a hub is answered at once.
+func (r *Router) holderLinkedTo(l *lsa, nb *neighbour) bool {
+	rec := r.lsdb.get(nb.id)
+	if rec == nil {
+		return false
+	}
+	for _, adj := range l.holders {
+		h := r.byAdj[adj]
+		if h == nil || h == nb {
+			continue
+		}
+		if _, ok := slices.BinarySearchFunc(rec.rec.Links, h.id, func(li LinkInfo, id NodeID) int { return cmpID(li.Neighbour, id) }); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // handleBusy asks the next neighbour that offered each record nb will not send now; when none

@@ -74,9 +74,10 @@ const (
 	MsgOffer       = 7
 	MsgRequest     = 8
 	MsgRequestCert = 9
-	// MsgBusy answers requested records a level-2 router will not send now, because it already sent
-	// that version to as many neighbours as it answers for (docs/routing.md, Level 2, "Answers
-	// shared"): the requester asks another neighbour that offered it. Shaped as an Ack.
+	// MsgBusy answers requested records a router that pulls (level 2, level 1 of an area other
+	// than 0) will not send now, because it already sent that version to as many neighbours as it
+	// answers for (docs/routing.md, Level 2, "Answers shared"): the requester asks another
+	// neighbour that offered it. Shaped as an Ack.
 	MsgBusy = 10
 )
 
@@ -377,7 +378,10 @@ func (r *Record) checkFields() error {
 
 // ParseRecord decodes a record. It accepts only the canonical encoding (every length exact, every
 // field in range, links sorted and unique, no trailing bytes) and does not check the signature. The
-// returned record keeps a reference to b.
+// returned record keeps a reference to b (its encoding and signature are b's memory, not copies), so
+// a caller that keeps the record longer than b, as anything parsed from a receive buffer the next
+// datagram overwrites, parses a copy: bytes.Clone, or as Cache.verify does, a buffer the record's
+// message then shares. It does not copy itself because that caller would then copy twice.
 func ParseRecord(b []byte) (*Record, error) {
 	r, err := parseRecord(b)
 	if err != nil {
