@@ -190,3 +190,50 @@ func TestConservationSilentNeighbour(t *testing.T) {
 		t.Errorf("blackhole beside a silent neighbour: deficit %v, want 1", d)
 	}
 }
+
+// meshFlows is a mesh of 40 single-witness relays each handed n packets over the window: 39
+// healthy ones whose deficits spread evenly over ±spread, and a last one whose deficit is d.
+func meshFlows(n, spread, d float64) []flow {
+	fs := make([]flow, 40)
+	for v := range fs {
+		dv := d
+		if v < 39 {
+			dv = spread * (2*float64(v)/38 - 1)
+		}
+		inW := n / windowIntervals
+		fs[v] = flow{inW: inW, outW: inW * (1 - dv), inW2: inW * inW}
+	}
+	return fs
+}
+
+// TestDeficitSignificance: the same 6 % deficit is evidence over many packets and not over a few;
+// beyond the precision floor more packets add nothing (volume-invariant at high volume); in a mesh
+// whose counters are noisy the same deficit counts for less; a node with no deficit measured
+// reads 0; a deficit the node's own report accounts for is not significant.
+func TestDeficitSignificance(t *testing.T) {
+	none := make([]float64, 40)
+	sig := func(fs []flow) float64 { return deficitSignificance(fs, none)[39] }
+	many, few := sig(meshFlows(10000, 0.005, 0.06)), sig(meshFlows(20, 0.005, 0.06))
+	if many < math.Log1p(5) || few > math.Log1p(3) {
+		t.Fatalf("6 %% deficit: significance %.3f over 10,000 packets (want ≥ log1p 5), %.3f over 20 (want ≤ log1p 3)", many, few)
+	}
+	if more := sig(meshFlows(100000, 0.005, 0.06)); math.Abs(more-many) > 0.1 {
+		t.Fatalf("10× the packets moved the significance from %.3f to %.3f", many, more)
+	}
+	if noisy := sig(meshFlows(10000, 0.3, 0.06)); noisy > math.Log1p(1) {
+		t.Fatalf("6 %% deficit among healthy deficits spread ±0.3: significance %.3f, want ≤ log1p 1", noisy)
+	}
+	if grey := sig(meshFlows(10000, 0.3, 0.6)); grey < math.Log1p(2) {
+		t.Fatalf("60 %% deficit among healthy deficits spread ±0.3: significance %.3f, want ≥ log1p 2", grey)
+	}
+	fs := meshFlows(10000, 0.005, 0.06)
+	fs[0] = flow{}
+	if s := deficitSignificance(fs, none)[0]; s != 0 {
+		t.Fatalf("node with nothing handed: significance %v, want 0", s)
+	}
+	admitted := make([]float64, 40)
+	admitted[39] = 0.2
+	if s := deficitSignificance(meshFlows(10000, 0.005, 0.2), admitted)[39]; math.Abs(s) > math.Log1p(1) {
+		t.Fatalf("20 %% deficit the node reports dropping itself: significance %.3f, want within ±log1p 1", s)
+	}
+}
