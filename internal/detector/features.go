@@ -37,14 +37,13 @@ const (
 	RDeficit             // 1 − relayed-by-it / handed-to-it-to-relay, in the interval, by the neighbours' counters
 	RDeficitW            // the same over the window
 	RLogDeficitW         // log1p(handed, window mean) − log1p(relayed, window mean)
-	RDeficitSig          // the windowed deficit its own drop report does not explain, in units of its noise (deficitSignificance)
 	NumRobust
 )
 
 // RobustNames names the derived node features in order.
 var RobustNames = [NumRobust]string{"reported", "delivery", "worst_hop_delivery", "loss_mean", "loss_max",
 	"log_rtt", "drop_ratio", "route_change_frac", "cpu", "degree_frac", "nbr_reported", "nbr_loss_mean",
-	"nbr_loss_min", "nbr_up", "nbr_rtt_excess", "deficit", "deficit_w", "log_deficit_w", "deficit_sig"}
+	"nbr_loss_min", "nbr_up", "nbr_rtt_excess", "deficit", "deficit_w", "log_deficit_w"}
 
 // Derived per-link features: what node v's report says about its link to u.
 const (
@@ -138,11 +137,6 @@ func Robust(raw *Graph) Graph {
 		}
 	}
 	flows := conservation(raw, reported)
-	explained := make([]float64, n)
-	for v := range n {
-		explained[v] = g.X[v][RDropRatio]
-	}
-	sig := deficitSignificance(flows, explained)
 	for v := range n {
 		w, x := &views[v], g.X[v]
 		if deg := len(raw.Adj[v]); deg > 0 {
@@ -166,7 +160,6 @@ func Robust(raw *Graph) Graph {
 		if f.inW > 0 || f.outW > 0 {
 			x[RLogDeficitW] = math.Log1p(f.inW) - math.Log1p(f.outW)
 		}
-		x[RDeficitSig] = sig[v]
 	}
 	return g
 }
@@ -178,9 +171,7 @@ const SuspectDeficit = 0.05
 
 // flow is what was handed to a node to relay and what it relayed, this interval and as the
 // window means.
-// inW2 is the sum over the testifying links of the square of what each handed (window mean), for
-// the deficit's effective number of independent witnesses.
-type flow struct{ in, out, inW, outW, inW2 float64 }
+type flow struct{ in, out, inW, outW float64 }
 
 // conservation returns every node's flow balance. Each link to a neighbour u contributes u's
 // testimony (what u handed the node to relay, what u received that the node relayed), except
@@ -238,7 +229,6 @@ func conservation(raw *Graph, reported func(int) bool) []flow {
 				f.out += out
 				f.inW += inW
 				f.outW += outW
-				f.inW2 += inW * inW
 			}
 		}
 		return fs
@@ -251,87 +241,6 @@ func conservation(raw *Graph, reported func(int) bool) []flow {
 	}
 	suspect = func(u, v int) bool { return suspicion[u] > SuspectDeficit && suspicion[u] > suspicion[v] }
 	return pass()
-}
-
-// Parameters of deficitSignificance.
-const (
-	// BackgroundLossFloor is the least drop rate a healthy relay is assumed to have for the
-	// binomial part of the deficit's noise: healthy relays' windowed deficit is 0 at the median
-	// and about 0.02 at the 95th percentile, so the mesh's median alone would make a single lost
-	// packet infinitely significant.
-	BackgroundLossFloor = 0.01
-	// DeficitPrecisionFloor is the least per-link standard deviation of a deficit, however many
-	// packets it counts: counters are read at slightly different instants and windows end at
-	// different times, so no deficit is known better than about one per cent. It makes the
-	// significance volume-invariant at high volume: beyond a few thousand packets it stops growing.
-	DeficitPrecisionFloor = 0.01
-	// windowIntervals is how many intervals a window mean covers (telemetry.Window).
-	windowIntervals = float64(telemetry.Window)
-)
-
-// deficitSignificance returns the significance of every node's windowed flow deficit that its own
-// report does not explain, as sign(z)·log1p(|z|), 0 where no deficit was measured. With d the
-// node's windowed deficit less explained[v] (the share of its transit it reports dropping, 0 when
-// it did not report: a queue that overflows says so, a grey hole reports handing on what it
-// dropped, and a relay can excuse nothing it does not admit in a drop count the model also reads), N the
-// packets handed to it over the window and H = Σ handed_i² / (Σ handed_i)² over its testifying
-// links (1 / the effective number of witnesses):
-//
-//	z = (d − m) / sqrt(p(1 − p)/N + τ²·H)
-//
-// m is the mesh's median deficit (the background); p is m but at least BackgroundLossFloor, the
-// drop rate of the binomial term, which says a 5 % deficit over 20 packets is noise and over
-// 20,000 is not (the flow-conservation test of Watchers, Bradley et al. 1998, and the binomial
-// tests behind SPRT-style grey-hole detectors). τ² is the counters' own noise per link, estimated
-// robustly from the whole mesh as the median over nodes of ((d − m)² − p(1 − p)/N) / H, divided by
-// 0.455 (the median of χ² with one degree of freedom), and at least DeficitPrecisionFloor²:
-// multiplicative counter noise of relative size σ on each end of a link adds about 2σ²·H to a
-// deficit's variance, whatever the traffic. A median over the mesh is moved only if half the nodes
-// are faulty or lie. Nothing in it reads a label: the counts and the other nodes' deficits, as any
-// control plane sees them.
-func deficitSignificance(flows []flow, explained []float64) []float64 {
-	type obs struct{ d, n, h float64 }
-	os := make([]obs, len(flows))
-	var ds []float64
-	for v, f := range flows {
-		if f.inW < 1 || f.inW2 <= 0 {
-			continue
-		}
-		os[v] = obs{d: clamp(1-f.outW/f.inW, -1, 1) - explained[v], n: windowIntervals * f.inW, h: clamp(f.inW2/(f.inW*f.inW), 0, 1)}
-		ds = append(ds, os[v].d)
-	}
-	out := make([]float64, len(flows))
-	if len(ds) == 0 {
-		return out
-	}
-	m := median(ds)
-	p := max(BackgroundLossFloor, m)
-	binom := p * (1 - p)
-	var excess []float64
-	for _, o := range os {
-		if o.n > 0 {
-			excess = append(excess, ((o.d-m)*(o.d-m)-binom/o.n)/o.h)
-		}
-	}
-	tau2 := max(DeficitPrecisionFloor*DeficitPrecisionFloor, median(excess)/0.455)
-	for v, o := range os {
-		if o.n == 0 {
-			continue
-		}
-		z := (o.d - m) / math.Sqrt(binom/o.n+tau2*o.h)
-		out[v] = math.Copysign(math.Log1p(math.Abs(z)), z)
-	}
-	return out
-}
-
-// median returns the median of xs, reordering them.
-func median(xs []float64) float64 {
-	slices.Sort(xs)
-	n := len(xs)
-	if n%2 == 1 {
-		return xs[n/2]
-	}
-	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 func clamp(a, lo, hi float64) float64 {
