@@ -453,7 +453,8 @@ func runAIEval(e *env, args []string) error {
 // behind the inputs added against shift (docs/intelligence.md). Its default seeds are used by no
 // training, validation or test set.
 func runAIInputs(e *env, args []string) error {
-	fs := newFlags(e, "ai inputs", "[--scenarios nominal,volume×10,noise,missing] [--seeds 901-903]")
+	fs := newFlags(e, "ai inputs", "[--scenarios nominal,volume×10,noise,missing] [--seeds 901-903] [--kind normal]")
+	kindName := fs.String("kind", "normal", "node-intervals of this kind (normal: 50th/95th/99th percentile; a fault kind: 5th/25th/50th)")
 	seeds := fs.String("seeds", "901-903", "simulator seeds (none of training 1-24, validation 51-56 or test 301-305)")
 	only := fs.String("scenarios", "nominal,volume×10,noise,missing", "shift scenarios (comma-separated names)")
 	df := addDataFlags(fs)
@@ -464,15 +465,23 @@ func runAIInputs(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	kind, err := sim.ParseKind(*kindName)
+	if err != nil {
+		return err
+	}
 	var qs [][][3]float64
 	for _, sc := range scenarios {
 		gs, err := df.scenarioRuns(e, sc, *seeds)
 		if err != nil {
 			return err
 		}
-		qs = append(qs, experiment.InputQuantiles(gs))
+		qs = append(qs, experiment.InputQuantiles(gs, kind))
 	}
-	fmt.Fprintf(e.stdout, "healthy node-intervals, seeds %s: 50th / 95th / 99th percentile of each derived input\n", *seeds)
+	levels := "50th / 95th / 99th"
+	if kind != sim.Normal {
+		levels = "5th / 25th / 50th"
+	}
+	fmt.Fprintf(e.stdout, "%s node-intervals, seeds %s: %s percentile of each derived input\n", kind, *seeds, levels)
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprint(tw, "input\t")
 	for _, sc := range scenarios {

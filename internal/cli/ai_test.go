@@ -75,6 +75,13 @@ func TestAICommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "deficit_w") || !strings.Contains(out, "volume×10") {
 		t.Fatalf("inputs: %d %s %s", code, out, stderr)
 	}
+	out, stderr, code = runCLI(t, "inputs", "--scenarios", "nominal", "--seeds", "4", "--nodes", "20", "--duration", "4s", "--faults", "blackhole:1", "--kind", "blackhole")
+	if code != 0 || !strings.Contains(out, "blackhole node-intervals") || !strings.Contains(out, "5th / 25th / 50th") {
+		t.Fatalf("inputs --kind blackhole: %d %s %s", code, out, stderr)
+	}
+	if _, stderr, code = runCLI(t, "inputs", "--kind", "gremlin"); code == 0 || !strings.Contains(stderr, "unknown fault") {
+		t.Fatalf("inputs --kind gremlin: %d %s", code, stderr)
+	}
 	out, stderr, code = runCLI(t, append([]string{"advisor", "--model", model, "--scenarios", "nominal,intensity", "--seeds", "3", "--val-seeds", "2"}, small[:6]...)...)
 	for _, want := range []string{"unexplained deficit ≥", "shipped default", "advisor (model or flow conservation)", "intensity", "healthy node-intervals flagged"} {
 		if code != 0 || !strings.Contains(out, want) {

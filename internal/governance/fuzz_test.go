@@ -64,10 +64,33 @@ func FuzzParseBallot(f *testing.F) {
 func FuzzParseCertificate(f *testing.F) {
 	tm, c := fuzzSeeds(f)
 	f.Add(c.Bytes())
+	p := tm.propose(f, PolicyAction{Policy: testPolicy(f, 2)}, nil)
+	withPolicy, err := NewCertificate(p, []*Ballot{tm.vote(f, 0, p, Yes, 1)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(withPolicy.Bytes())
 	f.Fuzz(func(t *testing.T, data []byte) {
-		qc, err := ParseCertificate(data)
+		// Parse a copy and overwrite it, as a node's receive buffer is: what was parsed must not change.
+		buf := bytes.Clone(data)
+		qc, err := ParseCertificate(buf)
+		for i := range buf {
+			buf[i] = 0xa5
+		}
 		if err != nil {
 			return
+		}
+		if !bytes.Equal(qc.Bytes(), data) {
+			t.Fatal("the decision changed with its input buffer")
+		}
+		for _, b := range qc.Ballots {
+			if !bytes.Contains(data, b.Bytes()) || !bytes.HasSuffix(b.Bytes(), b.Signature) {
+				t.Fatal("a ballot changed with its input buffer")
+			}
+		}
+		if a, ok := qc.Proposal.Action.(PolicyAction); ok &&
+			(!bytes.Contains(data, a.Policy.Bytes()) || !bytes.HasSuffix(a.Policy.Bytes(), a.Policy.Signature)) {
+			t.Fatal("the decision's policy changed with its input buffer")
 		}
 		_, _ = qc.Verify(tm.roster, qc.Proposal.ExecutableAt())
 	})

@@ -211,7 +211,7 @@ var ErrMalformedAdvisories = errors.New("malformed advisories")
 const minAdvisorySize = 1 + 1 + 1 + 2 + 1 + 1
 
 // ParseAdvisories decodes a list, accepting only the canonical encoding. It checks neither the
-// signature nor the expiry.
+// signature nor the expiry. The list shares no memory with data (a receive buffer, reused).
 func ParseAdvisories(data []byte) (*Advisories, error) {
 	a, err := parseAdvisories(data)
 	if err != nil {
@@ -258,5 +258,6 @@ func parseAdvisories(data []byte) (*Advisories, error) {
 		return nil, errors.New("non-canonical encoding")
 	}
 	a.raw = bytes.Clone(data)
+	a.Signature = a.raw[len(a.raw)-len(a.Signature):] // not data's memory: callers reuse it
 	return a, nil
 }

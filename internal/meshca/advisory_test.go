@@ -127,14 +127,15 @@ func FuzzParseAdvisories(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte(advisoryMagic))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, err := ParseAdvisories(data)
+		a, err := parseScribbled(data, ParseAdvisories)
 		if err != nil {
 			if a != nil {
 				t.Fatal("list returned with an error")
 			}
 			return
 		}
-		if !bytes.Equal(a.Bytes(), data) || !bytes.Equal(append(a.tbs(), data[len(a.tbs()):]...), data) {
+		if !bytes.Equal(a.Bytes(), data) || !bytes.Equal(append(a.tbs(), data[len(a.tbs()):]...), data) ||
+			!bytes.Equal(a.Signature, data[len(data)-len(a.Signature):]) {
 			t.Fatal("accepted a non-canonical encoding")
 		}
 		if len(a.Entries) > MaxAdvisories {

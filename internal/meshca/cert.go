@@ -246,7 +246,8 @@ var ErrMalformed = errors.New("malformed certificate")
 
 // ParseCertificate decodes a certificate. It accepts only the canonical encoding: every length is
 // checked, groups must be sorted and unique, no trailing bytes, and re-encoding gives the same bytes.
-// It does not check the signature; Verifier does.
+// It does not check the signature; Verifier does. The certificate shares no memory with data, which
+// may be a receive buffer the next datagram overwrites.
 func ParseCertificate(data []byte) (*Certificate, error) {
 	c, err := parseCertificate(data)
 	if err != nil {
@@ -316,5 +317,6 @@ func parseCertificate(data []byte) (*Certificate, error) {
 		return nil, errors.New("non-canonical encoding")
 	}
 	c.raw = bytes.Clone(data)
+	c.Signature = c.raw[len(c.raw)-len(c.Signature):] // not data's memory: callers reuse it
 	return c, nil
 }

@@ -140,7 +140,7 @@ func (l *RevocationList) CheckSignature(ca *identity.VerifyKey) error {
 var ErrMalformedCRL = errors.New("malformed revocation list")
 
 // ParseRevocationList decodes a revocation list, accepting only the canonical encoding. It does not
-// check the signature.
+// check the signature. The list shares no memory with data (a receive buffer, reused).
 func ParseRevocationList(data []byte) (*RevocationList, error) {
 	l, err := parseRevocationList(data)
 	if err != nil {
@@ -201,5 +201,6 @@ func parseRevocationList(data []byte) (*RevocationList, error) {
 		return nil, errors.New("non-canonical encoding")
 	}
 	l.raw = bytes.Clone(data)
+	l.Signature = l.raw[len(l.raw)-len(l.Signature):] // not data's memory: callers reuse it
 	return l, nil
 }

@@ -453,7 +453,7 @@ func PolicySupersedes(held, next *Policy) (bool, error) {
 var ErrMalformedPolicy = errors.New("malformed policy")
 
 // ParsePolicy decodes a policy, accepting only the canonical encoding. It does not check the
-// signature.
+// signature. The policy shares no memory with data (a receive buffer, reused).
 func ParsePolicy(data []byte) (*Policy, error) {
 	p, err := parsePolicy(data)
 	if err != nil {
@@ -524,6 +524,7 @@ func parsePolicy(data []byte) (*Policy, error) {
 		return nil, errors.New("non-canonical encoding")
 	}
 	p.raw = bytes.Clone(data)
+	p.Signature = p.raw[len(p.raw)-len(p.Signature):] // not data's memory: callers reuse it
 	return p, nil
 }
 

@@ -445,7 +445,7 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add(append(bytes.Clone(enc), 0))
 	f.Add([]byte(policyMagic))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		q, err := ParsePolicy(data)
+		q, err := parseScribbled(data, ParsePolicy)
 		if err != nil {
 			if q != nil {
 				t.Fatal("policy returned with an error")

@@ -36,7 +36,13 @@ func ping(m *Mesh, from, to *Node, seq int, limit time.Duration) bool {
 
 func chain(t *testing.T, seed uint64, names ...string) *Mesh {
 	t.Helper()
-	m, err := New(Config{Seed: seed})
+	return chainWith(t, Config{Seed: seed}, names...)
+}
+
+// chainWith starts a line of the named nodes, in order, under cfg.
+func chainWith(t *testing.T, cfg Config, names ...string) *Mesh {
+	t.Helper()
+	m, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,8 @@ func encodeBeacon(port uint16, cert *meshca.Certificate) []byte {
 
 var errBeacon = errors.New("discovery: not a beacon")
 
-// parseBeacon decodes a beacon; the certificate is parsed but not yet verified.
+// parseBeacon decodes a beacon; the certificate is parsed but not yet verified. It shares no memory
+// with b, the discovery socket's one receive buffer, so the loop may keep it in found.
 func parseBeacon(b []byte) (uint16, *meshca.Certificate, error) {
 	if len(b) < beaconHeader || len(b) > maxBeaconSize || !bytes.Equal(b[:4], []byte(beaconMagic)) || b[4] != beaconVersion || b[5] != 0 {
 		return 0, nil, errBeacon

@@ -10,12 +10,19 @@ import (
 )
 
 func beaconCert(tb testing.TB) *meshca.Certificate {
+	_, _, c := testNodeCert(tb, "beacon.test", time.Now())
+	return c
+}
+
+// testNodeCert returns a new root CA of domain, a node key and the certificate it issued the node
+// at now, valid for an hour.
+func testNodeCert(tb testing.TB, domain string, now time.Time) (*meshca.CA, *identity.NodeKey, *meshca.Certificate) {
 	tb.Helper()
 	k, err := identity.GenerateSigningKey()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ca, err := meshca.NewRootCA(k, meshca.CAOptions{TrustDomain: "beacon.test", Name: "root", Duration: 2 * time.Hour}, time.Now())
+	ca, err := meshca.NewRootCA(k, meshca.CAOptions{TrustDomain: domain, Name: "root", Duration: 2 * time.Hour}, now)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -23,11 +30,11 @@ func beaconCert(tb testing.TB) *meshca.Certificate {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := ca.Issue(meshca.IssueRequest{Name: "n", PublicKey: nk.Public(), Duration: time.Hour}, time.Now())
+	c, err := ca.Issue(meshca.IssueRequest{Name: "n", PublicKey: nk.Public(), Duration: time.Hour}, now)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return c
+	return ca, nk, c
 }
 
 func TestBeaconRoundTrip(t *testing.T) {
@@ -64,4 +71,22 @@ func FuzzParseBeacon(f *testing.F) {
 			t.Fatal("accepted beacon does not re-encode to its input")
 		}
 	})
+}
+
+// TestBeaconCertificateOutlivesBuffer: the discovery loop parses each beacon in its one receive
+// buffer and keeps the certificate of a node it heard until it dials it; the next beacon must not
+// change that certificate.
+func TestBeaconCertificateOutlivesBuffer(t *testing.T) {
+	c := beaconCert(t)
+	buf := encodeBeacon(7946, c)
+	_, got, err := parseBeacon(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range buf {
+		buf[i] = 0xa5
+	}
+	if !bytes.Equal(got.Bytes(), c.Bytes()) || !bytes.Equal(got.Signature, c.Signature) {
+		t.Fatal("the beacon's certificate changed with the receive buffer")
+	}
 }

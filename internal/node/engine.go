@@ -24,7 +24,7 @@ func (n *Node) Start(now time.Time) {
 }
 
 // Tick runs every timer due at now: handshake retries, link probes and failure detection, session
-// keepalives and rekeys, routing refreshes, burst reassembly timeouts, firewall flow expiry, telemetry
+// keepalives and rekeys, routing refreshes, burst and piece reassembly timeouts, firewall flow expiry, telemetry
 // and the self-healing loop. Call it every TickInterval.
 func (n *Node) Tick(now time.Time) {
 	n.tick(now)
@@ -32,6 +32,7 @@ func (n *Node) Tick(now time.Time) {
 	if now.Sub(n.lastExpire) >= time.Second {
 		n.lastExpire = now
 		n.fw.Expire(now)
+		n.expirePieces(now)
 	}
 	if now.Sub(n.lastSample) >= telemetry.Interval {
 		n.lastSample = now

@@ -222,7 +222,7 @@ func (n *Node) learnProofLocked(now time.Time, certRaw, raw []byte) error {
 // memory with certRaw or raw: a pushed proof arrives in a receive buffer that the next datagram
 // overwrites, and a gateway keeps the proof and verifies it again whenever level 2 changes.
 func checkProof(v *meshca.Verifier, now time.Time, certRaw, raw []byte) (*meshca.Certificate, *routing.Record, error) {
-	cert, err := meshca.ParseCertificate(certRaw) // copies
+	cert, err := meshca.ParseCertificate(certRaw) // shares no memory with certRaw
 	if err != nil {
 		return nil, nil, fmt.Errorf("node: proof certificate: %w", err)
 	}

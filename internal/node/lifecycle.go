@@ -180,6 +180,7 @@ func (n *Node) linkUpLocked(now time.Time, t *tunnel) {
 func (n *Node) linkDownLocked(now time.Time, t *tunnel, why string) {
 	t.up = false
 	n.router.LinkDown(now, t.id)
+	n.forgetPieces(t)
 	if n.l2 != nil {
 		delete(n.l2.hello, t.id)
 		n.reconcileLevel2Locked(now)

@@ -73,6 +73,7 @@ type Node struct {
 	e2eByDst  sync.Map            // netip.Addr -> *tunnel, established end-to-end sessions
 	bursts    bursts              // reassembly of bursts addressed to us (burst.go)
 	pieceSize int                 // the piece size of the bursts we send
+	pieces    linkPieces          // large link frames cut into piece frames (linkfrag.go)
 	stats     counters
 	workers   *workers // helpers of the loops' AEAD work (workers.go), nil without
 	done      chan struct{}

@@ -82,6 +82,10 @@ type Options struct {
 	// NoHandshakeRetransmit makes the node's handshakes behave as before retransmission of the
 	// current attempt (docs/protocol.md §12.4): for compatibility tests and before/after figures.
 	NoHandshakeRetransmit bool
+	// NoPieceFrames makes the node behave as a build without piece frames (docs/transport.md, "Piece
+	// frames"): every frame goes whole, piece frames are dropped as an unknown type. For
+	// compatibility tests and before/after figures.
+	NoPieceFrames bool
 
 	ProbeInterval time.Duration // link probes, default 150 ms
 	DeadAfter     time.Duration // link down after this much silence, default 600 ms

@@ -223,6 +223,8 @@ func (n *Node) handleFrame(now time.Time, t *tunnel, frame []byte, rx *rxBatch) 
 		n.handlePolicyFrame(now, t, frame[1:])
 	case overlay.TypeDecision:
 		n.handleDecisionFrame(now, t, frame[1:])
+	case overlay.TypePiece:
+		n.handlePiece(now, t, frame, rx)
 	}
 }
 
@@ -326,8 +328,9 @@ func (n *Node) sendTransit(now time.Time, t *tunnel, head, inner []byte) bool {
 	return n.writeUDP(out, t.remoteAddr(), t, now)
 }
 
-// sendFrame seals a frame into the link session t and sends it. It reports whether it was sent.
-func (n *Node) sendFrame(now time.Time, t *tunnel, frame []byte) bool {
+// sendWholeFrame seals frame in one link data packet of t and sends it. It reports whether it was
+// sent.
+func (n *Node) sendWholeFrame(now time.Time, t *tunnel, frame []byte) bool {
 	out, err := t.sess.Seal(make([]byte, 0, len(frame)+session.HeaderSize+session.TagSize), frame, now)
 	if err != nil {
 		n.stats.dropNoSession.Add(1)

@@ -64,6 +64,12 @@ type Stats struct {
 	PunchFailed, PunchLimited              uint64
 	SentDirectBytes, SentRelayedBytes      uint64
 	Level2Forwarded                        uint64
+	// Piece frames (linkfrag.go): large frames we sent in pieces, pieces sent, frames put back
+	// together from a neighbour's pieces, pieces refused, and messages dropped incomplete (timed out
+	// or evicted).
+	FramesCut, PiecesSent            uint64
+	FramesReassembled, PiecesDropped uint64
+	ReassembliesAbandoned            uint64
 }
 
 func (c *counters) snapshot() Stats {

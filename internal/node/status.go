@@ -68,6 +68,7 @@ func (n *Node) Status() Status {
 	defer n.mu.Unlock()
 	s := Status{Name: n.self.Name, SPIFFEID: n.self.SPIFFEID().String(), Overlay: n.addr, UDP: n.UDPAddr().String(),
 		Device: string(n.opts.Device), Uptime: n.now().Sub(n.start), E2E: len(n.e2e), Stats: n.stats.snapshot()}
+	n.pieceStats(&s.Stats)
 	if n.netdev != nil {
 		s.Device += " " + n.netdev.Name
 	}

@@ -51,6 +51,8 @@ type tunnel struct {
 	burstMu                             sync.Mutex    // guards burstBackoff
 	burstBackoff                        time.Duration // the last back-off
 
+	pieces tunnelPieces // link: piece frames (linkfrag.go)
+
 	// Guarded by Node.mu.
 	mon         *linkmon.Monitor // link only
 	up          bool             // link: announced to routing

@@ -29,10 +29,11 @@ const (
 	TypeObserved  Type = 9  // the UDP address the neighbour sees our packets come from
 	TypePolicy    Type = 10 // a signed access policy being spread over the mesh
 	TypeDecision  Type = 11 // a governance quorum certificate being spread over the mesh
+	TypePiece     Type = 12 // a piece of a larger frame, reassembled by the neighbour (internal/linkfrag)
 )
 
 // lastType is the highest frame type this build knows.
-const lastType = TypeDecision
+const lastType = TypePiece
 
 // Sizes.
 const (

@@ -378,7 +378,10 @@ func (r *Record) checkFields() error {
 
 // ParseRecord decodes a record. It accepts only the canonical encoding (every length exact, every
 // field in range, links sorted and unique, no trailing bytes) and does not check the signature. The
-// returned record keeps a reference to b.
+// returned record keeps a reference to b (its encoding and signature are b's memory, not copies), so
+// a caller that keeps the record longer than b, as anything parsed from a receive buffer the next
+// datagram overwrites, parses a copy: bytes.Clone, or as Cache.verify does, a buffer the record's
+// message then shares. It does not copy itself because that caller would then copy twice.
 func ParseRecord(b []byte) (*Record, error) {
 	r, err := parseRecord(b)
 	if err != nil {

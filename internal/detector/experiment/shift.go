@@ -126,17 +126,22 @@ func PrintShift(w io.Writer, rs []ShiftRow) {
 	tw.Flush()
 }
 
-// InputQuantiles returns, for every node input of graphs gs (detector.Robust's), the 50th, 95th
-// and 99th percentiles over the normal node-intervals: where a healthy node's inputs lie, so that
-// a shift's effect on each input can be read off against the nominal runs.
-func InputQuantiles(gs []detector.Graph) [][3]float64 {
+// InputQuantiles returns, for every node input of graphs gs (detector.Robust's), three percentiles
+// over the node-intervals labelled kind: for normal ones the 50th, 95th and 99th (where a healthy
+// node's inputs lie, so that a shift's effect on each input can be read off against the nominal
+// runs), for a fault kind the 5th, 25th and 50th (how far its lower tail reaches towards them).
+func InputQuantiles(gs []detector.Graph, kind sim.Kind) [][3]float64 {
 	if len(gs) == 0 || len(gs[0].X) == 0 {
 		return nil
+	}
+	levels := [3]float64{0.5, 0.95, 0.99}
+	if kind != sim.Normal {
+		levels = [3]float64{0.05, 0.25, 0.5}
 	}
 	cols := make([][]float64, len(gs[0].X[0]))
 	for _, g := range gs {
 		for v, x := range g.X {
-			if g.Y[v] != int(sim.Normal) {
+			if g.Y[v] != int(kind) {
 				continue
 			}
 			for j, f := range x {
@@ -150,7 +155,7 @@ func InputQuantiles(gs []detector.Graph) [][3]float64 {
 			continue
 		}
 		slices.Sort(c)
-		for i, q := range []float64{0.5, 0.95, 0.99} {
+		for i, q := range levels {
 			out[j][i] = c[int(q*float64(len(c)-1))]
 		}
 	}
