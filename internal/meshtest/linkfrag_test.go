@@ -145,3 +145,31 @@ func sealedLastPiece(n, datagram int) int {
 	l := linkfrag.PieceLen(datagram)
 	return session.MinPacketSize + linkfrag.HeaderSize + n - (n-1)/l*l
 }
+
+// TestPieceFramesAfterDowngradeRestart: in the chain a – b – c, c restarts as a build without
+// piece frames and dials b again at once, so their link never goes down. b had learnt that the old c
+// reassembles pieces; once routing reports c's new incarnation it sends its large frames whole again
+// as well, so the new c learns the records and routes to a (docs/transport.md, "Piece frames",
+// Compatibility).
+func TestPieceFramesAfterDowngradeRestart(t *testing.T) {
+	for seed := range uint64(3) {
+		legacyC := false
+		cfg := Config{Seed: seed, Options: func(name string, o *node.Options) {
+			o.NoPieceFrames = name == "c" && legacyC
+		}}
+		m, took, ok := chainUntilRoute(t, cfg)
+		if !ok {
+			t.Fatalf("seed %d: no route a -> c after %s\n%s", seed, took, dump(m))
+		}
+		if m.Node("c").Status().Stats.FramesReassembled == 0 {
+			t.Fatalf("seed %d: c reassembled no piece frame before its restart", seed)
+		}
+		legacyC = true
+		if err := m.Restart("c"); err != nil {
+			t.Fatal(err)
+		}
+		if took, ok := m.RunUntil(hasRoute(m.Node("c"), "a", 2, "b"), 10*time.Second); !ok {
+			t.Fatalf("seed %d: the restarted c has no route to a after %s\n%s", seed, took, dump(m))
+		}
+	}
+}

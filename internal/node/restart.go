@@ -102,6 +102,11 @@ func (n *Node) handleNotice(now time.Time, src netip.Addr, msg []byte) {
 func (n *Node) peersRestartedLocked(now time.Time, ids []routing.NodeID) {
 	for _, id := range ids {
 		n.stats.peerRestarts.Add(1)
+		if t := n.links[id]; t != nil {
+			// The new process may be a build without piece frames, and holds no half-made
+			// message of the old one's: large frames go whole as well until it sends a piece.
+			n.forgetPieces(t)
+		}
 		cert := n.router.Certificate(id)
 		if cert == nil {
 			continue
