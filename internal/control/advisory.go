@@ -43,10 +43,13 @@ type AdvisoryConfig struct {
 	// how many distinct fresh reports in a row flow conservation must judge a relay faulty: a
 	// re-route leaves a deficit in the windowed counters for up to a window, which this outlasts.
 	DeficitConsecutive int `yaml:"deficit_consecutive"`
-	// A judgement that a relay is not faulty is clean evidence only when the relay was handed at
-	// least MinRelayed packets a second to relay (window mean, by its neighbours' counters) and, once
-	// named, at least EvidenceFraction of what it was handed when named; otherwise it is unknown.
-	MinRelayed       float64         `yaml:"min_relayed"`       // 10
+	// A judgement of a relay by flow conservation, either way, needs the relay to have been handed
+	// at least MinRelayed packets a second to relay (window mean, by its neighbours' counters):
+	// below it the deficit is a few probes' worth, noise that convicts as easily as it clears. The
+	// default is twice what the self-healing probes alone hand a relay on a ring (7.7–10.1 packets
+	// a second measured). Once named, clean evidence also needs at least EvidenceFraction of what
+	// it was handed when named; otherwise a judgement is unknown.
+	MinRelayed       float64         `yaml:"min_relayed"`       // 20
 	EvidenceFraction float64         `yaml:"evidence_fraction"` // 0.5
 	Damping          AdvisoryDamping `yaml:"damping"`
 }
@@ -81,7 +84,7 @@ func (c *AdvisoryConfig) setDefaults() {
 		c.DeficitConsecutive = detector.DeficitConsecutive
 	}
 	if c.MinRelayed == 0 {
-		c.MinRelayed = 10
+		c.MinRelayed = 20
 	}
 	if c.EvidenceFraction == 0 {
 		c.EvidenceFraction = 0.5
@@ -264,7 +267,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 		sp.lastReport, sp.lastFresh, sp.handed = rep.ReportedAt, now, handed[v]
 		sp.enough = handed[v] >= cfg.MinRelayed && handed[v] >= cfg.EvidenceFraction*sp.handedAtNaming
 		class, p, byModel := detector.ModelRelayFault(probs[v], m.Threshold, cfg.MinConfidence)
-		byDeficit := deficits != nil && deficits[v] >= cfg.DeficitThreshold
+		byDeficit := deficits != nil && deficits[v] >= cfg.DeficitThreshold && handed[v] >= cfg.MinRelayed
 		sp.byModel, sp.byDeficit = countRun(sp.byModel, byModel), countRun(sp.byDeficit, byDeficit)
 		switch {
 		case byModel:

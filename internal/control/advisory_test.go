@@ -56,7 +56,7 @@ func TestAdvisorNamesAndWithdraws(t *testing.T) {
 			peer = "beta"
 		}
 		acc, err := n.c.Report(ctx, &api.MeshReport{Sequence: seq, Features: nodeFeatures(1),
-			Peers: []api.PeerReport{{Name: peer, State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(10, 10)}}})
+			Peers: []api.PeerReport{{Name: peer, State: api.PeerUp, RTTMillis: 1, Features: edgeFeatures(30, 30)}}}) // above min_relayed: clean judgements count
 		if err != nil {
 			t.Fatal(err)
 		}
