@@ -349,10 +349,15 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 // that has reported none yet is taken at its word (area: a new node's enrolment request) or, failing
 // that, gets every area's.
 func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.Node, after uint64, area *uint32) (api.MeshRecords, error) {
-	// The generation is read before the records: a record published meanwhile is left for the next
-	// answer rather than skipped. It is read from the database, whose counter moves in the
-	// transaction that stores the record, so that the answer carries every record committed before
+	// The generation is read from the database before the records: its counter moves in the
+	// transaction that stores a record, so every record committed before the answer is at or below
 	// it, including one whose publication this instance has not announced to its long polls yet.
+	// The records are then read with no upper bound, in one statement: a record republished in
+	// between has left its old generation for a newer one, and bounding the read by upTo would leave
+	// it out of this answer (an enrolment answer then lacked a node that had a record all along).
+	// Generations commit in order (each transaction holds the counter's row until it commits), so
+	// a statement that sees generation g sees every record at or below g, and the answer may claim
+	// the highest generation it carries.
 	upTo, err := s.st.Generation(ctx, st.dir)
 	if err != nil {
 		return api.MeshRecords{}, err
@@ -378,7 +383,7 @@ func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.
 	case area != nil:
 		filter = store.AreaFilter{Area: *area, Same: true}
 	}
-	rows, err := s.st.ListSigned(ctx, st.dir, filter, after, upTo, s.now(), api.MaxRecordsPerAnswer+1)
+	rows, err := s.st.ListSigned(ctx, st.dir, filter, after, math.MaxInt64, s.now(), api.MaxRecordsPerAnswer+1)
 	if err != nil {
 		return api.MeshRecords{}, err
 	}
@@ -395,6 +400,9 @@ func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.
 		}
 		size += n
 		out.Records = append(out.Records, api.EncodeSignedRecord(row.NodeName, row.Certificate, row.Record))
+	}
+	if !out.More && len(rows) > 0 {
+		out.Generation = max(out.Generation, rows[len(rows)-1].Generation)
 	}
 	return out, nil
 }

@@ -669,3 +669,31 @@ func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
 		t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
 	}
 }
+
+// TestRecordsAnswerCarriesARecordRepublishedMeanwhile: a record republished between the answer's
+// read of the generation counter and its read of the records has left its old generation for a
+// newer one. The answer must still carry it (an enrolment answer once lacked a node that had had a
+// record all along), and claim the generation it carries. The state the second read sees is built
+// here directly: the record at a generation above the counter the first read returned.
+func TestRecordsAnswerCarriesARecordRepublishedMeanwhile(t *testing.T) {
+	srv, an, alpha := recordServer(t, nil)
+	bn, _ := enrolTestNode(t, srv, "bravo")
+	ctx := t.Context()
+	cert, raw := signRecord(t, alpha, nil, 2, time.Now().Add(3*time.Minute), "")
+	const republishedAt = 7
+	_, err := srv.st.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 2, Expires: time.Now().Add(3 * time.Minute),
+		Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: republishedAt, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := srv.st.Generation(ctx, store.Records); err != nil || g >= republishedAt {
+		t.Fatalf("counter at %d (%v); this test wants it below the record's generation", g, err)
+	}
+	m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
+		t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
+	}
+}
