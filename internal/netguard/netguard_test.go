@@ -70,6 +70,29 @@ func keepAlive(t *testing.T, c net.Conn) {
 	c.SetReadDeadline(time.Time{})
 }
 
+// waitIdle waits until n of gl's connections are Idle. The server marks a connection idle after
+// writing its response, which the client may have read first: under load the next connection could
+// otherwise go idle before this one.
+func waitIdle(t *testing.T, gl *Listener, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		gl.mu.Lock()
+		idle := 0
+		for c := range gl.conns {
+			if c.state == Idle {
+				idle++
+			}
+		}
+		gl.mu.Unlock()
+		if idle >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections idle after 10 s, want %d", idle, n)
+		}
+	}
+}
+
 // closedByServer waits until the server closes c (reads EOF or a reset).
 func closedByServer(c net.Conn, within time.Duration) bool {
 	c.SetReadDeadline(time.Now().Add(within))
@@ -127,6 +150,7 @@ func TestFullListenerEvictsOldestIdle(t *testing.T) {
 	for i := range 4 {
 		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 10+i), gl.Addr().String())
 		keepAlive(t, c)
+		waitIdle(t, gl, i+1) // the order they went idle in is the order under test
 		if i == 0 {
 			first = c
 		}
