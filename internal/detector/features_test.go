@@ -190,3 +190,50 @@ func TestConservationSilentNeighbour(t *testing.T) {
 		t.Errorf("blackhole beside a silent neighbour: deficit %v, want 1", d)
 	}
 }
+
+// TestConservationUnwitnessedLink: a silent relay whose downstream neighbour is silent too
+// passes traffic over a link nobody reports on. What went over it is unknown, so the relay's
+// balance is unknown (0), not a deficit of 1; with the downstream neighbour reporting, the same
+// relay's blackholing is still convicted.
+func TestConservationUnwitnessedLink(t *testing.T) {
+	links := map[int]map[int][2]float64{
+		0: {1: {100, 0}},
+		1: {0: {0, 0}, 2: {100, 0}},
+		2: {1: {0, 100}, 3: {0, 0}},
+		3: {2: {0, 0}},
+	}
+	raw := flowGraph(4, links, 1, 2)
+	g := Robust(&raw)
+	for _, j := range []int{RDeficit, RDeficitW, RLogDeficitW} {
+		if d := g.X[1][j]; d != 0 {
+			t.Errorf("silent relay beside a silent neighbour: %s %v, want 0 (unknown)", RobustNames[j], d)
+		}
+	}
+	// Downstream reporting, and receiving nothing from the silent relay: a blackhole by its
+	// neighbours' testimony.
+	links[2][1] = [2]float64{0, 0}
+	raw = flowGraph(4, links, 1)
+	g = Robust(&raw)
+	if d := g.X[1][RDeficitW]; d != 1 {
+		t.Errorf("silent blackhole with both neighbours reporting: deficit %v, want 1", d)
+	}
+}
+
+// TestRobustWorstHopBoundedByDelivery: a node whose own traffic dies but which judged no first
+// hop (the report's worst hop is 1, meaning none was judged) reads its worst first hop as its
+// overall delivery; a judged worst hop below the delivery is kept.
+func TestRobustWorstHopBoundedByDelivery(t *testing.T) {
+	raw := rawLine(1, 100, 100)
+	raw.X[0][telemetry.FDelivery], raw.X[0][telemetry.FWorstHop] = 0, 1
+	raw.X[2][telemetry.FDelivery], raw.X[2][telemetry.FWorstHop] = 0.9, 0.5
+	g := Robust(&raw)
+	if w := g.X[0][RWorstHop]; w != 0 {
+		t.Errorf("no judged first hop and delivery 0: worst hop %v, want 0", w)
+	}
+	if w := g.X[2][RWorstHop]; w != 0.5 {
+		t.Errorf("judged worst hop 0.5 with delivery 0.9: worst hop %v, want 0.5", w)
+	}
+	if w := g.X[1][RWorstHop]; w != 1 {
+		t.Errorf("delivery 1, worst hop 1: %v", w)
+	}
+}

@@ -25,6 +25,9 @@ type DataConfig struct {
 	// NoBusy leaves Perturb.Busy out of the randomised runs: the training distribution before it
 	// was added, so that a model trained without it can be compared on its own validation runs.
 	NoBusy bool
+	// NoSilent leaves Perturb.Silent out of the randomised runs: the training distribution before
+	// nodes silent for a whole run were added.
+	NoSilent bool
 	// Perturb damages the telemetry as a control plane would receive it.
 	Perturb Perturb
 	// Raw keeps the raw telemetry vectors (a model of the earlier feature set) instead of the
@@ -60,8 +63,10 @@ var TrainDistribution = struct {
 	Missing, Late     [2]float64 // per-interval fraction of nodes, uniform per run
 	Noise             [2]float64 // relative counter noise
 	Busy              [2]float64 // fraction of nodes whose processor something else also uses (Perturb.Busy)
+	Silent            [2]float64 // fraction of nodes that never report in the run (Perturb.Silent)
 }{Rate: [2]float64{8, 50}, Nodes: [2]int{60, 140}, GreyHole: [2]float64{0.1, 0.7}, LinkDeg: [2]float64{0.12, 0.4},
-	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}, Busy: [2]float64{0, 0.3}}
+	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}, Busy: [2]float64{0, 0.3},
+	Silent: [2]float64{0, 0.15}}
 
 // Generate runs the simulator and returns the labelled graphs, every run the same number of
 // graphs (Duration / interval), in seed order.
@@ -78,6 +83,9 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 			pert = randomise(&cfg, seed)
 			if dc.NoBusy {
 				pert.Busy = 0
+			}
+			if dc.NoSilent {
+				pert.Silent = 0
 			}
 		}
 		if dc.Sim != nil {
@@ -123,7 +131,8 @@ func randomise(c *sim.Config, seed uint64) Perturb {
 	}
 	c.Faults = fs
 	p := Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
-	p.Busy = uni(d.Busy) // drawn last, so that every earlier draw of a seed is what it was without it
+	p.Busy = uni(d.Busy)     // drawn after the rest, so that every earlier draw of a seed is what it was without it
+	p.Silent = uni(d.Silent) // likewise, after Busy
 	return p
 }
 
