@@ -25,9 +25,12 @@ type DataConfig struct {
 	// NoBusy leaves Perturb.Busy out of the randomised runs: the training distribution before it
 	// was added, so that a model trained without it can be compared on its own validation runs.
 	NoBusy bool
-	// NoSilent leaves Perturb.Silent out of the randomised runs: the training distribution before
-	// nodes silent for a whole run were added.
-	NoSilent bool
+	// Silent, with Randomise, also silences a fixed set of nodes for the whole run (Perturb.Silent,
+	// a fraction drawn from TrainDistribution.Silent on a stream of its own, so that every other
+	// draw of the seed is unchanged). It is an augmentation of the training runs (`ai train`, and
+	// the runs `ai eval` fits its baselines on), not of the validation runs: those stay the
+	// distribution every method's threshold was chosen on, and the shipped model's.
+	Silent bool
 	// Perturb damages the telemetry as a control plane would receive it.
 	Perturb Perturb
 	// Raw keeps the raw telemetry vectors (a model of the earlier feature set) instead of the
@@ -84,8 +87,8 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 			if dc.NoBusy {
 				pert.Busy = 0
 			}
-			if dc.NoSilent {
-				pert.Silent = 0
+			if dc.Silent {
+				pert.Silent = drawSilent(seed)
 			}
 		}
 		if dc.Sim != nil {
@@ -131,9 +134,15 @@ func randomise(c *sim.Config, seed uint64) Perturb {
 	}
 	c.Faults = fs
 	p := Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
-	p.Busy = uni(d.Busy)     // drawn after the rest, so that every earlier draw of a seed is what it was without it
-	p.Silent = uni(d.Silent) // likewise, after Busy
+	p.Busy = uni(d.Busy) // drawn last, so that every earlier draw of a seed is what it was without it
 	return p
+}
+
+// drawSilent draws one training run's fraction of nodes silent for the whole run.
+func drawSilent(seed uint64) float64 {
+	rng := rand.New(rand.NewPCG(seed, 0x73696c6e))
+	r := TrainDistribution.Silent
+	return r[0] + (r[1]-r[0])*rng.Float64()
 }
 
 // FromSim turns a simulator run into one labelled graph per telemetry interval, over the known

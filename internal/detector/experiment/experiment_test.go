@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
@@ -117,8 +118,11 @@ func TestShiftOutsideTraining(t *testing.T) {
 	for seed := range uint64(200) {
 		c := sim.Config{Faults: DefaultFaults}
 		p := randomise(&c, seed)
-		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] || p.Busy > d.Busy[1] || p.Silent > d.Silent[1] {
+		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] || p.Busy > d.Busy[1] || p.Silent != 0 {
 			t.Fatalf("seed %d drew rate %d, %+v", seed, c.Rate, p)
+		}
+		if s := drawSilent(seed); s < d.Silent[0] || s > d.Silent[1] {
+			t.Fatalf("seed %d drew %v silent, outside %v", seed, s, d.Silent)
 		}
 	}
 }
@@ -249,6 +253,46 @@ func TestPerturbSilent(t *testing.T) {
 		slices.Sort(want)
 		if got := missing(both, i); !slices.Equal(got, want) {
 			t.Fatalf("interval %d: missing %v, want the gaps without silent nodes plus them: %v", i, got, want)
+		}
+	}
+}
+
+// TestGenerateSilent: with Silent, a randomised run has the drawn fraction of its nodes silent in
+// every interval, and every other node reads exactly as in the same run without it.
+func TestGenerateSilent(t *testing.T) {
+	seed := uint64(3)
+	for drawSilent(seed) < 0.05 {
+		seed++
+	}
+	dc := DataConfig{Seeds: []uint64{seed}, Nodes: 40, Duration: 8 * time.Second, Faults: DefaultFaults, Randomise: true, Raw: true}
+	plain, err := Generate(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.Silent = true
+	quiet, err := Generate(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(quiet[0].X)
+	var silent []int
+	for v := range n {
+		all := true
+		for i := range quiet {
+			all = all && quiet[i].X[v][telemetry.FMissing] == 1
+		}
+		if all {
+			silent = append(silent, v)
+		}
+	}
+	if want := int(math.Round(drawSilent(seed) * float64(n))); len(silent) < want {
+		t.Fatalf("%d nodes silent throughout, want at least %d", len(silent), want)
+	}
+	for i := range quiet {
+		for v := range n {
+			if !slices.Contains(silent, v) && !slices.Equal(quiet[i].X[v], plain[i].X[v]) {
+				t.Fatalf("interval %d: node %d is not silent but its report changed", i, v)
+			}
 		}
 	}
 }
