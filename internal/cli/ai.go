@@ -82,7 +82,7 @@ type dataFlags struct {
 	features  *string
 	randomise *bool
 	noBusy    *bool
-	noSilent  *bool
+	silent    *bool
 	training  bool // the runs a model is trained on, or the baselines fitted on: augmented (DataConfig.Silent)
 	// raw generates the raw telemetry vectors, for a model of the earlier feature set.
 	raw bool
@@ -105,7 +105,7 @@ func addDataFlags(fs interface {
 		features:  fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
 		randomise: fs.Bool("randomise", true, "draw training and validation runs from the training distribution (traffic, size, intensities, transient faults, telemetry gaps); false: fixed settings"),
 		noBusy:    fs.Bool("no-busy", false, "leave busy processors (CPU used by something else) out of the randomised runs: the training distribution of models trained before they were added"),
-		noSilent:  fs.Bool("no-silent", false, "leave nodes that never report in a run out of the randomised training runs (an augmentation of training runs only; validation runs never have them): the training data of models trained before they were added"),
+		silent:    fs.Bool("silent-nodes", false, "also silence 0–15 % of the nodes for the whole of each randomised training run (an augmentation of training runs only; validation runs never have them); give the same to ai eval, whose baselines are fitted on the training runs"),
 	}
 }
 
@@ -124,7 +124,7 @@ func (d dataFlags) generate(e *env, label, seeds string, randomise bool) ([]dete
 	}
 	bar := newBar(e.stderr, label)
 	dc := experiment.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
-		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, NoBusy: *d.noBusy, Silent: d.training && !*d.noSilent, KernelFraction: d.kernel, Progress: bar.set}
+		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, NoBusy: *d.noBusy, Silent: d.training && *d.silent, KernelFraction: d.kernel, Progress: bar.set}
 	if sc := d.scenario; sc != nil {
 		dc.Sim, dc.Perturb = sc.Sim, sc.Perturb
 		if sc.Nodes > 0 {
