@@ -82,8 +82,6 @@ type dataFlags struct {
 	features  *string
 	randomise *bool
 	noBusy    *bool
-	silent    *bool
-	training  bool // the runs a model is trained on, or the baselines fitted on: augmented (DataConfig.Silent)
 	// raw generates the raw telemetry vectors, for a model of the earlier feature set.
 	raw bool
 	// scenario, if set, shifts the runs (ai eval --suite shift).
@@ -105,7 +103,6 @@ func addDataFlags(fs interface {
 		features:  fs.String("features", "all", "all: node and per-link (edge) features; self: node features only, no per-link counters (ablation)"),
 		randomise: fs.Bool("randomise", true, "draw training and validation runs from the training distribution (traffic, size, intensities, transient faults, telemetry gaps); false: fixed settings"),
 		noBusy:    fs.Bool("no-busy", false, "leave busy processors (CPU used by something else) out of the randomised runs: the training distribution of models trained before they were added"),
-		silent:    fs.Bool("silent-nodes", false, "also silence 0–15 % of the nodes for the whole of each randomised training run (an augmentation of training runs only; validation runs never have them); give the same to ai eval, whose baselines are fitted on the training runs"),
 	}
 }
 
@@ -124,7 +121,7 @@ func (d dataFlags) generate(e *env, label, seeds string, randomise bool) ([]dete
 	}
 	bar := newBar(e.stderr, label)
 	dc := experiment.DataConfig{Seeds: ss, Nodes: *d.nodes, Duration: *d.duration, Faults: fl,
-		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, NoBusy: *d.noBusy, Silent: d.training && *d.silent, KernelFraction: d.kernel, Progress: bar.set}
+		SelfOnly: *d.features == "self", Raw: d.raw, Randomise: randomise, NoBusy: *d.noBusy, KernelFraction: d.kernel, Progress: bar.set}
 	if sc := d.scenario; sc != nil {
 		dc.Sim, dc.Perturb = sc.Sim, sc.Perturb
 		if sc.Nodes > 0 {
@@ -212,7 +209,6 @@ func runAITrain(e *env, args []string) error {
 	}
 	tdf := df
 	tdf.faults = trainFaults
-	tdf.training = true
 	trainSet, err := tdf.generate(e, "simulating", *seeds, *df.randomise)
 	if err != nil {
 		return err
@@ -366,7 +362,6 @@ func runAIEval(e *env, args []string) error {
 	}
 	tdf := df
 	tdf.faults = trainFaults
-	tdf.training = true
 	trainSet, err := tdf.generate(e, "simulating training runs", *trainSeeds, *df.randomise)
 	if err != nil {
 		return err

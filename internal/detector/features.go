@@ -73,13 +73,7 @@ func Robust(raw *Graph) Graph {
 		deg := len(raw.Adj[v])
 		if reported(v) {
 			x[RReported] = 1
-			// A node with no judged first hop reports a worst hop of 1, "unknown" written as
-			// "perfect". The worst first hop's delivery is never above the node's overall
-			// delivery (a minimum over groups is at most their pooled ratio), so the smaller of
-			// the two is the tightest the report supports: exact where a hop was judged, the
-			// overall delivery where none was.
-			x[RDelivery] = r[telemetry.FDelivery]
-			x[RWorstHop] = min(r[telemetry.FWorstHop], r[telemetry.FDelivery])
+			x[RDelivery], x[RWorstHop] = r[telemetry.FDelivery], r[telemetry.FWorstHop]
 			x[RLossMean], x[RLossMax] = r[telemetry.FLossMean], r[telemetry.FLossMax]
 			x[RLogRTT] = math.Log1p(max(0, r[telemetry.FRTT]))
 			if in := math.Expm1(r[telemetry.FTransitIn]); in >= 1 {
@@ -157,9 +151,6 @@ func Robust(raw *Graph) Graph {
 			}
 		}
 		f := flows[v]
-		if f.unwitnessed {
-			continue
-		}
 		if f.in >= 1 {
 			x[RDeficit] = clamp(1-f.out/f.in, -1, 1)
 		}
@@ -179,12 +170,8 @@ func Robust(raw *Graph) Graph {
 const SuspectDeficit = 0.05
 
 // flow is what was handed to a node to relay and what it relayed, this interval and as the
-// window means. unwitnessed is set when the node and a neighbour are both silent: nothing is known
-// of what passed over that link, so the node's balance is unknown, not a deficit.
-type flow struct {
-	in, out, inW, outW float64
-	unwitnessed        bool
-}
+// window means.
+type flow struct{ in, out, inW, outW float64 }
 
 // conservation returns every node's flow balance. Each link to a neighbour u contributes u's
 // testimony (what u handed the node to relay, what u received that the node relayed), except
@@ -192,8 +179,7 @@ type flow struct {
 //
 //   - u is silent: what u handed the node is unknown and left out; what the node handed u is
 //     taken from the node's own report. Without it, every packet the node passed towards a silent
-//     neighbour would read as dropped. When the node is silent too, nobody witnessed the link and
-//     the node's balance is unknown (flow.unwitnessed): Robust leaves its deficits at 0.
+//     neighbour would read as dropped.
 //   - u's own flow deficit (first pass, by its neighbours' testimony) exceeds SuspectDeficit and
 //     the node's: a relay that drops and reports handing on what it dropped inflates what it
 //     claims it handed its downstream neighbours, and a relay that also under-reports what it
@@ -225,8 +211,6 @@ func conservation(raw *Graph, reported func(int) bool) []flow {
 					if own != nil {
 						f.out += max(0, own[telemetry.ETxTransit])
 						f.outW += max(0, own[telemetry.ETxTransitW])
-					} else {
-						f.unwitnessed = true
 					}
 					continue
 				}
@@ -251,7 +235,7 @@ func conservation(raw *Graph, reported func(int) bool) []flow {
 	}
 	suspicion := make([]float64, n)
 	for v, f := range pass() {
-		if f.inW >= 1 && !f.unwitnessed {
+		if f.inW >= 1 {
 			suspicion[v] = 1 - f.outW/f.inW
 		}
 	}

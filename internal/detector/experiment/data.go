@@ -25,12 +25,6 @@ type DataConfig struct {
 	// NoBusy leaves Perturb.Busy out of the randomised runs: the training distribution before it
 	// was added, so that a model trained without it can be compared on its own validation runs.
 	NoBusy bool
-	// Silent, with Randomise, also silences a fixed set of nodes for the whole run (Perturb.Silent,
-	// a fraction drawn from TrainDistribution.Silent on a stream of its own, so that every other
-	// draw of the seed is unchanged). It is an augmentation of the training runs (`ai train`, and
-	// the runs `ai eval` fits its baselines on), not of the validation runs: those stay the
-	// distribution every method's threshold was chosen on, and the shipped model's.
-	Silent bool
 	// Perturb damages the telemetry as a control plane would receive it.
 	Perturb Perturb
 	// Raw keeps the raw telemetry vectors (a model of the earlier feature set) instead of the
@@ -66,10 +60,8 @@ var TrainDistribution = struct {
 	Missing, Late     [2]float64 // per-interval fraction of nodes, uniform per run
 	Noise             [2]float64 // relative counter noise
 	Busy              [2]float64 // fraction of nodes whose processor something else also uses (Perturb.Busy)
-	Silent            [2]float64 // fraction of nodes that never report in the run (Perturb.Silent)
 }{Rate: [2]float64{8, 50}, Nodes: [2]int{60, 140}, GreyHole: [2]float64{0.1, 0.7}, LinkDeg: [2]float64{0.12, 0.4},
-	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}, Busy: [2]float64{0, 0.3},
-	Silent: [2]float64{0, 0.15}}
+	Overload: [2]float64{1.25, 2.5}, Transient: 0.3, Missing: [2]float64{0, 0.08}, Late: [2]float64{0, 0.08}, Noise: [2]float64{0, 0.1}, Busy: [2]float64{0, 0.3}}
 
 // Generate runs the simulator and returns the labelled graphs, every run the same number of
 // graphs (Duration / interval), in seed order.
@@ -86,9 +78,6 @@ func Generate(dc DataConfig) ([]detector.Graph, error) {
 			pert = randomise(&cfg, seed)
 			if dc.NoBusy {
 				pert.Busy = 0
-			}
-			if dc.Silent {
-				pert.Silent = drawSilent(seed)
 			}
 		}
 		if dc.Sim != nil {
@@ -136,13 +125,6 @@ func randomise(c *sim.Config, seed uint64) Perturb {
 	p := Perturb{Missing: uni(d.Missing), Late: uni(d.Late), Noise: uni(d.Noise)}
 	p.Busy = uni(d.Busy) // drawn last, so that every earlier draw of a seed is what it was without it
 	return p
-}
-
-// drawSilent draws one training run's fraction of nodes silent for the whole run.
-func drawSilent(seed uint64) float64 {
-	rng := rand.New(rand.NewPCG(seed, 0x73696c6e))
-	r := TrainDistribution.Silent
-	return r[0] + (r[1]-r[0])*rng.Float64()
 }
 
 // FromSim turns a simulator run into one labelled graph per telemetry interval, over the known

@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/sim"
@@ -105,8 +104,8 @@ func TestShiftOutsideTraining(t *testing.T) {
 				t.Errorf("noise %v within training's %v", p.Noise, d.Noise)
 			}
 		case "missing":
-			if !p.Sticky || p.Missing <= d.Missing[1] || p.Missing <= d.Silent[1] {
-				t.Errorf("silent %v within training's %v per interval or %v per run", p.Missing, d.Missing, d.Silent)
+			if !p.Sticky || p.Missing <= d.Missing[1] {
+				t.Errorf("silent %v within training's %v", p.Missing, d.Missing)
 			}
 		case "late":
 			if p.Late <= d.Late[1] {
@@ -118,11 +117,8 @@ func TestShiftOutsideTraining(t *testing.T) {
 	for seed := range uint64(200) {
 		c := sim.Config{Faults: DefaultFaults}
 		p := randomise(&c, seed)
-		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] || p.Busy > d.Busy[1] || p.Silent != 0 {
+		if r := float64(c.Rate); r < d.Rate[0]-0.5 || r > d.Rate[1]+0.5 || p.Noise > d.Noise[1] || p.Sticky || p.Missing > d.Missing[1] || p.Late > d.Late[1] || p.Busy > d.Busy[1] {
 			t.Fatalf("seed %d drew rate %d, %+v", seed, c.Rate, p)
-		}
-		if s := drawSilent(seed); s < d.Silent[0] || s > d.Silent[1] {
-			t.Fatalf("seed %d drew %v silent, outside %v", seed, s, d.Silent)
 		}
 	}
 }
@@ -186,112 +182,6 @@ func TestPerturbBusy(t *testing.T) {
 			x[telemetry.FCPU] = 0.05
 			if !slices.Equal(x, clean[i].X[v]) {
 				t.Fatalf("interval %d node %d: busy changed more than the CPU: %v", i, v, x)
-			}
-		}
-	}
-}
-
-// TestPerturbSilent: silent nodes are a fixed set, the given fraction, with no report in any
-// interval (missing, zero links), and every other node's report is untouched; on top of it the
-// per-interval gaps (Missing) are drawn as they were without it.
-func TestPerturbSilent(t *testing.T) {
-	mk := func() []detector.Graph {
-		gs := make([]detector.Graph, 4)
-		for i := range gs {
-			gs[i].X = make([][]float64, 20)
-			gs[i].E = make([][][]float64, 20)
-			for v := range gs[i].X {
-				x := make([]float64, telemetry.NumNode)
-				x[telemetry.FCPU], x[telemetry.FRTT] = 0.05, 3
-				gs[i].X[v] = x
-				e := make([]float64, telemetry.NumEdge)
-				e[telemetry.EUp], e[telemetry.ETxTransit] = 1, 10
-				gs[i].E[v] = [][]float64{e}
-			}
-		}
-		return gs
-	}
-	missing := func(gs []detector.Graph, i int) []int {
-		var out []int
-		for v, x := range gs[i].X {
-			if x[telemetry.FMissing] == 1 {
-				if gs[i].E[v][0][telemetry.EUp] != 0 || x[telemetry.FRTT] != 0 {
-					t.Fatalf("interval %d: silent node %d kept its report", i, v)
-				}
-				out = append(out, v)
-			}
-		}
-		return out
-	}
-	gs, clean := mk(), mk()
-	Perturb{Silent: 0.2}.apply(gs, 7)
-	silent := missing(gs, 0)
-	if len(silent) != 4 {
-		t.Fatalf("%d silent nodes, want 4", len(silent))
-	}
-	for i := range gs {
-		if got := missing(gs, i); !slices.Equal(got, silent) {
-			t.Fatalf("interval %d: silent %v, want the same set %v", i, got, silent)
-		}
-		for v, x := range gs[i].X {
-			if !slices.Contains(silent, v) && (!slices.Equal(x, clean[i].X[v]) || !slices.Equal(gs[i].E[v][0], clean[i].E[v][0])) {
-				t.Fatalf("interval %d: node %d is not silent but its report changed", i, v)
-			}
-		}
-	}
-	// The per-interval gaps are the ones drawn without silent nodes, plus the silent set.
-	gaps, both := mk(), mk()
-	Perturb{Missing: 0.1}.apply(gaps, 7)
-	Perturb{Missing: 0.1, Silent: 0.2}.apply(both, 7)
-	for i := range gaps {
-		want := missing(gaps, i)
-		for _, v := range silent {
-			if !slices.Contains(want, v) {
-				want = append(want, v)
-			}
-		}
-		slices.Sort(want)
-		if got := missing(both, i); !slices.Equal(got, want) {
-			t.Fatalf("interval %d: missing %v, want the gaps without silent nodes plus them: %v", i, got, want)
-		}
-	}
-}
-
-// TestGenerateSilent: with Silent, a randomised run has the drawn fraction of its nodes silent in
-// every interval, and every other node reads exactly as in the same run without it.
-func TestGenerateSilent(t *testing.T) {
-	seed := uint64(3)
-	for drawSilent(seed) < 0.05 {
-		seed++
-	}
-	dc := DataConfig{Seeds: []uint64{seed}, Nodes: 40, Duration: 8 * time.Second, Faults: DefaultFaults, Randomise: true, Raw: true}
-	plain, err := Generate(dc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc.Silent = true
-	quiet, err := Generate(dc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := len(quiet[0].X)
-	var silent []int
-	for v := range n {
-		all := true
-		for i := range quiet {
-			all = all && quiet[i].X[v][telemetry.FMissing] == 1
-		}
-		if all {
-			silent = append(silent, v)
-		}
-	}
-	if want := int(math.Round(drawSilent(seed) * float64(n))); len(silent) < want {
-		t.Fatalf("%d nodes silent throughout, want at least %d", len(silent), want)
-	}
-	for i := range quiet {
-		for v := range n {
-			if !slices.Contains(silent, v) && !slices.Equal(quiet[i].X[v], plain[i].X[v]) {
-				t.Fatalf("interval %d: node %d is not silent but its report changed", i, v)
 			}
 		}
 	}

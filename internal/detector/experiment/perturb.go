@@ -28,12 +28,6 @@ type Perturb struct {
 	// no queueing, drops or delay to go with it. It is augmentation for training only: a busy
 	// processor alone is not an overload, which is the saturation that queues and drops.
 	Busy float64
-	// Silent is the fraction of nodes (a fixed set per run, from a stream of its own) that never
-	// report in the run, on top of Missing: a node that is down for reporting, or cut off from the
-	// control plane, while it still relays. Training needs it so that a neighbour's lasting
-	// silence reads as unknown; a gap of one interval at a time (Missing) the persistence rule
-	// hides, and teaches nothing about it.
-	Silent float64
 }
 
 // apply perturbs a run's raw graphs in place (deterministic for seed).
@@ -96,29 +90,18 @@ func (p Perturb) apply(gs []detector.Graph, seed uint64) {
 			}
 		}
 	}
-	var silent []bool
-	if p.Silent > 0 {
-		quiet := rand.New(rand.NewPCG(seed, 0x73696c65))
-		silent = make([]bool, n)
-		for _, v := range quiet.Perm(n)[:int(math.Round(p.Silent*float64(n)))] {
-			silent[v] = true
-		}
-	}
-	if p.Missing > 0 || silent != nil {
+	if p.Missing > 0 {
 		var sticky []bool
 		if p.Sticky {
 			sticky = pick(p.Missing)
 		}
 		for i := range gs {
 			gone := sticky
-			if gone == nil && p.Missing > 0 {
+			if gone == nil {
 				gone = pick(p.Missing)
 			}
-			if gone == nil {
-				gone = make([]bool, n)
-			}
 			for v, g := range gone {
-				if g || (silent != nil && silent[v]) {
+				if g {
 					gs[i].X[v] = make([]float64, len(gs[i].X[v]))
 					gs[i].X[v][telemetry.FMissing] = 1
 					if gs[i].K != nil {
