@@ -65,20 +65,6 @@ func (g *generation) set(n uint64) {
 	g.changed = make(chan struct{})
 }
 
-// advance moves the number on to n, and wakes every waiter, only if n is newer: a number read from
-// the database may be older than one this instance has set meanwhile.
-func (g *generation) advance(n uint64) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if n <= g.n {
-		return false
-	}
-	g.n = n
-	close(g.changed)
-	g.changed = make(chan struct{})
-	return true
-}
-
 // wait returns the number and a channel closed at the next change.
 func (g *generation) wait() (uint64, <-chan struct{}) {
 	g.mu.Lock()

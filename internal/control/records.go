@@ -38,7 +38,7 @@ import (
 type recordsState struct {
 	dir     store.Directory
 	mu      sync.Mutex // one publication at a time, so that generations become visible in order
-	gen     *generation
+	gen     *areaGenerations
 	waiters chan struct{}
 	results *prometheus.CounterVec
 	current prometheus.Gauge
@@ -65,7 +65,11 @@ func (s *Server) initDirectory(ctx context.Context, st *recordsState, d store.Di
 		return fmt.Errorf("control: %w", err)
 	}
 	st.dir = d
-	st.gen = newGeneration(g)
+	concerns := recordsConcern
+	if d == store.Proofs {
+		concerns = proofsConcern
+	}
+	st.gen = newAreaGenerations(g, concerns)
 	st.waiters = make(chan struct{}, s.cfg.Limits.MaxRecordWaiters)
 	st.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: results, Help: resultsHelp}, []string{"result"})
 	st.current = prometheus.NewGauge(prometheus.GaugeOpts{Name: current, Help: currentHelp})
@@ -234,9 +238,10 @@ func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Nod
 	if err != nil {
 		return "", err
 	}
-	// advance, not set: another instance's publication, taken in by refreshRecordGeneration
-	// meanwhile, may have moved the number past this one.
-	if gen != 0 && st.gen.advance(gen) {
+	// Another instance's publication, taken in by refreshRecordGeneration meanwhile, may have moved
+	// the number past this one: publish wakes this area's waiters all the same, and never moves the
+	// number back.
+	if gen != 0 && st.gen.publish(gen, rec.Area) {
 		st.current.Set(float64(gen))
 	}
 	return outcome, nil
@@ -245,14 +250,23 @@ func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Nod
 // refreshRecordGeneration takes in the records and proofs other instances on the same database
 // published: the long polls here wait on this instance's generations, which its own publications
 // move on, so without this a node long-polling one instance would learn of a record published through
-// another only when its poll timed out.
+// another only when its poll timed out. The areas of what was published since decide whose polls
+// wake, as for this instance's own publications.
 func (s *Server) refreshRecordGeneration(ctx context.Context) error {
 	for _, st := range []*recordsState{&s.records, &s.proofs} {
 		g, err := s.st.Generation(ctx, st.dir)
 		if err != nil {
 			return fmt.Errorf("control: generation: %w", err)
 		}
-		if st.gen.advance(g) {
+		known := st.gen.current()
+		if g <= known {
+			continue
+		}
+		published, err := s.st.PublishedAreas(ctx, st.dir, known, g)
+		if err != nil {
+			return fmt.Errorf("control: generation: %w", err)
+		}
+		if st.gen.publishMany(g, published) {
 			st.current.Set(float64(g))
 		}
 	}
@@ -329,10 +343,18 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		badRequest(w, err.Error())
 		return
 	}
-	if cur, changed := st.gen.wait(); hasAfter && after == cur {
+	area, err := s.callerArea(r.Context(), caller, nil)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	// Wait only while nothing this caller's answer may carry was announced after its generation
+	// (an answer claims the database's generation, which may be ahead of the announcements here:
+	// such a caller is answered at once, as one whose generation is behind).
+	if last, cur, changed := st.gen.wait(derefArea(area)); hasAfter && after >= last && after <= cur {
 		longPoll(r, st.waiters, changed, wait)
 	}
-	out, err := s.signedFor(r.Context(), st, caller, after, nil)
+	out, err := s.signedForArea(r.Context(), st, caller, after, area)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -349,6 +371,36 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 // that has reported none yet is taken at its word (area: a new node's enrolment request) or, failing
 // that, gets every area's.
 func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.Node, after uint64, area *uint32) (api.MeshRecords, error) {
+	area, err := s.callerArea(ctx, caller, area)
+	if err != nil {
+		return api.MeshRecords{}, err
+	}
+	return s.signedForArea(ctx, st, caller, after, area)
+}
+
+// callerArea returns the routing area of a caller: the one signed in its stored record, else named
+// (a new node's enrolment request), else nil (unknown: it gets every area's).
+func (s *Server) callerArea(ctx context.Context, caller *store.Node, named *uint32) (*uint32, error) {
+	a, known, err := s.areaOf(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	if known {
+		return &a, nil
+	}
+	return named, nil
+}
+
+// derefArea turns an area pointer into the (area, known) pair long polls wait by.
+func derefArea(area *uint32) (uint32, bool) {
+	if area == nil {
+		return 0, false
+	}
+	return *area, true
+}
+
+// signedForArea is signedFor for a caller whose area is resolved (nil: unknown).
+func (s *Server) signedForArea(ctx context.Context, st *recordsState, caller *store.Node, after uint64, area *uint32) (api.MeshRecords, error) {
 	// The generation is read from the database before the records: its counter moves in the
 	// transaction that stores a record, so every record committed before the answer is at or below
 	// it, including one whose publication this instance has not announced to its long polls yet.
@@ -362,18 +414,13 @@ func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.
 	if err != nil {
 		return api.MeshRecords{}, err
 	}
-	if cur, _ := st.gen.wait(); cur > upTo {
+	if cur := st.gen.current(); cur > upTo {
 		upTo = cur // a database restored to an earlier state: the next publications catch up
 	}
 	if after > upTo {
 		after = 0
 	}
 	out := api.MeshRecords{Generation: upTo, Records: []api.SignedRecord{}}
-	if a, known, err := s.areaOf(ctx, caller); err != nil {
-		return api.MeshRecords{}, err
-	} else if known {
-		area = &a
-	}
 	var filter store.AreaFilter
 	switch {
 	case st.dir == store.Proofs && area != nil && *area == 0:

@@ -225,7 +225,7 @@ func TestMeshRecords(t *testing.T) {
 		if s := recordsSeen(t, &gamma.bundle.Records); s != "[alpha#31 beta#40]" {
 			t.Fatalf("enrolment answer's records: %s", s)
 		}
-		if gen, _ := h.srv.records.gen.wait(); gamma.bundle.Records.Generation != gen {
+		if gen := h.srv.records.gen.current(); gamma.bundle.Records.Generation != gen {
 			t.Fatalf("enrolment answer's generation %d, current %d", gamma.bundle.Records.Generation, gen)
 		}
 
@@ -360,7 +360,7 @@ func TestRecordsPaging(t *testing.T) {
 			}
 		}
 	}
-	h.srv.records.gen.set(gen)
+	h.srv.records.gen.publishMany(gen, nil)
 	var got, pages []string
 	after := uint64(0)
 	for {
@@ -549,15 +549,16 @@ func TestRecordGenerationAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	before, changed := b.records.gen.wait()
+	_, before, changed := b.records.gen.wait(0, true) // alpha's record is of area 0
+	_, _, otherArea := b.records.gen.wait(5, true)
 	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "192.0.2.1:4242")
 	out, err := a.acceptSigned(ctx, n, &a.records, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
 		Record: base64.StdEncoding.EncodeToString(raw)})
 	if err != nil || out != api.RecordPublished {
 		t.Fatalf("publish through a: %q %v", out, err)
 	}
-	published, _ := a.records.gen.wait()
-	if got, _ := b.records.gen.wait(); got != before {
+	published := a.records.gen.current()
+	if got := b.records.gen.current(); got != before {
 		t.Fatalf("b moved on before refreshing: %d", got)
 	}
 	if err := b.refreshRecordGeneration(ctx); err != nil {
@@ -568,14 +569,17 @@ func TestRecordGenerationAcrossInstances(t *testing.T) {
 	default:
 		t.Fatal("b's long polls were not woken by the refresh")
 	}
-	if got, _ := b.records.gen.wait(); got != published || got <= before {
+	if woken(otherArea) {
+		t.Fatal("the refresh woke the long polls of an area the record is not of")
+	}
+	if got := b.records.gen.current(); got != published || got <= before {
 		t.Fatalf("b's generation %d after refresh, a published %d (b had %d)", got, published, before)
 	}
-	b.records.gen.set(published + 5) // b's own publication, racing with an older read
+	b.records.gen.publish(published+5, 0) // b's own publication, racing with an older read
 	if err := b.refreshRecordGeneration(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := b.records.gen.wait(); got != published+5 {
+	if got := b.records.gen.current(); got != published+5 {
 		t.Fatalf("refresh moved b's generation back to %d", got)
 	}
 }
@@ -658,7 +662,7 @@ func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g, _ := srv.records.gen.wait(); g != 0 {
+	if g := srv.records.gen.current(); g != 0 {
 		t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
 	}
 	m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
@@ -696,4 +700,81 @@ func TestRecordsAnswerCarriesARecordRepublishedMeanwhile(t *testing.T) {
 	if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
 		t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
 	}
+}
+
+// signAreaRecord signs a link-state record of routing area area for n, with one endpoint.
+func signAreaRecord(t *testing.T, n *testNode, seq uint64, area uint32, endpoint string) ([]byte, []byte) {
+	t.Helper()
+	cert := n.bundle.Certificate
+	raw, err := routing.SignRecord(n.key.Sign, &routing.Record{Origin: n.key.Sign.PublicKey().ID(), Seq: seq, Expires: time.Now().Add(3 * time.Minute),
+		CertFingerprint: cert.Fingerprint(), Incarnation: 7, Area: area,
+		Endpoints: []routing.Endpoint{{Addr: netip.MustParseAddrPort(endpoint), Kind: routing.EndpointLocal}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert.Bytes(), raw
+}
+
+// TestRecordsLongPollWokenByOwnArea: a record published in area 2 does not wake the long poll of a
+// node of area 3, which waits on until a record of area 3 is published and then gets that record
+// alone.
+func TestRecordsLongPollWokenByOwnArea(t *testing.T) {
+	eachBackend(t, nil, func(t *testing.T, h *harness) {
+		ctx := t.Context()
+		admin := h.apiClient(h.adminKey)
+		waiter, two, three := h.enrollNode(t, admin, "waiter"), h.enrollNode(t, admin, "two"), h.enrollNode(t, admin, "three")
+		for _, c := range []struct {
+			n    *testNode
+			area uint32
+		}{{waiter, 3}, {two, 2}, {three, 3}} {
+			cert, raw := signAreaRecord(t, c.n, 1, c.area, "192.0.2.1:4242")
+			if st, out := reportRecord(t, c.n, cert, raw); st != 202 || out != api.RecordPublished {
+				t.Fatalf("%s's first record: %d %q", c.n.name, st, out)
+			}
+		}
+		m, err := waiter.c.FetchRecords(ctx, 0, 0)
+		if err != nil || recordsSeen(t, m) != "[three#1]" {
+			t.Fatalf("waiter's records: %+v %v", m, err)
+		}
+		g := m.Generation
+		// The channel the waiter's long poll parks on (the polls of one area share it).
+		_, _, area3 := h.srv.records.gen.wait(3, true)
+		type answer struct {
+			m   *api.MeshRecords
+			err error
+		}
+		polled := make(chan answer, 1)
+		go func() {
+			m, err := waiter.c.FetchRecords(ctx, g, 25*time.Second)
+			polled <- answer{m, err}
+		}()
+		waitForRecordWaiter(t, h, 1)
+
+		cert, raw := signAreaRecord(t, two, 2, 2, "192.0.2.2:4242") // a new endpoint: news
+		if _, out := reportRecord(t, two, cert, raw); out != api.RecordPublished {
+			t.Fatalf("two's new record: %q", out)
+		}
+		// The publication is announced before the report is answered: had it woken area 3's polls,
+		// their channel would be closed by now.
+		if woken(area3) {
+			t.Fatal("a record of area 2 woke the long polls of area 3")
+		}
+		select {
+		case a := <-polled:
+			t.Fatalf("area 3's long poll answered after area 2's publication: %+v %v", a.m, a.err)
+		default:
+		}
+
+		cert, raw = signAreaRecord(t, three, 2, 3, "192.0.2.3:4242")
+		if _, out := reportRecord(t, three, cert, raw); out != api.RecordPublished {
+			t.Fatalf("three's new record: %q", out)
+		}
+		if !woken(area3) {
+			t.Fatal("a record of area 3 did not wake the long polls of area 3")
+		}
+		a := <-polled
+		if a.err != nil || recordsSeen(t, a.m) != "[three#2]" || a.m.Generation != g+2 {
+			t.Fatalf("area 3's long poll: %+v %v; want three#2 at generation %d", a.m, a.err, g+2)
+		}
+	})
 }

@@ -256,6 +256,20 @@ func TestRecordsByArea(t *testing.T) {
 				t.Errorf("records for %+v: %s, want %s", c.f, got, c.want)
 			}
 		}
+		// The areas published since a generation, each at its latest: what another instance's
+		// long polls are woken by.
+		for _, c := range []struct {
+			after, upTo uint64
+			want        string
+		}{{0, 4, "[{2 false 2} {1 false 3} {0 false 4}]"}, {2, 4, "[{1 false 3} {0 false 4}]"}, {1, 2, "[{2 false 2}]"}, {4, 9, "[]"}} {
+			got, err := s.PublishedAreas(ctx, store.Records, c.after, c.upTo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != c.want {
+				t.Errorf("areas published in (%d, %d]: %v, want %s", c.after, c.upTo, got, c.want)
+			}
+		}
 	})
 }
 
