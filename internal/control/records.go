@@ -216,6 +216,12 @@ func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Nod
 			outcome = api.RecordStale
 			return nil
 		}
+		if st.dir == store.Records && n.EnrolmentArea != nil && *n.EnrolmentArea != rec.Area && (old == nil || old.AreaUnknown || old.Area != rec.Area) {
+			// The node's signed record is its own statement of its area, and what its neighbours
+			// act on: it counts over the enrolment's (areaOf). Worth an operator's look all the same.
+			s.log.Warn("node signs another routing area than it named at enrolment; following its record",
+				"node", n.Name, "record_area", rec.Area, "enrolment_area", *n.EnrolmentArea)
+		}
 		m := &store.MeshRecord{NodeID: n.ID, Sequence: rec.Seq, Expires: rec.Expires, Certificate: certRaw, Record: raw, ReceivedAt: now, Area: rec.Area}
 		if isNews(old, digest, rec.Expires, now) {
 			if gen, err = tx.NextGeneration(ctx, st.dir); err != nil {
@@ -368,8 +374,8 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 //
 // Records go to the nodes of their own area (a node ignores the others: routing.Router.Learn), proofs
 // to the nodes of the other areas. The caller's area is the one signed in its stored record; a caller
-// that has reported none yet is taken at its word (area: a new node's enrolment request) or, failing
-// that, gets every area's.
+// that has reported none yet is taken at its word (the area it named at enrolment, or area, a new
+// node's enrolment request) or, failing that, gets every area's.
 func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.Node, after uint64, area *uint32) (api.MeshRecords, error) {
 	area, err := s.callerArea(ctx, caller, area)
 	if err != nil {
