@@ -16,6 +16,7 @@ import (
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
 	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/control/store/storetest"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/routing"
@@ -454,7 +455,13 @@ func patched(b, patch []byte, at, cut uint16) []byte {
 // record checks directly; now is its clock (nil: time.Now).
 func recordServer(t testing.TB, now func() time.Time) (*Server, *store.Node, *testNode) {
 	t.Helper()
-	cfg := testConfig(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "r.db")})
+	return recordServerOn(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "r.db")}, now)
+}
+
+// recordServerOn is recordServer on the given database.
+func recordServerOn(t testing.TB, db store.Config, now func() time.Time) (*Server, *store.Node, *testNode) {
+	t.Helper()
+	cfg := testConfig(t, db)
 	ctx := context.Background()
 	if _, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD}, time.Now()); err != nil {
 		t.Fatal(err)
@@ -646,31 +653,35 @@ func TestRecordsForOwnArea(t *testing.T) {
 // even one whose publication this instance has not yet announced to its long polls (the moment
 // between a report's transaction and the announcement, or a record another instance stored).
 func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
-	srv, an, alpha := recordServer(t, nil)
-	bn, _ := enrolTestNode(t, srv, "bravo")
-	ctx := t.Context()
-	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "")
-	err := srv.st.InTx(ctx, func(tx *store.Tx) error {
-		g, err := tx.NextGeneration(ctx, store.Records)
-		if err != nil {
-			return err
-		}
-		_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 1, Expires: time.Now().Add(3 * time.Minute),
-			Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: g, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g := srv.records.gen.current(); g != 0 {
-		t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
-	}
-	m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != 1 {
-		t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			srv, an, alpha := recordServerOn(t, b.Config(t), nil)
+			bn, _ := enrolTestNode(t, srv, "bravo")
+			ctx := t.Context()
+			cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "")
+			err := srv.st.InTx(ctx, func(tx *store.Tx) error {
+				g, err := tx.NextGeneration(ctx, store.Records)
+				if err != nil {
+					return err
+				}
+				_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 1, Expires: time.Now().Add(3 * time.Minute),
+					Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: g, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := srv.records.gen.current(); g != 0 {
+				t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
+			}
+			m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != 1 {
+				t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
+			}
+		})
 	}
 }
 
@@ -680,25 +691,29 @@ func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
 // record all along), and claim the generation it carries. The state the second read sees is built
 // here directly: the record at a generation above the counter the first read returned.
 func TestRecordsAnswerCarriesARecordRepublishedMeanwhile(t *testing.T) {
-	srv, an, alpha := recordServer(t, nil)
-	bn, _ := enrolTestNode(t, srv, "bravo")
-	ctx := t.Context()
-	cert, raw := signRecord(t, alpha, nil, 2, time.Now().Add(3*time.Minute), "")
-	const republishedAt = 7
-	_, err := srv.st.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 2, Expires: time.Now().Add(3 * time.Minute),
-		Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: republishedAt, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g, err := srv.st.Generation(ctx, store.Records); err != nil || g >= republishedAt {
-		t.Fatalf("counter at %d (%v); this test wants it below the record's generation", g, err)
-	}
-	m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
-		t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			srv, an, alpha := recordServerOn(t, b.Config(t), nil)
+			bn, _ := enrolTestNode(t, srv, "bravo")
+			ctx := t.Context()
+			cert, raw := signRecord(t, alpha, nil, 2, time.Now().Add(3*time.Minute), "")
+			const republishedAt = 7
+			_, err := srv.st.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 2, Expires: time.Now().Add(3 * time.Minute),
+				Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: republishedAt, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g, err := srv.st.Generation(ctx, store.Records); err != nil || g >= republishedAt {
+				t.Fatalf("counter at %d (%v); this test wants it below the record's generation", g, err)
+			}
+			m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
+				t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
+			}
+		})
 	}
 }
 
