@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -246,4 +247,25 @@ func TestCtlJoinRoutingArea(t *testing.T) {
 	if out := mustCall(t, runCtl, "audit"); !strings.Contains(out, "routing area 4294967295") {
 		t.Fatalf("the enrolment's routing area is not in the audit log:\n%s", out)
 	}
+}
+
+// FuzzRoutingAreaFlag: --routing-area accepts exactly the decimal numbers of 32 bits, and what it
+// accepts reads back the same.
+func FuzzRoutingAreaFlag(f *testing.F) {
+	for _, s := range []string{"0", "3", "4294967295", "4294967296", "-1", "", "+3", "03", "0x10", " 3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var a routingAreaFlag
+		err := a.Set(s)
+		want, perr := strconv.ParseUint(s, 10, 32)
+		switch {
+		case (err == nil) != (perr == nil):
+			t.Fatalf("Set(%q): %v, ParseUint: %v", s, err, perr)
+		case err == nil && (a.area == nil || uint64(*a.area) != want || a.String() != strconv.FormatUint(want, 10)):
+			t.Fatalf("Set(%q) read back as %q", s, a.String())
+		case err != nil && a.area != nil:
+			t.Fatalf("Set(%q) failed but kept an area", s)
+		}
+	})
 }
