@@ -90,6 +90,25 @@ func waitForRecordWaiter(t *testing.T, h *harness, n int) {
 	}
 }
 
+// recordsAnswer is the answer to a long poll for records.
+type recordsAnswer struct {
+	m   *api.MeshRecords
+	err error
+}
+
+// startRecordPoll starts a long poll for records by n after generation after, and returns once it is
+// parked; its answer comes on the channel.
+func startRecordPoll(t *testing.T, h *harness, n *testNode, after uint64) <-chan recordsAnswer {
+	t.Helper()
+	polled := make(chan recordsAnswer, 1)
+	go func() {
+		m, err := n.c.FetchRecords(t.Context(), after, 25*time.Second)
+		polled <- recordsAnswer{m, err}
+	}()
+	waitForRecordWaiter(t, h, 1)
+	return polled
+}
+
 // TestMeshRecords: a node reports its signed record and another node gets it, at once from a long
 // poll and in its enrolment answer; refreshes are stored but not published; bad records are
 // refused, stale and superseded ones ignored; a revoked node's record is no longer handed out.
@@ -128,16 +147,7 @@ func TestMeshRecords(t *testing.T) {
 		}
 
 		// A long poll returns when a record is published, with that record only.
-		type answer struct {
-			m   *api.MeshRecords
-			err error
-		}
-		polled := make(chan answer, 1)
-		go func() {
-			m, err := beta.c.FetchRecords(ctx, g1, 25*time.Second)
-			polled <- answer{m, err}
-		}()
-		waitForRecordWaiter(t, h, 1)
+		polled := startRecordPoll(t, h, beta, g1)
 		cert, raw = signRecord(t, alpha, nil, 11, now.Add(3*time.Minute), "192.0.2.1:4242", beta) // a new neighbour: news
 		if st, out := reportRecord(t, alpha, cert, raw); st != 202 || out != api.RecordPublished {
 			t.Fatalf("record with a new link: %d %q", st, out)
@@ -458,6 +468,16 @@ func recordServer(t testing.TB, now func() time.Time) (*Server, *store.Node, *te
 	return recordServerOn(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "r.db")}, now)
 }
 
+// eachRecordServer runs fn on a record server (recordServer) on each database.
+func eachRecordServer(t *testing.T, fn func(t *testing.T, srv *Server, an *store.Node, alpha *testNode)) {
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			srv, an, alpha := recordServerOn(t, b.Config(t), nil)
+			fn(t, srv, an, alpha)
+		})
+	}
+}
+
 // recordServerOn is recordServer on the given database.
 func recordServerOn(t testing.TB, db store.Config, now func() time.Time) (*Server, *store.Node, *testNode) {
 	t.Helper()
@@ -653,36 +673,33 @@ func TestRecordsForOwnArea(t *testing.T) {
 // even one whose publication this instance has not yet announced to its long polls (the moment
 // between a report's transaction and the announcement, or a record another instance stored).
 func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
-	for _, b := range storetest.Backends(t) {
-		t.Run(b.Name, func(t *testing.T) {
-			srv, an, alpha := recordServerOn(t, b.Config(t), nil)
-			bn, _ := enrolTestNode(t, srv, "bravo")
-			ctx := t.Context()
-			cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "")
-			err := srv.st.InTx(ctx, func(tx *store.Tx) error {
-				g, err := tx.NextGeneration(ctx, store.Records)
-				if err != nil {
-					return err
-				}
-				_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 1, Expires: time.Now().Add(3 * time.Minute),
-					Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: g, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+	eachRecordServer(t, func(t *testing.T, srv *Server, an *store.Node, alpha *testNode) {
+		bn, _ := enrolTestNode(t, srv, "bravo")
+		ctx := t.Context()
+		cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "")
+		err := srv.st.InTx(ctx, func(tx *store.Tx) error {
+			g, err := tx.NextGeneration(ctx, store.Records)
+			if err != nil {
 				return err
-			})
-			if err != nil {
-				t.Fatal(err)
 			}
-			if g := srv.records.gen.current(); g != 0 {
-				t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
-			}
-			m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != 1 {
-				t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
-			}
+			_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 1, Expires: time.Now().Add(3 * time.Minute),
+				Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: g, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+			return err
 		})
-	}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := srv.records.gen.current(); g != 0 {
+			t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
+		}
+		m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != 1 {
+			t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
+		}
+	})
 }
 
 // TestRecordsAnswerCarriesARecordRepublishedMeanwhile: a record republished between the answer's
@@ -691,30 +708,27 @@ func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
 // record all along), and claim the generation it carries. The state the second read sees is built
 // here directly: the record at a generation above the counter the first read returned.
 func TestRecordsAnswerCarriesARecordRepublishedMeanwhile(t *testing.T) {
-	for _, b := range storetest.Backends(t) {
-		t.Run(b.Name, func(t *testing.T) {
-			srv, an, alpha := recordServerOn(t, b.Config(t), nil)
-			bn, _ := enrolTestNode(t, srv, "bravo")
-			ctx := t.Context()
-			cert, raw := signRecord(t, alpha, nil, 2, time.Now().Add(3*time.Minute), "")
-			const republishedAt = 7
-			_, err := srv.st.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 2, Expires: time.Now().Add(3 * time.Minute),
-				Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: republishedAt, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if g, err := srv.st.Generation(ctx, store.Records); err != nil || g >= republishedAt {
-				t.Fatalf("counter at %d (%v); this test wants it below the record's generation", g, err)
-			}
-			m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
-				t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
-			}
-		})
-	}
+	eachRecordServer(t, func(t *testing.T, srv *Server, an *store.Node, alpha *testNode) {
+		bn, _ := enrolTestNode(t, srv, "bravo")
+		ctx := t.Context()
+		cert, raw := signRecord(t, alpha, nil, 2, time.Now().Add(3*time.Minute), "")
+		const republishedAt = 7
+		_, err := srv.st.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 2, Expires: time.Now().Add(3 * time.Minute),
+			Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: republishedAt, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err := srv.st.Generation(ctx, store.Records); err != nil || g >= republishedAt {
+			t.Fatalf("counter at %d (%v); this test wants it below the record's generation", g, err)
+		}
+		m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
+			t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
+		}
+	})
 }
 
 // signAreaRecord signs a link-state record of routing area area for n, with one endpoint.
@@ -754,16 +768,7 @@ func TestRecordsLongPollWokenByOwnArea(t *testing.T) {
 		g := m.Generation
 		// The channel the waiter's long poll parks on (the polls of one area share it).
 		_, _, area3 := h.srv.records.gen.wait(3, true)
-		type answer struct {
-			m   *api.MeshRecords
-			err error
-		}
-		polled := make(chan answer, 1)
-		go func() {
-			m, err := waiter.c.FetchRecords(ctx, g, 25*time.Second)
-			polled <- answer{m, err}
-		}()
-		waitForRecordWaiter(t, h, 1)
+		polled := startRecordPoll(t, h, waiter, g)
 
 		cert, raw := signAreaRecord(t, two, 2, 2, "192.0.2.2:4242") // a new endpoint: news
 		if _, out := reportRecord(t, two, cert, raw); out != api.RecordPublished {
