@@ -42,6 +42,7 @@ type recordsState struct {
 	waiters chan struct{}
 	results *prometheus.CounterVec
 	current prometheus.Gauge
+	wakeups prometheus.Counter // long polls a publication (or shutdown) ended
 }
 
 // Results of a reported record, for metrics: the api.Record* outcomes and "refused".
@@ -50,16 +51,18 @@ var recordResults = []string{api.RecordPublished, api.RecordStored, api.RecordSt
 func (s *Server) initRecords(ctx context.Context) error {
 	if err := s.initDirectory(ctx, &s.records, store.Records, "x0tta6bl4_control_mesh_records_total",
 		"Signed records received in reports, by result (published, stored, stale, old_certificate, expired, refused).",
-		"x0tta6bl4_control_mesh_record_generation", "Generation number of the latest published signed record."); err != nil {
+		"x0tta6bl4_control_mesh_record_generation", "Generation number of the latest published signed record.",
+		"x0tta6bl4_control_mesh_record_wakeups_total", "Record long polls woken by a publication (of the caller's area)."); err != nil {
 		return err
 	}
 	return s.initDirectory(ctx, &s.proofs, store.Proofs, "x0tta6bl4_control_mesh_proofs_total",
 		"Destination proofs received in reports, by result (published, stored, stale, old_certificate, expired, refused).",
-		"x0tta6bl4_control_mesh_proof_generation", "Generation number of the latest published destination proof.")
+		"x0tta6bl4_control_mesh_proof_generation", "Generation number of the latest published destination proof.",
+		"x0tta6bl4_control_mesh_proof_wakeups_total", "Proof long polls woken by a publication (of another area than the caller's).")
 }
 
 // initDirectory sets up the hand-out state of records or proofs, with its metrics.
-func (s *Server) initDirectory(ctx context.Context, st *recordsState, d store.Directory, results, resultsHelp, current, currentHelp string) error {
+func (s *Server) initDirectory(ctx context.Context, st *recordsState, d store.Directory, results, resultsHelp, current, currentHelp, wakeups, wakeupsHelp string) error {
 	g, err := s.st.Generation(ctx, d)
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
@@ -73,7 +76,8 @@ func (s *Server) initDirectory(ctx context.Context, st *recordsState, d store.Di
 	st.waiters = make(chan struct{}, s.cfg.Limits.MaxRecordWaiters)
 	st.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: results, Help: resultsHelp}, []string{"result"})
 	st.current = prometheus.NewGauge(prometheus.GaugeOpts{Name: current, Help: currentHelp})
-	s.m.reg.MustRegister(st.results, st.current)
+	st.wakeups = prometheus.NewCounter(prometheus.CounterOpts{Name: wakeups, Help: wakeupsHelp})
+	s.m.reg.MustRegister(st.results, st.current, st.wakeups)
 	for _, r := range recordResults {
 		st.results.WithLabelValues(r)
 	}
@@ -358,7 +362,9 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 	// (an answer claims the database's generation, which may be ahead of the announcements here:
 	// such a caller is answered at once, as one whose generation is behind).
 	if last, cur, changed := st.gen.wait(derefArea(area)); hasAfter && after >= last && after <= cur {
-		longPoll(r, st.waiters, changed, wait)
+		if longPoll(r, st.waiters, changed, wait) {
+			st.wakeups.Inc()
+		}
 	}
 	out, err := s.signedForArea(r.Context(), st, caller, after, area)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
 	"x0tta6bl4/internal/control/store"
@@ -795,6 +797,9 @@ func TestRecordsLongPollWokenByOwnArea(t *testing.T) {
 		a := <-polled
 		if a.err != nil || recordsSeen(t, a.m) != "[three#2]" || a.m.Generation != g+2 {
 			t.Fatalf("area 3's long poll: %+v %v; want three#2 at generation %d", a.m, a.err, g+2)
+		}
+		if n := testutil.ToFloat64(h.srv.records.wakeups); n != 1 {
+			t.Fatalf("%v long polls counted as woken by a publication, want 1", n)
 		}
 	})
 }
