@@ -24,8 +24,8 @@ type areaGenerations struct {
 
 	mu sync.Mutex
 	n  uint64 // the latest generation announced
-	// byArea holds the waiters of each area a caller long-polled from: at most one entry per area of
-	// an enrolled node, since a caller's area is the one its signed record or its enrolment names.
+	// byArea holds the waiters of each area a caller long-polled from (a caller's area is the one its
+	// signed record or its enrolment names), at most maxWaitAreas of them.
 	byArea  map[uint32]*areaWaiters
 	unknown areaWaiters // callers whose area is not known
 }
@@ -43,6 +43,11 @@ func (w *areaWaiters) wake(g uint64) {
 	close(w.changed)
 	w.changed = make(chan struct{})
 }
+
+// maxWaitAreas bounds the areas long polls are kept apart by: far above the areas of a real mesh
+// (10,000 nodes in areas of 50 are 200), reached only by nodes that keep signing new areas. Reaching
+// it wakes every waiter and starts again: spurious answers, never a missed one.
+const maxWaitAreas = 4096
 
 // recordsConcern: a link-state record goes to the nodes of its own area.
 func recordsConcern(published, caller uint32) bool { return published == caller }
@@ -73,6 +78,12 @@ func (g *areaGenerations) wait(area uint32, known bool) (last, n uint64, changed
 	w := &g.unknown
 	if known {
 		if w = g.byArea[area]; w == nil {
+			if len(g.byArea) >= maxWaitAreas {
+				for _, old := range g.byArea {
+					old.wake(0)
+				}
+				clear(g.byArea)
+			}
 			w = &areaWaiters{last: g.n, changed: make(chan struct{})}
 			g.byArea[area] = w
 		}

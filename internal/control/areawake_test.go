@@ -82,6 +82,26 @@ func TestAreaGenerationsWakeByArea(t *testing.T) {
 	check("shutting down", ch, "[0 2 3 unknown]")
 }
 
+// TestAreaGenerationsBounded: callers of ever new areas (a node that keeps signing new ones) keep at
+// most maxWaitAreas areas apart; reaching the bound wakes the waiters of the areas dropped, so none
+// waits on a channel nothing will close.
+func TestAreaGenerationsBounded(t *testing.T) {
+	g := newAreaGenerations(5, recordsConcern)
+	_, _, first := g.wait(0, true)
+	for a := uint32(1); a < maxWaitAreas; a++ {
+		g.wait(a, true)
+	}
+	if woken(first) || len(g.byArea) != maxWaitAreas {
+		t.Fatalf("%d areas kept, first woken %v; want %d, not woken", len(g.byArea), woken(first), maxWaitAreas)
+	}
+	if last, _, _ := g.wait(maxWaitAreas, true); last != 5 {
+		t.Errorf("a new area after the bound starts at %d, want the current generation 5", last)
+	}
+	if !woken(first) || len(g.byArea) != 1 {
+		t.Fatalf("past the bound: %d areas kept, first woken %v; want 1, woken", len(g.byArea), woken(first))
+	}
+}
+
 // BenchmarkLongPollWakeups counts the long polls one publication wakes, 10,000 of them waiting in
 // 100 areas of 100 nodes: with one generation for the whole mesh (what records used before, and
 // the policy still uses) and with waiters woken by area, for records and for proofs. ns/op is the
