@@ -6,10 +6,12 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -808,52 +810,91 @@ func TestRecordsLongPollWokenByOwnArea(t *testing.T) {
 // records before it reports any, in its enrolment answer and in every fetch; once it reports a record
 // signed with another area, the record counts. An area beyond 32 bits is refused with the reason.
 func TestRecordsForEnrolmentArea(t *testing.T) {
-	eachBackend(t, nil, func(t *testing.T, h *harness) {
-		ctx := t.Context()
-		admin := h.apiClient(h.adminKey)
-		two, three := h.enrollNode(t, admin, "two"), h.enrollNode(t, admin, "three")
-		for _, c := range []struct {
-			n    *testNode
-			area uint32
-		}{{two, 2}, {three, 3}} {
-			cert, raw := signAreaRecord(t, c.n, 1, c.area, "192.0.2.1:4242")
-			if _, out := reportRecord(t, c.n, cert, raw); out != api.RecordPublished {
-				t.Fatalf("%s's record: %q", c.n.name, out)
-			}
-		}
-		area3 := uint32(3)
-		newcomer := h.enrollNodeInArea(t, admin, "newcomer", &area3)
-		if s := recordsSeen(t, &newcomer.bundle.Records); s != "[three#1]" {
-			t.Fatalf("enrolment answer of a node of area 3: %s", s)
-		}
-		if m, err := newcomer.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[three#1]" {
-			t.Fatalf("a node of area 3 that has reported nothing fetched %+v %v; want three's record only", m, err)
-		}
-		unnamed := h.enrollNode(t, admin, "unnamed")
-		if m, err := unnamed.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1 three#1]" {
-			t.Fatalf("a node that named no area fetched %+v %v; want every area's", m, err)
-		}
-		// Its own signed record says area 2: that is what it routes in, and what it now gets.
-		cert, raw := signAreaRecord(t, newcomer, 1, 2, "192.0.2.9:4242")
-		if _, out := reportRecord(t, newcomer, cert, raw); out != api.RecordPublished {
-			t.Fatalf("newcomer's record: %q", out)
-		}
-		if m, err := newcomer.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1]" {
-			t.Fatalf("a node enrolled for area 3 that signs area 2 fetched %+v %v; want two's record only", m, err)
-		}
+	for _, backend := range storetest.Backends(t) {
+		t.Run(backend.Name, func(t *testing.T) {
+			logs := &warnings{}
+			testRecordsForEnrolmentArea(t, newHarnessWith(t, backend.Config(t), nil, Options{Logger: slog.New(logs), Version: "test"}), logs)
+		})
+	}
+}
 
-		tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{Description: "too far"})
-		if err != nil {
-			t.Fatal(err)
+// warnings is a log handler that keeps the messages of warnings and errors.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnings) WithGroup(string) slog.Handler                { return w }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+
+// count returns how many warnings or errors had the message msg.
+func (w *warnings) count(msg string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(slices.DeleteFunc(slices.Clone(w.msgs), func(m string) bool { return m != msg }))
+}
+
+func testRecordsForEnrolmentArea(t *testing.T, h *harness, logs *warnings) {
+	ctx := t.Context()
+	admin := h.apiClient(h.adminKey)
+	two, three := h.enrollNode(t, admin, "two"), h.enrollNode(t, admin, "three")
+	for _, c := range []struct {
+		n    *testNode
+		area uint32
+	}{{two, 2}, {three, 3}} {
+		cert, raw := signAreaRecord(t, c.n, 1, c.area, "192.0.2.1:4242")
+		if _, out := reportRecord(t, c.n, cert, raw); out != api.RecordPublished {
+			t.Fatalf("%s's record: %q", c.n.name, out)
 		}
-		key, err := identity.GenerateNodeKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := fmt.Sprintf(`{"token": %q, "name": "far", "public_key": %q, "routing_area": 4294967296}`,
-			tok.Token, identity.MarshalNodePublicKey(key.Public()))
-		if r := h.do("POST", "/api/v1/enroll", "", body); r.status != 400 || !strings.Contains(string(r.body), "routing_area") {
-			t.Fatalf("enrolment naming area 2^32: %d %s", r.status, r.body)
-		}
-	})
+	}
+	area3 := uint32(3)
+	newcomer := h.enrollNodeInArea(t, admin, "newcomer", &area3)
+	if s := recordsSeen(t, &newcomer.bundle.Records); s != "[three#1]" {
+		t.Fatalf("enrolment answer of a node of area 3: %s", s)
+	}
+	if m, err := newcomer.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[three#1]" {
+		t.Fatalf("a node of area 3 that has reported nothing fetched %+v %v; want three's record only", m, err)
+	}
+	unnamed := h.enrollNode(t, admin, "unnamed")
+	if m, err := unnamed.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1 three#1]" {
+		t.Fatalf("a node that named no area fetched %+v %v; want every area's", m, err)
+	}
+	// Its own signed record says area 2: that is what it routes in, and what it now gets.
+	cert, raw := signAreaRecord(t, newcomer, 1, 2, "192.0.2.9:4242")
+	if _, out := reportRecord(t, newcomer, cert, raw); out != api.RecordPublished {
+		t.Fatalf("newcomer's record: %q", out)
+	}
+	if m, err := newcomer.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1]" {
+		t.Fatalf("a node enrolled for area 3 that signs area 2 fetched %+v %v; want two's record only", m, err)
+	}
+	// The disagreement is logged once, not at every record of the same area.
+	cert, raw = signAreaRecord(t, newcomer, 2, 2, "192.0.2.10:4242")
+	if _, out := reportRecord(t, newcomer, cert, raw); out != api.RecordPublished {
+		t.Fatalf("newcomer's second record: %q", out)
+	}
+	const disagreement = "node signs another routing area than it named at enrolment; following its record"
+	if n := logs.count(disagreement); n != 1 {
+		t.Fatalf("the disagreement was logged %d times, want once", n)
+	}
+
+	tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{Description: "too far"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := identity.GenerateNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"token": %q, "name": "far", "public_key": %q, "routing_area": 4294967296}`,
+		tok.Token, identity.MarshalNodePublicKey(key.Public()))
+	if r := h.do("POST", "/api/v1/enroll", "", body); r.status != 400 || !strings.Contains(string(r.body), "routing_area") {
+		t.Fatalf("enrolment naming area 2^32: %d %s", r.status, r.body)
+	}
 }
