@@ -382,3 +382,41 @@ func TestMeasureRestarts(t *testing.T) {
 		}
 	}
 }
+
+// TestHopsJudgedFromTraffic: hops_judged counts the first hops whose delivery the node could judge
+// from its own traffic, and worst_hop_delivery rests on those: below 1 only when a hop was judged,
+// never more hops than neighbours. At a tenth of the traffic (2 packets per flow) most nodes judge
+// none and still report a worst hop of 1, the case hops_judged exists to tell apart.
+func TestHopsJudgedFromTraffic(t *testing.T) {
+	noneAt := map[int]float64{}
+	for _, rate := range []int{20, 2} {
+		r, err := Run(Config{Nodes: 40, Seed: 5, Duration: 5 * time.Second, Rate: rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		none, total := 0, 0
+		for _, iv := range r.Intervals {
+			for v, x := range iv.X {
+				if x[FMissing] != 0 {
+					continue
+				}
+				total++
+				h := x[FHopsJudged]
+				if h < 0 || h > float32(len(r.Adj[v])) || h != float32(int(h)) {
+					t.Fatalf("rate %d: node %d judged %v first hops of %d", rate, v, h, len(r.Adj[v]))
+				}
+				if h == 0 {
+					none++
+					if x[FWorstHop] != 1 {
+						t.Fatalf("rate %d: node %d judged no first hop but reports worst hop %v", rate, v, x[FWorstHop])
+					}
+				}
+			}
+		}
+		noneAt[rate] = float64(none) / float64(total)
+	}
+	if noneAt[20] > 0.2 || noneAt[2] < 0.5 {
+		t.Fatalf("fraction of node-intervals with no first hop judged: %.2f at 20 packets per flow, %.2f at 2", noneAt[20], noneAt[2])
+	}
+	t.Logf("no first hop judged: %.2f of node-intervals at 20 packets per flow, %.2f at 2", noneAt[20], noneAt[2])
+}
