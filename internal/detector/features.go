@@ -19,32 +19,31 @@ import (
 // kernel's own counters, when a node has them) is added the same way: a presence feature that is 1
 // when the group was reported, and the group's values 0 when it was not.
 const (
-	RReported       = iota // 1 when the node's own report is present and fresh
-	RDelivery              // own traffic's end-to-end delivery ratio
-	RWorstHop              // worst delivery ratio of own traffic by first hop
-	RLossMean              // mean probe loss to its neighbours
-	RLossMax               // worst probe loss to a neighbour
-	RLogRTT                // log1p(mean probe RTT, ms)
-	RDropRatio             // reported dropped over reported transit received
-	RRouteChg              // destinations whose next hop changed, over the other nodes
-	RCPU                   // CPU load 0–1
-	RDegree                // adjacencies up over configured links
-	RNbrReported           // fraction of the neighbours whose report is present
-	RNbrLossMean           // mean probe loss the reporting neighbours see towards the node
-	RNbrLossMin            // least probe loss a reporting neighbour sees towards it
-	RNbrUp                 // fraction of reporting neighbours with the adjacency up
-	RNbrRTTExcess          // mean of log((1+RTT to it)/(1+the neighbour's mean RTT)) over reporting neighbours
-	RDeficit               // 1 − relayed-by-it / handed-to-it-to-relay, in the interval, by the neighbours' counters
-	RDeficitW              // the same over the window
-	RLogDeficitW           // log1p(handed, window mean) − log1p(relayed, window mean)
-	RWorstHopJudged        // 1 when at least one first hop's delivery was judged (RWorstHop is then known)
+	RReported     = iota // 1 when the node's own report is present and fresh
+	RDelivery            // own traffic's end-to-end delivery ratio
+	RWorstHop            // worst delivery ratio of own traffic by first hop
+	RLossMean            // mean probe loss to its neighbours
+	RLossMax             // worst probe loss to a neighbour
+	RLogRTT              // log1p(mean probe RTT, ms)
+	RDropRatio           // reported dropped over reported transit received
+	RRouteChg            // destinations whose next hop changed, over the other nodes
+	RCPU                 // CPU load 0–1
+	RDegree              // adjacencies up over configured links
+	RNbrReported         // fraction of the neighbours whose report is present
+	RNbrLossMean         // mean probe loss the reporting neighbours see towards the node
+	RNbrLossMin          // least probe loss a reporting neighbour sees towards it
+	RNbrUp               // fraction of reporting neighbours with the adjacency up
+	RNbrRTTExcess        // mean of log((1+RTT to it)/(1+the neighbour's mean RTT)) over reporting neighbours
+	RDeficit             // 1 − relayed-by-it / handed-to-it-to-relay, in the interval, by the neighbours' counters
+	RDeficitW            // the same over the window
+	RLogDeficitW         // log1p(handed, window mean) − log1p(relayed, window mean)
 	NumRobust
 )
 
 // RobustNames names the derived node features in order.
 var RobustNames = [NumRobust]string{"reported", "delivery", "worst_hop_delivery", "loss_mean", "loss_max",
 	"log_rtt", "drop_ratio", "route_change_frac", "cpu", "degree_frac", "nbr_reported", "nbr_loss_mean",
-	"nbr_loss_min", "nbr_up", "nbr_rtt_excess", "deficit", "deficit_w", "log_deficit_w", "worst_hop_judged"}
+	"nbr_loss_min", "nbr_up", "nbr_rtt_excess", "deficit", "deficit_w", "log_deficit_w"}
 
 // Derived per-link features: what node v's report says about its link to u.
 const (
@@ -74,10 +73,7 @@ func Robust(raw *Graph) Graph {
 		deg := len(raw.Adj[v])
 		if reported(v) {
 			x[RReported] = 1
-			x[RDelivery] = r[telemetry.FDelivery]
-			if worstHopJudged(r) {
-				x[RWorstHop], x[RWorstHopJudged] = r[telemetry.FWorstHop], 1
-			}
+			x[RDelivery], x[RWorstHop] = r[telemetry.FDelivery], r[telemetry.FWorstHop]
 			x[RLossMean], x[RLossMax] = r[telemetry.FLossMean], r[telemetry.FLossMax]
 			x[RLogRTT] = math.Log1p(max(0, r[telemetry.FRTT]))
 			if in := math.Expm1(r[telemetry.FTransitIn]); in >= 1 {
@@ -166,21 +162,6 @@ func Robust(raw *Graph) Graph {
 		}
 	}
 	return g
-}
-
-// worstHopJudged reports whether a node's worst-first-hop delivery rests on at least one judged
-// first hop. A node that judged none reports 1 there, the same value as one whose every judged hop
-// delivered everything, so the count it reports beside it decides. A report without the count (an
-// older node: telemetry.FHopsJudged < 0) is judged only where the value itself proves it: a worst
-// hop below 1 comes from a judged hop; exactly 1 is ambiguous and stays unknown.
-func worstHopJudged(r []float64) bool {
-	if len(r) <= telemetry.FHopsJudged {
-		return false
-	}
-	if n := r[telemetry.FHopsJudged]; n >= 0 {
-		return n >= 1
-	}
-	return r[telemetry.FWorstHop] < 1
 }
 
 // SuspectDeficit is the windowed flow deficit, by its neighbours' testimony, above which a node's

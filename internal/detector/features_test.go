@@ -80,39 +80,6 @@ func TestRobustMissingIsUnknown(t *testing.T) {
 	}
 }
 
-// TestWorstHopAvailability: the worst first hop's delivery is an input only when a first hop was
-// judged; otherwise it is 0 with worst_hop_judged 0, never the 1 a node reports when it judged
-// none. A report without the count (an older node) is judged only where its value proves it.
-func TestWorstHopAvailability(t *testing.T) {
-	for _, c := range []struct {
-		name          string
-		judged, worst float64
-		missing       bool
-		wantWorst     float64
-		wantJudged    float64
-	}{
-		{"none judged reads 1", 0, 1, false, 0, 0},
-		{"judged, all delivered", 2, 1, false, 1, 1},
-		{"judged, lossy", 1, 0.4, false, 0.4, 1},
-		{"judged, nothing delivered", 3, 0, false, 0, 1},
-		{"older report, 1 is ambiguous", -1, 1, false, 0, 0},
-		{"older report, below 1 was judged", -1, 0.4, false, 0.4, 1},
-		{"no report", 2, 0.4, true, 0, 0},
-	} {
-		raw := rawLine(1, 100, 100)
-		x := raw.X[1]
-		x[telemetry.FHopsJudged], x[telemetry.FWorstHop] = c.judged, c.worst
-		if c.missing {
-			x[telemetry.FMissing] = 1
-		}
-		g := Robust(&raw)
-		if got := g.X[1]; got[RWorstHop] != c.wantWorst || got[RWorstHopJudged] != c.wantJudged {
-			t.Errorf("%s: worst_hop_delivery %v, worst_hop_judged %v; want %v, %v", c.name,
-				got[RWorstHop], got[RWorstHopJudged], c.wantWorst, c.wantJudged)
-		}
-	}
-}
-
 // flowGraph builds raw telemetry from per-link reports: links[v][u] = {tx, rx} is what v reports
 // about its link to u (handed u to relay, received that u relayed), the same for the window.
 func flowGraph(n int, links map[int]map[int][2]float64, silent ...int) Graph {

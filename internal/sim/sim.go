@@ -243,7 +243,6 @@ const (
 	FRouteChg   = telemetry.FRouteChg
 	FCPU        = telemetry.FCPU
 	FMissing    = telemetry.FMissing
-	FHopsJudged = telemetry.FHopsJudged
 	NumFeatures = telemetry.NumNode
 
 	ETxTransit      = telemetry.ETxTransit
@@ -1077,15 +1076,13 @@ func (s *Sim) collect() Interval {
 		x[FLossMax] = float32(lossMax)
 		x[FSent] = log1p(st.own)
 		x[FDelivery] = ratio(st.ownRecv, st.own)
-		worst, judged := float32(1), 0
+		worst := float32(1)
 		for h, sent := range st.hopSent {
 			if sent >= 5 {
 				worst = min(worst, ratio(st.hopRecv[h], sent))
-				judged++
 			}
 		}
 		x[FWorstHop] = worst
-		x[FHopsJudged] = float32(judged)
 		x[FTransitIn] = log1p(st.transitIn)
 		fwd, drp := st.forwarded, st.dropped
 		if st.lies {

@@ -18,26 +18,25 @@ var Classes = [...]string{"normal", "linkdeg", "crash", "overload", "blackhole",
 
 // Node feature indices: what a node exports about itself.
 const (
-	FDegree     = iota // neighbours the routing core has up
-	FRTT               // mean probe RTT to configured neighbours, ms
-	FLossMean          // mean probe loss to configured neighbours (1 for a silent neighbour)
-	FLossMax           // worst probe loss
-	FSent              // log1p(packets of own flows sent per second)
-	FDelivery          // end-to-end delivery ratio of own traffic (1 if none)
-	FWorstHop          // worst delivery ratio of own traffic by first hop (1 if none)
-	FTransitIn         // log1p(packets received to forward, per second)
-	FForwarded         // log1p(packets reported forwarded, per second)
-	FDropped           // log1p(packets reported dropped, per second)
-	FRouteChg          // log1p(destinations whose next hop changed)
-	FCPU               // CPU load 0–1
-	FMissing           // 1 when the node exported nothing (dead or silent)
-	FHopsJudged        // first hops whose delivery of own traffic was judged (FWorstHop is over these); <0 not reported
+	FDegree    = iota // neighbours the routing core has up
+	FRTT              // mean probe RTT to configured neighbours, ms
+	FLossMean         // mean probe loss to configured neighbours (1 for a silent neighbour)
+	FLossMax          // worst probe loss
+	FSent             // log1p(packets of own flows sent per second)
+	FDelivery         // end-to-end delivery ratio of own traffic (1 if none)
+	FWorstHop         // worst delivery ratio of own traffic by first hop (1 if none)
+	FTransitIn        // log1p(packets received to forward, per second)
+	FForwarded        // log1p(packets reported forwarded, per second)
+	FDropped          // log1p(packets reported dropped, per second)
+	FRouteChg         // log1p(destinations whose next hop changed)
+	FCPU              // CPU load 0–1
+	FMissing          // 1 when the node exported nothing (dead or silent)
 	NumNode
 )
 
 // NodeNames names the node features in order.
 var NodeNames = [NumNode]string{"degree", "rtt_ms", "loss_mean", "loss_max", "sent", "delivery",
-	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing", "hops_judged"}
+	"worst_hop_delivery", "transit_in", "forwarded", "dropped", "route_changes", "cpu", "missing"}
 
 // Edge feature indices: what node v's own counters say about its link to neighbour u. The transit
 // counts are linear (per second), not log1p: a relay conserves frames across its links, and only
@@ -166,7 +165,6 @@ func (c *Collector) Add(s Sample) (v Vector, ok bool) {
 	var rttSum, lossSum, lossMax float64
 	rttN := 0
 	worst := 1.0
-	judged := 0
 	prevLinks := make(map[string]LinkCounters, len(prev.Links))
 	for _, l := range prev.Links {
 		prevLinks[l.Peer] = l
@@ -194,7 +192,6 @@ func (c *Collector) Add(s Sample) (v Vector, ok bool) {
 		lossMax = max(lossMax, loss)
 		if l.PathDelivery >= 0 {
 			worst = min(worst, l.PathDelivery)
-			judged++
 		}
 		if pl, ok := prevLinks[l.Peer]; ok {
 			e[ETxTransit] = rate(l.TransitOut, pl.TransitOut)
@@ -235,7 +232,6 @@ func (c *Collector) Add(s Sample) (v Vector, ok bool) {
 		x[FDelivery] = min(1, rate(n.ProbesAnswered, p.ProbesAnswered)/sent)
 	}
 	x[FWorstHop] = worst
-	x[FHopsJudged] = float64(judged)
 	in, fwd := rate(n.TransitIn, p.TransitIn), rate(n.Forwarded, p.Forwarded)
 	x[FTransitIn] = math.Log1p(in)
 	x[FForwarded] = math.Log1p(fwd)

@@ -35,7 +35,7 @@ func TestCollector(t *testing.T) {
 	want := map[int]float64{
 		FDegree: 1, FRTT: 2, FLossMean: 0.55, FLossMax: 1, FSent: math.Log1p(100), FDelivery: 0.5,
 		FWorstHop: 0.25, FTransitIn: math.Log1p(100), FForwarded: math.Log1p(50), FDropped: math.Log1p(50),
-		FRouteChg: math.Log1p(2), FCPU: 0.25, FMissing: 0, FHopsJudged: 1,
+		FRouteChg: math.Log1p(2), FCPU: 0.25, FMissing: 0,
 	}
 	for i, w := range want {
 		if !near(x[i], w) {

@@ -66,11 +66,6 @@ func Build(names []string, latest []*api.MeshReport, fresh []bool) *Mesh {
 				x[i] = latest[v].Features[name]
 			}
 			x[telemetry.FMissing] = 0
-			// A node from before hops_judged was reported: how many first hops it judged is
-			// unknown, which is not "none" (detector.Robust).
-			if _, ok := latest[v].Features[telemetry.NodeNames[telemetry.FHopsJudged]]; !ok {
-				x[telemetry.FHopsJudged] = -1
-			}
 		} else {
 			x[telemetry.FMissing] = 1
 		}
