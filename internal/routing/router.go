@@ -272,6 +272,9 @@ type Router struct {
 	// waiting: level 2, the records asked for after an offer, by originator, with the neighbours
 	// that offered the same version meanwhile (at most MaxNodes entries).
 	waiting map[NodeID]*offerWait
+	// kept is the router's own record from before a restart that Restore gave back, taken back
+	// instead of a new record if nothing changed when the first one is due (nil: none).
+	kept *Record
 }
 
 // offerWait is a record a level-2 router asked a neighbour for.
@@ -728,9 +731,32 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 		r.sendRecord(nb, cur, now, false)
 		return nil
 	}
-	// As new as ours or newer: check it is really ours (not a forgery) before jumping over it. The
-	// cache remembers forgeries, so replaying one costs no second verification; it is used only when
-	// the record names our current certificate, the one its parsed form is then tied to.
+	// As new as ours or newer: check it is really ours (not a forgery) before jumping over it.
+	rec, err := r.verifyOwn(h, raw)
+	if err != nil {
+		if errors.Is(err, ErrBadSignature) {
+			r.ack(nb, h.origin, h.seq)
+		}
+		return err
+	}
+	r.ack(nb, h.origin, h.seq)
+	if w := r.waiting[r.self]; w != nil && w.seq <= h.seq {
+		delete(r.waiting, r.self)
+	}
+	if rec != nil && r.adopt(now, nb, rec) {
+		return nil
+	}
+	r.seq = max(r.seq, h.seq)
+	r.originateNow = true
+	return nil
+}
+
+// verifyOwn checks a record that names the router as its originator with the router's own key.
+// The cache remembers forgeries, so replaying one costs no second verification; it is used only
+// when the record names our current certificate, the one its parsed form is then tied to, and only
+// then is the record returned (nil otherwise: it names an earlier certificate, and only its
+// sequence number counts). Refusals are counted.
+func (r *Router) verifyOwn(h recordHead, raw []byte) (*Record, error) {
 	var err error
 	var rec *Record
 	if h.certFP == r.certFP {
@@ -746,22 +772,12 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 	if err != nil {
 		if errors.Is(err, ErrBadSignature) {
 			r.stats.BadSignature++
-			r.ack(nb, h.origin, h.seq)
 		} else {
 			r.stats.Malformed++
 		}
-		return err
+		return nil, err
 	}
-	r.ack(nb, h.origin, h.seq)
-	if w := r.waiting[r.self]; w != nil && w.seq <= h.seq {
-		delete(r.waiting, r.self)
-	}
-	if rec != nil && r.adopt(now, nb, rec) {
-		return nil
-	}
-	r.seq = max(r.seq, h.seq)
-	r.originateNow = true
-	return nil
+	return rec, nil
 }
 
 // adopt takes back rec, the router's own record from before a restart, verified with its own key,
@@ -795,7 +811,9 @@ func (r *Router) adopt(now time.Time, from *neighbour, rec *Record) bool {
 	r.stats.Adopted++
 	l := newLSA(rec, now, nil)
 	r.put(l, nil)
-	r.ackedBy(from, l)
+	if from != nil {
+		r.ackedBy(from, l)
+	}
 	return true
 }
 
@@ -1301,7 +1319,7 @@ func (r *Router) Tick(now time.Time) {
 		r.Revalidate(now)
 	}
 	r.dampTick(now)
-	if due, ok := r.originationDue(); ok && !now.Before(due) {
+	if due, ok := r.originationDue(); ok && !now.Before(due) && !r.adoptKept(now) {
 		r.originate(now)
 	}
 	for _, nb := range r.nbl {
