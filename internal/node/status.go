@@ -154,6 +154,14 @@ func (n *Node) Routes() []RouteStatus {
 	return out
 }
 
+// RoutingStats returns the level-1 router's counters: records installed, refused, asked for,
+// signed and taken back.
+func (n *Node) RoutingStats() routing.Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.router.Stats()
+}
+
 // Graph returns the whole mesh as this node's routing knows it.
 func (n *Node) Graph() routing.Graph {
 	n.mu.Lock()

@@ -90,6 +90,11 @@ func (r *Router) restoreOwn(now time.Time, raw []byte) error {
 	return nil
 }
 
+// keeps reports whether the own record Restore kept is at least as new as seq: a neighbour that
+// offers or sends that version back is acknowledged, and the kept one is taken back (or replaced)
+// when the first record is due, once every link it lists is up.
+func (r *Router) keeps(seq uint64) bool { return r.kept != nil && r.kept.Seq >= seq }
+
 // adoptKept takes back the own record Restore kept, if it is still the newest the router knows of
 // and says what the router would sign now (adopt). It is called when the first record is due.
 func (r *Router) adoptKept(now time.Time) bool {

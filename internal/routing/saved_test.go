@@ -124,3 +124,31 @@ func TestRestoreChecksLikeAReceivedRecord(t *testing.T) {
 	}
 	refused("revoked certificate", newRouter(nil), now, two, ErrBadCertificate)
 }
+
+// A new session with a neighbour the router has (the neighbour restarted, or the node's link layer
+// handshook again) comes up before the link is measured: the router starts a new adjacency but
+// keeps the link's measured cost instead of re-signing its record with the placeholder cost of no
+// measurement, which would flood its area for nothing.
+func TestLinkUpAgainUnmeasuredKeepsCost(t *testing.T) {
+	m, rs := line(t, 2, nil)
+	m.advance(time.Second, 10*time.Millisecond)
+	r := rs[0]
+	signed, cost := r.Stats().Originated, r.Record(r.ID()).Links[0].Cost
+	if cost == LinkCost(Metrics{}) {
+		t.Fatalf("the link's measured cost %d is the placeholder's: the test shows nothing", cost)
+	}
+	r.LinkUp(m.now, rs[1].ID(), Metrics{})
+	m.advance(3*time.Second, 10*time.Millisecond)
+	if got := r.Stats().Originated; got != signed {
+		t.Fatalf("a new session on a measured link signed %d records", got-signed)
+	}
+	if got := r.Record(r.ID()).Links[0].Cost; got != cost {
+		t.Fatalf("the link is advertised at %d, want its measured %d", got, cost)
+	}
+	// A measurement of it counts as before.
+	r.UpdateMetrics(m.now, rs[1].ID(), Metrics{RTT: 200 * time.Millisecond})
+	m.advance(3*time.Second, 10*time.Millisecond)
+	if r.Stats().Originated == signed {
+		t.Fatal("a new measurement beyond the hysteresis was not advertised")
+	}
+}
