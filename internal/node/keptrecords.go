@@ -10,122 +10,19 @@ package node
 // The checksum only tells a damaged file from a good one, so that the node can say so.
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"io/fs"
 	"sync"
 	"time"
 
-	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/node/keptrecords"
 	"x0tta6bl4/internal/routing"
 	"x0tta6bl4/internal/secfile"
 )
 
-const (
-	// keptRecordsMagic and keptRecordsVersion open the file; a file of another version is refused
-	// as a whole (the node starts empty and rewrites it).
-	keptRecordsMagic   = "X6KR"
-	keptRecordsVersion = 1
-	// keptRecordsHeader is the magic, the version and the record count (u32).
-	keptRecordsHeader = len(keptRecordsMagic) + 1 + 4
-	// keptRecordsMax bounds the records in the file: the router's database holds at most 4096
-	// originators (routing.Config.MaxNodes, the default the node uses), and its own record.
-	keptRecordsMax = 4096 + 1
-	// keptRecordsMaxBytes bounds the file, written and read: 4,097 records of 3.5 KB and
-	// certificates of 7 KB are 43 MB; an area of a few hundred nodes is a few MB.
-	keptRecordsMaxBytes = 64 << 20
-	// keptRecordsInterval is the least time between two writes while the records change (every
-	// record is refreshed each minute, so they always do): a crash loses at most what changed in it.
-	keptRecordsInterval = 30 * time.Second
-)
-
-// errKeptRecords marks a kept-records file that is not one this build wrote.
-var errKeptRecords = errors.New("kept routing records")
-
-// encodeKeptRecords lays the records out as: magic, version, count (u32), then per record the
-// certificate and the record, each a u32 length and the bytes, and last the SHA-256 of everything
-// before it. Records beyond keptRecordsMax, or that would take the file beyond keptRecordsMaxBytes,
-// are left out (they are pulled from the neighbours after the restart).
-func encodeKeptRecords(hs []routing.HeldRecord) []byte {
-	size := keptRecordsHeader + sha256.Size
-	n := 0
-	for _, h := range hs {
-		s := 8 + len(h.Cert) + len(h.Record)
-		if n == keptRecordsMax || size+s > keptRecordsMaxBytes {
-			break
-		}
-		size += s
-		n++
-	}
-	b := make([]byte, 0, size)
-	b = append(b, keptRecordsMagic...)
-	b = append(b, keptRecordsVersion)
-	b = binary.BigEndian.AppendUint32(b, uint32(n))
-	for _, h := range hs[:n] {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(h.Cert)))
-		b = append(b, h.Cert...)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(h.Record)))
-		b = append(b, h.Record...)
-	}
-	sum := sha256.Sum256(b)
-	return append(b, sum[:]...)
-}
-
-// decodeKeptRecords reads what encodeKeptRecords wrote. It refuses, as a whole, a file that is
-// shorter or longer than its records say, of another version, with more than keptRecordsMax
-// records or an entry over its size bound, or whose checksum does not match. The records returned
-// are sub-slices of b; they are not verified (Router.Restore does that).
-func decodeKeptRecords(b []byte) ([]routing.HeldRecord, error) {
-	if len(b) > keptRecordsMaxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, at most %d", errKeptRecords, len(b), keptRecordsMaxBytes)
-	}
-	if len(b) < keptRecordsHeader+sha256.Size || string(b[:len(keptRecordsMagic)]) != keptRecordsMagic {
-		return nil, fmt.Errorf("%w: not a kept-records file", errKeptRecords)
-	}
-	if v := b[len(keptRecordsMagic)]; v != keptRecordsVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", errKeptRecords, v, keptRecordsVersion)
-	}
-	body := b[:len(b)-sha256.Size]
-	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], b[len(body):]) {
-		return nil, fmt.Errorf("%w: checksum does not match (a damaged file)", errKeptRecords)
-	}
-	n := binary.BigEndian.Uint32(body[len(keptRecordsMagic)+1:])
-	if n > keptRecordsMax {
-		return nil, fmt.Errorf("%w: %d records, at most %d", errKeptRecords, n, keptRecordsMax)
-	}
-	rest := body[keptRecordsHeader:]
-	field := func(limit int) ([]byte, error) {
-		if len(rest) < 4 {
-			return nil, fmt.Errorf("%w: truncated", errKeptRecords)
-		}
-		l := binary.BigEndian.Uint32(rest)
-		if l == 0 || l > uint32(limit) || int(l) > len(rest)-4 {
-			return nil, fmt.Errorf("%w: entry of %d bytes (at most %d, %d left)", errKeptRecords, l, limit, len(rest)-4)
-		}
-		f := rest[4 : 4+l : 4+l]
-		rest = rest[4+l:]
-		return f, nil
-	}
-	hs := make([]routing.HeldRecord, 0, min(int(n), len(rest)/8))
-	for range n {
-		cert, err := field(meshca.MaxCertificateSize)
-		if err != nil {
-			return nil, err
-		}
-		rec, err := field(routing.MaxRecordSize)
-		if err != nil {
-			return nil, err
-		}
-		hs = append(hs, routing.HeldRecord{Cert: cert, Record: rec})
-	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the last record", errKeptRecords, len(rest))
-	}
-	return hs, nil
-}
+// keptRecordsInterval is the least time between two writes while the records change (every record
+// is refreshed each minute, so they always do): a crash loses at most what changed in it.
+const keptRecordsInterval = 30 * time.Second
 
 // restoreKeptRecords gives the records kept in Options.RecordsFile to the router, before any link
 // is up. A missing file is a first start; a file that does not decode is reported and ignored, and
@@ -136,13 +33,13 @@ func (n *Node) restoreKeptRecords(now time.Time) {
 	if path == "" {
 		return
 	}
-	data, err := secfile.Read(path, keptRecordsMaxBytes)
+	data, err := secfile.Read(path, keptrecords.MaxBytes)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
 	var hs []routing.HeldRecord
 	if err == nil {
-		hs, err = decodeKeptRecords(data)
+		hs, err = keptrecords.Decode(data)
 	}
 	if err != nil {
 		n.log.Warn("kept routing records not used; starting with an empty database", "file", path, "err", err)
@@ -203,7 +100,7 @@ func (n *Node) keepRecords(now time.Time, final bool) {
 	n.mu.Unlock()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := secfile.Write(n.opts.RecordsFile, encodeKeptRecords(hs), 0o644, true); err != nil {
+	if err := secfile.Write(n.opts.RecordsFile, keptrecords.Encode(hs), 0o644, true); err != nil {
 		n.log.Warn("routing records not kept", "file", n.opts.RecordsFile, "err", err)
 	}
 }

@@ -1,4 +1,4 @@
-package node
+package keptrecords
 
 import (
 	"bytes"
@@ -18,9 +18,9 @@ func sampleKept() []routing.HeldRecord {
 	}
 }
 
-func TestKeptRecordsRoundTrip(t *testing.T) {
+func TestRoundTrip(t *testing.T) {
 	for _, hs := range [][]routing.HeldRecord{nil, sampleKept()} {
-		got, err := decodeKeptRecords(encodeKeptRecords(hs))
+		got, err := Decode(Encode(hs))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,18 +41,18 @@ func withSum(b []byte) []byte {
 
 // Every way a file can be damaged or forged is refused as a whole, with a reason, never a panic
 // or an allocation beyond the file.
-func TestKeptRecordsRefused(t *testing.T) {
-	good := encodeKeptRecords(sampleKept())
-	count := len(keptRecordsMagic) + 1
-	first := keptRecordsHeader
+func TestRefused(t *testing.T) {
+	good := Encode(sampleKept())
+	count := len(magic) + 1
+	first := header
 	cases := map[string][]byte{
 		"empty":          nil,
 		"other magic":    withSum(append([]byte("X6KQ"), good[4:]...)),
-		"other version":  withSum(append(append([]byte(keptRecordsMagic), 9), good[5:]...)),
+		"other version":  withSum(append(append([]byte(magic), 9), good[5:]...)),
 		"a bit flipped":  func() []byte { b := bytes.Clone(good); b[len(b)/2] ^= 1; return b }(),
 		"truncated":      good[:len(good)-1],
 		"trailing bytes": withSum(append(bytes.Clone(good), make([]byte, 40)...)),
-		"count too high": withSum(append(binary.BigEndian.AppendUint32(append([]byte(nil), good[:count]...), keptRecordsMax+1), make([]byte, sha256.Size)...)),
+		"count too high": withSum(append(binary.BigEndian.AppendUint32(append([]byte(nil), good[:count]...), MaxRecords+1), make([]byte, sha256.Size)...)),
 		"count beyond the records": func() []byte {
 			b := bytes.Clone(good)
 			binary.BigEndian.PutUint32(b[count:], 3)
@@ -69,54 +69,54 @@ func TestKeptRecordsRefused(t *testing.T) {
 			b = binary.BigEndian.AppendUint32(b, 0)
 			return withSum(append(b, make([]byte, 32)...))
 		}(),
-		"too large": make([]byte, keptRecordsMaxBytes+1),
+		"too large": make([]byte, MaxBytes+1),
 	}
 	for name, b := range cases {
-		if _, err := decodeKeptRecords(b); !errors.Is(err, errKeptRecords) {
+		if _, err := Decode(b); !errors.Is(err, ErrFile) {
 			t.Errorf("%s: %v, want it refused", name, err)
 		}
 	}
 }
 
 // The encoder leaves out what would take the file beyond its bounds; the decoder reads the rest.
-func TestKeptRecordsBounded(t *testing.T) {
+func TestBounded(t *testing.T) {
 	big := routing.HeldRecord{Cert: make([]byte, 8<<10), Record: make([]byte, 8<<10)}
-	hs := make([]routing.HeldRecord, keptRecordsMaxBytes/(16<<10)+10)
+	hs := make([]routing.HeldRecord, MaxBytes/(16<<10)+10)
 	for i := range hs {
 		hs[i] = big
 	}
-	b := encodeKeptRecords(hs)
-	if len(b) > keptRecordsMaxBytes {
-		t.Fatalf("encoded %d bytes, bound %d", len(b), keptRecordsMaxBytes)
+	b := Encode(hs)
+	if len(b) > MaxBytes {
+		t.Fatalf("encoded %d bytes, bound %d", len(b), MaxBytes)
 	}
-	got, err := decodeKeptRecords(b)
+	got, err := Decode(b)
 	if err != nil || len(got) == 0 || len(got) >= len(hs) {
 		t.Fatalf("decoded %d of %d records: %v", len(got), len(hs), err)
 	}
-	many := make([]routing.HeldRecord, keptRecordsMax+5)
+	many := make([]routing.HeldRecord, MaxRecords+5)
 	for i := range many {
 		many[i] = routing.HeldRecord{Cert: []byte("c"), Record: []byte("r")}
 	}
-	if got, err := decodeKeptRecords(encodeKeptRecords(many)); err != nil || len(got) != keptRecordsMax {
-		t.Fatalf("decoded %d records of %d: %v, want the first %d", len(got), len(many), err, keptRecordsMax)
+	if got, err := Decode(Encode(many)); err != nil || len(got) != MaxRecords {
+		t.Fatalf("decoded %d records of %d: %v, want the first %d", len(got), len(many), err, MaxRecords)
 	}
 }
 
-// The decoder takes any bytes: it refuses them with errKeptRecords or returns records that encode
+// The decoder takes any bytes: it refuses them with ErrFile or returns records that encode
 // back to exactly those bytes.
-func FuzzDecodeKeptRecords(f *testing.F) {
-	f.Add(encodeKeptRecords(sampleKept()))
-	f.Add(encodeKeptRecords(nil))
-	f.Add([]byte(keptRecordsMagic))
+func FuzzDecode(f *testing.F) {
+	f.Add(Encode(sampleKept()))
+	f.Add(Encode(nil))
+	f.Add([]byte(magic))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		hs, err := decodeKeptRecords(b)
+		hs, err := Decode(b)
 		if err != nil {
-			if !errors.Is(err, errKeptRecords) {
-				t.Fatalf("error without errKeptRecords: %v", err)
+			if !errors.Is(err, ErrFile) {
+				t.Fatalf("error without ErrFile: %v", err)
 			}
 			return
 		}
-		if !bytes.Equal(encodeKeptRecords(hs), b) {
+		if !bytes.Equal(Encode(hs), b) {
 			t.Fatal("decoded records do not encode back to the input")
 		}
 	})
