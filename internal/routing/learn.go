@@ -96,9 +96,12 @@ func (r *Router) checkOutside(now time.Time, certRaw, raw []byte) (*Record, *lsa
 // Announce makes a router that has not originated yet originate at its next Tick, neighbours or
 // not. On its own a router waits for its first neighbour (a record nobody receives is useless);
 // a node whose records also travel through a control plane calls this, since the others can only
-// dial it once they hold its record and the endpoints in it.
+// dial it once they hold its record and the endpoints in it. A router that kept its own record
+// across a restart (Restore) and would announce the same endpoints does not: that record, which
+// the control plane got before the restart, stands until its links are up and it is taken back or
+// replaced.
 func (r *Router) Announce() {
-	if !r.originated {
+	if !r.originated && !r.keptAnnounces() {
 		r.originateNow = true
 	}
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -94,6 +95,14 @@ func (r *Router) restoreOwn(now time.Time, raw []byte) error {
 // offers or sends that version back is acknowledged, and the kept one is taken back (or replaced)
 // when the first record is due, once every link it lists is up.
 func (r *Router) keeps(seq uint64) bool { return r.kept != nil && r.kept.Seq >= seq }
+
+// keptAnnounces reports whether the own record Restore kept says what Announce would sign now: the
+// router's endpoints, and not yet due for its refresh.
+func (r *Router) keptAnnounces() bool {
+	k := r.kept
+	return k != nil && slices.Equal(k.Endpoints, r.endpoints) &&
+		r.now.Before(k.Expires.Add(r.cfg.RefreshInterval-r.cfg.Lifetime))
+}
 
 // adoptKept takes back the own record Restore kept, if it is still the newest the router knows of
 // and says what the router would sign now (adopt). It is called when the first record is due.

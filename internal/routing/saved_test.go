@@ -3,6 +3,7 @@ package routing
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -150,5 +151,46 @@ func TestLinkUpAgainUnmeasuredKeepsCost(t *testing.T) {
 	m.advance(3*time.Second, 10*time.Millisecond)
 	if r.Stats().Originated == signed {
 		t.Fatal("a new measurement beyond the hysteresis was not advertised")
+	}
+}
+
+// A node that announces itself to a control plane at start does not sign a new record when the own
+// record it kept says the same (its endpoints; not due for refresh): it is taken back when its
+// links are up. With other endpoints it signs at once, as before.
+func TestAnnounceWithKeptRecord(t *testing.T) {
+	f := getFixture(t)
+	eps := []Endpoint{{Addr: netip.MustParseAddrPort("192.0.2.1:4242"), Kind: EndpointLocal}}
+	area := func(c *Config) { c.Area = 1 }
+	first := f.router(t, 0, area)
+	if err := first.SetEndpoints(f.now, eps); err != nil {
+		t.Fatal(err)
+	}
+	first.Announce()
+	first.Tick(f.now)
+	cert, own := first.Own()
+	if own == nil {
+		t.Fatal("no record announced")
+	}
+	for _, tc := range []struct {
+		name string
+		eps  []Endpoint
+		sign bool
+	}{
+		{"same endpoints", eps, false},
+		{"another endpoint", []Endpoint{{Addr: netip.MustParseAddrPort("192.0.2.2:4242"), Kind: EndpointLocal}}, true},
+	} {
+		now := f.now.Add(10 * time.Second)
+		r := f.router(t, 0, area)
+		if err := r.Restore(now, cert, own); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SetEndpoints(now, tc.eps); err != nil {
+			t.Fatal(err)
+		}
+		r.Announce()
+		r.Tick(now)
+		if signed := r.Stats().Originated > 0; signed != tc.sign {
+			t.Fatalf("%s: signed a record: %v, want %v", tc.name, signed, tc.sign)
+		}
 	}
 }
