@@ -168,3 +168,65 @@ func TestRestartWithDamagedKeptRecords(t *testing.T) {
 		t.Fatalf("%d records restored from the file rewritten at close, want 4", got)
 	}
 }
+
+// A gateway keeps its level-2 router's records too (beside the level-1 ones): restarted, it holds
+// the other gateways' level-2 records from its file at once and receives none of them from its
+// neighbours, where a gateway restarted empty receives all three (with their certificates). Level
+// 2 does not take its own record back: the gateway signs a new one, as before.
+func TestGatewayRestartWithKeptRecords(t *testing.T) {
+	area := map[string]uint32{"a1": 1, "ga1": 1, "gb1": 2, "b1": 2, "gb2": 2, "gc1": 3, "c1": 3}
+	names := []string{"a1", "ga1", "gb1", "b1", "gb2", "gc1", "c1"}
+	restart := func(keep bool) (boot, final routing.Stats) {
+		dir := t.TempDir()
+		m, err := New(Config{Seed: 23, Options: func(name string, o *node.Options) {
+			o.RoutingArea, o.RoutingGateway = area[name], name[0] == 'g'
+			if keep {
+				o.RecordsFile = filepath.Join(dir, name)
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.AddNodes(names...); err != nil {
+			t.Fatal(err)
+		}
+		// gb1, the gateway restarted, dials both its neighbours.
+		for _, l := range [][2]string{{"ga1", "a1"}, {"ga1", "gb1"}, {"b1", "gb1"}, {"b1", "gb2"}, {"gb2", "gc1"}, {"gc1", "c1"}} {
+			if err := m.Link(l[0], l[1], LinkParams{Delay: 2 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		gw := m.Node("gb1")
+		l2Held := func() bool {
+			st, _ := gw.Level2RoutingStats()
+			return st.Accepted >= 3
+		}
+		if _, ok := m.RunUntil(l2Held, 10*time.Second); !ok {
+			t.Fatalf("level 2 not converged\n%s", dump(m))
+		}
+		m.Run(10 * time.Second)
+		if err := m.Restart("gb1"); err != nil {
+			t.Fatal(err)
+		}
+		gw = m.Node("gb1")
+		boot, _ = gw.Level2RoutingStats()
+		if _, ok := m.RunUntil(l2Held, 5*time.Second); !ok {
+			t.Fatalf("records kept %v: level 2 not back after the restart\n%s", keep, dump(m))
+		}
+		m.Run(5 * time.Second)
+		final, _ = gw.Level2RoutingStats()
+		return boot, final
+	}
+	keptBoot, kept := restart(true)
+	_, empty := restart(false)
+	if keptBoot.Accepted != 3 {
+		t.Fatalf("restarted gateway restored %d level-2 records, want the 3 other gateways'", keptBoot.Accepted)
+	}
+	if kept.Accepted != keptBoot.Accepted || kept.Duplicates != 0 || empty.Accepted != 3 {
+		t.Fatalf("restarted gateway installed %d level-2 records from its neighbours (%d duplicates) with its records kept, %d without; want none and 3",
+			kept.Accepted-keptBoot.Accepted, kept.Duplicates, empty.Accepted)
+	}
+}

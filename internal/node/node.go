@@ -162,10 +162,13 @@ func New(opts Options) (*Node, error) {
 		MaxOriginationHold: maxOriginationHold}); err != nil {
 		return nil, err
 	}
-	n.restoreKeptRecords(now)
-	n.kept.gen, n.kept.saved = n.router.Generation(), now
+	n.restoreKeptRecords(now, n.router, opts.RecordsFile)
 	if err := n.initLevel2(now); err != nil {
 		return nil, err
+	}
+	n.kept.gen, n.kept.saved = n.router.Generation(), now
+	if n.l2 != nil {
+		n.kept.gen2 = n.l2.r.Generation()
 	}
 	if err := n.initGovernance(now); err != nil {
 		return nil, err
