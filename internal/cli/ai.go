@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -181,6 +182,7 @@ func runAITrain(e *env, args []string) error {
 	hidden := fs.Int("hidden", 32, "hidden units per layer")
 	lr := fs.Float64("lr", 0.005, "Adam learning rate")
 	initSeed := fs.Uint64("init-seed", 1, "seed of the weight initialisation and graph order")
+	ensemble := fs.Int("ensemble", 1, fmt.Sprintf("train this many models (init seeds init-seed, init-seed+1, ...) on the same runs and write their deep ensemble: the mean of their class probabilities (1: one model; at most %d)", detector.MaxMembers))
 	fed := fs.Bool("federated", false, "federated training: one client per training seed, signed updates; the round with the best validation macro-F1 is kept")
 	rounds := fs.Int("rounds", 100, "federated: rounds")
 	localEpochs := fs.Int("local-epochs", 1, "federated: local epochs per round")
@@ -203,6 +205,12 @@ func runAITrain(e *env, args []string) error {
 	}
 	if err := required(fs, "out", *out); err != nil {
 		return err
+	}
+	if *ensemble < 1 || *ensemble > detector.MaxMembers {
+		return fmt.Errorf("--ensemble must be 1–%d, not %d", detector.MaxMembers, *ensemble)
+	}
+	if *ensemble > 1 && (*fed || rf.used(fs)) {
+		return errors.New("--ensemble trains simulated runs centrally: not with --federated or recorded reports")
 	}
 	if rf.used(fs) {
 		return trainFromRecords(e, fs, rf, *out, *epochs, *lr, *hidden, *initSeed)
@@ -250,27 +258,25 @@ func runAITrain(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "kept round %d of %d (validation macro-F1 %.3f)\n", bestRound, *rounds, bestF1)
 		fmt.Fprintf(e.stdout, "federated (%s): %s\n", *rule, rep)
 	} else {
-		m = detector.NewModel(len(trainSet[0].X[0]), edgeDim(trainSet), *hidden, *hidden, int(sim.NumKinds), *initSeed)
-		train.Standardise(m, trainSet)
-		bar := newBar(e.stderr, "training")
-		var best []float64
-		bestF1, bestEp := -1.0, 0
-		loss, err = train.Run(m, trainSet, train.Config{Epochs: *epochs, LR: *lr, Seed: *initSeed, Cosine: true,
-			Progress: func(ep, n int, l float64) {
-				f1 := experiment.MacroF1(m, val)
-				if f1 > bestF1 {
-					best, bestF1, bestEp = m.Params(), f1, ep
-				}
-				bar.setMsg(ep, n, fmt.Sprintf("loss %.4f, validation macro-F1 %.3f", l, f1))
-			}})
-		bar.done()
-		if err != nil {
-			return err
+		var members []*detector.Model
+		for i := range *ensemble {
+			seed := *initSeed + uint64(i)
+			mb, l, err := trainOne(e, trainSet, val, *hidden, *epochs, *lr, seed)
+			if err != nil {
+				return err
+			}
+			members, loss = append(members, mb), l
+			if *ensemble > 1 {
+				detector.SetThreshold(mb, val)
+				fmt.Fprintf(e.stdout, "member %d: init seed %d, version %s\n", i+1, seed, mb.Version())
+			}
 		}
-		if err := m.SetParams(best); err != nil {
-			return err
+		m = members[0]
+		if *ensemble > 1 {
+			if m, err = detector.NewEnsemble(members); err != nil {
+				return err
+			}
 		}
-		fmt.Fprintf(e.stdout, "kept epoch %d of %d (validation macro-F1 %.3f)\n", bestEp, *epochs, bestF1)
 	}
 	detector.SetThreshold(m, val)
 	fmt.Fprintf(e.stdout, "validation (seeds %s): %s\n", *valSeeds, experiment.Summary(m, val))
@@ -281,9 +287,39 @@ func runAITrain(e *env, args []string) error {
 	if !*fed {
 		lossText = fmt.Sprintf("%.4f", loss)
 	}
+	if *ensemble > 1 {
+		lossText += " (last member)"
+	}
 	fmt.Fprintf(e.stdout, "trained on %d graphs (%d node-intervals) in %s; final loss %s; threshold %.3f\nmodel %s version %s\n",
 		len(trainSet), len(trainSet)*len(trainSet[0].X), time.Since(start).Round(time.Millisecond), lossText, m.Threshold, *out, m.Version())
 	return nil
+}
+
+// trainOne trains one model from initialisation seed on trainSet and keeps the epoch with the best
+// validation macro-F1. It returns the final epoch's mean loss too.
+func trainOne(e *env, trainSet, val []detector.Graph, hidden, epochs int, lr float64, seed uint64) (*detector.Model, float64, error) {
+	m := detector.NewModel(len(trainSet[0].X[0]), edgeDim(trainSet), hidden, hidden, int(sim.NumKinds), seed)
+	train.Standardise(m, trainSet)
+	bar := newBar(e.stderr, "training")
+	var best []float64
+	bestF1, bestEp := -1.0, 0
+	loss, err := train.Run(m, trainSet, train.Config{Epochs: epochs, LR: lr, Seed: seed, Cosine: true,
+		Progress: func(ep, n int, l float64) {
+			f1 := experiment.MacroF1(m, val)
+			if f1 > bestF1 {
+				best, bestF1, bestEp = m.Params(), f1, ep
+			}
+			bar.setMsg(ep, n, fmt.Sprintf("loss %.4f, validation macro-F1 %.3f", l, f1))
+		}})
+	bar.done()
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := m.SetParams(best); err != nil {
+		return nil, 0, err
+	}
+	fmt.Fprintf(e.stdout, "kept epoch %d of %d (validation macro-F1 %.3f)\n", bestEp, epochs, bestF1)
+	return m, loss, nil
 }
 
 // edgeDim is the graphs' edge feature dimension (0 without edge data).

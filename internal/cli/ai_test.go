@@ -108,6 +108,44 @@ func TestAICommands(t *testing.T) {
 	}
 }
 
+// TestAITrainEnsemble: ai train --ensemble trains its members as single trainings of consecutive
+// init seeds would (the first member is the model --init-seed 1 writes), writes one ensemble file,
+// and ai eval reads it like any model.
+func TestAITrainEnsemble(t *testing.T) {
+	dir := t.TempDir()
+	small := []string{"--nodes", "20", "--duration", "4s", "--faults", "blackhole:1,crash:1", "--train-faults", "blackhole:1,crash:1"}
+	args := []string{"--seeds", "1", "--val-seeds", "2", "--epochs", "2", "--hidden", "4"}
+	single, ens := filepath.Join(dir, "single.x6m"), filepath.Join(dir, "ens.x6m")
+	if out, stderr, code := runCLI(t, append(append([]string{"train", "--out", single, "--init-seed", "2"}, args...), small...)...); code != 0 {
+		t.Fatalf("train: %d %s %s", code, out, stderr)
+	}
+	out, stderr, code := runCLI(t, append(append([]string{"train", "--out", ens, "--ensemble", "2"}, args...), small...)...)
+	if code != 0 {
+		t.Fatalf("train --ensemble 2: %d %s %s", code, out, stderr)
+	}
+	s, err := detector.Load(single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := detector.Load(ens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !m.IsEnsemble() || len(m.Members) != 2 || m.Members[1].Version() != s.Version() ||
+		!strings.Contains(out, "member 2: init seed 2, version "+s.Version()) || !strings.Contains(out, "version "+m.Version()) {
+		t.Fatalf("the ensemble's second member is not the model of init seed 2 (%s): %s", s.Version(), out)
+	}
+	out, stderr, code = runCLI(t, append([]string{"eval", "--model", ens, "--suite", "shift", "--scenarios", "nominal", "--seeds", "3", "--train-seeds", "1", "--val-seeds", "2", "--kernel-fraction", "0"}, small...)...)
+	if code != 0 || !strings.Contains(out, "validation runs (seeds 2)") || !strings.Contains(out, m.Version()) {
+		t.Fatalf("eval of an ensemble: %d %s %s", code, out, stderr)
+	}
+	for _, bad := range [][]string{{"--ensemble", "0"}, {"--ensemble", "17"}, {"--ensemble", "2", "--federated"}} {
+		if _, stderr, code := runCLI(t, append([]string{"train", "--out", filepath.Join(dir, "x.x6m")}, bad...)...); code == 0 || !strings.Contains(stderr, "--ensemble") {
+			t.Fatalf("%v accepted: %s", bad, stderr)
+		}
+	}
+}
+
 func TestParseSeeds(t *testing.T) {
 	s, err := parseSeeds("1-3,7")
 	if err != nil || len(s) != 4 || s[3] != 7 {

@@ -70,6 +70,7 @@ func TestMalformed(t *testing.T) {
 		"magic":     mut(func(b []byte) []byte { b[0] = 'Y'; return b }),
 		"version 1": mut(func(b []byte) []byte { b[4] = 1; return b }),
 		"version 3": mut(func(b []byte) []byte { b[4] = 3; return b }),
+		"version 4": mut(func(b []byte) []byte { b[4] = 4; return b }),
 		"flags":     mut(func(b []byte) []byte { b[5] = 1; return b }),
 		"dims":      mut(func(b []byte) []byte { b[6], b[7] = 0xff, 0xff; return b }),
 		"edge dims": mut(func(b []byte) []byte { b[8], b[9] = 0, 3; return b }),
@@ -119,6 +120,9 @@ func FuzzUnmarshalModel(f *testing.F) {
 	good, _ = e.MarshalBinary()
 	f.Add(good)
 	f.Add([]byte("X6GS"))
+	ens, _ := NewEnsemble([]*Model{NewModel(2, 1, 2, 2, 2, 1), NewModel(2, 1, 2, 2, 2, 2)})
+	good, _ = ens.MarshalBinary()
+	f.Add(good)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := UnmarshalModel(b)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strings"
 )
 
 // Model file format, version 2 (docs/intelligence.md). All integers big-endian; every number is an
@@ -26,19 +27,33 @@ import (
 //	W1 H1×(2F+2E), B1 H1, W2 H2×2H1, B2 H2, Wo K×H2, Bo K  (row-major, finite)
 //	sha256   32 bytes over everything before it
 //
-// Version 1 (no edge features, before the edge telemetry) is refused with a clear error: its node
-// features are not the current ones.
+// Version 3 is a deep ensemble: a container of version-2 files, each with its own checksum.
+//
+//	magic    "X6GS" (4 bytes)
+//	version  u8 = 3
+//	flags    u8 = 0
+//	n        u8: members, 2–MaxMembers
+//	threshold  f64, in [0, 1]: the ensemble's own
+//	n × (length u32, a version-2 file of that length); all with the same F, E and K
+//	sha256   32 bytes over everything before it
+//
+// A single model is always written as version 2, so its encoding and version do not depend on
+// this build knowing ensembles. Version 1 (no edge features, before the edge telemetry) is refused
+// with a clear error: its node features are not the current ones.
 const (
-	fileMagic   = "X6GS"
-	fileVersion = 2
-	maxDim      = 1024
-	maxClasses  = 64
-	headerLen   = 4 + 1 + 1 + 5*2 + 8
+	fileMagic       = "X6GS"
+	fileVersion     = 2
+	ensembleVersion = 3
+	ensembleHeader  = 4 + 1 + 1 + 1 + 8
+	maxDim          = 1024
+	maxClasses      = 64
+	headerLen       = 4 + 1 + 1 + 5*2 + 8
 	// MaxFileSize bounds what Load reads.
 	MaxFileSize = 64 << 20
 )
 
-// ErrMalformed is returned (wrapped) for any model file that is not a valid version-2 file.
+// ErrMalformed is returned (wrapped) for any model file that is not a valid version-2 or version-3
+// file.
 var ErrMalformed = errors.New("detector: malformed model file")
 
 func malformed(format string, a ...any) error {
@@ -49,6 +64,9 @@ func malformed(format string, a ...any) error {
 func (m *Model) MarshalBinary() ([]byte, error) {
 	if err := m.check(); err != nil {
 		return nil, err
+	}
+	if m.IsEnsemble() {
+		return m.marshalEnsemble()
 	}
 	var b bytes.Buffer
 	b.WriteString(fileMagic)
@@ -62,6 +80,26 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 		for _, v := range t {
 			binary.Write(&b, binary.BigEndian, math.Float64bits(v))
 		}
+	}
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	return b.Bytes(), nil
+}
+
+func (m *Model) marshalEnsemble() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString(fileMagic)
+	b.WriteByte(ensembleVersion)
+	b.WriteByte(0)
+	b.WriteByte(byte(len(m.Members)))
+	binary.Write(&b, binary.BigEndian, math.Float64bits(m.Threshold))
+	for _, mb := range m.Members {
+		eb, err := mb.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		binary.Write(&b, binary.BigEndian, uint32(len(eb)))
+		b.Write(eb)
 	}
 	sum := sha256.Sum256(b.Bytes())
 	b.Write(sum[:])
@@ -84,6 +122,9 @@ func (m *Model) dimsOK() error {
 }
 
 func (m *Model) check() error {
+	if m.IsEnsemble() {
+		return m.checkEnsemble()
+	}
 	if err := m.dimsOK(); err != nil {
 		return err
 	}
@@ -107,20 +148,50 @@ func (m *Model) check() error {
 	return nil
 }
 
-// UnmarshalModel decodes a version-2 model file strictly: exact length, bounded dimensions, finite
-// numbers, matching checksum.
+func (m *Model) checkEnsemble() error {
+	if n := len(m.Members); n < 2 || n > MaxMembers {
+		return malformed("ensemble of %d members, want 2–%d", n, MaxMembers)
+	}
+	if m.H1 != 0 || m.H2 != 0 || len(m.Mean)+len(m.Std)+len(m.EMean)+len(m.EStd)+len(m.Params()) != 0 {
+		return malformed("ensemble with weights of its own")
+	}
+	if !(m.Threshold >= 0 && m.Threshold <= 1) {
+		return malformed("threshold %v outside [0, 1]", m.Threshold)
+	}
+	for i, mb := range m.Members {
+		if mb == nil || mb.IsEnsemble() {
+			return malformed("ensemble member %d is not a single model", i)
+		}
+		if mb.F != m.F || mb.E != m.E || mb.K != m.K {
+			return malformed("ensemble member %d has F=%d E=%d K=%d, the ensemble F=%d E=%d K=%d", i, mb.F, mb.E, mb.K, m.F, m.E, m.K)
+		}
+		if err := mb.check(); err != nil {
+			return memberMalformed(i, err)
+		}
+	}
+	return nil
+}
+
+// UnmarshalModel decodes a version-2 model file, or a version-3 ensemble of them, strictly: exact
+// length, bounded dimensions, finite numbers, matching checksums.
 func UnmarshalModel(b []byte) (*Model, error) {
-	if len(b) < headerLen+sha256.Size {
+	if len(b) < 6 {
 		return nil, malformed("%d bytes, shorter than the header", len(b))
 	}
 	if string(b[:4]) != fileMagic {
 		return nil, malformed("bad magic %q (not an x0tta6bl4 model)", b[:4])
 	}
 	if b[4] == 1 {
-		return nil, malformed("version 1 (a model without edge features, for the old feature set): this build reads version %d; retrain with x0tta6bl4 ai train", fileVersion)
+		return nil, malformed("version 1 (a model without edge features, for the old feature set): this build reads versions %d and %d; retrain with x0tta6bl4 ai train", fileVersion, ensembleVersion)
+	}
+	if b[4] == ensembleVersion {
+		return unmarshalEnsemble(b)
 	}
 	if b[4] != fileVersion {
-		return nil, malformed("version %d, this build reads version %d", b[4], fileVersion)
+		return nil, malformed("version %d, this build reads versions %d and %d", b[4], fileVersion, ensembleVersion)
+	}
+	if len(b) < headerLen+sha256.Size {
+		return nil, malformed("%d bytes, shorter than the header", len(b))
 	}
 	if b[5] != 0 {
 		return nil, malformed("unknown flags %#x", b[5])
@@ -157,6 +228,59 @@ func UnmarshalModel(b []byte) (*Model, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// memberMalformed says which member of an ensemble is malformed, and why.
+func memberMalformed(i int, err error) error {
+	return malformed("ensemble member %d: %s", i, strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": "))
+}
+
+func unmarshalEnsemble(b []byte) (*Model, error) {
+	if len(b) < ensembleHeader+sha256.Size {
+		return nil, malformed("%d bytes, shorter than an ensemble's header", len(b))
+	}
+	body := b[:len(b)-sha256.Size]
+	if sum := sha256.Sum256(body); !bytes.Equal(sum[:], b[len(body):]) {
+		return nil, malformed("checksum mismatch (file damaged)")
+	}
+	if b[5] != 0 {
+		return nil, malformed("unknown flags %#x", b[5])
+	}
+	n := int(b[6])
+	if n < 2 || n > MaxMembers {
+		return nil, malformed("ensemble of %d members, want 2–%d", n, MaxMembers)
+	}
+	threshold := math.Float64frombits(binary.BigEndian.Uint64(b[7:]))
+	rest := body[ensembleHeader:]
+	members := make([]*Model, 0, n)
+	for i := range n {
+		if len(rest) < 4 {
+			return nil, malformed("ensemble member %d: truncated length", i)
+		}
+		l := binary.BigEndian.Uint32(rest)
+		rest = rest[4:]
+		if uint64(l) > uint64(len(rest)) {
+			return nil, malformed("ensemble member %d: %d bytes, %d left", i, l, len(rest))
+		}
+		mb := rest[:l]
+		rest = rest[l:]
+		if len(mb) > 4 && mb[4] != fileVersion {
+			return nil, malformed("ensemble member %d: version %d, members are version %d", i, mb[4], fileVersion)
+		}
+		m, err := UnmarshalModel(mb)
+		if err != nil {
+			return nil, memberMalformed(i, err)
+		}
+		members = append(members, m)
+	}
+	if len(rest) != 0 {
+		return nil, malformed("%d bytes after the ensemble's last member", len(rest))
+	}
+	e := &Model{F: members[0].F, E: members[0].E, K: members[0].K, Threshold: threshold, Members: members}
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
 // Version identifies the model: the first 8 bytes of the SHA-256 of its encoding, in hex.

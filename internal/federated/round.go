@@ -181,6 +181,9 @@ func DecodeAnnouncement(b []byte, coordinator *identity.VerifyKey) (*Announcemen
 	if err != nil {
 		return nil, bad("model: %v", err)
 	}
+	if m.IsEnsemble() {
+		return nil, bad("model: an ensemble; rounds train a single model")
+	}
 	if len(a.Weights) != 0 && len(a.Weights) != m.K {
 		return nil, bad("%d class weights for %d classes", len(a.Weights), m.K)
 	}
@@ -338,6 +341,9 @@ type Coordinator struct {
 func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Key == nil || cfg.Verifier == nil || cfg.Model == nil {
 		return nil, errors.New("federated: coordinator needs a key, a verifier and an initial model")
+	}
+	if cfg.Model.IsEnsemble() {
+		return nil, errors.New("federated: the initial model is an ensemble; rounds train a single model")
 	}
 	roundDefaults(&cfg.LocalEpochs, &cfg.LR, &cfg.Rule, &cfg.Trim)
 	if cfg.MaxParticipants <= 0 {

@@ -43,6 +43,9 @@ func Train(base *detector.Model, gs []detector.Graph, cfg Config) (*detector.Mod
 	if labelled == 0 {
 		return nil, 0, errors.New("finetune: no sample is labelled with a fault: label incidents first (ctl incident label)")
 	}
+	if base != nil && base.IsEnsemble() {
+		return nil, 0, errors.New("finetune: the base model is an ensemble; fine-tune a single model")
+	}
 	if cfg.Epochs <= 0 {
 		cfg.Epochs = 10
 	}

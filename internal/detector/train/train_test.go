@@ -162,3 +162,16 @@ func TestLearnsEdgeSignal(t *testing.T) {
 		t.Fatalf("graph without edge data: %v", err)
 	}
 }
+
+// TestRunRefusesEnsemble: an ensemble has no weights of its own to fit; training one is refused,
+// not silently a no-op.
+func TestRunRefusesEnsemble(t *testing.T) {
+	g := randomGraph(6, 3, 2, 1)
+	e, err := detector.NewEnsemble([]*detector.Model{detector.NewModel(3, 0, 4, 4, 2, 1), detector.NewModel(3, 0, 4, 4, 2, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(e, []detector.Graph{g}, Config{Epochs: 1}); err == nil || !strings.Contains(err.Error(), "ensemble") {
+		t.Fatalf("training an ensemble: %v", err)
+	}
+}
