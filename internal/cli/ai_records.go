@@ -133,7 +133,7 @@ func addRecordFlags(fs *flag.FlagSet) recordFlags {
 		conn:  connFlags(fs, "control"),
 		from:  fs.String("records-from", "", "with --control: only reports received at or after this time (RFC 3339)"),
 		to:    fs.String("records-to", "", "with --control: only reports received at or before this time (RFC 3339)"),
-		base:  fs.String("base", "shipped", "recorded reports: the model to fine-tune: shipped, a .x6m file, or none (train a new one)"),
+		base:  fs.String("base", "shipped", "recorded reports: the model to fine-tune: shipped (its first member when the shipped model is an ensemble), a single-model .x6m file, or none (train a new one)"),
 		step:  fs.Duration("step", 10*time.Second, "recorded reports: one training graph per this much time"),
 		fresh: fs.Duration("fresh", 60*time.Second, "recorded reports: a node's latest report counts for this long (the control plane's mesh.stale_after)"),
 	}
@@ -169,7 +169,7 @@ func trainFromRecords(e *env, fs *flag.FlagSet, rf recordFlags, out string, epoc
 	var base *detector.Model
 	switch *rf.base {
 	case "shipped":
-		base, err = defaultmodel.Load()
+		base, err = defaultmodel.Base()
 	case "none":
 	default:
 		base, err = detector.Load(*rf.base)

@@ -207,7 +207,7 @@ func TestTrainFromRecordedMesh(t *testing.T) {
 		return ss
 	}
 	trainSet, heldOut := export(0, 95), export(100, 140)
-	shipped, err := defaultmodel.Load()
+	shipped, err := defaultmodel.Base()
 	if err != nil {
 		t.Fatal(err)
 	}

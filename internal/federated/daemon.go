@@ -232,7 +232,7 @@ func runParticipant(ctx context.Context, cfg DaemonConfig, log *slog.Logger) (*d
 
 func runCoordinator(ctx context.Context, cfg DaemonConfig, log *slog.Logger) (*detector.Model, error) {
 	s := cfg.Settings
-	initial, err := defaultmodel.Load()
+	initial, err := defaultmodel.Base()
 	if err != nil {
 		return nil, err
 	}

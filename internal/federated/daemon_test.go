@@ -83,7 +83,7 @@ func TestDaemonRounds(t *testing.T) {
 	for _, p := range []string{"p1", "p2", "p3"} {
 		t.Logf("%s: %d samples in its window, %d labelled node-samples", p, windows[p].Len(), windows[p].Labelled())
 	}
-	shipped, err := defaultmodel.Load()
+	shipped, err := defaultmodel.Base()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,12 @@
 // Package defaultmodel is the detector model shipped in the binary: the control plane answers
-// /ai/predict with it unless ai.model names another file (or "none"). It was trained by
+// /ai/predict with it unless ai.model names another file (or "none"). It is a deep ensemble of four
+// models, trained by
 //
-//	x0tta6bl4 ai train --out internal/detector/defaultmodel/detector.x6m
+//	x0tta6bl4 ai train --ensemble 4 --out internal/detector/defaultmodel/detector.x6m
 //
-// (seeds 1–24 drawn from the training distribution, validation seeds 51–56, initialisation seed 1,
-// 20 epochs; docs/intelligence.md gives its version and evaluation). Retrain it, with the same
-// command, whenever the derived features change: Load refuses a file that does not match.
+// (seeds 1–24 drawn from the training distribution, validation seeds 51–56, initialisation seeds
+// 1–4, 20 epochs each; docs/intelligence.md gives its version and evaluation). Retrain it, with the
+// same command, whenever the derived features change: Load refuses a file that does not match.
 //
 // It must never hold anything but that file and its loader: no training code, no simulator.
 package defaultmodel
@@ -30,6 +31,20 @@ func Load() (*detector.Model, error) {
 	if m.F != detector.NumRobust || m.E != detector.NumRobustEdge {
 		return nil, fmt.Errorf("defaultmodel: the shipped model reads %d node and %d edge features, this build derives %d and %d: retrain it",
 			m.F, m.E, detector.NumRobust, detector.NumRobustEdge)
+	}
+	return m, nil
+}
+
+// Base is the single model a training starts from (federated rounds, fine-tuning on recorded
+// reports): the shipped model, or its first member (initialisation seed 1) when it is an ensemble,
+// since an ensemble is for inference only.
+func Base() (*detector.Model, error) {
+	m, err := Load()
+	if err != nil {
+		return nil, err
+	}
+	if m.IsEnsemble() {
+		return m.Members[0], nil
 	}
 	return m, nil
 }

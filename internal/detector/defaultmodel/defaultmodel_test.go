@@ -12,3 +12,18 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("threshold %v", m.Threshold)
 	}
 }
+
+// TestBase: training starts from a single model, the shipped one or its first member.
+func TestBase(t *testing.T) {
+	m, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Base()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.IsEnsemble() || (m.IsEnsemble() && b.Version() != m.Members[0].Version()) || (!m.IsEnsemble() && b.Version() != m.Version()) {
+		t.Fatalf("base %s of shipped %s", b.Version(), m.Version())
+	}
+}
