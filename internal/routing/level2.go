@@ -128,9 +128,6 @@ type VirtualLink struct {
 	Gateway NodeID
 	Cost    uint64
 	Flood   bool
-	// Shared: a flooding link whose level-1 path has a relay on the path of another flooding link
-	// (Metrics.Shared).
-	Shared bool
 }
 
 // VirtualLinks returns the gateways of the router's area (the router being a gateway's level-1
@@ -166,28 +163,13 @@ func (r *Router) VirtualLinks() []VirtualLink {
 		}
 	}
 	tree := floodingTree(dist, relays)
-	load := make(map[int32]int) // flooding links whose path crosses the node
-	for i := range gws {
-		for j := i + 1; j < len(gws); j++ {
-			if tree[i][j] {
-				for _, v := range relays[i][j] {
-					load[v]++
-				}
-			}
-		}
-	}
 	var out []VirtualLink
 	for j, g := range gws {
 		d := dist[me][j]
 		if j == me || d == math.MaxUint64 {
 			continue
 		}
-		v := VirtualLink{Gateway: g, Cost: d, Flood: tree[me][j]}
-		if v.Flood {
-			i, k := min(me, j), max(me, j)
-			v.Shared = slices.ContainsFunc(relays[i][k], func(x int32) bool { return load[x] > 1 })
-		}
-		out = append(out, v)
+		out = append(out, VirtualLink{Gateway: g, Cost: d, Flood: tree[me][j]})
 	}
 	return out
 }
@@ -263,33 +245,26 @@ func floodingTree(dist [][]uint64, relays [][][]int32) [][]bool {
 	for i := range tree {
 		tree[i] = make([]bool, n)
 	}
-	deg := make([]int, n) // links chosen at each gateway
 	choose := func(p pair) {
 		part[find(p.i)] = find(p.j)
 		tree[p.i][p.j], tree[p.j][p.i] = true, true
-		deg[p.i]++
-		deg[p.j]++
 		for _, v := range relays[p.i][p.j] {
 			load[v]++
 		}
 	}
 	for _, p := range pairs {
-		if find(p.i) != find(p.j) && busiest(p) == 0 && (maxFloodDegree == 0 || max(deg[p.i], deg[p.j]) < maxFloodDegree) {
+		if find(p.i) != find(p.j) && busiest(p) == 0 {
 			choose(p)
 		}
 	}
 	for {
-		best, bestLoad, bestDeg := -1, 0, 0
+		best, bestLoad := -1, 0
 		for k, p := range pairs {
 			if find(p.i) == find(p.j) {
 				continue
 			}
-			l, d := busiest(p), max(deg[p.i], deg[p.j])
-			if maxFloodDegree == 0 {
-				d = 0
-			}
-			if best < 0 || l < bestLoad || (l == bestLoad && d < bestDeg) {
-				best, bestLoad, bestDeg = k, l, d
+			if l := busiest(p); best < 0 || l < bestLoad {
+				best, bestLoad = k, l
 			}
 		}
 		if best < 0 {
@@ -298,8 +273,6 @@ func floodingTree(dist [][]uint64, relays [][][]int32) [][]bool {
 		choose(pairs[best])
 	}
 }
-
-const maxFloodDegree = 0
 
 // DestinationProof signs the router's destination proof (docs/routing.md, Level 2): a level-2
 // record of its area whose links are the gateways of its area it reaches (at most MaxLinks, the

@@ -171,10 +171,7 @@ const (
 	maxAnswers = 2
 	// busyHold is how many retransmission timeouts a record answered Busy waits before it is sent
 	// whole to that neighbour anyway, and how long the answers to one version are counted.
-	busyHold = 4
-	// offerDeferralRTOs: a level-2 router waits this many retransmission timeouts of a shared
-	// virtual link for a border offer before it asks over that link (offerDeferral).
-	offerDeferralRTOs  = 2
+	busyHold           = 4
 	ackDelay           = 10 * time.Millisecond // acknowledgements wait this long to be batched
 	maxRetransmitBurst = 64
 	throttleReset      = 10 * time.Second
@@ -214,6 +211,10 @@ type neighbour struct {
 	// answered: level 2, when a record went to it on request, by originator, so that requests are
 	// answered at most once per retransmission timeout (at most MaxNodes entries).
 	answered map[NodeID]time.Time
+	// busyCert: level 2, the record versions it asked for with their certificates and was told
+	// Busy about, by originator: if nobody else serves it, the record sent when the offer times
+	// out carries the certificate, which it would otherwise ask for at once (at most MaxNodes).
+	busyCert map[NodeID]uint64
 }
 
 // Router is one node's link-state routing core. It is not safe for concurrent use.
@@ -275,26 +276,14 @@ type Router struct {
 	// waiting: level 2, the records asked for after an offer, by originator, with the neighbours
 	// that offered the same version meanwhile (at most MaxNodes entries).
 	waiting map[NodeID]*offerWait
-	// deferred: level 2, the originators of waiting entries offered only over virtual links and
-	// not asked for yet (offerWait.deferred), in the order offered; entries that stopped being
-	// deferred are dropped at the next scan (at most MaxNodes). deferDue is the earliest time one
-	// of them must be asked for (zero: none).
-	deferred []NodeID
-	deferDue time.Time
 }
 
-// offerWait is a record a level-2 router asked a neighbour for, or will ask for (deferred).
+// offerWait is a record a level-2 router asked a neighbour for.
 type offerWait struct {
 	seq   uint64
 	due   time.Time // until then, offers of it from other neighbours ask nobody else
 	from  []NodeID  // neighbours that offered this version
 	asked int       // the one of them asked (the next is asked when it answers Busy)
-	// deferred: offered only over shared virtual links and not asked for yet: until due, an offer
-	// across a border link (or over another virtual link) is asked instead (offerDeferral).
-	deferred bool
-	// refused: every neighbour asked answered Busy; the next offer of this version is asked at
-	// once, over whatever link, so that the one that answered Busy need not send it whole.
-	refused bool
 }
 
 // New returns a router for the node whose key and certificate are in cfg. It originates its first
@@ -843,12 +832,6 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 		switch {
 		case nb == from:
 			r.addHolder(l, nb.adj)
-		case nb.id == rec.Origin && r.cfg.Level2 && slices.Contains(offeredBy, nb.id):
-			// Its originator offered it, and it came from another neighbour (a border offer was
-			// preferred, offerDeferral): acknowledge the offer, or the originator sends it whole
-			// when the offer times out.
-			r.addHolder(l, nb.adj)
-			r.ack(nb, rec.Origin, rec.Seq)
 		case nb.id == rec.Origin, !r.floodsTo(nb):
 			// The originator has it (or something newer); a neighbour of another area refuses it.
 		case slices.Contains(offeredBy, nb.id):
@@ -866,9 +849,7 @@ func (r *Router) install(now time.Time, rec *Record, from *neighbour, old *lsa) 
 // It stays outstanding as a sent record does, so that a lost offer, request or answer ends in the
 // record itself being sent when the retransmission timer fires.
 func (r *Router) offerRecord(nb *neighbour, l *lsa, now time.Time) {
-	// The offer and the acknowledgement each wait to be batched, and a gateway of the same area may
-	// defer its request.
-	due := now.Add(nb.rto + 2*ackDelay + r.offerDeferral(nb))
+	due := now.Add(nb.rto + 2*ackDelay) // the offer and the acknowledgement each wait to be batched
 	r.setPending(l, nb, due)
 	if nb.rxmtDue.IsZero() || due.Before(nb.rxmtDue) {
 		nb.rxmtDue = due
@@ -882,19 +863,9 @@ func (r *Router) offerRecord(nb *neighbour, l *lsa, now time.Time) {
 }
 
 // handleOffer asks nb for the offered records the router lacks, unless it asked another neighbour
-// for the same version less than a retransmission timeout ago, and acknowledges those it holds. A
-// level-2 router defers the request for a record offered over a virtual link while a border link
-// may offer it too (offerDeferral).
+// for the same version less than a retransmission timeout ago, and acknowledges those it holds.
 func (r *Router) handleOffer(now time.Time, nb *neighbour, es []entry) {
 	var req, reqCert []entry // the second for originators it holds no record of, so no certificate
-	ask := func(e entry) {
-		if r.lsdb.get(e.origin) == nil && e.origin != r.self {
-			reqCert = append(reqCert, e)
-		} else {
-			req = append(req, e)
-		}
-	}
-	defers := r.offerDeferral(nb) > 0 && r.hasBorderNeighbour()
 	for _, e := range es {
 		l := r.lsdb.get(e.origin)
 		if l != nil && l.seq >= e.seq {
@@ -907,16 +878,7 @@ func (r *Router) handleOffer(now time.Time, nb *neighbour, es []entry) {
 		}
 		if w := r.waiting[e.origin]; w != nil && w.seq >= e.seq && now.Before(w.due) {
 			if w.seq == e.seq && !slices.Contains(w.from, nb.id) && len(w.from) < len(r.nbl) {
-				if w.deferred && r.offerDeferral(nb) == 0 {
-					// An offer the request was deferred for (across a border, or over a virtual
-					// link whose relays carry no other flooding link): ask it at once, and the
-					// virtual links' offerers after it if it answers Busy.
-					w.from = slices.Insert(w.from, w.asked, nb.id)
-					w.deferred, w.due = false, now.Add(nb.rto)
-					ask(e)
-				} else {
-					w.from = append(w.from, nb.id)
-				}
+				w.from = append(w.from, nb.id)
 			}
 			continue
 		}
@@ -929,24 +891,13 @@ func (r *Router) handleOffer(now time.Time, nb *neighbour, es []entry) {
 				continue // nb sends it whole when its timer fires
 			}
 		}
-		old := r.waiting[e.origin]
-		w := &offerWait{seq: e.seq, due: now.Add(nb.rto), from: []NodeID{nb.id}, refused: old != nil && old.seq == e.seq && old.refused}
-		r.waiting[e.origin] = w
-		if defers && !w.refused && e.origin != r.self && len(r.deferred) < r.cfg.MaxNodes {
-			w.deferred, w.due = true, now.Add(r.offerDeferral(nb))
-			r.deferred = append(r.deferred, e.origin)
-			if r.deferDue.IsZero() || w.due.Before(r.deferDue) {
-				r.deferDue = w.due
-			}
-			continue
+		r.waiting[e.origin] = &offerWait{seq: e.seq, due: now.Add(nb.rto), from: []NodeID{nb.id}}
+		if l == nil && e.origin != r.self {
+			reqCert = append(reqCert, e)
+		} else {
+			req = append(req, e)
 		}
-		ask(e)
 	}
-	r.sendRequests(nb, req, reqCert)
-}
-
-// sendRequests asks nb for the records req and, with their certificates, reqCert.
-func (r *Router) sendRequests(nb *neighbour, req, reqCert []entry) {
 	r.stats.Requested += uint64(len(req) + len(reqCert))
 	for _, q := range [...]struct {
 		typ byte
@@ -957,90 +908,6 @@ func (r *Router) sendRequests(nb *neighbour, req, reqCert []entry) {
 			r.out = append(r.out, Outgoing{To: nb.id, Msg: encodeEntries(typ, es[:k])})
 			es = es[k:]
 		}
-	}
-}
-
-// virtual reports whether nb is a level-2 neighbour of the router's own area: another gateway of
-// its area, reached over a virtual link whose messages every level-1 node on the path relays.
-// The other level-2 neighbours are across border links, one hop away.
-func (r *Router) virtual(nb *neighbour) bool {
-	return r.cfg.Level2 && r.cfg.Area != 0 && nb.area == r.cfg.Area
-}
-
-// hasBorderNeighbour reports whether a level-2 neighbour across a border link is up and floods to
-// the router: one that may offer a record a gateway of its own area offered first.
-func (r *Router) hasBorderNeighbour() bool {
-	for _, nb := range r.nbl {
-		if nb.area != 0 && nb.area != r.cfg.Area && r.floodsTo(nb) {
-			return true
-		}
-	}
-	return false
-}
-
-// offerDeferral is how long a level-2 router waits, after a record is offered to it over the
-// virtual link to nb, for an offer of it across a border link before it asks nb: 0 except on a
-// virtual link whose relays carry another flooding link too (Metrics.Shared). A record taken
-// across the border costs one hop; one taken over such a link costs a relay its second copy
-// (docs/routing.md, Level 2, "Border offers first"). nb's offer is extended by as much, so that
-// the deferred request reaches nb before nb sends the record whole.
-func (r *Router) offerDeferral(nb *neighbour) time.Duration {
-	if !r.virtual(nb) || !nb.metrics.Shared {
-		return 0
-	}
-	return offerDeferralRTOs * nb.rto
-}
-
-// askDeferred asks for the deferred records whose wait for a border offer is over, each from the
-// first neighbour that offered it and is still up (Tick).
-func (r *Router) askDeferred(now time.Time) {
-	type ask struct {
-		to           *neighbour
-		req, reqCert []entry
-	}
-	var asks []ask
-	keep := r.deferred[:0]
-	r.deferDue = time.Time{}
-	for _, o := range r.deferred {
-		w := r.waiting[o]
-		if w == nil || !w.deferred {
-			continue
-		}
-		if now.Before(w.due) {
-			if !slices.Contains(keep, o) {
-				keep = append(keep, o)
-				if r.deferDue.IsZero() || w.due.Before(r.deferDue) {
-					r.deferDue = w.due
-				}
-			}
-			continue
-		}
-		w.deferred = false
-		for w.asked < len(w.from) && r.neighbour(w.from[w.asked]) == nil {
-			w.asked++
-		}
-		if w.asked == len(w.from) {
-			delete(r.waiting, o) // nobody left who offered it: the next offer asks at once
-			continue
-		}
-		to := r.neighbour(w.from[w.asked])
-		w.due = now.Add(to.rto)
-		i := slices.IndexFunc(asks, func(a ask) bool { return a.to == to })
-		if i < 0 {
-			asks = append(asks, ask{to: to})
-			i = len(asks) - 1
-		}
-		e := entry{o, w.seq}
-		if r.lsdb.get(o) == nil {
-			asks[i].reqCert = append(asks[i].reqCert, e)
-		} else {
-			asks[i].req = append(asks[i].req, e)
-		}
-	}
-	clear(r.deferred[len(keep):])
-	r.deferred = keep
-	for _, a := range asks {
-		r.sendRequests(a.to, a.req, a.reqCert)
 	}
 }
 
@@ -1069,6 +936,14 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 			busy = append(busy, entry{l.origin, l.seq})
 			if l.pendingTo(nb.adj) >= 0 {
 				r.setPending(l, nb, now.Add(busyHold*nb.rto))
+				if withCert && r.cfg.Level2 {
+					if nb.busyCert == nil {
+						nb.busyCert = make(map[NodeID]uint64)
+					}
+					if _, ok := nb.busyCert[l.origin]; ok || len(nb.busyCert) < r.cfg.MaxNodes {
+						nb.busyCert[l.origin] = l.seq
+					}
+				}
 			}
 			continue
 		}
@@ -1112,7 +987,7 @@ func (r *Router) handleBusy(now time.Time, nb *neighbour, es []entry) {
 	var asks []ask
 	for _, e := range es {
 		w := r.waiting[e.origin]
-		if w == nil || w.deferred || w.seq != e.seq || w.asked >= len(w.from) || w.from[w.asked] != nb.id {
+		if w == nil || w.seq != e.seq || w.asked >= len(w.from) || w.from[w.asked] != nb.id {
 			continue
 		}
 		w.asked++
@@ -1120,7 +995,7 @@ func (r *Router) handleBusy(now time.Time, nb *neighbour, es []entry) {
 			w.asked++
 		}
 		if w.asked == len(w.from) {
-			w.due, w.refused = now, true
+			w.due = now
 			continue
 		}
 		next := r.neighbour(w.from[w.asked])
@@ -1153,7 +1028,11 @@ func (r *Router) handleBusy(now time.Time, nb *neighbour, es []entry) {
 func (r *Router) sendRecord(nb *neighbour, l *lsa, now time.Time, retransmission bool) {
 	var withCert bool
 	switch {
-	case r.cfg.Level2: // only on request
+	case r.cfg.Level2: // only on request, or told Busy after a request for it (busyCert)
+		if seq, ok := nb.busyCert[l.origin]; ok && retransmission {
+			withCert = seq == l.seq
+			delete(nb.busyCert, l.origin)
+		}
 	case r.areaPull(): // on request, and on the retransmission of an offer nobody asked for
 		withCert = retransmission && !l.holds(nb.adj)
 	default:
@@ -1398,9 +1277,6 @@ func (r *Router) NextDeadline() time.Time {
 	if !r.damp.due.IsZero() {
 		d = minTime(d, r.damp.due)
 	}
-	if !r.deferDue.IsZero() {
-		d = minTime(d, r.deferDue)
-	}
 	if !r.nbDueOK {
 		r.nbDue, r.nbDueOK = time.Time{}, true
 		for _, nb := range r.nbl {
@@ -1441,9 +1317,6 @@ func (r *Router) Tick(now time.Time) {
 		r.Revalidate(now)
 	}
 	r.dampTick(now)
-	if !r.deferDue.IsZero() && !now.Before(r.deferDue) {
-		r.askDeferred(now)
-	}
 	if due, ok := r.originationDue(); ok && !now.Before(due) {
 		r.originate(now)
 	}

@@ -101,10 +101,6 @@ type Metrics struct {
 	// NoFlood (level 2 only) keeps records from being flooded over the link, which still counts
 	// for routes: a virtual link off the area's flooding topology (Router.VirtualLinks).
 	NoFlood bool
-	// Shared (level 2 only) marks a flooding virtual link whose level-1 path has a relay that the
-	// path of another flooding link of the area crosses too (Router.VirtualLinks): a record offered
-	// over it is asked for only after a wait for an offer across a border link (offerDeferral).
-	Shared bool
 }
 
 // EndpointKind says how a node knows one of its endpoints.

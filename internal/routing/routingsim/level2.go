@@ -77,14 +77,11 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 		gws := byArea[a]
 		// Records flood over a virtual link where both ends' level-1 routers say so
 		// (Router.VirtualLinks); every virtual link counts for routes.
-		flood, shared := make(map[linkKey]int), make(map[linkKey]int)
+		flood := make(map[linkKey]int)
 		for _, g := range gws {
 			for _, v := range l1.nodes[g].Router.VirtualLinks() {
 				if v.Flood {
 					flood[keyOf(g, v.Gateway)]++
-				}
-				if v.Shared {
-					shared[keyOf(g, v.Gateway)]++
 				}
 			}
 		}
@@ -95,7 +92,6 @@ func NewBackbone(l1 *Network) (*Backbone, error) {
 					return nil, err
 				}
 				p.NoFlood = flood[keyOf(g, h)] != 2
-				p.Shared = !p.NoFlood && shared[keyOf(g, h)] == 2
 				b.relayHops[keyOf(g, h)] = len(inner) + 1
 				b.relays[keyOf(g, h)] = inner
 				if err := l2.Connect(g, h, p); err != nil {

@@ -49,13 +49,11 @@ type LinkParams struct {
 	Cost uint32
 	// NoFlood: level-2 records are not flooded over the link (routing.Metrics.NoFlood).
 	NoFlood bool
-	// Shared: a flooding virtual link whose relays carry another flooding link (routing.Metrics.Shared).
-	Shared bool
 }
 
 // Metrics returns what an ideal link layer would measure on the link.
 func (p LinkParams) Metrics() routing.Metrics {
-	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss, Cost: p.Cost, NoFlood: p.NoFlood, Shared: p.Shared}
+	return routing.Metrics{RTT: 2*p.Delay + p.Jitter, Loss: p.Loss, Cost: p.Cost, NoFlood: p.NoFlood}
 }
 
 // Node is a simulated node.
