@@ -286,13 +286,7 @@ func TestLevel2AnswersShared(t *testing.T) {
 		}
 	}
 	m.advance(3*time.Second, 10*time.Millisecond)
-	for _, r := range rs {
-		for _, o := range rs {
-			if r.Record(o.ID()) == nil {
-				t.Fatal("a router lacks a record")
-			}
-		}
-	}
+	requireAllRecords(t, rs)
 	if rs[0].Stats().Busy == 0 {
 		t.Fatal("the hub never answered Busy")
 	}
@@ -423,13 +417,7 @@ func TestLevel2NoFloodLink(t *testing.T) {
 	noFlood.NoFlood = true
 	m.connect(rs[0], rs[2], noFlood)
 	m.advance(2*time.Second, 10*time.Millisecond)
-	for _, r := range rs {
-		for _, o := range rs {
-			if r.Record(o.ID()) == nil {
-				t.Fatal("a router lacks a record")
-			}
-		}
-	}
+	requireAllRecords(t, rs)
 	if overNoFlood != 0 {
 		t.Fatalf("%d records crossed the NoFlood link", overNoFlood)
 	}
@@ -454,13 +442,7 @@ func TestLevel2BusyThenCertificate(t *testing.T) {
 		m.connect(rs[hub], rs[i], fast)
 	}
 	m.advance(3*time.Second, 10*time.Millisecond)
-	for _, r := range rs {
-		for _, o := range rs {
-			if r.Record(o.ID()) == nil {
-				t.Fatal("a router lacks a record")
-			}
-		}
-	}
+	requireAllRecords(t, rs)
 	if rs[hub].Stats().Busy == 0 {
 		t.Fatal("the hub never answered Busy: the test tests nothing")
 	}
@@ -471,5 +453,17 @@ func TestLevel2BusyThenCertificate(t *testing.T) {
 	}
 	if got := rs[hub].Stats().CertAnswers; got != 0 {
 		t.Fatalf("the hub answered %d certificate requests", got)
+	}
+}
+
+// requireAllRecords fails unless every router of rs holds every router's record.
+func requireAllRecords(t *testing.T, rs []*Router) {
+	t.Helper()
+	for _, r := range rs {
+		for _, o := range rs {
+			if r.Record(o.ID()) == nil {
+				t.Fatal("a router lacks a record")
+			}
+		}
 	}
 }
