@@ -31,7 +31,7 @@ func runSim(e *env, args []string) error {
 	dur := fs.Duration("duration", 60*time.Second, "virtual time of telemetry after the cold start")
 	heal := fs.String("heal", "", "model file: run the MAPE-K loop with this detector and report MTTD/MTTR (one blackhole or greyhole fault)")
 	lossless := fs.Bool("lossless", false, "healthy links lose nothing (default: 0–1 % each)")
-	restarts := fs.Int("restarts", 0, "after the cold start, restart this many nodes (not gateways) one at a time and report what each restart cost")
+	restarts := fs.Int("restarts", 0, "after the cold start, restart this many nodes (not gateways) one at a time, each back before and after its neighbours notice, with an empty database and with its records kept, and report what each restart cost")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -580,13 +582,15 @@ func ctlAudit(e *env, args []string) error {
 // ctlJoin enrols with a join token using keys made on this machine (keys generate), and writes the
 // bundle: node.crt, node-svid.pem, ca.crt, ca-x509.pem, crl.pem and bundle.json.
 func ctlJoin(e *env, args []string) error {
-	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR")
+	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR [--routing-area N]")
 	url := fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the join token (default: env X0TTA6BL4_JOIN_TOKEN)")
 	keyPath := fs.String("key", "", "the node's private key file (x0tta6bl4 keys generate); only its public key is sent")
 	name := fs.String("name", "", "node name")
 	out := fs.String("out", "", "directory for the certificate bundle")
 	insecure := fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)")
+	var area routingAreaFlag
+	fs.Var(&area, "routing-area", "the node's routing area, 0 to 4294967295 (docs/routing.md, \"Level 1: areas\"): the control plane hands it that area's records until its first signed record names its area; set the same routing_area in the node's configuration, which is what the node signs")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -603,8 +607,31 @@ func ctlJoin(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	_, err = enrolAndSave(e, *url, token, key, *name, *out, client.EnrollOptions{Trust: client.Trust{AllowHTTP: *insecure}})
+	_, err = enrolAndSave(e, *url, token, key, *name, *out, client.EnrollOptions{Trust: client.Trust{AllowHTTP: *insecure}, RoutingArea: area.area})
+	if err == nil && area.area != nil {
+		fmt.Fprintf(e.stdout, "routing area %d named at enrolment; set routing_area: %d in the node's configuration (the area it signs counts)\n", *area.area, *area.area)
+	}
 	return err
+}
+
+// routingAreaFlag is a routing area given on the command line; area stays nil when none is.
+type routingAreaFlag struct{ area *uint32 }
+
+func (f *routingAreaFlag) String() string {
+	if f.area == nil {
+		return ""
+	}
+	return strconv.FormatUint(uint64(*f.area), 10)
+}
+
+func (f *routingAreaFlag) Set(s string) error {
+	a, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return fmt.Errorf("want a routing area from 0 to %d", uint32(math.MaxUint32))
+	}
+	v := uint32(a)
+	f.area = &v
+	return nil
 }
 
 // enrolAndSave enrols key as node name with a join token and writes the bundle into dir; both

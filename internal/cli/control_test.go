@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,51 @@ func TestPrintKernelInputs(t *testing.T) {
 	if got := b.String(); !strings.Contains(got, "none reported") {
 		t.Fatalf("printed %q", got)
 	}
+}
+
+// TestCtlJoinRoutingArea: `ctl join --routing-area` refuses out-of-range values before anything is
+// sent (the token stays usable), and names a valid area in the enrolment, which the control plane
+// records.
+func TestCtlJoinRoutingArea(t *testing.T) {
+	dir := t.TempDir()
+	cp, _ := initCLIControl(t, dir, time.Now)
+	cp.serve(t, time.Now)
+	out := mustCall(t, runCtl, "token", "create", "--description", "area test")
+	os.WriteFile(filepath.Join(dir, "tok2"), []byte(strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])+"\n"), 0o600)
+	mustRun(t, dir, "keys", "generate", "--out", "n2.key")
+	n2 := []string{"join", "--key", filepath.Join(dir, "n2.key"), "--name", "n2", "--token-file", filepath.Join(dir, "tok2"), "--out", filepath.Join(dir, "n2")}
+	for _, bad := range []string{"4294967296", "-1", "three", ""} {
+		_, err := call(t, context.Background(), runCtl, append(n2, "--routing-area", bad)...)
+		if err == nil || !strings.Contains(err.Error(), "want a routing area from 0 to 4294967295") {
+			t.Fatalf("ctl join --routing-area %q: %v", bad, err)
+		}
+	}
+	out = mustCall(t, runCtl, append(n2, "--routing-area", "4294967295")...)
+	if !strings.Contains(out, "routing area 4294967295 named at enrolment; set routing_area: 4294967295") {
+		t.Fatalf("join --routing-area output:\n%s", out)
+	}
+	if out := mustCall(t, runCtl, "audit"); !strings.Contains(out, "routing area 4294967295") {
+		t.Fatalf("the enrolment's routing area is not in the audit log:\n%s", out)
+	}
+}
+
+// FuzzRoutingAreaFlag: --routing-area accepts exactly the decimal numbers of 32 bits, and what it
+// accepts reads back the same.
+func FuzzRoutingAreaFlag(f *testing.F) {
+	for _, s := range []string{"0", "3", "4294967295", "4294967296", "-1", "", "+3", "03", "0x10", " 3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var a routingAreaFlag
+		err := a.Set(s)
+		want, perr := strconv.ParseUint(s, 10, 32)
+		switch {
+		case (err == nil) != (perr == nil):
+			t.Fatalf("Set(%q): %v, ParseUint: %v", s, err, perr)
+		case err == nil && (a.area == nil || uint64(*a.area) != want || a.String() != strconv.FormatUint(want, 10)):
+			t.Fatalf("Set(%q) read back as %q", s, a.String())
+		case err != nil && a.area != nil:
+			t.Fatalf("Set(%q) failed but kept an area", s)
+		}
+	})
 }

@@ -317,7 +317,7 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		n := &store.Node{Name: req.Name, KeyID: keyID.String(), Overlay: cert.Overlay.String(), SPIFFEID: cert.SPIFFEID().String(),
 			Groups: cert.Groups, PublicKeyPEM: string(identity.MarshalNodePublicKey(pub)), Serial: cert.Serial.String(),
 			CertPEM: string(meshca.EncodeCertificatePEM(cert)), SVIDPEM: x509PEM(svid), NotBefore: cert.NotBefore, NotAfter: cert.NotAfter,
-			CertTTL: jt.CertTTL, EnrolledAt: now}
+			CertTTL: jt.CertTTL, EnrolledAt: now, EnrolmentArea: req.RoutingArea}
 		if err := tx.InsertNode(r.Context(), n); err != nil {
 			return err
 		}
@@ -327,8 +327,11 @@ func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request, rc *reqCtx
 			}
 		}
 		enrolled = n
-		return s.audit(r.Context(), tx.Ops, rc, "node.enroll", req.Name,
-			fmt.Sprintf("join token %s serial %s key %s groups %v", jt.Prefix, cert.Serial, keyID, cert.Groups))
+		detail := fmt.Sprintf("join token %s serial %s key %s groups %v", jt.Prefix, cert.Serial, keyID, cert.Groups)
+		if req.RoutingArea != nil {
+			detail += fmt.Sprintf(" routing area %d", *req.RoutingArea)
+		}
+		return s.audit(r.Context(), tx.Ops, rc, "node.enroll", req.Name, detail)
 	})
 	if billErr != nil {
 		s.noteBillingRefusal(r.Context(), rc, "enroll", req.Name, billErr.account, billErr.reason, billErr.msg)

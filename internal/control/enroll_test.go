@@ -31,6 +31,12 @@ type testNode struct {
 
 func (h *harness) enrollNode(t *testing.T, a *client.API, name string, groups ...string) *testNode {
 	t.Helper()
+	return h.enrollNodeInArea(t, a, name, nil, groups...)
+}
+
+// enrollNodeInArea is enrollNode naming a routing area in the request (nil: none).
+func (h *harness) enrollNodeInArea(t *testing.T, a *client.API, name string, area *uint32, groups ...string) *testNode {
+	t.Helper()
 	tok, err := a.CreateJoinToken(t.Context(), api.CreateJoinTokenRequest{Groups: groups, Description: "for " + name})
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +45,7 @@ func (h *harness) enrollNode(t *testing.T, a *client.API, name string, groups ..
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := client.Enroll(t.Context(), h.url, tok.Token, key, name, client.EnrollOptions{})
+	b, err := client.Enroll(t.Context(), h.url, tok.Token, key, name, client.EnrollOptions{RoutingArea: area})
 	if err != nil {
 		t.Fatalf("enroll %s: %v", name, err)
 	}

@@ -26,25 +26,28 @@ func longPollQuery(r *http.Request, maxWait time.Duration) (after uint64, hasAft
 	return uint64(a), r.URL.Query().Has("after"), time.Duration(w) * time.Second, nil
 }
 
-// longPoll parks the request until changed is closed, wait has passed or the client goes away. It
-// holds a slot of waiters meanwhile; when every slot is taken it returns at once.
-func longPoll(r *http.Request, waiters chan struct{}, changed <-chan struct{}, wait time.Duration) {
+// longPoll parks the request until changed is closed, wait has passed or the client goes away, and
+// reports whether changed ended it. It holds a slot of waiters meanwhile; when every slot is taken it
+// returns at once.
+func longPoll(r *http.Request, waiters chan struct{}, changed <-chan struct{}, wait time.Duration) (woken bool) {
 	if wait <= 0 {
-		return
+		return false
 	}
 	select {
 	case waiters <- struct{}{}:
 	default:
-		return
+		return false
 	}
 	defer func() { <-waiters }()
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-changed:
+		return true
 	case <-t.C:
 	case <-r.Context().Done():
 	}
+	return false
 }
 
 // generation is a version number that long polls wait on.
@@ -63,20 +66,6 @@ func (g *generation) set(n uint64) {
 	g.n = n
 	close(g.changed)
 	g.changed = make(chan struct{})
-}
-
-// advance moves the number on to n, and wakes every waiter, only if n is newer: a number read from
-// the database may be older than one this instance has set meanwhile.
-func (g *generation) advance(n uint64) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if n <= g.n {
-		return false
-	}
-	g.n = n
-	close(g.changed)
-	g.changed = make(chan struct{})
-	return true
 }
 
 // wait returns the number and a channel closed at the next change.

@@ -24,16 +24,20 @@ func (s *Server) handleMeshProofs(w http.ResponseWriter, r *http.Request, rc *re
 	s.handleSigned(w, r, rc, &s.proofs)
 }
 
-// areaOf returns the routing area a node signed in its stored record; known is false when it has
-// reported none yet, or none since the control plane keeps records' areas (it then gets the records
-// and proofs of every area, and ignores those it has no use for).
+// areaOf returns the routing area a node signed in its stored record, or, before it has reported one
+// (or one since the control plane keeps records' areas), the area it named when it enrolled; known is
+// false when there is neither (it then gets the records and proofs of every area, and ignores those
+// it has no use for). The signed record counts over the enrolment: it is the node's own statement,
+// and the one its neighbours act on.
 func (s *Server) areaOf(ctx context.Context, n *store.Node) (area uint32, known bool, err error) {
 	rec, err := s.st.RecordOf(ctx, n.ID)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
+	switch {
+	case err == nil && !rec.AreaUnknown:
+		return rec.Area, true, nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return 0, false, err
+	case n.EnrolmentArea != nil:
+		return *n.EnrolmentArea, true, nil
 	}
-	return rec.Area, !rec.AreaUnknown, nil
+	return 0, false, nil
 }

@@ -38,10 +38,11 @@ import (
 type recordsState struct {
 	dir     store.Directory
 	mu      sync.Mutex // one publication at a time, so that generations become visible in order
-	gen     *generation
+	gen     *areaGenerations
 	waiters chan struct{}
 	results *prometheus.CounterVec
 	current prometheus.Gauge
+	wakeups prometheus.Counter // long polls a publication (or shutdown) ended
 }
 
 // Results of a reported record, for metrics: the api.Record* outcomes and "refused".
@@ -50,26 +51,33 @@ var recordResults = []string{api.RecordPublished, api.RecordStored, api.RecordSt
 func (s *Server) initRecords(ctx context.Context) error {
 	if err := s.initDirectory(ctx, &s.records, store.Records, "x0tta6bl4_control_mesh_records_total",
 		"Signed records received in reports, by result (published, stored, stale, old_certificate, expired, refused).",
-		"x0tta6bl4_control_mesh_record_generation", "Generation number of the latest published signed record."); err != nil {
+		"x0tta6bl4_control_mesh_record_generation", "Generation number of the latest published signed record.",
+		"x0tta6bl4_control_mesh_record_wakeups_total", "Record long polls woken by a publication (of the caller's area)."); err != nil {
 		return err
 	}
 	return s.initDirectory(ctx, &s.proofs, store.Proofs, "x0tta6bl4_control_mesh_proofs_total",
 		"Destination proofs received in reports, by result (published, stored, stale, old_certificate, expired, refused).",
-		"x0tta6bl4_control_mesh_proof_generation", "Generation number of the latest published destination proof.")
+		"x0tta6bl4_control_mesh_proof_generation", "Generation number of the latest published destination proof.",
+		"x0tta6bl4_control_mesh_proof_wakeups_total", "Proof long polls woken by a publication (of another area than the caller's).")
 }
 
 // initDirectory sets up the hand-out state of records or proofs, with its metrics.
-func (s *Server) initDirectory(ctx context.Context, st *recordsState, d store.Directory, results, resultsHelp, current, currentHelp string) error {
+func (s *Server) initDirectory(ctx context.Context, st *recordsState, d store.Directory, results, resultsHelp, current, currentHelp, wakeups, wakeupsHelp string) error {
 	g, err := s.st.Generation(ctx, d)
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
 	st.dir = d
-	st.gen = newGeneration(g)
+	concerns := recordsConcern
+	if d == store.Proofs {
+		concerns = proofsConcern
+	}
+	st.gen = newAreaGenerations(g, concerns)
 	st.waiters = make(chan struct{}, s.cfg.Limits.MaxRecordWaiters)
 	st.results = prometheus.NewCounterVec(prometheus.CounterOpts{Name: results, Help: resultsHelp}, []string{"result"})
 	st.current = prometheus.NewGauge(prometheus.GaugeOpts{Name: current, Help: currentHelp})
-	s.m.reg.MustRegister(st.results, st.current)
+	st.wakeups = prometheus.NewCounter(prometheus.CounterOpts{Name: wakeups, Help: wakeupsHelp})
+	s.m.reg.MustRegister(st.results, st.current, st.wakeups)
 	for _, r := range recordResults {
 		st.results.WithLabelValues(r)
 	}
@@ -212,6 +220,12 @@ func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Nod
 			outcome = api.RecordStale
 			return nil
 		}
+		if st.dir == store.Records && n.EnrolmentArea != nil && *n.EnrolmentArea != rec.Area && (old == nil || old.AreaUnknown || old.Area != rec.Area) {
+			// The node's signed record is its own statement of its area, and what its neighbours
+			// act on: it counts over the enrolment's (areaOf). Worth an operator's look all the same.
+			s.log.Warn("node signs another routing area than it named at enrolment; following its record",
+				"node", n.Name, "record_area", rec.Area, "enrolment_area", *n.EnrolmentArea)
+		}
 		m := &store.MeshRecord{NodeID: n.ID, Sequence: rec.Seq, Expires: rec.Expires, Certificate: certRaw, Record: raw, ReceivedAt: now, Area: rec.Area}
 		if isNews(old, digest, rec.Expires, now) {
 			if gen, err = tx.NextGeneration(ctx, st.dir); err != nil {
@@ -234,9 +248,10 @@ func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Nod
 	if err != nil {
 		return "", err
 	}
-	// advance, not set: another instance's publication, taken in by refreshRecordGeneration
-	// meanwhile, may have moved the number past this one.
-	if gen != 0 && st.gen.advance(gen) {
+	// Another instance's publication, taken in by refreshRecordGeneration meanwhile, may have moved
+	// the number past this one: publish wakes this area's waiters all the same, and never moves the
+	// number back.
+	if gen != 0 && st.gen.publish(gen, rec.Area) {
 		st.current.Set(float64(gen))
 	}
 	return outcome, nil
@@ -245,14 +260,23 @@ func (s *Server) storeSigned(ctx context.Context, st *recordsState, n *store.Nod
 // refreshRecordGeneration takes in the records and proofs other instances on the same database
 // published: the long polls here wait on this instance's generations, which its own publications
 // move on, so without this a node long-polling one instance would learn of a record published through
-// another only when its poll timed out.
+// another only when its poll timed out. The areas of what was published since decide whose polls
+// wake, as for this instance's own publications.
 func (s *Server) refreshRecordGeneration(ctx context.Context) error {
 	for _, st := range []*recordsState{&s.records, &s.proofs} {
 		g, err := s.st.Generation(ctx, st.dir)
 		if err != nil {
 			return fmt.Errorf("control: generation: %w", err)
 		}
-		if st.gen.advance(g) {
+		known := st.gen.current()
+		if g <= known {
+			continue
+		}
+		published, err := s.st.PublishedAreas(ctx, st.dir, known, g)
+		if err != nil {
+			return fmt.Errorf("control: generation: %w", err)
+		}
+		if st.gen.publishMany(g, published) {
 			st.current.Set(float64(g))
 		}
 	}
@@ -329,10 +353,20 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 		badRequest(w, err.Error())
 		return
 	}
-	if cur, changed := st.gen.wait(); hasAfter && after == cur {
-		longPoll(r, st.waiters, changed, wait)
+	area, err := s.callerArea(r.Context(), caller, nil)
+	if err != nil {
+		s.internal(w, r, err)
+		return
 	}
-	out, err := s.signedFor(r.Context(), st, caller, after, nil)
+	// Wait only while nothing this caller's answer may carry was announced after its generation
+	// (an answer claims the database's generation, which may be ahead of the announcements here:
+	// such a caller is answered at once, as one whose generation is behind).
+	if last, cur, changed := st.gen.wait(derefArea(area)); hasAfter && after >= last && after <= cur {
+		if longPoll(r, st.waiters, changed, wait) {
+			st.wakeups.Inc()
+		}
+	}
+	out, err := s.signedForArea(r.Context(), st, caller, after, area)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -346,9 +380,39 @@ func (s *Server) handleSigned(w http.ResponseWriter, r *http.Request, rc *reqCtx
 //
 // Records go to the nodes of their own area (a node ignores the others: routing.Router.Learn), proofs
 // to the nodes of the other areas. The caller's area is the one signed in its stored record; a caller
-// that has reported none yet is taken at its word (area: a new node's enrolment request) or, failing
-// that, gets every area's.
+// that has reported none yet is taken at its word (the area it named at enrolment, or area, a new
+// node's enrolment request) or, failing that, gets every area's.
 func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.Node, after uint64, area *uint32) (api.MeshRecords, error) {
+	area, err := s.callerArea(ctx, caller, area)
+	if err != nil {
+		return api.MeshRecords{}, err
+	}
+	return s.signedForArea(ctx, st, caller, after, area)
+}
+
+// callerArea returns the routing area of a caller: the one signed in its stored record, else named
+// (a new node's enrolment request), else nil (unknown: it gets every area's).
+func (s *Server) callerArea(ctx context.Context, caller *store.Node, named *uint32) (*uint32, error) {
+	a, known, err := s.areaOf(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	if known {
+		return &a, nil
+	}
+	return named, nil
+}
+
+// derefArea turns an area pointer into the (area, known) pair long polls wait by.
+func derefArea(area *uint32) (uint32, bool) {
+	if area == nil {
+		return 0, false
+	}
+	return *area, true
+}
+
+// signedForArea is signedFor for a caller whose area is resolved (nil: unknown).
+func (s *Server) signedForArea(ctx context.Context, st *recordsState, caller *store.Node, after uint64, area *uint32) (api.MeshRecords, error) {
 	// The generation is read from the database before the records: its counter moves in the
 	// transaction that stores a record, so every record committed before the answer is at or below
 	// it, including one whose publication this instance has not announced to its long polls yet.
@@ -362,18 +426,13 @@ func (s *Server) signedFor(ctx context.Context, st *recordsState, caller *store.
 	if err != nil {
 		return api.MeshRecords{}, err
 	}
-	if cur, _ := st.gen.wait(); cur > upTo {
+	if cur := st.gen.current(); cur > upTo {
 		upTo = cur // a database restored to an earlier state: the next publications catch up
 	}
 	if after > upTo {
 		after = 0
 	}
 	out := api.MeshRecords{Generation: upTo, Records: []api.SignedRecord{}}
-	if a, known, err := s.areaOf(ctx, caller); err != nil {
-		return api.MeshRecords{}, err
-	} else if known {
-		area = &a
-	}
 	var filter store.AreaFilter
 	switch {
 	case st.dir == store.Proofs && area != nil && *area == 0:

@@ -6,16 +6,21 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/control/client"
 	"x0tta6bl4/internal/control/store"
+	"x0tta6bl4/internal/control/store/storetest"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
 	"x0tta6bl4/internal/routing"
@@ -89,6 +94,25 @@ func waitForRecordWaiter(t *testing.T, h *harness, n int) {
 	}
 }
 
+// recordsAnswer is the answer to a long poll for records.
+type recordsAnswer struct {
+	m   *api.MeshRecords
+	err error
+}
+
+// startRecordPoll starts a long poll for records by n after generation after, and returns once it is
+// parked; its answer comes on the channel.
+func startRecordPoll(t *testing.T, h *harness, n *testNode, after uint64) <-chan recordsAnswer {
+	t.Helper()
+	polled := make(chan recordsAnswer, 1)
+	go func() {
+		m, err := n.c.FetchRecords(t.Context(), after, 25*time.Second)
+		polled <- recordsAnswer{m, err}
+	}()
+	waitForRecordWaiter(t, h, 1)
+	return polled
+}
+
 // TestMeshRecords: a node reports its signed record and another node gets it, at once from a long
 // poll and in its enrolment answer; refreshes are stored but not published; bad records are
 // refused, stale and superseded ones ignored; a revoked node's record is no longer handed out.
@@ -127,16 +151,7 @@ func TestMeshRecords(t *testing.T) {
 		}
 
 		// A long poll returns when a record is published, with that record only.
-		type answer struct {
-			m   *api.MeshRecords
-			err error
-		}
-		polled := make(chan answer, 1)
-		go func() {
-			m, err := beta.c.FetchRecords(ctx, g1, 25*time.Second)
-			polled <- answer{m, err}
-		}()
-		waitForRecordWaiter(t, h, 1)
+		polled := startRecordPoll(t, h, beta, g1)
 		cert, raw = signRecord(t, alpha, nil, 11, now.Add(3*time.Minute), "192.0.2.1:4242", beta) // a new neighbour: news
 		if st, out := reportRecord(t, alpha, cert, raw); st != 202 || out != api.RecordPublished {
 			t.Fatalf("record with a new link: %d %q", st, out)
@@ -225,7 +240,7 @@ func TestMeshRecords(t *testing.T) {
 		if s := recordsSeen(t, &gamma.bundle.Records); s != "[alpha#31 beta#40]" {
 			t.Fatalf("enrolment answer's records: %s", s)
 		}
-		if gen, _ := h.srv.records.gen.wait(); gamma.bundle.Records.Generation != gen {
+		if gen := h.srv.records.gen.current(); gamma.bundle.Records.Generation != gen {
 			t.Fatalf("enrolment answer's generation %d, current %d", gamma.bundle.Records.Generation, gen)
 		}
 
@@ -360,7 +375,7 @@ func TestRecordsPaging(t *testing.T) {
 			}
 		}
 	}
-	h.srv.records.gen.set(gen)
+	h.srv.records.gen.publishMany(gen, nil)
 	var got, pages []string
 	after := uint64(0)
 	for {
@@ -454,7 +469,23 @@ func patched(b, patch []byte, at, cut uint16) []byte {
 // record checks directly; now is its clock (nil: time.Now).
 func recordServer(t testing.TB, now func() time.Time) (*Server, *store.Node, *testNode) {
 	t.Helper()
-	cfg := testConfig(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "r.db")})
+	return recordServerOn(t, store.Config{Driver: store.SQLite, Path: filepath.Join(t.TempDir(), "r.db")}, now)
+}
+
+// eachRecordServer runs fn on a record server (recordServer) on each database.
+func eachRecordServer(t *testing.T, fn func(t *testing.T, srv *Server, an *store.Node, alpha *testNode)) {
+	for _, b := range storetest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			srv, an, alpha := recordServerOn(t, b.Config(t), nil)
+			fn(t, srv, an, alpha)
+		})
+	}
+}
+
+// recordServerOn is recordServer on the given database.
+func recordServerOn(t testing.TB, db store.Config, now func() time.Time) (*Server, *store.Node, *testNode) {
+	t.Helper()
+	cfg := testConfig(t, db)
 	ctx := context.Background()
 	if _, err := Init(ctx, cfg, InitOptions{TrustDomain: testTD}, time.Now()); err != nil {
 		t.Fatal(err)
@@ -549,15 +580,16 @@ func TestRecordGenerationAcrossInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	before, changed := b.records.gen.wait()
+	_, before, changed := b.records.gen.wait(0, true) // alpha's record is of area 0
+	_, _, otherArea := b.records.gen.wait(5, true)
 	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "192.0.2.1:4242")
 	out, err := a.acceptSigned(ctx, n, &a.records, &api.SignedRecord{Certificate: base64.StdEncoding.EncodeToString(cert),
 		Record: base64.StdEncoding.EncodeToString(raw)})
 	if err != nil || out != api.RecordPublished {
 		t.Fatalf("publish through a: %q %v", out, err)
 	}
-	published, _ := a.records.gen.wait()
-	if got, _ := b.records.gen.wait(); got != before {
+	published := a.records.gen.current()
+	if got := b.records.gen.current(); got != before {
 		t.Fatalf("b moved on before refreshing: %d", got)
 	}
 	if err := b.refreshRecordGeneration(ctx); err != nil {
@@ -568,14 +600,17 @@ func TestRecordGenerationAcrossInstances(t *testing.T) {
 	default:
 		t.Fatal("b's long polls were not woken by the refresh")
 	}
-	if got, _ := b.records.gen.wait(); got != published || got <= before {
+	if woken(otherArea) {
+		t.Fatal("the refresh woke the long polls of an area the record is not of")
+	}
+	if got := b.records.gen.current(); got != published || got <= before {
 		t.Fatalf("b's generation %d after refresh, a published %d (b had %d)", got, published, before)
 	}
-	b.records.gen.set(published + 5) // b's own publication, racing with an older read
+	b.records.gen.publish(published+5, 0) // b's own publication, racing with an older read
 	if err := b.refreshRecordGeneration(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := b.records.gen.wait(); got != published+5 {
+	if got := b.records.gen.current(); got != published+5 {
 		t.Fatalf("refresh moved b's generation back to %d", got)
 	}
 }
@@ -642,32 +677,33 @@ func TestRecordsForOwnArea(t *testing.T) {
 // even one whose publication this instance has not yet announced to its long polls (the moment
 // between a report's transaction and the announcement, or a record another instance stored).
 func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
-	srv, an, alpha := recordServer(t, nil)
-	bn, _ := enrolTestNode(t, srv, "bravo")
-	ctx := t.Context()
-	cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "")
-	err := srv.st.InTx(ctx, func(tx *store.Tx) error {
-		g, err := tx.NextGeneration(ctx, store.Records)
-		if err != nil {
+	eachRecordServer(t, func(t *testing.T, srv *Server, an *store.Node, alpha *testNode) {
+		bn, _ := enrolTestNode(t, srv, "bravo")
+		ctx := t.Context()
+		cert, raw := signRecord(t, alpha, nil, 1, time.Now().Add(3*time.Minute), "")
+		err := srv.st.InTx(ctx, func(tx *store.Tx) error {
+			g, err := tx.NextGeneration(ctx, store.Records)
+			if err != nil {
+				return err
+			}
+			_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 1, Expires: time.Now().Add(3 * time.Minute),
+				Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: g, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
 			return err
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		_, err = tx.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 1, Expires: time.Now().Add(3 * time.Minute),
-			Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: g, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
-		return err
+		if g := srv.records.gen.current(); g != 0 {
+			t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
+		}
+		m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != 1 {
+			t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if g, _ := srv.records.gen.wait(); g != 0 {
-		t.Fatalf("the instance announced generation %d; this test wants the record committed, not announced", g)
-	}
-	m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != 1 {
-		t.Fatalf("bravo got %d records at generation %d, want alpha's at 1", len(m.Records), m.Generation)
-	}
 }
 
 // TestRecordsAnswerCarriesARecordRepublishedMeanwhile: a record republished between the answer's
@@ -676,24 +712,189 @@ func TestRecordsAnswerCarriesEveryCommittedRecord(t *testing.T) {
 // record all along), and claim the generation it carries. The state the second read sees is built
 // here directly: the record at a generation above the counter the first read returned.
 func TestRecordsAnswerCarriesARecordRepublishedMeanwhile(t *testing.T) {
-	srv, an, alpha := recordServer(t, nil)
-	bn, _ := enrolTestNode(t, srv, "bravo")
+	eachRecordServer(t, func(t *testing.T, srv *Server, an *store.Node, alpha *testNode) {
+		bn, _ := enrolTestNode(t, srv, "bravo")
+		ctx := t.Context()
+		cert, raw := signRecord(t, alpha, nil, 2, time.Now().Add(3*time.Minute), "")
+		const republishedAt = 7
+		_, err := srv.st.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 2, Expires: time.Now().Add(3 * time.Minute),
+			Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: republishedAt, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, err := srv.st.Generation(ctx, store.Records); err != nil || g >= republishedAt {
+			t.Fatalf("counter at %d (%v); this test wants it below the record's generation", g, err)
+		}
+		m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
+			t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
+		}
+	})
+}
+
+// signAreaRecord signs a link-state record of routing area area for n, with one endpoint.
+func signAreaRecord(t *testing.T, n *testNode, seq uint64, area uint32, endpoint string) ([]byte, []byte) {
+	t.Helper()
+	cert := n.bundle.Certificate
+	raw, err := routing.SignRecord(n.key.Sign, &routing.Record{Origin: n.key.Sign.PublicKey().ID(), Seq: seq, Expires: time.Now().Add(3 * time.Minute),
+		CertFingerprint: cert.Fingerprint(), Incarnation: 7, Area: area,
+		Endpoints: []routing.Endpoint{{Addr: netip.MustParseAddrPort(endpoint), Kind: routing.EndpointLocal}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert.Bytes(), raw
+}
+
+// TestRecordsLongPollWokenByOwnArea: a record published in area 2 does not wake the long poll of a
+// node of area 3, which waits on until a record of area 3 is published and then gets that record
+// alone.
+func TestRecordsLongPollWokenByOwnArea(t *testing.T) {
+	eachBackend(t, nil, func(t *testing.T, h *harness) {
+		ctx := t.Context()
+		admin := h.apiClient(h.adminKey)
+		waiter, two, three := h.enrollNode(t, admin, "waiter"), h.enrollNode(t, admin, "two"), h.enrollNode(t, admin, "three")
+		for _, c := range []struct {
+			n    *testNode
+			area uint32
+		}{{waiter, 3}, {two, 2}, {three, 3}} {
+			cert, raw := signAreaRecord(t, c.n, 1, c.area, "192.0.2.1:4242")
+			if st, out := reportRecord(t, c.n, cert, raw); st != 202 || out != api.RecordPublished {
+				t.Fatalf("%s's first record: %d %q", c.n.name, st, out)
+			}
+		}
+		m, err := waiter.c.FetchRecords(ctx, 0, 0)
+		if err != nil || recordsSeen(t, m) != "[three#1]" {
+			t.Fatalf("waiter's records: %+v %v", m, err)
+		}
+		g := m.Generation
+		// The channel the waiter's long poll parks on (the polls of one area share it).
+		_, _, area3 := h.srv.records.gen.wait(3, true)
+		polled := startRecordPoll(t, h, waiter, g)
+
+		cert, raw := signAreaRecord(t, two, 2, 2, "192.0.2.2:4242") // a new endpoint: news
+		if _, out := reportRecord(t, two, cert, raw); out != api.RecordPublished {
+			t.Fatalf("two's new record: %q", out)
+		}
+		// The publication is announced before the report is answered: had it woken area 3's polls,
+		// their channel would be closed by now.
+		if woken(area3) {
+			t.Fatal("a record of area 2 woke the long polls of area 3")
+		}
+		select {
+		case a := <-polled:
+			t.Fatalf("area 3's long poll answered after area 2's publication: %+v %v", a.m, a.err)
+		default:
+		}
+
+		cert, raw = signAreaRecord(t, three, 2, 3, "192.0.2.3:4242")
+		if _, out := reportRecord(t, three, cert, raw); out != api.RecordPublished {
+			t.Fatalf("three's new record: %q", out)
+		}
+		if !woken(area3) {
+			t.Fatal("a record of area 3 did not wake the long polls of area 3")
+		}
+		a := <-polled
+		if a.err != nil || recordsSeen(t, a.m) != "[three#2]" || a.m.Generation != g+2 {
+			t.Fatalf("area 3's long poll: %+v %v; want three#2 at generation %d", a.m, a.err, g+2)
+		}
+		if n := testutil.ToFloat64(h.srv.records.wakeups); n != 1 {
+			t.Fatalf("%v long polls counted as woken by a publication, want 1", n)
+		}
+	})
+}
+
+// TestRecordsForEnrolmentArea: a node that named its routing area at enrolment gets that area's
+// records before it reports any, in its enrolment answer and in every fetch; once it reports a record
+// signed with another area, the record counts. An area beyond 32 bits is refused with the reason.
+func TestRecordsForEnrolmentArea(t *testing.T) {
+	for _, backend := range storetest.Backends(t) {
+		t.Run(backend.Name, func(t *testing.T) {
+			logs := &warnings{}
+			testRecordsForEnrolmentArea(t, newHarnessWith(t, backend.Config(t), nil, Options{Logger: slog.New(logs), Version: "test"}), logs)
+		})
+	}
+}
+
+// warnings is a log handler that keeps the messages of warnings and errors.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnings) WithGroup(string) slog.Handler                { return w }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.msgs = append(w.msgs, r.Message)
+	return nil
+}
+
+// count returns how many warnings or errors had the message msg.
+func (w *warnings) count(msg string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(slices.DeleteFunc(slices.Clone(w.msgs), func(m string) bool { return m != msg }))
+}
+
+func testRecordsForEnrolmentArea(t *testing.T, h *harness, logs *warnings) {
 	ctx := t.Context()
-	cert, raw := signRecord(t, alpha, nil, 2, time.Now().Add(3*time.Minute), "")
-	const republishedAt = 7
-	_, err := srv.st.PutSigned(ctx, store.Records, &store.MeshRecord{NodeID: an.ID, Sequence: 2, Expires: time.Now().Add(3 * time.Minute),
-		Certificate: cert, Record: raw, ReceivedAt: time.Now(), Generation: republishedAt, PublishedExpires: time.Now().Add(3 * time.Minute), PublishedDigest: "d"})
+	admin := h.apiClient(h.adminKey)
+	two, three := h.enrollNode(t, admin, "two"), h.enrollNode(t, admin, "three")
+	for _, c := range []struct {
+		n    *testNode
+		area uint32
+	}{{two, 2}, {three, 3}} {
+		cert, raw := signAreaRecord(t, c.n, 1, c.area, "192.0.2.1:4242")
+		if _, out := reportRecord(t, c.n, cert, raw); out != api.RecordPublished {
+			t.Fatalf("%s's record: %q", c.n.name, out)
+		}
+	}
+	area3 := uint32(3)
+	newcomer := h.enrollNodeInArea(t, admin, "newcomer", &area3)
+	if s := recordsSeen(t, &newcomer.bundle.Records); s != "[three#1]" {
+		t.Fatalf("enrolment answer of a node of area 3: %s", s)
+	}
+	if m, err := newcomer.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[three#1]" {
+		t.Fatalf("a node of area 3 that has reported nothing fetched %+v %v; want three's record only", m, err)
+	}
+	unnamed := h.enrollNode(t, admin, "unnamed")
+	if m, err := unnamed.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1 three#1]" {
+		t.Fatalf("a node that named no area fetched %+v %v; want every area's", m, err)
+	}
+	// Its own signed record says area 2: that is what it routes in, and what it now gets.
+	cert, raw := signAreaRecord(t, newcomer, 1, 2, "192.0.2.9:4242")
+	if _, out := reportRecord(t, newcomer, cert, raw); out != api.RecordPublished {
+		t.Fatalf("newcomer's record: %q", out)
+	}
+	if m, err := newcomer.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1]" {
+		t.Fatalf("a node enrolled for area 3 that signs area 2 fetched %+v %v; want two's record only", m, err)
+	}
+	// The disagreement is logged once, not at every record of the same area.
+	cert, raw = signAreaRecord(t, newcomer, 2, 2, "192.0.2.10:4242")
+	if _, out := reportRecord(t, newcomer, cert, raw); out != api.RecordPublished {
+		t.Fatalf("newcomer's second record: %q", out)
+	}
+	const disagreement = "node signs another routing area than it named at enrolment; following its record"
+	if n := logs.count(disagreement); n != 1 {
+		t.Fatalf("the disagreement was logged %d times, want once", n)
+	}
+
+	tok, err := admin.CreateJoinToken(ctx, api.CreateJoinTokenRequest{Description: "too far"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g, err := srv.st.Generation(ctx, store.Records); err != nil || g >= republishedAt {
-		t.Fatalf("counter at %d (%v); this test wants it below the record's generation", g, err)
-	}
-	m, err := srv.signedFor(ctx, &srv.records, bn, 0, nil)
+	key, err := identity.GenerateNodeKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Records) != 1 || m.Records[0].Node != "alpha" || m.Generation != republishedAt {
-		t.Fatalf("bravo got %d records at generation %d, want alpha's at %d", len(m.Records), m.Generation, republishedAt)
+	body := fmt.Sprintf(`{"token": %q, "name": "far", "public_key": %q, "routing_area": 4294967296}`,
+		tok.Token, identity.MarshalNodePublicKey(key.Public()))
+	if r := h.do("POST", "/api/v1/enroll", "", body); r.status != 400 || !strings.Contains(string(r.body), "routing_area") {
+		t.Fatalf("enrolment naming area 2^32: %d %s", r.status, r.body)
 	}
 }

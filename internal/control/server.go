@@ -486,6 +486,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.closeOnce.Do(func() { close(s.closing) })
 	s.crl.wakeAll() // long-polling CRL readers return at once
 	s.records.gen.wakeAll()
+	s.proofs.gen.wakeAll()
 	s.policy.gen.wakeAll()
 	if err := srv.Shutdown(shutdown); err != nil {
 		srv.Close()

@@ -182,6 +182,8 @@ const (
 	statePolicyFile = "policy.pem"
 	// stateGovernanceFile keeps the governance decisions the node applied (GovernanceOptions.File).
 	stateGovernanceFile = "governance.pem"
+	// stateRecordsFile keeps the link-state records the node held (Options.RecordsFile).
+	stateRecordsFile = "routing-records"
 )
 
 func (f *File) resolve(dir string) {
@@ -298,6 +300,7 @@ func (f *File) options() (Options, error) {
 	o.Firewall = f.Firewall
 	if f.Control.State != "" {
 		o.PolicyFile = filepath.Join(f.Control.State, statePolicyFile)
+		o.RecordsFile = filepath.Join(f.Control.State, stateRecordsFile)
 	}
 	if fl := f.Federated; fl != nil {
 		fl.Defaults()

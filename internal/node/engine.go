@@ -24,10 +24,11 @@ func (n *Node) Start(now time.Time) {
 }
 
 // Tick runs every timer due at now: handshake retries, link probes and failure detection, session
-// keepalives and rekeys, routing refreshes, burst and piece reassembly timeouts, firewall flow expiry, telemetry
-// and the self-healing loop. Call it every TickInterval.
+// keepalives and rekeys, routing refreshes, burst and piece reassembly timeouts, firewall flow expiry, telemetry,
+// the self-healing loop and the routing records kept for a restart. Call it every TickInterval.
 func (n *Node) Tick(now time.Time) {
 	n.tick(now)
+	n.keepRecords(now, false)
 	n.expireBursts(now)
 	if now.Sub(n.lastExpire) >= time.Second {
 		n.lastExpire = now

@@ -132,6 +132,7 @@ func (n *Node) initLevel2(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("node: level-2 router: %w", err)
 	}
+	n.restoreKeptRecords(now, r, n.level2RecordsFile())
 	n.l2 = &level2{r: r, hello: make(map[routing.NodeID]time.Time), nbrs: make(map[routing.NodeID]l2Neighbour),
 		dests: make(map[netip.Addr]*l2Dest)}
 	return nil

@@ -158,7 +158,14 @@ func (n *Node) installLinkLocked(now time.Time, r *handshake.Result) {
 	n.sendObserved(now, t)
 	if !t.up {
 		n.linkUpLocked(now, t)
+		return
 	}
+	// A new handshake on a link that is up: the peer may have restarted before our link layer
+	// noticed (it then holds nothing of this adjacency), so routing starts a new one and the two
+	// databases are compared again by digest (docs/routing.md, Restarts inside an area). The
+	// link's measurements and advertised cost stand.
+	n.router.LinkUp(now, t.id, routing.Metrics{})
+	n.flushRoutingLocked(now)
 }
 
 func (n *Node) linkUpLocked(now time.Time, t *tunnel) {

@@ -75,7 +75,8 @@ type Node struct {
 	pieceSize int                 // the piece size of the bursts we send
 	pieces    linkPieces          // large link frames cut into piece frames (linkfrag.go)
 	stats     counters
-	workers   *workers // helpers of the loops' AEAD work (workers.go), nil without
+	kept      keptRecords // the routing records kept across a restart (keptrecords.go)
+	workers   *workers    // helpers of the loops' AEAD work (workers.go), nil without
 	done      chan struct{}
 	wg        sync.WaitGroup
 }
@@ -161,8 +162,13 @@ func New(opts Options) (*Node, error) {
 		MaxOriginationHold: maxOriginationHold}); err != nil {
 		return nil, err
 	}
+	n.restoreKeptRecords(now, n.router, opts.RecordsFile)
 	if err := n.initLevel2(now); err != nil {
 		return nil, err
+	}
+	n.kept.gen, n.kept.saved = n.router.Generation(), now
+	if n.l2 != nil {
+		n.kept.gen2 = n.l2.r.Generation()
 	}
 	if err := n.initGovernance(now); err != nil {
 		return nil, err
@@ -240,8 +246,10 @@ func (n *Node) UDPAddr() netip.AddrPort { return n.conn.LocalAddr() }
 // from Options.PacketDevice.
 func (n *Node) Device() *netdev.Device { return n.netdev }
 
-// Close stops the node: it closes the socket and the device and wipes its sessions.
+// Close stops the node: it keeps its routing records (Options.RecordsFile), closes the socket and
+// the device and wipes its sessions.
 func (n *Node) Close() error {
+	n.keepRecords(n.now(), true)
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()

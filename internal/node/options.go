@@ -68,6 +68,10 @@ type Options struct {
 	// PolicyFile keeps the newest access policy the node has applied, so that a restart starts with
 	// it and can never be rolled back to an older one (policy.go); empty: not kept.
 	PolicyFile string
+	// RecordsFile keeps the link-state records the node holds, so that a restart starts with them
+	// and pulls only what changed instead of its whole area (keptrecords.go, docs/node.md); empty:
+	// not kept.
+	RecordsFile string
 	// Governance makes the node follow the members' decisions and refuse governed action types from
 	// anywhere else (governance.go); nil: off, and the node behaves as without it.
 	Governance *GovernanceOptions

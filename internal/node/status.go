@@ -154,6 +154,25 @@ func (n *Node) Routes() []RouteStatus {
 	return out
 }
 
+// RoutingStats returns the level-1 router's counters: records installed, refused, asked for,
+// signed and taken back.
+func (n *Node) RoutingStats() routing.Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.router.Stats()
+}
+
+// Level2RoutingStats returns a gateway's level-2 router's counters; ok is false on a node that is
+// not a gateway.
+func (n *Node) Level2RoutingStats() (st routing.Stats, ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.l2 == nil {
+		return st, false
+	}
+	return n.l2.r.Stats(), true
+}
+
 // Graph returns the whole mesh as this node's routing knows it.
 func (n *Node) Graph() routing.Graph {
 	n.mu.Lock()

@@ -15,40 +15,59 @@ import (
 // installed record is flooded to the neighbours like any new one. Learn copies what it keeps.
 func (r *Router) Learn(now time.Time, certRaw, raw []byte) error {
 	r.setNow(now)
+	rec, cur, err := r.checkOutside(now, certRaw, raw)
+	switch {
+	case errors.Is(err, errOwnRecord), errors.Is(err, ErrOtherArea), errors.Is(err, ErrExpired), errors.Is(err, ErrStale):
+		return nil // counted in Stats; a control plane's answer may carry any of these
+	case err != nil:
+		return err
+	}
+	r.install(now, rec, nil, cur)
+	return nil
+}
+
+// errOwnRecord is checkOutside's answer to a record of the router itself, which only Restore takes.
+var errOwnRecord = errors.New("routing: the router's own record")
+
+// checkOutside runs the checks a record that did not come from a neighbour must pass before it is
+// installed: area and level, expiry window, sequence against the held one, room, certificate
+// (chain, validity, revocation: the Verifier's) and signature. It returns the verified record and
+// the entry it would replace. Each refusal is counted in Stats and named by its error.
+func (r *Router) checkOutside(now time.Time, certRaw, raw []byte) (*Record, *lsa, error) {
 	h, ok := peekRecord(raw)
 	if !ok {
 		r.stats.Malformed++
-		return fmt.Errorf("%w: record header", ErrMalformed)
+		return nil, nil, fmt.Errorf("%w: record header", ErrMalformed)
 	}
 	if !r.accepts(h) {
 		// A record of another area or of the other level (a control plane hands out the records
 		// of every node a node may reach): it has no place in this database, as when flooded.
 		r.stats.OtherArea++
-		return nil
+		return nil, nil, ErrOtherArea
 	}
 	if h.origin == r.self {
-		return nil // we know our own best
+		return nil, nil, errOwnRecord
 	}
 	expires := time.UnixMilli(h.expires)
 	if !expires.After(now) {
 		r.stats.Expired++
-		return nil
+		return nil, nil, fmt.Errorf("%w: %s", ErrExpired, expires.UTC().Format(time.RFC3339))
 	}
 	if expires.After(now.Add(r.cfg.Lifetime + r.cfg.MaxClockSkew)) {
 		r.stats.Future++
-		return fmt.Errorf("%w: %s", ErrFuture, expires.UTC().Format(time.RFC3339))
+		return nil, nil, fmt.Errorf("%w: %s", ErrFuture, expires.UTC().Format(time.RFC3339))
 	}
 	cur := r.lsdb.get(h.origin)
 	switch {
 	case cur != nil && h.seq <= cur.seq:
 		r.stats.Stale++
-		return nil
+		return nil, nil, ErrStale
 	case cur != nil && now.Sub(cur.arrival) < r.cfg.MinArrival:
 		r.stats.TooFrequent++
-		return nil
+		return nil, nil, ErrStale
 	case cur == nil && r.lsdb.len() >= r.cfg.MaxNodes:
 		r.stats.TableFull++
-		return ErrTableFull
+		return nil, nil, ErrTableFull
 	}
 	cert, id, err := r.cache.certificate(h.certFP, certRaw)
 	if err == nil && id != h.origin {
@@ -56,11 +75,11 @@ func (r *Router) Learn(now time.Time, certRaw, raw []byte) error {
 	}
 	if err != nil {
 		r.stats.BadCertificate++
-		return fmt.Errorf("%w: %w", ErrBadCertificate, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadCertificate, err)
 	}
 	if err := r.checkCert(cert, now); err != nil {
 		r.stats.BadCertificate++
-		return err
+		return nil, nil, err
 	}
 	rec, err := r.cache.verify(raw, cert)
 	if err != nil {
@@ -69,18 +88,20 @@ func (r *Router) Learn(now time.Time, certRaw, raw []byte) error {
 		} else {
 			r.stats.Malformed++
 		}
-		return err
+		return nil, nil, err
 	}
-	r.install(now, rec, nil, cur)
-	return nil
+	return rec, cur, nil
 }
 
 // Announce makes a router that has not originated yet originate at its next Tick, neighbours or
 // not. On its own a router waits for its first neighbour (a record nobody receives is useless);
 // a node whose records also travel through a control plane calls this, since the others can only
-// dial it once they hold its record and the endpoints in it.
+// dial it once they hold its record and the endpoints in it. A router that kept its own record
+// across a restart (Restore) and would announce the same endpoints does not: that record, which
+// the control plane got before the restart, stands until its links are up and it is taken back or
+// replaced.
 func (r *Router) Announce() {
-	if !r.originated {
+	if !r.originated && !r.keptAnnounces() {
 		r.originateNow = true
 	}
 }

@@ -276,6 +276,9 @@ type Router struct {
 	// waiting: level 2, the records asked for after an offer, by originator, with the neighbours
 	// that offered the same version meanwhile (at most MaxNodes entries).
 	waiting map[NodeID]*offerWait
+	// kept is the router's own record from before a restart that Restore gave back, taken back
+	// instead of a new record if nothing changed when the first one is due (nil: none).
+	kept *Record
 }
 
 // offerWait is a record a level-2 router asked a neighbour for.
@@ -363,6 +366,11 @@ func (r *Router) LinkUp(now time.Time, id NodeID, m Metrics) {
 		r.nbl = slices.Insert(r.nbl, i, nb)
 		r.nbIDs = slices.Insert(r.nbIDs, i, id)
 		r.pendingTopo = true
+	} else if m == (Metrics{}) {
+		// A new session with a neighbour we had (it restarted, or rekeyed from scratch) and no
+		// measurement of it yet: the last measured metrics and the advertised cost stand until
+		// the first measurement, instead of the placeholder re-signing our record and theirs.
+		m = nb.metrics
 	} else if beyondHysteresis(nb.advCost, cost, r.cfg.CostHysteresis) {
 		nb.advCost = cost
 		r.pendingTopo = true
@@ -732,9 +740,37 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 		r.sendRecord(nb, cur, now, false)
 		return nil
 	}
-	// As new as ours or newer: check it is really ours (not a forgery) before jumping over it. The
-	// cache remembers forgeries, so replaying one costs no second verification; it is used only when
-	// the record names our current certificate, the one its parsed form is then tied to.
+	if cur == nil && r.keeps(h.seq) {
+		r.stats.Duplicates++
+		r.ack(nb, h.origin, h.seq)
+		return nil
+	}
+	// As new as ours or newer: check it is really ours (not a forgery) before jumping over it.
+	rec, err := r.verifyOwn(h, raw)
+	if err != nil {
+		if errors.Is(err, ErrBadSignature) {
+			r.ack(nb, h.origin, h.seq)
+		}
+		return err
+	}
+	r.ack(nb, h.origin, h.seq)
+	if w := r.waiting[r.self]; w != nil && w.seq <= h.seq {
+		delete(r.waiting, r.self)
+	}
+	if rec != nil && r.adopt(now, nb, rec) {
+		return nil
+	}
+	r.seq = max(r.seq, h.seq)
+	r.originateNow = true
+	return nil
+}
+
+// verifyOwn checks a record that names the router as its originator with the router's own key.
+// The cache remembers forgeries, so replaying one costs no second verification; it is used only
+// when the record names our current certificate, the one its parsed form is then tied to, and only
+// then is the record returned (nil otherwise: it names an earlier certificate, and only its
+// sequence number counts). Refusals are counted.
+func (r *Router) verifyOwn(h recordHead, raw []byte) (*Record, error) {
 	var err error
 	var rec *Record
 	if h.certFP == r.certFP {
@@ -750,22 +786,12 @@ func (r *Router) handleOwnRecord(now time.Time, nb *neighbour, h recordHead, cer
 	if err != nil {
 		if errors.Is(err, ErrBadSignature) {
 			r.stats.BadSignature++
-			r.ack(nb, h.origin, h.seq)
 		} else {
 			r.stats.Malformed++
 		}
-		return err
+		return nil, err
 	}
-	r.ack(nb, h.origin, h.seq)
-	if w := r.waiting[r.self]; w != nil && w.seq <= h.seq {
-		delete(r.waiting, r.self)
-	}
-	if rec != nil && r.adopt(now, nb, rec) {
-		return nil
-	}
-	r.seq = max(r.seq, h.seq)
-	r.originateNow = true
-	return nil
+	return rec, nil
 }
 
 // adopt takes back rec, the router's own record from before a restart, verified with its own key,
@@ -786,7 +812,11 @@ func (r *Router) adopt(now time.Time, from *neighbour, rec *Record) bool {
 		return false
 	}
 	for i, l := range links {
-		if l.Neighbour != rec.Links[i].Neighbour || beyondHysteresis(rec.Links[i].Cost, l.Cost, r.cfg.CostHysteresis) {
+		// A link not measured yet (a node brings a link up before its first probe answers) has
+		// only the placeholder cost of no measurement: the record's cost is the last measured,
+		// and the first measurement beyond the hysteresis of it re-signs, as for any link.
+		measured := r.nbl[i].metrics != (Metrics{})
+		if l.Neighbour != rec.Links[i].Neighbour || measured && beyondHysteresis(rec.Links[i].Cost, l.Cost, r.cfg.CostHysteresis) {
 			return false
 		}
 	}
@@ -799,7 +829,9 @@ func (r *Router) adopt(now time.Time, from *neighbour, rec *Record) bool {
 	r.stats.Adopted++
 	l := newLSA(rec, now, nil)
 	r.put(l, nil)
-	r.ackedBy(from, l)
+	if from != nil {
+		r.ackedBy(from, l)
+	}
 	return true
 }
 
@@ -867,6 +899,10 @@ func (r *Router) offerRecord(nb *neighbour, l *lsa, now time.Time) {
 func (r *Router) handleOffer(now time.Time, nb *neighbour, es []entry) {
 	var req, reqCert []entry // the second for originators it holds no record of, so no certificate
 	for _, e := range es {
+		if e.origin == r.self && r.keeps(e.seq) {
+			r.ack(nb, e.origin, e.seq)
+			continue
+		}
 		l := r.lsdb.get(e.origin)
 		if l != nil && l.seq >= e.seq {
 			r.ack(nb, e.origin, e.seq)
@@ -1242,12 +1278,21 @@ func (r *Router) originationDue() (due time.Time, ok bool) {
 	return due, true
 }
 
-// awaitingDigests reports whether a neighbour that is up has not sent its summary yet, or the
-// router's own record from before a restart has been asked for and has not arrived.
+// awaitingDigests reports whether a neighbour that is up has not sent its summary yet, the
+// router's own record from before a restart has been asked for and has not arrived, or a
+// neighbour its kept own record lists (Restore) is not up yet: links come up one handshake at a
+// time, and the record can only be taken back once they all are.
 func (r *Router) awaitingDigests() bool {
 	for _, nb := range r.nbl {
 		if !nb.sumSeen {
 			return true
+		}
+	}
+	if r.kept != nil {
+		for _, l := range r.kept.Links {
+			if r.nbrs[l.Neighbour] == nil {
+				return true
+			}
 		}
 	}
 	w := r.waiting[r.self]
@@ -1317,7 +1362,7 @@ func (r *Router) Tick(now time.Time) {
 		r.Revalidate(now)
 	}
 	r.dampTick(now)
-	if due, ok := r.originationDue(); ok && !now.Before(due) {
+	if due, ok := r.originationDue(); ok && !now.Before(due) && !r.adoptKept(now) {
 		r.originate(now)
 	}
 	for _, nb := range r.nbl {

@@ -366,13 +366,15 @@ func TestMeasureRestarts(t *testing.T) {
 	if s.Net.Elapsed()-start < 60*time.Second {
 		t.Fatalf("the restarts took %s of virtual time: no refresh fell among them", s.Net.Elapsed()-start)
 	}
-	if len(rs) != 2*k {
-		t.Fatalf("%d measurements, want %d restarts and %d crashes", len(rs), k, k)
+	if len(rs) != 4*k {
+		t.Fatalf("%d measurements, want %d restarts and %d crashes, each with and without the records kept", len(rs), k, k)
 	}
-	for i := 0; i < len(rs); i += 2 {
-		quick, crash := rs[i], rs[i+1]
-		if quick.Noticed || !crash.Noticed || quick.Node != crash.Node {
-			t.Fatalf("measurements out of order: %+v, %+v", quick, crash)
+	for i := 0; i < len(rs); i += 4 {
+		quick, keptQuick, crash, keptCrash := rs[i], rs[i+1], rs[i+2], rs[i+3]
+		if quick.Noticed || !crash.Noticed || keptQuick.Noticed || !keptCrash.Noticed ||
+			quick.KeptRecords || crash.KeptRecords || !keptQuick.KeptRecords || !keptCrash.KeptRecords ||
+			quick.Node != crash.Node || quick.Node != keptQuick.Node || quick.Node != keptCrash.Node {
+			t.Fatalf("measurements out of order: %+v, %+v, %+v, %+v", quick, crash, keptQuick, keptCrash)
 		}
 		if quick.Senders > quick.Degree+1 || quick.Messages == 0 {
 			t.Fatalf("%s (degree %d): a restart made %d nodes send %d messages", quick.Node, quick.Degree, quick.Senders, quick.Messages)
@@ -380,5 +382,13 @@ func TestMeasureRestarts(t *testing.T) {
 		if crash.Senders <= crash.Degree+1 || crash.Messages <= quick.Messages {
 			t.Fatalf("%s: a crash made %d nodes send %d messages, a restart %d", crash.Node, crash.Senders, crash.Messages, quick.Messages)
 		}
+		// With its records kept, a restart costs summaries, offers and acknowledgements on the
+		// node's links (6 per link) and the few records signed while it was down (an offer, a
+		// request, the record and its acknowledgement each): nothing per member of its area.
+		if keptQuick.Senders > keptQuick.Degree+1 || keptQuick.Messages > 8*uint64(keptQuick.Degree) || keptQuick.Messages >= quick.Messages {
+			t.Fatalf("%s (degree %d): a restart with the records kept made %d nodes send %d messages (%d with none kept)",
+				keptQuick.Node, keptQuick.Degree, keptQuick.Senders, keptQuick.Messages, quick.Messages)
+		}
+		t.Logf("%s (degree %d): restart %d / kept %d messages; crash %d / kept %d", quick.Node, quick.Degree, quick.Messages, keptQuick.Messages, crash.Messages, keptCrash.Messages)
 	}
 }

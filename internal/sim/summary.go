@@ -28,14 +28,20 @@ func (r *Result) Summary(w io.Writer) {
 			l.Pairs, l.StretchMean, l.StretchMax)
 	}
 	if len(r.Restarts) > 0 {
-		for _, noticed := range []bool{false, true} {
-			st := restartSummary(r.Restarts, c.Nodes, noticed)
-			kind := "restarts (back before the neighbours notice)"
-			if noticed {
-				kind = "crashes (back after the neighbours flooded the loss)"
+		for _, kept := range []bool{false, true} {
+			for _, noticed := range []bool{false, true} {
+				st := restartSummary(r.Restarts, c.Nodes, noticed, kept)
+				kind := "restarts (back before the neighbours notice)"
+				if noticed {
+					kind = "crashes (back after the neighbours flooded the loss)"
+				}
+				db := "empty database"
+				if kept {
+					db = "records kept"
+				}
+				fmt.Fprintf(w, "%s, %s: %d, one at a time; %.0f messages, %.3f MB, %.1f nodes sending, each (mean); per degree: %.2f, %.2f × log2(N), %.3f × area size\n",
+					kind, db, st.Count, st.Messages, st.Bytes/1e6, st.Senders, st.PerDeg, st.PerDegLogN, st.PerDegArea)
 			}
-			fmt.Fprintf(w, "%s: %d, one at a time; %.0f messages, %.3f MB, %.1f nodes sending, each (mean); per degree: %.2f × log2(N), %.3f × area size\n",
-				kind, st.Count, st.Messages, st.Bytes/1e6, st.Senders, st.PerDegLogN, st.PerDegArea)
 		}
 	}
 	secs := c.Duration.Seconds()

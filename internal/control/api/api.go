@@ -159,7 +159,9 @@ type EnrollRequest struct {
 	Name      string `json:"name"`
 	PublicKey string `json:"public_key"` // the node's public key file (PEM "X0TTA6BL4 NODE PUBLIC KEY")
 	// RoutingArea, if set, is the routing area the node is configured with (routing_area): the
-	// enrolment answer then carries the records of that area only. Without it, every area's.
+	// enrolment answer then carries the records of that area only, and the control plane takes it as
+	// the node's area until the node's first signed record names one (which counts). Without it,
+	// every area's.
 	RoutingArea *uint32 `json:"routing_area,omitempty"`
 }
 

@@ -284,6 +284,9 @@ var migrations = []string{
 	// its own area only (records.go); -1 marks a record stored before the area was kept, handed to
 	// every area until the node's next report replaces it.
 	`ALTER TABLE mesh_records ADD COLUMN area BIGINT NOT NULL DEFAULT -1;`,
+	// 11: the routing area a node named when it enrolled (-1: none), its area until its first signed
+	// record says which it is (records.go, callerArea).
+	`ALTER TABLE nodes ADD COLUMN routing_area BIGINT NOT NULL DEFAULT -1;`,
 }
 
 // SchemaVersion is the number of migrations this build knows.

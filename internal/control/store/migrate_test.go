@@ -92,6 +92,8 @@ var migrationSeeds = []struct {
 	},
 	{ // 10: a column of mesh_records, no table; the rows before it read as of every area (checkMigratedRows)
 	},
+	{ // 11: a column of nodes, no table; the nodes enrolled before it named no area (checkMigratedRows)
+	},
 }
 
 // TestMigrateForwardFromEveryVersion builds the database every earlier schema version left behind,
@@ -188,6 +190,12 @@ func checkMigratedRows(t *testing.T, s *store.Store, k int) {
 		rs, err := s.ListSigned(ctx, store.Records, store.AreaFilter{Area: 5, Same: true}, 0, 1<<40, time.UnixMilli(2), 0)
 		if err != nil || len(rs) != 1 || rs[0].NodeName != "n1" {
 			t.Fatalf("records for area 5 after migration from %d: %+v, %v", k, rs, err)
+		}
+	}
+	if k >= 1 && k < 11 {
+		// n1 enrolled before nodes kept the area they named: it named none.
+		if n, err := s.NodeByName(ctx, "n1"); err != nil || n.EnrolmentArea != nil {
+			t.Fatalf("n1 after migration from %d: %+v, %v", k, n, err)
 		}
 	}
 	p := &store.Plan{Name: "pro", PriceUSDT: 1, PriceTON: 1, NodeQuota: 10, Duration: time.Hour, CreatedAt: time.UnixMilli(5)}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -152,22 +153,30 @@ type Node struct {
 	EnrolledAt   time.Time
 	RenewedAt    time.Time
 	RevokedAt    time.Time
+	// EnrolmentArea is the routing area the node named when it enrolled (nil: none). The area it
+	// signs in its records counts over it (docs/control.md, "Signed records").
+	EnrolmentArea *uint32
 }
 
 // Revoked reports whether the node has been revoked.
 func (n *Node) Revoked() bool { return !n.RevokedAt.IsZero() }
 
-const nodeCols = "id, name, key_id, overlay, spiffe_id, groups_list, public_key_pem, serial, cert_pem, svid_pem, not_before, not_after, cert_ttl_ms, enrolled_at, renewed_at, revoked_at"
+const nodeCols = "id, name, key_id, overlay, spiffe_id, groups_list, public_key_pem, serial, cert_pem, svid_pem, not_before, not_after, cert_ttl_ms, enrolled_at, renewed_at, revoked_at, routing_area"
 
 func scanNode(sc interface{ Scan(...any) error }) (*Node, error) {
 	var (
 		n                    Node
 		groups               string
 		nb, na, ttl, e, r, v int64
+		area                 int64
 	)
 	if err := sc.Scan(&n.ID, &n.Name, &n.KeyID, &n.Overlay, &n.SPIFFEID, &groups, &n.PublicKeyPEM, &n.Serial, &n.CertPEM, &n.SVIDPEM,
-		&nb, &na, &ttl, &e, &r, &v); err != nil {
+		&nb, &na, &ttl, &e, &r, &v, &area); err != nil {
 		return nil, err
+	}
+	if area >= 0 && area <= math.MaxUint32 {
+		a := uint32(area)
+		n.EnrolmentArea = &a
 	}
 	n.Groups = splitGroups(groups)
 	n.NotBefore, n.NotAfter = fromMS(nb), fromMS(na)
@@ -183,10 +192,14 @@ func (o Ops) InsertNode(ctx context.Context, n *Node) error {
 	if _, err := o.exec(ctx, "DELETE FROM nodes WHERE name = ? AND revoked_at > 0", n.Name); err != nil {
 		return fmt.Errorf("store: insert node: %w", err)
 	}
+	area := int64(-1)
+	if n.EnrolmentArea != nil {
+		area = int64(*n.EnrolmentArea)
+	}
 	err := o.queryRow(ctx, `INSERT INTO nodes (name, key_id, overlay, spiffe_id, groups_list, public_key_pem, serial, cert_pem, svid_pem,
-		not_before, not_after, cert_ttl_ms, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		not_before, not_after, cert_ttl_ms, enrolled_at, routing_area) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		n.Name, n.KeyID, n.Overlay, n.SPIFFEID, joinGroups(n.Groups), n.PublicKeyPEM, n.Serial, n.CertPEM, n.SVIDPEM,
-		ms(n.NotBefore), ms(n.NotAfter), n.CertTTL.Milliseconds(), ms(n.EnrolledAt)).Scan(&n.ID)
+		ms(n.NotBefore), ms(n.NotAfter), n.CertTTL.Milliseconds(), ms(n.EnrolledAt), area).Scan(&n.ID)
 	if err != nil {
 		return fmt.Errorf("store: insert node %q: %w", n.Name, mapErr(err))
 	}

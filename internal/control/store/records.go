@@ -206,3 +206,37 @@ func (o Ops) ListSigned(ctx context.Context, d Directory, area AreaFilter, after
 	}
 	return out, nil
 }
+
+// PublishedArea is the latest generation at which a Directory published an item of one area.
+type PublishedArea struct {
+	Area        uint32
+	AreaUnknown bool // items stored before their area was kept (Area reads 0)
+	Generation  uint64
+}
+
+// PublishedAreas returns, for each area, the latest generation in (after, upTo] at which an item of
+// that area was last published: the areas whose long polls another instance's publications concern.
+// An item republished since has left its earlier generation, and is found at its new one.
+func (o Ops) PublishedAreas(ctx context.Context, d Directory, after, upTo uint64) ([]PublishedArea, error) {
+	if after > math.MaxInt64 || upTo > math.MaxInt64 {
+		return nil, fmt.Errorf("store: %s areas: generation beyond 2^63-1", d.table)
+	}
+	rows, err := o.query(ctx, "SELECT area, MAX(generation) FROM "+d.table+
+		" WHERE generation > ? AND generation <= ? GROUP BY area ORDER BY MAX(generation)", int64(after), int64(upTo))
+	if err != nil {
+		return nil, fmt.Errorf("store: %s areas: %w", d.table, err)
+	}
+	defer rows.Close()
+	var out []PublishedArea
+	for rows.Next() {
+		var area, gen int64
+		if err := rows.Scan(&area, &gen); err != nil {
+			return nil, fmt.Errorf("store: %s areas: %w", d.table, err)
+		}
+		out = append(out, PublishedArea{Area: uint32(max(area, 0)), AreaUnknown: area < 0, Generation: uint64(gen)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s areas: %w", d.table, err)
+	}
+	return out, nil
+}

@@ -256,6 +256,20 @@ func TestRecordsByArea(t *testing.T) {
 				t.Errorf("records for %+v: %s, want %s", c.f, got, c.want)
 			}
 		}
+		// The areas published since a generation, each at its latest: what another instance's
+		// long polls are woken by.
+		for _, c := range []struct {
+			after, upTo uint64
+			want        string
+		}{{0, 4, "[{2 false 2} {1 false 3} {0 false 4}]"}, {2, 4, "[{1 false 3} {0 false 4}]"}, {1, 2, "[{2 false 2}]"}, {4, 9, "[]"}} {
+			got, err := s.PublishedAreas(ctx, store.Records, c.after, c.upTo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != c.want {
+				t.Errorf("areas published in (%d, %d]: %v, want %s", c.after, c.upTo, got, c.want)
+			}
+		}
 	})
 }
 
@@ -271,4 +285,35 @@ func listByArea(t *testing.T, s *store.Store, d store.Directory, f store.AreaFil
 		names = append(names, fmt.Sprintf("%s/%d", r.NodeName, r.Area))
 	}
 	return fmt.Sprint(names)
+}
+
+// TestNodeEnrolmentArea: the routing area a node named at enrolment is kept, area 0 included, and a
+// node that named none reads as such.
+func TestNodeEnrolmentArea(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		for _, c := range []struct {
+			name string
+			area *uint32
+			want string
+		}{{"none", nil, "<nil>"}, {"zero", new(uint32), "0"}, {"top", func() *uint32 { a := uint32(math.MaxUint32); return &a }(), "4294967295"}} {
+			n := &store.Node{Name: c.name, KeyID: "k-" + c.name, Overlay: "fd74::1", SPIFFEID: "spiffe://m/node/" + c.name, PublicKeyPEM: "pub",
+				Serial: "s-" + c.name, CertPEM: "c", SVIDPEM: "v", NotBefore: t0, NotAfter: t0.Add(time.Hour), CertTTL: time.Hour, EnrolledAt: t0,
+				EnrolmentArea: c.area}
+			if err := s.InsertNode(ctx, n); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.NodeByName(ctx, c.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			area := "<nil>"
+			if got.EnrolmentArea != nil {
+				area = fmt.Sprint(*got.EnrolmentArea)
+			}
+			if area != c.want {
+				t.Errorf("%s's enrolment area reads %s, want %s", c.name, area, c.want)
+			}
+		}
+	})
 }

@@ -139,12 +139,23 @@ func TestRestartCostStaysInArea(t *testing.T) {
 	}
 }
 
+// quickRestart is what restartQuickly saw.
+type quickRestart struct {
+	senders   map[NodeID]bool // the nodes that sent routing messages after the return
+	victim    NodeID
+	seqBefore uint64 // its sequence number before the restart
+	records   int    // Record messages delivered after the return
+	byType    map[byte]int
+	messages  uint64 // routing messages sent after the return
+	n         *Network
+}
+
 // restartQuickly restarts the centre of a 5×5 grid of the given area, back before its neighbours
-// notice, and returns the nodes that sent routing messages after its return, its router and its
-// sequence number before the restart. cut, if set, is cut while it is down.
-func restartQuickly(t *testing.T, area uint32, cut bool) (senders map[NodeID]bool, victim NodeID, seqBefore uint64, n *Network) {
+// notice. cut, if set, is cut while it is down; keep gives the restarted router the records it held
+// (ReviveKeepingRecords).
+func restartQuickly(t *testing.T, area uint32, cut, keep bool) quickRestart {
 	t.Helper()
-	n = newNet(t, Config{Seed: 9, DetectDelay: 300 * time.Millisecond, UpDelay: 10 * time.Millisecond})
+	n := newNet(t, Config{Seed: 9, DetectDelay: 300 * time.Millisecond, UpDelay: 10 * time.Millisecond})
 	ids := make([]NodeID, 25)
 	for i := range ids {
 		id, err := n.AddNodeInArea(fmt.Sprintf("n%d", i), area)
@@ -154,58 +165,106 @@ func restartQuickly(t *testing.T, area uint32, cut bool) (senders map[NodeID]boo
 	must(t, n.Grid(ids, 5, clean))
 	converge(t, n, 10*time.Second)
 	n.RunFor(time.Second)
-	victim = ids[12]
-	seqBefore = n.Router(victim).Seq()
-	n.Kill(victim)
+	q := quickRestart{victim: ids[12], n: n}
+	q.seqBefore = n.Router(q.victim).Seq()
+	n.Kill(q.victim)
 	if cut {
-		n.Cut(victim, ids[13])
+		n.Cut(q.victim, ids[13])
 	}
 	n.RunFor(100 * time.Millisecond) // a third of the dead interval
 	sent := map[NodeID]uint64{}
 	for _, id := range ids {
 		sent[id] = n.Node(id).SentBytes
 	}
-	must(t, n.Revive(victim))
+	q.byType = map[byte]int{}
+	n.OnDeliver = func(_, _ NodeID, msg []byte) {
+		if len(msg) > 0 && msg[0] == routing.MsgRecord {
+			q.records++
+		}
+		if len(msg) > 0 {
+			q.byType[msg[0]]++
+		}
+	}
+	before := n.Counters.Sent
+	if keep {
+		refused, err := n.ReviveKeepingRecords(q.victim)
+		must(t, err)
+		if refused != 0 {
+			t.Fatalf("%d kept records refused", refused)
+		}
+	} else {
+		must(t, n.Revive(q.victim))
+	}
 	n.RunFor(3 * time.Second)
 	must(t, n.CheckSynchronised())
 	must(t, n.CheckRoutes())
-	senders = map[NodeID]bool{}
+	q.messages = n.Counters.Sent - before
+	q.senders = map[NodeID]bool{}
 	for _, id := range ids {
 		if n.Node(id).SentBytes != sent[id] {
-			senders[id] = true
+			q.senders[id] = true
 		}
 	}
-	return senders, victim, seqBefore, n
+	return q
 }
 
 func TestRestartFloodsNothingInArea(t *testing.T) {
-	senders, victim, seq, n := restartQuickly(t, 1, false)
-	st := n.Router(victim).Stats()
-	if st.Adopted != 1 || st.Originated != 0 || n.Router(victim).Seq() != seq {
-		t.Fatalf("restarted node: adopted %d, signed %d, sequence %d (was %d); want its old record taken back", st.Adopted, st.Originated, n.Router(victim).Seq(), seq)
+	q := restartQuickly(t, 1, false, false)
+	st := q.n.Router(q.victim).Stats()
+	if st.Adopted != 1 || st.Originated != 0 || q.n.Router(q.victim).Seq() != q.seqBefore {
+		t.Fatalf("restarted node: adopted %d, signed %d, sequence %d (was %d); want its old record taken back", st.Adopted, st.Originated, q.n.Router(q.victim).Seq(), q.seqBefore)
 	}
-	if len(senders) != 5 || !senders[victim] {
-		t.Fatalf("%d nodes sent routing messages after the restart, want the node and its 4 neighbours", len(senders))
+	if len(q.senders) != 5 || !q.senders[q.victim] {
+		t.Fatalf("%d nodes sent routing messages after the restart, want the node and its 4 neighbours", len(q.senders))
 	}
 	// The database came once: each record from one neighbour, none flooded back.
-	if st.Accepted != 24 {
-		t.Fatalf("restarted node installed %d records, want its area's 24", st.Accepted)
+	if st.Accepted != 24 || q.records < 24 {
+		t.Fatalf("restarted node installed %d records from %d record messages, want its area's 24", st.Accepted, q.records)
 	}
 
 	// Area 0 keeps the earlier behaviour: the new record floods the mesh.
-	senders0, victim0, seq0, n0 := restartQuickly(t, 0, false)
-	if n0.Router(victim0).Seq() <= seq0 || len(senders0) < 20 {
-		t.Fatalf("area 0: sequence %d → %d, %d nodes sent; want a new record flooded", seq0, n0.Router(victim0).Seq(), len(senders0))
+	q0 := restartQuickly(t, 0, false, false)
+	if q0.n.Router(q0.victim).Seq() <= q0.seqBefore || len(q0.senders) < 20 {
+		t.Fatalf("area 0: sequence %d → %d, %d nodes sent; want a new record flooded", q0.seqBefore, q0.n.Router(q0.victim).Seq(), len(q0.senders))
 	}
 }
 
-func TestRestartWithChangedLinksSignsNewRecord(t *testing.T) {
-	_, victim, seq, n := restartQuickly(t, 1, true)
-	st := n.Router(victim).Stats()
-	if st.Adopted != 0 || st.Originated == 0 || n.Router(victim).Seq() <= seq {
-		t.Fatalf("restarted node with a link less: adopted %d, signed %d, sequence %d (was %d); want a new record", st.Adopted, st.Originated, n.Router(victim).Seq(), seq)
+// A node that kept its records across a restart pulls none: its neighbours' summaries show it
+// holds every record they do, it takes back its own record from the copy it kept, and the restart
+// costs summaries and their acknowledgements on its links, O(degree), whatever the area's size.
+func TestRestartWithKeptRecordsPullsNothing(t *testing.T) {
+	q := restartQuickly(t, 1, false, true)
+	st := q.n.Router(q.victim).Stats()
+	if q.records != 0 {
+		t.Fatalf("%d record messages after a restart with the records kept, want none", q.records)
 	}
-	if links := n.Router(victim).Record(victim).Links; len(links) != 3 {
-		t.Fatalf("its record lists %d links, want 3", len(links))
+	if st.Adopted != 1 || st.Originated != 0 || q.n.Router(q.victim).Seq() != q.seqBefore {
+		t.Fatalf("restarted node: adopted %d, signed %d, sequence %d (was %d); want its kept record taken back", st.Adopted, st.Originated, q.n.Router(q.victim).Seq(), q.seqBefore)
+	}
+	if st.Accepted != 24 { // all from Restore
+		t.Fatalf("restarted node installed %d records, want its area's 24", st.Accepted)
+	}
+	if len(q.senders) != 5 || !q.senders[q.victim] {
+		t.Fatalf("%d nodes sent routing messages after the restart, want the node and its 4 neighbours", len(q.senders))
+	}
+	// Per link: a summary each way and its acknowledgement each way, and the neighbour's offer of
+	// the node's own record (its summary lists none until it takes the kept one back) with the
+	// acknowledgement of that offer.
+	if q.messages > 4*6 {
+		t.Fatalf("%d routing messages after the restart (%v by type), want at most 6 per link", q.messages, q.byType)
+	}
+	t.Logf("restart with kept records: %d messages %v", q.messages, q.byType)
+}
+
+func TestRestartWithChangedLinksSignsNewRecord(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		q := restartQuickly(t, 1, true, keep)
+		st := q.n.Router(q.victim).Stats()
+		if st.Adopted != 0 || st.Originated == 0 || q.n.Router(q.victim).Seq() <= q.seqBefore {
+			t.Fatalf("restarted node with a link less (records kept: %v): adopted %d, signed %d, sequence %d (was %d); want a new record", keep, st.Adopted, st.Originated, q.n.Router(q.victim).Seq(), q.seqBefore)
+		}
+		if links := q.n.Router(q.victim).Record(q.victim).Links; len(links) != 3 {
+			t.Fatalf("its record lists %d links, want 3", len(links))
+		}
 	}
 }

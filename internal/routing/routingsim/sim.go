@@ -70,6 +70,9 @@ type Node struct {
 	Gateway bool
 	// SentBytes counts the routing bytes the node sent (all its routers' messages, on every link).
 	SentBytes uint64
+	// Kept is what its level-1 router held when it was killed (routing.Router.Held): what a node
+	// that saved its records at a clean shutdown gives back at its restart (ReviveKeepingRecords).
+	Kept []routing.HeldRecord
 
 	incarnation uint64
 	tickToken   uint64
@@ -574,6 +577,7 @@ func (n *Network) Kill(id NodeID) {
 		return
 	}
 	node.Alive = false
+	node.Kept = node.Router.Held(n.now)
 	node.incarnation++
 	n.version++
 	inc := node.incarnation
@@ -600,13 +604,34 @@ func (n *Network) Kill(id NodeID) {
 // Revive restarts a killed node with its old key and certificate and a fresh router (no state); its
 // up links come back after UpDelay.
 func (n *Network) Revive(id NodeID) error {
+	_, err := n.revive(id, false)
+	return err
+}
+
+// ReviveKeepingRecords restarts a killed node as Revive does, but gives its fresh router the records
+// it held when it was killed (Node.Kept) through Router.Restore before its links come back, as a
+// node that keeps its records across a restart does. It returns how many of them Restore refused
+// (expired while the node was down, for instance).
+func (n *Network) ReviveKeepingRecords(id NodeID) (refused int, err error) {
+	return n.revive(id, true)
+}
+
+func (n *Network) revive(id NodeID, keep bool) (refused int, err error) {
 	node := n.nodes[id]
 	if node.Alive {
-		return nil
+		return 0, nil
 	}
 	if err := n.startRouter(node); err != nil {
-		return err
+		return 0, err
 	}
+	if keep {
+		for _, h := range node.Kept {
+			if node.Router.Restore(n.now, h.Cert, h.Record) != nil {
+				refused++
+			}
+		}
+	}
+	node.Kept = nil
 	n.version++
 	n.afterNode(node)
 	for _, l := range n.linksOf(id) {
@@ -621,7 +646,7 @@ func (n *Network) Revive(id NodeID) error {
 			}
 		})
 	}
-	return nil
+	return refused, nil
 }
 
 func (n *Network) linksOf(id NodeID) []*link {
