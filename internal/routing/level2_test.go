@@ -286,13 +286,7 @@ func TestLevel2AnswersShared(t *testing.T) {
 		}
 	}
 	m.advance(3*time.Second, 10*time.Millisecond)
-	for _, r := range rs {
-		for _, o := range rs {
-			if r.Record(o.ID()) == nil {
-				t.Fatal("a router lacks a record")
-			}
-		}
-	}
+	requireAllRecords(t, rs)
 	if rs[0].Stats().Busy == 0 {
 		t.Fatal("the hub never answered Busy")
 	}
@@ -423,17 +417,53 @@ func TestLevel2NoFloodLink(t *testing.T) {
 	noFlood.NoFlood = true
 	m.connect(rs[0], rs[2], noFlood)
 	m.advance(2*time.Second, 10*time.Millisecond)
+	requireAllRecords(t, rs)
+	if overNoFlood != 0 {
+		t.Fatalf("%d records crossed the NoFlood link", overNoFlood)
+	}
+	if rt, ok := rs[0].NextHop(rs[2].ID()); !ok || rt.NextHop != rs[2].ID() {
+		t.Fatalf("route 0→2 %+v (%v), want over the NoFlood link", rt, ok)
+	}
+}
+
+// A hub's leaves can get a record from the hub alone. The one told Busy gets it when its offer
+// times out, with the certificate it asked for: one record message per leaf, and no certificate
+// asked for again.
+func TestLevel2BusyThenCertificate(t *testing.T) {
+	f := getFixture(t)
+	const hub = 0
+	var rs []*Router
+	for i := range 5 {
+		rs = append(rs, f.router(t, i, func(c *Config) { c.Area, c.Level2 = 2, true }))
+	}
+	m := newMesh(t, f.now, rs...)
+	sent := recordsSent(m)
+	for i := 1; i < 5; i++ {
+		m.connect(rs[hub], rs[i], fast)
+	}
+	m.advance(3*time.Second, 10*time.Millisecond)
+	requireAllRecords(t, rs)
+	if rs[hub].Stats().Busy == 0 {
+		t.Fatal("the hub never answered Busy: the test tests nothing")
+	}
+	for o := 1; o < 5; o++ {
+		if got := sent[[2]NodeID{rs[hub].ID(), rs[o].ID()}]; got != 3 {
+			t.Fatalf("the hub sent router %d's record %d times, want once to each of the 3 other leaves", o, got)
+		}
+	}
+	if got := rs[hub].Stats().CertAnswers; got != 0 {
+		t.Fatalf("the hub answered %d certificate requests", got)
+	}
+}
+
+// requireAllRecords fails unless every router of rs holds every router's record.
+func requireAllRecords(t *testing.T, rs []*Router) {
+	t.Helper()
 	for _, r := range rs {
 		for _, o := range rs {
 			if r.Record(o.ID()) == nil {
 				t.Fatal("a router lacks a record")
 			}
 		}
-	}
-	if overNoFlood != 0 {
-		t.Fatalf("%d records crossed the NoFlood link", overNoFlood)
-	}
-	if rt, ok := rs[0].NextHop(rs[2].ID()); !ok || rt.NextHop != rs[2].ID() {
-		t.Fatalf("route 0→2 %+v (%v), want over the NoFlood link", rt, ok)
 	}
 }

@@ -211,6 +211,10 @@ type neighbour struct {
 	// answered: level 2, when a record went to it on request, by originator, so that requests are
 	// answered at most once per retransmission timeout (at most MaxNodes entries).
 	answered map[NodeID]time.Time
+	// busyCert: level 2, the record versions it asked for with their certificates and was told
+	// Busy about, by originator: if nobody else serves it, the record sent when the offer times
+	// out carries the certificate, which it would otherwise ask for at once (at most MaxNodes).
+	busyCert map[NodeID]uint64
 }
 
 // Router is one node's link-state routing core. It is not safe for concurrent use.
@@ -968,6 +972,14 @@ func (r *Router) handleRequest(now time.Time, nb *neighbour, es []entry, withCer
 			busy = append(busy, entry{l.origin, l.seq})
 			if l.pendingTo(nb.adj) >= 0 {
 				r.setPending(l, nb, now.Add(busyHold*nb.rto))
+				if withCert && r.cfg.Level2 {
+					if nb.busyCert == nil {
+						nb.busyCert = make(map[NodeID]uint64)
+					}
+					if _, ok := nb.busyCert[l.origin]; ok || len(nb.busyCert) < r.cfg.MaxNodes {
+						nb.busyCert[l.origin] = l.seq
+					}
+				}
 			}
 			continue
 		}
@@ -1052,7 +1064,11 @@ func (r *Router) handleBusy(now time.Time, nb *neighbour, es []entry) {
 func (r *Router) sendRecord(nb *neighbour, l *lsa, now time.Time, retransmission bool) {
 	var withCert bool
 	switch {
-	case r.cfg.Level2: // only on request
+	case r.cfg.Level2: // only on request, or told Busy after a request for it (busyCert)
+		if seq, ok := nb.busyCert[l.origin]; ok && retransmission {
+			withCert = seq == l.seq
+			delete(nb.busyCert, l.origin)
+		}
 	case r.areaPull(): // on request, and on the retransmission of an offer nobody asked for
 		withCert = retransmission && !l.holds(nb.adj)
 	default:

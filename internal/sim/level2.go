@@ -26,9 +26,13 @@ type Level2 struct {
 	Busiest                              string
 	BusiestL1, BusiestL2, BusiestRelayed uint64
 	BusiestL2Degree                      int // its level-2 neighbours (0: not a gateway)
-	Pairs                                int // cross-area pairs routed end to end and checked
-	StretchMean                          float64
-	StretchMax                           float64
+	// RelayedMax is the most level-2 bytes one level-1 node relayed on virtual links, and
+	// RelayedMaxNode that node.
+	RelayedMax     uint64
+	RelayedMaxNode string
+	Pairs          int // cross-area pairs routed end to end and checked
+	StretchMean    float64
+	StretchMax     float64
 }
 
 // designateGateways marks, for every pair of adjacent areas, both ends of the cheapest link between
@@ -107,6 +111,9 @@ func (s *Sim) RunLevel2(pairs int) (*Level2, error) {
 		deg := 0
 		if b.L2.Node(id) != nil {
 			l2, deg = b.L2.SentBytes(id), len(b.L2.Router(id).Neighbours())
+		}
+		if relayed > res.RelayedMax {
+			res.RelayedMax, res.RelayedMaxNode = relayed, s.Net.Node(id).Name
 		}
 		if l1+l2+relayed > res.BusiestL1+res.BusiestL2+res.BusiestRelayed {
 			res.Busiest, res.BusiestL1, res.BusiestL2, res.BusiestRelayed, res.BusiestL2Degree = s.Net.Node(id).Name, l1, l2, relayed, deg

@@ -342,6 +342,11 @@ func TestLevel2Sim(t *testing.T) {
 	if l2.Pairs != 100 || l2.Gateways == 0 || l2.Bytes == 0 || l2.StretchMean < 1 || l2.StretchMax < l2.StretchMean {
 		t.Fatalf("level 2: %+v", l2)
 	}
+	// Areas of 60 have gateways several hops apart, so some node relays level 2; the most one
+	// node relayed bounds what the busiest node relayed.
+	if l2.RelayedMax == 0 || l2.RelayedMaxNode == "" || l2.RelayedMax < l2.BusiestRelayed {
+		t.Fatalf("level 2 relayed at most %d bytes by %q, the busiest node %d: %+v", l2.RelayedMax, l2.RelayedMaxNode, l2.BusiestRelayed, l2)
+	}
 	t.Logf("%d areas: %+v", len(areas), *l2)
 }
 

@@ -23,6 +23,7 @@ func (r *Result) Summary(w io.Writer) {
 			float64(l.BytesMax)/1e6, l.Originated, l.Retransmitted, l.Offered, l.Requested, l.CertAnswers)
 		fmt.Fprintf(w, "busiest node at cold start: %s, %.2f MB (level 1 %.2f, level 2 %.2f, level 2 relayed %.2f; %d level-2 neighbours)\n",
 			l.Busiest, float64(l.BusiestL1+l.BusiestL2+l.BusiestRelayed)/1e6, float64(l.BusiestL1)/1e6, float64(l.BusiestL2)/1e6, float64(l.BusiestRelayed)/1e6, l.BusiestL2Degree)
+		fmt.Fprintf(w, "level 2 relayed on virtual links by one node at most: %s, %.2f MB\n", l.RelayedMaxNode, float64(l.RelayedMax)/1e6)
 		fmt.Fprintf(w, "cross-area routes: %d pairs routed end to end and checked; stretch against the flat shortest path %.3f mean, %.3f max\n",
 			l.Pairs, l.StretchMean, l.StretchMax)
 	}
