@@ -127,11 +127,12 @@ func TestAITrainEnsemble(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := detector.Load(ens)
+	p, err := detector.Load(ens)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.IsEnsemble() || len(m.Members) != 2 || m.Members[1].Version() != s.Version() ||
+	m, ok := p.(*detector.Ensemble)
+	if !ok || len(m.Members) != 2 || m.Members[1].Version() != s.Version() ||
 		!strings.Contains(out, "member 2: init seed 2, version "+s.Version()) || !strings.Contains(out, "version "+m.Version()) {
 		t.Fatalf("the ensemble's second member is not the model of init seed 2 (%s): %s", s.Version(), out)
 	}
