@@ -202,4 +202,8 @@ func TestAITrainFromRecords(t *testing.T) {
 	if _, stderr, code := runCLI(t, "train", "--from-records", file, "--base", filepath.Join(dir, "missing.x6m"), "--out", filepath.Join(dir, "x.x6m")); code == 0 || !strings.Contains(stderr, "--base") {
 		t.Fatalf("a missing base model: %d %s", code, stderr)
 	}
+	// The shipped file is an ensemble: training cannot start from it as a file.
+	if _, stderr, code := runCLI(t, "train", "--from-records", file, "--base", "../detector/defaultmodel/detector.x6m", "--out", filepath.Join(dir, "x.x6m")); code == 0 || !strings.Contains(stderr, "is an ensemble") {
+		t.Fatalf("an ensemble as the base model: %d %s", code, stderr)
+	}
 }
