@@ -60,9 +60,9 @@ func runHeal(e *env, modelPath string, cfg sim.Config) error {
 	if err != nil {
 		return err
 	}
-	if m.F != detector.NumRobust || m.E != detector.NumRobustEdge || m.K != int(sim.NumKinds) {
+	if s := m.Shape(); s.F != detector.NumRobust || s.E != detector.NumRobustEdge || s.K != int(sim.NumKinds) {
 		return fmt.Errorf("model has %d node features, %d edge features and %d classes, this build derives %d, %d and %d",
-			m.F, m.E, m.K, detector.NumRobust, detector.NumRobustEdge, sim.NumKinds)
+			s.F, s.E, s.K, detector.NumRobust, detector.NumRobustEdge, sim.NumKinds)
 	}
 	if len(cfg.Faults) != 1 || cfg.Faults[0].Count != 1 || (cfg.Faults[0].Kind != sim.Blackhole && cfg.Faults[0].Kind != sim.GreyHole) {
 		return fmt.Errorf("--heal needs exactly one fault: --faults blackhole:1 or greyhole:1")
@@ -226,7 +226,8 @@ func runAITrain(e *env, args []string) error {
 		return err
 	}
 	start := time.Now()
-	var m *detector.Model
+	var m detector.Predictor
+	var save func(path string) error
 	var loss float64
 	if *fed {
 		per := len(trainSet) / len(mustSeeds(*seeds))
@@ -235,10 +236,9 @@ func runAITrain(e *env, args []string) error {
 			clients = append(clients, trainSet[i:i+per])
 		}
 		bar := newBar(e.stderr, "federated rounds")
-		var rep *federated.Report
 		var best []float64
 		bestF1, bestRound := -1.0, 0
-		m, rep, err = federated.Train(clients, len(trainSet[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds), Edges: edgeDim(trainSet), Cosine: true,
+		fm, rep, err := federated.Train(clients, len(trainSet[0].X[0]), federated.TrainConfig{Hidden: *hidden, Classes: int(sim.NumKinds), Edges: edgeDim(trainSet), Cosine: true,
 			Rounds: *rounds, LocalEpochs: *localEpochs, LocalGraphs: *localGraphs, LR: *fedLR, ServerLR: *serverLR, Momentum: *momentum,
 			Rule: federated.Rule(*rule), Trim: *trim, RobustStats: *robustStats,
 			Poisoned: int(*poison*float64(len(clients)) + 0.5), Attack: federated.Attack(*attack), PoisonStats: *poisonStats,
@@ -252,9 +252,11 @@ func runAITrain(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := m.SetParams(best); err != nil {
+		if err := fm.SetParams(best); err != nil {
 			return err
 		}
+		fm.Threshold = detector.FitThreshold(fm, val)
+		m, save = fm, fm.Save
 		fmt.Fprintf(e.stdout, "kept round %d of %d (validation macro-F1 %.3f)\n", bestRound, *rounds, bestF1)
 		fmt.Fprintf(e.stdout, "federated (%s): %s\n", *rule, rep)
 	} else {
@@ -267,20 +269,21 @@ func runAITrain(e *env, args []string) error {
 			}
 			members, loss = append(members, mb), l
 			if *ensemble > 1 {
-				detector.SetThreshold(mb, val)
 				fmt.Fprintf(e.stdout, "member %d: init seed %d, version %s\n", i+1, seed, mb.Version())
 			}
 		}
-		m = members[0]
+		m, save = members[0], members[0].Save
 		if *ensemble > 1 {
-			if m, err = detector.NewEnsemble(members); err != nil {
+			ens, err := detector.NewEnsemble(members)
+			if err != nil {
 				return err
 			}
+			ens.Threshold = detector.FitThreshold(ens, val)
+			m, save = ens, ens.Save
 		}
 	}
-	detector.SetThreshold(m, val)
 	fmt.Fprintf(e.stdout, "validation (seeds %s): %s\n", *valSeeds, experiment.Summary(m, val))
-	if err := m.Save(*out); err != nil {
+	if err := save(*out); err != nil {
 		return err
 	}
 	lossText := "n/a (federated)"
@@ -291,12 +294,13 @@ func runAITrain(e *env, args []string) error {
 		lossText += " (last member)"
 	}
 	fmt.Fprintf(e.stdout, "trained on %d graphs (%d node-intervals) in %s; final loss %s; threshold %.3f\nmodel %s version %s\n",
-		len(trainSet), len(trainSet)*len(trainSet[0].X), time.Since(start).Round(time.Millisecond), lossText, m.Threshold, *out, m.Version())
+		len(trainSet), len(trainSet)*len(trainSet[0].X), time.Since(start).Round(time.Millisecond), lossText, m.DetectionThreshold(), *out, m.Version())
 	return nil
 }
 
-// trainOne trains one model from initialisation seed on trainSet and keeps the epoch with the best
-// validation macro-F1. It returns the final epoch's mean loss too.
+// trainOne trains one model from initialisation seed on trainSet, keeps the epoch with the best
+// validation macro-F1 and sets its threshold on the validation runs. It returns the final epoch's
+// mean loss too.
 func trainOne(e *env, trainSet, val []detector.Graph, hidden, epochs int, lr float64, seed uint64) (*detector.Model, float64, error) {
 	m := detector.NewModel(len(trainSet[0].X[0]), edgeDim(trainSet), hidden, hidden, int(sim.NumKinds), seed)
 	train.Standardise(m, trainSet)
@@ -318,6 +322,7 @@ func trainOne(e *env, trainSet, val []detector.Graph, hidden, epochs int, lr flo
 	if err := m.SetParams(best); err != nil {
 		return nil, 0, err
 	}
+	m.Threshold = detector.FitThreshold(m, val)
 	fmt.Fprintf(e.stdout, "kept epoch %d of %d (validation macro-F1 %.3f)\n", bestEp, epochs, bestF1)
 	return m, loss, nil
 }
@@ -370,7 +375,8 @@ func runAIEval(e *env, args []string) error {
 		return err
 	}
 	// A model of the earlier feature set reads the raw telemetry vectors.
-	df.raw = m.F == telemetry.NumNode
+	shape := m.Shape()
+	df.raw = shape.F == telemetry.NumNode
 	wantF, wantE := detector.NumRobust, detector.NumRobustEdge
 	if df.raw {
 		wantF, wantE = telemetry.NumNode, telemetry.NumEdge
@@ -378,9 +384,9 @@ func runAIEval(e *env, args []string) error {
 	if *df.features == "self" {
 		wantE = 0
 	}
-	if m.F != wantF || m.E != wantE || m.K != int(sim.NumKinds) {
+	if shape.F != wantF || shape.E != wantE || shape.K != int(sim.NumKinds) {
 		return fmt.Errorf("model has %d node features, %d edge features and %d classes; --features %s gives %d and %d, the simulator %d classes",
-			m.F, m.E, m.K, *df.features, wantF, wantE, sim.NumKinds)
+			shape.F, shape.E, shape.K, *df.features, wantF, wantE, sim.NumKinds)
 	}
 	if *suite == "rca" {
 		set := map[string]bool{}

@@ -42,8 +42,8 @@ func runAIAdvisor(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if m.F != detector.NumRobust || m.E != detector.NumRobustEdge {
-		return fmt.Errorf("model has %d node and %d edge features; the advisor reads %d and %d", m.F, m.E, detector.NumRobust, detector.NumRobustEdge)
+	if s := m.Shape(); s.F != detector.NumRobust || s.E != detector.NumRobustEdge {
+		return fmt.Errorf("model has %d node and %d edge features; the advisor reads %d and %d", s.F, s.E, detector.NumRobust, detector.NumRobustEdge)
 	}
 	perRun := int(*df.duration / time.Second)
 	val, err := df.generate(e, "simulating validation runs", *valSeeds, *df.randomise)
@@ -58,7 +58,7 @@ func runAIAdvisor(e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "warning: the choice differs from detector.DefaultDeficitThreshold; the rows below use the choice\n")
 	}
 	fmt.Fprintf(e.stdout, "\nmodel %s (version %s, threshold %.3f); held-out seeds %s; named after %d of the model's judgements in a row or %d of flow conservation's\n",
-		*model, m.Version(), m.Threshold, *seeds, *k, *kd)
+		*model, m.Version(), m.DetectionThreshold(), *seeds, *k, *kd)
 	fmt.Fprintln(e.stdout, "relay faults named / faults; false alarms: stretches of flags on healthy nodes; other kinds: faults whose node was named (not relay faults: the advisory would move traffic off a node that is not a grey hole)")
 	for _, sc := range scenarios {
 		test, err := df.scenarioRuns(e, sc, *seeds)

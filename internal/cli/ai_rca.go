@@ -18,7 +18,7 @@ const (
 
 // runRCASuite evaluates every root-cause ranking on the validation incidents, names the winner
 // (the ranking internal/rca keeps as its default must be that one), then on the test incidents.
-func runRCASuite(e *env, m *detector.Model, model, seeds, valSeeds string, nodes int) error {
+func runRCASuite(e *env, m detector.Predictor, model, seeds, valSeeds string, nodes int) error {
 	vs, err := parseSeeds(valSeeds)
 	if err != nil {
 		return err

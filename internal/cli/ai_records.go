@@ -172,7 +172,7 @@ func trainFromRecords(e *env, fs *flag.FlagSet, rf recordFlags, out string, epoc
 		base, err = defaultmodel.Base()
 	case "none":
 	default:
-		base, err = detector.Load(*rf.base)
+		base, err = loadSingle(*rf.base)
 	}
 	if err != nil {
 		return fmt.Errorf("--base: %w", err)
@@ -219,4 +219,17 @@ func trainFromRecords(e *env, fs *flag.FlagSet, rf recordFlags, out string, epoc
 	}
 	fmt.Fprintf(e.stdout, "final loss %.4f; threshold %.3f\nmodel %s version %s\n", loss, m.Threshold, out, m.Version())
 	return nil
+}
+
+// loadSingle loads the model file at path for training, which starts from a single model.
+func loadSingle(path string) (*detector.Model, error) {
+	p, err := detector.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := p.(*detector.Model)
+	if !ok {
+		return nil, fmt.Errorf("%s is an ensemble: training starts from a single model (--base shipped starts from the shipped ensemble's first member)", path)
+	}
+	return m, nil
 }

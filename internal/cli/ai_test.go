@@ -127,11 +127,12 @@ func TestAITrainEnsemble(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := detector.Load(ens)
+	p, err := detector.Load(ens)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.IsEnsemble() || len(m.Members) != 2 || m.Members[1].Version() != s.Version() ||
+	m, ok := p.(*detector.Ensemble)
+	if !ok || len(m.Members) != 2 || m.Members[1].Version() != s.Version() ||
 		!strings.Contains(out, "member 2: init seed 2, version "+s.Version()) || !strings.Contains(out, "version "+m.Version()) {
 		t.Fatalf("the ensemble's second member is not the model of init seed 2 (%s): %s", s.Version(), out)
 	}
@@ -200,5 +201,9 @@ func TestAITrainFromRecords(t *testing.T) {
 	}
 	if _, stderr, code := runCLI(t, "train", "--from-records", file, "--base", filepath.Join(dir, "missing.x6m"), "--out", filepath.Join(dir, "x.x6m")); code == 0 || !strings.Contains(stderr, "--base") {
 		t.Fatalf("a missing base model: %d %s", code, stderr)
+	}
+	// The shipped file is an ensemble: training cannot start from it as a file.
+	if _, stderr, code := runCLI(t, "train", "--from-records", file, "--base", "../detector/defaultmodel/detector.x6m", "--out", filepath.Join(dir, "x.x6m")); code == 0 || !strings.Contains(stderr, "is an ensemble") {
+		t.Fatalf("an ensemble as the base model: %d %s", code, stderr)
 	}
 }

@@ -266,7 +266,7 @@ func (s *Server) judgeRelays(ctx context.Context) (bool, error) {
 		}
 		sp.lastReport, sp.lastFresh, sp.handed = rep.ReportedAt, now, handed[v]
 		sp.enough = handed[v] >= cfg.MinRelayed && handed[v] >= cfg.EvidenceFraction*sp.handedAtNaming
-		class, p, byModel := detector.ModelRelayFault(probs[v], m.Threshold, cfg.MinConfidence)
+		class, p, byModel := detector.ModelRelayFault(probs[v], m.DetectionThreshold(), cfg.MinConfidence)
 		byDeficit := deficits != nil && deficits[v] >= cfg.DeficitThreshold && handed[v] >= cfg.MinRelayed
 		sp.byModel, sp.byDeficit = countRun(sp.byModel, byModel), countRun(sp.byDeficit, byDeficit)
 		switch {

@@ -276,7 +276,7 @@ func (c *scoreCache) get(ctx context.Context, s *Server) scoreSnapshot {
 	for i, p := range m.Predict(&in) {
 		score[mg.Names[i]] = 1 - p[0]
 	}
-	c.score, c.threshold, c.at = score, m.Threshold, time.Now()
+	c.score, c.threshold, c.at = score, m.DetectionThreshold(), time.Now()
 	return scoreSnapshot{c.score, c.threshold}
 }
 

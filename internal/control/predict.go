@@ -35,7 +35,7 @@ const topNeighbours = 5
 // loadDetector reads and checks the configured model: the shipped one (internal/detector/defaultmodel)
 // when none is configured, none at all with "none". It returns the SHA-256 of the model's file too,
 // by which an enacted governance decision pins the model the control plane may serve.
-func loadDetector(path string) (*detector.Model, [32]byte, error) {
+func loadDetector(path string) (detector.Predictor, [32]byte, error) {
 	switch path {
 	case "":
 		m, err := defaultmodel.Load()
@@ -62,9 +62,9 @@ func loadDetector(path string) (*detector.Model, [32]byte, error) {
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("control: ai.model %s: %w", path, err)
 	}
-	if m.F != detector.NumRobust || (m.E != 0 && m.E != detector.NumRobustEdge) || m.K != len(telemetry.Classes) {
+	if s := m.Shape(); s.F != detector.NumRobust || (s.E != 0 && s.E != detector.NumRobustEdge) || s.K != len(telemetry.Classes) {
 		return nil, [32]byte{}, fmt.Errorf("control: ai.model %s: %d node features, %d edge features, %d classes; this build derives %d, %d and %d (a model from an earlier build: retrain it with 'x0tta6bl4 ai train')",
-			path, m.F, m.E, m.K, detector.NumRobust, detector.NumRobustEdge, len(telemetry.Classes))
+			path, s.F, s.E, s.K, detector.NumRobust, detector.NumRobustEdge, len(telemetry.Classes))
 	}
 	return m, sha256.Sum256(b), nil
 }
@@ -190,14 +190,14 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	probs := m.Predict(&in)
 	p := probs[v]
 	out := api.Prediction{Node: name, ModelVersion: m.Version(), ComputedAt: s.now(), GraphNodes: len(mg.Names),
-		TelemetryMissing: mg.reported[v] == nil, Score: 1 - p[0], Threshold: m.Threshold,
+		TelemetryMissing: mg.reported[v] == nil, Score: 1 - p[0], Threshold: m.DetectionThreshold(),
 		Probabilities: map[string]float64{}, Features: map[string]float64{}, LinkFeatures: map[string]map[string]float64{},
 		TopNeighbours: []api.NeighbourContribution{}}
 	if rep := mg.reported[v]; rep != nil {
 		at := rep.ReportedAt
 		out.ReportedAt = &at
 	}
-	out.Anomalous = out.Score >= m.Threshold
+	out.Anomalous = out.Score >= m.DetectionThreshold()
 	best := 0
 	for k, q := range p {
 		out.Probabilities[telemetry.Classes[k]] = q

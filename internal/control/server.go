@@ -60,8 +60,8 @@ type Server struct {
 	caX509 *x509.Certificate
 	caPin  string
 
-	detector    *detector.Model // ai.model, nil without one; never modified after New
-	detectorSHA [32]byte        // the SHA-256 of detector's file
+	detector    detector.Predictor // ai.model, nil without one; never modified after New
+	detectorSHA [32]byte           // the SHA-256 of detector's file
 	roots       *x509.CertPool
 	td          string
 

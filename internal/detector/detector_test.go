@@ -3,6 +3,7 @@ package detector
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding"
 	"errors"
 	"math"
 	"os"
@@ -41,9 +42,13 @@ func TestSaveLoad(t *testing.T) {
 	if err := m.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	l, err := Load(path)
+	p, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	l, ok := p.(*Model)
+	if !ok {
+		t.Fatalf("a single model loaded as %T", p)
 	}
 	a, _ := m.MarshalBinary()
 	b, _ := l.MarshalBinary()
@@ -124,11 +129,11 @@ func FuzzUnmarshalModel(f *testing.F) {
 	good, _ = ens.MarshalBinary()
 	f.Add(good)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := UnmarshalModel(b)
+		p, err := UnmarshalModel(b)
 		if err != nil {
 			return
 		}
-		again, err := m.MarshalBinary()
+		again, err := p.(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatal("decode → encode is not the identity")
 		}

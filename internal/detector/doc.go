@@ -9,7 +9,8 @@
 // (sign(a)·log(1+|a|)) of the aggregated edge features, then standardised (every input is
 // standardised with training statistics), and a softmax over fault classes per node.
 //
-// It holds what a running system needs: the model, inference (Predict, Scores) and the versioned
+// It holds what a running system needs: the single model (Model) and the deep ensemble of them
+// (Ensemble), which inference reads alike through Predictor (Predict, Scores), and the versioned
 // model file format (format.go), which is plain numbers, so loading a model never runs code. The
 // control plane and the node link this package alone. Training lives in detector/train, and the
 // experiments that produce and judge models (simulated data, baselines, evaluation) in

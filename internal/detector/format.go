@@ -60,13 +60,10 @@ func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, a...))
 }
 
-// MarshalBinary encodes the model.
+// MarshalBinary encodes the model as a version-2 file.
 func (m *Model) MarshalBinary() ([]byte, error) {
 	if err := m.check(); err != nil {
 		return nil, err
-	}
-	if m.IsEnsemble() {
-		return m.marshalEnsemble()
 	}
 	var b bytes.Buffer
 	b.WriteString(fileMagic)
@@ -86,14 +83,18 @@ func (m *Model) MarshalBinary() ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func (m *Model) marshalEnsemble() ([]byte, error) {
+// MarshalBinary encodes the ensemble as a version-3 file.
+func (e *Ensemble) MarshalBinary() ([]byte, error) {
+	if err := e.check(); err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
 	b.WriteString(fileMagic)
 	b.WriteByte(ensembleVersion)
 	b.WriteByte(0)
-	b.WriteByte(byte(len(m.Members)))
-	binary.Write(&b, binary.BigEndian, math.Float64bits(m.Threshold))
-	for _, mb := range m.Members {
+	b.WriteByte(byte(len(e.Members)))
+	binary.Write(&b, binary.BigEndian, math.Float64bits(e.Threshold))
+	for _, mb := range e.Members {
 		eb, err := mb.MarshalBinary()
 		if err != nil {
 			return nil, err
@@ -122,9 +123,6 @@ func (m *Model) dimsOK() error {
 }
 
 func (m *Model) check() error {
-	if m.IsEnsemble() {
-		return m.checkEnsemble()
-	}
 	if err := m.dimsOK(); err != nil {
 		return err
 	}
@@ -148,22 +146,19 @@ func (m *Model) check() error {
 	return nil
 }
 
-func (m *Model) checkEnsemble() error {
-	if n := len(m.Members); n < 2 || n > MaxMembers {
+func (e *Ensemble) check() error {
+	if n := len(e.Members); n < 2 || n > MaxMembers {
 		return malformed("ensemble of %d members, want 2–%d", n, MaxMembers)
 	}
-	if m.H1 != 0 || m.H2 != 0 || len(m.Mean)+len(m.Std)+len(m.EMean)+len(m.EStd)+len(m.Params()) != 0 {
-		return malformed("ensemble with weights of its own")
+	if !(e.Threshold >= 0 && e.Threshold <= 1) {
+		return malformed("threshold %v outside [0, 1]", e.Threshold)
 	}
-	if !(m.Threshold >= 0 && m.Threshold <= 1) {
-		return malformed("threshold %v outside [0, 1]", m.Threshold)
-	}
-	for i, mb := range m.Members {
-		if mb == nil || mb.IsEnsemble() {
-			return malformed("ensemble member %d is not a single model", i)
+	for i, mb := range e.Members {
+		if mb == nil {
+			return malformed("ensemble member %d is missing", i)
 		}
-		if mb.F != m.F || mb.E != m.E || mb.K != m.K {
-			return malformed("ensemble member %d has F=%d E=%d K=%d, the ensemble F=%d E=%d K=%d", i, mb.F, mb.E, mb.K, m.F, m.E, m.K)
+		if s, s0 := mb.Shape(), e.Members[0].Shape(); s != s0 {
+			return malformed("ensemble member %d has F=%d E=%d K=%d, the ensemble F=%d E=%d K=%d", i, s.F, s.E, s.K, s0.F, s0.E, s0.K)
 		}
 		if err := mb.check(); err != nil {
 			return memberMalformed(i, err)
@@ -172,24 +167,46 @@ func (m *Model) checkEnsemble() error {
 	return nil
 }
 
-// UnmarshalModel decodes a version-2 model file, or a version-3 ensemble of them, strictly: exact
-// length, bounded dimensions, finite numbers, matching checksums.
-func UnmarshalModel(b []byte) (*Model, error) {
-	if len(b) < 6 {
-		return nil, malformed("%d bytes, shorter than the header", len(b))
-	}
-	if string(b[:4]) != fileMagic {
-		return nil, malformed("bad magic %q (not an x0tta6bl4 model)", b[:4])
-	}
-	if b[4] == 1 {
-		return nil, malformed("version 1 (a model without edge features, for the old feature set): this build reads versions %d and %d; retrain with x0tta6bl4 ai train", fileVersion, ensembleVersion)
+// UnmarshalModel decodes a version-2 model file as a *Model, or a version-3 ensemble of them as an
+// *Ensemble, strictly: exact length, bounded dimensions, finite numbers, matching checksums. Code
+// that trains needs a *Model and must refuse an *Ensemble with an error of its own.
+func UnmarshalModel(b []byte) (Predictor, error) {
+	if err := checkHeader(b); err != nil {
+		return nil, err
 	}
 	if b[4] == ensembleVersion {
-		return unmarshalEnsemble(b)
+		e, err := unmarshalEnsemble(b)
+		if err != nil {
+			return nil, err
+		}
+		return e, nil
 	}
-	if b[4] != fileVersion {
-		return nil, malformed("version %d, this build reads versions %d and %d", b[4], fileVersion, ensembleVersion)
+	m, err := unmarshalSingle(b)
+	if err != nil {
+		return nil, err
 	}
+	return m, nil
+}
+
+// checkHeader checks the magic and that the version is one this build reads.
+func checkHeader(b []byte) error {
+	if len(b) < 6 {
+		return malformed("%d bytes, shorter than the header", len(b))
+	}
+	if string(b[:4]) != fileMagic {
+		return malformed("bad magic %q (not an x0tta6bl4 model)", b[:4])
+	}
+	if b[4] == 1 {
+		return malformed("version 1 (a model without edge features, for the old feature set): this build reads versions %d and %d; retrain with x0tta6bl4 ai train", fileVersion, ensembleVersion)
+	}
+	if b[4] != fileVersion && b[4] != ensembleVersion {
+		return malformed("version %d, this build reads versions %d and %d", b[4], fileVersion, ensembleVersion)
+	}
+	return nil
+}
+
+// unmarshalSingle decodes a version-2 file whose header checkHeader accepted.
+func unmarshalSingle(b []byte) (*Model, error) {
 	if len(b) < headerLen+sha256.Size {
 		return nil, malformed("%d bytes, shorter than the header", len(b))
 	}
@@ -235,7 +252,8 @@ func memberMalformed(i int, err error) error {
 	return malformed("ensemble member %d: %s", i, strings.TrimPrefix(err.Error(), ErrMalformed.Error()+": "))
 }
 
-func unmarshalEnsemble(b []byte) (*Model, error) {
+// unmarshalEnsemble decodes a version-3 file whose header checkHeader accepted.
+func unmarshalEnsemble(b []byte) (*Ensemble, error) {
 	if len(b) < ensembleHeader+sha256.Size {
 		return nil, malformed("%d bytes, shorter than an ensemble's header", len(b))
 	}
@@ -267,7 +285,10 @@ func unmarshalEnsemble(b []byte) (*Model, error) {
 		if len(mb) > 4 && mb[4] != fileVersion {
 			return nil, malformed("ensemble member %d: version %d, members are version %d", i, mb[4], fileVersion)
 		}
-		m, err := UnmarshalModel(mb)
+		if err := checkHeader(mb); err != nil {
+			return nil, memberMalformed(i, err)
+		}
+		m, err := unmarshalSingle(mb)
 		if err != nil {
 			return nil, memberMalformed(i, err)
 		}
@@ -276,7 +297,7 @@ func unmarshalEnsemble(b []byte) (*Model, error) {
 	if len(rest) != 0 {
 		return nil, malformed("%d bytes after the ensemble's last member", len(rest))
 	}
-	e := &Model{F: members[0].F, E: members[0].E, K: members[0].K, Threshold: threshold, Members: members}
+	e := &Ensemble{Members: members, Threshold: threshold}
 	if err := e.check(); err != nil {
 		return nil, err
 	}
@@ -284,8 +305,12 @@ func unmarshalEnsemble(b []byte) (*Model, error) {
 }
 
 // Version identifies the model: the first 8 bytes of the SHA-256 of its encoding, in hex.
-func (m *Model) Version() string {
-	b, err := m.MarshalBinary()
+func (m *Model) Version() string { return version(m.MarshalBinary()) }
+
+// Version identifies the ensemble as Model.Version does a model.
+func (e *Ensemble) Version() string { return version(e.MarshalBinary()) }
+
+func version(b []byte, err error) string {
 	if err != nil {
 		return "invalid"
 	}
@@ -294,8 +319,13 @@ func (m *Model) Version() string {
 }
 
 // Save writes the model to path (mode 0644, replacing it).
-func (m *Model) Save(path string) error {
-	b, err := m.MarshalBinary()
+func (m *Model) Save(path string) error { return save(path, m.MarshalBinary) }
+
+// Save writes the ensemble to path (mode 0644, replacing it).
+func (e *Ensemble) Save(path string) error { return save(path, e.MarshalBinary) }
+
+func save(path string, marshal func() ([]byte, error)) error {
+	b, err := marshal()
 	if err != nil {
 		return err
 	}
@@ -306,8 +336,8 @@ func (m *Model) Save(path string) error {
 	return os.Rename(tmp, path)
 }
 
-// Load reads a model file (at most MaxFileSize bytes).
-func Load(path string) (*Model, error) {
+// Load reads a model file (at most MaxFileSize bytes) as UnmarshalModel decodes it.
+func Load(path string) (Predictor, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err

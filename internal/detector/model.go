@@ -18,7 +18,8 @@ type Graph struct {
 	K [][NumKernelInputs]float64
 }
 
-// Model is a trained GraphSAGE classifier.
+// Model is one trained GraphSAGE classifier, the unit that training, fine-tuning and federated
+// rounds fit; an Ensemble averages several.
 type Model struct {
 	F, E, H1, H2, K int       // node features, edge features (0: none), hidden sizes, classes
 	Mean, Std       []float64 // node feature normalisation, len F
@@ -27,32 +28,7 @@ type Model struct {
 	W1, B1          []float64 // H1 × (2F+2E), H1
 	W2, B2          []float64 // H2 × 2·H1, H2
 	Wo, Bo          []float64 // K × H2, K
-	// Members, when not empty, make the model a deep ensemble: its class probabilities are the mean
-	// of these models' (2–MaxMembers single models with its F, E and K), and its own hidden sizes,
-	// normalisation and weights are unused (zero, nil). Only Threshold is its own. An ensemble is
-	// for inference: it cannot be trained, fine-tuned or federated.
-	Members []*Model
 }
-
-// MaxMembers bounds an ensemble's size.
-const MaxMembers = 16
-
-// NewEnsemble returns the deep ensemble of members (single models of the same F, E and K, each
-// kept, not copied), with the threshold of the first member until SetThreshold calibrates it.
-func NewEnsemble(members []*Model) (*Model, error) {
-	if len(members) < 2 || len(members) > MaxMembers {
-		return nil, fmt.Errorf("detector: an ensemble needs 2–%d members, not %d", MaxMembers, len(members))
-	}
-	m0 := members[0]
-	e := &Model{F: m0.F, E: m0.E, K: m0.K, Threshold: m0.Threshold, Members: members}
-	if err := e.check(); err != nil {
-		return nil, err
-	}
-	return e, nil
-}
-
-// IsEnsemble reports whether m is a deep ensemble (see Members).
-func (m *Model) IsEnsemble() bool { return len(m.Members) > 0 }
 
 // NewModel returns a model with f node and e edge features (0: none), with He-initialised weights.
 func NewModel(f, e, h1, h2, k int, seed uint64) *Model {
@@ -170,12 +146,8 @@ func relu(dst, src []float64) {
 	}
 }
 
-// Forward runs a single model on g, which must pass CheckGraph. An ensemble has no activations of
-// its own: Predict averages its members'.
+// Forward runs the model on g, which must pass CheckGraph.
 func (m *Model) Forward(g *Graph) *Activations {
-	if m.IsEnsemble() {
-		panic("detector: Forward on an ensemble (use Predict)")
-	}
 	n := len(g.X)
 	c := &Activations{N: n}
 	x := make([]float64, n*m.F)
@@ -291,12 +263,8 @@ func softmax(z []float64) {
 	}
 }
 
-// Predict returns per-node class probabilities (n×K, row-major); an ensemble's are the mean of its
-// members'.
+// Predict returns per-node class probabilities (n×K, row-major).
 func (m *Model) Predict(g *Graph) [][]float64 {
-	if m.IsEnsemble() {
-		return m.predictEnsemble(g)
-	}
 	c := m.Forward(g)
 	out := make([][]float64, c.N)
 	for v := range out {
@@ -305,35 +273,11 @@ func (m *Model) Predict(g *Graph) [][]float64 {
 	return out
 }
 
-func (m *Model) predictEnsemble(g *Graph) [][]float64 {
-	out := make([][]float64, len(g.X))
-	flat := make([]float64, len(g.X)*m.K)
-	for v := range out {
-		out[v] = flat[v*m.K : (v+1)*m.K]
-	}
-	for _, mb := range m.Members {
-		for v, p := range mb.Predict(g) {
-			for c, pc := range p {
-				out[v][c] += pc
-			}
-		}
-	}
-	inv := 1 / float64(len(m.Members))
-	for i := range flat {
-		flat[i] *= inv
-	}
-	return out
-}
+// Shape returns the model's F, E and K.
+func (m *Model) Shape() Shape { return Shape{F: m.F, E: m.E, K: m.K} }
 
-// Scores returns each node's anomaly score, 1 − p(normal) (for an ensemble, of the mean p).
-func (m *Model) Scores(g *Graph) []float64 {
-	p := m.Predict(g)
-	s := make([]float64, len(p))
-	for v := range p {
-		s[v] = 1 - p[v][0]
-	}
-	return s
-}
+// DetectionThreshold returns Threshold.
+func (m *Model) DetectionThreshold() float64 { return m.Threshold }
 
 // Params returns a copy of the trainable parameters, flattened in a fixed order (W1, B1, W2, B2,
 // Wo, Bo).
@@ -351,9 +295,6 @@ func (m *Model) SetParams(v []float64) error {
 	for _, p := range m.Trainable() {
 		n += len(p)
 	}
-	if m.IsEnsemble() {
-		return fmt.Errorf("detector: an ensemble has no parameters of its own")
-	}
 	if len(v) != n {
 		return fmt.Errorf("detector: %d parameters, model has %d", len(v), n)
 	}
@@ -369,12 +310,6 @@ func (m *Model) Clone() *Model {
 	c := *m
 	for _, p := range []*[]float64{&c.Mean, &c.Std, &c.EMean, &c.EStd, &c.W1, &c.B1, &c.W2, &c.B2, &c.Wo, &c.Bo} {
 		*p = append([]float64(nil), (*p)...)
-	}
-	if m.IsEnsemble() {
-		c.Members = make([]*Model, len(m.Members))
-		for i, mb := range m.Members {
-			c.Members[i] = mb.Clone()
-		}
 	}
 	return &c
 }

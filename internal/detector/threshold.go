@@ -5,19 +5,20 @@ import (
 	"slices"
 )
 
-// SetThreshold sets the model's detection threshold (on 1 − p(normal)) to the F1-optimal one on the
-// labelled graphs gs: the calibration every training path ends with (simulated, recorded or
-// federated), so it lives with the model rather than with the simulator's experiments.
-func SetThreshold(m *Model, gs []Graph) {
+// FitThreshold returns p's F1-optimal detection threshold (on 1 − p(normal)) on the labelled
+// graphs gs, for the caller to store in its Threshold: the calibration every training path ends
+// with (simulated, recorded or federated, single model or ensemble), so it lives with the model
+// rather than with the simulator's experiments.
+func FitThreshold(p Predictor, gs []Graph) float64 {
 	var scores []float64
 	var pos []bool
 	for i := range gs {
-		scores = append(scores, m.Scores(&gs[i])...)
+		scores = append(scores, Scores(p, &gs[i])...)
 		for _, y := range gs[i].Y {
 			pos = append(pos, y != 0)
 		}
 	}
-	m.Threshold = math.Min(1, math.Max(0, BestThreshold(scores, pos)))
+	return math.Min(1, math.Max(0, BestThreshold(scores, pos)))
 }
 
 // BestThreshold returns the threshold (one of the scores) that maximises F1.

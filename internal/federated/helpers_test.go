@@ -40,11 +40,11 @@ func HeldOutF1(m *detector.Model, test []detector.Graph) float64 {
 	for s := range 3 {
 		val = append(val, RingTask(uint64(900+s)))
 	}
-	detector.SetThreshold(m, val)
+	m.Threshold = detector.FitThreshold(m, val)
 	var s []float64
 	var pos []bool
 	for i := range test {
-		s = append(s, m.Scores(&test[i])...)
+		s = append(s, detector.Scores(m, &test[i])...)
 		for _, y := range test[i].Y {
 			pos = append(pos, y == 1)
 		}

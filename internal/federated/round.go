@@ -177,11 +177,12 @@ func DecodeAnnouncement(b []byte, coordinator *identity.VerifyKey) (*Announcemen
 			return nil, bad("learning rate or class weight out of range")
 		}
 	}
-	m, err := detector.UnmarshalModel(b[body-32-int(ml) : body-32])
+	p, err := detector.UnmarshalModel(b[body-32-int(ml) : body-32])
 	if err != nil {
 		return nil, bad("model: %v", err)
 	}
-	if m.IsEnsemble() {
+	m, ok := p.(*detector.Model)
+	if !ok {
 		return nil, bad("model: an ensemble; rounds train a single model")
 	}
 	if len(a.Weights) != 0 && len(a.Weights) != m.K {
@@ -341,9 +342,6 @@ type Coordinator struct {
 func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Key == nil || cfg.Verifier == nil || cfg.Model == nil {
 		return nil, errors.New("federated: coordinator needs a key, a verifier and an initial model")
-	}
-	if cfg.Model.IsEnsemble() {
-		return nil, errors.New("federated: the initial model is an ensemble; rounds train a single model")
 	}
 	roundDefaults(&cfg.LocalEpochs, &cfg.LR, &cfg.Rule, &cfg.Trim)
 	if cfg.MaxParticipants <= 0 {

@@ -19,7 +19,7 @@ type EvalConfig struct {
 	Seeds []uint64
 	Nodes int                // 60
 	Kinds []sim.IncidentKind // default: every kind
-	Model *detector.Model    // anomaly scores
+	Model detector.Predictor // anomaly scores
 	// Rankings default to every ranking (Rankings).
 	Rankings []Ranking
 	Progress func(done, total int)
@@ -136,11 +136,11 @@ func EvaluateIncidents(cfg EvalConfig) (*Result, error) {
 
 // WindowOf builds a ranking window from a run: the raw telemetry (node vectors and link states),
 // and the model's scores on the derived inputs of every interval.
-func WindowOf(r *sim.Result, m *detector.Model, open int) *Window {
-	w := &Window{Adj: r.Adj, Threshold: m.Threshold, Open: open}
+func WindowOf(r *sim.Result, m detector.Predictor, open int) *Window {
+	w := &Window{Adj: r.Adj, Threshold: m.DetectionThreshold(), Open: open}
 	for _, g := range experiment.FromSim(r) {
 		rg := detector.Robust(&g)
-		w.Scores = append(w.Scores, m.Scores(&rg))
+		w.Scores = append(w.Scores, detector.Scores(m, &rg))
 		w.Metrics = append(w.Metrics, g.X)
 		up := make([][]bool, len(g.E))
 		for v, links := range g.E {

@@ -23,14 +23,14 @@ import (
 var file []byte
 
 // Load decodes the shipped model and checks it reads this build's derived features.
-func Load() (*detector.Model, error) {
+func Load() (detector.Predictor, error) {
 	m, err := detector.UnmarshalModel(file)
 	if err != nil {
 		return nil, fmt.Errorf("defaultmodel: %w", err)
 	}
-	if m.F != detector.NumRobust || m.E != detector.NumRobustEdge {
+	if s := m.Shape(); s.F != detector.NumRobust || s.E != detector.NumRobustEdge {
 		return nil, fmt.Errorf("defaultmodel: the shipped model reads %d node and %d edge features, this build derives %d and %d: retrain it",
-			m.F, m.E, detector.NumRobust, detector.NumRobustEdge)
+			s.F, s.E, detector.NumRobust, detector.NumRobustEdge)
 	}
 	return m, nil
 }
@@ -43,10 +43,13 @@ func Base() (*detector.Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.IsEnsemble() {
+	switch m := m.(type) {
+	case *detector.Ensemble:
 		return m.Members[0], nil
+	case *detector.Model:
+		return m, nil
 	}
-	return m, nil
+	return nil, fmt.Errorf("defaultmodel: the shipped model is a %T, not a model or an ensemble", m)
 }
 
 // SHA256 is the hash of the shipped model's file, by which governance pins a model.

@@ -1,6 +1,10 @@
 package defaultmodel
 
-import "testing"
+import (
+	"testing"
+
+	"x0tta6bl4/internal/detector"
+)
 
 // TestLoad: the shipped model decodes and matches this build's features.
 func TestLoad(t *testing.T) {
@@ -8,8 +12,8 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Threshold <= 0 || m.Threshold >= 1 {
-		t.Fatalf("threshold %v", m.Threshold)
+	if th := m.DetectionThreshold(); th <= 0 || th >= 1 {
+		t.Fatalf("threshold %v", th)
 	}
 }
 
@@ -23,7 +27,11 @@ func TestBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.IsEnsemble() || (m.IsEnsemble() && b.Version() != m.Members[0].Version()) || (!m.IsEnsemble() && b.Version() != m.Version()) {
+	want := m.Version()
+	if e, ok := m.(*detector.Ensemble); ok {
+		want = e.Members[0].Version()
+	}
+	if b.Version() != want {
 		t.Fatalf("base %s of shipped %s", b.Version(), m.Version())
 	}
 }

@@ -35,11 +35,11 @@ func DeficitRule(threshold float64) Method {
 
 // ModelRelayRule is the model's part of the advisor's judgement as a method (1: judged a relay
 // fault).
-func ModelRelayRule(m *detector.Model) Method {
+func ModelRelayRule(m detector.Predictor) Method {
 	return Method{Name: "model (advisor)", Threshold: 0.5, Score: func(g *detector.Graph) []float64 {
 		s := make([]float64, len(g.X))
 		for v, p := range m.Predict(g) {
-			if _, _, ok := detector.ModelRelayFault(p, m.Threshold, AdvisorMinConfidence); ok {
+			if _, _, ok := detector.ModelRelayFault(p, m.DetectionThreshold(), AdvisorMinConfidence); ok {
 				s[v] = 1
 			}
 		}
@@ -128,7 +128,7 @@ type AdvisorRow struct {
 // AdvisorJudgements returns the advisor's decisions on the graphs (runs of perRun graphs), as
 // deployed: the model's judgement after kModel in a row, flow conservation's (at threshold) after
 // kDeficit in a row, and either; with their names.
-func AdvisorJudgements(m *detector.Model, threshold float64, test []detector.Graph, perRun, kModel, kDeficit int) ([]string, [][][][]bool) {
+func AdvisorJudgements(m detector.Predictor, threshold float64, test []detector.Graph, perRun, kModel, kDeficit int) ([]string, [][][][]bool) {
 	model := persist(decide(ModelRelayRule(m), test), perRun, kModel)
 	deficit := persist(decide(DeficitRule(threshold), test), perRun, kDeficit)
 	either := make([][][]bool, len(test))

@@ -72,13 +72,13 @@ func FlowConservation(val []detector.Graph) Method {
 }
 
 // Anomaly returns the model as an anomaly detector: score 1 − p(normal), the model's threshold.
-func Anomaly(m *detector.Model) Method {
-	return Method{Name: "GraphSAGE anomaly", Threshold: m.Threshold, Score: func(g *detector.Graph) []float64 { return m.Scores(g) }}
+func Anomaly(m detector.Predictor) Method {
+	return Method{Name: "GraphSAGE anomaly", Threshold: m.DetectionThreshold(), Score: func(g *detector.Graph) []float64 { return detector.Scores(m, g) }}
 }
 
 // Classifier returns the model as a fault classifier (argmax of the class probabilities).
-func Classifier(m *detector.Model) Method {
-	return Method{Name: "GraphSAGE class", Threshold: m.Threshold, Score: func(g *detector.Graph) []float64 { return m.Scores(g) },
+func Classifier(m detector.Predictor) Method {
+	return Method{Name: "GraphSAGE class", Threshold: m.DetectionThreshold(), Score: func(g *detector.Graph) []float64 { return detector.Scores(m, g) },
 		Classes: m.Predict}
 }
 
@@ -139,10 +139,11 @@ func PrintTable(w io.Writer, rs []Row) {
 }
 
 // Confusion returns the model's argmax confusion matrix on gs: [true][predicted].
-func Confusion(m *detector.Model, gs []detector.Graph) [][]int {
-	cm := make([][]int, m.K)
+func Confusion(m detector.Predictor, gs []detector.Graph) [][]int {
+	k := m.Shape().K
+	cm := make([][]int, k)
 	for i := range cm {
-		cm[i] = make([]int, m.K)
+		cm[i] = make([]int, k)
 	}
 	for gi := range gs {
 		for v, p := range m.Predict(&gs[gi]) {
@@ -203,7 +204,7 @@ func classRows(name string, probs [][]float64, ys []int) []Row {
 
 // MacroF1 is the mean over fault classes of the model's per-class F1 (argmax) on gs: the validation
 // criterion ai train uses to keep the best epoch (no class is favoured).
-func MacroF1(m *detector.Model, gs []detector.Graph) float64 {
+func MacroF1(m detector.Predictor, gs []detector.Graph) float64 {
 	var probs [][]float64
 	for i := range gs {
 		probs = append(probs, m.Predict(&gs[i])...)
@@ -218,7 +219,7 @@ func MacroF1(m *detector.Model, gs []detector.Graph) float64 {
 }
 
 // Summary returns "any" and blackhole F1 of the model as a classifier on gs, for training logs.
-func Summary(m *detector.Model, gs []detector.Graph) string {
+func Summary(m detector.Predictor, gs []detector.Graph) string {
 	var probs [][]float64
 	for i := range gs {
 		probs = append(probs, m.Predict(&gs[i])...)

@@ -43,9 +43,6 @@ func Train(base *detector.Model, gs []detector.Graph, cfg Config) (*detector.Mod
 	if labelled == 0 {
 		return nil, 0, errors.New("finetune: no sample is labelled with a fault: label incidents first (ctl incident label)")
 	}
-	if base != nil && base.IsEnsemble() {
-		return nil, 0, errors.New("finetune: the base model is an ensemble; fine-tune a single model")
-	}
 	if cfg.Epochs <= 0 {
 		cfg.Epochs = 10
 	}
@@ -73,18 +70,18 @@ func Train(base *detector.Model, gs []detector.Graph, cfg Config) (*detector.Mod
 		return nil, 0, fmt.Errorf("finetune: %w", err)
 	}
 	if base == nil {
-		detector.SetThreshold(m, gs)
+		m.Threshold = detector.FitThreshold(m, gs)
 	}
 	return m, loss, nil
 }
 
 // MeanScore is the model's mean score (1 − p(normal)) over the nodes of the samples labelled
 // class, and how many there were.
-func MeanScore(m *detector.Model, ss []reports.Sample, class int) (float64, int) {
+func MeanScore(m detector.Predictor, ss []reports.Sample, class int) (float64, int) {
 	var sum float64
 	n := 0
 	for i := range ss {
-		scores := m.Scores(&ss[i].Graph)
+		scores := detector.Scores(m, &ss[i].Graph)
 		for v, y := range ss[i].Graph.Y {
 			if y == class {
 				sum += scores[v]

@@ -130,9 +130,6 @@ func Run(m *detector.Model, gs []detector.Graph, cfg Config) (float64, error) {
 	if len(gs) == 0 {
 		return 0, errors.New("train: no training graphs")
 	}
-	if m.IsEnsemble() {
-		return 0, errors.New("train: an ensemble is trained member by member, not as one model")
-	}
 	for i := range gs {
 		if err := m.CheckGraph(&gs[i]); err != nil {
 			return 0, fmt.Errorf("graph %d: %w", i, err)

@@ -124,7 +124,7 @@ func trainHeldOut(t *testing.T, m *detector.Model, gs []detector.Graph, failure 
 	if _, err := Run(m, gs[:15], Config{Epochs: 60, LR: 0.01, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	detector.SetThreshold(m, gs[:15])
+	m.Threshold = detector.FitThreshold(m, gs[:15])
 	r := experiment.EvaluateAll([]experiment.Method{experiment.Anomaly(m)}, gs[15:])[0]
 	t.Logf("held-out F1 %.3f AUC %.3f", r.F1, r.AUC)
 	if r.F1 < 0.8 {
@@ -160,18 +160,5 @@ func TestLearnsEdgeSignal(t *testing.T) {
 	bad.E = nil
 	if _, err := Run(m, []detector.Graph{bad}, Config{Epochs: 1}); err == nil || !strings.Contains(err.Error(), "edge") {
 		t.Fatalf("graph without edge data: %v", err)
-	}
-}
-
-// TestRunRefusesEnsemble: an ensemble has no weights of its own to fit; training one is refused,
-// not silently a no-op.
-func TestRunRefusesEnsemble(t *testing.T) {
-	g := randomGraph(6, 3, 2, 1)
-	e, err := detector.NewEnsemble([]*detector.Model{detector.NewModel(3, 0, 4, 4, 2, 1), detector.NewModel(3, 0, 4, 4, 2, 2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Run(e, []detector.Graph{g}, Config{Epochs: 1}); err == nil || !strings.Contains(err.Error(), "ensemble") {
-		t.Fatalf("training an ensemble: %v", err)
 	}
 }
