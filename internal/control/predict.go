@@ -198,14 +198,10 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 		out.ReportedAt = &at
 	}
 	out.Anomalous = out.Score >= m.DetectionThreshold()
-	best := 0
 	for k, q := range p {
 		out.Probabilities[telemetry.Classes[k]] = q
-		if q > p[best] {
-			best = k
-		}
 	}
-	out.Class = telemetry.Classes[best]
+	out.Class = telemetry.Classes[m.Classify(&in)[v]]
 	for i, name := range telemetry.NodeNames {
 		out.Features[name] = mg.Graph.X[v][i]
 	}

@@ -185,3 +185,62 @@ func BenchmarkPredict(b *testing.B) {
 		})
 	}
 }
+
+// constant returns a model that gives every node the class probabilities p: its output weights
+// are zero and its output biases log p.
+func constant(p ...float64) *Model {
+	m := NewModel(5, 3, 6, 4, len(p), 7)
+	for i := range m.Wo {
+		m.Wo[i] = 0
+	}
+	for k, q := range p {
+		m.Bo[k] = math.Log(q)
+	}
+	return m
+}
+
+// TestEnsembleClassifyMajority checks the ensemble's decision: a fault only where more than half
+// of the members name one, the fault of highest mean probability, whatever the mean of the
+// probabilities says.
+func TestEnsembleClassifyMajority(t *testing.T) {
+	unsure := constant(0.40, 0.35, 0.25) // normal, just
+	leaning := constant(0.40, 0.45, 0.15) // fault 1, just
+	for _, tc := range []struct {
+		name          string
+		members       []*Model
+		want, meanArg int
+	}{
+		// One confident member outweighs three unsure ones in the mean, not in the vote.
+		{"one confident of four", []*Model{unsure, unsure, unsure, constant(0.01, 0.01, 0.98)}, 0, 2},
+		// Three members leaning to a fault outvote one sure of normal, whose probability wins the mean.
+		{"three of four", []*Model{leaning, leaning, leaning, constant(0.98, 0.01, 0.01)}, 1, 0},
+		// Half is not a majority.
+		{"two of four", []*Model{leaning, leaning, constant(0.98, 0.01, 0.01), unsure}, 0, 0},
+		// The fault named is the one of highest mean probability among the faults, not the one
+		// most members name.
+		{"kind by mean", []*Model{constant(0.025, 0.025, 0.95), constant(0.2, 0.5, 0.3), constant(0.2, 0.5, 0.3)}, 2, 2},
+	} {
+		e, err := NewEnsemble(tc.members)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := ringGraph(6, 5, 3)
+		probs, kinds := e.Predict(&g), e.Classify(&g)
+		for v := range kinds {
+			if kinds[v] != tc.want {
+				t.Fatalf("%s: node %d classified %d, want %d", tc.name, v, kinds[v], tc.want)
+			}
+			if got := mostProbable(probs[v], 0); got != tc.meanArg {
+				t.Fatalf("%s: node %d: the mean's most probable class is %d, want %d (the case tests nothing)", tc.name, v, got, tc.meanArg)
+			}
+		}
+	}
+	// A single model's decision is its most probable class.
+	m := constant(0.3, 0.3, 0.4)
+	g := ringGraph(4, 5, 3)
+	for v, k := range m.Classify(&g) {
+		if k != 2 {
+			t.Fatalf("single model: node %d classified %d, want 2", v, k)
+		}
+	}
+}

@@ -12,6 +12,9 @@ type Predictor interface {
 	CheckGraph(g *Graph) error
 	// Predict returns per-node class probabilities (n×K) of a graph that passes CheckGraph.
 	Predict(g *Graph) [][]float64
+	// Classify returns per-node decisions of a graph that passes CheckGraph: the class it names,
+	// 0 (normal) or a fault. It is the predictor's own rule, not always Predict's argmax.
+	Classify(g *Graph) []int
 	// DetectionThreshold is the threshold on 1 − p(normal) above which a node is anomalous.
 	DetectionThreshold() float64
 	// Version is the first 8 bytes of the SHA-256 of its model file, in hex.
@@ -30,6 +33,27 @@ func Scores(p Predictor, g *Graph) []float64 {
 		s[v] = 1 - probs[v][0]
 	}
 	return s
+}
+
+// Classify returns the most probable class of each node.
+func (m *Model) Classify(g *Graph) []int {
+	probs := m.Predict(g)
+	out := make([]int, len(probs))
+	for v, p := range probs {
+		out[v] = mostProbable(p, 0)
+	}
+	return out
+}
+
+// mostProbable returns the index of the largest p[k] for k ≥ from (the first on a tie).
+func mostProbable(p []float64, from int) int {
+	best := from
+	for k := from + 1; k < len(p); k++ {
+		if p[k] > p[best] {
+			best = k
+		}
+	}
+	return best
 }
 
 // Ensemble is a deep ensemble: its class probabilities are the mean of its members' (2–MaxMembers
@@ -64,6 +88,34 @@ func (e *Ensemble) CheckGraph(g *Graph) error { return e.Members[0].CheckGraph(g
 
 // DetectionThreshold returns Threshold.
 func (e *Ensemble) DetectionThreshold() float64 { return e.Threshold }
+
+// Classify names a fault at a node only when a strict majority of the members, each by its own
+// most probable class, name a fault there; the fault named is then the one of highest mean
+// probability. A mean of probabilities lets one confident member outvote the others, and outside
+// the training distribution that member is as likely to be the one extrapolating wrongly
+// (docs/intelligence.md, "The ensemble's decision: a majority of its members").
+func (e *Ensemble) Classify(g *Graph) []int {
+	k := e.Shape().K
+	sum := make([]float64, len(g.X)*k)
+	votes := make([]int, len(g.X))
+	for _, mb := range e.Members {
+		for v, p := range mb.Predict(g) {
+			if mostProbable(p, 0) != 0 {
+				votes[v]++
+			}
+			for c, pc := range p {
+				sum[v*k+c] += pc
+			}
+		}
+	}
+	out := make([]int, len(g.X))
+	for v, n := range votes {
+		if 2*n > len(e.Members) {
+			out[v] = mostProbable(sum[v*k:(v+1)*k], 1)
+		}
+	}
+	return out
+}
 
 // Predict returns the mean of the members' class probabilities.
 func (e *Ensemble) Predict(g *Graph) [][]float64 {

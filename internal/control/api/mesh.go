@@ -400,7 +400,7 @@ type Prediction struct {
 	Score         float64            `json:"score"`
 	Threshold     float64            `json:"threshold"`
 	Anomalous     bool               `json:"anomalous"`
-	Class         string             `json:"class"` // the most probable class
+	Class         string             `json:"class"` // the detector's decision (an ensemble's: its members' majority)
 	Probabilities map[string]float64 `json:"probabilities"`
 	// Features are the node features the model read; LinkFeatures, the features of each of its
 	// links as the node counted them.

@@ -34,8 +34,40 @@ type Method struct {
 	Threshold float64
 	Score     func(g *detector.Graph) []float64
 	// Classes, if set, gives per-node class probabilities: the method then names the fault, and
-	// for fault k a node is flagged when its most probable class is k (score: p(k)).
+	// for fault k a node is flagged when its decision is k (score: p(k)).
 	Classes func(g *detector.Graph) [][]float64
+	// Decide, if set with Classes, is the method's own decision per node (0: normal); otherwise the
+	// decision is the most probable class.
+	Decide func(g *detector.Graph) []int
+}
+
+// classify returns a classifier method's probabilities and decisions for g.
+func (d Method) classify(g *detector.Graph) ([][]float64, []int) {
+	return d.Classes(g), d.kinds(g)
+}
+
+// kinds returns a classifier method's decisions for g.
+func (d Method) kinds(g *detector.Graph) []int {
+	if d.Decide != nil {
+		return d.Decide(g)
+	}
+	probs := d.Classes(g)
+	kinds := make([]int, len(probs))
+	for v, p := range probs {
+		kinds[v] = argmax(p)
+	}
+	return kinds
+}
+
+// classifyAll is classify over graphs, concatenated.
+func (d Method) classifyAll(gs []detector.Graph) ([][]float64, []int) {
+	var probs [][]float64
+	var kinds []int
+	for i := range gs {
+		p, k := d.classify(&gs[i])
+		probs, kinds = append(probs, p...), append(kinds, k...)
+	}
+	return probs, kinds
 }
 
 // Baselines fits the robust z-score and the isolation forest on the training graphs' Inputs (the
@@ -76,10 +108,11 @@ func Anomaly(m detector.Predictor) Method {
 	return Method{Name: "GraphSAGE anomaly", Threshold: m.DetectionThreshold(), Score: func(g *detector.Graph) []float64 { return detector.Scores(m, g) }}
 }
 
-// Classifier returns the model as a fault classifier (argmax of the class probabilities).
+// Classifier returns the model as a fault classifier: its class probabilities, and its own
+// decision (detector.Predictor's Classify).
 func Classifier(m detector.Predictor) Method {
 	return Method{Name: "GraphSAGE class", Threshold: m.DetectionThreshold(), Score: func(g *detector.Graph) []float64 { return detector.Scores(m, g) },
-		Classes: m.Predict}
+		Classes: m.Predict, Decide: m.Classify}
 }
 
 // Row is one line of the evaluation table.
@@ -101,11 +134,8 @@ func EvaluateAll(ds []Method, test []detector.Graph) []Row {
 			scores = append(scores, d.Score(&test[i])...)
 		}
 		if d.Classes != nil {
-			var probs [][]float64
-			for i := range test {
-				probs = append(probs, d.Classes(&test[i])...)
-			}
-			out = append(out, classRows(d.Name, probs, ys)...)
+			probs, kinds := d.classifyAll(test)
+			out = append(out, classRows(d.Name, probs, kinds, ys)...)
 			continue
 		}
 		out = append(out, Row{d.Name, sim.Normal, Evaluate(scores, anomalous(ys), d.Threshold)})
@@ -138,7 +168,7 @@ func PrintTable(w io.Writer, rs []Row) {
 	tw.Flush()
 }
 
-// Confusion returns the model's argmax confusion matrix on gs: [true][predicted].
+// Confusion returns the model's confusion matrix on gs, by its own decisions: [true][predicted].
 func Confusion(m detector.Predictor, gs []detector.Graph) [][]int {
 	k := m.Shape().K
 	cm := make([][]int, k)
@@ -146,14 +176,8 @@ func Confusion(m detector.Predictor, gs []detector.Graph) [][]int {
 		cm[i] = make([]int, k)
 	}
 	for gi := range gs {
-		for v, p := range m.Predict(&gs[gi]) {
-			best := 0
-			for k := range p {
-				if p[k] > p[best] {
-					best = k
-				}
-			}
-			cm[gs[gi].Y[v]][best]++
+		for v, c := range m.Classify(&gs[gi]) {
+			cm[gs[gi].Y[v]][c]++
 		}
 	}
 	return cm
@@ -169,10 +193,10 @@ func argmax(p []float64) int {
 	return best
 }
 
-// classRows evaluates a classifier: "any" flags nodes whose most probable class is a fault (score
-// 1 − p(normal)); fault k, on normal nodes and nodes with fault k, flags those whose most probable
-// class is k (score p(k)).
-func classRows(name string, probs [][]float64, ys []int) []Row {
+// classRows evaluates a classifier: "any" flags nodes whose decision is a fault (score
+// 1 − p(normal)); fault k, on normal nodes and nodes with fault k, flags those whose decision is k
+// (score p(k)).
+func classRows(name string, probs [][]float64, kinds []int, ys []int) []Row {
 	var out []Row
 	for k := 0; k < len(probs[0]); k++ {
 		var s []float64
@@ -181,7 +205,7 @@ func classRows(name string, probs [][]float64, ys []int) []Row {
 			if k != 0 && y != 0 && y != k {
 				continue
 			}
-			a := argmax(probs[i])
+			a := kinds[i]
 			if k == 0 {
 				s, pos, flag = append(s, 1-probs[i][0]), append(pos, y != 0), append(flag, a != 0)
 			} else {
@@ -202,15 +226,12 @@ func classRows(name string, probs [][]float64, ys []int) []Row {
 	return out
 }
 
-// MacroF1 is the mean over fault classes of the model's per-class F1 (argmax) on gs: the validation
-// criterion ai train uses to keep the best epoch (no class is favoured).
+// MacroF1 is the mean over fault classes of the model's per-class F1 (its own decisions) on gs: the
+// validation criterion ai train uses to keep the best epoch (no class is favoured).
 func MacroF1(m detector.Predictor, gs []detector.Graph) float64 {
-	var probs [][]float64
-	for i := range gs {
-		probs = append(probs, m.Predict(&gs[i])...)
-	}
+	probs, kinds := Classifier(m).classifyAll(gs)
 	_, ys := rows(gs)
-	rs := classRows("", probs, ys)
+	rs := classRows("", probs, kinds, ys)
 	var s float64
 	for _, r := range rs[1:] {
 		s += r.F1
@@ -220,11 +241,8 @@ func MacroF1(m detector.Predictor, gs []detector.Graph) float64 {
 
 // Summary returns "any" and blackhole F1 of the model as a classifier on gs, for training logs.
 func Summary(m detector.Predictor, gs []detector.Graph) string {
-	var probs [][]float64
-	for i := range gs {
-		probs = append(probs, m.Predict(&gs[i])...)
-	}
+	probs, kinds := Classifier(m).classifyAll(gs)
 	_, ys := rows(gs)
-	rs := classRows("", probs, ys)
+	rs := classRows("", probs, kinds, ys)
 	return fmt.Sprintf("F1 any %.3f, blackhole %.3f, greyhole %.3f", rs[0].F1, rs[sim.Blackhole].F1, rs[sim.GreyHole].F1)
 }

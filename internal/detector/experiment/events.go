@@ -100,16 +100,16 @@ func decide(d Method, test []detector.Graph) [][][]bool {
 	flags := make([][][]bool, len(test))
 	for t := range test {
 		g := &test[t]
-		var probs [][]float64
+		var kinds []int
 		if d.Classes != nil {
-			probs = d.Classes(g)
+			kinds = d.kinds(g)
 		}
 		scores := d.Score(g)
 		flags[t] = make([][]bool, len(g.X))
 		for v := range g.X {
 			f := make([]bool, sim.NumKinds)
-			if probs != nil {
-				a := argmax(probs[v])
+			if kinds != nil {
+				a := kinds[v]
 				f[0], f[a] = a != 0, a != 0
 			} else if scores[v] >= d.Threshold {
 				for k := range f {

@@ -186,3 +186,37 @@ func TestPerturbBusy(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifierDecides: a classifier method is judged by its own decision, not by the argmax of
+// its probabilities, in the event counts, the per-interval rows and the kernel fusion.
+func TestClassifierDecides(t *testing.T) {
+	gs := make([]detector.Graph, 3)
+	for i := range gs {
+		gs[i] = detector.Graph{X: [][]float64{{0}, {0}}, Adj: [][]int{{1}, {0}}, Y: []int{0, int(sim.GreyHole)}}
+	}
+	// The probabilities name a grey hole at both nodes; the decision only at node 1.
+	probs := func(g *detector.Graph) [][]float64 {
+		out := make([][]float64, len(g.X))
+		for v := range out {
+			out[v] = make([]float64, sim.NumKinds)
+			out[v][sim.GreyHole] = 1
+		}
+		return out
+	}
+	d := Method{Name: "m", Score: func(g *detector.Graph) []float64 { return make([]float64, len(g.X)) }, Classes: probs,
+		Decide: func(g *detector.Graph) []int { return []int{0, int(sim.GreyHole)} }}
+	for _, m := range []Method{d, FuseClasses(d, Method{Score: func(g *detector.Graph) []float64 { return []float64{absent, absent} }}, FuseOr)} {
+		rows := EvaluatePersistent([]Method{m}, gs, 3, 1, 1)
+		if r := rows[sim.GreyHole]; r.Detected != 1 || r.Alarms != 0 {
+			t.Fatalf("%s: grey hole detected %d, false alarms %d; want 1 and 0 (the decision, not the argmax)", m.Name, r.Detected, r.Alarms)
+		}
+		if r := EvaluateAll([]Method{m}, gs)[0]; r.FP != 0 || r.TP != 3 {
+			t.Fatalf("%s: per interval TP %d FP %d, want 3 and 0", m.Name, r.TP, r.FP)
+		}
+	}
+	// Without Decide, the decision is the argmax: node 0 is then a false alarm.
+	d.Decide = nil
+	if r := EvaluatePersistent([]Method{d}, gs, 3, 1, 1)[sim.GreyHole]; r.Alarms != 1 {
+		t.Fatalf("argmax: false alarms %d, want 1", r.Alarms)
+	}
+}

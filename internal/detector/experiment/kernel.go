@@ -122,29 +122,32 @@ func WithKernel(base, kernel Method, val []detector.Graph) (Method, [2]float64) 
 // hole but whose kernel sees it relay what it says becomes normal. Every other decision, and every
 // node without kernel evidence, is the classifier's own.
 func FuseClasses(base, kernel Method, f Fusion) Method {
-	classes := func(g *detector.Graph) [][]float64 {
-		probs, k := base.Classes(g), kernel.Score(g)
+	fuse := func(g *detector.Graph) ([][]float64, []int) {
+		probs, kinds := base.classify(g)
+		k := kernel.Score(g)
 		out := make([][]float64, len(probs))
 		for v, p := range probs {
 			out[v] = p
 			if k[v] == absent {
 				continue
 			}
-			a, flagged := argmax(p), k[v] >= kernel.Threshold
+			a, flagged := kinds[v], k[v] >= kernel.Threshold
 			liar := sim.Blackhole
 			if p[sim.GreyHole] > p[sim.Blackhole] {
 				liar = sim.GreyHole
 			}
 			switch {
 			case f == FuseOr && a == int(sim.Normal) && flagged:
-				out[v] = onehot(len(p), int(liar))
+				out[v], kinds[v] = onehot(len(p), int(liar)), int(liar)
 			case f == FuseAnd && (a == int(sim.Blackhole) || a == int(sim.GreyHole)) && !flagged:
-				out[v] = onehot(len(p), int(sim.Normal))
+				out[v], kinds[v] = onehot(len(p), int(sim.Normal)), int(sim.Normal)
 			}
 		}
-		return out
+		return out, kinds
 	}
-	return Method{Name: base.Name + " + kernel (" + string(f) + ")", Threshold: base.Threshold, Score: base.Score, Classes: classes}
+	return Method{Name: base.Name + " + kernel (" + string(f) + ")", Threshold: base.Threshold, Score: base.Score,
+		Classes: func(g *detector.Graph) [][]float64 { p, _ := fuse(g); return p },
+		Decide:  func(g *detector.Graph) []int { _, k := fuse(g); return k }}
 }
 
 func onehot(n, k int) []float64 {
@@ -162,11 +165,8 @@ func ClassesWithKernel(base, kernel Method, val []detector.Graph) (Method, [2]fl
 	var ms [2]Method
 	for i, f := range []Fusion{FuseOr, FuseAnd} {
 		ms[i] = FuseClasses(base, kernel, f)
-		var probs [][]float64
-		for j := range val {
-			probs = append(probs, ms[i].Classes(&val[j])...)
-		}
-		rs := classRows("", probs, ys)
+		probs, kinds := ms[i].classifyAll(val)
+		rs := classRows("", probs, kinds, ys)
 		for _, r := range rs[1:] {
 			f1[i] += r.F1 / float64(len(rs)-1)
 		}
