@@ -266,3 +266,53 @@ func TestPredictKernelInputs(t *testing.T) {
 		t.Fatalf("alpha: %v %v", a.KernelFeatures, a.KernelInputs)
 	}
 }
+
+// fixedModel returns a model of this build's dimensions that gives every node the class
+// probabilities p (zero output weights, biases log p).
+func fixedModel(p ...float64) *detector.Model {
+	m := detector.NewModel(detector.NumRobust, detector.NumRobustEdge, 8, 8, len(p), 5)
+	for i := range m.Wo {
+		m.Wo[i] = 0
+	}
+	for k, q := range p {
+		m.Bo[k] = math.Log(q)
+	}
+	return m
+}
+
+// TestPredictEnsembleClass: with an ensemble, the class the API names is the ensemble's decision
+// (its members' majority), not the most probable class of the mean, which one confident member
+// can swing; the probabilities are the mean.
+func TestPredictEnsembleClass(t *testing.T) {
+	unsure := []float64{0.40, 0.05, 0.05, 0.05, 0.35, 0.05, 0.05} // normal, just
+	sure := []float64{0.01, 0.01, 0.01, 0.01, 0.94, 0.01, 0.01}   // blackhole
+	if telemetry.Classes[4] != "blackhole" || len(telemetry.Classes) != len(unsure) {
+		t.Fatalf("classes %v: the test's probabilities need updating", telemetry.Classes)
+	}
+	e, err := detector.NewEnsemble([]*detector.Model{fixedModel(unsure...), fixedModel(unsure...), fixedModel(unsure...), fixedModel(sure...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ensemble.x6m")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := sqliteHarness(t, func(c *Config) { c.AI.Model = path })
+	admin := h.apiClient(h.adminKey)
+	alpha := h.enrollNode(t, admin, "alpha", "web")
+	if _, err := alpha.c.Report(t.Context(), &api.MeshReport{Sequence: 1, Features: nodeFeatures(1)}); err != nil {
+		t.Fatal(err)
+	}
+	var p api.Prediction
+	h.must(200, "GET", "/api/v1/ai/predict/alpha", h.user("vic", auth.Viewer), nil, &p)
+	if p.Probabilities["blackhole"] <= p.Probabilities["normal"] {
+		t.Fatalf("probabilities %v: the mean must favour blackhole, or the test tells nothing", p.Probabilities)
+	}
+	if p.Class != "normal" || p.ModelVersion != e.Version() {
+		t.Fatalf("class %q (model %s): one member of four named a fault, so the ensemble names none", p.Class, p.ModelVersion)
+	}
+}
