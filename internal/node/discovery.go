@@ -85,14 +85,14 @@ func (n *Node) startDiscovery(ifaces []string) error {
 		}
 		s := &discoverySocket{iface: name, conn: conn, group: netip.AddrPortFrom(discoveryGroup.WithZone(name), discoveryPort)}
 		n.discovery = append(n.discovery, s)
-		n.wg.Add(1)
+		n.writers.Add(1)
 		go n.discoveryLoop(s)
 	}
 	return nil
 }
 
 func (n *Node) discoveryLoop(s *discoverySocket) {
-	defer n.wg.Done()
+	defer n.writers.Done()
 	buf := make([]byte, maxBeaconSize+1)
 	for {
 		size, from, err := s.conn.ReadFromUDPAddrPort(buf)

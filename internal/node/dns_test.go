@@ -16,9 +16,9 @@ import (
 	"x0tta6bl4/internal/meshca"
 )
 
-// newLine makes count nodes with the given device, each on a UDP socket on 127.0.0.1, node i dialling
-// node i-1; dns says which of them serve names.
-func newLine(t *testing.T, count int, device DeviceMode, dns func(i int) bool) []*Node {
+// newLine makes count nodes, each on a UDP socket on 127.0.0.1, node i dialling node i-1; tweak
+// adjusts node i's options (its device, names served) before it is made.
+func newLine(t *testing.T, count int, tweak func(i int, o *Options)) []*Node {
 	t.Helper()
 	now := time.Now()
 	caKey, err := identity.GenerateSigningKey()
@@ -40,11 +40,11 @@ func newLine(t *testing.T, count int, device DeviceMode, dns func(i int) bool) [
 			t.Fatal(err)
 		}
 		opts := Options{Key: k, Cert: cert, CA: []*meshca.Certificate{ca.Certificate()}, Firewall: allowAll,
-			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Device: device, Logger: testLogger(t),
-			Heal: HealConfig{Disabled: true}, DNS: DNSConfig{Enabled: dns(i)}}
+			Listen: netip.MustParseAddrPort("127.0.0.1:0"), Logger: testLogger(t), Heal: HealConfig{Disabled: true}}
 		if i > 0 {
 			opts.Peers = []Peer{{Addr: nodes[i-1].UDPAddr(), Cert: nodes[i-1].Certificate()}}
 		}
+		tweak(i, &opts)
 		if nodes[i], err = New(opts); err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func askOver(t *testing.T, from *Node, proto string, server netip.Addr, name str
 // TestDNSOverMesh: n1 asks n2's responder, across their link, for n3's name, which n2 knows because
 // n3 is its neighbour; over UDP and over TCP, each inside the nodes' userspace stacks.
 func TestDNSOverMesh(t *testing.T) {
-	nodes := newLine(t, 3, DeviceNetstack, func(i int) bool { return i == 1 })
+	nodes := newLine(t, 3, func(i int, o *Options) { o.Device, o.DNS.Enabled = DeviceNetstack, i == 1 })
 	run(t, nodes)
 	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	deadline := time.Now().Add(30 * time.Second)
@@ -165,7 +165,7 @@ func TestDNSConfig(t *testing.T) {
 }
 
 func TestDNSNeedsDevice(t *testing.T) {
-	n := newLine(t, 1, DeviceNone, func(int) bool { return true })[0]
+	n := newLine(t, 1, func(_ int, o *Options) { o.DNS.Enabled = true })[0]
 	if err := n.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "device mode") {
 		t.Fatalf("DNS without a device: Run returned %v", err)
 	}

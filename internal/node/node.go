@@ -78,7 +78,13 @@ type Node struct {
 	kept      keptRecords // the routing records kept across a restart (keptrecords.go)
 	workers   *workers    // helpers of the loops' AEAD work (workers.go), nil without
 	done      chan struct{}
-	wg        sync.WaitGroup
+	// The shell's loops (shell.go) stop in two steps on Close: writers (receive, timer, discovery
+	// loops) stop first, while the device loop still reads the device; the device closes, which
+	// wakes the device loop, and the node has stopped.
+	writers   sync.WaitGroup
+	reader    sync.WaitGroup
+	devClosed chan struct{} // closed just before the device is
+	stopped   chan struct{} // closed when Close has stopped every loop
 }
 
 // fib is the forwarding table: for every reachable node, the neighbour to hand its packets to.
@@ -131,6 +137,7 @@ func New(opts Options) (*Node, error) {
 		idx: newIndexSpace(maxIndices), start: now,
 		links: make(map[routing.NodeID]*tunnel), e2e: make(map[netip.Addr]*tunnel),
 		pings: make(map[uint16]chan time.Time), done: make(chan struct{}),
+		devClosed: make(chan struct{}), stopped: make(chan struct{}),
 		found: make(map[routing.NodeID]*found), heal: newHealer(opts.Heal, now), tel: newTelemetryState(),
 		nextHeal: now, lastExpire: now, lastSample: now,
 	}
@@ -247,12 +254,14 @@ func (n *Node) UDPAddr() netip.AddrPort { return n.conn.LocalAddr() }
 func (n *Node) Device() *netdev.Device { return n.netdev }
 
 // Close stops the node: it keeps its routing records (Options.RecordsFile), closes the socket and
-// the device and wipes its sessions.
+// the device and wipes its sessions. It returns once the node's loops have stopped; a second call
+// waits for the first.
 func (n *Node) Close() error {
 	n.keepRecords(n.now(), true)
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
+		<-n.stopped
 		return nil
 	}
 	n.closed = true
@@ -264,12 +273,19 @@ func (n *Node) Close() error {
 		t.sess.Close()
 	}
 	n.mu.Unlock()
+	defer close(n.stopped)
+	// The loops that write into the device stop before it closes: closing wireguard-go's netstack
+	// closes the channel its writes hand their answers over on, so a write in flight would race
+	// with the close or panic. Such a write waits until the device loop has read the answer, so the
+	// device loop keeps reading until the device closes, which is what wakes it.
 	n.closeDiscovery()
-	err := n.conn.Close()
+	err := n.conn.Close() // wakes the receive and discovery loops; done stopped the timer loop
+	n.writers.Wait()
 	if n.dev != nil {
+		close(n.devClosed)
 		err = errors.Join(err, n.dev.Close())
 	}
-	n.wg.Wait()
+	n.reader.Wait()
 	return err
 }
 

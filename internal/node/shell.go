@@ -49,11 +49,11 @@ func (n *Node) Run(ctx context.Context) error {
 	n.Start(n.now())
 	n.workers = startWorkers(cryptoHelpers(n.opts.CryptoWorkers))
 	defer n.workers.stop() // after Close, which waits for the loops
-	n.wg.Add(2)
+	n.writers.Add(2)
 	go n.receiveLoop()
 	go n.timerLoop()
 	if n.dev != nil {
-		n.wg.Add(1)
+		n.reader.Add(1)
 		go n.deviceLoop()
 	}
 	select {
@@ -71,7 +71,7 @@ func (n *Node) Run(ctx context.Context) error {
 
 // receiveLoop reads datagrams until the socket is closed.
 func (n *Node) receiveLoop() {
-	defer n.wg.Done()
+	defer n.writers.Done()
 	r, err := n.conn.NewReader()
 	if err != nil {
 		n.log.Error("udp reader", "err", err)
@@ -92,9 +92,10 @@ func (n *Node) receiveLoop() {
 	}
 }
 
-// deviceLoop reads packets from the device until it is closed.
+// deviceLoop reads packets from the device until Close closes it. It outlives the receive loop,
+// whose writes into a userspace stack wait for it to read their answers (Close).
 func (n *Node) deviceLoop() {
-	defer n.wg.Done()
+	defer n.reader.Done()
 	p := n.NewDevicePump()
 	p.useWorkers(n.workers)
 	for {
@@ -102,8 +103,10 @@ func (n *Node) deviceLoop() {
 		if err == nil {
 			continue
 		}
-		if n.isClosed() {
+		select {
+		case <-n.devClosed:
 			return
+		default:
 		}
 		n.log.Warn("device read", "err", err)
 		if errors.Is(err, os.ErrClosed) {
@@ -115,7 +118,7 @@ func (n *Node) deviceLoop() {
 
 // timerLoop drives Tick.
 func (n *Node) timerLoop() {
-	defer n.wg.Done()
+	defer n.writers.Done()
 	t := time.NewTicker(n.opts.TickInterval)
 	defer t.Stop()
 	for {
