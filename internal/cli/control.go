@@ -398,11 +398,24 @@ func ctlNodes(e *env, args []string) error {
 		return err
 	}
 	return c.print(e, res, func(w io.Writer) {
-		fmt.Fprintln(w, "NAME\tSTATUS\tOVERLAY\tGROUPS\tCERT EXPIRES")
+		fmt.Fprintln(w, "NAME\tSTATUS\tAREA\tOVERLAY\tGROUPS\tCERT EXPIRES")
 		for _, n := range res.Nodes {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, n.Overlay, dash(strings.Join(n.Groups, ",")), n.NotAfter.Format(time.RFC3339))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, nodeArea(&n), n.Overlay, dash(strings.Join(n.Groups, ",")), n.NotAfter.Format(time.RFC3339))
 		}
 	})
+}
+
+// nodeArea shows a node's routing area: as signed in its record, or "(enrolment)" when only its
+// enrolment named it (its configuration has not confirmed it yet), or "-" when the control plane
+// knows none.
+func nodeArea(n *api.Node) string {
+	switch {
+	case n.RoutingArea == nil:
+		return "-"
+	case n.RoutingAreaSource == api.AreaFromRecord:
+		return strconv.FormatUint(uint64(*n.RoutingArea), 10)
+	}
+	return fmt.Sprintf("%d (%s)", *n.RoutingArea, n.RoutingAreaSource)
 }
 
 func ctlStatus(e *env, args []string) error {

@@ -247,6 +247,35 @@ func TestCtlJoinRoutingArea(t *testing.T) {
 	if out := mustCall(t, runCtl, "audit"); !strings.Contains(out, "routing area 4294967295") {
 		t.Fatalf("the enrolment's routing area is not in the audit log:\n%s", out)
 	}
+	// ctl nodes shows it: n2 has reported no record, so the area is the one its enrolment named.
+	if got := listedArea(t, "n2"); got != "4294967295 (enrolment)" {
+		t.Fatalf("ctl nodes shows n2's area as %q", got)
+	}
+	if out := mustCall(t, runCtl, "nodes", "--json"); !strings.Contains(out, `"routing_area": 4294967295`) || !strings.Contains(out, `"routing_area_source": "enrolment"`) {
+		t.Fatalf("nodes --json:\n%s", out)
+	}
+}
+
+// listedArea returns the AREA column `ctl nodes` shows for a node.
+func listedArea(t *testing.T, name string) string {
+	t.Helper()
+	out := mustCall(t, runCtl, "nodes")
+	lines := strings.Split(out, "\n")
+	if h := strings.Fields(lines[0]); len(h) < 3 || h[2] != "AREA" {
+		t.Fatalf("ctl nodes header: %q", lines[0])
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) < 4 || f[0] != name {
+			continue
+		}
+		if strings.HasPrefix(f[3], "(") {
+			return f[2] + " " + f[3]
+		}
+		return f[2]
+	}
+	t.Fatalf("ctl nodes lists no %s:\n%s", name, out)
+	return ""
 }
 
 // FuzzRoutingAreaFlag: --routing-area accepts exactly the decimal numbers of 32 bits, and what it
