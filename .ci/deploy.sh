@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the deployment files (docs/control.md, "Deployment"): the systemd units with
 # systemd-analyze verify and security, the Helm chart with helm lint and kubeconform against the
-# schemas of a current Kubernetes release, and the compose file against the Compose Specification.
+# schemas of a current Kubernetes release, the compose file against the Compose Specification, and
+# each node deployment's first-start enrolment against a control plane (.ci/deploy-enrol.sh).
 # CI runs it from .ci/run; by hand: bash .ci/deploy.sh. Tools come through the Go module proxy at
 # pinned versions (docs/dependencies.md, "Deployment checks"); systemd from Debian's packages.
 set -euo pipefail
@@ -85,4 +86,6 @@ for svc in postgres control n1 n2 n3 prometheus grafana; do
     f && /^    [a-z0-9-]+:$/ { exit } f && /^        healthcheck:/ { h = 1 } END { exit !h }' "$tmp/compose.yaml" ||
     { echo "compose service $svc has no health check"; exit 1; }
 done
+echo "== first-start enrolment names the node's routing area (.ci/deploy-enrol.sh)"
+bash .ci/deploy-enrol.sh "$tmp/x0tta6bl4" "$tmp/bin/helm"
 echo "deploy checks passed"

@@ -22,6 +22,7 @@ import (
 	"x0tta6bl4/internal/detector"
 	"x0tta6bl4/internal/identity"
 	"x0tta6bl4/internal/meshca"
+	"x0tta6bl4/internal/node"
 )
 
 // runControl runs the control plane, or with "init" first prepares its data directory.
@@ -398,11 +399,24 @@ func ctlNodes(e *env, args []string) error {
 		return err
 	}
 	return c.print(e, res, func(w io.Writer) {
-		fmt.Fprintln(w, "NAME\tSTATUS\tOVERLAY\tGROUPS\tCERT EXPIRES")
+		fmt.Fprintln(w, "NAME\tSTATUS\tAREA\tOVERLAY\tGROUPS\tCERT EXPIRES")
 		for _, n := range res.Nodes {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, n.Overlay, dash(strings.Join(n.Groups, ",")), n.NotAfter.Format(time.RFC3339))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", n.Name, n.Status, nodeArea(&n), n.Overlay, dash(strings.Join(n.Groups, ",")), n.NotAfter.Format(time.RFC3339))
 		}
 	})
+}
+
+// nodeArea shows a node's routing area: as signed in its record, or "(enrolment)" when only its
+// enrolment named it (its configuration has not confirmed it yet), or "-" when the control plane
+// knows none.
+func nodeArea(n *api.Node) string {
+	switch {
+	case n.RoutingArea == nil:
+		return "-"
+	case n.RoutingAreaSource == api.AreaFromRecord:
+		return strconv.FormatUint(uint64(*n.RoutingArea), 10)
+	}
+	return fmt.Sprintf("%d (%s)", *n.RoutingArea, n.RoutingAreaSource)
 }
 
 func ctlStatus(e *env, args []string) error {
@@ -582,7 +596,7 @@ func ctlAudit(e *env, args []string) error {
 // ctlJoin enrols with a join token using keys made on this machine (keys generate), and writes the
 // bundle: node.crt, node-svid.pem, ca.crt, ca-x509.pem, crl.pem and bundle.json.
 func ctlJoin(e *env, args []string) error {
-	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR [--routing-area N]")
+	fs := newFlags(e, "ctl join", "--url URL [--token-file FILE] --key node.key --name NAME --out DIR [--routing-area N | --config node.yaml]")
 	url := fs.String("url", os.Getenv("X0TTA6BL4_CONTROL_URL"), "control plane URL")
 	tokenFile := fs.String("token-file", "", "file holding the join token (default: env X0TTA6BL4_JOIN_TOKEN)")
 	keyPath := fs.String("key", "", "the node's private key file (x0tta6bl4 keys generate); only its public key is sent")
@@ -591,8 +605,14 @@ func ctlJoin(e *env, args []string) error {
 	insecure := fs.Bool("insecure-dev", false, "allow a plain-HTTP control plane (--insecure-dev on loopback)")
 	var area routingAreaFlag
 	fs.Var(&area, "routing-area", "the node's routing area, 0 to 4294967295 (docs/routing.md, \"Level 1: areas\"): the control plane hands it that area's records until its first signed record names its area; set the same routing_area in the node's configuration, which is what the node signs")
+	config := fs.String("config", "", "the node's configuration file: name the routing_area it sets (none if it sets none), so that enrolment and the node agree; with --routing-area, the two must be equal")
 	if err := e.parse(fs, args, 0); err != nil {
 		return err
+	}
+	if *config != "" {
+		if err := areaFromConfig(&area, *config); err != nil {
+			return err
+		}
 	}
 	for _, f := range []struct{ n, v string }{{"url", *url}, {"key", *keyPath}, {"name", *name}, {"out", *out}} {
 		if err := required(fs, f.n, f.v); err != nil {
@@ -608,10 +628,33 @@ func ctlJoin(e *env, args []string) error {
 		return err
 	}
 	_, err = enrolAndSave(e, *url, token, key, *name, *out, client.EnrollOptions{Trust: client.Trust{AllowHTTP: *insecure}, RoutingArea: area.area})
-	if err == nil && area.area != nil {
+	switch {
+	case err != nil || area.area == nil:
+	case *config != "":
+		fmt.Fprintf(e.stdout, "routing area %d named at enrolment, as %s sets it\n", *area.area, *config)
+	default:
 		fmt.Fprintf(e.stdout, "routing area %d named at enrolment; set routing_area: %d in the node's configuration (the area it signs counts)\n", *area.area, *area.area)
 	}
 	return err
+}
+
+// areaFromConfig sets area to the routing_area the node configuration at path names, if it names
+// one; an area given on the command line must be the same. It runs before the token is sent, so a
+// refusal leaves the token usable.
+func areaFromConfig(area *routingAreaFlag, path string) error {
+	f, err := node.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	switch {
+	case area.area != nil && *area.area != f.RoutingArea && !f.RoutingAreaSet:
+		return fmt.Errorf("--routing-area %d, but %s sets no routing_area, so the node signs area 0: set routing_area: %d there", *area.area, path, *area.area)
+	case area.area != nil && *area.area != f.RoutingArea:
+		return fmt.Errorf("--routing-area %d, but %s sets routing_area: %d, which the node signs", *area.area, path, f.RoutingArea)
+	case f.RoutingAreaSet:
+		area.area = &f.RoutingArea
+	}
+	return nil
 }
 
 // routingAreaFlag is a routing area given on the command line; area stays nil when none is.

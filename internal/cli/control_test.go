@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"x0tta6bl4/internal/control/api"
 	"x0tta6bl4/internal/meshca"
 )
 
@@ -247,6 +249,112 @@ func TestCtlJoinRoutingArea(t *testing.T) {
 	if out := mustCall(t, runCtl, "audit"); !strings.Contains(out, "routing area 4294967295") {
 		t.Fatalf("the enrolment's routing area is not in the audit log:\n%s", out)
 	}
+	// ctl nodes shows it: n2 has reported no record, so the area is the one its enrolment named.
+	if got := listedArea(t, "n2"); got != "4294967295 (enrolment)" {
+		t.Fatalf("ctl nodes shows n2's area as %q", got)
+	}
+	if out := mustCall(t, runCtl, "nodes", "--json"); !strings.Contains(out, `"routing_area": 4294967295`) || !strings.Contains(out, `"routing_area_source": "enrolment"`) {
+		t.Fatalf("nodes --json:\n%s", out)
+	}
+}
+
+// TestCtlJoinConfigArea: `ctl join --config node.yaml` names the routing_area the configuration sets
+// (0 included), and none when it sets none, as without the flag; a --routing-area that disagrees
+// with the configuration is refused before the token is spent.
+func TestCtlJoinConfigArea(t *testing.T) {
+	dir := t.TempDir()
+	cp, _ := initCLIControl(t, dir, time.Now)
+	cp.serve(t, time.Now)
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := "listen: \"[::]:7946\"\nlog_level: info\n"
+	unset, zero, six := write("unset.yaml", base), write("zero.yaml", base+"routing_area: 0\n"), write("six.yaml", base+"routing_area: 6\n")
+	bad := write("bad.yaml", base+"routing_area: -1\n")
+	join := func(name string, args ...string) (string, error) {
+		out := mustCall(t, runCtl, "token", "create", "--node-name", name)
+		tok := write(name+".tok", strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])+"\n")
+		mustRun(t, dir, "keys", "generate", "--out", name+".key")
+		return call(t, context.Background(), runCtl, append([]string{"join", "--key", filepath.Join(dir, name+".key"), "--name", name,
+			"--token-file", tok, "--out", filepath.Join(dir, name)}, args...)...)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string // the refusal
+	}{
+		{"r1", []string{"--config", six, "--routing-area", "7"}, "--routing-area 7, but " + six + " sets routing_area: 6"},
+		{"r2", []string{"--config", unset, "--routing-area", "5"}, "sets no routing_area, so the node signs area 0"},
+		{"r3", []string{"--config", bad}, "cannot unmarshal !!int `-1` into uint32"},
+		{"r4", []string{"--config", filepath.Join(dir, "missing.yaml")}, "missing.yaml"},
+	} {
+		if _, err := join(c.name, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("ctl join %v: %v, want an error saying %q", c.args, err, c.want)
+		}
+	}
+	// The refused joins sent nothing: their tokens are unused.
+	var toks api.JoinTokenList
+	if err := json.Unmarshal([]byte(mustCall(t, runCtl, "token", "list", "--json")), &toks); err != nil {
+		t.Fatal(err)
+	}
+	unused := 0
+	for _, tk := range toks.Tokens {
+		if strings.HasPrefix(tk.NodeName, "r") && tk.UsedAt == nil {
+			unused++
+		}
+	}
+	if unused != 4 {
+		t.Fatalf("%d of the refused joins' 4 tokens are unused: %+v", unused, toks.Tokens)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		out  string // what join says about the area ("" for nothing)
+		area string // as ctl nodes lists it
+	}{
+		{"unset", []string{"--config", unset}, "", "-"},
+		{"zero", []string{"--config", zero}, "routing area 0 named at enrolment, as " + zero + " sets it", "0 (enrolment)"},
+		{"six", []string{"--config", six}, "routing area 6 named at enrolment, as " + six + " sets it", "6 (enrolment)"},
+		{"agree", []string{"--config", six, "--routing-area", "6"}, "routing area 6 named at enrolment", "6 (enrolment)"},
+		{"zeroflag", []string{"--config", unset, "--routing-area", "0"}, "routing area 0 named at enrolment", "0 (enrolment)"},
+	} {
+		out, err := join(c.name, c.args...)
+		if err != nil {
+			t.Fatalf("ctl join %v: %v", c.args, err)
+		}
+		if said := strings.Contains(out, "routing area"); said != (c.out != "") || (c.out != "" && !strings.Contains(out, c.out)) {
+			t.Fatalf("ctl join %v said:\n%s\nwant %q", c.args, out, c.out)
+		}
+		if got := listedArea(t, c.name); got != c.area {
+			t.Fatalf("ctl join %v: ctl nodes shows area %q, want %q", c.args, got, c.area)
+		}
+	}
+}
+
+// listedArea returns the AREA column `ctl nodes` shows for a node.
+func listedArea(t *testing.T, name string) string {
+	t.Helper()
+	out := mustCall(t, runCtl, "nodes")
+	lines := strings.Split(out, "\n")
+	if h := strings.Fields(lines[0]); len(h) < 3 || h[2] != "AREA" {
+		t.Fatalf("ctl nodes header: %q", lines[0])
+	}
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) < 4 || f[0] != name {
+			continue
+		}
+		if strings.HasPrefix(f[3], "(") {
+			return f[2] + " " + f[3]
+		}
+		return f[2]
+	}
+	t.Fatalf("ctl nodes lists no %s:\n%s", name, out)
+	return ""
 }
 
 // FuzzRoutingAreaFlag: --routing-area accepts exactly the decimal numbers of 32 bits, and what it

@@ -444,9 +444,16 @@ func (s *Server) nodeStatus(n *store.Node) string {
 }
 
 func (s *Server) toAPINode(n *store.Node) api.Node {
-	return api.Node{Name: n.Name, SPIFFEID: n.SPIFFEID, Overlay: n.Overlay, KeyID: n.KeyID, Groups: n.Groups, Serial: n.Serial,
+	out := api.Node{Name: n.Name, SPIFFEID: n.SPIFFEID, Overlay: n.Overlay, KeyID: n.KeyID, Groups: n.Groups, Serial: n.Serial,
 		NotBefore: n.NotBefore, NotAfter: n.NotAfter, Status: s.nodeStatus(n), EnrolledAt: n.EnrolledAt,
 		RenewedAt: timePtr(n.RenewedAt), RevokedAt: timePtr(n.RevokedAt), CertificatePEM: n.CertPEM, SVIDPEM: n.SVIDPEM}
+	if area, fromRecord, known := n.RoutingArea(); known {
+		out.RoutingArea, out.RoutingAreaSource = &area, api.AreaFromEnrolment
+		if fromRecord {
+			out.RoutingAreaSource = api.AreaFromRecord
+		}
+	}
+	return out
 }
 
 func (s *Server) handleListNodes(w http.ResponseWriter, r *http.Request, rc *reqCtx) {

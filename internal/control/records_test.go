@@ -818,6 +818,27 @@ func TestRecordsForEnrolmentArea(t *testing.T) {
 	}
 }
 
+// listedAreas returns each node's routing area as GET /api/v1/nodes lists it (name:area/source, "-"
+// for none), after checking the answer against the OpenAPI document.
+func listedAreas(t *testing.T, h *harness) string {
+	t.Helper()
+	var list api.NodeList
+	r := h.must(200, "GET", "/api/v1/nodes", h.adminKey, nil, &list)
+	conformsTo(t, h, "NodeList", r.body)
+	var got []string
+	for _, n := range list.Nodes {
+		switch {
+		case n.RoutingArea == nil && n.RoutingAreaSource == "":
+			got = append(got, n.Name+":-")
+		case n.RoutingArea == nil:
+			t.Fatalf("%s: routing_area_source %q without an area", n.Name, n.RoutingAreaSource)
+		default:
+			got = append(got, fmt.Sprintf("%s:%d/%s", n.Name, *n.RoutingArea, n.RoutingAreaSource))
+		}
+	}
+	return fmt.Sprint(got)
+}
+
 // warnings is a log handler that keeps the messages of warnings and errors.
 type warnings struct {
 	mu   sync.Mutex
@@ -866,6 +887,10 @@ func testRecordsForEnrolmentArea(t *testing.T, h *harness, logs *warnings) {
 	if m, err := unnamed.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1 three#1]" {
 		t.Fatalf("a node that named no area fetched %+v %v; want every area's", m, err)
 	}
+	// The node listing shows each node's area as the control plane acts on it.
+	if got := listedAreas(t, h); got != "[newcomer:3/enrolment three:3/record two:2/record unnamed:-]" {
+		t.Fatalf("listed areas before the newcomer reports: %s", got)
+	}
 	// Its own signed record says area 2: that is what it routes in, and what it now gets.
 	cert, raw := signAreaRecord(t, newcomer, 1, 2, "192.0.2.9:4242")
 	if _, out := reportRecord(t, newcomer, cert, raw); out != api.RecordPublished {
@@ -873,6 +898,13 @@ func testRecordsForEnrolmentArea(t *testing.T, h *harness, logs *warnings) {
 	}
 	if m, err := newcomer.c.FetchRecords(ctx, 0, 0); err != nil || recordsSeen(t, m) != "[two#1]" {
 		t.Fatalf("a node enrolled for area 3 that signs area 2 fetched %+v %v; want two's record only", m, err)
+	}
+	if got := listedAreas(t, h); got != "[newcomer:2/record three:3/record two:2/record unnamed:-]" {
+		t.Fatalf("listed areas once the newcomer signed area 2: %s", got)
+	}
+	var one api.Node
+	if h.must(200, "GET", "/api/v1/nodes/newcomer", h.adminKey, nil, &one); one.RoutingArea == nil || *one.RoutingArea != 2 || one.RoutingAreaSource != api.AreaFromRecord {
+		t.Fatalf("GET /api/v1/nodes/newcomer: area %v from %q, want 2 from its record", one.RoutingArea, one.RoutingAreaSource)
 	}
 	// The disagreement is logged once, not at every record of the same area.
 	cert, raw = signAreaRecord(t, newcomer, 2, 2, "192.0.2.10:4242")

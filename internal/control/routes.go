@@ -114,7 +114,9 @@ func (s *Server) buildRoutes() []*route {
 			req:  policy.Source{}, resp: api.Policy{}, status: 200, extra: map[int]string{409: "another policy was set at the same moment; send it again"}}},
 
 		{method: "GET", path: "/api/v1/nodes", access: accessUser, role: auth.Viewer, h: s.handleListNodes, doc: opDoc{
-			id: "listNodes", tag: "nodes", summary: "List enrolled nodes", resp: api.NodeList{}, status: 200}},
+			id: "listNodes", tag: "nodes", summary: "List enrolled nodes",
+			desc: "Every enrolled node, revoked ones included, by name. `routing_area` is the area signed in the node's newest record, else the one its enrolment request named (`routing_area_source` says which: `record` or `enrolment`); absent when there is neither.",
+			resp: api.NodeList{}, status: 200}},
 		{method: "GET", path: "/api/v1/nodes/{name}", access: accessUser, role: auth.Viewer, h: s.handleGetNode, doc: opDoc{
 			id: "getNode", tag: "nodes", summary: "One enrolled node", resp: api.Node{}, status: 200,
 			params: []param{{"name", "string", "node name"}}, extra: map[int]string{404: "no such node"}}},

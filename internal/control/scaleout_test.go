@@ -192,8 +192,8 @@ rate_limits: {per_ip: {rate: 100000, burst: 100000}, per_key: {rate: 100000, bur
 				if r == nil {
 					continue
 				}
-				acked = appendLocked(&mu, acked, *r)
 				mu.Lock()
+				acked = append(acked, *r)
 				kill := len(acked) == 4 && !killed
 				if kill {
 					killed = true
@@ -292,12 +292,6 @@ rate_limits: {per_ip: {rate: 100000, burst: 100000}, per_key: {rate: 100000, bur
 	if worst := propagated[len(propagated)-1]; worst > time.Second {
 		t.Errorf("an instance took %v to serve a new list, want within 1 s", worst)
 	}
-}
-
-func appendLocked[T any](mu *sync.Mutex, s []T, v T) []T {
-	mu.Lock()
-	defer mu.Unlock()
-	return append(s, v)
 }
 
 // waitForCRL long-polls url's revocation list until it serves number n or newer and returns how

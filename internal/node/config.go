@@ -38,6 +38,9 @@ type File struct {
 	// RoutingArea: the node's routing area (docs/routing.md, Areas); 0, the default, for a mesh that
 	// is one area.
 	RoutingArea uint32 `yaml:"routing_area,omitempty"`
+	// RoutingAreaSet says whether the file names routing_area at all, 0 included (ReadFile sets it):
+	// enrolment names the area to the control plane only then (ctl join --config).
+	RoutingAreaSet bool `yaml:"-"`
 	// RoutingGateway: run level 2 and carry traffic between this area and the others
 	// (docs/routing.md, "Level 2"); needs routing_area.
 	RoutingGateway bool `yaml:"routing_gateway,omitempty"`
@@ -164,6 +167,13 @@ func ReadFile(path string) (File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return File{}, fmt.Errorf("%s: %w", path, err)
 	}
+	var named struct {
+		RoutingArea *uint32 `yaml:"routing_area"`
+	}
+	if err := yaml.Unmarshal(data, &named); err != nil {
+		return File{}, fmt.Errorf("%s: %w", path, err)
+	}
+	f.RoutingAreaSet = named.RoutingArea != nil
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
 		return File{}, fmt.Errorf("%s: %w", path, err)

@@ -69,6 +69,17 @@ firewall:
 	if o, err := LoadConfig(path); err != nil || o.RoutingArea != 7 {
 		t.Errorf("routing_area 7: %v, area %d", err, o.RoutingArea)
 	}
+	// Whether the file names an area at all, 0 included, is what enrolment goes by (ctl join --config).
+	for _, c := range []struct {
+		yaml string
+		set  bool
+		area uint32
+	}{{good, false, 0}, {good + "routing_area: 0\n", true, 0}, {good + "routing_area: 7\n", true, 7}} {
+		os.WriteFile(path, []byte(c.yaml), 0o644)
+		if f, err := ReadFile(path); err != nil || f.RoutingAreaSet != c.set || f.RoutingArea != c.area {
+			t.Errorf("ReadFile of %q: set %v area %d, %v; want set %v area %d", c.yaml[len(good):], f.RoutingAreaSet, f.RoutingArea, err, c.set, c.area)
+		}
+	}
 	os.WriteFile(path, []byte(good+"routing_area: 7\nrouting_gateway: true\n"), 0o644)
 	if o, err := LoadConfig(path); err != nil || !o.RoutingGateway {
 		t.Errorf("routing_gateway: %v, gateway %v", err, o.RoutingGateway)

@@ -210,7 +210,18 @@ type Node struct {
 	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
 	CertificatePEM string     `json:"certificate_pem"`
 	SVIDPEM        string     `json:"svid_pem"`
+	// RoutingArea is the node's routing area: the one signed in its newest record, else the one it
+	// named at enrolment; absent when there is neither (it then gets every area's records).
+	RoutingArea *uint32 `json:"routing_area,omitempty"`
+	// RoutingAreaSource says where RoutingArea comes from: "record" or "enrolment".
+	RoutingAreaSource string `json:"routing_area_source,omitempty"`
 }
+
+// Sources of Node.RoutingArea.
+const (
+	AreaFromRecord    = "record"
+	AreaFromEnrolment = "enrolment"
+)
 
 // NodeList is GET /api/v1/nodes.
 type NodeList struct {

@@ -156,33 +156,58 @@ type Node struct {
 	// EnrolmentArea is the routing area the node named when it enrolled (nil: none). The area it
 	// signs in its records counts over it (docs/control.md, "Signed records").
 	EnrolmentArea *uint32
+	// RecordArea is the routing area signed in the node's stored record (nil: it has reported none,
+	// or only one stored before records' areas were kept). Filled by reads.
+	RecordArea *uint32
+}
+
+// RoutingArea returns the node's routing area as the control plane knows it: the one its stored
+// record is signed with, else the one it named at enrolment (fromRecord false); known is false when
+// there is neither. Server.areaOf applies the same rule to a fresh read of the record.
+func (n *Node) RoutingArea() (area uint32, fromRecord, known bool) {
+	switch {
+	case n.RecordArea != nil:
+		return *n.RecordArea, true, true
+	case n.EnrolmentArea != nil:
+		return *n.EnrolmentArea, false, true
+	}
+	return 0, false, false
 }
 
 // Revoked reports whether the node has been revoked.
 func (n *Node) Revoked() bool { return !n.RevokedAt.IsZero() }
 
-const nodeCols = "id, name, key_id, overlay, spiffe_id, groups_list, public_key_pem, serial, cert_pem, svid_pem, not_before, not_after, cert_ttl_ms, enrolled_at, renewed_at, revoked_at, routing_area"
+// nodeCols are the columns scanNode reads from nodes: the last is the area of the node's stored
+// record (-1: none, or unknown).
+const nodeCols = "id, name, key_id, overlay, spiffe_id, groups_list, public_key_pem, serial, cert_pem, svid_pem, not_before, not_after, " +
+	"cert_ttl_ms, enrolled_at, renewed_at, revoked_at, routing_area, COALESCE((SELECT r.area FROM mesh_records r WHERE r.node_id = nodes.id), -1)"
 
 func scanNode(sc interface{ Scan(...any) error }) (*Node, error) {
 	var (
 		n                    Node
 		groups               string
 		nb, na, ttl, e, r, v int64
-		area                 int64
+		area, recordArea     int64
 	)
 	if err := sc.Scan(&n.ID, &n.Name, &n.KeyID, &n.Overlay, &n.SPIFFEID, &groups, &n.PublicKeyPEM, &n.Serial, &n.CertPEM, &n.SVIDPEM,
-		&nb, &na, &ttl, &e, &r, &v, &area); err != nil {
+		&nb, &na, &ttl, &e, &r, &v, &area, &recordArea); err != nil {
 		return nil, err
 	}
-	if area >= 0 && area <= math.MaxUint32 {
-		a := uint32(area)
-		n.EnrolmentArea = &a
-	}
+	n.EnrolmentArea, n.RecordArea = storedArea(area), storedArea(recordArea)
 	n.Groups = splitGroups(groups)
 	n.NotBefore, n.NotAfter = fromMS(nb), fromMS(na)
 	n.CertTTL = time.Duration(ttl) * time.Millisecond
 	n.EnrolledAt, n.RenewedAt, n.RevokedAt = fromMS(e), fromMS(r), fromMS(v)
 	return &n, nil
+}
+
+// storedArea reads a routing-area column: -1 (or anything outside 32 bits) is none.
+func storedArea(v int64) *uint32 {
+	if v < 0 || v > math.MaxUint32 {
+		return nil
+	}
+	a := uint32(v)
+	return &a
 }
 
 // InsertNode records a newly enrolled node and its first certificate. A name held by a revoked

@@ -317,3 +317,58 @@ func TestNodeEnrolmentArea(t *testing.T) {
 		}
 	})
 }
+
+// TestNodeRoutingArea: a node read from the store carries the area of its stored record, which
+// counts over the one named at enrolment, in every read (by name, by key, listed).
+func TestNodeRoutingArea(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		five := uint32(5)
+		named := &store.Node{Name: "named", KeyID: "k-named", Overlay: "fd74::2", SPIFFEID: "spiffe://m/node/named", PublicKeyPEM: "pub",
+			Serial: "s-named", CertPEM: "c", SVIDPEM: "v", NotBefore: t0, NotAfter: t0.Add(time.Hour), CertTTL: time.Hour, EnrolledAt: t0,
+			EnrolmentArea: &five}
+		if err := s.InsertNode(ctx, named); err != nil {
+			t.Fatal(err)
+		}
+		silent := insertNode(t, s, "silent")
+		areas := func() string {
+			t.Helper()
+			ns, err := s.ListNodes(ctx, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, n := range ns {
+				byName, err := s.NodeByName(ctx, n.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				byKey, err := s.LiveNodeByKeyID(ctx, n.KeyID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				area, fromRecord, known := n.RoutingArea()
+				for _, other := range []*store.Node{byName, byKey} {
+					if a, r, k := other.RoutingArea(); a != area || r != fromRecord || k != known {
+						t.Fatalf("%s: listed with area %d/%v/%v, read alone with %d/%v/%v", n.Name, area, fromRecord, known, a, r, k)
+					}
+				}
+				got = append(got, fmt.Sprintf("%s:%d/record=%v/known=%v", n.Name, area, fromRecord, known))
+			}
+			return fmt.Sprint(got)
+		}
+		if got := areas(); got != "[named:5/record=false/known=true silent:0/record=false/known=false]" {
+			t.Fatalf("before any record: %s", got)
+		}
+		for _, r := range []struct {
+			n    *store.Node
+			area uint32
+		}{{named, 2}, {silent, 0}} {
+			publish(t, s, &store.MeshRecord{NodeID: r.n.ID, Sequence: 1, Expires: t0.Add(3 * time.Minute), ReceivedAt: t0,
+				Certificate: []byte("cert"), Record: []byte("rec"), Area: r.area})
+		}
+		if got := areas(); got != "[named:2/record=true/known=true silent:0/record=true/known=true]" {
+			t.Fatalf("after each node's record: %s", got)
+		}
+	})
+}
