@@ -203,7 +203,7 @@ func constant(p ...float64) *Model {
 // of the members name one, the fault of highest mean probability, whatever the mean of the
 // probabilities says.
 func TestEnsembleClassifyMajority(t *testing.T) {
-	unsure := constant(0.40, 0.35, 0.25) // normal, just
+	unsure := constant(0.40, 0.35, 0.25)  // normal, just
 	leaning := constant(0.40, 0.45, 0.15) // fault 1, just
 	for _, tc := range []struct {
 		name          string
