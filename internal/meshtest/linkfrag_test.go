@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -94,10 +96,18 @@ func ipFragments(n int) int {
 }
 
 // lossyDrop loses each IP packet with probability loss: a datagram sent whole in k IP fragments is
-// lost if any of them is.
-func lossyDrop(seed uint64, loss float64) func(_, _ *Node, d []byte) bool {
-	r := rand.New(rand.NewPCG(seed, 0x10557))
-	return func(_, _ *Node, d []byte) bool {
+// lost if any of them is. Each direction of each link draws from its own stream, so that which
+// datagram is lost does not depend on the order in which a node serves its links within one tick
+// (map order, which varies from run to run).
+func lossyDrop(seed uint64, loss float64) func(from, to *Node, d []byte) bool {
+	streams := make(map[[2]int]*rand.Rand)
+	return func(from, to *Node, d []byte) bool {
+		dir := [2]int{from.index, to.index}
+		r := streams[dir]
+		if r == nil {
+			r = rand.New(rand.NewPCG(seed, 0x10557<<16|uint64(dir[0])<<8|uint64(dir[1])))
+			streams[dir] = r
+		}
 		return r.Float64() >= math.Pow(1-loss, float64(ipFragments(len(d))))
 	}
 }
@@ -171,5 +181,30 @@ func TestPieceFramesAfterDowngradeRestart(t *testing.T) {
 		if took, ok := m.RunUntil(hasRoute(m.Node("c"), "a", 2, "b"), 10*time.Second); !ok {
 			t.Fatalf("seed %d: the restarted c has no route to a after %s\n%s", seed, took, dump(m))
 		}
+	}
+}
+
+// TestPieceFramesUnderLossSweep measures what TestPieceFramesUnderLoss asserts over many more seeds:
+// LOSS_SWEEP_SEEDS=2000 go test -run TestPieceFramesUnderLossSweep -v ./internal/meshtest/ runs the
+// chain a – b – c at 5 % loss once per seed and reports how many missed 10 s and the slowest. It is
+// skipped unless LOSS_SWEEP_SEEDS is set (2,000 seeds take about a minute).
+func TestPieceFramesUnderLossSweep(t *testing.T) {
+	seeds, _ := strconv.Atoi(os.Getenv("LOSS_SWEEP_SEEDS"))
+	if seeds <= 0 {
+		t.Skip("LOSS_SWEEP_SEEDS not set")
+	}
+	var missed []uint64
+	var slowest time.Duration
+	for seed := range uint64(seeds) {
+		m, took, ok := chainUntilRoute(t, Config{Seed: seed, Drop: lossyDrop(seed, 0.05)})
+		if !ok {
+			missed = append(missed, seed)
+			t.Logf("seed %d: no route a -> c within 10 s\n%s", seed, dump(m))
+		}
+		slowest = max(slowest, took)
+	}
+	t.Logf("5 %% loss, %d seeds: %d missed 10 s %v; slowest %s", seeds, len(missed), missed, slowest)
+	if len(missed) > 0 {
+		t.Errorf("%d of %d seeds missed 10 s", len(missed), seeds)
 	}
 }

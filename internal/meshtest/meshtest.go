@@ -9,6 +9,7 @@
 package meshtest
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -72,6 +73,7 @@ type Node struct {
 	pump  *node.DevicePump
 	peers []int // nodes this one dials at start
 	dead  bool
+	boots int // processes started, so that each draws its own timeline from the seed
 	// RawDevice, set before Start, gives the node a device that moves whole TCP bursts with
 	// virtio-net headers, as a kernel TUN with offloads does.
 	RawDevice bool
@@ -243,7 +245,7 @@ func (m *Mesh) boot(n *Node) error {
 	o := node.Options{Key: n.Key, Cert: n.Cert, CA: []*meshca.Certificate{m.ca.Certificate()},
 		Device: node.DeviceNetstack, Firewall: allowAll, Logger: m.cfg.Logger.With("mesh", "meshtest"),
 		ProbeInterval: m.cfg.ProbeInterval, DeadAfter: m.cfg.DeadAfter, TickInterval: m.cfg.Tick,
-		Heal: m.cfg.Heal, Conn: n.conn, PacketDevice: n.dev, Now: m.Now}
+		Heal: m.cfg.Heal, Conn: n.conn, PacketDevice: n.dev, Now: m.Now, Rand: m.processRand(n)}
 	for _, p := range n.peers {
 		o.Peers = append(o.Peers, node.Peer{Addr: m.nodes[p].udp, Cert: m.nodes[p].Cert})
 	}
@@ -257,6 +259,18 @@ func (m *Mesh) boot(n *Node) error {
 	n.Node, n.rcv, n.pump = nd, nd.NewReceiver(), nd.NewDevicePump()
 	n.conn.Attach(&reusingReceiver{r: n.rcv})
 	return nil
+}
+
+// processRand is the randomness of n's next process (handshake jitter, indices): drawn from the seed,
+// the node and how many processes it has had, so that a seed replays the same timeline.
+func (m *Mesh) processRand(n *Node) *rand.ChaCha8 {
+	var seed [32]byte
+	binary.LittleEndian.PutUint64(seed[0:], m.cfg.Seed)
+	binary.LittleEndian.PutUint64(seed[8:], uint64(n.index))
+	binary.LittleEndian.PutUint64(seed[16:], uint64(n.boots))
+	copy(seed[24:], "process\x00")
+	n.boots++
+	return rand.NewChaCha8(seed)
 }
 
 // reusingReceiver hands datagrams to a node as a socket reader does (underlay.Datagram: a view into

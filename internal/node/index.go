@@ -1,6 +1,10 @@
 package node
 
-import "x0tta6bl4/internal/session"
+import (
+	"io"
+
+	"x0tta6bl4/internal/session"
+)
 
 // indexSpace is the one namespace of local session indices shared by the handshake machines and the
 // transport sessions (docs/transport.md "Index allocation"): a handshake reserves an index (mapped to
@@ -9,8 +13,9 @@ type indexSpace struct {
 	t *session.IndexTable[*tunnel]
 }
 
-func newIndexSpace(max int) *indexSpace {
-	return &indexSpace{t: session.NewIndexTable[*tunnel](max, nil)}
+// newIndexSpace draws indices from r (nil: crypto/rand).
+func newIndexSpace(max int, r io.Reader) *indexSpace {
+	return &indexSpace{t: session.NewIndexTable[*tunnel](max, r)}
 }
 
 // Allocate reserves a fresh random non-zero index (handshake.IndexAllocator).

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -22,6 +23,7 @@ import (
 // Node is a running mesh node.
 type Node struct {
 	opts     Options
+	rand     io.Reader // Options.Rand made safe for concurrent use; nil: crypto/rand
 	log      *slog.Logger
 	self     *meshca.Certificate
 	selfID   routing.NodeID
@@ -131,10 +133,14 @@ func New(opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	var rnd io.Reader
+	if opts.Rand != nil {
+		rnd = &lockedReader{r: opts.Rand}
+	}
 	n := &Node{
-		opts: opts, log: opts.Logger.With("node", opts.Cert.Name), self: opts.Cert, now: opts.Now,
+		rand: rnd, opts: opts, log: opts.Logger.With("node", opts.Cert.Name), self: opts.Cert, now: opts.Now,
 		selfID: opts.Cert.SignPublicKey.ID(), addr: opts.Cert.Overlay, verifier: verifier, fw: fw,
-		idx: newIndexSpace(maxIndices), start: now,
+		idx: newIndexSpace(maxIndices, rnd), start: now,
 		links: make(map[routing.NodeID]*tunnel), e2e: make(map[netip.Addr]*tunnel),
 		pings: make(map[uint16]chan time.Time), done: make(chan struct{}),
 		devClosed: make(chan struct{}), stopped: make(chan struct{}),
@@ -226,7 +232,8 @@ func (n *Node) openDevice() error {
 
 func (n *Node) handshakeConfig(cert *meshca.Certificate, prologue string, packet int) handshake.Config {
 	return handshake.Config{Key: n.opts.Key, Cert: cert, Verifier: n.verifier, Prologue: prologue,
-		Indices: n.idx, MaxPacketSize: packet, DisableRetransmission: n.opts.NoHandshakeRetransmit}
+		Indices: n.idx, MaxPacketSize: packet, DisableRetransmission: n.opts.NoHandshakeRetransmit,
+		Rand: n.rand}
 }
 
 // e2eHandshakePacket: 1500 − 20 (IPv4) − 8 (UDP) − 32 (link transport) − 1 (frame) − 36 (routed header),
@@ -296,4 +303,16 @@ func (n *Node) isClosed() bool {
 	default:
 		return false
 	}
+}
+
+// lockedReader serialises reads of a reader that is not safe for concurrent use.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"time"
@@ -82,6 +83,12 @@ type Options struct {
 
 	AdminSocket   string // unix socket path for status/peers/routes/ping; empty: none
 	MetricsListen string // host:port for Prometheus metrics at /metrics (plain HTTP); empty: none
+
+	// Rand, if set, supplies the handshakes' retry jitter, cookie secrets and session indices instead
+	// of crypto/rand, so that a simulation on a virtual clock can replay the same timeline from a
+	// seed. KEM keys always come from crypto/rand. It may be called from several goroutines; the node
+	// serialises the calls. Production leaves it nil.
+	Rand io.Reader
 
 	// NoHandshakeRetransmit makes the node's handshakes behave as before retransmission of the
 	// current attempt (docs/protocol.md §12.4): for compatibility tests and before/after figures.
