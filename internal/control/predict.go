@@ -187,7 +187,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 		s.internal(w, r, fmt.Errorf("detector graph: %w", err))
 		return
 	}
-	probs := m.Predict(&in)
+	probs, classes := m.Classify(&in)
 	p := probs[v]
 	out := api.Prediction{Node: name, ModelVersion: m.Version(), ComputedAt: s.now(), GraphNodes: len(mg.Names),
 		TelemetryMissing: mg.reported[v] == nil, Score: 1 - p[0], Threshold: m.DetectionThreshold(),
@@ -201,7 +201,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request, rc *reqCt
 	for k, q := range p {
 		out.Probabilities[telemetry.Classes[k]] = q
 	}
-	out.Class = telemetry.Classes[m.Classify(&in)[v]]
+	out.Class = telemetry.Classes[classes[v]]
 	for i, name := range telemetry.NodeNames {
 		out.Features[name] = mg.Graph.X[v][i]
 	}

@@ -225,7 +225,7 @@ func TestEnsembleClassifyMajority(t *testing.T) {
 			t.Fatal(err)
 		}
 		g := ringGraph(6, 5, 3)
-		probs, kinds := e.Predict(&g), e.Classify(&g)
+		probs, kinds := e.Classify(&g)
 		for v := range kinds {
 			if kinds[v] != tc.want {
 				t.Fatalf("%s: node %d classified %d, want %d", tc.name, v, kinds[v], tc.want)
@@ -238,7 +238,8 @@ func TestEnsembleClassifyMajority(t *testing.T) {
 	// A single model's decision is its most probable class.
 	m := constant(0.3, 0.3, 0.4)
 	g := ringGraph(4, 5, 3)
-	for v, k := range m.Classify(&g) {
+	_, single := m.Classify(&g)
+	for v, k := range single {
 		if k != 2 {
 			t.Fatalf("single model: node %d classified %d, want 2", v, k)
 		}

@@ -12,9 +12,10 @@ type Predictor interface {
 	CheckGraph(g *Graph) error
 	// Predict returns per-node class probabilities (n×K) of a graph that passes CheckGraph.
 	Predict(g *Graph) [][]float64
-	// Classify returns per-node decisions of a graph that passes CheckGraph: the class it names,
-	// 0 (normal) or a fault. It is the predictor's own rule, not always Predict's argmax.
-	Classify(g *Graph) []int
+	// Classify returns, for a graph that passes CheckGraph, the probabilities Predict returns and
+	// the predictor's decision per node: the class it names, 0 (normal) or a fault. The decision is
+	// the predictor's own rule, not always the probabilities' argmax.
+	Classify(g *Graph) (probs [][]float64, classes []int)
 	// DetectionThreshold is the threshold on 1 − p(normal) above which a node is anomalous.
 	DetectionThreshold() float64
 	// Version is the first 8 bytes of the SHA-256 of its model file, in hex.
@@ -35,14 +36,14 @@ func Scores(p Predictor, g *Graph) []float64 {
 	return s
 }
 
-// Classify returns the most probable class of each node.
-func (m *Model) Classify(g *Graph) []int {
+// Classify returns the probabilities and the most probable class of each node.
+func (m *Model) Classify(g *Graph) ([][]float64, []int) {
 	probs := m.Predict(g)
-	out := make([]int, len(probs))
+	classes := make([]int, len(probs))
 	for v, p := range probs {
-		out[v] = mostProbable(p, 0)
+		classes[v] = mostProbable(p, 0)
 	}
-	return out
+	return probs, classes
 }
 
 // mostProbable returns the index of the largest p[k] for k ≥ from (the first on a tie).
@@ -94,9 +95,14 @@ func (e *Ensemble) DetectionThreshold() float64 { return e.Threshold }
 // probability. A mean of probabilities lets one confident member outvote the others, and outside
 // the training distribution that member is as likely to be the one extrapolating wrongly
 // (docs/intelligence.md, "The ensemble's decision: a majority of its members").
-func (e *Ensemble) Classify(g *Graph) []int {
+// One pass over the members gives both the mean probabilities and the votes.
+func (e *Ensemble) Classify(g *Graph) ([][]float64, []int) {
 	k := e.Shape().K
-	sum := make([]float64, len(g.X)*k)
+	probs := make([][]float64, len(g.X))
+	flat := make([]float64, len(g.X)*k)
+	for v := range probs {
+		probs[v] = flat[v*k : (v+1)*k]
+	}
 	votes := make([]int, len(g.X))
 	for _, mb := range e.Members {
 		for v, p := range mb.Predict(g) {
@@ -104,31 +110,7 @@ func (e *Ensemble) Classify(g *Graph) []int {
 				votes[v]++
 			}
 			for c, pc := range p {
-				sum[v*k+c] += pc
-			}
-		}
-	}
-	out := make([]int, len(g.X))
-	for v, n := range votes {
-		if 2*n > len(e.Members) {
-			out[v] = mostProbable(sum[v*k:(v+1)*k], 1)
-		}
-	}
-	return out
-}
-
-// Predict returns the mean of the members' class probabilities.
-func (e *Ensemble) Predict(g *Graph) [][]float64 {
-	k := e.Shape().K
-	out := make([][]float64, len(g.X))
-	flat := make([]float64, len(g.X)*k)
-	for v := range out {
-		out[v] = flat[v*k : (v+1)*k]
-	}
-	for _, mb := range e.Members {
-		for v, p := range mb.Predict(g) {
-			for c, pc := range p {
-				out[v][c] += pc
+				probs[v][c] += pc
 			}
 		}
 	}
@@ -136,5 +118,17 @@ func (e *Ensemble) Predict(g *Graph) [][]float64 {
 	for i := range flat {
 		flat[i] *= inv
 	}
-	return out
+	classes := make([]int, len(g.X))
+	for v, n := range votes {
+		if 2*n > len(e.Members) {
+			classes[v] = mostProbable(probs[v], 1)
+		}
+	}
+	return probs, classes
+}
+
+// Predict returns the mean of the members' class probabilities.
+func (e *Ensemble) Predict(g *Graph) [][]float64 {
+	probs, _ := e.Classify(g)
+	return probs
 }

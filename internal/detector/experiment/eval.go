@@ -33,38 +33,18 @@ type Method struct {
 	Name      string
 	Threshold float64
 	Score     func(g *detector.Graph) []float64
-	// Classes, if set, gives per-node class probabilities: the method then names the fault, and
-	// for fault k a node is flagged when its decision is k (score: p(k)).
-	Classes func(g *detector.Graph) [][]float64
-	// Decide, if set with Classes, is the method's own decision per node (0: normal); otherwise the
-	// decision is the most probable class.
-	Decide func(g *detector.Graph) []int
+	// Classify, if set, gives per-node class probabilities and the method's decision (0: normal):
+	// the method then names the fault, and for fault k a node is flagged when its decision is k
+	// (score: p(k)).
+	Classify func(g *detector.Graph) (probs [][]float64, kinds []int)
 }
 
-// classify returns a classifier method's probabilities and decisions for g.
-func (d Method) classify(g *detector.Graph) ([][]float64, []int) {
-	return d.Classes(g), d.kinds(g)
-}
-
-// kinds returns a classifier method's decisions for g.
-func (d Method) kinds(g *detector.Graph) []int {
-	if d.Decide != nil {
-		return d.Decide(g)
-	}
-	probs := d.Classes(g)
-	kinds := make([]int, len(probs))
-	for v, p := range probs {
-		kinds[v] = argmax(p)
-	}
-	return kinds
-}
-
-// classifyAll is classify over graphs, concatenated.
+// classifyAll is Classify over graphs, concatenated.
 func (d Method) classifyAll(gs []detector.Graph) ([][]float64, []int) {
 	var probs [][]float64
 	var kinds []int
 	for i := range gs {
-		p, k := d.classify(&gs[i])
+		p, k := d.Classify(&gs[i])
 		probs, kinds = append(probs, p...), append(kinds, k...)
 	}
 	return probs, kinds
@@ -112,7 +92,7 @@ func Anomaly(m detector.Predictor) Method {
 // decision (detector.Predictor's Classify).
 func Classifier(m detector.Predictor) Method {
 	return Method{Name: "GraphSAGE class", Threshold: m.DetectionThreshold(), Score: func(g *detector.Graph) []float64 { return detector.Scores(m, g) },
-		Classes: m.Predict, Decide: m.Classify}
+		Classify: m.Classify}
 }
 
 // Row is one line of the evaluation table.
@@ -133,7 +113,7 @@ func EvaluateAll(ds []Method, test []detector.Graph) []Row {
 		for i := range test {
 			scores = append(scores, d.Score(&test[i])...)
 		}
-		if d.Classes != nil {
+		if d.Classify != nil {
 			probs, kinds := d.classifyAll(test)
 			out = append(out, classRows(d.Name, probs, kinds, ys)...)
 			continue
@@ -176,7 +156,8 @@ func Confusion(m detector.Predictor, gs []detector.Graph) [][]int {
 		cm[i] = make([]int, k)
 	}
 	for gi := range gs {
-		for v, c := range m.Classify(&gs[gi]) {
+		_, classes := m.Classify(&gs[gi])
+		for v, c := range classes {
 			cm[gs[gi].Y[v]][c]++
 		}
 	}

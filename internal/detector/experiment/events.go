@@ -101,8 +101,8 @@ func decide(d Method, test []detector.Graph) [][][]bool {
 	for t := range test {
 		g := &test[t]
 		var kinds []int
-		if d.Classes != nil {
-			kinds = d.kinds(g)
+		if d.Classify != nil {
+			_, kinds = d.Classify(g)
 		}
 		scores := d.Score(g)
 		flags[t] = make([][]bool, len(g.X))
@@ -262,7 +262,7 @@ func ChooseJoint(ds []Method, val []detector.Graph, perRun, maxK int) (int, []fl
 	}
 	cands := make([][]cand, len(ds))
 	for i, d := range ds {
-		if d.Classes != nil {
+		if d.Classify != nil {
 			cands[i] = []cand{{d.Threshold, decide(d, val)}}
 			continue
 		}

@@ -203,8 +203,10 @@ func TestClassifierDecides(t *testing.T) {
 		}
 		return out
 	}
-	d := Method{Name: "m", Score: func(g *detector.Graph) []float64 { return make([]float64, len(g.X)) }, Classes: probs,
-		Decide: func(g *detector.Graph) []int { return []int{0, int(sim.GreyHole)} }}
+	score := func(g *detector.Graph) []float64 { return make([]float64, len(g.X)) }
+	d := Method{Name: "m", Score: score, Classify: func(g *detector.Graph) ([][]float64, []int) {
+		return probs(g), []int{0, int(sim.GreyHole)}
+	}}
 	for _, m := range []Method{d, FuseClasses(d, Method{Score: func(g *detector.Graph) []float64 { return []float64{absent, absent} }}, FuseOr)} {
 		rows := EvaluatePersistent([]Method{m}, gs, 3, 1, 1)
 		if r := rows[sim.GreyHole]; r.Detected != 1 || r.Alarms != 0 {
@@ -214,8 +216,10 @@ func TestClassifierDecides(t *testing.T) {
 			t.Fatalf("%s: per interval TP %d FP %d, want 3 and 0", m.Name, r.TP, r.FP)
 		}
 	}
-	// Without Decide, the decision is the argmax: node 0 is then a false alarm.
-	d.Decide = nil
+	// With the argmax as its decision, node 0 is a false alarm.
+	d.Classify = func(g *detector.Graph) ([][]float64, []int) {
+		return probs(g), []int{int(sim.GreyHole), int(sim.GreyHole)}
+	}
 	if r := EvaluatePersistent([]Method{d}, gs, 3, 1, 1)[sim.GreyHole]; r.Alarms != 1 {
 		t.Fatalf("argmax: false alarms %d, want 1", r.Alarms)
 	}

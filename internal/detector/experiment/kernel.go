@@ -114,7 +114,7 @@ func WithKernel(base, kernel Method, val []detector.Graph) (Method, [2]float64) 
 	return ms[0], f1
 }
 
-// FuseClasses returns a classifier (a method with Classes) and the kernel rule as one classifier.
+// FuseClasses returns a classifier (a method with Classify) and the kernel rule as one classifier.
 // The kernel witnesses one thing, a relay whose daemon claims to have handed on what it dropped,
 // so it only ever decides between normal and the two lying-relay kinds, and only on nodes with
 // kernel evidence. OR: a node the classifier calls normal but the kernel rule flags becomes the
@@ -123,7 +123,7 @@ func WithKernel(base, kernel Method, val []detector.Graph) (Method, [2]float64) 
 // node without kernel evidence, is the classifier's own.
 func FuseClasses(base, kernel Method, f Fusion) Method {
 	fuse := func(g *detector.Graph) ([][]float64, []int) {
-		probs, kinds := base.classify(g)
+		probs, kinds := base.Classify(g)
 		k := kernel.Score(g)
 		out := make([][]float64, len(probs))
 		for v, p := range probs {
@@ -145,9 +145,7 @@ func FuseClasses(base, kernel Method, f Fusion) Method {
 		}
 		return out, kinds
 	}
-	return Method{Name: base.Name + " + kernel (" + string(f) + ")", Threshold: base.Threshold, Score: base.Score,
-		Classes: func(g *detector.Graph) [][]float64 { p, _ := fuse(g); return p },
-		Decide:  func(g *detector.Graph) []int { _, k := fuse(g); return k }}
+	return Method{Name: base.Name + " + kernel (" + string(f) + ")", Threshold: base.Threshold, Score: base.Score, Classify: fuse}
 }
 
 func onehot(n, k int) []float64 {

@@ -59,17 +59,23 @@ func TestFuseClasses(t *testing.T) {
 			g.K[v][detector.KITxUnseen], g.K[v][detector.KITxUnseenPresent] = d, 1
 		}
 	}
-	base := Method{Name: "base", Classes: func(*detector.Graph) [][]float64 { return probs }, Score: func(*detector.Graph) []float64 { return make([]float64, 5) }}
+	base := Method{Name: "base", Score: func(*detector.Graph) []float64 { return make([]float64, 5) }, Classify: func(*detector.Graph) ([][]float64, []int) {
+		kinds := make([]int, len(probs))
+		for v, p := range probs {
+			kinds[v] = argmax(p)
+		}
+		return probs, kinds
+	}}
 	kernel := Method{Name: "kernel rule", Threshold: 0.1, Score: kernelDiscrepancy}
 	want := map[Fusion][]sim.Kind{
 		FuseOr:  {sim.GreyHole, sim.Blackhole, sim.Crash, sim.Normal, sim.Blackhole},
 		FuseAnd: {sim.Normal, sim.Normal, sim.Crash, sim.Normal, sim.Normal},
 	}
 	for f, w := range want {
-		got := FuseClasses(base, kernel, f).Classes(&g)
+		got, kinds := FuseClasses(base, kernel, f).Classify(&g)
 		for v := range w {
-			if sim.Kind(argmax(got[v])) != w[v] {
-				t.Errorf("%s: node %d is %s, want %s", f, v, sim.Kind(argmax(got[v])), w[v])
+			if sim.Kind(argmax(got[v])) != w[v] || sim.Kind(kinds[v]) != w[v] {
+				t.Errorf("%s: node %d is %s (decision %s), want %s", f, v, sim.Kind(argmax(got[v])), sim.Kind(kinds[v]), w[v])
 			}
 		}
 	}
